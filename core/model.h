@@ -1,0 +1,79 @@
+// Model file loader and embedding backends (docs/DESIGN.md sections 3 and 4).
+// A Model holds immutable weights (shareable between threads); an Embedder holds one thread's
+// inference state with every buffer sized at creation (nothing allocates per embedding).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/frontend.h"
+#include "core/status.h"
+
+namespace earshot {
+
+constexpr uint32_t kModelVersion = 1;
+
+enum class Backend { kScalar, kSimd, kXnnpack };
+const char* backend_name(Backend backend);
+
+struct Layer {
+    enum class Type { kConv2d, kDense, kL2Norm } type;
+    std::string name;
+    int in = 0, out = 0;
+    int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+    bool relu = false;
+    std::vector<float> weight;  // conv: [out, kh, kw, in] (OHWI); dense: [out, in]
+    std::vector<float> bias;    // [out]
+    // Input and output tensor shapes (NHWC without N; dense/l2norm use h = w = 1, c = size).
+    int in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+};
+
+struct ModelInfo {
+    std::string name;
+    std::string hash_hex;  // SHA-256 of the model file, lowercase hex
+    FrontendParams frontend;
+    int context_frames = 62;
+    int hop_frames = 32;   // index embedding hop, in frames
+    int embedding_dim = 128;
+    bool input_patch_mean = true;
+    float threshold = 0.0f;   // default no-match threshold from metadata (0 = none given)
+    size_t n_params = 0;
+    double flops_per_embedding = 0.0;  // multiply-add = 2 FLOP
+    nlohmann::json meta;
+};
+
+class Model {
+public:
+    // Parses and validates a model file held in `bytes` (copied; the caller may free it).
+    // Rejects wrong magic/version/kind/checksum, unknown layer types, and any tensor whose
+    // name, dtype, shape or size does not match the metadata, with a message naming it.
+    static Result<std::shared_ptr<const Model>> load(const uint8_t* bytes, size_t size,
+                                                     const std::string& what);
+    const ModelInfo& info() const { return info_; }
+    const std::vector<Layer>& layers() const { return layers_; }
+
+private:
+    ModelInfo info_;
+    std::vector<Layer> layers_;
+};
+
+class Embedder {
+public:
+    virtual ~Embedder() = default;
+    // patch: context_frames x n_mels log-mel values (frame-major); out: embedding_dim floats,
+    // unit length.
+    virtual void embed(const float* patch, float* out) = 0;
+    virtual Backend backend() const = 0;
+};
+
+// Portable backends (scalar reference and our SIMD kernels). The XNNPACK backend is native only:
+// see core/native/xnnpack_embedder.h.
+Result<std::unique_ptr<Embedder>> create_embedder(std::shared_ptr<const Model> model,
+                                                  Backend backend);
+
+}  // namespace earshot
