@@ -1,0 +1,45 @@
+# Thin wrapper over CMake (whisper.cpp style). `make help` lists the targets.
+BUILD      ?= build
+BUILD_WASM ?= build-wasm
+JOBS       ?= $(shell nproc)
+export NODE_PATH := /usr/share/nodejs
+
+.PHONY: help deps native wasm test test-native test-wasm test-python test-e2e bench clean
+
+help:
+	@echo "make deps         install Debian + npm dependencies (scripts/install-deps.sh)"
+	@echo "make native       build the core, the CLI (build/index-builder/earshot), tests, benches"
+	@echo "make wasm         build the WebAssembly SIMD128 core, bindings and tests"
+	@echo "make test         all tests: native, WASM under node, Python, browser e2e"
+	@echo "make bench        run the Google Benchmark suite"
+
+deps:
+	scripts/install-deps.sh
+
+native:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+wasm:
+	emcmake cmake -S . -B $(BUILD_WASM) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD_WASM) -j$(JOBS)
+
+test-native: native
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+test-wasm: wasm
+	ctest --test-dir $(BUILD_WASM) --output-on-failure
+
+test-python:
+	/usr/bin/python3 -m unittest discover -s models -p 'test_*.py' -v
+
+test-e2e: native wasm
+	node --test e2e/
+
+test: test-native test-wasm test-python test-e2e
+
+bench: native
+	$(BUILD)/bench/earshot_bench --benchmark_counters_tabular=true
+
+clean:
+	rm -rf $(BUILD) $(BUILD_WASM)
