@@ -1,0 +1,1 @@
+"""earshot fingerprint model: container I/O, front-end, network, augmentation, training, export."""

@@ -1,0 +1,43 @@
+"""Model file (.emod) assembly: metadata of docs/DESIGN.md section 4 + exported tensors."""
+
+from . import container, frontend
+from .net import EarshotNet
+
+
+def model_meta(net, name, hop_frames=32, description=None, training=None, threshold=None,
+               params=frontend.DEFAULT_PARAMS):
+    layers, _ = net.export_layers()
+    meta = {"format": "earshot-model", "model_version": 1, "name": name}
+    meta.update(params)
+    meta.update({
+        "context_frames": net.context_frames,
+        "hop_frames": hop_frames,
+        "embedding_dim": net.embedding_dim,
+        "input_norm": "patch_mean",
+        "layers": layers,
+        "n_params": net.n_params_exported(),
+        "flops_per_embedding": net.flops(),
+    })
+    if description:
+        meta["description"] = description
+    if training is not None:
+        meta["training"] = training
+    if threshold is not None:
+        meta["threshold"] = threshold
+    return meta
+
+
+def write_model_file(path, net, name, **kwargs):
+    """Exports `net` (eval mode, BN folded) to `path`; returns the model hash (hex)."""
+    net.eval()
+    meta = model_meta(net, name, **kwargs)
+    _, tensors = net.export_layers()
+    data = container.write_container("MODL", meta, tensors)
+    with open(path, "wb") as f:
+        f.write(data)
+    return container.read_container(data, "MODL").sha256_hex
+
+
+def net_from_meta(meta):
+    channels = [layer["out"] for layer in meta["layers"] if layer["type"] == "conv2d"]
+    return EarshotNet(meta["context_frames"], meta["n_mels"], channels, meta["embedding_dim"])
