@@ -1,0 +1,106 @@
+// Two-phase matcher (docs/DESIGN.md section 6), batch-first like faiss: a query is a batch of
+// n embeddings taken every query_hop_s.
+//   Phase 1: per query embedding, probe the nprobe nearest coarse lists, score postings with a
+//            PQ inner-product table (one table per query vector, shared by every list because
+//            PQ encodes residuals), keep the k_per_query best, vote on (song, delta).
+//   Phase 2: re-score the max_candidates best (song, delta), and delta +- one index hop, as the
+//            mean similarity of the whole query to the aligned reconstructed song embeddings.
+//   No match when the best score < threshold(n) = threshold_base + threshold_scale / sqrt(n).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/index.h"
+#include "core/status.h"
+
+namespace earshot {
+
+struct MatchParams {
+    int nprobe = 16;           // coarse lists probed per query embedding
+    int k_per_query = 32;      // postings kept per query embedding (phase 1)
+    int max_candidates = 16;   // (song, delta) pairs re-scored in phase 2
+    int n_results = 5;         // best + runner-ups (distinct songs) reported
+    // threshold(n) = threshold_base + threshold_scale / sqrt(n), n = query embeddings.
+    // Placeholders until calibrated on train-set queries (scores are mean cosine similarities).
+    float threshold_base = 0.35f;
+    float threshold_scale = 0.35f;
+    bool exhaustive = false;   // phase 1 scans every stored code (reference path for tests)
+};
+MatchParams match_default_params();
+float match_threshold(const MatchParams& params, size_t n_query);
+
+struct MatchCandidate {
+    size_t song_index = 0;   // index into Index::song()
+    std::string id, title, album;
+    double offset_s = 0.0;   // song time of the query's first embedding, clamped to >= 0
+    float score = 0.0f;      // phase-2 mean similarity in [-1, 1]
+};
+
+struct MatchResult {
+    bool matched = false;            // best.score >= threshold
+    MatchCandidate best;             // valid when !candidates.empty()
+    std::vector<MatchCandidate> runner_ups;  // next best distinct songs, best first
+    float threshold = 0.0f;          // threshold(n_query) applied
+    size_t n_query = 0;
+    size_t n_candidates = 0;         // (song, delta) pairs re-scored in phase 2
+    bool has_candidates() const { return n_candidates > 0; }
+};
+
+// One phase-1 hit.
+struct Posting {
+    uint32_t song_index = 0;
+    uint32_t frame = 0;   // embedding index within the song
+    float score = 0.0f;   // <q, reconstruction>
+};
+
+// Holds scratch buffers (PQ tables, heaps, votes) sized for the largest query seen, so repeated
+// calls with n <= that size do not allocate in phase 1/2 (results still hold strings).
+// Not thread-safe; one Matcher per thread. The Index must outlive it and may grow (add_shard)
+// between calls.
+class Matcher {
+public:
+    Matcher(const Index& index, const MatchParams& params);
+    const MatchParams& params() const { return params_; }
+    void set_params(const MatchParams& params) { params_ = params; }
+
+    // query: n_query x dim floats (unit length), embedding i at time i * query_hop_s.
+    // Errors if the index has no quantizer or the dims/sizes are invalid. An index with no
+    // songs yet gives matched = false.
+    Result<MatchResult> match(const float* query, size_t n_query, double query_hop_s);
+
+    // Phase 1 only: the k best postings per query embedding (by IVF+PQ, or by scanning every
+    // stored code when params.exhaustive), best first; out[i] for query i.
+    Status search(const float* query, size_t n_query, int k,
+                  std::vector<std::vector<Posting>>* out);
+
+private:
+    void prepare(const float* query, size_t n_query);
+    void search_one(size_t i, int k, std::vector<Posting>* out);
+    float score_frame(size_t i, uint32_t global_frame) const;
+
+    const Index& index_;
+    MatchParams params_;
+    // Per query embedding: <q_i, coarse[l]> [n, n_lists], ||c_l||^2 [n_lists],
+    // PQ tables [n, pq_m, 256].
+    std::vector<float> query_coarse_ip_;
+    std::vector<float> centroid_sq_norm_;
+    std::vector<float> pq_tables_;
+    std::vector<std::pair<float, int>> probe_scratch_;
+    std::vector<std::pair<float, uint32_t>> heap_scratch_;
+    std::vector<std::vector<Posting>> postings_;
+    struct Vote {
+        uint32_t song_index;
+        int32_t delta_hops;
+        float score;
+    };
+    std::vector<Vote> votes_;
+};
+
+// Convenience: one-off match with a temporary Matcher.
+Result<MatchResult> match(const Index& index, const float* query, size_t n_query,
+                          double query_hop_s, const MatchParams& params);
+
+}  // namespace earshot

@@ -1,0 +1,116 @@
+// Streaming recognizer (docs/DESIGN.md section 7): PCM at the model's sample rate in, any block
+// size; log-mel frames computed incrementally, one embedding every query_hop_frames once
+// context_frames are available, and the matcher re-run on the sliding window of the last
+// max_query_embeddings. Offline recognition = push everything, then finish(): the same code
+// path, so streaming and offline results are identical.
+//
+//   auto rec = Recognizer::create(model, index, std::move(embedder), recognizer_default_params(info));
+//   rec->push(pcm, n);                       // any n, as often as wanted
+//   RecognizerResult r;
+//   if (rec->poll(&r) && r.match.matched) show(r.match.best);
+//   RecognizerResult final_result = rec->finish();
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "core/frontend.h"
+#include "core/index.h"
+#include "core/matcher.h"
+#include "core/model.h"
+#include "core/status.h"
+
+namespace earshot {
+
+struct RecognizerParams {
+    int query_hop_frames = 0;        // frames between query embeddings; 0 = the model's hop_frames
+    int max_query_embeddings = 20;   // sliding window matched each time (20 x 0.5 s = 10 s)
+    int min_query_embeddings = 1;    // no matching before this many embeddings
+    int match_every_embeddings = 1;  // re-run the matcher every this many new embeddings
+    MatchParams match = match_default_params();
+};
+// Defaults; when the model's metadata gives a `threshold`, it becomes match.threshold_base.
+RecognizerParams recognizer_default_params(const ModelInfo& model);
+
+struct RecognizerResult {
+    MatchResult match;            // match.best.offset_s is the song time of query_start_s
+    double query_start_s = 0.0;   // stream time of the window's first embedding
+    double stream_time_s = 0.0;   // stream time (samples pushed / rate) when this was computed
+    size_t n_embeddings = 0;      // embeddings computed since reset()
+    bool valid = false;           // false until the matcher has run at least once
+    // Song time at stream time t (for a matched result): match.best.offset_s + t - query_start_s.
+};
+
+class Recognizer {
+public:
+    // The Index may keep receiving shards (the caller owns it non-const); it must have a
+    // quantizer. Checks that the index was built with this model (hash) and that embedder
+    // belongs to a model with the same embedding_dim.
+    static Result<std::unique_ptr<Recognizer>> create(std::shared_ptr<const Model> model,
+                                                      std::shared_ptr<const Index> index,
+                                                      std::unique_ptr<Embedder> embedder,
+                                                      const RecognizerParams& params);
+    ~Recognizer();
+
+    // Any block size, including 0. Buffers are sized at create(); nothing allocates here
+    // except the strings of a new result.
+    Status push(const float* pcm, size_t n_samples);
+
+    // True when the matcher ran since the last poll(); copies the latest result to *out.
+    bool poll(RecognizerResult* out);
+    const RecognizerResult& latest() const { return latest_; }
+    // Highest-scoring matched result since reset() (valid == false if none matched yet; then
+    // it holds the latest result).
+    const RecognizerResult& best() const;
+
+    // End of stream: returns best() (the decision for an offline clip). Does not reset.
+    RecognizerResult finish();
+    // Forget all audio and results; keeps the buffers.
+    void reset();
+
+    // The current window of query embeddings (n x dim, oldest first) and its size.
+    const float* query_embeddings() const { return query_.data(); }
+    size_t n_query_embeddings() const { return n_window_; }
+    size_t n_embeddings_total() const { return n_embeddings_; }
+    size_t n_frames_total() const { return n_frames_; }
+    const RecognizerParams& params() const { return params_; }
+
+private:
+    Recognizer() = default;
+    void on_frame();
+    void on_embedding();
+    void run_match();
+
+    std::shared_ptr<const Model> model_;
+    std::shared_ptr<const Index> index_;
+    std::unique_ptr<Embedder> embedder_;
+    std::unique_ptr<Frontend> frontend_;
+    std::unique_ptr<Matcher> matcher_;
+    RecognizerParams params_;
+
+    int n_fft_ = 0, hop_length_ = 0, n_mels_ = 0, context_frames_ = 0, dim_ = 0;
+    double sample_rate_hz_ = 0.0;
+    std::vector<float> samples_;      // [n_fft]: the next frame's samples
+    size_t n_samples_filled_ = 0;
+    size_t n_samples_total_ = 0;
+    std::vector<float> frame_ring_;   // [context_frames, n_mels]: the latest frames
+    size_t n_frames_ = 0;             // frames computed since reset
+    std::vector<float> patch_;        // [context_frames, n_mels]
+    std::vector<float> embedding_ring_;  // [max_query_embeddings, dim]
+    std::vector<float> query_;        // [max_query_embeddings, dim], oldest first
+    size_t n_embeddings_ = 0;
+    size_t n_window_ = 0;
+    size_t embeddings_since_match_ = 0;
+
+    RecognizerResult latest_, best_;
+    bool has_new_ = false;
+};
+
+// Convenience: offline recognition of a whole clip (push + finish with a fresh recognizer).
+Result<RecognizerResult> recognize_clip(std::shared_ptr<const Model> model,
+                                        std::shared_ptr<const Index> index,
+                                        std::unique_ptr<Embedder> embedder, const float* pcm,
+                                        size_t n_samples, const RecognizerParams& params);
+
+}  // namespace earshot
