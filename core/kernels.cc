@@ -1,0 +1,317 @@
+// Scalar reference kernels and vec128 kernels (GCC/Clang vector extensions). Hand-written
+// rather than a library because the browser build must stay dependency-free and small, and
+// XNNPACK (the native comparison backend) is not packaged for Emscripten.
+#include "core/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace earshot {
+
+namespace {
+
+// 4 x f32: SSE registers natively, v128 under -msimd128.
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+// Unaligned loads/stores through memcpy: no alignment or aliasing assumptions; compiles to
+// movups / v128.load.
+inline v4f load_v4f(const float* p) {
+    v4f v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+inline void store_v4f(float* p, v4f v) { std::memcpy(p, &v, sizeof(v)); }
+inline v4f splat_v4f(float x) { return v4f{x, x, x, x}; }
+// max(v, 0) as a mask: lanes that are not > 0 (including NaN) become +0.
+inline v4f relu_v4f(v4f v) {
+    const v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    return (v4f)((v4i)v & (v4i)(v > zero));
+}
+inline float hsum_v4f(v4f v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+
+// Stores the first nc (< 8) lanes of the tile row {lo, hi}.
+inline void store_partial_8(float* c, size_t nc, v4f lo, v4f hi) {
+    float tmp[8];
+    store_v4f(tmp, lo);
+    store_v4f(tmp + 4, hi);
+    std::memcpy(c, tmp, nc * sizeof(float));
+}
+
+}  // namespace
+
+// ---- Scalar reference ---------------------------------------------------------------------
+
+void conv2d_nhwc__scalar(const Conv2dShape& s, const float* in, const float* weight,
+                         const float* bias, bool relu, float* out) {
+    for (int oy = 0; oy < s.out_h; ++oy) {
+        for (int ox = 0; ox < s.out_w; ++ox) {
+            float* o_px = out + (size_t(oy) * s.out_w + ox) * s.out_c;
+            for (int o = 0; o < s.out_c; ++o) {
+                float acc = bias[o];
+                for (int ky = 0; ky < s.kernel_h; ++ky) {
+                    const int iy = oy * s.stride_h - s.pad_h + ky;
+                    if (iy < 0 || iy >= s.in_h) continue;
+                    for (int kx = 0; kx < s.kernel_w; ++kx) {
+                        const int ix = ox * s.stride_w - s.pad_w + kx;
+                        if (ix < 0 || ix >= s.in_w) continue;
+                        const float* i_px = in + (size_t(iy) * s.in_w + ix) * s.in_c;
+                        const float* w =
+                            weight + ((size_t(o) * s.kernel_h + ky) * s.kernel_w + kx) * s.in_c;
+                        for (int c = 0; c < s.in_c; ++c) acc += w[c] * i_px[c];
+                    }
+                }
+                o_px[o] = relu ? std::max(acc, 0.0f) : acc;
+            }
+        }
+    }
+}
+
+void dense__scalar(size_t n_in, size_t n_out, const float* x, const float* weight,
+                   const float* bias, bool relu, float* y) {
+    for (size_t o = 0; o < n_out; ++o) {
+        const float* w = weight + o * n_in;
+        float acc = bias[o];
+        for (size_t i = 0; i < n_in; ++i) acc += w[i] * x[i];
+        y[o] = relu ? std::max(acc, 0.0f) : acc;
+    }
+}
+
+void l2norm__scalar(size_t n, const float* x, float* y) {
+    double sum_sq = 0.0;
+    for (size_t i = 0; i < n; ++i) sum_sq += double(x[i]) * x[i];
+    const float scale = float(1.0 / std::max(std::sqrt(sum_sq), 1e-12));
+    for (size_t i = 0; i < n; ++i) y[i] = x[i] * scale;
+}
+
+void subtract_mean__scalar(size_t n, float* x) {
+    if (n == 0) return;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; ++i) sum += x[i];
+    const float mean = float(sum / double(n));
+    for (size_t i = 0; i < n; ++i) x[i] -= mean;
+}
+
+// ---- Packed GEMM ----------------------------------------------------------------------------
+
+size_t packed_gemm_weights_size(size_t n, size_t k) {
+    const size_t n_blocks = (n + kGemmNr - 1) / kGemmNr;
+    return n_blocks * kGemmNr * (k + 1);
+}
+
+void pack_gemm_weights(size_t n, size_t k, const float* weight, const float* bias,
+                       float* packed) {
+    for (size_t n0 = 0; n0 < n; n0 += kGemmNr) {
+        const size_t nb = std::min(kGemmNr, n - n0);
+        for (size_t j = 0; j < kGemmNr; ++j) packed[j] = j < nb ? bias[n0 + j] : 0.0f;
+        packed += kGemmNr;
+        for (size_t kk = 0; kk < k; ++kk) {
+            for (size_t j = 0; j < kGemmNr; ++j) {
+                packed[j] = j < nb ? weight[(n0 + j) * k + kk] : 0.0f;
+            }
+            packed += kGemmNr;
+        }
+    }
+}
+
+void gemm__scalar(size_t m, size_t nc, size_t kc, const float* a, size_t a_stride,
+                  const float* packed_w, float* c, size_t c_stride, bool relu) {
+    const size_t block_floats = kGemmNr * (kc + 1);
+    for (size_t n0 = 0, block = 0; n0 < nc; n0 += kGemmNr, ++block) {
+        const float* w = packed_w + block * block_floats;
+        const size_t nb = std::min(kGemmNr, nc - n0);
+        for (size_t i = 0; i < m; ++i) {
+            const float* a_row = a + i * a_stride;
+            for (size_t j = 0; j < nb; ++j) {
+                float acc = w[j];
+                for (size_t kk = 0; kk < kc; ++kk) acc += a_row[kk] * w[kGemmNr * (kk + 1) + j];
+                c[i * c_stride + n0 + j] = relu ? std::max(acc, 0.0f) : acc;
+            }
+        }
+    }
+}
+
+// 4 rows x 8 columns of C live in 8 registers; per k: 4 broadcasts of A, 2 loads of W,
+// 8 multiply-adds. Rows past mr alias the last valid row (computed twice, stored to the same
+// place), as in XNNPACK.
+void gemm__vec128_4x8(size_t mr, size_t nc, size_t kc, const float* a, size_t a_stride,
+                      const float* w, float* c, size_t c_stride, bool relu) {
+    const float* a0 = a;
+    float* c0 = c;
+    const float* a1 = mr > 1 ? a0 + a_stride : a0;
+    float* c1 = mr > 1 ? c0 + c_stride : c0;
+    const float* a2 = mr > 2 ? a1 + a_stride : a1;
+    float* c2 = mr > 2 ? c1 + c_stride : c1;
+    const float* a3 = mr > 3 ? a2 + a_stride : a2;
+    float* c3 = mr > 3 ? c2 + c_stride : c2;
+
+    while (nc != 0) {
+        v4f acc0l = load_v4f(w), acc0h = load_v4f(w + 4);
+        v4f acc1l = acc0l, acc1h = acc0h;
+        v4f acc2l = acc0l, acc2h = acc0h;
+        v4f acc3l = acc0l, acc3h = acc0h;
+        w += 8;
+        for (size_t k = 0; k < kc; ++k) {
+            const v4f bl = load_v4f(w), bh = load_v4f(w + 4);
+            w += 8;
+            const v4f va0 = splat_v4f(a0[k]);
+            const v4f va1 = splat_v4f(a1[k]);
+            const v4f va2 = splat_v4f(a2[k]);
+            const v4f va3 = splat_v4f(a3[k]);
+            acc0l += va0 * bl;
+            acc0h += va0 * bh;
+            acc1l += va1 * bl;
+            acc1h += va1 * bh;
+            acc2l += va2 * bl;
+            acc2h += va2 * bh;
+            acc3l += va3 * bl;
+            acc3h += va3 * bh;
+        }
+        if (relu) {
+            acc0l = relu_v4f(acc0l), acc0h = relu_v4f(acc0h);
+            acc1l = relu_v4f(acc1l), acc1h = relu_v4f(acc1h);
+            acc2l = relu_v4f(acc2l), acc2h = relu_v4f(acc2h);
+            acc3l = relu_v4f(acc3l), acc3h = relu_v4f(acc3h);
+        }
+        if (nc >= 8) {
+            // Highest row first: aliased rows end up holding row 0..mr-1 values either way.
+            store_v4f(c3, acc3l), store_v4f(c3 + 4, acc3h);
+            store_v4f(c2, acc2l), store_v4f(c2 + 4, acc2h);
+            store_v4f(c1, acc1l), store_v4f(c1 + 4, acc1h);
+            store_v4f(c0, acc0l), store_v4f(c0 + 4, acc0h);
+            c0 += 8, c1 += 8, c2 += 8, c3 += 8;
+            nc -= 8;
+        } else {
+            store_partial_8(c3, nc, acc3l, acc3h);
+            store_partial_8(c2, nc, acc2l, acc2h);
+            store_partial_8(c1, nc, acc1l, acc1h);
+            store_partial_8(c0, nc, acc0l, acc0h);
+            nc = 0;
+        }
+    }
+}
+
+// One row: memory-bound on W (the dense layer's weights are read once per embedding), so
+// k is unrolled by 4 with independent accumulators to keep several loads in flight.
+void gemm__vec128_1x8(size_t nc, size_t kc, const float* a, const float* w, float* c,
+                      bool relu) {
+    while (nc != 0) {
+        v4f acc_l = load_v4f(w), acc_h = load_v4f(w + 4);
+        v4f acc_l1 = {0, 0, 0, 0}, acc_h1 = {0, 0, 0, 0};
+        w += 8;
+        size_t k = 0;
+        for (; k + 2 <= kc; k += 2) {
+            const v4f va0 = splat_v4f(a[k]);
+            const v4f va1 = splat_v4f(a[k + 1]);
+            acc_l += va0 * load_v4f(w);
+            acc_h += va0 * load_v4f(w + 4);
+            acc_l1 += va1 * load_v4f(w + 8);
+            acc_h1 += va1 * load_v4f(w + 12);
+            w += 16;
+        }
+        if (k < kc) {
+            const v4f va = splat_v4f(a[k]);
+            acc_l += va * load_v4f(w);
+            acc_h += va * load_v4f(w + 4);
+            w += 8;
+        }
+        acc_l += acc_l1;
+        acc_h += acc_h1;
+        if (relu) acc_l = relu_v4f(acc_l), acc_h = relu_v4f(acc_h);
+        if (nc >= 8) {
+            store_v4f(c, acc_l), store_v4f(c + 4, acc_h);
+            c += 8;
+            nc -= 8;
+        } else {
+            store_partial_8(c, nc, acc_l, acc_h);
+            nc = 0;
+        }
+    }
+}
+
+// ---- conv2d via im2col ----------------------------------------------------------------------
+
+void im2col_nhwc(const Conv2dShape& s, const float* in, float* cols) {
+    const size_t row_floats = size_t(s.kernel_w) * s.in_c;  // one kernel row, contiguous in NHWC
+    for (int oy = 0; oy < s.out_h; ++oy) {
+        for (int ox = 0; ox < s.out_w; ++ox) {
+            const int ix0 = ox * s.stride_w - s.pad_w;
+            const bool full_row = ix0 >= 0 && ix0 + s.kernel_w <= s.in_w;
+            for (int ky = 0; ky < s.kernel_h; ++ky) {
+                const int iy = oy * s.stride_h - s.pad_h + ky;
+                if (iy < 0 || iy >= s.in_h) {
+                    std::memset(cols, 0, row_floats * sizeof(float));
+                } else if (full_row) {
+                    std::memcpy(cols, in + (size_t(iy) * s.in_w + ix0) * s.in_c,
+                                row_floats * sizeof(float));
+                } else {
+                    for (int kx = 0; kx < s.kernel_w; ++kx) {
+                        const int ix = ix0 + kx;
+                        float* dst = cols + size_t(kx) * s.in_c;
+                        if (ix < 0 || ix >= s.in_w) {
+                            std::memset(dst, 0, size_t(s.in_c) * sizeof(float));
+                        } else {
+                            std::memcpy(dst, in + (size_t(iy) * s.in_w + ix) * s.in_c,
+                                        size_t(s.in_c) * sizeof(float));
+                        }
+                    }
+                }
+                cols += row_floats;
+            }
+        }
+    }
+}
+
+void conv2d_nhwc__vec128(const Conv2dShape& s, const float* in, const float* packed_w,
+                         bool relu, float* cols, float* out) {
+    const size_t k = s.patch_size();
+    const size_t m = s.out_pixels();
+    const size_t n = size_t(s.out_c);
+    const bool pointwise = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 &&
+                           s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
+    const float* a = in;
+    if (!pointwise) {
+        im2col_nhwc(s, in, cols);
+        a = cols;
+    }
+    for (size_t m0 = 0; m0 < m; m0 += 4) {
+        gemm__vec128_4x8(std::min<size_t>(4, m - m0), n, k, a + m0 * k, k, packed_w,
+                         out + m0 * n, n, relu);
+    }
+}
+
+// ---- l2norm / mean --------------------------------------------------------------------------
+
+void l2norm__vec128(size_t n, const float* x, float* y) {
+    v4f acc = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const v4f v = load_v4f(x + i);
+        acc += v * v;
+    }
+    float sum_sq = hsum_v4f(acc);
+    for (; i < n; ++i) sum_sq += x[i] * x[i];
+    const float scale = 1.0f / std::max(std::sqrt(sum_sq), 1e-12f);
+    const v4f vscale = splat_v4f(scale);
+    i = 0;
+    for (; i + 4 <= n; i += 4) store_v4f(y + i, load_v4f(x + i) * vscale);
+    for (; i < n; ++i) y[i] = x[i] * scale;
+}
+
+void subtract_mean__vec128(size_t n, float* x) {
+    if (n == 0) return;
+    v4f acc = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) acc += load_v4f(x + i);
+    float sum = hsum_v4f(acc);
+    for (; i < n; ++i) sum += x[i];
+    const float mean = sum / float(n);
+    const v4f vmean = splat_v4f(mean);
+    i = 0;
+    for (; i + 4 <= n; i += 4) store_v4f(x + i, load_v4f(x + i) - vmean);
+    for (; i < n; ++i) x[i] -= mean;
+}
+
+}  // namespace earshot

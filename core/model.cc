@@ -1,0 +1,413 @@
+// Model file loader (docs/DESIGN.md sections 3-4) and the portable embedders: the scalar
+// reference and our vec128 kernels (core/kernels.h).
+#include "core/model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "core/container.h"
+#include "core/kernels.h"
+
+namespace earshot {
+
+const char* backend_name(Backend backend) {
+    switch (backend) {
+        case Backend::kScalar: return "scalar";
+        case Backend::kSimd: return "simd";
+        case Backend::kXnnpack: return "xnnpack";
+    }
+    return "unknown";
+}
+
+namespace {
+
+// Sanity caps on what metadata may ask for, so that a hostile file cannot make us allocate
+// gigabytes for activations (tensor sizes are already bounded by the file's length).
+constexpr int kMaxDim = 1 << 16;                        // channels, frames, embedding size
+constexpr int kMaxKernel = 64;                          // kernel / stride, per axis
+constexpr size_t kMaxActivationFloats = size_t(1) << 24;  // 64 MiB per activation tensor
+
+Status fail(const std::string& what, const std::string& message) {
+    return Status::error(what + ": " + message);
+}
+
+// Reads meta[key] as an integer in [lo, hi]; `where` names the object in messages.
+Status read_int(const nlohmann::json& obj, const char* key, int lo, int hi,
+                const std::string& where, int* out) {
+    const auto it = obj.find(key);
+    if (it == obj.end()) return Status::error(where + " has no '" + key + "'");
+    if (!it->is_number_integer()) {
+        return Status::error(where + ": '" + key + "' must be an integer, got " + it->dump());
+    }
+    const int64_t v = it->get<int64_t>();
+    if (v < lo || v > hi) {
+        return Status::error(where + ": '" + key + "' = " + std::to_string(v) +
+                             " is out of range [" + std::to_string(lo) + ", " +
+                             std::to_string(hi) + "]");
+    }
+    *out = int(v);
+    return Status::ok();
+}
+
+// Copies a validated f32 section (little-endian on every target we build for).
+std::vector<float> copy_f32(const Section& s) {
+    std::vector<float> v(s.element_count());
+    std::memcpy(v.data(), s.data, v.size() * sizeof(float));
+    return v;
+}
+
+// Parses one entry of meta.layers, checks it against the running shape (h, w, c) and fills
+// the layer's shapes; tensors are attached later.
+Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c, Layer* layer) {
+    std::string where = "layer " + std::to_string(index);
+    if (!j.is_object()) return Status::error(where + " is not a JSON object");
+    const auto type_it = j.find("type");
+    if (type_it == j.end() || !type_it->is_string()) {
+        return Status::error(where + " has no string 'type'");
+    }
+    const std::string type = type_it->get<std::string>();
+    layer->in_h = *h;
+    layer->in_w = *w;
+    if (type == "l2norm") {
+        layer->type = Layer::Type::kL2Norm;
+        layer->name = "l2norm";
+        layer->in = layer->out = *h * *w * *c;
+        *h = *w = 1;
+        *c = layer->out;
+        layer->out_h = layer->out_w = 1;
+        return Status::ok();
+    }
+    if (type != "conv2d" && type != "dense") {
+        return Status::error(where + " has unknown type '" + type +
+                             "' (supported: conv2d, dense, l2norm)");
+    }
+    const auto name_it = j.find("name");
+    if (name_it == j.end() || !name_it->is_string() || name_it->get<std::string>().empty()) {
+        return Status::error(where + " (" + type + ") has no non-empty string 'name'");
+    }
+    layer->name = name_it->get<std::string>();
+    where += " ('" + layer->name + "')";
+    const auto relu_it = j.find("relu");
+    if (relu_it == j.end() || !relu_it->is_boolean()) {
+        return Status::error(where + " needs a boolean 'relu'");
+    }
+    layer->relu = relu_it->get<bool>();
+    Status st;
+    if (!(st = read_int(j, "in", 1, kMaxDim, where, &layer->in))) return st;
+    if (!(st = read_int(j, "out", 1, kMaxDim, where, &layer->out))) return st;
+
+    if (type == "dense") {
+        layer->type = Layer::Type::kDense;
+        const int64_t flat = int64_t(*h) * *w * *c;
+        if (layer->in != flat) {
+            return Status::error(where + ": 'in' = " + std::to_string(layer->in) +
+                                 " but the previous layer produces " + std::to_string(*h) + "x" +
+                                 std::to_string(*w) + "x" + std::to_string(*c) + " = " +
+                                 std::to_string(flat) + " values");
+        }
+        *h = *w = 1;
+        *c = layer->out;
+        layer->out_h = layer->out_w = 1;
+        return Status::ok();
+    }
+
+    layer->type = Layer::Type::kConv2d;
+    if (!(st = read_int(j, "kernel_h", 1, kMaxKernel, where, &layer->kernel_h))) return st;
+    if (!(st = read_int(j, "kernel_w", 1, kMaxKernel, where, &layer->kernel_w))) return st;
+    if (!(st = read_int(j, "stride_h", 1, kMaxKernel, where, &layer->stride_h))) return st;
+    if (!(st = read_int(j, "stride_w", 1, kMaxKernel, where, &layer->stride_w))) return st;
+    // Padding of a whole kernel or more would only add all-zero windows.
+    if (!(st = read_int(j, "pad_h", 0, layer->kernel_h - 1, where, &layer->pad_h))) return st;
+    if (!(st = read_int(j, "pad_w", 0, layer->kernel_w - 1, where, &layer->pad_w))) return st;
+    if (layer->in != *c) {
+        return Status::error(where + ": 'in' = " + std::to_string(layer->in) +
+                             " channels but its input has " + std::to_string(*c));
+    }
+    const int span_h = *h + 2 * layer->pad_h, span_w = *w + 2 * layer->pad_w;
+    if (span_h < layer->kernel_h || span_w < layer->kernel_w) {
+        return Status::error(where + ": kernel " + std::to_string(layer->kernel_h) + "x" +
+                             std::to_string(layer->kernel_w) + " is larger than its padded input " +
+                             std::to_string(span_h) + "x" + std::to_string(span_w));
+    }
+    layer->out_h = (span_h - layer->kernel_h) / layer->stride_h + 1;
+    layer->out_w = (span_w - layer->kernel_w) / layer->stride_w + 1;
+    if (size_t(layer->out_h) * layer->out_w * layer->out > kMaxActivationFloats) {
+        return Status::error(where + ": output " + std::to_string(layer->out_h) + "x" +
+                             std::to_string(layer->out_w) + "x" + std::to_string(layer->out) +
+                             " is too large");
+    }
+    *h = layer->out_h;
+    *w = layer->out_w;
+    *c = layer->out;
+    return Status::ok();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t size,
+                                                 const std::string& what) {
+    auto parsed = parse_container(bytes, size, "MODL", what);
+    if (!parsed) return parsed.status();
+    const ContainerView& view = parsed.value();
+    const nlohmann::json& meta = view.meta;
+    if (!meta.is_object()) return fail(what, "model metadata is not a JSON object");
+
+    const auto format_it = meta.find("format");
+    if (format_it == meta.end() || !format_it->is_string() ||
+        format_it->get<std::string>() != "earshot-model") {
+        return fail(what, "metadata 'format' must be \"earshot-model\", got " +
+                              (format_it == meta.end() ? std::string("nothing")
+                                                       : format_it->dump()));
+    }
+    const auto version_it = meta.find("model_version");
+    if (version_it == meta.end() || !version_it->is_number_integer() ||
+        version_it->get<int64_t>() != int64_t(kModelVersion)) {
+        return fail(what, "model_version " +
+                              (version_it == meta.end() ? std::string("(missing)")
+                                                        : version_it->dump()) +
+                              " is not supported: this build of earshot reads model_version " +
+                              std::to_string(kModelVersion) +
+                              " only; use a model exported for v" +
+                              std::to_string(kModelVersion) +
+                              " or update earshot to a release that reads it");
+    }
+
+    auto model = std::make_shared<Model>();
+    ModelInfo& info = model->info_;
+    info.meta = meta;
+    info.hash_hex = view.sha256_hex;
+    const auto name_it = meta.find("name");
+    if (name_it == meta.end() || !name_it->is_string()) {
+        return fail(what, "metadata has no string 'name'");
+    }
+    info.name = name_it->get<std::string>();
+
+    auto frontend = frontend_params_from_meta(meta);
+    if (!frontend) return fail(what, frontend.message());
+    info.frontend = frontend.value();
+
+    Status st;
+    if (!(st = read_int(meta, "context_frames", 1, kMaxDim, "metadata", &info.context_frames)) ||
+        !(st = read_int(meta, "hop_frames", 1, kMaxDim, "metadata", &info.hop_frames)) ||
+        !(st = read_int(meta, "embedding_dim", 1, kMaxDim, "metadata", &info.embedding_dim))) {
+        return fail(what, st.message());
+    }
+    const auto norm_it = meta.find("input_norm");
+    if (norm_it == meta.end() || !norm_it->is_string() ||
+        (norm_it->get<std::string>() != "patch_mean" && norm_it->get<std::string>() != "none")) {
+        return fail(what, "metadata 'input_norm' must be \"patch_mean\" or \"none\", got " +
+                              (norm_it == meta.end() ? std::string("nothing") : norm_it->dump()));
+    }
+    info.input_patch_mean = norm_it->get<std::string>() == "patch_mean";
+    // A number is the default no-match threshold; anything else is left to the matcher,
+    // which can read info.meta.
+    const auto threshold_it = meta.find("threshold");
+    if (threshold_it != meta.end() && threshold_it->is_number()) {
+        info.threshold = threshold_it->get<float>();
+    }
+
+    // Layers: shapes through the network.
+    const auto layers_it = meta.find("layers");
+    if (layers_it == meta.end() || !layers_it->is_array() || layers_it->empty()) {
+        return fail(what, "metadata 'layers' must be a non-empty array");
+    }
+    int h = info.context_frames, w = info.frontend.n_mels, c = 1;
+    std::set<std::string> names;
+    std::set<std::string> used_sections;
+    for (size_t i = 0; i < layers_it->size(); ++i) {
+        Layer layer;
+        if (!(st = parse_layer((*layers_it)[i], i, &h, &w, &c, &layer))) {
+            return fail(what, st.message());
+        }
+        if (layer.type != Layer::Type::kL2Norm) {
+            if (!names.insert(layer.name).second) {
+                return fail(what, "layer " + std::to_string(i) + ": duplicate name '" +
+                                      layer.name + "'");
+            }
+            std::vector<uint32_t> w_shape;
+            if (layer.type == Layer::Type::kConv2d) {
+                w_shape = {uint32_t(layer.out), uint32_t(layer.kernel_h),
+                           uint32_t(layer.kernel_w), uint32_t(layer.in)};
+                info.flops_per_embedding += 2.0 * layer.out_h * layer.out_w * layer.out *
+                                            layer.kernel_h * layer.kernel_w * layer.in;
+            } else {
+                w_shape = {uint32_t(layer.out), uint32_t(layer.in)};
+                info.flops_per_embedding += 2.0 * layer.in * layer.out;
+            }
+            const std::string w_name = layer.name + ".weight", b_name = layer.name + ".bias";
+            auto weight = view.require(w_name, DType::kF32, w_shape);
+            if (!weight) return fail(what, "layer '" + layer.name + "': " + weight.message());
+            auto bias = view.require(b_name, DType::kF32, {uint32_t(layer.out)});
+            if (!bias) return fail(what, "layer '" + layer.name + "': " + bias.message());
+            layer.weight = copy_f32(*weight.value());
+            layer.bias = copy_f32(*bias.value());
+            used_sections.insert(w_name);
+            used_sections.insert(b_name);
+            info.n_params += layer.weight.size() + layer.bias.size();
+        }
+        model->layers_.push_back(std::move(layer));
+    }
+    if (model->layers_.back().type != Layer::Type::kL2Norm) {
+        return fail(what, "the last layer must be l2norm (embeddings are unit length)");
+    }
+    if (c != info.embedding_dim) {
+        return fail(what, "the network produces " + std::to_string(c) +
+                              " values but embedding_dim is " +
+                              std::to_string(info.embedding_dim));
+    }
+    for (const Section& s : view.sections) {
+        if (!used_sections.count(s.name)) {
+            return fail(what, "unexpected section '" + s.name + "' (no layer uses it)");
+        }
+    }
+    // Optional redundant figures written by the exporter must agree with ours.
+    const auto n_params_it = meta.find("n_params");
+    if (n_params_it != meta.end() &&
+        (!n_params_it->is_number_integer() || n_params_it->get<int64_t>() != int64_t(info.n_params))) {
+        return fail(what, "metadata n_params = " + n_params_it->dump() + " but the tensors hold " +
+                              std::to_string(info.n_params));
+    }
+    return std::shared_ptr<const Model>(std::move(model));
+}
+
+// ---- Portable embedders -------------------------------------------------------------------
+
+namespace {
+
+Conv2dShape conv_shape(const Layer& l) {
+    Conv2dShape s;
+    s.in_h = l.in_h, s.in_w = l.in_w, s.in_c = l.in;
+    s.out_h = l.out_h, s.out_w = l.out_w, s.out_c = l.out;
+    s.kernel_h = l.kernel_h, s.kernel_w = l.kernel_w;
+    s.stride_h = l.stride_h, s.stride_w = l.stride_w;
+    s.pad_h = l.pad_h, s.pad_w = l.pad_w;
+    return s;
+}
+
+size_t layer_out_floats(const Layer& l) { return size_t(l.out_h) * l.out_w * l.out; }
+
+// Two ping-pong activation buffers, each as large as the largest tensor in the network.
+size_t max_activation_floats(const Model& model) {
+    const ModelInfo& info = model.info();
+    size_t n = size_t(info.context_frames) * info.frontend.n_mels;
+    for (const Layer& l : model.layers()) n = std::max(n, layer_out_floats(l));
+    return n;
+}
+
+class ScalarEmbedder final : public Embedder {
+public:
+    explicit ScalarEmbedder(std::shared_ptr<const Model> model)
+        : model_(std::move(model)),
+          a_(max_activation_floats(*model_)),
+          b_(a_.size()) {}
+
+    void embed(const float* patch, float* out) override {
+        const ModelInfo& info = model_->info();
+        const size_t n_in = size_t(info.context_frames) * info.frontend.n_mels;
+        std::copy(patch, patch + n_in, a_.data());
+        if (info.input_patch_mean) subtract_mean__scalar(n_in, a_.data());
+        float* x = a_.data();
+        float* y = b_.data();
+        for (const Layer& l : model_->layers()) {
+            switch (l.type) {
+                case Layer::Type::kConv2d:
+                    conv2d_nhwc__scalar(conv_shape(l), x, l.weight.data(), l.bias.data(),
+                                        l.relu, y);
+                    break;
+                case Layer::Type::kDense:
+                    dense__scalar(size_t(l.in), size_t(l.out), x, l.weight.data(),
+                                  l.bias.data(), l.relu, y);
+                    break;
+                case Layer::Type::kL2Norm:
+                    l2norm__scalar(size_t(l.out), x, y);
+                    break;
+            }
+            std::swap(x, y);
+        }
+        std::copy(x, x + info.embedding_dim, out);
+    }
+    Backend backend() const override { return Backend::kScalar; }
+
+private:
+    std::shared_ptr<const Model> model_;
+    std::vector<float> a_, b_;
+};
+
+class SimdEmbedder final : public Embedder {
+public:
+    explicit SimdEmbedder(std::shared_ptr<const Model> model)
+        : model_(std::move(model)), a_(max_activation_floats(*model_)), b_(a_.size()) {
+        size_t cols = 0;
+        for (const Layer& l : model_->layers()) {
+            std::vector<float> packed;
+            if (l.type == Layer::Type::kConv2d) {
+                const Conv2dShape s = conv_shape(l);
+                cols = std::max(cols, s.out_pixels() * s.patch_size());
+            }
+            if (l.type != Layer::Type::kL2Norm) {
+                const size_t k = l.weight.size() / size_t(l.out);
+                packed.resize(packed_gemm_weights_size(size_t(l.out), k));
+                pack_gemm_weights(size_t(l.out), k, l.weight.data(), l.bias.data(),
+                                  packed.data());
+            }
+            packed_.push_back(std::move(packed));
+        }
+        cols_.resize(cols);
+    }
+
+    void embed(const float* patch, float* out) override {
+        const ModelInfo& info = model_->info();
+        const size_t n_in = size_t(info.context_frames) * info.frontend.n_mels;
+        std::copy(patch, patch + n_in, a_.data());
+        if (info.input_patch_mean) subtract_mean__vec128(n_in, a_.data());
+        float* x = a_.data();
+        float* y = b_.data();
+        const auto& layers = model_->layers();
+        for (size_t i = 0; i < layers.size(); ++i) {
+            const Layer& l = layers[i];
+            switch (l.type) {
+                case Layer::Type::kConv2d:
+                    conv2d_nhwc__vec128(conv_shape(l), x, packed_[i].data(), l.relu,
+                                        cols_.data(), y);
+                    break;
+                case Layer::Type::kDense:
+                    gemm__vec128_1x8(size_t(l.out), size_t(l.in), x, packed_[i].data(), y,
+                                     l.relu);
+                    break;
+                case Layer::Type::kL2Norm:
+                    l2norm__vec128(size_t(l.out), x, y);
+                    break;
+            }
+            std::swap(x, y);
+        }
+        std::copy(x, x + info.embedding_dim, out);
+    }
+    Backend backend() const override { return Backend::kSimd; }
+
+private:
+    std::shared_ptr<const Model> model_;
+    std::vector<float> a_, b_;
+    std::vector<float> cols_;                 // im2col scratch, largest conv layer
+    std::vector<std::vector<float>> packed_;  // per layer, pack_gemm_weights layout
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Embedder>> create_embedder(std::shared_ptr<const Model> model,
+                                                  Backend backend) {
+    if (!model) return Status::error("create_embedder: no model");
+    switch (backend) {
+        case Backend::kScalar:
+            return std::unique_ptr<Embedder>(new ScalarEmbedder(std::move(model)));
+        case Backend::kSimd:
+            return std::unique_ptr<Embedder>(new SimdEmbedder(std::move(model)));
+        case Backend::kXnnpack:
+            return Status::error(
+                "XNNPACK backend is native only: use create_xnnpack_embedder "
+                "(core/native/xnnpack_embedder.h) or the simd backend");
+    }
+    return Status::error("create_embedder: unknown backend");
+}
+
+}  // namespace earshot

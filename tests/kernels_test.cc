@@ -1,0 +1,249 @@
+// Kernels (core/kernels.h): the scalar references against hand-computed values, and every
+// vec128 kernel against its scalar reference on odd sizes. Tolerance for a dot product of
+// length k: 1e-5 * (|bias| + sum |a_i w_i|) + 1e-6 (float32 rounding, any summation order).
+#include "core/kernels.h"
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace earshot {
+namespace {
+
+std::vector<float> random_vector(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+}
+
+// The error bound for every output of a dense layer y = W x + b.
+std::vector<float> dense_tolerance(size_t n_in, size_t n_out, const float* x, const float* w,
+                                   const float* b) {
+    std::vector<float> tol(n_out);
+    for (size_t o = 0; o < n_out; ++o) {
+        double mag = std::fabs(b[o]);
+        for (size_t i = 0; i < n_in; ++i) mag += std::fabs(double(w[o * n_in + i]) * x[i]);
+        tol[o] = float(1e-5 * mag + 1e-6);
+    }
+    return tol;
+}
+
+TEST(KernelsScalar, DenseHandComputed) {
+    const float x[3] = {1.0f, 2.0f, 3.0f};
+    const float w[2 * 3] = {1.0f, 0.0f, -1.0f, 0.5f, 0.5f, 0.5f};
+    const float b[2] = {0.25f, -4.0f};
+    float y[2];
+    dense__scalar(3, 2, x, w, b, /*relu=*/false, y);
+    EXPECT_FLOAT_EQ(y[0], 1.0f - 3.0f + 0.25f);
+    EXPECT_FLOAT_EQ(y[1], 3.0f - 4.0f);
+    dense__scalar(3, 2, x, w, b, /*relu=*/true, y);
+    EXPECT_FLOAT_EQ(y[0], 0.0f);
+    EXPECT_FLOAT_EQ(y[1], 0.0f);
+}
+
+TEST(KernelsScalar, Conv2dHandComputed) {
+    // 3x3x1 input 1..9, one 3x3 all-ones filter, stride 2, pad 1: 2x2 output, each the sum
+    // of the in-bounds part of a window centred on a corner.
+    Conv2dShape s;
+    s.in_h = s.in_w = 3, s.in_c = 1;
+    s.out_h = s.out_w = 2, s.out_c = 2;
+    s.kernel_h = s.kernel_w = 3, s.stride_h = s.stride_w = 2, s.pad_h = s.pad_w = 1;
+    const float in[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    std::vector<float> w(2 * 9, 1.0f);
+    for (int i = 9; i < 18; ++i) w[i] = -1.0f;  // second filter: all -1
+    const float b[2] = {0.5f, 0.0f};
+    float out[2 * 2 * 2];
+    conv2d_nhwc__scalar(s, in, w.data(), b, /*relu=*/false, out);
+    const float sums[4] = {1 + 2 + 4 + 5, 2 + 3 + 5 + 6, 4 + 5 + 7 + 8, 5 + 6 + 8 + 9};
+    for (int p = 0; p < 4; ++p) {
+        EXPECT_FLOAT_EQ(out[p * 2 + 0], sums[p] + 0.5f) << "pixel " << p;
+        EXPECT_FLOAT_EQ(out[p * 2 + 1], -sums[p]) << "pixel " << p;
+    }
+    conv2d_nhwc__scalar(s, in, w.data(), b, /*relu=*/true, out);
+    for (int p = 0; p < 4; ++p) EXPECT_EQ(out[p * 2 + 1], 0.0f);
+}
+
+TEST(KernelsScalar, Im2colHandComputed) {
+    Conv2dShape s;
+    s.in_h = s.in_w = 3, s.in_c = 1;
+    s.out_h = s.out_w = 3, s.out_c = 1;
+    s.kernel_h = s.kernel_w = 3, s.pad_h = s.pad_w = 1;
+    const float in[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    std::vector<float> cols(9 * 9, -1.0f);
+    im2col_nhwc(s, in, cols.data());
+    const std::vector<float> corner = {0, 0, 0, 0, 1, 2, 0, 4, 5};
+    const std::vector<float> centre = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const std::vector<float> last = {5, 6, 0, 8, 9, 0, 0, 0, 0};
+    EXPECT_EQ(std::vector<float>(cols.begin(), cols.begin() + 9), corner);
+    EXPECT_EQ(std::vector<float>(cols.begin() + 36, cols.begin() + 45), centre);
+    EXPECT_EQ(std::vector<float>(cols.begin() + 72, cols.end()), last);
+}
+
+TEST(KernelsScalar, L2NormAndMean) {
+    const float x[3] = {3.0f, 0.0f, -4.0f};
+    float y[3];
+    l2norm__scalar(3, x, y);
+    EXPECT_FLOAT_EQ(y[0], 0.6f);
+    EXPECT_FLOAT_EQ(y[1], 0.0f);
+    EXPECT_FLOAT_EQ(y[2], -0.8f);
+    const float zeros[3] = {0, 0, 0};
+    l2norm__scalar(3, zeros, y);  // no NaN for the zero vector
+    for (float v : y) EXPECT_EQ(v, 0.0f);
+    float m[4] = {1, 2, 3, 6};
+    subtract_mean__scalar(4, m);
+    EXPECT_FLOAT_EQ(m[0], -2.0f);
+    EXPECT_FLOAT_EQ(m[3], 3.0f);
+}
+
+TEST(KernelsPack, LayoutAndZeroPadding) {
+    // n = 3 outputs, k = 2: one block of 8 columns: 8 biases, then 2 rows of 8 weights.
+    const float w[3 * 2] = {1, 2, 3, 4, 5, 6};
+    const float b[3] = {7, 8, 9};
+    ASSERT_EQ(packed_gemm_weights_size(3, 2), 8u * 3u);
+    ASSERT_EQ(packed_gemm_weights_size(9, 2), 16u * 3u);
+    std::vector<float> packed(packed_gemm_weights_size(3, 2), -1.0f);
+    pack_gemm_weights(3, 2, w, b, packed.data());
+    const std::vector<float> expected = {7, 8, 9, 0, 0, 0, 0, 0,  //
+                                         1, 3, 5, 0, 0, 0, 0, 0,  //
+                                         2, 4, 6, 0, 0, 0, 0, 0};
+    EXPECT_EQ(packed, expected);
+}
+
+enum class GemmKernel { kScalar, kVec128_4x8, kVec128_1x8 };
+
+// Runs one GEMM kernel over m rows of A into C (row stride n + 3, the slack filled with a
+// sentinel that must survive) and compares with dense__scalar row by row.
+void check_gemm(GemmKernel kernel, size_t m, size_t n, size_t k, bool relu, std::mt19937& rng) {
+    const std::vector<float> a = random_vector(m * k, rng);
+    const std::vector<float> w = random_vector(n * k, rng);
+    const std::vector<float> b = random_vector(n, rng);
+    std::vector<float> packed(packed_gemm_weights_size(n, k));
+    pack_gemm_weights(n, k, w.data(), b.data(), packed.data());
+    const size_t c_stride = n + 3;
+    const float sentinel = 12345.0f;
+    std::vector<float> c(m * c_stride, sentinel);
+    switch (kernel) {
+        case GemmKernel::kScalar:
+            gemm__scalar(m, n, k, a.data(), k, packed.data(), c.data(), c_stride, relu);
+            break;
+        case GemmKernel::kVec128_4x8:
+            for (size_t m0 = 0; m0 < m; m0 += 4) {
+                gemm__vec128_4x8(std::min<size_t>(4, m - m0), n, k, a.data() + m0 * k, k,
+                                 packed.data(), c.data() + m0 * c_stride, c_stride, relu);
+            }
+            break;
+        case GemmKernel::kVec128_1x8:
+            for (size_t i = 0; i < m; ++i) {
+                gemm__vec128_1x8(n, k, a.data() + i * k, packed.data(), c.data() + i * c_stride,
+                                 relu);
+            }
+            break;
+    }
+    std::vector<float> ref(n);
+    for (size_t i = 0; i < m; ++i) {
+        dense__scalar(k, n, a.data() + i * k, w.data(), b.data(), relu, ref.data());
+        const std::vector<float> tol = dense_tolerance(k, n, a.data() + i * k, w.data(), b.data());
+        for (size_t j = 0; j < n; ++j) {
+            ASSERT_NEAR(c[i * c_stride + j], ref[j], tol[j])
+                << "m=" << m << " n=" << n << " k=" << k << " relu=" << relu << " at (" << i
+                << ", " << j << ")";
+        }
+        for (size_t j = n; j < c_stride; ++j) {
+            ASSERT_EQ(c[i * c_stride + j], sentinel) << "wrote past nc at row " << i;
+        }
+    }
+}
+
+TEST(KernelsGemm, MatchesDenseScalarOnOddSizes) {
+    std::mt19937 rng(1);
+    for (size_t m : {1, 2, 3, 4, 5, 7, 9, 13}) {
+        for (size_t n : {1, 3, 7, 8, 9, 15, 16, 17, 33}) {
+            for (size_t k : {1, 2, 3, 5, 9, 16, 31, 77}) {
+                for (bool relu : {false, true}) {
+                    check_gemm(GemmKernel::kScalar, m, n, k, relu, rng);
+                    check_gemm(GemmKernel::kVec128_4x8, m, n, k, relu, rng);
+                    check_gemm(GemmKernel::kVec128_1x8, m, n, k, relu, rng);
+                }
+            }
+        }
+    }
+}
+
+TEST(KernelsGemm, LargeInnerDimension) {
+    std::mt19937 rng(2);
+    check_gemm(GemmKernel::kVec128_4x8, 6, 20, 1152, true, rng);
+    check_gemm(GemmKernel::kVec128_1x8, 1, 128, 768, false, rng);
+    check_gemm(GemmKernel::kVec128_1x8, 2, 13, 2049, false, rng);
+}
+
+struct ConvCase {
+    int in_h, in_w, in_c, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+};
+
+TEST(KernelsConv2d, Vec128MatchesScalarOnOddShapes) {
+    const ConvCase cases[] = {
+        {7, 5, 1, 3, 3, 3, 2, 2, 1, 1},        // odd sizes, stride 2, padded
+        {9, 11, 3, 5, 3, 2, 1, 2, 1, 0},       // rectangular kernel, mixed strides
+        {4, 4, 8, 8, 1, 1, 1, 1, 0, 0},        // pointwise: GEMM reads the input directly
+        {13, 6, 5, 17, 5, 3, 3, 1, 2, 1},      // wide kernel, n not a multiple of 8
+        {1, 1, 7, 9, 3, 3, 1, 1, 1, 1},        // single pixel, all-padding borders
+        {62, 64, 1, 24, 3, 3, 2, 2, 1, 1},     // v1 first layer
+        {16, 16, 24, 48, 3, 3, 2, 2, 1, 1},    // v1 second layer (from 31x32 -> 16x16)
+        {2, 2, 128, 192, 3, 3, 2, 2, 1, 1},    // v1 last conv shape family
+    };
+    std::mt19937 rng(3);
+    for (const ConvCase& cc : cases) {
+        Conv2dShape s;
+        s.in_h = cc.in_h, s.in_w = cc.in_w, s.in_c = cc.in_c, s.out_c = cc.out_c;
+        s.kernel_h = cc.kernel_h, s.kernel_w = cc.kernel_w;
+        s.stride_h = cc.stride_h, s.stride_w = cc.stride_w, s.pad_h = cc.pad_h, s.pad_w = cc.pad_w;
+        s.out_h = (s.in_h + 2 * s.pad_h - s.kernel_h) / s.stride_h + 1;
+        s.out_w = (s.in_w + 2 * s.pad_w - s.kernel_w) / s.stride_w + 1;
+        const std::vector<float> in = random_vector(size_t(s.in_h) * s.in_w * s.in_c, rng);
+        const std::vector<float> w = random_vector(s.out_c * s.patch_size(), rng);
+        const std::vector<float> b = random_vector(s.out_c, rng);
+        std::vector<float> packed(packed_gemm_weights_size(s.out_c, s.patch_size()));
+        pack_gemm_weights(s.out_c, s.patch_size(), w.data(), b.data(), packed.data());
+        std::vector<float> cols(s.out_pixels() * s.patch_size());
+        const size_t n_out = s.out_pixels() * s.out_c;
+        for (bool relu : {false, true}) {
+            std::vector<float> ref(n_out), got(n_out, std::nanf(""));
+            conv2d_nhwc__scalar(s, in.data(), w.data(), b.data(), relu, ref.data());
+            conv2d_nhwc__vec128(s, in.data(), packed.data(), relu, cols.data(), got.data());
+            // |w|, |x| <= 1: every output's error is below 1e-5 * (patch_size + 1).
+            const float tol = 1e-5f * float(s.patch_size() + 1);
+            for (size_t i = 0; i < n_out; ++i) {
+                ASSERT_NEAR(got[i], ref[i], tol)
+                    << "case " << cc.in_h << "x" << cc.in_w << "x" << cc.in_c << " -> "
+                    << cc.out_c << " k" << cc.kernel_h << "x" << cc.kernel_w << " relu=" << relu
+                    << " at " << i;
+            }
+        }
+    }
+}
+
+TEST(KernelsVec128, L2NormAndMeanMatchScalar) {
+    std::mt19937 rng(4);
+    for (size_t n : {1, 3, 4, 5, 127, 128, 129}) {
+        const std::vector<float> x = random_vector(n, rng, -3.0f, 5.0f);
+        std::vector<float> ref(n), got(n);
+        l2norm__scalar(n, x.data(), ref.data());
+        l2norm__vec128(n, x.data(), got.data());
+        for (size_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], ref[i], 1e-6f) << "n=" << n;
+        std::vector<float> m_ref = x, m_got = x;
+        subtract_mean__scalar(n, m_ref.data());
+        subtract_mean__vec128(n, m_got.data());
+        for (size_t i = 0; i < n; ++i) ASSERT_NEAR(m_got[i], m_ref[i], 1e-5f) << "n=" << n;
+    }
+    const float zeros[5] = {0, 0, 0, 0, 0};
+    float y[5];
+    l2norm__vec128(5, zeros, y);
+    for (float v : y) EXPECT_EQ(v, 0.0f);
+}
+
+}  // namespace
+}  // namespace earshot
