@@ -1,0 +1,262 @@
+// Recognizer Worker: owns the WASM core (model, index, streaming recognizer) and the index
+// download. Audio arrives from the AudioWorklet over a MessagePort, is resampled to the model
+// rate when the AudioContext could not run at it, and is pushed to the recognizer here, off
+// both the audio thread and the UI thread.
+//
+// Protocol (all messages are plain objects with a `type`):
+//   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, retry}
+//                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
+//                   {type: 'start', sampleRate, maxListenSeconds}
+//                   {type: 'stop'}
+//   worker -> main  {type: 'booted', wasmMs}
+//                   {type: 'progress', ...IndexProgress}
+//                   {type: 'ready', ...ReadyInfo}       first shard usable: recognition can run
+//                   {type: 'match', ...MatchInfo} | {type: 'nomatch', listenedSeconds, bestScore}
+//                   {type: 'error', code, message, fatal, file}
+//                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds}
+
+import { EarshotError } from './fetch-util.js';
+import { IndexDownloader } from './index-loader.js';
+import { StreamingResampler } from './resampler.js';
+
+const BACKLOG_SECONDS = 20;  // audio kept while the first shard is still downloading
+
+/** @type {any} */ let wasm = null;   // the Emscripten module
+/** @type {any} */ let engine = null; // its Engine (model + index + recognizer)
+let modelRateHz = 16000;
+let recognizerReady = false;
+/** @type {StreamingResampler | null} */ let resampler = null;
+let listening = false;
+let listenedSamples = 0;        // at the model rate, this session
+let maxListenSamples = 15 * 16000;
+let bestScore = -1;
+let sessionId = 0;
+/** @type {Float32Array[]} */ let backlog = [];
+let backlogSamples = 0;
+let cpuMs = 0;
+let cpuAudioSamples = 0;
+const INPUT_CAPACITY = 16384;   // samples per push into the WASM heap
+let inputPointer = 0;
+
+/** @param {object} message @param {Transferable[]} [transfer] */
+function post(message, transfer) {
+    self.postMessage(message, transfer ?? []);
+}
+
+/** @param {unknown} error */
+function postError(error) {
+    if (error instanceof EarshotError) {
+        post({ type: 'error', code: error.code, message: error.message, fatal: error.fatal, file: error.file });
+    } else {
+        const message = /** @type {Error} */ (error)?.message ?? String(error);
+        post({ type: 'error', code: 'internal', message: `Internal error: ${message}`, fatal: true });
+    }
+}
+
+/** Throws an EarshotError when a binding returned a failed status. */
+function check(status, code, fatal = true, file = undefined) {
+    if (!status.ok) throw new EarshotError(code, status.message, { fatal, file });
+}
+
+async function init(options) {
+    const t0 = performance.now();
+    const downloader = new IndexDownloader({
+        indexUrl: options.indexUrl, modelUrl: options.modelUrl, retry: options.retry ?? {},
+    });
+    // Start the manifest download while the WASM compiles.
+    const manifestPromise = downloader.loadManifest();
+    manifestPromise.catch(() => {});  // handled below
+
+    let createModule;
+    try {
+        ({ default: createModule } = await import(options.wasmGlueUrl));
+    } catch (error) {
+        throw new EarshotError('wasm', `Could not load the recognizer code (${options.wasmGlueUrl}): ` +
+            `${/** @type {Error} */ (error).message}. Reload the page.`);
+    }
+    const wasmBinary = await downloader.download(options.wasmUrl, {}).catch((error) => {
+        throw new EarshotError('wasm', `Could not download the recognizer (${options.wasmUrl}): ${error.message}`);
+    });
+    try {
+        wasm = await createModule({ wasmBinary });
+    } catch (error) {
+        throw new EarshotError('wasm', 'This browser cannot run the recognizer: WebAssembly with SIMD ' +
+            `is required (${/** @type {Error} */ (error).message ?? error}). Use a current Chrome, Edge, Firefox or Safari.`);
+    }
+    engine = new wasm.Engine();
+    post({ type: 'booted', wasmMs: performance.now() - t0 });
+
+    const { manifest, text, fromCache: manifestFromCache } = await manifestPromise;
+    const total = {
+        shardsTotal: manifest.shards.length,
+        bytesTotal: manifest.quantizer.bytes + manifest.shards.reduce((s, f) => s + f.bytes, 0),
+        songsTotal: manifest.songs ?? manifest.shards.reduce((s, f) => s + (f.songs ?? 0), 0),
+    };
+    const progress = {
+        ...total, shardsLoaded: 0, shardsFailed: 0, bytesLoaded: 0, songsLoaded: 0,
+        allFromCache: manifestFromCache, offlineReady: false, done: false,
+    };
+    const postProgress = (phase) => post({ type: 'progress', phase, ...progress, bytesDownloaded: downloader.bytesDownloaded });
+    postProgress('manifest');
+
+    const model = await downloader.loadModel(manifest.model_hash);
+    check(engine.loadModel(model.bytes), 'model-invalid');
+    const modelInfo = JSON.parse(engine.modelInfo());
+    modelRateHz = modelInfo.sample_rate_hz;
+    check(engine.loadManifest(text), 'manifest-invalid');
+    postProgress('model');
+
+    const quantizer = await downloader.loadFile(manifest.quantizer).catch((error) => {
+        // Without the quantizer no shard is usable: that is fatal.
+        throw new EarshotError('index-corrupt', error.message, { file: manifest.quantizer.file });
+    });
+    check(engine.addQuantizer(quantizer.bytes, manifest.quantizer.file), 'index-corrupt');
+    progress.bytesLoaded += quantizer.bytes.length;
+    progress.allFromCache &&= model.fromCache && quantizer.fromCache;
+    postProgress('quantizer');
+
+    for (const entry of manifest.shards) {
+        try {
+            const shard = await downloader.loadFile(entry);
+            const status = engine.addShard(shard.bytes, entry.file);
+            if (!status.ok) {
+                throw new EarshotError('shard-corrupt', `Index file ${entry.file} was rejected: ${status.message}. ` +
+                    'The songs in it are not searchable; the rest of the index still works.', { fatal: false, file: entry.file });
+            }
+            progress.shardsLoaded += 1;
+            progress.bytesLoaded += shard.bytes.length;
+            progress.allFromCache &&= shard.fromCache;
+        } catch (error) {
+            if (error instanceof EarshotError && !error.fatal) {
+                progress.shardsFailed += 1;
+                progress.allFromCache = false;
+                postError(error);
+            } else {
+                throw error;
+            }
+        }
+        const info = JSON.parse(engine.indexInfo());
+        progress.songsLoaded = info.songs;
+        if (!recognizerReady && info.shards_loaded > 0) {
+            check(engine.createRecognizer(JSON.stringify({ backend: options.backend ?? 'simd' })), 'internal');
+            recognizerReady = true;
+            inputPointer = engine.inputPointer(INPUT_CAPACITY);
+            post({
+                type: 'ready', modelName: modelInfo.name, modelHash: modelInfo.hash,
+                backend: options.backend ?? 'simd', songsLoaded: info.songs, shardsLoaded: info.shards_loaded,
+                shardsTotal: manifest.shards.length, msSinceInit: performance.now() - t0,
+            });
+            flushBacklog();
+        }
+        postProgress('shard');
+    }
+    if (!recognizerReady) {
+        throw new EarshotError('index-corrupt', 'No shard of the index could be loaded, so nothing can be ' +
+            'recognized. See the errors above; rebuild or re-upload the index.');
+    }
+    progress.done = true;
+    progress.offlineReady = progress.shardsFailed === 0 && downloader.cacheStorage !== null;
+    postProgress('done');
+}
+
+/** Pushes model-rate samples to the recognizer in INPUT_CAPACITY pieces and reports results. */
+function pushSamples(samples) {
+    const t0 = performance.now();
+    for (let offset = 0; offset < samples.length && listening; offset += INPUT_CAPACITY) {
+        const piece = samples.subarray(offset, Math.min(samples.length, offset + INPUT_CAPACITY));
+        // Module.HEAPF32 is replaced when the WASM memory grows: look it up for every piece.
+        wasm.HEAPF32.set(piece, inputPointer >> 2);
+        const status = engine.push(piece.length);
+        if (!status.ok) {
+            postError(new EarshotError('internal', status.message));
+            return;
+        }
+        listenedSamples += piece.length;
+        const text = engine.poll();
+        if (text) handleResult(JSON.parse(text));
+    }
+    cpuMs += performance.now() - t0;
+    cpuAudioSamples += samples.length;
+    if (cpuAudioSamples >= modelRateHz * 2) {
+        post({ type: 'stats', cpuMsPerAudioSecond: cpuMs / (cpuAudioSamples / modelRateHz), audioSeconds: cpuAudioSamples / modelRateHz });
+        cpuMs = 0;
+        cpuAudioSamples = 0;
+    }
+    if (listening && listenedSamples >= maxListenSamples) {
+        listening = false;
+        post({ type: 'nomatch', session: sessionId, listenedSeconds: listenedSamples / modelRateHz, bestScore });
+    }
+}
+
+function handleResult(result) {
+    if (!result.valid) return;
+    if (result.score > bestScore) bestScore = result.score;
+    if (result.matched && listening) {
+        listening = false;
+        post({
+            type: 'match', session: sessionId, title: result.title, album: result.album, id: result.id,
+            offsetSeconds: result.song_time_s, score: result.score, threshold: result.threshold,
+            listenedSeconds: listenedSamples / modelRateHz, runnerUps: result.runner_ups,
+        });
+    }
+}
+
+function flushBacklog() {
+    const pending = backlog;
+    backlog = [];
+    backlogSamples = 0;
+    for (const block of pending) if (listening) pushSamples(block);
+}
+
+/** @param {{samples: Float32Array, sampleRate: number}} message */
+function onAudio(message) {
+    if (!listening) return;
+    let samples = message.samples;
+    if (message.sampleRate !== modelRateHz) {
+        if (!resampler || resampler.inRateHz !== message.sampleRate) {
+            resampler = new StreamingResampler(message.sampleRate, modelRateHz);
+        }
+        samples = resampler.process(samples).slice();
+    }
+    if (!recognizerReady) {
+        backlog.push(samples);
+        backlogSamples += samples.length;
+        while (backlogSamples > BACKLOG_SECONDS * modelRateHz) backlogSamples -= backlog.shift().length;
+        return;
+    }
+    pushSamples(samples);
+}
+
+self.onmessage = (event) => {
+    const message = event.data;
+    switch (message.type) {
+        case 'init':
+            init(message).catch(postError);
+            break;
+        case 'audio-port':
+            message.port.onmessage = (e) => {
+                try {
+                    onAudio(e.data);
+                } catch (error) {
+                    postError(error);
+                }
+            };
+            break;
+        case 'start':
+            sessionId = message.session;
+            listening = true;
+            listenedSamples = 0;
+            bestScore = -1;
+            backlog = [];
+            backlogSamples = 0;
+            resampler = null;
+            maxListenSamples = Math.round((message.maxListenSeconds ?? 15) * modelRateHz);
+            if (recognizerReady) engine.reset();
+            break;
+        case 'stop':
+            listening = false;
+            break;
+        default:
+            postError(new Error(`unknown message type ${message.type}`));
+    }
+};
