@@ -12,6 +12,10 @@
 //   index.load_manifest(text);                // optional, but then shards are checked against it
 //   index.add_quantizer(bytes, size, "quantizer.eq");
 //   index.add_shard(bytes, size, "shard-00000.es");   // any subset, any order, as they arrive
+//
+// Files are identified like the model: "sha256" in the manifest and "quantizer_sha256" in shard
+// metadata are the container's trailing SHA-256 (digest of all bytes but the last 32), lowercase
+// hex; a client can check a download with crypto.subtle over bytes [0, size - 32).
 #pragma once
 
 #include <cstddef>
@@ -171,6 +175,7 @@ private:
         uint32_t first_frame = 0;  // global frame id of its embedding 0
         uint32_t n_frames = 0;
     };
+    bool n_frames_total_would_overflow(uint64_t n_new) const;
     struct ManifestShard {
         std::string file, sha256;
         size_t bytes = 0;
