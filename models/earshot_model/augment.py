@@ -1,0 +1,144 @@
+"""Degradations that model a phone or laptop microphone 1-3 m from a loudspeaker, applied in
+batched torch ops on 16 kHz waveforms.
+
+Chain for the positive view (each stage drawn per item):
+  room (synthetic RIR, FFT convolution over a pre-roll so tails enter naturally) ->
+  band-limit (4th-order Butterworth band-pass, magnitude and phase, from a precomputed bank) ->
+  EQ tilt (+-6 dB linear in log-frequency) -> soft clip (tanh, 0-12 dB drive) ->
+  additive noise (-5..+15 dB SNR, RMS over the segment) -> level (-30..-12 dBFS RMS) ->
+  16-bit quantisation.
+"""
+
+import math
+
+import numpy as np
+import scipy.signal
+import torch
+
+RATE_HZ = 16000
+
+
+def synthetic_rir_bank(n, length, rng, rt60_range=(0.2, 1.0), drr_db_range=(-6.0, 6.0)):
+    """[n, length] float32 room impulse responses with unit energy and the direct path at
+    sample 0: exponentially decaying Gaussian noise (RT60 drawn uniformly), a few early
+    reflections, mild high-frequency damping of the tail, and the reverberant part (after
+    2.5 ms) rescaled to a drawn direct-to-reverberant ratio."""
+    bank = np.zeros((n, length), dtype=np.float64)
+    t = np.arange(length) / RATE_HZ
+    direct_len = int(0.0025 * RATE_HZ)
+    for i in range(n):
+        rt60 = rng.uniform(*rt60_range)
+        onset = int(rng.uniform(0.003, 0.02) * RATE_HZ)  # first reflections 1-7 m later
+        tail = rng.standard_normal(length) * np.exp(-6.9078 * t / rt60)
+        tail[:onset] = 0.0
+        for _ in range(rng.integers(2, 8)):  # sparse early reflections
+            k = int(rng.uniform(onset, onset + 0.05 * RATE_HZ))
+            if k < length:
+                tail[k] += rng.uniform(-1, 1) * 3.0 * np.exp(-6.9078 * t[k] / rt60)
+        cutoff = rng.uniform(2500, 7500)  # air and wall absorption
+        b, a = scipy.signal.butter(1, cutoff, fs=RATE_HZ)
+        tail = scipy.signal.lfilter(b, a, tail)
+        tail[:direct_len] = 0.0
+        drr_db = rng.uniform(*drr_db_range)
+        reverb_energy = 10 ** (-drr_db / 10)
+        tail *= math.sqrt(reverb_energy / max(np.sum(tail ** 2), 1e-20))
+        h = tail
+        h[0] = 1.0
+        bank[i] = h / math.sqrt(np.sum(h ** 2))
+    return bank.astype(np.float32)
+
+
+def bandpass_bank(n, n_fft, rng, low_range=(100.0, 300.0), high_range=(3500.0, 7500.0)):
+    """[n, n_fft//2+1] complex64 frequency responses of 4th-order Butterworth band-passes
+    (the eval chain uses 150 Hz-7 kHz; we draw around it, down to a narrow phone band)."""
+    freqs = np.arange(n_fft // 2 + 1) * RATE_HZ / n_fft
+    out = np.zeros((n, len(freqs)), dtype=np.complex64)
+    for i in range(n):
+        low = rng.uniform(*low_range)
+        high = min(rng.uniform(*high_range), 7900.0)
+        sos = scipy.signal.butter(4, [low, high], btype="bandpass", fs=RATE_HZ, output="sos")
+        _, h = scipy.signal.sosfreqz(sos, worN=freqs, fs=RATE_HZ)
+        out[i] = h.astype(np.complex64)
+    return out
+
+
+def _fast_fft_size(n):
+    best = None
+    for odd in (1, 3, 5, 7, 9, 15):
+        size = odd
+        while size < n:
+            size *= 2
+        best = size if best is None else min(best, size)
+    return best
+
+
+class Degrader:
+    """Batched positive-view degradation. Call with raw windows [B, pre + L] (float32, the
+    first `pre` samples are pre-roll) and noise segments [B, L]; returns [B, L]."""
+
+    def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=12000,
+                 n_bandpass=256, p_room=0.75, p_bandpass=0.8, p_tilt=0.8, p_clip=0.5,
+                 p_noise=0.9, snr_db_range=(-5.0, 15.0), level_dbfs_range=(-30.0, -12.0)):
+        assert pre_samples >= rir_samples - 1, "pre-roll must cover the RIR (no wrap-around)"
+        rng = np.random.default_rng(seed)
+        self.pre, self.seg = pre_samples, seg_samples
+        # FFT length: a 2^k * small size >= pre + seg (27762 = 2*3*7*661 is slow to FFT).
+        self.n_fft = _fast_fft_size(pre_samples + seg_samples)
+        self.rir_f = torch.from_numpy(np.fft.rfft(
+            synthetic_rir_bank(n_rirs, rir_samples, rng), n=self.n_fft).astype(np.complex64))
+        self.bandpass_f = torch.from_numpy(bandpass_bank(n_bandpass, self.n_fft, rng))
+        freqs = np.arange(self.n_fft // 2 + 1) * RATE_HZ / self.n_fft
+        # Tilt shape in [-0.5, 0.5]: linear in log-frequency between 150 Hz and 7 kHz.
+        pos = (np.log(np.clip(freqs, 150.0, 7000.0)) - math.log(150.0)) / math.log(7000 / 150)
+        self.tilt_shape = torch.from_numpy((pos - 0.5).astype(np.float32))
+        self.p = dict(room=p_room, bandpass=p_bandpass, tilt=p_tilt, clip=p_clip, noise=p_noise)
+        self.snr_db_range = snr_db_range
+        self.level_dbfs_range = level_dbfs_range
+
+    def __call__(self, raw, noise, generator):
+        b = raw.shape[0]
+        g = generator
+
+        def draw(p):
+            return torch.rand(b, generator=g) < p
+
+        def uniform(lo, hi):
+            return lo + (hi - lo) * torch.rand(b, generator=g)
+
+        # Normalise the source to unit RMS over the segment (songs differ in level).
+        seg = raw[:, self.pre:]
+        raw = raw / seg.square().mean(1, keepdim=True).sqrt().clamp_min(1e-4)
+
+        # Linear part in one FFT: RIR x band-pass x tilt.
+        spec = torch.fft.rfft(raw, n=self.n_fft)  # zero-padded; pre-roll >= RIR: no wrap
+        use_room = draw(self.p["room"])
+        rir = self.rir_f[torch.randint(len(self.rir_f), (b,), generator=g)]
+        spec = torch.where(use_room[:, None], spec * rir, spec)
+        use_bp = draw(self.p["bandpass"])
+        bp = self.bandpass_f[torch.randint(len(self.bandpass_f), (b,), generator=g)]
+        spec = torch.where(use_bp[:, None], spec * bp, spec)
+        tilt_db = uniform(-6.0, 6.0) * draw(self.p["tilt"])
+        spec = spec * torch.pow(10.0, tilt_db[:, None] * self.tilt_shape[None] / 20.0)
+        x = torch.fft.irfft(spec, n=self.n_fft)[:, self.pre:self.pre + self.seg]
+
+        # Soft clip: peak 1, then tanh(drive * x), drive 0-12 dB.
+        use_clip = draw(self.p["clip"])
+        drive = torch.pow(10.0, uniform(0.0, 12.0) / 20.0)
+        peak = x.abs().amax(1, keepdim=True).clamp_min(1e-6)
+        clipped = torch.tanh(drive[:, None] * x / peak)
+        x = torch.where(use_clip[:, None], clipped, x)
+
+        # Additive noise at a drawn SNR (RMS over the segment).
+        use_noise = draw(self.p["noise"])
+        snr_db = uniform(*self.snr_db_range)
+        x_rms = x.square().mean(1).sqrt().clamp_min(1e-8)
+        n_rms = noise.square().mean(1).sqrt().clamp_min(1e-8)
+        noise_gain = x_rms / n_rms * torch.pow(10.0, -snr_db / 20.0) * use_noise
+        x = x + noise_gain[:, None] * noise
+
+        # Level, peak-limited to 0.99, then 16-bit quantisation.
+        level = torch.pow(10.0, uniform(*self.level_dbfs_range) / 20.0)
+        gain = level / x.square().mean(1).sqrt().clamp_min(1e-8)
+        gain = torch.minimum(gain, 0.99 / x.abs().amax(1).clamp_min(1e-8))
+        x = x * gain[:, None]
+        return torch.round(x * 32768.0) / 32768.0

@@ -1,0 +1,93 @@
+#!/usr/bin/python3
+"""Exports a training checkpoint to an earshot model file (docs/DESIGN.md sections 3-4):
+BatchNorm folded into the convolutions, conv weights OHWI, the dense layer's columns in NHWC
+flatten order, full metadata. Checks the file with the pure-numpy reference before returning.
+
+    /usr/bin/python3 models/export.py models/checkpoints/v1/last.pt models/earshot-v1.emod
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from earshot_model import container, frontend, modelfile, reference  # noqa: E402
+from earshot_model.net import EarshotNet  # noqa: E402
+
+TRAIN_COMMAND = ("nohup nice -n 3 /usr/bin/python3 models/train.py --run v1 "
+                 "--export-min 20 > models/checkpoints/v1.log 2>&1 &")
+
+
+def net_from_checkpoint(ck):
+    cfg = ck["config"]
+    channels = [int(c) for c in cfg["channels"].split(",")]
+    net = EarshotNet(62, 64, channels, cfg["dim"])
+    net.load_state_dict(ck["net"])
+    net.eval()
+    return net
+
+
+def export_checkpoint(ckpt_path, out_path, name="earshot-v1"):
+    ck = torch.load(ckpt_path)
+    net = net_from_checkpoint(ck)
+    cfg, state = ck["config"], ck["state"]
+    last_dev = state["history"][-1] if state["history"] else None
+    training = {
+        "seed": cfg["seed"],
+        "steps": state["step"],
+        "train_minutes": round(state["train_s"] / 60.0, 1),
+        "finished": bool(state.get("done")),
+        "loss": cfg["loss"],
+        "tau": cfg["tau"] if cfg["loss"] == "ntxent" else None,
+        "batch_pairs": cfg["batch"],
+        "lr": cfg["lr"],
+        "data": f"earshot train set ({cfg['corpus']}): {len(ck['train_ids'])} songs; "
+                "dev songs held out",
+        "dev_held_out": ck["dev"],
+        "augmentation": "synthetic RIR (RT60 0.2-1.0 s, DRR -6..+6 dB), Butterworth band-pass, "
+                        "tilt +-6 dB, tanh soft clip 0-12 dB, train noise -5..+15 dB SNR, "
+                        "level -30..-12 dBFS, 16-bit, +-0.25 s shift",
+        "command": TRAIN_COMMAND,
+        "dev_last": last_dev,
+    }
+    description = ("earshot v1 fingerprint network: 5x conv3x3/2 + BN(folded) + ReLU, dense, "
+                   "L2; contrastive training on the earshot train set.")
+    digest = modelfile.write_model_file(out_path, net, name, description=description,
+                                        training=training)
+    check_parity(out_path, net)
+    return digest
+
+
+def check_parity(path, net, n=4, seed=0, min_cosine=0.9999):
+    """Pure-numpy reference on the file vs the torch model on random-song-like log-mels."""
+    c = container.read_container_file(path, "MODL")
+    rng = np.random.default_rng(seed)
+    worst = 1.0
+    for _ in range(n):
+        pcm = (rng.standard_normal(16000) * np.linspace(0.01, 0.3, 16000)).astype(np.float32)
+        logmel = frontend.logmel_numpy(pcm)[:62]
+        ref = reference.embed(c, logmel)
+        with torch.no_grad():
+            out = net(torch.from_numpy(logmel)[None])[0].double().numpy()
+        worst = min(worst, float(ref @ out / np.linalg.norm(ref) / np.linalg.norm(out)))
+    if worst < min_cosine:
+        raise RuntimeError(f"{path}: export parity cosine {worst} < {min_cosine}")
+    return worst
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("out")
+    parser.add_argument("--name", default="earshot-v1")
+    args = parser.parse_args()
+    digest = export_checkpoint(args.checkpoint, args.out, args.name)
+    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes) sha256 {digest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Tests of the model package: container round trip and corrupt inputs, export parity (pure-numpy
+reference of DESIGN.md section 3 over the .emod vs the PyTorch model), and the torch/numpy
+front-end against tests/data/frontend_golden.* (numpy float64 reference by another engineer).
+
+Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
+"""
+
+import json
+import os
+import struct
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, MODELS_DIR)
+from earshot_model import container, frontend, modelfile, reference  # noqa: E402
+from earshot_model.net import EarshotNet  # noqa: E402
+
+REPO = os.path.dirname(MODELS_DIR)
+GOLDEN = os.path.join(REPO, "tests", "data", "frontend_golden.json")
+# float32 FFT + float32 mel matmul vs a float64 reference: |diff| of ln(mel) is the relative
+# error of the mel power (~1e-6 for loud bands, larger for quiet bands near log_offset).
+# Measured max 1.5e-5 (torch and numpy); tolerance 1e-4 absolute on ln values.
+FRONTEND_ABS_TOL = 1e-4
+PARITY_MIN_COSINE = 0.9999
+
+
+def random_logmel(rng, frames=62):
+    pcm = (rng.standard_normal(frames * 250 + 262) * rng.uniform(0.01, 0.3)).astype(np.float32)
+    pcm[: rng.integers(0, 4000)] *= 0.01
+    return frontend.logmel_numpy(pcm)[:frames]
+
+
+class ContainerTest(unittest.TestCase):
+    def sample(self):
+        return container.write_container("MODL", {"a": 1, "name": "é"}, [
+            ("w", np.arange(12, dtype=np.float32).reshape(3, 4)),
+            ("codes", np.arange(5, dtype=np.uint8)),
+            ("ids", np.arange(7, dtype=np.uint16).reshape(7, 1, 1, 1)),
+        ])
+
+    def test_round_trip_and_layout(self):
+        data = self.sample()
+        c = container.read_container(data, "MODL")
+        self.assertEqual(c.meta["name"], "é")
+        np.testing.assert_array_equal(c["w"], np.arange(12, dtype=np.float32).reshape(3, 4))
+        self.assertEqual(c["ids"].shape, (7, 1, 1, 1))
+        magic, version, kind, meta_len, n, file_bytes = struct.unpack_from("<8sI4sIIQ", data)
+        self.assertEqual((magic, version, kind, n, file_bytes),
+                         (b"EARSHOT\x1a", 1, b"MODL", 3, len(data)))
+        table = 32 + (meta_len + 7) // 8 * 8
+        for i in range(n):
+            offset, nbytes = struct.unpack_from("<QQ", data, table + 72 * i + 56)
+            self.assertEqual(offset % 64, 0)
+
+    def corrupt(self, data, at, value):
+        buf = bytearray(data)
+        buf[at:at + len(value)] = value
+        return bytes(buf)
+
+    def expect_error(self, data, text, kind="MODL"):
+        with self.assertRaises(container.ContainerError) as ctx:
+            container.read_container(data, kind)
+        self.assertIn(text, str(ctx.exception))
+
+    def test_rejects_corrupt_inputs(self):
+        data = self.sample()
+        self.expect_error(data[:20], "too short")
+        self.expect_error(self.corrupt(data, 0, b"X"), "bad magic")
+        self.expect_error(self.corrupt(data, 8, struct.pack("<I", 2)), "version")
+        self.expect_error(data, "kind", kind="SHRD")
+        self.expect_error(data[:-1], "header says")
+        self.expect_error(self.corrupt(data, len(data) - 40, b"\x01"), "checksum")
+        self.expect_error(self.corrupt(data, len(data) - 1, bytes([data[-1] ^ 1])), "checksum")
+
+    def test_rejects_bad_tables_even_with_valid_checksum(self):
+        import hashlib
+        data = self.sample()
+        meta_len = struct.unpack_from("<I", data, 16)[0]
+        table = 32 + (meta_len + 7) // 8 * 8
+
+        def resign(buf):
+            buf = bytearray(buf)
+            buf[-32:] = hashlib.sha256(bytes(buf[:-32])).digest()
+            return bytes(buf)
+
+        off0 = struct.unpack_from("<Q", data, table + 56)[0]
+        self.expect_error(resign(self.corrupt(data, table + 56, struct.pack("<Q", off0 + 8))),
+                          "aligned")
+        off1 = struct.unpack_from("<Q", data, table + 72 + 56)[0]
+        self.expect_error(resign(self.corrupt(data, table + 72 + 56, struct.pack("<Q", off0))),
+                          "overlap")
+        self.expect_error(resign(self.corrupt(data, table + 72 + 56, struct.pack("<Q", 1 << 40))),
+                          "outside")
+        self.expect_error(resign(self.corrupt(data, table + 64, struct.pack("<Q", 4))), "bytes")
+        self.expect_error(resign(self.corrupt(data, table + 72, b"w\0")), "duplicate")
+        self.expect_error(resign(self.corrupt(data, table + 32, struct.pack("<I", 9))), "dtype")
+        self.expect_error(resign(self.corrupt(data, 32, b"}")), "JSON")
+        del off1
+
+
+class ExportParityTest(unittest.TestCase):
+    def check_file(self, path, net=None):
+        c = container.read_container_file(path, "MODL")
+        meta = c.meta
+        self.assertEqual(meta["format"], "earshot-model")
+        self.assertEqual(meta["model_version"], 1)
+        for key in frontend.DEFAULT_PARAMS:
+            self.assertIn(key, meta)
+        self.assertEqual(meta["input_norm"], "patch_mean")
+        self.assertEqual(meta["layers"][-1]["type"], "l2norm")
+        n_params = sum(a.size for a in c.sections.values())
+        self.assertLessEqual(n_params, 1_500_000)
+        self.assertEqual(n_params, meta["n_params"])
+        if net is None:  # rebuild the torch model from the file (unfolded: BN = identity)
+            net = modelfile.net_from_meta(meta)
+            self.load_folded(net, c)
+        self.assertLessEqual(net.flops(), 30_000_000)
+        net.eval()
+        rng = np.random.default_rng(5)
+        for _ in range(3):
+            logmel = random_logmel(rng)
+            ref = reference.embed(c, logmel)
+            with torch.no_grad():
+                out = net(torch.from_numpy(logmel)[None])[0].double().numpy()
+            self.assertEqual(ref.shape, (meta["embedding_dim"],))
+            self.assertAlmostEqual(float(np.linalg.norm(ref)), 1.0, places=6)
+            cos = float(ref @ out / np.linalg.norm(out))
+            self.assertGreaterEqual(cos, PARITY_MIN_COSINE)
+        return c
+
+    @staticmethod
+    def load_folded(net, c):
+        """Loads folded OHWI/NHWC tensors back into the NCHW torch model with identity BN."""
+        with torch.no_grad():
+            for i, (conv, bn) in enumerate(zip(net.convs, net.norms)):
+                w = torch.from_numpy(c[f"conv{i + 1}.weight"].copy()).permute(0, 3, 1, 2)
+                conv.weight.copy_(w)
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(torch.from_numpy(c[f"conv{i + 1}.bias"].copy()))
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            ch, h, w = net.flat_shape
+            dense = torch.from_numpy(c["fc.weight"].copy()).reshape(-1, h, w, ch)
+            net.dense.weight.copy_(dense.permute(0, 3, 1, 2).reshape(net.dense.out_features, -1))
+            net.dense.bias.copy_(torch.from_numpy(c["fc.bias"].copy()))
+
+    def test_export_of_trained_style_net_matches_torch(self):
+        torch.manual_seed(3)
+        net = EarshotNet()
+        net.reset_he(torch.Generator().manual_seed(3))
+        net.train()
+        with torch.no_grad():  # give BatchNorm non-trivial running statistics
+            for _ in range(3):
+                net(torch.from_numpy(np.stack([random_logmel(np.random.default_rng(k))
+                                               for k in range(8)])))
+            for bn in net.norms:
+                bn.weight.uniform_(0.5, 1.5)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "t.emod")
+            modelfile.write_model_file(path, net, "test")
+            self.check_file(path, net)
+
+    def test_random_init_file(self):
+        self.check_file(os.path.join(MODELS_DIR, "random-init-v0.emod"))
+
+    def test_trained_file(self):
+        path = os.path.join(MODELS_DIR, "earshot-v1.emod")
+        if not os.path.exists(path):
+            self.skipTest("models/earshot-v1.emod not exported yet")
+        c = self.check_file(path)
+        self.assertEqual(c.meta["name"], "earshot-v1")
+        self.assertIn("seed", c.meta["training"])
+
+
+class FrontendGoldenTest(unittest.TestCase):
+    def setUp(self):
+        if not os.path.exists(GOLDEN):
+            self.skipTest("tests/data/frontend_golden.json not present")
+        with open(GOLDEN) as f:
+            self.meta = json.load(f)
+        data_dir = os.path.dirname(GOLDEN)
+        self.signal = np.fromfile(os.path.join(data_dir, self.meta["signal_file"]),
+                                  dtype="<i2").astype(np.float32) / 32768.0
+        self.golden = np.fromfile(os.path.join(data_dir, self.meta["logmel_file"]),
+                                  dtype="<f4").reshape(self.meta["n_frames"], self.meta["n_mels"])
+        self.params = frontend.params_from_meta(self.meta)
+
+    def test_mel_weight_row_sums(self):
+        sums = frontend.mel_weights(self.params).astype(np.float64).sum(axis=1)
+        np.testing.assert_allclose(sums, self.meta["mel_weight_row_sums"], atol=1e-5)
+
+    def test_numpy_frontend(self):
+        out = frontend.logmel_numpy(self.signal, self.params)
+        self.assertEqual(out.shape, self.golden.shape)
+        np.testing.assert_allclose(out, self.golden, atol=FRONTEND_ABS_TOL, rtol=0)
+
+    def test_torch_frontend(self):
+        out = frontend.TorchFrontend(self.params)(torch.from_numpy(self.signal)).numpy()
+        self.assertEqual(out.shape, self.golden.shape)
+        np.testing.assert_allclose(out, self.golden, atol=FRONTEND_ABS_TOL, rtol=0)
+        print(f"\ntorch front-end max |diff| vs golden: {np.abs(out - self.golden).max():.2e}")
+
+
+if __name__ == "__main__":
+    unittest.main()

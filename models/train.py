@@ -1,0 +1,309 @@
+#!/usr/bin/python3
+"""Trains the earshot v1 fingerprint network (contrastive, NT-Xent by default) on the train set.
+
+One command from scratch, resumes automatically from models/checkpoints/<run>/last.pt:
+    nohup nice -n 3 /usr/bin/python3 models/train.py --run v1 > models/checkpoints/v1.log 2>&1 &
+
+The learning-rate schedule is time-based (warm-up then cosine over --budget-min minutes of
+training time, accumulated across restarts), so the run ends on time on a shared CPU.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from earshot_model import data, deveval, frontend  # noqa: E402
+from earshot_model.augment import Degrader  # noqa: E402
+from earshot_model.net import EarshotNet  # noqa: E402
+
+MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
+CONTEXT_FRAMES = 62
+HOP_LENGTH = 250
+N_FFT = 512
+SEG_SAMPLES = N_FFT + (CONTEXT_FRAMES - 1) * HOP_LENGTH  # 15762 samples = 0.985 s
+PRE_SAMPLES = 12000  # pre-roll for reverb tails (>= RIR length - 1)
+MAX_SHIFT = 4000     # +-0.25 s = half the index hop, anchor vs positive
+
+
+def stable_hash(text, seed):
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+def valid_starts(audio, floor_dbfs=-45.0):
+    """Frame-aligned start samples whose 0.985 s segment is above floor_dbfs RMS."""
+    n = (len(audio) - SEG_SAMPLES - MAX_SHIFT) // HOP_LENGTH
+    if n <= MAX_SHIFT // HOP_LENGTH:
+        return np.zeros(0, dtype=np.int64)
+    power = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
+    starts = np.arange(MAX_SHIFT // HOP_LENGTH + 1, n) * HOP_LENGTH
+    rms = np.sqrt((power[starts + SEG_SAMPLES] - power[starts]) / SEG_SAMPLES)
+    return starts[rms > 10 ** (floor_dbfs / 20)]
+
+
+class Sampler:
+    def __init__(self, songs, noise_cats, noise_audio, seed):
+        self.songs = songs
+        self.starts = [valid_starts(a) for a in songs]
+        weights = np.array([len(s) for s in self.starts], dtype=np.float64)
+        self.song_p = weights / weights.sum()
+        self.noise_by_cat = {}
+        for cat, audio in zip(noise_cats, noise_audio):
+            self.noise_by_cat.setdefault(cat, []).append(audio)
+        self.cats = sorted(self.noise_by_cat)
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, b):
+        """Returns anchors [b, SEG], raw positive windows [b, PRE+SEG], noise [b, SEG],
+        song index [b], anchor start sample [b]."""
+        rng = self.rng
+        song_idx = rng.choice(len(self.songs), size=b, p=self.song_p)
+        anchors = np.zeros((b, SEG_SAMPLES), dtype=np.float32)
+        raws = np.zeros((b, PRE_SAMPLES + SEG_SAMPLES), dtype=np.float32)
+        noise = np.zeros((b, SEG_SAMPLES), dtype=np.float32)
+        starts = np.zeros(b, dtype=np.int64)
+        for k, si in enumerate(song_idx):
+            audio = self.songs[si]
+            start = int(rng.choice(self.starts[si]))
+            starts[k] = start
+            anchors[k] = audio[start:start + SEG_SAMPLES]
+            pos = start + int(rng.integers(-MAX_SHIFT, MAX_SHIFT + 1))
+            lo = pos - PRE_SAMPLES
+            src_lo = max(lo, 0)
+            raws[k, src_lo - lo:] = audio[src_lo:pos + SEG_SAMPLES]
+            files = self.noise_by_cat[self.cats[rng.integers(len(self.cats))]]
+            nz = files[rng.integers(len(files))]
+            off = int(rng.integers(len(nz)))
+            noise[k] = np.take(nz, np.arange(off, off + SEG_SAMPLES), mode="wrap")
+        return (torch.from_numpy(anchors), torch.from_numpy(raws), torch.from_numpy(noise),
+                torch.from_numpy(song_idx), torch.from_numpy(starts))
+
+
+def false_negative_mask(song_idx, starts, min_gap=2 * 16000):
+    """[b, b] True where two different batch items are the same song within min_gap samples
+    (they are not true negatives)."""
+    same = song_idx[:, None] == song_idx[None, :]
+    near = (starts[:, None] - starts[None, :]).abs() < min_gap
+    mask = same & near
+    mask.fill_diagonal_(False)
+    return mask
+
+
+def nt_xent(za, zp, tau, fn_mask):
+    """Symmetric NT-Xent (SimCLR / Chang et al. 2021) over 2b views; the positive of each view
+    is its pair, the negatives are all other 2b-2 views (minus masked false negatives)."""
+    b = za.shape[0]
+    z = torch.cat([za, zp])
+    logits = z @ z.T / tau
+    eye = torch.eye(2 * b, dtype=torch.bool)
+    fn = fn_mask.repeat(2, 2)
+    logits = logits.masked_fill(eye | fn, float("-inf"))
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)])
+    return F.cross_entropy(logits, target)
+
+
+def semi_hard_triplet(za, zp, margin, fn_mask):
+    """Triplet loss with semi-hard negative mining (FaceNet): for each anchor, the hardest
+    negative that is still farther than the positive, else the easiest one."""
+    d = 2.0 - 2.0 * za @ zp.T  # squared distances anchor i -> positive j
+    d_pos = d.diag()
+    b = d.shape[0]
+    invalid = torch.eye(b, dtype=torch.bool) | fn_mask
+    semi = (d > d_pos[:, None]) & ~invalid
+    d_semi = torch.where(semi, d, torch.full_like(d, float("inf"))).min(1).values
+    d_easy = torch.where(~invalid, d, torch.full_like(d, float("-inf"))).max(1).values
+    d_neg = torch.where(torch.isinf(d_semi), d_easy, d_semi)
+    return F.relu(d_pos - d_neg + margin).mean()
+
+
+def lr_at(progress, base_lr, warmup=0.03, final=0.01):
+    if progress < warmup:
+        return base_lr * max(progress / warmup, 0.02)
+    p = (progress - warmup) / (1 - warmup)
+    return base_lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="v1")
+    parser.add_argument("--corpus", default="/root/corpus/train")
+    parser.add_argument("--dev-queries", default="/root/q-train-dev")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=256, help="pairs per step")
+    parser.add_argument("--budget-min", type=float, default=80.0, help="training time")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--loss", choices=["ntxent", "triplet"], default="ntxent")
+    parser.add_argument("--tau", type=float, default=0.05)
+    parser.add_argument("--margin", type=float, default=0.4)
+    parser.add_argument("--channels", default="24,48,96,128,192")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ckpt-min", type=float, default=5.0)
+    parser.add_argument("--dev-min", type=float, default=15.0)
+    parser.add_argument("--export-min", type=float, default=0.0,
+                        help="export models/earshot-v1.emod every N minutes (0 = never)")
+    parser.add_argument("--n-dev-songs", type=int, default=16)
+    parser.add_argument("--n-dev-seen", type=int, default=8)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    ckpt_dir = os.path.join(MODELS_DIR, "checkpoints", args.run)
+    os.makedirs(ckpt_dir, exist_ok=True)
+    ckpt_path = os.path.join(ckpt_dir, "last.pt")
+
+    # Data: dev songs (indexed in the dev queries) are held out of training; out-of-catalog
+    # dev queries come from held-out songs too.
+    ids, songs = data.load_songs(os.path.join(args.corpus, "catalog.tsv"), verbose=False)
+    noise_cats, noise_audio = data.load_noise(os.path.join(args.corpus, "noise.tsv"),
+                                              verbose=False)
+    indexed = [r["id"] for r in data.read_catalog(
+        os.path.join(args.dev_queries, "index-catalog.tsv"))]
+    out_of_catalog = sorted(set(ids) - set(indexed))
+    dev_unseen = sorted(indexed, key=lambda s: stable_hash(s, args.seed))[:args.n_dev_songs]
+    dev_neg = sorted(out_of_catalog, key=lambda s: stable_hash(s, args.seed))[:6]
+    held_out = set(dev_unseen) | set(dev_neg)
+    train_ids = [s for s in ids if s not in held_out]
+    dev_seen = sorted(train_ids, key=lambda s: stable_hash(s, args.seed + 1))
+    dev_seen = [s for s in dev_seen if s in indexed][:args.n_dev_seen]
+    by_id = dict(zip(ids, songs))
+    train_songs = [by_id[s] for s in train_ids]
+    hours = sum(len(a) for a in train_songs) / 16000 / 3600
+    print(f"train: {len(train_ids)} songs {hours:.2f} h; noise {len(noise_audio)} files; "
+          f"dev unseen {len(dev_unseen)} seen {len(dev_seen)} neg {len(dev_neg)}", flush=True)
+
+    dev_index = dev_unseen + dev_seen
+    dev = deveval.DevSet(args.dev_queries, {s: by_id[s] for s in dev_index}, dev_index)
+    dev.queries = [q for q in dev.queries if q["song"] != "-" or
+                   q.get("song") == "-" and _query_source(args.dev_queries, q) in dev_neg]
+    print(f"dev queries: {len(dev.queries)}", flush=True)
+
+    channels = [int(c) for c in args.channels.split(",")]
+    net = EarshotNet(CONTEXT_FRAMES, 64, channels, args.dim)
+    net.reset_he(torch.Generator().manual_seed(args.seed))
+    print(f"params {net.n_params_exported()} flops {net.flops()}", flush=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    front = frontend.TorchFrontend()
+    degrader = Degrader(args.seed, PRE_SAMPLES, SEG_SAMPLES)
+    sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    state = {"step": 0, "train_s": 0.0, "history": []}
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path)
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        sampler.rng.bit_generator.state = ck["sampler_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+        print(f"resumed at step {state['step']} ({state['train_s'] / 60:.1f} min)", flush=True)
+
+    budget_s = args.budget_min * 60.0
+    config = vars(args).copy()
+
+    def save(tag="last"):
+        ck = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+              "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+              "state": state, "config": config, "train_ids": train_ids,
+              "dev": {"unseen": dev_unseen, "seen": dev_seen, "neg": dev_neg}}
+        tmp = os.path.join(ckpt_dir, f"{tag}.pt.tmp")
+        torch.save(ck, tmp)
+        os.replace(tmp, os.path.join(ckpt_dir, f"{tag}.pt"))
+
+    def run_dev():
+        t = time.time()
+        result = deveval.DevSet.evaluate(dev, net, seen_ids=set(dev_seen))
+        result["step"] = state["step"]
+        result["train_min"] = round(state["train_s"] / 60, 1)
+        state["history"].append(result)
+        print(f"DEV step {state['step']} ({time.time() - t:.0f}s): "
+              f"{deveval.format_result(result)}", flush=True)
+        with open(os.path.join(ckpt_dir, "dev.jsonl"), "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+    def export():
+        import export as export_mod
+        save()
+        export_mod.export_checkpoint(ckpt_path, os.path.join(MODELS_DIR, "earshot-v1.emod"))
+
+    net.train()
+    last_ckpt = last_dev = last_export = time.time()
+    t_log = time.time()
+    loss_avg = None
+    while state["train_s"] < budget_s:
+        t0 = time.time()
+        progress = state["train_s"] / budget_s
+        lr = lr_at(progress, args.lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        anchors, raws, noise, song_idx, starts = sampler.batch(args.batch)
+        with torch.no_grad():
+            positives = degrader(raws, noise, gen)
+            x = front(torch.cat([anchors, positives]))  # [2b, 62, 64]
+        z = net(x)
+        za, zp = z[:args.batch], z[args.batch:]
+        fn = false_negative_mask(song_idx, starts)
+        if args.loss == "ntxent":
+            loss = nt_xent(za, zp, args.tau, fn)
+        else:
+            loss = semi_hard_triplet(za, zp, args.margin, fn)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+        state["train_s"] += time.time() - t0
+        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+        if state["step"] % 10 == 0:
+            with torch.no_grad():
+                acc = ((za @ zp.T).argmax(1) == torch.arange(args.batch)).float().mean()
+            rate = 10 / (time.time() - t_log)
+            t_log = time.time()
+            print(f"step {state['step']} train {state['train_s'] / 60:.1f}/{args.budget_min:.0f}"
+                  f" min lr {lr:.2e} loss {loss_avg:.4f} batch-acc {acc:.3f} "
+                  f"{rate:.3f} steps/s", flush=True)
+        now = time.time()
+        if now - last_ckpt > args.ckpt_min * 60:
+            save()
+            last_ckpt = now
+        if now - last_dev > args.dev_min * 60:
+            run_dev()
+            last_dev = time.time()
+        if args.export_min and now - last_export > args.export_min * 60:
+            export()
+            last_export = time.time()
+    state["done"] = True
+    save()
+    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+        run_dev()
+        save()
+    print(f"done: {state['step']} steps, {state['train_s'] / 60:.1f} min", flush=True)
+
+
+_DETAILS = {}
+
+
+def _query_source(query_dir, q):
+    """Source song of a query (details.tsv), used to pick the out-of-catalog dev queries."""
+    if not _DETAILS:
+        for r in data.read_catalog(os.path.join(query_dir, "details.tsv")):
+            _DETAILS[r["query"]] = r
+    row = _DETAILS[q["query"]]
+    for key in ("source_song", "source", "song_id", "song"):
+        if key in row:
+            return row[key]
+    raise KeyError("details.tsv has no source-song column")
+
+
+if __name__ == "__main__":
+    main()
