@@ -155,10 +155,14 @@ std::string sanitize_utf8(const std::string& s) {
     return back.is_string() ? back.get<std::string>() : std::string();
 }
 
-// Files are identified like the model (DESIGN.md section 4): by the container's trailing
-// SHA-256, i.e. the digest of every byte but the last 32 (== the checksum the reader verifies).
-std::string trailing_sha256_hex(const std::vector<uint8_t>& file) {
-    return to_hex(file.data() + file.size() - kSha256Bytes, kSha256Bytes);
+// Index files are identified by the SHA-256 of the whole file (what sha256sum prints and what
+// the web loader checks downloads against), unlike the model hash (the trailing checksum).
+std::string file_sha256_hex(const uint8_t* bytes, size_t size) {
+    const std::array<uint8_t, 32> digest = sha256(bytes, size);
+    return to_hex(digest.data(), digest.size());
+}
+std::string file_sha256_hex(const std::vector<uint8_t>& file) {
+    return file_sha256_hex(file.data(), file.size());
 }
 
 std::string shard_file_name(size_t shard) {
@@ -386,7 +390,7 @@ Result<IndexFiles> IndexBuilder::finish() {
                 {uint32_t(q.pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)},
                 q.pq_codebooks.data(), q.pq_codebooks.size() * sizeof(float));
     std::vector<uint8_t> qbytes = qwriter.finish();
-    const std::string quantizer_sha = trailing_sha256_hex(qbytes);
+    const std::string quantizer_sha = file_sha256_hex(qbytes);
 
     const bool wide_ids = q.n_lists > 256;
     const size_t id_bytes = wide_ids ? 2 : 1;
@@ -451,7 +455,7 @@ Result<IndexFiles> IndexBuilder::finish() {
         std::vector<uint8_t> bytes = writer.finish();
         manifest_shards.push_back({{"file", shard_file_name(g)},
                                    {"bytes", bytes.size()},
-                                   {"sha256", trailing_sha256_hex(bytes)},
+                                   {"sha256", file_sha256_hex(bytes)},
                                    {"songs", e - b},
                                    {"frames", n_frames}});
         out.total_bytes += bytes.size();
@@ -552,9 +556,10 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
     Result<ContainerView> parsed = parse_container(bytes, size, "QUAN", what);
     if (!parsed) return parsed.status();
     const ContainerView& view = parsed.value();
-    if (has_manifest_ && (view.sha256_hex != manifest_quantizer_sha256_ ||
+    const std::string file_sha = file_sha256_hex(bytes, size);
+    if (has_manifest_ && (file_sha != manifest_quantizer_sha256_ ||
                           size != manifest_quantizer_bytes_))
-        return Status::error(what + ": sha256 " + view.sha256_hex + " / " + std::to_string(size) +
+        return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +
                              " bytes do not match the manifest's " + manifest_quantizer_sha256_ +
                              " / " + std::to_string(manifest_quantizer_bytes_) +
                              " bytes (stale or mixed-up download?)");
@@ -600,7 +605,7 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
     for (float v : q.pq_codebooks)
         if (!std::isfinite(v)) return Status::error(what + ": pq_codebooks has non-finite values");
     quantizer_ = std::move(q);
-    quantizer_sha256_ = view.sha256_hex;
+    quantizer_sha256_ = file_sha;
     lists_.assign(quantizer_.n_lists, InvertedList());
     has_quantizer_ = true;
     return Status::ok();
@@ -635,8 +640,9 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
                                  " is not in the manifest (" +
                                  std::to_string(manifest_shards_.size()) + " shards)");
         const ManifestShard& entry = manifest_shards_[shard];
-        if (entry.sha256 != view.sha256_hex || entry.bytes != size)
-            return Status::error(what + ": sha256 " + view.sha256_hex + " / " +
+        const std::string file_sha = file_sha256_hex(bytes, size);
+        if (entry.sha256 != file_sha || entry.bytes != size)
+            return Status::error(what + ": sha256 " + file_sha + " / " +
                                  std::to_string(size) + " bytes do not match the manifest's " +
                                  entry.sha256 + " / " + std::to_string(entry.bytes) + " bytes");
     }

@@ -13,9 +13,9 @@
 //   index.add_quantizer(bytes, size, "quantizer.eq");
 //   index.add_shard(bytes, size, "shard-00000.es");   // any subset, any order, as they arrive
 //
-// Files are identified like the model: "sha256" in the manifest and "quantizer_sha256" in shard
-// metadata are the container's trailing SHA-256 (digest of all bytes but the last 32), lowercase
-// hex; a client can check a download with crypto.subtle over bytes [0, size - 32).
+// "sha256" in the manifest and "quantizer_sha256" in shard metadata are the SHA-256 of the whole
+// file, lowercase hex (what sha256sum prints; the web loader checks downloads with it). The model
+// hash, by contrast, is the model container's trailing checksum (DESIGN.md section 4).
 #pragma once
 
 #include <cstddef>

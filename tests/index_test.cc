@@ -74,12 +74,12 @@ TEST(IndexTest, RoundTripAndReconstruction) {
     EXPECT_DOUBLE_EQ(manifest["hop_s"].get<double>(), 0.5);
     EXPECT_EQ(manifest["songs"], 24);
     const auto& q = files.files.at("quantizer.eq");
-    // sha256 = the container's trailing checksum: SHA-256 of all bytes but the last 32.
-    auto qsha = sha256(q.data(), q.size() - 32);
+    // sha256 = SHA-256 of the whole file.
+    auto qsha = sha256(q.data(), q.size());
     EXPECT_EQ(manifest["quantizer"]["sha256"], to_hex(qsha.data(), 32));
     EXPECT_EQ(manifest["quantizer"]["bytes"], q.size());
     const auto& shard = files.files.at("shard-00000.es");
-    auto ssha = sha256(shard.data(), shard.size() - 32);
+    auto ssha = sha256(shard.data(), shard.size());
     EXPECT_EQ(manifest["shards"][0]["sha256"], to_hex(ssha.data(), 32));
     EXPECT_EQ(manifest["shards"][0]["bytes"], shard.size());
 
