@@ -1,0 +1,160 @@
+// Static file server for the earshot web app (node http, no dependencies).
+//   node scripts/serve.mjs [--root out/site] [--host 127.0.0.1] [--port 8080]
+// Sends the strict Content-Security-Policy as a header (it covers the Worker too), ETags with
+// 304 revalidation, and answers only GET/HEAD. The e2e tests import startServer() and use its
+// request log and fault injection (tampered/truncated files, failing requests).
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+
+const MIME = {
+    '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
+    '.mjs': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+    '.json': 'application/json; charset=utf-8', '.webmanifest': 'application/manifest+json; charset=utf-8',
+    '.wasm': 'application/wasm', '.svg': 'image/svg+xml', '.png': 'image/png',
+    '.emod': 'application/octet-stream', '.es': 'application/octet-stream', '.eq': 'application/octet-stream',
+    '.ts': 'text/plain; charset=utf-8', '.txt': 'text/plain; charset=utf-8',
+};
+
+/**
+ * The page's policy. `indexOrigin` is where the index (and model) live: connect-src allows
+ * nothing else. 'wasm-unsafe-eval' allows compiling WebAssembly, not JS eval.
+ * @param {string} indexOrigin "'self'" or an origin like https://cdn.example
+ */
+export function contentSecurityPolicy(indexOrigin = "'self'") {
+    return [
+        "default-src 'none'", "script-src 'self' 'wasm-unsafe-eval'", "worker-src 'self'",
+        `connect-src ${indexOrigin}`, "style-src 'self'", "img-src 'self'", "manifest-src 'self'",
+        "media-src 'none'", "object-src 'none'", "base-uri 'none'", "form-action 'none'",
+        "frame-ancestors 'none'",
+    ].join('; ');
+}
+
+/**
+ * @typedef {object} Faults
+ * @property {string[]} [tamper]    URL paths whose body gets one byte flipped (same length)
+ * @property {string[]} [truncate]  URL paths served with the last half cut off
+ * @property {Record<string, number>} [failTimes]  URL path -> number of first requests answered 503
+ *
+ * @typedef {object} RequestRecord
+ * @property {string} method
+ * @property {string} path
+ * @property {number} status
+ * @property {number} requestBodyBytes  bytes the client sent in the body
+ * @property {number} responseBytes
+ */
+
+/**
+ * @param {{root: string, host?: string, port?: number, indexOrigin?: string, faults?: Faults,
+ *          onRequest?: (r: RequestRecord) => void}} options
+ * @returns {Promise<{url: string, server: http.Server, log: RequestRecord[], close: () => Promise<void>}>}
+ */
+export async function startServer(options) {
+    const root = path.resolve(options.root);
+    if (!fs.existsSync(path.join(root, 'index.html'))) {
+        throw new Error(`${root} has no index.html: build the site first (scripts/demo.sh --build-only)`);
+    }
+    const faults = options.faults ?? {};
+    const failCounts = new Map(Object.entries(faults.failTimes ?? {}));
+    const csp = contentSecurityPolicy(options.indexOrigin);
+    /** @type {RequestRecord[]} */
+    const log = [];
+
+    const server = http.createServer((req, res) => {
+        let requestBodyBytes = 0;
+        req.on('data', (chunk) => { requestBodyBytes += chunk.length; });
+        req.on('end', () => {
+            const url = new URL(req.url ?? '/', 'http://localhost');
+            const record = { method: req.method ?? '', path: url.pathname, status: 0, requestBodyBytes, responseBytes: 0 };
+            const finish = (status, headers, body) => {
+                record.status = status;
+                record.responseBytes = body && req.method !== 'HEAD' ? body.length : 0;
+                log.push(record);
+                options.onRequest?.(record);
+                res.writeHead(status, headers);
+                res.end(req.method === 'HEAD' ? undefined : body);
+            };
+            const common = {
+                'Content-Security-Policy': csp, 'X-Content-Type-Options': 'nosniff',
+                'Referrer-Policy': 'no-referrer', 'Permissions-Policy': 'microphone=(self), camera=(), geolocation=()',
+                'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Resource-Policy': 'same-origin',
+            };
+            if (req.method !== 'GET' && req.method !== 'HEAD') {
+                finish(405, { ...common, Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }, Buffer.from('method not allowed\n'));
+                return;
+            }
+            let relative;
+            try {
+                relative = decodeURIComponent(url.pathname);
+            } catch {
+                finish(400, common, Buffer.from('bad path\n'));
+                return;
+            }
+            if (relative.endsWith('/')) relative += 'index.html';
+            const file = path.join(root, path.normalize(relative));
+            if (!file.startsWith(root + path.sep)) {
+                finish(403, common, Buffer.from('forbidden\n'));
+                return;
+            }
+            const remainingFailures = failCounts.get(url.pathname) ?? 0;
+            if (remainingFailures > 0) {
+                failCounts.set(url.pathname, remainingFailures - 1);
+                finish(503, { ...common, 'Content-Type': 'text/plain', 'Retry-After': '1' }, Buffer.from('try again\n'));
+                return;
+            }
+            let body;
+            try {
+                body = fs.readFileSync(file);
+            } catch {
+                finish(404, { ...common, 'Content-Type': 'text/plain' }, Buffer.from('not found\n'));
+                return;
+            }
+            if (faults.tamper?.includes(url.pathname)) {
+                body = Buffer.from(body);
+                body[Math.floor(body.length / 2)] ^= 0x5a;
+            }
+            if (faults.truncate?.includes(url.pathname)) body = body.subarray(0, Math.floor(body.length / 2));
+            const etag = `"${crypto.createHash('sha1').update(body).digest('hex').slice(0, 20)}"`;
+            const headers = {
+                ...common, 'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
+                'Cache-Control': 'no-cache', ETag: etag,
+            };
+            if (path.basename(file) === 'sw.js') headers['Service-Worker-Allowed'] = '/';
+            if (req.headers['if-none-match'] === etag) {
+                finish(304, headers, null);
+                return;
+            }
+            finish(200, { ...headers, 'Content-Length': String(body.length) }, body);
+        });
+    });
+    await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve(undefined));
+    });
+    const address = /** @type {import('node:net').AddressInfo} */ (server.address());
+    return {
+        url: `http://${options.host ?? '127.0.0.1'}:${address.port}/`,
+        server,
+        log,
+        close: () => new Promise((resolve) => {
+            server.closeAllConnections?.();
+            server.close(() => resolve());
+        }),
+    };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+    const args = process.argv.slice(2);
+    const arg = (name, fallback) => {
+        const i = args.indexOf(name);
+        return i >= 0 ? args[i + 1] : fallback;
+    };
+    const root = arg('--root', path.resolve(path.dirname(new URL(import.meta.url).pathname), '../out/site'));
+    const { url } = await startServer({
+        root, host: arg('--host', '127.0.0.1'), port: Number(arg('--port', '8080')),
+        onRequest: (r) => process.env.EARSHOT_SERVE_QUIET || console.log(`${r.status} ${r.method} ${r.path} ${r.responseBytes}`),
+    });
+    console.log(`earshot is being served from ${root}\nOpen ${url} in Chrome, Edge or Firefox (press Ctrl+C to stop).`);
+}

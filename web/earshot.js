@@ -1,0 +1,288 @@
+// earshot web library: `const r = await createRecognizer({indexUrl, modelUrl})`, then
+// `await r.start()` / `r.stop()`, and events on `r` (an EventTarget):
+//   ready     {modelName, songsLoaded, shardsLoaded, shardsTotal, msSinceInit}
+//   progress  {phase, shardsLoaded, shardsTotal, shardsFailed, bytesLoaded, bytesTotal,
+//              bytesDownloaded, songsLoaded, songsTotal, done, offlineReady, allFromCache}
+//   match     {title, album, id, offsetSeconds, score, threshold, listenedSeconds, runnerUps}
+//   nomatch   {listenedSeconds, bestScore}
+//   error     {code, message, fatal, file}
+//   level     {rms, peak}                     (~30 per second while listening)
+//   listening {listening: boolean}
+// Each event is a CustomEvent whose `detail` holds the fields above.
+//
+// Audio path: getUserMedia (echoCancellation, noiseSuppression, autoGainControl off) ->
+// AudioContext at the model rate when the browser allows it -> AudioWorklet (copies samples
+// only) -> MessagePort -> Worker (resamples if needed, runs the WASM recognizer). No audio ever
+// leaves the browser: the only requests are GETs of the app, the model and the index.
+
+import { EarshotError } from './fetch-util.js';
+
+export { EarshotError };
+
+const MODEL_RATE_HZ = 16000;
+
+/**
+ * @typedef {object} RecognizerOptions
+ * @property {string} indexUrl   manifest.json URL (or the folder holding it)
+ * @property {string} modelUrl   .emod model URL (the one the index was built with)
+ * @property {number} [maxListenSeconds]  give up ('nomatch') after this much audio (default 15)
+ * @property {boolean} [continuous]       keep listening after a match or no-match
+ * @property {'simd' | 'scalar'} [backend]
+ * @property {string} [wasmUrl]      default: ./wasm/earshot-core.wasm next to this file
+ * @property {string} [wasmGlueUrl]  default: ./wasm/earshot-core.mjs
+ * @property {string} [workerUrl]    default: ./worker.js
+ * @property {string} [workletUrl]   default: ./audio-worklet.js
+ * @property {{retries?: number, baseDelayMs?: number, maxDelayMs?: number}} [retry]
+ */
+
+/** Turns a getUserMedia failure into a message a person can act on. */
+export function microphoneError(error) {
+    const name = /** @type {DOMException} */ (error)?.name;
+    if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
+        return new EarshotError('mic-denied', 'Microphone access was denied. earshot needs the microphone ' +
+            'to listen (audio never leaves this device): allow it in the site settings (the icon left of ' +
+            'the address) and press Listen again.', { fatal: false, cause: error });
+    }
+    if (name === 'NotFoundError' || name === 'OverconstrainedError') {
+        return new EarshotError('mic-missing', 'No microphone was found. Connect one and press Listen again.',
+            { fatal: false, cause: error });
+    }
+    if (name === 'NotReadableError' || name === 'AbortError') {
+        return new EarshotError('mic-busy', 'The microphone is in use by another application or could not ' +
+            'be started. Close the other application and try again.', { fatal: false, cause: error });
+    }
+    return new EarshotError('mic-error', `The microphone could not be opened: ${error?.message ?? error}.`,
+        { fatal: false, cause: error });
+}
+
+export class EarshotRecognizer extends EventTarget {
+    /** @param {RecognizerOptions} options @param {Worker} worker */
+    constructor(options, worker) {
+        super();
+        this.options = options;
+        this.worker = worker;
+        /** latest progress detail */
+        this.progress = null;
+        this.isReady = false;
+        this.listening = false;
+        /** @type {Error | null} fatal error, once one happened */
+        this.failed = null;
+        this.session = 0;
+        /** @type {{stream: MediaStream, context: AudioContext, node: AudioWorkletNode, source: MediaStreamAudioSourceNode} | null} */
+        this.audio = null;
+        /** CPU ms the Worker spends per second of audio (latest figure) */
+        this.cpuMsPerAudioSecond = NaN;
+        /** resolves on 'ready', rejects on a fatal error before it */
+        this.ready = new Promise((resolve, reject) => {
+            this.resolveReady = resolve;
+            this.rejectReady = reject;
+        });
+        this.ready.catch(() => {});
+    }
+
+    /** @param {string} type @param {object} detail */
+    emit(type, detail) {
+        this.dispatchEvent(new CustomEvent(type, { detail }));
+    }
+
+    /** @param {MessageEvent} event */
+    onWorkerMessage(event) {
+        const { type, ...detail } = event.data;
+        switch (type) {
+            case 'progress':
+                this.progress = detail;
+                this.emit('progress', detail);
+                break;
+            case 'ready':
+                this.isReady = true;
+                this.resolveReady(detail);
+                this.emit('ready', detail);
+                break;
+            case 'match':
+            case 'nomatch':
+                if (detail.session !== this.session) return;  // a stale result of an old session
+                this.emit(type, detail);
+                if (!this.options.continuous) this.stop();
+                break;
+            case 'stats':
+                this.cpuMsPerAudioSecond = detail.cpuMsPerAudioSecond;
+                this.emit('stats', detail);
+                break;
+            case 'error':
+                this.fail(new EarshotError(detail.code, detail.message, { fatal: detail.fatal, file: detail.file }));
+                break;
+            default:
+                break;
+        }
+    }
+
+    /** Reports an error; a fatal one stops listening and rejects `ready`. @param {EarshotError} error */
+    fail(error) {
+        if (error.fatal) {
+            this.failed = error;
+            this.rejectReady(error);
+            this.stop();
+        }
+        this.emit('error', { code: error.code, message: error.message, fatal: error.fatal, file: error.file });
+    }
+
+    /**
+     * Opens the microphone and starts recognizing (results arrive as events). Resolves once
+     * audio flows; rejects (and emits 'error') when the microphone cannot be opened.
+     */
+    async start() {
+        if (this.failed) throw this.failed;
+        if (this.listening) return;
+        this.listening = true;
+        this.session += 1;
+        const session = this.session;
+        try {
+            if (!navigator.mediaDevices?.getUserMedia) {
+                throw new EarshotError('mic-unsupported', 'This browser gives no microphone access here ' +
+                    '(the page must be served over https or from localhost).', { fatal: false });
+            }
+            let stream;
+            try {
+                stream = await navigator.mediaDevices.getUserMedia({
+                    audio: {
+                        echoCancellation: false, noiseSuppression: false, autoGainControl: false,
+                        channelCount: { ideal: 1 },
+                    },
+                    video: false,
+                });
+            } catch (error) {
+                throw microphoneError(error);
+            }
+            if (!this.listening || session !== this.session) {
+                stream.getTracks().forEach((t) => t.stop());
+                return;
+            }
+            this.audio = await this.connectAudio(stream);
+            this.worker.postMessage({
+                type: 'start', session, sampleRate: this.audio.context.sampleRate,
+                maxListenSeconds: this.options.continuous ? Infinity : (this.options.maxListenSeconds ?? 15),
+            });
+            this.emit('listening', { listening: true, sampleRate: this.audio.context.sampleRate });
+        } catch (error) {
+            this.listening = false;
+            this.releaseAudio();
+            const e = error instanceof EarshotError ? error
+                : new EarshotError('audio', `Audio could not be started: ${/** @type {Error} */ (error).message}`, { fatal: false });
+            this.emit('error', { code: e.code, message: e.message, fatal: false });
+            this.emit('listening', { listening: false });
+            throw e;
+        }
+    }
+
+    /**
+     * The audio graph: source -> worklet. Asks for the model rate so the browser resamples;
+     * browsers that refuse (or cannot connect a stream at another rate) get the device rate and
+     * the Worker resamples.
+     * @param {MediaStream} stream
+     */
+    async connectAudio(stream) {
+        const workletUrl = this.options.workletUrl ?? new URL('./audio-worklet.js', import.meta.url).href;
+        const build = async (sampleRate) => {
+            const context = sampleRate ? new AudioContext({ sampleRate, latencyHint: 'interactive' }) : new AudioContext();
+            try {
+                await context.audioWorklet.addModule(workletUrl);
+                const source = context.createMediaStreamSource(stream);
+                const node = new AudioWorkletNode(context, 'earshot-capture', {
+                    numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1,
+                    channelCountMode: 'explicit', channelInterpretation: 'speakers',
+                });
+                source.connect(node);
+                return { stream, context, node, source };
+            } catch (error) {
+                await context.close().catch(() => {});
+                throw error;
+            }
+        };
+        let audio;
+        try {
+            audio = await build(MODEL_RATE_HZ);
+        } catch {
+            audio = await build(undefined);
+        }
+        if (audio.context.state === 'suspended') await audio.context.resume().catch(() => {});
+        const channel = new MessageChannel();
+        audio.node.port.postMessage({ type: 'connect', port: channel.port1 }, [channel.port1]);
+        this.worker.postMessage({ type: 'audio-port', port: channel.port2 }, [channel.port2]);
+        audio.node.port.onmessage = (event) => {
+            if (event.data.type === 'level') this.emit('level', { rms: event.data.rms, peak: event.data.peak });
+        };
+        return audio;
+    }
+
+    releaseAudio() {
+        const audio = this.audio;
+        this.audio = null;
+        if (!audio) return;
+        audio.node.port.postMessage({ type: 'stop' });
+        audio.source.disconnect();
+        audio.stream.getTracks().forEach((t) => t.stop());
+        audio.context.close().catch(() => {});
+    }
+
+    /** Stops listening and releases the microphone. */
+    stop() {
+        const wasListening = this.listening;
+        this.listening = false;
+        this.worker.postMessage({ type: 'stop' });
+        this.releaseAudio();
+        if (wasListening) this.emit('listening', { listening: false });
+    }
+
+    /** Stops and ends the Worker; the object cannot be used afterwards. */
+    destroy() {
+        this.stop();
+        this.worker.terminate();
+    }
+}
+
+/**
+ * Creates a recognizer: starts the Worker, compiles the WASM, and begins downloading the model
+ * and the index (progress/ready events follow; listeners added right after the await see all
+ * of them). Rejects if the Worker or the WASM cannot start.
+ * @param {RecognizerOptions} options
+ * @returns {Promise<EarshotRecognizer>}
+ */
+export async function createRecognizer(options) {
+    if (!options?.indexUrl || !options?.modelUrl) {
+        throw new TypeError('createRecognizer needs {indexUrl, modelUrl}');
+    }
+    const here = import.meta.url;
+    const workerUrl = options.workerUrl ?? new URL('./worker.js', here).href;
+    const worker = new Worker(workerUrl, { type: 'module', name: 'earshot-recognizer' });
+    const recognizer = new EarshotRecognizer(options, worker);
+    await new Promise((resolve, reject) => {
+        worker.onerror = (event) => {
+            event.preventDefault?.();
+            reject(new EarshotError('worker', `The recognizer worker failed to start: ${event.message || 'script error'}.`));
+        };
+        worker.onmessage = (event) => {
+            if (event.data.type === 'booted') {
+                resolve(undefined);
+            } else if (event.data.type === 'error' && event.data.fatal) {
+                reject(new EarshotError(event.data.code, event.data.message, { file: event.data.file }));
+            } else {
+                recognizer.onWorkerMessage(event);
+            }
+        };
+        worker.postMessage({
+            type: 'init',
+            indexUrl: new URL(options.indexUrl, document.baseURI).href,
+            modelUrl: new URL(options.modelUrl, document.baseURI).href,
+            wasmGlueUrl: options.wasmGlueUrl ?? new URL('./wasm/earshot-core.mjs', here).href,
+            wasmUrl: options.wasmUrl ?? new URL('./wasm/earshot-core.wasm', here).href,
+            backend: options.backend ?? 'simd',
+            retry: options.retry ?? {},
+        });
+    });
+    worker.onmessage = (event) => recognizer.onWorkerMessage(event);
+    worker.onerror = (event) => {
+        event.preventDefault?.();
+        recognizer.fail(new EarshotError('worker', `The recognizer worker crashed: ${event.message || 'script error'}.`));
+    };
+    return recognizer;
+}
