@@ -1,0 +1,343 @@
+// Model loader (core/model.cc): metadata/tensor validation with corrupt-input tests, shapes,
+// n_params and FLOPs; the scalar embedder against a hand-computed network; the simd backend
+// against scalar (cosine >= 0.99999 per embedding, docs/DESIGN.md section 3) on random and on
+// realistic log-mel patches with models/random-init-v0.emod.
+#include "core/model.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "core/container.h"
+#include "tests/model_test_util.h"
+
+namespace earshot {
+namespace {
+
+using namespace test;  // NOLINT: test helpers
+
+Result<std::shared_ptr<const Model>> load_spec(const ModelSpec& spec) {
+    const std::vector<uint8_t> bytes = spec.build();
+    return Model::load(bytes.data(), bytes.size(), "tiny.emod");
+}
+
+// Expects `result` to be an error whose message contains every one of `parts`.
+template <typename T>
+void expect_error(const Result<T>& result, std::initializer_list<const char*> parts) {
+    ASSERT_FALSE(result.is_ok()) << "expected an error mentioning '" << *parts.begin() << "'";
+    for (const char* part : parts) {
+        EXPECT_NE(result.message().find(part), std::string::npos)
+            << "message \"" << result.message() << "\" lacks \"" << part << "\"";
+    }
+}
+
+std::string hex(const uint8_t* p, size_t n) {
+    std::string s;
+    char buf[3];
+    for (size_t i = 0; i < n; ++i) {
+        std::snprintf(buf, sizeof(buf), "%02x", p[i]);
+        s += buf;
+    }
+    return s;
+}
+
+TEST(ModelLoad, TinyModelShapesParamsFlopsHash) {
+    const ModelSpec spec = tiny_model();
+    const std::vector<uint8_t> bytes = spec.build();
+    auto model = Model::load(bytes.data(), bytes.size(), "tiny.emod");
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    const ModelInfo& info = (*model)->info();
+    EXPECT_EQ(info.name, "tiny-test");
+    EXPECT_EQ(info.hash_hex, hex(bytes.data() + bytes.size() - 32, 32));
+    EXPECT_EQ(info.context_frames, 5);
+    EXPECT_EQ(info.embedding_dim, 6);
+    EXPECT_EQ(info.frontend.n_mels, 64);
+    EXPECT_TRUE(info.input_patch_mean);
+    EXPECT_EQ(info.n_params, 27u + 3 + 90 + 5 + 1440 + 6);
+    // conv1 3*32 px * 3 out * 9 MAC; conv2 3*16 px * 5 out * 18 MAC; fc 240*6 MAC.
+    EXPECT_DOUBLE_EQ(info.flops_per_embedding, 2.0 * (96 * 3 * 9 + 48 * 5 * 18 + 240 * 6));
+    const auto& layers = (*model)->layers();
+    ASSERT_EQ(layers.size(), 4u);
+    EXPECT_EQ(layers[0].out_h, 3);
+    EXPECT_EQ(layers[0].out_w, 32);
+    EXPECT_EQ(layers[1].in_h, 3);
+    EXPECT_EQ(layers[1].out_h, 3);
+    EXPECT_EQ(layers[1].out_w, 16);
+    EXPECT_EQ(layers[2].type, Layer::Type::kDense);
+    EXPECT_EQ(layers[3].type, Layer::Type::kL2Norm);
+    EXPECT_EQ(layers[3].out, 6);
+}
+
+TEST(ModelLoad, CopiesTheBuffer) {
+    std::vector<uint8_t> bytes = tiny_model().build();
+    auto model = Model::load(bytes.data(), bytes.size(), "tiny.emod");
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    std::fill(bytes.begin(), bytes.end(), 0xff);
+    bytes.clear();
+    bytes.shrink_to_fit();
+    auto embedder = create_embedder(*model, Backend::kScalar);
+    ASSERT_TRUE(embedder.is_ok());
+    std::vector<float> patch(5 * 64, 1.0f), out(6);
+    patch[17] = 3.0f;
+    (*embedder)->embed(patch.data(), out.data());
+    double norm = 0;
+    for (float v : out) norm += double(v) * v;
+    EXPECT_NEAR(norm, 1.0, 1e-5);
+}
+
+TEST(ModelLoad, RejectsTruncatedFiles) {
+    const std::vector<uint8_t> bytes = tiny_model().build();
+    for (size_t size : {size_t(0), size_t(7), size_t(31), size_t(64), bytes.size() / 2,
+                        bytes.size() - 33, bytes.size() - 1}) {
+        auto model = Model::load(bytes.data(), size, "tiny.emod");
+        EXPECT_FALSE(model.is_ok()) << "accepted a " << size << "-byte prefix";
+        EXPECT_NE(model.message().find("tiny.emod"), std::string::npos) << model.message();
+    }
+}
+
+TEST(ModelLoad, RejectsWrongMagicAndKind) {
+    std::vector<uint8_t> bytes = tiny_model().build();
+    bytes[0] = 'X';
+    expect_error(Model::load(bytes.data(), bytes.size(), "tiny.emod"), {"tiny.emod", "magic"});
+    const std::vector<uint8_t> quan = tiny_model().build("QUAN");
+    auto model = Model::load(quan.data(), quan.size(), "tiny.emod");
+    expect_error(model, {"QUAN"});
+}
+
+TEST(ModelLoad, RejectsBitFlips) {
+    const std::vector<uint8_t> good = tiny_model().build();
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<size_t> byte(0, good.size() - 1);
+    for (int trial = 0; trial < 200; ++trial) {
+        std::vector<uint8_t> bytes = good;
+        const size_t at = byte(rng);
+        bytes[at] ^= uint8_t(1u << (trial % 8));
+        auto model = Model::load(bytes.data(), bytes.size(), "tiny.emod");
+        EXPECT_FALSE(model.is_ok()) << "bit flip at byte " << at << " accepted";
+    }
+}
+
+TEST(ModelLoad, RejectsWrongVersionWithAdvice) {
+    ModelSpec spec = tiny_model();
+    spec.meta["model_version"] = 2;
+    expect_error(load_spec(spec), {"model_version 2", "reads model_version 1"});
+    spec.meta.erase("model_version");
+    expect_error(load_spec(spec), {"model_version"});
+    spec.meta["model_version"] = "1";
+    expect_error(load_spec(spec), {"model_version"});
+}
+
+TEST(ModelLoad, RejectsWrongFormat) {
+    ModelSpec spec = tiny_model();
+    spec.meta["format"] = "earshot-index";
+    expect_error(load_spec(spec), {"format", "earshot-model"});
+}
+
+TEST(ModelLoad, RejectsWrongShape) {
+    ModelSpec spec = tiny_model();
+    spec.find("conv2.weight")->shape = {5, 2, 3, 3};  // HW swapped, same element count
+    expect_error(load_spec(spec), {"conv2", "shape"});
+    spec = tiny_model();
+    spec.find("fc.bias")->shape = {2, 3};
+    expect_error(load_spec(spec), {"fc.bias", "shape"});
+}
+
+TEST(ModelLoad, RejectsMissingTensor) {
+    ModelSpec spec = tiny_model();
+    spec.tensors.erase(spec.tensors.begin() + 3);  // conv2.bias
+    expect_error(load_spec(spec), {"conv2.bias", "missing"});
+}
+
+TEST(ModelLoad, RejectsWrongDtype) {
+    ModelSpec spec = tiny_model();
+    spec.find("conv1.bias")->dtype = DType::kU32;  // same byte size as f32
+    expect_error(load_spec(spec), {"conv1.bias", "dtype"});
+}
+
+TEST(ModelLoad, RejectsUnexpectedTensor) {
+    ModelSpec spec = tiny_model();
+    spec.tensors.push_back({"conv9.weight", DType::kF32, {2}, {1.0f, 2.0f}});
+    expect_error(load_spec(spec), {"conv9.weight", "unexpected"});
+}
+
+TEST(ModelLoad, RejectsUnknownLayerType) {
+    ModelSpec spec = tiny_model();
+    spec.meta["layers"][1]["type"] = "batchnorm";
+    expect_error(load_spec(spec), {"layer 1", "unknown type 'batchnorm'", "conv2d, dense, l2norm"});
+    spec.meta["layers"][1].erase("type");
+    expect_error(load_spec(spec), {"layer 1", "type"});
+}
+
+TEST(ModelLoad, RejectsInconsistentChannels) {
+    ModelSpec spec = tiny_model();
+    spec.meta["layers"][1]["in"] = 4;  // conv1 produces 3 channels
+    expect_error(load_spec(spec), {"conv2", "'in' = 4", "has 3"});
+    spec = tiny_model();
+    spec.meta["layers"][2]["in"] = 241;  // conv2 produces 3x16x5 = 240
+    expect_error(load_spec(spec), {"fc", "241", "240"});
+    spec = tiny_model();
+    spec.meta["embedding_dim"] = 7;
+    expect_error(load_spec(spec), {"embedding_dim"});
+    spec = tiny_model();
+    spec.meta["layers"][0]["in"] = 2;  // the input patch has one channel
+    expect_error(load_spec(spec), {"conv1", "has 1"});
+}
+
+TEST(ModelLoad, RejectsBadLayerFields) {
+    ModelSpec spec = tiny_model();
+    spec.meta["layers"][0]["kernel_h"] = 2.5;
+    expect_error(load_spec(spec), {"conv1", "kernel_h", "integer"});
+    spec = tiny_model();
+    spec.meta["layers"][0]["stride_w"] = 0;
+    expect_error(load_spec(spec), {"conv1", "stride_w", "out of range"});
+    spec = tiny_model();
+    spec.meta["layers"][0].erase("relu");
+    expect_error(load_spec(spec), {"conv1", "relu"});
+    spec = tiny_model();
+    spec.meta["layers"][0]["kernel_h"] = 9;  // 5 frames + 2*1 padding < 9
+    spec.find("conv1.weight")->shape = {3, 9, 3, 1};
+    spec.find("conv1.weight")->values.resize(81);
+    expect_error(load_spec(spec), {"conv1", "larger than"});
+    spec = tiny_model();
+    spec.meta["layers"][2]["name"] = "conv1";
+    expect_error(load_spec(spec), {"duplicate", "conv1"});
+}
+
+TEST(ModelLoad, RejectsBadNetworkAndMetadata) {
+    ModelSpec spec = tiny_model();
+    spec.meta["layers"].erase(3);  // no final l2norm
+    spec.meta["embedding_dim"] = 6;
+    expect_error(load_spec(spec), {"last layer", "l2norm"});
+    spec = tiny_model();
+    spec.meta["layers"] = nlohmann::json::array();
+    expect_error(load_spec(spec), {"layers"});
+    spec = tiny_model();
+    spec.meta["input_norm"] = "batch";
+    expect_error(load_spec(spec), {"input_norm"});
+    spec = tiny_model();
+    spec.meta.erase("context_frames");
+    expect_error(load_spec(spec), {"context_frames"});
+    spec = tiny_model();
+    spec.meta["n_params"] = 12;
+    expect_error(load_spec(spec), {"n_params"});
+    spec = tiny_model();
+    spec.meta.erase("n_mels");
+    EXPECT_FALSE(load_spec(spec).is_ok());
+}
+
+TEST(ModelEmbed, ScalarMatchesHandComputedNetwork) {
+    // 5x64 patch -> 1x1 conv (w=2, b=-1, relu) -> dense 320->2 -> l2norm, no input norm.
+    ModelSpec spec;
+    spec.meta = base_meta(5, 2);
+    spec.meta["input_norm"] = "none";
+    spec.meta["layers"] = {conv_layer("pw", 1, 1, 1, 1, 1, 1, 0, 0, true),
+                           {{"type", "dense"}, {"name", "fc"}, {"in", 320}, {"out", 2},
+                            {"relu", false}},
+                           {{"type", "l2norm"}}};
+    std::vector<float> fc_w(2 * 320, 0.0f);
+    for (int i = 0; i < 320; ++i) fc_w[i] = 1.0f;  // row 0 sums, row 1 picks element 5
+    fc_w[320 + 5] = 1.0f;
+    spec.tensors = {{"pw.weight", DType::kF32, {1, 1, 1, 1}, {2.0f}},
+                    {"pw.bias", DType::kF32, {1}, {-1.0f}},
+                    {"fc.weight", DType::kF32, {2, 320}, fc_w},
+                    {"fc.bias", DType::kF32, {2}, {0.0f, 1.0f}}};
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    std::vector<float> patch(320, 0.0f);
+    for (int i = 0; i < 320; ++i) patch[i] = (i % 2) ? 1.0f : 0.0f;  // relu(2x-1) = x
+    patch[5] = 3.0f;  // relu(2*3-1) = 5
+    // fc: row0 = 159 (odd ones except index 5) + 5 = 164; row1 = 5 + 1 = 6.
+    const double norm = std::sqrt(164.0 * 164.0 + 6.0 * 6.0);
+    for (Backend backend : {Backend::kScalar, Backend::kSimd}) {
+        auto embedder = create_embedder(*model, backend);
+        ASSERT_TRUE(embedder.is_ok()) << embedder.message();
+        EXPECT_EQ((*embedder)->backend(), backend);
+        float out[2];
+        (*embedder)->embed(patch.data(), out);
+        EXPECT_NEAR(out[0], 164.0 / norm, 1e-6) << backend_name(backend);
+        EXPECT_NEAR(out[1], 6.0 / norm, 1e-6) << backend_name(backend);
+    }
+}
+
+TEST(ModelEmbed, XnnpackIsNativeOnly) {
+    auto model = load_spec(tiny_model());
+    ASSERT_TRUE(model.is_ok());
+    auto embedder = create_embedder(*model, Backend::kXnnpack);
+    expect_error(embedder, {"native only", "create_xnnpack_embedder"});
+    EXPECT_STREQ(backend_name(Backend::kSimd), "simd");
+}
+
+TEST(ModelEmbed, TinyModelSimdMatchesScalarAndPatchMeanIsGainInvariant) {
+    auto model = load_spec(tiny_model());
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    auto scalar = create_embedder(*model, Backend::kScalar);
+    auto simd = create_embedder(*model, Backend::kSimd);
+    ASSERT_TRUE(scalar.is_ok() && simd.is_ok());
+    std::mt19937 rng(5);
+    for (int trial = 0; trial < 20; ++trial) {
+        std::vector<float> patch = random_values(5 * 64, rng, 2.0f);
+        std::vector<float> a(6), b(6), shifted(6);
+        (*scalar)->embed(patch.data(), a.data());
+        (*simd)->embed(patch.data(), b.data());
+        EXPECT_GE(cosine(a, b), kMinCosine) << "trial " << trial;
+        for (float& v : patch) v += 4.5f;  // a gain change is an offset in log-mel
+        (*scalar)->embed(patch.data(), shifted.data());
+        EXPECT_GE(cosine(a, shifted), kMinCosine) << "trial " << trial;
+    }
+}
+
+// ---- models/random-init-v0.emod (the v1 architecture) --------------------------------------
+
+TEST(ModelRandomInit, LoadsWithV1Architecture) {
+    auto model = load_random_init();
+    ASSERT_TRUE(model);
+    const ModelInfo& info = model->info();
+    EXPECT_EQ(info.name, "random-init-v0");
+    EXPECT_EQ(info.context_frames, 62);
+    EXPECT_EQ(info.hop_frames, 32);
+    EXPECT_EQ(info.embedding_dim, 128);
+    EXPECT_EQ(info.frontend.n_mels, 64);
+    EXPECT_EQ(info.hash_hex.size(), 64u);
+    // The exporter's own figures (metadata n_params / flops_per_embedding).
+    EXPECT_EQ(info.n_params, info.meta.at("n_params").get<size_t>());
+    EXPECT_DOUBLE_EQ(info.flops_per_embedding, info.meta.at("flops_per_embedding").get<double>());
+    EXPECT_LE(info.n_params, 1500000u);             // design budget
+    EXPECT_LE(info.flops_per_embedding, 30e6);
+}
+
+TEST(ModelRandomInit, SimdMatchesScalarOnRandomAndLogMelPatches) {
+    auto model = load_random_init();
+    ASSERT_TRUE(model);
+    const ModelInfo& info = model->info();
+    auto scalar = create_embedder(model, Backend::kScalar);
+    auto simd = create_embedder(model, Backend::kSimd);
+    ASSERT_TRUE(scalar.is_ok() && simd.is_ok());
+    const size_t patch_floats = size_t(info.context_frames) * info.frontend.n_mels;
+    std::vector<std::vector<float>> patches = log_mel_patches(info, 8);
+    ASSERT_EQ(patches.size(), 8u);
+    std::mt19937 rng(6);
+    for (int k = 0; k < 8; ++k) patches.push_back(random_values(patch_floats, rng, 3.0f));
+    std::vector<float> a(info.embedding_dim), b(info.embedding_dim);
+    for (size_t k = 0; k < patches.size(); ++k) {
+        ASSERT_EQ(patches[k].size(), patch_floats);
+        (*scalar)->embed(patches[k].data(), a.data());
+        (*simd)->embed(patches[k].data(), b.data());
+        EXPECT_GE(cosine(a, b), kMinCosine) << "patch " << k;
+        double norm = 0;
+        for (float v : b) norm += double(v) * v;
+        EXPECT_NEAR(norm, 1.0, 1e-4) << "patch " << k;
+    }
+    // Different inputs give different embeddings (the network is not degenerate).
+    (*simd)->embed(patches[0].data(), a.data());
+    (*simd)->embed(patches[9].data(), b.data());
+    EXPECT_LT(cosine(a, b), 0.999);
+}
+
+}  // namespace
+}  // namespace earshot
