@@ -57,10 +57,10 @@ catalog=$(scripts/fetch-demo-catalog.sh "$package" "$cache")
 
 index_dir=out/demo-index
 stamp="$(sha256sum "$model" "$catalog" | sha256sum | cut -c1-16) $(stat -c %Y "$build/index-builder/earshot")"
-if [[ ! -f $index_dir/manifest.json || "$(cat "$index_dir/.stamp" 2>/dev/null)" != "$stamp" ]]; then
+if [[ ! -f $index_dir/manifest.json || "$(cat "$index_dir.stamp" 2>/dev/null)" != "$stamp" ]]; then
   say "index: earshot build -> $index_dir (one shard per song, so the demo shows progressive loading)"
   "$build/index-builder/earshot" build --model "$model" --out "$index_dir" --shard-mb 0.01 --quiet "$catalog"
-  echo "$stamp" >"$index_dir/.stamp"
+  echo "$stamp" >"$index_dir.stamp"
 fi
 
 node scripts/build-site.mjs --wasm "$build_wasm/wasm" --model "$model" --index "$index_dir" --out out/site

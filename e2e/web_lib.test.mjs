@@ -1,0 +1,251 @@
+// Unit tests of the web library's browser-independent parts, under node: the streaming
+// resampler, retry with back-off, and the index downloader (SHA-256 verification, caching,
+// tampered/truncated shards, offline manifest) against a real local HTTP server.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { backoffDelayMs, EarshotError, fetchBytesWithRetry } from '../web/fetch-util.js';
+import { IndexDownloader, validateManifest } from '../web/index-loader.js';
+import { StreamingResampler } from '../web/resampler.js';
+import { startServer } from '../scripts/serve.mjs';
+
+/** Cache API stand-in (node has none): a Map of URL -> bytes behind the same interface. */
+class MemoryCacheStorage {
+    constructor() { this.caches = new Map(); }
+    async open(name) {
+        if (!this.caches.has(name)) {
+            const entries = new Map();
+            this.caches.set(name, {
+                entries,
+                match: async (url) => (entries.has(url) ? new Response(entries.get(url)) : undefined),
+                put: async (url, response) => { entries.set(url, new Uint8Array(await response.arrayBuffer())); },
+            });
+        }
+        return this.caches.get(name);
+    }
+}
+
+function tone(freqHz, rateHz, seconds, amplitude = 0.5) {
+    const n = Math.round(rateHz * seconds);
+    const x = new Float32Array(n);
+    for (let i = 0; i < n; i++) x[i] = amplitude * Math.sin(2 * Math.PI * freqHz * i / rateHz);
+    return x;
+}
+
+function rms(x, from = 0) {
+    let s = 0;
+    for (let i = from; i < x.length; i++) s += x[i] * x[i];
+    return Math.sqrt(s / (x.length - from));
+}
+
+describe('StreamingResampler', () => {
+    test('48 kHz -> 16 kHz keeps a 1 kHz tone (amplitude within 1%, right frequency)', () => {
+        const r = new StreamingResampler(48000, 16000);
+        const out = r.process(tone(1000, 48000, 1));
+        assert.ok(Math.abs(out.length - 16000) < 40, `got ${out.length} samples`);
+        const settled = out.subarray(200);
+        assert.ok(Math.abs(rms(settled) - 0.5 / Math.SQRT2) < 0.005, `rms ${rms(settled)}`);
+        // Correlate with the expected 1 kHz at 16 kHz (phase-free: quadrature pair).
+        let c = 0, s = 0;
+        for (let i = 0; i < settled.length; i++) {
+            c += settled[i] * Math.cos(2 * Math.PI * 1000 * i / 16000);
+            s += settled[i] * Math.sin(2 * Math.PI * 1000 * i / 16000);
+        }
+        const amplitude = 2 * Math.hypot(c, s) / settled.length;
+        assert.ok(Math.abs(amplitude - 0.5) < 0.01, `1 kHz amplitude ${amplitude}`);
+    });
+
+    test('a 12 kHz tone (above the 8 kHz output Nyquist) is suppressed by > 50 dB, not aliased', () => {
+        const r = new StreamingResampler(48000, 16000);
+        const out = r.process(tone(12000, 48000, 1)).subarray(200);
+        const db = 20 * Math.log10(rms(out) / (0.5 / Math.SQRT2));
+        assert.ok(db < -50, `alias level ${db.toFixed(1)} dB`);
+    });
+
+    test('44.1 kHz input in odd block sizes gives the same samples as one big block', () => {
+        const x = tone(440, 44100, 0.5);
+        const whole = new StreamingResampler(44100, 16000).process(x);
+        const r = new StreamingResampler(44100, 16000);
+        const parts = [];
+        let offset = 0;
+        for (const size of [1, 127, 128, 300, 1000, 7]) {
+            while (offset < x.length) {
+                const n = Math.min(size, x.length - offset);
+                parts.push(...r.process(x.subarray(offset, offset + n)));
+                offset += n;
+                if (size !== 7) break;
+            }
+        }
+        assert.equal(parts.length, whole.length);
+        for (let i = 0; i < whole.length; i++) assert.ok(Math.abs(parts[i] - whole[i]) < 1e-6, `sample ${i}`);
+    });
+
+    test('equal rates pass samples through', () => {
+        const x = tone(440, 16000, 0.1);
+        assert.equal(new StreamingResampler(16000, 16000).process(x), x);
+    });
+});
+
+describe('fetchBytesWithRetry', () => {
+    test('back-off doubles from the base delay up to the cap, with +-25% jitter', () => {
+        assert.equal(backoffDelayMs(1, 500, 8000, () => 0.5), 500);
+        assert.equal(backoffDelayMs(2, 500, 8000, () => 0.5), 1000);
+        assert.equal(backoffDelayMs(6, 500, 8000, () => 0.5), 8000);
+        assert.equal(backoffDelayMs(1, 500, 8000, () => 0), 375);
+        assert.equal(backoffDelayMs(1, 500, 8000, () => 1), 625);
+    });
+
+    test('retries network errors and 503s with growing delays, then succeeds', async () => {
+        const outcomes = [() => { throw new TypeError('fetch failed'); }, () => new Response('busy', { status: 503 }),
+            () => new Response(new Uint8Array([1, 2, 3]))];
+        const delays = [];
+        const body = await fetchBytesWithRetry('http://x/f', {
+            fetchImpl: async () => outcomes.shift()(), sleep: async (ms) => { delays.push(ms); }, baseDelayMs: 100,
+        });
+        assert.deepEqual([...new Uint8Array(body)], [1, 2, 3]);
+        assert.equal(delays.length, 2);
+        assert.ok(delays[0] >= 75 && delays[0] <= 125 && delays[1] >= 150 && delays[1] <= 250, `delays ${delays}`);
+    });
+
+    test('a 404 fails at once with an "http" error naming the URL', async () => {
+        let calls = 0;
+        await assert.rejects(fetchBytesWithRetry('http://x/missing.es', {
+            fetchImpl: async () => { calls++; return new Response('no', { status: 404, statusText: 'Not Found' }); },
+            sleep: async () => {},
+        }), (e) => e instanceof EarshotError && e.code === 'http' && /missing\.es.*404/.test(e.message));
+        assert.equal(calls, 1);
+    });
+
+    test('gives up after retries with a "network" error', async () => {
+        let calls = 0;
+        await assert.rejects(fetchBytesWithRetry('http://x/f', {
+            retries: 3, fetchImpl: async () => { calls++; throw new TypeError('fetch failed'); }, sleep: async () => {},
+        }), (e) => e.code === 'network' && /after 4 attempts/.test(e.message));
+        assert.equal(calls, 4);
+    });
+});
+
+describe('IndexDownloader', () => {
+    let dir;
+    let files;
+    before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-loader-'));
+        fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html>');
+        fs.mkdirSync(path.join(dir, 'index'));
+        const write = (name, bytes) => {
+            fs.writeFileSync(path.join(dir, 'index', name), bytes);
+            return { file: name, bytes: bytes.length, sha256: crypto.createHash('sha256').update(bytes).digest('hex') };
+        };
+        // A fake "model": payload + SHA-256 trailer, like the container format.
+        const payload = crypto.randomBytes(1000);
+        const model = Buffer.concat([payload, crypto.createHash('sha256').update(payload).digest()]);
+        fs.writeFileSync(path.join(dir, 'model.emod'), model);
+        files = {
+            modelHash: model.subarray(model.length - 32).toString('hex'),
+            quantizer: write('quantizer.eq', crypto.randomBytes(3000)),
+            shards: [write('shard-00000.es', crypto.randomBytes(5000)), write('shard-00001.es', crypto.randomBytes(7000))],
+        };
+        fs.writeFileSync(path.join(dir, 'index/manifest.json'), JSON.stringify({
+            format: 'earshot-index', version: 1, model_hash: files.modelHash, embedding_dim: 128, hop_s: 0.5,
+            quantizer: files.quantizer, shards: files.shards, songs: 2, duration_s: 60,
+        }));
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    async function withServer(faults, body) {
+        const server = await startServer({ root: dir, faults });
+        try {
+            return await body(server);
+        } finally {
+            await server.close();
+        }
+    }
+
+    test('downloads and verifies everything, then a second visit downloads nothing', async () => {
+        const cacheStorage = new MemoryCacheStorage();
+        await withServer({}, async (server) => {
+            const first = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage });
+            const { manifest } = await first.loadManifest();
+            assert.equal((await first.loadModel(manifest.model_hash)).fromCache, false);
+            for (const entry of [manifest.quantizer, ...manifest.shards]) {
+                const loaded = await first.loadFile(entry);
+                assert.equal(loaded.fromCache, false);
+                assert.equal(loaded.bytes.length, entry.bytes);
+            }
+            assert.equal(first.bytesDownloaded, 1032 + 3000 + 5000 + 7000);
+
+            const logBefore = server.log.length;
+            const second = new IndexDownloader({ indexUrl: 'index/manifest.json', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage });
+            const again = await second.loadManifest();
+            await second.loadModel(again.manifest.model_hash);
+            for (const entry of [again.manifest.quantizer, ...again.manifest.shards]) assert.equal((await second.loadFile(entry)).fromCache, true);
+            assert.equal(second.bytesDownloaded, 0);
+            // Only the manifest was revalidated over the network.
+            assert.deepEqual(server.log.slice(logBefore).map((r) => r.path), ['/index/manifest.json']);
+        });
+    });
+
+    test('a tampered shard is rejected (not fatal, not cached) while the other shard loads', async () => {
+        const cacheStorage = new MemoryCacheStorage();
+        await withServer({ tamper: ['/index/shard-00000.es'] }, async (server) => {
+            const loader = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage });
+            const { manifest } = await loader.loadManifest();
+            await assert.rejects(loader.loadFile(manifest.shards[0]),
+                (e) => e.code === 'shard-corrupt' && e.fatal === false && /shard-00000\.es.*SHA-256/.test(e.message));
+            assert.equal((await loader.loadFile(manifest.shards[1])).bytes.length, 7000);
+            const cache = await cacheStorage.open('earshot-data-v1');
+            assert.equal(await cache.match(loader.fileUrl(manifest.shards[0])), undefined);
+        });
+    });
+
+    test('a truncated shard is rejected with its size in the message', async () => {
+        await withServer({ truncate: ['/index/shard-00001.es'] }, async (server) => {
+            const loader = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage: null });
+            const { manifest } = await loader.loadManifest();
+            await assert.rejects(loader.loadFile(manifest.shards[1]), (e) => e.code === 'shard-corrupt' && /3500 bytes instead of 7000/.test(e.message));
+        });
+    });
+
+    test('transient 503s on a shard are retried with back-off', async () => {
+        await withServer({ failTimes: { '/index/shard-00000.es': 2 } }, async (server) => {
+            const retries = [];
+            const loader = new IndexDownloader({
+                indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage: null,
+                retry: { baseDelayMs: 10, onRetry: (info) => retries.push(info) },
+            });
+            const { manifest } = await loader.loadManifest();
+            assert.equal((await loader.loadFile(manifest.shards[0])).bytes.length, 5000);
+            assert.equal(retries.length, 2);
+            assert.match(retries[0].reason, /503/);
+        });
+    });
+
+    test('offline, the cached manifest is used; a model of another index is refused', async () => {
+        const cacheStorage = new MemoryCacheStorage();
+        let url;
+        await withServer({}, async (server) => {
+            url = server.url;
+            const loader = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: url, cacheStorage });
+            const { manifest } = await loader.loadManifest();
+            await assert.rejects(loader.loadModel('0'.repeat(64)), (e) => e.code === 'model-mismatch' && /model hash/.test(e.message));
+            assert.equal(manifest.shards.length, 2);
+        });
+        // The server is gone now.
+        const offline = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: url, cacheStorage, retry: { retries: 0 } });
+        const { manifest, fromCache } = await offline.loadManifest();
+        assert.equal(fromCache, true);
+        assert.equal(manifest.songs, 2);
+    });
+
+    test('manifest validation names the bad field', () => {
+        assert.throws(() => validateManifest({ format: 'earshot-index', version: 2 }, 'm.json'), /version 2 is not supported/);
+        assert.throws(() => validateManifest({
+            format: 'earshot-index', version: 1, model_hash: 'a'.repeat(64),
+            quantizer: { file: '../etc/passwd', bytes: 1, sha256: 'a'.repeat(64) }, shards: [],
+        }, 'm.json'), /quantizer\.file is not a plain file name/);
+    });
+});
