@@ -30,19 +30,21 @@ inline void normalize(float* x, int dim) {
     for (int d = 0; d < dim; ++d) x[d] *= inv;
 }
 
-// Unit vectors drawn around n_clusters random unit centres (cosine to the centre ~0.7), so the
-// data has the cluster structure IVF relies on.
-inline std::vector<float> clustered_vectors(size_t n, int dim, int n_clusters, uint64_t seed) {
+// Unit vectors drawn around n_clusters random unit centres (noise of norm ~spread: cosine to the
+// centre ~1/sqrt(1 + spread^2), 0.7 by default), so the data has the cluster structure IVF
+// relies on.
+inline std::vector<float> clustered_vectors(size_t n, int dim, int n_clusters, uint64_t seed,
+                                            float spread = 1.0f) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<float> centres(size_t(n_clusters) * dim);
     for (float& v : centres) v = normal(rng);
     for (int c = 0; c < n_clusters; ++c) normalize(&centres[size_t(c) * dim], dim);
     std::vector<float> out(n * dim);
-    const float spread = 1.0f / std::sqrt(float(dim));  // per-dim noise: norm ~1
+    const float per_dim = spread / std::sqrt(float(dim));
     for (size_t i = 0; i < n; ++i) {
         const float* c = &centres[(i * 7919 + rng() % 3) % n_clusters * dim];
-        for (int d = 0; d < dim; ++d) out[i * dim + d] = c[d] + spread * normal(rng);
+        for (int d = 0; d < dim; ++d) out[i * dim + d] = c[d] + per_dim * normal(rng);
         normalize(&out[i * dim], dim);
     }
     return out;

@@ -1,0 +1,262 @@
+// Two-phase matcher (docs/DESIGN.md section 6).
+#include "core/matcher.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace earshot {
+
+namespace {
+
+typedef float v4f __attribute__((vector_size(16)));
+
+inline v4f load4(const float* p) {
+    v4f v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+// n % 4 == 0 (dims and sub-dims are checked multiples of 4 where quantizers are made, except
+// sub_dim which may be any size: tail handled).
+float inner_product(const float* a, const float* b, int n) {
+    v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8) {
+        acc0 += load4(a + d) * load4(b + d);
+        acc1 += load4(a + d + 4) * load4(b + d + 4);
+    }
+    for (; d + 4 <= n; d += 4) acc0 += load4(a + d) * load4(b + d);
+    v4f acc = acc0 + acc1;
+    float s = acc[0] + acc[1] + acc[2] + acc[3];
+    for (; d < n; ++d) s += a[d] * b[d];
+    return s;
+}
+
+// Min-heap on score of (score, frame id): keeps the k largest.
+struct HeapGreater {
+    bool operator()(const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) const {
+        return a.first > b.first;
+    }
+};
+
+}  // namespace
+
+MatchParams match_default_params() { return MatchParams(); }
+
+float match_threshold(const MatchParams& params, size_t n_query) {
+    const double n = double(std::max<size_t>(n_query, 1));
+    return float(params.threshold_base + params.threshold_scale / std::sqrt(n));
+}
+
+Matcher::Matcher(const Index& index, const MatchParams& params) : index_(index), params_(params) {}
+
+void Matcher::prepare(const float* query, size_t n_query) {
+    const Quantizer& q = index_.quantizer();
+    const int n_lists = q.n_lists, pq_m = q.pq_m, sub_dim = q.sub_dim, dim = q.dim;
+    if (centroid_sq_norm_.size() != size_t(n_lists)) {
+        centroid_sq_norm_.resize(n_lists);
+        for (int l = 0; l < n_lists; ++l) {
+            const float* c = &q.coarse_centroids[size_t(l) * dim];
+            centroid_sq_norm_[l] = inner_product(c, c, dim);
+        }
+    }
+    if (query_coarse_ip_.size() < n_query * n_lists) query_coarse_ip_.resize(n_query * n_lists);
+    if (pq_tables_.size() < n_query * pq_m * kPqCodebookSize)
+        pq_tables_.resize(n_query * pq_m * kPqCodebookSize);
+    for (size_t i = 0; i < n_query; ++i) {
+        const float* x = query + i * dim;
+        float* ip = &query_coarse_ip_[i * n_lists];
+        for (int l = 0; l < n_lists; ++l)
+            ip[l] = inner_product(x, &q.coarse_centroids[size_t(l) * dim], dim);
+        // T[m][c] = <x_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
+        float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+        for (int m = 0; m < pq_m; ++m) {
+            const float* xm = x + m * sub_dim;
+            const float* book = &q.pq_codebooks[size_t(m) * kPqCodebookSize * sub_dim];
+            for (int c = 0; c < kPqCodebookSize; ++c)
+                table[m * kPqCodebookSize + c] = inner_product(xm, book + c * sub_dim, sub_dim);
+        }
+    }
+}
+
+float Matcher::score_frame(size_t i, uint32_t global_frame) const {
+    const int pq_m = index_.pq_m();
+    const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+    const uint8_t* codes = index_.frame_codes(global_frame);
+    float s = query_coarse_ip_[i * index_.n_lists() + index_.frame_list(global_frame)];
+    for (int m = 0; m < pq_m; ++m) s += table[m * kPqCodebookSize + codes[m]];
+    return s;
+}
+
+void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
+    const int n_lists = index_.n_lists(), pq_m = index_.pq_m();
+    const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+    const float* ip = &query_coarse_ip_[i * n_lists];
+    heap_scratch_.clear();
+    HeapGreater greater;
+    auto offer = [&](float s, uint32_t g) {
+        if (heap_scratch_.size() < size_t(k)) {
+            heap_scratch_.emplace_back(s, g);
+            std::push_heap(heap_scratch_.begin(), heap_scratch_.end(), greater);
+        } else if (s > heap_scratch_.front().first) {
+            std::pop_heap(heap_scratch_.begin(), heap_scratch_.end(), greater);
+            heap_scratch_.back() = {s, g};
+            std::push_heap(heap_scratch_.begin(), heap_scratch_.end(), greater);
+        }
+    };
+    if (params_.exhaustive) {
+        // Reference path: every stored frame in global order.
+        const uint32_t n_frames = uint32_t(index_.n_frames());
+        for (uint32_t g = 0; g < n_frames; ++g) offer(score_frame(i, g), g);
+    } else {
+        // Probe order: smallest ||q - c||^2 = ||q||^2 - 2<q,c> + ||c||^2.
+        const int nprobe = std::min(std::max(params_.nprobe, 1), n_lists);
+        probe_scratch_.resize(n_lists);
+        for (int l = 0; l < n_lists; ++l)
+            probe_scratch_[l] = {centroid_sq_norm_[l] - 2.0f * ip[l], l};
+        std::partial_sort(probe_scratch_.begin(), probe_scratch_.begin() + nprobe,
+                          probe_scratch_.end());
+        for (int p = 0; p < nprobe; ++p) {
+            const int l = probe_scratch_[p].second;
+            const Index::InvertedList& list = index_.list(l);
+            const size_t n = list.frame_ids.size();
+            const uint8_t* codes = list.codes.data();
+            const float base = ip[l];
+            for (size_t j = 0; j < n; ++j, codes += pq_m) {
+                float s = base;
+                for (int m = 0; m < pq_m; ++m) s += table[m * kPqCodebookSize + codes[m]];
+                if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
+                    offer(s, list.frame_ids[j]);
+            }
+        }
+    }
+    std::sort_heap(heap_scratch_.begin(), heap_scratch_.end(), greater);  // best first
+    out->clear();
+    for (const auto& [s, g] : heap_scratch_) {
+        size_t song = index_.song_of_frame(g);
+        out->push_back({uint32_t(song), g - index_.song_first_frame(song), s});
+    }
+}
+
+Status Matcher::search(const float* query, size_t n_query, int k,
+                       std::vector<std::vector<Posting>>* out) {
+    if (!index_.has_quantizer())
+        return Status::error("search: the index has no quantizer yet (add quantizer.eq first)");
+    if (k < 1) return Status::error("search: k must be >= 1");
+    if (n_query > 0 && query == nullptr) return Status::error("search: query is null");
+    prepare(query, n_query);
+    out->resize(n_query);
+    for (size_t i = 0; i < n_query; ++i) search_one(i, k, &(*out)[i]);
+    return Status::ok();
+}
+
+Result<MatchResult> Matcher::match(const float* query, size_t n_query, double query_hop_s) {
+    if (!index_.has_quantizer())
+        return Status::error("match: the index has no quantizer yet (add quantizer.eq first)");
+    if (n_query > 0 && query == nullptr) return Status::error("match: query is null");
+    if (!(query_hop_s > 0) || !std::isfinite(query_hop_s))
+        return Status::error("match: query_hop_s must be > 0");
+    if (params_.k_per_query < 1 || params_.max_candidates < 1)
+        return Status::error("match: k_per_query and max_candidates must be >= 1");
+    MatchResult result;
+    result.n_query = n_query;
+    result.threshold = match_threshold(params_, n_query);
+    if (n_query == 0 || index_.n_frames() == 0) return result;
+
+    const double hop_s = index_.hop_s();
+    prepare(query, n_query);
+    if (postings_.size() < n_query) postings_.resize(n_query);
+
+    // Phase 1: votes on (song, delta in index hops).
+    votes_.clear();
+    for (size_t i = 0; i < n_query; ++i) {
+        search_one(i, params_.k_per_query, &postings_[i]);
+        for (const Posting& p : postings_[i]) {
+            const double delta_s = p.frame * hop_s - i * query_hop_s;
+            votes_.push_back({p.song_index, int32_t(std::lround(delta_s / hop_s)), p.score});
+        }
+    }
+    std::sort(votes_.begin(), votes_.end(), [](const Vote& a, const Vote& b) {
+        return a.song_index != b.song_index ? a.song_index < b.song_index
+                                            : a.delta_hops < b.delta_hops;
+    });
+    size_t n_unique = 0;  // merge equal (song, delta) in place, summing scores
+    for (size_t v = 0; v < votes_.size(); ++v) {
+        if (n_unique > 0 && votes_[n_unique - 1].song_index == votes_[v].song_index &&
+            votes_[n_unique - 1].delta_hops == votes_[v].delta_hops) {
+            votes_[n_unique - 1].score += votes_[v].score;
+        } else {
+            votes_[n_unique++] = votes_[v];
+        }
+    }
+    const size_t n_candidates = std::min(n_unique, size_t(params_.max_candidates));
+    std::partial_sort(votes_.begin(), votes_.begin() + n_candidates, votes_.begin() + n_unique,
+                      [](const Vote& a, const Vote& b) { return a.score > b.score; });
+
+    // Phase 2: aligned re-score of each candidate and delta +- 1 hop, best delta per song.
+    struct Scored {
+        uint32_t song_index;
+        int32_t delta_hops;
+        float score;
+    };
+    Scored scored[256];  // max_candidates is clamped to this below
+    size_t n_scored = 0;
+    const size_t n_eval = std::min(n_candidates, sizeof(scored) / sizeof(scored[0]));
+    for (size_t c = 0; c < n_eval; ++c) {
+        const Vote& cand = votes_[c];
+        const uint32_t first = index_.song_first_frame(cand.song_index);
+        const int64_t song_frames = int64_t(index_.song_frames(cand.song_index));
+        Scored best = {cand.song_index, cand.delta_hops, -std::numeric_limits<float>::infinity()};
+        for (int dd = -1; dd <= 1; ++dd) {
+            const int32_t delta = cand.delta_hops + dd;
+            double sum = 0.0;
+            for (size_t i = 0; i < n_query; ++i) {
+                // Song embedding nearest to song time i * query_hop_s + delta * hop_s.
+                const int64_t j = std::llround(i * query_hop_s / hop_s) + delta;
+                if (j < 0 || j >= song_frames) continue;  // outside the song: similarity 0
+                sum += score_frame(i, first + uint32_t(j));
+            }
+            const float s = float(sum / double(n_query));
+            if (s > best.score) best = {cand.song_index, delta, s};
+        }
+        size_t k = 0;  // keep the best per song
+        while (k < n_scored && scored[k].song_index != best.song_index) ++k;
+        if (k == n_scored) {
+            scored[n_scored++] = best;
+        } else if (best.score > scored[k].score) {
+            scored[k] = best;
+        }
+    }
+    std::sort(scored, scored + n_scored,
+              [](const Scored& a, const Scored& b) { return a.score > b.score; });
+
+    result.n_candidates = n_eval;
+    const size_t n_results = std::min(n_scored, size_t(std::max(params_.n_results, 1)));
+    for (size_t r = 0; r < n_results; ++r) {
+        const SongInfo& info = index_.song(scored[r].song_index);
+        MatchCandidate m;
+        m.song_index = scored[r].song_index;
+        m.id = info.id;
+        m.title = info.title;
+        m.album = info.album;
+        m.offset_s = std::max(0.0, scored[r].delta_hops * hop_s);
+        m.score = scored[r].score;
+        if (r == 0) {
+            result.best = std::move(m);
+        } else {
+            result.runner_ups.push_back(std::move(m));
+        }
+    }
+    result.matched = n_scored > 0 && result.best.score >= result.threshold;
+    return result;
+}
+
+Result<MatchResult> match(const Index& index, const float* query, size_t n_query,
+                          double query_hop_s, const MatchParams& params) {
+    Matcher matcher(index, params);
+    return matcher.match(query, n_query, query_hop_s);
+}
+
+}  // namespace earshot

@@ -1,0 +1,276 @@
+// Two-phase matcher: phase-1 recall against the exhaustive scan, PQ scores against exact inner
+// products, right song and offset for noisy aligned queries, no match for random queries.
+#include "core/matcher.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "tests/index_test_util.h"
+
+namespace earshot {
+namespace {
+
+using testing::fake_model_info;
+using testing::load_all;
+using testing::noisy_copy;
+using testing::synthetic_catalog;
+
+constexpr int kDim = 128;
+
+struct Catalog {
+    std::vector<testing::SyntheticSong> songs;
+    std::unique_ptr<Index> index;
+};
+
+Catalog make_catalog(size_t n_songs, size_t frames, int n_lists, uint64_t seed) {
+    Catalog c;
+    ModelInfo model = fake_model_info();
+    c.songs = synthetic_catalog(n_songs, frames, kDim, seed);
+    IndexBuildParams params = index_build_default_params();
+    params.n_lists = n_lists;
+    params.kmeans_iterations = 8;
+    params.max_training_vectors = 2048;  // keeps the tests fast (also under node)
+    IndexBuilder builder(model, params);
+    for (const auto& s : c.songs) EXPECT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
+    Result<IndexFiles> files = builder.finish();
+    EXPECT_TRUE(files) << files.message();
+    c.index = std::make_unique<Index>(model);
+    Status st = load_all(files.value(), c.index.get());
+    EXPECT_TRUE(st) << st.message();
+    return c;
+}
+
+TEST(MatcherTest, DefaultsAndThreshold) {
+    MatchParams p = match_default_params();
+    EXPECT_GT(p.nprobe, 0);
+    EXPECT_GT(p.k_per_query, 0);
+    EXPECT_GT(p.max_candidates, 0);
+    EXPECT_FALSE(p.exhaustive);
+    // threshold(n) = a + b / sqrt(n): decreasing in n, -> a.
+    EXPECT_FLOAT_EQ(match_threshold(p, 1), p.threshold_base + p.threshold_scale);
+    EXPECT_FLOAT_EQ(match_threshold(p, 4), p.threshold_base + p.threshold_scale / 2);
+    EXPECT_GT(match_threshold(p, 5), match_threshold(p, 20));
+}
+
+// PQ scores equal <q, decode(code)> (table sharing across lists is exact for residual PQ).
+TEST(MatcherTest, PqScoresEqualReconstructionInnerProducts) {
+    Catalog c = make_catalog(8, 40, 16, 41);
+    std::vector<float> query = testing::clustered_vectors(4, kDim, 4, 43);
+    MatchParams params = match_default_params();
+    params.exhaustive = true;
+    Matcher matcher(*c.index, params);
+    std::vector<std::vector<Posting>> hits;
+    ASSERT_TRUE(matcher.search(query.data(), 4, 10, &hits));
+    ASSERT_EQ(hits.size(), 4u);
+    std::vector<float> rec(kDim);
+    for (size_t i = 0; i < 4; ++i) {
+        ASSERT_EQ(hits[i].size(), 10u);
+        for (size_t r = 0; r < hits[i].size(); ++r) {
+            const Posting& p = hits[i][r];
+            if (r > 0) EXPECT_LE(p.score, hits[i][r - 1].score);  // best first
+            uint32_t g = c.index->song_first_frame(p.song_index) + p.frame;
+            c.index->quantizer().decode(c.index->frame_list(g), c.index->frame_codes(g),
+                                        rec.data());
+            double dot = 0;
+            for (int d = 0; d < kDim; ++d) dot += query[i * kDim + d] * rec[d];
+            EXPECT_NEAR(p.score, dot, 1e-4);
+        }
+    }
+}
+
+// Phase 1 (IVF probe) against the exhaustive scan of the same codes, on clustered data
+// (64 clusters, cosine ~0.45 to the centre): recall@10 >= 0.95 at the default nprobe (16 of
+// 64 lists; measured 0.98 natively, 0.95 at nprobe 8). Queries are noisy copies of stored vectors (cosine ~0.9), the situation phase 1 is
+// for.
+TEST(MatcherTest, Phase1RecallVersusExhaustive) {
+    ModelInfo model = fake_model_info();
+    const size_t n_songs = 60, frames = 120;
+    std::vector<float> data =
+        testing::clustered_vectors(n_songs * frames, kDim, 64, 47, /*spread=*/2.0f);
+    IndexBuildParams build = index_build_default_params();
+    build.n_lists = 64;
+    build.kmeans_iterations = 8;
+    build.max_training_vectors = 4096;
+    IndexBuilder builder(model, build);
+    Catalog c;
+    for (size_t s = 0; s < n_songs; ++s) {
+        testing::SyntheticSong song;
+        song.info.id = "clustered-" + std::to_string(s);
+        song.n = frames;
+        song.embeddings.assign(&data[s * frames * kDim], &data[(s + 1) * frames * kDim]);
+        ASSERT_TRUE(builder.add_song(song.info, song.embeddings.data(), song.n));
+        c.songs.push_back(std::move(song));
+    }
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    c.index = std::make_unique<Index>(model);
+    ASSERT_TRUE(load_all(files.value(), c.index.get()));
+
+    const size_t n_query = 200;
+    std::mt19937_64 rng(53);
+    std::vector<float> query(n_query * kDim);
+    for (size_t i = 0; i < n_query; ++i) {
+        const auto& song = c.songs[rng() % c.songs.size()];
+        const size_t j = rng() % song.n;
+        auto q = noisy_copy(&song.embeddings[j * kDim], 1, kDim, 0.5f, rng());
+        std::copy(q.begin(), q.end(), query.begin() + i * kDim);
+    }
+    MatchParams ivf = match_default_params();
+    MatchParams exact = ivf;
+    exact.exhaustive = true;
+    Matcher a(*c.index, ivf), b(*c.index, exact);
+    std::vector<std::vector<Posting>> approx_hits, exact_hits;
+    ASSERT_TRUE(a.search(query.data(), n_query, 10, &approx_hits));
+    ASSERT_TRUE(b.search(query.data(), n_query, 10, &exact_hits));
+    size_t found = 0, total = 0;
+    for (size_t i = 0; i < n_query; ++i) {
+        std::set<std::pair<uint32_t, uint32_t>> got;
+        for (const Posting& p : approx_hits[i]) got.insert({p.song_index, p.frame});
+        for (const Posting& p : exact_hits[i]) found += got.count({p.song_index, p.frame});
+        total += exact_hits[i].size();
+    }
+    const double recall = double(found) / double(total);
+    std::printf("phase-1 recall@10 at nprobe %d of %d lists: %.4f\n", ivf.nprobe,
+                c.index->n_lists(), recall);
+    EXPECT_GE(recall, 0.95);
+
+    // nprobe = n_lists visits every posting: identical to the exhaustive scan.
+    MatchParams all = ivf;
+    all.nprobe = c.index->n_lists();
+    Matcher full(*c.index, all);
+    std::vector<std::vector<Posting>> full_hits;
+    ASSERT_TRUE(full.search(query.data(), n_query, 10, &full_hits));
+    for (size_t i = 0; i < n_query; ++i)
+        for (size_t r = 0; r < 10; ++r) EXPECT_FLOAT_EQ(full_hits[i][r].score, exact_hits[i][r].score);
+}
+
+// Queries = noisy copies (cosine ~0.8) of n aligned song embeddings: right song, exact offset.
+TEST(MatcherTest, FindsSongAndOffset) {
+    Catalog c = make_catalog(50, 100, 32, 59);
+    std::mt19937_64 rng(61);
+    Matcher matcher(*c.index, match_default_params());
+    int right = 0, trials = 0;
+    for (size_t n : {size_t(1), size_t(4), size_t(10), size_t(20)}) {
+        for (int t = 0; t < 10; ++t, ++trials) {
+            const size_t s = rng() % c.songs.size();
+            const auto& song = c.songs[s];
+            const size_t j0 = rng() % (song.n - n);
+            auto query = noisy_copy(&song.embeddings[j0 * kDim], n, kDim, 0.75f, rng());
+            Result<MatchResult> r = matcher.match(query.data(), n, 0.5);
+            ASSERT_TRUE(r) << r.message();
+            ASSERT_TRUE(r->has_candidates());
+            // A single noisy embedding (cosine ~0.8) scores near threshold(1): count only the
+            // ranking there; longer queries must also clear the threshold.
+            if (r->best.song_index == s && r->best.offset_s == 0.5 * j0) ++right;
+            if (n >= 4) {
+                EXPECT_TRUE(r->matched) << "n " << n << " score " << r->best.score;
+                EXPECT_EQ(r->best.id, song.info.id);
+                EXPECT_DOUBLE_EQ(r->best.offset_s, 0.5 * j0);
+                EXPECT_EQ(r->best.title, song.info.title);
+            }
+            for (const MatchCandidate& ru : r->runner_ups) {
+                EXPECT_NE(ru.song_index, r->best.song_index);  // distinct songs
+                EXPECT_LE(ru.score, r->best.score);
+            }
+        }
+    }
+    EXPECT_GE(right, trials - 2);  // single-embedding queries may rank wrong now and then
+}
+
+// Query hop half the index hop: query i sits at song time j0 * 0.5 + i * 0.25.
+TEST(MatcherTest, QueryHopDiffersFromIndexHop) {
+    Catalog c = make_catalog(20, 100, 16, 67);
+    const auto& song = c.songs[5];
+    const size_t n = 16, j0 = 30;
+    std::vector<float> query(n * kDim);
+    for (size_t i = 0; i < n; ++i) {
+        const size_t j = j0 + (i + 1) / 2;  // nearest index embedding to j0*0.5 + i*0.25 s
+                                            // (halves round up, as the matcher does)
+        std::copy(&song.embeddings[j * kDim], &song.embeddings[(j + 1) * kDim],
+                  query.begin() + i * kDim);
+    }
+    Result<MatchResult> r = match(*c.index, query.data(), n, 0.25, match_default_params());
+    ASSERT_TRUE(r) << r.message();
+    EXPECT_TRUE(r->matched);
+    EXPECT_EQ(r->best.song_index, 5u);
+    EXPECT_DOUBLE_EQ(r->best.offset_s, 0.5 * j0);
+}
+
+TEST(MatcherTest, RandomQueriesDoNotMatch) {
+    Catalog c = make_catalog(50, 100, 32, 71);
+    Matcher matcher(*c.index, match_default_params());
+    for (size_t n : {size_t(1), size_t(5), size_t(20)}) {
+        for (int t = 0; t < 10; ++t) {
+            std::vector<float> query = testing::clustered_vectors(n, kDim, 1000, 100 + t * 7 + n);
+            Result<MatchResult> r = matcher.match(query.data(), n, 0.5);
+            ASSERT_TRUE(r) << r.message();
+            EXPECT_FALSE(r->matched) << "n " << n << " score " << r->best.score << " threshold "
+                                     << r->threshold;
+        }
+    }
+}
+
+TEST(MatcherTest, ExhaustiveMatchAgreesAndEdgeCases) {
+    Catalog c = make_catalog(20, 80, 16, 73);
+    const auto& song = c.songs[3];
+    auto query = noisy_copy(&song.embeddings[10 * kDim], 10, kDim, 0.5f, 79);
+    MatchParams exact = match_default_params();
+    exact.exhaustive = true;
+    Result<MatchResult> a = match(*c.index, query.data(), 10, 0.5, match_default_params());
+    Result<MatchResult> b = match(*c.index, query.data(), 10, 0.5, exact);
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->best.song_index, b->best.song_index);
+    EXPECT_DOUBLE_EQ(a->best.offset_s, b->best.offset_s);
+    EXPECT_FLOAT_EQ(a->best.score, b->best.score);
+
+    // Empty query / bad hop / no quantizer.
+    Result<MatchResult> empty = match(*c.index, query.data(), 0, 0.5, match_default_params());
+    ASSERT_TRUE(empty);
+    EXPECT_FALSE(empty->matched);
+    EXPECT_FALSE(match(*c.index, query.data(), 10, 0.0, match_default_params()));
+    Index bare(fake_model_info());
+    Result<MatchResult> none = match(bare, query.data(), 10, 0.5, match_default_params());
+    ASSERT_FALSE(none);
+    EXPECT_NE(none.message().find("quantizer"), std::string::npos);
+}
+
+// The matcher works on any subset of shards, and sees shards added later.
+TEST(MatcherTest, WorksWithShardSubsets) {
+    ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(30, 60, kDim, 83);
+    IndexBuildParams params = index_build_default_params();
+    params.n_lists = 16;
+    params.kmeans_iterations = 8;
+    params.max_training_vectors = 1024;
+    params.max_shard_bytes = 4000;
+    IndexBuilder builder(model, params);
+    for (const auto& s : songs) ASSERT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files);
+    Index index(model);
+    const auto& q = files->files.at("quantizer.eq");
+    ASSERT_TRUE(index.add_quantizer(q.data(), q.size(), "quantizer.eq"));
+    Matcher matcher(index, match_default_params());
+    const auto& last = songs.back();
+    auto query = noisy_copy(&last.embeddings[5 * kDim], 8, kDim, 0.5f, 89);
+    Result<MatchResult> before = matcher.match(query.data(), 8, 0.5);
+    ASSERT_TRUE(before);
+    EXPECT_FALSE(before->matched);  // no shards yet
+    std::vector<std::string> names;
+    for (const auto& [name, bytes] : files->files)
+        if (name.rfind("shard-", 0) == 0) names.push_back(name);
+    ASSERT_GE(names.size(), 3u);
+    const auto& tail = files->files.at(names.back());
+    ASSERT_TRUE(index.add_shard(tail.data(), tail.size(), names.back()));
+    Result<MatchResult> after = matcher.match(query.data(), 8, 0.5);
+    ASSERT_TRUE(after);
+    EXPECT_TRUE(after->matched);
+    EXPECT_EQ(after->best.id, last.info.id);
+    EXPECT_DOUBLE_EQ(after->best.offset_s, 2.5);
+}
+
+}  // namespace
+}  // namespace earshot
