@@ -1,0 +1,130 @@
+// Shared helpers of the e2e tests: where the built site is, test clips (cut from a song, noise
+// added at a given SNR, written as 16-bit WAV for Chromium's fake microphone), the site's
+// index metadata, and launching Debian's chromium through playwright-core.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+export const siteDir = process.env.EARSHOT_SITE ?? path.join(repoRoot, 'out/site');
+export const resultsDir = path.join(repoRoot, 'e2e/test-results');
+export const cacheDir = process.env.EARSHOT_CACHE ?? path.join(repoRoot, 'out/cache');
+export const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** The built site's build-info.json; throws with the command to run when it is missing. */
+export function requireSite() {
+    const infoPath = path.join(siteDir, 'build-info.json');
+    if (!fs.existsSync(infoPath)) {
+        throw new Error(`${siteDir} is not built. Run scripts/demo.sh --build-only first (it builds the WASM, ` +
+            'the demo index and the site).');
+    }
+    return JSON.parse(fs.readFileSync(infoPath, 'utf8'));
+}
+
+/** Parses an earshot container's metadata JSON (docs/DESIGN.md section 4). */
+export function containerMeta(file) {
+    const bytes = fs.readFileSync(file);
+    if (bytes.subarray(0, 8).toString('latin1') !== 'EARSHOT\x1a') throw new Error(`${file} is not an earshot container`);
+    const metaBytes = bytes.readUInt32LE(16);
+    return JSON.parse(bytes.subarray(32, 32 + metaBytes).toString('utf8'));
+}
+
+/**
+ * The index's shards with their songs, in manifest order.
+ * @returns {{file: string, songs: {id: string, title: string, album: string, duration_s: number}[]}[]}
+ */
+export function indexShards() {
+    const manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
+    return manifest.shards.map((s) => ({ file: s.file, songs: containerMeta(path.join(siteDir, 'index', s.file)).songs }));
+}
+
+/** Catalog rows (id, path, title, album) of a package fetched by scripts/fetch-demo-catalog.sh. */
+export function catalog(packageName) {
+    let tsv = path.join(cacheDir, 'packages', packageName, 'catalog.tsv');
+    if (!fs.existsSync(tsv)) {
+        tsv = execFileSync(path.join(repoRoot, 'scripts/fetch-demo-catalog.sh'), [packageName, cacheDir], { encoding: 'utf8' }).trim();
+    }
+    const [header, ...rows] = fs.readFileSync(tsv, 'utf8').trim().split('\n').map((l) => l.split('\t'));
+    return rows.map((r) => Object.fromEntries(header.map((h, i) => [h, r[i]])));
+}
+
+/** Deterministic noise: xorshift32 -> approximately Gaussian (sum of 4 uniforms). */
+function noiseSource(seed) {
+    let s = seed >>> 0 || 1;
+    const uniform = () => {
+        s ^= s << 13; s >>>= 0;
+        s ^= s >>> 17;
+        s ^= s << 5; s >>>= 0;
+        return s / 4294967296;
+    };
+    return () => (uniform() + uniform() + uniform() + uniform() - 2) * Math.sqrt(3);
+}
+
+/**
+ * Writes a WAV clip for the fake microphone: `seconds` of `source` from `startS`, mono at
+ * `rateHz`, with white noise at `snrDb` (signal RMS / noise RMS), 16-bit PCM.
+ * @param {{source: string, startS: number, seconds: number, snrDb?: number, rateHz?: number, out: string, seed?: number, gain?: number}} o
+ */
+export function makeClip(o) {
+    const rateHz = o.rateHz ?? 48000;
+    const raw = execFileSync('sox', [o.source, '-t', 'f32', '-r', String(rateHz), '-c', '1', '-',
+        'trim', String(o.startS), String(o.seconds)], { maxBuffer: 1 << 28 });
+    const x = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
+    let sumSquares = 0;
+    for (const v of x) sumSquares += v * v;
+    const signalRms = Math.sqrt(sumSquares / x.length);
+    const noiseRms = o.snrDb === undefined ? 0 : signalRms / 10 ** (o.snrDb / 20);
+    const noise = noiseSource(o.seed ?? 1234);
+    const gain = o.gain ?? 1;
+    const pcm = Buffer.alloc(44 + x.length * 2);
+    pcm.write('RIFF', 0, 'latin1');
+    pcm.writeUInt32LE(36 + x.length * 2, 4);
+    pcm.write('WAVEfmt ', 8, 'latin1');
+    pcm.writeUInt32LE(16, 16);
+    pcm.writeUInt16LE(1, 20);          // PCM
+    pcm.writeUInt16LE(1, 22);          // mono
+    pcm.writeUInt32LE(rateHz, 24);
+    pcm.writeUInt32LE(rateHz * 2, 28);
+    pcm.writeUInt16LE(2, 32);
+    pcm.writeUInt16LE(16, 34);
+    pcm.write('data', 36, 'latin1');
+    pcm.writeUInt32LE(x.length * 2, 40);
+    for (let i = 0; i < x.length; i++) {
+        const v = Math.max(-1, Math.min(1, gain * (x[i] + noiseRms * noise())));
+        pcm.writeInt16LE(Math.round(v * 32767), 44 + 2 * i);
+    }
+    fs.mkdirSync(path.dirname(o.out), { recursive: true });
+    fs.writeFileSync(o.out, pcm);
+    return { path: o.out, signalRms, noiseRms };
+}
+
+/**
+ * Launches chromium headless with a fresh profile. `audioFile` feeds the fake microphone;
+ * `denyMicrophone` makes getUserMedia fail as if the user had refused.
+ * @returns {Promise<{context: import('playwright-core').BrowserContext, close: () => Promise<void>}>}
+ */
+export async function launchChromium({ audioFile, denyMicrophone = false } = {}) {
+    const { chromium } = await import('playwright-core');
+    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-chromium-'));
+    const args = [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required',
+    ];
+    if (denyMicrophone) args.push('--deny-permission-prompts');
+    else args.push('--use-fake-ui-for-media-stream');
+    if (audioFile) args.push(`--use-file-for-fake-audio-capture=${audioFile}`);
+    const context = await chromium.launchPersistentContext(profile, {
+        executablePath: chromiumPath, headless: true, args, viewport: { width: 480, height: 860 },
+        // launchPersistentContext would add its own flags that fight ours (e.g. mute audio).
+        ignoreDefaultArgs: ['--mute-audio'],
+    });
+    return {
+        context,
+        close: async () => {
+            await context.close().catch(() => {});
+            fs.rmSync(profile, { recursive: true, force: true });
+        },
+    };
+}

@@ -1,0 +1,145 @@
+// The browser's WASM bindings under node: the same earshot-core.mjs/.wasm the site serves,
+// loaded with {wasmBinary}; model and index passed in as bytes read from disk.
+// Needs: scripts/demo.sh --build-only (or EARSHOT_SITE pointing at a built site).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import zlib from 'node:zlib';
+
+import { catalog, indexShards, requireSite, siteDir } from './helpers.mjs';
+
+const SIZE_BUDGET_GZIP_BYTES = 400 * 1024;
+
+/** 16 kHz mono float32 PCM of `seconds` of `file` from `startS` (sox does the resampling). */
+function decode16k(file, startS, seconds) {
+    const raw = execFileSync('sox', [file, '-t', 'f32', '-r', '16000', '-c', '1', '-', 'trim', String(startS), String(seconds)],
+        { maxBuffer: 1 << 28 });
+    return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+}
+
+let createModule;
+let wasmBinary;
+let manifest;
+let info;
+
+async function loadedEngine() {
+    const module = await createModule({ wasmBinary });
+    const engine = new module.Engine();
+    const ok = (status) => assert.equal(status.message, '', status.message) || assert.equal(status.ok, true);
+    ok(engine.loadModel(fs.readFileSync(path.join(siteDir, 'models/earshot.emod'))));
+    ok(engine.loadManifest(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8')));
+    ok(engine.addQuantizer(fs.readFileSync(path.join(siteDir, 'index', manifest.quantizer.file)), manifest.quantizer.file));
+    for (const s of manifest.shards) ok(engine.addShard(fs.readFileSync(path.join(siteDir, 'index', s.file)), s.file));
+    return { module, engine };
+}
+
+/** Pushes pcm in blocks of `block` samples; returns every polled result and finish(). */
+function recognize(module, engine, pcm, block) {
+    const address = engine.inputPointer(block);
+    const polled = [];
+    for (let i = 0; i < pcm.length; i += block) {
+        const piece = pcm.subarray(i, Math.min(pcm.length, i + block));
+        module.HEAPF32.set(piece, address >> 2);
+        const status = engine.push(piece.length);
+        assert.equal(status.ok, true, status.message);
+        const text = engine.poll();
+        if (text) polled.push(JSON.parse(text));
+    }
+    return { polled, final: JSON.parse(engine.finish()) };
+}
+
+before(async () => {
+    info = requireSite();
+    ({ default: createModule } = await import(path.join(siteDir, 'wasm/earshot-core.mjs')));
+    wasmBinary = fs.readFileSync(path.join(siteDir, 'wasm/earshot-core.wasm'));
+    manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
+});
+
+describe('WASM bindings under node', () => {
+    test(`.wasm + JS glue fit the ${SIZE_BUDGET_GZIP_BYTES / 1024} KB gzip budget`, () => {
+        const gz = (f) => zlib.gzipSync(fs.readFileSync(path.join(siteDir, 'wasm', f)), { level: 9 }).length;
+        const wasm = gz('earshot-core.wasm');
+        const glue = gz('earshot-core.mjs');
+        console.log(`wasm: ${wasm} B gzipped, glue: ${glue} B gzipped, total ${((wasm + glue) / 1024).toFixed(1)} KB`);
+        assert.ok(wasm + glue <= SIZE_BUDGET_GZIP_BYTES, `${wasm + glue} bytes gzipped`);
+    });
+
+    test('the glue generates no JS code at run time (strict CSP: no new Function / eval)', () => {
+        const glue = fs.readFileSync(path.join(siteDir, 'wasm/earshot-core.mjs'), 'utf8');
+        assert.doesNotMatch(glue, /new Function|\beval\(/);
+    });
+
+    test('loads the model and every shard; reports the index', async () => {
+        const { engine } = await loadedEngine();
+        const model = JSON.parse(engine.modelInfo());
+        assert.equal(model.hash, manifest.model_hash);
+        assert.equal(model.sample_rate_hz, 16000);
+        const index = JSON.parse(engine.indexInfo());
+        assert.equal(index.songs, manifest.songs);
+        assert.equal(index.shards_loaded, manifest.shards.length);
+        assert.equal(index.shards_expected, manifest.shards.length);
+    });
+
+    test('corrupt bytes are refused with clear messages, and the index keeps working', async () => {
+        const module = await createModule({ wasmBinary });
+        const engine = new module.Engine();
+        const garbage = engine.loadModel(new Uint8Array(100));
+        assert.equal(garbage.ok, false);
+        assert.match(garbage.message, /magic|too short|not an earshot/i);
+        assert.equal(engine.addShard(new Uint8Array(10), 'x.es').ok, false);  // no model yet
+
+        const { engine: loaded } = await loadedEngine();
+        const shardFile = manifest.shards[0].file;
+        const bytes = new Uint8Array(fs.readFileSync(path.join(siteDir, 'index', shardFile)));
+        bytes[bytes.length >> 1] ^= 0xff;
+        const tampered = loaded.addShard(bytes, shardFile);
+        assert.equal(tampered.ok, false);
+        assert.match(tampered.message, new RegExp(shardFile.replace('.', '\\.')));
+        const truncated = loaded.addShard(bytes.subarray(0, 100), shardFile);
+        assert.equal(truncated.ok, false);
+        assert.equal(JSON.parse(loaded.indexInfo()).songs, manifest.songs);
+    });
+
+    test('recognizes an exact clip of an indexed song at the right position, identically in any block size', async () => {
+        const { module, engine } = await loadedEngine();
+        assert.equal(engine.createRecognizer(JSON.stringify({ backend: 'simd' })).ok, true);
+        const song = indexShards()[0].songs[0];
+        const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
+        const startS = 20;   // a multiple of the index hop
+        const pcm = decode16k(row.path, startS, 8);
+        const a = recognize(module, engine, pcm, 4000);
+        assert.equal(a.final.matched, true, `score ${a.final.score} < threshold ${a.final.threshold}`);
+        assert.equal(a.final.title, song.title);
+        assert.ok(Math.abs(a.final.offset_s - startS) <= 1.0, `offset ${a.final.offset_s} s, expected ${startS}`);
+        assert.ok(a.polled.length > 0, 'no streaming result before finish()');
+
+        engine.reset();
+        const b = recognize(module, engine, pcm, 317);
+        assert.equal(b.final.title, a.final.title);
+        assert.ok(Math.abs(b.final.score - a.final.score) < 1e-5, `${b.final.score} vs ${a.final.score}`);
+    });
+
+    test('a noisy, off-grid clip (10 dB SNR, +0.27 s) of an indexed song is recognized', async () => {
+        const { module, engine } = await loadedEngine();
+        assert.equal(engine.createRecognizer('{}').ok, true);
+        const song = indexShards().at(-1).songs[0];
+        const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
+        const startS = 40.27;
+        const pcm = decode16k(row.path, startS, 10);
+        let seed = 42;
+        let power = 0;
+        for (const x of pcm) power += x * x;
+        const noiseRms = Math.sqrt(power / pcm.length) / 10 ** (10 / 20);
+        for (let i = 0; i < pcm.length; i++) {
+            seed = (seed * 1664525 + 1013904223) >>> 0;
+            pcm[i] += noiseRms * Math.sqrt(3) * (2 * seed / 4294967296 - 1);
+        }
+        const { final } = recognize(module, engine, pcm, 2048);
+        if (info.random_init) console.warn('wasm_node: random-init model: this test needs the trained model to pass.');
+        assert.equal(final.matched, true, `no match (score ${final.score}, threshold ${final.threshold}, best guess "${final.title}")`);
+        assert.equal(final.title, song.title);
+        assert.ok(Math.abs(final.offset_s - startS) <= 1.5, `offset ${final.offset_s} s, expected ${startS}`);
+    });
+});

@@ -1,0 +1,236 @@
+// Browser end-to-end tests: Debian's chromium (headless, via playwright-core) opens the built
+// demo (out/site, served by scripts/serve.mjs on 127.0.0.1) with a fake microphone playing a
+// WAV clip, and the tests read what a person would see.
+// Needs: scripts/demo.sh --build-only (WASM, demo index, site).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+
+import { startServer } from '../scripts/serve.mjs';
+import { catalog, indexShards, launchChromium, makeClip, requireSite, resultsDir, siteDir } from './helpers.mjs';
+
+const MATCH_TIMEOUT_MS = 45_000;    // index + up to listen-seconds (15) of audio, on a slow CI machine
+
+let info;
+let shards;
+/** the song the recognition tests play, and the shard holding it */
+let target;
+let clips;
+
+before(() => {
+    info = requireSite();
+    shards = indexShards();
+    if (info.random_init) {
+        console.warn('e2e: WARNING: the site uses a random-init model; noisy clips will not be recognized reliably.');
+    }
+    // The song in the first shard: recognition works as soon as that shard is loaded.
+    const song = shards[0].songs[0];
+    const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
+    assert.ok(row, `song ${song.id} of the index is not in the hex-a-hop-data catalog`);
+    const startS = Math.min(30, Math.max(0, song.duration_s / 2 - 10));
+    target = { ...song, file: shards[0].file, path: row.path, startS };
+    const other = catalog('powermanga-data')[0];
+    fs.mkdirSync(resultsDir, { recursive: true });
+    clips = {
+        // 20 s so the fake microphone does not loop within the listening window.
+        indexed: makeClip({ source: row.path, startS, seconds: 20, snrDb: 10, out: path.join(resultsDir, 'clip-indexed.wav') }),
+        notIndexed: makeClip({ source: other.path, startS: 20, seconds: 20, snrDb: 10, out: path.join(resultsDir, 'clip-not-indexed.wav') }),
+    };
+});
+
+/**
+ * Opens the demo in a fresh browser; records every request the browser makes (page, workers,
+ * service worker) and every page error.
+ */
+async function openDemo({ audioFile, denyMicrophone = false, faults = {} }) {
+    const server = await startServer({ root: siteDir, faults });
+    const browser = await launchChromium({ audioFile, denyMicrophone });
+    const requests = [];
+    const pageErrors = [];
+    browser.context.on('request', (r) => requests.push({
+        url: r.url(), method: r.method(), body: r.postDataBuffer(), resourceType: r.resourceType(),
+    }));
+    const page = browser.context.pages()[0] ?? await browser.context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e));
+    page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(new Error(`console: ${m.text()}`)); });
+    await page.goto(server.url);
+    const el = page.locator('earshot-recognizer');
+    return {
+        server, browser, page, requests, pageErrors, el,
+        close: async () => {
+            await browser.close();
+            await server.close();
+        },
+    };
+}
+
+/** Waits for the first shard (Listen enabled). */
+async function waitReady(demo) {
+    await demo.el.locator('button.listen:not([disabled])').waitFor({ timeout: 30_000 });
+}
+
+async function listenForMatch(demo) {
+    await waitReady(demo);
+    const t0 = Date.now();
+    await demo.el.locator('button.listen').click();
+    const outcome = await Promise.race([
+        demo.el.locator('.result:not([hidden]) .result-title').waitFor({ timeout: MATCH_TIMEOUT_MS }).then(() => 'match'),
+        demo.el.locator('.nomatch:not([hidden])').waitFor({ timeout: MATCH_TIMEOUT_MS }).then(() => 'nomatch'),
+    ]);
+    return { outcome, seconds: (Date.now() - t0) / 1000 };
+}
+
+describe('earshot in the browser', { concurrency: false }, () => {
+    test('the demo loads with a strict CSP, shows the index status and looks clean', async () => {
+        const demo = await openDemo({ audioFile: clips.indexed.path });
+        try {
+            await waitReady(demo);
+            const response = await demo.page.request.get(demo.server.url);
+            const csp = response.headers()['content-security-policy'];
+            assert.match(csp, /connect-src 'self'/);
+            assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/);
+            assert.doesNotMatch(csp, /unsafe-inline|'unsafe-eval'/);
+            await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+            const status = await demo.el.locator('.status-text').textContent();
+            assert.match(status, new RegExp(`${info.index_songs} of ${info.index_songs} songs`));
+            assert.match(status, new RegExp(`${info.index_shards}/${info.index_shards} shards`));
+            await demo.page.screenshot({ path: path.join(resultsDir, 'demo-ready.png'), fullPage: true });
+            assert.deepEqual(demo.pageErrors.map(String), []);
+        } finally {
+            await demo.close();
+        }
+    });
+
+    test('a noisy clip of an indexed song is recognized: title, album, position, confidence', async () => {
+        const demo = await openDemo({ audioFile: clips.indexed.path });
+        try {
+            const { outcome, seconds } = await listenForMatch(demo);
+            await demo.page.screenshot({ path: path.join(resultsDir, 'demo-match.png'), fullPage: true });
+            assert.equal(outcome, 'match', `expected a match within ${MATCH_TIMEOUT_MS / 1000} s`);
+            assert.equal(await demo.el.locator('.result-title').textContent(), target.title);
+            assert.equal(await demo.el.locator('.result-album').textContent(), target.album);
+            const [m, s] = (await demo.el.locator('.result-position').textContent()).split(':').map(Number);
+            const position = 60 * m + s;
+            // The clip starts at startS and loops every 20 s; the position is where the song is now.
+            assert.ok(position >= target.startS - 2 && position <= target.startS + 22,
+                `position ${position} s, clip covers ${target.startS}..${target.startS + 20} s`);
+            assert.match(await demo.el.locator('.result-confidence').textContent(), /^\d+%$/);
+            console.log(`e2e: matched "${target.title}" at ${position} s after ${seconds.toFixed(1)} s`);
+            assert.deepEqual(demo.pageErrors.map(String), []);
+        } finally {
+            await demo.close();
+        }
+    });
+
+    test('a song that is not in the index shows "No match"', async () => {
+        const demo = await openDemo({ audioFile: clips.notIndexed.path });
+        try {
+            const { outcome } = await listenForMatch(demo);
+            await demo.page.screenshot({ path: path.join(resultsDir, 'demo-nomatch.png'), fullPage: true });
+            assert.equal(outcome, 'nomatch', `a song of another package was "recognized" as ${await demo.el.locator('.result-title').textContent()}`);
+            assert.equal(await demo.el.locator('.result').isHidden(), true);
+        } finally {
+            await demo.close();
+        }
+    });
+
+    test('offline: after one visit, a reload without network still recognizes (and a second visit downloads no index or model)', async () => {
+        const demo = await openDemo({ audioFile: clips.indexed.path });
+        try {
+            await waitReady(demo);
+            await demo.el.locator('.status[data-offline="true"]').waitFor({ timeout: 30_000 });
+            assert.match(await demo.el.locator('.status-text').textContent(), /offline-ready/);
+
+            // Second visit, online: the index and the model come from the cache.
+            const before = demo.server.log.length;
+            await demo.page.reload();
+            await waitReady(demo);
+            await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+            const second = demo.server.log.slice(before);
+            const dataDownloads = second.filter((r) => (r.path.startsWith('/index/') || r.path.startsWith('/models/')) && r.responseBytes > 0);
+            assert.deepEqual(dataDownloads, [], 'second visit downloaded index/model bytes');
+
+            await demo.browser.context.setOffline(true);
+            const beforeOffline = demo.server.log.length;
+            await demo.page.reload();
+            const { outcome } = await listenForMatch(demo);
+            await demo.page.screenshot({ path: path.join(resultsDir, 'demo-offline.png'), fullPage: true });
+            assert.equal(demo.server.log.length, beforeOffline, 'requests reached the server while offline');
+            assert.equal(outcome, 'match');
+            assert.equal(await demo.el.locator('.result-title').textContent(), target.title);
+        } finally {
+            await demo.close();
+        }
+    });
+
+    test('a tampered shard is rejected with a visible error; the other shards keep working', async () => {
+        assert.ok(shards.length >= 2, 'the demo index needs 2+ shards for this test');
+        const bad = shards[shards.length - 1];
+        assert.notEqual(bad.file, target.file);
+        const demo = await openDemo({ audioFile: clips.indexed.path, faults: { tamper: [`/index/${bad.file}`] } });
+        try {
+            const error = demo.el.locator('.error[data-code="shard-corrupt"]');
+            await error.waitFor({ timeout: 30_000 });
+            assert.match(await error.textContent(), new RegExp(`${bad.file.replace('.', '\\.')}.*rejected`));
+            await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+            assert.match(await demo.el.locator('.status-text').textContent(), /1 rejected/);
+            const { outcome } = await listenForMatch(demo);
+            await demo.page.screenshot({ path: path.join(resultsDir, 'demo-corrupt-shard.png'), fullPage: true });
+            assert.equal(outcome, 'match');
+            assert.equal(await demo.el.locator('.result-title').textContent(), target.title);
+            assert.deepEqual(demo.pageErrors.map(String), []);
+        } finally {
+            await demo.close();
+        }
+    });
+
+    test('a denied microphone gives a clear message and the app keeps working', async () => {
+        const demo = await openDemo({ audioFile: clips.indexed.path, denyMicrophone: true });
+        try {
+            await waitReady(demo);
+            await demo.el.locator('button.listen').click();
+            const error = demo.el.locator('.error[data-code="mic-denied"]');
+            await error.waitFor({ timeout: 15_000 });
+            assert.match(await error.textContent(), /Microphone access was denied/);
+            await demo.page.screenshot({ path: path.join(resultsDir, 'demo-mic-denied.png'), fullPage: true });
+            // Still usable: the button is back to "Listen".
+            assert.equal(await demo.el.locator('.listen-label').textContent(), 'Listen');
+            assert.equal(await demo.el.locator('button.listen').isEnabled(), true);
+        } finally {
+            await demo.close();
+        }
+    });
+
+    test('privacy: a whole recognition makes only body-less GETs of the app, model and index', async () => {
+        const demo = await openDemo({ audioFile: clips.indexed.path });
+        try {
+            await listenForMatch(demo);
+            await demo.page.waitForTimeout(1000);
+            const origin = new URL(demo.server.url).origin;
+            assert.ok(demo.requests.length > 5, 'no requests were recorded');
+            const siteFiles = new Set(['/', ...listSite()]);
+            for (const r of demo.requests) {
+                const url = new URL(r.url);
+                assert.equal(r.method, 'GET', `${r.method} ${r.url}`);
+                assert.equal(r.body, null, `request with a body: ${r.url}`);
+                assert.equal(url.origin, origin, `request to another origin: ${r.url}`);
+                assert.ok(siteFiles.has(url.pathname), `request for something that is not an app/model/index file: ${r.url}`);
+            }
+            for (const r of demo.server.log) {
+                assert.equal(r.method, 'GET');
+                assert.equal(r.requestBodyBytes, 0);
+            }
+        } finally {
+            await demo.close();
+        }
+    });
+});
+
+/** URL paths of every file of the site. */
+function listSite(dir = siteDir, prefix = '') {
+    return fs.readdirSync(path.join(dir, prefix), { withFileTypes: true }).flatMap((e) => {
+        const rel = `${prefix}/${e.name}`;
+        return e.isDirectory() ? listSite(dir, rel) : [rel];
+    });
+}
