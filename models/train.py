@@ -139,7 +139,7 @@ def main():
     parser.add_argument("--dev-queries", default="/root/q-train-dev")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=256, help="pairs per step")
-    parser.add_argument("--budget-min", type=float, default=80.0, help="training time")
+    parser.add_argument("--budget-min", type=float, default=75.0, help="training time")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--loss", choices=["ntxent", "triplet"], default="ntxent")
@@ -149,11 +149,11 @@ def main():
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ckpt-min", type=float, default=5.0)
-    parser.add_argument("--dev-min", type=float, default=15.0)
+    parser.add_argument("--dev-min", type=float, default=20.0)
     parser.add_argument("--export-min", type=float, default=0.0,
                         help="export models/earshot-v1.emod every N minutes (0 = never)")
     parser.add_argument("--n-dev-songs", type=int, default=16)
-    parser.add_argument("--n-dev-seen", type=int, default=8)
+    parser.add_argument("--n-dev-seen", type=int, default=4)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
