@@ -159,6 +159,7 @@ export class EarshotRecognizerElement extends HTMLElement {
                     this.clearErrors(['mic-denied', 'mic-missing', 'mic-busy', 'mic-error', 'mic-unsupported', 'audio']);
                 } else {
                     if (this.ui.root.dataset.state !== 'error') this.setState(this.recognizer?.isReady ? 'idle' : 'loading');
+                    this.level = 0;
                     this.setLevel(0);
                 }
                 break;
@@ -251,7 +252,7 @@ export class EarshotRecognizerElement extends HTMLElement {
         const parts = [
             `${p.songsLoaded} of ${p.songsTotal} songs`,
             `${p.shardsLoaded}/${p.shardsTotal} shards`,
-            `${formatBytes(p.bytesLoaded)} of ${formatBytes(p.bytesTotal)}`,
+            p.done ? formatBytes(p.bytesLoaded) : `${formatBytes(p.bytesLoaded)} of ${formatBytes(p.bytesTotal)}`,
         ];
         if (p.shardsFailed) parts.push(`${p.shardsFailed} rejected`);
         parts.push(p.done ? (offline ? 'offline-ready' : 'online only') : 'loading…');
