@@ -3,6 +3,9 @@
 //   BM_Conv2dLayer/<layer>/<k>   one conv layer with kernel k = 0 scalar, 1 vec128, 2 XNNPACK;
 //   BM_Gemm4x8                   the vec128 micro-kernel alone on the v1 conv2 GEMM shape.
 // Counters: `embeddings_per_s`, `GFLOP_per_s` (multiply-add = 2 FLOP).
+#include <benchmark/benchmark.h>
+#include <xnnpack.h>
+
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -10,9 +13,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
-#include <xnnpack.h>
 
 #include "core/kernels.h"
 #include "core/model.h"
@@ -86,8 +86,7 @@ void BM_Conv2dLayer(benchmark::State& state) {
     if (!model) return state.SkipWithError(error.c_str());
     const size_t index = size_t(state.range(0));
     const int kernel = int(state.range(1));
-    if (index >= model->layers().size() ||
-        model->layers()[index].type != Layer::Type::kConv2d) {
+    if (index >= model->layers().size() || model->layers()[index].type != Layer::Type::kConv2d) {
         return state.SkipWithError("not a conv2d layer of random-init-v0");
     }
     const Layer& l = model->layers()[index];
@@ -105,10 +104,10 @@ void BM_Conv2dLayer(benchmark::State& state) {
     xnn_operator_t op = nullptr;
     if (kernel == 2) {
         if (xnn_initialize(nullptr) != xnn_status_success ||
-            xnn_create_convolution2d_nhwc_f32(
-                l.pad_h, l.pad_w, l.pad_h, l.pad_w, l.kernel_h, l.kernel_w, l.stride_h,
-                l.stride_w, 1, 1, 1, l.in, l.out, l.in, l.out, l.weight.data(), l.bias.data(),
-                0.0f, INFINITY, 0, &op) != xnn_status_success ||
+            xnn_create_convolution2d_nhwc_f32(l.pad_h, l.pad_w, l.pad_h, l.pad_w, l.kernel_h,
+                                              l.kernel_w, l.stride_h, l.stride_w, 1, 1, 1, l.in,
+                                              l.out, l.in, l.out, l.weight.data(), l.bias.data(),
+                                              0.0f, INFINITY, 0, &op) != xnn_status_success ||
             xnn_setup_convolution2d_nhwc_f32(op, 1, l.in_h, l.in_w, in.data(), out.data(),
                                              nullptr) != xnn_status_success) {
             if (op) xnn_delete_operator(op);
@@ -118,8 +117,7 @@ void BM_Conv2dLayer(benchmark::State& state) {
     for (auto _ : state) {
         switch (kernel) {
             case 0:
-                conv2d_nhwc__scalar(s, in.data(), l.weight.data(), l.bias.data(), true,
-                                    out.data());
+                conv2d_nhwc__scalar(s, in.data(), l.weight.data(), l.bias.data(), true, out.data());
                 break;
             case 1:
                 conv2d_nhwc__vec128(s, in.data(), packed.data(), true, cols.data(), out.data());

@@ -101,8 +101,7 @@ size_t packed_gemm_weights_size(size_t n, size_t k) {
     return n_blocks * kGemmNr * (k + 1);
 }
 
-void pack_gemm_weights(size_t n, size_t k, const float* weight, const float* bias,
-                       float* packed) {
+void pack_gemm_weights(size_t n, size_t k, const float* weight, const float* bias, float* packed) {
     for (size_t n0 = 0; n0 < n; n0 += kGemmNr) {
         const size_t nb = std::min(kGemmNr, n - n0);
         for (size_t j = 0; j < kGemmNr; ++j) packed[j] = j < nb ? bias[n0 + j] : 0.0f;
@@ -195,8 +194,7 @@ void gemm__vec128_4x8(size_t mr, size_t nc, size_t kc, const float* a, size_t a_
 
 // One row: memory-bound on W (the dense layer's weights are read once per embedding), so
 // k is unrolled by 4 with independent accumulators to keep several loads in flight.
-void gemm__vec128_1x8(size_t nc, size_t kc, const float* a, const float* w, float* c,
-                      bool relu) {
+void gemm__vec128_1x8(size_t nc, size_t kc, const float* a, const float* w, float* c, bool relu) {
     while (nc != 0) {
         v4f acc_l = load_v4f(w), acc_h = load_v4f(w + 4);
         v4f acc_l1 = {0, 0, 0, 0}, acc_h1 = {0, 0, 0, 0};
@@ -264,8 +262,8 @@ void im2col_nhwc(const Conv2dShape& s, const float* in, float* cols) {
     }
 }
 
-void conv2d_nhwc__vec128(const Conv2dShape& s, const float* in, const float* packed_w,
-                         bool relu, float* cols, float* out) {
+void conv2d_nhwc__vec128(const Conv2dShape& s, const float* in, const float* packed_w, bool relu,
+                         float* cols, float* out) {
     const size_t k = s.patch_size();
     const size_t m = s.out_pixels();
     const size_t n = size_t(s.out_c);
@@ -277,8 +275,8 @@ void conv2d_nhwc__vec128(const Conv2dShape& s, const float* in, const float* pac
         a = cols;
     }
     for (size_t m0 = 0; m0 < m; m0 += 4) {
-        gemm__vec128_4x8(std::min<size_t>(4, m - m0), n, k, a + m0 * k, k, packed_w,
-                         out + m0 * n, n, relu);
+        gemm__vec128_4x8(std::min<size_t>(4, m - m0), n, k, a + m0 * k, k, packed_w, out + m0 * n,
+                         n, relu);
     }
 }
 

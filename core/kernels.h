@@ -53,8 +53,7 @@ constexpr size_t kGemmNr = 8;
 size_t packed_gemm_weights_size(size_t n, size_t k);  // in floats
 // weight: [n, k] row-major (OHWI conv weights are exactly this with k = kh*kw*in_c);
 // bias: [n]; packed: packed_gemm_weights_size(n, k) floats.
-void pack_gemm_weights(size_t n, size_t k, const float* weight, const float* bias,
-                       float* packed);
+void pack_gemm_weights(size_t n, size_t k, const float* weight, const float* bias, float* packed);
 
 // C[mr x nc] = A[mr x kc] * W + bias (optional ReLU), W packed by pack_gemm_weights(nc, kc).
 // mr in 1..4 rows; a_stride/c_stride: elements between rows of A and C.

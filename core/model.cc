@@ -13,9 +13,12 @@ namespace earshot {
 
 const char* backend_name(Backend backend) {
     switch (backend) {
-        case Backend::kScalar: return "scalar";
-        case Backend::kSimd: return "simd";
-        case Backend::kXnnpack: return "xnnpack";
+        case Backend::kScalar:
+            return "scalar";
+        case Backend::kSimd:
+            return "simd";
+        case Backend::kXnnpack:
+            return "xnnpack";
     }
     return "unknown";
 }
@@ -24,8 +27,8 @@ namespace {
 
 // Sanity caps on what metadata may ask for, so that a hostile file cannot make us allocate
 // gigabytes for activations (tensor sizes are already bounded by the file's length).
-constexpr int kMaxDim = 1 << 16;                        // channels, frames, embedding size
-constexpr int kMaxKernel = 64;                          // kernel / stride, per axis
+constexpr int kMaxDim = 1 << 16;                          // channels, frames, embedding size
+constexpr int kMaxKernel = 64;                            // kernel / stride, per axis
 constexpr size_t kMaxActivationFloats = size_t(1) << 24;  // 64 MiB per activation tensor
 
 Status fail(const std::string& what, const std::string& message) {
@@ -43,8 +46,8 @@ Status read_int(const nlohmann::json& obj, const char* key, int lo, int hi,
     const int64_t v = it->get<int64_t>();
     if (v < lo || v > hi) {
         return Status::error(where + ": '" + key + "' = " + std::to_string(v) +
-                             " is out of range [" + std::to_string(lo) + ", " +
-                             std::to_string(hi) + "]");
+                             " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                             "]");
     }
     *out = int(v);
     return Status::ok();
@@ -156,21 +159,20 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     const auto format_it = meta.find("format");
     if (format_it == meta.end() || !format_it->is_string() ||
         format_it->get<std::string>() != "earshot-model") {
-        return fail(what, "metadata 'format' must be \"earshot-model\", got " +
-                              (format_it == meta.end() ? std::string("nothing")
-                                                       : format_it->dump()));
+        return fail(what,
+                    "metadata 'format' must be \"earshot-model\", got " +
+                        (format_it == meta.end() ? std::string("nothing") : format_it->dump()));
     }
     const auto version_it = meta.find("model_version");
     if (version_it == meta.end() || !version_it->is_number_integer() ||
         version_it->get<int64_t>() != int64_t(kModelVersion)) {
-        return fail(what, "model_version " +
-                              (version_it == meta.end() ? std::string("(missing)")
-                                                        : version_it->dump()) +
-                              " is not supported: this build of earshot reads model_version " +
-                              std::to_string(kModelVersion) +
-                              " only; use a model exported for v" +
-                              std::to_string(kModelVersion) +
-                              " or update earshot to a release that reads it");
+        return fail(what,
+                    "model_version " +
+                        (version_it == meta.end() ? std::string("(missing)") : version_it->dump()) +
+                        " is not supported: this build of earshot reads model_version " +
+                        std::to_string(kModelVersion) + " only; use a model exported for v" +
+                        std::to_string(kModelVersion) +
+                        " or update earshot to a release that reads it");
     }
 
     auto model = std::make_shared<Model>();
@@ -222,13 +224,13 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         }
         if (layer.type != Layer::Type::kL2Norm) {
             if (!names.insert(layer.name).second) {
-                return fail(what, "layer " + std::to_string(i) + ": duplicate name '" +
-                                      layer.name + "'");
+                return fail(what,
+                            "layer " + std::to_string(i) + ": duplicate name '" + layer.name + "'");
             }
             std::vector<uint32_t> w_shape;
             if (layer.type == Layer::Type::kConv2d) {
-                w_shape = {uint32_t(layer.out), uint32_t(layer.kernel_h),
-                           uint32_t(layer.kernel_w), uint32_t(layer.in)};
+                w_shape = {uint32_t(layer.out), uint32_t(layer.kernel_h), uint32_t(layer.kernel_w),
+                           uint32_t(layer.in)};
                 info.flops_per_embedding += 2.0 * layer.out_h * layer.out_w * layer.out *
                                             layer.kernel_h * layer.kernel_w * layer.in;
             } else {
@@ -253,8 +255,7 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     }
     if (c != info.embedding_dim) {
         return fail(what, "the network produces " + std::to_string(c) +
-                              " values but embedding_dim is " +
-                              std::to_string(info.embedding_dim));
+                              " values but embedding_dim is " + std::to_string(info.embedding_dim));
     }
     for (const Section& s : view.sections) {
         if (!used_sections.count(s.name)) {
@@ -263,8 +264,8 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     }
     // Optional redundant figures written by the exporter must agree with ours.
     const auto n_params_it = meta.find("n_params");
-    if (n_params_it != meta.end() &&
-        (!n_params_it->is_number_integer() || n_params_it->get<int64_t>() != int64_t(info.n_params))) {
+    if (n_params_it != meta.end() && (!n_params_it->is_number_integer() ||
+                                      n_params_it->get<int64_t>() != int64_t(info.n_params))) {
         return fail(what, "metadata n_params = " + n_params_it->dump() + " but the tensors hold " +
                               std::to_string(info.n_params));
     }
@@ -298,9 +299,7 @@ size_t max_activation_floats(const Model& model) {
 class ScalarEmbedder final : public Embedder {
 public:
     explicit ScalarEmbedder(std::shared_ptr<const Model> model)
-        : model_(std::move(model)),
-          a_(max_activation_floats(*model_)),
-          b_(a_.size()) {}
+        : model_(std::move(model)), a_(max_activation_floats(*model_)), b_(a_.size()) {}
 
     void embed(const float* patch, float* out) override {
         const ModelInfo& info = model_->info();
@@ -312,12 +311,12 @@ public:
         for (const Layer& l : model_->layers()) {
             switch (l.type) {
                 case Layer::Type::kConv2d:
-                    conv2d_nhwc__scalar(conv_shape(l), x, l.weight.data(), l.bias.data(),
-                                        l.relu, y);
+                    conv2d_nhwc__scalar(conv_shape(l), x, l.weight.data(), l.bias.data(), l.relu,
+                                        y);
                     break;
                 case Layer::Type::kDense:
-                    dense__scalar(size_t(l.in), size_t(l.out), x, l.weight.data(),
-                                  l.bias.data(), l.relu, y);
+                    dense__scalar(size_t(l.in), size_t(l.out), x, l.weight.data(), l.bias.data(),
+                                  l.relu, y);
                     break;
                 case Layer::Type::kL2Norm:
                     l2norm__scalar(size_t(l.out), x, y);
@@ -348,8 +347,7 @@ public:
             if (l.type != Layer::Type::kL2Norm) {
                 const size_t k = l.weight.size() / size_t(l.out);
                 packed.resize(packed_gemm_weights_size(size_t(l.out), k));
-                pack_gemm_weights(size_t(l.out), k, l.weight.data(), l.bias.data(),
-                                  packed.data());
+                pack_gemm_weights(size_t(l.out), k, l.weight.data(), l.bias.data(), packed.data());
             }
             packed_.push_back(std::move(packed));
         }
@@ -368,12 +366,11 @@ public:
             const Layer& l = layers[i];
             switch (l.type) {
                 case Layer::Type::kConv2d:
-                    conv2d_nhwc__vec128(conv_shape(l), x, packed_[i].data(), l.relu,
-                                        cols_.data(), y);
+                    conv2d_nhwc__vec128(conv_shape(l), x, packed_[i].data(), l.relu, cols_.data(),
+                                        y);
                     break;
                 case Layer::Type::kDense:
-                    gemm__vec128_1x8(size_t(l.out), size_t(l.in), x, packed_[i].data(), y,
-                                     l.relu);
+                    gemm__vec128_1x8(size_t(l.out), size_t(l.in), x, packed_[i].data(), y, l.relu);
                     break;
                 case Layer::Type::kL2Norm:
                     l2norm__vec128(size_t(l.out), x, y);

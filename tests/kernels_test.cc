@@ -3,12 +3,12 @@
 // length k: 1e-5 * (|bias| + sum |a_i w_i|) + 1e-6 (float32 rounding, any summation order).
 #include "core/kernels.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace earshot {
 namespace {
@@ -149,8 +149,8 @@ void check_gemm(GemmKernel kernel, size_t m, size_t n, size_t k, bool relu, std:
         const std::vector<float> tol = dense_tolerance(k, n, a.data() + i * k, w.data(), b.data());
         for (size_t j = 0; j < n; ++j) {
             ASSERT_NEAR(c[i * c_stride + j], ref[j], tol[j])
-                << "m=" << m << " n=" << n << " k=" << k << " relu=" << relu << " at (" << i
-                << ", " << j << ")";
+                << "m=" << m << " n=" << n << " k=" << k << " relu=" << relu << " at (" << i << ", "
+                << j << ")";
         }
         for (size_t j = n; j < c_stride; ++j) {
             ASSERT_EQ(c[i * c_stride + j], sentinel) << "wrote past nc at row " << i;
@@ -186,14 +186,14 @@ struct ConvCase {
 
 TEST(KernelsConv2d, Vec128MatchesScalarOnOddShapes) {
     const ConvCase cases[] = {
-        {7, 5, 1, 3, 3, 3, 2, 2, 1, 1},        // odd sizes, stride 2, padded
-        {9, 11, 3, 5, 3, 2, 1, 2, 1, 0},       // rectangular kernel, mixed strides
-        {4, 4, 8, 8, 1, 1, 1, 1, 0, 0},        // pointwise: GEMM reads the input directly
-        {13, 6, 5, 17, 5, 3, 3, 1, 2, 1},      // wide kernel, n not a multiple of 8
-        {1, 1, 7, 9, 3, 3, 1, 1, 1, 1},        // single pixel, all-padding borders
-        {62, 64, 1, 24, 3, 3, 2, 2, 1, 1},     // v1 first layer
-        {16, 16, 24, 48, 3, 3, 2, 2, 1, 1},    // v1 second layer (from 31x32 -> 16x16)
-        {2, 2, 128, 192, 3, 3, 2, 2, 1, 1},    // v1 last conv shape family
+        {7, 5, 1, 3, 3, 3, 2, 2, 1, 1},      // odd sizes, stride 2, padded
+        {9, 11, 3, 5, 3, 2, 1, 2, 1, 0},     // rectangular kernel, mixed strides
+        {4, 4, 8, 8, 1, 1, 1, 1, 0, 0},      // pointwise: GEMM reads the input directly
+        {13, 6, 5, 17, 5, 3, 3, 1, 2, 1},    // wide kernel, n not a multiple of 8
+        {1, 1, 7, 9, 3, 3, 1, 1, 1, 1},      // single pixel, all-padding borders
+        {62, 64, 1, 24, 3, 3, 2, 2, 1, 1},   // v1 first layer
+        {16, 16, 24, 48, 3, 3, 2, 2, 1, 1},  // v1 second layer (from 31x32 -> 16x16)
+        {2, 2, 128, 192, 3, 3, 2, 2, 1, 1},  // v1 last conv shape family
     };
     std::mt19937 rng(3);
     for (const ConvCase& cc : cases) {
@@ -218,9 +218,8 @@ TEST(KernelsConv2d, Vec128MatchesScalarOnOddShapes) {
             const float tol = 1e-5f * float(s.patch_size() + 1);
             for (size_t i = 0; i < n_out; ++i) {
                 ASSERT_NEAR(got[i], ref[i], tol)
-                    << "case " << cc.in_h << "x" << cc.in_w << "x" << cc.in_c << " -> "
-                    << cc.out_c << " k" << cc.kernel_h << "x" << cc.kernel_w << " relu=" << relu
-                    << " at " << i;
+                    << "case " << cc.in_h << "x" << cc.in_w << "x" << cc.in_c << " -> " << cc.out_c
+                    << " k" << cc.kernel_h << "x" << cc.kernel_w << " relu=" << relu << " at " << i;
             }
         }
     }

@@ -4,6 +4,8 @@
 // realistic log-mel patches with models/random-init-v0.emod.
 #include "core/model.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -11,8 +13,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/container.h"
 #include "tests/model_test_util.h"
@@ -236,10 +236,10 @@ TEST(ModelEmbed, ScalarMatchesHandComputedNetwork) {
     ModelSpec spec;
     spec.meta = base_meta(5, 2);
     spec.meta["input_norm"] = "none";
-    spec.meta["layers"] = {conv_layer("pw", 1, 1, 1, 1, 1, 1, 0, 0, true),
-                           {{"type", "dense"}, {"name", "fc"}, {"in", 320}, {"out", 2},
-                            {"relu", false}},
-                           {{"type", "l2norm"}}};
+    spec.meta["layers"] = {
+        conv_layer("pw", 1, 1, 1, 1, 1, 1, 0, 0, true),
+        {{"type", "dense"}, {"name", "fc"}, {"in", 320}, {"out", 2}, {"relu", false}},
+        {{"type", "l2norm"}}};
     std::vector<float> fc_w(2 * 320, 0.0f);
     for (int i = 0; i < 320; ++i) fc_w[i] = 1.0f;  // row 0 sums, row 1 picks element 5
     fc_w[320 + 5] = 1.0f;
@@ -251,7 +251,7 @@ TEST(ModelEmbed, ScalarMatchesHandComputedNetwork) {
     ASSERT_TRUE(model.is_ok()) << model.message();
     std::vector<float> patch(320, 0.0f);
     for (int i = 0; i < 320; ++i) patch[i] = (i % 2) ? 1.0f : 0.0f;  // relu(2x-1) = x
-    patch[5] = 3.0f;  // relu(2*3-1) = 5
+    patch[5] = 3.0f;                                                 // relu(2*3-1) = 5
     // fc: row0 = 159 (odd ones except index 5) + 5 = 164; row1 = 5 + 1 = 6.
     const double norm = std::sqrt(164.0 * 164.0 + 6.0 * 6.0);
     for (Backend backend : {Backend::kScalar, Backend::kSimd}) {
@@ -307,7 +307,7 @@ TEST(ModelRandomInit, LoadsWithV1Architecture) {
     // The exporter's own figures (metadata n_params / flops_per_embedding).
     EXPECT_EQ(info.n_params, info.meta.at("n_params").get<size_t>());
     EXPECT_DOUBLE_EQ(info.flops_per_embedding, info.meta.at("flops_per_embedding").get<double>());
-    EXPECT_LE(info.n_params, 1500000u);             // design budget
+    EXPECT_LE(info.n_params, 1500000u);  // design budget
     EXPECT_LE(info.flops_per_embedding, 30e6);
 }
 

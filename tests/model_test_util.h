@@ -2,6 +2,8 @@
 // written with ContainerWriter, the random-init v1 model, realistic log-mel patches.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -9,8 +11,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/container.h"
 #include "core/frontend.h"
@@ -69,10 +69,10 @@ inline nlohmann::json base_meta(int context_frames, int embedding_dim) {
 }
 
 inline nlohmann::json conv_layer(const std::string& name, int in, int out, int kh, int kw, int sh,
-                          int sw, int ph, int pw, bool relu) {
-    return {{"type", "conv2d"}, {"name", name},    {"in", in},         {"out", out},
-            {"kernel_h", kh},   {"kernel_w", kw},  {"stride_h", sh},   {"stride_w", sw},
-            {"pad_h", ph},      {"pad_w", pw},     {"relu", relu}};
+                                 int sw, int ph, int pw, bool relu) {
+    return {{"type", "conv2d"}, {"name", name},   {"in", in},       {"out", out},
+            {"kernel_h", kh},   {"kernel_w", kw}, {"stride_h", sh}, {"stride_w", sw},
+            {"pad_h", ph},      {"pad_w", pw},    {"relu", relu}};
 }
 
 inline std::vector<float> random_values(size_t n, std::mt19937& rng, float scale) {
@@ -88,11 +88,11 @@ inline ModelSpec tiny_model(uint32_t seed = 7) {
     std::mt19937 rng(seed);
     ModelSpec spec;
     spec.meta = base_meta(5, 6);
-    spec.meta["layers"] = {conv_layer("conv1", 1, 3, 3, 3, 2, 2, 1, 1, true),
-                           conv_layer("conv2", 3, 5, 3, 2, 1, 2, 1, 0, true),
-                           {{"type", "dense"}, {"name", "fc"}, {"in", 240}, {"out", 6},
-                            {"relu", false}},
-                           {{"type", "l2norm"}}};
+    spec.meta["layers"] = {
+        conv_layer("conv1", 1, 3, 3, 3, 2, 2, 1, 1, true),
+        conv_layer("conv2", 3, 5, 3, 2, 1, 2, 1, 0, true),
+        {{"type", "dense"}, {"name", "fc"}, {"in", 240}, {"out", 6}, {"relu", false}},
+        {{"type", "l2norm"}}};
     spec.tensors = {
         {"conv1.weight", DType::kF32, {3, 3, 3, 1}, random_values(27, rng, 0.5f)},
         {"conv1.bias", DType::kF32, {3}, random_values(3, rng, 0.1f)},

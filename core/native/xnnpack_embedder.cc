@@ -1,12 +1,12 @@
 // XNNPACK backend: create -> setup once (fixed buffers) -> run per embedding.
 #include "core/native/xnnpack_embedder.h"
 
+#include <xnnpack.h>
+
 #include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <vector>
-
-#include <xnnpack.h>
 
 #include "core/kernels.h"
 
@@ -20,13 +20,20 @@ constexpr size_t kXnnPadFloats = (XNN_EXTRA_BYTES + sizeof(float) - 1) / sizeof(
 
 const char* xnn_status_name(xnn_status status) {
     switch (status) {
-        case xnn_status_success: return "success";
-        case xnn_status_uninitialized: return "uninitialized";
-        case xnn_status_invalid_parameter: return "invalid parameter";
-        case xnn_status_invalid_state: return "invalid state";
-        case xnn_status_unsupported_parameter: return "unsupported parameter";
-        case xnn_status_unsupported_hardware: return "unsupported hardware";
-        case xnn_status_out_of_memory: return "out of memory";
+        case xnn_status_success:
+            return "success";
+        case xnn_status_uninitialized:
+            return "uninitialized";
+        case xnn_status_invalid_parameter:
+            return "invalid parameter";
+        case xnn_status_invalid_state:
+            return "invalid state";
+        case xnn_status_unsupported_parameter:
+            return "unsupported parameter";
+        case xnn_status_unsupported_hardware:
+            return "unsupported hardware";
+        case xnn_status_out_of_memory:
+            return "out of memory";
     }
     return "unknown status";
 }
@@ -80,9 +87,9 @@ public:
                     if (status != xnn_status_success) {
                         return xnn_error("create conv2d '" + l.name + "'", status);
                     }
-                    status = xnn_setup_convolution2d_nhwc_f32(ops_[i], /*batch=*/1,
-                                                              size_t(l.in_h), size_t(l.in_w), in,
-                                                              out, /*threadpool=*/nullptr);
+                    status = xnn_setup_convolution2d_nhwc_f32(ops_[i], /*batch=*/1, size_t(l.in_h),
+                                                              size_t(l.in_w), in, out,
+                                                              /*threadpool=*/nullptr);
                     if (status != xnn_status_success) {
                         return xnn_error("setup conv2d '" + l.name + "'", status);
                     }
@@ -131,7 +138,7 @@ private:
     std::shared_ptr<const Model> model_;
     size_t n_input_ = 0;
     std::vector<std::vector<float>> buffers_;  // layer inputs/outputs, + kXnnPadFloats each
-    std::vector<xnn_operator_t> ops_;         // per layer; nullptr for l2norm
+    std::vector<xnn_operator_t> ops_;          // per layer; nullptr for l2norm
 };
 
 }  // namespace
@@ -140,8 +147,9 @@ Result<std::unique_ptr<Embedder>> create_xnnpack_embedder(std::shared_ptr<const 
     if (!model) return Status::error("create_xnnpack_embedder: no model");
     const xnn_status status = initialize_once();
     if (status != xnn_status_success) {
-        return Status::error(std::string("XNNPACK is unavailable on this machine (xnn_initialize: ") +
-                             xnn_status_name(status) + "): use the simd backend");
+        return Status::error(
+            std::string("XNNPACK is unavailable on this machine (xnn_initialize: ") +
+            xnn_status_name(status) + "): use the simd backend");
     }
     std::unique_ptr<XnnpackEmbedder> embedder(new XnnpackEmbedder());
     Status st = embedder->init(std::move(model));

@@ -1,13 +1,12 @@
 // XNNPACK backend (core/native/xnnpack_embedder.cc) against the scalar reference:
 // cosine >= 0.99999 per embedding (docs/DESIGN.md section 3) on odd-shaped small models, on the
 // v1 random-init model with random and log-mel patches; plus the native factory.
-#include "core/native/xnnpack_embedder.h"
+#include <gtest/gtest.h>
 
 #include <random>
 #include <vector>
 
-#include <gtest/gtest.h>
-
+#include "core/native/xnnpack_embedder.h"
 #include "tests/model_test_util.h"
 
 namespace earshot {
@@ -56,11 +55,11 @@ TEST(Xnnpack, PointwiseConvWithoutReluAndWithoutInputNorm) {
     ModelSpec spec;
     spec.meta = base_meta(4, 11);
     spec.meta["input_norm"] = "none";
-    spec.meta["layers"] = {conv_layer("pw", 1, 7, 1, 1, 1, 1, 0, 0, false),
-                           conv_layer("c2", 7, 9, 2, 5, 2, 3, 0, 2, true),
-                           {{"type", "dense"}, {"name", "fc"}, {"in", 2 * 22 * 9}, {"out", 11},
-                            {"relu", true}},
-                           {{"type", "l2norm"}}};
+    spec.meta["layers"] = {
+        conv_layer("pw", 1, 7, 1, 1, 1, 1, 0, 0, false),
+        conv_layer("c2", 7, 9, 2, 5, 2, 3, 0, 2, true),
+        {{"type", "dense"}, {"name", "fc"}, {"in", 2 * 22 * 9}, {"out", 11}, {"relu", true}},
+        {{"type", "l2norm"}}};
     spec.tensors = {{"pw.weight", DType::kF32, {7, 1, 1, 1}, random_values(7, rng, 1.0f)},
                     {"pw.bias", DType::kF32, {7}, random_values(7, rng, 0.1f)},
                     {"c2.weight", DType::kF32, {9, 2, 5, 7}, random_values(630, rng, 0.3f)},
@@ -82,8 +81,8 @@ TEST(Xnnpack, RandomInitModelMatchesScalarOnRandomAndLogMelPatches) {
     ASSERT_EQ(patches.size(), 8u);
     std::mt19937 rng(23);
     for (int k = 0; k < 8; ++k) {
-        patches.push_back(random_values(size_t(info.context_frames) * info.frontend.n_mels, rng,
-                                        3.0f));
+        patches.push_back(
+            random_values(size_t(info.context_frames) * info.frontend.n_mels, rng, 3.0f));
     }
     expect_parity(model, patches);
 }
