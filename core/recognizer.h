@@ -44,9 +44,10 @@ struct RecognizerResult {
 
 class Recognizer {
 public:
-    // The Index may keep receiving shards (the caller owns it non-const); it must have a
-    // quantizer. Checks that the index was built with this model (hash) and that embedder
-    // belongs to a model with the same embedding_dim.
+    // The Index may keep receiving shards (the caller owns it non-const); matching starts once
+    // it has a quantizer (until then embeddings are computed but no result is produced).
+    // Checks that the index was built with this model (hash and embedding_dim); `embedder`
+    // must have been created for `model`.
     static Result<std::unique_ptr<Recognizer>> create(std::shared_ptr<const Model> model,
                                                       std::shared_ptr<const Index> index,
                                                       std::unique_ptr<Embedder> embedder,
@@ -54,7 +55,8 @@ public:
     ~Recognizer();
 
     // Any block size, including 0. Buffers are sized at create(); nothing allocates here
-    // except the strings of a new result.
+    // except the strings of a new result. All samples are consumed even on error; the error
+    // (a matcher failure) is the first one met.
     Status push(const float* pcm, size_t n_samples);
 
     // True when the matcher ran since the last poll(); copies the latest result to *out.
@@ -64,7 +66,9 @@ public:
     // it holds the latest result).
     const RecognizerResult& best() const;
 
-    // End of stream: returns best() (the decision for an offline clip). Does not reset.
+    // End of stream: matches embeddings not matched yet (match_every_embeddings > 1), then
+    // returns best() (the decision for an offline clip). Does not reset. A clip shorter than
+    // one context (0.985 s for v1) gives valid == false.
     RecognizerResult finish();
     // Forget all audio and results; keeps the buffers.
     void reset();
@@ -78,9 +82,9 @@ public:
 
 private:
     Recognizer() = default;
-    void on_frame();
-    void on_embedding();
-    void run_match();
+    Status on_frame();
+    Status on_embedding();
+    Status run_match();
 
     std::shared_ptr<const Model> model_;
     std::shared_ptr<const Index> index_;
@@ -93,6 +97,7 @@ private:
     double sample_rate_hz_ = 0.0;
     std::vector<float> samples_;      // [n_fft]: the next frame's samples
     size_t n_samples_filled_ = 0;
+    size_t n_samples_skip_ = 0;       // only when hop_length > n_fft
     size_t n_samples_total_ = 0;
     std::vector<float> frame_ring_;   // [context_frames, n_mels]: the latest frames
     size_t n_frames_ = 0;             // frames computed since reset

@@ -1,0 +1,199 @@
+// Streaming recognizer (docs/DESIGN.md section 7).
+#include "core/recognizer.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace earshot {
+
+constexpr int kMaxQueryEmbeddings = 4096;  // sanity bound on the sliding window
+
+RecognizerParams recognizer_default_params(const ModelInfo& model) {
+    RecognizerParams params;
+    params.query_hop_frames = model.hop_frames;
+    if (model.threshold > 0.0f) params.match.threshold_base = model.threshold;
+    return params;
+}
+
+Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Model> model,
+                                                       std::shared_ptr<const Index> index,
+                                                       std::unique_ptr<Embedder> embedder,
+                                                       const RecognizerParams& params) {
+    if (!model || !index || !embedder)
+        return Status::error("Recognizer::create: model, index and embedder are all required");
+    const ModelInfo& info = model->info();
+    if (index->model_hash() != info.hash_hex)
+        return Status::error("Recognizer::create: the index was built for model " +
+                             index->model_hash() + " but the model is " + info.hash_hex);
+    if (index->dim() != info.embedding_dim)
+        return Status::error("Recognizer::create: index dim " + std::to_string(index->dim()) +
+                             " != model embedding_dim " + std::to_string(info.embedding_dim));
+    RecognizerParams p = params;
+    if (p.query_hop_frames == 0) p.query_hop_frames = info.hop_frames;
+    if (p.query_hop_frames < 1)
+        return Status::error("Recognizer::create: query_hop_frames must be >= 1 (0 = model hop)");
+    if (p.max_query_embeddings < 1 || p.max_query_embeddings > kMaxQueryEmbeddings)
+        return Status::error("Recognizer::create: max_query_embeddings must be in [1, 4096]");
+    if (p.min_query_embeddings < 1 || p.min_query_embeddings > p.max_query_embeddings)
+        return Status::error(
+            "Recognizer::create: min_query_embeddings must be in [1, max_query_embeddings]");
+    if (p.match_every_embeddings < 1)
+        return Status::error("Recognizer::create: match_every_embeddings must be >= 1");
+    if (info.context_frames < 1 || info.frontend.hop_length < 1 || info.frontend.n_fft < 1)
+        return Status::error("Recognizer::create: model has invalid context/hop/n_fft");
+    Result<std::unique_ptr<Frontend>> frontend = Frontend::create(info.frontend);
+    if (!frontend) return frontend.status();
+
+    std::unique_ptr<Recognizer> r(new Recognizer());
+    r->model_ = std::move(model);
+    r->index_ = std::move(index);
+    r->embedder_ = std::move(embedder);
+    r->frontend_ = std::move(frontend.value());
+    r->params_ = p;
+    r->matcher_ = std::make_unique<Matcher>(*r->index_, p.match);
+    r->n_fft_ = info.frontend.n_fft;
+    r->hop_length_ = info.frontend.hop_length;
+    r->n_mels_ = info.frontend.n_mels;
+    r->context_frames_ = info.context_frames;
+    r->dim_ = info.embedding_dim;
+    r->sample_rate_hz_ = double(info.frontend.sample_rate_hz);
+    r->samples_.assign(r->n_fft_, 0.0f);
+    r->frame_ring_.assign(size_t(r->context_frames_) * r->n_mels_, 0.0f);
+    r->patch_.assign(size_t(r->context_frames_) * r->n_mels_, 0.0f);
+    r->embedding_ring_.assign(size_t(p.max_query_embeddings) * r->dim_, 0.0f);
+    r->query_.assign(size_t(p.max_query_embeddings) * r->dim_, 0.0f);
+    return r;
+}
+
+Recognizer::~Recognizer() = default;
+
+Status Recognizer::push(const float* pcm, size_t n_samples) {
+    if (n_samples > 0 && pcm == nullptr) return Status::error("push: pcm is null");
+    Status status;
+    while (n_samples > 0) {
+        if (n_samples_skip_ > 0) {  // hop_length > n_fft: samples between frames
+            const size_t skip = std::min(n_samples_skip_, n_samples);
+            n_samples_skip_ -= skip;
+            pcm += skip;
+            n_samples -= skip;
+            n_samples_total_ += skip;
+            continue;
+        }
+        const size_t take = std::min(size_t(n_fft_) - n_samples_filled_, n_samples);
+        std::memcpy(&samples_[n_samples_filled_], pcm, take * sizeof(float));
+        n_samples_filled_ += take;
+        pcm += take;
+        n_samples -= take;
+        n_samples_total_ += take;
+        if (n_samples_filled_ < size_t(n_fft_)) break;
+        Status st = on_frame();
+        if (!st && status) status = st;  // keep consuming audio; report the first error
+        // Slide to the next frame start.
+        if (hop_length_ < n_fft_) {
+            std::memmove(samples_.data(), samples_.data() + hop_length_,
+                         size_t(n_fft_ - hop_length_) * sizeof(float));
+            n_samples_filled_ = size_t(n_fft_ - hop_length_);
+        } else {
+            n_samples_filled_ = 0;
+            n_samples_skip_ = size_t(hop_length_ - n_fft_);
+        }
+    }
+    return status;
+}
+
+Status Recognizer::on_frame() {
+    const size_t slot = n_frames_ % size_t(context_frames_);
+    frontend_->compute_frame(samples_.data(), &frame_ring_[slot * n_mels_]);
+    ++n_frames_;
+    if (n_frames_ < size_t(context_frames_)) return Status::ok();
+    if ((n_frames_ - context_frames_) % size_t(params_.query_hop_frames) != 0) return Status::ok();
+    return on_embedding();
+}
+
+Status Recognizer::on_embedding() {
+    // Patch = the last context_frames frames, oldest first.
+    const size_t oldest = n_frames_ - context_frames_;
+    const size_t row = size_t(n_mels_) * sizeof(float);
+    for (int t = 0; t < context_frames_; ++t) {
+        const size_t slot = (oldest + t) % size_t(context_frames_);
+        std::memcpy(&patch_[size_t(t) * n_mels_], &frame_ring_[slot * n_mels_], row);
+    }
+    const size_t max_n = size_t(params_.max_query_embeddings);
+    embedder_->embed(patch_.data(), &embedding_ring_[(n_embeddings_ % max_n) * dim_]);
+    ++n_embeddings_;
+    ++embeddings_since_match_;
+    n_window_ = std::min(n_embeddings_, max_n);
+    const size_t first = n_embeddings_ - n_window_;
+    for (size_t i = 0; i < n_window_; ++i)
+        std::memcpy(&query_[i * dim_], &embedding_ring_[((first + i) % max_n) * dim_],
+                    size_t(dim_) * sizeof(float));
+    if (n_window_ >= size_t(params_.min_query_embeddings) &&
+        embeddings_since_match_ >= size_t(params_.match_every_embeddings))
+        return run_match();
+    return Status::ok();
+}
+
+Status Recognizer::run_match() {
+    embeddings_since_match_ = 0;
+    if (!index_->has_quantizer()) return Status::ok();  // the index is still downloading
+    const double query_hop_s =
+        double(params_.query_hop_frames) * hop_length_ / sample_rate_hz_;
+    Result<MatchResult> match = matcher_->match(query_.data(), n_window_, query_hop_s);
+    if (!match) return match.status();
+    latest_.match = std::move(match.value());
+    latest_.query_start_s = double(n_embeddings_ - n_window_) * query_hop_s;
+    latest_.stream_time_s = double(n_samples_total_) / sample_rate_hz_;
+    latest_.n_embeddings = n_embeddings_;
+    latest_.valid = true;
+    has_new_ = true;
+    if (latest_.match.matched &&
+        (!best_.valid || latest_.match.best.score > best_.match.best.score))
+        best_ = latest_;
+    return Status::ok();
+}
+
+bool Recognizer::poll(RecognizerResult* out) {
+    if (!has_new_) return false;
+    has_new_ = false;
+    if (out) *out = latest_;
+    return true;
+}
+
+const RecognizerResult& Recognizer::best() const { return best_.valid ? best_ : latest_; }
+
+RecognizerResult Recognizer::finish() {
+    // Embeddings not matched yet (match_every_embeddings > 1 or below min_query_embeddings).
+    if (embeddings_since_match_ > 0 && n_window_ > 0) {
+        Status st = run_match();
+        (void)st;  // a failed final match leaves the earlier results
+    }
+    return best();
+}
+
+void Recognizer::reset() {
+    std::fill(samples_.begin(), samples_.end(), 0.0f);
+    n_samples_filled_ = 0;
+    n_samples_skip_ = 0;
+    n_samples_total_ = 0;
+    n_frames_ = 0;
+    n_embeddings_ = 0;
+    n_window_ = 0;
+    embeddings_since_match_ = 0;
+    latest_ = RecognizerResult();
+    best_ = RecognizerResult();
+    has_new_ = false;
+}
+
+Result<RecognizerResult> recognize_clip(std::shared_ptr<const Model> model,
+                                        std::shared_ptr<const Index> index,
+                                        std::unique_ptr<Embedder> embedder, const float* pcm,
+                                        size_t n_samples, const RecognizerParams& params) {
+    Result<std::unique_ptr<Recognizer>> rec =
+        Recognizer::create(std::move(model), std::move(index), std::move(embedder), params);
+    if (!rec) return rec.status();
+    Status st = rec.value()->push(pcm, n_samples);
+    if (!st) return st;
+    return rec.value()->finish();
+}
+
+}  // namespace earshot
