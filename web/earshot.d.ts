@@ -11,6 +11,11 @@ export interface RecognizerOptions {
     continuous?: boolean;
     /** embedding backend in WASM (default 'simd') */
     backend?: 'simd' | 'scalar';
+    /** advanced: overrides of the core's RecognizerParams (defaults come from the model) */
+    recognizerParams?: {
+        max_query_embeddings?: number; min_query_embeddings?: number; match_every_embeddings?: number;
+        nprobe?: number; threshold_base?: number; threshold_scale?: number;
+    };
     wasmUrl?: string;
     wasmGlueUrl?: string;
     workerUrl?: string;

@@ -28,6 +28,9 @@ const MODEL_RATE_HZ = 16000;
  * @property {number} [maxListenSeconds]  give up ('nomatch') after this much audio (default 15)
  * @property {boolean} [continuous]       keep listening after a match or no-match
  * @property {'simd' | 'scalar'} [backend]
+ * @property {{max_query_embeddings?: number, min_query_embeddings?: number, match_every_embeddings?: number,
+ *             nprobe?: number, threshold_base?: number, threshold_scale?: number}} [recognizerParams]
+ *           advanced: overrides of the core's RecognizerParams (defaults come from the model)
  * @property {string} [wasmUrl]      default: ./wasm/earshot-core.wasm next to this file
  * @property {string} [wasmGlueUrl]  default: ./wasm/earshot-core.mjs
  * @property {string} [workerUrl]    default: ./worker.js
@@ -276,6 +279,7 @@ export async function createRecognizer(options) {
             wasmGlueUrl: options.wasmGlueUrl ?? new URL('./wasm/earshot-core.mjs', here).href,
             wasmUrl: options.wasmUrl ?? new URL('./wasm/earshot-core.wasm', here).href,
             backend: options.backend ?? 'simd',
+            recognizerParams: options.recognizerParams ?? {},
             retry: options.retry ?? {},
         });
     });

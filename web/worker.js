@@ -4,7 +4,7 @@
 // both the audio thread and the UI thread.
 //
 // Protocol (all messages are plain objects with a `type`):
-//   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, retry}
+//   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry}
 //                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
 //                   {type: 'start', sampleRate, maxListenSeconds}
 //                   {type: 'stop'}
@@ -138,7 +138,7 @@ async function init(options) {
         const info = JSON.parse(engine.indexInfo());
         progress.songsLoaded = info.songs;
         if (!recognizerReady && info.shards_loaded > 0) {
-            check(engine.createRecognizer(JSON.stringify({ backend: options.backend ?? 'simd' })), 'internal');
+            check(engine.createRecognizer(JSON.stringify({ ...options.recognizerParams, backend: options.backend ?? 'simd' })), 'internal');
             recognizerReady = true;
             inputPointer = engine.inputPointer(INPUT_CAPACITY);
             post({
