@@ -1,0 +1,137 @@
+// `earshot build`: decode + resample every catalog file, embed it at the model's hop on all
+// cores, train the quantizer, write the sharded index atomically.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "core/embed_signal.h"
+#include "core/index.h"
+#include "core/native/audio.h"
+#include "core/native/xnnpack_embedder.h"
+#include "index-builder/catalog.h"
+#include "index-builder/commands.h"
+#include "index-builder/files.h"
+#include "index-builder/progress.h"
+
+namespace earshot::cli {
+
+namespace {
+
+struct SongWork {
+    CatalogEntry entry;
+    std::vector<float> embeddings;
+    double duration_s = 0.0;
+    std::string error;  // non-empty: skipped
+};
+
+}  // namespace
+
+int run_build(const CommonOptions& common, const BuildOptions& options) {
+    auto model = load_model_file(common.model_path);
+    if (!model) return fail(model.message());
+    const ModelInfo& info = (*model)->info();
+    auto backend = backend_from_name(common.backend);
+    if (!backend) return fail(backend.message());
+
+    auto catalog = read_catalog(options.input);
+    if (!catalog) return fail(catalog.message());
+    std::vector<SongWork> work(catalog->size());
+    for (size_t i = 0; i < work.size(); ++i) work[i].entry = (*catalog)[i];
+    {
+        std::map<std::string, size_t> ids;
+        for (const SongWork& w : work) {
+            if (++ids[w.entry.id] == 2) {
+                return fail("song id '" + w.entry.id + "' appears twice in " + options.input +
+                            ": ids must be unique");
+            }
+        }
+    }
+
+    const int n_threads = std::min<int>(resolve_jobs(common.jobs), int(work.size()));
+    std::fprintf(stderr, "earshot: embedding %zu files with %s on %d threads (model %s)\n",
+                 work.size(), backend_name(*backend), n_threads, info.name.c_str());
+    Progress progress("embedding", work.size(), !common.quiet);
+    std::atomic<size_t> next{0};
+    std::mutex error_mutex;
+    std::string thread_error;
+    auto worker = [&]() {
+        auto embedder = create_embedder_any(*model, *backend);
+        auto frontend = Frontend::create(info.frontend);
+        if (!embedder || !frontend) {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            thread_error = !embedder ? embedder.message() : frontend.message();
+            return;
+        }
+        for (size_t i = next++; i < work.size(); i = next++) {
+            SongWork& w = work[i];
+            auto audio = load_audio(w.entry.path, info.frontend.sample_rate_hz);
+            if (!audio) {
+                w.error = audio.message();
+            } else {
+                const std::vector<float>& pcm = audio->samples;
+                w.duration_s = double(pcm.size()) / info.frontend.sample_rate_hz;
+                w.embeddings = embed_signal(info, **frontend, **embedder, pcm.data(), pcm.size(),
+                                            info.hop_frames);
+                if (w.embeddings.empty()) {
+                    w.error = "shorter than one embedding window (" +
+                              std::to_string(w.duration_s) + " s)";
+                }
+            }
+            progress.advance();
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
+    for (std::thread& t : threads) t.join();
+    progress.finish();
+    if (!thread_error.empty()) return fail(thread_error);
+
+    IndexBuildParams params = index_build_default_params();
+    params.n_lists = options.n_lists;
+    params.pq_m = options.pq_m;
+    params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
+    IndexBuilder builder(info, params);
+    std::vector<const SongWork*> skipped;
+    for (const SongWork& w : work) {
+        if (!w.error.empty()) {
+            skipped.push_back(&w);
+            continue;
+        }
+        const size_t n = w.embeddings.size() / size_t(info.embedding_dim);
+        Status st = builder.add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
+                                     w.embeddings.data(), n);
+        if (!st) return fail("song " + w.entry.id + ": " + st.message());
+    }
+    if (skipped.size() == work.size()) {
+        for (const SongWork* w : skipped) {
+            std::fprintf(stderr, "  skipped %s: %s\n", w->entry.path.c_str(), w->error.c_str());
+        }
+        return fail("no input file could be read: nothing to index");
+    }
+    std::fprintf(stderr, "earshot: training the quantizer (%d lists, PQ %d x 8 bits)\n",
+                 params.n_lists, params.pq_m);
+    auto files = builder.finish();
+    if (!files) return fail(files.message());
+    Status st = write_folder_atomically(options.out_dir, files->files);
+    if (!st) return fail(st.message());
+
+    std::fprintf(stderr,
+                 "earshot: wrote %s: %zu songs, %.1f min of audio, %zu files, %zu bytes "
+                 "(%.0f bytes per song, %.0f bytes per minute)\n",
+                 options.out_dir.c_str(), files->n_songs, files->duration_s / 60.0,
+                 files->files.size(), files->total_bytes, files->bytes_per_song,
+                 files->bytes_per_minute);
+    if (!skipped.empty()) {
+        std::fprintf(stderr, "earshot: skipped %zu unreadable file(s):\n", skipped.size());
+        for (const SongWork* w : skipped) {
+            std::fprintf(stderr, "  %s: %s\n", w->entry.path.c_str(), w->error.c_str());
+        }
+        return kExitPartial;
+    }
+    return kExitOk;
+}
+
+}  // namespace earshot::cli

@@ -1,0 +1,62 @@
+// The subcommands of `earshot`. Each returns the process exit code:
+//   0 success, 1 failure (nothing written), 2 usage error (CLI11), 3 index built but some
+//   input files were skipped (build) or some queries could not be read (query).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "core/status.h"
+
+namespace earshot::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitPartial = 3;
+
+struct CommonOptions {
+    std::string model_path;   // model file (.emod)
+    std::string backend = "xnnpack";
+    int jobs = 0;             // 0 = all cores
+    bool quiet = false;       // no progress bar
+};
+
+struct BuildOptions {
+    std::string input;        // folder or TSV catalog
+    std::string out_dir;
+    int n_lists = 256;
+    int pq_m = 16;
+    double shard_mb = 8.0;
+};
+
+struct QueryOptions {
+    std::string index_dir;
+    std::vector<std::string> inputs;
+    std::string output;       // empty = stdout
+    int query_hop_frames = 0;  // 0 = the model's hop
+    int max_query_embeddings = 20;
+};
+
+int run_build(const CommonOptions& common, const BuildOptions& options);
+int run_query(const CommonOptions& common, const QueryOptions& options);
+int run_info(const std::string& path);
+int run_verify(const std::string& index_dir, const std::string& model_path);
+
+// Shared by the commands.
+Result<std::shared_ptr<const Model>> load_model_file(const std::string& path);
+int resolve_jobs(int jobs);
+// Prints "earshot: error: <message>" to stderr and returns kExitFailure.
+int fail(const std::string& message);
+
+}  // namespace earshot::cli
+
+namespace earshot {
+class Index;
+}
+namespace earshot::cli {
+// Loads manifest.json, the quantizer and every shard of an index folder, checking each file
+// against the manifest (size, SHA-256) and the model (hash). Any failure names the file.
+Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const ModelInfo& model);
+}  // namespace earshot::cli

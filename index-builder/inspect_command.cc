@@ -1,0 +1,152 @@
+// `earshot info` and `earshot verify`, and the index folder loader shared with `query`.
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "core/container.h"
+#include "core/index.h"
+#include "index-builder/commands.h"
+#include "index-builder/files.h"
+
+namespace earshot::cli {
+namespace fs = std::filesystem;
+
+int fail(const std::string& message) {
+    std::fprintf(stderr, "earshot: error: %s\n", message.c_str());
+    return kExitFailure;
+}
+
+int resolve_jobs(int jobs) {
+    if (jobs > 0) return jobs;
+    const unsigned n = std::thread::hardware_concurrency();
+    return n > 0 ? int(n) : 1;
+}
+
+Result<std::shared_ptr<const Model>> load_model_file(const std::string& path) {
+    auto bytes = read_file(path);
+    if (!bytes) {
+        return Status::error(bytes.message() + " (give a model file with --model or set $EARSHOT_MODEL)");
+    }
+    return Model::load(bytes->data(), bytes->size(), path);
+}
+
+Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const ModelInfo& model) {
+    const fs::path root(dir);
+    auto manifest_bytes = read_file((root / "manifest.json").string());
+    if (!manifest_bytes) {
+        return Status::error("no index at " + dir + ": " + manifest_bytes.message() +
+                             " (build one with `earshot build`)");
+    }
+    const std::string manifest_text(manifest_bytes->begin(), manifest_bytes->end());
+    auto index = std::make_shared<Index>(model);
+    Status st = index->load_manifest(manifest_text);
+    if (!st) return st;
+    const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
+    const std::string quantizer_file = manifest["quantizer"]["file"].get<std::string>();
+    auto quantizer = read_file((root / quantizer_file).string());
+    if (!quantizer) return quantizer.status();
+    st = index->add_quantizer(quantizer->data(), quantizer->size(), quantizer_file);
+    if (!st) return st;
+    for (const auto& shard : manifest["shards"]) {
+        const std::string file = shard["file"].get<std::string>();
+        auto bytes = read_file((root / file).string());
+        if (!bytes) return bytes.status();
+        st = index->add_shard(bytes->data(), bytes->size(), file);
+        if (!st) return st;
+    }
+    return index;
+}
+
+namespace {
+
+// A ModelInfo carrying only what the manifest records, for verifying an index without its
+// model file (the model hash check is then against the manifest itself).
+Result<ModelInfo> model_info_from_manifest(const nlohmann::json& manifest) {
+    if (!manifest.is_object() || !manifest.contains("model_hash") ||
+        !manifest["model_hash"].is_string() || !manifest.contains("embedding_dim") ||
+        !manifest["embedding_dim"].is_number_integer() || !manifest.contains("hop_frames") ||
+        !manifest["hop_frames"].is_number_integer() || !manifest.contains("hop_s") ||
+        !manifest["hop_s"].is_number()) {
+        return Status::error("manifest.json lacks model_hash, embedding_dim, hop_frames or hop_s");
+    }
+    ModelInfo info;
+    info.hash_hex = manifest["model_hash"].get<std::string>();
+    info.name = manifest.value("model_name", std::string());
+    info.embedding_dim = manifest["embedding_dim"].get<int>();
+    info.hop_frames = manifest["hop_frames"].get<int>();
+    const double hop_s = manifest["hop_s"].get<double>();
+    if (info.hop_frames <= 0 || hop_s <= 0.0) return Status::error("manifest.json: bad hop");
+    // hop_s = hop_frames * hop_length / rate: keep the v1 rate and derive the frame hop.
+    info.frontend.hop_length = int(hop_s * info.frontend.sample_rate_hz / info.hop_frames + 0.5);
+    return info;
+}
+
+}  // namespace
+
+int run_verify(const std::string& index_dir, const std::string& model_path) {
+    ModelInfo info;
+    if (!model_path.empty()) {
+        auto model = load_model_file(model_path);
+        if (!model) return fail(model.message());
+        info = (*model)->info();
+    } else {
+        auto bytes = read_file((fs::path(index_dir) / "manifest.json").string());
+        if (!bytes) return fail("no index at " + index_dir + ": " + bytes.message());
+        const auto manifest = nlohmann::json::parse(bytes->begin(), bytes->end(), nullptr, false);
+        auto from_manifest = model_info_from_manifest(manifest);
+        if (!from_manifest) return fail("manifest.json: " + from_manifest.message());
+        info = *from_manifest;
+    }
+    auto index = load_index_folder(index_dir, info);
+    if (!index) return fail(index.message());
+    std::printf("ok: %s: %zu shard(s), %zu songs, %zu embeddings; every checksum and structure "
+                "verified%s\n",
+                index_dir.c_str(), (*index)->n_shards_loaded(), (*index)->n_songs(),
+                (*index)->n_frames(), model_path.empty() ? "" : ", model hash matches");
+    return kExitOk;
+}
+
+int run_info(const std::string& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        auto bytes = read_file((fs::path(path) / "manifest.json").string());
+        if (!bytes) return fail("no index at " + path + ": " + bytes.message());
+        const auto manifest = nlohmann::json::parse(bytes->begin(), bytes->end(), nullptr, false);
+        if (manifest.is_discarded()) return fail(path + "/manifest.json is not valid JSON");
+        nlohmann::json summary = manifest;
+        if (summary.contains("shards") && summary["shards"].is_array()) {
+            summary["n_shards"] = summary["shards"].size();
+            summary.erase("shards");
+        }
+        std::printf("%s\n", summary.dump(2).c_str());
+        return kExitOk;
+    }
+    auto model = load_model_file(path);
+    if (!model) return fail(model.message());
+    const ModelInfo& info = (*model)->info();
+    nlohmann::json out = {
+        {"file", path},
+        {"name", info.name},
+        {"hash", info.hash_hex},
+        {"sample_rate_hz", info.frontend.sample_rate_hz},
+        {"n_fft", info.frontend.n_fft},
+        {"hop_length", info.frontend.hop_length},
+        {"n_mels", info.frontend.n_mels},
+        {"context_frames", info.context_frames},
+        {"context_s", ((info.context_frames - 1) * info.frontend.hop_length + info.frontend.n_fft) /
+                          double(info.frontend.sample_rate_hz)},
+        {"hop_frames", info.hop_frames},
+        {"hop_s", model_hop_s(info)},
+        {"embedding_dim", info.embedding_dim},
+        {"layers", (*model)->layers().size()},
+        {"parameters", info.n_params},
+        {"mflop_per_embedding", info.flops_per_embedding / 1e6},
+        {"threshold", info.threshold},
+    };
+    std::printf("%s\n", out.dump(2).c_str());
+    return kExitOk;
+}
+
+}  // namespace earshot::cli

@@ -1,0 +1,89 @@
+// earshot: build and query music-recognition indexes from the command line.
+#include <cstdlib>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "index-builder/commands.h"
+
+namespace {
+
+std::string default_model_path() {
+    if (const char* env = std::getenv("EARSHOT_MODEL")) return env;
+    return EARSHOT_DEFAULT_MODEL;
+}
+
+void add_common(CLI::App* cmd, earshot::cli::CommonOptions& common, bool with_backend) {
+    cmd->add_option("-m,--model", common.model_path, "model file (.emod)")
+        ->capture_default_str();
+    if (!with_backend) return;
+    cmd->add_option("-b,--backend", common.backend, "embedding backend: xnnpack, simd or scalar")
+        ->capture_default_str();
+    cmd->add_option("-j,--jobs", common.jobs, "worker threads (0 = all cores)")
+        ->capture_default_str();
+    cmd->add_flag("-q,--quiet", common.quiet, "no progress bar");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace earshot::cli;
+    CLI::App app{"earshot: build and query music-recognition indexes (log-mel -> neural "
+                 "embeddings -> IVF-PQ index).\nExit codes: 0 ok, 1 error, 2 usage, 3 done but "
+                 "some input files were unreadable (they are listed)."};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "earshot 0.1.0");
+
+    CommonOptions common;
+    common.model_path = default_model_path();
+
+    BuildOptions build;
+    CLI::App* build_cmd = app.add_subcommand(
+        "build", "index a folder of audio files (searched recursively) or a TSV catalog with "
+                 "id, path, title, album columns\n  e.g. earshot build --out my-index ~/Music");
+    add_common(build_cmd, common, true);
+    build_cmd->add_option("input", build.input, "folder of audio files or catalog .tsv")
+        ->required();
+    build_cmd->add_option("-o,--out", build.out_dir, "index folder to write (replaced atomically)")
+        ->required();
+    build_cmd->add_option("--lists", build.n_lists, "coarse partitions (IVF lists)")
+        ->capture_default_str()->check(CLI::Range(1, 65536));
+    build_cmd->add_option("--pq-m", build.pq_m, "PQ sub-quantizers (bytes per embedding)")
+        ->capture_default_str()->check(CLI::Range(1, 256));
+    build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
+        ->capture_default_str()->check(CLI::Range(0.01, 1024.0));
+
+    QueryOptions query;
+    CLI::App* query_cmd = app.add_subcommand(
+        "query", "recognise audio files: one JSON line per file on stdout\n"
+                 "  e.g. earshot query --index my-index clip1.wav clips/");
+    add_common(query_cmd, common, true);
+    query_cmd->add_option("-i,--index", query.index_dir, "index folder")->required();
+    query_cmd->add_option("inputs", query.inputs, "audio files or folders")->required();
+    query_cmd->add_option("-o,--output", query.output, "write the JSON lines to this file");
+    query_cmd->add_option("--query-hop-frames", query.query_hop_frames,
+                          "frames between query embeddings (0 = the model's hop)")
+        ->capture_default_str();
+    query_cmd->add_option("--max-query-embeddings", query.max_query_embeddings,
+                          "sliding window of query embeddings matched at once")
+        ->capture_default_str()->check(CLI::Range(1, 1000));
+
+    std::string info_path;
+    CLI::App* info_cmd = app.add_subcommand(
+        "info", "describe a model file or an index folder\n  e.g. earshot info my-index");
+    info_cmd->add_option("path", info_path, "model file (.emod) or index folder")->required();
+
+    std::string verify_dir, verify_model;
+    CLI::App* verify_cmd = app.add_subcommand(
+        "verify", "check every file of an index folder (sizes, SHA-256, structure; with --model "
+                  "also the model hash)\n  e.g. earshot verify my-index");
+    verify_cmd->add_option("index", verify_dir, "index folder")->required();
+    verify_cmd->add_option("-m,--model", verify_model, "also check the index was built with this model");
+
+    CLI11_PARSE(app, argc, argv);
+    if (*build_cmd) return run_build(common, build);
+    if (*query_cmd) return run_query(common, query);
+    if (*info_cmd) return run_info(info_path);
+    if (*verify_cmd) return run_verify(verify_dir, verify_model);
+    return kExitFailure;
+}

@@ -1,0 +1,130 @@
+// `earshot query`: one JSON line per audio file, the results contract of ../shared/eval/score:
+//   {"query": <file name>, "song": <id or null>, "offset_s": <float or null>, "score": <float>,
+//    "ms": <float>}
+// `ms` is the time spent recognising the decoded clip (front-end + network + search), without
+// file decoding and resampling.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "core/index.h"
+#include "core/native/audio.h"
+#include "core/native/xnnpack_embedder.h"
+#include "core/recognizer.h"
+#include "index-builder/catalog.h"
+#include "index-builder/commands.h"
+#include "index-builder/progress.h"
+
+namespace earshot::cli {
+
+int run_query(const CommonOptions& common, const QueryOptions& options) {
+    auto model = load_model_file(common.model_path);
+    if (!model) return fail(model.message());
+    const ModelInfo& info = (*model)->info();
+    auto backend = backend_from_name(common.backend);
+    if (!backend) return fail(backend.message());
+    auto index = load_index_folder(options.index_dir, info);
+    if (!index) return fail(index.message());
+    std::shared_ptr<const Index> shared_index = *index;
+    auto paths = expand_audio_paths(options.inputs);
+    if (!paths) return fail(paths.message());
+    if (paths->empty()) return fail("no query files given");
+
+    RecognizerParams params = recognizer_default_params(info);
+    params.query_hop_frames = options.query_hop_frames;
+    params.max_query_embeddings = options.max_query_embeddings;
+
+    std::ofstream file_out;
+    if (!options.output.empty()) {
+        file_out.open(options.output);
+        if (!file_out) return fail("cannot write " + options.output);
+    }
+    std::ostream& out = options.output.empty() ? std::cout : file_out;
+
+    std::vector<std::string> lines(paths->size());
+    std::vector<bool> ready(paths->size(), false);
+    size_t next_to_print = 0;
+    std::mutex mutex;
+    std::string thread_error;
+    size_t n_failed = 0;
+    std::atomic<size_t> next{0};
+    Progress progress("querying", paths->size(), !common.quiet && !options.output.empty());
+
+    auto worker = [&]() {
+        auto embedder = create_embedder_any(*model, *backend);
+        if (!embedder) {
+            std::lock_guard<std::mutex> lock(mutex);
+            thread_error = embedder.message();
+            return;
+        }
+        auto recognizer = Recognizer::create(*model, shared_index, std::move(*embedder), params);
+        if (!recognizer) {
+            std::lock_guard<std::mutex> lock(mutex);
+            thread_error = recognizer.message();
+            return;
+        }
+        for (size_t i = next++; i < paths->size(); i = next++) {
+            const std::string& path = (*paths)[i];
+            nlohmann::json line;
+            line["query"] = std::filesystem::path(path).filename().string();
+            auto audio = load_audio(path, info.frontend.sample_rate_hz);
+            if (!audio) {
+                std::fprintf(stderr, "earshot: skipping %s: %s\n", path.c_str(),
+                             audio.message().c_str());
+                line["song"] = nullptr;
+                line["offset_s"] = nullptr;
+                line["score"] = 0.0;
+                line["error"] = audio.message();
+            } else {
+                const auto start = std::chrono::steady_clock::now();
+                (*recognizer)->reset();
+                Status st = (*recognizer)->push(audio->samples.data(), audio->samples.size());
+                const RecognizerResult result = (*recognizer)->finish();
+                const double ms = std::chrono::duration<double, std::milli>(
+                                      std::chrono::steady_clock::now() - start)
+                                      .count();
+                const MatchResult& m = result.match;
+                const bool matched = st && result.valid && m.matched;
+                line["song"] = matched ? nlohmann::json(m.best.id) : nlohmann::json(nullptr);
+                line["offset_s"] = matched ? nlohmann::json(m.best.offset_s - result.query_start_s)
+                                           : nlohmann::json(nullptr);
+                line["score"] = m.has_candidates() ? double(m.best.score) : 0.0;
+                line["ms"] = ms;
+                if (!st) line["error"] = st.message();
+            }
+            progress.advance();
+            std::lock_guard<std::mutex> lock(mutex);
+            if (line.contains("error")) ++n_failed;
+            lines[i] = line.dump();
+            ready[i] = true;
+            // Print in input order, as soon as possible.
+            while (next_to_print < lines.size() && ready[next_to_print]) {
+                out << lines[next_to_print] << '\n';
+                ++next_to_print;
+            }
+            out.flush();
+        }
+    };
+    const int n_threads = std::min<int>(resolve_jobs(common.jobs), int(paths->size()));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
+    for (std::thread& t : threads) t.join();
+    progress.finish();
+    if (!thread_error.empty()) return fail(thread_error);
+    if (n_failed > 0) {
+        std::fprintf(stderr, "earshot: %zu of %zu queries could not be read\n", n_failed,
+                     paths->size());
+        return kExitPartial;
+    }
+    return kExitOk;
+}
+
+}  // namespace earshot::cli
