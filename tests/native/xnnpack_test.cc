@@ -3,11 +3,26 @@
 // v1 random-init model with random and log-mel patches; plus the native factory.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <random>
 #include <vector>
 
 #include "core/native/xnnpack_embedder.h"
 #include "tests/model_test_util.h"
+
+// Counts every global operator new in this binary (native tests only; the portable test binary
+// must not replace it under Emscripten). The only replacement in earshot_native_tests.
+static std::atomic<size_t> g_allocation_count{0};
+
+void* operator new(size_t bytes) {
+    ++g_allocation_count;
+    if (void* p = std::malloc(bytes ? bytes : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace earshot {
 namespace {
@@ -103,6 +118,24 @@ TEST(Xnnpack, EmbedIsRepeatableAcrossEmbedders) {
     (*a)->embed(patch.data(), second.data());
     EXPECT_EQ(first, second);  // no state carried between calls
     EXPECT_EQ(first, third);   // operators of two embedders do not share buffers
+}
+
+TEST(Embedders, EmbedDoesNotAllocate) {
+    auto model = load_random_init();
+    ASSERT_TRUE(model);
+    std::mt19937 rng(25);
+    const auto patch = random_values(62 * 64, rng, 1.0f);
+    std::vector<float> out(128);
+    for (Backend backend : {Backend::kScalar, Backend::kSimd, Backend::kXnnpack}) {
+        const size_t at_create = g_allocation_count.load();
+        auto embedder = create_embedder_any(model, backend);
+        ASSERT_TRUE(embedder.is_ok()) << embedder.message();
+        EXPECT_GT(g_allocation_count.load(), at_create);  // the counter sees the buffers
+        (*embedder)->embed(patch.data(), out.data());     // warm-up
+        const size_t before = g_allocation_count.load();
+        for (int i = 0; i < 5; ++i) (*embedder)->embed(patch.data(), out.data());
+        EXPECT_EQ(g_allocation_count.load(), before) << backend_name(backend);
+    }
 }
 
 TEST(Xnnpack, FactoryAndBackendNames) {
