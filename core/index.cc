@@ -373,6 +373,45 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
     return Status::ok();
 }
 
+Status IndexBuilder::set_quantizer(const Quantizer& q) {
+    if (trained_) return Status::error("set_quantizer: a quantizer is already trained or set");
+    if (q.dim != model_.embedding_dim || q.dim <= 0 || q.dim > kMaxDim || q.dim % 4 != 0)
+        return Status::error("set_quantizer: dim " + std::to_string(q.dim) +
+                             " is not the model's embedding_dim " +
+                             std::to_string(model_.embedding_dim));
+    if (q.n_lists < 1 || q.n_lists > kMaxLists || q.pq_m < 1 || q.dim % q.pq_m != 0 ||
+        q.sub_dim != q.dim / q.pq_m ||
+        q.coarse_centroids.size() != size_t(q.n_lists) * q.dim ||
+        q.pq_codebooks.size() != size_t(q.pq_m) * kPqCodebookSize * q.sub_dim)
+        return Status::error("set_quantizer: inconsistent n_lists/pq_m/sub_dim or array sizes");
+    quantizer_ = q;
+    trained_ = true;
+    for (PendingSong& s : songs_) encode_song(s);  // all added before: still floats
+    return Status::ok();
+}
+
+Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_ids,
+                                    const uint8_t* codes, size_t n_embeddings) {
+    if (!trained_) return Status::error("add_song_codes: train or set a quantizer first");
+    if (n_embeddings > 0 && (list_ids == nullptr || codes == nullptr))
+        return Status::error("add_song_codes: null list_ids or codes");
+    for (size_t j = 0; j < n_embeddings; ++j)
+        if (list_ids[j] >= quantizer_.n_lists)
+            return Status::error("add_song_codes: list id " + std::to_string(list_ids[j]) +
+                                 " >= n_lists " + std::to_string(quantizer_.n_lists));
+    PendingSong pending;
+    pending.info.id = sanitize_utf8(song.id);
+    pending.info.title = sanitize_utf8(song.title);
+    pending.info.album = sanitize_utf8(song.album);
+    pending.info.duration_s = std::isfinite(song.duration_s) && song.duration_s > 0
+                                  ? song.duration_s : 0.0;
+    pending.n_frames = n_embeddings;
+    pending.list_ids.assign(list_ids, list_ids + n_embeddings);
+    pending.codes.assign(codes, codes + n_embeddings * quantizer_.pq_m);
+    songs_.push_back(std::move(pending));
+    return Status::ok();
+}
+
 Result<IndexFiles> IndexBuilder::finish() {
     if (!trained_) {
         Status st = train();

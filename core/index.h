@@ -97,6 +97,13 @@ public:
     Status train();
     // Trains on the given vectors (n x dim) instead; songs added before are encoded afterwards.
     Status train_on(const float* vectors, size_t n_vectors);
+    // Uses a quantizer trained elsewhere (e.g. another index build, to append songs with the
+    // same codes); checks its shapes against the model. Songs added before are encoded.
+    Status set_quantizer(const Quantizer& quantizer);
+    // Adds a song already encoded with quantizer(): list_ids [n], codes [n, pq_m]. Needs a
+    // quantizer (trained or set); checks list ids < n_lists. (Benchmarks generate codes.)
+    Status add_song_codes(const SongInfo& song, const uint16_t* list_ids, const uint8_t* codes,
+                          size_t n_embeddings);
     bool trained() const { return trained_; }
     const Quantizer& quantizer() const { return quantizer_; }
 

@@ -152,6 +152,39 @@ TEST(IndexTest, SampledTrainingAndTrainOnFirst) {
     EXPECT_EQ(index2.n_songs(), 12u);
 }
 
+// A quantizer reused from a loaded index (appending songs to a catalogue) and songs added as
+// codes give byte-identical files.
+TEST(IndexTest, SetQuantizerAndAddCodesReproduceTheIndex) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(6, 30, kDim, 9);
+    IndexFiles original = build_catalog(songs, small_params(), model);
+    Index index(model);
+    { Status st = load_all(original, &index); ASSERT_TRUE(st) << st.message(); }
+
+    IndexBuilder again(model, small_params());
+    ASSERT_TRUE(again.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
+    ASSERT_TRUE(again.set_quantizer(index.quantizer()));
+    EXPECT_FALSE(again.set_quantizer(index.quantizer()));  // only once
+    for (size_t s = 1; s < songs.size(); ++s)
+        ASSERT_TRUE(again.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+    Result<IndexFiles> rebuilt = again.finish();
+    ASSERT_TRUE(rebuilt) << rebuilt.message();
+    EXPECT_EQ(rebuilt->files, original.files);
+
+    IndexBuilder codes(model, small_params());
+    std::vector<uint16_t> ids = {0, 1};
+    std::vector<uint8_t> pq(2 * 16, 7);
+    EXPECT_FALSE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));  // no quantizer
+    ASSERT_TRUE(codes.set_quantizer(index.quantizer()));
+    ASSERT_TRUE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));
+    ids[1] = 999;
+    EXPECT_FALSE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));
+    Quantizer bad = index.quantizer();
+    bad.pq_codebooks.pop_back();
+    IndexBuilder rejects(model, small_params());
+    EXPECT_FALSE(rejects.set_quantizer(bad));
+}
+
 TEST(IndexTest, FewerVectorsThanCentroids) {
     const ModelInfo model = fake_model_info();
     auto songs = synthetic_catalog(2, 3, kDim, 11);  // 7 vectors, 256 lists
