@@ -14,6 +14,7 @@ namespace earshot::cli {
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
 constexpr int kExitPartial = 3;
 
 struct CommonOptions {

@@ -80,7 +80,12 @@ int main(int argc, char** argv) {
     verify_cmd->add_option("index", verify_dir, "index folder")->required();
     verify_cmd->add_option("-m,--model", verify_model, "also check the index was built with this model");
 
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help/--version exit 0; every usage error exits 2 (CLI11's own codes vary).
+        return app.exit(e) == 0 ? kExitOk : kExitUsage;
+    }
     if (*build_cmd) return run_build(common, build);
     if (*query_cmd) return run_query(common, query);
     if (*info_cmd) return run_info(info_path);

@@ -1,0 +1,209 @@
+// End-to-end tests of the `earshot` CLI on real files: synthetic "songs" written as WAV/FLAC with
+// libsndfile, a corrupt file among them, then build / verify / query / info as a user runs them.
+#include <sndfile.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+namespace fs = std::filesystem;
+
+const char* kModel = EARSHOT_MODELS_DIR "/random-init-v0.emod";
+
+struct CliRun {
+    int exit_code = -1;
+    std::string out, err;
+};
+
+std::string slurp(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+CliRun run_cli(const std::string& args, const fs::path& dir) {
+    const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+    const std::string cmd = std::string(EARSHOT_CLI_PATH) + " " + args + " >" + out.string() +
+                            " 2>" + err.string();
+    const int status = std::system(cmd.c_str());
+    CliRun run;
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    run.out = slurp(out);
+    run.err = slurp(err);
+    return run;
+}
+
+// A 12 s synthetic piece: a seeded random melody of decaying harmonic notes over soft noise.
+std::vector<float> make_song(uint32_t seed, int rate_hz, double seconds) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<double> pitch(48.0, 84.0), note_len(0.12, 0.4);
+    std::normal_distribution<double> noise(0.0, 0.01);
+    std::vector<float> pcm(size_t(seconds * rate_hz));
+    size_t start = 0;
+    while (start < pcm.size()) {
+        const double f0 = 440.0 * std::pow(2.0, (std::round(pitch(rng)) - 69.0) / 12.0);
+        const size_t len = size_t(note_len(rng) * rate_hz);
+        for (size_t i = 0; i < len && start + i < pcm.size(); ++i) {
+            const double t = double(i) / rate_hz;
+            double x = 0.0;
+            for (int h = 1; h <= 4; ++h) x += std::sin(2 * M_PI * f0 * h * t) / (h * h);
+            pcm[start + i] += float(0.3 * std::exp(-t / 0.2) * x);
+        }
+        start += len;
+    }
+    for (float& v : pcm) v += float(noise(rng));
+    return pcm;
+}
+
+void write_audio(const fs::path& path, const std::vector<float>& pcm, int rate_hz, int format) {
+    SF_INFO info{};
+    info.samplerate = rate_hz;
+    info.channels = 1;
+    info.format = format;
+    SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
+    ASSERT_NE(f, nullptr) << sf_strerror(nullptr);
+    ASSERT_EQ(sf_writef_float(f, pcm.data(), sf_count_t(pcm.size())), sf_count_t(pcm.size()));
+    sf_close(f);
+}
+
+class CliTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() /
+               ("earshot_cli_test_" + std::to_string(::getpid()) + "_" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::remove_all(dir_);
+        fs::create_directories(dir_ / "music" / "album-a");
+        write_audio(dir_ / "music" / "album-a" / "first_song.wav", make_song(1, 16000, 12.0),
+                    16000, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+        // 44.1 kHz FLAC: exercises resampling to the model rate.
+        song2_44k_ = make_song(2, 44100, 12.0);
+        write_audio(dir_ / "music" / "album-a" / "second_song.flac", song2_44k_, 44100,
+                    SF_FORMAT_FLAC | SF_FORMAT_PCM_16);
+        write_audio(dir_ / "music" / "third_song.wav", make_song(3, 16000, 12.0), 16000,
+                    SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+        std::ofstream(dir_ / "music" / "broken.ogg") << "this is not an Ogg Vorbis file";
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    std::string model_arg() const { return std::string("--model ") + kModel; }
+
+    fs::path dir_;
+    std::vector<float> song2_44k_;
+};
+
+TEST_F(CliTest, HelpOnEveryCommand) {
+    for (const char* cmd : {"--help", "build --help", "query --help", "info --help",
+                            "verify --help"}) {
+        const CliRun run = run_cli(cmd, dir_);
+        EXPECT_EQ(run.exit_code, 0) << cmd;
+        EXPECT_NE(run.out.find("Usage"), std::string::npos) << cmd << ": " << run.out;
+    }
+    EXPECT_EQ(run_cli("", dir_).exit_code, 2);  // a subcommand is required
+}
+
+TEST_F(CliTest, BuildSkipsCorruptFileThenVerifyAndQuery) {
+    const fs::path index = dir_ / "index";
+    CliRun build = run_cli("build -q " + model_arg() + " --out " + index.string() + " " +
+                            (dir_ / "music").string(),
+                        dir_);
+    ASSERT_EQ(build.exit_code, 3) << build.err;  // built, but one input was skipped
+    EXPECT_NE(build.err.find("broken.ogg"), std::string::npos) << build.err;
+    EXPECT_NE(build.err.find("3 songs"), std::string::npos) << build.err;
+    ASSERT_TRUE(fs::exists(index / "manifest.json"));
+    // Nothing of the staging folders is left behind.
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+        EXPECT_EQ(entry.path().filename().string().find(".partial"), std::string::npos);
+    }
+
+    const CliRun verify = run_cli("verify " + index.string() + " " + model_arg(), dir_);
+    EXPECT_EQ(verify.exit_code, 0) << verify.err;
+    EXPECT_NE(verify.out.find("3 songs"), std::string::npos) << verify.out;
+
+    const CliRun info = run_cli("info " + index.string(), dir_);
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    const auto manifest = nlohmann::json::parse(info.out);
+    EXPECT_EQ(manifest["songs"], 3);
+
+    // Query: an exact 4 s excerpt of the second song starting at 3.0 s (44.1 kHz, resampled),
+    // and the corrupt file (reported, answered null).
+    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
+    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
+    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const CliRun query = run_cli("query -q " + model_arg() + " --index " + index.string() + " " +
+                                  (dir_ / "clip.wav").string() + " " +
+                                  (dir_ / "music" / "broken.ogg").string(),
+                              dir_);
+    EXPECT_EQ(query.exit_code, 3) << query.err;
+    std::istringstream lines(query.out);
+    std::string line;
+    ASSERT_TRUE(std::getline(lines, line));
+    const auto hit = nlohmann::json::parse(line);
+    EXPECT_EQ(hit["query"], "clip.wav");
+    EXPECT_EQ(hit["song"], "album-a/second_song");
+    EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5);
+    EXPECT_TRUE(hit["score"].is_number());
+    EXPECT_TRUE(hit["ms"].is_number());
+    ASSERT_TRUE(std::getline(lines, line));
+    const auto broken = nlohmann::json::parse(line);
+    EXPECT_EQ(broken["query"], "broken.ogg");
+    EXPECT_TRUE(broken["song"].is_null());
+    EXPECT_NE(query.err.find("broken.ogg"), std::string::npos);
+}
+
+TEST_F(CliTest, VerifyRejectsTamperedShardAndFailedBuildKeepsOldIndex) {
+    const fs::path index = dir_ / "index";
+    ASSERT_EQ(run_cli("build -q " + model_arg() + " --out " + index.string() + " " +
+                          (dir_ / "music").string(),
+                      dir_)
+                  .exit_code,
+              3);
+    const std::string manifest_before = slurp(index / "manifest.json");
+
+    // A build where every input is unreadable fails and leaves the existing index untouched.
+    fs::create_directories(dir_ / "junk");
+    std::ofstream(dir_ / "junk" / "a.wav") << "not audio";
+    const CliRun failed = run_cli("build -q " + model_arg() + " --out " + index.string() + " " +
+                                   (dir_ / "junk").string(),
+                               dir_);
+    EXPECT_EQ(failed.exit_code, 1);
+    EXPECT_NE(failed.err.find("nothing to index"), std::string::npos) << failed.err;
+    EXPECT_EQ(slurp(index / "manifest.json"), manifest_before);
+
+    // Flip one byte in the middle of the shard: verify names the file and fails.
+    const fs::path shard = index / "shard-00000.es";
+    std::string bytes = slurp(shard);
+    bytes[bytes.size() / 2] ^= 0x40;
+    std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+    const CliRun verify = run_cli("verify " + index.string(), dir_);
+    EXPECT_EQ(verify.exit_code, 1);
+    EXPECT_NE(verify.err.find("shard-00000.es"), std::string::npos) << verify.err;
+
+    // A missing index is a clear error too.
+    const CliRun missing = run_cli("verify " + (dir_ / "nowhere").string(), dir_);
+    EXPECT_EQ(missing.exit_code, 1);
+    EXPECT_NE(missing.err.find("no index at"), std::string::npos) << missing.err;
+}
+
+TEST_F(CliTest, InfoDescribesModel) {
+    const CliRun info = run_cli(std::string("info ") + kModel, dir_);
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    const auto j = nlohmann::json::parse(info.out);
+    EXPECT_EQ(j["sample_rate_hz"], 16000);
+    EXPECT_EQ(j["embedding_dim"], 128);
+    EXPECT_LE(j["parameters"].get<double>(), 1.5e6);
+    EXPECT_LE(j["mflop_per_embedding"].get<double>(), 30.0);
+}
+
+}  // namespace
