@@ -163,7 +163,7 @@ export class EarshotRecognizer extends EventTarget {
             this.audio = await this.connectAudio(stream);
             this.worker.postMessage({
                 type: 'start', session, sampleRate: this.audio.context.sampleRate,
-                maxListenSeconds: this.options.continuous ? Infinity : (this.options.maxListenSeconds ?? 15),
+                maxListenSeconds: this.options.maxListenSeconds ?? 15, continuous: Boolean(this.options.continuous),
             });
             this.emit('listening', { listening: true, sampleRate: this.audio.context.sampleRate });
         } catch (error) {

@@ -6,7 +6,7 @@
 // Protocol (all messages are plain objects with a `type`):
 //   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry}
 //                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
-//                   {type: 'start', sampleRate, maxListenSeconds}
+//                   {type: 'start', session, sampleRate, maxListenSeconds, continuous}
 //                   {type: 'stop'}
 //   worker -> main  {type: 'booted', wasmMs}
 //                   {type: 'progress', ...IndexProgress}
@@ -31,6 +31,8 @@ let listenedSamples = 0;        // at the model rate, this session
 let maxListenSamples = 15 * 16000;
 let bestScore = -1;
 let sessionId = 0;
+let continuous = false;     // keep listening after a match (report each new song once)
+let lastMatchId = '';
 /** @type {Float32Array[]} */ let backlog = [];
 let backlogSamples = 0;
 let cpuMs = 0;
@@ -182,7 +184,7 @@ function pushSamples(samples) {
         cpuMs = 0;
         cpuAudioSamples = 0;
     }
-    if (listening && listenedSamples >= maxListenSamples) {
+    if (listening && !continuous && listenedSamples >= maxListenSamples) {
         listening = false;
         post({ type: 'nomatch', session: sessionId, listenedSeconds: listenedSamples / modelRateHz, bestScore });
     }
@@ -191,8 +193,9 @@ function pushSamples(samples) {
 function handleResult(result) {
     if (!result.valid) return;
     if (result.score > bestScore) bestScore = result.score;
-    if (result.matched && listening) {
-        listening = false;
+    if (result.matched && listening && !(continuous && result.id === lastMatchId)) {
+        lastMatchId = result.id;
+        if (!continuous) listening = false;
         post({
             type: 'match', session: sessionId, title: result.title, album: result.album, id: result.id,
             offsetSeconds: result.song_time_s, score: result.score, threshold: result.threshold,
@@ -244,6 +247,8 @@ self.onmessage = (event) => {
             break;
         case 'start':
             sessionId = message.session;
+            continuous = Boolean(message.continuous);
+            lastMatchId = '';
             listening = true;
             listenedSamples = 0;
             bestScore = -1;
