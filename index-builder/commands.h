@@ -38,6 +38,7 @@ struct QueryOptions {
     std::string output;       // empty = stdout
     int query_hop_frames = 0;  // 0 = the model's hop
     int max_query_embeddings = 20;
+    bool stream = false;      // decide after every embedding (as in the browser)
 };
 
 int run_build(const CommonOptions& common, const BuildOptions& options);

@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
     query_cmd->add_option("--max-query-embeddings", query.max_query_embeddings,
                           "sliding window of query embeddings matched at once")
         ->capture_default_str()->check(CLI::Range(1, 1000));
+    query_cmd->add_flag("--stream", query.stream,
+                        "decide after every embedding, as the browser does (default: once per clip)");
 
     std::string info_path;
     CLI::App* info_cmd = app.add_subcommand(

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -41,6 +42,10 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     RecognizerParams params = recognizer_default_params(info);
     params.query_hop_frames = options.query_hop_frames;
     params.max_query_embeddings = options.max_query_embeddings;
+    // Offline, the decision is taken once on the whole clip (the last max_query_embeddings
+    // embeddings) at finish(); --stream decides after every embedding as the browser does and
+    // keeps the best-scoring match.
+    params.match_every_embeddings = options.stream ? 1 : std::numeric_limits<int>::max();
 
     std::ofstream file_out;
     if (!options.output.empty()) {
