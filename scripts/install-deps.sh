@@ -15,7 +15,7 @@ packages=(
   # Python side (model training/export tests, eval toolkit)
   python3-numpy python3-scipy python3-soundfile python3-matplotlib python3-torch
   # audio tools (eval toolkit, fixtures, demo catalog)
-  ffmpeg sox libsox-fmt-all unzip espeak-ng
+  ffmpeg sox libsox-fmt-all unzip espeak-ng time
   # end-to-end tests
   chromium
 )

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The public evaluation, end to end, with the ruler in ../shared/eval:
+#   fetch-corpus --set eval -> make-queries (defaults) -> earshot build on index-catalog.tsv
+#   -> earshot query on every clip -> score.
+# Usage: scripts/eval-public.sh [extra `earshot query` options]
+# Environment: EARSHOT_MODEL (models/earshot-v1.emod), EARSHOT_CORPUS (~/.cache/earshot-corpus),
+#   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval_dir=${EVAL:-../shared/eval}
+corpus=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
+out=${OUT:-out/eval-public}
+build=${BUILD:-build}
+model=${EARSHOT_MODEL:-models/earshot-v1.emod}
+earshot=$build/index-builder/earshot
+say() { printf '\033[1meval:\033[0m %s\n' "$*" >&2; }
+
+[[ -x $earshot ]] || make native BUILD="$build"
+mkdir -p "$out"
+"$eval_dir/fetch-corpus" --config "$eval_dir/public.conf" --set eval --dest "$corpus"
+if [[ ! -f $out/queries/truth.tsv ]]; then
+  "$eval_dir/make-queries" --set-dir "$corpus/eval" --out "$out/queries"
+fi
+say "building the index of $(($(wc -l < "$out/queries/index-catalog.tsv") - 1)) songs with $model"
+/usr/bin/time -f "build: %e s wall, %U s user, %M KB max RSS" \
+  "$earshot" build --model "$model" --out "$out/index" "$out/queries/index-catalog.tsv"
+say "querying $(ls "$out/queries/queries" | wc -l) clips"
+/usr/bin/time -f "query: %e s wall, %U s user, %M KB max RSS" \
+  "$earshot" query --model "$model" --index "$out/index" --output "$out/results.jsonl" "$@" \
+  "$out/queries/queries"
+"$eval_dir/score" --truth "$out/queries/truth.tsv" --results "$out/results.jsonl" \
+  --plot "$out/hit-rate.png" | tee "$out/score.txt"
