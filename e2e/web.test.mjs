@@ -205,6 +205,41 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
+    test('at the device rate (48 kHz AudioContext) the Worker resamples and the right song is found', async () => {
+        // A clean clip and a 16-embedding (8 s) window: a check of the audio path (capture,
+        // worklet, transfer, resampling) that holds even with the random-init model.
+        const clean = makeClip({ source: target.path, startS: target.startS, seconds: 20, out: path.join(resultsDir, 'clip-clean.wav') });
+        const demo = await openDemo({ audioFile: clean.path });
+        try {
+            const result = await demo.page.evaluate(async () => {
+                const { createRecognizer } = await import('./earshot.js');
+                const r = await createRecognizer({
+                    indexUrl: 'index/', modelUrl: 'models/earshot.emod', audioContextSampleRate: 'device',
+                    recognizerParams: { min_query_embeddings: 16, max_query_embeddings: 16 },
+                });
+                await r.ready;
+                let sampleRate = 0;
+                r.addEventListener('listening', (e) => { if (e.detail.listening) sampleRate = e.detail.sampleRate; });
+                const outcome = new Promise((resolve) => {
+                    r.addEventListener('match', (e) => resolve(e.detail));
+                    r.addEventListener('nomatch', () => resolve(null));
+                });
+                await r.start();
+                const match = await outcome;
+                r.destroy();
+                return { sampleRate, match };
+            });
+            assert.notEqual(result.sampleRate, 16000, 'the AudioContext ran at the model rate: nothing was resampled');
+            assert.ok(result.match, 'no match');
+            assert.equal(result.match.title, target.title);
+            const expected = target.startS + result.match.listenedSeconds;
+            assert.ok(Math.abs(result.match.offsetSeconds - expected) < 2.5,
+                `position ${result.match.offsetSeconds.toFixed(1)} s, expected about ${expected.toFixed(1)} s`);
+        } finally {
+            await demo.close();
+        }
+    });
+
     test('privacy: a whole recognition makes only body-less GETs of the app, model and index', async () => {
         const demo = await openDemo({ audioFile: clips.indexed.path });
         try {

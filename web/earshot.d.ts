@@ -11,6 +11,11 @@ export interface RecognizerOptions {
     continuous?: boolean;
     /** embedding backend in WASM (default 'simd') */
     backend?: 'simd' | 'scalar';
+    /**
+     * rate asked of the AudioContext: default the model rate (16000; the browser resamples);
+     * 'device' keeps the device rate and the Worker resamples
+     */
+    audioContextSampleRate?: number | 'device';
     /** advanced: overrides of the core's RecognizerParams (defaults come from the model) */
     recognizerParams?: {
         max_query_embeddings?: number; min_query_embeddings?: number; match_every_embeddings?: number;

@@ -28,6 +28,9 @@ const MODEL_RATE_HZ = 16000;
  * @property {number} [maxListenSeconds]  give up ('nomatch') after this much audio (default 15)
  * @property {boolean} [continuous]       keep listening after a match or no-match
  * @property {'simd' | 'scalar'} [backend]
+ * @property {number | 'device'} [audioContextSampleRate]  rate asked of the AudioContext: default
+ *           the model rate (the browser resamples); 'device' keeps the device rate and the
+ *           Worker resamples (for browsers whose own resampling is poor)
  * @property {{max_query_embeddings?: number, min_query_embeddings?: number, match_every_embeddings?: number,
  *             nprobe?: number, threshold_base?: number, threshold_scale?: number}} [recognizerParams]
  *           advanced: overrides of the core's RecognizerParams (defaults come from the model)
@@ -201,9 +204,10 @@ export class EarshotRecognizer extends EventTarget {
                 throw error;
             }
         };
+        const wanted = this.options.audioContextSampleRate ?? MODEL_RATE_HZ;
         let audio;
         try {
-            audio = await build(MODEL_RATE_HZ);
+            audio = await build(wanted === 'device' ? undefined : wanted);
         } catch {
             audio = await build(undefined);
         }
