@@ -1,10 +1,10 @@
 // Front-end throughput: seconds of 16 kHz audio turned into log-mel frames per second of CPU.
 // Counter `audio_s_per_cpu_s` is the real-time factor's inverse (higher is faster).
+#include <benchmark/benchmark.h>
+
 #include <cmath>
 #include <random>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "core/frontend.h"
 
@@ -57,9 +57,9 @@ void BM_FrontendFrame(benchmark::State& state) {
         benchmark::DoNotOptimize(out.data());
     }
     // Each frame advances hop_length samples of audio.
-    state.counters["audio_s_per_cpu_s"] = benchmark::Counter(
-        double(params.hop_length) / params.sample_rate_hz * state.iterations(),
-        benchmark::Counter::kIsRate);
+    state.counters["audio_s_per_cpu_s"] =
+        benchmark::Counter(double(params.hop_length) / params.sample_rate_hz * state.iterations(),
+                           benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_FrontendFrame);
 

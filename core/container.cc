@@ -64,11 +64,16 @@ std::string shape_string(const std::vector<uint32_t>& shape) {
 
 const char* dtype_name(DType dtype) {
     switch (dtype) {
-        case DType::kF32: return "f32";
-        case DType::kU8: return "u8";
-        case DType::kU16: return "u16";
-        case DType::kU32: return "u32";
-        case DType::kI8: return "i8";
+        case DType::kF32:
+            return "f32";
+        case DType::kU8:
+            return "u8";
+        case DType::kU16:
+            return "u16";
+        case DType::kU32:
+            return "u32";
+        case DType::kI8:
+            return "i8";
     }
     return "?";
 }
@@ -77,11 +82,16 @@ const char* dtype_name(DType dtype) {
 
 size_t dtype_size(DType dtype) {
     switch (dtype) {
-        case DType::kF32: return 4;
-        case DType::kU8: return 1;
-        case DType::kU16: return 2;
-        case DType::kU32: return 4;
-        case DType::kI8: return 1;
+        case DType::kF32:
+            return 4;
+        case DType::kU8:
+            return 1;
+        case DType::kU16:
+            return 2;
+        case DType::kU32:
+            return 4;
+        case DType::kI8:
+            return 1;
     }
     return 0;
 }
@@ -119,8 +129,10 @@ Result<ContainerView> parse_container(const uint8_t* bytes, size_t size,
     // Fixed header.
     if (bytes == nullptr && size > 0) return fail(what, "null buffer");
     if (size < kHeaderBytes + kSha256Bytes) {
-        return fail(what, "truncated: " + std::to_string(size) + " bytes, an earshot container "
-                          "has at least " + std::to_string(kHeaderBytes + kSha256Bytes));
+        return fail(what, "truncated: " + std::to_string(size) +
+                              " bytes, an earshot container "
+                              "has at least " +
+                              std::to_string(kHeaderBytes + kSha256Bytes));
     }
     if (std::memcmp(bytes, kContainerMagic, sizeof(kContainerMagic)) != 0) {
         return fail(what, "not an earshot container (bad magic \"" + printable(bytes, 8) + "\")");
@@ -128,8 +140,8 @@ Result<ContainerView> parse_container(const uint8_t* bytes, size_t size,
     const uint32_t version = load_u32(bytes + 8);
     if (version != kContainerVersion) {
         return fail(what, "unsupported container version " + std::to_string(version) +
-                          " (this build reads version " + std::to_string(kContainerVersion) +
-                          "; rebuild the file or update earshot)");
+                              " (this build reads version " + std::to_string(kContainerVersion) +
+                              "; rebuild the file or update earshot)");
     }
     for (int i = 0; i < 4; ++i) {
         if (bytes[12 + i] < 0x20 || bytes[12 + i] >= 0x7f) {
@@ -152,7 +164,7 @@ Result<ContainerView> parse_container(const uint8_t* bytes, size_t size,
     }
     if (n_sections > kContainerMaxSections) {
         return fail(what, "too many sections (" + std::to_string(n_sections) + " > " +
-                          std::to_string(kContainerMaxSections) + ")");
+                              std::to_string(kContainerMaxSections) + ")");
     }
     // meta_bytes and n_sections are < 2^32, so these sums cannot overflow 64 bits.
     const uint64_t payload_end = file_bytes - kSha256Bytes;
@@ -160,18 +172,18 @@ Result<ContainerView> parse_container(const uint8_t* bytes, size_t size,
     const uint64_t header_end = table_start + kSectionEntryBytes * n_sections;
     if (header_end > payload_end) {
         return fail(what, "truncated: metadata (" + std::to_string(meta_bytes) +
-                          " bytes) and section table (" + std::to_string(n_sections) +
-                          " entries) end at byte " + std::to_string(header_end) +
-                          " but the payload area ends at " + std::to_string(payload_end));
+                              " bytes) and section table (" + std::to_string(n_sections) +
+                              " entries) end at byte " + std::to_string(header_end) +
+                              " but the payload area ends at " + std::to_string(payload_end));
     }
 
     // Checksum before interpreting anything variable: a damaged download gets this message.
     const auto digest = sha256(bytes, size_t(payload_end));
     if (std::memcmp(digest.data(), bytes + payload_end, kSha256Bytes) != 0) {
         return fail(what, "checksum mismatch (SHA-256 of the contents is " +
-                          to_hex(digest.data(), digest.size()) + ", file says " +
-                          to_hex(bytes + payload_end, kSha256Bytes) +
-                          "): the file is corrupt or truncated; re-download or rebuild it");
+                              to_hex(digest.data(), digest.size()) + ", file says " +
+                              to_hex(bytes + payload_end, kSha256Bytes) +
+                              "): the file is corrupt or truncated; re-download or rebuild it");
     }
 
     ContainerView view;
@@ -196,7 +208,7 @@ Result<ContainerView> parse_container(const uint8_t* bytes, size_t size,
             const bool in_name = k < name_len;
             if (in_name && (e[k] < 0x20 || e[k] >= 0x7f)) {
                 return fail(what, where + " name is not printable ASCII (\"" +
-                                  printable(e, name_len) + "\")");
+                                      printable(e, name_len) + "\")");
             }
             if (!in_name && e[k] != 0) {
                 return fail(what, where + " name is not NUL-padded");
@@ -233,18 +245,18 @@ Result<ContainerView> parse_container(const uint8_t* bytes, size_t size,
         const uint64_t expected_bytes = elements * dtype_size(s.dtype);
         if (sec_bytes != expected_bytes) {
             return fail(what, named + " has " + std::to_string(sec_bytes) + " bytes but shape " +
-                              shape_string(s.shape) + " of " + dtype_name(s.dtype) + " needs " +
-                              std::to_string(expected_bytes));
+                                  shape_string(s.shape) + " of " + dtype_name(s.dtype) + " needs " +
+                                  std::to_string(expected_bytes));
         }
         if (offset % kContainerAlign != 0) {
             return fail(what, named + " offset " + std::to_string(offset) +
-                              " is not a multiple of " + std::to_string(kContainerAlign));
+                                  " is not a multiple of " + std::to_string(kContainerAlign));
         }
         if (offset < header_end || offset > payload_end || sec_bytes > payload_end - offset) {
             return fail(what, named + " [" + std::to_string(offset) + ", +" +
-                              std::to_string(sec_bytes) + ") lies outside the payload area [" +
-                              std::to_string(header_end) + ", " + std::to_string(payload_end) +
-                              ")");
+                                  std::to_string(sec_bytes) + ") lies outside the payload area [" +
+                                  std::to_string(header_end) + ", " + std::to_string(payload_end) +
+                                  ")");
         }
         for (const Section& other : view.sections) {
             if (other.name == s.name) return fail(what, "duplicate " + named);
@@ -257,9 +269,8 @@ Result<ContainerView> parse_container(const uint8_t* bytes, size_t size,
     // Overlap: sort payload ranges by start, each must end before the next begins.
     std::vector<size_t> order(view.sections.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        return view.sections[a].data < view.sections[b].data;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return view.sections[a].data < view.sections[b].data; });
     for (size_t i = 1; i < order.size(); ++i) {
         const Section& a = view.sections[order[i - 1]];
         const Section& b = view.sections[order[i]];

@@ -37,13 +37,13 @@ Status validate(const FrontendParams& p) {
     }
     // A hop longer than the frame would silently skip audio.
     if (p.hop_length < 1 || p.hop_length > p.n_fft) {
-        return bad("hop_length " + std::to_string(p.hop_length) + " must be in [1, n_fft=" +
-                   std::to_string(p.n_fft) + "]");
+        return bad("hop_length " + std::to_string(p.hop_length) +
+                   " must be in [1, n_fft=" + std::to_string(p.n_fft) + "]");
     }
     const int n_bins = p.n_fft / 2 + 1;
     if (p.n_mels < 1 || p.n_mels > n_bins) {
-        return bad("n_mels " + std::to_string(p.n_mels) + " must be in [1, n_fft/2+1=" +
-                   std::to_string(n_bins) + "]");
+        return bad("n_mels " + std::to_string(p.n_mels) +
+                   " must be in [1, n_fft/2+1=" + std::to_string(n_bins) + "]");
     }
     const double nyquist_hz = p.sample_rate_hz / 2.0;
     if (!std::isfinite(p.f_min_hz) || !std::isfinite(p.f_max_hz) || p.f_min_hz < 0.0f ||
@@ -65,9 +65,9 @@ Status read_int(const nlohmann::json& meta, const char* key, int* out) {
     if (!it->is_number_integer()) {
         return Status::error(std::string("model metadata '") + key + "' must be an integer");
     }
-    const int64_t v = it->is_number_unsigned() ? int64_t(std::min<uint64_t>(
-                                                     it->get<uint64_t>(), uint64_t(INT64_MAX)))
-                                               : it->get<int64_t>();
+    const int64_t v = it->is_number_unsigned()
+                          ? int64_t(std::min<uint64_t>(it->get<uint64_t>(), uint64_t(INT64_MAX)))
+                          : it->get<int64_t>();
     if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
         return Status::error(std::string("model metadata '") + key + "' is out of range");
     }
@@ -89,10 +89,10 @@ Status read_float(const nlohmann::json& meta, const char* key, float* out) {
 
 struct Frontend::Impl {
     kiss_fftr_cfg fft = nullptr;
-    std::vector<float> window;          // n_fft, periodic Hann
-    std::vector<float> windowed;        // n_fft, FFT input
-    std::vector<kiss_fft_cpx> spectrum; // n_fft/2+1 complex bins
-    std::vector<float> power;           // n_fft/2+1, re^2 + im^2
+    std::vector<float> window;            // n_fft, periodic Hann
+    std::vector<float> windowed;          // n_fft, FFT input
+    std::vector<kiss_fft_cpx> spectrum;   // n_fft/2+1 complex bins
+    std::vector<float> power;             // n_fft/2+1, re^2 + im^2
     std::vector<int> mel_begin, mel_end;  // per filter: bins [begin, end) with non-zero weight
 
     ~Impl() {
@@ -127,10 +127,11 @@ Result<std::unique_ptr<Frontend>> Frontend::create(const FrontendParams& params)
     const int n_fft = params.n_fft;
     const int n_bins = n_fft / 2 + 1;
     impl.fft = kiss_fftr_alloc(n_fft, 0, nullptr, nullptr);
-    if (!impl.fft) return Status::error("KissFFT could not allocate an FFT of size " +
-                                        std::to_string(n_fft));
+    if (!impl.fft)
+        return Status::error("KissFFT could not allocate an FFT of size " + std::to_string(n_fft));
     impl.window.resize(n_fft);
-    for (int n = 0; n < n_fft; ++n) impl.window[n] = float(0.5 - 0.5 * std::cos(2.0 * kPi * n / n_fft));
+    for (int n = 0; n < n_fft; ++n)
+        impl.window[n] = float(0.5 - 0.5 * std::cos(2.0 * kPi * n / n_fft));
     impl.windowed.assign(n_fft, 0.0f);
     impl.spectrum.resize(n_bins);
     impl.power.assign(n_bins, 0.0f);

@@ -2,14 +2,14 @@
 // (no crash, no exception, no read outside the buffer; run once under -fsanitize=address).
 #include "core/container.h"
 
+#include <gtest/gtest.h>
+
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/sha256.h"
 
@@ -47,7 +47,9 @@ uint64_t get_u64(const std::vector<uint8_t>& b, size_t at) {
 size_t table_start(const std::vector<uint8_t>& b) {
     return kTableStartNoMeta + (get_u32(b, 16) + 7) / 8 * 8;
 }
-size_t entry_at(const std::vector<uint8_t>& b, size_t i) { return table_start(b) + kEntryBytes * i; }
+size_t entry_at(const std::vector<uint8_t>& b, size_t i) {
+    return table_start(b) + kEntryBytes * i;
+}
 
 // Recomputes the trailing checksum so a test reaches the check after it.
 void reseal(std::vector<uint8_t>& b) {
@@ -85,8 +87,7 @@ TEST(Container, RoundTrip) {
     ASSERT_TRUE(conv.is_ok()) << conv.message();
     EXPECT_EQ(conv.value()->element_count(), 6u);
     EXPECT_EQ(conv.value()->bytes, 24u);
-    EXPECT_EQ(size_t(conv.value()->data - bytes.data()) % kContainerAlign,
-              0u);
+    EXPECT_EQ(size_t(conv.value()->data - bytes.data()) % kContainerAlign, 0u);
     float w[6];
     std::memcpy(w, conv.value()->data, sizeof(w));
     EXPECT_EQ(w[0], 1.5f);

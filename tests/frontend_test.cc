@@ -3,6 +3,8 @@
 // The same binary runs natively and under node (WASM).
 #include "core/frontend.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -11,8 +13,6 @@
 #include <iterator>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace earshot {
 namespace {
@@ -24,7 +24,9 @@ namespace {
 constexpr double kGoldenLnTolerance = 1e-4;
 constexpr double kNativeWasmTolerance = 1e-5;
 
-std::string data_path(const std::string& name) { return std::string(EARSHOT_TEST_DATA_DIR) + "/" + name; }
+std::string data_path(const std::string& name) {
+    return std::string(EARSHOT_TEST_DATA_DIR) + "/" + name;
+}
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
     std::ifstream file(path, std::ios::binary);
@@ -243,15 +245,15 @@ TEST(Frontend, RejectsBadParameters) {
         c.edit(&p);
         const auto fe = Frontend::create(p);
         ASSERT_FALSE(fe.is_ok()) << c.what;
-        EXPECT_NE(fe.message().find(c.needle), std::string::npos) << c.what << ": "
-                                                                  << fe.message();
+        EXPECT_NE(fe.message().find(c.needle), std::string::npos) << c.what << ": " << fe.message();
     }
     EXPECT_TRUE(Frontend::create(frontend_default_params()).is_ok());
 }
 
 TEST(Frontend, ParamsFromMeta) {
-    nlohmann::json meta = {{"sample_rate_hz", 16000}, {"n_fft", 512},       {"hop_length", 250},
-                           {"n_mels", 64},            {"f_min_hz", 125},    {"f_max_hz", 7500.0},
+    nlohmann::json meta = {{"sample_rate_hz", 16000}, {"n_fft", 512},
+                           {"hop_length", 250},       {"n_mels", 64},
+                           {"f_min_hz", 125},         {"f_max_hz", 7500.0},
                            {"log_offset", 1e-6},      {"name", "whatever"}};
     const auto ok = frontend_params_from_meta(meta);
     ASSERT_TRUE(ok.is_ok()) << ok.message();

@@ -1,10 +1,10 @@
 // SHA-256 against the FIPS 180-4 / NIST CSRC example vectors.
 #include "core/sha256.h"
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace earshot {
 namespace {

@@ -2,6 +2,8 @@
 // file never holds more than its mono output in memory.
 #include "core/native/audio.h"
 
+#include <sndfile.h>
+#include <soxr.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -11,9 +13,6 @@
 #include <memory>
 #include <type_traits>
 #include <utility>
-
-#include <sndfile.h>
-#include <soxr.h>
 
 namespace earshot {
 namespace {
@@ -52,13 +51,13 @@ public:
         const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
         const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
         soxr_error_t error = nullptr;
-        r.soxr_.reset(soxr_create(input_rate_hz, output_rate_hz, 1, &error, &io, &quality,
-                                  nullptr));
+        r.soxr_.reset(
+            soxr_create(input_rate_hz, output_rate_hz, 1, &error, &io, &quality, nullptr));
         if (error || !r.soxr_) {
             return Status::error(std::string("libsoxr: cannot resample ") +
                                  std::to_string(input_rate_hz) + " Hz -> " +
-                                 std::to_string(output_rate_hz) + " Hz: " +
-                                 (error ? error : "unknown error"));
+                                 std::to_string(output_rate_hz) +
+                                 " Hz: " + (error ? error : "unknown error"));
         }
         return r;
     }
@@ -72,10 +71,9 @@ public:
             const size_t start = out->size();
             out->resize(start + capacity);
             size_t in_done = 0, out_done = 0;
-            soxr_error_t error =
-                soxr_process(soxr_.get(), flush ? nullptr : pcm + consumed,
-                             flush ? 0 : n_samples - consumed, &in_done, out->data() + start,
-                             capacity, &out_done);
+            soxr_error_t error = soxr_process(soxr_.get(), flush ? nullptr : pcm + consumed,
+                                              flush ? 0 : n_samples - consumed, &in_done,
+                                              out->data() + start, capacity, &out_done);
             out->resize(start + out_done);
             if (error) return Status::error(std::string("libsoxr: ") + error);
             consumed += in_done;
@@ -171,8 +169,7 @@ Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz) {
     }
     const bool frames_known = info.frames > 0 && info.frames < SF_COUNT_MAX;
     if (frames_known) {
-        audio.samples.reserve(
-            size_t(double(info.frames) * target_rate_hz / info.samplerate) + 16);
+        audio.samples.reserve(size_t(double(info.frames) * target_rate_hz / info.samplerate) + 16);
     }
 
     const int channels = info.channels;

@@ -12,7 +12,7 @@
 namespace earshot {
 
 struct AudioBuffer {
-    std::vector<float> samples;   // mono, nominally in [-1, 1], at sample_rate_hz
+    std::vector<float> samples;  // mono, nominally in [-1, 1], at sample_rate_hz
     int sample_rate_hz = 0;
     int source_sample_rate_hz = 0;  // the file's rate before resampling
     int source_channels = 0;

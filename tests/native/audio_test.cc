@@ -3,18 +3,18 @@
 // broken files give a clean error that names the file.
 #include "core/native/audio.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace earshot {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 constexpr int kRateHz = 16000;
-constexpr size_t kFixtureSamples = 4800;  // 0.3 s at 16 kHz
+constexpr size_t kFixtureSamples = 4800;                 // 0.3 s at 16 kHz
 constexpr double kNotesHz[3] = {440.0, 554.37, 659.26};  // 0.1 s each
 
 std::string fixture(const std::string& name) {
@@ -41,12 +41,12 @@ void expect_arpeggio(const AudioBuffer& audio, const std::string& what) {
     for (int note = 0; note < 3; ++note) {
         // Skip the first 10 ms of each slot (codec pre-echo / attack).
         const size_t begin = note * slot + slot / 10, end = (note + 1) * slot;
-        const double own = tone_power(audio.samples, begin, end, kNotesHz[note],
-                                      audio.sample_rate_hz);
+        const double own =
+            tone_power(audio.samples, begin, end, kNotesHz[note], audio.sample_rate_hz);
         for (int other = 0; other < 3; ++other) {
             if (other == note) continue;
-            const double p = tone_power(audio.samples, begin, end, kNotesHz[other],
-                                        audio.sample_rate_hz);
+            const double p =
+                tone_power(audio.samples, begin, end, kNotesHz[other], audio.sample_rate_hz);
             EXPECT_GT(own, 10.0 * p) << what << ": note " << note << " vs " << other;
         }
     }
@@ -64,8 +64,10 @@ TEST(Audio, EveryFormatDecodes) {
         const char* file;
         size_t slack_samples;  // allowed length difference (lossy codec priming/padding)
     };
-    const Case cases[] = {{"arpeggio_16k.wav", 0},  {"arpeggio_16k.flac", 0},
-                          {"arpeggio_16k.ogg", 0},  {"arpeggio_16k.opus", 0},
+    const Case cases[] = {{"arpeggio_16k.wav", 0},
+                          {"arpeggio_16k.flac", 0},
+                          {"arpeggio_16k.ogg", 0},
+                          {"arpeggio_16k.opus", 0},
                           {"arpeggio_16k.mp3", 576}};  // one MPEG-2 layer III frame
     for (const Case& c : cases) {
         const auto audio = load_audio(fixture(c.file), kRateHz);
@@ -73,8 +75,7 @@ TEST(Audio, EveryFormatDecodes) {
         EXPECT_EQ(audio->sample_rate_hz, kRateHz) << c.file;
         EXPECT_EQ(audio->source_sample_rate_hz, kRateHz) << c.file;
         EXPECT_EQ(audio->source_channels, 1) << c.file;
-        EXPECT_NEAR(double(audio->samples.size()), double(kFixtureSamples),
-                    double(c.slack_samples))
+        EXPECT_NEAR(double(audio->samples.size()), double(kFixtureSamples), double(c.slack_samples))
             << c.file;
         EXPECT_NEAR(audio->duration_s(), 0.3, 0.04) << c.file;
         expect_arpeggio(audio.value(), c.file);
@@ -139,7 +140,8 @@ TEST(Audio, ResampleMonoKeepsToneAmplitude) {
     // 1 kHz sine, amplitude 0.5, 48 kHz -> 16 kHz: amplitude within 0.1 dB, length exact.
     const int in_hz = 48000, out_hz = 16000;
     std::vector<float> x(48000);
-    for (size_t i = 0; i < x.size(); ++i) x[i] = float(0.5 * std::sin(2 * kPi * 1000.0 * i / in_hz));
+    for (size_t i = 0; i < x.size(); ++i)
+        x[i] = float(0.5 * std::sin(2 * kPi * 1000.0 * i / in_hz));
     const auto y = resample_mono(x.data(), x.size(), in_hz, out_hz);
     ASSERT_TRUE(y.is_ok()) << y.message();
     ASSERT_EQ(y->size(), 16000u);
@@ -155,12 +157,10 @@ TEST(Audio, CleanErrors) {
     expect_error(load_audio(fixture("no_such_file.wav"), kRateHz), fixture("no_such_file.wav"),
                  "not found");
     expect_error(load_audio(fixture("empty.wav"), kRateHz), fixture("empty.wav"), "empty file");
-    expect_error(load_audio(fixture("text.wav"), kRateHz), fixture("text.wav"),
-                 "cannot decode");
+    expect_error(load_audio(fixture("text.wav"), kRateHz), fixture("text.wav"), "cannot decode");
     expect_error(load_audio(fixture("truncated.wav"), kRateHz), fixture("truncated.wav"),
                  "truncated");
-    expect_error(load_audio(fixture("garbage.mp3"), kRateHz), fixture("garbage.mp3"),
-                 "corrupt");
+    expect_error(load_audio(fixture("garbage.mp3"), kRateHz), fixture("garbage.mp3"), "corrupt");
     const std::string dir = std::string(EARSHOT_TEST_DATA_DIR) + "/audio";
     expect_error(load_audio(dir, kRateHz), dir, "directory");
     expect_error(load_audio(fixture("arpeggio_16k.wav"), 0), fixture("arpeggio_16k.wav"),
