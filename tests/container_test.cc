@@ -136,6 +136,26 @@ TEST(Container, EmptyAndZeroSizedSections) {
     EXPECT_EQ(view_b->find("song_offsets")->bytes, 4u);
 }
 
+TEST(Container, SectionCountLimit) {
+    // 4096 sections is the most a reader accepts; one more is refused before anything is read.
+    std::vector<uint8_t> one(1, 7);
+    for (size_t n : {kContainerMaxSections, kContainerMaxSections + 1}) {
+        ContainerWriter writer("QUAN", nlohmann::json::object());
+        for (size_t i = 0; i < n; ++i) {
+            writer.add("s" + std::to_string(i), DType::kU8, {1}, one.data(), 1);
+        }
+        const auto bytes = writer.finish();
+        const auto result = parse(bytes, "QUAN");
+        if (n == kContainerMaxSections) {
+            ASSERT_TRUE(result.is_ok()) << result.message();
+            EXPECT_EQ(result->sections.size(), n);
+            EXPECT_EQ(result->sections.back().data[0], 7);
+        } else {
+            expect_error(bytes, "too many sections (4097 > 4096)", "QUAN");
+        }
+    }
+}
+
 TEST(Container, TruncatedAtEveryLength) {
     const auto bytes = sample_container();
     for (size_t n = 0; n < bytes.size(); ++n) {

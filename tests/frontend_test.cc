@@ -285,5 +285,28 @@ TEST(Frontend, ParamsFromMeta) {
     EXPECT_FALSE(frontend_params_from_meta(nlohmann::json::array()).is_ok());
 }
 
+TEST(Frontend, ParamsFromModelFileWhenPresent) {
+    // models/random-init-v0.emod's metadata JSON (read without the model loader: the metadata
+    // starts at byte 32 and is meta_bytes long, DESIGN.md section 4).
+    const auto bytes = read_bytes(std::string(EARSHOT_MODELS_DIR) + "/random-init-v0.emod");
+    if (bytes.size() < 64) GTEST_SKIP() << "models/random-init-v0.emod not present";
+    uint32_t meta_bytes = 0;
+    std::memcpy(&meta_bytes, bytes.data() + 16, 4);
+    ASSERT_LE(32u + meta_bytes, bytes.size());
+    const auto meta =
+        nlohmann::json::parse(bytes.begin() + 32, bytes.begin() + 32 + meta_bytes, nullptr, false);
+    ASSERT_TRUE(meta.is_object());
+    const auto p = frontend_params_from_meta(meta);
+    ASSERT_TRUE(p.is_ok()) << p.message();
+    const FrontendParams d = frontend_default_params();  // v1 models use the defaults
+    EXPECT_EQ(p->sample_rate_hz, d.sample_rate_hz);
+    EXPECT_EQ(p->n_fft, d.n_fft);
+    EXPECT_EQ(p->hop_length, d.hop_length);
+    EXPECT_EQ(p->n_mels, d.n_mels);
+    EXPECT_EQ(p->f_min_hz, d.f_min_hz);
+    EXPECT_EQ(p->f_max_hz, d.f_max_hz);
+    EXPECT_EQ(p->log_offset, d.log_offset);
+}
+
 }  // namespace
 }  // namespace earshot
