@@ -16,14 +16,12 @@ namespace {
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
-// Unaligned loads/stores through memcpy: no alignment or aliasing assumptions; compiles to
-// movups / v128.load.
-inline v4f load_v4f(const float* p) {
-    v4f v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-inline void store_v4f(float* p, v4f v) { std::memcpy(p, &v, sizeof(v)); }
+// Unaligned, may-alias view of 4 floats: movups / v128.load with no alignment or aliasing
+// assumptions. (std::memcpy does the same in principle, but made GCC 12 keep the GEMM
+// accumulators on the stack.)
+typedef float v4f_unaligned __attribute__((vector_size(16), aligned(4), may_alias));
+inline v4f load_v4f(const float* p) { return *reinterpret_cast<const v4f_unaligned*>(p); }
+inline void store_v4f(float* p, v4f v) { *reinterpret_cast<v4f_unaligned*>(p) = v; }
 inline v4f splat_v4f(float x) { return v4f{x, x, x, x}; }
 // max(v, 0) as a mask: lanes that are not > 0 (including NaN) become +0.
 inline v4f relu_v4f(v4f v) {
