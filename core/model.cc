@@ -208,6 +208,10 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     if (threshold_it != meta.end() && threshold_it->is_number()) {
         info.threshold = threshold_it->get<float>();
     }
+    const auto threshold_scale_it = meta.find("threshold_scale");
+    if (threshold_scale_it != meta.end() && threshold_scale_it->is_number()) {
+        info.threshold_scale = threshold_scale_it->get<float>();
+    }
 
     // Layers: shapes through the network.
     const auto layers_it = meta.find("layers");

@@ -41,7 +41,10 @@ struct ModelInfo {
     int hop_frames = 32;   // index embedding hop, in frames
     int embedding_dim = 128;
     bool input_patch_mean = true;
-    float threshold = 0.0f;   // default no-match threshold from metadata (0 = none given)
+    // Calibrated no-match threshold from metadata: threshold + threshold_scale / sqrt(n) for n
+    // query embeddings (scripts/calibrate-threshold.py). threshold 0 / scale < 0: none given.
+    float threshold = 0.0f;
+    float threshold_scale = -1.0f;
     size_t n_params = 0;
     double flops_per_embedding = 0.0;  // multiply-add = 2 FLOP
     nlohmann::json meta;

@@ -12,6 +12,7 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
     params.query_hop_frames = model.hop_frames;
     if (model.threshold > 0.0f) params.match.threshold_base = model.threshold;
+    if (model.threshold_scale >= 0.0f) params.match.threshold_scale = model.threshold_scale;
     return params;
 }
 

@@ -3,6 +3,7 @@
 //   input files were skipped (build) or some queries could not be read (query).
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,7 +39,10 @@ struct QueryOptions {
     std::string output;       // empty = stdout
     int query_hop_frames = 0;  // 0 = the model's hop
     int max_query_embeddings = 20;
-    bool stream = false;      // decide after every embedding (as in the browser)
+    bool stream = false;
+    // Override the model's calibrated threshold (NaN = keep): for calibration runs.
+    float threshold_base = std::numeric_limits<float>::quiet_NaN();
+    float threshold_scale = std::numeric_limits<float>::quiet_NaN();      // decide after every embedding (as in the browser)
 };
 
 int run_build(const CommonOptions& common, const BuildOptions& options);

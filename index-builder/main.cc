@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
     query_cmd->add_option("--max-query-embeddings", query.max_query_embeddings,
                           "sliding window of query embeddings matched at once")
         ->capture_default_str()->check(CLI::Range(1, 1000));
+    query_cmd->add_option("--threshold-base", query.threshold_base,
+                          "override the model's no-match threshold: base + scale/sqrt(n)");
+    query_cmd->add_option("--threshold-scale", query.threshold_scale,
+                          "override the model's threshold scale (see --threshold-base)");
     query_cmd->add_flag("--stream", query.stream,
                         "decide after every embedding, as the browser does (default: once per clip)");
 
