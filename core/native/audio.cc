@@ -20,8 +20,9 @@ namespace {
 constexpr int kMinRateHz = 1000;
 constexpr int kMaxRateHz = 384000;
 constexpr sf_count_t kBlockFrames = 8192;  // frames decoded per sf_readf_float call
-// MP3 frame counts may be estimates (no Xing/LAME header): allow this shortfall before calling
-// the file truncated. Two MPEG-1 layer III frames, or 1 % of the declared length.
+// MP3 frame counts may be estimates (no Xing/LAME header), and Ogg lengths come from granule
+// positions: allow this shortfall before calling the file truncated. Two MPEG-1 layer III
+// frames, or 1 % of the declared length.
 constexpr sf_count_t kMpegSlackFrames = 2 * 1152;
 
 struct SndfileCloser {
@@ -206,8 +207,12 @@ Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz) {
     }
     if (decoded == 0) return fail("no audio could be decoded (corrupt or empty stream)");
     if (frames_known && decoded < info.frames) {
+        // Ogg (Vorbis, Opus) lengths come from granule positions, which encoders sometimes
+        // get slightly wrong (seen: 0.06 % short in a Debian game soundtrack): same slack.
+        const bool estimated_length =
+            is_mpeg(info.format) || (info.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_OGG;
         const sf_count_t slack =
-            is_mpeg(info.format) ? std::max(kMpegSlackFrames, info.frames / 100) : 0;
+            estimated_length ? std::max(kMpegSlackFrames, info.frames / 100) : 0;
         if (info.frames - decoded > slack) {
             return fail("truncated or corrupt: decoded " + std::to_string(decoded) + " of " +
                         std::to_string(info.frames) + " frames");
