@@ -188,6 +188,27 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
+    test('progressive index: retried after 503s, ready (Listen enabled) with the first shard while the next still downloads', async () => {
+        assert.ok(shards.length >= 2, 'the demo index needs 2+ shards for this test');
+        const first = `/index/${shards[0].file}`;
+        const last = `/index/${shards[shards.length - 1].file}`;
+        const demo = await openDemo({
+            audioFile: clips.indexed.path, faults: { failTimes: { [first]: 2 }, delayMs: { [last]: 6000 } },
+        });
+        try {
+            await waitReady(demo);
+            const status = await demo.el.locator('.status-text').textContent();
+            assert.match(status, new RegExp(`1/${shards.length} shards`), `status when ready: ${status}`);
+            assert.match(status, /loading/);
+            await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+            assert.match(await demo.el.locator('.status-text').textContent(), new RegExp(`${shards.length}/${shards.length} shards`));
+            const firstRequests = demo.server.log.filter((r) => r.path === first).map((r) => r.status);
+            assert.deepEqual(firstRequests, [503, 503, 200]);
+        } finally {
+            await demo.close();
+        }
+    });
+
     test('a denied microphone gives a clear message and the app keeps working', async () => {
         const demo = await openDemo({ audioFile: clips.indexed.path, denyMicrophone: true });
         try {

@@ -37,6 +37,7 @@ export function contentSecurityPolicy(indexOrigin = "'self'") {
  * @property {string[]} [tamper]    URL paths whose body gets one byte flipped (same length)
  * @property {string[]} [truncate]  URL paths served with the last half cut off
  * @property {Record<string, number>} [failTimes]  URL path -> number of first requests answered 503
+ * @property {Record<string, number>} [delayMs]    URL path -> milliseconds to wait before answering
  *
  * @typedef {object} RequestRecord
  * @property {string} method
@@ -65,8 +66,10 @@ export async function startServer(options) {
     const server = http.createServer((req, res) => {
         let requestBodyBytes = 0;
         req.on('data', (chunk) => { requestBodyBytes += chunk.length; });
-        req.on('end', () => {
+        req.on('end', async () => {
             const url = new URL(req.url ?? '/', 'http://localhost');
+            const delay = faults.delayMs?.[url.pathname];
+            if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
             const record = { method: req.method ?? '', path: url.pathname, status: 0, requestBodyBytes, responseBytes: 0 };
             const finish = (status, headers, body) => {
                 record.status = status;
