@@ -177,10 +177,10 @@ export class IndexDownloader {
         const url = this.fileUrl(entry);
         const verify = async (bytes) => {
             if (bytes.length !== entry.bytes) {
-                return `${bytes.length} bytes instead of ${entry.bytes} (truncated or replaced)`;
+                return `it has ${bytes.length} bytes instead of ${entry.bytes} (truncated or replaced)`;
             }
             const digest = await sha256Hex(bytes);
-            return digest === entry.sha256 ? null : `SHA-256 ${digest.slice(0, 12)}... does not match the manifest's ${entry.sha256.slice(0, 12)}...`;
+            return digest === entry.sha256 ? null : `its SHA-256 ${digest.slice(0, 12)}… differs from the manifest's ${entry.sha256.slice(0, 12)}…`;
         };
         const cachedBytes = await this.cached(url);
         if (cachedBytes && (await verify(cachedBytes)) === null) return { bytes: cachedBytes, fromCache: true };
@@ -193,7 +193,7 @@ export class IndexDownloader {
                 return { bytes, fromCache: false };
             }
         }
-        throw new EarshotError('shard-corrupt', `Index file ${entry.file} was rejected: ${problem}. ` +
+        throw new EarshotError('shard-corrupt', `Index file ${entry.file} was rejected (${problem}). ` +
             'The songs in it are not searchable; the rest of the index still works. ' +
             'Rebuild or re-upload that file.', { fatal: false, file: entry.file });
     }
@@ -207,11 +207,11 @@ export class IndexDownloader {
     async loadModel(expectedHash) {
         const url = this.modelUrl;
         const check = async (bytes) => {
-            if (bytes.length < 64) return `only ${bytes.length} bytes`;
+            if (bytes.length < 64) return `it has only ${bytes.length} bytes`;
             const trailer = hex(bytes.subarray(bytes.length - 32));
             const digest = await sha256Hex(bytes.subarray(0, bytes.length - 32));
             if (digest !== trailer) return 'its checksum does not match its contents (corrupt or truncated download)';
-            if (trailer !== expectedHash) return `model hash ${trailer.slice(0, 12)}... differs from the index's ${expectedHash.slice(0, 12)}...`;
+            if (trailer !== expectedHash) return `its model hash ${trailer.slice(0, 12)}… differs from the index's ${expectedHash.slice(0, 12)}…`;
             return null;
         };
         const cachedBytes = await this.cached(url);
@@ -219,7 +219,7 @@ export class IndexDownloader {
         const bytes = await this.download(url, { cache: 'no-cache' });
         const problem = await check(bytes);
         if (problem) {
-            throw new EarshotError('model-mismatch', `The model ${url} cannot be used with this index: ${problem}. ` +
+            throw new EarshotError('model-mismatch', `The model ${url} cannot be used with this index (${problem}). ` +
                 'Serve the model the index was built with (manifest.json "model_hash").', { file: url });
         }
         await this.store(url, bytes);
