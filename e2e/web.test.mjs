@@ -98,6 +98,9 @@ describe('earshot in the browser', { concurrency: false }, () => {
             const status = await demo.el.locator('.status-text').textContent();
             assert.match(status, new RegExp(`${info.index_songs} of ${info.index_songs} songs`));
             assert.match(status, new RegExp(`${info.index_shards}/${info.index_shards} shards`));
+            // Installable PWA: Chromium offers installation only with a valid web app manifest,
+            // icons and a service worker with a fetch handler.
+            await demo.page.locator('#install').waitFor({ state: 'visible', timeout: 15_000 });
             await demo.page.screenshot({ path: path.join(resultsDir, 'demo-ready.png'), fullPage: true });
             assert.deepEqual(demo.pageErrors.map(String), []);
         } finally {
