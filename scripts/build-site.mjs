@@ -31,7 +31,7 @@ for (const [what, p] of [['WASM glue', path.join(wasmDir, 'earshot-core.mjs')], 
 
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
-fs.cpSync(path.join(repo, 'web'), out, { recursive: true });
+fs.cpSync(path.join(repo, 'web'), out, { recursive: true, filter: (src) => path.basename(src) !== 'README.md' });
 fs.mkdirSync(path.join(out, 'wasm'));
 for (const f of ['earshot-core.mjs', 'earshot-core.wasm']) fs.copyFileSync(path.join(wasmDir, f), path.join(out, 'wasm', f));
 fs.mkdirSync(path.join(out, 'models'));
