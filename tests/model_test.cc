@@ -231,6 +231,51 @@ TEST(ModelLoad, RejectsBadNetworkAndMetadata) {
     EXPECT_FALSE(load_spec(spec).is_ok());
 }
 
+// Every layer field and top-level size replaced by hostile values: load either fails with a
+// message or yields a model whose embedders run (no crash, no huge allocation).
+TEST(ModelLoad, SurvivesHostileMetadataValues) {
+    const nlohmann::json hostile[] = {
+        0, -1, 1, 7, 1 << 20, int64_t(1) << 40, 2.5, "3", nullptr, nlohmann::json::array(), true};
+    const ModelSpec base = tiny_model();
+    std::vector<float> patch(5 * 64, 0.5f), out(64);
+    int accepted = 0, rejected = 0;
+    auto try_spec = [&](const ModelSpec& spec) {
+        auto model = load_spec(spec);
+        if (!model) {
+            EXPECT_FALSE(model.message().empty());
+            ++rejected;
+            return;
+        }
+        ++accepted;
+        const ModelInfo& info = (*model)->info();
+        ASSERT_LE(size_t(info.embedding_dim), out.size());
+        patch.resize(size_t(info.context_frames) * info.frontend.n_mels, 0.5f);
+        for (Backend backend : {Backend::kScalar, Backend::kSimd}) {
+            auto embedder = create_embedder(*model, backend);
+            ASSERT_TRUE(embedder.is_ok());
+            (*embedder)->embed(patch.data(), out.data());
+        }
+    };
+    for (size_t i = 0; i < base.meta["layers"].size(); ++i) {
+        for (const auto& field : base.meta["layers"][i].items()) {
+            for (const auto& value : hostile) {
+                ModelSpec spec = base;
+                spec.meta["layers"][i][field.key()] = value;
+                try_spec(spec);
+            }
+        }
+    }
+    for (const char* key : {"context_frames", "embedding_dim", "hop_frames", "n_mels"}) {
+        for (const auto& value : hostile) {
+            ModelSpec spec = base;
+            spec.meta[key] = value;
+            try_spec(spec);
+        }
+    }
+    EXPECT_GT(rejected, 100);
+    EXPECT_GE(accepted, 1);  // e.g. relu flipped to true
+}
+
 TEST(ModelEmbed, ScalarMatchesHandComputedNetwork) {
     // 5x64 patch -> 1x1 conv (w=2, b=-1, relu) -> dense 320->2 -> l2norm, no input norm.
     ModelSpec spec;
