@@ -69,6 +69,56 @@ void l2_sqr_many(const float* x, const float* centroids, int k, int dim, float* 
     }
 }
 
+// Centroids packed for the assignment step of k-means: blocks of 8, [n_blocks][dim][8]
+// (structure of arrays: 8 scores accumulate in two vectors with no horizontal sums), and
+// ||c||^2 per centroid (+inf for the padding of the last block).
+// nearest(x) = argmin_c ||c||^2 - 2 <x, c> (= argmin ||x - c||^2).
+struct PackedCentroids {
+    int k = 0, dim = 0, n_blocks = 0;
+    std::vector<float> packed;
+    std::vector<float> sq_norms;
+
+    void pack(const float* centroids, int k_in, int dim_in) {
+        k = k_in;
+        dim = dim_in;
+        n_blocks = (k + 7) / 8;
+        packed.assign(size_t(n_blocks) * dim * 8, 0.0f);
+        sq_norms.assign(size_t(n_blocks) * 8, std::numeric_limits<float>::infinity());
+        for (int c = 0; c < k; ++c) {
+            const float* src = centroids + size_t(c) * dim;
+            float norm = 0.0f;
+            for (int d = 0; d < dim; ++d) {
+                packed[(size_t(c / 8) * dim + d) * 8 + c % 8] = src[d];
+                norm += src[d] * src[d];
+            }
+            sq_norms[c] = norm;
+        }
+    }
+    int nearest(const float* x) const {
+        float best = std::numeric_limits<float>::infinity();
+        int best_c = 0;
+        const v4f two = {2, 2, 2, 2};
+        for (int b = 0; b < n_blocks; ++b) {
+            const float* p = &packed[size_t(b) * dim * 8];
+            v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
+            for (int d = 0; d < dim; ++d, p += 8) {
+                const v4f xd = {x[d], x[d], x[d], x[d]};
+                acc0 += xd * load4(p);
+                acc1 += xd * load4(p + 4);
+            }
+            const v4f s0 = load4(&sq_norms[size_t(b) * 8]) - two * acc0;
+            const v4f s1 = load4(&sq_norms[size_t(b) * 8 + 4]) - two * acc1;
+            for (int l = 0; l < 4; ++l) {
+                if (s0[l] < best) best = s0[l], best_c = b * 8 + l;
+            }
+            for (int l = 0; l < 4; ++l) {
+                if (s1[l] < best) best = s1[l], best_c = b * 8 + 4 + l;
+            }
+        }
+        return best_c;
+    }
+};
+
 int argmin(const float* v, int n) {
     int best = 0;
     for (int i = 1; i < n; ++i)
@@ -100,18 +150,19 @@ void kmeans(const float* data, size_t n, int dim, int k, int iterations, SplitMi
                     dim * sizeof(float));
     }
     std::vector<uint32_t> assign(n);
-    std::vector<float> dist(k);
     std::vector<double> sums(size_t(k) * dim);
     std::vector<size_t> counts(k);
+    PackedCentroids packed;
     for (int it = 0; it < iterations; ++it) {
         size_t changed = 0;
+        packed.pack(centroids, k, dim);
         for (size_t i = 0; i < n; ++i) {
-            l2_sqr_many(data + i * dim, centroids, k, dim, dist.data());
-            uint32_t a = uint32_t(argmin(dist.data(), k));
+            const uint32_t a = uint32_t(packed.nearest(data + i * dim));
             changed += (it == 0 || a != assign[i]);
             assign[i] = a;
         }
-        if (it > 0 && changed == 0) break;
+        // Converged: fewer than 1 in 1000 points changed cluster.
+        if (it > 0 && changed * 1000 < n) break;
         std::fill(sums.begin(), sums.end(), 0.0);
         std::fill(counts.begin(), counts.end(), 0);
         for (size_t i = 0; i < n; ++i) {

@@ -37,7 +37,8 @@ struct IndexBuildParams {
     int n_lists = 256;                  // coarse k-means centroids (IVF lists)
     int pq_m = 16;                      // PQ sub-quantizers; must divide the embedding dim
     int pq_nbits = 8;                   // only 8 is supported (one byte per sub-code)
-    int kmeans_iterations = 20;         // Lloyd iterations, coarse and per sub-quantizer
+    int kmeans_iterations = 10;         // Lloyd iterations (max), coarse and per sub-quantizer;
+                                        // stops early when < 0.1% of points move (faiss IVF: 10)
     size_t max_training_vectors = 65536;  // train on a seeded random sample of at most this many
     uint64_t seed = 1234;               // training is deterministic for a given seed and input
     size_t max_shard_bytes = 8u << 20;  // shard size bound; a song is never split (a single
