@@ -34,6 +34,37 @@ float inner_product(const float* a, const float* b, int n) {
     return s;
 }
 
+// sum_m table[m][codes[m]] with four independent accumulators (a single chain of pq_m
+// dependent float adds was the scan's bottleneck). Every path (IVF scan, exhaustive scan,
+// phase 2) uses this one function, so equal codes give bit-identical scores.
+template <int kM>
+inline float pq_score_fixed(const float* table, const uint8_t* codes) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int m = 0; m < kM; m += 4) {
+        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
+        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
+        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
+        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
+    }
+    return (s0 + s1) + (s2 + s3);
+}
+
+inline float pq_score(const float* table, const uint8_t* codes, int pq_m) {
+    if (pq_m == 16) return pq_score_fixed<16>(table, codes);  // the default
+    if (pq_m == 32) return pq_score_fixed<32>(table, codes);
+    if (pq_m == 8) return pq_score_fixed<8>(table, codes);
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int m = 0;
+    for (; m + 4 <= pq_m; m += 4) {
+        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
+        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
+        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
+        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
+    }
+    for (; m < pq_m; ++m) s0 += table[m * kPqCodebookSize + codes[m]];
+    return (s0 + s1) + (s2 + s3);
+}
+
 // Min-heap on score of (score, frame id): keeps the k largest.
 struct HeapGreater {
     bool operator()(const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) const {
@@ -85,9 +116,8 @@ float Matcher::score_frame(size_t i, uint32_t global_frame) const {
     const int pq_m = index_.pq_m();
     const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
     const uint8_t* codes = index_.frame_codes(global_frame);
-    float s = query_coarse_ip_[i * index_.n_lists() + index_.frame_list(global_frame)];
-    for (int m = 0; m < pq_m; ++m) s += table[m * kPqCodebookSize + codes[m]];
-    return s;
+    return query_coarse_ip_[i * index_.n_lists() + index_.frame_list(global_frame)] +
+           pq_score(table, codes, pq_m);
 }
 
 void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
@@ -124,11 +154,18 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
             const size_t n = list.frame_ids.size();
             const uint8_t* codes = list.codes.data();
             const float base = ip[l];
-            for (size_t j = 0; j < n; ++j, codes += pq_m) {
-                float s = base;
-                for (int m = 0; m < pq_m; ++m) s += table[m * kPqCodebookSize + codes[m]];
-                if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
-                    offer(s, list.frame_ids[j]);
+            if (pq_m == 16) {
+                for (size_t j = 0; j < n; ++j, codes += 16) {
+                    const float s = base + pq_score_fixed<16>(table, codes);
+                    if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
+                        offer(s, list.frame_ids[j]);
+                }
+            } else {
+                for (size_t j = 0; j < n; ++j, codes += pq_m) {
+                    const float s = base + pq_score(table, codes, pq_m);
+                    if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
+                        offer(s, list.frame_ids[j]);
+                }
             }
         }
     }
