@@ -9,6 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # core and CLI libraries
   libsndfile1-dev libsoxr-dev libxnnpack-dev nlohmann-json3-dev libcli11-dev
+  libpthreadpool-dev libcpuinfo-dev  # XNNPACK's link deps: libxnnpack-dev does not pull them
   libgtest-dev libbenchmark-dev
   # WebAssembly toolchain and node
   emscripten nodejs npm
