@@ -141,6 +141,35 @@ BENCHMARK(BM_Match)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Streaming: the recognizer re-matches a sliding window of range(1) embeddings every hop; with
+// embedding ids the phase-1 postings of the previous windows are reused, so each hop costs one
+// new phase-1 search plus voting and the phase-2 re-score of the whole window.
+void BM_MatchSlidingWindow(benchmark::State& state) {
+    const Index& index = catalogue(size_t(state.range(0)));
+    const size_t window = size_t(state.range(1));
+    Matcher matcher(index, match_default_params());
+    const size_t n_stream = 256;
+    const std::vector<float> stream = random_unit_vectors(n_stream + window, 7);
+    std::vector<uint64_t> ids(window);
+    uint64_t first = 0;
+    const double cpu0_s = cpu_seconds();
+    for (auto _ : state) {
+        const size_t at = size_t(first % n_stream);
+        for (size_t i = 0; i < window; ++i) ids[i] = first + i;
+        Result<MatchResult> r = matcher.match(&stream[at * kDim], ids.data(), window, 0.5);
+        benchmark::DoNotOptimize(r);
+        ++first;
+    }
+    state.counters["cpu_ms_per_hop"] = 1000.0 * (cpu_seconds() - cpu0_s) / state.iterations();
+}
+BENCHMARK(BM_MatchSlidingWindow)
+    ->ArgNames({"songs", "window"})
+    ->Args({1000, 20})
+    ->Args({10000, 20})
+    ->Args({100000, 20})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // Quantizer training (default params: 256 lists, 16 x 256 PQ, <= 10 iterations) on ~45k vectors:
 // a 130-song catalogue of 3-minute songs. Clustered data like real embeddings.
 void BM_TrainQuantizer(benchmark::State& state) {

@@ -190,6 +190,15 @@ Status Matcher::search(const float* query, size_t n_query, int k,
 }
 
 Result<MatchResult> Matcher::match(const float* query, size_t n_query, double query_hop_s) {
+    return match(query, nullptr, n_query, query_hop_s);
+}
+
+void Matcher::clear_cache() {
+    std::fill(cache_used_.begin(), cache_used_.end(), false);
+}
+
+Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding_ids,
+                                   size_t n_query, double query_hop_s) {
     if (!index_.has_quantizer())
         return Status::error("match: the index has no quantizer yet (add quantizer.eq first)");
     if (n_query > 0 && query == nullptr) return Status::error("match: query is null");
@@ -206,10 +215,36 @@ Result<MatchResult> Matcher::match(const float* query, size_t n_query, double qu
     prepare(query, n_query);
     if (postings_.size() < n_query) postings_.resize(n_query);
 
+    if (embedding_ids) {
+        if (cache_ids_.size() < n_query) {  // grow: drop everything
+            cache_ids_.assign(n_query, 0);
+            cache_used_.assign(n_query, false);
+            cache_postings_.resize(n_query);
+        }
+        if (cache_n_frames_ != index_.n_frames() || cache_nprobe_ != params_.nprobe ||
+            cache_k_ != params_.k_per_query || cache_exhaustive_ != params_.exhaustive) {
+            clear_cache();
+            cache_n_frames_ = index_.n_frames();
+            cache_nprobe_ = params_.nprobe;
+            cache_k_ = params_.k_per_query;
+            cache_exhaustive_ = params_.exhaustive;
+        }
+    }
+
     // Phase 1: votes on (song, delta in index hops).
     votes_.clear();
     for (size_t i = 0; i < n_query; ++i) {
-        search_one(i, params_.k_per_query, &postings_[i]);
+        if (embedding_ids) {
+            const size_t slot = size_t(embedding_ids[i] % cache_ids_.size());
+            if (!cache_used_[slot] || cache_ids_[slot] != embedding_ids[i]) {
+                search_one(i, params_.k_per_query, &cache_postings_[slot]);
+                cache_ids_[slot] = embedding_ids[i];
+                cache_used_[slot] = true;
+            }
+            postings_[i] = cache_postings_[slot];  // reuses capacity: no allocation when warm
+        } else {
+            search_one(i, params_.k_per_query, &postings_[i]);
+        }
         for (const Posting& p : postings_[i]) {
             const double delta_s = p.frame * hop_s - i * query_hop_s;
             votes_.push_back({p.song_index, int32_t(std::lround(delta_s / hop_s)), p.score});

@@ -71,6 +71,15 @@ public:
     // songs yet gives matched = false.
     Result<MatchResult> match(const float* query, size_t n_query, double query_hop_s);
 
+    // Streaming variant: embedding_ids[i] names query embedding i (e.g. its number in the
+    // stream). Phase-1 postings of ids seen in recent calls are reused, so a sliding window
+    // costs one new phase-1 search per call instead of n. Results are identical to match().
+    // The cache is dropped when the index grows, the params change or clear_cache() is called
+    // (call it when ids restart, e.g. on a stream reset).
+    Result<MatchResult> match(const float* query, const uint64_t* embedding_ids, size_t n_query,
+                              double query_hop_s);
+    void clear_cache();
+
     // Phase 1 only: the k best postings per query embedding (by IVF+PQ, or by scanning every
     // stored code when params.exhaustive), best first; out[i] for query i.
     Status search(const float* query, size_t n_query, int k,
@@ -91,6 +100,13 @@ private:
     std::vector<std::pair<float, int>> probe_scratch_;
     std::vector<std::pair<float, uint32_t>> heap_scratch_;
     std::vector<std::vector<Posting>> postings_;
+    // Phase-1 cache for the streaming match(): slot id % size holds (id, postings).
+    std::vector<uint64_t> cache_ids_;
+    std::vector<bool> cache_used_;
+    std::vector<std::vector<Posting>> cache_postings_;
+    size_t cache_n_frames_ = 0;
+    int cache_nprobe_ = 0, cache_k_ = 0;
+    bool cache_exhaustive_ = false;
     struct Vote {
         uint32_t song_index;
         int32_t delta_hops;

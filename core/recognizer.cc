@@ -63,6 +63,7 @@ Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Mod
     r->patch_.assign(size_t(r->context_frames_) * r->n_mels_, 0.0f);
     r->embedding_ring_.assign(size_t(p.max_query_embeddings) * r->dim_, 0.0f);
     r->query_.assign(size_t(p.max_query_embeddings) * r->dim_, 0.0f);
+    r->window_ids_.assign(size_t(p.max_query_embeddings), 0);
     return r;
 }
 
@@ -139,7 +140,10 @@ Status Recognizer::run_match() {
     if (!index_->has_quantizer()) return Status::ok();  // the index is still downloading
     const double query_hop_s =
         double(params_.query_hop_frames) * hop_length_ / sample_rate_hz_;
-    Result<MatchResult> match = matcher_->match(query_.data(), n_window_, query_hop_s);
+    const size_t first = n_embeddings_ - n_window_;
+    for (size_t i = 0; i < n_window_; ++i) window_ids_[i] = first + i;
+    Result<MatchResult> match =
+        matcher_->match(query_.data(), window_ids_.data(), n_window_, query_hop_s);
     if (!match) return match.status();
     latest_.match = std::move(match.value());
     latest_.query_start_s = double(n_embeddings_ - n_window_) * query_hop_s;
@@ -183,6 +187,7 @@ void Recognizer::reset() {
     latest_ = RecognizerResult();
     best_ = RecognizerResult();
     has_new_ = false;
+    matcher_->clear_cache();  // embedding ids restart at 0
 }
 
 Result<RecognizerResult> recognize_clip(std::shared_ptr<const Model> model,

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -104,6 +105,7 @@ private:
     std::vector<float> patch_;        // [context_frames, n_mels]
     std::vector<float> embedding_ring_;  // [max_query_embeddings, dim]
     std::vector<float> query_;        // [max_query_embeddings, dim], oldest first
+    std::vector<uint64_t> window_ids_;  // stream numbers of the window's embeddings
     size_t n_embeddings_ = 0;
     size_t n_window_ = 0;
     size_t embeddings_since_match_ = 0;

@@ -237,6 +237,41 @@ TEST(MatcherTest, ExhaustiveMatchAgreesAndEdgeCases) {
     EXPECT_NE(none.message().find("quantizer"), std::string::npos);
 }
 
+// The streaming match() (phase-1 postings cached by embedding id) equals the batch match() on
+// every window of a sliding query, including after the index grows.
+TEST(MatcherTest, CachedSlidingWindowEqualsBatch) {
+    Catalog c = make_catalog(20, 80, 16, 97);
+    const auto& song = c.songs[7];
+    const size_t total = 40, window = 12;
+    auto stream = noisy_copy(&song.embeddings[20 * kDim], total, kDim, 0.6f, 101);
+    Matcher cached(*c.index, match_default_params());
+    Matcher plain(*c.index, match_default_params());
+    std::vector<uint64_t> ids(window);
+    for (size_t end = 1; end <= total; ++end) {
+        const size_t n = std::min(end, window), first = end - n;
+        for (size_t i = 0; i < n; ++i) ids[i] = first + i;
+        Result<MatchResult> a = cached.match(&stream[first * kDim], ids.data(), n, 0.5);
+        Result<MatchResult> b = plain.match(&stream[first * kDim], n, 0.5);
+        ASSERT_TRUE(a && b);
+        EXPECT_EQ(a->best.song_index, b->best.song_index);
+        EXPECT_EQ(a->best.offset_s, b->best.offset_s);
+        EXPECT_EQ(a->best.score, b->best.score);
+        EXPECT_EQ(a->n_candidates, b->n_candidates);
+        ASSERT_EQ(a->runner_ups.size(), b->runner_ups.size());
+        for (size_t r = 0; r < a->runner_ups.size(); ++r)
+            EXPECT_EQ(a->runner_ups[r].score, b->runner_ups[r].score);
+    }
+    // After clear_cache() the same ids may name other embeddings.
+    cached.clear_cache();
+    auto other = noisy_copy(&c.songs[2].embeddings[0], window, kDim, 0.6f, 103);
+    for (size_t i = 0; i < window; ++i) ids[i] = i;
+    Result<MatchResult> a = cached.match(other.data(), ids.data(), window, 0.5);
+    Result<MatchResult> b = plain.match(other.data(), window, 0.5);
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->best.song_index, 2u);
+    EXPECT_EQ(a->best.score, b->best.score);
+}
+
 // The matcher works on any subset of shards, and sees shards added later.
 TEST(MatcherTest, WorksWithShardSubsets) {
     ModelInfo model = fake_model_info();
