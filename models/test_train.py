@@ -1,0 +1,116 @@
+"""Tests of the training pieces: losses, masks, schedule, degradation chain, RIR bank.
+
+Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
+"""
+
+import math
+import os
+import sys
+import unittest
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import train  # noqa: E402
+from earshot_model import augment  # noqa: E402
+
+
+def rms_db(x):
+    return 20 * torch.log10(x.square().mean(-1).sqrt())
+
+
+class LossTest(unittest.TestCase):
+    def test_nt_xent_matches_direct_formula(self):
+        g = torch.Generator().manual_seed(0)
+        za = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+        zp = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+        tau = 0.1
+        no_mask = torch.zeros(6, 6, dtype=torch.bool)
+        z = torch.cat([za, zp])
+        expected = 0.0
+        for i in range(12):
+            j = (i + 6) % 12
+            others = [k for k in range(12) if k != i]
+            denom = sum(math.exp(float(z[i] @ z[k]) / tau) for k in others)
+            expected += -math.log(math.exp(float(z[i] @ z[j]) / tau) / denom)
+        self.assertAlmostEqual(train.nt_xent(za, zp, tau, no_mask).item(), expected / 12, places=4)
+
+    def test_masked_false_negatives_are_ignored(self):
+        za = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01]]), dim=1)
+        zp = za.clone()
+        mask = train.false_negative_mask(torch.tensor([0, 1, 0]), torch.tensor([0, 0, 16000]))
+        self.assertTrue(mask[0, 2] and mask[2, 0])
+        self.assertFalse(mask[0, 1] or mask[0, 0])
+        # Item 2 duplicates item 0: unmasked it is a hard negative, masked it is not.
+        masked = train.nt_xent(za, zp, 0.05, mask).item()
+        unmasked = train.nt_xent(za, zp, 0.05, torch.zeros(3, 3, dtype=torch.bool)).item()
+        self.assertLess(masked, 0.01)
+        self.assertGreater(unmasked, 0.5)
+
+    def test_semi_hard_triplet(self):
+        za = F.normalize(torch.eye(4), dim=1)
+        no_mask = torch.zeros(4, 4, dtype=torch.bool)
+        self.assertAlmostEqual(train.semi_hard_triplet(za, za.clone(), 0.4, no_mask).item(), 0.0)
+        # Positives swapped: every anchor's positive is farther than some negative -> loss > 0.
+        loss = train.semi_hard_triplet(za, za[[1, 0, 3, 2]], 0.4, no_mask).item()
+        self.assertGreater(loss, 0.0)
+
+    def test_lr_schedule(self):
+        self.assertLess(train.lr_at(0.0, 1.0), 0.05)
+        self.assertAlmostEqual(train.lr_at(0.03, 1.0), 1.0)
+        values = [train.lr_at(p / 100, 1.0) for p in range(3, 101)]
+        self.assertTrue(all(a >= b for a, b in zip(values, values[1:])))
+        self.assertAlmostEqual(train.lr_at(1.0, 1.0), 0.01)
+
+
+class AugmentTest(unittest.TestCase):
+    def test_rir_bank(self):
+        bank = augment.synthetic_rir_bank(6, 12000, np.random.default_rng(0))
+        self.assertEqual(bank.shape, (6, 12000))
+        np.testing.assert_allclose((bank.astype(np.float64) ** 2).sum(1), 1.0, rtol=1e-5)
+        self.assertTrue(np.all(np.abs(bank).argmax(1) == 0), "direct path is the largest tap")
+        # Direct-to-reverberant ratio within the drawn -6..+6 dB.
+        direct = bank[:, :40].astype(np.float64) ** 2
+        drr = 10 * np.log10(direct.sum(1) / (bank[:, 40:].astype(np.float64) ** 2).sum(1))
+        self.assertTrue(np.all((drr > -6.5) & (drr < 6.5)), drr)
+
+    def test_degrader_levels_and_snr(self):
+        pre, seg = 12000, 15762
+        d = augment.Degrader(0, pre, seg, n_rirs=4, n_bandpass=4, p_room=0.0, p_bandpass=0.0,
+                             p_tilt=0.0, p_clip=0.0, p_noise=1.0, snr_db_range=(10.0, 10.0))
+        g = torch.Generator().manual_seed(0)
+        t = torch.arange(pre + seg) / 16000.0
+        clean = torch.sin(2 * math.pi * 440.0 * t)[None].repeat(8, 1)
+        noise = torch.randn(8, seg, generator=g)
+        out = d(clean, noise, g)
+        self.assertEqual(out.shape, (8, seg))
+        level = rms_db(out)
+        self.assertTrue(torch.all((level > -30.1) & (level < -11.9)), level)
+        self.assertTrue(torch.all(out.abs().max(1).values <= 0.99 + 1e-6))
+        self.assertTrue(torch.equal(out, torch.round(out * 32768) / 32768))  # 16-bit grid
+        # SNR: project out the (known) clean part.
+        scale = out.norm(dim=1) / torch.sqrt(torch.tensor(1 + 10 ** -1.0)) / \
+            clean[:, pre:].norm(dim=1)
+        residual = out - scale[:, None] * clean[:, pre:]
+        snr = 20 * torch.log10(scale * clean[:, pre:].norm(dim=1) / residual.norm(dim=1))
+        self.assertTrue(torch.all((snr - 10.0).abs() < 0.5), snr)
+
+    def test_room_keeps_timing(self):
+        """With the room stage only, the output correlates best with the input at lag 0
+        (direct path at sample 0, no wrap-around from the FFT convolution)."""
+        pre, seg = 12000, 15762
+        d = augment.Degrader(1, pre, seg, n_rirs=8, n_bandpass=4, p_room=1.0, p_bandpass=0.0,
+                             p_tilt=0.0, p_clip=0.0, p_noise=0.0)
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(4, pre + seg, generator=g)
+        out = d(x, torch.zeros(4, seg), g)
+        ref = x[:, pre:]
+        corr = [float((out[:, 400:] * ref[:, 400 - lag:seg - lag]).sum())
+                for lag in range(0, 200)]
+        self.assertEqual(int(np.argmax(corr)), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
