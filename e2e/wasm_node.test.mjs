@@ -124,9 +124,11 @@ describe('WASM bindings under node', () => {
     test('a noisy, off-grid clip (10 dB SNR, +0.27 s) of an indexed song is recognized', async () => {
         const { module, engine } = await loadedEngine();
         assert.equal(engine.createRecognizer('{}').ok, true);
-        const song = indexShards().at(-1).songs[0];
+        // The first song of the demo index ("Music Ending"): the two game tracks loop (the same
+        // music every ~77 s / ~162 s), so only this one has a unique position for every clip.
+        const song = indexShards()[0].songs[0];
         const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
-        const startS = 40.27;
+        const startS = 25.27;
         const pcm = decode16k(row.path, startS, 10);
         let seed = 42;
         let power = 0;

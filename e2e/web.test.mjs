@@ -27,7 +27,9 @@ before(() => {
     if (info.random_init) {
         console.warn('e2e: WARNING: the site uses a random-init model; noisy clips will not be recognized reliably.');
     }
-    // The song in the first shard: recognition works as soon as that shard is loaded.
+    // The song in the first shard: recognition works as soon as that shard is loaded. In the
+    // demo index that is "Music Ending", the one song that does not loop (the game tracks
+    // repeat every ~77 s / ~162 s, so a position in them is ambiguous).
     const song = shards[0].songs[0];
     const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
     assert.ok(row, `song ${song.id} of the index is not in the hex-a-hop-data catalog`);
