@@ -21,7 +21,7 @@ namespace earshot {
 struct MatchParams {
     int nprobe = 16;           // coarse lists probed per query embedding
     int k_per_query = 32;      // postings kept per query embedding (phase 1)
-    int max_candidates = 16;   // (song, delta) pairs re-scored in phase 2
+    int max_candidates = 16;   // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
     int n_results = 5;         // best + runner-ups (distinct songs) reported
     // threshold(n) = threshold_base + threshold_scale / sqrt(n), n = query embeddings.
     // Placeholders until calibrated on train-set queries (scores are mean cosine similarities).
