@@ -321,6 +321,10 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
     pending.embeddings.assign(embeddings, embeddings + n_embeddings * dim);
     if (trained_) encode_song(pending);
     songs_.push_back(std::move(pending));
+    if (!trained_) {
+        n_pending_vectors_ += n_embeddings;
+        if (n_pending_vectors_ > params_.max_pending_vectors) return train();
+    }
     return Status::ok();
 }
 

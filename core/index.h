@@ -43,6 +43,10 @@ struct IndexBuildParams {
     uint64_t seed = 1234;               // training is deterministic for a given seed and input
     size_t max_shard_bytes = 8u << 20;  // shard size bound; a song is never split (a single
                                         // song larger than this gets a shard of its own)
+    // Memory bound for untrained builds: once more float vectors than this wait for training
+    // (4M x 128-d = 2 GB, ~11k 3-minute songs), add_song() trains on a sample of them and
+    // encodes every later song at once. Smaller catalogues train on everything in finish().
+    size_t max_pending_vectors = 4000000;
 };
 IndexBuildParams index_build_default_params();
 
@@ -88,8 +92,9 @@ public:
     IndexBuilder(const ModelInfo& model, const IndexBuildParams& params);
 
     // embeddings: n_embeddings x dim floats (row-major), embedding j at time j * hop_s.
-    // Before training the floats are kept; after training they are encoded at once (so large
-    // catalogues can train_on() a sample first and then stream songs in). n_embeddings may be 0.
+    // Before training the floats are kept (up to max_pending_vectors, then it trains); after
+    // training they are encoded at once (large catalogues may also train_on() a sample first
+    // and then stream songs in). n_embeddings may be 0.
     Status add_song(const SongInfo& song, const float* embeddings, size_t n_embeddings);
 
     // Trains on a sample of the songs added so far (at most max_training_vectors), then encodes
@@ -127,6 +132,7 @@ private:
     bool trained_ = false;
     Quantizer quantizer_;
     std::vector<PendingSong> songs_;
+    size_t n_pending_vectors_ = 0;  // float vectors waiting for training
 };
 
 // A loaded index: quantizer + any subset of shards, kept as in-memory inverted lists for

@@ -185,6 +185,27 @@ TEST(IndexTest, SetQuantizerAndAddCodesReproduceTheIndex) {
     EXPECT_FALSE(rejects.set_quantizer(bad));
 }
 
+// Past max_pending_vectors the builder trains on what it has and encodes later songs at once.
+TEST(IndexTest, TrainsWhenPendingVectorsExceedBound) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(8, 40, kDim, 15);
+    IndexBuildParams params = small_params();
+    params.max_pending_vectors = 100;  // 40+ vectors per song: trains during the third song
+    IndexBuilder builder(model, params);
+    ASSERT_TRUE(builder.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
+    ASSERT_TRUE(builder.add_song(songs[1].info, songs[1].embeddings.data(), songs[1].n));
+    EXPECT_FALSE(builder.trained());
+    ASSERT_TRUE(builder.add_song(songs[2].info, songs[2].embeddings.data(), songs[2].n));
+    EXPECT_TRUE(builder.trained());
+    for (size_t s = 3; s < songs.size(); ++s)
+        ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    Index index(model);
+    { Status st = load_all(files.value(), &index); ASSERT_TRUE(st) << st.message(); }
+    EXPECT_EQ(index.n_songs(), 8u);
+}
+
 TEST(IndexTest, FewerVectorsThanCentroids) {
     const ModelInfo model = fake_model_info();
     auto songs = synthetic_catalog(2, 3, kDim, 11);  // 7 vectors, 256 lists
