@@ -33,7 +33,8 @@ test-wasm: wasm
 test-python:
 	/usr/bin/python3 -m unittest discover -s models -p 'test_*.py' -v
 
-test-e2e: native wasm
+test-e2e:
+	BUILD=$(BUILD) BUILD_WASM=$(BUILD_WASM) JOBS=$(JOBS) scripts/demo.sh --build-only
 	node --test e2e/
 
 test: test-native test-wasm test-python test-e2e
