@@ -7,14 +7,14 @@
 // real catalogues are skewed and scan more postings per probe.
 //
 // Also: quantizer training time for a 130-song catalogue (~45k x 128-d vectors).
+#include <benchmark/benchmark.h>
+
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <memory>
 #include <random>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "core/index.h"
 #include "core/matcher.h"
@@ -74,8 +74,8 @@ const Index& catalogue(size_t n_songs) {
     q.pq_m = params.pq_m;
     q.sub_dim = kDim / params.pq_m;
     q.coarse_centroids = random_unit_vectors(q.n_lists, 1);
-    std::vector<float> books = random_unit_vectors(size_t(q.pq_m) * kPqCodebookSize * q.sub_dim /
-                                                       kDim, 2);
+    std::vector<float> books =
+        random_unit_vectors(size_t(q.pq_m) * kPqCodebookSize * q.sub_dim / kDim, 2);
     for (float& v : books) v *= 0.3f;  // residuals are smaller than centroids
     q.pq_codebooks = books;
     IndexBuilder builder(model, params);
@@ -101,8 +101,8 @@ const Index& catalogue(size_t n_songs) {
     for (const auto& [name, bytes] : files->files)
         if (name.rfind("shard-", 0) == 0 && !index->add_shard(bytes.data(), bytes.size(), name))
             std::abort();
-    std::fprintf(stderr, "catalogue: %zu songs, %zu frames, %zu files, %.0f bytes/song\n",
-                 n_songs, index->n_frames(), files->files.size(), files->bytes_per_song);
+    std::fprintf(stderr, "catalogue: %zu songs, %zu frames, %zu files, %.0f bytes/song\n", n_songs,
+                 index->n_frames(), files->files.size(), files->bytes_per_song);
     cached.n_songs = n_songs;
     cached.index = std::move(index);
     return *cached.index;
@@ -193,7 +193,10 @@ void BM_TrainQuantizer(benchmark::State& state) {
     }
     state.counters["vectors"] = double(n);
 }
-BENCHMARK(BM_TrainQuantizer)->Arg(130 * 360)->Unit(benchmark::kSecond)->Iterations(1)
+BENCHMARK(BM_TrainQuantizer)
+    ->Arg(130 * 360)
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1)
     ->UseRealTime();
 
 }  // namespace

@@ -11,9 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <numeric>
-
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "core/container.h"
 #include "core/sha256.h"
@@ -146,8 +145,7 @@ void kmeans(const float* data, size_t n, int dim, int k, int iterations, SplitMi
     for (int c = 0; c < k; ++c) {
         size_t j = c + rng.below(n - c);
         std::swap(perm[c], perm[j]);
-        std::memcpy(centroids + size_t(c) * dim, data + size_t(perm[c]) * dim,
-                    dim * sizeof(float));
+        std::memcpy(centroids + size_t(c) * dim, data + size_t(perm[c]) * dim, dim * sizeof(float));
     }
     std::vector<uint32_t> assign(n);
     std::vector<double> sums(size_t(k) * dim);
@@ -310,8 +308,8 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
     pending.info.id = sanitize_utf8(song.id);
     pending.info.title = sanitize_utf8(song.title);
     pending.info.album = sanitize_utf8(song.album);
-    pending.info.duration_s = std::isfinite(song.duration_s) && song.duration_s > 0
-                                  ? song.duration_s : 0.0;
+    pending.info.duration_s =
+        std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
     pending.n_frames = n_embeddings;
     const size_t dim = size_t(model_.embedding_dim);
     for (size_t i = 0; i < n_embeddings * dim; ++i)
@@ -390,8 +388,7 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
                              " unsupported (only 8-bit codes)");
     if (params_.kmeans_iterations < 0)
         return Status::error("train: kmeans_iterations must be >= 0");
-    if (n_vectors == 0 || vectors == nullptr)
-        return Status::error("train: no training vectors");
+    if (n_vectors == 0 || vectors == nullptr) return Status::error("train: no training vectors");
     if (trained_) return Status::error("train: already trained");
 
     Quantizer q;
@@ -404,8 +401,7 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
 
     const size_t n = std::min(n_vectors, std::max<size_t>(params_.max_training_vectors, 1));
     SplitMix64 rng(params_.seed);
-    kmeans(vectors, n, dim, q.n_lists, params_.kmeans_iterations, rng,
-           q.coarse_centroids.data());
+    kmeans(vectors, n, dim, q.n_lists, params_.kmeans_iterations, rng, q.coarse_centroids.data());
 
     // Residuals to the assigned centroid, then one k-means per PQ sub-space.
     std::vector<float> residuals(n * dim);
@@ -435,8 +431,7 @@ Status IndexBuilder::set_quantizer(const Quantizer& q) {
                              " is not the model's embedding_dim " +
                              std::to_string(model_.embedding_dim));
     if (q.n_lists < 1 || q.n_lists > kMaxLists || q.pq_m < 1 || q.dim % q.pq_m != 0 ||
-        q.sub_dim != q.dim / q.pq_m ||
-        q.coarse_centroids.size() != size_t(q.n_lists) * q.dim ||
+        q.sub_dim != q.dim / q.pq_m || q.coarse_centroids.size() != size_t(q.n_lists) * q.dim ||
         q.pq_codebooks.size() != size_t(q.pq_m) * kPqCodebookSize * q.sub_dim)
         return Status::error("set_quantizer: inconsistent n_lists/pq_m/sub_dim or array sizes");
     quantizer_ = q;
@@ -458,8 +453,8 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
     pending.info.id = sanitize_utf8(song.id);
     pending.info.title = sanitize_utf8(song.title);
     pending.info.album = sanitize_utf8(song.album);
-    pending.info.duration_s = std::isfinite(song.duration_s) && song.duration_s > 0
-                                  ? song.duration_s : 0.0;
+    pending.info.duration_s =
+        std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
     pending.n_frames = n_embeddings;
     pending.list_ids.assign(list_ids, list_ids + n_embeddings);
     pending.codes.assign(codes, codes + n_embeddings * quantizer_.pq_m);
@@ -475,8 +470,11 @@ Result<IndexFiles> IndexBuilder::finish() {
     const Quantizer& q = quantizer_;
     IndexFiles out;
 
-    json qmeta = {{"model_hash", model_.hash_hex}, {"dim", q.dim},   {"n_lists", q.n_lists},
-                  {"pq_m", q.pq_m},                {"pq_nbits", 8}};
+    json qmeta = {{"model_hash", model_.hash_hex},
+                  {"dim", q.dim},
+                  {"n_lists", q.n_lists},
+                  {"pq_m", q.pq_m},
+                  {"pq_nbits", 8}};
     ContainerWriter qwriter("QUAN", qmeta);
     qwriter.add("coarse_centroids", DType::kF32, {uint32_t(q.n_lists), uint32_t(q.dim)},
                 q.coarse_centroids.data(), q.coarse_centroids.size() * sizeof(float));
@@ -497,9 +495,13 @@ Result<IndexFiles> IndexBuilder::finish() {
     for (size_t s = 0; s < songs_.size(); ++s) {
         const PendingSong& song = songs_[s];
         size_t song_bytes = song.n_frames * (id_bytes + q.pq_m) + 4 +
-                            json{{"id", song.info.id}, {"title", song.info.title},
-                                 {"album", song.info.album}, {"duration_s", song.info.duration_s}}
-                                .dump().size() + 2;
+                            json{{"id", song.info.id},
+                                 {"title", song.info.title},
+                                 {"album", song.info.album},
+                                 {"duration_s", song.info.duration_s}}
+                                .dump()
+                                .size() +
+                            2;
         if (s > begin && estimate + song_bytes > params_.max_shard_bytes) {
             groups.emplace_back(begin, s);
             begin = s;
@@ -516,7 +518,9 @@ Result<IndexFiles> IndexBuilder::finish() {
         std::vector<uint32_t> offsets = {0};
         for (size_t s = b; s < e; ++s) {
             const SongInfo& info = songs_[s].info;
-            songs.push_back({{"id", info.id}, {"title", info.title}, {"album", info.album},
+            songs.push_back({{"id", info.id},
+                             {"title", info.title},
+                             {"album", info.album},
                              {"duration_s", info.duration_s}});
             offsets.push_back(offsets.back() + uint32_t(songs_[s].n_frames));
         }
@@ -536,9 +540,12 @@ Result<IndexFiles> IndexBuilder::finish() {
             if (!song.codes.empty())
                 std::memcpy(&codes[offsets[s - b] * q.pq_m], song.codes.data(), song.codes.size());
         }
-        json meta = {{"model_hash", model_.hash_hex}, {"quantizer_sha256", quantizer_sha},
-                     {"shard", g},                    {"n_songs", e - b},
-                     {"n_frames", n_frames},          {"songs", songs}};
+        json meta = {{"model_hash", model_.hash_hex},
+                     {"quantizer_sha256", quantizer_sha},
+                     {"shard", g},
+                     {"n_songs", e - b},
+                     {"n_frames", n_frames},
+                     {"songs", songs}};
         ContainerWriter writer("SHRD", meta);
         writer.add("song_offsets", DType::kU32, {uint32_t(e - b + 1)}, offsets.data(),
                    offsets.size() * sizeof(uint32_t));
@@ -569,7 +576,8 @@ Result<IndexFiles> IndexBuilder::finish() {
         {"embedding_dim", q.dim},
         {"hop_s", hop_s_},
         {"hop_frames", model_.hop_frames},
-        {"quantizer", {{"file", "quantizer.eq"}, {"bytes", qbytes.size()}, {"sha256", quantizer_sha}}},
+        {"quantizer",
+         {{"file", "quantizer.eq"}, {"bytes", qbytes.size()}, {"sha256", quantizer_sha}}},
         {"shards", manifest_shards},
         {"songs", out.n_songs},
         {"duration_s", out.duration_s},
@@ -580,8 +588,8 @@ Result<IndexFiles> IndexBuilder::finish() {
     out.total_bytes += text.size();
     out.files["manifest.json"] = std::vector<uint8_t>(text.begin(), text.end());
     out.bytes_per_song = out.n_songs ? double(out.total_bytes) / double(out.n_songs) : 0.0;
-    out.bytes_per_minute = out.duration_s > 0 ? double(out.total_bytes) / (out.duration_s / 60.0)
-                                              : 0.0;
+    out.bytes_per_minute =
+        out.duration_s > 0 ? double(out.total_bytes) / (out.duration_s / 60.0) : 0.0;
     return out;
 }
 
@@ -607,8 +615,9 @@ Status Index::load_manifest(const std::string& json_text) {
         return Status::error(what + ": unsupported index version (this reader supports 1)");
     if (!get_string(m, "model_hash", &hash)) return field_error(what, "model_hash", "a string");
     if (hash != model_hash_)
-        return Status::error(what + ": index built for model " + hash + " but the loaded model is " +
-                             model_hash_ + "; load the model the index was built with");
+        return Status::error(what + ": index built for model " + hash +
+                             " but the loaded model is " + model_hash_ +
+                             "; load the model the index was built with");
     if (!get_uint(m, "embedding_dim", &dim) || dim != uint64_t(dim_))
         return Status::error(what + ": embedding_dim missing or not the model's " +
                              std::to_string(dim_));
@@ -651,8 +660,8 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
     if (!parsed) return parsed.status();
     const ContainerView& view = parsed.value();
     const std::string file_sha = file_sha256_hex(bytes, size);
-    if (has_manifest_ && (file_sha != manifest_quantizer_sha256_ ||
-                          size != manifest_quantizer_bytes_))
+    if (has_manifest_ &&
+        (file_sha != manifest_quantizer_sha256_ || size != manifest_quantizer_bytes_))
         return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +
                              " bytes do not match the manifest's " + manifest_quantizer_sha256_ +
                              " / " + std::to_string(manifest_quantizer_bytes_) +
@@ -660,15 +669,18 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
     std::string hash;
     uint64_t dim = 0, n_lists = 0, pq_m = 0, pq_nbits = 0;
     if (!view.meta.is_object()) return Status::error(what + ": metadata is not a JSON object");
-    if (!get_string(view.meta, "model_hash", &hash)) return field_error(what, "model_hash", "a string");
+    if (!get_string(view.meta, "model_hash", &hash))
+        return field_error(what, "model_hash", "a string");
     if (hash != model_hash_)
         return Status::error(what + ": quantizer built for model " + hash +
                              " but the loaded model is " + model_hash_ +
                              "; load the model the index was built with");
     if (!get_uint(view.meta, "dim", &dim)) return field_error(what, "dim", "an integer");
-    if (!get_uint(view.meta, "n_lists", &n_lists)) return field_error(what, "n_lists", "an integer");
+    if (!get_uint(view.meta, "n_lists", &n_lists))
+        return field_error(what, "n_lists", "an integer");
     if (!get_uint(view.meta, "pq_m", &pq_m)) return field_error(what, "pq_m", "an integer");
-    if (!get_uint(view.meta, "pq_nbits", &pq_nbits)) return field_error(what, "pq_nbits", "an integer");
+    if (!get_uint(view.meta, "pq_nbits", &pq_nbits))
+        return field_error(what, "pq_nbits", "an integer");
     if (dim != uint64_t(dim_))
         return Status::error(what + ": dim " + std::to_string(dim) + " is not the model's " +
                              std::to_string(dim_));
@@ -695,7 +707,8 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
     q.pq_codebooks.resize(size_t(pq_m) * kPqCodebookSize * q.sub_dim);
     std::memcpy(q.pq_codebooks.data(), books.value()->data, books.value()->bytes);
     for (float v : q.coarse_centroids)
-        if (!std::isfinite(v)) return Status::error(what + ": coarse_centroids has non-finite values");
+        if (!std::isfinite(v))
+            return Status::error(what + ": coarse_centroids has non-finite values");
     for (float v : q.pq_codebooks)
         if (!std::isfinite(v)) return Status::error(what + ": pq_codebooks has non-finite values");
     quantizer_ = std::move(q);
@@ -717,8 +730,9 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     uint64_t shard = 0, n_songs = 0, n_frames = 0;
     if (!get_string(meta, "model_hash", &hash)) return field_error(what, "model_hash", "a string");
     if (hash != model_hash_)
-        return Status::error(what + ": shard built for model " + hash + " but the loaded model is " +
-                             model_hash_ + "; load the model the index was built with");
+        return Status::error(what + ": shard built for model " + hash +
+                             " but the loaded model is " + model_hash_ +
+                             "; load the model the index was built with");
     if (!get_string(meta, "quantizer_sha256", &qsha))
         return field_error(what, "quantizer_sha256", "a string");
     if (qsha != quantizer_sha256_)
@@ -736,15 +750,14 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         const ManifestShard& entry = manifest_shards_[shard];
         const std::string file_sha = file_sha256_hex(bytes, size);
         if (entry.sha256 != file_sha || entry.bytes != size)
-            return Status::error(what + ": sha256 " + file_sha + " / " +
-                                 std::to_string(size) + " bytes do not match the manifest's " +
-                                 entry.sha256 + " / " + std::to_string(entry.bytes) + " bytes");
+            return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +
+                                 " bytes do not match the manifest's " + entry.sha256 + " / " +
+                                 std::to_string(entry.bytes) + " bytes");
     }
     if (std::find(shards_loaded_.begin(), shards_loaded_.end(), int(shard)) != shards_loaded_.end())
         return Status::error(what + ": shard " + std::to_string(shard) + " is already loaded");
     if (n_songs >= std::numeric_limits<uint32_t>::max() ||
-        n_frames >= std::numeric_limits<uint32_t>::max() ||
-        n_frames_total_would_overflow(n_frames))
+        n_frames >= std::numeric_limits<uint32_t>::max() || n_frames_total_would_overflow(n_frames))
         return Status::error(what + ": n_songs/n_frames too large");
     auto songs_it = meta.find("songs");
     if (songs_it == meta.end() || !songs_it->is_array() || songs_it->size() != n_songs)
@@ -763,8 +776,8 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     const int pq_m = quantizer_.pq_m;
     auto offsets_section = view.require("song_offsets", DType::kU32, {uint32_t(n_songs + 1)});
     if (!offsets_section) return offsets_section.status();
-    auto ids_section = view.require("list_ids", wide_ids ? DType::kU16 : DType::kU8,
-                                    {uint32_t(n_frames)});
+    auto ids_section =
+        view.require("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_frames)});
     if (!ids_section) return ids_section.status();
     auto codes_section = view.require("pq_codes", DType::kU8, {uint32_t(n_frames), uint32_t(pq_m)});
     if (!codes_section) return codes_section.status();

@@ -34,15 +34,15 @@ constexpr int kPqCodebookSize = 256;  // 8-bit PQ codes
 constexpr int kMaxLists = 65536;      // list ids are u8 (n_lists <= 256) or u16
 
 struct IndexBuildParams {
-    int n_lists = 256;                  // coarse k-means centroids (IVF lists)
-    int pq_m = 16;                      // PQ sub-quantizers; must divide the embedding dim
-    int pq_nbits = 8;                   // only 8 is supported (one byte per sub-code)
-    int kmeans_iterations = 10;         // Lloyd iterations (max), coarse and per sub-quantizer;
-                                        // stops early when < 0.1% of points move (faiss IVF: 10)
+    int n_lists = 256;                    // coarse k-means centroids (IVF lists)
+    int pq_m = 16;                        // PQ sub-quantizers; must divide the embedding dim
+    int pq_nbits = 8;                     // only 8 is supported (one byte per sub-code)
+    int kmeans_iterations = 10;           // Lloyd iterations (max), coarse and per sub-quantizer;
+                                          // stops early when < 0.1% of points move (faiss IVF: 10)
     size_t max_training_vectors = 65536;  // train on a seeded random sample of at most this many
-    uint64_t seed = 1234;               // training is deterministic for a given seed and input
-    size_t max_shard_bytes = 8u << 20;  // shard size bound; a song is never split (a single
-                                        // song larger than this gets a shard of its own)
+    uint64_t seed = 1234;                 // training is deterministic for a given seed and input
+    size_t max_shard_bytes = 8u << 20;    // shard size bound; a song is never split (a single
+                                          // song larger than this gets a shard of its own)
     // Memory bound for untrained builds: once more float vectors than this wait for training
     // (4M x 128-d = 2 GB, ~11k 3-minute songs), add_song() trains on a sample of them and
     // encodes every later song at once. Smaller catalogues train on everything in finish().
@@ -51,7 +51,7 @@ struct IndexBuildParams {
 IndexBuildParams index_build_default_params();
 
 struct SongInfo {
-    std::string id;     // caller's stable id (e.g. a file name or catalogue number)
+    std::string id;  // caller's stable id (e.g. a file name or catalogue number)
     std::string title;
     std::string album;
     double duration_s = 0.0;
@@ -63,9 +63,9 @@ struct Quantizer {
     int dim = 0;
     int n_lists = 0;
     int pq_m = 0;
-    int sub_dim = 0;                        // dim / pq_m
-    std::vector<float> coarse_centroids;    // [n_lists, dim]
-    std::vector<float> pq_codebooks;        // [pq_m, 256, sub_dim]
+    int sub_dim = 0;                      // dim / pq_m
+    std::vector<float> coarse_centroids;  // [n_lists, dim]
+    std::vector<float> pq_codebooks;      // [pq_m, 256, sub_dim]
 
     // Nearest list by L2 distance (the probe order of the matcher). x: dim floats.
     int assign(const float* x) const;
@@ -79,9 +79,9 @@ struct Quantizer {
 struct IndexFiles {
     std::map<std::string, std::vector<uint8_t>> files;
     size_t n_songs = 0;
-    size_t n_frames = 0;          // stored embeddings over all songs
-    double duration_s = 0.0;      // sum of song durations
-    size_t total_bytes = 0;       // every file, manifest included
+    size_t n_frames = 0;      // stored embeddings over all songs
+    double duration_s = 0.0;  // sum of song durations
+    size_t total_bytes = 0;   // every file, manifest included
     double bytes_per_song = 0.0;
     double bytes_per_minute = 0.0;  // of audio
 };
@@ -120,9 +120,9 @@ private:
     struct PendingSong {
         SongInfo info;
         size_t n_frames = 0;
-        std::vector<float> embeddings;  // until trained
-        std::vector<uint16_t> list_ids; // after training
-        std::vector<uint8_t> codes;     // [n_frames, pq_m] after training
+        std::vector<float> embeddings;   // until trained
+        std::vector<uint16_t> list_ids;  // after training
+        std::vector<uint8_t> codes;      // [n_frames, pq_m] after training
     };
     void encode_song(PendingSong& song) const;
 
@@ -207,12 +207,12 @@ private:
     Quantizer quantizer_;
     std::string quantizer_sha256_;
 
-    std::vector<int> shards_loaded_;        // shard numbers
-    std::vector<LoadedSong> songs_;         // in the order shards arrived
-    std::vector<uint32_t> song_starts_;     // first_frame per song, ascending (binary search)
-    std::vector<uint16_t> frame_list_;      // per global frame
-    std::vector<uint32_t> frame_pos_;       // per global frame: position in its list
-    std::vector<InvertedList> lists_;       // [n_lists]
+    std::vector<int> shards_loaded_;     // shard numbers
+    std::vector<LoadedSong> songs_;      // in the order shards arrived
+    std::vector<uint32_t> song_starts_;  // first_frame per song, ascending (binary search)
+    std::vector<uint16_t> frame_list_;   // per global frame
+    std::vector<uint32_t> frame_pos_;    // per global frame: position in its list
+    std::vector<InvertedList> lists_;    // [n_lists]
 };
 
 // hop between stored embeddings, seconds: hop_frames * hop_length / sample_rate_hz.

@@ -67,7 +67,8 @@ inline float pq_score(const float* table, const uint8_t* codes, int pq_m) {
 
 // Min-heap on score of (score, frame id): keeps the k largest.
 struct HeapGreater {
-    bool operator()(const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) const {
+    bool operator()(const std::pair<float, uint32_t>& a,
+                    const std::pair<float, uint32_t>& b) const {
         return a.first > b.first;
     }
 };
@@ -193,9 +194,7 @@ Result<MatchResult> Matcher::match(const float* query, size_t n_query, double qu
     return match(query, nullptr, n_query, query_hop_s);
 }
 
-void Matcher::clear_cache() {
-    std::fill(cache_used_.begin(), cache_used_.end(), false);
-}
+void Matcher::clear_cache() { std::fill(cache_used_.begin(), cache_used_.end(), false); }
 
 Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding_ids,
                                    size_t n_query, double query_hop_s) {

@@ -19,41 +19,41 @@
 namespace earshot {
 
 struct MatchParams {
-    int nprobe = 16;           // coarse lists probed per query embedding
-    int k_per_query = 32;      // postings kept per query embedding (phase 1)
-    int max_candidates = 16;   // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
-    int n_results = 5;         // best + runner-ups (distinct songs) reported
+    int nprobe = 16;          // coarse lists probed per query embedding
+    int k_per_query = 32;     // postings kept per query embedding (phase 1)
+    int max_candidates = 16;  // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
+    int n_results = 5;        // best + runner-ups (distinct songs) reported
     // threshold(n) = threshold_base + threshold_scale / sqrt(n), n = query embeddings.
     // Placeholders until calibrated on train-set queries (scores are mean cosine similarities).
     float threshold_base = 0.35f;
     float threshold_scale = 0.35f;
-    bool exhaustive = false;   // phase 1 scans every stored code (reference path for tests)
+    bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
 };
 MatchParams match_default_params();
 float match_threshold(const MatchParams& params, size_t n_query);
 
 struct MatchCandidate {
-    size_t song_index = 0;   // index into Index::song()
+    size_t song_index = 0;  // index into Index::song()
     std::string id, title, album;
-    double offset_s = 0.0;   // song time of the query's first embedding, clamped to >= 0
-    float score = 0.0f;      // phase-2 mean similarity in [-1, 1]
+    double offset_s = 0.0;  // song time of the query's first embedding, clamped to >= 0
+    float score = 0.0f;     // phase-2 mean similarity in [-1, 1]
 };
 
 struct MatchResult {
-    bool matched = false;            // best.score >= threshold
-    MatchCandidate best;             // valid when !candidates.empty()
+    bool matched = false;                    // best.score >= threshold
+    MatchCandidate best;                     // valid when !candidates.empty()
     std::vector<MatchCandidate> runner_ups;  // next best distinct songs, best first
-    float threshold = 0.0f;          // threshold(n_query) applied
+    float threshold = 0.0f;                  // threshold(n_query) applied
     size_t n_query = 0;
-    size_t n_candidates = 0;         // (song, delta) pairs re-scored in phase 2
+    size_t n_candidates = 0;  // (song, delta) pairs re-scored in phase 2
     bool has_candidates() const { return n_candidates > 0; }
 };
 
 // One phase-1 hit.
 struct Posting {
     uint32_t song_index = 0;
-    uint32_t frame = 0;   // embedding index within the song
-    float score = 0.0f;   // <q, reconstruction>
+    uint32_t frame = 0;  // embedding index within the song
+    float score = 0.0f;  // <q, reconstruction>
 };
 
 // Holds scratch buffers (PQ tables, heaps, votes) sized for the largest query seen, so repeated

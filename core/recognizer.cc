@@ -138,8 +138,7 @@ Status Recognizer::on_embedding() {
 Status Recognizer::run_match() {
     embeddings_since_match_ = 0;
     if (!index_->has_quantizer()) return Status::ok();  // the index is still downloading
-    const double query_hop_s =
-        double(params_.query_hop_frames) * hop_length_ / sample_rate_hz_;
+    const double query_hop_s = double(params_.query_hop_frames) * hop_length_ / sample_rate_hz_;
     const size_t first = n_embeddings_ - n_window_;
     for (size_t i = 0; i < n_window_; ++i) window_ids_[i] = first + i;
     Result<MatchResult> match =

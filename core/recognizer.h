@@ -4,10 +4,9 @@
 // max_query_embeddings. Offline recognition = push everything, then finish(): the same code
 // path, so streaming and offline results are identical.
 //
-//   auto rec = Recognizer::create(model, index, std::move(embedder), recognizer_default_params(info));
-//   rec->push(pcm, n);                       // any n, as often as wanted
-//   RecognizerResult r;
-//   if (rec->poll(&r) && r.match.matched) show(r.match.best);
+//   auto rec = Recognizer::create(model, index, std::move(embedder),
+//   recognizer_default_params(info)); rec->push(pcm, n);                       // any n, as often
+//   as wanted RecognizerResult r; if (rec->poll(&r) && r.match.matched) show(r.match.best);
 //   RecognizerResult final_result = rec->finish();
 #pragma once
 
@@ -35,11 +34,11 @@ struct RecognizerParams {
 RecognizerParams recognizer_default_params(const ModelInfo& model);
 
 struct RecognizerResult {
-    MatchResult match;            // match.best.offset_s is the song time of query_start_s
-    double query_start_s = 0.0;   // stream time of the window's first embedding
-    double stream_time_s = 0.0;   // stream time (samples pushed / rate) when this was computed
-    size_t n_embeddings = 0;      // embeddings computed since reset()
-    bool valid = false;           // false until the matcher has run at least once
+    MatchResult match;           // match.best.offset_s is the song time of query_start_s
+    double query_start_s = 0.0;  // stream time of the window's first embedding
+    double stream_time_s = 0.0;  // stream time (samples pushed / rate) when this was computed
+    size_t n_embeddings = 0;     // embeddings computed since reset()
+    bool valid = false;          // false until the matcher has run at least once
     // Song time at stream time t (for a matched result): match.best.offset_s + t - query_start_s.
 };
 
@@ -96,16 +95,16 @@ private:
 
     int n_fft_ = 0, hop_length_ = 0, n_mels_ = 0, context_frames_ = 0, dim_ = 0;
     double sample_rate_hz_ = 0.0;
-    std::vector<float> samples_;      // [n_fft]: the next frame's samples
+    std::vector<float> samples_;  // [n_fft]: the next frame's samples
     size_t n_samples_filled_ = 0;
-    size_t n_samples_skip_ = 0;       // only when hop_length > n_fft
+    size_t n_samples_skip_ = 0;  // only when hop_length > n_fft
     size_t n_samples_total_ = 0;
-    std::vector<float> frame_ring_;   // [context_frames, n_mels]: the latest frames
-    size_t n_frames_ = 0;             // frames computed since reset
-    std::vector<float> patch_;        // [context_frames, n_mels]
+    std::vector<float> frame_ring_;      // [context_frames, n_mels]: the latest frames
+    size_t n_frames_ = 0;                // frames computed since reset
+    std::vector<float> patch_;           // [context_frames, n_mels]
     std::vector<float> embedding_ring_;  // [max_query_embeddings, dim]
-    std::vector<float> query_;        // [max_query_embeddings, dim], oldest first
-    std::vector<uint64_t> window_ids_;  // stream numbers of the window's embeddings
+    std::vector<float> query_;           // [max_query_embeddings, dim], oldest first
+    std::vector<uint64_t> window_ids_;   // stream numbers of the window's embeddings
     size_t n_embeddings_ = 0;
     size_t n_window_ = 0;
     size_t embeddings_since_match_ = 0;

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "core/container.h"
@@ -84,7 +83,10 @@ TEST(IndexTest, RoundTripAndReconstruction) {
     EXPECT_EQ(manifest["shards"][0]["bytes"], shard.size());
 
     Index index(model);
-    { Status st = load_all(files, &index); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(files, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
     ASSERT_EQ(index.n_songs(), 24u);
     size_t total = 0;
     for (size_t s = 0; s < songs.size(); ++s) {
@@ -137,7 +139,10 @@ TEST(IndexTest, SampledTrainingAndTrainOnFirst) {
     params.max_training_vectors = 200;  // < 600 vectors: sampled
     IndexFiles sampled = build_catalog(songs, params, model);
     Index index(model);
-    { Status st = load_all(sampled, &index); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(sampled, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
     EXPECT_EQ(index.n_songs(), 12u);
 
     // train_on() a sample first, then stream songs in (encoded at add time).
@@ -148,7 +153,10 @@ TEST(IndexTest, SampledTrainingAndTrainOnFirst) {
     Result<IndexFiles> files = builder.finish();
     ASSERT_TRUE(files) << files.message();
     Index index2(model);
-    { Status st = load_all(files.value(), &index2); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(files.value(), &index2);
+        ASSERT_TRUE(st) << st.message();
+    }
     EXPECT_EQ(index2.n_songs(), 12u);
 }
 
@@ -159,7 +167,10 @@ TEST(IndexTest, SetQuantizerAndAddCodesReproduceTheIndex) {
     auto songs = synthetic_catalog(6, 30, kDim, 9);
     IndexFiles original = build_catalog(songs, small_params(), model);
     Index index(model);
-    { Status st = load_all(original, &index); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(original, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
 
     IndexBuilder again(model, small_params());
     ASSERT_TRUE(again.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
@@ -202,7 +213,10 @@ TEST(IndexTest, TrainsWhenPendingVectorsExceedBound) {
     Result<IndexFiles> files = builder.finish();
     ASSERT_TRUE(files) << files.message();
     Index index(model);
-    { Status st = load_all(files.value(), &index); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(files.value(), &index);
+        ASSERT_TRUE(st) << st.message();
+    }
     EXPECT_EQ(index.n_songs(), 8u);
 }
 
@@ -211,7 +225,10 @@ TEST(IndexTest, FewerVectorsThanCentroids) {
     auto songs = synthetic_catalog(2, 3, kDim, 11);  // 7 vectors, 256 lists
     IndexFiles files = build_catalog(songs, index_build_default_params(), model);
     Index index(model);
-    { Status st = load_all(files, &index); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(files, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
     EXPECT_EQ(index.n_lists(), 256);
     EXPECT_EQ(index.n_frames(), songs[0].n + songs[1].n);
     // With a centroid per point the reconstruction is exact up to float rounding.
@@ -233,7 +250,10 @@ TEST(IndexTest, WideListIds) {
     ASSERT_NE(view->find("list_ids"), nullptr);
     EXPECT_EQ(view->find("list_ids")->dtype, DType::kU16);
     Index index(model);
-    { Status st = load_all(files, &index); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(files, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
     EXPECT_EQ(index.n_lists(), 300);
     size_t total = 0;
     for (int l = 0; l < 300; ++l) total += index.list(l).frame_ids.size();
@@ -282,7 +302,10 @@ TEST(IndexTest, InvalidUtf8TitlesAreSanitized) {
     songs[0].info.title = std::string("bad \xff\xfe title");
     IndexFiles files = build_catalog(songs, small_params(), model);
     Index index(model);
-    { Status st = load_all(files, &index); ASSERT_TRUE(st) << st.message(); }
+    {
+        Status st = load_all(files, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
     EXPECT_NE(index.song(0).title.find("title"), std::string::npos);
 }
 

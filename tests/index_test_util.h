@@ -58,8 +58,8 @@ struct SyntheticSong {
     size_t n = 0;
 };
 
-inline std::vector<SyntheticSong> synthetic_catalog(size_t n_songs, size_t frames_per_song,
-                                                    int dim, uint64_t seed) {
+inline std::vector<SyntheticSong> synthetic_catalog(size_t n_songs, size_t frames_per_song, int dim,
+                                                    uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<float> centres = clustered_vectors(16, dim, 16, seed + 1);

@@ -83,8 +83,8 @@ TEST(MatcherTest, PqScoresEqualReconstructionInnerProducts) {
 
 // Phase 1 (IVF probe) against the exhaustive scan of the same codes, on clustered data
 // (64 clusters, cosine ~0.45 to the centre): recall@10 >= 0.95 at the default nprobe (16 of
-// 64 lists; measured 0.98 natively, 0.95 at nprobe 8). Queries are noisy copies of stored vectors (cosine ~0.9), the situation phase 1 is
-// for.
+// 64 lists; measured 0.98 natively, 0.95 at nprobe 8). Queries are noisy copies of stored vectors
+// (cosine ~0.9), the situation phase 1 is for.
 TEST(MatcherTest, Phase1RecallVersusExhaustive) {
     ModelInfo model = fake_model_info();
     const size_t n_songs = 60, frames = 120;
@@ -144,7 +144,8 @@ TEST(MatcherTest, Phase1RecallVersusExhaustive) {
     std::vector<std::vector<Posting>> full_hits;
     ASSERT_TRUE(full.search(query.data(), n_query, 10, &full_hits));
     for (size_t i = 0; i < n_query; ++i)
-        for (size_t r = 0; r < 10; ++r) EXPECT_FLOAT_EQ(full_hits[i][r].score, exact_hits[i][r].score);
+        for (size_t r = 0; r < 10; ++r)
+            EXPECT_FLOAT_EQ(full_hits[i][r].score, exact_hits[i][r].score);
 }
 
 // Queries = noisy copies (cosine ~0.8) of n aligned song embeddings: right song, exact offset.
@@ -207,8 +208,8 @@ TEST(MatcherTest, RandomQueriesDoNotMatch) {
             std::vector<float> query = testing::clustered_vectors(n, kDim, 1000, 100 + t * 7 + n);
             Result<MatchResult> r = matcher.match(query.data(), n, 0.5);
             ASSERT_TRUE(r) << r.message();
-            EXPECT_FALSE(r->matched) << "n " << n << " score " << r->best.score << " threshold "
-                                     << r->threshold;
+            EXPECT_FALSE(r->matched)
+                << "n " << n << " score " << r->best.score << " threshold " << r->threshold;
         }
     }
 }

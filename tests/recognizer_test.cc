@@ -59,8 +59,8 @@ protected:
     static constexpr double kSongSeconds = 12.0;
 
     static void SetUpTestSuite() {
-        std::vector<uint8_t> bytes = read_file(std::string(EARSHOT_MODELS_DIR) +
-                                               "/random-init-v0.emod");
+        std::vector<uint8_t> bytes =
+            read_file(std::string(EARSHOT_MODELS_DIR) + "/random-init-v0.emod");
         ASSERT_FALSE(bytes.empty()) << "models/random-init-v0.emod missing";
         Result<std::shared_ptr<const Model>> model =
             Model::load(bytes.data(), bytes.size(), "random-init-v0.emod");
@@ -157,11 +157,12 @@ TEST_F(RecognizerTest, StreamingBlockSizesGiveIdenticalResults) {
     const size_t n_window = whole->n_query_embeddings();
     const size_t dim = size_t(model_->info().embedding_dim);
     ASSERT_EQ(n_window, 8u);
-    std::vector<float> window(whole->query_embeddings(), whole->query_embeddings() + n_window * dim);
+    std::vector<float> window(whole->query_embeddings(),
+                              whole->query_embeddings() + n_window * dim);
 
     std::mt19937 rng(5);
-    const std::vector<std::vector<size_t>> patterns = {{1}, {7}, {160}, {4096}, {250, 1, 511},
-                                                       {}};  // {} = random sizes 0..5000
+    const std::vector<std::vector<size_t>> patterns = {
+        {1}, {7}, {160}, {4096}, {250, 1, 511}, {}};  // {} = random sizes 0..5000
     for (const auto& pattern : patterns) {
         auto rec = make(params);
         size_t at = 0, k = 0;
