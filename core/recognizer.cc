@@ -150,8 +150,11 @@ Status Recognizer::run_match() {
     latest_.n_embeddings = n_embeddings_;
     latest_.valid = true;
     has_new_ = true;
-    if (latest_.match.matched &&
-        (!best_.valid || latest_.match.best.score > best_.match.best.score))
+    // Windows of different lengths have different thresholds: compare margins over them.
+    auto margin = [](const RecognizerResult& r) {
+        return r.match.best.score - r.match.threshold;
+    };
+    if (latest_.match.matched && (!best_.valid || margin(latest_) > margin(best_)))
         best_ = latest_;
     return Status::ok();
 }

@@ -62,8 +62,8 @@ public:
     // True when the matcher ran since the last poll(); copies the latest result to *out.
     bool poll(RecognizerResult* out);
     const RecognizerResult& latest() const { return latest_; }
-    // Highest-scoring matched result since reset() (valid == false if none matched yet; then
-    // it holds the latest result).
+    // The matched result with the largest margin score - threshold(n) since reset() (windows
+    // of different lengths have different thresholds); if none matched yet, latest().
     const RecognizerResult& best() const;
 
     // End of stream: matches embeddings not matched yet (match_every_embeddings > 1), then
