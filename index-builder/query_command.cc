@@ -106,6 +106,11 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                                            : nlohmann::json(nullptr);
                 line["score"] = m.has_candidates() ? double(m.best.score) : 0.0;
                 line["ms"] = ms;
+                // For threshold calibration and diagnostics: the best other song.
+                if (!m.runner_ups.empty()) {
+                    line["runner_up"] = {{"song", m.runner_ups[0].id},
+                                         {"score", double(m.runner_ups[0].score)}};
+                }
                 if (!st) line["error"] = st.message();
             }
             progress.advance();
