@@ -12,7 +12,7 @@ packages=(
   libpthreadpool-dev libcpuinfo-dev  # XNNPACK's link deps: libxnnpack-dev does not pull them
   libgtest-dev libbenchmark-dev
   # WebAssembly toolchain and node
-  emscripten nodejs npm
+  emscripten
   # Python side (model training/export tests, eval toolkit)
   python3-numpy python3-scipy python3-soundfile python3-matplotlib python3-torch
   # audio tools (eval toolkit, fixtures, demo catalog)
@@ -25,6 +25,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm: any install will do (e.g. a NodeSource nodejs, which bundles npm and conflicts
+# with Debian's npm package); Debian's packages only where the commands are missing.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   sudo_cmd=""
   [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
