@@ -78,6 +78,10 @@ struct HeapGreater {
 MatchParams match_default_params() { return MatchParams(); }
 
 float match_threshold(const MatchParams& params, size_t n_query) {
+    if (!params.threshold_by_n.empty()) {
+        const size_t i = std::min(std::max<size_t>(n_query, 1), params.threshold_by_n.size());
+        return params.threshold_by_n[i - 1];
+    }
     const double n = double(std::max<size_t>(n_query, 1));
     return float(params.threshold_base + params.threshold_scale / std::sqrt(n));
 }

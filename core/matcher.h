@@ -27,6 +27,10 @@ struct MatchParams {
     // Placeholders until calibrated on train-set queries (scores are mean cosine similarities).
     float threshold_base = 0.35f;
     float threshold_scale = 0.35f;
+    // Calibrated per-length thresholds: when non-empty, threshold(n) = threshold_by_n[min(n,
+    // size) - 1] and base/scale are unused (scripts/calibrate-threshold.py writes them into the
+    // model's metadata).
+    std::vector<float> threshold_by_n;
     bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
 };
 MatchParams match_default_params();

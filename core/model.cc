@@ -3,6 +3,7 @@
 #include "core/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -207,6 +208,21 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     const auto threshold_it = meta.find("threshold");
     if (threshold_it != meta.end() && threshold_it->is_number()) {
         info.threshold = threshold_it->get<float>();
+    }
+    const auto threshold_by_n_it = meta.find("threshold_by_n");
+    if (threshold_by_n_it != meta.end()) {
+        constexpr size_t kMaxThresholds = 4096;
+        if (!threshold_by_n_it->is_array() || threshold_by_n_it->empty() ||
+            threshold_by_n_it->size() > kMaxThresholds) {
+            return fail(what, "metadata 'threshold_by_n' must be an array of 1 to 4096 numbers");
+        }
+        for (const auto& t : *threshold_by_n_it) {
+            if (!t.is_number() || !std::isfinite(t.get<double>()) || std::fabs(t.get<double>()) > 1.0) {
+                return fail(what, "metadata 'threshold_by_n' holds " + t.dump() +
+                                      ": thresholds are similarities in [-1, 1]");
+            }
+            info.threshold_by_n.push_back(t.get<float>());
+        }
     }
     const auto threshold_scale_it = meta.find("threshold_scale");
     if (threshold_scale_it != meta.end() && threshold_scale_it->is_number()) {

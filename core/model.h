@@ -45,6 +45,7 @@ struct ModelInfo {
     // query embeddings (scripts/calibrate-threshold.py). threshold 0 / scale < 0: none given.
     float threshold = 0.0f;
     float threshold_scale = -1.0f;
+    std::vector<float> threshold_by_n;  // per query length in embeddings (empty: none given)
     size_t n_params = 0;
     double flops_per_embedding = 0.0;  // multiply-add = 2 FLOP
     nlohmann::json meta;

@@ -13,6 +13,7 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     params.query_hop_frames = model.hop_frames;
     if (model.threshold > 0.0f) params.match.threshold_base = model.threshold;
     if (model.threshold_scale >= 0.0f) params.match.threshold_scale = model.threshold_scale;
+    params.match.threshold_by_n = model.threshold_by_n;
     return params;
 }
 

@@ -46,7 +46,10 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     // Offline, the decision is taken once on the whole clip (the last max_query_embeddings
     // embeddings) at finish(); --stream decides after every embedding as the browser does and
     // keeps the best-scoring match.
-    if (!std::isnan(options.threshold_base)) params.match.threshold_base = options.threshold_base;
+    if (!std::isnan(options.threshold_base)) {
+        params.match.threshold_base = options.threshold_base;
+        params.match.threshold_by_n.clear();
+    }
     if (!std::isnan(options.threshold_scale)) params.match.threshold_scale = options.threshold_scale;
     params.match_every_embeddings = options.stream ? 1 : std::numeric_limits<int>::max();
 

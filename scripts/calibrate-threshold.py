@@ -1,19 +1,18 @@
 #!/usr/bin/python3
 """Calibrates the no-match threshold of a model on TRAIN-set queries and writes it into the model.
 
-The matcher refuses a match when the best score is below
-    threshold(n) = threshold_base + threshold_scale / sqrt(n)
-where n is the number of query embeddings (short queries have noisier mean similarities).
+The matcher refuses a match when the best score is below threshold(n), n being the number of
+query embeddings (short queries have noisier mean similarities, so need higher scores).
 This script reads the answers of `earshot query` on queries made by ../shared/eval/make-queries
 from the train set (never the eval set), takes for each query length the highest scores of the
-out-of-catalog queries, and picks (base, scale) so that at most --target-fp of them pass at every
-length while as many in-catalog queries as possible pass with the right song.
+out-of-catalog queries, and sets threshold(n) so that at most --target-fp of them pass at every
+measured length (interpolated in between).
 
   scripts/calibrate-threshold.py --truth Q/truth.tsv --results results.jsonl \
       --model models/earshot-v1.emod [--write]
 
-With --write the model file's metadata gets `threshold` (base) and `threshold_scale`; the model
-hash changes, so indexes must be rebuilt afterwards.
+With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
+the model hash changes, so indexes must be rebuilt afterwards.
 """
 import argparse
 import csv
@@ -24,6 +23,12 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
 from earshot_model.container import read_container, write_container  # noqa: E402
+
+
+DEFAULT_VARIANTS = [
+    "tecnoballz-area1-game2=tecnoballz-area1-game",
+    "fbmusic-frozen-mainzik-2p=frozenbubble-frozen-mainzik-2p",
+]
 
 
 def n_embeddings(meta, length_s):
@@ -46,6 +51,11 @@ def main():
                     help="largest share of out-of-catalog queries allowed to match, per length")
     ap.add_argument("--margin", type=float, default=0.005, help="added to the fitted thresholds")
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
+    ap.add_argument("--details", help="make-queries' details.tsv (source song of each negative)")
+    ap.add_argument("--variant", action="append", default=[], metavar="A=B",
+                    help="songs that are the same tune in another arrangement: a negative cut "
+                         "from A that matches B (or the reverse) is a right answer, not a false "
+                         "positive, and is left out (repeatable)")
     args = ap.parse_args()
 
     with open(args.model, "rb") as f:
@@ -59,6 +69,19 @@ def main():
             r = json.loads(line)
             results[r["query"]] = r
 
+    # The train set holds the same tune in several arrangements (../shared/eval/README.md names
+    # some; tecnoballz's area1-game/area1-game2 is another): an out-of-catalog clip of one that
+    # finds the other is not a false positive.
+    variants = set()
+    for pair in DEFAULT_VARIANTS + args.variant:
+        a, b = pair.split("=")
+        variants |= {(a, b), (b, a)}
+    source = {}
+    if args.details:
+        with open(args.details, newline="") as f:
+            source = {row["query"]: row["source_song"] for row in csv.DictReader(f, delimiter="\t")}
+    n_variant = 0
+
     neg, pos = {}, {}  # n -> list of scores (pos: (score, right song))
     for q, t in truth.items():
         r = results.get(q)
@@ -69,6 +92,9 @@ def main():
             continue
         score = float(r["score"])
         if t["song"] == "-":
+            if (source.get(q), r["song"]) in variants:
+                n_variant += 1
+                continue
             neg.setdefault(n, []).append(score)
         else:
             # A positive counts only if the best candidate is the right song (song may be null
@@ -78,41 +104,61 @@ def main():
     if not neg:
         sys.exit("no out-of-catalog queries with results: make queries with --holdout > 0")
 
-    # Per length, the score that at most target_fp of the negatives reach.
+    # Per measured length n, the score that at most target_fp of the negatives reach (plus a
+    # margin); in between, linear in 1/sqrt(n) (the spread of a mean of n similarities);
+    # never increasing with n (more evidence never needs a higher score); constant past the
+    # longest measured length.
     limits = {}
     for n, scores in sorted(neg.items()):
         scores = sorted(scores)
         allowed = int(math.floor(args.target_fp * len(scores)))
         limits[n] = scores[len(scores) - 1 - allowed] + args.margin
-    best = None
-    for step in range(0, 201):
-        scale = step * 0.005
-        base = max(limit - scale / math.sqrt(n) for n, limit in limits.items())
-        hits = sum(1 for n, items in pos.items() for s, right in items
-                   if right and s >= base + scale / math.sqrt(n))
-        if best is None or hits > best[0]:
-            best = (hits, base, scale)
-    hits, base, scale = best
+    ns = sorted(limits)
+    table = []
+    for n in range(1, ns[-1] + 1):
+        if n <= ns[0]:
+            value = limits[ns[0]]
+        else:
+            hi = next(m for m in ns if m >= n)
+            lo = max(m for m in ns if m <= n)
+            if hi == lo:
+                value = limits[lo]
+            else:
+                x, x0, x1 = 1 / math.sqrt(n), 1 / math.sqrt(lo), 1 / math.sqrt(hi)
+                value = limits[lo] + (limits[hi] - limits[lo]) * (x - x0) / (x1 - x0)
+        if table:
+            value = min(value, table[-1])
+        table.append(round(value, 5))
+
+    def threshold(n):
+        return table[min(n, len(table)) - 1]
+
     n_pos = sum(len(v) for v in pos.values())
-    print(f"calibrated on {sum(len(v) for v in neg.values())} negatives and {n_pos} positives")
-    print(f"threshold(n) = {base:.4f} + {scale:.4f}/sqrt(n)")
+    print(f"calibrated on {sum(len(v) for v in neg.values())} negatives and {n_pos} positives "
+          f"({n_variant} negatives that found another arrangement of their tune left out)")
+    print("threshold_by_n =", table)
     for n in sorted(limits):
-        thr = base + scale / math.sqrt(n)
+        thr = threshold(n)
         fp = sum(1 for s in neg[n] if s >= thr) / len(neg[n])
         p = pos.get(n, [])
         tp = sum(1 for s, right in p if right and s >= thr) / max(1, len(p))
         print(f"  n={n:3d}: threshold {thr:.4f}  negatives passing {100 * fp:5.1f}% of {len(neg[n])}"
               f"  positives kept {100 * tp:5.1f}% of {len(p)}")
     if args.write:
-        meta["threshold"] = round(base, 5)
-        meta["threshold_scale"] = round(scale, 5)
+        meta["threshold_by_n"] = table
+        meta["threshold"] = table[-1]
+        meta.pop("threshold_scale", None)
+        meta["threshold_calibration"] = {
+            "queries": os.path.abspath(args.truth), "target_fp": args.target_fp,
+            "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
+            "positives": n_pos}
         sections = list(model.sections.items())
         data = write_container("MODL", meta, sections)
         tmp = args.model + ".tmp"
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, args.model)
-        print(f"wrote threshold {base:.5f} and threshold_scale {scale:.5f} into {args.model}")
+        print(f"wrote threshold_by_n ({len(table)} values) into {args.model}")
 
 
 if __name__ == "__main__":

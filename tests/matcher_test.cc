@@ -53,6 +53,14 @@ TEST(MatcherTest, DefaultsAndThreshold) {
     EXPECT_FLOAT_EQ(match_threshold(p, 1), p.threshold_base + p.threshold_scale);
     EXPECT_FLOAT_EQ(match_threshold(p, 4), p.threshold_base + p.threshold_scale / 2);
     EXPECT_GT(match_threshold(p, 5), match_threshold(p, 20));
+
+    // A calibrated table replaces the curve; past its end the last value holds.
+    p.threshold_by_n = {0.9f, 0.8f, 0.7f};
+    EXPECT_FLOAT_EQ(match_threshold(p, 0), 0.9f);
+    EXPECT_FLOAT_EQ(match_threshold(p, 1), 0.9f);
+    EXPECT_FLOAT_EQ(match_threshold(p, 2), 0.8f);
+    EXPECT_FLOAT_EQ(match_threshold(p, 3), 0.7f);
+    EXPECT_FLOAT_EQ(match_threshold(p, 40), 0.7f);
 }
 
 // PQ scores equal <q, decode(code)> (table sharing across lists is exact for residual PQ).

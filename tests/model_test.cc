@@ -229,6 +229,19 @@ TEST(ModelLoad, RejectsBadNetworkAndMetadata) {
     spec = tiny_model();
     spec.meta.erase("n_mels");
     EXPECT_FALSE(load_spec(spec).is_ok());
+    for (const char* bad : {R"("0.7")", "[]", R"([0.8, "x"])", "[0.8, 3.0]", "{}"}) {
+        spec = tiny_model();
+        spec.meta["threshold_by_n"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"threshold_by_n"});
+    }
+}
+
+TEST(ModelLoad, ReadsCalibratedThresholds) {
+    ModelSpec spec = tiny_model();
+    spec.meta["threshold_by_n"] = {0.82, 0.75, 0.7};
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_EQ((*model)->info().threshold_by_n, (std::vector<float>{0.82f, 0.75f, 0.7f}));
 }
 
 // Every layer field and top-level size replaced by hostile values: load either fails with a

@@ -150,8 +150,12 @@ public:
         params.match_every_embeddings =
             option_int(options, "match_every_embeddings", params.match_every_embeddings);
         params.match.nprobe = option_int(options, "nprobe", params.match.nprobe);
-        params.match.threshold_base =
-            option_float(options, "threshold_base", params.match.threshold_base);
+        if (options.contains("threshold_base")) {
+            // An explicit base + scale curve replaces the model's calibrated table.
+            params.match.threshold_by_n.clear();
+            params.match.threshold_base =
+                option_float(options, "threshold_base", params.match.threshold_base);
+        }
         params.match.threshold_scale =
             option_float(options, "threshold_scale", params.match.threshold_scale);
         Result<std::unique_ptr<Embedder>> embedder = create_embedder(model_, backend.value());
