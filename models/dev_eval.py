@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +27,9 @@ def main():
     parser.add_argument("--dev-queries", default="/root/q-train-dev")
     parser.add_argument("--n-seen", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--all-neg", action="store_true",
+                        help="use every out-of-catalog query as a negative (also songs trained "
+                             "on), not only the held-out ones")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ck = torch.load(args.checkpoint)
@@ -41,7 +45,8 @@ def main():
     index = unseen + seen
     dev = deveval.DevSet(args.dev_queries, {s: by_id[s] for s in index}, index)
     dev.queries = [q for q in dev.queries
-                   if q["song"] != "-" or train._query_source(args.dev_queries, q) in neg]
+                   if q["song"] != "-" or args.all_neg or
+                   train._query_source(args.dev_queries, q) in neg]
     result = dev.evaluate(net, seen_ids=set(seen))
     result.update(step=ck["state"]["step"], train_min=round(ck["state"]["train_s"] / 60, 1),
                   n_queries=len(dev.queries), n_unseen=len(unseen), n_seen=len(seen))
@@ -53,6 +58,21 @@ def main():
         for cond in ("clean", "noise10", "noise5", "noise0", "all"):
             print("  " + cond.ljust(10) + "".join(
                 f"{result.get(f'{group}/{cond}/{l}', float('nan')):>8}" for l in lengths))
+    print("no-match threshold per query length (brute-force aligned mean cosine):")
+    for length in sorted({s[0] for s in dev.scores}, key=float):
+        neg = np.array([s[4] for s in dev.scores if s[0] == length and s[2]])
+        pos = [(s[3], s[4]) for s in dev.scores if s[0] == length and not s[2]]
+        if not len(neg):
+            continue
+        thr = float(np.max(neg))
+        hit = 100.0 * np.mean([ok and score > thr for ok, score in pos])
+        print(f"  {length} s: negatives n={len(neg)} p95={np.percentile(neg, 95):.3f} "
+              f"max={thr:.3f}; hit rate with score > max negative: {hit:.1f}%")
+        result[f"threshold/{length}"] = round(thr, 4)
+    print("highest-scoring negatives (query, source song, answer, score):")
+    for s in sorted((s for s in dev.scores if s[2]), key=lambda s: -s[4])[:5]:
+        print(f"  {s[5]} {train._query_source(args.dev_queries, {'query': s[5]})} {s[6]} "
+              f"{s[4]:.3f} ({s[0]} s {s[1]})")
     print(json.dumps(result))
 
 

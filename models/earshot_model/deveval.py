@@ -54,6 +54,7 @@ class DevSet:
         embs = [embed_audio(net, self.song_audio[s], front, hop_frames) for s in self.song_ids]
         hits = collections.defaultdict(lambda: [0, 0])
         pos_scores, neg_scores = [], []
+        self.scores = []  # (length_s, condition, is_negative, correct, score, query, answer)
         for q in self.queries:
             qe = embed_audio(net, q["pcm"], front, hop_frames)
             best_song, best = None, -2.0
@@ -74,6 +75,8 @@ class DevSet:
                 s = float(score.max())
                 if s > best:
                     best, best_song = s, sid
+            self.scores.append((q["length_s"], q["condition"], q["song"] == "-",
+                                best_song == q["song"], best, q["query"], best_song))
             if q["song"] == "-":
                 neg_scores.append(best)
                 continue
