@@ -297,6 +297,18 @@ void Quantizer::decode(int list, const uint8_t* codes, float* out) const {
 
 constexpr int kMaxDim = 512;
 
+IndexBuilder::PendingSong IndexBuilder::make_pending_song(const SongInfo& song,
+                                                         size_t n_embeddings) {
+    IndexBuilder::PendingSong pending;
+    pending.info.id = sanitize_utf8(song.id);
+    pending.info.title = sanitize_utf8(song.title);
+    pending.info.album = sanitize_utf8(song.album);
+    pending.info.duration_s =
+        std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
+    pending.n_frames = n_embeddings;
+    return pending;
+}
+
 IndexBuilder::IndexBuilder(const ModelInfo& model, const IndexBuildParams& params)
     : model_(model), params_(params), hop_s_(model_hop_s(model)) {}
 
@@ -304,13 +316,7 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
     if (n_embeddings > 0 && embeddings == nullptr)
         return Status::error("add_song: embeddings is null for " + std::to_string(n_embeddings) +
                              " embeddings");
-    PendingSong pending;
-    pending.info.id = sanitize_utf8(song.id);
-    pending.info.title = sanitize_utf8(song.title);
-    pending.info.album = sanitize_utf8(song.album);
-    pending.info.duration_s =
-        std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
-    pending.n_frames = n_embeddings;
+    PendingSong pending = make_pending_song(song, n_embeddings);
     const size_t dim = size_t(model_.embedding_dim);
     for (size_t i = 0; i < n_embeddings * dim; ++i)
         if (!std::isfinite(embeddings[i]))
@@ -449,13 +455,7 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
         if (list_ids[j] >= quantizer_.n_lists)
             return Status::error("add_song_codes: list id " + std::to_string(list_ids[j]) +
                                  " >= n_lists " + std::to_string(quantizer_.n_lists));
-    PendingSong pending;
-    pending.info.id = sanitize_utf8(song.id);
-    pending.info.title = sanitize_utf8(song.title);
-    pending.info.album = sanitize_utf8(song.album);
-    pending.info.duration_s =
-        std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
-    pending.n_frames = n_embeddings;
+    PendingSong pending = make_pending_song(song, n_embeddings);
     pending.list_ids.assign(list_ids, list_ids + n_embeddings);
     pending.codes.assign(codes, codes + n_embeddings * quantizer_.pq_m);
     songs_.push_back(std::move(pending));

@@ -124,6 +124,8 @@ private:
         std::vector<uint16_t> list_ids;  // after training
         std::vector<uint8_t> codes;      // [n_frames, pq_m] after training
     };
+    // Metadata cleaned for the shard's JSON (valid UTF-8, a finite duration >= 0).
+    static PendingSong make_pending_song(const SongInfo& song, size_t n_embeddings);
     void encode_song(PendingSong& song) const;
 
     ModelInfo model_;
