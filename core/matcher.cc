@@ -324,7 +324,24 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             result.runner_ups.push_back(std::move(m));
         }
     }
-    result.matched = n_scored > 0 && result.best.score >= result.threshold;
+    if (n_scored > 0) {
+        double sum = 0.0;
+        for (size_t i = 0; i < n_query; ++i) {
+            const std::vector<Posting>& postings = postings_[i];
+            if (postings.empty()) continue;
+            float other = postings.back().score;  // best first: the k-th best bounds the rest
+            for (const Posting& p : postings) {
+                if (p.song_index != result.best.song_index) {
+                    other = p.score;
+                    break;
+                }
+            }
+            sum += other;
+        }
+        result.background = float(sum / double(n_query));
+        result.confidence = result.best.score - params_.background_weight * result.background;
+    }
+    result.matched = n_scored > 0 && result.confidence >= result.threshold;
     return result;
 }
 

@@ -31,6 +31,10 @@ struct MatchParams {
     // size) - 1] and base/scale are unused (scripts/calibrate-threshold.py writes them into the
     // model's metadata).
     std::vector<float> threshold_by_n;
+    // The decision compares confidence = best score - background_weight * background (see
+    // MatchResult) with the threshold: out-of-catalog audio tends to match every song about
+    // equally, in-catalog audio matches its song much better than the rest.
+    float background_weight = 0.0f;
     bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
 };
 MatchParams match_default_params();
@@ -44,12 +48,17 @@ struct MatchCandidate {
 };
 
 struct MatchResult {
-    bool matched = false;                    // best.score >= threshold
+    bool matched = false;                    // confidence >= threshold
     MatchCandidate best;                     // valid when !candidates.empty()
     std::vector<MatchCandidate> runner_ups;  // next best distinct songs, best first
     float threshold = 0.0f;                  // threshold(n_query) applied
     size_t n_query = 0;
     size_t n_candidates = 0;  // (song, delta) pairs re-scored in phase 2
+    // Mean over the query embeddings of the best phase-1 similarity to any song other than
+    // best's (the k-th best posting's when all k are best's): how well the catalogue's other
+    // songs match this audio at all. 0 without candidates.
+    float background = 0.0f;
+    float confidence = 0.0f;  // best.score - background_weight * background; matched iff >= threshold
     bool has_candidates() const { return n_candidates > 0; }
 };
 

@@ -224,6 +224,14 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
             info.threshold_by_n.push_back(t.get<float>());
         }
     }
+    const auto background_weight_it = meta.find("threshold_background_weight");
+    if (background_weight_it != meta.end()) {
+        if (!background_weight_it->is_number() || !(background_weight_it->get<double>() >= 0.0) ||
+            background_weight_it->get<double>() > 10.0) {
+            return fail(what, "metadata 'threshold_background_weight' must be a number in [0, 10]");
+        }
+        info.threshold_background_weight = background_weight_it->get<float>();
+    }
     const auto threshold_scale_it = meta.find("threshold_scale");
     if (threshold_scale_it != meta.end() && threshold_scale_it->is_number()) {
         info.threshold_scale = threshold_scale_it->get<float>();

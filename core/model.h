@@ -46,6 +46,7 @@ struct ModelInfo {
     float threshold = 0.0f;
     float threshold_scale = -1.0f;
     std::vector<float> threshold_by_n;  // per query length in embeddings (empty: none given)
+    float threshold_background_weight = 0.0f;  // MatchParams::background_weight
     size_t n_params = 0;
     double flops_per_embedding = 0.0;  // multiply-add = 2 FLOP
     nlohmann::json meta;

@@ -14,6 +14,7 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     if (model.threshold > 0.0f) params.match.threshold_base = model.threshold;
     if (model.threshold_scale >= 0.0f) params.match.threshold_scale = model.threshold_scale;
     params.match.threshold_by_n = model.threshold_by_n;
+    params.match.background_weight = model.threshold_background_weight;
     return params;
 }
 
@@ -153,7 +154,7 @@ Status Recognizer::run_match() {
     has_new_ = true;
     // Windows of different lengths have different thresholds: compare margins over them.
     auto margin = [](const RecognizerResult& r) {
-        return r.match.best.score - r.match.threshold;
+        return r.match.confidence - r.match.threshold;
     };
     if (latest_.match.matched && (!best_.valid || margin(latest_) > margin(best_)))
         best_ = latest_;

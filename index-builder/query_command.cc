@@ -49,6 +49,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     if (!std::isnan(options.threshold_base)) {
         params.match.threshold_base = options.threshold_base;
         params.match.threshold_by_n.clear();
+        params.match.background_weight = 0.0f;
     }
     if (!std::isnan(options.threshold_scale)) params.match.threshold_scale = options.threshold_scale;
     params.match_every_embeddings = options.stream ? 1 : std::numeric_limits<int>::max();
@@ -107,8 +108,12 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 line["song"] = matched ? nlohmann::json(m.best.id) : nlohmann::json(nullptr);
                 line["offset_s"] = matched ? nlohmann::json(m.best.offset_s - result.query_start_s)
                                            : nlohmann::json(nullptr);
-                line["score"] = m.has_candidates() ? double(m.best.score) : 0.0;
+                // score: the decision statistic (compared with the threshold); similarity: the
+                // best song's aligned mean cosine similarity.
+                line["score"] = m.has_candidates() ? double(m.confidence) : 0.0;
+                line["similarity"] = m.has_candidates() ? double(m.best.score) : 0.0;
                 line["ms"] = ms;
+                line["background"] = double(m.background);
                 // For threshold calibration and diagnostics: the best other song.
                 if (!m.runner_ups.empty()) {
                     line["runner_up"] = {{"song", m.runner_ups[0].id},

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """Calibrates the no-match threshold of a model on TRAIN-set queries and writes it into the model.
 
-The matcher refuses a match when the best score is below threshold(n), n being the number of
-query embeddings (short queries have noisier mean similarities, so need higher scores).
+The matcher refuses a match when its confidence, the best song's aligned mean similarity minus
+W times the background (the mean best similarity of the other songs to the same audio), is
+below threshold(n), n being the number of query embeddings (short queries have noisier mean
+similarities, so need higher scores).
 This script reads the answers of `earshot query` on queries made by ../shared/eval/make-queries
 from the train set (never the eval set), takes for each query length the highest scores of the
 out-of-catalog queries, and sets threshold(n) so that at most --target-fp of them pass at every
@@ -50,6 +52,9 @@ def main():
     ap.add_argument("--target-fp", type=float, default=0.005,
                     help="largest share of out-of-catalog queries allowed to match, per length")
     ap.add_argument("--margin", type=float, default=0.005, help="added to the fitted thresholds")
+    ap.add_argument("--background-weight", type=float, default=0.5,
+                    help="the decision statistic is similarity - W * background (how well the "
+                         "other songs match the same audio); 0.5 was chosen on train queries")
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
     ap.add_argument("--details", help="make-queries' details.tsv (source song of each negative)")
     ap.add_argument("--variant", action="append", default=[], metavar="A=B",
@@ -90,7 +95,8 @@ def main():
         n = n_embeddings(meta, float(t["length_s"]))
         if n == 0:
             continue
-        score = float(r["score"])
+        # Needs `earshot query --threshold-base -1` output (similarity and background fields).
+        score = float(r["similarity"]) - args.background_weight * float(r["background"])
         if t["song"] == "-":
             if (source.get(q), r["song"]) in variants:
                 n_variant += 1
@@ -147,9 +153,11 @@ def main():
     if args.write:
         meta["threshold_by_n"] = table
         meta["threshold"] = table[-1]
+        meta["threshold_background_weight"] = args.background_weight
         meta.pop("threshold_scale", None)
         meta["threshold_calibration"] = {
             "queries": os.path.abspath(args.truth), "target_fp": args.target_fp,
+            "background_weight": args.background_weight,
             "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
             "positives": n_pos}
         sections = list(model.sections.items())

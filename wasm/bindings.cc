@@ -153,6 +153,7 @@ public:
         if (options.contains("threshold_base")) {
             // An explicit base + scale curve replaces the model's calibrated table.
             params.match.threshold_by_n.clear();
+            params.match.background_weight = 0.0f;
             params.match.threshold_base =
                 option_float(options, "threshold_base", params.match.threshold_base);
         }
@@ -267,7 +268,8 @@ private:
             j["offset_s"] = best.offset_s;
             // Song time at the end of the audio heard so far.
             j["song_time_s"] = best.offset_s + r.stream_time_s - r.query_start_s;
-            j["score"] = best.score;
+            j["score"] = r.match.confidence;  // what the threshold is compared with
+            j["similarity"] = best.score;
             nlohmann::json runner_ups = nlohmann::json::array();
             for (const MatchCandidate& c : r.match.runner_ups) runner_ups.push_back(candidate_json(c));
             j["runner_ups"] = runner_ups;
