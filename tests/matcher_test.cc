@@ -189,6 +189,46 @@ TEST(MatcherTest, FindsSongAndOffset) {
     EXPECT_GE(right, trials - 2);  // single-embedding queries may rank wrong now and then
 }
 
+// confidence = best score - background_weight * background, where background is the other
+// songs' best phase-1 similarity; the decision uses confidence. An in-catalog query matches its
+// song far better than the rest, a random one matches everything about equally.
+TEST(MatcherTest, ConfidenceSubtractsBackground) {
+    Catalog c = make_catalog(50, 100, 32, 71);
+    std::mt19937_64 rng(73);
+    MatchParams params = match_default_params();
+    params.background_weight = 0.5f;
+    Matcher matcher(*c.index, params);
+    const auto& song = c.songs[7];
+    const size_t n = 10, j0 = 20;
+    auto query = noisy_copy(&song.embeddings[j0 * kDim], n, kDim, 0.75f, rng());
+    Result<MatchResult> hit = matcher.match(query.data(), n, 0.5);
+    ASSERT_TRUE(hit) << hit.message();
+    ASSERT_EQ(hit->best.song_index, 7u);
+    EXPECT_LT(hit->background, hit->best.score);
+    EXPECT_FLOAT_EQ(hit->confidence, hit->best.score - 0.5f * hit->background);
+    EXPECT_EQ(hit->matched, hit->confidence >= hit->threshold);
+
+    std::vector<float> random(n * kDim);
+    std::normal_distribution<float> normal;
+    for (float& v : random) v = normal(rng);
+    for (size_t i = 0; i < n; ++i) {
+        float norm = 0.0f;
+        for (size_t d = 0; d < kDim; ++d) norm += random[i * kDim + d] * random[i * kDim + d];
+        for (size_t d = 0; d < kDim; ++d) random[i * kDim + d] /= std::sqrt(norm);
+    }
+    Result<MatchResult> miss = matcher.match(random.data(), n, 0.5);
+    ASSERT_TRUE(miss) << miss.message();
+    // Out-of-catalog: the best song barely beats the background.
+    EXPECT_LT(miss->best.score - miss->background, hit->best.score - hit->background);
+    EXPECT_LT(miss->confidence, hit->confidence);
+
+    params.background_weight = 0.0f;
+    matcher.set_params(params);
+    Result<MatchResult> plain = matcher.match(query.data(), n, 0.5);
+    ASSERT_TRUE(plain) << plain.message();
+    EXPECT_FLOAT_EQ(plain->confidence, plain->best.score);
+}
+
 // Query hop half the index hop: query i sits at song time j0 * 0.5 + i * 0.25.
 TEST(MatcherTest, QueryHopDiffersFromIndexHop) {
     Catalog c = make_catalog(20, 100, 16, 67);
