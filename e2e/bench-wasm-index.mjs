@@ -11,12 +11,11 @@
 // Reports per run and the median of the runs: CPU ms (process.cpuUsage, the whole node process)
 // and wall ms per second of audio, index load time, WASM heap size and node RSS; also how many
 // matcher runs reported a match (a synthetic song matching real audio is a false positive).
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { catalog, indexShards, repoRoot, requireSite, siteDir } from './helpers.mjs';
+import { benchAudio, repoRoot, requireSite, siteDir } from './helpers.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
@@ -26,12 +25,7 @@ const runs = Number(arg('--runs', 3));
 const backend = arg('--backend', 'simd');
 
 requireSite();
-const song = indexShards()[0].songs[0];
-const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
-const startS = Math.max(0, Math.min(10, song.duration_s - seconds));
-const raw = execFileSync('sox', [row.path, '-t', 'f32', '-r', '16000', '-c', '1', '-', 'trim', String(startS), String(seconds)], { maxBuffer: 1 << 28 });
-const pcm = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
-const audioSeconds = pcm.length / 16000;
+const { pcm, audioSeconds, song } = benchAudio(seconds);
 
 const { default: createModule } = await import(path.join(siteDir, 'wasm/earshot-core.mjs'));
 const wasmBinary = fs.readFileSync(path.join(siteDir, 'wasm/earshot-core.wasm'));

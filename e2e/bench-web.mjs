@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { startServer } from '../scripts/serve.mjs';
-import { catalog, indexShards, launchChromium, repoRoot, requireSite, siteDir } from './helpers.mjs';
+import { benchAudio, launchChromium, repoRoot, requireSite, siteDir } from './helpers.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
@@ -24,12 +24,7 @@ const seconds = Number(arg('--seconds', 60));
 const nativeBuild = path.resolve(repoRoot, arg('--native-build', process.env.BUILD ?? 'build'));
 
 const info = requireSite();
-const song = indexShards()[0].songs[0];
-const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
-const startS = Math.max(0, Math.min(10, song.duration_s - seconds));
-const raw = execFileSync('sox', [row.path, '-t', 'f32', '-r', '16000', '-c', '1', '-', 'trim', String(startS), String(seconds)], { maxBuffer: 1 << 28 });
-const pcm = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
-const audioSeconds = pcm.length / 16000;
+const { pcm, audioSeconds, song, row, startS } = benchAudio(seconds);
 
 /**
  * The measurement, run verbatim in node and in the page (Playwright ships its source): it gets

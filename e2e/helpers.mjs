@@ -128,3 +128,18 @@ export async function launchChromium({ audioFile, denyMicrophone = false } = {})
         },
     };
 }
+
+/**
+ * The benches' input: `seconds` of the demo index's first song, decoded by sox to 16 kHz mono
+ * float32 (starting at 10 s when the song is long enough).
+ * @param {number} seconds
+ * @returns {{pcm: Float32Array, audioSeconds: number, song: object, row: object, startS: number}}
+ */
+export function benchAudio(seconds) {
+    const song = indexShards()[0].songs[0];
+    const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
+    const startS = Math.max(0, Math.min(10, song.duration_s - seconds));
+    const raw = execFileSync('sox', [row.path, '-t', 'f32', '-r', '16000', '-c', '1', '-', 'trim', String(startS), String(seconds)], { maxBuffer: 1 << 28 });
+    const pcm = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+    return { pcm, audioSeconds: pcm.length / 16000, song, row, startS };
+}
