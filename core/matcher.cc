@@ -86,6 +86,14 @@ float match_threshold(const MatchParams& params, size_t n_query) {
     return float(params.threshold_base + params.threshold_scale / std::sqrt(n));
 }
 
+void override_threshold(MatchParams* params, float base, float scale) {
+    if (std::isnan(base) && std::isnan(scale)) return;
+    params->threshold_by_n.clear();
+    params->background_weight = 0.0f;
+    if (!std::isnan(base)) params->threshold_base = base;
+    if (!std::isnan(scale)) params->threshold_scale = scale;
+}
+
 Matcher::Matcher(const Index& index, const MatchParams& params) : index_(index), params_(params) {}
 
 void Matcher::prepare(const float* query, size_t n_query) {

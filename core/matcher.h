@@ -39,6 +39,10 @@ struct MatchParams {
 };
 MatchParams match_default_params();
 float match_threshold(const MatchParams& params, size_t n_query);
+// Replaces the calibrated decision (threshold_by_n, background_weight) by the plain curve
+// base + scale / sqrt(n) on the raw similarity; NaN keeps the current base or scale. For
+// calibration runs (base -1 accepts everything) and manual overrides (CLI, browser options).
+void override_threshold(MatchParams* params, float base, float scale);
 
 struct MatchCandidate {
     size_t song_index = 0;  // index into Index::song()

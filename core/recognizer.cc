@@ -2,15 +2,24 @@
 #include "core/recognizer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace earshot {
 
 constexpr int kMaxQueryEmbeddings = 4096;  // sanity bound on the sliding window
+constexpr double kDefaultWindowS = 10.0;   // default sliding window, seconds
 
 RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
     params.query_hop_frames = model.hop_frames;
+    // A 10 s sliding window at the model's hop (20 embeddings at 0.5 s, 40 at 0.25 s).
+    if (model.hop_frames > 0 && model.frontend.hop_length > 0 && model.frontend.sample_rate_hz > 0) {
+        const double hop_s =
+            double(model.hop_frames) * model.frontend.hop_length / model.frontend.sample_rate_hz;
+        params.max_query_embeddings =
+            std::max(1, std::min(kMaxQueryEmbeddings, int(std::lround(kDefaultWindowS / hop_s))));
+    }
     if (model.threshold > 0.0f) params.match.threshold_base = model.threshold;
     if (model.threshold_scale >= 0.0f) params.match.threshold_scale = model.threshold_scale;
     params.match.threshold_by_n = model.threshold_by_n;

@@ -25,12 +25,12 @@ namespace earshot {
 
 struct RecognizerParams {
     int query_hop_frames = 0;        // frames between query embeddings; 0 = the model's hop_frames
-    int max_query_embeddings = 20;   // sliding window matched each time (20 x 0.5 s = 10 s)
+    int max_query_embeddings = 20;   // sliding window matched each time (defaults: 10 s)
     int min_query_embeddings = 1;    // no matching before this many embeddings
     int match_every_embeddings = 1;  // re-run the matcher every this many new embeddings
     MatchParams match = match_default_params();
 };
-// Defaults; when the model's metadata gives a `threshold`, it becomes match.threshold_base.
+// Defaults: a 10 s window at the model's hop; the model's calibrated thresholds.
 RecognizerParams recognizer_default_params(const ModelInfo& model);
 
 struct RecognizerResult {

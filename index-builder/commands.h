@@ -38,7 +38,7 @@ struct QueryOptions {
     std::vector<std::string> inputs;
     std::string output;       // empty = stdout
     int query_hop_frames = 0;  // 0 = the model's hop
-    int max_query_embeddings = 20;
+    int max_query_embeddings = 0;  // 0 = the model's default (10 s)
     bool stream = false;
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -65,8 +65,8 @@ int main(int argc, char** argv) {
                           "frames between query embeddings (0 = the model's hop)")
         ->capture_default_str();
     query_cmd->add_option("--max-query-embeddings", query.max_query_embeddings,
-                          "sliding window of query embeddings matched at once")
-        ->capture_default_str()->check(CLI::Range(1, 1000));
+                          "sliding window of query embeddings matched at once (0 = 10 s)")
+        ->capture_default_str()->check(CLI::Range(0, 1000));
     query_cmd->add_option("--threshold-base", query.threshold_base,
                           "override the model's no-match threshold: base + scale/sqrt(n)");
     query_cmd->add_option("--threshold-scale", query.threshold_scale,

@@ -42,16 +42,11 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
 
     RecognizerParams params = recognizer_default_params(info);
     params.query_hop_frames = options.query_hop_frames;
-    params.max_query_embeddings = options.max_query_embeddings;
+    if (options.max_query_embeddings > 0) params.max_query_embeddings = options.max_query_embeddings;
     // Offline, the decision is taken once on the whole clip (the last max_query_embeddings
     // embeddings) at finish(); --stream decides after every embedding as the browser does and
     // keeps the best-scoring match.
-    if (!std::isnan(options.threshold_base)) {
-        params.match.threshold_base = options.threshold_base;
-        params.match.threshold_by_n.clear();
-        params.match.background_weight = 0.0f;
-    }
-    if (!std::isnan(options.threshold_scale)) params.match.threshold_scale = options.threshold_scale;
+    override_threshold(&params.match, options.threshold_base, options.threshold_scale);
     params.match_every_embeddings = options.stream ? 1 : std::numeric_limits<int>::max();
 
     std::ofstream file_out;

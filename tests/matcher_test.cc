@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -61,6 +62,26 @@ TEST(MatcherTest, DefaultsAndThreshold) {
     EXPECT_FLOAT_EQ(match_threshold(p, 2), 0.8f);
     EXPECT_FLOAT_EQ(match_threshold(p, 3), 0.7f);
     EXPECT_FLOAT_EQ(match_threshold(p, 40), 0.7f);
+}
+
+TEST(MatcherTest, OverrideThresholdReplacesTheCalibratedDecision) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    MatchParams p = match_default_params();
+    p.threshold_by_n = {0.9f, 0.8f};
+    p.background_weight = 0.5f;
+    override_threshold(&p, nan, nan);  // nothing given: unchanged
+    EXPECT_EQ(p.threshold_by_n.size(), 2u);
+    EXPECT_FLOAT_EQ(p.background_weight, 0.5f);
+
+    override_threshold(&p, -1.0f, nan);  // calibration runs: accept everything
+    EXPECT_TRUE(p.threshold_by_n.empty());
+    EXPECT_FLOAT_EQ(p.background_weight, 0.0f);
+    EXPECT_FLOAT_EQ(match_threshold(p, 4), -1.0f + p.threshold_scale / 2);
+
+    p.threshold_by_n = {0.9f};
+    override_threshold(&p, nan, 0.2f);  // a scale alone also leaves the table
+    EXPECT_TRUE(p.threshold_by_n.empty());
+    EXPECT_FLOAT_EQ(match_threshold(p, 1), -1.0f + 0.2f);
 }
 
 // PQ scores equal <q, decode(code)> (table sharing across lists is exact for residual PQ).

@@ -7,6 +7,7 @@
 #include <emscripten/bind.h>
 
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -150,15 +151,10 @@ public:
         params.match_every_embeddings =
             option_int(options, "match_every_embeddings", params.match_every_embeddings);
         params.match.nprobe = option_int(options, "nprobe", params.match.nprobe);
-        if (options.contains("threshold_base")) {
-            // An explicit base + scale curve replaces the model's calibrated table.
-            params.match.threshold_by_n.clear();
-            params.match.background_weight = 0.0f;
-            params.match.threshold_base =
-                option_float(options, "threshold_base", params.match.threshold_base);
-        }
-        params.match.threshold_scale =
-            option_float(options, "threshold_scale", params.match.threshold_scale);
+        // An explicit base and/or scale replaces the model's calibrated table.
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        override_threshold(&params.match, option_float(options, "threshold_base", nan),
+                           option_float(options, "threshold_scale", nan));
         Result<std::unique_ptr<Embedder>> embedder = create_embedder(model_, backend.value());
         if (!embedder) return to_js(embedder.status());
         Result<std::unique_ptr<Recognizer>> recognizer = Recognizer::create(
