@@ -30,7 +30,7 @@ CONTEXT_FRAMES = 62
 HOP_LENGTH = 250
 N_FFT = 512
 SEG_SAMPLES = N_FFT + (CONTEXT_FRAMES - 1) * HOP_LENGTH  # 15762 samples = 0.985 s
-PRE_SAMPLES = 12000  # pre-roll for reverb tails (>= RIR length - 1)
+PRE_SAMPLES = 12000  # default pre-roll for reverb tails (>= RIR length - 1)
 MAX_SHIFT = 4000     # +-0.25 s = half the index hop, anchor vs positive
 
 
@@ -50,7 +50,8 @@ def valid_starts(audio, floor_dbfs=-45.0):
 
 
 class Sampler:
-    def __init__(self, songs, noise_cats, noise_audio, seed):
+    def __init__(self, songs, noise_cats, noise_audio, seed, pre_samples=PRE_SAMPLES):
+        self.pre = pre_samples
         self.songs = songs
         self.starts = [valid_starts(a) for a in songs]
         weights = np.array([len(s) for s in self.starts], dtype=np.float64)
@@ -67,7 +68,7 @@ class Sampler:
         rng = self.rng
         song_idx = rng.choice(len(self.songs), size=b, p=self.song_p)
         anchors = np.zeros((b, SEG_SAMPLES), dtype=np.float32)
-        raws = np.zeros((b, PRE_SAMPLES + SEG_SAMPLES), dtype=np.float32)
+        raws = np.zeros((b, self.pre + SEG_SAMPLES), dtype=np.float32)
         noise = np.zeros((b, SEG_SAMPLES), dtype=np.float32)
         starts = np.zeros(b, dtype=np.int64)
         for k, si in enumerate(song_idx):
@@ -76,7 +77,7 @@ class Sampler:
             starts[k] = start
             anchors[k] = audio[start:start + SEG_SAMPLES]
             pos = start + int(rng.integers(-MAX_SHIFT, MAX_SHIFT + 1))
-            lo = pos - PRE_SAMPLES
+            lo = pos - self.pre
             src_lo = max(lo, 0)
             raws[k, src_lo - lo:] = audio[src_lo:pos + SEG_SAMPLES]
             files = self.noise_by_cat[self.cats[rng.integers(len(self.cats))]]
@@ -154,6 +155,13 @@ def main():
                         help="export models/earshot-v1.emod every N minutes (0 = never)")
     parser.add_argument("--n-dev-songs", type=int, default=16)
     parser.add_argument("--n-dev-seen", type=int, default=4)
+    parser.add_argument("--rt60-max", type=float, default=1.0,
+                        help="synthetic rooms draw RT60 uniformly in 0.2..this (s)")
+    parser.add_argument("--rir-sec", type=float, default=0.75,
+                        help="length of the synthetic impulse responses (s)")
+    parser.add_argument("--init-from", default="",
+                        help="warm start: take the network and optimizer state of this "
+                             "checkpoint, then run a fresh schedule (--lr, --budget-min)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -194,8 +202,11 @@ def main():
     print(f"params {net.n_params_exported()} flops {net.flops()}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     front = frontend.TorchFrontend()
-    degrader = Degrader(args.seed, PRE_SAMPLES, SEG_SAMPLES)
-    sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed)
+    rir_samples = int(round(args.rir_sec * 16000))
+    pre_samples = max(PRE_SAMPLES, rir_samples)
+    degrader = Degrader(args.seed, pre_samples, SEG_SAMPLES, rir_samples=rir_samples,
+                        rt60_range=(0.2, args.rt60_max))
+    sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed, pre_samples)
     gen = torch.Generator().manual_seed(args.seed)
 
     state = {"step": 0, "train_s": 0.0, "history": []}
@@ -208,6 +219,16 @@ def main():
         torch.set_rng_state(ck["torch_rng"])
         state = ck["state"]
         print(f"resumed at step {state['step']} ({state['train_s'] / 60:.1f} min)", flush=True)
+    elif args.init_from:
+        ck = torch.load(args.init_from)
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        for group in opt.param_groups:
+            group["initial_lr"] = args.lr
+        state["init_from"] = {"path": os.path.relpath(args.init_from, MODELS_DIR),
+                              "step": ck["state"]["step"],
+                              "train_min": round(ck["state"]["train_s"] / 60, 1)}
+        print(f"warm start from {args.init_from} (step {ck['state']['step']})", flush=True)
 
     budget_s = args.budget_min * 60.0
     config = vars(args).copy()

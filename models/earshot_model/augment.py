@@ -78,14 +78,15 @@ class Degrader:
 
     def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=12000,
                  n_bandpass=256, p_room=0.75, p_bandpass=0.8, p_tilt=0.8, p_clip=0.5,
-                 p_noise=0.9, snr_db_range=(-5.0, 15.0), level_dbfs_range=(-30.0, -12.0)):
+                 p_noise=0.9, snr_db_range=(-5.0, 15.0), level_dbfs_range=(-30.0, -12.0),
+                 rt60_range=(0.2, 1.0)):
         assert pre_samples >= rir_samples - 1, "pre-roll must cover the RIR (no wrap-around)"
         rng = np.random.default_rng(seed)
         self.pre, self.seg = pre_samples, seg_samples
         # FFT length: a 2^k * small size >= pre + seg (27762 = 2*3*7*661 is slow to FFT).
         self.n_fft = _fast_fft_size(pre_samples + seg_samples)
         self.rir_f = torch.from_numpy(np.fft.rfft(
-            synthetic_rir_bank(n_rirs, rir_samples, rng), n=self.n_fft).astype(np.complex64))
+            synthetic_rir_bank(n_rirs, rir_samples, rng, rt60_range), n=self.n_fft).astype(np.complex64))
         self.bandpass_f = torch.from_numpy(bandpass_bank(n_bandpass, self.n_fft, rng))
         freqs = np.arange(self.n_fft // 2 + 1) * RATE_HZ / self.n_fft
         # Tilt shape in [-0.5, 0.5]: linear in log-frequency between 150 Hz and 7 kHz.
