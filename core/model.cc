@@ -196,6 +196,13 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         !(st = read_int(meta, "embedding_dim", 1, kMaxDim, "metadata", &info.embedding_dim))) {
         return fail(what, st.message());
     }
+    // Optional: the query embedding hop (default: the index hop). Thresholds are per number of
+    // query embeddings at this hop.
+    info.query_hop_frames = info.hop_frames;
+    if (meta.contains("query_hop_frames") &&
+        !(st = read_int(meta, "query_hop_frames", 1, kMaxDim, "metadata", &info.query_hop_frames))) {
+        return fail(what, st.message());
+    }
     const auto norm_it = meta.find("input_norm");
     if (norm_it == meta.end() || !norm_it->is_string() ||
         (norm_it->get<std::string>() != "patch_mean" && norm_it->get<std::string>() != "none")) {

@@ -12,11 +12,12 @@ constexpr double kDefaultWindowS = 10.0;   // default sliding window, seconds
 
 RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
-    params.query_hop_frames = model.hop_frames;
-    // A 10 s sliding window at the model's hop (20 embeddings at 0.5 s, 40 at 0.25 s).
-    if (model.hop_frames > 0 && model.frontend.hop_length > 0 && model.frontend.sample_rate_hz > 0) {
-        const double hop_s =
-            double(model.hop_frames) * model.frontend.hop_length / model.frontend.sample_rate_hz;
+    params.query_hop_frames = model.query_hop_frames > 0 ? model.query_hop_frames : model.hop_frames;
+    // A 10 s sliding window at the query hop (20 embeddings at 0.5 s, 40 at 0.25 s).
+    if (params.query_hop_frames > 0 && model.frontend.hop_length > 0 &&
+        model.frontend.sample_rate_hz > 0) {
+        const double hop_s = double(params.query_hop_frames) * model.frontend.hop_length /
+                             model.frontend.sample_rate_hz;
         params.max_query_embeddings =
             std::max(1, std::min(kMaxQueryEmbeddings, int(std::lround(kDefaultWindowS / hop_s))));
     }
@@ -41,7 +42,7 @@ Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Mod
         return Status::error("Recognizer::create: index dim " + std::to_string(index->dim()) +
                              " != model embedding_dim " + std::to_string(info.embedding_dim));
     RecognizerParams p = params;
-    if (p.query_hop_frames == 0) p.query_hop_frames = info.hop_frames;
+    if (p.query_hop_frames == 0) p.query_hop_frames = info.query_hop_frames;
     if (p.query_hop_frames < 1)
         return Status::error("Recognizer::create: query_hop_frames must be >= 1 (0 = model hop)");
     if (p.max_query_embeddings < 1 || p.max_query_embeddings > kMaxQueryEmbeddings)

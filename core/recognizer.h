@@ -24,7 +24,7 @@
 namespace earshot {
 
 struct RecognizerParams {
-    int query_hop_frames = 0;        // frames between query embeddings; 0 = the model's hop_frames
+    int query_hop_frames = 0;        // frames between query embeddings; 0 = the model's query hop
     int max_query_embeddings = 20;   // sliding window matched each time (defaults: 10 s)
     int min_query_embeddings = 1;    // no matching before this many embeddings
     int match_every_embeddings = 1;  // re-run the matcher every this many new embeddings

@@ -75,7 +75,7 @@ const indexFiles = [manifest.quantizer.file, ...manifest.shards.map((s) => s.fil
 const pcmBase64 = Buffer.from(pcm.buffer).toString('base64');
 
 function summarize(where, m) {
-    const embeddingsPerSecond = 16000 / (m.model.hop_frames * 250);   // query hop = model hop
+    const embeddingsPerSecond = 16000 / (m.model.query_hop_frames * 250);   // the recognizer's query hop
     const out = {
         where,
         frontend_ms_per_audio_s: m.frontend.ms_per_audio_second,

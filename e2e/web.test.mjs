@@ -233,7 +233,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
     });
 
     test('at the device rate (48 kHz AudioContext) the Worker resamples and the right song is found', async () => {
-        // A clean clip and a 16-embedding (8 s) window: a check of the audio path (capture,
+        // A clean clip and a 16-embedding window (4 s at the 0.25 s hop): a check of the audio path (capture,
         // worklet, transfer, resampling) that holds even with the random-init model.
         const clean = makeClip({ source: target.path, startS: target.startS, seconds: 20, out: path.join(resultsDir, 'clip-clean.wav') });
         const demo = await openDemo({ audioFile: clean.path });

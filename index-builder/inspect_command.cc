@@ -139,6 +139,9 @@ int run_info(const std::string& path) {
                           double(info.frontend.sample_rate_hz)},
         {"hop_frames", info.hop_frames},
         {"hop_s", model_hop_s(info)},
+        {"query_hop_frames", info.query_hop_frames},
+        {"query_hop_s", info.query_hop_frames * double(info.frontend.hop_length) /
+                            info.frontend.sample_rate_hz},
         {"embedding_dim", info.embedding_dim},
         {"layers", (*model)->layers().size()},
         {"parameters", info.n_params},

@@ -62,11 +62,14 @@ int main(int argc, char** argv) {
     query_cmd->add_option("inputs", query.inputs, "audio files or folders")->required();
     query_cmd->add_option("-o,--output", query.output, "write the JSON lines to this file");
     query_cmd->add_option("--query-hop-frames", query.query_hop_frames,
-                          "frames between query embeddings (0 = the model's hop)")
+                          "frames between query embeddings (0 = the model's query hop)")
         ->capture_default_str();
     query_cmd->add_option("--max-query-embeddings", query.max_query_embeddings,
                           "sliding window of query embeddings matched at once (0 = 10 s)")
         ->capture_default_str()->check(CLI::Range(0, 1000));
+    query_cmd->add_option("--nprobe", query.nprobe,
+                          "coarse lists searched per query embedding (0 = default, 16)")
+        ->capture_default_str()->check(CLI::Range(0, 65536));
     query_cmd->add_option("--threshold-base", query.threshold_base,
                           "override the model's no-match threshold: base + scale/sqrt(n)");
     query_cmd->add_option("--threshold-scale", query.threshold_scale,

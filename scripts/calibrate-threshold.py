@@ -13,6 +13,9 @@ measured length (interpolated in between).
   scripts/calibrate-threshold.py --truth Q/truth.tsv --results results.jsonl \
       --model models/earshot-v1.emod [--write]
 
+Several query sets (each with its own index) pool their queries: repeat --truth, --results and
+--details in the same order.
+
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards.
 """
@@ -33,21 +36,24 @@ DEFAULT_VARIANTS = [
 ]
 
 
-def n_embeddings(meta, length_s):
-    """Query embeddings of a clip of length_s seconds at the model's hop (whole-clip matching)."""
+def n_embeddings(meta, length_s, hop_frames=0):
+    """Query embeddings of a clip of length_s seconds at hop_frames (0: the model's query hop),
+    the n the matcher looks thresholds up with (whole-clip matching)."""
     n_samples = int(round(length_s * meta["sample_rate_hz"]))
     if n_samples < meta["n_fft"]:
         return 0
     frames = 1 + (n_samples - meta["n_fft"]) // meta["hop_length"]
     if frames < meta["context_frames"]:
         return 0
-    return (frames - meta["context_frames"]) // meta["hop_frames"] + 1
+    hop = hop_frames or meta.get("query_hop_frames", meta["hop_frames"])
+    return (frames - meta["context_frames"]) // hop + 1
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--truth", required=True)
-    ap.add_argument("--results", required=True)
+    ap.add_argument("--truth", required=True, action="append", help="make-queries' truth.tsv")
+    ap.add_argument("--results", required=True, action="append",
+                    help="`earshot query --threshold-base -1` output for those queries")
     ap.add_argument("--model", required=True)
     ap.add_argument("--target-fp", type=float, default=0.005,
                     help="largest share of out-of-catalog queries allowed to match, per length")
@@ -55,8 +61,11 @@ def main():
     ap.add_argument("--background-weight", type=float, default=0.5,
                     help="the decision statistic is similarity - W * background (how well the "
                          "other songs match the same audio); 0.5 was chosen on train queries")
+    ap.add_argument("--query-hop-frames", type=int, default=0,
+                    help="the query hop the results were made with (0 = the model's)")
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
-    ap.add_argument("--details", help="make-queries' details.tsv (source song of each negative)")
+    ap.add_argument("--details", action="append", default=[],
+                    help="make-queries' details.tsv (source song of each negative)")
     ap.add_argument("--variant", action="append", default=[], metavar="A=B",
                     help="songs that are the same tune in another arrangement: a negative cut "
                          "from A that matches B (or the reverse) is a right answer, not a false "
@@ -66,13 +75,23 @@ def main():
     with open(args.model, "rb") as f:
         model = read_container(f.read(), expected_kind="MODL", what=args.model)
     meta = model.meta
-    with open(args.truth, newline="") as f:
-        truth = {row["query"]: row for row in csv.DictReader(f, delimiter="\t")}
-    results = {}
-    with open(args.results) as f:
-        for line in f:
-            r = json.loads(line)
-            results[r["query"]] = r
+    n_sets = len(args.truth)
+    if len(args.results) != n_sets or args.details and len(args.details) != n_sets:
+        sys.exit("give as many --results (and --details) as --truth, in the same order")
+    # Queries of different sets have the same names: key them by (set, query).
+    truth, results, source = {}, {}, {}
+    for k, truth_path in enumerate(args.truth):
+        with open(truth_path, newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                truth[(k, row["query"])] = row
+        with open(args.results[k]) as f:
+            for line in f:
+                r = json.loads(line)
+                results[(k, r["query"])] = r
+        if args.details:
+            with open(args.details[k], newline="") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    source[(k, row["query"])] = row["source_song"]
 
     # The train set holds the same tune in several arrangements (../shared/eval/README.md names
     # some; tecnoballz's area1-game/area1-game2 is another): an out-of-catalog clip of one that
@@ -81,10 +100,6 @@ def main():
     for pair in DEFAULT_VARIANTS + args.variant:
         a, b = pair.split("=")
         variants |= {(a, b), (b, a)}
-    source = {}
-    if args.details:
-        with open(args.details, newline="") as f:
-            source = {row["query"]: row["source_song"] for row in csv.DictReader(f, delimiter="\t")}
     n_variant = 0
 
     neg, pos = {}, {}  # n -> list of scores (pos: (score, right song))
@@ -92,7 +107,7 @@ def main():
         r = results.get(q)
         if r is None:
             continue
-        n = n_embeddings(meta, float(t["length_s"]))
+        n = n_embeddings(meta, float(t["length_s"]), args.query_hop_frames)
         if n == 0:
             continue
         # Needs `earshot query --threshold-base -1` output (similarity and background fields).
@@ -156,7 +171,7 @@ def main():
         meta["threshold_background_weight"] = args.background_weight
         meta.pop("threshold_scale", None)
         meta["threshold_calibration"] = {
-            "queries": os.path.abspath(args.truth), "target_fp": args.target_fp,
+            "queries": [os.path.abspath(t) for t in args.truth], "target_fp": args.target_fp,
             "background_weight": args.background_weight,
             "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
             "positives": n_pos}

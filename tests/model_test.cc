@@ -278,7 +278,8 @@ TEST(ModelLoad, SurvivesHostileMetadataValues) {
             }
         }
     }
-    for (const char* key : {"context_frames", "embedding_dim", "hop_frames", "n_mels"}) {
+    for (const char* key :
+         {"context_frames", "embedding_dim", "hop_frames", "query_hop_frames", "n_mels"}) {
         for (const auto& value : hostile) {
             ModelSpec spec = base;
             spec.meta[key] = value;
@@ -359,6 +360,7 @@ TEST(ModelRandomInit, LoadsWithV1Architecture) {
     EXPECT_EQ(info.name, "random-init-v0");
     EXPECT_EQ(info.context_frames, 62);
     EXPECT_EQ(info.hop_frames, 32);
+    EXPECT_EQ(info.query_hop_frames, 32);  // no query_hop_frames key: the index hop
     EXPECT_EQ(info.embedding_dim, 128);
     EXPECT_EQ(info.frontend.n_mels, 64);
     EXPECT_EQ(info.hash_hex.size(), 64u);

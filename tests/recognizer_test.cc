@@ -145,8 +145,9 @@ TEST_F(RecognizerTest, DefaultParams) {
     EXPECT_EQ(p.max_query_embeddings, 20);  // 10 s at the test model's 0.5 s hop
     EXPECT_GE(p.min_query_embeddings, 1);
 
-    ModelInfo quarter = model_->info();  // a 0.25 s hop gets a 10 s window too
-    quarter.hop_frames = 16;
+    ModelInfo quarter = model_->info();  // a 0.25 s query hop gets a 10 s window too
+    quarter.query_hop_frames = 16;
+    EXPECT_EQ(recognizer_default_params(quarter).query_hop_frames, 16);
     EXPECT_EQ(recognizer_default_params(quarter).max_query_embeddings, 40);
 }
 

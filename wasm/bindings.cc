@@ -98,6 +98,7 @@ public:
             {"n_mels", info.frontend.n_mels},
             {"context_frames", info.context_frames},
             {"hop_frames", info.hop_frames},
+            {"query_hop_frames", info.query_hop_frames},
             {"embedding_dim", info.embedding_dim},
             {"n_params", info.n_params},
             {"flops_per_embedding", info.flops_per_embedding},

@@ -5,13 +5,14 @@ from .net import EarshotNet
 
 
 def model_meta(net, name, hop_frames=32, description=None, training=None, threshold=None,
-               params=frontend.DEFAULT_PARAMS):
+               params=frontend.DEFAULT_PARAMS, query_hop_frames=None):
     layers, _ = net.export_layers()
     meta = {"format": "earshot-model", "model_version": 1, "name": name}
     meta.update(params)
     meta.update({
         "context_frames": net.context_frames,
         "hop_frames": hop_frames,
+        "query_hop_frames": query_hop_frames or hop_frames,
         "embedding_dim": net.embedding_dim,
         "input_norm": "patch_mean",
         "layers": layers,
