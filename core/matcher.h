@@ -19,7 +19,10 @@
 namespace earshot {
 
 struct MatchParams {
-    int nprobe = 16;          // coarse lists probed per query embedding
+    // Coarse lists probed per query embedding. 8 of 256: on train calibration queries as many
+    // hits as 16 (0.25 s index hop), and the browser's CPU per second of audio with a
+    // 10 000-song index drops from 14 ms to 8 ms (docs/PERFORMANCE-web.md).
+    int nprobe = 8;
     int k_per_query = 32;     // postings kept per query embedding (phase 1)
     int max_candidates = 16;  // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
     int n_results = 5;        // best + runner-ups (distinct songs) reported

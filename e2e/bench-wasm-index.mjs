@@ -3,6 +3,7 @@
 //   build-lead/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k \
 //       --quantizer out/site/index/quantizer.eq
 //   node e2e/bench-wasm-index.mjs [--index out/synth-10k] [--seconds 60] [--runs 3] [--backend simd]
+//       [--nprobe N]
 // Uses the built site's earshot-core.mjs/.wasm and model (scripts/demo.sh --build-only) and the
 // first demo song (sox -> 16 kHz mono float). Each run: a fresh WASM module, model and whole
 // index loaded through the Engine bindings (load time = loadManifest + addQuantizer + addShard,
@@ -23,6 +24,7 @@ const indexDir = path.resolve(repoRoot, arg('--index', 'out/synth-10k'));
 const seconds = Number(arg('--seconds', 60));
 const runs = Number(arg('--runs', 3));
 const backend = arg('--backend', 'simd');
+const nprobe = args.includes('--nprobe') ? Number(arg('--nprobe')) : undefined;  // default: the engine's
 
 requireSite();
 const { pcm, audioSeconds, song } = benchAudio(seconds);
@@ -51,7 +53,7 @@ async function once() {
     }
     const load = { cpu_ms: cpuMs(process.cpuUsage(load0.cpu)), wall_ms: performance.now() - load0.wall };
     const index = JSON.parse(engine.indexInfo());
-    must(engine.createRecognizer(JSON.stringify({ backend })));
+    must(engine.createRecognizer(JSON.stringify({ backend, nprobe })));
     const block = 1024;
     const address = engine.inputPointer(block);
     let results = 0, matched = 0;

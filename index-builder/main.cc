@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
                           "sliding window of query embeddings matched at once (0 = 10 s)")
         ->capture_default_str()->check(CLI::Range(0, 1000));
     query_cmd->add_option("--nprobe", query.nprobe,
-                          "coarse lists searched per query embedding (0 = default, 16)")
+                          "coarse lists searched per query embedding (0 = default, 8)")
         ->capture_default_str()->check(CLI::Range(0, 65536));
     query_cmd->add_option("--threshold-base", query.threshold_base,
                           "override the model's no-match threshold: base + scale/sqrt(n)");
