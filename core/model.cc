@@ -199,8 +199,8 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     // Optional: the query embedding hop (default: the index hop). Thresholds are per number of
     // query embeddings at this hop.
     info.query_hop_frames = info.hop_frames;
-    if (meta.contains("query_hop_frames") &&
-        !(st = read_int(meta, "query_hop_frames", 1, kMaxDim, "metadata", &info.query_hop_frames))) {
+    if (meta.contains("query_hop_frames") && !(st = read_int(meta, "query_hop_frames", 1, kMaxDim,
+                                                             "metadata", &info.query_hop_frames))) {
         return fail(what, st.message());
     }
     const auto norm_it = meta.find("input_norm");

@@ -39,7 +39,8 @@ struct ModelInfo {
     FrontendParams frontend;
     int context_frames = 62;
     int hop_frames = 32;   // index embedding hop, in frames
-    int query_hop_frames = 32;  // query embedding hop (metadata `query_hop_frames`, default hop_frames)
+    // Query embedding hop (metadata `query_hop_frames`; default: hop_frames).
+    int query_hop_frames = 32;
     int embedding_dim = 128;
     bool input_patch_mean = true;
     // Calibrated no-match threshold from metadata: threshold + threshold_scale / sqrt(n) for n

@@ -12,7 +12,8 @@ constexpr double kDefaultWindowS = 10.0;   // default sliding window, seconds
 
 RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
-    params.query_hop_frames = model.query_hop_frames > 0 ? model.query_hop_frames : model.hop_frames;
+    params.query_hop_frames =
+        model.query_hop_frames > 0 ? model.query_hop_frames : model.hop_frames;
     // A 10 s sliding window at the query hop (20 embeddings at 0.5 s, 40 at 0.25 s).
     if (params.query_hop_frames > 0 && model.frontend.hop_length > 0 &&
         model.frontend.sample_rate_hz > 0) {

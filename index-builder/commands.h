@@ -37,7 +37,7 @@ struct QueryOptions {
     std::string index_dir;
     std::vector<std::string> inputs;
     std::string output;       // empty = stdout
-    int query_hop_frames = 0;  // 0 = the model's query hop
+    int query_hop_frames = 0;      // 0 = the model's query hop
     int max_query_embeddings = 0;  // 0 = the model's default (10 s)
     int nprobe = 0;                // 0 = the matcher's default
     bool stream = false;

@@ -140,8 +140,8 @@ int run_info(const std::string& path) {
         {"hop_frames", info.hop_frames},
         {"hop_s", model_hop_s(info)},
         {"query_hop_frames", info.query_hop_frames},
-        {"query_hop_s", info.query_hop_frames * double(info.frontend.hop_length) /
-                            info.frontend.sample_rate_hz},
+        {"query_hop_s",
+         info.query_hop_frames * double(info.frontend.hop_length) / info.frontend.sample_rate_hz},
         {"embedding_dim", info.embedding_dim},
         {"layers", (*model)->layers().size()},
         {"parameters", info.n_params},

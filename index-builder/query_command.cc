@@ -42,7 +42,8 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
 
     RecognizerParams params = recognizer_default_params(info);
     if (options.query_hop_frames > 0) params.query_hop_frames = options.query_hop_frames;
-    if (options.max_query_embeddings > 0) params.max_query_embeddings = options.max_query_embeddings;
+    if (options.max_query_embeddings > 0)
+        params.max_query_embeddings = options.max_query_embeddings;
     if (options.nprobe > 0) params.match.nprobe = options.nprobe;
     // Offline, the decision is taken once on the whole clip (the last max_query_embeddings
     // embeddings) at finish(); --stream decides after every embedding as the browser does and

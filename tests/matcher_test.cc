@@ -112,8 +112,8 @@ TEST(MatcherTest, PqScoresEqualReconstructionInnerProducts) {
 
 // Phase 1 (IVF probe) against the exhaustive scan of the same codes, on clustered data
 // (64 clusters, cosine ~0.45 to the centre): recall@10 >= 0.95 when probing a quarter of the
-// lists (16 of 64; measured 0.98 natively, 0.95 at nprobe 8). Queries are noisy copies of stored vectors
-// (cosine ~0.9), the situation phase 1 is for.
+// lists (16 of 64; measured 0.98 natively, 0.95 at nprobe 8). Queries are noisy copies of stored
+// vectors (cosine ~0.9), the situation phase 1 is for.
 TEST(MatcherTest, Phase1RecallVersusExhaustive) {
     ModelInfo model = fake_model_info();
     const size_t n_songs = 60, frames = 120;
