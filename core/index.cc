@@ -256,6 +256,11 @@ double model_hop_s(const ModelInfo& model) {
     return double(model.hop_frames) * model.frontend.hop_length / model.frontend.sample_rate_hz;
 }
 
+double model_query_hop_s(const ModelInfo& model) {
+    return double(model.query_hop_frames) * model.frontend.hop_length /
+           model.frontend.sample_rate_hz;
+}
+
 IndexBuildParams index_build_default_params() { return IndexBuildParams(); }
 
 // ---- Quantizer ----------------------------------------------------------------------------

@@ -219,5 +219,7 @@ private:
 
 // hop between stored embeddings, seconds: hop_frames * hop_length / sample_rate_hz.
 double model_hop_s(const ModelInfo& model);
+// hop between query embeddings, seconds: query_hop_frames * hop_length / sample_rate_hz.
+double model_query_hop_s(const ModelInfo& model);
 
 }  // namespace earshot

@@ -12,13 +12,10 @@ constexpr double kDefaultWindowS = 10.0;   // default sliding window, seconds
 
 RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
-    params.query_hop_frames =
-        model.query_hop_frames > 0 ? model.query_hop_frames : model.hop_frames;
+    params.query_hop_frames = model.query_hop_frames;
     // A 10 s sliding window at the query hop (20 embeddings at 0.5 s, 40 at 0.25 s).
-    if (params.query_hop_frames > 0 && model.frontend.hop_length > 0 &&
-        model.frontend.sample_rate_hz > 0) {
-        const double hop_s = double(params.query_hop_frames) * model.frontend.hop_length /
-                             model.frontend.sample_rate_hz;
+    const double hop_s = model_query_hop_s(model);
+    if (hop_s > 0.0) {
         params.max_query_embeddings =
             std::max(1, std::min(kMaxQueryEmbeddings, int(std::lround(kDefaultWindowS / hop_s))));
     }
