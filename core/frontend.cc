@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "core/json_read.h"
 #include "kiss_fftr.h"
 
 namespace earshot {
@@ -59,32 +60,6 @@ Status validate(const FrontendParams& p) {
     return Status::ok();
 }
 
-Status read_int(const nlohmann::json& meta, const char* key, int* out) {
-    const auto it = meta.find(key);
-    if (it == meta.end()) return Status::error(std::string("model metadata lacks '") + key + "'");
-    if (!it->is_number_integer()) {
-        return Status::error(std::string("model metadata '") + key + "' must be an integer");
-    }
-    const int64_t v = it->is_number_unsigned()
-                          ? int64_t(std::min<uint64_t>(it->get<uint64_t>(), uint64_t(INT64_MAX)))
-                          : it->get<int64_t>();
-    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
-        return Status::error(std::string("model metadata '") + key + "' is out of range");
-    }
-    *out = int(v);
-    return Status::ok();
-}
-
-Status read_float(const nlohmann::json& meta, const char* key, float* out) {
-    const auto it = meta.find(key);
-    if (it == meta.end()) return Status::error(std::string("model metadata lacks '") + key + "'");
-    if (!it->is_number()) {
-        return Status::error(std::string("model metadata '") + key + "' must be a number");
-    }
-    *out = float(it->get<double>());
-    return Status::ok();
-}
-
 }  // namespace
 
 struct Frontend::Impl {
@@ -105,14 +80,19 @@ FrontendParams frontend_default_params() { return FrontendParams(); }
 Result<FrontendParams> frontend_params_from_meta(const nlohmann::json& meta) {
     if (!meta.is_object()) return Status::error("model metadata is not a JSON object");
     FrontendParams p;
+    // Any int is read here; validate() then checks each against its own range.
+    const int lo = std::numeric_limits<int>::min(), hi = std::numeric_limits<int>::max();
+    const std::string where = "model metadata";
     Status s;
-    if (!(s = read_int(meta, "sample_rate_hz", &p.sample_rate_hz))) return s;
-    if (!(s = read_int(meta, "n_fft", &p.n_fft))) return s;
-    if (!(s = read_int(meta, "hop_length", &p.hop_length))) return s;
-    if (!(s = read_int(meta, "n_mels", &p.n_mels))) return s;
-    if (!(s = read_float(meta, "f_min_hz", &p.f_min_hz))) return s;
-    if (!(s = read_float(meta, "f_max_hz", &p.f_max_hz))) return s;
-    if (!(s = read_float(meta, "log_offset", &p.log_offset))) return s;
+    if (!(s = json_read_int(meta, "sample_rate_hz", lo, hi, where, &p.sample_rate_hz)) ||
+        !(s = json_read_int(meta, "n_fft", lo, hi, where, &p.n_fft)) ||
+        !(s = json_read_int(meta, "hop_length", lo, hi, where, &p.hop_length)) ||
+        !(s = json_read_int(meta, "n_mels", lo, hi, where, &p.n_mels)) ||
+        !(s = json_read_float(meta, "f_min_hz", where, &p.f_min_hz)) ||
+        !(s = json_read_float(meta, "f_max_hz", where, &p.f_max_hz)) ||
+        !(s = json_read_float(meta, "log_offset", where, &p.log_offset))) {
+        return s;
+    }
     if (!(s = validate(p))) return s;
     return p;
 }

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/container.h"
+#include "core/json_read.h"
 #include "core/kernels.h"
 
 namespace earshot {
@@ -34,24 +35,6 @@ constexpr size_t kMaxActivationFloats = size_t(1) << 24;  // 64 MiB per activati
 
 Status fail(const std::string& what, const std::string& message) {
     return Status::error(what + ": " + message);
-}
-
-// Reads meta[key] as an integer in [lo, hi]; `where` names the object in messages.
-Status read_int(const nlohmann::json& obj, const char* key, int lo, int hi,
-                const std::string& where, int* out) {
-    const auto it = obj.find(key);
-    if (it == obj.end()) return Status::error(where + " has no '" + key + "'");
-    if (!it->is_number_integer()) {
-        return Status::error(where + ": '" + key + "' must be an integer, got " + it->dump());
-    }
-    const int64_t v = it->get<int64_t>();
-    if (v < lo || v > hi) {
-        return Status::error(where + ": '" + key + "' = " + std::to_string(v) +
-                             " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                             "]");
-    }
-    *out = int(v);
-    return Status::ok();
 }
 
 // Copies a validated f32 section (little-endian on every target we build for).
@@ -98,8 +81,8 @@ Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c
     }
     layer->relu = relu_it->get<bool>();
     Status st;
-    if (!(st = read_int(j, "in", 1, kMaxDim, where, &layer->in))) return st;
-    if (!(st = read_int(j, "out", 1, kMaxDim, where, &layer->out))) return st;
+    if (!(st = json_read_int(j, "in", 1, kMaxDim, where, &layer->in))) return st;
+    if (!(st = json_read_int(j, "out", 1, kMaxDim, where, &layer->out))) return st;
 
     if (type == "dense") {
         layer->type = Layer::Type::kDense;
@@ -117,13 +100,13 @@ Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c
     }
 
     layer->type = Layer::Type::kConv2d;
-    if (!(st = read_int(j, "kernel_h", 1, kMaxKernel, where, &layer->kernel_h))) return st;
-    if (!(st = read_int(j, "kernel_w", 1, kMaxKernel, where, &layer->kernel_w))) return st;
-    if (!(st = read_int(j, "stride_h", 1, kMaxKernel, where, &layer->stride_h))) return st;
-    if (!(st = read_int(j, "stride_w", 1, kMaxKernel, where, &layer->stride_w))) return st;
+    if (!(st = json_read_int(j, "kernel_h", 1, kMaxKernel, where, &layer->kernel_h))) return st;
+    if (!(st = json_read_int(j, "kernel_w", 1, kMaxKernel, where, &layer->kernel_w))) return st;
+    if (!(st = json_read_int(j, "stride_h", 1, kMaxKernel, where, &layer->stride_h))) return st;
+    if (!(st = json_read_int(j, "stride_w", 1, kMaxKernel, where, &layer->stride_w))) return st;
     // Padding of a whole kernel or more would only add all-zero windows.
-    if (!(st = read_int(j, "pad_h", 0, layer->kernel_h - 1, where, &layer->pad_h))) return st;
-    if (!(st = read_int(j, "pad_w", 0, layer->kernel_w - 1, where, &layer->pad_w))) return st;
+    if (!(st = json_read_int(j, "pad_h", 0, layer->kernel_h - 1, where, &layer->pad_h))) return st;
+    if (!(st = json_read_int(j, "pad_w", 0, layer->kernel_w - 1, where, &layer->pad_w))) return st;
     if (layer->in != *c) {
         return Status::error(where + ": 'in' = " + std::to_string(layer->in) +
                              " channels but its input has " + std::to_string(*c));
@@ -191,15 +174,15 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     info.frontend = frontend.value();
 
     Status st;
-    if (!(st = read_int(meta, "context_frames", 1, kMaxDim, "metadata", &info.context_frames)) ||
-        !(st = read_int(meta, "hop_frames", 1, kMaxDim, "metadata", &info.hop_frames)) ||
-        !(st = read_int(meta, "embedding_dim", 1, kMaxDim, "metadata", &info.embedding_dim))) {
+    if (!(st = json_read_int(meta, "context_frames", 1, kMaxDim, "metadata", &info.context_frames)) ||
+        !(st = json_read_int(meta, "hop_frames", 1, kMaxDim, "metadata", &info.hop_frames)) ||
+        !(st = json_read_int(meta, "embedding_dim", 1, kMaxDim, "metadata", &info.embedding_dim))) {
         return fail(what, st.message());
     }
     // Optional: the query embedding hop (default: the index hop). Thresholds are per number of
     // query embeddings at this hop.
     info.query_hop_frames = info.hop_frames;
-    if (meta.contains("query_hop_frames") && !(st = read_int(meta, "query_hop_frames", 1, kMaxDim,
+    if (meta.contains("query_hop_frames") && !(st = json_read_int(meta, "query_hop_frames", 1, kMaxDim,
                                                              "metadata", &info.query_hop_frames))) {
         return fail(what, st.message());
     }
