@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--results", required=True, action="append",
                     help="`earshot query --threshold-base -1` output for those queries")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--target-fp", type=float, default=0.005,
+    ap.add_argument("--target-fp", type=float, default=0.001,
                     help="largest share of out-of-catalog queries allowed to match, per length")
     ap.add_argument("--margin", type=float, default=0.005, help="added to the fitted thresholds")
     ap.add_argument("--background-weight", type=float, default=0.5,
