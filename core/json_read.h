@@ -1,4 +1,4 @@
-// Typed reads of JSON fields for the model and index loaders, with messages that name the
+// Typed reads of JSON fields for the model and front-end loaders, with messages that name the
 // object and the key. nlohmann::json's own get<int>() throws and silently truncates doubles,
 // and neither checks a range; the loaders must turn bad files into a Status, never a crash.
 #pragma once
