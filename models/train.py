@@ -50,12 +50,28 @@ def valid_starts(audio, floor_dbfs=-45.0):
 
 
 class Sampler:
-    def __init__(self, songs, noise_cats, noise_audio, seed, pre_samples=PRE_SAMPLES):
+    """Draws training segments. With album_frac > 0, that share of each batch comes in groups of
+    `group` segments from one album (one game's soundtrack, one MIDI synth): in-batch negatives
+    that share instruments and style, which the no-match decision must tell apart (out-of-catalog
+    clips that score high are mostly from the same game as the song they hit)."""
+
+    def __init__(self, songs, noise_cats, noise_audio, seed, pre_samples=PRE_SAMPLES,
+                 albums=None, album_frac=0.0, group=8):
         self.pre = pre_samples
         self.songs = songs
         self.starts = [valid_starts(a) for a in songs]
         weights = np.array([len(s) for s in self.starts], dtype=np.float64)
         self.song_p = weights / weights.sum()
+        self.album_frac = album_frac
+        self.group = group
+        self.album_songs = []  # per album with >= 2 songs: (song indices, their p)
+        if albums is not None and album_frac > 0:
+            for name in sorted(set(albums)):
+                members = np.array([i for i, a in enumerate(albums) if a == name])
+                if len(members) >= 2 and weights[members].sum() > 0:
+                    self.album_songs.append((members, weights[members] / weights[members].sum()))
+            album_w = np.array([weights[m].sum() for m, _ in self.album_songs])
+            self.album_p = album_w / album_w.sum() if len(album_w) else None
         self.noise_by_cat = {}
         for cat, audio in zip(noise_cats, noise_audio):
             self.noise_by_cat.setdefault(cat, []).append(audio)
@@ -67,6 +83,12 @@ class Sampler:
         song index [b], anchor start sample [b]."""
         rng = self.rng
         song_idx = rng.choice(len(self.songs), size=b, p=self.song_p)
+        if self.album_songs:
+            n_groups = int(round(b * self.album_frac)) // self.group
+            for g in range(n_groups):
+                members, p = self.album_songs[rng.choice(len(self.album_songs), p=self.album_p)]
+                song_idx[g * self.group:(g + 1) * self.group] = rng.choice(
+                    members, size=self.group, p=p)
         anchors = np.zeros((b, SEG_SAMPLES), dtype=np.float32)
         raws = np.zeros((b, self.pre + SEG_SAMPLES), dtype=np.float32)
         noise = np.zeros((b, SEG_SAMPLES), dtype=np.float32)
@@ -159,6 +181,16 @@ def main():
                         help="synthetic rooms draw RT60 uniformly in 0.2..this (s)")
     parser.add_argument("--rir-sec", type=float, default=0.75,
                         help="length of the synthetic impulse responses (s)")
+    parser.add_argument("--exclude-albums", default="",
+                        help="comma-separated catalog albums left out of training (e.g. "
+                             "planetblupi-music-midi: MIDI renders of tunes also in the set)")
+    parser.add_argument("--holdout-albums", default="",
+                        help="comma-separated albums of which --holdout-frac of the songs "
+                             "(by seeded hash) are kept out of training as unseen negatives")
+    parser.add_argument("--holdout-frac", type=float, default=0.25)
+    parser.add_argument("--album-frac", type=float, default=0.0,
+                        help="share of each batch drawn in same-album groups (hard negatives)")
+    parser.add_argument("--album-group", type=int, default=8)
     parser.add_argument("--init-from", default="",
                         help="warm start: take the network and optimizer state of this "
                              "checkpoint, then run a fresh schedule (--lr, --budget-min)")
@@ -172,15 +204,25 @@ def main():
 
     # Data: dev songs (indexed in the dev queries) are held out of training; out-of-catalog
     # dev queries come from held-out songs too.
+    catalog = data.read_catalog(os.path.join(args.corpus, "catalog.tsv"))
+    album_of = {r["id"]: r["album"] for r in catalog}
+    excluded = {s for s, a in album_of.items() if a in args.exclude_albums.split(",")}
+    holdout_pool = sorted(s for s, a in album_of.items() if a in args.holdout_albums.split(","))
+    holdout = sorted(holdout_pool, key=lambda s: stable_hash(s, args.seed))[
+        :int(round(len(holdout_pool) * args.holdout_frac))]
     ids, songs = data.load_songs(os.path.join(args.corpus, "catalog.tsv"), verbose=False)
     noise_cats, noise_audio = data.load_noise(os.path.join(args.corpus, "noise.tsv"),
                                               verbose=False)
     indexed = [r["id"] for r in data.read_catalog(
         os.path.join(args.dev_queries, "index-catalog.tsv"))]
-    out_of_catalog = sorted(set(ids) - set(indexed))
+    # Out-of-catalog dev songs: sources of the dev set's '-' queries (songs added to the corpus
+    # after the dev queries were made have none).
+    dev_sources = {r["source_song"] for r in data.read_catalog(
+        os.path.join(args.dev_queries, "details.tsv"))}
+    out_of_catalog = sorted(dev_sources & set(ids) - set(indexed))
     dev_unseen = sorted(indexed, key=lambda s: stable_hash(s, args.seed))[:args.n_dev_songs]
     dev_neg = sorted(out_of_catalog, key=lambda s: stable_hash(s, args.seed))[:6]
-    held_out = set(dev_unseen) | set(dev_neg)
+    held_out = set(dev_unseen) | set(dev_neg) | excluded | set(holdout)
     train_ids = [s for s in ids if s not in held_out]
     dev_seen = sorted(train_ids, key=lambda s: stable_hash(s, args.seed + 1))
     dev_seen = [s for s in dev_seen if s in indexed][:args.n_dev_seen]
@@ -188,7 +230,8 @@ def main():
     train_songs = [by_id[s] for s in train_ids]
     hours = sum(len(a) for a in train_songs) / 16000 / 3600
     print(f"train: {len(train_ids)} songs {hours:.2f} h; noise {len(noise_audio)} files; "
-          f"dev unseen {len(dev_unseen)} seen {len(dev_seen)} neg {len(dev_neg)}", flush=True)
+          f"dev unseen {len(dev_unseen)} seen {len(dev_seen)} neg {len(dev_neg)}; "
+          f"excluded {len(excluded)}, held out {len(holdout)}", flush=True)
 
     dev_index = dev_unseen + dev_seen
     dev = deveval.DevSet(args.dev_queries, {s: by_id[s] for s in dev_index}, dev_index)
@@ -206,7 +249,9 @@ def main():
     pre_samples = max(PRE_SAMPLES, rir_samples)
     degrader = Degrader(args.seed, pre_samples, SEG_SAMPLES, rir_samples=rir_samples,
                         rt60_range=(0.2, args.rt60_max))
-    sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed, pre_samples)
+    sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed, pre_samples,
+                      albums=[album_of[s] for s in train_ids], album_frac=args.album_frac,
+                      group=args.album_group)
     gen = torch.Generator().manual_seed(args.seed)
 
     state = {"step": 0, "train_s": 0.0, "history": []}
@@ -237,7 +282,8 @@ def main():
         ck = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
               "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
               "state": state, "config": config, "train_ids": train_ids,
-              "dev": {"unseen": dev_unseen, "seen": dev_seen, "neg": dev_neg}}
+              "dev": {"unseen": dev_unseen, "seen": dev_seen, "neg": dev_neg},
+              "holdout": holdout, "excluded": sorted(excluded)}
         tmp = os.path.join(ckpt_dir, f"{tag}.pt.tmp")
         torch.save(ck, tmp)
         os.replace(tmp, os.path.join(ckpt_dir, f"{tag}.pt"))
