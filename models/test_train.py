@@ -65,6 +65,44 @@ class LossTest(unittest.TestCase):
         self.assertAlmostEqual(train.lr_at(1.0, 1.0), 0.01)
 
 
+class SamplingTest(unittest.TestCase):
+    def test_album_groups(self):
+        """album_frac 0.5, groups of 4: the first half of the batch is 8 same-album groups of
+        4; albums with one song never form a group."""
+        songs = [np.full(60000, 0.1 * (i + 1), dtype=np.float32) for i in range(5)]
+        albums = ["a", "a", "b", "b", "solo"]
+        noise = [np.zeros(20000, dtype=np.float32)]
+        sampler = train.Sampler(songs, ["n"], noise, seed=3, pre_samples=1000,
+                                albums=albums, album_frac=0.5, group=4)
+        seen_albums = set()
+        for _ in range(20):
+            _, _, _, song_idx, _ = sampler.batch(64)
+            for g in range(8):
+                group = {albums[i] for i in song_idx[g * 4:(g + 1) * 4].tolist()}
+                self.assertEqual(len(group), 1, group)
+                seen_albums |= group
+        self.assertEqual(seen_albums, {"a", "b"})
+
+    def test_no_album_groups_by_default(self):
+        songs = [np.ones(60000, dtype=np.float32) for _ in range(3)]
+        sampler = train.Sampler(songs, ["n"], [np.zeros(20000, dtype=np.float32)], seed=0,
+                                pre_samples=1000, albums=["a", "a", "a"])
+        self.assertEqual(sampler.album_songs, [])
+
+    def test_excluded_and_holdout(self):
+        album_of = {f"m{i}": "midi" for i in range(8)}
+        album_of.update({"x1": "dup", "x2": "dup", "o1": "ogg"})
+        excluded, holdout = train.excluded_and_holdout(album_of, "dup", "midi", 0.25, seed=1)
+        self.assertEqual(excluded, {"x1", "x2"})
+        self.assertEqual(len(holdout), 2)
+        self.assertTrue(set(holdout) <= {f"m{i}" for i in range(8)})
+        # Seeded: the same seed holds out the same songs, another seed (here) others.
+        self.assertEqual(train.excluded_and_holdout(album_of, "dup", "midi", 0.25, 1)[1], holdout)
+        self.assertNotEqual(train.excluded_and_holdout(album_of, "dup", "midi", 0.25, 2)[1],
+                            holdout)
+        self.assertEqual(train.excluded_and_holdout(album_of, "", "", 0.25, 1), (set(), []))
+
+
 class AugmentTest(unittest.TestCase):
     def test_rir_bank(self):
         bank = augment.synthetic_rir_bank(6, 12000, np.random.default_rng(0))

@@ -110,6 +110,16 @@ class Sampler:
                 torch.from_numpy(song_idx), torch.from_numpy(starts))
 
 
+def excluded_and_holdout(album_of, exclude_albums, holdout_albums, holdout_frac, seed):
+    """Songs kept out of training: (every song of the comma-separated `exclude_albums`,
+    a seeded `holdout_frac` of the songs of `holdout_albums`, sorted). album_of: id -> album."""
+    excluded = {s for s, a in album_of.items() if a in exclude_albums.split(",")}
+    pool = sorted(s for s, a in album_of.items() if a in holdout_albums.split(","))
+    n_holdout = int(round(len(pool) * holdout_frac))
+    holdout = sorted(pool, key=lambda s: stable_hash(s, seed))[:n_holdout]
+    return excluded, holdout
+
+
 def false_negative_mask(song_idx, starts, min_gap=2 * 16000):
     """[b, b] True where two different batch items are the same song within min_gap samples
     (they are not true negatives)."""
@@ -206,10 +216,8 @@ def main():
     # dev queries come from held-out songs too.
     catalog = data.read_catalog(os.path.join(args.corpus, "catalog.tsv"))
     album_of = {r["id"]: r["album"] for r in catalog}
-    excluded = {s for s, a in album_of.items() if a in args.exclude_albums.split(",")}
-    holdout_pool = sorted(s for s, a in album_of.items() if a in args.holdout_albums.split(","))
-    holdout = sorted(holdout_pool, key=lambda s: stable_hash(s, args.seed))[
-        :int(round(len(holdout_pool) * args.holdout_frac))]
+    excluded, holdout = excluded_and_holdout(album_of, args.exclude_albums, args.holdout_albums,
+                                             args.holdout_frac, args.seed)
     ids, songs = data.load_songs(os.path.join(args.corpus, "catalog.tsv"), verbose=False)
     noise_cats, noise_audio = data.load_noise(os.path.join(args.corpus, "noise.tsv"),
                                               verbose=False)
