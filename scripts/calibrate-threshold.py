@@ -16,6 +16,13 @@ measured length (interpolated in between).
 Several query sets (each with its own index) pool their queries: repeat --truth, --results and
 --details in the same order.
 
+With --fold (one label per --truth) and --crossval, it instead prints a leave-one-fold-out
+check of the rule: each fold's queries scored with per-length thresholds fitted on the other
+folds (how a target that holds on the calibration sets carries over to other songs):
+
+  scripts/calibrate-threshold.py --model M --crossval --target-fp 0.001 \
+      --truth A/truth.tsv --results a.jsonl --fold 1 --truth B/truth.tsv --results b.jsonl --fold 2 ...
+
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards.
 """
@@ -64,6 +71,11 @@ def main():
     ap.add_argument("--query-hop-frames", type=int, default=0,
                     help="the query hop the results were made with (0 = the model's)")
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
+    ap.add_argument("--fold", action="append", default=[],
+                    help="fold label of each --truth set, in the same order (for --crossval)")
+    ap.add_argument("--crossval", action="store_true",
+                    help="print the leave-one-fold-out false positives and kept positives per "
+                         "length instead of calibrating")
     ap.add_argument("--details", action="append", default=[],
                     help="make-queries' details.tsv (source song of each negative)")
     ap.add_argument("--variant", action="append", default=[], metavar="A=B",
@@ -78,6 +90,8 @@ def main():
     n_sets = len(args.truth)
     if len(args.results) != n_sets or args.details and len(args.details) != n_sets:
         sys.exit("give as many --results (and --details) as --truth, in the same order")
+    if args.crossval and (len(args.fold) != n_sets or len(set(args.fold)) < 2):
+        sys.exit("--crossval needs one --fold label per --truth, and at least two folds")
     # Queries of different sets have the same names: key them by (set, query).
     truth, results, source = {}, {}, {}
     for k, truth_path in enumerate(args.truth):
@@ -103,6 +117,7 @@ def main():
     n_variant = 0
 
     neg, pos = {}, {}  # n -> list of scores (pos: (score, right song))
+    neg_by_set, pos_by_set = {}, {}  # (set, n) -> the same lists, for --crossval
     for q, t in truth.items():
         r = results.get(q)
         if r is None:
@@ -117,11 +132,13 @@ def main():
                 n_variant += 1
                 continue
             neg.setdefault(n, []).append(score)
+            neg_by_set.setdefault((q[0], n), []).append(score)
         else:
             # A positive counts only if the best candidate is the right song (song may be null
             # under the current threshold: then we cannot tell, and the query is left out).
             if r["song"] is not None:
                 pos.setdefault(n, []).append((score, r["song"] == t["song"]))
+                pos_by_set.setdefault((q[0], n), []).append((score, r["song"] == t["song"]))
     if not neg:
         sys.exit("no out-of-catalog queries with results: make queries with --holdout > 0")
 
@@ -129,11 +146,18 @@ def main():
     # margin); in between, linear in 1/sqrt(n) (the spread of a mean of n similarities);
     # never increasing with n (more evidence never needs a higher score); constant past the
     # longest measured length.
-    limits = {}
-    for n, scores in sorted(neg.items()):
-        scores = sorted(scores)
-        allowed = int(math.floor(args.target_fp * len(scores)))
-        limits[n] = scores[len(scores) - 1 - allowed] + args.margin
+    def fit_limits(neg_by_n):
+        limits = {}
+        for n, scores in sorted(neg_by_n.items()):
+            scores = sorted(scores)
+            allowed = int(math.floor(args.target_fp * len(scores)))
+            limits[n] = scores[len(scores) - 1 - allowed] + args.margin
+        return limits
+
+    if args.crossval:
+        crossval(args, neg_by_set, pos_by_set, fit_limits)
+        return
+    limits = fit_limits(neg)
     ns = sorted(limits)
     table = []
     for n in range(1, ns[-1] + 1):
@@ -182,6 +206,37 @@ def main():
             f.write(data)
         os.replace(tmp, args.model)
         print(f"wrote threshold_by_n ({len(table)} values) into {args.model}")
+
+
+def crossval(args, neg_by_set, pos_by_set, fit_limits):
+    """Leave-one-fold-out: per length n (the measured ones, without interpolation), the
+    out-of-catalog queries of each fold that pass thresholds fitted on the other folds."""
+    folds = sorted(set(args.fold))
+    ns = sorted({n for _, n in neg_by_set})
+    fp = {n: [0, 0] for n in ns}
+    kept = {n: [0, 0] for n in ns}
+    worst = {n: 0.0 for n in ns}
+    for label in folds:
+        inside = {k for k, f in enumerate(args.fold) if f == label}
+        cal = {}
+        for (k, n), scores in neg_by_set.items():
+            if k not in inside:
+                cal.setdefault(n, []).extend(scores)
+        limits = fit_limits(cal)
+        for n in ns:
+            negs = [s for k in inside for s in neg_by_set.get((k, n), [])]
+            passing = sum(1 for s in negs if s >= limits[n])
+            fp[n][0] += passing
+            fp[n][1] += len(negs)
+            worst[n] = max(worst[n], 100 * passing / max(1, len(negs)))
+            pos = [p for k in inside for p in pos_by_set.get((k, n), [])]
+            kept[n][0] += sum(1 for s, right in pos if right and s >= limits[n])
+            kept[n][1] += len(pos)
+    print(f"leave-one-fold-out over {len(folds)} folds, target {100 * args.target_fp:g} %:")
+    for n in ns:
+        print(f"  n={n:3d}: negatives passing {100 * fp[n][0] / max(1, fp[n][1]):5.2f}% of "
+              f"{fp[n][1]} (worst fold {worst[n]:5.2f}%)  positives kept "
+              f"{100 * kept[n][0] / max(1, kept[n][1]):5.1f}% of {kept[n][1]}")
 
 
 if __name__ == "__main__":
