@@ -1,0 +1,76 @@
+"""Tests of scripts/calibrate-threshold.py on small synthetic query sets: the fitted thresholds
+and the leave-one-fold-out check (--crossval).
+
+Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "calibrate-threshold.py")
+MODEL = os.path.join(ROOT, "models", "random-init-v0.emod")
+
+
+def write_set(folder, negatives, positives):
+    """A query set of 1 s clips: negatives = confidences of out-of-catalog queries, positives =
+    (confidence, right song?) of in-catalog ones; background 0, so confidence = similarity."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, "truth.tsv"), "w") as truth, \
+            open(os.path.join(folder, "results.jsonl"), "w") as results:
+        truth.write("query\tsong\tlength_s\n")
+        rows = [("-", s, "x") for s in negatives] + [("a", s, "a" if right else "b")
+                                                     for s, right in positives]
+        for i, (song, score, answer) in enumerate(rows):
+            truth.write(f"q{i}.flac\t{song}\t1\n")
+            results.write(json.dumps({"query": f"q{i}.flac", "song": answer, "similarity": score,
+                                      "background": 0.0}) + "\n")
+    return ["--truth", os.path.join(folder, "truth.tsv"),
+            "--results", os.path.join(folder, "results.jsonl")]
+
+
+class CalibrateTest(unittest.TestCase):
+    def run_script(self, *args):
+        out = subprocess.run(["/usr/bin/python3", SCRIPT, "--model", MODEL, *args],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_crossval(self):
+        """Fold 1's negatives top out at 0.5, fold 2's at 0.8: thresholds fitted on fold 2 let
+        none of fold 1 through; fitted on fold 1 (0.5 + margin) they let fold 2's 0.8 through."""
+        with tempfile.TemporaryDirectory() as tmp:
+            a = write_set(os.path.join(tmp, "a"), [0.1, 0.2, 0.5], [(0.9, True), (0.52, True)])
+            b = write_set(os.path.join(tmp, "b"), [0.1, 0.3, 0.8], [(0.7, True), (0.95, False)])
+            text = self.run_script("--crossval", "--target-fp", "0", "--margin", "0.01",
+                                   *a, "--fold", "1", *b, "--fold", "2")
+        line = [x for x in text.splitlines() if "n=  1" in x][0]
+        # Fold 2 passes one negative of 3 (0.8 >= 0.51), fold 1 none (all < 0.81): 1 of 6.
+        self.assertIn("negatives passing 16.67% of 6", line)
+        self.assertIn("worst fold 33.33%", line)
+        # Kept: fold 1 at 0.81 keeps 0.9 only; fold 2 at 0.51 keeps 0.7 (0.95 is wrong): 2 of 4.
+        self.assertIn("positives kept  50.0% of 4", line)
+
+    def test_crossval_needs_folds(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            a = write_set(os.path.join(tmp, "a"), [0.1], [(0.9, True)])
+            out = subprocess.run(["/usr/bin/python3", SCRIPT, "--model", MODEL, "--crossval", *a],
+                                 capture_output=True, text=True)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("--fold", out.stderr)
+
+    def test_threshold_from_pooled_negatives(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            a = write_set(os.path.join(tmp, "a"), [0.1, 0.2, 0.5], [(0.9, True)])
+            b = write_set(os.path.join(tmp, "b"), [0.1, 0.3, 0.8], [(0.7, True)])
+            text = self.run_script("--target-fp", "0", "--margin", "0.01", *a, *b)
+        self.assertIn("threshold 0.8100", text)
+        self.assertIn("negatives passing   0.0% of 6", text)
+        self.assertIn("positives kept  50.0% of 2", text)
+
+
+if __name__ == "__main__":
+    unittest.main()
