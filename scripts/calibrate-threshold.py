@@ -21,7 +21,8 @@ check of the rule: each fold's queries scored with per-length thresholds fitted 
 folds (how a target that holds on the calibration sets carries over to other songs):
 
   scripts/calibrate-threshold.py --model M --crossval --target-fp 0.001 \
-      --truth A/truth.tsv --results a.jsonl --fold 1 --truth B/truth.tsv --results b.jsonl --fold 2 ...
+      --truth A/truth.tsv --results a.jsonl --fold 1 \
+      --truth B/truth.tsv --results b.jsonl --fold 2 ...
 
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards.
@@ -224,6 +225,8 @@ def crossval(args, neg_by_set, pos_by_set, fit_limits):
                 cal.setdefault(n, []).extend(scores)
         limits = fit_limits(cal)
         for n in ns:
+            if n not in limits:  # no negatives of this length outside the fold: nothing to test
+                continue
             negs = [s for k in inside for s in neg_by_set.get((k, n), [])]
             passing = sum(1 for s in negs if s >= limits[n])
             fp[n][0] += passing
