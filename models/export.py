@@ -6,8 +6,8 @@ flatten order, full metadata. Checks the file with the pure-numpy reference befo
     /usr/bin/python3 models/export.py models/checkpoints/v2/last.pt models/earshot-v1.emod
 
 The model file records the index hop (hop_frames, default 16 = 0.25 s) and the query hop
-(query_hop_frames, default 32 = 0.5 s); MODEL_CARD.md has the measurement. Exporting drops calibrated thresholds: run scripts/calibrate-threshold.py
-afterwards.
+(query_hop_frames, default 32 = 0.5 s); MODEL_CARD.md has the measurement. Exporting drops
+calibrated thresholds: run scripts/calibrate-threshold.py afterwards.
 """
 
 import argparse
@@ -59,6 +59,11 @@ def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT
         "data": f"earshot train set ({cfg['corpus']}): {len(ck['train_ids'])} songs; "
                 "dev songs held out",
         "dev_held_out": ck["dev"],
+        # Songs of the train set kept out of training (train.py --exclude-albums, and the seeded
+        # --holdout-albums share kept unseen for calibration); absent in older checkpoints.
+        "excluded": ck.get("excluded", []),
+        "held_out_unseen": ck.get("holdout", []),
+        "album_groups": {"share": cfg.get("album_frac", 0.0), "size": cfg.get("album_group", 8)},
         "augmentation": f"synthetic RIR (RT60 0.2-{cfg.get('rt60_max', 1.0)} s, "
                         f"{cfg.get('rir_sec', 0.75)} s long, DRR -6..+6 dB), Butterworth "
                         "band-pass, tilt +-6 dB, tanh soft clip 0-12 dB, train noise -5..+15 dB "
