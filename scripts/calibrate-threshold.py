@@ -117,8 +117,8 @@ def main():
         variants |= {(a, b), (b, a)}
     n_variant = 0
 
-    neg, pos = {}, {}  # n -> list of scores (pos: (score, right song))
-    neg_by_set, pos_by_set = {}, {}  # (set, n) -> the same lists, for --crossval
+    # (set, n) -> scores of that set's queries with n embeddings (pos: (score, right song)).
+    neg_by_set, pos_by_set = {}, {}
     for q, t in truth.items():
         r = results.get(q)
         if r is None:
@@ -132,15 +132,13 @@ def main():
             if (source.get(q), r["song"]) in variants:
                 n_variant += 1
                 continue
-            neg.setdefault(n, []).append(score)
             neg_by_set.setdefault((q[0], n), []).append(score)
         else:
             # A positive counts only if the best candidate is the right song (song may be null
             # under the current threshold: then we cannot tell, and the query is left out).
             if r["song"] is not None:
-                pos.setdefault(n, []).append((score, r["song"] == t["song"]))
                 pos_by_set.setdefault((q[0], n), []).append((score, r["song"] == t["song"]))
-    if not neg:
+    if not neg_by_set:
         sys.exit("no out-of-catalog queries with results: make queries with --holdout > 0")
 
     # Per measured length n, the score that at most target_fp of the negatives reach (plus a
@@ -158,6 +156,7 @@ def main():
     if args.crossval:
         crossval(args, neg_by_set, pos_by_set, fit_limits)
         return
+    neg, pos = pooled(neg_by_set), pooled(pos_by_set)  # n -> scores of every set
     limits = fit_limits(neg)
     ns = sorted(limits)
     table = []
@@ -209,6 +208,15 @@ def main():
         print(f"wrote threshold_by_n ({len(table)} values) into {args.model}")
 
 
+def pooled(by_set, sets=None):
+    """(set, n) -> list  to  n -> the lists of `sets` (default: all) concatenated."""
+    out = {}
+    for (k, n), values in by_set.items():
+        if sets is None or k in sets:
+            out.setdefault(n, []).extend(values)
+    return out
+
+
 def crossval(args, neg_by_set, pos_by_set, fit_limits):
     """Leave-one-fold-out: per length n (the measured ones, without interpolation), the
     out-of-catalog queries of each fold that pass thresholds fitted on the other folds."""
@@ -219,20 +227,17 @@ def crossval(args, neg_by_set, pos_by_set, fit_limits):
     worst = {n: 0.0 for n in ns}
     for label in folds:
         inside = {k for k, f in enumerate(args.fold) if f == label}
-        cal = {}
-        for (k, n), scores in neg_by_set.items():
-            if k not in inside:
-                cal.setdefault(n, []).extend(scores)
-        limits = fit_limits(cal)
+        limits = fit_limits(pooled(neg_by_set, set(range(len(args.fold))) - inside))
+        test_neg, test_pos = pooled(neg_by_set, inside), pooled(pos_by_set, inside)
         for n in ns:
             if n not in limits:  # no negatives of this length outside the fold: nothing to test
                 continue
-            negs = [s for k in inside for s in neg_by_set.get((k, n), [])]
+            negs = test_neg.get(n, [])
             passing = sum(1 for s in negs if s >= limits[n])
             fp[n][0] += passing
             fp[n][1] += len(negs)
             worst[n] = max(worst[n], 100 * passing / max(1, len(negs)))
-            pos = [p for k in inside for p in pos_by_set.get((k, n), [])]
+            pos = test_pos.get(n, [])
             kept[n][0] += sum(1 for s, right in pos if right and s >= limits[n])
             kept[n][1] += len(pos)
     print(f"leave-one-fold-out over {len(folds)} folds, target {100 * args.target_fp:g} %:")
