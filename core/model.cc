@@ -186,6 +186,17 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
                                                              "metadata", &info.query_hop_frames))) {
         return fail(what, st.message());
     }
+    if (meta.contains("index_pq_m")) {
+        if (!(st = json_read_int(meta, "index_pq_m", 1, info.embedding_dim, "metadata",
+                                 &info.index_pq_m))) {
+            return fail(what, st.message());
+        }
+        if (info.embedding_dim % info.index_pq_m != 0) {
+            return fail(what, "metadata 'index_pq_m' (" + std::to_string(info.index_pq_m) +
+                                  ") must divide embedding_dim (" +
+                                  std::to_string(info.embedding_dim) + ")");
+        }
+    }
     const auto norm_it = meta.find("input_norm");
     if (norm_it == meta.end() || !norm_it->is_string() ||
         (norm_it->get<std::string>() != "patch_mean" && norm_it->get<std::string>() != "none")) {

@@ -42,6 +42,10 @@ struct ModelInfo {
     // Query embedding hop (metadata `query_hop_frames`; default: hop_frames).
     int query_hop_frames = 32;
     int embedding_dim = 128;
+    // PQ bytes per index embedding that the thresholds were calibrated with (metadata
+    // `index_pq_m`; default 16, the value before it was recorded). `earshot build` uses it
+    // unless told otherwise: coarser codes lower every score, finer ones raise the impostors'.
+    int index_pq_m = 16;
     bool input_patch_mean = true;
     // Calibrated no-match threshold from metadata: threshold + threshold_scale / sqrt(n) for n
     // query embeddings (scripts/calibrate-threshold.py). threshold 0 / scale < 0: none given.

@@ -91,7 +91,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
 
     IndexBuildParams params = index_build_default_params();
     params.n_lists = options.n_lists;
-    params.pq_m = options.pq_m;
+    params.pq_m = options.pq_m > 0 ? options.pq_m : info.index_pq_m;
     params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
     IndexBuilder builder(info, params);
     std::vector<const SongWork*> skipped;

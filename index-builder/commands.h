@@ -29,7 +29,7 @@ struct BuildOptions {
     std::string input;        // folder or TSV catalog
     std::string out_dir;
     int n_lists = 256;
-    int pq_m = 16;
+    int pq_m = 0;             // 0 = the model's index_pq_m
     double shard_mb = 8.0;
 };
 

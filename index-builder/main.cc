@@ -48,8 +48,10 @@ int main(int argc, char** argv) {
         ->required();
     build_cmd->add_option("--lists", build.n_lists, "coarse partitions (IVF lists)")
         ->capture_default_str()->check(CLI::Range(1, 65536));
-    build_cmd->add_option("--pq-m", build.pq_m, "PQ sub-quantizers (bytes per embedding)")
-        ->capture_default_str()->check(CLI::Range(1, 256));
+    build_cmd->add_option("--pq-m", build.pq_m,
+                          "PQ sub-quantizers = bytes per embedding (0 = the model's index_pq_m, "
+                          "the resolution its no-match thresholds were calibrated for)")
+        ->capture_default_str()->check(CLI::Range(0, 256));
     build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
         ->capture_default_str()->check(CLI::Range(0.01, 1024.0));
 

@@ -6,7 +6,8 @@ flatten order, full metadata. Checks the file with the pure-numpy reference befo
     /usr/bin/python3 models/export.py models/checkpoints/v2/last.pt models/earshot-v1.emod
 
 The model file records the index hop (hop_frames, default 16 = 0.25 s) and the query hop
-(query_hop_frames, default 32 = 0.5 s); MODEL_CARD.md has the measurement. Exporting drops
+(query_hop_frames, default 32 = 0.5 s), and the PQ bytes per index embedding the thresholds
+are calibrated for (index_pq_m, default 32); MODEL_CARD.md has the measurements. Exporting drops
 calibrated thresholds: run scripts/calibrate-threshold.py afterwards.
 """
 
@@ -30,6 +31,12 @@ TRAIN_COMMAND = "models/train-recipe.sh"
 # 0.25 s kept as many and halves the query's network and search work (MODEL_CARD.md).
 DEFAULT_HOP_FRAMES = 16
 DEFAULT_QUERY_HOP_FRAMES = 32
+# PQ bytes per index embedding (`earshot build` default; the thresholds are calibrated for it).
+# On the pooled train calibration queries at the 0.1 % false-positive target, 32 bytes kept
+# 69.1 / 89.6 / 90.5 / 97.2 / 97.7 % of 1 / 2 / 3 / 5 / 10 s in-catalog queries against
+# 57.2 / 81.2 / 82.5 / 96.2 / 96.5 % with 16 bytes (64 bytes: no better than 32), for 1.8x the
+# index bytes (8.7 KB per minute; docs/EVALUATION.md, session 5).
+DEFAULT_INDEX_PQ_M = 32
 
 
 def net_from_checkpoint(ck):
@@ -42,7 +49,7 @@ def net_from_checkpoint(ck):
 
 
 def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT_HOP_FRAMES,
-                      query_hop_frames=DEFAULT_QUERY_HOP_FRAMES):
+                      query_hop_frames=DEFAULT_QUERY_HOP_FRAMES, index_pq_m=DEFAULT_INDEX_PQ_M):
     ck = torch.load(ckpt_path)
     net = net_from_checkpoint(ck)
     cfg, state = ck["config"], ck["state"]
@@ -76,7 +83,7 @@ def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT
                    "L2; contrastive training on the earshot train set.")
     digest = modelfile.write_model_file(out_path, net, name, hop_frames=hop_frames,
                                         query_hop_frames=query_hop_frames,
-                                        description=description, training=training)
+                                        index_pq_m=index_pq_m, description=description, training=training)
     check_parity(out_path, net)
     return digest
 
@@ -108,9 +115,11 @@ def main():
                         help="index hop in frames of 250 samples (default: %(default)s = 0.25 s)")
     parser.add_argument("--query-hop-frames", type=int, default=DEFAULT_QUERY_HOP_FRAMES,
                         help="query hop in frames (default: %(default)s = 0.5 s)")
+    parser.add_argument("--index-pq-m", type=int, default=DEFAULT_INDEX_PQ_M,
+                        help="PQ bytes per index embedding (default: %(default)s)")
     args = parser.parse_args()
     digest = export_checkpoint(args.checkpoint, args.out, args.name, args.hop_frames,
-                               args.query_hop_frames)
+                               args.query_hop_frames, args.index_pq_m)
     print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes) sha256 {digest}")
 
 

@@ -244,6 +244,21 @@ TEST(ModelLoad, ReadsCalibratedThresholds) {
     EXPECT_EQ((*model)->info().threshold_by_n, (std::vector<float>{0.82f, 0.75f, 0.7f}));
 }
 
+TEST(ModelLoad, ReadsIndexPqBytes) {
+    ModelSpec spec = tiny_model();  // embedding_dim 6
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_EQ((*model)->info().index_pq_m, 16);  // no index_pq_m key: the value before it existed
+    spec.meta["index_pq_m"] = 3;
+    model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_EQ((*model)->info().index_pq_m, 3);
+    for (const char* bad : {"4", "0", "7", "2.5", R"("3")"}) {  // must divide 6
+        spec.meta["index_pq_m"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"index_pq_m"});
+    }
+}
+
 // Every layer field and top-level size replaced by hostile values: load either fails with a
 // message or yields a model whose embedders run (no crash, no huge allocation).
 TEST(ModelLoad, SurvivesHostileMetadataValues) {
@@ -278,8 +293,8 @@ TEST(ModelLoad, SurvivesHostileMetadataValues) {
             }
         }
     }
-    for (const char* key :
-         {"context_frames", "embedding_dim", "hop_frames", "query_hop_frames", "n_mels"}) {
+    for (const char* key : {"context_frames", "embedding_dim", "hop_frames", "query_hop_frames",
+                            "index_pq_m", "n_mels"}) {
         for (const auto& value : hostile) {
             ModelSpec spec = base;
             spec.meta[key] = value;

@@ -5,7 +5,7 @@ from .net import EarshotNet
 
 
 def model_meta(net, name, hop_frames=32, description=None, training=None, threshold=None,
-               params=frontend.DEFAULT_PARAMS, query_hop_frames=None):
+               params=frontend.DEFAULT_PARAMS, query_hop_frames=None, index_pq_m=None):
     layers, _ = net.export_layers()
     meta = {"format": "earshot-model", "model_version": 1, "name": name}
     meta.update(params)
@@ -19,6 +19,8 @@ def model_meta(net, name, hop_frames=32, description=None, training=None, thresh
         "n_params": net.n_params_exported(),
         "flops_per_embedding": net.flops(),
     })
+    if index_pq_m is not None:
+        meta["index_pq_m"] = index_pq_m
     if description:
         meta["description"] = description
     if training is not None:
