@@ -1,5 +1,6 @@
 // Search latency of the two-phase matcher on synthetic catalogues of 1k / 10k / 100k songs
-// (3-minute songs = 360 embeddings each, default n_lists 256, pq_m 16). Codes are generated
+// (3-minute songs = 360 embeddings each, default n_lists 256; pq_m 16, and 32 = the committed
+// model's index_pq_m, on the 1k and 10k catalogues). Codes are generated
 // directly (random list ids and PQ codes; no training) and go through the real writer and
 // loader, so set-up is quick. Queries are random unit vectors (no match: every probed posting
 // is scanned and every candidate re-scored, the common cost). Counters: ms per query of
@@ -58,16 +59,18 @@ std::vector<float> random_unit_vectors(size_t n, uint64_t seed) {
 // One catalogue at a time (100k songs is ~1 GB in memory).
 struct Catalogue {
     size_t n_songs = 0;
+    int pq_m = 0;
     std::unique_ptr<Index> index;
     double build_s = 0;
 };
 
-const Index& catalogue(size_t n_songs) {
+const Index& catalogue(size_t n_songs, int pq_m) {
     static Catalogue cached;
-    if (cached.n_songs == n_songs) return *cached.index;
+    if (cached.n_songs == n_songs && cached.pq_m == pq_m) return *cached.index;
     cached.index.reset();
     const ModelInfo model = bench_model();
     IndexBuildParams params = index_build_default_params();
+    params.pq_m = pq_m;
     Quantizer q;
     q.dim = kDim;
     q.n_lists = params.n_lists;
@@ -101,16 +104,17 @@ const Index& catalogue(size_t n_songs) {
     for (const auto& [name, bytes] : files->files)
         if (name.rfind("shard-", 0) == 0 && !index->add_shard(bytes.data(), bytes.size(), name))
             std::abort();
-    std::fprintf(stderr, "catalogue: %zu songs, %zu frames, %zu files, %.0f bytes/song\n", n_songs,
-                 index->n_frames(), files->files.size(), files->bytes_per_song);
+    std::fprintf(stderr, "catalogue: %zu songs, PQ %d, %zu frames, %zu files, %.0f bytes/song\n",
+                 n_songs, pq_m, index->n_frames(), files->files.size(), files->bytes_per_song);
     cached.n_songs = n_songs;
+    cached.pq_m = pq_m;
     cached.index = std::move(index);
     return *cached.index;
 }
 
-// range(0) songs, range(1) query embeddings, range(2) nprobe.
+// range(0) songs, range(1) query embeddings, range(2) nprobe, range(3) PQ bytes per embedding.
 void BM_Match(benchmark::State& state) {
-    const Index& index = catalogue(size_t(state.range(0)));
+    const Index& index = catalogue(size_t(state.range(0)), int(state.range(3)));
     const size_t n_query = size_t(state.range(1));
     MatchParams params = match_default_params();
     params.nprobe = int(state.range(2));
@@ -130,14 +134,18 @@ void BM_Match(benchmark::State& state) {
         double(index.n_frames()) * params.nprobe / index.n_lists();
 }
 BENCHMARK(BM_Match)
-    ->ArgNames({"songs", "n_query", "nprobe"})
-    ->Args({1000, 1, 16})
-    ->Args({1000, 10, 16})
-    ->Args({10000, 1, 16})
-    ->Args({10000, 10, 16})
-    ->Args({100000, 1, 16})
-    ->Args({100000, 10, 16})
-    ->Args({100000, 10, 4})
+    ->ArgNames({"songs", "n_query", "nprobe", "pq_m"})
+    ->Args({1000, 1, 16, 16})
+    ->Args({1000, 10, 16, 16})
+    ->Args({1000, 1, 16, 32})
+    ->Args({1000, 10, 16, 32})
+    ->Args({10000, 1, 16, 16})
+    ->Args({10000, 10, 16, 16})
+    ->Args({10000, 1, 16, 32})
+    ->Args({10000, 10, 16, 32})
+    ->Args({100000, 1, 16, 16})
+    ->Args({100000, 10, 16, 16})
+    ->Args({100000, 10, 4, 16})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
@@ -145,7 +153,7 @@ BENCHMARK(BM_Match)
 // embedding ids the phase-1 postings of the previous windows are reused, so each hop costs one
 // new phase-1 search plus voting and the phase-2 re-score of the whole window.
 void BM_MatchSlidingWindow(benchmark::State& state) {
-    const Index& index = catalogue(size_t(state.range(0)));
+    const Index& index = catalogue(size_t(state.range(0)), int(state.range(2)));
     const size_t window = size_t(state.range(1));
     Matcher matcher(index, match_default_params());
     const size_t n_stream = 256;
@@ -163,10 +171,11 @@ void BM_MatchSlidingWindow(benchmark::State& state) {
     state.counters["cpu_ms_per_hop"] = 1000.0 * (cpu_seconds() - cpu0_s) / state.iterations();
 }
 BENCHMARK(BM_MatchSlidingWindow)
-    ->ArgNames({"songs", "window"})
-    ->Args({1000, 20})
-    ->Args({10000, 20})
-    ->Args({100000, 20})
+    ->ArgNames({"songs", "window", "pq_m"})
+    ->Args({1000, 20, 16})
+    ->Args({10000, 20, 16})
+    ->Args({10000, 20, 32})
+    ->Args({100000, 20, 16})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
