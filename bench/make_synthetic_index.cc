@@ -69,12 +69,15 @@ int main(int argc, char** argv) {
     std::vector<std::string> pos;
     uint64_t seed = 1;
     std::string quantizer_path;
+    int pq_m = 0;  // 0 = the model's index_pq_m
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--seed" && i + 1 < argc) {
             seed = std::strtoull(argv[++i], nullptr, 10);
         } else if (a == "--quantizer" && i + 1 < argc) {
             quantizer_path = argv[++i];
+        } else if (a == "--pq-m" && i + 1 < argc) {
+            pq_m = int(std::strtol(argv[++i], nullptr, 10));
         } else {
             pos.push_back(a);
         }
@@ -82,7 +85,7 @@ int main(int argc, char** argv) {
     if (pos.size() != 4) {
         std::fprintf(stderr,
                      "usage: earshot_make_synthetic_index MODEL.emod N_SONGS FRAMES_PER_SONG "
-                     "OUT_DIR [--seed S] [--quantizer FILE.eq]\n");
+                     "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES (random quantizer)]\n");
         return 2;
     }
     const std::string model_path = pos[0], out_dir = pos[3];
@@ -95,7 +98,9 @@ int main(int argc, char** argv) {
     auto model = earshot::Model::load(model_bytes.data(), model_bytes.size(), model_path);
     if (!model) return fail(model.message());
     const earshot::ModelInfo& info = model.value()->info();
-    const earshot::IndexBuildParams params = earshot::index_build_default_params();
+    earshot::IndexBuildParams params = earshot::index_build_default_params();
+    params.pq_m = pq_m > 0 ? pq_m : info.index_pq_m;  // as `earshot build` does with this model
+    if (info.embedding_dim % params.pq_m != 0) return fail("--pq-m must divide the embedding dim");
 
     std::mt19937_64 rng(seed);
     Quantizer q;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -210,19 +211,45 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     if (threshold_it != meta.end() && threshold_it->is_number()) {
         info.threshold = threshold_it->get<float>();
     }
-    const auto threshold_by_n_it = meta.find("threshold_by_n");
-    if (threshold_by_n_it != meta.end()) {
+    // A calibrated no-match table: 1 to 4096 similarities in [-1, 1].
+    auto read_table = [&](const nlohmann::json& value, const std::string& key,
+                          std::vector<float>* out) -> Status {
         constexpr size_t kMaxThresholds = 4096;
-        if (!threshold_by_n_it->is_array() || threshold_by_n_it->empty() ||
-            threshold_by_n_it->size() > kMaxThresholds) {
-            return fail(what, "metadata 'threshold_by_n' must be an array of 1 to 4096 numbers");
+        if (!value.is_array() || value.empty() || value.size() > kMaxThresholds) {
+            return Status::error("metadata '" + key + "' must be an array of 1 to 4096 numbers");
         }
-        for (const auto& t : *threshold_by_n_it) {
+        for (const auto& t : value) {
             if (!t.is_number() || !std::isfinite(t.get<double>()) || std::fabs(t.get<double>()) > 1.0) {
-                return fail(what, "metadata 'threshold_by_n' holds " + t.dump() +
-                                      ": thresholds are similarities in [-1, 1]");
+                return Status::error("metadata '" + key + "' holds " + t.dump() +
+                                     ": thresholds are similarities in [-1, 1]");
             }
-            info.threshold_by_n.push_back(t.get<float>());
+            out->push_back(t.get<float>());
+        }
+        return Status();
+    };
+    const auto threshold_by_n_it = meta.find("threshold_by_n");
+    if (threshold_by_n_it != meta.end() &&
+        !(st = read_table(*threshold_by_n_it, "threshold_by_n", &info.threshold_by_n))) {
+        return fail(what, st.message());
+    }
+    const auto by_pq_it = meta.find("threshold_by_n_by_pq_m");
+    if (by_pq_it != meta.end()) {
+        if (!by_pq_it->is_object()) {
+            return fail(what, "metadata 'threshold_by_n_by_pq_m' must be an object "
+                              "{\"<PQ bytes>\": [thresholds...]}");
+        }
+        for (const auto& item : by_pq_it->items()) {
+            const std::string key = "threshold_by_n_by_pq_m." + item.key();
+            char* end = nullptr;
+            const long pq_m = std::strtol(item.key().c_str(), &end, 10);
+            if (item.key().empty() || *end != '\0' || pq_m < 1 || pq_m > info.embedding_dim ||
+                info.embedding_dim % pq_m != 0) {
+                return fail(what, "metadata '" + key + "': the key must be a number of PQ bytes "
+                                  "that divides embedding_dim (" +
+                                  std::to_string(info.embedding_dim) + ")");
+            }
+            std::vector<float>& table = info.threshold_by_n_for_pq_m[int(pq_m)];
+            if (!(st = read_table(item.value(), key, &table))) return fail(what, st.message());
         }
     }
     const auto background_weight_it = meta.find("threshold_background_weight");

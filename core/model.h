@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ struct ModelInfo {
     float threshold = 0.0f;
     float threshold_scale = -1.0f;
     std::vector<float> threshold_by_n;  // per query length in embeddings (empty: none given)
+    // Tables for indexes built with another PQ resolution than index_pq_m (metadata
+    // `threshold_by_n_by_pq_m`, {"16": [...]}): PQ bytes -> table like threshold_by_n.
+    std::map<int, std::vector<float>> threshold_by_n_for_pq_m;
     float threshold_background_weight = 0.0f;  // MatchParams::background_weight
     size_t n_params = 0;
     double flops_per_embedding = 0.0;  // multiply-add = 2 FLOP

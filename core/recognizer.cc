@@ -26,6 +26,14 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     return params;
 }
 
+RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& index) {
+    RecognizerParams params = recognizer_default_params(model);
+    const auto table = model.threshold_by_n_for_pq_m.find(index.pq_m());
+    if (index.pq_m() != model.index_pq_m && table != model.threshold_by_n_for_pq_m.end())
+        params.match.threshold_by_n = table->second;
+    return params;
+}
+
 Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Model> model,
                                                        std::shared_ptr<const Index> index,
                                                        std::unique_ptr<Embedder> embedder,

@@ -32,6 +32,10 @@ struct RecognizerParams {
 };
 // Defaults: a 10 s window at the model's hop; the model's calibrated thresholds.
 RecognizerParams recognizer_default_params(const ModelInfo& model);
+// The same, with the thresholds calibrated for this index's PQ resolution: the model's
+// threshold_by_n_for_pq_m table for index.pq_m() when it has one, else its main table
+// (calibrated for index_pq_m).
+RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& index);
 
 struct RecognizerResult {
     MatchResult match;           // match.best.offset_s is the song time of query_start_s

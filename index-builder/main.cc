@@ -50,7 +50,9 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::Range(1, 65536));
     build_cmd->add_option("--pq-m", build.pq_m,
                           "PQ sub-quantizers = bytes per embedding (0 = the model's index_pq_m, "
-                          "the resolution its no-match thresholds were calibrated for)")
+                          "the resolution its no-match thresholds were calibrated for; 16 halves "
+                          "the index and the search CPU, with thresholds of its own if the model "
+                          "has them)")
         ->capture_default_str()->check(CLI::Range(0, 256));
     build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
         ->capture_default_str()->check(CLI::Range(0.01, 1024.0));

@@ -40,7 +40,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     if (!paths) return fail(paths.message());
     if (paths->empty()) return fail("no query files given");
 
-    RecognizerParams params = recognizer_default_params(info);
+    RecognizerParams params = recognizer_default_params(info, *shared_index);
     if (options.query_hop_frames > 0) params.query_hop_frames = options.query_hop_frames;
     if (options.max_query_embeddings > 0)
         params.max_query_embeddings = options.max_query_embeddings;

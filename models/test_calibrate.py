@@ -1,14 +1,19 @@
-"""Tests of scripts/calibrate-threshold.py on small synthetic query sets: the fitted thresholds
-and the leave-one-fold-out check (--crossval).
+"""Tests of scripts/calibrate-threshold.py on small synthetic query sets: the fitted thresholds,
+the leave-one-fold-out check (--crossval) and the tables written per PQ resolution.
 
 Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
 """
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from earshot_model import container  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "calibrate-threshold.py")
@@ -70,6 +75,28 @@ class CalibrateTest(unittest.TestCase):
         self.assertIn("threshold 0.8100", text)
         self.assertIn("negatives passing   0.0% of 6", text)
         self.assertIn("positives kept  50.0% of 2", text)
+
+    def test_write_main_table_then_one_for_another_pq_resolution(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "m.emod")
+            shutil.copy(MODEL, model)  # no index_pq_m: 16
+            a = write_set(os.path.join(tmp, "a"), [0.1, 0.2, 0.5], [(0.9, True)])
+            b = write_set(os.path.join(tmp, "b"), [0.1, 0.3, 0.8], [(0.7, True)])
+
+            def run(*args):
+                return subprocess.run(["/usr/bin/python3", SCRIPT, "--model", model, "--write",
+                                       "--target-fp", "0", "--margin", "0.01", *args],
+                                      capture_output=True, text=True)
+            self.assertEqual(run(*a, *b).returncode, 0)
+            out = run("--for-pq-m", "32", *a)  # other results: only a's negatives, max 0.5
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertEqual(meta["threshold_by_n"], [0.81])  # kept
+            self.assertEqual(meta["threshold_by_n_by_pq_m"], {"32": [0.51]})
+            self.assertIn("32", meta["threshold_calibration_by_pq_m"])
+            out = run("--for-pq-m", "16", *a)  # the model's own resolution: refused
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("index_pq_m", out.stderr)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ folds (how a target that holds on the calibration sets carries over to other son
       --truth B/truth.tsv --results b.jsonl --fold 2 ...
 
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
-the model hash changes, so indexes must be rebuilt afterwards.
+the model hash changes, so indexes must be rebuilt afterwards. The main table is for indexes with
+the model's `index_pq_m` PQ bytes per embedding (what `earshot build` uses by default); with
+`--write --for-pq-m B`, results from indexes built with `--pq-m B` give the table used for such
+indexes instead (`threshold_by_n_by_pq_m`).
 """
 import argparse
 import csv
@@ -72,6 +75,10 @@ def main():
     ap.add_argument("--query-hop-frames", type=int, default=0,
                     help="the query hop the results were made with (0 = the model's)")
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
+    ap.add_argument("--for-pq-m", type=int, default=0, metavar="BYTES",
+                    help="with --write: the results come from indexes with this many PQ bytes "
+                         "per embedding, other than the model's index_pq_m; store the table in "
+                         "threshold_by_n_by_pq_m[BYTES] and keep the main one")
     ap.add_argument("--fold", action="append", default=[],
                     help="fold label of each --truth set, in the same order (for --crossval)")
     ap.add_argument("--crossval", action="store_true",
@@ -189,23 +196,37 @@ def main():
         tp = sum(1 for s, right in p if right and s >= thr) / max(1, len(p))
         print(f"  n={n:3d}: threshold {thr:.4f}  negatives passing {100 * fp:5.1f}% of {len(neg[n])}"
               f"  positives kept {100 * tp:5.1f}% of {len(p)}")
-    if args.write:
+    if not args.write:
+        return
+    if args.for_pq_m:
+        if args.for_pq_m == meta.get("index_pq_m", 16):
+            sys.exit(f"--for-pq-m {args.for_pq_m} is the model's index_pq_m: drop --for-pq-m")
+        if meta.get("threshold_background_weight", args.background_weight) != args.background_weight:
+            sys.exit("--background-weight differs from the one of the model's main table")
+        meta.setdefault("threshold_by_n_by_pq_m", {})[str(args.for_pq_m)] = table
+        what = f"threshold_by_n_by_pq_m[{args.for_pq_m}]"
+    else:
         meta["threshold_by_n"] = table
         meta["threshold"] = table[-1]
         meta["threshold_background_weight"] = args.background_weight
         meta.pop("threshold_scale", None)
-        meta["threshold_calibration"] = {
-            "queries": [os.path.abspath(t) for t in args.truth], "target_fp": args.target_fp,
-            "background_weight": args.background_weight,
-            "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
-            "positives": n_pos}
-        sections = list(model.sections.items())
-        data = write_container("MODL", meta, sections)
-        tmp = args.model + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, args.model)
-        print(f"wrote threshold_by_n ({len(table)} values) into {args.model}")
+        what = "threshold_by_n"
+    calibration = {
+        "queries": [os.path.abspath(t) for t in args.truth], "target_fp": args.target_fp,
+        "background_weight": args.background_weight,
+        "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
+        "positives": n_pos}
+    if args.for_pq_m:
+        meta.setdefault("threshold_calibration_by_pq_m", {})[str(args.for_pq_m)] = calibration
+    else:
+        meta["threshold_calibration"] = calibration
+    sections = list(model.sections.items())
+    data = write_container("MODL", meta, sections)
+    tmp = args.model + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, args.model)
+    print(f"wrote {what} ({len(table)} values) into {args.model}")
 
 
 def pooled(by_set, sets=None):

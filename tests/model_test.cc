@@ -259,6 +259,24 @@ TEST(ModelLoad, ReadsIndexPqBytes) {
     }
 }
 
+TEST(ModelLoad, ReadsThresholdTablesPerPqResolution) {
+    ModelSpec spec = tiny_model();  // embedding_dim 6
+    spec.meta["threshold_by_n"] = {0.8, 0.7};
+    spec.meta["threshold_by_n_by_pq_m"] = {{"3", {0.6, 0.5}}, {"6", {0.4}}};
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    const auto& tables = (*model)->info().threshold_by_n_for_pq_m;
+    ASSERT_EQ(tables.size(), 2u);
+    EXPECT_EQ(tables.at(3), (std::vector<float>{0.6f, 0.5f}));
+    EXPECT_EQ(tables.at(6), (std::vector<float>{0.4f}));
+    EXPECT_EQ((*model)->info().threshold_by_n, (std::vector<float>{0.8f, 0.7f}));
+    for (const char* bad : {R"([0.5])", R"({"4": [0.5]})", R"({"x": [0.5]})", R"({"3x": [0.5]})",
+                            R"({"0": [0.5]})", R"({"3": []})", R"({"3": [1.5]})", R"({"3": "0.5"})"}) {
+        spec.meta["threshold_by_n_by_pq_m"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"threshold_by_n_by_pq_m"});
+    }
+}
+
 // Every layer field and top-level size replaced by hostile values: load either fails with a
 // message or yields a model whose embedders run (no crash, no huge allocation).
 TEST(ModelLoad, SurvivesHostileMetadataValues) {

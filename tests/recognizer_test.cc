@@ -151,6 +151,23 @@ TEST_F(RecognizerTest, DefaultParams) {
     EXPECT_EQ(recognizer_default_params(quarter).max_query_embeddings, 40);
 }
 
+TEST_F(RecognizerTest, DefaultThresholdsFollowTheIndexPqResolution) {
+    ModelInfo info = model_->info();
+    info.threshold_by_n = {0.5f, 0.4f};
+    info.threshold_by_n_for_pq_m[index_->pq_m() / 2] = {0.3f};
+    // The index was built with the model's resolution: the main table.
+    info.index_pq_m = index_->pq_m();
+    EXPECT_EQ(recognizer_default_params(info, *index_).match.threshold_by_n, info.threshold_by_n);
+    // Built with another resolution that has a table of its own: that table.
+    info.index_pq_m = index_->pq_m() * 2;
+    info.threshold_by_n_for_pq_m[index_->pq_m()] = {0.2f, 0.1f};
+    EXPECT_EQ(recognizer_default_params(info, *index_).match.threshold_by_n,
+              (std::vector<float>{0.2f, 0.1f}));
+    // ... and without one: the main table.
+    info.threshold_by_n_for_pq_m.erase(index_->pq_m());
+    EXPECT_EQ(recognizer_default_params(info, *index_).match.threshold_by_n, info.threshold_by_n);
+}
+
 TEST_F(RecognizerTest, StreamingBlockSizesGiveIdenticalResults) {
     const std::vector<float> pcm = clip(2, 3.0, 6.0);
     RecognizerParams params = defaults();

@@ -144,7 +144,7 @@ public:
         }
         Result<Backend> backend = parse_backend(option_string(options, "backend", "simd"));
         if (!backend) return to_js(backend.status());
-        RecognizerParams params = recognizer_default_params(model_->info());
+        RecognizerParams params = recognizer_default_params(model_->info(), *index_);
         params.max_query_embeddings =
             option_int(options, "max_query_embeddings", params.max_query_embeddings);
         params.min_query_embeddings =
