@@ -162,8 +162,9 @@ class ExportParityTest(unittest.TestCase):
                 bn.weight.uniform_(0.5, 1.5)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "t.emod")
-            modelfile.write_model_file(path, net, "test")
-            self.check_file(path, net)
+            modelfile.write_model_file(path, net, "test", index_pq_m=32)
+            c = self.check_file(path, net)
+            self.assertEqual(c.meta["index_pq_m"], 32)
 
     def test_random_init_file(self):
         self.check_file(os.path.join(MODELS_DIR, "random-init-v0.emod"))
@@ -175,6 +176,9 @@ class ExportParityTest(unittest.TestCase):
         c = self.check_file(path)
         self.assertEqual(c.meta["name"], "earshot-v1")
         self.assertIn("seed", c.meta["training"])
+        # Calibrated thresholds, and the PQ resolution they were calibrated for.
+        self.assertTrue(c.meta["threshold_by_n"])
+        self.assertEqual(c.meta["embedding_dim"] % c.meta["index_pq_m"], 0)
 
 
 class FrontendGoldenTest(unittest.TestCase):

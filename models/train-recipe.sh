@@ -16,7 +16,8 @@
 # lr 2e-3 cosine over the 75 minutes, synthetic rooms RT60 0.2-1.0 s (models/MODEL_CARD.md).
 #
 # Tried and not kept (MODEL_CARD.md): continuing to 100 minutes with a warm restart (v2ft, as
-# the previous model v1ft did), and a stage with longer, more reverberant rooms.
+# the previous model v1ft did), a stage with longer, more reverberant rooms, and a 90-minute run
+# from scratch with rooms up to RT60 2.5 s (v3, session 5).
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
