@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
     if (pos.size() != 4) {
         std::fprintf(stderr,
                      "usage: earshot_make_synthetic_index MODEL.emod N_SONGS FRAMES_PER_SONG "
-                     "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES (random quantizer)]\n");
+                     "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES (random "
+                     "quantizer)]\n");
         return 2;
     }
     const std::string model_path = pos[0], out_dir = pos[3];

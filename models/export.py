@@ -83,7 +83,8 @@ def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT
                    "L2; contrastive training on the earshot train set.")
     digest = modelfile.write_model_file(out_path, net, name, hop_frames=hop_frames,
                                         query_hop_frames=query_hop_frames,
-                                        index_pq_m=index_pq_m, description=description, training=training)
+                                        index_pq_m=index_pq_m, description=description,
+                                        training=training)
     check_parity(out_path, net)
     return digest
 
