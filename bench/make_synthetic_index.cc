@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
     auto model = earshot::Model::load(model_bytes.data(), model_bytes.size(), model_path);
     if (!model) return fail(model.message());
     const earshot::ModelInfo& info = model.value()->info();
-    earshot::IndexBuildParams params = earshot::index_build_default_params();
-    params.pq_m = pq_m > 0 ? pq_m : info.index_pq_m;  // as `earshot build` does with this model
+    earshot::IndexBuildParams params = earshot::index_build_default_params(info);
+    if (pq_m > 0) params.pq_m = pq_m;
     if (info.embedding_dim % params.pq_m != 0) return fail("--pq-m must divide the embedding dim");
 
     std::mt19937_64 rng(seed);

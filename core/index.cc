@@ -263,6 +263,12 @@ double model_query_hop_s(const ModelInfo& model) {
 
 IndexBuildParams index_build_default_params() { return IndexBuildParams(); }
 
+IndexBuildParams index_build_default_params(const ModelInfo& model) {
+    IndexBuildParams params;
+    params.pq_m = model.index_pq_m;
+    return params;
+}
+
 // ---- Quantizer ----------------------------------------------------------------------------
 
 int Quantizer::assign(const float* x) const {

@@ -49,6 +49,8 @@ struct IndexBuildParams {
     size_t max_pending_vectors = 4000000;
 };
 IndexBuildParams index_build_default_params();
+// The same, with the PQ resolution the model's thresholds were calibrated for (index_pq_m).
+IndexBuildParams index_build_default_params(const ModelInfo& model);
 
 struct SongInfo {
     std::string id;  // caller's stable id (e.g. a file name or catalogue number)

@@ -240,10 +240,10 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         }
         for (const auto& item : by_pq_it->items()) {
             const std::string key = "threshold_by_n_by_pq_m." + item.key();
-            char* end = nullptr;
-            const long pq_m = std::strtol(item.key().c_str(), &end, 10);
-            if (item.key().empty() || *end != '\0' || pq_m < 1 || pq_m > info.embedding_dim ||
-                info.embedding_dim % pq_m != 0) {
+            const bool digits = !item.key().empty() &&
+                                item.key().find_first_not_of("0123456789") == std::string::npos;
+            const long pq_m = digits ? std::strtol(item.key().c_str(), nullptr, 10) : 0;
+            if (pq_m < 1 || pq_m > info.embedding_dim || info.embedding_dim % pq_m != 0) {
                 return fail(what, "metadata '" + key + "': the key must be a number of PQ bytes "
                                   "that divides embedding_dim (" +
                                   std::to_string(info.embedding_dim) + ")");

@@ -89,9 +89,9 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     progress.finish();
     if (!thread_error.empty()) return fail(thread_error);
 
-    IndexBuildParams params = index_build_default_params();
+    IndexBuildParams params = index_build_default_params(info);
     params.n_lists = options.n_lists;
-    params.pq_m = options.pq_m > 0 ? options.pq_m : info.index_pq_m;
+    if (options.pq_m > 0) params.pq_m = options.pq_m;
     params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
     IndexBuilder builder(info, params);
     std::vector<const SongWork*> skipped;

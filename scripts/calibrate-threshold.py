@@ -198,28 +198,27 @@ def main():
               f"  positives kept {100 * tp:5.1f}% of {len(p)}")
     if not args.write:
         return
-    if args.for_pq_m:
-        if args.for_pq_m == meta.get("index_pq_m", 16):
-            sys.exit(f"--for-pq-m {args.for_pq_m} is the model's index_pq_m: drop --for-pq-m")
-        if meta.get("threshold_background_weight", args.background_weight) != args.background_weight:
-            sys.exit("--background-weight differs from the one of the model's main table")
-        meta.setdefault("threshold_by_n_by_pq_m", {})[str(args.for_pq_m)] = table
-        what = f"threshold_by_n_by_pq_m[{args.for_pq_m}]"
-    else:
-        meta["threshold_by_n"] = table
-        meta["threshold"] = table[-1]
-        meta["threshold_background_weight"] = args.background_weight
-        meta.pop("threshold_scale", None)
-        what = "threshold_by_n"
     calibration = {
         "queries": [os.path.abspath(t) for t in args.truth], "target_fp": args.target_fp,
         "background_weight": args.background_weight,
         "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
     if args.for_pq_m:
-        meta.setdefault("threshold_calibration_by_pq_m", {})[str(args.for_pq_m)] = calibration
+        if args.for_pq_m == meta.get("index_pq_m", 16):
+            sys.exit(f"--for-pq-m {args.for_pq_m} is the model's index_pq_m: drop --for-pq-m")
+        if meta.get("threshold_background_weight", args.background_weight) != args.background_weight:
+            sys.exit("--background-weight differs from the one of the model's main table")
+        key = str(args.for_pq_m)
+        meta.setdefault("threshold_by_n_by_pq_m", {})[key] = table
+        meta.setdefault("threshold_calibration_by_pq_m", {})[key] = calibration
+        what = f"threshold_by_n_by_pq_m[{key}]"
     else:
+        meta["threshold_by_n"] = table
+        meta["threshold"] = table[-1]
+        meta["threshold_background_weight"] = args.background_weight
+        meta.pop("threshold_scale", None)
         meta["threshold_calibration"] = calibration
+        what = "threshold_by_n"
     sections = list(model.sections.items())
     data = write_container("MODL", meta, sections)
     tmp = args.model + ".tmp"

@@ -51,6 +51,10 @@ TEST(IndexTest, DefaultParams) {
     EXPECT_EQ(p.pq_m, 16);
     EXPECT_EQ(p.pq_nbits, 8);
     EXPECT_EQ(p.max_shard_bytes, size_t(8) << 20);
+    ModelInfo model;
+    model.index_pq_m = 32;  // the resolution the model's thresholds were calibrated for
+    EXPECT_EQ(index_build_default_params(model).pq_m, 32);
+    EXPECT_EQ(index_build_default_params(model).n_lists, 256);
 }
 
 TEST(IndexTest, RoundTripAndReconstruction) {

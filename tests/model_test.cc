@@ -271,7 +271,8 @@ TEST(ModelLoad, ReadsThresholdTablesPerPqResolution) {
     EXPECT_EQ(tables.at(6), (std::vector<float>{0.4f}));
     EXPECT_EQ((*model)->info().threshold_by_n, (std::vector<float>{0.8f, 0.7f}));
     for (const char* bad : {R"([0.5])", R"({"4": [0.5]})", R"({"x": [0.5]})", R"({"3x": [0.5]})",
-                            R"({"0": [0.5]})", R"({"3": []})", R"({"3": [1.5]})", R"({"3": "0.5"})"}) {
+                            R"({" 3": [0.5]})", R"({"+3": [0.5]})", R"({"0": [0.5]})",
+                            R"({"3": []})", R"({"3": [1.5]})", R"({"3": "0.5"})"}) {
         spec.meta["threshold_by_n_by_pq_m"] = nlohmann::json::parse(bad);
         expect_error(load_spec(spec), {"threshold_by_n_by_pq_m"});
     }
