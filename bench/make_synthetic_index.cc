@@ -8,10 +8,12 @@
 // The folder is a valid index v1 (manifest.json, quantizer.eq, shard-NNNNN.es, shards <= 8 MB by
 // default) written by the core's IndexBuilder with the model's ModelInfo, so the model hash, dim
 // and hop match and the browser Engine / the CLI load it like a real one. Contents are random:
-//   - quantizer: random unit coarse centroids and random PQ codebooks (scaled 0.3, residuals
-//     are smaller than centroids), as in bench/search_bench.cc; or, with --quantizer, the
-//     coarse centroids and codebooks of an existing quantizer.eq built for the same model
-//     (e.g. out/site/index/quantizer.eq), so real query embeddings fall into realistic lists;
+//   - quantizer: random unit coarse centroids, as many as earshot build would make lists for
+//     N_SONGS x FRAMES_PER_SONG embeddings (index_auto_lists), and random PQ codebooks (scaled
+//     0.3, residuals are smaller than centroids), as in bench/search_bench.cc; or, with
+//     --quantizer, the coarse centroids and codebooks of an existing quantizer.eq built for the
+//     same model (e.g. out/site/index/quantizer.eq), so real query embeddings fall into
+//     realistic lists;
 //   - songs "synthetic-NNNNN", FRAMES_PER_SONG embeddings each (360 = 3 min at 0.5 s hop),
 //     uniformly random list ids and PQ codes (add_song_codes; no training).
 // Uniform list sizes are the best case for IVF (real catalogues are skewed). A query of real
@@ -115,7 +117,8 @@ int main(int argc, char** argv) {
     } else {
         const int dim = info.embedding_dim;
         q.dim = dim;
-        q.n_lists = params.n_lists;
+        // as earshot build would:
+        q.n_lists = earshot::index_auto_lists(size_t(n_songs) * size_t(n_frames));
         q.pq_m = params.pq_m;
         q.sub_dim = dim / params.pq_m;
         q.coarse_centroids = random_unit_vectors(size_t(q.n_lists), dim, rng);

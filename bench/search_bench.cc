@@ -1,13 +1,14 @@
 // Search latency of the two-phase matcher on synthetic catalogues of 1k / 10k / 100k songs
-// (3-minute songs = 360 embeddings each, default n_lists 256; pq_m 16, and 32 = the committed
-// model's index_pq_m, on the 1k and 10k catalogues). Codes are generated
-// directly (random list ids and PQ codes; no training) and go through the real writer and
-// loader, so set-up is quick. Queries are random unit vectors (no match: every probed posting
-// is scanned and every candidate re-scored, the common cost). Counters: ms per query of
-// `n_query` embeddings and ms per embedding. Uniform list sizes are the best case for IVF;
-// real catalogues are skewed and scan more postings per probe.
+// (3-minute songs = 360 embeddings each; n_lists as earshot build picks them, index_auto_lists:
+// 512 / 2048 / 4096; pq_m 16, and 32 = the committed model's index_pq_m, on the 1k and 10k
+// catalogues). Codes are generated directly (random list ids and PQ codes; no training) and go
+// through the real writer and loader, so set-up is quick. Queries are random unit vectors (no
+// match: every probed posting is scanned and every candidate re-scored, the common cost).
+// Counters: ms per query of `n_query` embeddings and ms per embedding. Uniform list sizes are
+// the best case for IVF; real catalogues are skewed and scan more postings per probe.
 //
-// Also: quantizer training time for a 130-song catalogue (~45k x 128-d vectors).
+// Also: quantizer training time for a 130-song catalogue (~45k x 128-d vectors) and for the
+// training sample of large catalogues with 2048 and 4096 lists.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -71,6 +72,7 @@ const Index& catalogue(size_t n_songs, int pq_m) {
     const ModelInfo model = bench_model();
     IndexBuildParams params = index_build_default_params();
     params.pq_m = pq_m;
+    params.n_lists = index_auto_lists(n_songs * kFramesPerSong);  // what earshot build picks
     Quantizer q;
     q.dim = kDim;
     q.n_lists = params.n_lists;
@@ -181,6 +183,10 @@ BENCHMARK(BM_MatchSlidingWindow)
 
 // Quantizer training (default params: 256 lists, 16 x 256 PQ, <= 10 iterations) on ~45k vectors:
 // a 130-song catalogue of 3-minute songs. Clustered data like real embeddings.
+int builder_lists(const IndexBuildParams& params, size_t n) {
+    return params.n_lists > 0 ? params.n_lists : index_auto_lists(n);
+}
+
 void BM_TrainQuantizer(benchmark::State& state) {
     const size_t n = size_t(state.range(0));
     const std::vector<float> centres = random_unit_vectors(64, 5);
@@ -194,16 +200,25 @@ void BM_TrainQuantizer(benchmark::State& state) {
         }
         for (int d = 0; d < kDim; ++d) data[i * kDim + d] /= float(std::sqrt(norm));
     }
+    IndexBuildParams params = index_build_default_params();
+    params.pq_m = 32;                     // the committed model's index_pq_m
+    params.n_lists = int(state.range(1));  // 0 = by size (256 here)
     for (auto _ : state) {
-        IndexBuilder builder(bench_model(), index_build_default_params());
+        IndexBuilder builder(bench_model(), params);
         Status st = builder.train_on(data.data(), n);
         if (!st) state.SkipWithError(st.message().c_str());
         benchmark::DoNotOptimize(builder.quantizer().coarse_centroids.data());
     }
     state.counters["vectors"] = double(n);
+    state.counters["lists"] = double(builder_lists(params, n));
 }
+// A 130-song catalogue, and the 65 536-vector sample (max_training_vectors) that larger ones
+// train on, with the lists earshot build picks at 10 000 songs (2048) and from 8.4 M embeddings
+// (4096).
 BENCHMARK(BM_TrainQuantizer)
-    ->Arg(130 * 360)
+    ->Args({130 * 360, 0})
+    ->Args({65536, 2048})
+    ->Args({65536, 4096})
     ->Unit(benchmark::kSecond)
     ->Iterations(1)
     ->UseRealTime();

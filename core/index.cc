@@ -263,6 +263,13 @@ double model_query_hop_s(const ModelInfo& model) {
 
 IndexBuildParams index_build_default_params() { return IndexBuildParams(); }
 
+int index_auto_lists(size_t n_frames) {
+    int lists = 256;
+    // Nearest in log scale: move up while sqrt(n) >= lists * sqrt(2), i.e. n >= 2 * lists^2.
+    while (lists < 4096 && double(n_frames) >= 2.0 * double(lists) * double(lists)) lists *= 2;
+    return lists;
+}
+
 IndexBuildParams index_build_default_params(const ModelInfo& model) {
     IndexBuildParams params;
     params.pq_m = model.index_pq_m;
@@ -361,6 +368,7 @@ Status IndexBuilder::train() {
     for (const PendingSong& s : songs_) total += s.embeddings.size() / model_.embedding_dim;
     if (total == 0)
         return Status::error("train: no embeddings added (add songs with at least one embedding)");
+    if (params_.n_lists == 0) params_.n_lists = index_auto_lists(total);
     const size_t dim = size_t(model_.embedding_dim);
     const size_t n_sample = std::min(total, std::max<size_t>(params_.max_training_vectors, 1));
     std::vector<float> sample(n_sample * dim);
@@ -394,6 +402,7 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
     if (dim <= 0 || dim > kMaxDim || dim % 4 != 0)
         return Status::error("train: embedding_dim " + std::to_string(dim) +
                              " unsupported (a multiple of 4, at most 512)");
+    if (params_.n_lists == 0) params_.n_lists = index_auto_lists(n_vectors);
     if (params_.n_lists < 1 || params_.n_lists > kMaxLists)
         return Status::error("train: n_lists " + std::to_string(params_.n_lists) +
                              " out of range [1, 65536]");

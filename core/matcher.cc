@@ -65,6 +65,28 @@ inline float pq_score(const float* table, const uint8_t* codes, int pq_m) {
     return (s0 + s1) + (s2 + s3);
 }
 
+// The same sum as pq_score, with each table entry computed on the spot from the query x and the
+// codebooks: same terms, same accumulators, same order, so the same float. Phase 2 uses it for
+// query embeddings whose tables were not built (streaming: their phase-1 postings are cached),
+// which saves pq_m * 256 sub-space products per embedding for ~50 re-scored frames.
+float pq_score_direct(const float* x, const float* books, int sub_dim, const uint8_t* codes,
+                      int pq_m) {
+    auto term = [&](int m) {
+        return inner_product(x + m * sub_dim,
+                             books + (size_t(m) * kPqCodebookSize + codes[m]) * sub_dim, sub_dim);
+    };
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int m = 0;
+    for (; m + 4 <= pq_m; m += 4) {
+        s0 += term(m + 0);
+        s1 += term(m + 1);
+        s2 += term(m + 2);
+        s3 += term(m + 3);
+    }
+    for (; m < pq_m; ++m) s0 += term(m);
+    return (s0 + s1) + (s2 + s3);
+}
+
 // Min-heap on score of (score, frame id): keeps the k largest.
 struct HeapGreater {
     bool operator()(const std::pair<float, uint32_t>& a,
@@ -96,9 +118,9 @@ void override_threshold(MatchParams* params, float base, float scale) {
 
 Matcher::Matcher(const Index& index, const MatchParams& params) : index_(index), params_(params) {}
 
-void Matcher::prepare(const float* query, size_t n_query) {
+void Matcher::prepare(const float* query, size_t n_query, bool all) {
     const Quantizer& q = index_.quantizer();
-    const int n_lists = q.n_lists, pq_m = q.pq_m, sub_dim = q.sub_dim, dim = q.dim;
+    const int n_lists = q.n_lists, dim = q.dim;
     if (centroid_sq_norm_.size() != size_t(n_lists)) {
         centroid_sq_norm_.resize(n_lists);
         for (int l = 0; l < n_lists; ++l) {
@@ -106,34 +128,50 @@ void Matcher::prepare(const float* query, size_t n_query) {
             centroid_sq_norm_[l] = inner_product(c, c, dim);
         }
     }
+    query_ = query;
     if (query_coarse_ip_.size() < n_query * n_lists) query_coarse_ip_.resize(n_query * n_lists);
-    if (pq_tables_.size() < n_query * pq_m * kPqCodebookSize)
-        pq_tables_.resize(n_query * pq_m * kPqCodebookSize);
-    for (size_t i = 0; i < n_query; ++i) {
-        const float* x = query + i * dim;
-        float* ip = &query_coarse_ip_[i * n_lists];
-        for (int l = 0; l < n_lists; ++l)
-            ip[l] = inner_product(x, &q.coarse_centroids[size_t(l) * dim], dim);
-        // T[m][c] = <x_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
-        float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
-        for (int m = 0; m < pq_m; ++m) {
-            const float* xm = x + m * sub_dim;
-            const float* book = &q.pq_codebooks[size_t(m) * kPqCodebookSize * sub_dim];
-            for (int c = 0; c < kPqCodebookSize; ++c)
-                table[m * kPqCodebookSize + c] = inner_product(xm, book + c * sub_dim, sub_dim);
-        }
+    if (pq_tables_.size() < n_query * q.pq_m * kPqCodebookSize)
+        pq_tables_.resize(n_query * q.pq_m * kPqCodebookSize);
+    prepared_.assign(n_query, 0);
+    if (all)
+        for (size_t i = 0; i < n_query; ++i) prepare_one(i);
+}
+
+void Matcher::prepare_one(size_t i) {
+    const Quantizer& q = index_.quantizer();
+    const int n_lists = q.n_lists, pq_m = q.pq_m, sub_dim = q.sub_dim, dim = q.dim;
+    const float* x = query_ + i * dim;
+    float* ip = &query_coarse_ip_[i * n_lists];
+    for (int l = 0; l < n_lists; ++l)
+        ip[l] = inner_product(x, &q.coarse_centroids[size_t(l) * dim], dim);
+    // T[m][c] = <x_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
+    float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+    for (int m = 0; m < pq_m; ++m) {
+        const float* xm = x + m * sub_dim;
+        const float* book = &q.pq_codebooks[size_t(m) * kPqCodebookSize * sub_dim];
+        for (int c = 0; c < kPqCodebookSize; ++c)
+            table[m * kPqCodebookSize + c] = inner_product(xm, book + c * sub_dim, sub_dim);
     }
+    prepared_[i] = 1;
 }
 
 float Matcher::score_frame(size_t i, uint32_t global_frame) const {
-    const int pq_m = index_.pq_m();
-    const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+    const Quantizer& q = index_.quantizer();
+    const int pq_m = q.pq_m;
     const uint8_t* codes = index_.frame_codes(global_frame);
-    return query_coarse_ip_[i * index_.n_lists() + index_.frame_list(global_frame)] +
-           pq_score(table, codes, pq_m);
+    const int list = index_.frame_list(global_frame);
+    if (prepared_[i]) {
+        const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+        return query_coarse_ip_[i * q.n_lists + list] + pq_score(table, codes, pq_m);
+    }
+    // Not prepared (cached phase 1): the same products, computed for this frame only.
+    const float* x = query_ + i * q.dim;
+    return inner_product(x, &q.coarse_centroids[size_t(list) * q.dim], q.dim) +
+           pq_score_direct(x, q.pq_codebooks.data(), q.sub_dim, codes, pq_m);
 }
 
 void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
+    if (!prepared_[i]) prepare_one(i);
     const int n_lists = index_.n_lists(), pq_m = index_.pq_m();
     const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
     const float* ip = &query_coarse_ip_[i * n_lists];
@@ -196,7 +234,7 @@ Status Matcher::search(const float* query, size_t n_query, int k,
         return Status::error("search: the index has no quantizer yet (add quantizer.eq first)");
     if (k < 1) return Status::error("search: k must be >= 1");
     if (n_query > 0 && query == nullptr) return Status::error("search: query is null");
-    prepare(query, n_query);
+    prepare(query, n_query, true);
     out->resize(n_query);
     for (size_t i = 0; i < n_query; ++i) search_one(i, k, &(*out)[i]);
     return Status::ok();
@@ -223,7 +261,6 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
     if (n_query == 0 || index_.n_frames() == 0) return result;
 
     const double hop_s = index_.hop_s();
-    prepare(query, n_query);
     if (postings_.size() < n_query) postings_.resize(n_query);
 
     if (embedding_ids) {
@@ -241,6 +278,10 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             cache_exhaustive_ = params_.exhaustive;
         }
     }
+    // Streaming: only the embeddings without cached postings get the phase-1 tables (n_lists
+    // coarse and pq_m * 256 sub-space products each, built by search_one()); with 2048 lists
+    // building them for the whole window was most of a call's work.
+    prepare(query, n_query, embedding_ids == nullptr);
 
     // Phase 1: votes on (song, delta in index hops).
     votes_.clear();

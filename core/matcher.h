@@ -106,7 +106,10 @@ public:
                   std::vector<std::vector<Posting>>* out);
 
 private:
-    void prepare(const float* query, size_t n_query);
+    // Sets the query; with `all`, builds every embedding's phase-1 tables (else search_one()
+    // builds them on demand, and score_frame() computes the products of the others on the spot).
+    void prepare(const float* query, size_t n_query, bool all);
+    void prepare_one(size_t i);
     void search_one(size_t i, int k, std::vector<Posting>* out);
     float score_frame(size_t i, uint32_t global_frame) const;
 
@@ -117,6 +120,8 @@ private:
     std::vector<float> query_coarse_ip_;
     std::vector<float> centroid_sq_norm_;
     std::vector<float> pq_tables_;
+    const float* query_ = nullptr;   // the query of the current call
+    std::vector<uint8_t> prepared_;  // [n]: tables built for embedding i
     std::vector<std::pair<float, int>> probe_scratch_;
     std::vector<std::pair<float, uint32_t>> heap_scratch_;
     std::vector<std::vector<Posting>> postings_;

@@ -91,6 +91,11 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
 
     IndexBuildParams params = index_build_default_params(info);
     params.n_lists = options.n_lists;
+    if (params.n_lists == 0) {  // resolved here (not in train()) so the message below names it
+        size_t n_frames = 0;
+        for (const SongWork& w : work) n_frames += w.embeddings.size() / size_t(info.embedding_dim);
+        params.n_lists = index_auto_lists(n_frames);
+    }
     if (options.pq_m > 0) params.pq_m = options.pq_m;
     params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
     IndexBuilder builder(info, params);

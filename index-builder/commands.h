@@ -28,7 +28,7 @@ struct CommonOptions {
 struct BuildOptions {
     std::string input;        // folder or TSV catalog
     std::string out_dir;
-    int n_lists = 256;
+    int n_lists = 0;          // 0 = by catalogue size (index_auto_lists)
     int pq_m = 0;             // 0 = the model's index_pq_m
     double shard_mb = 8.0;
 };

@@ -46,8 +46,11 @@ int main(int argc, char** argv) {
         ->required();
     build_cmd->add_option("-o,--out", build.out_dir, "index folder to write (replaced atomically)")
         ->required();
-    build_cmd->add_option("--lists", build.n_lists, "coarse partitions (IVF lists)")
-        ->capture_default_str()->check(CLI::Range(1, 65536));
+    build_cmd->add_option("--lists", build.n_lists,
+                          "coarse partitions (IVF lists; 0 = by catalogue size: 256 up to "
+                          "~190 000 embeddings, then the power of two nearest their square "
+                          "root, at most 4096)")
+        ->capture_default_str()->check(CLI::Range(0, 65536));
     build_cmd->add_option("--pq-m", build.pq_m,
                           "PQ sub-quantizers = bytes per embedding (0 = the model's index_pq_m, "
                           "the resolution its no-match thresholds were calibrated for; 16 halves "

@@ -47,14 +47,24 @@ std::string status_text(const Status& s) { return s.message(); }
 
 TEST(IndexTest, DefaultParams) {
     IndexBuildParams p = index_build_default_params();
-    EXPECT_EQ(p.n_lists, 256);
+    EXPECT_EQ(p.n_lists, 0);  // by catalogue size when the quantizer is trained
     EXPECT_EQ(p.pq_m, 16);
     EXPECT_EQ(p.pq_nbits, 8);
     EXPECT_EQ(p.max_shard_bytes, size_t(8) << 20);
     ModelInfo model;
     model.index_pq_m = 32;  // the resolution the model's thresholds were calibrated for
     EXPECT_EQ(index_build_default_params(model).pq_m, 32);
-    EXPECT_EQ(index_build_default_params(model).n_lists, 256);
+    EXPECT_EQ(index_build_default_params(model).n_lists, 0);
+}
+
+TEST(IndexTest, AutoListsFollowTheCatalogueSize) {
+    EXPECT_EQ(index_auto_lists(0), 256);
+    EXPECT_EQ(index_auto_lists(1125), 256);     // the demo's 3 songs
+    EXPECT_EQ(index_auto_lists(131071), 256);   // sqrt < 256 * sqrt(2)
+    EXPECT_EQ(index_auto_lists(131072), 512);
+    EXPECT_EQ(index_auto_lists(7200000), 2048);  // 10 000 songs x 720 embeddings
+    EXPECT_EQ(index_auto_lists(100000000), 4096);
+    // (IndexTest.FewerVectorsThanCentroids: a default build of 7 vectors gets 256 lists.)
 }
 
 TEST(IndexTest, RoundTripAndReconstruction) {
@@ -226,7 +236,7 @@ TEST(IndexTest, TrainsWhenPendingVectorsExceedBound) {
 
 TEST(IndexTest, FewerVectorsThanCentroids) {
     const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(2, 3, kDim, 11);  // 7 vectors, 256 lists
+    auto songs = synthetic_catalog(2, 3, kDim, 11);  // 7 vectors; n_lists 0 = auto = 256
     IndexFiles files = build_catalog(songs, index_build_default_params(), model);
     Index index(model);
     {

@@ -26,12 +26,13 @@ struct Catalog {
     std::unique_ptr<Index> index;
 };
 
-Catalog make_catalog(size_t n_songs, size_t frames, int n_lists, uint64_t seed) {
+Catalog make_catalog(size_t n_songs, size_t frames, int n_lists, uint64_t seed, int pq_m = 16) {
     Catalog c;
     ModelInfo model = fake_model_info();
     c.songs = synthetic_catalog(n_songs, frames, kDim, seed);
     IndexBuildParams params = index_build_default_params();
     params.n_lists = n_lists;
+    params.pq_m = pq_m;
     params.kmeans_iterations = 8;
     params.max_training_vectors = 2048;  // keeps the tests fast (also under node)
     IndexBuilder builder(model, params);
@@ -309,9 +310,13 @@ TEST(MatcherTest, ExhaustiveMatchAgreesAndEdgeCases) {
 }
 
 // The streaming match() (phase-1 postings cached by embedding id) equals the batch match() on
-// every window of a sliding query, including after the index grows.
-TEST(MatcherTest, CachedSlidingWindowEqualsBatch) {
-    Catalog c = make_catalog(20, 80, 16, 97);
+// every window of a sliding query, including after the index grows. Its phase 2 scores the
+// cached embeddings without PQ tables (pq_score_direct): the scores must still be bit-identical,
+// for the fixed-size sums (16, 32 bytes) and the generic one with a tail (2).
+class CachedSlidingWindow : public ::testing::TestWithParam<int> {};
+
+TEST_P(CachedSlidingWindow, EqualsBatch) {
+    Catalog c = make_catalog(20, 80, 16, 97, GetParam());
     const auto& song = c.songs[7];
     const size_t total = 40, window = 12;
     auto stream = noisy_copy(&song.embeddings[20 * kDim], total, kDim, 0.6f, 101);
@@ -342,6 +347,8 @@ TEST(MatcherTest, CachedSlidingWindowEqualsBatch) {
     EXPECT_EQ(a->best.song_index, 2u);
     EXPECT_EQ(a->best.score, b->best.score);
 }
+
+INSTANTIATE_TEST_SUITE_P(MatcherTest, CachedSlidingWindow, ::testing::Values(16, 32, 2));
 
 // The matcher works on any subset of shards, and sees shards added later.
 TEST(MatcherTest, WorksWithShardSubsets) {
