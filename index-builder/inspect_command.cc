@@ -116,6 +116,19 @@ int run_info(const std::string& path) {
         const auto manifest = nlohmann::json::parse(bytes->begin(), bytes->end(), nullptr, false);
         if (manifest.is_discarded()) return fail(path + "/manifest.json is not valid JSON");
         nlohmann::json summary = manifest;
+        // The quantizer's shape (lists depend on the catalogue size, PQ bytes on the model or
+        // --pq-m): loaded and checked like `verify` does, left out if that fails.
+        auto model_info = model_info_from_manifest(manifest);
+        if (model_info && summary.contains("quantizer") && summary["quantizer"].is_object() &&
+            summary["quantizer"].contains("file") && summary["quantizer"]["file"].is_string()) {
+            const std::string file = summary["quantizer"]["file"].get<std::string>();
+            auto qbytes = read_file((fs::path(path) / file).string());
+            Index index(*model_info);
+            if (qbytes && index.add_quantizer(qbytes->data(), qbytes->size(), file)) {
+                summary["quantizer"]["n_lists"] = index.n_lists();
+                summary["quantizer"]["pq_m"] = index.pq_m();
+            }
+        }
         if (summary.contains("shards") && summary["shards"].is_array()) {
             summary["n_shards"] = summary["shards"].size();
             summary.erase("shards");

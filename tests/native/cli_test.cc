@@ -135,6 +135,8 @@ TEST_F(CliTest, BuildSkipsCorruptFileThenVerifyAndQuery) {
     ASSERT_EQ(info.exit_code, 0) << info.err;
     const auto manifest = nlohmann::json::parse(info.out);
     EXPECT_EQ(manifest["songs"], 3);
+    EXPECT_EQ(manifest["quantizer"]["n_lists"], 256);  // by catalogue size: a small one
+    EXPECT_EQ(manifest["quantizer"]["pq_m"], 16);      // random-init-v0 has no index_pq_m: 16
 
     // Query: an exact 4 s excerpt of the second song starting at 3.0 s (44.1 kHz, resampled),
     // and the corrupt file (reported, answered null).
