@@ -181,12 +181,12 @@ BENCHMARK(BM_MatchSlidingWindow)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// Quantizer training (default params: 256 lists, 16 x 256 PQ, <= 10 iterations) on ~45k vectors:
-// a 130-song catalogue of 3-minute songs. Clustered data like real embeddings.
 int builder_lists(const IndexBuildParams& params, size_t n) {
     return params.n_lists > 0 ? params.n_lists : index_auto_lists(n);
 }
 
+// Quantizer training (32 x 256 PQ, <= 10 k-means iterations) on clustered data like real
+// embeddings; args: vectors, lists (0 = by size).
 void BM_TrainQuantizer(benchmark::State& state) {
     const size_t n = size_t(state.range(0));
     const std::vector<float> centres = random_unit_vectors(64, 5);
@@ -212,9 +212,9 @@ void BM_TrainQuantizer(benchmark::State& state) {
     state.counters["vectors"] = double(n);
     state.counters["lists"] = double(builder_lists(params, n));
 }
-// A 130-song catalogue, and the 65 536-vector sample (max_training_vectors) that larger ones
-// train on, with the lists earshot build picks at 10 000 songs (2048) and from 8.4 M embeddings
-// (4096).
+// A 130-song catalogue of 3-minute songs (~45k vectors, 256 lists), and the 65 536-vector sample
+// (max_training_vectors) that larger ones train on, with the lists earshot build picks at 10 000
+// songs (2048) and from 8.4 M embeddings (4096).
 BENCHMARK(BM_TrainQuantizer)
     ->Args({130 * 360, 0})
     ->Args({65536, 2048})

@@ -34,8 +34,8 @@ constexpr int kPqCodebookSize = 256;  // 8-bit PQ codes
 constexpr int kMaxLists = 65536;      // list ids are u8 (n_lists <= 256) or u16
 
 struct IndexBuildParams {
-    // Coarse k-means centroids (IVF lists); 0 = index_auto_lists() of the number of embeddings
-    // the quantizer is trained for.
+    // Coarse k-means centroids (IVF lists); 0 = index_auto_lists() of the catalogue's embedding
+    // count (train(): every embedding added so far; train_on(): the vectors given).
     int n_lists = 0;
     int pq_m = 16;                        // PQ sub-quantizers; must divide the embedding dim
     int pq_nbits = 8;                     // only 8 is supported (one byte per sub-code)
@@ -53,8 +53,8 @@ struct IndexBuildParams {
 IndexBuildParams index_build_default_params();
 // The default number of IVF lists for a catalogue of n_frames embeddings: the power of two
 // nearest sqrt(n_frames), clamped to [256, 4096]. 256 up to ~190 000 embeddings (~260 songs of
-// 3 minutes at a 0.25 s hop); 2048 for 10 000 such songs (7.2 M), where 256 lists made the
-// phase-1 scan 28 000 postings per list (docs/PERFORMANCE-web.md).
+// 3 minutes at a 0.25 s hop); 2048 for 10 000 such songs (7.2 M), where 256 lists held 28 000
+// postings each, all scanned per probe (docs/PERFORMANCE-web.md).
 int index_auto_lists(size_t n_frames);
 // The same, with the PQ resolution the model's thresholds were calibrated for (index_pq_m).
 IndexBuildParams index_build_default_params(const ModelInfo& model);
