@@ -181,10 +181,6 @@ BENCHMARK(BM_MatchSlidingWindow)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-int builder_lists(const IndexBuildParams& params, size_t n) {
-    return params.n_lists > 0 ? params.n_lists : index_auto_lists(n);
-}
-
 // Quantizer training (32 x 256 PQ, <= 10 k-means iterations) on clustered data like real
 // embeddings; args: vectors, lists (0 = by size).
 void BM_TrainQuantizer(benchmark::State& state) {
@@ -203,14 +199,16 @@ void BM_TrainQuantizer(benchmark::State& state) {
     IndexBuildParams params = index_build_default_params();
     params.pq_m = 32;                     // the committed model's index_pq_m
     params.n_lists = int(state.range(1));  // 0 = by size (256 here)
+    int lists = 0;  // what the builder trained (0 resolves by size)
     for (auto _ : state) {
         IndexBuilder builder(bench_model(), params);
         Status st = builder.train_on(data.data(), n);
         if (!st) state.SkipWithError(st.message().c_str());
         benchmark::DoNotOptimize(builder.quantizer().coarse_centroids.data());
+        lists = builder.quantizer().n_lists;
     }
     state.counters["vectors"] = double(n);
-    state.counters["lists"] = double(builder_lists(params, n));
+    state.counters["lists"] = double(lists);
 }
 // A 130-song catalogue of 3-minute songs (~45k vectors, 256 lists), and the 65 536-vector sample
 // (max_training_vectors) that larger ones train on, with the lists earshot build picks at 10 000
