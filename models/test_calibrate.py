@@ -1,5 +1,6 @@
 """Tests of scripts/calibrate-threshold.py on small synthetic query sets: the fitted thresholds,
-the leave-one-fold-out check (--crossval) and the tables written per PQ resolution.
+the leave-one-fold-out check (--crossval), the tables written per PQ resolution and the
+negatives left out for holding their answer's audio (--shared-audio).
 
 Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
 """
@@ -11,6 +12,9 @@ import subprocess
 import sys
 import tempfile
 import unittest
+
+import numpy as np
+import soundfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from earshot_model import container  # noqa: E402
@@ -97,6 +101,53 @@ class CalibrateTest(unittest.TestCase):
             out = run("--for-pq-m", "16", *a)  # the model's own resolution: refused
             self.assertNotEqual(out.returncode, 0)
             self.assertIn("index_pq_m", out.stderr)
+
+    def test_shared_audio_negatives_are_left_out(self):
+        """Two out-of-catalog clips of song `a` score high: one found song `b`, which holds
+        the clip's audio under as loud other sound (waveform correlation ~0.7); one found `c`,
+        unrelated audio. With --shared-audio 0.5 only the second sets the threshold."""
+        rate = 16000
+        rng = np.random.default_rng(5)
+        a = rng.standard_normal(3 * rate) * 0.1
+        b = rng.standard_normal(4 * rate) * 0.1
+        b[2 * rate:3 * rate] += a[rate:2 * rate]  # a's second second, mixed in at b's third
+        c = rng.standard_normal(4 * rate) * 0.1
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = {}
+            for name, audio in (("a", a), ("b", b), ("c", c)):
+                paths[name] = os.path.join(tmp, f"{name}.wav")
+                soundfile.write(paths[name], audio, rate, subtype="PCM_16")
+            catalog = os.path.join(tmp, "catalog.tsv")
+            with open(catalog, "w") as f:
+                f.write("id\tpath\n" + "".join(f"{k}\t{v}\n" for k, v in paths.items()))
+            # query, truth, source start (s), answer, score
+            rows = [("q0", "-", 1.0, "b", 0.9), ("q1", "-", 0.2, "c", 0.8),
+                    ("q2", "-", 1.5, "c", 0.1), ("q3", "b", 0.0, "b", 0.95)]
+            with open(os.path.join(tmp, "truth.tsv"), "w") as truth, \
+                    open(os.path.join(tmp, "details.tsv"), "w") as details, \
+                    open(os.path.join(tmp, "results.jsonl"), "w") as results:
+                truth.write("query\tsong\tlength_s\n")
+                details.write("query\tsong\tsource_song\tlength_s\tstart_s\tspeed\n")
+                for query, song, start, answer, score in rows:
+                    truth.write(f"{query}.flac\t{song}\t1\n")
+                    details.write(f"{query}.flac\t{song}\ta\t1\t{start}\t1.00\n")
+                    results.write(json.dumps({"query": f"{query}.flac", "song": answer,
+                                              "similarity": score, "background": 0.0}) + "\n")
+            args = ["--target-fp", "0", "--margin", "0.01",
+                    "--truth", os.path.join(tmp, "truth.tsv"),
+                    "--details", os.path.join(tmp, "details.tsv"),
+                    "--results", os.path.join(tmp, "results.jsonl")]
+            self.assertIn("threshold 0.9100", self.run_script(*args))
+            text = self.run_script(*args, "--shared-audio", "0.5", "--catalog", catalog)
+            self.assertIn("threshold 0.8100", text)
+            self.assertIn("1 that hold the audio of the song they found left out", text)
+            r = float(text.split("shared audio (r ")[1].split(",")[0])
+            self.assertGreater(r, 0.6)  # equal power: 1/sqrt(2) = 0.71
+            self.assertLess(r, 0.8)
+            out = subprocess.run(["/usr/bin/python3", SCRIPT, "--model", MODEL, *args,
+                                  "--shared-audio", "0.5"], capture_output=True, text=True)
+            self.assertNotEqual(out.returncode, 0)  # no --catalog
+            self.assertIn("--catalog", out.stderr)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@ folds (how a target that holds on the calibration sets carries over to other son
       --truth A/truth.tsv --results a.jsonl --fold 1 \
       --truth B/truth.tsv --results b.jsonl --fold 2 ...
 
+With --shared-audio R (and --catalog, --details), an out-of-catalog clip whose waveform
+correlates at R or more with some place of the song it found is left out of the negatives: it
+contains that song's audio (a loop or stem the two tracks share), so finding it is what a
+fingerprinter should do, not a false positive. Only the highest-scoring negatives, those that
+can set a threshold, are checked:
+
+  scripts/calibrate-threshold.py ... --shared-audio 0.5 --catalog train/catalog.tsv
+
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards. The main table is for indexes with
 the model's `index_pq_m` PQ bytes per embedding (what `earshot build` uses by default); with
@@ -32,6 +40,7 @@ indexes instead (`threshold_by_n_by_pq_m`).
 """
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -86,6 +95,12 @@ def main():
                          "length instead of calibrating")
     ap.add_argument("--details", action="append", default=[],
                     help="make-queries' details.tsv (source song of each negative)")
+    ap.add_argument("--shared-audio", type=float, default=0.0, metavar="R",
+                    help="leave out negatives whose waveform correlates at R or more with the "
+                         "song they found (shared audio; needs --details and --catalog; 0 = off)")
+    ap.add_argument("--catalog", action="append", default=[],
+                    help="catalog.tsv (id and path columns) of the songs of the query sets, "
+                         "in and out of the index (for --shared-audio)")
     ap.add_argument("--variant", action="append", default=[], metavar="A=B",
                     help="songs that are the same tune in another arrangement: a negative cut "
                          "from A that matches B (or the reverse) is a right answer, not a false "
@@ -100,6 +115,8 @@ def main():
         sys.exit("give as many --results (and --details) as --truth, in the same order")
     if args.crossval and (len(args.fold) != n_sets or len(set(args.fold)) < 2):
         sys.exit("--crossval needs one --fold label per --truth, and at least two folds")
+    if args.shared_audio and not (args.details and args.catalog):
+        sys.exit("--shared-audio needs --details (where each negative was cut) and --catalog")
     # Queries of different sets have the same names: key them by (set, query).
     truth, results, source = {}, {}, {}
     for k, truth_path in enumerate(args.truth):
@@ -113,7 +130,7 @@ def main():
         if args.details:
             with open(args.details[k], newline="") as f:
                 for row in csv.DictReader(f, delimiter="\t"):
-                    source[(k, row["query"])] = row["source_song"]
+                    source[(k, row["query"])] = row
 
     # The train set holds the same tune in several arrangements (../shared/eval/README.md names
     # some; tecnoballz's area1-game/area1-game2 is another): an out-of-catalog clip of one that
@@ -136,10 +153,10 @@ def main():
         # Needs `earshot query --threshold-base -1` output (similarity and background fields).
         score = float(r["similarity"]) - args.background_weight * float(r["background"])
         if t["song"] == "-":
-            if (source.get(q), r["song"]) in variants:
+            if (source.get(q, {}).get("source_song"), r["song"]) in variants:
                 n_variant += 1
                 continue
-            neg_by_set.setdefault((q[0], n), []).append(score)
+            neg_by_set.setdefault((q[0], n), []).append((score, q))
         else:
             # A positive counts only if the best candidate is the right song (song may be null
             # under the current threshold: then we cannot tell, and the query is left out).
@@ -147,6 +164,11 @@ def main():
                 pos_by_set.setdefault((q[0], n), []).append((score, r["song"] == t["song"]))
     if not neg_by_set:
         sys.exit("no out-of-catalog queries with results: make queries with --holdout > 0")
+    shared = set()
+    if args.shared_audio:
+        shared = shared_audio_negatives(args, neg_by_set, source, results)
+    neg_by_set = {key: [s for s, q in values if q not in shared]
+                  for key, values in neg_by_set.items()}
 
     # Per measured length n, the score that at most target_fp of the negatives reach (plus a
     # margin); in between, linear in 1/sqrt(n) (the spread of a mean of n similarities);
@@ -187,7 +209,8 @@ def main():
 
     n_pos = sum(len(v) for v in pos.values())
     print(f"calibrated on {sum(len(v) for v in neg.values())} negatives and {n_pos} positives "
-          f"({n_variant} negatives that found another arrangement of their tune left out)")
+          f"({n_variant} negatives that found another arrangement of their tune and "
+          f"{len(shared)} that hold the audio of the song they found left out)")
     print("threshold_by_n =", table)
     for n in sorted(limits):
         thr = threshold(n)
@@ -200,7 +223,7 @@ def main():
         return
     calibration = {
         "queries": [os.path.abspath(t) for t in args.truth], "target_fp": args.target_fp,
-        "background_weight": args.background_weight,
+        "background_weight": args.background_weight, "shared_audio_ncc": args.shared_audio,
         "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
     if args.for_pq_m:
@@ -226,6 +249,76 @@ def main():
         f.write(data)
     os.replace(tmp, args.model)
     print(f"wrote {what} ({len(table)} values) into {args.model}")
+
+
+NCC_RATE_HZ = 4000  # the 0-2 kHz band, where most of the music's energy lies
+
+
+def waveform_ncc(clip, song):
+    """Peak normalised cross-correlation of `clip` against every position of `song` (mono, same
+    rate): 1 where the song holds the same samples; over a few seconds, about 0.05-0.2 for
+    unrelated music. Written here with scipy's FFT convolution because the fingerprint tools in
+    Debian (chromaprint's fpcalc) compare whole files, not a clip against any place in a song."""
+    import numpy as np
+    from scipy.signal import fftconvolve
+    clip = clip - clip.mean()
+    norm = np.linalg.norm(clip)
+    if norm == 0 or len(song) < len(clip):
+        return 0.0
+    dot = np.abs(fftconvolve(song, clip[::-1], mode="valid"))
+    energy = np.sqrt(np.maximum(fftconvolve(song * song, np.ones(len(clip)), mode="valid"), 0))
+    # Near-silent windows (and the FFT's round-off there) say nothing about shared audio.
+    audible = energy > 0.05 * np.median(energy)
+    if not audible.any():
+        return 0.0
+    return float(np.max(dot[audible] / (energy[audible] * norm)))
+
+
+def shared_audio_negatives(args, neg_by_set, details, results):
+    """The negatives (keys) that hold the audio of the song they found (waveform_ncc >= R).
+    Thresholds and the leave-one-fold-out check use only the highest negatives of each length,
+    so per length the check walks down from the top until it has found more kept negatives than
+    any fit can let through, and stops."""
+    import numpy as np
+    import soundfile
+    from scipy.signal import resample_poly
+    paths = {}
+    for catalog in args.catalog:
+        with open(catalog, newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                paths[row["id"]] = row["path"]
+
+    @functools.lru_cache(maxsize=None)
+    def load(song):
+        if song not in paths:
+            sys.exit(f"--shared-audio: song {song!r} is in no --catalog")
+        try:
+            audio, rate = soundfile.read(paths[song], dtype="float64", always_2d=True)
+        except (RuntimeError, OSError) as e:  # LibsndfileError is a RuntimeError
+            sys.exit(f"--shared-audio: cannot read {paths[song]}: {e}")
+        g = math.gcd(rate, NCC_RATE_HZ)
+        return resample_poly(audio.mean(axis=1), NCC_RATE_HZ // g, rate // g)
+
+    shared = set()
+    for n, scored in pooled(neg_by_set).items():
+        need = int(math.floor(args.target_fp * len(scored))) + 10
+        kept = 0
+        for score, q in sorted(scored, reverse=True):
+            if kept >= need:
+                break
+            row, answer = details[q], results[q]["song"]
+            if float(row.get("speed", 1) or 1) == 1.0:
+                start = int(round(float(row["start_s"]) * NCC_RATE_HZ))
+                length = int(round(float(row["length_s"]) * NCC_RATE_HZ))
+                clip = load(row["source_song"])[start:start + length]
+                r = waveform_ncc(clip, load(answer))
+                if r >= args.shared_audio:
+                    shared.add(q)
+                    print(f"  shared audio (r {r:.2f}, score {score:.3f}, n={n}): "
+                          f"{row['source_song']} at {float(row['start_s']):.1f} s -> {answer}")
+                    continue
+            kept += 1
+    return shared
 
 
 def pooled(by_set, sets=None):
