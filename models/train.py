@@ -189,6 +189,8 @@ def main():
     parser.add_argument("--n-dev-seen", type=int, default=4)
     parser.add_argument("--rt60-max", type=float, default=1.0,
                         help="synthetic rooms draw RT60 uniformly in 0.2..this (s)")
+    parser.add_argument("--snr-db", default="-5,15",
+                        help="additive noise SNR range LO,HI (dB, drawn uniformly)")
     parser.add_argument("--rir-sec", type=float, default=0.75,
                         help="length of the synthetic impulse responses (s)")
     parser.add_argument("--exclude-albums", default="",
@@ -255,8 +257,9 @@ def main():
     front = frontend.TorchFrontend()
     rir_samples = int(round(args.rir_sec * 16000))
     pre_samples = max(PRE_SAMPLES, rir_samples)
+    snr_lo, snr_hi = (float(v) for v in args.snr_db.split(","))
     degrader = Degrader(args.seed, pre_samples, SEG_SAMPLES, rir_samples=rir_samples,
-                        rt60_range=(0.2, args.rt60_max))
+                        rt60_range=(0.2, args.rt60_max), snr_db_range=(snr_lo, snr_hi))
     sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed, pre_samples,
                       albums=[album_of[s] for s in train_ids], album_frac=args.album_frac,
                       group=args.album_group)

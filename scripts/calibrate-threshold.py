@@ -40,7 +40,6 @@ indexes instead (`threshold_by_n_by_pq_m`).
 """
 import argparse
 import csv
-import functools
 import json
 import math
 import os
@@ -251,54 +250,13 @@ def main():
     print(f"wrote {what} ({len(table)} values) into {args.model}")
 
 
-NCC_RATE_HZ = 4000  # the 0-2 kHz band, where most of the music's energy lies
-
-
-def waveform_ncc(clip, song):
-    """Peak normalised cross-correlation of `clip` against every position of `song` (mono, same
-    rate): 1 where the song holds the same samples; over a few seconds, about 0.05-0.2 for
-    unrelated music. Written here with scipy's FFT convolution because the fingerprint tools in
-    Debian (chromaprint's fpcalc) compare whole files, not a clip against any place in a song."""
-    import numpy as np
-    from scipy.signal import fftconvolve
-    clip = clip - clip.mean()
-    norm = np.linalg.norm(clip)
-    if norm == 0 or len(song) < len(clip):
-        return 0.0
-    dot = np.abs(fftconvolve(song, clip[::-1], mode="valid"))
-    energy = np.sqrt(np.maximum(fftconvolve(song * song, np.ones(len(clip)), mode="valid"), 0))
-    # Near-silent windows (and the FFT's round-off there) say nothing about shared audio.
-    audible = energy > 0.05 * np.median(energy)
-    if not audible.any():
-        return 0.0
-    return float(np.max(dot[audible] / (energy[audible] * norm)))
-
-
 def shared_audio_negatives(args, neg_by_set, details, results):
-    """The negatives (keys) that hold the audio of the song they found (waveform_ncc >= R).
+    """The negatives (keys) that hold the audio of the song they found (clip_ncc >= R).
     Thresholds and the leave-one-fold-out check use only the highest negatives of each length,
     so per length the check walks down from the top until it has found more kept negatives than
     any fit can let through, and stops."""
-    import numpy as np
-    import soundfile
-    from scipy.signal import resample_poly
-    paths = {}
-    for catalog in args.catalog:
-        with open(catalog, newline="") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                paths[row["id"]] = row["path"]
-
-    @functools.lru_cache(maxsize=None)
-    def load(song):
-        if song not in paths:
-            sys.exit(f"--shared-audio: song {song!r} is in no --catalog")
-        try:
-            audio, rate = soundfile.read(paths[song], dtype="float64", always_2d=True)
-        except (RuntimeError, OSError) as e:  # LibsndfileError is a RuntimeError
-            sys.exit(f"--shared-audio: cannot read {paths[song]}: {e}")
-        g = math.gcd(rate, NCC_RATE_HZ)
-        return resample_poly(audio.mean(axis=1), NCC_RATE_HZ // g, rate // g)
-
+    from earshot_model.sharedaudio import SongAudio
+    audio = SongAudio(args.catalog)
     shared = set()
     for n, scored in pooled(neg_by_set).items():
         need = int(math.floor(args.target_fp * len(scored))) + 10
@@ -307,16 +265,15 @@ def shared_audio_negatives(args, neg_by_set, details, results):
             if kept >= need:
                 break
             row, answer = details[q], results[q]["song"]
-            if float(row.get("speed", 1) or 1) == 1.0:
-                start = int(round(float(row["start_s"]) * NCC_RATE_HZ))
-                length = int(round(float(row["length_s"]) * NCC_RATE_HZ))
-                clip = load(row["source_song"])[start:start + length]
-                r = waveform_ncc(clip, load(answer))
-                if r >= args.shared_audio:
-                    shared.add(q)
-                    print(f"  shared audio (r {r:.2f}, score {score:.3f}, n={n}): "
-                          f"{row['source_song']} at {float(row['start_s']):.1f} s -> {answer}")
-                    continue
+            try:
+                r = audio.clip_ncc(row, answer)
+            except (KeyError, RuntimeError) as e:
+                sys.exit(f"--shared-audio: {e.args[0]}")
+            if r is not None and r >= args.shared_audio:
+                shared.add(q)
+                print(f"  shared audio (r {r:.2f}, score {score:.3f}, n={n}): "
+                      f"{row['source_song']} at {float(row['start_s']):.1f} s -> {answer}")
+                continue
             kept += 1
     return shared
 

@@ -1,0 +1,68 @@
+"""Does an out-of-catalog clip hold the audio of the song it was matched to?
+
+Game soundtracks reuse loops and stems across tracks (colobot's music009 plays parts of
+music007; freedroid's hellfortressentrance and hellfortresstwo are mostly the same recording).
+A clip cut from one such track that finds the other is what a fingerprinter should find, not a
+false positive. The test is the waveform itself, independent of any model: the peak normalised
+cross-correlation of the clip (as cut, before degradation) against every position of the song.
+"""
+import csv
+import functools
+import math
+
+import numpy as np
+import soundfile
+from scipy.signal import fftconvolve, resample_poly
+
+RATE_HZ = 4000  # the 0-2 kHz band, where most of the music's energy lies
+
+
+def waveform_ncc(clip, song):
+    """Peak normalised cross-correlation of `clip` against every position of `song` (mono, same
+    rate): 1 where the song holds the same samples; over a few seconds, about 0.05-0.2 for
+    unrelated music. Written here with scipy's FFT convolution because the fingerprint tools in
+    Debian (chromaprint's fpcalc) compare whole files, not a clip against any place in a song."""
+    clip = clip - clip.mean()
+    norm = np.linalg.norm(clip)
+    if norm == 0 or len(song) < len(clip):
+        return 0.0
+    dot = np.abs(fftconvolve(song, clip[::-1], mode="valid"))
+    energy = np.sqrt(np.maximum(fftconvolve(song * song, np.ones(len(clip)), mode="valid"), 0))
+    # Near-silent windows (and the FFT's round-off there) say nothing about shared audio.
+    audible = energy > 0.05 * np.median(energy)
+    if not audible.any():
+        return 0.0
+    return float(np.max(dot[audible] / (energy[audible] * norm)))
+
+
+class SongAudio:
+    """Songs by id (from catalog.tsv files with id and path columns), decoded once, mono at
+    RATE_HZ. Raises KeyError for an id in no catalog, RuntimeError for an unreadable file."""
+
+    def __init__(self, catalogs):
+        self.paths = {}
+        for catalog in catalogs:
+            with open(catalog, newline="") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    self.paths[row["id"]] = row["path"]
+
+    @functools.lru_cache(maxsize=None)
+    def __getitem__(self, song):
+        if song not in self.paths:
+            raise KeyError(f"song {song!r} is in no catalog given")
+        try:
+            audio, rate = soundfile.read(self.paths[song], dtype="float64", always_2d=True)
+        except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
+            raise RuntimeError(f"cannot read {self.paths[song]}: {e}") from e
+        g = math.gcd(rate, RATE_HZ)
+        return resample_poly(audio.mean(axis=1), RATE_HZ // g, rate // g)
+
+    def clip_ncc(self, details_row, answer):
+        """waveform_ncc of the clip a make-queries details.tsv row was cut from against the
+        song `answer`; None for clips played at another speed (the waveforms cannot align)."""
+        if float(details_row.get("speed") or 1) != 1.0:
+            return None
+        start = int(round(float(details_row["start_s"]) * RATE_HZ))
+        length = int(round(float(details_row["length_s"]) * RATE_HZ))
+        clip = self[details_row["source_song"]][start:start + length]
+        return waveform_ncc(clip, self[answer])

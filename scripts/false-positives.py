@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""Lists the out-of-catalog queries that got an answer, and whether each holds the answer's audio.
+
+A diagnosis of `earshot query` results on make-queries clips (it changes nothing): for every
+clip cut from a song outside the index that was nevertheless given a song, the peak waveform
+correlation r of the clip (as cut, before degradation) with the song it was given
+(models/earshot_model/sharedaudio.py). r near 1 means the two tracks share that audio (a loop,
+a stem), so the answer is what a fingerprinter should find; unrelated music scores about
+0.05-0.2. Then, per query length, the false-positive rate as the scorer counts it and without
+the clips whose r reaches --shared-audio.
+
+  scripts/false-positives.py --truth Q/truth.tsv --details Q/details.tsv \\
+      --results results.jsonl --catalog CORPUS/eval/catalog.tsv
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
+from earshot_model.sharedaudio import SongAudio  # noqa: E402
+
+
+def read_tsv(path):
+    with open(path, newline="") as f:
+        return {row["query"]: row for row in csv.DictReader(f, delimiter="\t")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--truth", required=True, help="make-queries' truth.tsv")
+    ap.add_argument("--details", required=True, help="make-queries' details.tsv")
+    ap.add_argument("--results", required=True, help="`earshot query` output (JSON lines)")
+    ap.add_argument("--catalog", required=True, action="append",
+                    help="catalog.tsv (id, path) holding the clips' sources and the answers")
+    ap.add_argument("--shared-audio", type=float, default=0.5, metavar="R",
+                    help="r from which a clip counts as holding its answer's audio")
+    args = ap.parse_args()
+    try:
+        truth, details = read_tsv(args.truth), read_tsv(args.details)
+        with open(args.results) as f:
+            results = {r["query"]: r for r in map(json.loads, f)}
+    except (OSError, KeyError, json.JSONDecodeError) as e:
+        sys.exit(f"false-positives: cannot read the inputs: {e}")
+    audio = SongAudio(args.catalog)
+    by_length = {}  # length -> [out-of-catalog queries, answered, answered without shared audio]
+    for q, t in sorted(truth.items()):
+        if t["song"] != "-":
+            continue
+        length = float(t["length_s"])
+        counts = by_length.setdefault(length, [0, 0, 0])
+        counts[0] += 1
+        answer = results.get(q, {}).get("song")
+        if not answer:
+            continue
+        d = details[q]
+        try:
+            r = audio.clip_ncc(d, answer)
+        except (KeyError, RuntimeError) as e:
+            sys.exit(f"false-positives: {e.args[0]}")
+        shared = r is not None and r >= args.shared_audio
+        counts[1] += 1
+        counts[2] += not shared
+        r_text = "n/a (speed)" if r is None else f"{r:.2f}"
+        print(f"{q}  {length:g} s {d['condition']:8s} {d['source_song']} at {float(d['start_s']):.1f} s"
+              f" -> {answer}  score {results[q].get('score', float('nan')):.3f}  r {r_text}"
+              f"{'  (shared audio)' if shared else ''}")
+    print(f"\nfalse positives per length (all / without clips with r >= {args.shared_audio:g}):")
+    for length, (n, answered, genuine) in sorted(by_length.items()):
+        print(f"  {length:g} s: {answered} of {n} = {100 * answered / n:.1f} %  /  "
+              f"{genuine} of {n} = {100 * genuine / n:.1f} %")
+
+
+if __name__ == "__main__":
+    main()
