@@ -264,7 +264,9 @@ def shared_audio_negatives(args, neg_by_set, details, results):
         for score, q in sorted(scored, reverse=True):
             if kept >= need:
                 break
-            row, answer = details[q], results[q]["song"]
+            row, answer = details.get(q), results[q]["song"]
+            if row is None:
+                sys.exit(f"--shared-audio: query {q[1]} of set {q[0] + 1} is in no --details")
             try:
                 r = audio.clip_ncc(row, answer)
             except (KeyError, RuntimeError) as e:

@@ -54,7 +54,9 @@ def main():
         answer = results.get(q, {}).get("song")
         if not answer:
             continue
-        d = details[q]
+        d = details.get(q)
+        if d is None:
+            sys.exit(f"false-positives: {q} is not in {args.details}")
         try:
             r = audio.clip_ncc(d, answer)
         except (KeyError, RuntimeError) as e:
