@@ -255,7 +255,7 @@ def shared_audio_negatives(args, neg_by_set, details, results):
     Thresholds and the leave-one-fold-out check use only the highest negatives of each length,
     so per length the check walks down from the top until it has found more kept negatives than
     any fit can let through, and stops."""
-    from earshot_model.sharedaudio import SongAudio
+    from earshot_model.sharedaudio import AudioError, SongAudio
     audio = SongAudio(args.catalog)
     shared = set()
     for n, scored in pooled(neg_by_set).items():
@@ -268,10 +268,10 @@ def shared_audio_negatives(args, neg_by_set, details, results):
             if row is None:
                 sys.exit(f"--shared-audio: query {q[1]} of set {q[0] + 1} is in no --details")
             try:
-                r = audio.clip_ncc(row, answer)
-            except (KeyError, RuntimeError) as e:
-                sys.exit(f"--shared-audio: {e.args[0]}")
-            if r is not None and r >= args.shared_audio:
+                r, holds = audio.holds_answer(row, answer, args.shared_audio)
+            except AudioError as e:
+                sys.exit(f"--shared-audio: {e}")
+            if holds:
                 shared.add(q)
                 print(f"  shared audio (r {r:.2f}, score {score:.3f}, n={n}): "
                       f"{row['source_song']} at {float(row['start_s']):.1f} s -> {answer}")

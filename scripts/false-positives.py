@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
-from earshot_model.sharedaudio import SongAudio  # noqa: E402
+from earshot_model.sharedaudio import AudioError, SongAudio  # noqa: E402
 
 
 def read_tsv(path):
@@ -58,10 +58,9 @@ def main():
         if d is None:
             sys.exit(f"false-positives: {q} is not in {args.details}")
         try:
-            r = audio.clip_ncc(d, answer)
-        except (KeyError, RuntimeError) as e:
-            sys.exit(f"false-positives: {e.args[0]}")
-        shared = r is not None and r >= args.shared_audio
+            r, shared = audio.holds_answer(d, answer, args.shared_audio)
+        except AudioError as e:
+            sys.exit(f"false-positives: {e}")
         counts[1] += 1
         counts[2] += not shared
         r_text = "n/a (speed)" if r is None else f"{r:.2f}"

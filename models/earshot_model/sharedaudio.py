@@ -17,6 +17,10 @@ from scipy.signal import fftconvolve, resample_poly
 RATE_HZ = 4000  # the 0-2 kHz band, where most of the music's energy lies
 
 
+class AudioError(Exception):
+    """A song in no catalog given, or an audio file that cannot be read."""
+
+
 def waveform_ncc(clip, song):
     """Peak normalised cross-correlation of `clip` against every position of `song` (mono, same
     rate): 1 where the song holds the same samples; over a few seconds, about 0.05-0.2 for
@@ -37,7 +41,7 @@ def waveform_ncc(clip, song):
 
 class SongAudio:
     """Songs by id (from catalog.tsv files with id and path columns), decoded once, mono at
-    RATE_HZ. Raises KeyError for an id in no catalog, RuntimeError for an unreadable file."""
+    RATE_HZ. Raises AudioError for an id in no catalog or an unreadable file."""
 
     def __init__(self, catalogs):
         self.paths = {}
@@ -49,11 +53,11 @@ class SongAudio:
     @functools.lru_cache(maxsize=None)
     def __getitem__(self, song):
         if song not in self.paths:
-            raise KeyError(f"song {song!r} is in no catalog given")
+            raise AudioError(f"song {song!r} is in no catalog given")
         try:
             audio, rate = soundfile.read(self.paths[song], dtype="float64", always_2d=True)
         except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
-            raise RuntimeError(f"cannot read {self.paths[song]}: {e}") from e
+            raise AudioError(f"cannot read {self.paths[song]}: {e}") from e
         g = math.gcd(rate, RATE_HZ)
         return resample_poly(audio.mean(axis=1), RATE_HZ // g, rate // g)
 
@@ -66,3 +70,9 @@ class SongAudio:
         length = int(round(float(details_row["length_s"]) * RATE_HZ))
         clip = self[details_row["source_song"]][start:start + length]
         return waveform_ncc(clip, self[answer])
+
+    def holds_answer(self, details_row, answer, r_min):
+        """(r, whether r >= r_min): does the clip hold the audio of the song it was given?
+        r is None, and the answer False, for clips played at another speed."""
+        r = self.clip_ncc(details_row, answer)
+        return r, r is not None and r >= r_min
