@@ -3,7 +3,7 @@
 BatchNorm folded into the convolutions, conv weights OHWI, the dense layer's columns in NHWC
 flatten order, full metadata. Checks the file with the pure-numpy reference before returning.
 
-    /usr/bin/python3 models/export.py models/checkpoints/v2/last.pt models/earshot-v1.emod
+    /usr/bin/python3 models/export.py models/checkpoints/v4/last.pt models/earshot-v1.emod
 
 The model file records the index hop (hop_frames, default 16 = 0.25 s) and the query hop
 (query_hop_frames, default 32 = 0.5 s), and the PQ bytes per index embedding the thresholds
