@@ -21,6 +21,19 @@ def rms_db(x):
     return 20 * torch.log10(x.square().mean(-1).sqrt())
 
 
+def reference_nt_xent(za, zp, tau, extra=()):
+    """NT-Xent written out term by term: view i's positive is its pair, its negatives every
+    other view and the rows of `extra`."""
+    z = torch.cat([za, zp])
+    n = len(z)
+    total = 0.0
+    for i in range(n):
+        pool = [z[k] for k in range(n) if k != i] + list(extra)
+        denom = sum(math.exp(float(z[i] @ v) / tau) for v in pool)
+        total += -math.log(math.exp(float(z[i] @ z[(i + n // 2) % n]) / tau) / denom)
+    return total / n
+
+
 class LossTest(unittest.TestCase):
     def test_nt_xent_matches_direct_formula(self):
         g = torch.Generator().manual_seed(0)
@@ -28,14 +41,8 @@ class LossTest(unittest.TestCase):
         zp = F.normalize(torch.randn(6, 8, generator=g), dim=1)
         tau = 0.1
         no_mask = torch.zeros(6, 6, dtype=torch.bool)
-        z = torch.cat([za, zp])
-        expected = 0.0
-        for i in range(12):
-            j = (i + 6) % 12
-            others = [k for k in range(12) if k != i]
-            denom = sum(math.exp(float(z[i] @ z[k]) / tau) for k in others)
-            expected += -math.log(math.exp(float(z[i] @ z[j]) / tau) / denom)
-        self.assertAlmostEqual(train.nt_xent(za, zp, tau, no_mask).item(), expected / 12, places=4)
+        self.assertAlmostEqual(train.nt_xent(za, zp, tau, no_mask).item(),
+                               reference_nt_xent(za, zp, tau), places=4)
 
     def test_masked_false_negatives_are_ignored(self):
         za = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01]]), dim=1)
@@ -48,6 +55,35 @@ class LossTest(unittest.TestCase):
         unmasked = train.nt_xent(za, zp, 0.05, torch.zeros(3, 3, dtype=torch.bool)).item()
         self.assertLess(masked, 0.01)
         self.assertGreater(unmasked, 0.5)
+
+    def test_memory_rows_are_extra_negatives(self):
+        g = torch.Generator().manual_seed(1)
+        za = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+        zp = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+        extra = F.normalize(torch.randn(3, 8, generator=g), dim=1)
+        tau = 0.1
+        no_mask = torch.zeros(4, 4, dtype=torch.bool)
+        got = train.nt_xent(za, zp, tau, no_mask, extra, torch.zeros(4, 3, dtype=torch.bool))
+        self.assertAlmostEqual(got.item(), reference_nt_xent(za, zp, tau, extra), places=4)
+        # Masking every memory row gives back the in-batch loss.
+        all_masked = train.nt_xent(za, zp, tau, no_mask, extra, torch.ones(4, 3, dtype=torch.bool))
+        self.assertAlmostEqual(all_masked.item(), train.nt_xent(za, zp, tau, no_mask).item(),
+                               places=5)
+
+    def test_cross_batch_memory_queue_and_mask(self):
+        memory = train.CrossBatchMemory(size=5, dim=2)
+        z = torch.eye(2).repeat(2, 1)  # 4 views
+        memory.push(z, torch.tensor([0, 1, 2, 3]))
+        rows, mask = memory.negatives(torch.tensor([1, 3]))
+        self.assertEqual(rows.shape, (4, 2))
+        # Rows of the batch item's own song are masked, wherever in the song they start.
+        self.assertEqual(mask.tolist(), [[False, True, False, False], [False, False, False, True]])
+        # Three more views: the queue holds 5 and overwrites the oldest two (songs 0 and 1).
+        memory.push(torch.ones(3, 2), torch.tensor([4, 5, 6]))
+        rows, mask = memory.negatives(torch.tensor([1]))
+        self.assertEqual(rows.shape, (5, 2))
+        self.assertEqual(sorted(memory.song.tolist()), [2, 3, 4, 5, 6])
+        self.assertFalse(mask.any())
 
     def test_semi_hard_triplet(self):
         za = F.normalize(torch.eye(4), dim=1)

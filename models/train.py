@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from earshot_model import data, deveval, frontend  # noqa: E402
 from earshot_model.augment import Degrader  # noqa: E402
-from earshot_model.net import EarshotNet  # noqa: E402
+from earshot_model.net import EarshotNet, matmul_nt  # noqa: E402
 
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
 CONTEXT_FRAMES = 62
@@ -130,17 +130,52 @@ def false_negative_mask(song_idx, starts, min_gap=2 * 16000):
     return mask
 
 
-def nt_xent(za, zp, tau, fn_mask):
+def nt_xent(za, zp, tau, fn_mask, memory=None, memory_fn=None):
     """Symmetric NT-Xent (SimCLR / Chang et al. 2021) over 2b views; the positive of each view
-    is its pair, the negatives are all other 2b-2 views (minus masked false negatives)."""
+    is its pair, the negatives are all other 2b-2 views (minus masked false negatives), plus the
+    rows of `memory` [m, dim] (earlier batches' views) not masked by `memory_fn` [b, m]."""
     b = za.shape[0]
     z = torch.cat([za, zp])
-    logits = z @ z.T / tau
+    logits = matmul_nt(z, z) / tau
     eye = torch.eye(2 * b, dtype=torch.bool)
     fn = fn_mask.repeat(2, 2)
     logits = logits.masked_fill(eye | fn, float("-inf"))
+    if memory is not None and len(memory):
+        extra = (matmul_nt(z, memory) / tau).masked_fill(memory_fn.repeat(2, 1), float("-inf"))
+        logits = torch.cat([logits, extra], 1)
     target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)])
     return F.cross_entropy(logits, target)
+
+
+class CrossBatchMemory:
+    """A queue of the last `size` views' embeddings (detached), with their songs, used
+    as extra negatives (cross-batch memory, Wang et al. 2020): NT-Xent's negatives grow from
+    2b-2 to 2b-2+size at the cost of one [2b, size] product, where a bigger batch would cost a
+    forward and backward pass per view. The embeddings are a few steps stale, which is harmless
+    once the network moves slowly (a warm start or a late, low learning rate). Not checkpointed:
+    after a restart it fills again within size / 2b steps."""
+
+    def __init__(self, size, dim):
+        self.z = torch.zeros(size, dim)
+        self.song = torch.full((size,), -1, dtype=torch.int64)
+        self.filled = 0
+        self.head = 0
+
+    def negatives(self, song_idx):
+        """Returns (memory rows [m, dim], mask [b, m] of the rows from the batch items' songs).
+        The whole song is masked, not only nearby starts as in false_negative_mask: game music
+        loops, so another part of a song is often the same audio, and the queue holds dozens of
+        views of every song (a first run that masked only +-2 s lost 20 points at 1 s)."""
+        m = self.filled
+        return self.z[:m], song_idx[:, None] == self.song[None, :m]
+
+    def push(self, z, song_idx):
+        """Enqueues views z [n, dim] of songs song_idx [n], overwriting the oldest."""
+        rows = (self.head + torch.arange(len(z))) % len(self.z)
+        self.z[rows] = z.detach()
+        self.song[rows] = song_idx
+        self.head = int(rows[-1] + 1) % len(self.z)
+        self.filled = min(self.filled + len(z), len(self.z))
 
 
 def semi_hard_triplet(za, zp, margin, fn_mask):
@@ -178,6 +213,9 @@ def main():
     parser.add_argument("--loss", choices=["ntxent", "triplet"], default="ntxent")
     parser.add_argument("--tau", type=float, default=0.05)
     parser.add_argument("--margin", type=float, default=0.4)
+    parser.add_argument("--memory", type=int, default=0,
+                        help="NT-Xent: also use the last N views of earlier batches as "
+                             "negatives (cross-batch memory; 0 = off)")
     parser.add_argument("--channels", default="24,48,96,128,192")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
@@ -315,6 +353,7 @@ def main():
         save()
         export_mod.export_checkpoint(ckpt_path, os.path.join(MODELS_DIR, "earshot-v1.emod"))
 
+    memory = CrossBatchMemory(args.memory, args.dim) if args.memory else None
     net.train()
     last_ckpt = last_dev = last_export = time.time()
     t_log = time.time()
@@ -332,13 +371,18 @@ def main():
         z = net(x)
         za, zp = z[:args.batch], z[args.batch:]
         fn = false_negative_mask(song_idx, starts)
-        if args.loss == "ntxent":
+        if args.loss == "ntxent" and memory is not None:
+            mem_z, mem_fn = memory.negatives(song_idx)
+            loss = nt_xent(za, zp, args.tau, fn, mem_z, mem_fn)
+        elif args.loss == "ntxent":
             loss = nt_xent(za, zp, args.tau, fn)
         else:
             loss = semi_hard_triplet(za, zp, args.margin, fn)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if memory is not None:  # after backward: the loss's graph holds a view of the queue
+            memory.push(z, song_idx.repeat(2))
         state["step"] += 1
         state["train_s"] += time.time() - t0
         loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()

@@ -10,6 +10,14 @@ import torch.nn.functional as F
 DEFAULT_CHANNELS = (24, 48, 96, 128, 192)
 
 
+def matmul_nt(a, b, bias=None):
+    """a [n, k] @ b[m, k].T (+ bias [m]) -> [n, m], computed as a 1x1 convolution. Why not `@`:
+    Debian's torch 1.13 does matmuls with the generic reference BLAS (BLAS_INFO=generic, about
+    2.5 GFLOP/s on this 2-core machine) but convolutions with oneDNN, which runs the same product
+    about 10x faster, backward pass included."""
+    return F.conv2d(a[:, :, None, None], b[:, :, None, None], bias)[:, :, 0, 0]
+
+
 def conv_out(size, kernel=3, stride=2, pad=1):
     return (size + 2 * pad - kernel) // stride + 1
 
@@ -61,7 +69,7 @@ class EarshotNet(nn.Module):
         x = x.unsqueeze(1)  # [B, 1, H=time, W=mel]
         for conv, bn in zip(self.convs, self.norms):
             x = F.relu(bn(conv(x)))
-        x = self.dense(x.flatten(1))
+        x = matmul_nt(x.flatten(1), self.dense.weight, self.dense.bias)
         return F.normalize(x, dim=1, eps=1e-12)
 
     def n_params_exported(self):
