@@ -139,6 +139,37 @@ class SamplingTest(unittest.TestCase):
         self.assertEqual(train.excluded_and_holdout(album_of, "", "", 0.25, 1), (set(), []))
 
 
+    def test_speed_variants(self):
+        """Each factor adds every song resampled (f times faster: a tone's frequency times f,
+        the length divided by f) as a new song of the same album."""
+        t = np.arange(32000) / 16000.0
+        songs = [np.sin(2 * np.pi * 1000.0 * t).astype(np.float32),
+                 np.sin(2 * np.pi * 500.0 * t).astype(np.float32)]
+        out, albums = train.speed_variants(songs, ["a", "b"], [0.9, 1.1])
+        self.assertEqual(albums, ["a", "b", "a", "b", "a", "b"])
+        self.assertIs(out[0], songs[0])
+        for k, (f, base) in enumerate([(0.9, 1000.0), (0.9, 500.0), (1.1, 1000.0),
+                                       (1.1, 500.0)]):
+            x = out[2 + k]
+            self.assertEqual(x.dtype, np.float32)
+            self.assertAlmostEqual(len(x) / 32000, 1 / f, delta=0.001)
+            peak_hz = np.argmax(np.abs(np.fft.rfft(x))) * 16000 / len(x)
+            self.assertAlmostEqual(peak_hz, base * f, delta=2.0)
+
+    def test_synthetic_noise_share(self):
+        """synthetic_noise=1: every noise segment is synthetic (finite, not a train file);
+        0 (default): every one comes from the files."""
+        songs = [np.ones(60000, dtype=np.float32)]
+        files = [np.full(20000, 0.25, dtype=np.float32)]
+        synth = train.Sampler(songs, ["n"], files, seed=2, pre_samples=1000, synthetic_noise=1.0)
+        plain = train.Sampler(songs, ["n"], files, seed=2, pre_samples=1000)
+        _, _, noise, _, _ = synth.batch(16)
+        self.assertTrue(torch.isfinite(noise).all())
+        self.assertTrue((noise != 0.25).any(1).all())
+        _, _, noise, _, _ = plain.batch(16)
+        self.assertTrue((noise == 0.25).all())
+
+
 class AugmentTest(unittest.TestCase):
     def test_rir_bank(self):
         bank = augment.synthetic_rir_bank(6, 12000, np.random.default_rng(0))
@@ -170,6 +201,22 @@ class AugmentTest(unittest.TestCase):
         residual = out - scale[:, None] * clean[:, pre:]
         snr = 20 * torch.log10(scale * clean[:, pre:].norm(dim=1) / residual.norm(dim=1))
         self.assertTrue(torch.all((snr - 10.0).abs() < 0.5), snr)
+
+    def test_synthetic_noise(self):
+        """Finite, the requested length, and varied: spectral slopes from brown to slightly
+        blue, so the low/high band energy ratio spreads over orders of magnitude."""
+        rng = np.random.default_rng(5)
+        ratios = []
+        for _ in range(200):
+            x = augment.synthetic_noise(rng, 15762)
+            self.assertEqual(x.shape, (15762,))
+            self.assertEqual(x.dtype, np.float32)
+            self.assertTrue(np.isfinite(x).all() and np.abs(x).max() > 0)
+            p = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+            f = np.fft.rfftfreq(len(x), 1 / 16000)
+            ratios.append(p[(f > 100) & (f < 500)].mean() / p[(f > 3000) & (f < 7000)].mean())
+        self.assertLess(np.percentile(ratios, 10), 3.0)
+        self.assertGreater(np.percentile(ratios, 90), 100.0)
 
     def test_room_keeps_timing(self):
         """With the room stage only, the output correlates best with the input at lag 0

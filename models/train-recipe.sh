@@ -20,7 +20,9 @@
 # Tried and not kept (MODEL_CARD.md): continuing to 100 minutes with a warm restart (v2ft, as
 # the previous model v1ft did), a stage with longer, more reverberant rooms, and a 90-minute run
 # from scratch with rooms up to RT60 2.5 s (v3, session 5), a noise-heavy fine-tune (v2n), and
-# a fine-tune with a cross-batch memory of 8192 negatives (v4m, session 9).
+# a fine-tune with a cross-batch memory of 8192 negatives (v4m, session 9), and fine-tunes
+# with speed-perturbed copies of the songs as new songs (v4s) or with synthetic noise (v4n,
+# session 10).
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from earshot_model import data, deveval, frontend  # noqa: E402
-from earshot_model.augment import Degrader  # noqa: E402
+from earshot_model.augment import Degrader, synthetic_noise  # noqa: E402
 from earshot_model.net import EarshotNet, matmul_nt  # noqa: E402
 
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -56,8 +56,9 @@ class Sampler:
     clips that score high are mostly from the same game as the song they hit)."""
 
     def __init__(self, songs, noise_cats, noise_audio, seed, pre_samples=PRE_SAMPLES,
-                 albums=None, album_frac=0.0, group=8):
+                 albums=None, album_frac=0.0, group=8, synthetic_noise=0.0):
         self.pre = pre_samples
+        self.synthetic_noise = synthetic_noise
         self.songs = songs
         self.starts = [valid_starts(a) for a in songs]
         weights = np.array([len(s) for s in self.starts], dtype=np.float64)
@@ -102,6 +103,9 @@ class Sampler:
             lo = pos - self.pre
             src_lo = max(lo, 0)
             raws[k, src_lo - lo:] = audio[src_lo:pos + SEG_SAMPLES]
+            if self.synthetic_noise and rng.random() < self.synthetic_noise:
+                noise[k] = synthetic_noise(rng, SEG_SAMPLES)
+                continue
             files = self.noise_by_cat[self.cats[rng.integers(len(self.cats))]]
             nz = files[rng.integers(len(files))]
             off = int(rng.integers(len(nz)))
@@ -118,6 +122,29 @@ def excluded_and_holdout(album_of, exclude_albums, holdout_albums, holdout_frac,
     n_holdout = int(round(len(pool) * holdout_frac))
     holdout = sorted(pool, key=lambda s: stable_hash(s, seed))[:n_holdout]
     return excluded, holdout
+
+
+def speed_variants(songs, albums, factors):
+    """Appends, for each factor f, every song played f times faster (pitch and tempo together,
+    like a turntable: scipy's polyphase resampler, factor as a ratio of small integers) as a
+    new song of the same album. Returns (songs, albums).
+
+    Speaker augmentation in speaker verification (Yamamoto et al., Interspeech 2019) treats
+    0.9x and 1.1x speed-perturbed speakers as new speakers, which helps when there are few of
+    them; here the train set holds 185 songs. A variant is a negative for its original (a
+    fingerprinter should not take a 10 % faster rendition for the recording in its index) and,
+    being of the same album, joins its same-album groups."""
+    from fractions import Fraction
+    from scipy.signal import resample_poly
+    out_songs, out_albums = list(songs), list(albums)
+    for f in factors:
+        ratio = Fraction(f).limit_denominator(20)
+        for audio, album in zip(songs, albums):
+            # f times faster = the same audio at f x the rate: up/down = 1/f
+            out_songs.append(resample_poly(audio, ratio.denominator, ratio.numerator)
+                             .astype(np.float32))
+            out_albums.append(album)
+    return out_songs, out_albums
 
 
 def false_negative_mask(song_idx, starts, min_gap=2 * 16000):
@@ -241,6 +268,15 @@ def main():
     parser.add_argument("--album-frac", type=float, default=0.0,
                         help="share of each batch drawn in same-album groups (hard negatives)")
     parser.add_argument("--album-group", type=int, default=8)
+    parser.add_argument("--synthetic-noise", type=float, default=0.0,
+                        help="share of the noise draws that are synthetic environmental noise "
+                             "(coloured, modulated, with clicks; augment.synthetic_noise) "
+                             "instead of a train noise file; 0 = off")
+    parser.add_argument("--speed-variants", default="",
+                        help="comma-separated speed factors (e.g. 0.9,1.1): each trained song "
+                             "is also resampled by each factor and trained on as a new song of "
+                             "its album (song augmentation, like speaker augmentation in speaker "
+                             "verification); empty = off")
     parser.add_argument("--init-from", default="",
                         help="warm start: take the network and optimizer state of this "
                              "checkpoint, then run a fresh schedule (--lr, --budget-min)")
@@ -276,7 +312,12 @@ def main():
     dev_seen = [s for s in dev_seen if s in indexed][:args.n_dev_seen]
     by_id = dict(zip(ids, songs))
     train_songs = [by_id[s] for s in train_ids]
+    train_albums = [album_of[s] for s in train_ids]
     hours = sum(len(a) for a in train_songs) / 16000 / 3600
+    if args.speed_variants:
+        factors = [float(f) for f in args.speed_variants.split(",")]
+        train_songs, train_albums = speed_variants(train_songs, train_albums, factors)
+        print(f"speed variants {factors}: {len(train_songs)} training songs", flush=True)
     print(f"train: {len(train_ids)} songs {hours:.2f} h; noise {len(noise_audio)} files; "
           f"dev unseen {len(dev_unseen)} seen {len(dev_seen)} neg {len(dev_neg)}; "
           f"excluded {len(excluded)}, held out {len(holdout)}", flush=True)
@@ -299,8 +340,8 @@ def main():
     degrader = Degrader(args.seed, pre_samples, SEG_SAMPLES, rir_samples=rir_samples,
                         rt60_range=(0.2, args.rt60_max), snr_db_range=(snr_lo, snr_hi))
     sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed, pre_samples,
-                      albums=[album_of[s] for s in train_ids], album_frac=args.album_frac,
-                      group=args.album_group)
+                      albums=train_albums, album_frac=args.album_frac,
+                      group=args.album_group, synthetic_noise=args.synthetic_noise)
     gen = torch.Generator().manual_seed(args.seed)
 
     state = {"step": 0, "train_s": 0.0, "history": []}

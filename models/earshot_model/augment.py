@@ -62,6 +62,40 @@ def bandpass_bank(n, n_fft, rng, low_range=(100.0, 300.0), high_range=(3500.0, 7
     return out
 
 
+def synthetic_noise(rng, n):
+    """[n] float32 environmental noise of no particular source, to widen the train set's noise
+    types (city recordings, voices and 16 ambience loops): Gaussian noise coloured by a spectral
+    slope of -6..+1.5 dB per octave (brown to slightly blue: wind, surf, rain, fans, hiss) and
+    a random resonance, with a slow random loudness envelope (0-12 dB deep, 0.3-6 Hz) and, half
+    of the time, a train of decaying clicks (drops, crackle, footsteps: 3-300 per second).
+    RMS is arbitrary (the degrader sets the SNR). numpy draws from `rng`."""
+    n_fft = _fast_fft_size(n)
+    freqs = np.arange(n_fft // 2 + 1) * RATE_HZ / n_fft
+    octaves = np.log2(np.maximum(freqs, 20.0) / 1000.0)
+    gain_db = rng.uniform(-6.0, 1.5) * octaves
+    centre, width = rng.uniform(np.log2(0.1), np.log2(6.0)), rng.uniform(0.3, 2.0)
+    gain_db += rng.uniform(0.0, 12.0) * np.exp(-0.5 * ((octaves - centre) / width) ** 2)
+    spec = np.fft.rfft(rng.standard_normal(n_fft)) * 10 ** (gain_db / 20)
+    x = np.fft.irfft(spec, n=n_fft)[:n]
+    if rng.random() < 0.5:
+        rate = np.exp(rng.uniform(np.log(3.0), np.log(300.0)))
+        clicks = np.zeros(n)
+        k = rng.integers(0, n, rng.poisson(rate * n / RATE_HZ))
+        clicks[k] = rng.standard_normal(len(k)) * rng.pareto(2.0, len(k))
+        burst = rng.standard_normal(int(0.006 * RATE_HZ)) * np.exp(
+            -np.arange(int(0.006 * RATE_HZ)) / (rng.uniform(0.0005, 0.003) * RATE_HZ))
+        clicks = np.convolve(clicks, burst)[:n]
+        c_rms, x_rms = np.sqrt(np.mean(clicks ** 2)), np.sqrt(np.mean(x ** 2))
+        if c_rms > 0:
+            x = x + clicks * x_rms / c_rms * 10 ** (rng.uniform(-10.0, 10.0) / 20)
+    # slow loudness envelope: low-passed noise in dB
+    n_ctrl = max(2, int(n / RATE_HZ * rng.uniform(0.3, 6.0)) + 2)
+    ctrl = rng.standard_normal(n_ctrl)
+    env_db = np.interp(np.linspace(0, n_ctrl - 1, n), np.arange(n_ctrl), ctrl)
+    env_db = (env_db - env_db.mean()) * (rng.uniform(0.0, 12.0) / max(np.ptp(env_db), 1e-6))
+    return (x * 10 ** (env_db / 20)).astype(np.float32)
+
+
 def _fast_fft_size(n):
     best = None
     for odd in (1, 3, 5, 7, 9, 15):
