@@ -138,7 +138,6 @@ class SamplingTest(unittest.TestCase):
                             holdout)
         self.assertEqual(train.excluded_and_holdout(album_of, "", "", 0.25, 1), (set(), []))
 
-
     def test_speed_variants(self):
         """Each factor adds every song resampled (f times faster: a tone's frequency times f,
         the length divided by f) as a new song of the same album."""

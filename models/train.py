@@ -105,11 +105,11 @@ class Sampler:
             raws[k, src_lo - lo:] = audio[src_lo:pos + SEG_SAMPLES]
             if self.synthetic_noise and rng.random() < self.synthetic_noise:
                 noise[k] = synthetic_noise(rng, SEG_SAMPLES)
-                continue
-            files = self.noise_by_cat[self.cats[rng.integers(len(self.cats))]]
-            nz = files[rng.integers(len(files))]
-            off = int(rng.integers(len(nz)))
-            noise[k] = np.take(nz, np.arange(off, off + SEG_SAMPLES), mode="wrap")
+            else:
+                files = self.noise_by_cat[self.cats[rng.integers(len(self.cats))]]
+                nz = files[rng.integers(len(files))]
+                off = int(rng.integers(len(nz)))
+                noise[k] = np.take(nz, np.arange(off, off + SEG_SAMPLES), mode="wrap")
         return (torch.from_numpy(anchors), torch.from_numpy(raws), torch.from_numpy(noise),
                 torch.from_numpy(song_idx), torch.from_numpy(starts))
 

@@ -66,8 +66,9 @@ def synthetic_noise(rng, n):
     """[n] float32 environmental noise of no particular source, to widen the train set's noise
     types (city recordings, voices and 16 ambience loops): Gaussian noise coloured by a spectral
     slope of -6..+1.5 dB per octave (brown to slightly blue: wind, surf, rain, fans, hiss) and
-    a random resonance, with a slow random loudness envelope (0-12 dB deep, 0.3-6 Hz) and, half
-    of the time, a train of decaying clicks (drops, crackle, footsteps: 3-300 per second).
+    a random resonance, with a slow random loudness envelope (0-12 dB deep, a few random points
+    per second) and, half of the time, a train of decaying clicks (drops, crackle, footsteps:
+    3-300 per second).
     RMS is arbitrary (the degrader sets the SNR). numpy draws from `rng`."""
     n_fft = _fast_fft_size(n)
     freqs = np.arange(n_fft // 2 + 1) * RATE_HZ / n_fft
@@ -88,7 +89,7 @@ def synthetic_noise(rng, n):
         c_rms, x_rms = np.sqrt(np.mean(clicks ** 2)), np.sqrt(np.mean(x ** 2))
         if c_rms > 0:
             x = x + clicks * x_rms / c_rms * 10 ** (rng.uniform(-10.0, 10.0) / 20)
-    # slow loudness envelope: low-passed noise in dB
+    # slow loudness envelope in dB: 2 + (0.3..6 per second) random points, linearly interpolated
     n_ctrl = max(2, int(n / RATE_HZ * rng.uniform(0.3, 6.0)) + 2)
     ctrl = rng.standard_normal(n_ctrl)
     env_db = np.interp(np.linspace(0, n_ctrl - 1, n), np.arange(n_ctrl), ctrl)
