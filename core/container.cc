@@ -15,7 +15,7 @@ constexpr size_t kHeaderBytes = 32;        // magic .. file_bytes
 constexpr size_t kSectionEntryBytes = 72;  // one section table entry
 constexpr size_t kSectionNameBytes = 32;
 constexpr size_t kMetaAlign = 8;
-constexpr uint32_t kMaxDtype = 4;
+constexpr uint32_t kMaxDtype = 5;
 constexpr uint64_t kMaxElements = uint64_t(1) << 48;  // sanity cap per section
 
 // Both hosts (x86-64, wasm32) are little-endian, as is the format: memcpy loads are exact.
@@ -74,6 +74,8 @@ const char* dtype_name(DType dtype) {
             return "u32";
         case DType::kI8:
             return "i8";
+        case DType::kF16:
+            return "f16";
     }
     return "?";
 }
@@ -92,6 +94,8 @@ size_t dtype_size(DType dtype) {
             return 4;
         case DType::kI8:
             return 1;
+        case DType::kF16:
+            return 2;
     }
     return 0;
 }

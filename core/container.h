@@ -20,7 +20,8 @@ constexpr size_t kContainerAlign = 64;     // payload alignment, bytes
 constexpr size_t kContainerMaxSections = 4096;
 constexpr size_t kSha256Bytes = 32;
 
-enum class DType : uint32_t { kF32 = 0, kU8 = 1, kU16 = 2, kU32 = 3, kI8 = 4 };
+// kF16: IEEE 754 binary16 (model weights stored at half size; widened to f32 when loaded).
+enum class DType : uint32_t { kF32 = 0, kU8 = 1, kU16 = 2, kU32 = 3, kI8 = 4, kF16 = 5 };
 size_t dtype_size(DType dtype);
 
 struct Section {

@@ -45,6 +45,35 @@ std::vector<float> copy_f32(const Section& s) {
     return v;
 }
 
+// IEEE 754 binary16 -> binary32, exact for every input (subnormals, infinities, NaN).
+// Written by hand: it runs once per weight at load time, and C++17, Emscripten and the
+// libraries we already use have no portable half type (F16C intrinsics are x86-only).
+float half_to_float(uint16_t h) {
+    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    const uint32_t exponent = (h >> 10) & 0x1fu;
+    const uint32_t mantissa = h & 0x3ffu;
+    if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24
+        const float magnitude = std::ldexp(float(mantissa), -24);
+        return sign ? -magnitude : magnitude;
+    }
+    const uint32_t bits = exponent == 31 ? sign | 0x7f800000u | (mantissa << 13)  // inf, NaN
+                                         : sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    float f;
+    std::memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+// Widens a validated f16 section to f32.
+std::vector<float> copy_f16(const Section& s) {
+    std::vector<float> v(s.element_count());
+    for (size_t i = 0; i < v.size(); ++i) {
+        uint16_t h;
+        std::memcpy(&h, s.data + 2 * i, sizeof(h));
+        v[i] = half_to_float(h);
+    }
+    return v;
+}
+
 // Parses one entry of meta.layers, checks it against the running shape (h, w, c) and fills
 // the layer's shapes; tensors are attached later.
 Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c, Layer* layer) {
@@ -150,19 +179,22 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     }
     const auto version_it = meta.find("model_version");
     if (version_it == meta.end() || !version_it->is_number_integer() ||
-        version_it->get<int64_t>() != int64_t(kModelVersion)) {
+        version_it->get<int64_t>() < int64_t(kOldestModelVersion) ||
+        version_it->get<int64_t>() > int64_t(kModelVersion)) {
         return fail(what,
                     "model_version " +
                         (version_it == meta.end() ? std::string("(missing)") : version_it->dump()) +
                         " is not supported: this build of earshot reads model_version " +
-                        std::to_string(kModelVersion) + " only; use a model exported for v" +
+                        std::to_string(kOldestModelVersion) + " to " +
                         std::to_string(kModelVersion) +
-                        " or update earshot to a release that reads it");
+                        "; use a model exported for one of them or update earshot to a release "
+                        "that reads it");
     }
 
     auto model = std::make_shared<Model>();
     ModelInfo& info = model->info_;
     info.meta = meta;
+    info.model_version = int(version_it->get<int64_t>());
     info.hash_hex = view.sha256_hex;
     const auto name_it = meta.find("name");
     if (name_it == meta.end() || !name_it->is_string()) {
@@ -273,6 +305,7 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     int h = info.context_frames, w = info.frontend.n_mels, c = 1;
     std::set<std::string> names;
     std::set<std::string> used_sections;
+    int weighted_layers = 0;
     for (size_t i = 0; i < layers_it->size(); ++i) {
         Layer layer;
         if (!(st = parse_layer((*layers_it)[i], i, &h, &w, &c, &layer))) {
@@ -294,11 +327,18 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
                 info.flops_per_embedding += 2.0 * layer.in * layer.out;
             }
             const std::string w_name = layer.name + ".weight", b_name = layer.name + ".bias";
-            auto weight = view.require(w_name, DType::kF32, w_shape);
+            // Version 2 may store weights as f16 (all layers alike); biases are always f32.
+            const Section* stored = view.find(w_name);
+            const bool f16 = info.model_version >= 2 && stored && stored->dtype == DType::kF16;
+            if (weighted_layers++ > 0 && f16 != info.f16_weights) {
+                return fail(what, "layer '" + layer.name + "': weights mix f16 and f32 sections");
+            }
+            info.f16_weights = f16;
+            auto weight = view.require(w_name, f16 ? DType::kF16 : DType::kF32, w_shape);
             if (!weight) return fail(what, "layer '" + layer.name + "': " + weight.message());
             auto bias = view.require(b_name, DType::kF32, {uint32_t(layer.out)});
             if (!bias) return fail(what, "layer '" + layer.name + "': " + bias.message());
-            layer.weight = copy_f32(*weight.value());
+            layer.weight = f16 ? copy_f16(*weight.value()) : copy_f32(*weight.value());
             layer.bias = copy_f32(*bias.value());
             used_sections.insert(w_name);
             used_sections.insert(b_name);

@@ -17,7 +17,10 @@
 
 namespace earshot {
 
-constexpr uint32_t kModelVersion = 1;
+// Model files this build reads: version 1 (f32 weights) and version 2 (weights f16 or f32;
+// biases f32). The exporter writes version 2 with f16 weights, half the download.
+constexpr uint32_t kModelVersion = 2;
+constexpr uint32_t kOldestModelVersion = 1;
 
 enum class Backend { kScalar, kSimd, kXnnpack };
 const char* backend_name(Backend backend);
@@ -57,6 +60,8 @@ struct ModelInfo {
     // `threshold_by_n_by_pq_m`, {"16": [...]}): PQ bytes -> table like threshold_by_n.
     std::map<int, std::vector<float>> threshold_by_n_for_pq_m;
     float threshold_background_weight = 0.0f;  // MatchParams::background_weight
+    int model_version = 0;
+    bool f16_weights = false;  // weights stored as binary16 in the file (f32 in memory)
     size_t n_params = 0;
     double flops_per_embedding = 0.0;  // multiply-add = 2 FLOP
     nlohmann::json meta;

@@ -143,6 +143,8 @@ int run_info(const std::string& path) {
         {"file", path},
         {"name", info.name},
         {"hash", info.hash_hex},
+        {"model_version", info.model_version},
+        {"weights", info.f16_weights ? "f16" : "f32"},
         {"sample_rate_hz", info.frontend.sample_rate_hz},
         {"n_fft", info.frontend.n_fft},
         {"hop_length", info.frontend.hop_length},

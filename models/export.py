@@ -3,7 +3,12 @@
 BatchNorm folded into the convolutions, conv weights OHWI, the dense layer's columns in NHWC
 flatten order, full metadata. Checks the file with the pure-numpy reference before returning.
 
-    /usr/bin/python3 models/export.py models/checkpoints/v4/last.pt models/earshot-v1.emod
+    /usr/bin/python3 models/export.py models/checkpoints/v5/last.pt models/earshot-v1.emod
+
+Weights are stored as f16 by default (model_version 2, half the download; the core computes in
+f32, and the parity check below holds for the rounded weights); --weights f32 writes a
+model_version 1 file. --thresholds-from copies the calibrated no-match thresholds of an earlier
+export of the same network (e.g. after changing only the weight storage).
 
 The model file records the index hop (hop_frames, default 16 = 0.25 s) and the query hop
 (query_hop_frames, default 32 = 0.5 s), and the PQ bytes per index embedding the thresholds
@@ -48,8 +53,18 @@ def net_from_checkpoint(ck):
     return net
 
 
+def thresholds_of(path, layers):
+    """The calibrated threshold metadata of model file `path`, which must hold `layers`."""
+    meta = container.read_container_file(path, "MODL").meta
+    if meta.get("layers") != layers:
+        raise RuntimeError(f"{path}: another network than the checkpoint's; its thresholds "
+                           "do not apply (calibrate instead: docs/EVALUATION.md)")
+    return {k: v for k, v in meta.items() if k.startswith("threshold")}
+
+
 def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT_HOP_FRAMES,
-                      query_hop_frames=DEFAULT_QUERY_HOP_FRAMES, index_pq_m=DEFAULT_INDEX_PQ_M):
+                      query_hop_frames=DEFAULT_QUERY_HOP_FRAMES, index_pq_m=DEFAULT_INDEX_PQ_M,
+                      weights="f16", thresholds_from=None):
     ck = torch.load(ckpt_path)
     net = net_from_checkpoint(ck)
     cfg, state = ck["config"], ck["state"]
@@ -81,12 +96,17 @@ def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT
     }
     description = ("earshot v1 fingerprint network: 5x conv3x3/2 + BN(folded) + ReLU, dense, "
                    "L2; contrastive training on the earshot train set.")
-    digest = modelfile.write_model_file(out_path, net, name, hop_frames=hop_frames,
-                                        query_hop_frames=query_hop_frames,
-                                        index_pq_m=index_pq_m, description=description,
-                                        training=training)
+    kwargs = dict(hop_frames=hop_frames, query_hop_frames=query_hop_frames,
+                  index_pq_m=index_pq_m, description=description, training=training,
+                  weights=weights)
+    thresholds = thresholds_of(thresholds_from, net.export_layers()[0]) if thresholds_from else {}
+    meta = modelfile.model_meta(net, name, **kwargs)
+    meta.update(thresholds)
+    data = container.write_container("MODL", meta, modelfile.export_tensors(net, weights))
+    with open(out_path, "wb") as f:
+        f.write(data)
     check_parity(out_path, net)
-    return digest
+    return container.read_container(data, "MODL").sha256_hex
 
 
 def check_parity(path, net, n=4, seed=0, min_cosine=0.9999):
@@ -118,9 +138,15 @@ def main():
                         help="query hop in frames (default: %(default)s = 0.5 s)")
     parser.add_argument("--index-pq-m", type=int, default=DEFAULT_INDEX_PQ_M,
                         help="PQ bytes per index embedding (default: %(default)s)")
+    parser.add_argument("--weights", choices=sorted(modelfile.WEIGHT_DTYPES), default="f16",
+                        help="weight storage (default: %(default)s, model_version 2; f32 writes "
+                             "a model_version 1 file)")
+    parser.add_argument("--thresholds-from", metavar="MODEL",
+                        help="copy the calibrated thresholds of this export of the same network")
     args = parser.parse_args()
     digest = export_checkpoint(args.checkpoint, args.out, args.name, args.hop_frames,
-                               args.query_hop_frames, args.index_pq_m)
+                               args.query_hop_frames, args.index_pq_m, args.weights,
+                               args.thresholds_from)
     print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes) sha256 {digest}")
 
 

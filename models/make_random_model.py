@@ -30,7 +30,7 @@ def main():
             bn.running_mean.uniform_(-0.05, 0.05, generator=generator)
             bn.running_var.uniform_(0.8, 1.25, generator=generator)
     digest = modelfile.write_model_file(
-        args.out, net, "random-init-v0",
+        args.out, net, "random-init-v0", weights="f32",  # a model_version 1 file, kept as is
         description="Random-init (untrained) network with the v1 architecture, seed "
                     f"{SEED}; for loader and backend tests only, recognises nothing.",
         training={"trained": False, "seed": SEED, "init": "He normal (fan-in, ReLU gain), "

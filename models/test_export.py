@@ -108,7 +108,12 @@ class ExportParityTest(unittest.TestCase):
         c = container.read_container_file(path, "MODL")
         meta = c.meta
         self.assertEqual(meta["format"], "earshot-model")
-        self.assertEqual(meta["model_version"], 1)
+        # model_version 1: f32 weights; 2: f16 weights (half the file). Biases are f32.
+        self.assertIn(meta["model_version"], (1, 2))
+        weight_dtype = np.float16 if meta["model_version"] == 2 else np.float32
+        for name, array in c.sections.items():
+            self.assertEqual(array.dtype, weight_dtype if name.endswith(".weight") else np.float32,
+                             name)
         for key in frontend.DEFAULT_PARAMS:
             self.assertIn(key, meta)
         self.assertEqual(meta["input_norm"], "patch_mean")
@@ -165,6 +170,41 @@ class ExportParityTest(unittest.TestCase):
             modelfile.write_model_file(path, net, "test", index_pq_m=32)
             c = self.check_file(path, net)
             self.assertEqual(c.meta["index_pq_m"], 32)
+
+    def test_f32_and_f16_weight_storage(self):
+        net = EarshotNet()
+        net.reset_he(torch.Generator().manual_seed(4))
+        net.eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = {w: os.path.join(tmp, f"{w}.emod") for w in modelfile.WEIGHT_DTYPES}
+            for weights, path in paths.items():
+                modelfile.write_model_file(path, net, "test", weights=weights)
+            c16, c32 = (self.check_file(paths[w], net) for w in ("f16", "f32"))
+            self.assertEqual((c16.meta["model_version"], c32.meta["model_version"]), (2, 1))
+            # Weights are all but a few hundred of the parameters: the f16 file is about half.
+            self.assertLess(os.path.getsize(paths["f16"]), 0.52 * os.path.getsize(paths["f32"]))
+            for name, array in c32.sections.items():
+                np.testing.assert_array_equal(c16[name], array.astype(c16[name].dtype))
+
+    def test_export_copies_thresholds_of_the_same_network_only(self):
+        sys.path.insert(0, MODELS_DIR)
+        import export
+        net = EarshotNet()
+        net.reset_he(torch.Generator().manual_seed(5))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "calibrated.emod")
+            modelfile.write_model_file(path, net, "test", index_pq_m=32)
+            c = container.read_container_file(path, "MODL")
+            meta = dict(c.meta, threshold_by_n=[0.5, 0.4], threshold=0.4,
+                        threshold_by_n_by_pq_m={"16": [0.45, 0.35]})
+            with open(path, "wb") as f:
+                f.write(container.write_container("MODL", meta, list(c.sections.items())))
+            copied = export.thresholds_of(path, net.export_layers()[0])
+            self.assertEqual(copied, {"threshold_by_n": [0.5, 0.4], "threshold": 0.4,
+                                      "threshold_by_n_by_pq_m": {"16": [0.45, 0.35]}})
+            other = EarshotNet(channels=[8, 16, 32, 64, 96])
+            with self.assertRaisesRegex(RuntimeError, "another network"):
+                export.thresholds_of(path, other.export_layers()[0])
 
     def test_random_init_file(self):
         self.check_file(os.path.join(MODELS_DIR, "random-init-v0.emod"))

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -125,8 +126,10 @@ TEST(ModelLoad, RejectsBitFlips) {
 
 TEST(ModelLoad, RejectsWrongVersionWithAdvice) {
     ModelSpec spec = tiny_model();
-    spec.meta["model_version"] = 2;
-    expect_error(load_spec(spec), {"model_version 2", "reads model_version 1"});
+    spec.meta["model_version"] = 3;
+    expect_error(load_spec(spec), {"model_version 3", "reads model_version 1 to 2"});
+    spec.meta["model_version"] = 0;
+    expect_error(load_spec(spec), {"model_version 0", "reads model_version 1 to 2"});
     spec.meta.erase("model_version");
     expect_error(load_spec(spec), {"model_version"});
     spec.meta["model_version"] = "1";
@@ -158,6 +161,108 @@ TEST(ModelLoad, RejectsWrongDtype) {
     ModelSpec spec = tiny_model();
     spec.find("conv1.bias")->dtype = DType::kU32;  // same byte size as f32
     expect_error(load_spec(spec), {"conv1.bias", "dtype"});
+}
+
+// Stores every weight tensor of `spec` as binary16 (biases stay f32): `halves` gives each
+// weight's bit pattern, and the f32 values are replaced by what those bits mean.
+ModelSpec with_f16_weights(ModelSpec spec, const std::vector<std::pair<uint16_t, float>>& table) {
+    spec.meta["model_version"] = 2;
+    size_t next = 0;
+    for (ModelSpec::Tensor& t : spec.tensors) {
+        if (t.name.size() < 7 || t.name.compare(t.name.size() - 7, 7, ".weight") != 0) continue;
+        std::vector<uint16_t> bits(t.values.size());
+        for (size_t i = 0; i < bits.size(); ++i, ++next) {
+            bits[i] = table[next % table.size()].first;
+            t.values[i] = table[next % table.size()].second;
+        }
+        t.dtype = DType::kF16;
+        std::vector<float> packed((bits.size() + 1) / 2, 0.0f);
+        std::memcpy(packed.data(), bits.data(), bits.size() * sizeof(uint16_t));
+        t.values.swap(packed);
+    }
+    return spec;
+}
+
+// binary16 bit patterns and their exact values (hex float literals, values checked with numpy):
+// signed zeros, the smallest subnormal, the largest subnormal, the smallest normal, fractions
+// that rounding would change, the largest finite value.
+const std::vector<std::pair<uint16_t, float>> kHalves = {
+    {0x0000, 0.0f},         {0x8000, -0.0f},        {0x3c00, 1.0f},        {0xc000, -2.0f},
+    {0x0001, 0x1p-24f},     {0x03ff, 0x1.ff8p-15f}, {0x0400, 0x1p-14f},    {0x3555, 0x1.554p-2f},
+    {0xb0cd, -0x1.334p-3f}, {0x7bff, 65504.0f},     {0x2e66, 0x1.998p-4f}, {0x1d1a, 0x1.468p-8f}};
+
+TEST(ModelLoad, WidensF16WeightsExactly) {
+    const ModelSpec f16 = with_f16_weights(tiny_model(), kHalves);
+    auto model = load_spec(f16);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_EQ((*model)->info().model_version, 2);
+    EXPECT_TRUE((*model)->info().f16_weights);
+    size_t next = 0;
+    for (const Layer& layer : (*model)->layers()) {
+        for (float w : layer.weight) {
+            const float want = kHalves[next++ % kHalves.size()].second;
+            EXPECT_EQ(w, want) << layer.name;
+            EXPECT_EQ(std::signbit(w), std::signbit(want)) << layer.name;
+        }
+    }
+    EXPECT_EQ(next, 27u + 90 + 1440);
+    EXPECT_EQ((*model)->info().n_params, 27u + 3 + 90 + 5 + 1440 + 6);
+    // Infinity and NaN widen as such (the loader stores what the file says).
+    auto special = load_spec(with_f16_weights(tiny_model(), {{0x7c00, INFINITY}, {0xfc00, -INFINITY}}));
+    ASSERT_TRUE(special.is_ok()) << special.message();
+    EXPECT_EQ((*special)->layers()[0].weight[0], INFINITY);
+    EXPECT_EQ((*special)->layers()[0].weight[1], -INFINITY);
+    auto nan = load_spec(with_f16_weights(tiny_model(), {{0x7e00, 0.0f}}));
+    ASSERT_TRUE(nan.is_ok()) << nan.message();
+    EXPECT_TRUE(std::isnan((*nan)->layers()[0].weight[0]));
+}
+
+TEST(ModelLoad, F16WeightsEmbedLikeTheSameF32Weights) {
+    // The f32 file holds exactly the values the f16 bits mean, so each backend must give
+    // bit-identical embeddings from both files (65504 left out: activations stay finite).
+    std::vector<std::pair<uint16_t, float>> moderate;
+    for (const auto& half : kHalves) {
+        if (std::fabs(half.second) <= 2.0f) moderate.push_back(half);
+    }
+    auto from_f16 = load_spec(with_f16_weights(tiny_model(), moderate));
+    ASSERT_TRUE(from_f16.is_ok()) << from_f16.message();
+    ModelSpec f32 = tiny_model();
+    size_t next = 0;
+    for (ModelSpec::Tensor& t : f32.tensors) {
+        if (t.name.find(".weight") == std::string::npos) continue;
+        for (float& v : t.values) v = moderate[next++ % moderate.size()].second;
+    }
+    auto from_f32 = load_spec(f32);
+    ASSERT_TRUE(from_f32.is_ok()) << from_f32.message();
+    EXPECT_FALSE((*from_f32)->info().f16_weights);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> patch(5 * 64);
+    for (float& v : patch) v = normal(rng);
+    for (Backend backend : {Backend::kScalar, Backend::kSimd}) {
+        auto a = create_embedder(*from_f16, backend);
+        auto b = create_embedder(*from_f32, backend);
+        ASSERT_TRUE(a.is_ok() && b.is_ok());
+        std::vector<float> out_a(6), out_b(6);
+        (*a)->embed(patch.data(), out_a.data());
+        (*b)->embed(patch.data(), out_b.data());
+        EXPECT_EQ(out_a, out_b) << backend_name(backend);
+        EXPECT_TRUE(std::isfinite(out_a[0])) << backend_name(backend);
+    }
+}
+
+TEST(ModelLoad, RejectsF16WeightsInVersion1AndMixedStorage) {
+    ModelSpec spec = with_f16_weights(tiny_model(), kHalves);
+    spec.meta["model_version"] = 1;
+    expect_error(load_spec(spec), {"conv1.weight", "dtype f16", "expected f32"});
+    spec = with_f16_weights(tiny_model(), kHalves);
+    ModelSpec plain = tiny_model();
+    *spec.find("fc.weight") = *plain.find("fc.weight");  // one layer back to f32
+    expect_error(load_spec(spec), {"fc", "mix f16 and f32"});
+    spec = with_f16_weights(tiny_model(), kHalves);
+    spec.find("conv2.bias")->dtype = DType::kF16;  // biases stay f32
+    spec.find("conv2.bias")->values.resize(3);
+    expect_error(load_spec(spec), {"conv2.bias", "dtype"});
 }
 
 TEST(ModelLoad, RejectsUnexpectedTensor) {

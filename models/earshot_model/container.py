@@ -35,6 +35,7 @@ DTYPES = {
     2: np.dtype("<u2"),
     3: np.dtype("<u4"),
     4: np.dtype("i1"),
+    5: np.dtype("<f2"),
 }
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 
@@ -52,7 +53,7 @@ def _dtype_code(array):
     for code, known in DTYPES.items():
         if np.dtype(dt) == known:
             return code
-    raise ContainerError(f"unsupported dtype {array.dtype}; use f32, u8, u16, u32 or i8")
+    raise ContainerError(f"unsupported dtype {array.dtype}; use f32, u8, u16, u32, i8 or f16")
 
 
 def write_container(kind, meta, sections):
