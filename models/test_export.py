@@ -187,8 +187,7 @@ class ExportParityTest(unittest.TestCase):
                 np.testing.assert_array_equal(c16[name], array.astype(c16[name].dtype))
 
     def test_export_copies_thresholds_of_the_same_network_only(self):
-        sys.path.insert(0, MODELS_DIR)
-        import export
+        import export  # models/export.py (MODELS_DIR is on sys.path)
         net = EarshotNet()
         net.reset_he(torch.Generator().manual_seed(5))
         with tempfile.TemporaryDirectory() as tmp:

@@ -208,7 +208,8 @@ TEST(ModelLoad, WidensF16WeightsExactly) {
     EXPECT_EQ(next, 27u + 90 + 1440);
     EXPECT_EQ((*model)->info().n_params, 27u + 3 + 90 + 5 + 1440 + 6);
     // Infinity and NaN widen as such (the loader stores what the file says).
-    auto special = load_spec(with_f16_weights(tiny_model(), {{0x7c00, INFINITY}, {0xfc00, -INFINITY}}));
+    auto special =
+        load_spec(with_f16_weights(tiny_model(), {{0x7c00, INFINITY}, {0xfc00, -INFINITY}}));
     ASSERT_TRUE(special.is_ok()) << special.message();
     EXPECT_EQ((*special)->layers()[0].weight[0], INFINITY);
     EXPECT_EQ((*special)->layers()[0].weight[1], -INFINITY);

@@ -50,7 +50,8 @@ def write_model_file(path, net, name, **kwargs):
     """Exports `net` (eval mode, BN folded) to `path`; returns the model hash (hex)."""
     net.eval()
     meta = model_meta(net, name, **kwargs)
-    data = container.write_container("MODL", meta, export_tensors(net, kwargs.get("weights", "f16")))
+    tensors = export_tensors(net, kwargs.get("weights", "f16"))
+    data = container.write_container("MODL", meta, tensors)
     with open(path, "wb") as f:
         f.write(data)
     return container.read_container(data, "MODL").sha256_hex
