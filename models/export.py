@@ -96,17 +96,14 @@ def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT
     }
     description = ("earshot v1 fingerprint network: 5x conv3x3/2 + BN(folded) + ReLU, dense, "
                    "L2; contrastive training on the earshot train set.")
-    kwargs = dict(hop_frames=hop_frames, query_hop_frames=query_hop_frames,
-                  index_pq_m=index_pq_m, description=description, training=training,
-                  weights=weights)
     thresholds = thresholds_of(thresholds_from, net.export_layers()[0]) if thresholds_from else {}
-    meta = modelfile.model_meta(net, name, **kwargs)
-    meta.update(thresholds)
-    data = container.write_container("MODL", meta, modelfile.export_tensors(net, weights))
-    with open(out_path, "wb") as f:
-        f.write(data)
+    digest = modelfile.write_model_file(out_path, net, name, weights=weights,
+                                        extra_meta=thresholds, hop_frames=hop_frames,
+                                        query_hop_frames=query_hop_frames,
+                                        index_pq_m=index_pq_m, description=description,
+                                        training=training)
     check_parity(out_path, net)
-    return container.read_container(data, "MODL").sha256_hex
+    return digest
 
 
 def check_parity(path, net, n=4, seed=0, min_cosine=0.9999):

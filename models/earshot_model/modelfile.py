@@ -46,12 +46,13 @@ def export_tensors(net, weights="f16"):
     return [(n, t.astype(dtype) if n.endswith(".weight") else t) for n, t in tensors]
 
 
-def write_model_file(path, net, name, **kwargs):
-    """Exports `net` (eval mode, BN folded) to `path`; returns the model hash (hex)."""
+def write_model_file(path, net, name, weights="f16", extra_meta=None, **kwargs):
+    """Exports `net` (eval mode, BN folded) to `path`; returns the model hash (hex).
+    `extra_meta` (e.g. calibrated thresholds) is added to the metadata of model_meta."""
     net.eval()
-    meta = model_meta(net, name, **kwargs)
-    tensors = export_tensors(net, kwargs.get("weights", "f16"))
-    data = container.write_container("MODL", meta, tensors)
+    meta = model_meta(net, name, weights=weights, **kwargs)
+    meta.update(extra_meta or {})
+    data = container.write_container("MODL", meta, export_tensors(net, weights))
     with open(path, "wb") as f:
         f.write(data)
     return container.read_container(data, "MODL").sha256_hex
