@@ -231,6 +231,30 @@ class AugmentTest(unittest.TestCase):
                 for lag in range(0, 200)]
         self.assertEqual(int(np.argmax(corr)), 0)
 
+    def test_spec_mask(self):
+        """About p of the items are masked; a masked item has whole mel bands (<= 2 x 10 bins)
+        and whole frame runs (<= 8 frames) set to its mean, and nothing else changes."""
+        g = torch.Generator().manual_seed(3)
+        x = torch.randn(2000, 62, 64) + 0.01 * torch.arange(2000.0)[:, None, None]
+        y = train.spec_mask(x, g, 0.5)
+        changed = y != x
+        hit = changed.flatten(1).any(1)
+        self.assertAlmostEqual(hit.float().mean().item(), 0.5, delta=0.05)
+        self.assertTrue(torch.equal(y[~hit], x[~hit]))
+        mean = x.mean(dim=(1, 2), keepdim=True).expand_as(x)
+        self.assertTrue(torch.equal(y[changed], mean[changed]))
+        at_mean = y == mean
+        bands = at_mean.all(1).sum(1)    # mel bins at the mean in every frame
+        frames = at_mean.all(2).sum(1)   # frames at the mean in every bin
+        self.assertLessEqual(bands.max().item(), 20)
+        self.assertLessEqual(frames.max().item(), 8)
+        self.assertGreater(bands[hit].float().mean().item(), 5)
+        self.assertGreater(frames[hit].float().mean().item(), 2)
+        # Every changed cell lies in a masked band or a masked frame run.
+        in_mask = at_mean.all(1, keepdim=True) | at_mean.all(2, keepdim=True)
+        self.assertTrue(torch.equal(changed, changed & in_mask))
+        self.assertTrue(torch.equal(train.spec_mask(x, g, 0.0), x))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -219,6 +219,28 @@ def semi_hard_triplet(za, zp, margin, fn_mask):
     return F.relu(d_pos - d_neg + margin).mean()
 
 
+def spec_mask(x, generator, p, n_freq=2, freq_max=10, n_time=1, time_max=8):
+    """SpecAugment-style masking (Park et al. 2019; used on the replica view by Chang et al.
+    2021): each item of log-mel patches x [b, frames, mels] is masked with probability p, by
+    n_freq mel bands of 0..freq_max bins and n_time runs of 0..time_max frames, all set to the
+    item's mean (zero after the network's patch-mean normalisation). Noise that drowns a few
+    bands or a burst of frames then costs the embedding less. Returns a new tensor."""
+    b, n_frames, n_mels = x.shape
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    chosen = torch.rand(b, generator=generator) < p
+    masked = torch.zeros_like(x, dtype=torch.bool)
+    for size, count, axis in ((n_mels, n_freq, 2), (n_frames, n_time, 1)):
+        limit = freq_max if axis == 2 else time_max
+        pos = torch.arange(size)
+        for _ in range(count):
+            width = torch.randint(0, limit + 1, (b,), generator=generator)
+            start = (torch.rand(b, generator=generator) * (size - width + 1)).long()
+            run = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + width)[:, None])
+            masked |= run[:, None, :] if axis == 2 else run[:, :, None]
+    masked &= chosen[:, None, None]
+    return torch.where(masked, mean.expand_as(x), x)
+
+
 def lr_at(progress, base_lr, warmup=0.03, final=0.01):
     if progress < warmup:
         return base_lr * max(progress / warmup, 0.02)
@@ -277,6 +299,10 @@ def main():
                              "is also resampled by each factor and trained on as a new song of "
                              "its album (song augmentation, like speaker augmentation in speaker "
                              "verification); empty = off")
+    parser.add_argument("--spec-mask", type=float, default=0.0,
+                        help="share of the degraded views masked SpecAugment-style (2 mel "
+                             "bands of up to 10 bins, 1 run of up to 8 frames; spec_mask); "
+                             "0 = off")
     parser.add_argument("--init-from", default="",
                         help="warm start: take the network and optimizer state of this "
                              "checkpoint, then run a fresh schedule (--lr, --budget-min)")
@@ -409,6 +435,8 @@ def main():
         with torch.no_grad():
             positives = degrader(raws, noise, gen)
             x = front(torch.cat([anchors, positives]))  # [2b, 62, 64]
+            if args.spec_mask:
+                x[args.batch:] = spec_mask(x[args.batch:], gen, args.spec_mask)
         z = net(x)
         za, zp = z[:args.batch], z[args.batch:]
         fn = false_negative_mask(song_idx, starts)
