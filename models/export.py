@@ -3,7 +3,7 @@
 BatchNorm folded into the convolutions, conv weights OHWI, the dense layer's columns in NHWC
 flatten order, full metadata. Checks the file with the pure-numpy reference before returning.
 
-    /usr/bin/python3 models/export.py models/checkpoints/v5/last.pt models/earshot-v1.emod
+    /usr/bin/python3 models/export.py models/checkpoints/v6/last.pt models/earshot-v1.emod
 
 Weights are stored as f16 by default (model_version 2, half the download; the core computes in
 f32, and the parity check below holds for the rounded weights); --weights f32 writes a
@@ -89,7 +89,10 @@ def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT
         "augmentation": f"synthetic RIR (RT60 0.2-{cfg.get('rt60_max', 1.0)} s, "
                         f"{cfg.get('rir_sec', 0.75)} s long, DRR -6..+6 dB), Butterworth "
                         "band-pass, tilt +-6 dB, tanh soft clip 0-12 dB, train noise -5..+15 dB "
-                        "SNR, level -30..-12 dBFS, 16-bit, +-0.25 s shift",
+                        "SNR, level -30..-12 dBFS, 16-bit, +-0.25 s shift"
+                        + (f"; SpecAugment-style masks on {cfg['spec_mask']:g} of the degraded "
+                           "views (2 mel bands <= 10 bins, 1 run <= 8 frames)"
+                           if cfg.get("spec_mask") else ""),
         "warm_start": state.get("init_from"),
         "command": TRAIN_COMMAND,
         "dev_last": last_dev,
