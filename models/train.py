@@ -220,8 +220,8 @@ def semi_hard_triplet(za, zp, margin, fn_mask):
 
 
 def spec_mask(x, generator, p, n_freq=2, freq_max=10, n_time=1, time_max=8):
-    """SpecAugment-style masking (Park et al. 2019; used on the replica view by Chang et al.
-    2021): each item of log-mel patches x [b, frames, mels] is masked with probability p, by
+    """SpecAugment-style masking (Park et al. 2019; also offered by the training code published
+    with Chang et al. 2021): each item of log-mel patches x [b, frames, mels] is masked with probability p, by
     n_freq mel bands of 0..freq_max bins and n_time runs of 0..time_max frames, all set to the
     item's mean (zero after the network's patch-mean normalisation). Noise that drowns a few
     bands or a burst of frames then costs the embedding less. Returns a new tensor."""
