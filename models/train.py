@@ -221,16 +221,17 @@ def semi_hard_triplet(za, zp, margin, fn_mask):
 
 def spec_mask(x, generator, p, n_freq=2, freq_max=10, n_time=1, time_max=8):
     """SpecAugment-style masking (Park et al. 2019; also offered by the training code published
-    with Chang et al. 2021): each item of log-mel patches x [b, frames, mels] is masked with probability p, by
-    n_freq mel bands of 0..freq_max bins and n_time runs of 0..time_max frames, all set to the
-    item's mean (zero after the network's patch-mean normalisation). Noise that drowns a few
-    bands or a burst of frames then costs the embedding less. Returns a new tensor."""
+    with Chang et al. 2021): each item of log-mel patches x [b, frames, mels] is masked with
+    probability p, by n_freq mel bands of 0..freq_max bins and n_time runs of 0..time_max
+    frames, all set to the item's mean (zero after the network's patch-mean normalisation).
+    Noise that drowns a few bands or a burst of frames then costs the embedding less. Returns
+    a new tensor."""
     b, n_frames, n_mels = x.shape
     mean = x.mean(dim=(1, 2), keepdim=True)
     chosen = torch.rand(b, generator=generator) < p
     masked = torch.zeros_like(x, dtype=torch.bool)
-    for size, count, axis in ((n_mels, n_freq, 2), (n_frames, n_time, 1)):
-        limit = freq_max if axis == 2 else time_max
+    for size, count, limit, axis in ((n_mels, n_freq, freq_max, 2),
+                                     (n_frames, n_time, time_max, 1)):
         pos = torch.arange(size)
         for _ in range(count):
             width = torch.randint(0, limit + 1, (b,), generator=generator)
