@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from earshot_model import container, frontend, modelfile, reference  # noqa: E402
 from earshot_model.net import EarshotNet  # noqa: E402
+import train  # noqa: E402  (the mask geometry of --spec-mask)
 
 TRAIN_COMMAND = "models/train-recipe.sh"
 # Index hop in frames (16 x 15.6 ms = 0.25 s) and query hop (32 = 0.5 s). The network is
@@ -91,7 +92,9 @@ def export_checkpoint(ckpt_path, out_path, name="earshot-v1", hop_frames=DEFAULT
                         "band-pass, tilt +-6 dB, tanh soft clip 0-12 dB, train noise -5..+15 dB "
                         "SNR, level -30..-12 dBFS, 16-bit, +-0.25 s shift"
                         + (f"; SpecAugment-style masks on {cfg['spec_mask']:g} of the degraded "
-                           "views (2 mel bands <= 10 bins, 1 run <= 8 frames)"
+                           "views (" + train.describe_spec_mask(
+                               # runs v6 and v7 predate the record; they used today's shape
+                               cfg.get("spec_mask_shape", train.SPEC_MASK_SHAPE)) + ")"
                            if cfg.get("spec_mask") else ""),
         "warm_start": state.get("init_from"),
         "command": TRAIN_COMMAND,

@@ -14,8 +14,8 @@
 # OpenMSX MIDI renders (kept unseen: out-of-catalog queries for calibrating the thresholds).
 # Half of each batch comes in groups of 8 segments from one album (same-game hard negatives).
 # lr 2e-3 cosine over the 85 minutes, synthetic rooms RT60 0.2-1.0 s (models/MODEL_CARD.md).
-# Half of the degraded views get SpecAugment-style masks (2 mel bands of up to 10 bins, 1 run
-# of up to 8 frames, set to the patch mean; train.py --spec-mask): run v6, session 13.
+# Half of the degraded views get SpecAugment-style masks of mel bands and frame runs, set to
+# the patch mean (train.py --spec-mask; sizes in SPEC_MASK_SHAPE): run v6, session 13.
 # Network v5: conv widths 24-56-128-224-384 (1.31 M parameters, 29.7 MFLOP per embedding), trained
 # without masks as run v5 (session 11). The previous networks: v4, 32-64-128-184-256 (0.86 M,
 # 29.9 MFLOP, 85 minutes), and v2, 24-48-96-128-192 (75 minutes). v5 moves FLOPs from the early

@@ -219,7 +219,19 @@ def semi_hard_triplet(za, zp, margin, fn_mask):
     return F.relu(d_pos - d_neg + margin).mean()
 
 
-def spec_mask(x, generator, p, n_freq=2, freq_max=10, n_time=1, time_max=8):
+# The mask geometry of --spec-mask: n_freq mel bands of 0..freq_max bins and n_time runs of
+# 0..time_max frames. The checkpoint records it (config "spec_mask_shape") for export.py.
+SPEC_MASK_SHAPE = {"n_freq": 2, "freq_max": 10, "n_time": 1, "time_max": 8}
+
+
+def describe_spec_mask(shape):
+    return (f"{shape['n_freq']} mel bands of up to {shape['freq_max']} bins, "
+            f"{shape['n_time']} run of up to {shape['time_max']} frames")
+
+
+def spec_mask(x, generator, p, n_freq=SPEC_MASK_SHAPE["n_freq"],
+              freq_max=SPEC_MASK_SHAPE["freq_max"], n_time=SPEC_MASK_SHAPE["n_time"],
+              time_max=SPEC_MASK_SHAPE["time_max"]):
     """SpecAugment-style masking (Park et al. 2019; also offered by the training code published
     with Chang et al. 2021): each item of log-mel patches x [b, frames, mels] is masked with
     probability p, by n_freq mel bands of 0..freq_max bins and n_time runs of 0..time_max
@@ -301,9 +313,8 @@ def main():
                              "its album (song augmentation, like speaker augmentation in speaker "
                              "verification); empty = off")
     parser.add_argument("--spec-mask", type=float, default=0.0,
-                        help="share of the degraded views masked SpecAugment-style (2 mel "
-                             "bands of up to 10 bins, 1 run of up to 8 frames; spec_mask); "
-                             "0 = off")
+                        help="share of the degraded views masked SpecAugment-style ("
+                             + describe_spec_mask(SPEC_MASK_SHAPE) + "; spec_mask); 0 = off")
     parser.add_argument("--init-from", default="",
                         help="warm start: take the network and optimizer state of this "
                              "checkpoint, then run a fresh schedule (--lr, --budget-min)")
@@ -394,6 +405,8 @@ def main():
 
     budget_s = args.budget_min * 60.0
     config = vars(args).copy()
+    if args.spec_mask:
+        config["spec_mask_shape"] = dict(SPEC_MASK_SHAPE)
 
     def save(tag="last"):
         ck = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
