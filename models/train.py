@@ -229,21 +229,19 @@ def describe_spec_mask(shape):
             f"{shape['n_time']} run of up to {shape['time_max']} frames")
 
 
-def spec_mask(x, generator, p, n_freq=SPEC_MASK_SHAPE["n_freq"],
-              freq_max=SPEC_MASK_SHAPE["freq_max"], n_time=SPEC_MASK_SHAPE["n_time"],
-              time_max=SPEC_MASK_SHAPE["time_max"]):
+def spec_mask(x, generator, p, shape=SPEC_MASK_SHAPE):
     """SpecAugment-style masking (Park et al. 2019; also offered by the training code published
     with Chang et al. 2021): each item of log-mel patches x [b, frames, mels] is masked with
-    probability p, by n_freq mel bands of 0..freq_max bins and n_time runs of 0..time_max
-    frames, all set to the item's mean (zero after the network's patch-mean normalisation).
-    Noise that drowns a few bands or a burst of frames then costs the embedding less. Returns
-    a new tensor."""
+    probability p, by the mel bands and frame runs of `shape` (SPEC_MASK_SHAPE's keys), all
+    set to the item's mean (zero after the network's patch-mean normalisation). Noise that
+    drowns a few bands or a burst of frames then costs the embedding less. Returns a new
+    tensor."""
     b, n_frames, n_mels = x.shape
     mean = x.mean(dim=(1, 2), keepdim=True)
     chosen = torch.rand(b, generator=generator) < p
     masked = torch.zeros_like(x, dtype=torch.bool)
-    for size, count, limit, axis in ((n_mels, n_freq, freq_max, 2),
-                                     (n_frames, n_time, time_max, 1)):
+    for size, count, limit, axis in ((n_mels, shape["n_freq"], shape["freq_max"], 2),
+                                     (n_frames, shape["n_time"], shape["time_max"], 1)):
         pos = torch.arange(size)
         for _ in range(count):
             width = torch.randint(0, limit + 1, (b,), generator=generator)
@@ -450,7 +448,8 @@ def main():
             positives = degrader(raws, noise, gen)
             x = front(torch.cat([anchors, positives]))  # [2b, 62, 64]
             if args.spec_mask:
-                x[args.batch:] = spec_mask(x[args.batch:], gen, args.spec_mask)
+                x[args.batch:] = spec_mask(x[args.batch:], gen, args.spec_mask,
+                                           config["spec_mask_shape"])
         z = net(x)
         za, zp = z[:args.batch], z[args.batch:]
         fn = false_negative_mask(song_idx, starts)
