@@ -26,7 +26,8 @@
 # from scratch with rooms up to RT60 2.5 s (v3, session 5), a noise-heavy fine-tune (v2n), and
 # a fine-tune with a cross-batch memory of 8192 negatives (v4m, session 9), and fine-tunes
 # with speed-perturbed copies of the songs as new songs (v4s) or with synthetic noise (v4n,
-# session 10), and this recipe run for 105 minutes instead of 85 (v7, session 14).
+# session 10), this recipe run for 105 minutes instead of 85 (v7, session 14), and this recipe
+# with 96-dimensional embeddings instead of 128 (v8, session 15).
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
