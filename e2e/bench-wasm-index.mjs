@@ -1,7 +1,6 @@
 // CPU cost of the whole streaming recognizer (front-end + network + search) in WASM under node,
 // with any index folder, e.g. a 10 000-song synthetic one (a benchmark: prints, asserts nothing).
-//   build-lead/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k \
-//       --quantizer out/site/index/quantizer.eq
+//   build/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 720 out/synth-10k
 //   node e2e/bench-wasm-index.mjs [--index out/synth-10k] [--seconds 60] [--runs 3] [--backend simd]
 //       [--nprobe N]
 // Uses the built site's earshot-core.mjs/.wasm and model (scripts/demo.sh --build-only) and the

@@ -3,7 +3,7 @@
 #   fetch-corpus --set eval -> make-queries (defaults) -> earshot build on index-catalog.tsv
 #   -> earshot query on every clip -> score.
 # Usage: scripts/eval-public.sh [extra `earshot query` options]
-# Environment: EARSHOT_MODEL (models/earshot-v1.emod), EARSHOT_CORPUS (~/.cache/earshot-corpus),
+# Environment: EARSHOT_MODEL (models/earshot-v1.emod), EARSHOT_CORPUS ($HOME/.cache/earshot-corpus),
 #   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval).
 set -euo pipefail
 cd "$(dirname "$0")/.."
