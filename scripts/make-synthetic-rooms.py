@@ -10,8 +10,8 @@ mid-band RT60 reaches 3 s, early reflections come from a random shoebox-like pat
 response is 2.5 s long. make-queries then applies its own room chain (direct-to-reverberant
 ratio -6..+6 dB, band-limit, tilt, soft clip, 10 dB SNR noise).
 
-  scripts/make-synthetic-rooms.py --set-dir /root/corpus/train --out /root/train-synthroom
-  ../shared/eval/make-queries --set-dir /root/train-synthroom --out /root/q-train-room \\
+  scripts/make-synthetic-rooms.py --set-dir DEST/train --out DEST/train-synthroom
+  ../shared/eval/make-queries --set-dir DEST/train-synthroom --out QDIR/q-train-room \\
       --conditions room --lengths 1,2,3,5,10 --per-cell 2 --holdout 0.3 --seed 7
 """
 import argparse
