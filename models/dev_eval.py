@@ -1,5 +1,5 @@
 """Dev metric of a checkpoint (TRAIN-set material only): brute-force retrieval of the
-make-queries clips in --dev-queries against the dev songs,
+make-queries clips in --dev-queries against the dev songs at the shipped index and query hops,
 top-1 hit rate per length and condition, for songs held out of training ("unseen") and songs
 trained on ("seen"); then the best scores of the out-of-catalog clips.
 

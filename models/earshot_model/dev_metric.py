@@ -1,6 +1,6 @@
 """Development metric on TRAIN-set material: brute-force retrieval of make-queries clips
-(../shared/eval/make-queries on the train set) against embeddings of the dev songs, taken every
-hop_frames (songs) and query_hop_frames (clips); reports the top-1 hit rate per length and
+(../shared/eval/make-queries on the train set) against embeddings of the dev songs, taken at
+the shipped index hop (songs) and query hop (clips); reports the top-1 hit rate per length and
 condition.
 
 Score of (song, j) for a clip with embeddings q_0..q_{n-1}, r = query hop / index hop:
@@ -17,8 +17,8 @@ import torch
 from . import frontend
 
 RATE_HZ = frontend.DEFAULT_PARAMS["sample_rate_hz"]
-HOP_FRAMES = 32
-QUERY_HOP_FRAMES = 32
+HOP_FRAMES = frontend.DEFAULT_GEOMETRY["hop_frames"]
+QUERY_HOP_FRAMES = frontend.DEFAULT_GEOMETRY["query_hop_frames"]
 
 
 def embed_audio(net, pcm, front, hop_frames, batch=512):
