@@ -277,6 +277,39 @@ class CheckpointExportTest(unittest.TestCase):
             _, again, _ = self.export(tmp, train_config())
             self.assertEqual(again, data)
 
+    def test_training_record_comes_from_the_arguments(self):
+        config = train_config(snr_db="-8,8", rt60_max=2.5, synthetic_noise=0.25,
+                              speed_variants="0.9,1.1", spec_mask=0.5,
+                              spec_mask_shape={"n_freq": 3, "freq_max": 6, "n_time": 2,
+                                               "time_max": 4},
+                              album_frac=0.5, album_group=4)
+        with tempfile.TemporaryDirectory() as tmp:
+            _, data, _ = self.export(tmp, config)
+        meta = container.read_container(data, "MODL").meta
+        record = meta["training"]
+        self.assertNotIn("/mnt", json.dumps(meta))  # folders by name, never by path
+        self.assertEqual(record["data"], "earshot train set (train): 3 songs; dev songs held out")
+        self.assertEqual(record["arguments"]["corpus"], "train")
+        self.assertEqual(record["arguments"]["dev_queries"], "q-train-dev")
+        expected = {k: v for k, v in config.items()
+                    if k not in ("corpus", "dev_queries", "init_from", "spec_mask_shape")}
+        self.assertEqual({k: v for k, v in record["arguments"].items()
+                          if k not in ("corpus", "dev_queries")}, expected)
+        self.assertEqual((record["seed"], record["steps"], record["train_minutes"]), (1, 12, 1.5))
+        self.assertEqual(record["album_groups"], {"share": 0.5, "size": 4})
+        text = record["augmentation"]
+        for part in ("RT60 0.2-2.5 s", "train noise and synthetic noise (0.25 of the draws) "
+                     "-8..+8 dB SNR", "speeds x0.9, x1.1", "masks on 0.5 of the degraded views "
+                     "(3 mel bands of up to 6 bins, 2 runs of up to 4 frames)"):
+            self.assertIn(part, text)
+
+    def test_augmentation_of_the_default_arguments(self):
+        self.assertEqual(
+            checkpoint.describe_augmentation(train_config()),
+            "synthetic RIR (RT60 0.2-1.0 s, 0.75 s long, DRR -6..+6 dB), Butterworth "
+            "band-pass, tilt +-6 dB, tanh soft clip 0-12 dB, train noise -5..+15 dB SNR, "
+            "level -30..-12 dBFS, 16-bit, +-0.25 s shift")
+
     def test_committed_model_has_the_default_geometry(self):
         """The dev metric and the export defaults measure and write what ships."""
         path = os.path.join(MODELS_DIR, "earshot-v1.emod")

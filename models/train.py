@@ -196,7 +196,7 @@ def main():
         print(f"warm start from {args.init_from} (step {ck['state']['step']})", flush=True)
 
     budget_s = args.budget_min * 60.0
-    config = vars(args).copy()
+    config = vars(args).copy()  # checkpoint.training_record describes the run from it
     if args.spec_mask:
         config["spec_mask_shape"] = dict(SPEC_MASK_SHAPE)
 

@@ -6,14 +6,21 @@ A checkpoint is a dict: "net" (state dict), "config" (train.py's arguments, plus
 "init_from" after a warm start), "train_ids", "dev" ({"unseen", "seen", "neg"} song ids),
 "holdout" and "excluded"; train.py adds the optimizer and RNG states to resume from."""
 
+import os
 
 import torch
 
 from . import augment, model_file
 from .frontend import DEFAULT_GEOMETRY, DEFAULT_PARAMS
 from .net import EarshotNet
+from .sampling import MAX_SHIFT
 
-TRAIN_COMMAND = "models/train-recipe.sh"
+# Arguments that name folders of this machine: the record keeps their last component (the
+# corpus set's name, the dev queries' folder name), never the path.
+FOLDER_ARGUMENTS = ("corpus", "dev_queries")
+# Not recorded among the arguments: the warm start is recorded as "warm_start", the mask shape
+# is part of "augmentation".
+UNRECORDED_CONFIG = ("init_from", "spec_mask_shape")
 
 
 def net_from_checkpoint(ck):
@@ -27,10 +34,47 @@ def net_from_checkpoint(ck):
     return net
 
 
+def folder_name(path):
+    """The last component of a folder path: the corpus set's name for DEST/SET."""
+    return os.path.basename(os.path.normpath(path))
+
+
+def describe_augmentation(cfg):
+    """The training augmentation of a run, from its arguments and augment.py's fixed ranges."""
+    snr_lo, snr_hi = (float(v) for v in cfg.get("snr_db", "-5,15").split(","))
+    share = cfg.get("synthetic_noise", 0.0)
+    noise = "train noise" if not share else \
+        f"train noise and synthetic noise ({share:g} of the draws)"
+    rate = DEFAULT_PARAMS["sample_rate_hz"]
+    text = (f"synthetic RIR (RT60 {augment.RT60_MIN_S}-{cfg.get('rt60_max', 1.0)} s, "
+            f"{cfg.get('rir_sec', 0.75)} s long, DRR {augment.DRR_DB_RANGE[0]:g}.."
+            f"{augment.DRR_DB_RANGE[1]:+g} dB), Butterworth band-pass, "
+            f"tilt +-{augment.TILT_DB:g} dB, tanh soft clip {augment.CLIP_DRIVE_DB_RANGE[0]:g}-"
+            f"{augment.CLIP_DRIVE_DB_RANGE[1]:g} dB, {noise} {snr_lo:g}..{snr_hi:+g} dB SNR, "
+            f"level {augment.LEVEL_DBFS_RANGE[0]:g}..{augment.LEVEL_DBFS_RANGE[1]:g} dBFS, "
+            f"16-bit, +-{MAX_SHIFT / rate:g} s shift")
+    if cfg.get("speed_variants"):
+        text += "; each song also at speeds " + ", ".join(
+            f"x{float(f):g}" for f in cfg["speed_variants"].split(",")) + " as new songs"
+    if cfg.get("spec_mask"):
+        # Checkpoints from before the shape was recorded used today's SPEC_MASK_SHAPE.
+        shape = cfg.get("spec_mask_shape", augment.SPEC_MASK_SHAPE)
+        text += (f"; SpecAugment-style masks on {cfg['spec_mask']:g} of the degraded views ("
+                 + augment.describe_spec_mask(shape) + ")")
+    return text
+
+
 def training_record(ck):
-    """The "training" metadata of a model file exported from checkpoint `ck`."""
+    """The "training" metadata of a model file exported from checkpoint `ck`, derived from the
+    arguments the run was started with and the state it reached."""
     cfg, state = ck["config"], ck["state"]
     last_dev = state["history"][-1] if state["history"] else None
+    arguments = {}
+    for key, value in cfg.items():
+        if key in FOLDER_ARGUMENTS:
+            arguments[key] = folder_name(value)
+        elif key not in UNRECORDED_CONFIG:
+            arguments[key] = value
     return {
         "seed": cfg["seed"],
         "steps": state["step"],
@@ -40,25 +84,17 @@ def training_record(ck):
         "tau": cfg["tau"] if cfg["loss"] == "ntxent" else None,
         "batch_pairs": cfg["batch"],
         "lr": cfg["lr"],
-        "data": f"earshot train set ({cfg['corpus']}): {len(ck['train_ids'])} songs; "
-                "dev songs held out",
+        "data": f"earshot train set ({folder_name(cfg['corpus'])}): {len(ck['train_ids'])} "
+                "songs; dev songs held out",
         "dev_held_out": ck["dev"],
         # Songs of the train set kept out of training (--exclude-albums, and the seeded
         # --holdout-albums share kept unseen for calibration).
         "excluded": ck.get("excluded", []),
         "held_out_unseen": ck.get("holdout", []),
         "album_groups": {"share": cfg.get("album_frac", 0.0), "size": cfg.get("album_group", 8)},
-        "augmentation": f"synthetic RIR (RT60 0.2-{cfg.get('rt60_max', 1.0)} s, "
-                        f"{cfg.get('rir_sec', 0.75)} s long, DRR -6..+6 dB), Butterworth "
-                        "band-pass, tilt +-6 dB, tanh soft clip 0-12 dB, train noise -5..+15 dB "
-                        "SNR, level -30..-12 dBFS, 16-bit, +-0.25 s shift"
-                        + (f"; SpecAugment-style masks on {cfg['spec_mask']:g} of the degraded "
-                           "views (" + augment.describe_spec_mask(
-                               # checkpoints from before the shape was recorded used this one
-                               cfg.get("spec_mask_shape", augment.SPEC_MASK_SHAPE)) + ")"
-                           if cfg.get("spec_mask") else ""),
+        "augmentation": describe_augmentation(cfg),
         "warm_start": state.get("init_from"),
-        "command": TRAIN_COMMAND,
+        "arguments": arguments,
         "dev_last": last_dev,
     }
 
