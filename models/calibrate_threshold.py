@@ -222,7 +222,7 @@ def main():
     if not args.write:
         return
     calibration = {
-        "queries": [os.path.abspath(t) for t in args.truth], "target_fp": args.target_fp,
+        "queries": [query_set_name(t) for t in args.truth], "target_fp": args.target_fp,
         "background_weight": args.background_weight, "shared_audio_ncc": args.shared_audio,
         "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
@@ -280,6 +280,13 @@ def shared_audio_negatives(args, neg_by_set, details, results):
                 continue
             kept += 1
     return shared
+
+
+def query_set_name(truth_path):
+    """A query set as the calibration record names it: its folder's name and the truth file
+    (QDIR/truth.tsv -> "QDIR/truth.tsv" without the folders above), never a machine path."""
+    path = os.path.abspath(truth_path)
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
 
 
 def pooled(by_set, sets=None):

@@ -95,6 +95,9 @@ class CalibrateTest(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stderr)
             meta = container.read_container_file(model, "MODL").meta
             self.assertEqual(meta["threshold_by_n"], [0.81])  # kept
+            # Query sets are recorded by folder name, not by the path on this machine.
+            self.assertEqual(meta["threshold_calibration"]["queries"],
+                             ["a/truth.tsv", "b/truth.tsv"])
             self.assertEqual(meta["threshold_by_n_by_pq_m"], {"32": [0.51]})
             self.assertIn("32", meta["threshold_calibration_by_pq_m"])
             out = run("--for-pq-m", "16", *a)  # the model's own resolution: refused
