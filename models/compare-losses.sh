@@ -1,7 +1,7 @@
 #!/bin/bash
 # Side-by-side NT-Xent vs semi-hard triplet: two short runs from scratch with the same seed,
 # data, augmentation and time budget, then the dev metric of each on the full dev index.
-#   nohup nice -n 3 models/compare_losses.sh [minutes] > models/checkpoints/compare.log 2>&1 &
+#   nohup nice -n 3 models/compare-losses.sh [minutes] > models/checkpoints/compare.log 2>&1 &
 # Data as in train-recipe.sh: EARSHOT_CORPUS (default $HOME/.cache/earshot-corpus, train set in
 # train/) and EARSHOT_DEV_QUERIES (default $EARSHOT_CORPUS/q-train-dev).
 set -euo pipefail
