@@ -227,6 +227,7 @@ def main():
         "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
     if args.for_pq_m:
+        # A model file without index_pq_m means 16, as the core reads it.
         if args.for_pq_m == meta.get("index_pq_m", 16):
             sys.exit(f"--for-pq-m {args.for_pq_m} is the model's index_pq_m: drop --for-pq-m")
         main_weight = meta.get("threshold_background_weight", args.background_weight)

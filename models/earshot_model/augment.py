@@ -26,6 +26,7 @@ TILT_DB = 6.0                      # EQ tilt drawn in -TILT_DB..+TILT_DB
 CLIP_DRIVE_DB_RANGE = (0.0, 12.0)  # soft-clip drive
 SNR_DB_RANGE = (-5.0, 15.0)        # default additive-noise SNR
 LEVEL_DBFS_RANGE = (-30.0, -12.0)  # output RMS level
+RIR_SAMPLES = int(round(0.75 * RATE_HZ))  # default impulse response length, 0.75 s
 
 
 def synthetic_rir_bank(n, length, rng, rt60_range=(RT60_MIN_S, 1.0),
@@ -122,7 +123,7 @@ class Degrader:
     """Batched positive-view degradation. Call with raw windows [B, pre + L] (float32, the
     first `pre` samples are pre-roll) and noise segments [B, L]; returns [B, L]."""
 
-    def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=12000,
+    def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=RIR_SAMPLES,
                  n_bandpass=256, p_room=0.75, p_bandpass=0.8, p_tilt=0.8, p_clip=0.5,
                  p_noise=0.9, snr_db_range=SNR_DB_RANGE, level_dbfs_range=LEVEL_DBFS_RANGE,
                  rt60_range=(RT60_MIN_S, 1.0)):

@@ -10,16 +10,16 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from .augment import synthetic_noise
+from .augment import RIR_SAMPLES, synthetic_noise
 from .frontend import DEFAULT_GEOMETRY, DEFAULT_PARAMS, window_samples
 
 RATE_HZ = DEFAULT_PARAMS["sample_rate_hz"]
 HOP_LENGTH = DEFAULT_PARAMS["hop_length"]
 # One embedding's window: context_frames frames, 15762 samples = 0.985 s.
 SEG_SAMPLES = window_samples(DEFAULT_GEOMETRY["context_frames"])
-# Pre-roll before the positive for reverb tails: 0.75 s, at least the impulse response length
-# - 1 (train.py widens it for longer responses).
-PRE_SAMPLES = int(round(0.75 * RATE_HZ))
+# Pre-roll before the positive for reverb tails: at least the impulse response length - 1
+# (0.75 s for the default responses; train.py widens it for longer ones).
+PRE_SAMPLES = RIR_SAMPLES
 # Largest anchor-positive shift: 0.25 s, twice the farthest a query can be from an embedding of
 # a 0.25 s index hop. A whole number of frames (valid_starts counts in frames).
 MAX_SHIFT = int(round(0.25 * RATE_HZ))
