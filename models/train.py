@@ -81,12 +81,12 @@ def build_parser():
                         help="indexed dev songs kept out of training (unseen)")
     parser.add_argument("--n-dev-seen", type=int, default=4,
                         help="indexed dev songs that are trained on (seen)")
-    parser.add_argument("--rt60-max", type=float, default=1.0,
+    parser.add_argument("--rt60-max", type=float, default=augment.RT60_MAX_S,
                         help=f"synthetic rooms draw RT60 uniformly in {augment.RT60_MIN_S}..this "
                              "(s)")
-    parser.add_argument("--snr-db", default="-5,15",
+    parser.add_argument("--snr-db", default="{:g},{:g}".format(*augment.SNR_DB_RANGE),
                         help="additive noise SNR range LO,HI (dB, drawn uniformly)")
-    parser.add_argument("--rir-sec", type=float, default=0.75,
+    parser.add_argument("--rir-sec", type=float, default=augment.RIR_S,
                         help="length of the synthetic impulse responses (s)")
     parser.add_argument("--exclude-albums", default="",
                         help="comma-separated catalog albums left out of training (e.g. "

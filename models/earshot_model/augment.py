@@ -21,15 +21,17 @@ from .frontend import DEFAULT_PARAMS
 RATE_HZ = DEFAULT_PARAMS["sample_rate_hz"]
 # The fixed ranges of the chain (the training record describes them from here).
 RT60_MIN_S = 0.2                   # rooms draw RT60 in RT60_MIN_S..rt60_max
+RT60_MAX_S = 1.0                   # default rt60_max
 DRR_DB_RANGE = (-6.0, 6.0)         # direct-to-reverberant ratio of the impulse responses
 TILT_DB = 6.0                      # EQ tilt drawn in -TILT_DB..+TILT_DB
 CLIP_DRIVE_DB_RANGE = (0.0, 12.0)  # soft-clip drive
 SNR_DB_RANGE = (-5.0, 15.0)        # default additive-noise SNR
 LEVEL_DBFS_RANGE = (-30.0, -12.0)  # output RMS level
-RIR_SAMPLES = int(round(0.75 * RATE_HZ))  # default impulse response length, 0.75 s
+RIR_S = 0.75                       # default impulse response length
+RIR_SAMPLES = int(round(RIR_S * RATE_HZ))
 
 
-def synthetic_rir_bank(n, length, rng, rt60_range=(RT60_MIN_S, 1.0),
+def synthetic_rir_bank(n, length, rng, rt60_range=(RT60_MIN_S, RT60_MAX_S),
                        drr_db_range=DRR_DB_RANGE):
     """[n, length] float32 room impulse responses with unit energy and the direct path at
     sample 0: exponentially decaying Gaussian noise (RT60 drawn uniformly), a few early
@@ -126,7 +128,7 @@ class Degrader:
     def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=RIR_SAMPLES,
                  n_bandpass=256, p_room=0.75, p_bandpass=0.8, p_tilt=0.8, p_clip=0.5,
                  p_noise=0.9, snr_db_range=SNR_DB_RANGE, level_dbfs_range=LEVEL_DBFS_RANGE,
-                 rt60_range=(RT60_MIN_S, 1.0)):
+                 rt60_range=(RT60_MIN_S, RT60_MAX_S)):
         assert pre_samples >= rir_samples - 1, "pre-roll must cover the RIR (no wrap-around)"
         rng = np.random.default_rng(seed)
         self.pre, self.seg = pre_samples, seg_samples

@@ -41,13 +41,15 @@ def folder_name(path):
 
 def describe_augmentation(cfg):
     """The training augmentation of a run, from its arguments and augment.py's fixed ranges."""
-    snr_lo, snr_hi = (float(v) for v in cfg.get("snr_db", "-5,15").split(","))
+    snr_lo, snr_hi = augment.SNR_DB_RANGE
+    if "snr_db" in cfg:
+        snr_lo, snr_hi = (float(v) for v in cfg["snr_db"].split(","))
     share = cfg.get("synthetic_noise", 0.0)
     noise = "train noise" if not share else \
         f"train noise and synthetic noise ({share:g} of the draws)"
     rate = DEFAULT_PARAMS["sample_rate_hz"]
-    text = (f"synthetic RIR (RT60 {augment.RT60_MIN_S}-{cfg.get('rt60_max', 1.0)} s, "
-            f"{cfg.get('rir_sec', 0.75)} s long, DRR {augment.DRR_DB_RANGE[0]:g}.."
+    text = (f"synthetic RIR (RT60 {augment.RT60_MIN_S}-{cfg.get('rt60_max', augment.RT60_MAX_S)}"
+            f" s, {cfg.get('rir_sec', augment.RIR_S)} s long, DRR {augment.DRR_DB_RANGE[0]:g}.."
             f"{augment.DRR_DB_RANGE[1]:+g} dB), Butterworth band-pass, "
             f"tilt +-{augment.TILT_DB:g} dB, tanh soft clip {augment.CLIP_DRIVE_DB_RANGE[0]:g}-"
             f"{augment.CLIP_DRIVE_DB_RANGE[1]:g} dB, {noise} {snr_lo:g}..{snr_hi:+g} dB SNR, "

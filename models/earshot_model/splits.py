@@ -54,7 +54,7 @@ def split_songs(ids, album_of, indexed, dev_sources, seed, n_dev_songs, n_dev_se
     dev_neg = sorted(out_of_catalog, key=lambda s: stable_hash(s, seed))[:N_DEV_NEGATIVE_SONGS]
     held_out = set(dev_unseen) | set(dev_neg) | excluded | set(holdout)
     train_ids = [s for s in ids if s not in held_out]
-    dev_seen = seen_dev_songs(train_ids, indexed, seed, n_dev_seen)
+    dev_seen = seen_dev_songs(train_ids, set(indexed), seed, n_dev_seen)
     return Split(train_ids, dev_unseen, dev_seen, dev_neg, excluded, holdout)
 
 
@@ -63,7 +63,6 @@ class DevQueries:
     index holds (index-catalog.tsv) and the source song of every clip (details.tsv)."""
 
     def __init__(self, folder):
-        self.folder = folder
         self.indexed = [r["id"] for r in data.read_catalog(
             os.path.join(folder, "index-catalog.tsv"))]
         self.source_of = {r["query"]: r["source_song"] for r in data.read_catalog(
