@@ -40,7 +40,7 @@ def main():
         with open(args.results) as f:
             results = {r["query"]: r for r in map(json.loads, f)}
     except (OSError, KeyError, json.JSONDecodeError) as e:
-        sys.exit(f"false-positives: cannot read the inputs: {e}")
+        sys.exit(f"false_positives: cannot read the inputs: {e}")
     audio = SongAudio(args.catalog)
     by_length = {}  # length -> [out-of-catalog queries, answered, answered without shared audio]
     for q, t in sorted(truth.items()):
@@ -54,11 +54,11 @@ def main():
             continue
         d = details.get(q)
         if d is None:
-            sys.exit(f"false-positives: {q} is not in {args.details}")
+            sys.exit(f"false_positives: {q} is not in {args.details}")
         try:
             r, shared = audio.holds_answer(d, answer, args.shared_audio)
         except AudioError as e:
-            sys.exit(f"false-positives: {e}")
+            sys.exit(f"false_positives: {e}")
         counts[1] += 1
         counts[2] += not shared
         r_text = "n/a (speed)" if r is None else f"{r:.2f}"
