@@ -31,7 +31,7 @@ test-wasm: wasm
 	ctest --test-dir $(BUILD_WASM) --output-on-failure
 
 test-python:
-	/usr/bin/python3 -m unittest discover -s models -p 'test_*.py' -v
+	/usr/bin/python3 -m unittest discover -s models -t . -p 'test_*.py' -v
 
 test-e2e:
 	BUILD=$(BUILD) BUILD_WASM=$(BUILD_WASM) JOBS=$(JOBS) scripts/demo.sh --build-only

@@ -1,23 +1,29 @@
-#!/usr/bin/python3
-"""Writes models/random-init-v0.emod: the v1 architecture with deterministic He-initialised
-random weights (seed 20240601) and full metadata. For C++ loader/backend tests only; it does
-not recognise anything."""
+"""Writes models/random-init-v0.emod: the default architecture (net.DEFAULT_CHANNELS) with
+deterministic He-initialised random weights (seed 20240601) and full metadata. For the loader
+and backend tests only; it recognises nothing.
+
+    /usr/bin/python3 -m models.make_random_model [--out FILE]
+"""
 
 import argparse
 import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from earshot_model import modelfile  # noqa: E402
-from earshot_model.net import EarshotNet  # noqa: E402
+from models.earshot_model import model_file
+from models.earshot_model.net import EarshotNet
 
 SEED = 20240601
+# The hops this test model was written with (0.5 s for index and query alike); the tests that
+# use it expect these.
+HOP_FRAMES = 32
+QUERY_HOP_FRAMES = 32
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -m models.make_random_model",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                       "random-init-v0.emod"))
     args = parser.parse_args()
@@ -29,8 +35,9 @@ def main():
         for bn in net.norms:
             bn.running_mean.uniform_(-0.05, 0.05, generator=generator)
             bn.running_var.uniform_(0.8, 1.25, generator=generator)
-    digest = modelfile.write_model_file(
+    digest = model_file.write_model_file(
         args.out, net, "random-init-v0", weights="f32",  # a model_version 1 file, kept as is
+        hop_frames=HOP_FRAMES, query_hop_frames=QUERY_HOP_FRAMES,
         description="Random-init (untrained) network with the v1 architecture, seed "
                     f"{SEED}; for loader and backend tests only, recognises nothing.",
         training={"trained": False, "seed": SEED, "init": "He normal (fan-in, ReLU gain), "

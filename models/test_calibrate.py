@@ -1,27 +1,29 @@
-"""Tests of scripts/calibrate-threshold.py on small synthetic query sets: the fitted thresholds,
+"""Tests of models/calibrate_threshold.py on small synthetic query sets: the fitted thresholds,
 the leave-one-fold-out check (--crossval), the tables written per PQ resolution and the
 negatives left out for holding their answer's audio (--shared-audio).
 
-Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
+Run from the repository root: /usr/bin/python3 -m unittest discover -s models -t . -p 'test_*.py'
 """
 
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
 import numpy as np
 import soundfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from earshot_model import container  # noqa: E402
+from models.earshot_model import container
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "scripts", "calibrate-threshold.py")
+TOOL = ["/usr/bin/python3", "-m", "models.calibrate_threshold"]
 MODEL = os.path.join(ROOT, "models", "random-init-v0.emod")
+
+
+def run_tool(*args):
+    return subprocess.run([*TOOL, *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def write_set(folder, negatives, positives):
@@ -43,8 +45,7 @@ def write_set(folder, negatives, positives):
 
 class CalibrateTest(unittest.TestCase):
     def run_script(self, *args):
-        out = subprocess.run(["/usr/bin/python3", SCRIPT, "--model", MODEL, *args],
-                             capture_output=True, text=True)
+        out = run_tool("--model", MODEL, *args)
         self.assertEqual(out.returncode, 0, out.stderr)
         return out.stdout
 
@@ -66,8 +67,7 @@ class CalibrateTest(unittest.TestCase):
     def test_crossval_needs_folds(self):
         with tempfile.TemporaryDirectory() as tmp:
             a = write_set(os.path.join(tmp, "a"), [0.1], [(0.9, True)])
-            out = subprocess.run(["/usr/bin/python3", SCRIPT, "--model", MODEL, "--crossval", *a],
-                                 capture_output=True, text=True)
+            out = run_tool("--model", MODEL, "--crossval", *a)
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("--fold", out.stderr)
 
@@ -88,14 +88,16 @@ class CalibrateTest(unittest.TestCase):
             b = write_set(os.path.join(tmp, "b"), [0.1, 0.3, 0.8], [(0.7, True)])
 
             def run(*args):
-                return subprocess.run(["/usr/bin/python3", SCRIPT, "--model", model, "--write",
-                                       "--target-fp", "0", "--margin", "0.01", *args],
-                                      capture_output=True, text=True)
+                return run_tool("--model", model, "--write", "--target-fp", "0", "--margin",
+                                "0.01", *args)
             self.assertEqual(run(*a, *b).returncode, 0)
             out = run("--for-pq-m", "32", *a)  # other results: only a's negatives, max 0.5
             self.assertEqual(out.returncode, 0, out.stderr)
             meta = container.read_container_file(model, "MODL").meta
             self.assertEqual(meta["threshold_by_n"], [0.81])  # kept
+            # Query sets are recorded by folder name, not by the path on this machine.
+            self.assertEqual(meta["threshold_calibration"]["queries"],
+                             ["a/truth.tsv", "b/truth.tsv"])
             self.assertEqual(meta["threshold_by_n_by_pq_m"], {"32": [0.51]})
             self.assertIn("32", meta["threshold_calibration_by_pq_m"])
             out = run("--for-pq-m", "16", *a)  # the model's own resolution: refused
@@ -144,8 +146,7 @@ class CalibrateTest(unittest.TestCase):
             r = float(text.split("shared audio (r ")[1].split(",")[0])
             self.assertGreater(r, 0.6)  # equal power: 1/sqrt(2) = 0.71
             self.assertLess(r, 0.8)
-            out = subprocess.run(["/usr/bin/python3", SCRIPT, "--model", MODEL, *args,
-                                  "--shared-audio", "0.5"], capture_output=True, text=True)
+            out = run_tool("--model", MODEL, *args, "--shared-audio", "0.5")
             self.assertNotEqual(out.returncode, 0)  # no --catalog
             self.assertIn("--catalog", out.stderr)
 

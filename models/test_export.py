@@ -1,10 +1,13 @@
 """Tests of the model package: container round trip and corrupt inputs, export parity (pure-numpy
-reference of DESIGN.md section 3 over the .emod vs the PyTorch model), and the torch/numpy
-front-end against tests/data/frontend_golden.* (numpy float64 reference by another engineer).
+reference of DESIGN.md section 3 over the .emod vs the PyTorch model), checkpoint export and its
+training record, and the torch/numpy front-end against tests/data/frontend_golden.* (numpy
+float64 reference by another engineer).
 
-Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
+Run from the repository root: /usr/bin/python3 -m unittest discover -s models -t . -p 'test_*.py'
 """
 
+import contextlib
+import io
 import json
 import os
 import struct
@@ -15,10 +18,11 @@ import unittest
 import numpy as np
 import torch
 
+from models import make_random_model
+from models.earshot_model import checkpoint, container, frontend, model_file, reference
+from models.earshot_model.net import EarshotNet
+
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, MODELS_DIR)
-from earshot_model import container, frontend, modelfile, reference  # noqa: E402
-from earshot_model.net import EarshotNet  # noqa: E402
 
 REPO = os.path.dirname(MODELS_DIR)
 GOLDEN = os.path.join(REPO, "tests", "data", "frontend_golden.json")
@@ -29,8 +33,9 @@ FRONTEND_ABS_TOL = 1e-4
 PARITY_MIN_COSINE = 0.9999
 
 
-def random_logmel(rng, frames=62):
-    pcm = (rng.standard_normal(frames * 250 + 262) * rng.uniform(0.01, 0.3)).astype(np.float32)
+def random_logmel(rng, frames=frontend.DEFAULT_GEOMETRY["context_frames"]):
+    pcm = (rng.standard_normal(frontend.window_samples(frames)) *
+           rng.uniform(0.01, 0.3)).astype(np.float32)
     pcm[: rng.integers(0, 4000)] *= 0.01
     return frontend.logmel_numpy(pcm)[:frames]
 
@@ -122,7 +127,7 @@ class ExportParityTest(unittest.TestCase):
         self.assertLessEqual(n_params, 1_500_000)
         self.assertEqual(n_params, meta["n_params"])
         if net is None:  # rebuild the torch model from the file (unfolded: BN = identity)
-            net = modelfile.net_from_meta(meta)
+            net = model_file.net_from_meta(meta)
             self.load_folded(net, c)
         self.assertLessEqual(net.flops(), 30_000_000)
         net.eval()
@@ -167,7 +172,7 @@ class ExportParityTest(unittest.TestCase):
                 bn.weight.uniform_(0.5, 1.5)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "t.emod")
-            modelfile.write_model_file(path, net, "test", index_pq_m=32)
+            model_file.write_model_file(path, net, "test", index_pq_m=32)
             c = self.check_file(path, net)
             self.assertEqual(c.meta["index_pq_m"], 32)
 
@@ -176,9 +181,9 @@ class ExportParityTest(unittest.TestCase):
         net.reset_he(torch.Generator().manual_seed(4))
         net.eval()
         with tempfile.TemporaryDirectory() as tmp:
-            paths = {w: os.path.join(tmp, f"{w}.emod") for w in modelfile.WEIGHT_DTYPES}
+            paths = {w: os.path.join(tmp, f"{w}.emod") for w in model_file.WEIGHT_DTYPES}
             for weights, path in paths.items():
-                modelfile.write_model_file(path, net, "test", weights=weights)
+                model_file.write_model_file(path, net, "test", weights=weights)
             c16, c32 = (self.check_file(paths[w], net) for w in ("f16", "f32"))
             self.assertEqual((c16.meta["model_version"], c32.meta["model_version"]), (2, 1))
             # Weights are all but a few hundred of the parameters: the f16 file is about half.
@@ -187,23 +192,22 @@ class ExportParityTest(unittest.TestCase):
                 np.testing.assert_array_equal(c16[name], array.astype(c16[name].dtype))
 
     def test_export_copies_thresholds_of_the_same_network_only(self):
-        import export  # models/export.py (MODELS_DIR is on sys.path)
         net = EarshotNet()
         net.reset_he(torch.Generator().manual_seed(5))
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "calibrated.emod")
-            modelfile.write_model_file(path, net, "test", index_pq_m=32)
+            model_file.write_model_file(path, net, "test", index_pq_m=32)
             c = container.read_container_file(path, "MODL")
             meta = dict(c.meta, threshold_by_n=[0.5, 0.4], threshold=0.4,
                         threshold_by_n_by_pq_m={"16": [0.45, 0.35]})
             with open(path, "wb") as f:
                 f.write(container.write_container("MODL", meta, list(c.sections.items())))
-            copied = export.thresholds_of(path, net.export_layers()[0])
+            copied = model_file.thresholds_of(path, net.export_layers()[0])
             self.assertEqual(copied, {"threshold_by_n": [0.5, 0.4], "threshold": 0.4,
                                       "threshold_by_n_by_pq_m": {"16": [0.45, 0.35]}})
             other = EarshotNet(channels=[8, 16, 32, 64, 96])
             with self.assertRaisesRegex(RuntimeError, "another network"):
-                export.thresholds_of(path, other.export_layers()[0])
+                model_file.thresholds_of(path, other.export_layers()[0])
 
     def test_random_init_file(self):
         self.check_file(os.path.join(MODELS_DIR, "random-init-v0.emod"))
@@ -218,6 +222,127 @@ class ExportParityTest(unittest.TestCase):
         # Calibrated thresholds, and the PQ resolution they were calibrated for.
         self.assertTrue(c.meta["threshold_by_n"])
         self.assertEqual(c.meta["embedding_dim"] % c.meta["index_pq_m"], 0)
+
+
+def train_config(**changes):
+    """A checkpoint's config as train.py records it (its arguments), with folders of a machine."""
+    config = {"run": "t", "corpus": "/mnt/corpora/earshot/train",
+              "dev_queries": "/mnt/corpora/q-train-dev", "seed": 1, "batch": 8,
+              "budget_min": 1.0, "lr": 0.002, "weight_decay": 1e-4, "loss": "ntxent", "tau": 0.05,
+              "margin": 0.4, "memory": 0, "channels": "4,4,4,4,8", "dim": 8, "threads": 2,
+              "ckpt_min": 5.0, "dev_min": 20.0, "export_min": 0.0, "n_dev_songs": 16,
+              "n_dev_seen": 4, "rt60_max": 1.0, "snr_db": "-5,15", "rir_sec": 0.75,
+              "exclude_albums": "", "holdout_albums": "", "holdout_frac": 0.25,
+              "album_frac": 0.0, "album_group": 8, "synthetic_noise": 0.0, "speed_variants": "",
+              "spec_mask": 0.0, "init_from": ""}
+    config.update(changes)
+    return config
+
+
+def write_checkpoint(path, config, seed=0):
+    net = EarshotNet(channels=[int(c) for c in config["channels"].split(",")],
+                     embedding_dim=config["dim"])
+    net.reset_he(torch.Generator().manual_seed(seed))
+    torch.save({"net": net.state_dict(), "config": config,
+                "state": {"step": 12, "train_s": 90.0, "done": True,
+                          "history": [{"unseen/all/all": 50.0, "step": 12}]},
+                "train_ids": ["a", "b", "c"], "dev": {"unseen": ["d"], "seen": ["a"], "neg": []},
+                "holdout": ["e"], "excluded": ["f"]}, path)
+    net.eval()
+    return net
+
+
+class CheckpointExportTest(unittest.TestCase):
+    def export(self, tmp, config, **kwargs):
+        ckpt = os.path.join(tmp, "last.pt")
+        net = write_checkpoint(ckpt, config)
+        out = os.path.join(tmp, "m.emod")
+        digest = checkpoint.export_checkpoint(ckpt, out, **kwargs)
+        with open(out, "rb") as f:
+            data = f.read()
+        return net, data, digest
+
+    def test_export_writes_the_network_and_geometry(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            net, data, digest = self.export(tmp, train_config())
+            c = container.read_container(data, "MODL")
+            self.assertEqual(c.sha256_hex, digest)
+            for name, array in model_file.export_tensors(net):
+                np.testing.assert_array_equal(c[name], array)
+            for key, value in frontend.DEFAULT_GEOMETRY.items():
+                self.assertEqual(c.meta[key], value)
+            self.assertEqual(c.meta["index_pq_m"], model_file.DEFAULT_INDEX_PQ_M)
+            self.assertEqual(c.meta["model_version"], 2)
+            # The same checkpoint always gives the same bytes.
+            _, again, _ = self.export(tmp, train_config())
+            self.assertEqual(again, data)
+
+    def test_training_record_comes_from_the_arguments(self):
+        config = train_config(snr_db="-8,8", rt60_max=2.5, synthetic_noise=0.25,
+                              speed_variants="0.9,1.1", spec_mask=0.5,
+                              spec_mask_shape={"n_freq": 3, "freq_max": 6, "n_time": 2,
+                                               "time_max": 4},
+                              album_frac=0.5, album_group=4)
+        with tempfile.TemporaryDirectory() as tmp:
+            _, data, _ = self.export(tmp, config)
+        meta = container.read_container(data, "MODL").meta
+        record = meta["training"]
+        self.assertNotIn("/mnt", json.dumps(meta))  # folders by name, never by path
+        self.assertEqual(record["data"], "earshot train set (train): 3 songs; dev songs held out")
+        self.assertEqual(record["arguments"]["corpus"], "train")
+        self.assertEqual(record["arguments"]["dev_queries"], "q-train-dev")
+        expected = {k: v for k, v in config.items()
+                    if k not in ("corpus", "dev_queries", "init_from", "spec_mask_shape")}
+        self.assertEqual({k: v for k, v in record["arguments"].items()
+                          if k not in ("corpus", "dev_queries")}, expected)
+        self.assertEqual((record["seed"], record["steps"], record["train_minutes"]), (1, 12, 1.5))
+        self.assertEqual(record["album_groups"], {"share": 0.5, "size": 4})
+        text = record["augmentation"]
+        for part in ("RT60 0.2-2.5 s", "train noise and synthetic noise (0.25 of the draws) "
+                     "-8..+8 dB SNR", "speeds x0.9, x1.1", "masks on 0.5 of the degraded views "
+                     "(3 mel bands of up to 6 bins, 2 runs of up to 4 frames)"):
+            self.assertIn(part, text)
+
+    def test_augmentation_of_the_default_arguments(self):
+        self.assertEqual(
+            checkpoint.describe_augmentation(train_config()),
+            "synthetic RIR (RT60 0.2-1.0 s, 0.75 s long, DRR -6..+6 dB), Butterworth "
+            "band-pass, tilt +-6 dB, tanh soft clip 0-12 dB, train noise -5..+15 dB SNR, "
+            "level -30..-12 dBFS, 16-bit, +-0.25 s shift")
+
+    def test_committed_model_has_the_default_geometry(self):
+        """The dev metric and the export defaults measure and write what ships."""
+        path = os.path.join(MODELS_DIR, "earshot-v1.emod")
+        if not os.path.exists(path):
+            self.skipTest("models/earshot-v1.emod not exported yet")
+        meta = container.read_container_file(path, "MODL").meta
+        self.assertEqual(frontend.params_from_meta(meta), frontend.DEFAULT_PARAMS)
+        for key, value in frontend.DEFAULT_GEOMETRY.items():
+            self.assertEqual(meta[key], value, key)
+        self.assertEqual(meta["index_pq_m"], model_file.DEFAULT_INDEX_PQ_M)
+
+    def test_random_model_is_reproduced(self):
+        """make_random_model writes the committed random-init-v0.emod's tensors and metadata;
+        the file predates the query_hop_frames key (the core reads its absence as hop_frames,
+        which the tool writes)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "r.emod")
+            argv = sys.argv
+            sys.argv = ["make_random_model", "--out", out]
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    make_random_model.main()
+            finally:
+                sys.argv = argv
+            made = container.read_container_file(out, "MODL")
+        committed = container.read_container_file(
+            os.path.join(MODELS_DIR, "random-init-v0.emod"), "MODL")
+        self.assertEqual(made.meta.pop("query_hop_frames"), made.meta["hop_frames"])
+        self.assertEqual(made.meta, committed.meta)
+        self.assertEqual(list(made.meta), list(committed.meta))
+        self.assertEqual(list(made.sections), list(committed.sections))
+        for name, array in committed.sections.items():
+            np.testing.assert_array_equal(made[name], array)
 
 
 class FrontendGoldenTest(unittest.TestCase):

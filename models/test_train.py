@@ -1,20 +1,27 @@
-"""Tests of the training pieces: losses, masks, schedule, degradation chain, RIR bank.
+"""Tests of the training pieces: losses, false-negative and spectrogram masks, schedule,
+sampling, splits, degradation chain, RIR bank, and the tools' command lines.
 
-Run: /usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
+Run from the repository root: /usr/bin/python3 -m unittest discover -s models -t . -p 'test_*.py'
 """
 
+import contextlib
+import io
 import math
 import os
+import runpy
+import subprocess
 import sys
+import tempfile
 import unittest
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train  # noqa: E402
-from earshot_model import augment  # noqa: E402
+from models import train
+from models.earshot_model import augment, data, losses, sampling, splits
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rms_db(x):
@@ -41,18 +48,18 @@ class LossTest(unittest.TestCase):
         zp = F.normalize(torch.randn(6, 8, generator=g), dim=1)
         tau = 0.1
         no_mask = torch.zeros(6, 6, dtype=torch.bool)
-        self.assertAlmostEqual(train.nt_xent(za, zp, tau, no_mask).item(),
+        self.assertAlmostEqual(losses.nt_xent(za, zp, tau, no_mask).item(),
                                reference_nt_xent(za, zp, tau), places=4)
 
     def test_masked_false_negatives_are_ignored(self):
         za = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01]]), dim=1)
         zp = za.clone()
-        mask = train.false_negative_mask(torch.tensor([0, 1, 0]), torch.tensor([0, 0, 16000]))
+        mask = losses.false_negative_mask(torch.tensor([0, 1, 0]), torch.tensor([0, 0, 16000]))
         self.assertTrue(mask[0, 2] and mask[2, 0])
         self.assertFalse(mask[0, 1] or mask[0, 0])
         # Item 2 duplicates item 0: unmasked it is a hard negative, masked it is not.
-        masked = train.nt_xent(za, zp, 0.05, mask).item()
-        unmasked = train.nt_xent(za, zp, 0.05, torch.zeros(3, 3, dtype=torch.bool)).item()
+        masked = losses.nt_xent(za, zp, 0.05, mask).item()
+        unmasked = losses.nt_xent(za, zp, 0.05, torch.zeros(3, 3, dtype=torch.bool)).item()
         self.assertLess(masked, 0.01)
         self.assertGreater(unmasked, 0.5)
 
@@ -63,15 +70,15 @@ class LossTest(unittest.TestCase):
         extra = F.normalize(torch.randn(3, 8, generator=g), dim=1)
         tau = 0.1
         no_mask = torch.zeros(4, 4, dtype=torch.bool)
-        got = train.nt_xent(za, zp, tau, no_mask, extra, torch.zeros(4, 3, dtype=torch.bool))
+        got = losses.nt_xent(za, zp, tau, no_mask, extra, torch.zeros(4, 3, dtype=torch.bool))
         self.assertAlmostEqual(got.item(), reference_nt_xent(za, zp, tau, extra), places=4)
         # Masking every memory row gives back the in-batch loss.
-        all_masked = train.nt_xent(za, zp, tau, no_mask, extra, torch.ones(4, 3, dtype=torch.bool))
-        self.assertAlmostEqual(all_masked.item(), train.nt_xent(za, zp, tau, no_mask).item(),
+        all_masked = losses.nt_xent(za, zp, tau, no_mask, extra, torch.ones(4, 3, dtype=torch.bool))
+        self.assertAlmostEqual(all_masked.item(), losses.nt_xent(za, zp, tau, no_mask).item(),
                                places=5)
 
     def test_cross_batch_memory_queue_and_mask(self):
-        memory = train.CrossBatchMemory(size=5, dim=2)
+        memory = losses.CrossBatchMemory(size=5, dim=2)
         z = torch.eye(2).repeat(2, 1)  # 4 views
         memory.push(z, torch.tensor([0, 1, 2, 3]))
         rows, mask = memory.negatives(torch.tensor([1, 3]))
@@ -88,9 +95,9 @@ class LossTest(unittest.TestCase):
     def test_semi_hard_triplet(self):
         za = F.normalize(torch.eye(4), dim=1)
         no_mask = torch.zeros(4, 4, dtype=torch.bool)
-        self.assertAlmostEqual(train.semi_hard_triplet(za, za.clone(), 0.4, no_mask).item(), 0.0)
+        self.assertAlmostEqual(losses.semi_hard_triplet(za, za.clone(), 0.4, no_mask).item(), 0.0)
         # Positives swapped: every anchor's positive is farther than some negative -> loss > 0.
-        loss = train.semi_hard_triplet(za, za[[1, 0, 3, 2]], 0.4, no_mask).item()
+        loss = losses.semi_hard_triplet(za, za[[1, 0, 3, 2]], 0.4, no_mask).item()
         self.assertGreater(loss, 0.0)
 
     def test_lr_schedule(self):
@@ -108,7 +115,7 @@ class SamplingTest(unittest.TestCase):
         songs = [np.full(60000, 0.1 * (i + 1), dtype=np.float32) for i in range(5)]
         albums = ["a", "a", "b", "b", "solo"]
         noise = [np.zeros(20000, dtype=np.float32)]
-        sampler = train.Sampler(songs, ["n"], noise, seed=3, pre_samples=1000,
+        sampler = sampling.Sampler(songs, ["n"], noise, seed=3, pre_samples=1000,
                                 albums=albums, album_frac=0.5, group=4)
         seen_albums = set()
         for _ in range(20):
@@ -121,22 +128,22 @@ class SamplingTest(unittest.TestCase):
 
     def test_no_album_groups_by_default(self):
         songs = [np.ones(60000, dtype=np.float32) for _ in range(3)]
-        sampler = train.Sampler(songs, ["n"], [np.zeros(20000, dtype=np.float32)], seed=0,
+        sampler = sampling.Sampler(songs, ["n"], [np.zeros(20000, dtype=np.float32)], seed=0,
                                 pre_samples=1000, albums=["a", "a", "a"])
         self.assertEqual(sampler.album_songs, [])
 
     def test_excluded_and_holdout(self):
         album_of = {f"m{i}": "midi" for i in range(8)}
         album_of.update({"x1": "dup", "x2": "dup", "o1": "ogg"})
-        excluded, holdout = train.excluded_and_holdout(album_of, "dup", "midi", 0.25, seed=1)
+        excluded, holdout = splits.excluded_and_holdout(album_of, "dup", "midi", 0.25, seed=1)
         self.assertEqual(excluded, {"x1", "x2"})
         self.assertEqual(len(holdout), 2)
         self.assertTrue(set(holdout) <= {f"m{i}" for i in range(8)})
         # Seeded: the same seed holds out the same songs, another seed (here) others.
-        self.assertEqual(train.excluded_and_holdout(album_of, "dup", "midi", 0.25, 1)[1], holdout)
-        self.assertNotEqual(train.excluded_and_holdout(album_of, "dup", "midi", 0.25, 2)[1],
+        self.assertEqual(splits.excluded_and_holdout(album_of, "dup", "midi", 0.25, 1)[1], holdout)
+        self.assertNotEqual(splits.excluded_and_holdout(album_of, "dup", "midi", 0.25, 2)[1],
                             holdout)
-        self.assertEqual(train.excluded_and_holdout(album_of, "", "", 0.25, 1), (set(), []))
+        self.assertEqual(splits.excluded_and_holdout(album_of, "", "", 0.25, 1), (set(), []))
 
     def test_speed_variants(self):
         """Each factor adds every song resampled (f times faster: a tone's frequency times f,
@@ -144,7 +151,7 @@ class SamplingTest(unittest.TestCase):
         t = np.arange(32000) / 16000.0
         songs = [np.sin(2 * np.pi * 1000.0 * t).astype(np.float32),
                  np.sin(2 * np.pi * 500.0 * t).astype(np.float32)]
-        out, albums = train.speed_variants(songs, ["a", "b"], [0.9, 1.1])
+        out, albums = sampling.speed_variants(songs, ["a", "b"], [0.9, 1.1])
         self.assertEqual(albums, ["a", "b", "a", "b", "a", "b"])
         self.assertIs(out[0], songs[0])
         for k, (f, base) in enumerate([(0.9, 1000.0), (0.9, 500.0), (1.1, 1000.0),
@@ -160,14 +167,127 @@ class SamplingTest(unittest.TestCase):
         0 (default): every one comes from the files."""
         songs = [np.ones(60000, dtype=np.float32)]
         files = [np.full(20000, 0.25, dtype=np.float32)]
-        synth = train.Sampler(songs, ["n"], files, seed=2, pre_samples=1000, synthetic_noise=1.0)
-        plain = train.Sampler(songs, ["n"], files, seed=2, pre_samples=1000)
+        synth = sampling.Sampler(songs, ["n"], files, seed=2, pre_samples=1000, synthetic_noise=1.0)
+        plain = sampling.Sampler(songs, ["n"], files, seed=2, pre_samples=1000)
         _, _, noise, _, _ = synth.batch(16)
         self.assertTrue(torch.isfinite(noise).all())
         self.assertTrue((noise != 0.25).any(1).all())
         _, _, noise, _, _ = plain.batch(16)
         self.assertTrue((noise == 0.25).all())
 
+    def test_valid_starts(self):
+        """Frame-aligned starts, at least one shift from either end, none in silence."""
+        audio = np.zeros(5 * 16000, dtype=np.float32)
+        audio[2 * 16000:] = 0.1
+        starts = sampling.valid_starts(audio)
+        self.assertTrue(len(starts) > 0)
+        self.assertTrue(np.all(starts % sampling.HOP_LENGTH == 0))
+        self.assertGreater(starts.min(), sampling.MAX_SHIFT)
+        self.assertLessEqual(starts.max() + sampling.SEG_SAMPLES + sampling.MAX_SHIFT, len(audio))
+        # Every start's segment reaches the loud part (RMS over -45 dBFS).
+        self.assertGreater(starts.min() + sampling.SEG_SAMPLES, 2 * 16000)
+        self.assertEqual(len(sampling.valid_starts(audio[:20000])), 0)
+
+
+class SplitsTest(unittest.TestCase):
+    def setUp(self):
+        self.ids = [f"s{i:02d}" for i in range(40)]
+        self.album_of = {s: ("midi" if i >= 30 else "dup" if i >= 27 else f"a{i % 3}")
+                         for i, s in enumerate(self.ids)}
+        self.indexed = self.ids[:20]
+        self.sources = set(self.ids[:26]) | {"not-in-the-corpus"}
+
+    def split(self, seed=1):
+        return splits.split_songs(self.ids, self.album_of, self.indexed, self.sources, seed,
+                                  n_dev_songs=5, n_dev_seen=3, exclude_albums="dup",
+                                  holdout_albums="midi", holdout_frac=0.5)
+
+    def test_split_songs(self):
+        split = self.split()
+        train = set(split.train_ids)
+        self.assertEqual(len(split.dev_unseen), 5)
+        self.assertTrue(set(split.dev_unseen) <= set(self.indexed))
+        # Out-of-catalog dev songs: sources of the dev clips in the corpus but not indexed.
+        self.assertEqual(len(split.dev_neg), splits.N_DEV_NEGATIVE_SONGS)
+        self.assertTrue(set(split.dev_neg) <= set(self.ids[20:26]))
+        self.assertEqual(split.excluded, {"s27", "s28", "s29"})
+        self.assertEqual(len(split.holdout), 5)
+        held_out = set(split.dev_unseen) | set(split.dev_neg) | split.excluded | \
+            set(split.holdout)
+        self.assertEqual(train, set(self.ids) - held_out)
+        self.assertEqual(split.train_ids, [s for s in self.ids if s in train])  # catalog order
+        self.assertEqual(len(split.dev_seen), 3)
+        self.assertTrue(set(split.dev_seen) <= train & set(self.indexed))
+        self.assertEqual(split.dev_seen, splits.seen_dev_songs(split.train_ids,
+                                                               set(self.indexed), 1, 3))
+
+    def test_split_is_seeded(self):
+        self.assertEqual(self.split(1), self.split(1))
+        self.assertNotEqual(self.split(1).dev_unseen, self.split(2).dev_unseen)
+
+    def test_dev_queries_folder(self):
+        if not os.path.exists(os.path.join(REPO, "..", "shared", "eval", "evallib.py")) and \
+                "EVAL" not in os.environ:
+            self.skipTest("the evaluation tools (../shared/eval) are not present")
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "index-catalog.tsv"), "w") as f:
+                f.write("id\tpath\na\t/x/a.ogg\nb\t/x/b.ogg\n")
+            with open(os.path.join(tmp, "details.tsv"), "w") as f:
+                f.write("query\tsong\tsource_song\nq1.flac\ta\ta\nq2.flac\t-\tc\n")
+            queries = splits.DevQueries(tmp)
+        self.assertEqual(queries.indexed, ["a", "b"])
+        self.assertEqual(queries.source_of, {"q1.flac": "a", "q2.flac": "c"})
+        self.assertEqual(queries.sources(), {"a", "c"})
+
+
+class EvalToolsTest(unittest.TestCase):
+    def test_evallib_is_loaded_without_touching_sys_path(self):
+        if not os.path.exists(os.path.join(REPO, "..", "shared", "eval", "evallib.py")) and \
+                "EVAL" not in os.environ:
+            self.skipTest("the evaluation tools (../shared/eval) are not present")
+        before = list(sys.path)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "t.tsv")
+            with open(path, "w") as f:
+                f.write("id\tcategory\nn1\tcity\n")
+            self.assertEqual(data.read_catalog(path), [{"id": "n1", "category": "city"}])
+        self.assertEqual(sys.path, before)
+
+
+class CommandLineTest(unittest.TestCase):
+    """Every tool runs as a module of the package from the repository root."""
+
+    def run_module(self, module, *args):
+        """Runs `python3 -m models.MODULE ARGS` in this process; returns (exit code, output)."""
+        out, err = io.StringIO(), io.StringIO()
+        argv = sys.argv
+        sys.argv = [module, *args]
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                runpy.run_module(f"models.{module}", run_name="__main__", alter_sys=False)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        finally:
+            sys.argv = argv
+        return code, out.getvalue() + err.getvalue()
+
+    def test_help(self):
+        for module in ("train", "export", "dev_eval", "calibrate_threshold", "false_positives",
+                       "make_random_model"):
+            code, text = self.run_module(module, "--help")
+            self.assertEqual(code, 0, text)
+            self.assertIn(f"python3 -m models.{module}", text)
+
+    def test_train_needs_its_folders(self):
+        code, text = self.run_module("train", "--run", "x")
+        self.assertNotEqual(code, 0)
+        self.assertIn("--corpus", text)
+
+    def test_runs_from_the_repository_root(self):
+        out = subprocess.run(["/usr/bin/python3", "-m", "models.export", "--help"], cwd=REPO,
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
 
 class AugmentTest(unittest.TestCase):
     def test_rir_bank(self):
@@ -236,7 +356,7 @@ class AugmentTest(unittest.TestCase):
         and whole frame runs (<= 8 frames) set to its mean, and nothing else changes."""
         g = torch.Generator().manual_seed(3)
         x = torch.randn(2000, 62, 64) + 0.01 * torch.arange(2000.0)[:, None, None]
-        y = train.spec_mask(x, g, 0.5)
+        y = augment.spec_mask(x, g, 0.5)
         changed = y != x
         hit = changed.flatten(1).any(1)
         self.assertAlmostEqual(hit.float().mean().item(), 0.5, delta=0.05)
@@ -253,7 +373,7 @@ class AugmentTest(unittest.TestCase):
         # Every changed cell lies in a masked band or a masked frame run.
         in_mask = at_mean.all(1, keepdim=True) | at_mean.all(2, keepdim=True)
         self.assertTrue(torch.equal(changed, changed & in_mask))
-        self.assertTrue(torch.equal(train.spec_mask(x, g, 0.0), x))
+        self.assertTrue(torch.equal(augment.spec_mask(x, g, 0.0), x))
 
 
 if __name__ == "__main__":

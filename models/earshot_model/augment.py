@@ -1,12 +1,13 @@
-"""Degradations that model a phone or laptop microphone 1-3 m from a loudspeaker, applied in
-batched torch ops on 16 kHz waveforms.
+"""Training augmentation: degradations that model a phone or laptop microphone 1-3 m from a
+loudspeaker, applied in batched torch ops on waveforms at the front-end's sample rate (Degrader),
+and SpecAugment-style masks on the log-mel patches (spec_mask).
 
 Chain for the positive view (each stage drawn per item):
   room (synthetic RIR, FFT convolution over a pre-roll so tails enter naturally) ->
   band-limit (4th-order Butterworth band-pass, magnitude and phase, from a precomputed bank) ->
   EQ tilt (+-6 dB linear in log-frequency) -> soft clip (tanh, 0-12 dB drive) ->
-  additive noise (-5..+15 dB SNR, RMS over the segment) -> level (-30..-12 dBFS RMS) ->
-  16-bit quantisation.
+  additive noise (-5..+15 dB SNR by default, RMS over the segment) ->
+  level (-30..-12 dBFS RMS) -> 16-bit quantisation.
 """
 
 import math
@@ -15,10 +16,23 @@ import numpy as np
 import scipy.signal
 import torch
 
-RATE_HZ = 16000
+from .frontend import DEFAULT_PARAMS
+
+RATE_HZ = DEFAULT_PARAMS["sample_rate_hz"]
+# The fixed ranges of the chain (the training record describes them from here).
+RT60_MIN_S = 0.2                   # rooms draw RT60 in RT60_MIN_S..rt60_max
+RT60_MAX_S = 1.0                   # default rt60_max
+DRR_DB_RANGE = (-6.0, 6.0)         # direct-to-reverberant ratio of the impulse responses
+TILT_DB = 6.0                      # EQ tilt drawn in -TILT_DB..+TILT_DB
+CLIP_DRIVE_DB_RANGE = (0.0, 12.0)  # soft-clip drive
+SNR_DB_RANGE = (-5.0, 15.0)        # default additive-noise SNR
+LEVEL_DBFS_RANGE = (-30.0, -12.0)  # output RMS level
+RIR_S = 0.75                       # default impulse response length
+RIR_SAMPLES = int(round(RIR_S * RATE_HZ))
 
 
-def synthetic_rir_bank(n, length, rng, rt60_range=(0.2, 1.0), drr_db_range=(-6.0, 6.0)):
+def synthetic_rir_bank(n, length, rng, rt60_range=(RT60_MIN_S, RT60_MAX_S),
+                       drr_db_range=DRR_DB_RANGE):
     """[n, length] float32 room impulse responses with unit energy and the direct path at
     sample 0: exponentially decaying Gaussian noise (RT60 drawn uniformly), a few early
     reflections, mild high-frequency damping of the tail, and the reverberant part (after
@@ -111,17 +125,17 @@ class Degrader:
     """Batched positive-view degradation. Call with raw windows [B, pre + L] (float32, the
     first `pre` samples are pre-roll) and noise segments [B, L]; returns [B, L]."""
 
-    def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=12000,
+    def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=RIR_SAMPLES,
                  n_bandpass=256, p_room=0.75, p_bandpass=0.8, p_tilt=0.8, p_clip=0.5,
-                 p_noise=0.9, snr_db_range=(-5.0, 15.0), level_dbfs_range=(-30.0, -12.0),
-                 rt60_range=(0.2, 1.0)):
+                 p_noise=0.9, snr_db_range=SNR_DB_RANGE, level_dbfs_range=LEVEL_DBFS_RANGE,
+                 rt60_range=(RT60_MIN_S, RT60_MAX_S)):
         assert pre_samples >= rir_samples - 1, "pre-roll must cover the RIR (no wrap-around)"
         rng = np.random.default_rng(seed)
         self.pre, self.seg = pre_samples, seg_samples
         # FFT length: a 2^k * small size >= pre + seg (27762 = 2*3*7*661 is slow to FFT).
         self.n_fft = _fast_fft_size(pre_samples + seg_samples)
-        self.rir_f = torch.from_numpy(np.fft.rfft(
-            synthetic_rir_bank(n_rirs, rir_samples, rng, rt60_range), n=self.n_fft).astype(np.complex64))
+        rirs = synthetic_rir_bank(n_rirs, rir_samples, rng, rt60_range)
+        self.rir_f = torch.from_numpy(np.fft.rfft(rirs, n=self.n_fft).astype(np.complex64))
         self.bandpass_f = torch.from_numpy(bandpass_bank(n_bandpass, self.n_fft, rng))
         freqs = np.arange(self.n_fft // 2 + 1) * RATE_HZ / self.n_fft
         # Tilt shape in [-0.5, 0.5]: linear in log-frequency between 150 Hz and 7 kHz.
@@ -153,13 +167,13 @@ class Degrader:
         use_bp = draw(self.p["bandpass"])
         bp = self.bandpass_f[torch.randint(len(self.bandpass_f), (b,), generator=g)]
         spec = torch.where(use_bp[:, None], spec * bp, spec)
-        tilt_db = uniform(-6.0, 6.0) * draw(self.p["tilt"])
+        tilt_db = uniform(-TILT_DB, TILT_DB) * draw(self.p["tilt"])
         spec = spec * torch.pow(10.0, tilt_db[:, None] * self.tilt_shape[None] / 20.0)
         x = torch.fft.irfft(spec, n=self.n_fft)[:, self.pre:self.pre + self.seg]
 
         # Soft clip: peak 1, then tanh(drive * x), drive 0-12 dB.
         use_clip = draw(self.p["clip"])
-        drive = torch.pow(10.0, uniform(0.0, 12.0) / 20.0)
+        drive = torch.pow(10.0, uniform(*CLIP_DRIVE_DB_RANGE) / 20.0)
         peak = x.abs().amax(1, keepdim=True).clamp_min(1e-6)
         clipped = torch.tanh(drive[:, None] * x / peak)
         x = torch.where(use_clip[:, None], clipped, x)
@@ -178,3 +192,38 @@ class Degrader:
         gain = torch.minimum(gain, 0.99 / x.abs().amax(1).clamp_min(1e-8))
         x = x * gain[:, None]
         return torch.round(x * 32768.0) / 32768.0
+
+
+# The mask geometry of train.py --spec-mask: n_freq mel bands of 0..freq_max bins and n_time runs
+# of 0..time_max frames. Checkpoints record it (config "spec_mask_shape").
+SPEC_MASK_SHAPE = {"n_freq": 2, "freq_max": 10, "n_time": 1, "time_max": 8}
+
+
+def describe_spec_mask(shape):
+    def count(n, noun):
+        return f"{n} {noun}" + ("s" if n != 1 else "")
+    return (f"{count(shape['n_freq'], 'mel band')} of up to {shape['freq_max']} bins, "
+            f"{count(shape['n_time'], 'run')} of up to {shape['time_max']} frames")
+
+
+def spec_mask(x, generator, p, shape=SPEC_MASK_SHAPE):
+    """SpecAugment-style masking (Park et al. 2019; also offered by the training code published
+    with Chang et al. 2021): each item of log-mel patches x [b, frames, mels] is masked with
+    probability p, by the mel bands and frame runs of `shape` (SPEC_MASK_SHAPE's keys), all
+    set to the item's mean (zero after the network's patch-mean normalisation). Noise that
+    drowns a few bands or a burst of frames then costs the embedding less. Returns a new
+    tensor."""
+    b, n_frames, n_mels = x.shape
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    chosen = torch.rand(b, generator=generator) < p
+    masked = torch.zeros_like(x, dtype=torch.bool)
+    for size, count, limit, axis in ((n_mels, shape["n_freq"], shape["freq_max"], 2),
+                                     (n_frames, shape["n_time"], shape["time_max"], 1)):
+        pos = torch.arange(size)
+        for _ in range(count):
+            width = torch.randint(0, limit + 1, (b,), generator=generator)
+            start = (torch.rand(b, generator=generator) * (size - width + 1)).long()
+            run = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + width)[:, None])
+            masked |= run[:, None, :] if axis == 2 else run[:, :, None]
+    masked &= chosen[:, None, None]
+    return torch.where(masked, mean.expand_as(x), x)

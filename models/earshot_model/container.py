@@ -105,7 +105,8 @@ def write_container(kind, meta, sections):
         out[table_offset + i * ENTRY_BYTES:table_offset + (i + 1) * ENTRY_BYTES] = entry
     for off, data in payloads:
         out[off:off + len(data)] = data
-    out[file_bytes - SHA256_BYTES:] = hashlib.sha256(bytes(out[:file_bytes - SHA256_BYTES])).digest()
+    checked = bytes(out[:file_bytes - SHA256_BYTES])
+    out[file_bytes - SHA256_BYTES:] = hashlib.sha256(checked).digest()
     return bytes(out)
 
 

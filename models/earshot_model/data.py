@@ -1,27 +1,42 @@
-"""Training data: decode every train song and noise file once to 16 kHz mono float32 (.npy
-cache under models/cache/, gitignored), then hold them in RAM."""
+"""Training data: decode every train song and noise file once to mono float32 at the
+front-end's sample rate (.npy cache under models/cache/, gitignored), then hold them in RAM.
 
+TSV reading and audio decoding are the evaluation tools' own (evallib.py of ../shared/eval,
+next to the repository; the EVAL environment variable names another folder), so that training
+reads the corpus exactly as make-queries and score do."""
+
+import functools
+import importlib.util
 import os
-import sys
 import time
 
 import numpy as np
 
-EVAL_TOOLS = "/work/shared/eval"
-MODELS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .frontend import DEFAULT_PARAMS
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS_DIR = os.path.join(REPO_DIR, "models")
 CACHE_DIR = os.path.join(MODELS_DIR, "cache")
-RATE_HZ = 16000
+RATE_HZ = DEFAULT_PARAMS["sample_rate_hz"]
 
 
+@functools.lru_cache(maxsize=None)
 def _evallib():
-    if EVAL_TOOLS not in sys.path:
-        sys.path.insert(0, EVAL_TOOLS)
-    import evallib
-    return evallib
+    """The evaluation tools' evallib module, loaded from its file."""
+    folder = os.environ.get("EVAL", os.path.join(REPO_DIR, "..", "shared", "eval"))
+    path = os.path.join(folder, "evallib.py")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: the evaluation tools are missing; put them in "
+                                "../shared/eval or set EVAL to their folder")
+    spec = importlib.util.spec_from_file_location("evallib", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def read_catalog(path):
-    return _evallib().read_tsv(path)
+def read_catalog(path, columns=None):
+    """Rows of a TSV file with a header line, as dicts; `columns` must be in the header."""
+    return _evallib().read_tsv(path, columns)
 
 
 def _cached_decode(path, cache_path):
@@ -68,8 +83,3 @@ def load_noise(noise_tsv, min_len=RATE_HZ // 2, verbose=True):
             print(f"noise {i + 1}/{len(rows)} {time.time() - t0:.0f}s", flush=True)
     return cats, audio
 
-
-if __name__ == "__main__":
-    corpus = sys.argv[1] if len(sys.argv) > 1 else "/root/corpus/train"
-    load_songs(os.path.join(corpus, "catalog.tsv"))
-    load_noise(os.path.join(corpus, "noise.tsv"))

@@ -1,4 +1,6 @@
-"""Log-mel front-end (docs/DESIGN.md section 2) in numpy and torch, float32.
+"""Log-mel front-end (docs/DESIGN.md section 2) in numpy and torch, float32, and the frame
+geometry of embeddings: the numbers every other module takes its sample rate, mel bands, hops
+and context from.
 
 Frame t covers samples [t*hop, t*hop + n_fft) (no centring, no padding), periodic Hann window,
 unnormalised real FFT, power, HTK mel filterbank (no area normalisation, weights computed in
@@ -15,6 +17,16 @@ DEFAULT_PARAMS = {
     "f_min_hz": 125.0,
     "f_max_hz": 7500.0,
     "log_offset": 1e-6,
+}
+
+# Embedding geometry of the shipped model, in frames of DEFAULT_PARAMS (model files record it
+# next to the front-end parameters): an embedding sees context_frames frames (0.985 s); an index
+# stores one every hop_frames frames (0.25 s); a query computes one every query_hop_frames
+# frames (0.5 s).
+DEFAULT_GEOMETRY = {
+    "context_frames": 62,
+    "hop_frames": 16,
+    "query_hop_frames": 32,
 }
 
 
@@ -49,9 +61,16 @@ def hann_window(n_fft):
 
 
 def n_frames(n_samples, params=DEFAULT_PARAMS):
+    """Frames in n_samples samples (0 when shorter than one FFT window)."""
     if n_samples < params["n_fft"]:
         return 0
     return 1 + (n_samples - params["n_fft"]) // params["hop_length"]
+
+
+def window_samples(frames, params=DEFAULT_PARAMS):
+    """Samples spanned by `frames` consecutive frames: n_fft + (frames - 1) * hop_length
+    (15762 samples = 0.985 s for one embedding's context)."""
+    return params["n_fft"] + (frames - 1) * params["hop_length"]
 
 
 def logmel_numpy(pcm, params=DEFAULT_PARAMS):

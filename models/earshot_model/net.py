@@ -1,19 +1,24 @@
-"""The v1 embedding network (docs/DESIGN.md section 3) in PyTorch, and its export to the
-layer list of the model file (BatchNorm folded, conv weights OHWI, first dense layer's columns
-in NHWC flatten order)."""
+"""The embedding network (docs/DESIGN.md section 3) in PyTorch, and its export to the layer
+list of the model file (BatchNorm folded, conv weights OHWI, first dense layer's columns in NHWC
+flatten order)."""
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .frontend import DEFAULT_GEOMETRY, DEFAULT_PARAMS
+
+# Conv widths when none are given (train.py's --channels default, the random-init test model).
+# The shipped model is wider: models/train-recipe.sh passes its widths.
 DEFAULT_CHANNELS = (24, 48, 96, 128, 192)
+DEFAULT_EMBEDDING_DIM = 128
 
 
 def matmul_nt(a, b, bias=None):
     """a [n, k] @ b[m, k].T (+ bias [m]) -> [n, m], computed as a 1x1 convolution. Why not `@`:
     Debian's torch 1.13 does matmuls with the generic reference BLAS (BLAS_INFO=generic, about
-    2.5 GFLOP/s on this 2-core machine) but convolutions with oneDNN, which runs the same product
+    2.5 GFLOP/s on 2 CPU cores) but convolutions with oneDNN, which runs the same product
     about 10x faster, backward pass included."""
     return F.conv2d(a[:, :, None, None], b[:, :, None, None], bias)[:, :, 0, 0]
 
@@ -29,8 +34,9 @@ class EarshotNet(nn.Module):
     `channels`, flatten, dense -> dim, L2 norm.
     """
 
-    def __init__(self, context_frames=62, n_mels=64, channels=DEFAULT_CHANNELS,
-                 embedding_dim=128):
+    def __init__(self, context_frames=DEFAULT_GEOMETRY["context_frames"],
+                 n_mels=DEFAULT_PARAMS["n_mels"], channels=DEFAULT_CHANNELS,
+                 embedding_dim=DEFAULT_EMBEDDING_DIM):
         super().__init__()
         self.context_frames = context_frames
         self.n_mels = n_mels

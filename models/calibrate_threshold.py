@@ -1,16 +1,15 @@
-#!/usr/bin/python3
 """Calibrates the no-match threshold of a model on TRAIN-set queries and writes it into the model.
 
 The matcher refuses a match when its confidence, the best song's aligned mean similarity minus
 W times the background (the mean best similarity of the other songs to the same audio), is
 below threshold(n), n being the number of query embeddings (short queries have noisier mean
 similarities, so need higher scores).
-This script reads the answers of `earshot query` on queries made by ../shared/eval/make-queries
+This tool reads the answers of `earshot query` on queries made by ../shared/eval/make-queries
 from the train set (never the eval set), takes for each query length the highest scores of the
 out-of-catalog queries, and sets threshold(n) so that at most --target-fp of them pass at every
 measured length (interpolated in between).
 
-  scripts/calibrate-threshold.py --truth Q/truth.tsv --results results.jsonl \
+  /usr/bin/python3 -m models.calibrate_threshold --truth Q/truth.tsv --results results.jsonl \\
       --model models/earshot-v1.emod [--write]
 
 Several query sets (each with its own index) pool their queries: repeat --truth, --results and
@@ -20,8 +19,8 @@ With --fold (one label per --truth) and --crossval, it instead prints a leave-on
 check of the rule: each fold's queries scored with per-length thresholds fitted on the other
 folds (how a target that holds on the calibration sets carries over to other songs):
 
-  scripts/calibrate-threshold.py --model M --crossval --target-fp 0.001 \
-      --truth A/truth.tsv --results a.jsonl --fold 1 \
+  /usr/bin/python3 -m models.calibrate_threshold --model M --crossval --target-fp 0.001 \\
+      --truth A/truth.tsv --results a.jsonl --fold 1 \\
       --truth B/truth.tsv --results b.jsonl --fold 2 ...
 
 With --shared-audio R (and --catalog, --details), an out-of-catalog clip whose waveform
@@ -30,7 +29,8 @@ contains that song's audio (a loop or stem the two tracks share), so finding it 
 fingerprinter should do, not a false positive. Only the highest-scoring negatives, those that
 can set a threshold, are checked:
 
-  scripts/calibrate-threshold.py ... --shared-audio 0.5 --catalog train/catalog.tsv
+  /usr/bin/python3 -m models.calibrate_threshold ... --shared-audio 0.5 \\
+      --catalog DEST/train/catalog.tsv
 
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards. The main table is for indexes with
@@ -45,8 +45,7 @@ import math
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
-from earshot_model.container import read_container, write_container  # noqa: E402
+from models.earshot_model.container import read_container, write_container
 
 
 DEFAULT_VARIANTS = [
@@ -69,7 +68,8 @@ def n_embeddings(meta, length_s, hop_frames=0):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python3 -m models.calibrate_threshold", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--truth", required=True, action="append", help="make-queries' truth.tsv")
     ap.add_argument("--results", required=True, action="append",
                     help="`earshot query --threshold-base -1` output for those queries")
@@ -216,19 +216,22 @@ def main():
         fp = sum(1 for s in neg[n] if s >= thr) / len(neg[n])
         p = pos.get(n, [])
         tp = sum(1 for s, right in p if right and s >= thr) / max(1, len(p))
-        print(f"  n={n:3d}: threshold {thr:.4f}  negatives passing {100 * fp:5.1f}% of {len(neg[n])}"
+        print(f"  n={n:3d}: threshold {thr:.4f}  negatives passing {100 * fp:5.1f}% of "
+              f"{len(neg[n])}"
               f"  positives kept {100 * tp:5.1f}% of {len(p)}")
     if not args.write:
         return
     calibration = {
-        "queries": [os.path.abspath(t) for t in args.truth], "target_fp": args.target_fp,
+        "queries": [query_set_name(t) for t in args.truth], "target_fp": args.target_fp,
         "background_weight": args.background_weight, "shared_audio_ncc": args.shared_audio,
         "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
     if args.for_pq_m:
+        # A model file without index_pq_m means 16, as the core reads it.
         if args.for_pq_m == meta.get("index_pq_m", 16):
             sys.exit(f"--for-pq-m {args.for_pq_m} is the model's index_pq_m: drop --for-pq-m")
-        if meta.get("threshold_background_weight", args.background_weight) != args.background_weight:
+        main_weight = meta.get("threshold_background_weight", args.background_weight)
+        if main_weight != args.background_weight:
             sys.exit("--background-weight differs from the one of the model's main table")
         key = str(args.for_pq_m)
         meta.setdefault("threshold_by_n_by_pq_m", {})[key] = table
@@ -255,7 +258,7 @@ def shared_audio_negatives(args, neg_by_set, details, results):
     Thresholds and the leave-one-fold-out check use only the highest negatives of each length,
     so per length the check walks down from the top until it has found more kept negatives than
     any fit can let through, and stops."""
-    from earshot_model.sharedaudio import AudioError, SongAudio
+    from models.earshot_model.shared_audio import AudioError, SongAudio
     audio = SongAudio(args.catalog)
     shared = set()
     for n, scored in pooled(neg_by_set).items():
@@ -278,6 +281,13 @@ def shared_audio_negatives(args, neg_by_set, details, results):
                 continue
             kept += 1
     return shared
+
+
+def query_set_name(truth_path):
+    """A query set as the calibration record names it: its folder's name and the truth file
+    (QDIR/truth.tsv -> "QDIR/truth.tsv" without the folders above), never a machine path."""
+    path = os.path.abspath(truth_path)
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
 
 
 def pooled(by_set, sets=None):

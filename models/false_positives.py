@@ -1,25 +1,22 @@
-#!/usr/bin/python3
 """Lists the out-of-catalog queries that got an answer, and whether each holds the answer's audio.
 
 A diagnosis of `earshot query` results on make-queries clips (it changes nothing): for every
 clip cut from a song outside the index that was nevertheless given a song, the peak waveform
 correlation r of the clip (as cut, before degradation) with the song it was given
-(models/earshot_model/sharedaudio.py). r near 1 means the two tracks share that audio (a loop,
+(models/earshot_model/shared_audio.py). r near 1 means the two tracks share that audio (a loop,
 a stem), so the answer is what a fingerprinter should find; unrelated music scores about
 0.05-0.2. Then, per query length, the false-positive rate as the scorer counts it and without
 the clips whose r reaches --shared-audio.
 
-  scripts/false-positives.py --truth Q/truth.tsv --details Q/details.tsv \\
-      --results results.jsonl --catalog CORPUS/eval/catalog.tsv
+  /usr/bin/python3 -m models.false_positives --truth Q/truth.tsv --details Q/details.tsv \\
+      --results results.jsonl --catalog DEST/eval/catalog.tsv
 """
 import argparse
 import csv
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
-from earshot_model.sharedaudio import AudioError, SongAudio  # noqa: E402
+from models.earshot_model.shared_audio import AudioError, SongAudio
 
 
 def read_tsv(path):
@@ -28,7 +25,8 @@ def read_tsv(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python3 -m models.false_positives", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--truth", required=True, help="make-queries' truth.tsv")
     ap.add_argument("--details", required=True, help="make-queries' details.tsv")
     ap.add_argument("--results", required=True, help="`earshot query` output (JSON lines)")
@@ -42,7 +40,7 @@ def main():
         with open(args.results) as f:
             results = {r["query"]: r for r in map(json.loads, f)}
     except (OSError, KeyError, json.JSONDecodeError) as e:
-        sys.exit(f"false-positives: cannot read the inputs: {e}")
+        sys.exit(f"false_positives: cannot read the inputs: {e}")
     audio = SongAudio(args.catalog)
     by_length = {}  # length -> [out-of-catalog queries, answered, answered without shared audio]
     for q, t in sorted(truth.items()):
@@ -56,15 +54,16 @@ def main():
             continue
         d = details.get(q)
         if d is None:
-            sys.exit(f"false-positives: {q} is not in {args.details}")
+            sys.exit(f"false_positives: {q} is not in {args.details}")
         try:
             r, shared = audio.holds_answer(d, answer, args.shared_audio)
         except AudioError as e:
-            sys.exit(f"false-positives: {e}")
+            sys.exit(f"false_positives: {e}")
         counts[1] += 1
         counts[2] += not shared
         r_text = "n/a (speed)" if r is None else f"{r:.2f}"
-        print(f"{q}  {length:g} s {d['condition']:8s} {d['source_song']} at {float(d['start_s']):.1f} s"
+        print(f"{q}  {length:g} s {d['condition']:8s} {d['source_song']} at "
+              f"{float(d['start_s']):.1f} s"
               f" -> {answer}  score {results[q].get('score', float('nan')):.3f}  r {r_text}"
               f"{'  (shared audio)' if shared else ''}")
     print(f"\nfalse positives per length (all / without clips with r >= {args.shared_audio:g}):")
