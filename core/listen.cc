@@ -1,0 +1,133 @@
+// The live listen's decision rule (core/listen.h).
+#include "core/listen.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/model.h"
+
+namespace earshot {
+
+ListenParams listen_default_params(const ModelInfo& model) {
+    ListenParams params;
+    const nlohmann::json& meta = model.meta;
+    const auto table = meta.find("listen_threshold_by_n");
+    if (table != meta.end() && table->is_array() && !table->empty()) {
+        for (const auto& value : *table)
+            params.threshold_by_n.push_back(value.is_number() ? value.get<float>() : 1.0f);
+        const auto confirm = meta.find("listen_confirm_looks");
+        if (confirm != meta.end() && confirm->is_number_integer())
+            params.confirm_looks = confirm->get<int>();
+        return params;
+    }
+    // No calibrated rule in the file: the clip table, raised, with one confirming look.
+    params.threshold_by_n = model.threshold_by_n;
+    if (params.threshold_by_n.empty())
+        params.threshold_by_n.push_back(model.threshold > 0.0f ? model.threshold : 0.5f);
+    for (float& t : params.threshold_by_n) t += kListenFallbackMargin;
+    params.confirm_looks = 2;
+    return params;
+}
+
+Status check_listen_params(const ListenParams& params) {
+    if (params.threshold_by_n.empty())
+        return Status::error("listen parameters: threshold_by_n is empty");
+    for (float t : params.threshold_by_n)
+        if (!std::isfinite(t))
+            return Status::error("listen parameters: threshold_by_n holds a non-finite value");
+    if (params.confirm_looks < 1 || params.confirm_looks > 16)
+        return Status::error("listen parameters: confirm_looks must be in [1, 16]");
+    if (!(params.max_listen_s >= 0.0) || !std::isfinite(params.max_listen_s))
+        return Status::error("listen parameters: max_listen_s must be >= 0 (0: no limit)");
+    return Status::ok();
+}
+
+const char* listen_event_name(ListenEvent::Type type) {
+    switch (type) {
+        case ListenEvent::Type::kMatch: return "match";
+        case ListenEvent::Type::kNoMatch: return "nomatch";
+        case ListenEvent::Type::kMusicStopped: return "music-stopped";
+    }
+    return "unknown";
+}
+
+ListenDecider::ListenDecider(const ListenParams& params) : params_(params) {
+    if (params_.threshold_by_n.empty()) params_.threshold_by_n.push_back(1.0f);
+    params_.confirm_looks = std::max(1, params_.confirm_looks);
+}
+
+float ListenDecider::threshold(size_t n_query) const {
+    const size_t i = std::min(std::max<size_t>(n_query, 1), params_.threshold_by_n.size()) - 1;
+    return params_.threshold_by_n[i];
+}
+
+bool ListenDecider::on_look(const MatchResult& match, double query_start_s, double stream_time_s,
+                            ListenEvent* event) {
+    if (done_) return false;
+    const bool passes = match.has_candidates() && match.n_query > 0 &&
+                        match.confidence >= threshold(match.n_query);
+    if (!passes) {
+        streak_ = 0;
+        return false;
+    }
+    const size_t song = match.best.song_index;
+    streak_ = (streak_ > 0 && streak_song_ == song) ? streak_ + 1 : 1;
+    streak_song_ = song;
+    if (streak_ < params_.confirm_looks) return false;
+    if (params_.continuous && has_current_ && current_song_ == song) return false;
+
+    ListenEvent e;
+    e.type = ListenEvent::Type::kMatch;
+    e.song = match.best;
+    e.song_time_s = match.best.offset_s + (stream_time_s - query_start_s);
+    e.stream_time_s = stream_time_s;
+    e.confidence = match.confidence;
+    e.threshold = threshold(match.n_query);
+    e.n_query = match.n_query;
+    if (params_.continuous) {
+        e.returned = std::find(reported_.begin(), reported_.end(), song) != reported_.end();
+        if (!e.returned) reported_.push_back(song);
+        has_current_ = true;
+        current_song_ = song;
+    } else {
+        done_ = true;
+    }
+    if (event) *event = e;
+    return true;
+}
+
+bool ListenDecider::on_music_stopped(double stream_time_s, ListenEvent* event) {
+    streak_ = 0;
+    if (done_ || !params_.continuous || !has_current_) return false;
+    has_current_ = false;
+    if (event) {
+        *event = ListenEvent();
+        event->type = ListenEvent::Type::kMusicStopped;
+        event->stream_time_s = stream_time_s;
+    }
+    return true;
+}
+
+bool ListenDecider::on_audio(double stream_time_s, ListenEvent* event) {
+    if (done_ || params_.continuous || params_.max_listen_s <= 0.0 ||
+        stream_time_s < params_.max_listen_s)
+        return false;
+    done_ = true;
+    if (event) {
+        *event = ListenEvent();
+        event->type = ListenEvent::Type::kNoMatch;
+        event->stream_time_s = stream_time_s;
+    }
+    return true;
+}
+
+void ListenDecider::reset() {
+    done_ = false;
+    streak_ = 0;
+    streak_song_ = 0;
+    has_current_ = false;
+    current_song_ = 0;
+    reported_.clear();
+}
+
+}  // namespace earshot

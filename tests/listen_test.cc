@@ -1,0 +1,152 @@
+// The live listen's decision rule (core/listen.h) on hand-made sequences of looks.
+#include "core/listen.h"
+
+#include <gtest/gtest.h>
+
+#include "core/model.h"
+
+namespace earshot {
+namespace {
+
+// A look: best song `song` with confidence `confidence` over n embeddings, the window starting
+// at song time `offset_s`.
+MatchResult look(size_t song, float confidence, size_t n, double offset_s = 10.0) {
+    MatchResult m;
+    m.n_query = n;
+    m.n_candidates = 1;
+    m.best.song_index = song;
+    m.best.id = "song-" + std::to_string(song);
+    m.best.offset_s = offset_s;
+    m.best.score = confidence;
+    m.confidence = confidence;
+    return m;
+}
+
+ListenParams params(int confirm, bool continuous = false) {
+    ListenParams p;
+    p.threshold_by_n = {0.6f, 0.5f, 0.4f};  // 1, 2, >= 3 embeddings
+    p.confirm_looks = confirm;
+    p.max_listen_s = 15.0;
+    p.continuous = continuous;
+    return p;
+}
+
+TEST(Listen, ThresholdByWindowLength) {
+    ListenDecider d(params(1));
+    EXPECT_FLOAT_EQ(d.threshold(0), 0.6f);
+    EXPECT_FLOAT_EQ(d.threshold(1), 0.6f);
+    EXPECT_FLOAT_EQ(d.threshold(2), 0.5f);
+    EXPECT_FLOAT_EQ(d.threshold(3), 0.4f);
+    EXPECT_FLOAT_EQ(d.threshold(40), 0.4f);
+}
+
+TEST(Listen, CommitsOnFirstPassingLookAndReportsSongTimeAtDecision) {
+    ListenDecider d(params(1));
+    ListenEvent e;
+    EXPECT_FALSE(d.on_look(look(3, 0.55f, 1), 2.0, 3.0, &e));  // below 0.6 at n = 1
+    ASSERT_TRUE(d.on_look(look(3, 0.55f, 2, 40.0), 2.0, 3.5, &e));
+    EXPECT_EQ(e.type, ListenEvent::Type::kMatch);
+    EXPECT_EQ(e.song.song_index, 3u);
+    EXPECT_DOUBLE_EQ(e.stream_time_s, 3.5);
+    EXPECT_DOUBLE_EQ(e.song_time_s, 41.5);  // 40 s at stream time 2.0, 1.5 s later
+    EXPECT_FLOAT_EQ(e.threshold, 0.5f);
+    EXPECT_EQ(e.n_query, 2u);
+    EXPECT_TRUE(d.done());
+    EXPECT_FALSE(d.on_look(look(3, 0.9f, 3), 2.0, 4.0, &e));  // one answer per listen
+    EXPECT_FALSE(d.on_audio(20.0, &e));
+}
+
+TEST(Listen, ConfirmationNeedsConsecutiveLooksOnTheSameSong) {
+    ListenDecider d(params(2));
+    ListenEvent e;
+    EXPECT_FALSE(d.on_look(look(1, 0.7f, 3), 0.0, 1.0, &e));
+    EXPECT_FALSE(d.on_look(look(2, 0.7f, 3), 0.0, 1.5, &e));  // another song: streak restarts
+    EXPECT_FALSE(d.on_look(look(2, 0.3f, 3), 0.0, 2.0, &e));  // fails: streak restarts
+    EXPECT_FALSE(d.on_look(look(2, 0.7f, 3), 0.0, 2.5, &e));
+    ASSERT_TRUE(d.on_look(look(2, 0.45f, 3), 0.0, 3.0, &e));
+    EXPECT_EQ(e.song.song_index, 2u);
+    EXPECT_DOUBLE_EQ(e.stream_time_s, 3.0);
+}
+
+TEST(Listen, LooksWithoutCandidatesNeverPass) {
+    ListenDecider d(params(1));
+    MatchResult empty;
+    empty.n_query = 3;
+    empty.confidence = 1.0f;  // no candidates: nothing to name
+    ListenEvent e;
+    EXPECT_FALSE(d.on_look(empty, 0.0, 1.0, &e));
+}
+
+TEST(Listen, OneShotListenEndsWithNoMatchAtMaxListen) {
+    ListenDecider d(params(1));
+    ListenEvent e;
+    EXPECT_FALSE(d.on_audio(14.9, &e));
+    ASSERT_TRUE(d.on_audio(15.0, &e));
+    EXPECT_EQ(e.type, ListenEvent::Type::kNoMatch);
+    EXPECT_DOUBLE_EQ(e.stream_time_s, 15.0);
+    EXPECT_TRUE(d.done());
+    EXPECT_FALSE(d.on_look(look(1, 0.9f, 3), 0.0, 15.5, &e));
+    d.reset();
+    EXPECT_FALSE(d.done());
+    EXPECT_TRUE(d.on_look(look(1, 0.9f, 3), 0.0, 1.0, &e));
+}
+
+TEST(Listen, MusicStoppedForgetsPendingLooks) {
+    ListenDecider d(params(2));
+    ListenEvent e;
+    EXPECT_FALSE(d.on_look(look(1, 0.7f, 3), 0.0, 1.0, &e));
+    EXPECT_FALSE(d.on_music_stopped(1.5, &e));  // one-shot: no event
+    EXPECT_FALSE(d.on_look(look(1, 0.7f, 3), 0.0, 2.0, &e));
+    EXPECT_TRUE(d.on_look(look(1, 0.7f, 3), 0.0, 2.5, &e));
+}
+
+TEST(Listen, ContinuousReportsNewSongsMusicStopsAndReturns) {
+    ListenDecider d(params(1, /*continuous=*/true));
+    ListenEvent e;
+    ASSERT_TRUE(d.on_look(look(1, 0.7f, 3), 0.0, 1.0, &e));
+    EXPECT_FALSE(e.returned);
+    EXPECT_FALSE(d.on_look(look(1, 0.8f, 3), 0.0, 1.5, &e));  // the same song: reported once
+    ASSERT_TRUE(d.on_look(look(2, 0.7f, 3), 0.0, 2.0, &e));   // a new song
+    EXPECT_EQ(e.song.song_index, 2u);
+    EXPECT_FALSE(e.returned);
+    ASSERT_TRUE(d.on_music_stopped(3.0, &e));
+    EXPECT_EQ(e.type, ListenEvent::Type::kMusicStopped);
+    EXPECT_FALSE(d.on_music_stopped(3.5, &e));  // once
+    EXPECT_FALSE(d.on_audio(100.0, &e));        // continuous listens never time out
+    ASSERT_TRUE(d.on_look(look(1, 0.7f, 3), 50.0, 60.0, &e));  // back to song 1
+    EXPECT_EQ(e.song.song_index, 1u);
+    EXPECT_TRUE(e.returned);
+    EXPECT_FALSE(d.done());
+}
+
+TEST(Listen, ParamsAreChecked) {
+    ListenParams p = params(1);
+    EXPECT_TRUE(check_listen_params(p));
+    p.confirm_looks = 0;
+    EXPECT_FALSE(check_listen_params(p));
+    p = params(1);
+    p.threshold_by_n.clear();
+    EXPECT_FALSE(check_listen_params(p));
+    p = params(1);
+    p.max_listen_s = -1.0;
+    EXPECT_FALSE(check_listen_params(p));
+}
+
+TEST(Listen, DefaultsComeFromTheModel) {
+    ModelInfo info;
+    info.threshold_by_n = {0.45f, 0.40f};
+    ListenParams fallback = listen_default_params(info);
+    ASSERT_EQ(fallback.threshold_by_n.size(), 2u);
+    EXPECT_FLOAT_EQ(fallback.threshold_by_n[0], 0.45f + kListenFallbackMargin);
+    EXPECT_EQ(fallback.confirm_looks, 2);
+    info.meta["listen_threshold_by_n"] = {0.7, 0.6, 0.5};
+    info.meta["listen_confirm_looks"] = 3;
+    ListenParams calibrated = listen_default_params(info);
+    ASSERT_EQ(calibrated.threshold_by_n.size(), 3u);
+    EXPECT_FLOAT_EQ(calibrated.threshold_by_n[2], 0.5f);
+    EXPECT_EQ(calibrated.confirm_looks, 3);
+    EXPECT_TRUE(check_listen_params(calibrated));
+}
+
+}  // namespace
+}  // namespace earshot
