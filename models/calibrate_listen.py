@@ -1,0 +1,176 @@
+"""Calibrates the live listen's decision rule (core/listen.h) on TRAIN-set listens and writes it
+into a model file.
+
+A listen makes a look after every query embedding; the rule commits when `confirm_looks`
+consecutive looks pass (confidence >= listen threshold(n), n = embeddings in the window) and name
+the same song. This script replays that rule on the looks that `earshot query --live --trace`
+recorded for listens made by ../shared/eval/make-queries from the train set (never the eval set),
+and picks, over the family
+
+    threshold(n) = clip_threshold(n) + a + b * (1/sqrt(n) - 1/sqrt(n_max))    (non-increasing)
+
+and confirm_looks in --confirm, the rule with the highest hit rate (then the fastest answers)
+whose false-positive rate over whole listens stays within --target-fp on out-of-catalog listens
+and --target-fp-nomusic on `nomusic` clips. clip_threshold is the model's per-clip table
+(threshold_by_n).
+
+    /usr/bin/python3 -m models.calibrate_listen --model models/earshot-v1.emod \\
+        --truth q-train-listen/truth.tsv --trace trace.jsonl [--write]
+
+Several listen sets pool their clips: repeat --truth and --trace in the same order.
+The trace has one JSON object per clip: {"query": NAME, "looks": [[stream_time_s, n,
+confidence, song_id, song_time_at_0_s], ...]} (looks in stream order, song_id null without
+candidates).
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+
+from models.earshot_model.container import read_container, write_container
+
+
+def load_clips(truth_paths, trace_paths):
+    """[(truth row, looks)] over every set; a clip missing from its trace has no looks."""
+    clips = []
+    for truth_path, trace_path in zip(truth_paths, trace_paths):
+        looks = {}
+        with open(trace_path) as f:
+            for line in f:
+                if line.strip():
+                    record = json.loads(line)
+                    looks[record["query"]] = record["looks"]
+        with open(truth_path, newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                clips.append((row, looks.get(row["query"], [])))
+    return clips
+
+
+def replay(looks, table, confirm):
+    """The rule of core/listen.cc on one clip's looks: (song, answer_s, song_time_at_0) or None."""
+    streak, streak_song = 0, None
+    for stream_time_s, n, confidence, song, song_time_at_0 in looks:
+        threshold = table[min(max(n, 1), len(table)) - 1]
+        if song is None or confidence < threshold:
+            streak = 0
+            continue
+        streak = streak + 1 if streak > 0 and song == streak_song else 1
+        streak_song = song
+        if streak >= confirm:
+            return song, stream_time_s, song_time_at_0
+    return None
+
+
+def score(clips, table, confirm):
+    """Figures of one rule over the clips (the ruler's definitions, listens only)."""
+    n_pos = n_hit = n_out = n_out_fp = n_nomusic = n_nomusic_fp = n_wrong = 0
+    heard = []
+    for row, looks in clips:
+        answer = replay(looks, table, confirm)
+        if row["song"] == "-":
+            if row["condition"] == "nomusic":
+                n_nomusic += 1
+                n_nomusic_fp += answer is not None
+            else:
+                n_out += 1
+                n_out_fp += answer is not None
+            continue
+        n_pos += 1
+        if answer is None:
+            continue
+        if answer[0] == row["song"]:
+            n_hit += 1
+            heard.append(answer[1] - float(row.get("lead_s") or 0.0))
+        else:
+            n_wrong += 1
+    heard.sort()
+    return {
+        "hit": n_hit / max(n_pos, 1), "wrong": n_wrong / max(n_pos, 1),
+        "fp_out": n_out_fp / max(n_out, 1), "fp_nomusic": n_nomusic_fp / max(n_nomusic, 1),
+        "fp_out_n": n_out_fp, "fp_nomusic_n": n_nomusic_fp,
+        "heard_median_s": statistics.median(heard) if heard else None,
+        "heard_p90_s": heard[min(len(heard) - 1, int(0.9 * len(heard)))] if heard else None,
+        "positives": n_pos, "out_of_catalog": n_out, "nomusic": n_nomusic,
+    }
+
+
+def family_table(clip_table, a, b, n_max):
+    table, last = [], math.inf
+    for n in range(1, n_max + 1):
+        clip = clip_table[min(n, len(clip_table)) - 1]
+        t = clip + a + b * (1.0 / math.sqrt(n) - 1.0 / math.sqrt(n_max))
+        last = min(last, t)  # never rising with n
+        table.append(round(last, 5))
+    return table
+
+
+def frange(lo, hi, step):
+    k = 0
+    while lo + k * step <= hi + 1e-9:
+        yield round(lo + k * step, 6)
+        k += 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="model file (.emod) whose clip table to start from")
+    ap.add_argument("--truth", action="append", required=True, help="truth.tsv of a train listen set")
+    ap.add_argument("--trace", action="append", required=True,
+                    help="`earshot query --live --trace` output for that set, same order as --truth")
+    ap.add_argument("--target-fp", type=float, default=0.004,
+                    help="largest share of out-of-catalog train listens given a song")
+    ap.add_argument("--target-fp-nomusic", type=float, default=0.002,
+                    help="largest share of train `nomusic` clips given a song")
+    ap.add_argument("--confirm", default="1,2,3", help="confirm_looks values to try")
+    ap.add_argument("--n-max", type=int, default=20, help="table length (the 10 s window)")
+    ap.add_argument("--write", action="store_true", help="write the rule into --model")
+    args = ap.parse_args()
+    if len(args.truth) != len(args.trace):
+        sys.exit("give as many --trace as --truth, in the same order")
+
+    with open(args.model, "rb") as f:
+        model = read_container(f.read(), expected_kind="MODL", what=args.model)
+    meta = model.meta
+    clip_table = meta.get("threshold_by_n") or [meta.get("threshold", 0.5)]
+    clips = load_clips(args.truth, args.trace)
+
+    best = None
+    for confirm in [int(c) for c in args.confirm.split(",")]:
+        for a in frange(-0.06, 0.20, 0.005):
+            for b in frange(0.0, 0.20, 0.02):
+                table = family_table(clip_table, a, b, args.n_max)
+                s = score(clips, table, confirm)
+                if s["fp_out"] > args.target_fp or s["fp_nomusic"] > args.target_fp_nomusic:
+                    continue
+                key = (s["hit"], -(s["heard_median_s"] or 99.0), -(s["heard_p90_s"] or 99.0))
+                if best is None or key > best[0]:
+                    best = (key, confirm, a, b, table, s)
+    if best is None:
+        sys.exit("no rule of the family meets the targets on these listens")
+    _, confirm, a, b, table, s = best
+    print(json.dumps({"confirm_looks": confirm, "a": a, "b": b, "threshold_by_n": table,
+                      "train": s}, indent=1))
+    if args.write:
+        meta["listen_threshold_by_n"] = table
+        meta["listen_confirm_looks"] = confirm
+        meta["listen_calibration"] = {
+            "listen_sets": [os.path.basename(os.path.dirname(os.path.abspath(t)))
+                            for t in args.truth],
+            "target_fp": args.target_fp, "target_fp_nomusic": args.target_fp_nomusic,
+            "family": "clip_threshold(n) + a + b * (1/sqrt(n) - 1/sqrt(n_max))",
+            "a": a, "b": b, "train": s,
+        }
+        data = write_container("MODL", meta, list(model.sections.items()))
+        tmp = args.model + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, args.model)
+        print(f"wrote listen_threshold_by_n ({len(table)} values) into {args.model}")
+
+
+if __name__ == "__main__":
+    main()
