@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/embedder.h"
 #include "core/frontend.h"
 #include "core/index.h"
 #include "core/matcher.h"
