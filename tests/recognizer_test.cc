@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 
 #include "tests/index_test_util.h"
@@ -145,10 +146,42 @@ TEST_F(RecognizerTest, DefaultParams) {
     EXPECT_EQ(p.max_query_embeddings, 20);  // 10 s at the test model's 0.5 s hop
     EXPECT_GE(p.min_query_embeddings, 1);
 
+    EXPECT_EQ(p.match_every_embeddings, 1);
+    EXPECT_EQ(p.match.nprobe, match_default_params().nprobe);
+    EXPECT_TRUE(check_recognizer_params(p));
+
     ModelInfo quarter = model_->info();  // a 0.25 s query hop gets a 10 s window too
     quarter.query_hop_frames = 16;
     EXPECT_EQ(recognizer_default_params(quarter).query_hop_frames, 16);
     EXPECT_EQ(recognizer_default_params(quarter).max_query_embeddings, 40);
+}
+
+// Defaults come only from recognizer_default_params(): a value-initialized struct is refused
+// with a message that says where they come from, and so are bad match parameters.
+TEST_F(RecognizerTest, CreateRejectsInvalidParams) {
+    auto create = [](const RecognizerParams& params) {
+        auto embedder = create_embedder(model_, Backend::kSimd);
+        EXPECT_TRUE(embedder);
+        return Recognizer::create(model_, index_, std::move(embedder.value()), params);
+    };
+    auto zero = create(RecognizerParams{});
+    ASSERT_FALSE(zero);
+    EXPECT_NE(zero.message().find("recognizer_default_params"), std::string::npos)
+        << zero.message();
+    RecognizerParams p = defaults();
+    p.min_query_embeddings = p.max_query_embeddings + 1;
+    EXPECT_FALSE(create(p));
+    p = defaults();
+    p.match_every_embeddings = 0;
+    EXPECT_FALSE(create(p));
+    p = defaults();
+    p.match.nprobe = 0;
+    auto bad_match = create(p);
+    ASSERT_FALSE(bad_match);
+    EXPECT_NE(bad_match.message().find("nprobe"), std::string::npos) << bad_match.message();
+    p = defaults();
+    p.match.threshold_scale = std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(create(p));
 }
 
 TEST_F(RecognizerTest, DefaultThresholdsFollowTheIndexPqResolution) {
