@@ -44,7 +44,7 @@ struct ModelInfo {
     int query_hop_frames = 32;
     int embedding_dim = 128;
     // PQ bytes per index embedding that the thresholds were calibrated with (metadata
-    // `index_pq_m`; default 16, the value before it was recorded). `earshot build` uses it
+    // `index_pq_m`; 16 when the metadata has none). `earshot build` uses it
     // unless told otherwise: coarser codes lower every score, finer ones raise the impostors'.
     int index_pq_m = 16;
     bool input_patch_mean = true;

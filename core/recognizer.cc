@@ -53,6 +53,15 @@ Status check_recognizer_params(const RecognizerParams& params) {
     return check_match_params(params.match);
 }
 
+double song_time_at(const RecognizerResult& result, const MatchCandidate& c,
+                    double stream_time_s) {
+    return c.offset_s + stream_time_s - result.query_start_s;
+}
+
+double song_time_at(const RecognizerResult& result, double stream_time_s) {
+    return song_time_at(result, result.match.best, stream_time_s);
+}
+
 Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Model> model,
                                                        std::shared_ptr<const Index> index,
                                                        std::unique_ptr<Embedder> embedder,

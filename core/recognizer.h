@@ -25,8 +25,9 @@
 
 namespace earshot {
 
-// Obtain one from recognizer_default_params() and edit it; create() rejects invalid values, so
-// a value-initialized RecognizerParams (zero counts) is refused.
+// Obtain one from recognizer_default_params() and edit it (apply_recognizer_overrides in
+// core/recognizer_json.h applies JSON overrides); create() rejects invalid values, so a
+// value-initialized RecognizerParams (zero counts) is refused.
 struct RecognizerParams {
     int query_hop_frames = 0;        // frames between query embeddings
     int max_query_embeddings = 0;    // sliding window matched each time
@@ -52,6 +53,14 @@ struct RecognizerResult {
     size_t n_embeddings = 0;     // embeddings computed since reset()
     bool valid = false;          // false until the matcher has run at least once
 };
+
+// Where candidate `c` of `result` is in its song when the stream is at `stream_time_s`
+// (seconds since reset()): c.offset_s is the song time of the window start, query_start_s.
+// With stream_time_s = 0 this is the song time at the start of the stream (of a clip).
+double song_time_at(const RecognizerResult& result, const MatchCandidate& c,
+                    double stream_time_s);
+// The same for the best candidate.
+double song_time_at(const RecognizerResult& result, double stream_time_s);
 
 class Recognizer {
 public:
@@ -91,6 +100,8 @@ public:
     size_t n_query_embeddings() const { return n_window_; }
     size_t n_embeddings_total() const { return n_embeddings_; }
     size_t n_frames_total() const { return n_frames_; }
+    // Seconds of audio pushed since reset().
+    double stream_time_s() const { return double(n_samples_total_) / sample_rate_hz_; }
     const RecognizerParams& params() const { return params_; }
 
 private:

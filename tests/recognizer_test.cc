@@ -184,6 +184,17 @@ TEST_F(RecognizerTest, CreateRejectsInvalidParams) {
     EXPECT_FALSE(create(p));
 }
 
+TEST(SongTime, AtStreamTime) {
+    RecognizerResult r;
+    r.query_start_s = 4.0;  // the window starts 4 s into the stream ...
+    r.match.best.offset_s = 30.0;  // ... at 30 s into the song
+    MatchCandidate other;
+    other.offset_s = 10.0;
+    EXPECT_DOUBLE_EQ(song_time_at(r, 0.0), 26.0);  // the stream started at 26 s
+    EXPECT_DOUBLE_EQ(song_time_at(r, 6.5), 32.5);
+    EXPECT_DOUBLE_EQ(song_time_at(r, other, 4.0), 10.0);
+}
+
 TEST_F(RecognizerTest, DefaultThresholdsFollowTheIndexPqResolution) {
     ModelInfo info = model_->info();
     info.threshold_by_n = {0.5f, 0.4f};
@@ -269,7 +280,7 @@ TEST_F(RecognizerTest, FindsClipAtOffset) {
         ASSERT_TRUE(r) << r.message();
         ASSERT_TRUE(r->valid);
         EXPECT_EQ(r->match.best.id, "synth-" + std::to_string(song));
-        EXPECT_DOUBLE_EQ(r->match.best.offset_s - r->query_start_s, start_s);
+        EXPECT_DOUBLE_EQ(song_time_at(*r, 0.0), start_s);
         EXPECT_GT(r->match.best.score, 0.95f);  // same audio; PQ is near-exact on ~140 vectors
         EXPECT_TRUE(r->match.matched);
         if (!r->match.runner_ups.empty())
@@ -286,7 +297,7 @@ TEST_F(RecognizerTest, FindsUnalignedClip) {
     RecognizerResult r = rec->finish();
     ASSERT_TRUE(r.valid);
     EXPECT_EQ(r.match.best.id, "synth-4");
-    EXPECT_NEAR(r.match.best.offset_s - r.query_start_s, 2.125, 0.5);
+    EXPECT_NEAR(song_time_at(r, 0.0), 2.125, 0.5);
 }
 
 TEST_F(RecognizerTest, PollResetAndShortClips) {
