@@ -1,6 +1,6 @@
 // CPU cost of the whole streaming recognizer (front-end + network + search) in WASM under node,
 // with any index folder, e.g. a 10 000-song synthetic one (a benchmark: prints, asserts nothing).
-//   build-lead/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k \
+//   build/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k \
 //       --quantizer out/site/index/quantizer.eq
 //   node e2e/bench-wasm-index.mjs [--index out/synth-10k] [--seconds 60] [--runs 3] [--backend simd]
 //       [--nprobe N]
@@ -53,7 +53,7 @@ async function once() {
     }
     const load = { cpu_ms: cpuMs(process.cpuUsage(load0.cpu)), wall_ms: performance.now() - load0.wall };
     const index = JSON.parse(engine.indexInfo());
-    must(engine.createRecognizer(JSON.stringify({ backend, nprobe })));
+    must(engine.createRecognizer(backend, JSON.stringify({ nprobe })));
     const block = 1024;
     const address = engine.inputPointer(block);
     let results = 0, matched = 0;
@@ -73,7 +73,7 @@ async function once() {
         load_cpu_ms: load.cpu_ms, load_wall_ms: load.wall_ms,
         cpu_ms_per_audio_s: cpu / audioSeconds, wall_ms_per_audio_s: wall / audioSeconds,
         matcher_runs: results, matched_runs: matched,
-        final_matched: final?.matched ?? false, final_title: final?.title ?? null,
+        final_matched: final?.matched ?? false, final_title: final?.best?.title ?? null,
         wasm_heap_mb: module.HEAPF32.buffer.byteLength / 2 ** 20,
         rss_mb: process.memoryUsage().rss / 2 ** 20,
     };

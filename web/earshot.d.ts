@@ -16,10 +16,14 @@ export interface RecognizerOptions {
      * 'device' keeps the device rate and the Worker resamples
      */
     audioContextSampleRate?: number | 'device';
-    /** advanced: overrides of the core's RecognizerParams (defaults come from the model) */
+    /**
+     * advanced: overrides of the core's RecognizerParams (defaults come from the model); an
+     * unknown key or a wrong type is a fatal 'config' error (core/recognizer_json.h)
+     */
     recognizerParams?: {
-        max_query_embeddings?: number; min_query_embeddings?: number; match_every_embeddings?: number;
-        nprobe?: number; threshold_base?: number; threshold_scale?: number;
+        query_hop_frames?: number; max_query_embeddings?: number; min_query_embeddings?: number;
+        match_every_embeddings?: number; nprobe?: number; k_per_query?: number; max_candidates?: number;
+        n_results?: number; threshold_base?: number; threshold_scale?: number;
     };
     wasmUrl?: string;
     wasmGlueUrl?: string;
@@ -63,7 +67,9 @@ export interface MatchCandidate {
     id: string;
     title: string;
     album: string;
+    /** position in the song at the start of the listen, seconds */
     offset_s: number;
+    /** mean cosine similarity of the aligned query, in [-1, 1] */
     score: number;
 }
 
@@ -89,7 +95,7 @@ export interface NoMatchDetail {
 export type ErrorCode =
     | 'mic-denied' | 'mic-missing' | 'mic-busy' | 'mic-error' | 'mic-unsupported' | 'audio'
     | 'network' | 'http' | 'manifest-invalid' | 'model-mismatch' | 'model-invalid'
-    | 'index-corrupt' | 'shard-corrupt' | 'wasm' | 'worker' | 'internal';
+    | 'index-corrupt' | 'shard-corrupt' | 'wasm' | 'worker' | 'config' | 'internal';
 
 export interface ErrorDetail {
     code: ErrorCode;

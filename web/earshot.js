@@ -31,9 +31,11 @@ const MODEL_RATE_HZ = 16000;
  * @property {number | 'device'} [audioContextSampleRate]  rate asked of the AudioContext: default
  *           the model rate (the browser resamples); 'device' keeps the device rate and the
  *           Worker resamples (for browsers whose own resampling is poor)
- * @property {{max_query_embeddings?: number, min_query_embeddings?: number, match_every_embeddings?: number,
- *             nprobe?: number, threshold_base?: number, threshold_scale?: number}} [recognizerParams]
- *           advanced: overrides of the core's RecognizerParams (defaults come from the model)
+ * @property {{query_hop_frames?: number, max_query_embeddings?: number, min_query_embeddings?: number,
+ *             match_every_embeddings?: number, nprobe?: number, k_per_query?: number, max_candidates?: number,
+ *             n_results?: number, threshold_base?: number, threshold_scale?: number}} [recognizerParams]
+ *           advanced: overrides of the core's RecognizerParams (defaults come from the model); an
+ *           unknown key or a wrong type is a fatal 'config' error
  * @property {string} [wasmUrl]      default: ./wasm/earshot-core.wasm next to this file
  * @property {string} [wasmGlueUrl]  default: ./wasm/earshot-core.mjs
  * @property {string} [workerUrl]    default: ./worker.js

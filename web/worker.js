@@ -140,7 +140,8 @@ async function init(options) {
         const info = JSON.parse(engine.indexInfo());
         progress.songsLoaded = info.songs;
         if (!recognizerReady && info.shards_loaded > 0) {
-            check(engine.createRecognizer(JSON.stringify({ ...options.recognizerParams, backend: options.backend ?? 'simd' })), 'internal');
+            const created = engine.createRecognizer(options.backend ?? 'simd', JSON.stringify(options.recognizerParams ?? {}));
+            if (!created.ok) throw new EarshotError('config', `The recognizer options were refused: ${created.message}`);
             recognizerReady = true;
             inputPointer = engine.inputPointer(INPUT_CAPACITY);
             post({
@@ -193,11 +194,11 @@ function pushSamples(samples) {
 function handleResult(result) {
     if (!result.valid) return;
     if (result.score > bestScore) bestScore = result.score;
-    if (result.matched && listening && !(continuous && result.id === lastMatchId)) {
-        lastMatchId = result.id;
+    if (result.matched && listening && !(continuous && result.best.id === lastMatchId)) {
+        lastMatchId = result.best.id;
         if (!continuous) listening = false;
         post({
-            type: 'match', session: sessionId, title: result.title, album: result.album, id: result.id,
+            type: 'match', session: sessionId, title: result.best.title, album: result.best.album, id: result.best.id,
             offsetSeconds: result.song_time_s, score: result.score, threshold: result.threshold,
             listenedSeconds: listenedSamples / modelRateHz, runnerUps: result.runner_ups,
         });
