@@ -25,6 +25,11 @@ export interface RecognizerOptions {
         match_every_embeddings?: number; nprobe?: number; k_per_query?: number; max_candidates?: number;
         n_results?: number; threshold_base?: number; threshold_scale?: number;
     };
+    /**
+     * attach to each match/nomatch detail the audio the recognizer heard in that listen
+     * (`audio`), for tests and bug reports; ignored in continuous mode
+     */
+    keepListenAudio?: boolean;
     wasmUrl?: string;
     wasmGlueUrl?: string;
     workerUrl?: string;
@@ -73,23 +78,40 @@ export interface MatchCandidate {
     score: number;
 }
 
+/** The audio of one listen, exactly as the recognizer consumed it. */
+export interface ListenAudio {
+    /** mono samples at the model rate, in [-1, 1] */
+    samples: Float32Array;
+    sampleRateHz: number;
+}
+
 export interface MatchDetail {
     title: string;
     album: string;
     id: string;
     /** position in the song at the end of the audio heard, seconds */
     offsetSeconds: number;
-    /** mean cosine similarity of the aligned query, in [-1, 1] */
+    /** the core's decision statistic (aligned similarity less the background), compared with threshold */
     score: number;
     /** no-match threshold applied to this query */
     threshold: number;
+    /** seconds of audio the recognizer heard in this listen */
     listenedSeconds: number;
     runnerUps: MatchCandidate[];
+    /** with keepListenAudio */
+    audio?: ListenAudio;
 }
 
+/** The core's final decision when the listen timed out: no song scored above its threshold. */
 export interface NoMatchDetail {
+    /** seconds of audio the recognizer heard in this listen */
     listenedSeconds: number;
-    bestScore: number;
+    /** the core's decision statistic of its final result (0 when it had no candidate) */
+    score: number;
+    /** the threshold it was compared with */
+    threshold: number;
+    /** with keepListenAudio */
+    audio?: ListenAudio;
 }
 
 export type ErrorCode =
