@@ -97,7 +97,41 @@ struct HeapGreater {
 
 }  // namespace
 
-MatchParams match_default_params() { return MatchParams(); }
+MatchParams match_default_params() {
+    MatchParams params;
+    // 8 of 256 lists: on train calibration queries as many hits as 16 (0.25 s index hop), and
+    // the browser's CPU per second of audio with a 10 000-song index drops from 14 ms to 8 ms
+    // (docs/PERFORMANCE-web.md).
+    params.nprobe = 8;
+    params.k_per_query = 32;
+    params.max_candidates = 16;
+    params.n_results = 5;
+    // Placeholders until calibrated on train-set queries (scores are mean cosine similarities);
+    // a model's calibration replaces them (recognizer_default_params).
+    params.threshold_base = 0.35f;
+    params.threshold_scale = 0.35f;
+    params.background_weight = 0.0f;
+    params.exhaustive = false;
+    return params;
+}
+
+Status check_match_params(const MatchParams& params) {
+    if (params.nprobe < 1 || params.k_per_query < 1 || params.max_candidates < 1 ||
+        params.n_results < 1) {
+        return Status::error(
+            "match parameters: nprobe, k_per_query, max_candidates and n_results must be >= 1 "
+            "(start from match_default_params())");
+    }
+    if (!std::isfinite(params.threshold_base) || !std::isfinite(params.threshold_scale))
+        return Status::error("match parameters: threshold_base and threshold_scale must be finite");
+    for (float t : params.threshold_by_n) {
+        if (!std::isfinite(t))
+            return Status::error("match parameters: threshold_by_n holds a non-finite value");
+    }
+    if (!(params.background_weight >= 0.0f) || !std::isfinite(params.background_weight))
+        return Status::error("match parameters: background_weight must be a finite number >= 0");
+    return Status::ok();
+}
 
 float match_threshold(const MatchParams& params, size_t n_query) {
     if (!params.threshold_by_n.empty()) {
@@ -253,8 +287,7 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
     if (n_query > 0 && query == nullptr) return Status::error("match: query is null");
     if (!(query_hop_s > 0) || !std::isfinite(query_hop_s))
         return Status::error("match: query_hop_s must be > 0");
-    if (params_.k_per_query < 1 || params_.max_candidates < 1)
-        return Status::error("match: k_per_query and max_candidates must be >= 1");
+    if (Status st = check_match_params(params_); !st) return st;
     MatchResult result;
     result.n_query = n_query;
     result.threshold = match_threshold(params_, n_query);

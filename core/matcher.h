@@ -18,18 +18,16 @@
 
 namespace earshot {
 
+// Obtain one from match_default_params() and edit it; a value-initialized MatchParams has zero
+// counts and is rejected (check_match_params).
 struct MatchParams {
-    // Coarse lists probed per query embedding. 8 of 256: on train calibration queries as many
-    // hits as 16 (0.25 s index hop), and the browser's CPU per second of audio with a
-    // 10 000-song index drops from 14 ms to 8 ms (docs/PERFORMANCE-web.md).
-    int nprobe = 8;
-    int k_per_query = 32;     // postings kept per query embedding (phase 1)
-    int max_candidates = 16;  // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
-    int n_results = 5;        // best + runner-ups (distinct songs) reported
+    int nprobe = 0;          // coarse lists probed per query embedding (phase 1)
+    int k_per_query = 0;     // postings kept per query embedding (phase 1)
+    int max_candidates = 0;  // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
+    int n_results = 0;       // best + runner-ups (distinct songs) reported
     // threshold(n) = threshold_base + threshold_scale / sqrt(n), n = query embeddings.
-    // Placeholders until calibrated on train-set queries (scores are mean cosine similarities).
-    float threshold_base = 0.35f;
-    float threshold_scale = 0.35f;
+    float threshold_base = 0.0f;
+    float threshold_scale = 0.0f;
     // Calibrated per-length thresholds: when non-empty, threshold(n) = threshold_by_n[min(n,
     // size) - 1] and base/scale are unused (scripts/calibrate-threshold.py writes them into the
     // model's metadata).
@@ -40,7 +38,11 @@ struct MatchParams {
     float background_weight = 0.0f;
     bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
 };
+// The defaults, in one place (the recognizer completes them from the model:
+// recognizer_default_params in core/recognizer.h).
 MatchParams match_default_params();
+// OK, or what is wrong: counts < 1, thresholds not finite, background_weight < 0.
+Status check_match_params(const MatchParams& params);
 float match_threshold(const MatchParams& params, size_t n_query);
 // Replaces the calibrated decision (threshold_by_n, background_weight) by the plain curve
 // base + scale / sqrt(n) on the raw similarity; NaN keeps the current base or scale. For

@@ -52,7 +52,7 @@ async function once() {
     }
     const load = { cpu_ms: cpuMs(process.cpuUsage(load0.cpu)), wall_ms: performance.now() - load0.wall };
     const index = JSON.parse(engine.indexInfo());
-    must(engine.createRecognizer(JSON.stringify({ backend, nprobe })));
+    must(engine.createRecognizer(backend, JSON.stringify({ nprobe })));
     const block = 1024;
     const address = engine.inputPointer(block);
     let results = 0, matched = 0;
@@ -72,7 +72,7 @@ async function once() {
         load_cpu_ms: load.cpu_ms, load_wall_ms: load.wall_ms,
         cpu_ms_per_audio_s: cpu / audioSeconds, wall_ms_per_audio_s: wall / audioSeconds,
         matcher_runs: results, matched_runs: matched,
-        final_matched: final?.matched ?? false, final_title: final?.title ?? null,
+        final_matched: final?.matched ?? false, final_title: final?.best?.title ?? null,
         wasm_heap_mb: module.HEAPF32.buffer.byteLength / 2 ** 20,
         rss_mb: process.memoryUsage().rss / 2 ** 20,
     };

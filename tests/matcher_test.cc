@@ -65,6 +65,30 @@ TEST(MatcherTest, DefaultsAndThreshold) {
     EXPECT_FLOAT_EQ(match_threshold(p, 40), 0.7f);
 }
 
+TEST(MatcherTest, RejectsInvalidParams) {
+    Catalog c = make_catalog(8, 40, 16, 41);
+    std::vector<float> query = testing::clustered_vectors(2, kDim, 2, 47);
+    EXPECT_TRUE(check_match_params(match_default_params()));
+    // Not from match_default_params(): zero counts.
+    Status zero = check_match_params(MatchParams{});
+    ASSERT_FALSE(zero);
+    EXPECT_NE(zero.message().find("match_default_params"), std::string::npos) << zero.message();
+    EXPECT_FALSE(match(*c.index, query.data(), 2, 0.5, MatchParams{}));
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    MatchParams p = match_default_params();
+    p.threshold_base = nan;
+    EXPECT_FALSE(check_match_params(p));
+    p = match_default_params();
+    p.threshold_by_n = {0.5f, nan};
+    EXPECT_FALSE(check_match_params(p));
+    p = match_default_params();
+    p.background_weight = -0.5f;
+    EXPECT_FALSE(check_match_params(p));
+    p = match_default_params();
+    p.nprobe = 0;
+    EXPECT_FALSE(match(*c.index, query.data(), 2, 0.5, p));
+}
+
 TEST(MatcherTest, OverrideThresholdReplacesTheCalibratedDecision) {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     MatchParams p = match_default_params();
