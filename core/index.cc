@@ -2,8 +2,7 @@
 //
 // k-means is hand-written (Lloyd, random init, empty clusters split like faiss): faiss is not in
 // Debian for WASM and the training here is small (<= max_training_vectors x 128-d). The distance
-// kernels use GCC/Clang vector extensions so the same code maps to SSE natively and SIMD128
-// under em++ -msimd128.
+// kernels are in core/kernels.
 #include "core/index.h"
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 #include <numeric>
 
 #include "core/container.h"
+#include "core/kernels.h"
 #include "core/sha256.h"
 
 namespace earshot {
@@ -22,14 +22,6 @@ namespace earshot {
 using json = nlohmann::json;
 
 namespace {
-
-typedef float v4f __attribute__((vector_size(16)));
-
-inline v4f load4(const float* p) {
-    v4f v;
-    std::memcpy(&v, p, sizeof(v));  // unaligned load (movups / v128.load)
-    return v;
-}
 
 // Deterministic on every platform (std:: distributions are implementation-defined).
 struct SplitMix64 {
@@ -43,79 +35,6 @@ struct SplitMix64 {
     }
     size_t below(size_t n) { return size_t(next() % n); }
     float uniform() { return float(next() >> 40) * (1.0f / 16777216.0f); }  // [0, 1)
-};
-
-// Squared L2 distances from x (dim floats) to k centroids [k, dim]; dim % 4 == 0.
-void l2_sqr_many(const float* x, const float* centroids, int k, int dim, float* out) {
-    for (int c = 0; c < k; ++c) {
-        const float* y = centroids + size_t(c) * dim;
-        v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
-        int d = 0;
-        for (; d + 8 <= dim; d += 8) {
-            v4f a = load4(x + d) - load4(y + d);
-            v4f b = load4(x + d + 4) - load4(y + d + 4);
-            acc0 += a * a;
-            acc1 += b * b;
-        }
-        for (; d + 4 <= dim; d += 4) {
-            v4f a = load4(x + d) - load4(y + d);
-            acc0 += a * a;
-        }
-        v4f acc = acc0 + acc1;
-        float s = acc[0] + acc[1] + acc[2] + acc[3];
-        for (; d < dim; ++d) s += (x[d] - y[d]) * (x[d] - y[d]);
-        out[c] = s;
-    }
-}
-
-// Centroids packed for the assignment step of k-means: blocks of 8, [n_blocks][dim][8]
-// (structure of arrays: 8 scores accumulate in two vectors with no horizontal sums), and
-// ||c||^2 per centroid (+inf for the padding of the last block).
-// nearest(x) = argmin_c ||c||^2 - 2 <x, c> (= argmin ||x - c||^2).
-struct PackedCentroids {
-    int k = 0, dim = 0, n_blocks = 0;
-    std::vector<float> packed;
-    std::vector<float> sq_norms;
-
-    void pack(const float* centroids, int k_in, int dim_in) {
-        k = k_in;
-        dim = dim_in;
-        n_blocks = (k + 7) / 8;
-        packed.assign(size_t(n_blocks) * dim * 8, 0.0f);
-        sq_norms.assign(size_t(n_blocks) * 8, std::numeric_limits<float>::infinity());
-        for (int c = 0; c < k; ++c) {
-            const float* src = centroids + size_t(c) * dim;
-            float norm = 0.0f;
-            for (int d = 0; d < dim; ++d) {
-                packed[(size_t(c / 8) * dim + d) * 8 + c % 8] = src[d];
-                norm += src[d] * src[d];
-            }
-            sq_norms[c] = norm;
-        }
-    }
-    int nearest(const float* x) const {
-        float best = std::numeric_limits<float>::infinity();
-        int best_c = 0;
-        const v4f two = {2, 2, 2, 2};
-        for (int b = 0; b < n_blocks; ++b) {
-            const float* p = &packed[size_t(b) * dim * 8];
-            v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
-            for (int d = 0; d < dim; ++d, p += 8) {
-                const v4f xd = {x[d], x[d], x[d], x[d]};
-                acc0 += xd * load4(p);
-                acc1 += xd * load4(p + 4);
-            }
-            const v4f s0 = load4(&sq_norms[size_t(b) * 8]) - two * acc0;
-            const v4f s1 = load4(&sq_norms[size_t(b) * 8 + 4]) - two * acc1;
-            for (int l = 0; l < 4; ++l) {
-                if (s0[l] < best) best = s0[l], best_c = b * 8 + l;
-            }
-            for (int l = 0; l < 4; ++l) {
-                if (s1[l] < best) best = s1[l], best_c = b * 8 + 4 + l;
-            }
-        }
-        return best_c;
-    }
 };
 
 int argmin(const float* v, int n) {
@@ -150,12 +69,14 @@ void kmeans(const float* data, size_t n, int dim, int k, int iterations, SplitMi
     std::vector<uint32_t> assign(n);
     std::vector<double> sums(size_t(k) * dim);
     std::vector<size_t> counts(k);
-    PackedCentroids packed;
+    std::vector<float> packed(packed_centroids_size(size_t(k), size_t(dim)));
+    std::vector<float> sq_norms(packed_centroids_norms_size(size_t(k)));
     for (int it = 0; it < iterations; ++it) {
         size_t changed = 0;
-        packed.pack(centroids, k, dim);
+        pack_centroids(size_t(k), size_t(dim), centroids, packed.data(), sq_norms.data());
         for (size_t i = 0; i < n; ++i) {
-            const uint32_t a = uint32_t(packed.nearest(data + i * dim));
+            const uint32_t a = uint32_t(nearest_centroid__vec128(
+                size_t(k), size_t(dim), data + i * dim, packed.data(), sq_norms.data()));
             changed += (it == 0 || a != assign[i]);
             assign[i] = a;
         }
@@ -284,7 +205,8 @@ int Quantizer::assign(const float* x) const {
     float dist[64];
     for (int base = 0; base < n_lists; base += 64) {
         int count = std::min(64, n_lists - base);
-        l2_sqr_many(x, &coarse_centroids[size_t(base) * dim], count, dim, dist);
+        l2_sqr_many__vec128(size_t(count), size_t(dim), x, &coarse_centroids[size_t(base) * dim],
+                            dist);
         for (int c = 0; c < count; ++c)
             if (dist[c] < best) best = dist[c], best_list = base + c;
     }
@@ -297,8 +219,8 @@ void Quantizer::encode(const float* x, int list, uint8_t* codes) const {
     for (int d = 0; d < dim; ++d) residual[d] = x[d] - c[d];
     float dist[kPqCodebookSize];
     for (int m = 0; m < pq_m; ++m) {
-        l2_sqr_many(residual + m * sub_dim, &pq_codebooks[size_t(m) * kPqCodebookSize * sub_dim],
-                    kPqCodebookSize, sub_dim, dist);
+        l2_sqr_many__vec128(kPqCodebookSize, size_t(sub_dim), residual + m * sub_dim,
+                            &pq_codebooks[size_t(m) * kPqCodebookSize * sub_dim], dist);
         codes[m] = uint8_t(argmin(dist, kPqCodebookSize));
     }
 }

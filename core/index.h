@@ -24,13 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "core/kernels.h"  // kPqCodebookSize
 #include "core/model.h"
 #include "core/status.h"
 
 namespace earshot {
 
 constexpr int kIndexVersion = 1;
-constexpr int kPqCodebookSize = 256;  // 8-bit PQ codes
 constexpr int kMaxLists = 65536;      // list ids are u8 (n_lists <= 256) or u16
 
 struct IndexBuildParams {

@@ -6,86 +6,11 @@
 #include <cstring>
 #include <limits>
 
+#include "core/kernels.h"
+
 namespace earshot {
 
 namespace {
-
-typedef float v4f __attribute__((vector_size(16)));
-
-inline v4f load4(const float* p) {
-    v4f v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-// n % 4 == 0 (dims and sub-dims are checked multiples of 4 where quantizers are made, except
-// sub_dim which may be any size: tail handled).
-float inner_product(const float* a, const float* b, int n) {
-    v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
-    int d = 0;
-    for (; d + 8 <= n; d += 8) {
-        acc0 += load4(a + d) * load4(b + d);
-        acc1 += load4(a + d + 4) * load4(b + d + 4);
-    }
-    for (; d + 4 <= n; d += 4) acc0 += load4(a + d) * load4(b + d);
-    v4f acc = acc0 + acc1;
-    float s = acc[0] + acc[1] + acc[2] + acc[3];
-    for (; d < n; ++d) s += a[d] * b[d];
-    return s;
-}
-
-// sum_m table[m][codes[m]] with four independent accumulators (a single chain of pq_m
-// dependent float adds was the scan's bottleneck). Every path (IVF scan, exhaustive scan,
-// phase 2) uses this one function, so equal codes give bit-identical scores.
-template <int kM>
-inline float pq_score_fixed(const float* table, const uint8_t* codes) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int m = 0; m < kM; m += 4) {
-        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
-        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
-        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
-        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
-    }
-    return (s0 + s1) + (s2 + s3);
-}
-
-inline float pq_score(const float* table, const uint8_t* codes, int pq_m) {
-    if (pq_m == 16) return pq_score_fixed<16>(table, codes);  // the default
-    if (pq_m == 32) return pq_score_fixed<32>(table, codes);
-    if (pq_m == 8) return pq_score_fixed<8>(table, codes);
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int m = 0;
-    for (; m + 4 <= pq_m; m += 4) {
-        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
-        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
-        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
-        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
-    }
-    for (; m < pq_m; ++m) s0 += table[m * kPqCodebookSize + codes[m]];
-    return (s0 + s1) + (s2 + s3);
-}
-
-// The same sum as pq_score, with each table entry computed on the spot from the query x and the
-// codebooks: same terms, same accumulators, same order, so the same float. Phase 2 uses it for
-// query embeddings whose tables were not built (streaming: their phase-1 postings are cached),
-// which saves pq_m * 256 sub-space products per embedding for ~50 re-scored frames.
-float pq_score_direct(const float* x, const float* books, int sub_dim, const uint8_t* codes,
-                      int pq_m) {
-    auto term = [&](int m) {
-        return inner_product(x + m * sub_dim,
-                             books + (size_t(m) * kPqCodebookSize + codes[m]) * sub_dim, sub_dim);
-    };
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int m = 0;
-    for (; m + 4 <= pq_m; m += 4) {
-        s0 += term(m + 0);
-        s1 += term(m + 1);
-        s2 += term(m + 2);
-        s3 += term(m + 3);
-    }
-    for (; m < pq_m; ++m) s0 += term(m);
-    return (s0 + s1) + (s2 + s3);
-}
 
 // Min-heap on score of (score, frame id): keeps the k largest.
 struct HeapGreater {
@@ -125,7 +50,7 @@ void Matcher::prepare(const float* query, size_t n_query, bool all) {
         centroid_sq_norm_.resize(n_lists);
         for (int l = 0; l < n_lists; ++l) {
             const float* c = &q.coarse_centroids[size_t(l) * dim];
-            centroid_sq_norm_[l] = inner_product(c, c, dim);
+            centroid_sq_norm_[l] = inner_product__vec128(size_t(dim), c, c);
         }
     }
     query_ = query;
@@ -141,20 +66,16 @@ void Matcher::prepare_one(size_t i) {
     const Quantizer& q = index_.quantizer();
     const int n_lists = q.n_lists, pq_m = q.pq_m, sub_dim = q.sub_dim, dim = q.dim;
     const float* x = query_ + i * dim;
-    float* ip = &query_coarse_ip_[i * n_lists];
-    for (int l = 0; l < n_lists; ++l)
-        ip[l] = inner_product(x, &q.coarse_centroids[size_t(l) * dim], dim);
+    inner_product_many__vec128(size_t(n_lists), size_t(dim), x, q.coarse_centroids.data(),
+                               &query_coarse_ip_[i * n_lists]);
     // T[m][c] = <x_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
-    float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
-    for (int m = 0; m < pq_m; ++m) {
-        const float* xm = x + m * sub_dim;
-        const float* book = &q.pq_codebooks[size_t(m) * kPqCodebookSize * sub_dim];
-        for (int c = 0; c < kPqCodebookSize; ++c)
-            table[m * kPqCodebookSize + c] = inner_product(xm, book + c * sub_dim, sub_dim);
-    }
+    pq_ip_table__vec128(size_t(pq_m), size_t(sub_dim), x, q.pq_codebooks.data(),
+                        &pq_tables_[i * pq_m * kPqCodebookSize]);
     prepared_[i] = 1;
 }
 
+// Every path (IVF scan, exhaustive scan, phase 2, with or without tables) gives the same float
+// for the same (query embedding, stored frame): the kernels' summation orders match.
 float Matcher::score_frame(size_t i, uint32_t global_frame) const {
     const Quantizer& q = index_.quantizer();
     const int pq_m = q.pq_m;
@@ -162,12 +83,15 @@ float Matcher::score_frame(size_t i, uint32_t global_frame) const {
     const int list = index_.frame_list(global_frame);
     if (prepared_[i]) {
         const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
-        return query_coarse_ip_[i * q.n_lists + list] + pq_score(table, codes, pq_m);
+        return query_coarse_ip_[i * q.n_lists + list] +
+               pq_score__scalar_acc4(size_t(pq_m), table, codes);
     }
-    // Not prepared (cached phase 1): the same products, computed for this frame only.
+    // Not prepared (cached phase 1): the same products, computed for this frame only
+    // (saves pq_m * 256 sub-space products per query embedding for ~50 re-scored frames).
     const float* x = query_ + i * q.dim;
-    return inner_product(x, &q.coarse_centroids[size_t(list) * q.dim], q.dim) +
-           pq_score_direct(x, q.pq_codebooks.data(), q.sub_dim, codes, pq_m);
+    return inner_product__vec128(size_t(q.dim), x, &q.coarse_centroids[size_t(list) * q.dim]) +
+           pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), x, q.pq_codebooks.data(),
+                                   codes);
 }
 
 void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
@@ -203,20 +127,13 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
             const int l = probe_scratch_[p].second;
             const Index::InvertedList& list = index_.list(l);
             const size_t n = list.frame_ids.size();
-            const uint8_t* codes = list.codes.data();
+            if (scan_scores_.size() < n) scan_scores_.resize(n);
+            pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(), scan_scores_.data());
             const float base = ip[l];
-            if (pq_m == 16) {
-                for (size_t j = 0; j < n; ++j, codes += 16) {
-                    const float s = base + pq_score_fixed<16>(table, codes);
-                    if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
-                        offer(s, list.frame_ids[j]);
-                }
-            } else {
-                for (size_t j = 0; j < n; ++j, codes += pq_m) {
-                    const float s = base + pq_score(table, codes, pq_m);
-                    if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
-                        offer(s, list.frame_ids[j]);
-                }
+            for (size_t j = 0; j < n; ++j) {
+                const float s = base + scan_scores_[j];
+                if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
+                    offer(s, list.frame_ids[j]);
             }
         }
     }

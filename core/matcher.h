@@ -124,6 +124,7 @@ private:
     std::vector<uint8_t> prepared_;  // [n]: tables built for embedding i
     std::vector<std::pair<float, int>> probe_scratch_;
     std::vector<std::pair<float, uint32_t>> heap_scratch_;
+    std::vector<float> scan_scores_;  // PQ scores of one inverted list
     std::vector<std::vector<Posting>> postings_;
     // Phase-1 cache for the streaming match(): slot id % size holds (id, postings).
     std::vector<uint64_t> cache_ids_;
