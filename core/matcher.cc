@@ -12,7 +12,7 @@ namespace earshot {
 
 namespace {
 
-// Min-heap on score of (score, frame id): keeps the k largest.
+// Min-heap on score of (score, global embedding id): keeps the k largest.
 struct HeapGreater {
     bool operator()(const std::pair<float, uint32_t>& a,
                     const std::pair<float, uint32_t>& b) const {
@@ -75,19 +75,19 @@ void Matcher::prepare_one(size_t i) {
 }
 
 // Every path (IVF scan, exhaustive scan, phase 2, with or without tables) gives the same float
-// for the same (query embedding, stored frame): the kernels' summation orders match.
-float Matcher::score_frame(size_t i, uint32_t global_frame) const {
+// for the same (query embedding, stored embedding): the kernels' summation orders match.
+float Matcher::score_embedding(size_t i, uint32_t global_id) const {
     const Quantizer& q = index_.quantizer();
     const int pq_m = q.pq_m;
-    const uint8_t* codes = index_.frame_codes(global_frame);
-    const int list = index_.frame_list(global_frame);
+    const uint8_t* codes = index_.embedding_codes(global_id);
+    const int list = index_.embedding_list(global_id);
     if (prepared_[i]) {
         const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
         return query_coarse_ip_[i * q.n_lists + list] +
                pq_score__scalar_acc4(size_t(pq_m), table, codes);
     }
-    // Not prepared (cached phase 1): the same products, computed for this frame only
-    // (saves pq_m * 256 sub-space products per query embedding for ~50 re-scored frames).
+    // Not prepared (cached phase 1): the same products, computed for this embedding only
+    // (saves pq_m * 256 sub-space products per query embedding for ~50 re-scored ones).
     const float* x = query_ + i * q.dim;
     return inner_product__vec128(size_t(q.dim), x, &q.coarse_centroids[size_t(list) * q.dim]) +
            pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), x, q.pq_codebooks.data(),
@@ -112,9 +112,9 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
         }
     };
     if (params_.exhaustive) {
-        // Reference path: every stored frame in global order.
-        const uint32_t n_frames = uint32_t(index_.n_frames());
-        for (uint32_t g = 0; g < n_frames; ++g) offer(score_frame(i, g), g);
+        // Reference path: every stored embedding in global order.
+        const uint32_t n_embeddings = uint32_t(index_.n_embeddings());
+        for (uint32_t g = 0; g < n_embeddings; ++g) offer(score_embedding(i, g), g);
     } else {
         // Probe order: smallest ||q - c||^2 = ||q||^2 - 2<q,c> + ||c||^2.
         const int nprobe = std::min(std::max(params_.nprobe, 1), n_lists);
@@ -126,22 +126,22 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
         for (int p = 0; p < nprobe; ++p) {
             const int l = probe_scratch_[p].second;
             const Index::InvertedList& list = index_.list(l);
-            const size_t n = list.frame_ids.size();
+            const size_t n = list.embedding_ids.size();
             if (scan_scores_.size() < n) scan_scores_.resize(n);
             pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(), scan_scores_.data());
             const float base = ip[l];
             for (size_t j = 0; j < n; ++j) {
                 const float s = base + scan_scores_[j];
                 if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
-                    offer(s, list.frame_ids[j]);
+                    offer(s, list.embedding_ids[j]);
             }
         }
     }
     std::sort_heap(heap_scratch_.begin(), heap_scratch_.end(), greater);  // best first
     out->clear();
     for (const auto& [s, g] : heap_scratch_) {
-        size_t song = index_.song_of_frame(g);
-        out->push_back({uint32_t(song), g - index_.song_first_frame(song), s});
+        size_t song = index_.song_of_embedding(g);
+        out->push_back({uint32_t(song), g - index_.song_first_embedding(song), s});
     }
 }
 
@@ -175,7 +175,7 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
     MatchResult result;
     result.n_query = n_query;
     result.threshold = match_threshold(params_, n_query);
-    if (n_query == 0 || index_.n_frames() == 0) return result;
+    if (n_query == 0 || index_.n_embeddings() == 0) return result;
 
     const double hop_s = index_.hop_s();
     if (postings_.size() < n_query) postings_.resize(n_query);
@@ -186,10 +186,10 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             cache_used_.assign(n_query, false);
             cache_postings_.resize(n_query);
         }
-        if (cache_n_frames_ != index_.n_frames() || cache_nprobe_ != params_.nprobe ||
+        if (cache_n_embeddings_ != index_.n_embeddings() || cache_nprobe_ != params_.nprobe ||
             cache_k_ != params_.k_per_query || cache_exhaustive_ != params_.exhaustive) {
             clear_cache();
-            cache_n_frames_ = index_.n_frames();
+            cache_n_embeddings_ = index_.n_embeddings();
             cache_nprobe_ = params_.nprobe;
             cache_k_ = params_.k_per_query;
             cache_exhaustive_ = params_.exhaustive;
@@ -215,7 +215,7 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             search_one(i, params_.k_per_query, &postings_[i]);
         }
         for (const Posting& p : postings_[i]) {
-            const double delta_s = p.frame * hop_s - i * query_hop_s;
+            const double delta_s = p.embedding * hop_s - i * query_hop_s;
             votes_.push_back({p.song_index, int32_t(std::lround(delta_s / hop_s)), p.score});
         }
     }
@@ -247,8 +247,8 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
     const size_t n_eval = std::min(n_candidates, sizeof(scored) / sizeof(scored[0]));
     for (size_t c = 0; c < n_eval; ++c) {
         const Vote& cand = votes_[c];
-        const uint32_t first = index_.song_first_frame(cand.song_index);
-        const int64_t song_frames = int64_t(index_.song_frames(cand.song_index));
+        const uint32_t first = index_.song_first_embedding(cand.song_index);
+        const int64_t song_n_embeddings = int64_t(index_.song_n_embeddings(cand.song_index));
         Scored best = {cand.song_index, cand.delta_hops, -std::numeric_limits<float>::infinity()};
         for (int dd = -1; dd <= 1; ++dd) {
             const int32_t delta = cand.delta_hops + dd;
@@ -256,8 +256,8 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             for (size_t i = 0; i < n_query; ++i) {
                 // Song embedding nearest to song time i * query_hop_s + delta * hop_s.
                 const int64_t j = std::llround(i * query_hop_s / hop_s) + delta;
-                if (j < 0 || j >= song_frames) continue;  // outside the song: similarity 0
-                sum += score_frame(i, first + uint32_t(j));
+                if (j < 0 || j >= song_n_embeddings) continue;  // outside the song: similarity 0
+                sum += score_embedding(i, first + uint32_t(j));
             }
             const float s = float(sum / double(n_query));
             if (s > best.score) best = {cand.song_index, delta, s};

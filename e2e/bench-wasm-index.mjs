@@ -1,6 +1,6 @@
 // CPU cost of the whole streaming recognizer (front-end + network + search) in WASM under node,
 // with any index folder, e.g. a 10 000-song synthetic one (a benchmark: prints, asserts nothing).
-//   build-lead/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k \
+//   build/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k \
 //       --quantizer out/site/index/quantizer.eq
 //   node e2e/bench-wasm-index.mjs [--index out/synth-10k] [--seconds 60] [--runs 3] [--backend simd]
 //       [--nprobe N]
@@ -69,7 +69,7 @@ async function once() {
     const wall = performance.now() - t0.wall;
     const final = JSON.parse(engine.finish());
     const out = {
-        songs: index.n_songs ?? index.songs, frames: index.n_frames ?? index.frames,
+        songs: index.songs, embeddings: index.embeddings,
         load_cpu_ms: load.cpu_ms, load_wall_ms: load.wall_ms,
         cpu_ms_per_audio_s: cpu / audioSeconds, wall_ms_per_audio_s: wall / audioSeconds,
         matcher_runs: results, matched_runs: matched,
@@ -91,4 +91,4 @@ for (let r = 0; r < runs; r++) {
 }
 const keys = ['load_cpu_ms', 'load_wall_ms', 'cpu_ms_per_audio_s', 'wall_ms_per_audio_s', 'wasm_heap_mb', 'rss_mb'];
 const med = Object.fromEntries(keys.map((k) => [k, Number(median(all.map((m) => m[k])).toFixed(2))]));
-console.log(`median of ${runs}: ${JSON.stringify({ songs: all[0].songs, frames: all[0].frames, ...med })}`);
+console.log(`median of ${runs}: ${JSON.stringify({ songs: all[0].songs, embeddings: all[0].embeddings, ...med })}`);

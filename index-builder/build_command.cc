@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "core/embed_signal.h"
-#include "core/index.h"
+#include "core/index_builder.h"
 #include "core/native/audio.h"
 #include "core/native/xnnpack_embedder.h"
 #include "index-builder/catalog.h"
@@ -92,13 +92,16 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     IndexBuildParams params = index_build_default_params(info);
     params.n_lists = options.n_lists;
     if (params.n_lists == 0) {  // resolved here (not in train()) so the message below names it
-        size_t n_frames = 0;
-        for (const SongWork& w : work) n_frames += w.embeddings.size() / size_t(info.embedding_dim);
-        params.n_lists = index_auto_lists(n_frames);
+        size_t n_embeddings = 0;
+        for (const SongWork& w : work) {
+            n_embeddings += w.embeddings.size() / size_t(info.embedding_dim);
+        }
+        params.n_lists = index_auto_lists(n_embeddings);
     }
     if (options.pq_m > 0) params.pq_m = options.pq_m;
     params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
-    IndexBuilder builder(info, params);
+    auto builder = IndexBuilder::create(info, params);
+    if (!builder) return fail(builder.message());
     std::vector<const SongWork*> skipped;
     for (const SongWork& w : work) {
         if (!w.error.empty()) {
@@ -106,8 +109,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
             continue;
         }
         const size_t n = w.embeddings.size() / size_t(info.embedding_dim);
-        Status st = builder.add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
-                                     w.embeddings.data(), n);
+        Status st = builder->add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
+                                      w.embeddings.data(), n);
         if (!st) return fail("song " + w.entry.id + ": " + st.message());
     }
     if (skipped.size() == work.size()) {
@@ -118,7 +121,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     }
     std::fprintf(stderr, "earshot: training the quantizer (%d lists, PQ %d x 8 bits)\n",
                  params.n_lists, params.pq_m);
-    auto files = builder.finish();
+    auto files = builder->finish();
     if (!files) return fail(files.message());
     Status st = write_folder_atomically(options.out_dir, files->files);
     if (!st) return fail(st.message());

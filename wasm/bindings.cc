@@ -127,7 +127,7 @@ public:
     std::string index_info() const {
         if (!index_) return "null";
         nlohmann::json j = {{"songs", index_->n_songs()},
-                            {"frames", index_->n_frames()},
+                            {"embeddings", index_->n_embeddings()},
                             {"shards_loaded", index_->n_shards_loaded()},
                             {"shards_expected", index_->n_shards_expected()},
                             {"has_quantizer", index_->has_quantizer()}};
