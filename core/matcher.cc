@@ -130,10 +130,16 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
             if (scan_scores_.size() < n) scan_scores_.resize(n);
             pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(), scan_scores_.data());
             const float base = ip[l];
-            for (size_t j = 0; j < n; ++j) {
+            size_t j = 0;
+            for (; j < n && heap_scratch_.size() < size_t(k); ++j)  // until the heap is full
+                offer(base + scan_scores_[j], list.embedding_ids[j]);
+            float worst = heap_scratch_.empty() ? 0.0f : heap_scratch_.front().first;
+            for (; j < n; ++j) {  // full: only better scores enter
                 const float s = base + scan_scores_[j];
-                if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
+                if (s > worst) {
                     offer(s, list.embedding_ids[j]);
+                    worst = heap_scratch_.front().first;
+                }
             }
         }
     }
