@@ -131,7 +131,7 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
     if (dim != uint64_t(dim_))
         return Status::error(what + ": dim " + std::to_string(dim) + " is not the model's " +
                              std::to_string(dim_));
-    if (dim == 0 || dim > uint64_t(kMaxQuantizerDim) || dim % 4 != 0)
+    if (!quantizer_dim_supported(int64_t(dim)))
         return Status::error(what + ": dim " + std::to_string(dim) + " unsupported");
     if (n_lists < 1 || n_lists > uint64_t(kMaxLists))
         return Status::error(what + ": n_lists " + std::to_string(n_lists) + " out of [1, 65536]");

@@ -63,7 +63,7 @@ int index_auto_lists(size_t n_embeddings) {
 
 Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& model) {
     const int dim = model.embedding_dim;
-    if (dim <= 0 || dim > kMaxQuantizerDim || dim % 4 != 0)
+    if (!quantizer_dim_supported(dim))
         return Status::error("embedding_dim " + std::to_string(dim) + " of model '" + model.name +
                              "' is not supported by the index (a multiple of 4, at most " +
                              std::to_string(kMaxQuantizerDim) + ")");
@@ -186,7 +186,7 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
 
 Status IndexBuilder::set_quantizer(const Quantizer& q) {
     if (trained_) return Status::error("set_quantizer: a quantizer is already trained or set");
-    if (q.dim != model_.embedding_dim || q.dim <= 0 || q.dim > kMaxQuantizerDim || q.dim % 4 != 0)
+    if (q.dim != model_.embedding_dim || !quantizer_dim_supported(q.dim))
         return Status::error("set_quantizer: dim " + std::to_string(q.dim) +
                              " is not the model's embedding_dim " +
                              std::to_string(model_.embedding_dim));

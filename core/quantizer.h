@@ -14,7 +14,12 @@
 namespace earshot {
 
 constexpr int kMaxLists = 65536;       // list ids are u8 (n_lists <= 256) or u16
-constexpr int kMaxQuantizerDim = 512;  // embedding floats; also a multiple of 4
+constexpr int kMaxQuantizerDim = 512;  // floats per embedding, at most
+
+// The embedding sizes the index format stores: 1 .. kMaxQuantizerDim floats, a multiple of 4.
+constexpr bool quantizer_dim_supported(int64_t dim) {
+    return dim > 0 && dim <= kMaxQuantizerDim && dim % 4 == 0;
+}
 
 struct Quantizer {
     int dim = 0;

@@ -37,7 +37,7 @@ void kmeans(const float* data, size_t n, int dim, int k, int iterations, SplitMi
             float* centroids);
 
 // A quantizer of n_lists coarse centroids and pq_m 8-bit sub-quantizers trained on vectors
-// [n, dim] (all of them: the caller samples). Requires 0 < dim <= kMaxQuantizerDim, dim % 4 == 0,
+// [n, dim] (all of them: the caller samples). Requires quantizer_dim_supported(dim),
 // 1 <= n_lists <= kMaxLists, dim % pq_m == 0, iterations >= 0 (IndexBuildParams are checked by
 // validate_index_build_params). One SplitMix64(seed) stream drives the coarse k-means, then
 // the sub-quantizers in order.
