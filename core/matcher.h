@@ -74,8 +74,8 @@ struct MatchResult {
 // One phase-1 hit.
 struct Posting {
     uint32_t song_index = 0;
-    uint32_t frame = 0;  // embedding index within the song
-    float score = 0.0f;  // <q, reconstruction>
+    uint32_t embedding = 0;  // stored embedding index within the song
+    float score = 0.0f;      // <q, reconstruction>
 };
 
 // Holds scratch buffers (PQ tables, heaps, votes) sized for the largest query seen, so repeated
@@ -109,11 +109,13 @@ public:
 
 private:
     // Sets the query; with `all`, builds every embedding's phase-1 tables (else search_one()
-    // builds them on demand, and score_frame() computes the products of the others on the spot).
+    // builds them on demand, and score_embedding() computes the products of the others on the
+    // spot).
     void prepare(const float* query, size_t n_query, bool all);
     void prepare_one(size_t i);
     void search_one(size_t i, int k, std::vector<Posting>* out);
-    float score_frame(size_t i, uint32_t global_frame) const;
+    // <query embedding i, reconstruction of stored embedding global_id>.
+    float score_embedding(size_t i, uint32_t global_id) const;
 
     const Index& index_;
     MatchParams params_;
@@ -126,12 +128,13 @@ private:
     std::vector<uint8_t> prepared_;  // [n]: tables built for embedding i
     std::vector<std::pair<float, int>> probe_scratch_;
     std::vector<std::pair<float, uint32_t>> heap_scratch_;
+    std::vector<float> scan_scores_;  // PQ scores of one inverted list
     std::vector<std::vector<Posting>> postings_;
     // Phase-1 cache for the streaming match(): slot id % size holds (id, postings).
     std::vector<uint64_t> cache_ids_;
     std::vector<bool> cache_used_;
     std::vector<std::vector<Posting>> cache_postings_;
-    size_t cache_n_frames_ = 0;
+    size_t cache_n_embeddings_ = 0;
     int cache_nprobe_ = 0, cache_k_ = 0;
     bool cache_exhaustive_ = false;
     struct Vote {

@@ -68,7 +68,7 @@ async function once() {
     const wall = performance.now() - t0.wall;
     const final = JSON.parse(engine.finish());
     const out = {
-        songs: index.n_songs ?? index.songs, frames: index.n_frames ?? index.frames,
+        songs: index.songs, embeddings: index.embeddings,
         load_cpu_ms: load.cpu_ms, load_wall_ms: load.wall_ms,
         cpu_ms_per_audio_s: cpu / audioSeconds, wall_ms_per_audio_s: wall / audioSeconds,
         matcher_runs: results, matched_runs: matched,
@@ -90,4 +90,4 @@ for (let r = 0; r < runs; r++) {
 }
 const keys = ['load_cpu_ms', 'load_wall_ms', 'cpu_ms_per_audio_s', 'wall_ms_per_audio_s', 'wasm_heap_mb', 'rss_mb'];
 const med = Object.fromEntries(keys.map((k) => [k, Number(median(all.map((m) => m[k])).toFixed(2))]));
-console.log(`median of ${runs}: ${JSON.stringify({ songs: all[0].songs, frames: all[0].frames, ...med })}`);
+console.log(`median of ${runs}: ${JSON.stringify({ songs: all[0].songs, embeddings: all[0].embeddings, ...med })}`);

@@ -72,7 +72,7 @@ protected:
         IndexBuildParams params = index_build_default_params();
         params.n_lists = 16;
         params.kmeans_iterations = 8;
-        IndexBuilder builder(info, params);
+        IndexBuilder builder = testing::new_builder(info, params);
         songs_ = new std::vector<std::vector<float>>();
         for (int s = 0; s < kSongs; ++s) {
             songs_->push_back(synthetic_song(kSongSeconds, 1000 + s));

@@ -75,7 +75,7 @@ JsStatus Engine::add_shard(const std::string& bytes, const std::string& what) {
 std::string Engine::index_info() const {
     if (!index_) return "null";
     nlohmann::json j = {{"songs", index_->n_songs()},
-                        {"frames", index_->n_frames()},
+                        {"embeddings", index_->n_embeddings()},
                         {"shards_loaded", index_->n_shards_loaded()},
                         {"shards_expected", index_->n_shards_expected()},
                         {"has_quantizer", index_->has_quantizer()}};
