@@ -29,7 +29,7 @@ struct MatchParams {
     float threshold_base = 0.0f;
     float threshold_scale = 0.0f;
     // Calibrated per-length thresholds: when non-empty, threshold(n) = threshold_by_n[min(n,
-    // size) - 1] and base/scale are unused (scripts/calibrate-threshold.py writes them into the
+    // size) - 1] and base/scale are unused (models/calibrate_threshold.py writes them into the
     // model's metadata).
     std::vector<float> threshold_by_n;
     // The decision compares confidence = best score - background_weight * background (see

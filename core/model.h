@@ -49,7 +49,7 @@ struct ModelInfo {
     int index_pq_m = 16;
     bool input_patch_mean = true;
     // Calibrated no-match threshold from metadata: threshold + threshold_scale / sqrt(n) for n
-    // query embeddings (scripts/calibrate-threshold.py). threshold 0 / scale < 0: none given.
+    // query embeddings (models/calibrate_threshold.py). threshold 0 / scale < 0: none given.
     float threshold = 0.0f;
     float threshold_scale = -1.0f;
     std::vector<float> threshold_by_n;  // per query length in embeddings (empty: none given)
