@@ -35,7 +35,7 @@ test-python:
 
 test-e2e:
 	BUILD=$(BUILD) BUILD_WASM=$(BUILD_WASM) JOBS=$(JOBS) scripts/demo.sh --build-only
-	node --test e2e/
+	BUILD=$(BUILD) node --test e2e/
 
 test: test-native test-wasm test-python test-e2e
 

@@ -1,7 +1,7 @@
 // Writes a synthetic index folder for a real model, to measure search cost at catalogue sizes
 // the demo does not have (docs/PERFORMANCE-web.md, "10 000-song index").
 //
-//   earshot_make_synthetic_index MODEL.emod N_SONGS FRAMES_PER_SONG OUT_DIR [--seed S]
+//   earshot_make_synthetic_index MODEL.emod N_SONGS EMBEDDINGS_PER_SONG OUT_DIR [--seed S]
 //                                [--quantizer FILE.eq]
 //   e.g. build/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k
 //
@@ -9,12 +9,12 @@
 // default) written by the core's IndexBuilder with the model's ModelInfo, so the model hash, dim
 // and hop match and the browser Engine / the CLI load it like a real one. Contents are random:
 //   - quantizer: random unit coarse centroids, as many as earshot build would make lists for
-//     N_SONGS x FRAMES_PER_SONG embeddings (index_auto_lists), and random PQ codebooks (scaled
+//     N_SONGS x EMBEDDINGS_PER_SONG embeddings (index_auto_lists), and random PQ codebooks (scaled
 //     0.3, residuals are smaller than centroids), as in bench/search_bench.cc; or, with
 //     --quantizer, the coarse centroids and codebooks of an existing quantizer.eq built for the
 //     same model (e.g. out/site/index/quantizer.eq), so real query embeddings fall into
 //     realistic lists;
-//   - songs "synthetic-NNNNN", FRAMES_PER_SONG embeddings each (360 = 3 min at 0.5 s hop),
+//   - songs "synthetic-NNNNN", EMBEDDINGS_PER_SONG embeddings each (360 = 3 min at 0.5 s hop),
 //     uniformly random list ids and PQ codes (add_song_codes; no training).
 // Uniform list sizes are the best case for IVF (real catalogues are skewed). A query of real
 // audio matches none of these songs: every probed posting is scanned, the common cost.
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/index.h"
+#include "core/index_builder.h"
 #include "core/model.h"
 
 namespace {
@@ -86,15 +87,16 @@ int main(int argc, char** argv) {
     }
     if (pos.size() != 4) {
         std::fprintf(stderr,
-                     "usage: earshot_make_synthetic_index MODEL.emod N_SONGS FRAMES_PER_SONG "
+                     "usage: earshot_make_synthetic_index MODEL.emod N_SONGS EMBEDDINGS_PER_SONG "
                      "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES (random "
                      "quantizer)]\n");
         return 2;
     }
     const std::string model_path = pos[0], out_dir = pos[3];
     const long n_songs = std::strtol(pos[1].c_str(), nullptr, 10);
-    const long n_frames = std::strtol(pos[2].c_str(), nullptr, 10);
-    if (n_songs <= 0 || n_frames <= 0) return fail("N_SONGS and FRAMES_PER_SONG must be > 0");
+    const long n_embeddings = std::strtol(pos[2].c_str(), nullptr, 10);
+    if (n_songs <= 0 || n_embeddings <= 0)
+        return fail("N_SONGS and EMBEDDINGS_PER_SONG must be > 0");
 
     std::vector<uint8_t> model_bytes;
     if (!read_bytes(model_path, &model_bytes)) return fail("cannot read " + model_path);
@@ -103,7 +105,8 @@ int main(int argc, char** argv) {
     const earshot::ModelInfo& info = model.value()->info();
     earshot::IndexBuildParams params = earshot::index_build_default_params(info);
     if (pq_m > 0) params.pq_m = pq_m;
-    if (info.embedding_dim % params.pq_m != 0) return fail("--pq-m must divide the embedding dim");
+    if (earshot::Status st = earshot::validate_index_build_params(params, info); !st)
+        return fail(st.message());
 
     std::mt19937_64 rng(seed);
     Quantizer q;
@@ -118,7 +121,7 @@ int main(int argc, char** argv) {
         const int dim = info.embedding_dim;
         q.dim = dim;
         // as earshot build would:
-        q.n_lists = earshot::index_auto_lists(size_t(n_songs) * size_t(n_frames));
+        q.n_lists = earshot::index_auto_lists(size_t(n_songs) * size_t(n_embeddings));
         q.pq_m = params.pq_m;
         q.sub_dim = dim / params.pq_m;
         q.coarse_centroids = random_unit_vectors(size_t(q.n_lists), dim, rng);
@@ -127,13 +130,14 @@ int main(int argc, char** argv) {
         for (float& v : q.pq_codebooks) v *= 0.3f;
     }
 
-    IndexBuilder builder(info, params);
-    earshot::Status st = builder.set_quantizer(q);
+    earshot::Result<IndexBuilder> builder = IndexBuilder::create(info, params);
+    if (!builder) return fail(builder.message());
+    earshot::Status st = builder->set_quantizer(q);
     if (!st) return fail(st.message());
-    const double hop_s = double(info.hop_frames) * info.frontend.hop_length /
-                         double(info.frontend.sample_rate_hz);
-    std::vector<uint16_t> ids(static_cast<size_t>(n_frames));
-    std::vector<uint8_t> codes(size_t(n_frames) * q.pq_m);
+    const double hop_s =
+        double(info.hop_frames) * info.frontend.hop_length / double(info.frontend.sample_rate_hz);
+    std::vector<uint16_t> ids(static_cast<size_t>(n_embeddings));
+    std::vector<uint8_t> codes(size_t(n_embeddings) * q.pq_m);
     for (long s = 0; s < n_songs; ++s) {
         for (auto& list : ids) list = uint16_t(rng() % uint64_t(q.n_lists));
         for (auto& c : codes) c = uint8_t(rng());
@@ -143,11 +147,11 @@ int main(int argc, char** argv) {
         song.id = song_id;
         song.title = std::string("Synthetic song ") + std::to_string(s);
         song.album = "Synthetic";
-        song.duration_s = double(n_frames) * hop_s;
-        st = builder.add_song_codes(song, ids.data(), codes.data(), size_t(n_frames));
+        song.duration_s = double(n_embeddings) * hop_s;
+        st = builder->add_song_codes(song, ids.data(), codes.data(), size_t(n_embeddings));
         if (!st) return fail(st.message());
     }
-    auto files = builder.finish();
+    auto files = builder->finish();
     if (!files) return fail(files.message());
 
     std::error_code ec;
@@ -159,8 +163,8 @@ int main(int argc, char** argv) {
         out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
         if (!out) return fail("cannot write " + path);
     }
-    std::printf("%s: %zu songs, %zu frames, %zu files, %.1f MB (%.0f bytes/song), model %s\n",
-                out_dir.c_str(), files.value().n_songs, files.value().n_frames,
+    std::printf("%s: %zu songs, %zu embeddings, %zu files, %.1f MB (%.0f bytes/song), model %s\n",
+                out_dir.c_str(), files.value().n_songs, files.value().n_embeddings,
                 files.value().files.size(), files.value().total_bytes / 1e6,
                 files.value().bytes_per_song, info.name.c_str());
     return 0;

@@ -19,13 +19,14 @@
 #include <vector>
 
 #include "core/index.h"
+#include "core/index_builder.h"
 #include "core/matcher.h"
 
 namespace earshot {
 namespace {
 
 constexpr int kDim = 128;
-constexpr size_t kFramesPerSong = 360;  // 3 min at 0.5 s hop
+constexpr size_t kEmbeddingsPerSong = 360;  // 3 min at 0.5 s hop
 
 ModelInfo bench_model() {
     ModelInfo info;
@@ -72,7 +73,7 @@ const Index& catalogue(size_t n_songs, int pq_m) {
     const ModelInfo model = bench_model();
     IndexBuildParams params = index_build_default_params();
     params.pq_m = pq_m;
-    params.n_lists = index_auto_lists(n_songs * kFramesPerSong);  // what earshot build picks
+    params.n_lists = index_auto_lists(n_songs * kEmbeddingsPerSong);  // what earshot build picks
     Quantizer q;
     q.dim = kDim;
     q.n_lists = params.n_lists;
@@ -83,20 +84,21 @@ const Index& catalogue(size_t n_songs, int pq_m) {
         random_unit_vectors(size_t(q.pq_m) * kPqCodebookSize * q.sub_dim / kDim, 2);
     for (float& v : books) v *= 0.3f;  // residuals are smaller than centroids
     q.pq_codebooks = books;
-    IndexBuilder builder(model, params);
-    if (!builder.set_quantizer(q)) std::abort();
+    Result<IndexBuilder> builder = IndexBuilder::create(model, params);
+    if (!builder || !builder->set_quantizer(q)) std::abort();
     std::mt19937_64 rng(3);
-    std::vector<uint16_t> ids(kFramesPerSong);
-    std::vector<uint8_t> codes(kFramesPerSong * q.pq_m);
+    std::vector<uint16_t> ids(kEmbeddingsPerSong);
+    std::vector<uint8_t> codes(kEmbeddingsPerSong * q.pq_m);
     for (size_t s = 0; s < n_songs; ++s) {
         for (auto& id : ids) id = uint16_t(rng() % q.n_lists);
         for (auto& c : codes) c = uint8_t(rng());
         SongInfo song;
         song.id = "song-" + std::to_string(s);
         song.duration_s = 180.0;
-        if (!builder.add_song_codes(song, ids.data(), codes.data(), kFramesPerSong)) std::abort();
+        if (!builder->add_song_codes(song, ids.data(), codes.data(), kEmbeddingsPerSong))
+            std::abort();
     }
-    Result<IndexFiles> files = builder.finish();
+    Result<IndexFiles> files = builder->finish();
     if (!files) std::abort();
     auto index = std::make_unique<Index>(model);
     const auto& manifest = files->files.at("manifest.json");
@@ -106,8 +108,9 @@ const Index& catalogue(size_t n_songs, int pq_m) {
     for (const auto& [name, bytes] : files->files)
         if (name.rfind("shard-", 0) == 0 && !index->add_shard(bytes.data(), bytes.size(), name))
             std::abort();
-    std::fprintf(stderr, "catalogue: %zu songs, PQ %d, %zu frames, %zu files, %.0f bytes/song\n",
-                 n_songs, pq_m, index->n_frames(), files->files.size(), files->bytes_per_song);
+    std::fprintf(stderr,
+                 "catalogue: %zu songs, PQ %d, %zu embeddings, %zu files, %.0f bytes/song\n",
+                 n_songs, pq_m, index->n_embeddings(), files->files.size(), files->bytes_per_song);
     cached.n_songs = n_songs;
     cached.pq_m = pq_m;
     cached.index = std::move(index);
@@ -133,7 +136,7 @@ void BM_Match(benchmark::State& state) {
     state.counters["cpu_ms_per_query"] = cpu_ms / double(state.iterations());
     state.counters["cpu_ms_per_embedding"] = cpu_ms / double(state.iterations() * n_query);
     state.counters["postings_per_embedding"] =
-        double(index.n_frames()) * params.nprobe / index.n_lists();
+        double(index.n_embeddings()) * params.nprobe / index.n_lists();
 }
 BENCHMARK(BM_Match)
     ->ArgNames({"songs", "n_query", "nprobe", "pq_m"})
@@ -197,15 +200,18 @@ void BM_TrainQuantizer(benchmark::State& state) {
         for (int d = 0; d < kDim; ++d) data[i * kDim + d] /= float(std::sqrt(norm));
     }
     IndexBuildParams params = index_build_default_params();
-    params.pq_m = 32;                     // the committed model's index_pq_m
+    params.pq_m = 32;                      // the committed model's index_pq_m
     params.n_lists = int(state.range(1));  // 0 = by size (256 here)
-    int lists = 0;  // what the builder trained (0 resolves by size)
+    int lists = 0;                         // what the builder trained (0 resolves by size)
     for (auto _ : state) {
-        IndexBuilder builder(bench_model(), params);
-        Status st = builder.train_on(data.data(), n);
-        if (!st) state.SkipWithError(st.message().c_str());
-        benchmark::DoNotOptimize(builder.quantizer().coarse_centroids.data());
-        lists = builder.quantizer().n_lists;
+        Result<IndexBuilder> builder = IndexBuilder::create(bench_model(), params);
+        Status st = builder ? builder->train_on(data.data(), n) : builder.status();
+        if (!st) {
+            state.SkipWithError(st.message().c_str());
+            break;
+        }
+        benchmark::DoNotOptimize(builder->quantizer().coarse_centroids.data());
+        lists = builder->quantizer().n_lists;
     }
     state.counters["vectors"] = double(n);
     state.counters["lists"] = double(lists);

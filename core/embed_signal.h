@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "core/embedder.h"
 #include "core/frontend.h"
 #include "core/model.h"
 

@@ -1,12 +1,13 @@
 // Scalar reference kernels and vec128 kernels (GCC/Clang vector extensions). Hand-written
 // rather than a library because the browser build must stay dependency-free and small, and
-// XNNPACK (the native comparison backend) is not packaged for Emscripten.
+// neither XNNPACK (the native comparison backend) nor faiss is packaged for Emscripten.
 #include "core/kernels.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace earshot {
 
@@ -29,6 +30,8 @@ inline v4f relu_v4f(v4f v) {
     return (v4f)((v4i)v & (v4i)(v > zero));
 }
 inline float hsum_v4f(v4f v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+// The lanes summed in order, ((l0 + l1) + l2) + l3: the distance kernels' order.
+inline float hsum_v4f_in_order(v4f v) { return v[0] + v[1] + v[2] + v[3]; }
 
 // Stores the first nc (< 8) lanes of the tile row {lo, hi}.
 inline void store_partial_8(float* c, size_t nc, v4f lo, v4f hi) {
@@ -308,6 +311,242 @@ void subtract_mean__vec128(size_t n, float* x) {
     i = 0;
     for (; i + 4 <= n; i += 4) store_v4f(x + i, load_v4f(x + i) - vmean);
     for (; i < n; ++i) x[i] -= mean;
+}
+
+// ---- Distances and inner products ---------------------------------------------------------
+
+void l2_sqr_many__scalar(size_t k, size_t dim, const float* x, const float* rows, float* out) {
+    for (size_t r = 0; r < k; ++r) {
+        const float* y = rows + r * dim;
+        float s = 0.0f;
+        for (size_t d = 0; d < dim; ++d) s += (x[d] - y[d]) * (x[d] - y[d]);
+        out[r] = s;
+    }
+}
+
+void l2_sqr_many__vec128(size_t k, size_t dim, const float* x, const float* rows, float* out) {
+    for (size_t r = 0; r < k; ++r) {
+        const float* y = rows + r * dim;
+        v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
+        size_t d = 0;
+        for (; d + 8 <= dim; d += 8) {
+            const v4f a = load_v4f(x + d) - load_v4f(y + d);
+            const v4f b = load_v4f(x + d + 4) - load_v4f(y + d + 4);
+            acc0 += a * a;
+            acc1 += b * b;
+        }
+        for (; d + 4 <= dim; d += 4) {
+            const v4f a = load_v4f(x + d) - load_v4f(y + d);
+            acc0 += a * a;
+        }
+        float s = hsum_v4f_in_order(acc0 + acc1);
+        for (; d < dim; ++d) s += (x[d] - y[d]) * (x[d] - y[d]);
+        out[r] = s;
+    }
+}
+
+float inner_product__scalar(size_t n, const float* a, const float* b) {
+    float s = 0.0f;
+    for (size_t d = 0; d < n; ++d) s += a[d] * b[d];
+    return s;
+}
+
+float inner_product__vec128(size_t n, const float* a, const float* b) {
+    v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
+    size_t d = 0;
+    for (; d + 8 <= n; d += 8) {
+        acc0 += load_v4f(a + d) * load_v4f(b + d);
+        acc1 += load_v4f(a + d + 4) * load_v4f(b + d + 4);
+    }
+    for (; d + 4 <= n; d += 4) acc0 += load_v4f(a + d) * load_v4f(b + d);
+    float s = hsum_v4f_in_order(acc0 + acc1);
+    for (; d < n; ++d) s += a[d] * b[d];
+    return s;
+}
+
+void inner_product_many__scalar(size_t k, size_t dim, const float* x, const float* rows,
+                                float* out) {
+    for (size_t r = 0; r < k; ++r) out[r] = inner_product__scalar(dim, x, rows + r * dim);
+}
+
+void inner_product_many__vec128(size_t k, size_t dim, const float* x, const float* rows,
+                                float* out) {
+    for (size_t r = 0; r < k; ++r) out[r] = inner_product__vec128(dim, x, rows + r * dim);
+}
+
+// ---- Nearest centroid -----------------------------------------------------------------------
+
+size_t packed_centroids_size(size_t k, size_t dim) {
+    return (k + kCentroidBlock - 1) / kCentroidBlock * dim * kCentroidBlock;
+}
+
+size_t packed_centroids_norms_size(size_t k) {
+    return (k + kCentroidBlock - 1) / kCentroidBlock * kCentroidBlock;
+}
+
+void pack_centroids(size_t k, size_t dim, const float* centroids, float* packed, float* sq_norms) {
+    std::fill(packed, packed + packed_centroids_size(k, dim), 0.0f);
+    std::fill(sq_norms, sq_norms + packed_centroids_norms_size(k),
+              std::numeric_limits<float>::infinity());
+    for (size_t c = 0; c < k; ++c) {
+        const float* src = centroids + c * dim;
+        float norm = 0.0f;
+        for (size_t d = 0; d < dim; ++d) {
+            packed[(c / kCentroidBlock * dim + d) * kCentroidBlock + c % kCentroidBlock] = src[d];
+            norm += src[d] * src[d];
+        }
+        sq_norms[c] = norm;
+    }
+}
+
+size_t nearest_centroid__scalar(size_t k, size_t dim, const float* x, const float* packed,
+                                const float* sq_norms) {
+    float best = std::numeric_limits<float>::infinity();
+    size_t best_c = 0;
+    for (size_t c = 0; c < k; ++c) {
+        const float* p = packed + c / kCentroidBlock * dim * kCentroidBlock + c % kCentroidBlock;
+        float dot = 0.0f;
+        for (size_t d = 0; d < dim; ++d) dot += x[d] * p[d * kCentroidBlock];
+        const float score = sq_norms[c] - 2.0f * dot;
+        if (score < best) best = score, best_c = c;
+    }
+    return best_c;
+}
+
+size_t nearest_centroid__vec128(size_t k, size_t dim, const float* x, const float* packed,
+                                const float* sq_norms) {
+    static_assert(kCentroidBlock == 8, "one block is two v4f");
+    const size_t n_blocks = (k + kCentroidBlock - 1) / kCentroidBlock;
+    float best = std::numeric_limits<float>::infinity();
+    size_t best_c = 0;
+    const v4f two = {2, 2, 2, 2};
+    for (size_t b = 0; b < n_blocks; ++b) {
+        const float* p = packed + b * dim * 8;
+        v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
+        for (size_t d = 0; d < dim; ++d, p += 8) {
+            const v4f xd = splat_v4f(x[d]);
+            acc0 += xd * load_v4f(p);
+            acc1 += xd * load_v4f(p + 4);
+        }
+        const v4f s0 = load_v4f(sq_norms + b * 8) - two * acc0;
+        const v4f s1 = load_v4f(sq_norms + b * 8 + 4) - two * acc1;
+        for (int l = 0; l < 4; ++l) {
+            if (s0[l] < best) best = s0[l], best_c = b * 8 + l;
+        }
+        for (int l = 0; l < 4; ++l) {
+            if (s1[l] < best) best = s1[l], best_c = b * 8 + 4 + l;
+        }
+    }
+    return best_c;
+}
+
+// ---- Product quantization -----------------------------------------------------------------
+
+namespace {
+
+template <float (*kInnerProduct)(size_t, const float*, const float*)>
+void pq_ip_table(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                 float* table) {
+    for (size_t m = 0; m < pq_m; ++m) {
+        const float* xm = x + m * sub_dim;
+        const float* book = codebooks + m * kPqCodebookSize * sub_dim;
+        for (size_t c = 0; c < size_t(kPqCodebookSize); ++c)
+            table[m * kPqCodebookSize + c] = kInnerProduct(sub_dim, xm, book + c * sub_dim);
+    }
+}
+
+// The four-accumulator sum for a pq_m known at compile time (a multiple of 4).
+template <size_t kM>
+inline float pq_score_acc4_fixed(const float* table, const uint8_t* codes) {
+    static_assert(kM % 4 == 0, "the fixed-size scores have no tail");
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t m = 0; m < kM; m += 4) {
+        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
+        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
+        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
+        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
+    }
+    return (s0 + s1) + (s2 + s3);
+}
+
+inline float pq_score_acc4_any(size_t pq_m, const float* table, const uint8_t* codes) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t m = 0;
+    for (; m + 4 <= pq_m; m += 4) {
+        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
+        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
+        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
+        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
+    }
+    for (; m < pq_m; ++m) s0 += table[m * kPqCodebookSize + codes[m]];
+    return (s0 + s1) + (s2 + s3);
+}
+
+template <size_t kM>
+void pq_scan_acc4_fixed(size_t n, const float* table, const uint8_t* codes, float* out) {
+    for (size_t j = 0; j < n; ++j, codes += kM) out[j] = pq_score_acc4_fixed<kM>(table, codes);
+}
+
+}  // namespace
+
+void pq_ip_table__scalar(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                         float* table) {
+    pq_ip_table<inner_product__scalar>(pq_m, sub_dim, x, codebooks, table);
+}
+
+void pq_ip_table__vec128(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                         float* table) {
+    pq_ip_table<inner_product__vec128>(pq_m, sub_dim, x, codebooks, table);
+}
+
+float pq_score__scalar(size_t pq_m, const float* table, const uint8_t* codes) {
+    float s = 0.0f;
+    for (size_t m = 0; m < pq_m; ++m) s += table[m * kPqCodebookSize + codes[m]];
+    return s;
+}
+
+float pq_score__scalar_acc4(size_t pq_m, const float* table, const uint8_t* codes) {
+    // The common sizes unrolled (the same sums as the general loop).
+    if (pq_m == 16) return pq_score_acc4_fixed<16>(table, codes);
+    if (pq_m == 32) return pq_score_acc4_fixed<32>(table, codes);
+    if (pq_m == 8) return pq_score_acc4_fixed<8>(table, codes);
+    return pq_score_acc4_any(pq_m, table, codes);
+}
+
+void pq_scan__scalar_acc4(size_t n, size_t pq_m, const float* table, const uint8_t* codes,
+                          float* out) {
+    if (pq_m == 16) return pq_scan_acc4_fixed<16>(n, table, codes, out);
+    if (pq_m == 32) return pq_scan_acc4_fixed<32>(n, table, codes, out);
+    if (pq_m == 8) return pq_scan_acc4_fixed<8>(n, table, codes, out);
+    for (size_t j = 0; j < n; ++j, codes += pq_m) out[j] = pq_score_acc4_any(pq_m, table, codes);
+}
+
+float pq_score_direct__scalar(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                              const uint8_t* codes) {
+    float s = 0.0f;
+    for (size_t m = 0; m < pq_m; ++m) {
+        s += inner_product__scalar(sub_dim, x + m * sub_dim,
+                                   codebooks + (m * kPqCodebookSize + codes[m]) * sub_dim);
+    }
+    return s;
+}
+
+float pq_score_direct__vec128(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                              const uint8_t* codes) {
+    auto term = [&](size_t m) {
+        return inner_product__vec128(sub_dim, x + m * sub_dim,
+                                     codebooks + (m * kPqCodebookSize + codes[m]) * sub_dim);
+    };
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t m = 0;
+    for (; m + 4 <= pq_m; m += 4) {
+        s0 += term(m + 0);
+        s1 += term(m + 1);
+        s2 += term(m + 2);
+        s3 += term(m + 3);
+    }
+    for (; m < pq_m; ++m) s0 += term(m);
+    return (s0 + s1) + (s2 + s3);
 }
 
 }  // namespace earshot

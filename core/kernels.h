@@ -1,13 +1,21 @@
-// Inference kernels for the embedding network (docs/DESIGN.md section 3), XNNPACK-style naming
-// `op__isa_variant`:
-//   *__scalar   plain loops, the numerical truth every other kernel is tested against;
-//   *__vec128   GCC/Clang vector extensions on 4 x f32 (SSE natively, SIMD128 under
-//               em++ -msimd128).
-// All tensors are float32, NHWC without N (batch is always 1), row-major. Strides are in
-// elements (floats), not bytes. Kernels never allocate.
+// Compute kernels, XNNPACK-style naming `op__isa_variant`:
+//   *__scalar        plain loops, the numerical truth every other kernel is tested against;
+//   *__scalar_acc4   scalar code with four independent accumulators;
+//   *__vec128        GCC/Clang vector extensions on 4 x f32 (SSE natively, SIMD128 under
+//                    em++ -msimd128).
+// Two families: the embedding network's conv/GEMM/normalization kernels (docs/DESIGN.md
+// section 3) and the distance/scan kernels of the IVF-PQ index and matcher (sections 5 and 6).
+// All tensors are float32, row-major; network tensors are NHWC without N (batch is always 1).
+// Sizes and strides are in elements (floats or bytes of codes), not bytes. Kernels never
+// allocate and never read past the sizes they are given.
+//
+// The optimized kernels fix a summation order (documented per kernel) that the index and the
+// matcher depend on: a built index and every score must come out bit-identical on every
+// platform and build, so an order may only change together with a new index/model evaluation.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace earshot {
 
@@ -78,5 +86,83 @@ void conv2d_nhwc__vec128(const Conv2dShape& shape, const float* in, const float*
 
 void l2norm__vec128(size_t n, const float* x, float* y);
 void subtract_mean__vec128(size_t n, float* x);
+
+// ---- Distances and inner products (index training, encoding and search) ------------------
+//
+// Vectors of any length: the vec128 kernels handle the part past a multiple of 4 (or 8) in
+// scalar code. Order of the vec128 sums: two 4-lane accumulators over blocks of 8 floats (the
+// first takes floats 0-3, the second 4-7 of each block), one more block of 4 into the first,
+// the two added lane-wise, the lanes summed ((l0 + l1) + l2) + l3, then the scalar tail.
+
+// out[r] = ||x - rows[r]||^2 for k rows [k, dim]; x: dim floats.
+void l2_sqr_many__scalar(size_t k, size_t dim, const float* x, const float* rows, float* out);
+void l2_sqr_many__vec128(size_t k, size_t dim, const float* x, const float* rows, float* out);
+
+// <a, b> over n floats.
+float inner_product__scalar(size_t n, const float* a, const float* b);
+float inner_product__vec128(size_t n, const float* a, const float* b);
+
+// out[r] = <x, rows[r]> for k rows [k, dim]: each exactly inner_product__<isa>(dim, ...).
+void inner_product_many__scalar(size_t k, size_t dim, const float* x, const float* rows,
+                                float* out);
+void inner_product_many__vec128(size_t k, size_t dim, const float* x, const float* rows,
+                                float* out);
+
+// ---- Nearest centroid (k-means assignment) -------------------------------------------------
+
+// Centroids per block of the packed layout.
+constexpr size_t kCentroidBlock = 8;
+// Packed centroids: blocks of kCentroidBlock, [n_blocks][dim][8] (structure of arrays: the 8
+// scores of a block accumulate in two vectors with no horizontal sums), n_blocks = ceil(k / 8);
+// centroids past k in the last block are zero. sq_norms: n_blocks * 8 floats, ||c||^2 per
+// centroid (summed in float, d ascending), +inf past k so padding never wins.
+size_t packed_centroids_size(size_t k, size_t dim);  // floats of `packed`
+size_t packed_centroids_norms_size(size_t k);        // floats of `sq_norms`
+// centroids: [k, dim].
+void pack_centroids(size_t k, size_t dim, const float* centroids, float* packed, float* sq_norms);
+// argmin over c < k of ||c||^2 - 2 <x, c> (= argmin ||x - c||^2), the lowest c on ties; 0 when
+// every score is +inf or NaN. x: dim floats; packed/sq_norms as written by pack_centroids.
+// vec128 order: <x, c> accumulates d ascending, one product per d (no reassociation).
+size_t nearest_centroid__scalar(size_t k, size_t dim, const float* x, const float* packed,
+                                const float* sq_norms);
+size_t nearest_centroid__vec128(size_t k, size_t dim, const float* x, const float* packed,
+                                const float* sq_norms);
+
+// ---- Product quantization: distance tables and scoring ------------------------------------
+//
+// pq_m sub-quantizers of 8 bits: a code is pq_m bytes, codebooks are [pq_m, 256, sub_dim],
+// and a query's inner-product table is [pq_m, 256].
+
+// Entries per sub-quantizer (8-bit codes, the index format's pq_nbits = 8).
+constexpr int kPqCodebookSize = 256;
+
+// table[m][c] = <x_m, codebooks[m][c]>, x_m = x[m * sub_dim, (m + 1) * sub_dim): each entry
+// exactly inner_product__<isa>(sub_dim, ...). x: pq_m * sub_dim floats.
+void pq_ip_table__scalar(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                         float* table);
+void pq_ip_table__vec128(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                         float* table);
+
+// sum_m table[m][codes[m]] for one code of pq_m bytes.
+// __scalar: one accumulator, m ascending.
+// __scalar_acc4: accumulator j sums the terms m = j mod 4 of the first floor(pq_m / 4) * 4,
+// in m order; the remaining terms go to accumulator 0; result (a0 + a1) + (a2 + a3). (A single
+// chain of dependent adds was the phase-1 scan's bottleneck.)
+float pq_score__scalar(size_t pq_m, const float* table, const uint8_t* codes);
+float pq_score__scalar_acc4(size_t pq_m, const float* table, const uint8_t* codes);
+
+// out[j] = pq_score__scalar_acc4(pq_m, table, codes + j * pq_m) for n codes [n, pq_m]
+// (bit-identical: the scan and the per-code scores of the matcher must agree).
+void pq_scan__scalar_acc4(size_t n, size_t pq_m, const float* table, const uint8_t* codes,
+                          float* out);
+
+// The PQ score with every table entry computed on the spot from x and the codebooks (for a
+// query vector without a table, when only a few codes are scored).
+// __vec128: bit-identical to pq_score__scalar_acc4 on pq_ip_table__vec128's table (same terms,
+// accumulators and order). __scalar: equal to pq_score__scalar on pq_ip_table__scalar's table.
+float pq_score_direct__scalar(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                              const uint8_t* codes);
+float pq_score_direct__vec128(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
+                              const uint8_t* codes);
 
 }  // namespace earshot

@@ -6,88 +6,13 @@
 #include <cstring>
 #include <limits>
 
+#include "core/kernels.h"
+
 namespace earshot {
 
 namespace {
 
-typedef float v4f __attribute__((vector_size(16)));
-
-inline v4f load4(const float* p) {
-    v4f v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-// n % 4 == 0 (dims and sub-dims are checked multiples of 4 where quantizers are made, except
-// sub_dim which may be any size: tail handled).
-float inner_product(const float* a, const float* b, int n) {
-    v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
-    int d = 0;
-    for (; d + 8 <= n; d += 8) {
-        acc0 += load4(a + d) * load4(b + d);
-        acc1 += load4(a + d + 4) * load4(b + d + 4);
-    }
-    for (; d + 4 <= n; d += 4) acc0 += load4(a + d) * load4(b + d);
-    v4f acc = acc0 + acc1;
-    float s = acc[0] + acc[1] + acc[2] + acc[3];
-    for (; d < n; ++d) s += a[d] * b[d];
-    return s;
-}
-
-// sum_m table[m][codes[m]] with four independent accumulators (a single chain of pq_m
-// dependent float adds was the scan's bottleneck). Every path (IVF scan, exhaustive scan,
-// phase 2) uses this one function, so equal codes give bit-identical scores.
-template <int kM>
-inline float pq_score_fixed(const float* table, const uint8_t* codes) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int m = 0; m < kM; m += 4) {
-        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
-        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
-        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
-        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
-    }
-    return (s0 + s1) + (s2 + s3);
-}
-
-inline float pq_score(const float* table, const uint8_t* codes, int pq_m) {
-    if (pq_m == 16) return pq_score_fixed<16>(table, codes);  // the default
-    if (pq_m == 32) return pq_score_fixed<32>(table, codes);
-    if (pq_m == 8) return pq_score_fixed<8>(table, codes);
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int m = 0;
-    for (; m + 4 <= pq_m; m += 4) {
-        s0 += table[(m + 0) * kPqCodebookSize + codes[m + 0]];
-        s1 += table[(m + 1) * kPqCodebookSize + codes[m + 1]];
-        s2 += table[(m + 2) * kPqCodebookSize + codes[m + 2]];
-        s3 += table[(m + 3) * kPqCodebookSize + codes[m + 3]];
-    }
-    for (; m < pq_m; ++m) s0 += table[m * kPqCodebookSize + codes[m]];
-    return (s0 + s1) + (s2 + s3);
-}
-
-// The same sum as pq_score, with each table entry computed on the spot from the query x and the
-// codebooks: same terms, same accumulators, same order, so the same float. Phase 2 uses it for
-// query embeddings whose tables were not built (streaming: their phase-1 postings are cached),
-// which saves pq_m * 256 sub-space products per embedding for ~50 re-scored frames.
-float pq_score_direct(const float* x, const float* books, int sub_dim, const uint8_t* codes,
-                      int pq_m) {
-    auto term = [&](int m) {
-        return inner_product(x + m * sub_dim,
-                             books + (size_t(m) * kPqCodebookSize + codes[m]) * sub_dim, sub_dim);
-    };
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int m = 0;
-    for (; m + 4 <= pq_m; m += 4) {
-        s0 += term(m + 0);
-        s1 += term(m + 1);
-        s2 += term(m + 2);
-        s3 += term(m + 3);
-    }
-    for (; m < pq_m; ++m) s0 += term(m);
-    return (s0 + s1) + (s2 + s3);
-}
-
-// Min-heap on score of (score, frame id): keeps the k largest.
+// Min-heap on score of (score, global embedding id): keeps the k largest.
 struct HeapGreater {
     bool operator()(const std::pair<float, uint32_t>& a,
                     const std::pair<float, uint32_t>& b) const {
@@ -97,7 +22,41 @@ struct HeapGreater {
 
 }  // namespace
 
-MatchParams match_default_params() { return MatchParams(); }
+MatchParams match_default_params() {
+    MatchParams params;
+    // 8 of 256 lists: on train calibration queries as many hits as 16 (0.25 s index hop), and
+    // the browser's CPU per second of audio with a 10 000-song index drops from 14 ms to 8 ms
+    // (docs/PERFORMANCE-web.md).
+    params.nprobe = 8;
+    params.k_per_query = 32;
+    params.max_candidates = 16;
+    params.n_results = 5;
+    // Placeholders until calibrated on train-set queries (scores are mean cosine similarities);
+    // a model's calibration replaces them (recognizer_default_params).
+    params.threshold_base = 0.35f;
+    params.threshold_scale = 0.35f;
+    params.background_weight = 0.0f;
+    params.exhaustive = false;
+    return params;
+}
+
+Status check_match_params(const MatchParams& params) {
+    if (params.nprobe < 1 || params.k_per_query < 1 || params.max_candidates < 1 ||
+        params.n_results < 1) {
+        return Status::error(
+            "match parameters: nprobe, k_per_query, max_candidates and n_results must be >= 1 "
+            "(start from match_default_params())");
+    }
+    if (!std::isfinite(params.threshold_base) || !std::isfinite(params.threshold_scale))
+        return Status::error("match parameters: threshold_base and threshold_scale must be finite");
+    for (float t : params.threshold_by_n) {
+        if (!std::isfinite(t))
+            return Status::error("match parameters: threshold_by_n holds a non-finite value");
+    }
+    if (!(params.background_weight >= 0.0f) || !std::isfinite(params.background_weight))
+        return Status::error("match parameters: background_weight must be a finite number >= 0");
+    return Status::ok();
+}
 
 float match_threshold(const MatchParams& params, size_t n_query) {
     if (!params.threshold_by_n.empty()) {
@@ -125,7 +84,7 @@ void Matcher::prepare(const float* query, size_t n_query, bool all) {
         centroid_sq_norm_.resize(n_lists);
         for (int l = 0; l < n_lists; ++l) {
             const float* c = &q.coarse_centroids[size_t(l) * dim];
-            centroid_sq_norm_[l] = inner_product(c, c, dim);
+            centroid_sq_norm_[l] = inner_product__vec128(size_t(dim), c, c);
         }
     }
     query_ = query;
@@ -141,33 +100,32 @@ void Matcher::prepare_one(size_t i) {
     const Quantizer& q = index_.quantizer();
     const int n_lists = q.n_lists, pq_m = q.pq_m, sub_dim = q.sub_dim, dim = q.dim;
     const float* x = query_ + i * dim;
-    float* ip = &query_coarse_ip_[i * n_lists];
-    for (int l = 0; l < n_lists; ++l)
-        ip[l] = inner_product(x, &q.coarse_centroids[size_t(l) * dim], dim);
+    inner_product_many__vec128(size_t(n_lists), size_t(dim), x, q.coarse_centroids.data(),
+                               &query_coarse_ip_[i * n_lists]);
     // T[m][c] = <x_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
-    float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
-    for (int m = 0; m < pq_m; ++m) {
-        const float* xm = x + m * sub_dim;
-        const float* book = &q.pq_codebooks[size_t(m) * kPqCodebookSize * sub_dim];
-        for (int c = 0; c < kPqCodebookSize; ++c)
-            table[m * kPqCodebookSize + c] = inner_product(xm, book + c * sub_dim, sub_dim);
-    }
+    pq_ip_table__vec128(size_t(pq_m), size_t(sub_dim), x, q.pq_codebooks.data(),
+                        &pq_tables_[i * pq_m * kPqCodebookSize]);
     prepared_[i] = 1;
 }
 
-float Matcher::score_frame(size_t i, uint32_t global_frame) const {
+// Every path (IVF scan, exhaustive scan, phase 2, with or without tables) gives the same float
+// for the same (query embedding, stored embedding): the kernels' summation orders match.
+float Matcher::score_embedding(size_t i, uint32_t global_id) const {
     const Quantizer& q = index_.quantizer();
     const int pq_m = q.pq_m;
-    const uint8_t* codes = index_.frame_codes(global_frame);
-    const int list = index_.frame_list(global_frame);
+    const uint8_t* codes = index_.embedding_codes(global_id);
+    const int list = index_.embedding_list(global_id);
     if (prepared_[i]) {
         const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
-        return query_coarse_ip_[i * q.n_lists + list] + pq_score(table, codes, pq_m);
+        return query_coarse_ip_[i * q.n_lists + list] +
+               pq_score__scalar_acc4(size_t(pq_m), table, codes);
     }
-    // Not prepared (cached phase 1): the same products, computed for this frame only.
+    // Not prepared (cached phase 1): the same products, computed for this embedding only
+    // (saves pq_m * 256 sub-space products per query embedding for ~50 re-scored ones).
     const float* x = query_ + i * q.dim;
-    return inner_product(x, &q.coarse_centroids[size_t(list) * q.dim], q.dim) +
-           pq_score_direct(x, q.pq_codebooks.data(), q.sub_dim, codes, pq_m);
+    return inner_product__vec128(size_t(q.dim), x, &q.coarse_centroids[size_t(list) * q.dim]) +
+           pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), x, q.pq_codebooks.data(),
+                                   codes);
 }
 
 void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
@@ -188,9 +146,9 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
         }
     };
     if (params_.exhaustive) {
-        // Reference path: every stored frame in global order.
-        const uint32_t n_frames = uint32_t(index_.n_frames());
-        for (uint32_t g = 0; g < n_frames; ++g) offer(score_frame(i, g), g);
+        // Reference path: every stored embedding in global order.
+        const uint32_t n_embeddings = uint32_t(index_.n_embeddings());
+        for (uint32_t g = 0; g < n_embeddings; ++g) offer(score_embedding(i, g), g);
     } else {
         // Probe order: smallest ||q - c||^2 = ||q||^2 - 2<q,c> + ||c||^2.
         const int nprobe = std::min(std::max(params_.nprobe, 1), n_lists);
@@ -202,20 +160,19 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
         for (int p = 0; p < nprobe; ++p) {
             const int l = probe_scratch_[p].second;
             const Index::InvertedList& list = index_.list(l);
-            const size_t n = list.frame_ids.size();
-            const uint8_t* codes = list.codes.data();
+            const size_t n = list.embedding_ids.size();
+            if (scan_scores_.size() < n) scan_scores_.resize(n);
+            pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(), scan_scores_.data());
             const float base = ip[l];
-            if (pq_m == 16) {
-                for (size_t j = 0; j < n; ++j, codes += 16) {
-                    const float s = base + pq_score_fixed<16>(table, codes);
-                    if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
-                        offer(s, list.frame_ids[j]);
-                }
-            } else {
-                for (size_t j = 0; j < n; ++j, codes += pq_m) {
-                    const float s = base + pq_score(table, codes, pq_m);
-                    if (heap_scratch_.size() < size_t(k) || s > heap_scratch_.front().first)
-                        offer(s, list.frame_ids[j]);
+            size_t j = 0;
+            for (; j < n && heap_scratch_.size() < size_t(k); ++j)  // until the heap is full
+                offer(base + scan_scores_[j], list.embedding_ids[j]);
+            float worst = heap_scratch_.empty() ? 0.0f : heap_scratch_.front().first;
+            for (; j < n; ++j) {  // full: only better scores enter
+                const float s = base + scan_scores_[j];
+                if (s > worst) {
+                    offer(s, list.embedding_ids[j]);
+                    worst = heap_scratch_.front().first;
                 }
             }
         }
@@ -223,8 +180,8 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
     std::sort_heap(heap_scratch_.begin(), heap_scratch_.end(), greater);  // best first
     out->clear();
     for (const auto& [s, g] : heap_scratch_) {
-        size_t song = index_.song_of_frame(g);
-        out->push_back({uint32_t(song), g - index_.song_first_frame(song), s});
+        size_t song = index_.song_of_embedding(g);
+        out->push_back({uint32_t(song), g - index_.song_first_embedding(song), s});
     }
 }
 
@@ -253,12 +210,11 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
     if (n_query > 0 && query == nullptr) return Status::error("match: query is null");
     if (!(query_hop_s > 0) || !std::isfinite(query_hop_s))
         return Status::error("match: query_hop_s must be > 0");
-    if (params_.k_per_query < 1 || params_.max_candidates < 1)
-        return Status::error("match: k_per_query and max_candidates must be >= 1");
+    if (Status st = check_match_params(params_); !st) return st;
     MatchResult result;
     result.n_query = n_query;
     result.threshold = match_threshold(params_, n_query);
-    if (n_query == 0 || index_.n_frames() == 0) return result;
+    if (n_query == 0 || index_.n_embeddings() == 0) return result;
 
     const double hop_s = index_.hop_s();
     if (postings_.size() < n_query) postings_.resize(n_query);
@@ -269,10 +225,10 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             cache_used_.assign(n_query, false);
             cache_postings_.resize(n_query);
         }
-        if (cache_n_frames_ != index_.n_frames() || cache_nprobe_ != params_.nprobe ||
+        if (cache_n_embeddings_ != index_.n_embeddings() || cache_nprobe_ != params_.nprobe ||
             cache_k_ != params_.k_per_query || cache_exhaustive_ != params_.exhaustive) {
             clear_cache();
-            cache_n_frames_ = index_.n_frames();
+            cache_n_embeddings_ = index_.n_embeddings();
             cache_nprobe_ = params_.nprobe;
             cache_k_ = params_.k_per_query;
             cache_exhaustive_ = params_.exhaustive;
@@ -298,7 +254,7 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             search_one(i, params_.k_per_query, &postings_[i]);
         }
         for (const Posting& p : postings_[i]) {
-            const double delta_s = p.frame * hop_s - i * query_hop_s;
+            const double delta_s = p.embedding * hop_s - i * query_hop_s;
             votes_.push_back({p.song_index, int32_t(std::lround(delta_s / hop_s)), p.score});
         }
     }
@@ -330,8 +286,8 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
     const size_t n_eval = std::min(n_candidates, sizeof(scored) / sizeof(scored[0]));
     for (size_t c = 0; c < n_eval; ++c) {
         const Vote& cand = votes_[c];
-        const uint32_t first = index_.song_first_frame(cand.song_index);
-        const int64_t song_frames = int64_t(index_.song_frames(cand.song_index));
+        const uint32_t first = index_.song_first_embedding(cand.song_index);
+        const int64_t song_n_embeddings = int64_t(index_.song_n_embeddings(cand.song_index));
         Scored best = {cand.song_index, cand.delta_hops, -std::numeric_limits<float>::infinity()};
         for (int dd = -1; dd <= 1; ++dd) {
             const int32_t delta = cand.delta_hops + dd;
@@ -339,8 +295,8 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             for (size_t i = 0; i < n_query; ++i) {
                 // Song embedding nearest to song time i * query_hop_s + delta * hop_s.
                 const int64_t j = std::llround(i * query_hop_s / hop_s) + delta;
-                if (j < 0 || j >= song_frames) continue;  // outside the song: similarity 0
-                sum += score_frame(i, first + uint32_t(j));
+                if (j < 0 || j >= song_n_embeddings) continue;  // outside the song: similarity 0
+                sum += score_embedding(i, first + uint32_t(j));
             }
             const float s = float(sum / double(n_query));
             if (s > best.score) best = {cand.song_index, delta, s};

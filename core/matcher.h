@@ -18,20 +18,18 @@
 
 namespace earshot {
 
+// Obtain one from match_default_params() and edit it; a value-initialized MatchParams has zero
+// counts and is rejected (check_match_params).
 struct MatchParams {
-    // Coarse lists probed per query embedding. 8 of 256: on train calibration queries as many
-    // hits as 16 (0.25 s index hop), and the browser's CPU per second of audio with a
-    // 10 000-song index drops from 14 ms to 8 ms (docs/PERFORMANCE-web.md).
-    int nprobe = 8;
-    int k_per_query = 32;     // postings kept per query embedding (phase 1)
-    int max_candidates = 16;  // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
-    int n_results = 5;        // best + runner-ups (distinct songs) reported
+    int nprobe = 0;          // coarse lists probed per query embedding (phase 1)
+    int k_per_query = 0;     // postings kept per query embedding (phase 1)
+    int max_candidates = 0;  // (song, delta) pairs re-scored in phase 2 (at most 256 are used)
+    int n_results = 0;       // best + runner-ups (distinct songs) reported
     // threshold(n) = threshold_base + threshold_scale / sqrt(n), n = query embeddings.
-    // Placeholders until calibrated on train-set queries (scores are mean cosine similarities).
-    float threshold_base = 0.35f;
-    float threshold_scale = 0.35f;
+    float threshold_base = 0.0f;
+    float threshold_scale = 0.0f;
     // Calibrated per-length thresholds: when non-empty, threshold(n) = threshold_by_n[min(n,
-    // size) - 1] and base/scale are unused (scripts/calibrate-threshold.py writes them into the
+    // size) - 1] and base/scale are unused (models/calibrate_threshold.py writes them into the
     // model's metadata).
     std::vector<float> threshold_by_n;
     // The decision compares confidence = best score - background_weight * background (see
@@ -40,7 +38,11 @@ struct MatchParams {
     float background_weight = 0.0f;
     bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
 };
+// The defaults, in one place (the recognizer completes them from the model:
+// recognizer_default_params in core/recognizer.h).
 MatchParams match_default_params();
+// OK, or what is wrong: counts < 1, thresholds not finite, background_weight < 0.
+Status check_match_params(const MatchParams& params);
 float match_threshold(const MatchParams& params, size_t n_query);
 // Replaces the calibrated decision (threshold_by_n, background_weight) by the plain curve
 // base + scale / sqrt(n) on the raw similarity; NaN keeps the current base or scale. For
@@ -72,8 +74,8 @@ struct MatchResult {
 // One phase-1 hit.
 struct Posting {
     uint32_t song_index = 0;
-    uint32_t frame = 0;  // embedding index within the song
-    float score = 0.0f;  // <q, reconstruction>
+    uint32_t embedding = 0;  // stored embedding index within the song
+    float score = 0.0f;      // <q, reconstruction>
 };
 
 // Holds scratch buffers (PQ tables, heaps, votes) sized for the largest query seen, so repeated
@@ -107,11 +109,13 @@ public:
 
 private:
     // Sets the query; with `all`, builds every embedding's phase-1 tables (else search_one()
-    // builds them on demand, and score_frame() computes the products of the others on the spot).
+    // builds them on demand, and score_embedding() computes the products of the others on the
+    // spot).
     void prepare(const float* query, size_t n_query, bool all);
     void prepare_one(size_t i);
     void search_one(size_t i, int k, std::vector<Posting>* out);
-    float score_frame(size_t i, uint32_t global_frame) const;
+    // <query embedding i, reconstruction of stored embedding global_id>.
+    float score_embedding(size_t i, uint32_t global_id) const;
 
     const Index& index_;
     MatchParams params_;
@@ -124,12 +128,13 @@ private:
     std::vector<uint8_t> prepared_;  // [n]: tables built for embedding i
     std::vector<std::pair<float, int>> probe_scratch_;
     std::vector<std::pair<float, uint32_t>> heap_scratch_;
+    std::vector<float> scan_scores_;  // PQ scores of one inverted list
     std::vector<std::vector<Posting>> postings_;
     // Phase-1 cache for the streaming match(): slot id % size holds (id, postings).
     std::vector<uint64_t> cache_ids_;
     std::vector<bool> cache_used_;
     std::vector<std::vector<Posting>> cache_postings_;
-    size_t cache_n_frames_ = 0;
+    size_t cache_n_embeddings_ = 0;
     int cache_nprobe_ = 0, cache_k_ = 0;
     bool cache_exhaustive_ = false;
     struct Vote {

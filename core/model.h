@@ -1,6 +1,6 @@
-// Model file loader and embedding backends (docs/DESIGN.md sections 3 and 4).
-// A Model holds immutable weights (shareable between threads); an Embedder holds one thread's
-// inference state with every buffer sized at creation (nothing allocates per embedding).
+// Model file format and loader (docs/DESIGN.md sections 3 and 4). A Model holds immutable
+// weights and shapes (shareable between threads); the embedders that run it are in
+// core/embedder.h.
 #pragma once
 
 #include <cstddef>
@@ -21,9 +21,6 @@ namespace earshot {
 // biases f32). The exporter writes version 2 with f16 weights, half the download.
 constexpr uint32_t kModelVersion = 2;
 constexpr uint32_t kOldestModelVersion = 1;
-
-enum class Backend { kScalar, kSimd, kXnnpack };
-const char* backend_name(Backend backend);
 
 struct Layer {
     enum class Type { kConv2d, kDense, kL2Norm } type;
@@ -47,12 +44,12 @@ struct ModelInfo {
     int query_hop_frames = 32;
     int embedding_dim = 128;
     // PQ bytes per index embedding that the thresholds were calibrated with (metadata
-    // `index_pq_m`; default 16, the value before it was recorded). `earshot build` uses it
+    // `index_pq_m`; 16 when the metadata has none). `earshot build` uses it
     // unless told otherwise: coarser codes lower every score, finer ones raise the impostors'.
     int index_pq_m = 16;
     bool input_patch_mean = true;
     // Calibrated no-match threshold from metadata: threshold + threshold_scale / sqrt(n) for n
-    // query embeddings (scripts/calibrate-threshold.py). threshold 0 / scale < 0: none given.
+    // query embeddings (models/calibrate_threshold.py). threshold 0 / scale < 0: none given.
     float threshold = 0.0f;
     float threshold_scale = -1.0f;
     std::vector<float> threshold_by_n;  // per query length in embeddings (empty: none given)
@@ -81,19 +78,5 @@ private:
     ModelInfo info_;
     std::vector<Layer> layers_;
 };
-
-class Embedder {
-public:
-    virtual ~Embedder() = default;
-    // patch: context_frames x n_mels log-mel values (frame-major); out: embedding_dim floats,
-    // unit length.
-    virtual void embed(const float* patch, float* out) = 0;
-    virtual Backend backend() const = 0;
-};
-
-// Portable backends (scalar reference and our SIMD kernels). The XNNPACK backend is native only:
-// see core/native/xnnpack_embedder.h.
-Result<std::unique_ptr<Embedder>> create_embedder(std::shared_ptr<const Model> model,
-                                                  Backend backend);
 
 }  // namespace earshot

@@ -14,11 +14,15 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
     params.query_hop_frames = model.query_hop_frames;
     // A 10 s sliding window at the query hop (20 embeddings at 0.5 s, 40 at 0.25 s).
+    params.max_query_embeddings = 20;
     const double hop_s = model_query_hop_s(model);
     if (hop_s > 0.0) {
         params.max_query_embeddings =
             std::max(1, std::min(kMaxQueryEmbeddings, int(std::lround(kDefaultWindowS / hop_s))));
     }
+    params.min_query_embeddings = 1;
+    params.match_every_embeddings = 1;
+    params.match = match_default_params();
     if (model.threshold > 0.0f) params.match.threshold_base = model.threshold;
     if (model.threshold_scale >= 0.0f) params.match.threshold_scale = model.threshold_scale;
     params.match.threshold_by_n = model.threshold_by_n;
@@ -34,6 +38,30 @@ RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& 
     return params;
 }
 
+Status check_recognizer_params(const RecognizerParams& params) {
+    if (params.query_hop_frames < 1)
+        return Status::error(
+            "query_hop_frames must be >= 1 (start from recognizer_default_params())");
+    if (params.max_query_embeddings < 1 || params.max_query_embeddings > kMaxQueryEmbeddings)
+        return Status::error("max_query_embeddings must be in [1, " +
+                             std::to_string(kMaxQueryEmbeddings) + "]");
+    if (params.min_query_embeddings < 1 ||
+        params.min_query_embeddings > params.max_query_embeddings)
+        return Status::error("min_query_embeddings must be in [1, max_query_embeddings]");
+    if (params.match_every_embeddings < 1)
+        return Status::error("match_every_embeddings must be >= 1");
+    return check_match_params(params.match);
+}
+
+double song_time_at(const RecognizerResult& result, const MatchCandidate& c,
+                    double stream_time_s) {
+    return c.offset_s + stream_time_s - result.query_start_s;
+}
+
+double song_time_at(const RecognizerResult& result, double stream_time_s) {
+    return song_time_at(result, result.match.best, stream_time_s);
+}
+
 Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Model> model,
                                                        std::shared_ptr<const Index> index,
                                                        std::unique_ptr<Embedder> embedder,
@@ -47,17 +75,9 @@ Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Mod
     if (index->dim() != info.embedding_dim)
         return Status::error("Recognizer::create: index dim " + std::to_string(index->dim()) +
                              " != model embedding_dim " + std::to_string(info.embedding_dim));
-    RecognizerParams p = params;
-    if (p.query_hop_frames == 0) p.query_hop_frames = info.query_hop_frames;
-    if (p.query_hop_frames < 1)
-        return Status::error("Recognizer::create: query_hop_frames must be >= 1 (0 = model hop)");
-    if (p.max_query_embeddings < 1 || p.max_query_embeddings > kMaxQueryEmbeddings)
-        return Status::error("Recognizer::create: max_query_embeddings must be in [1, 4096]");
-    if (p.min_query_embeddings < 1 || p.min_query_embeddings > p.max_query_embeddings)
-        return Status::error(
-            "Recognizer::create: min_query_embeddings must be in [1, max_query_embeddings]");
-    if (p.match_every_embeddings < 1)
-        return Status::error("Recognizer::create: match_every_embeddings must be >= 1");
+    if (Status st = check_recognizer_params(params); !st)
+        return Status::error("Recognizer::create: " + st.message());
+    const RecognizerParams& p = params;
     if (info.context_frames < 1 || info.frontend.hop_length < 1 || info.frontend.n_fft < 1)
         return Status::error("Recognizer::create: model has invalid context/hop/n_fft");
     Result<std::unique_ptr<Frontend>> frontend = Frontend::create(info.frontend);

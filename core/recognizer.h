@@ -5,9 +5,10 @@
 // path, so streaming and offline results are identical.
 //
 //   auto rec = Recognizer::create(model, index, std::move(embedder),
-//   recognizer_default_params(info)); rec->push(pcm, n);                       // any n, as often
-//   as wanted RecognizerResult r; if (rec->poll(&r) && r.match.matched) show(r.match.best);
-//   RecognizerResult final_result = rec->finish();
+//                                 recognizer_default_params(info, *index));
+//   rec->push(pcm, n);  // any n, as often as wanted
+//   if (rec->best().match.matched) show(rec->best());  // the decision so far
+//   RecognizerResult final_result = rec->finish();     // the decision at the end of the stream
 #pragma once
 
 #include <cstddef>
@@ -15,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/embedder.h"
 #include "core/frontend.h"
 #include "core/index.h"
 #include "core/matcher.h"
@@ -23,19 +25,26 @@
 
 namespace earshot {
 
+// Obtain one from recognizer_default_params() and edit it (apply_recognizer_overrides in
+// core/recognizer_json.h applies JSON overrides); create() rejects invalid values, so a
+// value-initialized RecognizerParams (zero counts) is refused.
 struct RecognizerParams {
-    int query_hop_frames = 0;        // frames between query embeddings; 0 = the model's query hop
-    int max_query_embeddings = 20;   // sliding window matched each time (defaults: 10 s)
-    int min_query_embeddings = 1;    // no matching before this many embeddings
-    int match_every_embeddings = 1;  // re-run the matcher every this many new embeddings
-    MatchParams match = match_default_params();
+    int query_hop_frames = 0;        // frames between query embeddings
+    int max_query_embeddings = 0;    // sliding window matched each time
+    int min_query_embeddings = 0;    // no matching before this many embeddings
+    int match_every_embeddings = 0;  // re-run the matcher every this many new embeddings
+    MatchParams match;
 };
-// Defaults: a 10 s window at the model's hop; the model's calibrated thresholds.
+// The defaults, in one place: the model's query hop, a 10 s window at that hop, matching after
+// every embedding from the first one on, and match_default_params() with the model's
+// calibrated thresholds.
 RecognizerParams recognizer_default_params(const ModelInfo& model);
 // The same, with the thresholds calibrated for this index's PQ resolution: the model's
 // threshold_by_n_for_pq_m table for index.pq_m() when it has one, else its main table
 // (calibrated for index_pq_m).
 RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& index);
+// OK, or what is wrong with `params` (the match parameters included).
+Status check_recognizer_params(const RecognizerParams& params);
 
 struct RecognizerResult {
     MatchResult match;           // match.best.offset_s is the song time of query_start_s
@@ -43,15 +52,22 @@ struct RecognizerResult {
     double stream_time_s = 0.0;  // stream time (samples pushed / rate) when this was computed
     size_t n_embeddings = 0;     // embeddings computed since reset()
     bool valid = false;          // false until the matcher has run at least once
-    // Song time at stream time t (for a matched result): match.best.offset_s + t - query_start_s.
 };
+
+// Where candidate `c` of `result` is in its song when the stream is at `stream_time_s`
+// (seconds since reset()): c.offset_s is the song time of the window start, query_start_s.
+// With stream_time_s = 0 this is the song time at the start of the stream (of a clip).
+double song_time_at(const RecognizerResult& result, const MatchCandidate& c,
+                    double stream_time_s);
+// The same for the best candidate.
+double song_time_at(const RecognizerResult& result, double stream_time_s);
 
 class Recognizer {
 public:
     // The Index may keep receiving shards (the caller owns it non-const); matching starts once
     // it has a quantizer (until then embeddings are computed but no result is produced).
-    // Checks that the index was built with this model (hash and embedding_dim); `embedder`
-    // must have been created for `model`.
+    // Checks that the index was built with this model (hash and embedding_dim) and the
+    // parameters (check_recognizer_params); `embedder` must have been created for `model`.
     static Result<std::unique_ptr<Recognizer>> create(std::shared_ptr<const Model> model,
                                                       std::shared_ptr<const Index> index,
                                                       std::unique_ptr<Embedder> embedder,
@@ -66,8 +82,10 @@ public:
     // True when the matcher ran since the last poll(); copies the latest result to *out.
     bool poll(RecognizerResult* out);
     const RecognizerResult& latest() const { return latest_; }
-    // The matched result with the largest margin score - threshold(n) since reset() (windows
-    // of different lengths have different thresholds); if none matched yet, latest().
+    // The decision so far: the matched result with the largest margin confidence -
+    // threshold(n) since reset() (windows of different lengths have different thresholds); if
+    // none matched yet, latest(). It covers every window matched (poll() and latest() only the
+    // last one of a push), so it does not depend on the block sizes pushed.
     const RecognizerResult& best() const;
 
     // End of stream: matches embeddings not matched yet (match_every_embeddings > 1), then
@@ -82,6 +100,8 @@ public:
     size_t n_query_embeddings() const { return n_window_; }
     size_t n_embeddings_total() const { return n_embeddings_; }
     size_t n_frames_total() const { return n_frames_; }
+    // Seconds of audio pushed since reset().
+    double stream_time_s() const { return double(n_samples_total_) / sample_rate_hz_; }
     const RecognizerParams& params() const { return params_; }
 
 private:

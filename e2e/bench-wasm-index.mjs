@@ -52,7 +52,7 @@ async function once() {
     }
     const load = { cpu_ms: cpuMs(process.cpuUsage(load0.cpu)), wall_ms: performance.now() - load0.wall };
     const index = JSON.parse(engine.indexInfo());
-    must(engine.createRecognizer(JSON.stringify({ backend, nprobe })));
+    must(engine.createRecognizer(backend, JSON.stringify({ nprobe })));
     const block = 1024;
     const address = engine.inputPointer(block);
     let results = 0, matched = 0;
@@ -68,11 +68,11 @@ async function once() {
     const wall = performance.now() - t0.wall;
     const final = JSON.parse(engine.finish());
     const out = {
-        songs: index.n_songs ?? index.songs, frames: index.n_frames ?? index.frames,
+        songs: index.songs, embeddings: index.embeddings,
         load_cpu_ms: load.cpu_ms, load_wall_ms: load.wall_ms,
         cpu_ms_per_audio_s: cpu / audioSeconds, wall_ms_per_audio_s: wall / audioSeconds,
         matcher_runs: results, matched_runs: matched,
-        final_matched: final?.matched ?? false, final_title: final?.title ?? null,
+        final_matched: final?.matched ?? false, final_title: final?.best?.title ?? null,
         wasm_heap_mb: module.HEAPF32.buffer.byteLength / 2 ** 20,
         rss_mb: process.memoryUsage().rss / 2 ** 20,
     };
@@ -90,4 +90,4 @@ for (let r = 0; r < runs; r++) {
 }
 const keys = ['load_cpu_ms', 'load_wall_ms', 'cpu_ms_per_audio_s', 'wall_ms_per_audio_s', 'wasm_heap_mb', 'rss_mb'];
 const med = Object.fromEntries(keys.map((k) => [k, Number(median(all.map((m) => m[k])).toFixed(2))]));
-console.log(`median of ${runs}: ${JSON.stringify({ songs: all[0].songs, frames: all[0].frames, ...med })}`);
+console.log(`median of ${runs}: ${JSON.stringify({ songs: all[0].songs, embeddings: all[0].embeddings, ...med })}`);

@@ -11,6 +11,8 @@ export const siteDir = process.env.EARSHOT_SITE ?? path.join(repoRoot, 'out/site
 export const resultsDir = path.join(repoRoot, 'e2e/test-results');
 export const cacheDir = process.env.EARSHOT_CACHE ?? path.join(repoRoot, 'out/cache');
 export const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+/** The native CLI of the build the site was made with (scripts/demo.sh --build-only builds it). */
+export const cliPath = path.join(repoRoot, process.env.BUILD ?? 'build', 'index-builder/earshot');
 
 /** The built site's build-info.json; throws with the command to run when it is missing. */
 export function requireSite() {
@@ -63,13 +65,15 @@ function noiseSource(seed) {
 
 /**
  * Writes a WAV clip for the fake microphone: `seconds` of `source` from `startS`, mono at
- * `rateHz`, with white noise at `snrDb` (signal RMS / noise RMS), 16-bit PCM.
- * @param {{source: string, startS: number, seconds: number, snrDb?: number, rateHz?: number, out: string, seed?: number, gain?: number}} o
+ * `rateHz`, after `silenceS` seconds of digital silence, with white noise at `snrDb` (signal RMS
+ * / noise RMS), 16-bit PCM.
+ * @param {{source: string, startS: number, seconds: number, silenceS?: number, snrDb?: number, rateHz?: number, out: string, seed?: number, gain?: number}} o
  */
 export function makeClip(o) {
     const rateHz = o.rateHz ?? 48000;
+    const pad = o.silenceS ? ['pad', String(o.silenceS), '0'] : [];
     const raw = execFileSync('sox', [o.source, '-t', 'f32', '-r', String(rateHz), '-c', '1', '-',
-        'trim', String(o.startS), String(o.seconds)], { maxBuffer: 1 << 28 });
+        'trim', String(o.startS), String(o.seconds), ...pad], { maxBuffer: 1 << 28 });
     const x = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
     let sumSquares = 0;
     for (const v of x) sumSquares += v * v;
@@ -77,26 +81,45 @@ export function makeClip(o) {
     const noiseRms = o.snrDb === undefined ? 0 : signalRms / 10 ** (o.snrDb / 20);
     const noise = noiseSource(o.seed ?? 1234);
     const gain = o.gain ?? 1;
-    const pcm = Buffer.alloc(44 + x.length * 2);
-    pcm.write('RIFF', 0, 'latin1');
-    pcm.writeUInt32LE(36 + x.length * 2, 4);
-    pcm.write('WAVEfmt ', 8, 'latin1');
-    pcm.writeUInt32LE(16, 16);
-    pcm.writeUInt16LE(1, 20);          // PCM
-    pcm.writeUInt16LE(1, 22);          // mono
-    pcm.writeUInt32LE(rateHz, 24);
-    pcm.writeUInt32LE(rateHz * 2, 28);
-    pcm.writeUInt16LE(2, 32);
-    pcm.writeUInt16LE(16, 34);
-    pcm.write('data', 36, 'latin1');
-    pcm.writeUInt32LE(x.length * 2, 40);
+    const pcm = Buffer.alloc(x.length * 2);
     for (let i = 0; i < x.length; i++) {
         const v = Math.max(-1, Math.min(1, gain * (x[i] + noiseRms * noise())));
-        pcm.writeInt16LE(Math.round(v * 32767), 44 + 2 * i);
+        pcm.writeInt16LE(Math.round(v * 32767), 2 * i);
     }
-    fs.mkdirSync(path.dirname(o.out), { recursive: true });
-    fs.writeFileSync(o.out, pcm);
+    writeWav(o.out, pcm, { rateHz, format: 1, bytesPerSample: 2 });
     return { path: o.out, signalRms, noiseRms };
+}
+
+/**
+ * Writes mono float samples as a 32-bit float WAV: exact, so a native tool reads the very
+ * samples a page heard.
+ * @param {string} file @param {Float32Array} samples @param {number} rateHz
+ */
+export function writeWavFloat(file, samples, rateHz) {
+    writeWav(file, Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength),
+        { rateHz, format: 3, bytesPerSample: 4 });
+}
+
+/**
+ * A mono WAV file of `data`: format 1 (integer PCM) or 3 (IEEE float).
+ * @param {string} file @param {Buffer} data @param {{rateHz: number, format: 1 | 3, bytesPerSample: number}} f
+ */
+function writeWav(file, data, { rateHz, format, bytesPerSample }) {
+    const header = Buffer.alloc(44);
+    header.write('RIFF', 0, 'latin1');
+    header.writeUInt32LE(36 + data.length, 4);
+    header.write('WAVEfmt ', 8, 'latin1');
+    header.writeUInt32LE(16, 16);
+    header.writeUInt16LE(format, 20);
+    header.writeUInt16LE(1, 22);          // mono
+    header.writeUInt32LE(rateHz, 24);
+    header.writeUInt32LE(rateHz * bytesPerSample, 28);
+    header.writeUInt16LE(bytesPerSample, 32);
+    header.writeUInt16LE(8 * bytesPerSample, 34);
+    header.write('data', 36, 'latin1');
+    header.writeUInt32LE(data.length, 40);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, Buffer.concat([header, data]));
 }
 
 /**

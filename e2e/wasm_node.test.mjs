@@ -35,7 +35,7 @@ async function loadedEngine() {
     return { module, engine };
 }
 
-/** Pushes pcm in blocks of `block` samples; returns every polled result and finish(). */
+/** Pushes pcm in blocks of `block` samples; returns every polled result, best() and finish(). */
 function recognize(module, engine, pcm, block) {
     const address = engine.inputPointer(block);
     const polled = [];
@@ -47,7 +47,8 @@ function recognize(module, engine, pcm, block) {
         const text = engine.poll();
         if (text) polled.push(JSON.parse(text));
     }
-    return { polled, final: JSON.parse(engine.finish()) };
+    const best = JSON.parse(engine.best());
+    return { polled, best, final: JSON.parse(engine.finish()) };
 }
 
 before(async () => {
@@ -102,28 +103,61 @@ describe('WASM bindings under node', () => {
         assert.equal(JSON.parse(loaded.indexInfo()).songs, manifest.songs);
     });
 
+    test('recognizer options: unknown keys, wrong types, bad values and backends are refused', async () => {
+        const { engine } = await loadedEngine();
+        const refused = (backend, params, pattern) => {
+            const status = engine.createRecognizer(backend, typeof params === 'string' ? params : JSON.stringify(params));
+            assert.equal(status.ok, false, `${backend} ${JSON.stringify(params)} was accepted`);
+            assert.match(status.message, pattern);
+        };
+        refused('simd', { nprobe: 4, windowSeconds: 5 }, /unknown recognizer parameter 'windowSeconds' \(known: .*max_query_embeddings/);
+        refused('simd', { backend: 'simd' }, /unknown recognizer parameter 'backend'/);
+        refused('simd', { nprobe: '16' }, /'nprobe' must be an integer, got "16"/);
+        refused('simd', { max_query_embeddings: 12.5 }, /'max_query_embeddings' must be an integer/);
+        refused('simd', { threshold_base: true }, /'threshold_base' must be a number/);
+        refused('simd', [1, 2], /must be a JSON object/);
+        refused('simd', '{"nprobe": ', /not valid JSON/);
+        refused('simd', { max_query_embeddings: 0 }, /max_query_embeddings must be in/);
+        refused('gpu', {}, /unknown backend 'gpu'/);
+        refused('xnnpack', {}, /native only/);
+        assert.equal(engine.createRecognizer('scalar', JSON.stringify({ nprobe: 16, threshold_base: 0.5 })).ok, true);
+        // Before any audio: no decision, null for "none", score 0 without candidates.
+        const none = JSON.parse(engine.finish());
+        assert.equal(none.valid, false);
+        assert.equal(none.matched, false);
+        assert.equal(none.song, null);
+        assert.equal(none.offset_s, null);
+        assert.equal(none.score, 0);
+    });
+
     test('recognizes an exact clip of an indexed song at the right position, identically in any block size', async () => {
         const { module, engine } = await loadedEngine();
-        assert.equal(engine.createRecognizer(JSON.stringify({ backend: 'simd' })).ok, true);
+        assert.equal(engine.createRecognizer('simd', '{}').ok, true);
         const song = indexShards()[0].songs[0];
         const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
         const startS = 20;   // a multiple of the index hop
         const pcm = decode16k(row.path, startS, 8);
         const a = recognize(module, engine, pcm, 4000);
         assert.equal(a.final.matched, true, `score ${a.final.score} < threshold ${a.final.threshold}`);
-        assert.equal(a.final.title, song.title);
+        assert.equal(a.final.best.title, song.title);
         assert.ok(Math.abs(a.final.offset_s - startS) <= 1.0, `offset ${a.final.offset_s} s, expected ${startS}`);
+        assert.equal(a.final.song, song.id);
+        // Where the song is at the end of the clip = where it was at its start + the clip's length.
+        assert.ok(Math.abs(a.final.song_time_s - (a.final.offset_s + pcm.length / 16000)) < 1e-9);
         assert.ok(a.polled.length > 0, 'no streaming result before finish()');
+        // Every window is matched as it comes (match_every_embeddings 1): the decision so far is
+        // already the final one.
+        assert.deepEqual(a.best, a.final);
 
         engine.reset();
         const b = recognize(module, engine, pcm, 317);
-        assert.equal(b.final.title, a.final.title);
+        assert.equal(b.final.best.title, a.final.best.title);
         assert.ok(Math.abs(b.final.score - a.final.score) < 1e-5, `${b.final.score} vs ${a.final.score}`);
     });
 
     test('a noisy, off-grid clip (10 dB SNR, +0.27 s) of an indexed song is recognized', async () => {
         const { module, engine } = await loadedEngine();
-        assert.equal(engine.createRecognizer('{}').ok, true);
+        assert.equal(engine.createRecognizer('simd', '{}').ok, true);
         // The first song of the demo index ("Music Ending"): the two game tracks loop (the same
         // music every ~77 s / ~162 s), so only this one has a unique position for every clip.
         const song = indexShards()[0].songs[0];
@@ -140,8 +174,8 @@ describe('WASM bindings under node', () => {
         }
         const { final } = recognize(module, engine, pcm, 2048);
         if (info.random_init) console.warn('wasm_node: random-init model: this test needs the trained model to pass.');
-        assert.equal(final.matched, true, `no match (score ${final.score}, threshold ${final.threshold}, best guess "${final.title}")`);
-        assert.equal(final.title, song.title);
+        assert.equal(final.matched, true, `no match (score ${final.score}, threshold ${final.threshold}, best guess "${final.best?.title}")`);
+        assert.equal(final.best.title, song.title);
         assert.ok(Math.abs(final.offset_s - startS) <= 1.5, `offset ${final.offset_s} s, expected ${startS}`);
     });
 });

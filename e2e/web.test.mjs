@@ -3,17 +3,31 @@
 // WAV clip, and the tests read what a person would see.
 // Needs: scripts/demo.sh --build-only (WASM, demo index, site).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 
 import { startServer } from '../scripts/serve.mjs';
-import { catalog, indexShards, launchChromium, makeClip, requireSite, resultsDir, siteDir } from './helpers.mjs';
+import {
+    catalog, cliPath, indexShards, launchChromium, makeClip, requireSite, resultsDir, siteDir, writeWavFloat,
+} from './helpers.mjs';
 
 // Noise added to the clips (dB SNR). EARSHOT_E2E_SNR_DB=none plays clean clips: a diagnostic
 // for the audio path with the random-init model, which recognizes only near-exact audio.
 const SNR_DB = process.env.EARSHOT_E2E_SNR_DB === 'none' ? undefined : Number(process.env.EARSHOT_E2E_SNR_DB ?? 10);
 const MATCH_TIMEOUT_MS = 45_000;    // index + up to listen-seconds (15) of audio, on a slow CI machine
+// Page vs CLI: a listen shorter than every clip played, so the page answers on audio the fake
+// microphone played once (the comparison uses the very samples the page heard in any case).
+const AGREE_LISTEN_SECONDS = 8;
+// The page and `earshot query --stream` run the same C++ on the same samples (WASM SIMD128 in
+// the page, the same kernels built for x86 in the CLI), so their decisions must be equal.
+// Positions are sums of the same exact terms (index hops, sample counts) and agree to rounding:
+// 1 ms allows that, while another alignment would be off by a whole index hop (0.25 s). Scores
+// may differ in the last bits (each C library has its own log() in the front-end): 1e-4 of a
+// cosine similarity is far above that and far below any score gap that changes a decision.
+const AGREE_POSITION_S = 0.001;
+const AGREE_SCORE = 1e-4;
 
 let info;
 let shards;
@@ -84,6 +98,55 @@ async function listenForMatch(demo) {
         demo.el.locator('.nomatch:not([hidden])').waitFor({ timeout: MATCH_TIMEOUT_MS }).then(() => 'nomatch'),
     ]);
     return { outcome, seconds: (Date.now() - t0) / 1000 };
+}
+
+/**
+ * Plays `audioFile` through the fake microphone into the library the demo uses, with the whole
+ * index loaded, until the recognizer answers; returns its answer and the audio it heard.
+ * @returns {Promise<{type: 'match' | 'nomatch', detail: any, samples: Float32Array, sampleRateHz: number}>}
+ */
+async function pageAnswer(audioFile) {
+    const demo = await openDemo({ audioFile });
+    try {
+        const answer = await demo.page.evaluate(async (listenSeconds) => {
+            const { createRecognizer } = await import('./earshot.js');
+            const r = await createRecognizer({
+                indexUrl: 'index/', modelUrl: 'models/earshot.emod', maxListenSeconds: listenSeconds, keepListenAudio: true,
+            });
+            // Every shard, as the CLI has: a song still downloading would change the answer.
+            await new Promise((resolve) => {
+                if (r.progress?.done) resolve(undefined);
+                r.addEventListener('progress', (e) => { if (e.detail.done) resolve(undefined); });
+            });
+            const outcome = new Promise((resolve) => {
+                r.addEventListener('match', (e) => resolve({ type: 'match', detail: e.detail }));
+                r.addEventListener('nomatch', (e) => resolve({ type: 'nomatch', detail: e.detail }));
+            });
+            await r.start();
+            const { type, detail } = await outcome;
+            r.destroy();
+            const { audio, ...rest } = detail;
+            const bytes = new Uint8Array(audio.samples.buffer, audio.samples.byteOffset, audio.samples.byteLength);
+            let binary = '';
+            for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+            return { type, detail: rest, sampleRateHz: audio.sampleRateHz, audioBase64: btoa(binary) };
+        }, AGREE_LISTEN_SECONDS);
+        assert.deepEqual(demo.pageErrors.map(String), []);
+        const bytes = Buffer.from(answer.audioBase64, 'base64');
+        const samples = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+        return { type: answer.type, detail: answer.detail, samples, sampleRateHz: answer.sampleRateHz };
+    } finally {
+        await demo.close();
+    }
+}
+
+/** `earshot query --stream` (same model, same index, our SIMD kernels) on one WAV file: its JSON line. */
+function cliAnswer(wavFile) {
+    const out = execFileSync(cliPath, [
+        'query', '--stream', '--backend', 'simd', '--quiet', '--model', path.join(siteDir, 'models/earshot.emod'),
+        '--index', path.join(siteDir, 'index'), wavFile,
+    ], { encoding: 'utf8' });
+    return JSON.parse(out.trim());
 }
 
 describe('earshot in the browser', { concurrency: false }, () => {
@@ -265,6 +328,44 @@ describe('earshot in the browser', { concurrency: false }, () => {
                 `position ${result.match.offsetSeconds.toFixed(1)} s, expected about ${expected.toFixed(1)} s`);
         } finally {
             await demo.close();
+        }
+    });
+
+    test('the page answers as `earshot query --stream` does on the same audio (in the index, not in it, after silence)', async () => {
+        assert.ok(fs.existsSync(cliPath), `${cliPath} is missing: build the CLI (make native) or set BUILD`);
+        const silenceFirst = makeClip({
+            source: target.path, startS: target.startS, seconds: 11, silenceS: 1, out: path.join(resultsDir, 'clip-silence-first.wav'),
+        });
+        const cases = [
+            { name: 'indexed', file: clips.indexed.path, expected: 'match' },
+            { name: 'not-indexed', file: clips.notIndexed.path, expected: 'nomatch' },
+            { name: 'silence-first', file: silenceFirst.path, expected: 'match' },
+        ];
+        for (const c of cases) {
+            const page = await pageAnswer(c.file);
+            const heardS = page.samples.length / page.sampleRateHz;
+            // The page's figures describe exactly the audio it returned.
+            assert.ok(Math.abs(page.detail.listenedSeconds - heardS) < 1e-9, `${c.name}: listened ${page.detail.listenedSeconds} s, audio ${heardS} s`);
+            assert.ok(heardS <= AGREE_LISTEN_SECONDS + 0.1, `${c.name}: heard ${heardS} s`);
+            const heard = path.join(resultsDir, `heard-${c.name}.wav`);
+            writeWavFloat(heard, page.samples, page.sampleRateHz);
+            const cli = cliAnswer(heard);
+            const position = page.type === 'match' ? page.detail.offsetSeconds - heardS : null;
+            console.log(`e2e: ${c.name}: after ${heardS.toFixed(2)} s the page says ${page.detail.id ?? 'no match'} ` +
+                `(score ${page.detail.score}, song time at the start ${position}), the CLI ${cli.song ?? 'no match'} ` +
+                `(score ${cli.score}, offset_s ${cli.offset_s})`);
+            assert.equal(page.type, cli.song === null ? 'nomatch' : 'match', `${c.name}: the page and the CLI disagree`);
+            assert.ok(Math.abs(page.detail.score - cli.score) <= AGREE_SCORE, `${c.name}: score ${page.detail.score} vs ${cli.score}`);
+            if (page.type === 'match') {
+                assert.equal(page.detail.id, cli.song, c.name);
+                // The page reports where the song is at the end of what it heard; the CLI where it
+                // was at the start of the clip.
+                const expected = cli.offset_s + heardS;
+                assert.ok(Math.abs(page.detail.offsetSeconds - expected) <= AGREE_POSITION_S,
+                    `${c.name}: position ${page.detail.offsetSeconds} s, the CLI's ${cli.offset_s} + ${heardS} = ${expected} s`);
+            }
+            // Both answers are exercised: the clips of the indexed song are recognized, the other is not.
+            assert.equal(page.type, c.expected, `${c.name}: expected ${c.expected}`);
         }
     });
 

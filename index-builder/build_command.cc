@@ -1,5 +1,6 @@
-// `earshot build`: decode + resample every catalog file, embed it at the model's hop on all
-// cores, train the quantizer, write the sharded index atomically.
+// `earshot build`: check the index options against the model, decode + resample every catalog
+// file, embed it at the model's hop on all cores, train the quantizer, write the sharded index
+// atomically.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -8,7 +9,7 @@
 #include <thread>
 
 #include "core/embed_signal.h"
-#include "core/index.h"
+#include "core/index_builder.h"
 #include "core/native/audio.h"
 #include "core/native/xnnpack_embedder.h"
 #include "index-builder/catalog.h"
@@ -27,6 +28,18 @@ struct SongWork {
     std::string error;  // non-empty: skipped
 };
 
+// validate_index_build_params() messages start with the parameter's name: prefix the option
+// that sets it.
+std::string build_option_error(const Status& status) {
+    static const char* const kOptions[][2] = {
+        {"n_lists ", "--lists"}, {"pq_m ", "--pq-m"}, {"max_shard_bytes ", "--shard-mb"}};
+    for (const auto& [field, option] : kOptions) {
+        if (status.message().rfind(field, 0) == 0)
+            return std::string(option) + ": " + status.message();
+    }
+    return status.message();
+}
+
 }  // namespace
 
 int run_build(const CommonOptions& common, const BuildOptions& options) {
@@ -35,6 +48,14 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     const ModelInfo& info = (*model)->info();
     auto backend = backend_from_name(common.backend);
     if (!backend) return fail(backend.message());
+    // Bad index options fail here, before any audio is decoded or embedded.
+    IndexBuildParams params = index_build_default_params(info);
+    params.n_lists = options.n_lists;  // 0: resolved below, once the catalogue size is known
+    if (options.pq_m > 0) params.pq_m = options.pq_m;
+    params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
+    if (Status st = validate_index_build_params(params, info); !st) {
+        return fail(build_option_error(st));
+    }
 
     auto catalog = read_catalog(options.input);
     if (!catalog) return fail(catalog.message());
@@ -89,16 +110,15 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     progress.finish();
     if (!thread_error.empty()) return fail(thread_error);
 
-    IndexBuildParams params = index_build_default_params(info);
-    params.n_lists = options.n_lists;
     if (params.n_lists == 0) {  // resolved here (not in train()) so the message below names it
-        size_t n_frames = 0;
-        for (const SongWork& w : work) n_frames += w.embeddings.size() / size_t(info.embedding_dim);
-        params.n_lists = index_auto_lists(n_frames);
+        size_t n_embeddings = 0;
+        for (const SongWork& w : work) {
+            n_embeddings += w.embeddings.size() / size_t(info.embedding_dim);
+        }
+        params.n_lists = index_auto_lists(n_embeddings);
     }
-    if (options.pq_m > 0) params.pq_m = options.pq_m;
-    params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
-    IndexBuilder builder(info, params);
+    auto builder = IndexBuilder::create(info, params);
+    if (!builder) return fail(build_option_error(builder.status()));
     std::vector<const SongWork*> skipped;
     for (const SongWork& w : work) {
         if (!w.error.empty()) {
@@ -106,8 +126,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
             continue;
         }
         const size_t n = w.embeddings.size() / size_t(info.embedding_dim);
-        Status st = builder.add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
-                                     w.embeddings.data(), n);
+        Status st = builder->add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
+                                      w.embeddings.data(), n);
         if (!st) return fail("song " + w.entry.id + ": " + st.message());
     }
     if (skipped.size() == work.size()) {
@@ -118,7 +138,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     }
     std::fprintf(stderr, "earshot: training the quantizer (%d lists, PQ %d x 8 bits)\n",
                  params.n_lists, params.pq_m);
-    auto files = builder.finish();
+    auto files = builder->finish();
     if (!files) return fail(files.message());
     Status st = write_folder_atomically(options.out_dir, files->files);
     if (!st) return fail(st.message());

@@ -7,6 +7,7 @@
 
 #include "core/container.h"
 #include "core/index.h"
+#include "core/json_read.h"
 #include "index-builder/commands.h"
 #include "index-builder/files.h"
 
@@ -43,8 +44,11 @@ Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const M
     auto index = std::make_shared<Index>(model);
     Status st = index->load_manifest(manifest_text);
     if (!st) return st;
+    // load_manifest() has checked the manifest's shape, except the quantizer's file name.
     const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
-    const std::string quantizer_file = manifest["quantizer"]["file"].get<std::string>();
+    std::string quantizer_file;
+    st = json_read_string(manifest["quantizer"], "file", "manifest.json", &quantizer_file);
+    if (!st) return st;
     auto quantizer = read_file((root / quantizer_file).string());
     if (!quantizer) return quantizer.status();
     st = index->add_quantizer(quantizer->data(), quantizer->size(), quantizer_file);
@@ -64,20 +68,20 @@ namespace {
 // A ModelInfo carrying only what the manifest records, for verifying an index without its
 // model file (the model hash check is then against the manifest itself).
 Result<ModelInfo> model_info_from_manifest(const nlohmann::json& manifest) {
-    if (!manifest.is_object() || !manifest.contains("model_hash") ||
-        !manifest["model_hash"].is_string() || !manifest.contains("embedding_dim") ||
-        !manifest["embedding_dim"].is_number_integer() || !manifest.contains("hop_frames") ||
-        !manifest["hop_frames"].is_number_integer() || !manifest.contains("hop_s") ||
-        !manifest["hop_s"].is_number()) {
-        return Status::error("manifest.json lacks model_hash, embedding_dim, hop_frames or hop_s");
-    }
+    const std::string where = "manifest.json";
+    if (!manifest.is_object()) return Status::error(where + " is not a JSON object");
     ModelInfo info;
-    info.hash_hex = manifest["model_hash"].get<std::string>();
-    info.name = manifest.value("model_name", std::string());
-    info.embedding_dim = manifest["embedding_dim"].get<int>();
-    info.hop_frames = manifest["hop_frames"].get<int>();
-    const double hop_s = manifest["hop_s"].get<double>();
-    if (info.hop_frames <= 0 || hop_s <= 0.0) return Status::error("manifest.json: bad hop");
+    double hop_s = 0.0;
+    Status st;
+    if (!(st = json_read_string(manifest, "model_hash", where, &info.hash_hex)) ||
+        !(st = json_read_optional_string(manifest, "model_name", where, &info.name)) ||
+        !(st = json_read_int(manifest, "embedding_dim", 1, kMaxQuantizerDim, where,
+                             &info.embedding_dim)) ||
+        !(st = json_read_int(manifest, "hop_frames", 1, 1 << 16, where, &info.hop_frames)) ||
+        !(st = json_read_double(manifest, "hop_s", where, &hop_s))) {
+        return st;
+    }
+    if (!(hop_s > 0.0)) return Status::error(where + ": bad hop_s");
     // hop_s = hop_frames * hop_length / rate: keep the v1 rate and derive the frame hop.
     info.frontend.hop_length = int(hop_s * info.frontend.sample_rate_hz / info.hop_frames + 0.5);
     return info;
@@ -96,7 +100,7 @@ int run_verify(const std::string& index_dir, const std::string& model_path) {
         if (!bytes) return fail("no index at " + index_dir + ": " + bytes.message());
         const auto manifest = nlohmann::json::parse(bytes->begin(), bytes->end(), nullptr, false);
         auto from_manifest = model_info_from_manifest(manifest);
-        if (!from_manifest) return fail("manifest.json: " + from_manifest.message());
+        if (!from_manifest) return fail(from_manifest.message());
         info = *from_manifest;
     }
     auto index = load_index_folder(index_dir, info);
@@ -104,7 +108,7 @@ int run_verify(const std::string& index_dir, const std::string& model_path) {
     std::printf("ok: %s: %zu shard(s), %zu songs, %zu embeddings; every checksum and structure "
                 "verified%s\n",
                 index_dir.c_str(), (*index)->n_shards_loaded(), (*index)->n_songs(),
-                (*index)->n_frames(), model_path.empty() ? "" : ", model hash matches");
+                (*index)->n_embeddings(), model_path.empty() ? "" : ", model hash matches");
     return kExitOk;
 }
 

@@ -1,6 +1,6 @@
 // `earshot query`: one JSON line per audio file, the results contract of ../shared/eval/score:
 //   {"query": <file name>, "song": <id or null>, "offset_s": <float or null>, "score": <float>,
-//    "ms": <float>}
+//    "ms": <float>} and the diagnostics of result_json() (core/recognizer_json.h).
 // `ms` is the time spent recognising the decoded clip (front-end + network + search), without
 // file decoding and resampling.
 #include <algorithm>
@@ -21,6 +21,7 @@
 #include "core/native/audio.h"
 #include "core/native/xnnpack_embedder.h"
 #include "core/recognizer.h"
+#include "core/recognizer_json.h"
 #include "index-builder/catalog.h"
 #include "index-builder/commands.h"
 #include "index-builder/progress.h"
@@ -40,16 +41,22 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     if (!paths) return fail(paths.message());
     if (paths->empty()) return fail("no query files given");
 
-    RecognizerParams params = recognizer_default_params(info, *shared_index);
-    if (options.query_hop_frames > 0) params.query_hop_frames = options.query_hop_frames;
+    // The flags given, as the overrides the browser passes too (0 and NaN: not given).
+    nlohmann::json overrides = nlohmann::json::object();
+    if (options.query_hop_frames > 0) overrides["query_hop_frames"] = options.query_hop_frames;
     if (options.max_query_embeddings > 0)
-        params.max_query_embeddings = options.max_query_embeddings;
-    if (options.nprobe > 0) params.match.nprobe = options.nprobe;
+        overrides["max_query_embeddings"] = options.max_query_embeddings;
+    if (options.nprobe > 0) overrides["nprobe"] = options.nprobe;
+    if (!std::isnan(options.threshold_base)) overrides["threshold_base"] = options.threshold_base;
+    if (!std::isnan(options.threshold_scale))
+        overrides["threshold_scale"] = options.threshold_scale;
     // Offline, the decision is taken once on the whole clip (the last max_query_embeddings
     // embeddings) at finish(); --stream decides after every embedding as the browser does and
     // keeps the best-scoring match.
-    override_threshold(&params.match, options.threshold_base, options.threshold_scale);
-    params.match_every_embeddings = options.stream ? 1 : std::numeric_limits<int>::max();
+    overrides["match_every_embeddings"] = options.stream ? 1 : std::numeric_limits<int>::max();
+    RecognizerParams params = recognizer_default_params(info, *shared_index);
+    if (Status st = apply_recognizer_overrides(overrides, &params); !st) return fail(st.message());
+    if (Status st = check_recognizer_params(params); !st) return fail(st.message());
 
     std::ofstream file_out;
     if (!options.output.empty()) {
@@ -100,28 +107,18 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 const double ms = std::chrono::duration<double, std::milli>(
                                       std::chrono::steady_clock::now() - start)
                                       .count();
-                const MatchResult& m = result.match;
-                const bool matched = st && result.valid && m.matched;
-                line["song"] = matched ? nlohmann::json(m.best.id) : nlohmann::json(nullptr);
-                line["offset_s"] = matched ? nlohmann::json(m.best.offset_s - result.query_start_s)
-                                           : nlohmann::json(nullptr);
-                // score: the decision statistic (compared with the threshold); similarity: the
-                // best song's aligned mean cosine similarity.
-                line["score"] = m.has_candidates() ? double(m.confidence) : 0.0;
-                line["similarity"] = m.has_candidates() ? double(m.best.score) : 0.0;
+                line.update(result_json(result));
                 line["ms"] = ms;
-                line["background"] = double(m.background);
-                // For threshold calibration and diagnostics: the best other song.
-                if (!m.runner_ups.empty()) {
-                    line["runner_up"] = {{"song", m.runner_ups[0].id},
-                                         {"score", double(m.runner_ups[0].score)}};
+                if (!st) {  // a failed push leaves no decision
+                    line["song"] = nullptr;
+                    line["offset_s"] = nullptr;
+                    line["error"] = st.message();
                 }
-                if (!st) line["error"] = st.message();
             }
             progress.advance();
             std::lock_guard<std::mutex> lock(mutex);
             if (line.contains("error")) ++n_failed;
-            lines[i] = line.dump();
+            lines[i] = json_text(line);
             ready[i] = true;
             // Print in input order, as soon as possible.
             while (next_to_print < lines.size() && ready[next_to_print]) {

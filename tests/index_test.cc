@@ -1,4 +1,4 @@
-// Index format v1: build -> bytes -> load round trips, quantizer quality, shard bounds, and
+// The loaded index (format v1): build -> bytes -> load round trips, quantizer quality, and
 // corrupt inputs (each must give a clean error while the other shards keep working).
 #include "core/index.h"
 
@@ -14,63 +14,19 @@
 namespace earshot {
 namespace {
 
+using testing::build_catalog;
 using testing::fake_model_info;
 using testing::load_all;
+using testing::shard_names;
+using testing::small_build_params;
 using testing::synthetic_catalog;
 
 constexpr int kDim = 128;
 
-IndexBuildParams small_params() {
-    IndexBuildParams p = index_build_default_params();
-    p.n_lists = 32;
-    p.kmeans_iterations = 10;
-    return p;
-}
-
-IndexFiles build_catalog(const std::vector<testing::SyntheticSong>& songs,
-                         const IndexBuildParams& params, const ModelInfo& model) {
-    IndexBuilder builder(model, params);
-    for (const auto& s : songs) EXPECT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
-    Result<IndexFiles> files = builder.finish();
-    EXPECT_TRUE(files.is_ok()) << files.message();
-    return std::move(files.value());
-}
-
-std::vector<std::string> shard_names(const IndexFiles& files) {
-    std::vector<std::string> names;
-    for (const auto& [name, bytes] : files.files)
-        if (name.rfind("shard-", 0) == 0) names.push_back(name);
-    return names;
-}
-
-std::string status_text(const Status& s) { return s.message(); }
-
-TEST(IndexTest, DefaultParams) {
-    IndexBuildParams p = index_build_default_params();
-    EXPECT_EQ(p.n_lists, 0);  // by catalogue size when the quantizer is trained
-    EXPECT_EQ(p.pq_m, 16);
-    EXPECT_EQ(p.pq_nbits, 8);
-    EXPECT_EQ(p.max_shard_bytes, size_t(8) << 20);
-    ModelInfo model;
-    model.index_pq_m = 32;  // the resolution the model's thresholds were calibrated for
-    EXPECT_EQ(index_build_default_params(model).pq_m, 32);
-    EXPECT_EQ(index_build_default_params(model).n_lists, 0);
-}
-
-TEST(IndexTest, AutoListsFollowTheCatalogueSize) {
-    EXPECT_EQ(index_auto_lists(0), 256);
-    EXPECT_EQ(index_auto_lists(1125), 256);     // the demo's 3 songs
-    EXPECT_EQ(index_auto_lists(131071), 256);   // sqrt < 256 * sqrt(2)
-    EXPECT_EQ(index_auto_lists(131072), 512);
-    EXPECT_EQ(index_auto_lists(7200000), 2048);  // 10 000 songs x 720 embeddings
-    EXPECT_EQ(index_auto_lists(100000000), 4096);
-    // (IndexTest.FewerVectorsThanCentroids: a default build of 7 vectors gets 256 lists.)
-}
-
 TEST(IndexTest, RoundTripAndReconstruction) {
     const ModelInfo model = fake_model_info();
     auto songs = synthetic_catalog(24, 60, kDim, 7);
-    IndexFiles files = build_catalog(songs, small_params(), model);
+    IndexFiles files = build_catalog(songs, small_build_params(), model);
     ASSERT_EQ(files.files.count("manifest.json"), 1u);
     ASSERT_EQ(files.files.count("quantizer.eq"), 1u);
     ASSERT_EQ(files.files.count("shard-00000.es"), 1u);
@@ -108,12 +64,12 @@ TEST(IndexTest, RoundTripAndReconstruction) {
         EXPECT_EQ(index.song(s).title, songs[s].info.title);
         EXPECT_EQ(index.song(s).album, songs[s].info.album);
         EXPECT_DOUBLE_EQ(index.song(s).duration_s, songs[s].info.duration_s);
-        EXPECT_EQ(index.song_frames(s), songs[s].n);
+        EXPECT_EQ(index.song_n_embeddings(s), songs[s].n);
         total += songs[s].n;
     }
-    EXPECT_EQ(index.n_frames(), total);
+    EXPECT_EQ(index.n_embeddings(), total);
 
-    // Stored frame -> song mapping, and reconstruction quality: residual PQ with 16 x 8-bit
+    // Stored embedding -> song mapping, and reconstruction quality: residual PQ with 16 x 8-bit
     // codes on 128-d unit vectors keeps mean cosine >= 0.9 on the training data.
     const Quantizer& quant = index.quantizer();
     std::vector<float> rec(kDim);
@@ -121,9 +77,9 @@ TEST(IndexTest, RoundTripAndReconstruction) {
     size_t n = 0;
     for (size_t s = 0; s < songs.size(); ++s) {
         for (size_t j = 0; j < songs[s].n; ++j) {
-            uint32_t g = index.song_first_frame(s) + uint32_t(j);
-            ASSERT_EQ(index.song_of_frame(g), s);
-            quant.decode(index.frame_list(g), index.frame_codes(g), rec.data());
+            uint32_t g = index.song_first_embedding(s) + uint32_t(j);
+            ASSERT_EQ(index.song_of_embedding(g), s);
+            quant.decode(index.embedding_list(g), index.embedding_codes(g), rec.data());
             const float* x = &songs[s].embeddings[j * kDim];
             double dot = 0, nr = 0;
             for (int d = 0; d < kDim; ++d) dot += x[d] * rec[d], nr += rec[d] * rec[d];
@@ -134,216 +90,6 @@ TEST(IndexTest, RoundTripAndReconstruction) {
     EXPECT_GE(cos_sum / n, 0.9);
 }
 
-TEST(IndexTest, TrainingIsDeterministic) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(10, 40, kDim, 3);
-    IndexFiles a = build_catalog(songs, small_params(), model);
-    IndexFiles b = build_catalog(songs, small_params(), model);
-    EXPECT_EQ(a.files, b.files);
-    IndexBuildParams other = small_params();
-    other.seed = 99;
-    IndexFiles c = build_catalog(songs, other, model);
-    EXPECT_NE(a.files.at("quantizer.eq"), c.files.at("quantizer.eq"));
-}
-
-TEST(IndexTest, SampledTrainingAndTrainOnFirst) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(12, 50, kDim, 5);
-    IndexBuildParams params = small_params();
-    params.max_training_vectors = 200;  // < 600 vectors: sampled
-    IndexFiles sampled = build_catalog(songs, params, model);
-    Index index(model);
-    {
-        Status st = load_all(sampled, &index);
-        ASSERT_TRUE(st) << st.message();
-    }
-    EXPECT_EQ(index.n_songs(), 12u);
-
-    // train_on() a sample first, then stream songs in (encoded at add time).
-    IndexBuilder builder(model, small_params());
-    ASSERT_TRUE(builder.train_on(songs[0].embeddings.data(), songs[0].n));
-    EXPECT_TRUE(builder.trained());
-    for (const auto& s : songs) ASSERT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
-    Result<IndexFiles> files = builder.finish();
-    ASSERT_TRUE(files) << files.message();
-    Index index2(model);
-    {
-        Status st = load_all(files.value(), &index2);
-        ASSERT_TRUE(st) << st.message();
-    }
-    EXPECT_EQ(index2.n_songs(), 12u);
-}
-
-// A quantizer reused from a loaded index (appending songs to a catalogue) and songs added as
-// codes give byte-identical files.
-TEST(IndexTest, SetQuantizerAndAddCodesReproduceTheIndex) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(6, 30, kDim, 9);
-    IndexFiles original = build_catalog(songs, small_params(), model);
-    Index index(model);
-    {
-        Status st = load_all(original, &index);
-        ASSERT_TRUE(st) << st.message();
-    }
-
-    IndexBuilder again(model, small_params());
-    ASSERT_TRUE(again.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
-    ASSERT_TRUE(again.set_quantizer(index.quantizer()));
-    EXPECT_FALSE(again.set_quantizer(index.quantizer()));  // only once
-    for (size_t s = 1; s < songs.size(); ++s)
-        ASSERT_TRUE(again.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
-    Result<IndexFiles> rebuilt = again.finish();
-    ASSERT_TRUE(rebuilt) << rebuilt.message();
-    EXPECT_EQ(rebuilt->files, original.files);
-
-    IndexBuilder codes(model, small_params());
-    std::vector<uint16_t> ids = {0, 1};
-    std::vector<uint8_t> pq(2 * 16, 7);
-    EXPECT_FALSE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));  // no quantizer
-    ASSERT_TRUE(codes.set_quantizer(index.quantizer()));
-    ASSERT_TRUE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));
-    ids[1] = 999;
-    EXPECT_FALSE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));
-    Quantizer bad = index.quantizer();
-    bad.pq_codebooks.pop_back();
-    IndexBuilder rejects(model, small_params());
-    EXPECT_FALSE(rejects.set_quantizer(bad));
-}
-
-// Past max_pending_vectors the builder trains on what it has and encodes later songs at once.
-TEST(IndexTest, TrainsWhenPendingVectorsExceedBound) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(8, 40, kDim, 15);
-    IndexBuildParams params = small_params();
-    params.max_pending_vectors = 100;  // 40+ vectors per song: trains during the third song
-    IndexBuilder builder(model, params);
-    ASSERT_TRUE(builder.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
-    ASSERT_TRUE(builder.add_song(songs[1].info, songs[1].embeddings.data(), songs[1].n));
-    EXPECT_FALSE(builder.trained());
-    ASSERT_TRUE(builder.add_song(songs[2].info, songs[2].embeddings.data(), songs[2].n));
-    EXPECT_TRUE(builder.trained());
-    for (size_t s = 3; s < songs.size(); ++s)
-        ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
-    Result<IndexFiles> files = builder.finish();
-    ASSERT_TRUE(files) << files.message();
-    Index index(model);
-    {
-        Status st = load_all(files.value(), &index);
-        ASSERT_TRUE(st) << st.message();
-    }
-    EXPECT_EQ(index.n_songs(), 8u);
-}
-
-TEST(IndexTest, FewerVectorsThanCentroids) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(2, 3, kDim, 11);  // 7 vectors; n_lists 0 = auto = 256
-    IndexFiles files = build_catalog(songs, index_build_default_params(), model);
-    Index index(model);
-    {
-        Status st = load_all(files, &index);
-        ASSERT_TRUE(st) << st.message();
-    }
-    EXPECT_EQ(index.n_lists(), 256);
-    EXPECT_EQ(index.n_frames(), songs[0].n + songs[1].n);
-    // With a centroid per point the reconstruction is exact up to float rounding.
-    std::vector<float> rec(kDim);
-    index.quantizer().decode(index.frame_list(0), index.frame_codes(0), rec.data());
-    for (int d = 0; d < kDim; ++d) EXPECT_NEAR(rec[d], songs[0].embeddings[d], 1e-5f);
-}
-
-TEST(IndexTest, WideListIds) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(4, 100, kDim, 13);
-    IndexBuildParams params = small_params();
-    params.n_lists = 300;  // > 256: u16 list ids
-    params.kmeans_iterations = 3;
-    IndexFiles files = build_catalog(songs, params, model);
-    const auto& shard = files.files.at("shard-00000.es");
-    Result<ContainerView> view = parse_container(shard.data(), shard.size(), "SHRD", "shard");
-    ASSERT_TRUE(view) << view.message();
-    ASSERT_NE(view->find("list_ids"), nullptr);
-    EXPECT_EQ(view->find("list_ids")->dtype, DType::kU16);
-    Index index(model);
-    {
-        Status st = load_all(files, &index);
-        ASSERT_TRUE(st) << st.message();
-    }
-    EXPECT_EQ(index.n_lists(), 300);
-    size_t total = 0;
-    for (int l = 0; l < 300; ++l) total += index.list(l).frame_ids.size();
-    EXPECT_EQ(total, index.n_frames());
-}
-
-TEST(IndexTest, ShardsAreBoundedAndSongsNotSplit) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(40, 60, kDim, 17);
-    IndexBuildParams params = small_params();
-    params.max_shard_bytes = 6000;  // ~4 songs of 60 x 17 bytes
-    IndexFiles files = build_catalog(songs, params, model);
-    std::vector<std::string> names = shard_names(files);
-    ASSERT_GE(names.size(), 5u);
-    size_t songs_seen = 0;
-    for (const std::string& name : names) {
-        const auto& bytes = files.files.at(name);
-        Result<ContainerView> view = parse_container(bytes.data(), bytes.size(), "SHRD", name);
-        ASSERT_TRUE(view) << view.message();
-        const size_t n_songs = view->meta["n_songs"].get<size_t>();
-        if (n_songs > 1) EXPECT_LE(bytes.size(), params.max_shard_bytes) << name;
-        songs_seen += n_songs;
-    }
-    EXPECT_EQ(songs_seen, 40u);
-
-    // Shards arrive in any order; song ids stay attached to their frames.
-    Index index(model);
-    const auto& q = files.files.at("quantizer.eq");
-    ASSERT_TRUE(index.add_quantizer(q.data(), q.size(), "quantizer.eq"));
-    for (auto it = names.rbegin(); it != names.rend(); ++it) {
-        const auto& bytes = files.files.at(*it);
-        ASSERT_TRUE(index.add_shard(bytes.data(), bytes.size(), *it));
-    }
-    EXPECT_EQ(index.n_songs(), 40u);
-    EXPECT_EQ(index.n_shards_loaded(), names.size());
-    for (size_t s = 0; s < index.n_songs(); ++s) {
-        const std::string& id = index.song(s).id;
-        const size_t original = std::stoul(id.substr(5));
-        EXPECT_EQ(index.song_frames(s), songs[original].n);
-    }
-}
-
-TEST(IndexTest, InvalidUtf8TitlesAreSanitized) {
-    const ModelInfo model = fake_model_info();
-    auto songs = synthetic_catalog(1, 10, kDim, 19);
-    songs[0].info.title = std::string("bad \xff\xfe title");
-    IndexFiles files = build_catalog(songs, small_params(), model);
-    Index index(model);
-    {
-        Status st = load_all(files, &index);
-        ASSERT_TRUE(st) << st.message();
-    }
-    EXPECT_NE(index.song(0).title.find("title"), std::string::npos);
-}
-
-TEST(IndexTest, BuilderRejectsBadInput) {
-    const ModelInfo model = fake_model_info();
-    IndexBuilder empty(model, small_params());
-    Result<IndexFiles> none = empty.finish();
-    ASSERT_FALSE(none);
-    EXPECT_NE(none.message().find("no embeddings"), std::string::npos) << none.message();
-
-    IndexBuildParams bad = small_params();
-    bad.pq_m = 12;  // does not divide 128
-    auto songs = synthetic_catalog(1, 10, kDim, 23);
-    IndexBuilder b(model, bad);
-    ASSERT_TRUE(b.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
-    Status st = b.train();
-    ASSERT_FALSE(st);
-    EXPECT_NE(st.message().find("pq_m"), std::string::npos) << st.message();
-
-    std::vector<float> nan_embedding(kDim, std::nanf(""));
-    IndexBuilder c(model, small_params());
-    EXPECT_FALSE(c.add_song(songs[0].info, nan_embedding.data(), 1));
-}
-
 // ---- corrupt inputs ----------------------------------------------------------------------
 
 class IndexCorruptTest : public ::testing::Test {
@@ -351,7 +97,7 @@ protected:
     void SetUp() override {
         model_ = fake_model_info();
         songs_ = synthetic_catalog(12, 40, kDim, 29);
-        IndexBuildParams params = small_params();
+        IndexBuildParams params = small_build_params();
         params.max_shard_bytes = 3000;  // several shards
         files_ = build_catalog(songs_, params, model_);
         names_ = shard_names(files_);
@@ -392,15 +138,15 @@ protected:
         return w.finish();
     }
     void expect_error(Index& index, const std::vector<uint8_t>& bytes, const std::string& needle) {
-        const size_t songs_before = index.n_songs(), frames_before = index.n_frames();
+        const size_t songs_before = index.n_songs(), embeddings_before = index.n_embeddings();
         Status st = index.add_shard(bytes.data(), bytes.size(), "bad-shard.es");
         ASSERT_FALSE(st) << "expected an error containing '" << needle << "'";
         EXPECT_NE(st.message().find(needle), std::string::npos) << st.message();
         EXPECT_NE(st.message().find("bad-shard.es"), std::string::npos) << st.message();
         EXPECT_EQ(index.n_songs(), songs_before);
-        EXPECT_EQ(index.n_frames(), frames_before);
+        EXPECT_EQ(index.n_embeddings(), embeddings_before);
     }
-    // The good shards (all but `skip`) still load and map frames to the right songs.
+    // The good shards (all but `skip`) still load and map embeddings to the right songs.
     void expect_others_work(Index& index, size_t skip) {
         for (size_t i = 0; i < names_.size(); ++i) {
             if (i == skip) continue;
@@ -414,8 +160,8 @@ protected:
         } else {
             EXPECT_EQ(index.n_songs(), songs_.size());
         }
-        for (uint32_t g = 0; g < index.n_frames(); ++g)
-            ASSERT_LT(index.song_of_frame(g), index.n_songs());
+        for (uint32_t g = 0; g < index.n_embeddings(); ++g)
+            ASSERT_LT(index.song_of_embedding(g), index.n_songs());
     }
 
     ModelInfo model_;
@@ -461,7 +207,7 @@ TEST_F(IndexCorruptTest, WrongModelHash) {
     // A quantizer for another model is refused with both hashes in the message.
     const ModelInfo other = fake_model_info(std::string(64, 'b'));
     auto songs = synthetic_catalog(3, 20, kDim, 31);
-    IndexFiles other_files = build_catalog(songs, small_params(), other);
+    IndexFiles other_files = build_catalog(songs, small_build_params(), other);
     Index index(model_);
     const auto& oq = other_files.files.at("quantizer.eq");
     Status st = index.add_quantizer(oq.data(), oq.size(), "quantizer.eq");
@@ -478,7 +224,7 @@ TEST_F(IndexCorruptTest, WrongModelHash) {
     expect_error(*ours, other_files.files.at("shard-00000.es"), other.hash_hex);
     // Same model hash in the metadata but another quantizer build.
     auto songs2 = synthetic_catalog(3, 20, kDim, 37);
-    IndexFiles rebuilt = build_catalog(songs2, small_params(), model_);
+    IndexFiles rebuilt = build_catalog(songs2, small_build_params(), model_);
     expect_error(*ours, rebuilt.files.at("shard-00000.es"), "quantizer");
     expect_others_work(*ours, names_.size());
 }
@@ -503,6 +249,14 @@ TEST_F(IndexCorruptTest, SongOffsetsInconsistent) {
     auto no_songs = rewrite(shard(0), [](nlohmann::json& meta, std::vector<uint32_t>&,
                                          std::vector<uint8_t>&) { meta.erase("songs"); });
     expect_error(*index, no_songs, "songs");
+    auto numeric_title =
+        rewrite(shard(0), [](nlohmann::json& meta, std::vector<uint32_t>&, std::vector<uint8_t>&) {
+            meta["songs"][0]["title"] = 5;
+        });
+    expect_error(*index, numeric_title, "'title' must be a string");
+    auto no_count = rewrite(shard(0), [](nlohmann::json& meta, std::vector<uint32_t>&,
+                                         std::vector<uint8_t>&) { meta.erase("n_frames"); });
+    expect_error(*index, no_count, "lacks 'n_frames'");
     expect_others_work(*index, 0);
 }
 

@@ -1,13 +1,18 @@
 // Synthetic catalogues for the index and matcher tests: no model, no audio, deterministic.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/index.h"
+#include "core/index_builder.h"
 #include "core/model.h"
 
 namespace earshot::testing {
@@ -58,8 +63,8 @@ struct SyntheticSong {
     size_t n = 0;
 };
 
-inline std::vector<SyntheticSong> synthetic_catalog(size_t n_songs, size_t frames_per_song, int dim,
-                                                    uint64_t seed) {
+inline std::vector<SyntheticSong> synthetic_catalog(size_t n_songs, size_t embeddings_per_song,
+                                                    int dim, uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<float> centres = clustered_vectors(16, dim, 16, seed + 1);
@@ -69,7 +74,7 @@ inline std::vector<SyntheticSong> synthetic_catalog(size_t n_songs, size_t frame
         song.info.id = "song-" + std::to_string(s);
         song.info.title = "Title " + std::to_string(s);
         song.info.album = "Album " + std::to_string(s % 7);
-        song.n = frames_per_song + (s % 5);  // lengths differ a little
+        song.n = embeddings_per_song + (s % 5);  // lengths differ a little
         song.info.duration_s = 0.5 * double(song.n) + 0.5;
         song.embeddings.resize(song.n * dim);
         std::vector<float> x(dim);
@@ -98,6 +103,42 @@ inline std::vector<float> noisy_copy(const float* x, size_t n, int dim, float no
         normalize(&out[i * dim], dim);
     }
     return out;
+}
+
+// Quick builds: 32 lists, PQ 16 x 8 bits.
+inline IndexBuildParams small_build_params() {
+    IndexBuildParams p = index_build_default_params();
+    p.n_lists = 32;
+    p.kmeans_iterations = 10;
+    return p;
+}
+
+// IndexBuilder::create() for parameters a test knows are valid (aborts otherwise).
+inline IndexBuilder new_builder(const ModelInfo& model, const IndexBuildParams& params) {
+    Result<IndexBuilder> builder = IndexBuilder::create(model, params);
+    if (!builder) {
+        std::fprintf(stderr, "IndexBuilder::create: %s\n", builder.message().c_str());
+        std::abort();
+    }
+    return std::move(builder.value());
+}
+
+// Builds the index files of a synthetic catalogue (test failures on any error).
+inline IndexFiles build_catalog(const std::vector<SyntheticSong>& songs,
+                                const IndexBuildParams& params, const ModelInfo& model) {
+    IndexBuilder builder = new_builder(model, params);
+    for (const auto& s : songs) EXPECT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
+    Result<IndexFiles> files = builder.finish();
+    EXPECT_TRUE(files.is_ok()) << files.message();
+    return files ? std::move(files.value()) : IndexFiles();
+}
+
+// The names of the shard files, in name order.
+inline std::vector<std::string> shard_names(const IndexFiles& files) {
+    std::vector<std::string> names;
+    for (const auto& [name, bytes] : files.files)
+        if (name.rfind("shard-", 0) == 0) names.push_back(name);
+    return names;
 }
 
 // Loads every file of a built index into `index` (manifest, quantizer, all shards).

@@ -1,11 +1,15 @@
 // Kernels (core/kernels.h): the scalar references against hand-computed values, and every
-// vec128 kernel against its scalar reference on odd sizes. Tolerance for a dot product of
-// length k: 1e-5 * (|bias| + sum |a_i w_i|) + 1e-6 (float32 rounding, any summation order).
+// optimized kernel against its scalar reference on odd sizes (not multiples of 4 or 8).
+// Tolerance for a sum of k terms t_i (dot products, distances, PQ scores):
+// 1e-5 * sum |t_i| + 1e-6 (float32 rounding in any summation order, k up to a few hundred).
+// Where kernels promise bit-identical results to each other (the PQ scan and scores), they are
+// compared exactly.
 #include "core/kernels.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
@@ -242,6 +246,246 @@ TEST(KernelsVec128, L2NormAndMeanMatchScalar) {
     float y[5];
     l2norm__vec128(5, zeros, y);
     for (float v : y) EXPECT_EQ(v, 0.0f);
+}
+
+// ---- Distances and inner products ---------------------------------------------------------
+
+// The sizes every distance kernel is checked on: below, at and past multiples of 4 and 8.
+const size_t kVectorSizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 127, 128, 129};
+
+float sum_tolerance(double sum_abs_terms) { return float(1e-5 * sum_abs_terms + 1e-6); }
+
+TEST(KernelsScalar, DistancesHandComputed) {
+    const float x[3] = {1.0f, 2.0f, 3.0f};
+    const float rows[2 * 3] = {1.0f, 0.0f, -1.0f, 0.5f, 0.5f, 0.5f};
+    float out[2];
+    l2_sqr_many__scalar(2, 3, x, rows, out);
+    EXPECT_FLOAT_EQ(out[0], 0.0f + 4.0f + 16.0f);
+    EXPECT_FLOAT_EQ(out[1], 0.25f + 2.25f + 6.25f);
+    EXPECT_FLOAT_EQ(inner_product__scalar(3, x, rows), 1.0f - 3.0f);
+    inner_product_many__scalar(2, 3, x, rows, out);
+    EXPECT_FLOAT_EQ(out[0], -2.0f);
+    EXPECT_FLOAT_EQ(out[1], 3.0f);
+}
+
+TEST(KernelsVec128, DistancesMatchScalar) {
+    std::mt19937 rng(5);
+    for (size_t dim : kVectorSizes) {
+        for (size_t k : {1, 3, 8, 13}) {
+            const std::vector<float> x = random_vector(dim, rng);
+            const std::vector<float> rows = random_vector(k * dim, rng, -2.0f, 2.0f);
+            std::vector<float> l2_ref(k), l2_got(k), ip_ref(k), ip_got(k);
+            l2_sqr_many__scalar(k, dim, x.data(), rows.data(), l2_ref.data());
+            l2_sqr_many__vec128(k, dim, x.data(), rows.data(), l2_got.data());
+            inner_product_many__scalar(k, dim, x.data(), rows.data(), ip_ref.data());
+            inner_product_many__vec128(k, dim, x.data(), rows.data(), ip_got.data());
+            for (size_t r = 0; r < k; ++r) {
+                const float* y = &rows[r * dim];
+                double sq = 0.0, abs_ip = 0.0;
+                for (size_t d = 0; d < dim; ++d) {
+                    sq += double(x[d] - y[d]) * (x[d] - y[d]);
+                    abs_ip += std::fabs(double(x[d]) * y[d]);
+                }
+                ASSERT_NEAR(l2_got[r], l2_ref[r], sum_tolerance(sq)) << "dim=" << dim << " r=" << r;
+                ASSERT_NEAR(ip_got[r], ip_ref[r], sum_tolerance(abs_ip))
+                    << "dim=" << dim << " r=" << r;
+                // The many-row kernels are the single inner product row by row.
+                ASSERT_EQ(ip_got[r], inner_product__vec128(dim, x.data(), y));
+                ASSERT_EQ(ip_ref[r], inner_product__scalar(dim, x.data(), y));
+            }
+        }
+    }
+}
+
+// ---- Nearest centroid -----------------------------------------------------------------------
+
+TEST(KernelsPack, CentroidLayoutAndPadding) {
+    // k = 3 centroids of dim 2: one block of 8, [dim][8], zeros past k; norms +inf past k.
+    const float c[3 * 2] = {1, 2, 3, 4, 5, 6};
+    ASSERT_EQ(packed_centroids_size(3, 2), 16u);
+    ASSERT_EQ(packed_centroids_size(9, 2), 32u);
+    ASSERT_EQ(packed_centroids_norms_size(3), 8u);
+    ASSERT_EQ(packed_centroids_norms_size(9), 16u);
+    std::vector<float> packed(16, -1.0f), norms(8, -1.0f);
+    pack_centroids(3, 2, c, packed.data(), norms.data());
+    const std::vector<float> expected = {1, 3, 5, 0, 0, 0, 0, 0,  //
+                                         2, 4, 6, 0, 0, 0, 0, 0};
+    EXPECT_EQ(packed, expected);
+    EXPECT_EQ(norms[0], 5.0f);
+    EXPECT_EQ(norms[1], 25.0f);
+    EXPECT_EQ(norms[2], 61.0f);
+    for (size_t i = 3; i < 8; ++i) EXPECT_EQ(norms[i], std::numeric_limits<float>::infinity());
+}
+
+// Both kernels pick a centroid whose exact (double) score is the minimum within the float
+// tolerance of the scores, and the lowest index among exact duplicates.
+TEST(KernelsVec128, NearestCentroidMatchesScalar) {
+    std::mt19937 rng(6);
+    for (size_t dim : {1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 128}) {
+        for (size_t k : {1, 2, 7, 8, 9, 16, 17, 256, 300}) {
+            std::vector<float> centroids = random_vector(k * dim, rng);
+            if (k > 4) {  // a duplicate of centroid 1 at index 3: ties go to 1
+                std::copy(&centroids[dim], &centroids[2 * dim], &centroids[3 * dim]);
+            }
+            std::vector<float> packed(packed_centroids_size(k, dim));
+            std::vector<float> norms(packed_centroids_norms_size(k));
+            pack_centroids(k, dim, centroids.data(), packed.data(), norms.data());
+            for (int trial = 0; trial < 8; ++trial) {
+                std::vector<float> x = random_vector(dim, rng);
+                if (trial == 0 && k > 4) x.assign(&centroids[dim], &centroids[2 * dim]);
+                const size_t ref =
+                    nearest_centroid__scalar(k, dim, x.data(), packed.data(), norms.data());
+                const size_t got =
+                    nearest_centroid__vec128(k, dim, x.data(), packed.data(), norms.data());
+                ASSERT_LT(ref, k);
+                ASSERT_LT(got, k);
+                // Exact scores ||c||^2 - 2 <x, c> and their float tolerance: the chosen c's
+                // float score is the smallest, so score[c] - tol[c] <= min(score + tol).
+                std::vector<double> score(k), tol(k);
+                double best = std::numeric_limits<double>::infinity();
+                for (size_t c = 0; c < k; ++c) {
+                    const float* y = &centroids[c * dim];
+                    double norm = 0.0, ip = 0.0, mag = 0.0;
+                    for (size_t d = 0; d < dim; ++d) {
+                        norm += double(y[d]) * y[d];
+                        ip += double(x[d]) * y[d];
+                        mag += double(y[d]) * y[d] + 2.0 * std::fabs(double(x[d]) * y[d]);
+                    }
+                    score[c] = norm - 2.0 * ip;
+                    tol[c] = sum_tolerance(mag);
+                    best = std::min(best, score[c] + tol[c]);
+                }
+                for (size_t chosen : {ref, got}) {
+                    ASSERT_LE(score[chosen] - tol[chosen], best)
+                        << "dim=" << dim << " k=" << k << " chose " << chosen;
+                    if (k > 4) {
+                        ASSERT_NE(chosen, 3u) << "a duplicate after its first copy";
+                    }
+                }
+                if (trial == 0 && k > 4) {
+                    EXPECT_EQ(ref, 1u);
+                    EXPECT_EQ(got, 1u);
+                }
+            }
+        }
+    }
+}
+
+// ---- Product quantization -------------------------------------------------------------------
+
+struct PqCase {
+    std::vector<float> x, codebooks;  // [pq_m * sub_dim], [pq_m, 256, sub_dim]
+    std::vector<uint8_t> codes;       // [n_codes, pq_m]
+};
+
+PqCase random_pq_case(size_t pq_m, size_t sub_dim, size_t n_codes, std::mt19937& rng) {
+    PqCase c;
+    c.x = random_vector(pq_m * sub_dim, rng);
+    c.codebooks = random_vector(pq_m * kPqCodebookSize * sub_dim, rng, -0.5f, 0.5f);
+    c.codes.resize(n_codes * pq_m);
+    for (uint8_t& v : c.codes) v = uint8_t(rng());
+    return c;
+}
+
+TEST(KernelsScalar, PqScoreHandComputed) {
+    // pq_m = 2: table [2, 256]; codes {3, 250} pick table[0][3] + table[1][250].
+    std::vector<float> table(2 * kPqCodebookSize, 0.0f);
+    table[3] = 1.5f;
+    table[kPqCodebookSize + 250] = -0.25f;
+    const uint8_t codes[2] = {3, 250};
+    EXPECT_FLOAT_EQ(pq_score__scalar(2, table.data(), codes), 1.25f);
+    EXPECT_FLOAT_EQ(pq_score__scalar_acc4(2, table.data(), codes), 1.25f);
+    // sub_dim = 1: entries are x_m * codebook[m][c].
+    const float x[2] = {2.0f, -1.0f};
+    std::vector<float> books(2 * kPqCodebookSize, 0.0f);
+    books[3] = 0.5f;
+    books[kPqCodebookSize + 250] = 4.0f;
+    std::vector<float> t(2 * kPqCodebookSize);
+    pq_ip_table__scalar(2, 1, x, books.data(), t.data());
+    EXPECT_FLOAT_EQ(t[3], 1.0f);
+    EXPECT_FLOAT_EQ(t[kPqCodebookSize + 250], -4.0f);
+    EXPECT_FLOAT_EQ(pq_score_direct__scalar(2, 1, x, books.data(), codes), -3.0f);
+}
+
+TEST(KernelsVec128, PqTableMatchesScalar) {
+    std::mt19937 rng(7);
+    for (size_t pq_m : {1, 3, 8, 16, 32}) {
+        for (size_t sub_dim : {1, 2, 3, 4, 5, 8, 9, 16}) {
+            const PqCase c = random_pq_case(pq_m, sub_dim, 0, rng);
+            std::vector<float> ref(pq_m * kPqCodebookSize), got(ref.size());
+            pq_ip_table__scalar(pq_m, sub_dim, c.x.data(), c.codebooks.data(), ref.data());
+            pq_ip_table__vec128(pq_m, sub_dim, c.x.data(), c.codebooks.data(), got.data());
+            for (size_t m = 0; m < pq_m; ++m) {
+                for (size_t e = 0; e < size_t(kPqCodebookSize); ++e) {
+                    const float* book = &c.codebooks[(m * kPqCodebookSize + e) * sub_dim];
+                    double mag = 0.0;
+                    for (size_t d = 0; d < sub_dim; ++d)
+                        mag += std::fabs(double(c.x[m * sub_dim + d]) * book[d]);
+                    const size_t i = m * kPqCodebookSize + e;
+                    ASSERT_NEAR(got[i], ref[i], sum_tolerance(mag))
+                        << "pq_m=" << pq_m << " sub_dim=" << sub_dim << " at " << i;
+                    ASSERT_EQ(got[i], inner_product__vec128(sub_dim, &c.x[m * sub_dim], book));
+                }
+            }
+        }
+    }
+}
+
+TEST(KernelsScalarAcc4, PqScoreAndScanMatchScalar) {
+    std::mt19937 rng(8);
+    for (size_t pq_m : {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 64}) {
+        const size_t n_codes = 37;
+        std::vector<float> table = random_vector(pq_m * kPqCodebookSize, rng);
+        std::vector<uint8_t> codes(n_codes * pq_m);
+        for (uint8_t& v : codes) v = uint8_t(rng());
+        std::vector<float> scanned(n_codes + 1, 12345.0f);
+        pq_scan__scalar_acc4(n_codes, pq_m, table.data(), codes.data(), scanned.data());
+        EXPECT_EQ(scanned[n_codes], 12345.0f) << "wrote past n";
+        for (size_t j = 0; j < n_codes; ++j) {
+            const uint8_t* code = &codes[j * pq_m];
+            const float ref = pq_score__scalar(pq_m, table.data(), code);
+            const float got = pq_score__scalar_acc4(pq_m, table.data(), code);
+            double mag = 0.0;
+            for (size_t m = 0; m < pq_m; ++m)
+                mag += std::fabs(table[m * kPqCodebookSize + code[m]]);
+            ASSERT_NEAR(got, ref, sum_tolerance(mag)) << "pq_m=" << pq_m << " code " << j;
+            // The scan is the per-code score, bit for bit.
+            ASSERT_EQ(scanned[j], got) << "pq_m=" << pq_m << " code " << j;
+        }
+        pq_scan__scalar_acc4(0, pq_m, table.data(), codes.data(), scanned.data());  // no-op
+    }
+}
+
+TEST(KernelsVec128, PqScoreDirectMatchesTableScores) {
+    std::mt19937 rng(9);
+    for (size_t pq_m : {1, 3, 4, 5, 8, 16, 17, 32}) {
+        for (size_t sub_dim : {1, 3, 4, 5, 8, 16}) {
+            const PqCase c = random_pq_case(pq_m, sub_dim, 11, rng);
+            std::vector<float> table_vec(pq_m * kPqCodebookSize), table_ref(table_vec.size());
+            pq_ip_table__vec128(pq_m, sub_dim, c.x.data(), c.codebooks.data(), table_vec.data());
+            pq_ip_table__scalar(pq_m, sub_dim, c.x.data(), c.codebooks.data(), table_ref.data());
+            for (size_t j = 0; j < 11; ++j) {
+                const uint8_t* code = &c.codes[j * pq_m];
+                const float direct_vec =
+                    pq_score_direct__vec128(pq_m, sub_dim, c.x.data(), c.codebooks.data(), code);
+                const float direct_ref =
+                    pq_score_direct__scalar(pq_m, sub_dim, c.x.data(), c.codebooks.data(), code);
+                // Bit-identical to the table paths each is the twin of.
+                ASSERT_EQ(direct_vec, pq_score__scalar_acc4(pq_m, table_vec.data(), code))
+                    << "pq_m=" << pq_m << " sub_dim=" << sub_dim;
+                ASSERT_EQ(direct_ref, pq_score__scalar(pq_m, table_ref.data(), code))
+                    << "pq_m=" << pq_m << " sub_dim=" << sub_dim;
+                double mag = 0.0;
+                for (size_t m = 0; m < pq_m; ++m) {
+                    const float* cw = &c.codebooks[(m * kPqCodebookSize + code[m]) * sub_dim];
+                    for (size_t d = 0; d < sub_dim; ++d)
+                        mag += std::fabs(double(c.x[m * sub_dim + d]) * cw[d]);
+                }
+                ASSERT_NEAR(direct_vec, direct_ref, sum_tolerance(mag))
+                    << "pq_m=" << pq_m << " sub_dim=" << sub_dim;
+            }
+        }
+    }
 }
 
 }  // namespace

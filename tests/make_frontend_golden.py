@@ -11,7 +11,7 @@ Outputs (little-endian):
   frontend_golden_logmel.f32   n_frames x n_mels float32, the float64 reference rounded once
   frontend_golden.json         parameters, sizes, per-filter weight sums, file names
 The native-vs-WASM file frontend_golden_native.f32 is written by the C++ test itself:
-  EARSHOT_WRITE_FRONTEND_NATIVE=1 build-b1/tests/earshot_tests --gtest_filter='Frontend*'
+  EARSHOT_WRITE_FRONTEND_NATIVE=1 build/tests/earshot_tests --gtest_filter='Frontend*'
 
 Run: /usr/bin/python3 tests/make_frontend_golden.py   (needs numpy only)
 """

@@ -16,6 +16,7 @@ namespace {
 
 using testing::fake_model_info;
 using testing::load_all;
+using testing::new_builder;
 using testing::noisy_copy;
 using testing::synthetic_catalog;
 
@@ -26,16 +27,17 @@ struct Catalog {
     std::unique_ptr<Index> index;
 };
 
-Catalog make_catalog(size_t n_songs, size_t frames, int n_lists, uint64_t seed, int pq_m = 16) {
+Catalog make_catalog(size_t n_songs, size_t embeddings_per_song, int n_lists, uint64_t seed,
+                     int pq_m = 16) {
     Catalog c;
     ModelInfo model = fake_model_info();
-    c.songs = synthetic_catalog(n_songs, frames, kDim, seed);
+    c.songs = synthetic_catalog(n_songs, embeddings_per_song, kDim, seed);
     IndexBuildParams params = index_build_default_params();
     params.n_lists = n_lists;
     params.pq_m = pq_m;
     params.kmeans_iterations = 8;
     params.max_training_vectors = 2048;  // keeps the tests fast (also under node)
-    IndexBuilder builder(model, params);
+    IndexBuilder builder = new_builder(model, params);
     for (const auto& s : c.songs) EXPECT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
     Result<IndexFiles> files = builder.finish();
     EXPECT_TRUE(files) << files.message();
@@ -63,6 +65,30 @@ TEST(MatcherTest, DefaultsAndThreshold) {
     EXPECT_FLOAT_EQ(match_threshold(p, 2), 0.8f);
     EXPECT_FLOAT_EQ(match_threshold(p, 3), 0.7f);
     EXPECT_FLOAT_EQ(match_threshold(p, 40), 0.7f);
+}
+
+TEST(MatcherTest, RejectsInvalidParams) {
+    Catalog c = make_catalog(8, 40, 16, 41);
+    std::vector<float> query = testing::clustered_vectors(2, kDim, 2, 47);
+    EXPECT_TRUE(check_match_params(match_default_params()));
+    // Not from match_default_params(): zero counts.
+    Status zero = check_match_params(MatchParams{});
+    ASSERT_FALSE(zero);
+    EXPECT_NE(zero.message().find("match_default_params"), std::string::npos) << zero.message();
+    EXPECT_FALSE(match(*c.index, query.data(), 2, 0.5, MatchParams{}));
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    MatchParams p = match_default_params();
+    p.threshold_base = nan;
+    EXPECT_FALSE(check_match_params(p));
+    p = match_default_params();
+    p.threshold_by_n = {0.5f, nan};
+    EXPECT_FALSE(check_match_params(p));
+    p = match_default_params();
+    p.background_weight = -0.5f;
+    EXPECT_FALSE(check_match_params(p));
+    p = match_default_params();
+    p.nprobe = 0;
+    EXPECT_FALSE(match(*c.index, query.data(), 2, 0.5, p));
 }
 
 TEST(MatcherTest, OverrideThresholdReplacesTheCalibratedDecision) {
@@ -100,9 +126,11 @@ TEST(MatcherTest, PqScoresEqualReconstructionInnerProducts) {
         ASSERT_EQ(hits[i].size(), 10u);
         for (size_t r = 0; r < hits[i].size(); ++r) {
             const Posting& p = hits[i][r];
-            if (r > 0) EXPECT_LE(p.score, hits[i][r - 1].score);  // best first
-            uint32_t g = c.index->song_first_frame(p.song_index) + p.frame;
-            c.index->quantizer().decode(c.index->frame_list(g), c.index->frame_codes(g),
+            if (r > 0) {
+                EXPECT_LE(p.score, hits[i][r - 1].score);  // best first
+            }
+            uint32_t g = c.index->song_first_embedding(p.song_index) + p.embedding;
+            c.index->quantizer().decode(c.index->embedding_list(g), c.index->embedding_codes(g),
                                         rec.data());
             double dot = 0;
             for (int d = 0; d < kDim; ++d) dot += query[i * kDim + d] * rec[d];
@@ -117,20 +145,20 @@ TEST(MatcherTest, PqScoresEqualReconstructionInnerProducts) {
 // vectors (cosine ~0.9), the situation phase 1 is for.
 TEST(MatcherTest, Phase1RecallVersusExhaustive) {
     ModelInfo model = fake_model_info();
-    const size_t n_songs = 60, frames = 120;
+    const size_t n_songs = 60, per_song = 120;
     std::vector<float> data =
-        testing::clustered_vectors(n_songs * frames, kDim, 64, 47, /*spread=*/2.0f);
+        testing::clustered_vectors(n_songs * per_song, kDim, 64, 47, /*spread=*/2.0f);
     IndexBuildParams build = index_build_default_params();
     build.n_lists = 64;
     build.kmeans_iterations = 8;
     build.max_training_vectors = 4096;
-    IndexBuilder builder(model, build);
+    IndexBuilder builder = new_builder(model, build);
     Catalog c;
     for (size_t s = 0; s < n_songs; ++s) {
         testing::SyntheticSong song;
         song.info.id = "clustered-" + std::to_string(s);
-        song.n = frames;
-        song.embeddings.assign(&data[s * frames * kDim], &data[(s + 1) * frames * kDim]);
+        song.n = per_song;
+        song.embeddings.assign(&data[s * per_song * kDim], &data[(s + 1) * per_song * kDim]);
         ASSERT_TRUE(builder.add_song(song.info, song.embeddings.data(), song.n));
         c.songs.push_back(std::move(song));
     }
@@ -159,8 +187,8 @@ TEST(MatcherTest, Phase1RecallVersusExhaustive) {
     size_t found = 0, total = 0;
     for (size_t i = 0; i < n_query; ++i) {
         std::set<std::pair<uint32_t, uint32_t>> got;
-        for (const Posting& p : approx_hits[i]) got.insert({p.song_index, p.frame});
-        for (const Posting& p : exact_hits[i]) found += got.count({p.song_index, p.frame});
+        for (const Posting& p : approx_hits[i]) got.insert({p.song_index, p.embedding});
+        for (const Posting& p : exact_hits[i]) found += got.count({p.song_index, p.embedding});
         total += exact_hits[i].size();
     }
     const double recall = double(found) / double(total);
@@ -359,7 +387,7 @@ TEST(MatcherTest, WorksWithShardSubsets) {
     params.kmeans_iterations = 8;
     params.max_training_vectors = 1024;
     params.max_shard_bytes = 4000;
-    IndexBuilder builder(model, params);
+    IndexBuilder builder = new_builder(model, params);
     for (const auto& s : songs) ASSERT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
     Result<IndexFiles> files = builder.finish();
     ASSERT_TRUE(files);

@@ -1,11 +1,13 @@
-// Test helpers shared by tests/model_test.cc and tests/native/xnnpack_test.cc: small models
-// written with ContainerWriter, the random-init v1 model, realistic log-mel patches.
+// Test helpers shared by tests/model_test.cc, tests/embedder_test.cc and
+// tests/native/xnnpack_test.cc: small models written with ContainerWriter, the random-init v1
+// model, realistic log-mel patches.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <memory>
 #include <random>
@@ -102,6 +104,21 @@ inline ModelSpec tiny_model(uint32_t seed = 7) {
         {"fc.bias", DType::kF32, {6}, random_values(6, rng, 0.1f)},
     };
     return spec;
+}
+
+inline Result<std::shared_ptr<const Model>> load_spec(const ModelSpec& spec) {
+    const std::vector<uint8_t> bytes = spec.build();
+    return Model::load(bytes.data(), bytes.size(), "tiny.emod");
+}
+
+// Expects `result` to be an error whose message contains every one of `parts`.
+template <typename T>
+void expect_error(const Result<T>& result, std::initializer_list<const char*> parts) {
+    ASSERT_FALSE(result.is_ok()) << "expected an error mentioning '" << *parts.begin() << "'";
+    for (const char* part : parts) {
+        EXPECT_NE(result.message().find(part), std::string::npos)
+            << "message \"" << result.message() << "\" lacks \"" << part << "\"";
+    }
 }
 
 inline double cosine(const std::vector<float>& a, const std::vector<float>& b) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 
 #include "tests/index_test_util.h"
@@ -71,7 +72,7 @@ protected:
         IndexBuildParams params = index_build_default_params();
         params.n_lists = 16;
         params.kmeans_iterations = 8;
-        IndexBuilder builder(info, params);
+        IndexBuilder builder = testing::new_builder(info, params);
         songs_ = new std::vector<std::vector<float>>();
         for (int s = 0; s < kSongs; ++s) {
             songs_->push_back(synthetic_song(kSongSeconds, 1000 + s));
@@ -145,10 +146,53 @@ TEST_F(RecognizerTest, DefaultParams) {
     EXPECT_EQ(p.max_query_embeddings, 20);  // 10 s at the test model's 0.5 s hop
     EXPECT_GE(p.min_query_embeddings, 1);
 
+    EXPECT_EQ(p.match_every_embeddings, 1);
+    EXPECT_EQ(p.match.nprobe, match_default_params().nprobe);
+    EXPECT_TRUE(check_recognizer_params(p));
+
     ModelInfo quarter = model_->info();  // a 0.25 s query hop gets a 10 s window too
     quarter.query_hop_frames = 16;
     EXPECT_EQ(recognizer_default_params(quarter).query_hop_frames, 16);
     EXPECT_EQ(recognizer_default_params(quarter).max_query_embeddings, 40);
+}
+
+// Defaults come only from recognizer_default_params(): a value-initialized struct is refused
+// with a message that says where they come from, and so are bad match parameters.
+TEST_F(RecognizerTest, CreateRejectsInvalidParams) {
+    auto create = [](const RecognizerParams& params) {
+        auto embedder = create_embedder(model_, Backend::kSimd);
+        EXPECT_TRUE(embedder);
+        return Recognizer::create(model_, index_, std::move(embedder.value()), params);
+    };
+    auto zero = create(RecognizerParams{});
+    ASSERT_FALSE(zero);
+    EXPECT_NE(zero.message().find("recognizer_default_params"), std::string::npos)
+        << zero.message();
+    RecognizerParams p = defaults();
+    p.min_query_embeddings = p.max_query_embeddings + 1;
+    EXPECT_FALSE(create(p));
+    p = defaults();
+    p.match_every_embeddings = 0;
+    EXPECT_FALSE(create(p));
+    p = defaults();
+    p.match.nprobe = 0;
+    auto bad_match = create(p);
+    ASSERT_FALSE(bad_match);
+    EXPECT_NE(bad_match.message().find("nprobe"), std::string::npos) << bad_match.message();
+    p = defaults();
+    p.match.threshold_scale = std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(create(p));
+}
+
+TEST(SongTime, AtStreamTime) {
+    RecognizerResult r;
+    r.query_start_s = 4.0;  // the window starts 4 s into the stream ...
+    r.match.best.offset_s = 30.0;  // ... at 30 s into the song
+    MatchCandidate other;
+    other.offset_s = 10.0;
+    EXPECT_DOUBLE_EQ(song_time_at(r, 0.0), 26.0);  // the stream started at 26 s
+    EXPECT_DOUBLE_EQ(song_time_at(r, 6.5), 32.5);
+    EXPECT_DOUBLE_EQ(song_time_at(r, other, 4.0), 10.0);
 }
 
 TEST_F(RecognizerTest, DefaultThresholdsFollowTheIndexPqResolution) {
@@ -236,7 +280,7 @@ TEST_F(RecognizerTest, FindsClipAtOffset) {
         ASSERT_TRUE(r) << r.message();
         ASSERT_TRUE(r->valid);
         EXPECT_EQ(r->match.best.id, "synth-" + std::to_string(song));
-        EXPECT_DOUBLE_EQ(r->match.best.offset_s - r->query_start_s, start_s);
+        EXPECT_DOUBLE_EQ(song_time_at(*r, 0.0), start_s);
         EXPECT_GT(r->match.best.score, 0.95f);  // same audio; PQ is near-exact on ~140 vectors
         EXPECT_TRUE(r->match.matched);
         if (!r->match.runner_ups.empty())
@@ -253,7 +297,7 @@ TEST_F(RecognizerTest, FindsUnalignedClip) {
     RecognizerResult r = rec->finish();
     ASSERT_TRUE(r.valid);
     EXPECT_EQ(r.match.best.id, "synth-4");
-    EXPECT_NEAR(r.match.best.offset_s - r.query_start_s, 2.125, 0.5);
+    EXPECT_NEAR(song_time_at(r, 0.0), 2.125, 0.5);
 }
 
 TEST_F(RecognizerTest, PollResetAndShortClips) {

@@ -16,11 +16,20 @@ export interface RecognizerOptions {
      * 'device' keeps the device rate and the Worker resamples
      */
     audioContextSampleRate?: number | 'device';
-    /** advanced: overrides of the core's RecognizerParams (defaults come from the model) */
+    /**
+     * advanced: overrides of the core's RecognizerParams (defaults come from the model); an
+     * unknown key or a wrong type is a fatal 'config' error (core/recognizer_json.h)
+     */
     recognizerParams?: {
-        max_query_embeddings?: number; min_query_embeddings?: number; match_every_embeddings?: number;
-        nprobe?: number; threshold_base?: number; threshold_scale?: number;
+        query_hop_frames?: number; max_query_embeddings?: number; min_query_embeddings?: number;
+        match_every_embeddings?: number; nprobe?: number; k_per_query?: number; max_candidates?: number;
+        n_results?: number; threshold_base?: number; threshold_scale?: number;
     };
+    /**
+     * attach to each match/nomatch detail the audio the recognizer heard in that listen
+     * (`audio`), for tests and bug reports; ignored in continuous mode
+     */
+    keepListenAudio?: boolean;
     wasmUrl?: string;
     wasmGlueUrl?: string;
     workerUrl?: string;
@@ -63,8 +72,17 @@ export interface MatchCandidate {
     id: string;
     title: string;
     album: string;
+    /** position in the song at the start of the listen, seconds */
     offset_s: number;
+    /** mean cosine similarity of the aligned query, in [-1, 1] */
     score: number;
+}
+
+/** The audio of one listen, exactly as the recognizer consumed it. */
+export interface ListenAudio {
+    /** mono samples at the model rate, in [-1, 1] */
+    samples: Float32Array;
+    sampleRateHz: number;
 }
 
 export interface MatchDetail {
@@ -73,23 +91,33 @@ export interface MatchDetail {
     id: string;
     /** position in the song at the end of the audio heard, seconds */
     offsetSeconds: number;
-    /** mean cosine similarity of the aligned query, in [-1, 1] */
+    /** the core's decision statistic (aligned similarity less the background), compared with threshold */
     score: number;
     /** no-match threshold applied to this query */
     threshold: number;
+    /** seconds of audio the recognizer heard in this listen */
     listenedSeconds: number;
     runnerUps: MatchCandidate[];
+    /** with keepListenAudio */
+    audio?: ListenAudio;
 }
 
+/** The core's final decision when the listen timed out: no song scored above its threshold. */
 export interface NoMatchDetail {
+    /** seconds of audio the recognizer heard in this listen */
     listenedSeconds: number;
-    bestScore: number;
+    /** the core's decision statistic of its final result (0 when it had no candidate) */
+    score: number;
+    /** the threshold it was compared with */
+    threshold: number;
+    /** with keepListenAudio */
+    audio?: ListenAudio;
 }
 
 export type ErrorCode =
     | 'mic-denied' | 'mic-missing' | 'mic-busy' | 'mic-error' | 'mic-unsupported' | 'audio'
     | 'network' | 'http' | 'manifest-invalid' | 'model-mismatch' | 'model-invalid'
-    | 'index-corrupt' | 'shard-corrupt' | 'wasm' | 'worker' | 'internal';
+    | 'index-corrupt' | 'shard-corrupt' | 'wasm' | 'worker' | 'config' | 'internal';
 
 export interface ErrorDetail {
     code: ErrorCode;

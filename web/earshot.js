@@ -4,11 +4,13 @@
 //   progress  {phase, shardsLoaded, shardsTotal, shardsFailed, bytesLoaded, bytesTotal,
 //              bytesDownloaded, songsLoaded, songsTotal, done, offlineReady, allFromCache}
 //   match     {title, album, id, offsetSeconds, score, threshold, listenedSeconds, runnerUps}
-//   nomatch   {listenedSeconds, bestScore}
+//   nomatch   {listenedSeconds, score, threshold}
 //   error     {code, message, fatal, file}
 //   level     {rms, peak}                     (~30 per second while listening)
 //   listening {listening: boolean}
-// Each event is a CustomEvent whose `detail` holds the fields above.
+// Each event is a CustomEvent whose `detail` holds the fields above. The WASM core decides
+// (match as soon as its decision so far is a match, else its final decision when the listen
+// times out), and the figures are the core's (web/earshot.d.ts describes each).
 //
 // Audio path: getUserMedia (echoCancellation, noiseSuppression, autoGainControl off) ->
 // AudioContext at the model rate when the browser allows it -> AudioWorklet (copies samples
@@ -31,9 +33,13 @@ const MODEL_RATE_HZ = 16000;
  * @property {number | 'device'} [audioContextSampleRate]  rate asked of the AudioContext: default
  *           the model rate (the browser resamples); 'device' keeps the device rate and the
  *           Worker resamples (for browsers whose own resampling is poor)
- * @property {{max_query_embeddings?: number, min_query_embeddings?: number, match_every_embeddings?: number,
- *             nprobe?: number, threshold_base?: number, threshold_scale?: number}} [recognizerParams]
- *           advanced: overrides of the core's RecognizerParams (defaults come from the model)
+ * @property {{query_hop_frames?: number, max_query_embeddings?: number, min_query_embeddings?: number,
+ *             match_every_embeddings?: number, nprobe?: number, k_per_query?: number, max_candidates?: number,
+ *             n_results?: number, threshold_base?: number, threshold_scale?: number}} [recognizerParams]
+ *           advanced: overrides of the core's RecognizerParams (defaults come from the model); an
+ *           unknown key or a wrong type is a fatal 'config' error
+ * @property {boolean} [keepListenAudio]  attach to each match/nomatch the audio the recognizer
+ *           heard in that listen (`audio`: mono, model rate): for tests and bug reports
  * @property {string} [wasmUrl]      default: ./wasm/earshot-core.wasm next to this file
  * @property {string} [wasmGlueUrl]  default: ./wasm/earshot-core.mjs
  * @property {string} [workerUrl]    default: ./worker.js
@@ -284,6 +290,7 @@ export async function createRecognizer(options) {
             wasmUrl: options.wasmUrl ?? new URL('./wasm/earshot-core.wasm', here).href,
             backend: options.backend ?? 'simd',
             recognizerParams: options.recognizerParams ?? {},
+            keepListenAudio: Boolean(options.keepListenAudio),
             retry: options.retry ?? {},
         });
     });

@@ -12,7 +12,7 @@ import { EarshotError, fetchBytesWithRetry, hex, sha256Hex } from './fetch-util.
  * @property {number} bytes
  * @property {string} sha256  lowercase hex
  * @property {number} [songs]
- * @property {number} [frames]
+ * @property {number} [frames]  stored embeddings (the index format's name for the count)
  *
  * @typedef {object} IndexManifest
  * @property {'earshot-index'} format

@@ -1,17 +1,22 @@
 // Recognizer Worker: owns the WASM core (model, index, streaming recognizer) and the index
 // download. Audio arrives from the AudioWorklet over a MessagePort, is resampled to the model
 // rate when the AudioContext could not run at it, and is pushed to the recognizer here, off
-// both the audio thread and the UI thread.
+// both the audio thread and the UI thread. The core decides: a listen ends with a match as soon
+// as the recognizer's decision so far (engine.best()) is a match, and when the listen times out
+// with the recognizer's final decision (engine.finish()); this Worker only relays the core's
+// figures.
 //
 // Protocol (all messages are plain objects with a `type`):
-//   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry}
+//   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry,
+//                    keepListenAudio}
 //                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
 //                   {type: 'start', session, sampleRate, maxListenSeconds, continuous}
 //                   {type: 'stop'}
 //   worker -> main  {type: 'booted', wasmMs}
 //                   {type: 'progress', ...IndexProgress}
 //                   {type: 'ready', ...ReadyInfo}       first shard usable: recognition can run
-//                   {type: 'match', ...MatchInfo} | {type: 'nomatch', listenedSeconds, bestScore}
+//                   {type: 'match', session, ...MatchDetail} | {type: 'nomatch', session, ...NoMatchDetail}
+//                   (web/earshot.d.ts; with keepListenAudio, `audio` holds what the recognizer heard)
 //                   {type: 'error', code, message, fatal, file}
 //                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds}
 
@@ -29,7 +34,8 @@ let recognizerReady = false;
 let listening = false;
 let listenedSamples = 0;        // at the model rate, this session
 let maxListenSamples = 15 * 16000;
-let bestScore = -1;
+let keepListenAudio = false;    // attach each listen's audio to its answer (not in continuous mode)
+/** @type {Float32Array[]} */ let listenAudio = [];
 let sessionId = 0;
 let continuous = false;     // keep listening after a match (report each new song once)
 let lastMatchId = '';
@@ -62,6 +68,7 @@ function check(status, code, fatal = true, file = undefined) {
 
 async function init(options) {
     const t0 = performance.now();
+    keepListenAudio = Boolean(options.keepListenAudio);
     const downloader = new IndexDownloader({
         indexUrl: options.indexUrl, modelUrl: options.modelUrl, retry: options.retry ?? {},
     });
@@ -140,7 +147,8 @@ async function init(options) {
         const info = JSON.parse(engine.indexInfo());
         progress.songsLoaded = info.songs;
         if (!recognizerReady && info.shards_loaded > 0) {
-            check(engine.createRecognizer(JSON.stringify({ ...options.recognizerParams, backend: options.backend ?? 'simd' })), 'internal');
+            const created = engine.createRecognizer(options.backend ?? 'simd', JSON.stringify(options.recognizerParams ?? {}));
+            if (!created.ok) throw new EarshotError('config', `The recognizer options were refused: ${created.message}`);
             recognizerReady = true;
             inputPointer = engine.inputPointer(INPUT_CAPACITY);
             post({
@@ -161,7 +169,7 @@ async function init(options) {
     postProgress('done');
 }
 
-/** Pushes model-rate samples to the recognizer in INPUT_CAPACITY pieces and reports results. */
+/** Pushes model-rate samples to the recognizer in INPUT_CAPACITY pieces and relays its decisions. */
 function pushSamples(samples) {
     const t0 = performance.now();
     for (let offset = 0; offset < samples.length && listening; offset += INPUT_CAPACITY) {
@@ -174,8 +182,15 @@ function pushSamples(samples) {
             return;
         }
         listenedSamples += piece.length;
-        const text = engine.poll();
-        if (text) handleResult(JSON.parse(text));
+        if (keepListenAudio && !continuous) listenAudio.push(piece.slice());
+        const latest = engine.poll();
+        if (!latest) continue;  // the matcher did not run: no new decision
+        if (continuous) {
+            relayNewSong(JSON.parse(latest));
+        } else {
+            const decision = JSON.parse(engine.best());
+            if (decision.matched) answer(decision);
+        }
     }
     cpuMs += performance.now() - t0;
     cpuAudioSamples += samples.length;
@@ -184,24 +199,48 @@ function pushSamples(samples) {
         cpuMs = 0;
         cpuAudioSamples = 0;
     }
-    if (listening && !continuous && listenedSamples >= maxListenSamples) {
-        listening = false;
-        post({ type: 'nomatch', session: sessionId, listenedSeconds: listenedSamples / modelRateHz, bestScore });
-    }
+    if (listening && !continuous && listenedSamples >= maxListenSamples) answer(JSON.parse(engine.finish()));
 }
 
-function handleResult(result) {
-    if (!result.valid) return;
-    if (result.score > bestScore) bestScore = result.score;
-    if (result.matched && listening && !(continuous && result.id === lastMatchId)) {
-        lastMatchId = result.id;
-        if (!continuous) listening = false;
-        post({
-            type: 'match', session: sessionId, title: result.title, album: result.album, id: result.id,
-            offsetSeconds: result.song_time_s, score: result.score, threshold: result.threshold,
-            listenedSeconds: listenedSamples / modelRateHz, runnerUps: result.runner_ups,
-        });
+/**
+ * The 'match' message for a result of the core (result_json_with_details, core/recognizer_json.h).
+ * @param {any} result
+ */
+function matchMessage(result) {
+    return {
+        type: 'match', session: sessionId, title: result.best.title, album: result.best.album, id: result.best.id,
+        offsetSeconds: result.song_time_s, score: result.score, threshold: result.threshold,
+        listenedSeconds: result.stream_time_s, runnerUps: result.runner_ups,
+    };
+}
+
+/** Ends the listen with the core's decision: 'match' or 'nomatch', with the core's figures. */
+function answer(decision) {
+    listening = false;
+    const message = decision.matched ? matchMessage(decision) : {
+        type: 'nomatch', session: sessionId, listenedSeconds: decision.stream_time_s,
+        score: decision.score, threshold: decision.threshold,
+    };
+    /** @type {Transferable[]} */ const transfer = [];
+    if (keepListenAudio) {
+        const samples = new Float32Array(listenAudio.reduce((n, piece) => n + piece.length, 0));
+        let at = 0;
+        for (const piece of listenAudio) {
+            samples.set(piece, at);
+            at += piece.length;
+        }
+        message.audio = { samples, sampleRateHz: modelRateHz };
+        transfer.push(samples.buffer);
     }
+    listenAudio = [];
+    post(message, transfer);
+}
+
+/** Continuous mode: relays each window the core matched, once per new song. */
+function relayNewSong(result) {
+    if (!result.matched || result.best.id === lastMatchId) return;
+    lastMatchId = result.best.id;
+    post(matchMessage(result));
 }
 
 function flushBacklog() {
@@ -251,7 +290,7 @@ self.onmessage = (event) => {
             lastMatchId = '';
             listening = true;
             listenedSamples = 0;
-            bestScore = -1;
+            listenAudio = [];
             backlog = [];
             backlogSamples = 0;
             resampler = null;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "core/kernels.h"
@@ -161,13 +162,6 @@ Result<std::unique_ptr<Embedder>> create_embedder_any(std::shared_ptr<const Mode
                                                       Backend backend) {
     if (backend == Backend::kXnnpack) return create_xnnpack_embedder(std::move(model));
     return create_embedder(std::move(model), backend);
-}
-
-Result<Backend> backend_from_name(const std::string& name) {
-    for (Backend b : {Backend::kScalar, Backend::kSimd, Backend::kXnnpack}) {
-        if (name == backend_name(b)) return b;
-    }
-    return Status::error("unknown backend '" + name + "' (choose scalar, simd or xnnpack)");
 }
 
 }  // namespace earshot

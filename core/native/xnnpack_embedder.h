@@ -3,8 +3,8 @@
 #pragma once
 
 #include <memory>
-#include <string>
 
+#include "core/embedder.h"
 #include "core/model.h"
 #include "core/status.h"
 
@@ -17,9 +17,5 @@ Result<std::unique_ptr<Embedder>> create_xnnpack_embedder(std::shared_ptr<const 
 // scalar / simd through create_embedder(), xnnpack through create_xnnpack_embedder().
 Result<std::unique_ptr<Embedder>> create_embedder_any(std::shared_ptr<const Model> model,
                                                       Backend backend);
-
-// "scalar", "simd" or "xnnpack" (as printed by backend_name()); anything else is an error
-// listing the choices.
-Result<Backend> backend_from_name(const std::string& name);
 
 }  // namespace earshot

@@ -164,6 +164,27 @@ TEST_F(CliTest, BuildSkipsCorruptFileThenVerifyAndQuery) {
     EXPECT_NE(query.err.find("broken.ogg"), std::string::npos);
 }
 
+// Index options the model cannot use fail before any audio is decoded or embedded, name the
+// option, and write nothing.
+TEST_F(CliTest, BuildRejectsInvalidPqMBeforeEmbedding) {
+    const fs::path index = dir_ / "index";
+    const CliRun build = run_cli("build " + model_arg() + " --pq-m 7 --out " + index.string() +
+                                     " " + (dir_ / "music").string(),
+                                 dir_);
+    EXPECT_EQ(build.exit_code, 1) << build.err;
+    EXPECT_NE(build.err.find("--pq-m"), std::string::npos) << build.err;
+    EXPECT_NE(build.err.find("pq_m 7 must divide the model's embedding_dim 128"), std::string::npos)
+        << build.err;
+    // No embedding started (its progress line) and no input was read (broken.ogg unreported).
+    EXPECT_EQ(build.err.find("earshot: embedding"), std::string::npos) << build.err;
+    EXPECT_EQ(build.err.find("broken.ogg"), std::string::npos) << build.err;
+    EXPECT_FALSE(fs::exists(index));
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+        const std::string name = entry.path().filename().string();
+        EXPECT_TRUE(name == "music" || name == "stdout.txt" || name == "stderr.txt") << name;
+    }
+}
+
 TEST_F(CliTest, VerifyRejectsTamperedShardAndFailedBuildKeepsOldIndex) {
     const fs::path index = dir_ / "index";
     ASSERT_EQ(run_cli("build -q " + model_arg() + " --out " + index.string() + " " +

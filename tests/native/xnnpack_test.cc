@@ -21,8 +21,13 @@ void* operator new(size_t bytes) {
     if (void* p = std::malloc(bytes ? bytes : 1)) return p;
     throw std::bad_alloc();
 }
+// GCC sees the replaced operator new's malloc and warns about free() in the matching delete:
+// both are replaced together here, so the pair is consistent.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace earshot {
 namespace {
@@ -138,16 +143,9 @@ TEST(Embedders, EmbedDoesNotAllocate) {
     }
 }
 
-TEST(Xnnpack, FactoryAndBackendNames) {
+TEST(Xnnpack, FactoryRejectsNoModel) {
     EXPECT_FALSE(create_xnnpack_embedder(nullptr).is_ok());
-    for (Backend backend : {Backend::kScalar, Backend::kSimd, Backend::kXnnpack}) {
-        auto parsed = backend_from_name(backend_name(backend));
-        ASSERT_TRUE(parsed.is_ok());
-        EXPECT_EQ(parsed.value(), backend);
-    }
-    auto bad = backend_from_name("gpu");
-    ASSERT_FALSE(bad.is_ok());
-    EXPECT_NE(bad.message().find("scalar, simd or xnnpack"), std::string::npos) << bad.message();
+    EXPECT_FALSE(create_embedder_any(nullptr, Backend::kXnnpack).is_ok());
 }
 
 }  // namespace

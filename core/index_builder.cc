@@ -1,0 +1,350 @@
+#include "core/index_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "core/container.h"
+#include "core/quantizer_training.h"
+
+namespace earshot {
+
+using json = nlohmann::json;
+
+namespace {
+
+// nlohmann::json::dump throws on invalid UTF-8; titles from tags may be anything.
+std::string sanitize_utf8(const std::string& s) {
+    std::string dumped = json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+    json back = json::parse(dumped, nullptr, false);
+    return back.is_string() ? back.get<std::string>() : std::string();
+}
+
+std::string file_sha256_hex(const std::vector<uint8_t>& file) {
+    return index_file_sha256_hex(file.data(), file.size());
+}
+
+std::string shard_file_name(size_t shard) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "shard-%05zu.es", shard);
+    return name;
+}
+
+// "1, 2, 4, ... or 128": the values pq_m may take for this dim.
+std::string divisors_text(int n) {
+    std::string text;
+    for (int d = 1; d <= n; ++d) {
+        if (n % d != 0) continue;
+        if (!text.empty()) text += d == n ? " or " : ", ";
+        text += std::to_string(d);
+    }
+    return text;
+}
+
+}  // namespace
+
+IndexBuildParams index_build_default_params() { return IndexBuildParams(); }
+
+IndexBuildParams index_build_default_params(const ModelInfo& model) {
+    IndexBuildParams params;
+    params.pq_m = model.index_pq_m;
+    return params;
+}
+
+int index_auto_lists(size_t n_embeddings) {
+    int lists = 256;
+    // Nearest in log scale: move up while sqrt(n) >= lists * sqrt(2), i.e. n >= 2 * lists^2.
+    while (lists < 4096 && double(n_embeddings) >= 2.0 * double(lists) * double(lists)) lists *= 2;
+    return lists;
+}
+
+Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& model) {
+    const int dim = model.embedding_dim;
+    if (!quantizer_dim_supported(dim))
+        return Status::error("embedding_dim " + std::to_string(dim) + " of model '" + model.name +
+                             "' is not supported by the index (a multiple of 4, at most " +
+                             std::to_string(kMaxQuantizerDim) + ")");
+    if (p.n_lists < 0 || p.n_lists > kMaxLists)
+        return Status::error("n_lists " + std::to_string(p.n_lists) + " is out of range [0, " +
+                             std::to_string(kMaxLists) + "] (0 = by catalogue size)");
+    if (p.pq_m < 1 || dim % p.pq_m != 0)
+        return Status::error("pq_m " + std::to_string(p.pq_m) +
+                             " must divide the model's embedding_dim " + std::to_string(dim) +
+                             ": use " + divisors_text(dim));
+    if (p.pq_nbits != 8)
+        return Status::error("pq_nbits " + std::to_string(p.pq_nbits) +
+                             " is not supported (only 8-bit codes)");
+    if (p.kmeans_iterations < 0)
+        return Status::error("kmeans_iterations " + std::to_string(p.kmeans_iterations) +
+                             " must be >= 0");
+    if (p.max_shard_bytes == 0) return Status::error("max_shard_bytes must be > 0");
+    return Status::ok();
+}
+
+IndexBuilder::PendingSong IndexBuilder::make_pending_song(const SongInfo& song,
+                                                          size_t n_embeddings) {
+    IndexBuilder::PendingSong pending;
+    pending.info.id = sanitize_utf8(song.id);
+    pending.info.title = sanitize_utf8(song.title);
+    pending.info.album = sanitize_utf8(song.album);
+    pending.info.duration_s =
+        std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
+    pending.n_embeddings = n_embeddings;
+    return pending;
+}
+
+Result<IndexBuilder> IndexBuilder::create(const ModelInfo& model, const IndexBuildParams& params) {
+    Status st = validate_index_build_params(params, model);
+    if (!st) return st;
+    return IndexBuilder(model, params);
+}
+
+IndexBuilder::IndexBuilder(const ModelInfo& model, const IndexBuildParams& params)
+    : model_(model), params_(params), hop_s_(model_hop_s(model)) {}
+
+Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, size_t n_embeddings) {
+    if (n_embeddings > 0 && embeddings == nullptr)
+        return Status::error("add_song: embeddings is null for " + std::to_string(n_embeddings) +
+                             " embeddings");
+    PendingSong pending = make_pending_song(song, n_embeddings);
+    const size_t dim = size_t(model_.embedding_dim);
+    for (size_t i = 0; i < n_embeddings * dim; ++i)
+        if (!std::isfinite(embeddings[i]))
+            return Status::error("add_song '" + pending.info.id + "': embedding " +
+                                 std::to_string(i / dim) + " has a non-finite value");
+    pending.embeddings.assign(embeddings, embeddings + n_embeddings * dim);
+    if (trained_) encode_song(pending);
+    songs_.push_back(std::move(pending));
+    if (!trained_) {
+        n_pending_vectors_ += n_embeddings;
+        if (n_pending_vectors_ > params_.max_pending_vectors) return train();
+    }
+    return Status::ok();
+}
+
+void IndexBuilder::encode_song(PendingSong& song) const {
+    const int dim = quantizer_.dim;
+    song.list_ids.resize(song.n_embeddings);
+    song.codes.resize(song.n_embeddings * quantizer_.pq_m);
+    for (size_t j = 0; j < song.n_embeddings; ++j) {
+        const float* x = &song.embeddings[j * dim];
+        int list = quantizer_.assign(x);
+        song.list_ids[j] = uint16_t(list);
+        quantizer_.encode(x, list, &song.codes[j * quantizer_.pq_m]);
+    }
+    std::vector<float>().swap(song.embeddings);
+}
+
+Status IndexBuilder::train() {
+    size_t total = 0;
+    for (const PendingSong& s : songs_) total += s.embeddings.size() / model_.embedding_dim;
+    if (total == 0)
+        return Status::error("train: no embeddings added (add songs with at least one embedding)");
+    if (params_.n_lists == 0) params_.n_lists = index_auto_lists(total);
+    const size_t dim = size_t(model_.embedding_dim);
+    const size_t n_sample = std::min(total, std::max<size_t>(params_.max_training_vectors, 1));
+    std::vector<float> sample(n_sample * dim);
+    if (n_sample == total) {
+        size_t at = 0;
+        for (const PendingSong& s : songs_) {
+            std::memcpy(&sample[at], s.embeddings.data(), s.embeddings.size() * sizeof(float));
+            at += s.embeddings.size();
+        }
+    } else {
+        // Seeded sample without replacement, gathered in ascending order (partial Fisher-Yates).
+        std::vector<uint32_t> perm(total);
+        std::iota(perm.begin(), perm.end(), 0u);
+        SplitMix64 rng(params_.seed ^ 0x5a5a5a5aull);
+        for (size_t i = 0; i < n_sample; ++i) std::swap(perm[i], perm[i + rng.below(total - i)]);
+        perm.resize(n_sample);
+        std::sort(perm.begin(), perm.end());
+        size_t song = 0, song_start = 0;
+        for (size_t i = 0; i < n_sample; ++i) {
+            while (perm[i] >= song_start + songs_[song].embeddings.size() / dim)
+                song_start += songs_[song++].embeddings.size() / dim;
+            std::memcpy(&sample[i * dim], &songs_[song].embeddings[(perm[i] - song_start) * dim],
+                        dim * sizeof(float));
+        }
+    }
+    return train_on(sample.data(), n_sample);
+}
+
+Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
+    if (params_.n_lists == 0) params_.n_lists = index_auto_lists(n_vectors);
+    if (n_vectors == 0 || vectors == nullptr) return Status::error("train: no training vectors");
+    if (trained_) return Status::error("train: already trained");
+    const size_t n = std::min(n_vectors, std::max<size_t>(params_.max_training_vectors, 1));
+    quantizer_ = train_quantizer(vectors, n, model_.embedding_dim, params_.n_lists, params_.pq_m,
+                                 params_.kmeans_iterations, params_.seed);
+    trained_ = true;
+    for (PendingSong& s : songs_) encode_song(s);
+    return Status::ok();
+}
+
+Status IndexBuilder::set_quantizer(const Quantizer& q) {
+    if (trained_) return Status::error("set_quantizer: a quantizer is already trained or set");
+    if (q.dim != model_.embedding_dim || !quantizer_dim_supported(q.dim))
+        return Status::error("set_quantizer: dim " + std::to_string(q.dim) +
+                             " is not the model's embedding_dim " +
+                             std::to_string(model_.embedding_dim));
+    if (q.n_lists < 1 || q.n_lists > kMaxLists || q.pq_m < 1 || q.dim % q.pq_m != 0 ||
+        q.sub_dim != q.dim / q.pq_m || q.coarse_centroids.size() != size_t(q.n_lists) * q.dim ||
+        q.pq_codebooks.size() != size_t(q.pq_m) * kPqCodebookSize * q.sub_dim)
+        return Status::error("set_quantizer: inconsistent n_lists/pq_m/sub_dim or array sizes");
+    quantizer_ = q;
+    trained_ = true;
+    for (PendingSong& s : songs_) encode_song(s);  // all added before: still floats
+    return Status::ok();
+}
+
+Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_ids,
+                                    const uint8_t* codes, size_t n_embeddings) {
+    if (!trained_) return Status::error("add_song_codes: train or set a quantizer first");
+    if (n_embeddings > 0 && (list_ids == nullptr || codes == nullptr))
+        return Status::error("add_song_codes: null list_ids or codes");
+    for (size_t j = 0; j < n_embeddings; ++j)
+        if (list_ids[j] >= quantizer_.n_lists)
+            return Status::error("add_song_codes: list id " + std::to_string(list_ids[j]) +
+                                 " >= n_lists " + std::to_string(quantizer_.n_lists));
+    PendingSong pending = make_pending_song(song, n_embeddings);
+    pending.list_ids.assign(list_ids, list_ids + n_embeddings);
+    pending.codes.assign(codes, codes + n_embeddings * quantizer_.pq_m);
+    songs_.push_back(std::move(pending));
+    return Status::ok();
+}
+
+Result<IndexFiles> IndexBuilder::finish() {
+    if (!trained_) {
+        Status st = train();
+        if (!st) return st;
+    }
+    const Quantizer& q = quantizer_;
+    IndexFiles out;
+
+    json qmeta = {{"model_hash", model_.hash_hex},
+                  {"dim", q.dim},
+                  {"n_lists", q.n_lists},
+                  {"pq_m", q.pq_m},
+                  {"pq_nbits", 8}};
+    ContainerWriter qwriter("QUAN", qmeta);
+    qwriter.add("coarse_centroids", DType::kF32, {uint32_t(q.n_lists), uint32_t(q.dim)},
+                q.coarse_centroids.data(), q.coarse_centroids.size() * sizeof(float));
+    qwriter.add("pq_codebooks", DType::kF32,
+                {uint32_t(q.pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)},
+                q.pq_codebooks.data(), q.pq_codebooks.size() * sizeof(float));
+    std::vector<uint8_t> qbytes = qwriter.finish();
+    const std::string quantizer_sha = file_sha256_hex(qbytes);
+
+    const bool wide_ids = q.n_lists > 256;
+    const size_t id_bytes = wide_ids ? 2 : 1;
+
+    // Group songs into shards by an upper estimate of their bytes (header, table and alignment
+    // padding are the fixed part; each song adds its embeddings, offset and metadata).
+    constexpr size_t kShardFixedBytes = 32 + 256 + 3 * 72 + 3 * kContainerAlign + 32 + 128;
+    std::vector<std::pair<size_t, size_t>> groups;  // [begin, end) song ranges
+    size_t begin = 0, estimate = kShardFixedBytes;
+    for (size_t s = 0; s < songs_.size(); ++s) {
+        const PendingSong& song = songs_[s];
+        size_t song_bytes = song.n_embeddings * (id_bytes + q.pq_m) + 4 +
+                            json{{"id", song.info.id},
+                                 {"title", song.info.title},
+                                 {"album", song.info.album},
+                                 {"duration_s", song.info.duration_s}}
+                                .dump()
+                                .size() +
+                            2;
+        if (s > begin && estimate + song_bytes > params_.max_shard_bytes) {
+            groups.emplace_back(begin, s);
+            begin = s;
+            estimate = kShardFixedBytes;
+        }
+        estimate += song_bytes;
+    }
+    if (begin < songs_.size()) groups.emplace_back(begin, songs_.size());
+
+    json manifest_shards = json::array();
+    for (size_t g = 0; g < groups.size(); ++g) {
+        const auto [b, e] = groups[g];
+        json songs = json::array();
+        std::vector<uint32_t> offsets = {0};
+        for (size_t s = b; s < e; ++s) {
+            const SongInfo& info = songs_[s].info;
+            songs.push_back({{"id", info.id},
+                             {"title", info.title},
+                             {"album", info.album},
+                             {"duration_s", info.duration_s}});
+            offsets.push_back(offsets.back() + uint32_t(songs_[s].n_embeddings));
+        }
+        const size_t n_embeddings = offsets.back();
+        std::vector<uint8_t> ids(n_embeddings * id_bytes);
+        std::vector<uint8_t> codes(n_embeddings * q.pq_m);
+        size_t at = 0;  // embedding within the shard
+        for (size_t s = b; s < e; ++s) {
+            const PendingSong& song = songs_[s];
+            for (size_t j = 0; j < song.n_embeddings; ++j, ++at) {
+                if (wide_ids) {
+                    std::memcpy(&ids[at * 2], &song.list_ids[j], 2);  // little-endian hosts only
+                } else {
+                    ids[at] = uint8_t(song.list_ids[j]);
+                }
+            }
+            if (!song.codes.empty())
+                std::memcpy(&codes[offsets[s - b] * q.pq_m], song.codes.data(), song.codes.size());
+        }
+        json meta = {{"model_hash", model_.hash_hex},
+                     {"quantizer_sha256", quantizer_sha},
+                     {"shard", g},
+                     {"n_songs", e - b},
+                     {"n_frames", n_embeddings},  // format key: stored embeddings
+                     {"songs", songs}};
+        ContainerWriter writer("SHRD", meta);
+        writer.add("song_offsets", DType::kU32, {uint32_t(e - b + 1)}, offsets.data(),
+                   offsets.size() * sizeof(uint32_t));
+        writer.add("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_embeddings)},
+                   ids.data(), ids.size());
+        writer.add("pq_codes", DType::kU8, {uint32_t(n_embeddings), uint32_t(q.pq_m)}, codes.data(),
+                   codes.size());
+        std::vector<uint8_t> bytes = writer.finish();
+        manifest_shards.push_back({{"file", shard_file_name(g)},
+                                   {"bytes", bytes.size()},
+                                   {"sha256", file_sha256_hex(bytes)},
+                                   {"songs", e - b},
+                                   {"frames", n_embeddings}});  // format key
+        out.total_bytes += bytes.size();
+        out.n_embeddings += n_embeddings;
+        out.files[shard_file_name(g)] = std::move(bytes);
+    }
+
+    for (const PendingSong& s : songs_) out.duration_s += s.info.duration_s;
+    out.n_songs = songs_.size();
+    out.total_bytes += qbytes.size();
+    const size_t shard_and_quantizer_bytes = out.total_bytes;
+    json manifest = {
+        {"format", "earshot-index"},
+        {"version", kIndexVersion},
+        {"model_hash", model_.hash_hex},
+        {"model_name", sanitize_utf8(model_.name)},
+        {"embedding_dim", q.dim},
+        {"hop_s", hop_s_},
+        {"hop_frames", model_.hop_frames},
+        {"quantizer",
+         {{"file", "quantizer.eq"}, {"bytes", qbytes.size()}, {"sha256", quantizer_sha}}},
+        {"shards", manifest_shards},
+        {"songs", out.n_songs},
+        {"duration_s", out.duration_s},
+        {"bytes_per_song",
+         out.n_songs ? double(shard_and_quantizer_bytes) / double(out.n_songs) : 0.0}};
+    std::string text = manifest.dump(2) + "\n";
+    out.files["quantizer.eq"] = std::move(qbytes);
+    out.total_bytes += text.size();
+    out.files["manifest.json"] = std::vector<uint8_t>(text.begin(), text.end());
+    out.bytes_per_song = out.n_songs ? double(out.total_bytes) / double(out.n_songs) : 0.0;
+    out.bytes_per_minute =
+        out.duration_s > 0 ? double(out.total_bytes) / (out.duration_s / 60.0) : 0.0;
+    return out;
+}
+
+}  // namespace earshot

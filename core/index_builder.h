@@ -1,0 +1,124 @@
+// Index building (format v1, docs/DESIGN.md section 5): collects a catalogue's embeddings,
+// trains the quantizer (core/quantizer_training) and writes manifest.json, quantizer.eq and
+// shard-NNNNN.es as byte buffers (the CLI writes the files; core/index reads them).
+//
+//   Result<IndexBuilder> builder = IndexBuilder::create(model_info, params);  // checks params
+//   builder->add_song(song, embeddings, n);   // n x dim floats, one every model hop
+//   builder->train();                         // or train_on(sample, n) before adding songs
+//   Result<IndexFiles> files = builder->finish();  // {"manifest.json", "quantizer.eq", ...}
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/index.h"
+#include "core/model.h"
+#include "core/quantizer.h"
+#include "core/status.h"
+
+namespace earshot {
+
+struct IndexBuildParams {
+    // Coarse k-means centroids (IVF lists), at most kMaxLists; 0 = index_auto_lists() of the
+    // catalogue's embedding count (train(): every embedding added so far; train_on(): the
+    // vectors given).
+    int n_lists = 0;
+    int pq_m = 16;                        // PQ sub-quantizers = bytes per embedding; must
+                                          // divide the embedding dim
+    int pq_nbits = 8;                     // only 8 is supported (one byte per sub-code)
+    int kmeans_iterations = 10;           // Lloyd iterations (max), coarse and per sub-quantizer;
+                                          // stops early when < 0.1% of points move (faiss IVF: 10)
+    size_t max_training_vectors = 65536;  // train on a seeded random sample of at most this many
+    uint64_t seed = 1234;                 // training is deterministic for a given seed and input
+    size_t max_shard_bytes = 8u << 20;    // shard size bound, > 0; a song is never split (a
+                                          // single song larger than this gets a shard of its own)
+    // Memory bound for untrained builds: once more float vectors than this wait for training
+    // (4M x 128-d = 2 GB, ~11k 3-minute songs), add_song() trains on a sample of them and
+    // encodes every later song at once. Smaller catalogues train on everything in finish().
+    size_t max_pending_vectors = 4000000;
+};
+IndexBuildParams index_build_default_params();
+// The same, with the PQ resolution the model's thresholds were calibrated for (index_pq_m).
+IndexBuildParams index_build_default_params(const ModelInfo& model);
+// The default number of IVF lists for a catalogue of n_embeddings stored embeddings: the power
+// of two nearest sqrt(n_embeddings), clamped to [256, 4096]. 256 up to ~190 000 embeddings
+// (~260 songs of 3 minutes at a 0.25 s hop); 2048 for 10 000 such songs (7.2 M), where 256
+// lists held 28 000 postings each, all scanned per probe (docs/PERFORMANCE-web.md).
+int index_auto_lists(size_t n_embeddings);
+
+// Checks params against the model before any work: the model's embedding_dim is one the index
+// supports (a multiple of 4, at most kMaxQuantizerDim), 0 <= n_lists <= kMaxLists, pq_m
+// divides embedding_dim, pq_nbits == 8, kmeans_iterations >= 0, max_shard_bytes > 0. An error
+// message starts with the name of the offending field ("pq_m 7 must divide ...").
+Status validate_index_build_params(const IndexBuildParams& params, const ModelInfo& model);
+
+// The files of an index folder, name -> bytes, plus size figures.
+struct IndexFiles {
+    std::map<std::string, std::vector<uint8_t>> files;
+    size_t n_songs = 0;
+    size_t n_embeddings = 0;  // stored embeddings over all songs
+    double duration_s = 0.0;  // sum of song durations
+    size_t total_bytes = 0;   // every file, manifest included
+    double bytes_per_song = 0.0;
+    double bytes_per_minute = 0.0;  // of audio
+};
+
+class IndexBuilder {
+public:
+    // `model` gives hash, name, embedding_dim and the hop (hop_frames * hop_length / rate).
+    // Fails if validate_index_build_params() does.
+    static Result<IndexBuilder> create(const ModelInfo& model, const IndexBuildParams& params);
+
+    // embeddings: n_embeddings x dim floats (row-major), embedding j at time j * hop_s.
+    // Before training the floats are kept (up to max_pending_vectors, then it trains); after
+    // training they are encoded at once (large catalogues may also train_on() a sample first
+    // and then stream songs in). n_embeddings may be 0.
+    Status add_song(const SongInfo& song, const float* embeddings, size_t n_embeddings);
+
+    // Trains on a sample of the songs added so far (at most max_training_vectors), then encodes
+    // them. Copes with fewer vectors than centroids (duplicates centroids). Errors if no
+    // vector was added.
+    Status train();
+    // Trains on the given vectors (n x dim; the first max_training_vectors of them) instead;
+    // songs added before are encoded afterwards.
+    Status train_on(const float* vectors, size_t n_vectors);
+    // Uses a quantizer trained elsewhere (e.g. another index build, to append songs with the
+    // same codes); checks its shapes against the model. Songs added before are encoded.
+    Status set_quantizer(const Quantizer& quantizer);
+    // Adds a song already encoded with quantizer(): list_ids [n], codes [n, pq_m]. Needs a
+    // quantizer (trained or set); checks list ids < n_lists. (Benchmarks generate codes.)
+    Status add_song_codes(const SongInfo& song, const uint16_t* list_ids, const uint8_t* codes,
+                          size_t n_embeddings);
+    bool trained() const { return trained_; }
+    const Quantizer& quantizer() const { return quantizer_; }
+
+    // Writes manifest.json, quantizer.eq and shard-NNNNN.es. Trains first if needed.
+    Result<IndexFiles> finish();
+
+private:
+    IndexBuilder(const ModelInfo& model, const IndexBuildParams& params);
+
+    struct PendingSong {
+        SongInfo info;
+        size_t n_embeddings = 0;
+        std::vector<float> embeddings;   // until trained
+        std::vector<uint16_t> list_ids;  // after training
+        std::vector<uint8_t> codes;      // [n_embeddings, pq_m] after training
+    };
+    // Metadata cleaned for the shard's JSON (valid UTF-8, a finite duration >= 0).
+    static PendingSong make_pending_song(const SongInfo& song, size_t n_embeddings);
+    void encode_song(PendingSong& song) const;
+
+    ModelInfo model_;
+    IndexBuildParams params_;
+    double hop_s_ = 0.5;
+    bool trained_ = false;
+    Quantizer quantizer_;
+    std::vector<PendingSong> songs_;
+    size_t n_pending_vectors_ = 0;  // float vectors waiting for training
+};
+
+}  // namespace earshot

@@ -1,0 +1,318 @@
+// Index building: parameters and their validation, training through the builder (sampled,
+// streamed, reused quantizers), shard bounds and metadata clean-up. Files are checked by loading
+// them with core/index.
+#include "core/index_builder.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "core/container.h"
+#include "tests/index_test_util.h"
+
+namespace earshot {
+namespace {
+
+using testing::build_catalog;
+using testing::fake_model_info;
+using testing::load_all;
+using testing::new_builder;
+using testing::shard_names;
+using testing::small_build_params;
+using testing::synthetic_catalog;
+
+constexpr int kDim = 128;
+
+TEST(IndexBuilderTest, DefaultParams) {
+    IndexBuildParams p = index_build_default_params();
+    EXPECT_EQ(p.n_lists, 0);  // by catalogue size when the quantizer is trained
+    EXPECT_EQ(p.pq_m, 16);
+    EXPECT_EQ(p.pq_nbits, 8);
+    EXPECT_EQ(p.max_shard_bytes, size_t(8) << 20);
+    ModelInfo model;
+    model.index_pq_m = 32;  // the resolution the model's thresholds were calibrated for
+    EXPECT_EQ(index_build_default_params(model).pq_m, 32);
+    EXPECT_EQ(index_build_default_params(model).n_lists, 0);
+}
+
+TEST(IndexBuilderTest, AutoListsFollowTheCatalogueSize) {
+    EXPECT_EQ(index_auto_lists(0), 256);
+    EXPECT_EQ(index_auto_lists(1125), 256);    // the demo's 3 songs
+    EXPECT_EQ(index_auto_lists(131071), 256);  // sqrt < 256 * sqrt(2)
+    EXPECT_EQ(index_auto_lists(131072), 512);
+    EXPECT_EQ(index_auto_lists(7200000), 2048);  // 10 000 songs x 720 embeddings
+    EXPECT_EQ(index_auto_lists(100000000), 4096);
+    // (IndexTest.FewerVectorsThanCentroids: a default build of 7 vectors gets 256 lists.)
+}
+
+TEST(IndexBuilderTest, TrainingIsDeterministic) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(10, 40, kDim, 3);
+    IndexFiles a = build_catalog(songs, small_build_params(), model);
+    IndexFiles b = build_catalog(songs, small_build_params(), model);
+    EXPECT_EQ(a.files, b.files);
+    IndexBuildParams other = small_build_params();
+    other.seed = 99;
+    IndexFiles c = build_catalog(songs, other, model);
+    EXPECT_NE(a.files.at("quantizer.eq"), c.files.at("quantizer.eq"));
+}
+
+TEST(IndexBuilderTest, SampledTrainingAndTrainOnFirst) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(12, 50, kDim, 5);
+    IndexBuildParams params = small_build_params();
+    params.max_training_vectors = 200;  // < 600 vectors: sampled
+    IndexFiles sampled = build_catalog(songs, params, model);
+    Index index(model);
+    {
+        Status st = load_all(sampled, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
+    EXPECT_EQ(index.n_songs(), 12u);
+
+    // train_on() a sample first, then stream songs in (encoded at add time).
+    IndexBuilder builder = new_builder(model, small_build_params());
+    ASSERT_TRUE(builder.train_on(songs[0].embeddings.data(), songs[0].n));
+    EXPECT_TRUE(builder.trained());
+    for (const auto& s : songs) ASSERT_TRUE(builder.add_song(s.info, s.embeddings.data(), s.n));
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    Index index2(model);
+    {
+        Status st = load_all(files.value(), &index2);
+        ASSERT_TRUE(st) << st.message();
+    }
+    EXPECT_EQ(index2.n_songs(), 12u);
+}
+
+// A quantizer reused from a loaded index (appending songs to a catalogue) and songs added as
+// codes give byte-identical files.
+TEST(IndexBuilderTest, SetQuantizerAndAddCodesReproduceTheIndex) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(6, 30, kDim, 9);
+    IndexFiles original = build_catalog(songs, small_build_params(), model);
+    Index index(model);
+    {
+        Status st = load_all(original, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
+
+    IndexBuilder again = new_builder(model, small_build_params());
+    ASSERT_TRUE(again.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
+    ASSERT_TRUE(again.set_quantizer(index.quantizer()));
+    EXPECT_FALSE(again.set_quantizer(index.quantizer()));  // only once
+    for (size_t s = 1; s < songs.size(); ++s)
+        ASSERT_TRUE(again.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+    Result<IndexFiles> rebuilt = again.finish();
+    ASSERT_TRUE(rebuilt) << rebuilt.message();
+    EXPECT_EQ(rebuilt->files, original.files);
+
+    IndexBuilder codes = new_builder(model, small_build_params());
+    std::vector<uint16_t> ids = {0, 1};
+    std::vector<uint8_t> pq(2 * 16, 7);
+    EXPECT_FALSE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));  // no quantizer
+    ASSERT_TRUE(codes.set_quantizer(index.quantizer()));
+    ASSERT_TRUE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));
+    ids[1] = 999;
+    EXPECT_FALSE(codes.add_song_codes(songs[0].info, ids.data(), pq.data(), 2));
+    Quantizer bad = index.quantizer();
+    bad.pq_codebooks.pop_back();
+    IndexBuilder rejects = new_builder(model, small_build_params());
+    EXPECT_FALSE(rejects.set_quantizer(bad));
+}
+
+// Past max_pending_vectors the builder trains on what it has and encodes later songs at once.
+TEST(IndexBuilderTest, TrainsWhenPendingVectorsExceedBound) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(8, 40, kDim, 15);
+    IndexBuildParams params = small_build_params();
+    params.max_pending_vectors = 100;  // 40+ vectors per song: trains during the third song
+    IndexBuilder builder = new_builder(model, params);
+    ASSERT_TRUE(builder.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n));
+    ASSERT_TRUE(builder.add_song(songs[1].info, songs[1].embeddings.data(), songs[1].n));
+    EXPECT_FALSE(builder.trained());
+    ASSERT_TRUE(builder.add_song(songs[2].info, songs[2].embeddings.data(), songs[2].n));
+    EXPECT_TRUE(builder.trained());
+    for (size_t s = 3; s < songs.size(); ++s)
+        ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    Index index(model);
+    {
+        Status st = load_all(files.value(), &index);
+        ASSERT_TRUE(st) << st.message();
+    }
+    EXPECT_EQ(index.n_songs(), 8u);
+}
+
+TEST(IndexBuilderTest, FewerVectorsThanCentroids) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(2, 3, kDim, 11);  // 7 vectors; n_lists 0 = auto = 256
+    IndexFiles files = build_catalog(songs, index_build_default_params(), model);
+    Index index(model);
+    {
+        Status st = load_all(files, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
+    EXPECT_EQ(index.n_lists(), 256);
+    EXPECT_EQ(index.n_embeddings(), songs[0].n + songs[1].n);
+    // With a centroid per point the reconstruction is exact up to float rounding.
+    std::vector<float> rec(kDim);
+    index.quantizer().decode(index.embedding_list(0), index.embedding_codes(0), rec.data());
+    for (int d = 0; d < kDim; ++d) EXPECT_NEAR(rec[d], songs[0].embeddings[d], 1e-5f);
+}
+
+TEST(IndexBuilderTest, WideListIds) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(4, 100, kDim, 13);
+    IndexBuildParams params = small_build_params();
+    params.n_lists = 300;  // > 256: u16 list ids
+    params.kmeans_iterations = 3;
+    IndexFiles files = build_catalog(songs, params, model);
+    const auto& shard = files.files.at("shard-00000.es");
+    Result<ContainerView> view = parse_container(shard.data(), shard.size(), "SHRD", "shard");
+    ASSERT_TRUE(view) << view.message();
+    ASSERT_NE(view->find("list_ids"), nullptr);
+    EXPECT_EQ(view->find("list_ids")->dtype, DType::kU16);
+    Index index(model);
+    {
+        Status st = load_all(files, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
+    EXPECT_EQ(index.n_lists(), 300);
+    size_t total = 0;
+    for (int l = 0; l < 300; ++l) total += index.list(l).embedding_ids.size();
+    EXPECT_EQ(total, index.n_embeddings());
+}
+
+TEST(IndexBuilderTest, ShardsAreBoundedAndSongsNotSplit) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(40, 60, kDim, 17);
+    IndexBuildParams params = small_build_params();
+    params.max_shard_bytes = 6000;  // ~4 songs of 60 x 17 bytes
+    IndexFiles files = build_catalog(songs, params, model);
+    std::vector<std::string> names = shard_names(files);
+    ASSERT_GE(names.size(), 5u);
+    size_t songs_seen = 0;
+    for (const std::string& name : names) {
+        const auto& bytes = files.files.at(name);
+        Result<ContainerView> view = parse_container(bytes.data(), bytes.size(), "SHRD", name);
+        ASSERT_TRUE(view) << view.message();
+        const size_t n_songs = view->meta["n_songs"].get<size_t>();
+        if (n_songs > 1) {
+            EXPECT_LE(bytes.size(), params.max_shard_bytes) << name;
+        }
+        songs_seen += n_songs;
+    }
+    EXPECT_EQ(songs_seen, 40u);
+
+    // Shards arrive in any order; song ids stay attached to their embeddings.
+    Index index(model);
+    const auto& q = files.files.at("quantizer.eq");
+    ASSERT_TRUE(index.add_quantizer(q.data(), q.size(), "quantizer.eq"));
+    for (auto it = names.rbegin(); it != names.rend(); ++it) {
+        const auto& bytes = files.files.at(*it);
+        ASSERT_TRUE(index.add_shard(bytes.data(), bytes.size(), *it));
+    }
+    EXPECT_EQ(index.n_songs(), 40u);
+    EXPECT_EQ(index.n_shards_loaded(), names.size());
+    for (size_t s = 0; s < index.n_songs(); ++s) {
+        const std::string& id = index.song(s).id;
+        const size_t original = std::stoul(id.substr(5));
+        EXPECT_EQ(index.song_n_embeddings(s), songs[original].n);
+    }
+}
+
+TEST(IndexBuilderTest, InvalidUtf8TitlesAreSanitized) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(1, 10, kDim, 19);
+    songs[0].info.title = std::string("bad \xff\xfe title");
+    IndexFiles files = build_catalog(songs, small_build_params(), model);
+    Index index(model);
+    {
+        Status st = load_all(files, &index);
+        ASSERT_TRUE(st) << st.message();
+    }
+    EXPECT_NE(index.song(0).title.find("title"), std::string::npos);
+}
+
+TEST(IndexBuilderTest, BuilderRejectsBadInput) {
+    const ModelInfo model = fake_model_info();
+    IndexBuilder empty = new_builder(model, small_build_params());
+    Result<IndexFiles> none = empty.finish();
+    ASSERT_FALSE(none);
+    EXPECT_NE(none.message().find("no embeddings"), std::string::npos) << none.message();
+
+    // Invalid parameters are refused at creation, before any song is added.
+    IndexBuildParams bad = small_build_params();
+    bad.pq_m = 12;  // does not divide 128
+    Result<IndexBuilder> refused = IndexBuilder::create(model, bad);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.message().find("pq_m"), std::string::npos) << refused.message();
+
+    auto songs = synthetic_catalog(1, 10, kDim, 23);
+    std::vector<float> nan_embedding(kDim, std::nanf(""));
+    IndexBuilder c = new_builder(model, small_build_params());
+    EXPECT_FALSE(c.add_song(songs[0].info, nan_embedding.data(), 1));
+}
+
+TEST(IndexBuilderTest, ValidateParams) {
+    const ModelInfo model = fake_model_info();  // embedding_dim 128
+    EXPECT_TRUE(validate_index_build_params(index_build_default_params(), model));
+    EXPECT_TRUE(validate_index_build_params(index_build_default_params(model), model));
+    for (int pq_m : {1, 2, 4, 8, 16, 32, 64, 128}) {
+        IndexBuildParams p = index_build_default_params();
+        p.pq_m = pq_m;
+        EXPECT_TRUE(validate_index_build_params(p, model)) << "pq_m " << pq_m;
+    }
+    for (int n_lists : {0, 1, 256, kMaxLists}) {
+        IndexBuildParams p = index_build_default_params();
+        p.n_lists = n_lists;
+        EXPECT_TRUE(validate_index_build_params(p, model)) << "n_lists " << n_lists;
+    }
+
+    // Each invalid field alone: the message starts with the field's name.
+    struct Case {
+        const char* field;
+        void (*edit)(IndexBuildParams&);
+    };
+    const Case cases[] = {
+        {"pq_m", [](IndexBuildParams& p) { p.pq_m = 7; }},
+        {"pq_m", [](IndexBuildParams& p) { p.pq_m = 0; }},
+        {"pq_m", [](IndexBuildParams& p) { p.pq_m = -16; }},
+        {"pq_m", [](IndexBuildParams& p) { p.pq_m = 256; }},
+        {"n_lists", [](IndexBuildParams& p) { p.n_lists = -1; }},
+        {"n_lists", [](IndexBuildParams& p) { p.n_lists = kMaxLists + 1; }},
+        {"pq_nbits", [](IndexBuildParams& p) { p.pq_nbits = 4; }},
+        {"kmeans_iterations", [](IndexBuildParams& p) { p.kmeans_iterations = -1; }},
+        {"max_shard_bytes", [](IndexBuildParams& p) { p.max_shard_bytes = 0; }},
+    };
+    for (const Case& c : cases) {
+        IndexBuildParams p = index_build_default_params();
+        c.edit(p);
+        const Status st = validate_index_build_params(p, model);
+        ASSERT_FALSE(st) << c.field;
+        EXPECT_EQ(st.message().rfind(std::string(c.field) + " ", 0), 0u) << st.message();
+        EXPECT_FALSE(IndexBuilder::create(model, p)) << c.field;
+    }
+    IndexBuildParams seven = index_build_default_params();
+    seven.pq_m = 7;
+    EXPECT_EQ(validate_index_build_params(seven, model).message(),
+              "pq_m 7 must divide the model's embedding_dim 128: use 1, 2, 4, 8, 16, 32, 64 or "
+              "128");
+
+    // Embedding sizes the index cannot store.
+    for (int dim : {0, 130, 1024}) {
+        ModelInfo odd = model;
+        odd.embedding_dim = dim;
+        IndexBuildParams p = index_build_default_params();
+        p.pq_m = 2;
+        const Status st = validate_index_build_params(p, odd);
+        ASSERT_FALSE(st) << dim;
+        EXPECT_EQ(st.message().rfind("embedding_dim ", 0), 0u) << st.message();
+    }
+}
+
+}  // namespace
+}  // namespace earshot

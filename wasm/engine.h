@@ -1,0 +1,76 @@
+// The object the browser and node see (Embind class `Engine`): a model, an index (shards added
+// as they download) and a streaming recognizer. Bytes come in as Uint8Array (copied by Embind
+// into the WASM heap; no Emscripten FS). No exception crosses into JS: every fallible call
+// returns {ok, message}, results are JSON text. All logic lives in core/: this only adapts it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/index.h"
+#include "core/model.h"
+#include "core/recognizer.h"
+#include "core/status.h"
+
+namespace earshot {
+
+struct JsStatus {
+    bool ok = true;
+    std::string message;
+};
+
+class Engine {
+public:
+    // Model file bytes (.emod). Replaces any model, index and recognizer loaded before.
+    JsStatus load_model(const std::string& bytes);
+    // JSON: name, hash, front-end and network figures of the loaded model ("null" before).
+    std::string model_info() const;
+
+    JsStatus load_manifest(const std::string& text);
+    JsStatus add_quantizer(const std::string& bytes, const std::string& what);
+    // A shard may arrive while the recognizer runs (the Worker is single-threaded, so never
+    // during a push()).
+    JsStatus add_shard(const std::string& bytes, const std::string& what);
+    std::string index_info() const;
+
+    // backend: "simd" or "scalar" (backend_name()); params_json: a JSON object of overrides of
+    // the model's defaults (apply_recognizer_overrides, core/recognizer_json.h: an unknown key
+    // or a wrong type is an error).
+    JsStatus create_recognizer(const std::string& backend, const std::string& params_json);
+
+    // Byte address in the WASM heap of a float buffer of at least `capacity` samples: JS writes
+    // PCM there (Module.HEAPF32.set(block, address >> 2)) and calls push(n).
+    uintptr_t input_pointer(size_t capacity);
+    // Pushes the first n samples of the input buffer (model rate, mono, [-1, 1]).
+    JsStatus push(size_t n);
+
+    // Results are result_json_with_details() (core/recognizer_json.h) at the audio pushed so
+    // far, as JSON text.
+    // "" when the matcher has not run since the last poll, else the latest window's result.
+    std::string poll();
+    // The decision so far (Recognizer::best()): matched once any window since reset() matched.
+    std::string best() const;
+    // End of stream: the decision on everything pushed since reset() (Recognizer::finish()).
+    std::string finish();
+    void reset();
+
+    const std::shared_ptr<const Model>& model() const { return model_; }
+
+private:
+    std::string result_text(const RecognizerResult& result) const;
+
+    std::shared_ptr<const Model> model_;
+    std::shared_ptr<Index> index_;
+    std::unique_ptr<Recognizer> recognizer_;
+    std::vector<float> input_;
+};
+
+// Benchmark entry points (wasm/bench_bindings.cc), bound as Engine methods benchEmbed and
+// benchFrontend; "null" before a model is loaded.
+std::string bench_embed(const Engine& engine, const std::string& backend, int iterations);
+std::string bench_frontend(const Engine& engine, int n_frames);
+
+}  // namespace earshot
