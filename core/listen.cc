@@ -121,6 +121,17 @@ bool ListenDecider::on_audio(double stream_time_s, ListenEvent* event) {
     return true;
 }
 
+bool ListenDecider::on_end(double stream_time_s, ListenEvent* event) {
+    if (done_ || params_.continuous) return false;
+    done_ = true;
+    if (event) {
+        *event = ListenEvent();
+        event->type = ListenEvent::Type::kNoMatch;
+        event->stream_time_s = stream_time_s;
+    }
+    return true;
+}
+
 void ListenDecider::reset() {
     done_ = false;
     streak_ = 0;

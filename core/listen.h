@@ -70,6 +70,9 @@ public:
     // Audio consumed so far: a one-shot listen that has not committed by max_listen_s ends here
     // with kNoMatch.
     bool on_audio(double stream_time_s, ListenEvent* event);
+    // The audio ended (the clip is over): a one-shot listen that has not committed ends here
+    // with kNoMatch.
+    bool on_end(double stream_time_s, ListenEvent* event);
     // A one-shot listen has answered (kMatch or kNoMatch): later calls report nothing.
     bool done() const { return done_; }
     float threshold(size_t n_query) const;

@@ -9,6 +9,11 @@ namespace earshot {
 
 constexpr int kMaxQueryEmbeddings = 4096;  // sanity bound on the sliding window
 constexpr double kDefaultWindowS = 10.0;   // default sliding window, seconds
+constexpr double kGateCloseS = 2.0;        // default: 2 s without music closes the gate
+// Level gate (models without a music detector, and in front of one): a patch whose mean
+// log-mel value is below this is near-silent. White noise at -61 dBFS RMS gives about -8.0
+// (digital silence: ln(1e-6) = -13.8); music at the app's levels is far above.
+constexpr float kSilentPatchLogMel = -8.0f;
 
 RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
@@ -27,6 +32,10 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     if (model.threshold_scale >= 0.0f) params.match.threshold_scale = model.threshold_scale;
     params.match.threshold_by_n = model.threshold_by_n;
     params.match.background_weight = model.threshold_background_weight;
+    params.live = false;
+    params.listen = listen_default_params(model);
+    params.gate_close_hops = 4;
+    if (hop_s > 0.0) params.gate_close_hops = std::max(1, int(std::lround(kGateCloseS / hop_s)));
     return params;
 }
 
@@ -50,6 +59,10 @@ Status check_recognizer_params(const RecognizerParams& params) {
         return Status::error("min_query_embeddings must be in [1, max_query_embeddings]");
     if (params.match_every_embeddings < 1)
         return Status::error("match_every_embeddings must be >= 1");
+    if (params.live) {
+        if (params.gate_close_hops < 1) return Status::error("gate_close_hops must be >= 1");
+        if (Status st = check_listen_params(params.listen); !st) return st;
+    }
     return check_match_params(params.match);
 }
 
@@ -102,6 +115,9 @@ Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Mod
     r->embedding_ring_.assign(size_t(p.max_query_embeddings) * r->dim_, 0.0f);
     r->query_.assign(size_t(p.max_query_embeddings) * r->dim_, 0.0f);
     r->window_ids_.assign(size_t(p.max_query_embeddings), 0);
+    r->embedding_hop_.assign(size_t(p.max_query_embeddings), 0);
+    r->decider_ = ListenDecider(p.listen);
+    r->events_.reserve(16);
     return r;
 }
 
@@ -147,10 +163,29 @@ Status Recognizer::on_frame() {
     ++n_frames_;
     if (n_frames_ < size_t(context_frames_)) return Status::ok();
     if ((n_frames_ - context_frames_) % size_t(params_.query_hop_frames) != 0) return Status::ok();
-    return on_embedding();
+    return on_patch();
 }
 
-Status Recognizer::on_embedding() {
+bool Recognizer::patch_holds_music() const {
+    const size_t n = size_t(context_frames_) * n_mels_;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; ++i) sum += patch_[i];
+    return sum / double(n) >= double(kSilentPatchLogMel);
+}
+
+void Recognizer::emit(const ListenEvent& event) {
+    if (events_read_ == events_.size()) {  // all read: reuse the storage
+        events_.clear();
+        events_read_ = 0;
+    }
+    events_.push_back(event);
+    if (event.type == ListenEvent::Type::kMatch && !params_.listen.continuous) {
+        answer_ = event;
+        has_answer_ = true;
+    }
+}
+
+Status Recognizer::on_patch() {
     // Patch = the last context_frames frames, oldest first.
     const size_t oldest = n_frames_ - context_frames_;
     const size_t row = size_t(n_mels_) * sizeof(float);
@@ -158,11 +193,40 @@ Status Recognizer::on_embedding() {
         const size_t slot = (oldest + t) % size_t(context_frames_);
         std::memcpy(&patch_[size_t(t) * n_mels_], &frame_ring_[slot * n_mels_], row);
     }
+    ++n_hops_;
+    if (!params_.live) return on_embedding();
+
+    const double stream_time_s = double(n_samples_total_) / sample_rate_hz_;
+    ListenEvent event;
+    if (decider_.on_audio(stream_time_s, &event)) emit(event);
+    if (decider_.done()) return Status::ok();  // the one-shot listen has its answer
+    if (patch_holds_music()) {
+        hops_without_music_ = 0;
+        if (!gate_open_) {  // the music (re)starts: a new window
+            gate_open_ = true;
+            window_start_ = n_embeddings_;
+        }
+    } else {
+        ++n_patches_gated_;
+        if (!gate_open_) return Status::ok();
+        if (++hops_without_music_ >= params_.gate_close_hops) {
+            gate_open_ = false;
+            n_window_ = 0;
+            if (decider_.on_music_stopped(stream_time_s, &event)) emit(event);
+            return Status::ok();
+        }
+        // A short drop inside music: keep embedding, so the window stays evenly spaced.
+    }
+    return on_embedding();
+}
+
+Status Recognizer::on_embedding() {
     const size_t max_n = size_t(params_.max_query_embeddings);
+    embedding_hop_[n_embeddings_ % max_n] = n_hops_ - 1;
     embedder_->embed(patch_.data(), &embedding_ring_[(n_embeddings_ % max_n) * dim_]);
     ++n_embeddings_;
     ++embeddings_since_match_;
-    n_window_ = std::min(n_embeddings_, max_n);
+    n_window_ = std::min(n_embeddings_ - window_start_, max_n);
     const size_t first = n_embeddings_ - n_window_;
     for (size_t i = 0; i < n_window_; ++i)
         std::memcpy(&query_[i * dim_], &embedding_ring_[((first + i) % max_n) * dim_],
@@ -183,7 +247,8 @@ Status Recognizer::run_match() {
         matcher_->match(query_.data(), window_ids_.data(), n_window_, query_hop_s);
     if (!match) return match.status();
     latest_.match = std::move(match.value());
-    latest_.query_start_s = double(n_embeddings_ - n_window_) * query_hop_s;
+    const size_t max_n = size_t(params_.max_query_embeddings);
+    latest_.query_start_s = double(embedding_hop_[first % max_n]) * query_hop_s;
     latest_.stream_time_s = double(n_samples_total_) / sample_rate_hz_;
     latest_.n_embeddings = n_embeddings_;
     latest_.valid = true;
@@ -194,7 +259,19 @@ Status Recognizer::run_match() {
     };
     if (latest_.match.matched && (!best_.valid || margin(latest_) > margin(best_)))
         best_ = latest_;
+    if (params_.live) {
+        ListenEvent event;
+        if (decider_.on_look(latest_.match, latest_.query_start_s, latest_.stream_time_s, &event))
+            emit(event);
+    }
     return Status::ok();
+}
+
+bool Recognizer::poll_event(ListenEvent* out) {
+    if (events_read_ >= events_.size()) return false;
+    if (out) *out = events_[events_read_];
+    ++events_read_;
+    return true;
 }
 
 bool Recognizer::poll(RecognizerResult* out) {
@@ -212,6 +289,8 @@ RecognizerResult Recognizer::finish() {
         Status st = run_match();
         (void)st;  // a failed final match leaves the earlier results
     }
+    ListenEvent event;  // the clip ended before a one-shot listen answered: no song
+    if (params_.live && decider_.on_end(stream_time_s(), &event)) emit(event);
     return best();
 }
 
@@ -228,6 +307,15 @@ void Recognizer::reset() {
     best_ = RecognizerResult();
     has_new_ = false;
     matcher_->clear_cache();  // embedding ids restart at 0
+    n_hops_ = 0;
+    window_start_ = 0;
+    decider_.reset();
+    gate_open_ = false;
+    hops_without_music_ = 0;
+    n_patches_gated_ = 0;
+    events_.clear();
+    events_read_ = 0;
+    has_answer_ = false;
 }
 
 Result<RecognizerResult> recognize_clip(std::shared_ptr<const Model> model,

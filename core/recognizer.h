@@ -19,6 +19,7 @@
 #include "core/embedder.h"
 #include "core/frontend.h"
 #include "core/index.h"
+#include "core/listen.h"
 #include "core/matcher.h"
 #include "core/model.h"
 #include "core/status.h"
@@ -34,6 +35,15 @@ struct RecognizerParams {
     int min_query_embeddings = 0;    // no matching before this many embeddings
     int match_every_embeddings = 0;  // re-run the matcher every this many new embeddings
     MatchParams match;
+    // The live listen (core/listen.h). Off (the offline clip mode): every patch is embedded and
+    // finish() takes one decision on the clip. On: a music gate runs before the network (only
+    // patches that hold music are embedded; the window restarts when the music does), the
+    // listen rule decides over every look and reports ListenEvents (poll_event()).
+    bool live = false;
+    ListenParams listen;
+    // Query hops without music that close an open gate (and clear the window): short drops
+    // inside music keep the window, so its embeddings stay evenly spaced in time.
+    int gate_close_hops = 0;
 };
 // The defaults, in one place: the model's query hop, a 10 s window at that hop, matching after
 // every embedding from the first one on, and match_default_params() with the model's
@@ -95,6 +105,15 @@ public:
     // Forget all audio and results; keeps the buffers.
     void reset();
 
+    // Live mode: the next listen event (a committed song, the end of a one-shot listen without
+    // one, the music stopping); false when there is none. Events queue up between calls.
+    bool poll_event(ListenEvent* out);
+    // Live mode: the one-shot listen's answer so far (kMatch), or nullptr.
+    const ListenEvent* answer() const { return has_answer_ ? &answer_ : nullptr; }
+    // Live mode: whether the gate lets patches through to the network now.
+    bool hears_music() const { return gate_open_; }
+    size_t n_patches_gated() const { return n_patches_gated_; }
+
     // The current window of query embeddings (n x dim, oldest first) and its size.
     const float* query_embeddings() const { return query_.data(); }
     size_t n_query_embeddings() const { return n_window_; }
@@ -107,8 +126,11 @@ public:
 private:
     Recognizer() = default;
     Status on_frame();
+    Status on_patch();
     Status on_embedding();
     Status run_match();
+    bool patch_holds_music() const;
+    void emit(const ListenEvent& event);
 
     std::shared_ptr<const Model> model_;
     std::shared_ptr<const Index> index_;
@@ -132,9 +154,22 @@ private:
     size_t n_embeddings_ = 0;
     size_t n_window_ = 0;
     size_t embeddings_since_match_ = 0;
+    size_t n_hops_ = 0;                 // patches (query hops) since reset, embedded or not
+    std::vector<uint64_t> embedding_hop_;  // [max_query_embeddings]: hop of each ring slot
+    size_t window_start_ = 0;           // embedding number where the current window starts
 
     RecognizerResult latest_, best_;
     bool has_new_ = false;
+
+    // Live mode.
+    ListenDecider decider_{ListenParams()};
+    bool gate_open_ = false;
+    int hops_without_music_ = 0;
+    size_t n_patches_gated_ = 0;        // patches the gate kept from the network
+    std::vector<ListenEvent> events_;   // not yet polled, oldest first
+    size_t events_read_ = 0;
+    ListenEvent answer_;
+    bool has_answer_ = false;
 };
 
 // Convenience: offline recognition of a whole clip (push + finish with a fresh recognizer).

@@ -87,6 +87,35 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
     return Status::ok();
 }
 
+nlohmann::json listen_event_json(const ListenEvent& event) {
+    nlohmann::json j;
+    j["type"] = listen_event_name(event.type);
+    j["answer_s"] = event.stream_time_s;
+    if (event.type == ListenEvent::Type::kMatch) {
+        j["song"] = event.song.id;
+        j["title"] = event.song.title;
+        j["album"] = event.song.album;
+        j["offset_s"] = event.song_time_s - event.stream_time_s;
+        j["song_time_s"] = event.song_time_s;
+        j["score"] = double(event.confidence);
+        j["threshold"] = double(event.threshold);
+        j["n_query"] = event.n_query;
+        j["returned"] = event.returned;
+    }
+    return j;
+}
+
+nlohmann::json live_result_json(const ListenEvent* answer) {
+    nlohmann::json j;
+    const bool matched = answer != nullptr && answer->type == ListenEvent::Type::kMatch;
+    j["song"] = matched ? nlohmann::json(answer->song.id) : nlohmann::json(nullptr);
+    j["offset_s"] = matched ? nlohmann::json(answer->song_time_s - answer->stream_time_s)
+                            : nlohmann::json(nullptr);
+    j["score"] = matched ? double(answer->confidence) : 0.0;
+    j["answer_s"] = matched ? nlohmann::json(answer->stream_time_s) : nlohmann::json(nullptr);
+    return j;
+}
+
 nlohmann::json result_json(const RecognizerResult& result) {
     const MatchResult& m = result.match;
     const bool matched = result.valid && m.matched;

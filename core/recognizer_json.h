@@ -38,6 +38,18 @@ nlohmann::json result_json(const RecognizerResult& result);
 //   song_time_s       where the best candidate's song is at stream_time_s
 nlohmann::json result_json_with_details(const RecognizerResult& result, double stream_time_s);
 
+// A listen event (core/listen.h), for the page and `earshot query --live`:
+//   type           "match", "nomatch" or "music-stopped"
+//   answer_s       seconds of audio consumed when it was decided (the ruler's answer_s)
+//   match only:    song, title, album, offset_s (song time at the start of the stream),
+//                  song_time_s (song time at answer_s), score (confidence), threshold, n_query,
+//                  returned (continuous mode: the song was reported before)
+nlohmann::json listen_event_json(const ListenEvent& event);
+
+// The results-contract line of a live (one-shot) listen: song, offset_s, score and answer_s of
+// its answer (`answer`, a kMatch event), or nulls (score 0) when it ended without one.
+nlohmann::json live_result_json(const ListenEvent* answer);
+
 // j.dump() that never throws: invalid UTF-8 (titles come from tags) is replaced, not an error.
 std::string json_text(const nlohmann::json& j);
 

@@ -40,7 +40,8 @@ struct QueryOptions {
     int query_hop_frames = 0;      // 0 = the model's query hop
     int max_query_embeddings = 0;  // 0 = the model's default (10 s)
     int nprobe = 0;                // 0 = the matcher's default
-    bool stream = false;
+    bool live = false;  // decide as the page does (the listen rule), write answer_s
+    std::string trace_path;  // every look of every clip, JSON lines (models.calibrate_listen)
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();
     float threshold_scale = std::numeric_limits<float>::quiet_NaN();      // decide after every embedding (as in the browser)

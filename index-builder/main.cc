@@ -81,8 +81,13 @@ int main(int argc, char** argv) {
                           "override the model's no-match threshold: base + scale/sqrt(n)");
     query_cmd->add_option("--threshold-scale", query.threshold_scale,
                           "override the model's threshold scale (see --threshold-base)");
-    query_cmd->add_flag("--stream", query.stream,
-                        "decide after every embedding, as the browser does (default: once per clip)");
+    query_cmd->add_option("--trace", query.trace_path,
+                          "write every look (the match after each query embedding) of every clip "
+                          "to this JSON-lines file, for models.calibrate_listen");
+    query_cmd->add_flag("--live,--stream", query.live,
+                        "decide as the page does while the audio streams in: the music gate, a "
+                        "look after every embedding, the listen rule; writes answer_s (default: "
+                        "one decision on the whole clip)");
 
     std::string info_path;
     CLI::App* info_cmd = app.add_subcommand(

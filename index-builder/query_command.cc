@@ -51,12 +51,23 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     if (!std::isnan(options.threshold_scale))
         overrides["threshold_scale"] = options.threshold_scale;
     // Offline, the decision is taken once on the whole clip (the last max_query_embeddings
-    // embeddings) at finish(); --stream decides after every embedding as the browser does and
-    // keeps the best-scoring match.
-    overrides["match_every_embeddings"] = options.stream ? 1 : std::numeric_limits<int>::max();
+    // embeddings) at finish(). --live decides as the page does: the music gate, a look after
+    // every embedding and the listen rule (core/listen.h), one answer per clip with answer_s.
+    const bool live = options.live || !options.trace_path.empty();
+    overrides["match_every_embeddings"] = live ? 1 : std::numeric_limits<int>::max();
     RecognizerParams params = recognizer_default_params(info, *shared_index);
     if (Status st = apply_recognizer_overrides(overrides, &params); !st) return fail(st.message());
+    params.live = live;
+    params.listen.max_listen_s = 0.0;  // a clip's listen lasts as long as the clip
+    std::ofstream trace_out;
+    if (!options.trace_path.empty()) {
+        trace_out.open(options.trace_path);
+        if (!trace_out) return fail("cannot write " + options.trace_path);
+        // Every look of the whole clip is recorded: a rule that never commits.
+        params.listen.threshold_by_n = {std::numeric_limits<float>::max()};
+    }
     if (Status st = check_recognizer_params(params); !st) return fail(st.message());
+    std::vector<std::string> traces(paths->size());
 
     std::ofstream file_out;
     if (!options.output.empty()) {
@@ -102,12 +113,39 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
             } else {
                 const auto start = std::chrono::steady_clock::now();
                 (*recognizer)->reset();
-                Status st = (*recognizer)->push(audio->samples.data(), audio->samples.size());
+                Status st;
+                if (trace_out.is_open()) {
+                    // One look per query embedding: push a query hop at a time and record each.
+                    const size_t hop = size_t(params.query_hop_frames > 0
+                                                  ? params.query_hop_frames
+                                                  : info.query_hop_frames) *
+                                       size_t(info.frontend.hop_length);
+                    nlohmann::json looks = nlohmann::json::array();
+                    const size_t n = audio->samples.size();
+                    for (size_t at = 0; at < n && st; at += hop) {
+                        st = (*recognizer)->push(audio->samples.data() + at,
+                                                 std::min(hop, n - at));
+                        RecognizerResult look;
+                        if (!(*recognizer)->poll(&look) || !look.valid) continue;
+                        const MatchResult& m = look.match;
+                        const bool has = m.has_candidates();
+                        looks.push_back({look.stream_time_s, m.n_query,
+                                         has ? double(m.confidence) : 0.0,
+                                         has ? nlohmann::json(m.best.id) : nlohmann::json(nullptr),
+                                         has ? m.best.offset_s - look.query_start_s : 0.0});
+                    }
+                    traces[i] = nlohmann::json{
+                        {"query", std::filesystem::path(path).filename().string()},
+                        {"looks", looks}}.dump();
+                } else {
+                    st = (*recognizer)->push(audio->samples.data(), audio->samples.size());
+                }
                 const RecognizerResult result = (*recognizer)->finish();
                 const double ms = std::chrono::duration<double, std::milli>(
                                       std::chrono::steady_clock::now() - start)
                                       .count();
-                line.update(result_json(result));
+                line.update(live ? live_result_json((*recognizer)->answer())
+                                 : result_json(result));
                 line["ms"] = ms;
                 if (!st) {  // a failed push leaves no decision
                     line["song"] = nullptr;
@@ -133,6 +171,8 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
     for (std::thread& t : threads) t.join();
     progress.finish();
+    for (const std::string& trace : traces)
+        if (!trace.empty()) trace_out << trace << '\n';
     if (!thread_error.empty()) return fail(thread_error);
     if (n_failed > 0) {
         std::fprintf(stderr, "earshot: %zu of %zu queries could not be read\n", n_failed,

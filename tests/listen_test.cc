@@ -91,6 +91,20 @@ TEST(Listen, OneShotListenEndsWithNoMatchAtMaxListen) {
     EXPECT_TRUE(d.on_look(look(1, 0.9f, 3), 0.0, 1.0, &e));
 }
 
+TEST(Listen, TheEndOfTheAudioEndsAOneShotListen) {
+    ListenDecider d(params(1));
+    ListenEvent e;
+    ASSERT_TRUE(d.on_end(7.0, &e));
+    EXPECT_EQ(e.type, ListenEvent::Type::kNoMatch);
+    EXPECT_DOUBLE_EQ(e.stream_time_s, 7.0);
+    EXPECT_FALSE(d.on_end(8.0, &e));  // once
+    ListenDecider answered(params(1));
+    ASSERT_TRUE(answered.on_look(look(1, 0.9f, 3), 0.0, 1.0, &e));
+    EXPECT_FALSE(answered.on_end(8.0, &e));  // it has its answer
+    ListenDecider continuous(params(1, /*continuous=*/true));
+    EXPECT_FALSE(continuous.on_end(8.0, &e));
+}
+
 TEST(Listen, MusicStoppedForgetsPendingLooks) {
     ListenDecider d(params(2));
     ListenEvent e;
