@@ -42,15 +42,23 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
         {"k_per_query", &p.match.k_per_query},
         {"max_candidates", &p.match.max_candidates},
         {"n_results", &p.match.n_results},
+        {"confirm_looks", &p.listen.confirm_looks},
+        {"gate_close_hops", &p.gate_close_hops},
     };
-    const float nan = std::numeric_limits<float>::quiet_NaN();
-    float threshold_base = nan, threshold_scale = nan;
-    const std::pair<const char*, float*> number_keys[] = {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    double threshold_base = nan, threshold_scale = nan;
+    const std::pair<const char*, double*> number_keys[] = {
         {"threshold_base", &threshold_base},
         {"threshold_scale", &threshold_scale},
+        {"max_listen_s", &p.listen.max_listen_s},
+    };
+    const std::pair<const char*, bool*> bool_keys[] = {
+        {"live", &p.live},
+        {"continuous", &p.listen.continuous},
     };
     const size_t n_int_keys = sizeof(int_keys) / sizeof(int_keys[0]);
     const size_t n_number_keys = sizeof(number_keys) / sizeof(number_keys[0]);
+    const size_t n_bool_keys = sizeof(bool_keys) / sizeof(bool_keys[0]);
 
     for (const auto& item : overrides.items()) {
         const std::string& key = item.key();
@@ -66,23 +74,28 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
                           value.get<int64_t>() <= std::numeric_limits<int>::max();
             if (!fits) return Status::error(what + " is out of range: " + json_text(value));
             *target = int(value.get<int64_t>());
-        } else if (float* target = find_key(number_keys, n_number_keys, key)) {
+        } else if (double* target = find_key(number_keys, n_number_keys, key)) {
             if (!value.is_number())
                 return Status::error(what + " must be a number, got " + json_text(value));
             const double v = value.get<double>();
             if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max())
                 return Status::error(what + " is out of range: " + json_text(value));
-            *target = float(v);
+            *target = v;
+        } else if (bool* target = find_key(bool_keys, n_bool_keys, key)) {
+            if (!value.is_boolean())
+                return Status::error(what + " must be true or false, got " + json_text(value));
+            *target = value.get<bool>();
         } else {
             std::string known;
             for (const auto& k : int_keys) known += std::string(k.first) + ", ";
             for (const auto& k : number_keys) known += std::string(k.first) + ", ";
+            for (const auto& k : bool_keys) known += std::string(k.first) + ", ";
             known.resize(known.size() - 2);
             return Status::error("unknown recognizer parameter '" + key + "' (known: " + known +
                                  ")");
         }
     }
-    override_threshold(&p.match, threshold_base, threshold_scale);
+    override_threshold(&p.match, float(threshold_base), float(threshold_scale));
     *params = p;
     return Status::ok();
 }

@@ -63,31 +63,78 @@ function noiseSource(seed) {
     return () => (uniform() + uniform() + uniform() + uniform() - 2) * Math.sqrt(3);
 }
 
+/** `seconds` of `source` from `startS`, mono float samples at `rateHz` (sox decodes and resamples). */
+function decode(source, startS, seconds, rateHz) {
+    const raw = execFileSync('sox', [source, '-t', 'f32', '-r', String(rateHz), '-c', '1', '-',
+        'trim', String(startS), String(seconds)], { maxBuffer: 1 << 28 });
+    return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+}
+
 /**
  * Writes a WAV clip for the fake microphone: `seconds` of `source` from `startS`, mono at
  * `rateHz`, after `silenceS` seconds of digital silence, with white noise at `snrDb` (signal RMS
- * / noise RMS), 16-bit PCM.
+ * / noise RMS, over the whole clip), 16-bit PCM.
  * @param {{source: string, startS: number, seconds: number, silenceS?: number, snrDb?: number, rateHz?: number, out: string, seed?: number, gain?: number}} o
  */
 export function makeClip(o) {
+    const parts = [{ source: o.source, startS: o.startS, seconds: o.seconds }];
+    if (o.silenceS) parts.unshift({ seconds: o.silenceS });
+    return makeListenClip({ ...o, parts, snrDb: o.snrDb === undefined ? undefined : { of: 'clip', db: o.snrDb } });
+}
+
+/**
+ * Writes a listen as the fake microphone plays it: `parts` one after another, each a piece of a
+ * song ({source, startS, seconds}) or a gap ({seconds, noiseDbfs}: white noise at that RMS level,
+ * digital silence without it), mono at `rateHz`, 16-bit PCM. `snrDb` adds white noise at that
+ * SNR: {of: 'clip', db} relative to the whole clip's RMS (over every part), {of: 'music', db}
+ * only over the song parts, relative to each one's RMS.
+ * @param {{parts: ({source: string, startS: number, seconds: number} | {seconds: number, noiseDbfs?: number})[],
+ *          snrDb?: {of: 'clip' | 'music', db: number}, rateHz?: number, out: string, seed?: number, gain?: number}} o
+ * @returns {{path: string, signalRms: number, noiseRms: number, partStartsS: number[]}}
+ */
+export function makeListenClip(o) {
     const rateHz = o.rateHz ?? 48000;
-    const pad = o.silenceS ? ['pad', String(o.silenceS), '0'] : [];
-    const raw = execFileSync('sox', [o.source, '-t', 'f32', '-r', String(rateHz), '-c', '1', '-',
-        'trim', String(o.startS), String(o.seconds), ...pad], { maxBuffer: 1 << 28 });
-    const x = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
-    let sumSquares = 0;
-    for (const v of x) sumSquares += v * v;
-    const signalRms = Math.sqrt(sumSquares / x.length);
-    const noiseRms = o.snrDb === undefined ? 0 : signalRms / 10 ** (o.snrDb / 20);
     const noise = noiseSource(o.seed ?? 1234);
+    const rmsOf = (x) => Math.sqrt(x.reduce((sum, v) => sum + v * v, 0) / Math.max(1, x.length));
+    const pieces = o.parts.map((part) => {
+        if ('source' in part) return { music: true, x: decode(part.source, part.startS, part.seconds, rateHz) };
+        const x = new Float32Array(Math.round(part.seconds * rateHz));
+        if (part.noiseDbfs !== undefined) {
+            const level = 10 ** (part.noiseDbfs / 20);
+            for (let i = 0; i < x.length; i++) x[i] = level * noise();
+        }
+        return { music: false, x };
+    });
+    const x = new Float32Array(pieces.reduce((n, p) => n + p.x.length, 0));
+    const partStartsS = [];
+    let at = 0;
+    for (const p of pieces) {
+        partStartsS.push(at / rateHz);
+        x.set(p.x, at);
+        at += p.x.length;
+    }
+    const signalRms = rmsOf(x);
+    let noiseRms = 0;
+    if (o.snrDb?.of === 'clip') {
+        noiseRms = signalRms / 10 ** (o.snrDb.db / 20);
+        for (let i = 0; i < x.length; i++) x[i] += noiseRms * noise();
+    } else if (o.snrDb?.of === 'music') {
+        at = 0;
+        for (const p of pieces) {
+            const rms = p.music ? rmsOf(p.x) / 10 ** (o.snrDb.db / 20) : 0;
+            if (p.music) for (let i = at; i < at + p.x.length; i++) x[i] += rms * noise();
+            noiseRms = Math.max(noiseRms, rms);
+            at += p.x.length;
+        }
+    }
     const gain = o.gain ?? 1;
     const pcm = Buffer.alloc(x.length * 2);
     for (let i = 0; i < x.length; i++) {
-        const v = Math.max(-1, Math.min(1, gain * (x[i] + noiseRms * noise())));
+        const v = Math.max(-1, Math.min(1, gain * x[i]));
         pcm.writeInt16LE(Math.round(v * 32767), 2 * i);
     }
     writeWav(o.out, pcm, { rateHz, format: 1, bytesPerSample: 2 });
-    return { path: o.out, signalRms, noiseRms };
+    return { path: o.out, signalRms, noiseRms, partStartsS };
 }
 
 /**
@@ -162,7 +209,6 @@ export function benchAudio(seconds) {
     const song = indexShards()[0].songs[0];
     const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
     const startS = Math.max(0, Math.min(10, song.duration_s - seconds));
-    const raw = execFileSync('sox', [row.path, '-t', 'f32', '-r', '16000', '-c', '1', '-', 'trim', String(startS), String(seconds)], { maxBuffer: 1 << 28 });
-    const pcm = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+    const pcm = decode(row.path, startS, seconds, 16000);
     return { pcm, audioSeconds: pcm.length / 16000, song, row, startS };
 }

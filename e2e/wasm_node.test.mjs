@@ -115,6 +115,8 @@ describe('WASM bindings under node', () => {
         refused('simd', { nprobe: '16' }, /'nprobe' must be an integer, got "16"/);
         refused('simd', { max_query_embeddings: 12.5 }, /'max_query_embeddings' must be an integer/);
         refused('simd', { threshold_base: true }, /'threshold_base' must be a number/);
+        refused('simd', { live: 'yes' }, /'live' must be true or false/);
+        refused('simd', { live: true, max_listen_s: -1 }, /max_listen_s must be >= 0/);
         refused('simd', [1, 2], /must be a JSON object/);
         refused('simd', '{"nprobe": ', /not valid JSON/);
         refused('simd', { max_query_embeddings: 0 }, /max_query_embeddings must be in/);
@@ -153,6 +155,52 @@ describe('WASM bindings under node', () => {
         const b = recognize(module, engine, pcm, 317);
         assert.equal(b.final.best.title, a.final.best.title);
         assert.ok(Math.abs(b.final.score - a.final.score) < 1e-5, `${b.final.score} vs ${a.final.score}`);
+    });
+
+    test('live mode: silence is gated, the listen answers with its event, and a listen of silence ends with nomatch', async () => {
+        const { module, engine } = await loadedEngine();
+        assert.equal(engine.pollEvent(), '', 'an event before any recognizer');
+        assert.equal(engine.createRecognizer('simd', JSON.stringify({ live: true, max_listen_s: 12 })).ok, true);
+        const song = indexShards()[0].songs[0];
+        const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
+        const leadInS = 1.5;
+        const startS = 20;
+        const music = decode16k(row.path, startS, 10);
+        const pcm = new Float32Array(leadInS * 16000 + music.length);
+        pcm.set(music, leadInS * 16000);
+        const address = engine.inputPointer(1024);
+        const events = [];
+        let heardMusicInLeadIn = false;
+        for (let i = 0; i < pcm.length; i += 1024) {
+            const piece = pcm.subarray(i, Math.min(pcm.length, i + 1024));
+            module.HEAPF32.set(piece, address >> 2);
+            assert.equal(engine.push(piece.length).ok, true);
+            if (i + piece.length <= leadInS * 16000) heardMusicInLeadIn ||= engine.hearsMusic();
+            for (let text = engine.pollEvent(); text; text = engine.pollEvent()) events.push(JSON.parse(text));
+        }
+        assert.equal(heardMusicInLeadIn, false, 'the gate opened on digital silence');
+        assert.equal(engine.hearsMusic(), true);
+        assert.equal(events.length, 1, JSON.stringify(events));
+        const [match] = events;
+        assert.equal(match.type, 'match');
+        assert.equal(match.song, song.id);
+        assert.equal(match.title, song.title);
+        assert.equal(match.returned, false);
+        assert.ok(match.answer_s > leadInS && match.answer_s < pcm.length / 16000, `answer_s ${match.answer_s}`);
+        // offset_s: song time at the start of the stream (before the lead-in); song_time_s at answer_s.
+        assert.ok(Math.abs(match.offset_s - (startS - leadInS)) <= 1.0, `offset_s ${match.offset_s}, expected ${startS - leadInS}`);
+        assert.ok(Math.abs(match.song_time_s - (match.offset_s + match.answer_s)) < 1e-9);
+        assert.ok(match.score >= match.threshold, `score ${match.score} < threshold ${match.threshold}`);
+
+        // The same recognizer, reset: 13 s of silence end the 12 s listen with one nomatch.
+        engine.reset();
+        module.HEAPF32.fill(0, address >> 2, (address >> 2) + 1024);
+        for (let i = 0; i < 13 * 16000; i += 1024) assert.equal(engine.push(1024).ok, true);
+        const after = [];
+        for (let text = engine.pollEvent(); text; text = engine.pollEvent()) after.push(JSON.parse(text));
+        assert.deepEqual(after.map((e) => e.type), ['nomatch']);
+        assert.ok(after[0].answer_s >= 12 && after[0].answer_s < 12.6, `answer_s ${after[0].answer_s}`);
+        assert.equal(after[0].song, undefined);
     });
 
     test('a noisy, off-grid clip (10 dB SNR, +0.27 s) of an indexed song is recognized', async () => {

@@ -10,7 +10,8 @@ import { before, describe, test } from 'node:test';
 
 import { startServer } from '../scripts/serve.mjs';
 import {
-    catalog, cliPath, indexShards, launchChromium, makeClip, requireSite, resultsDir, siteDir, writeWavFloat,
+    catalog, cliPath, containerMeta, indexShards, launchChromium, makeClip, makeListenClip, requireSite, resultsDir, siteDir,
+    writeWavFloat,
 } from './helpers.mjs';
 
 // Noise added to the clips (dB SNR). EARSHOT_E2E_SNR_DB=none plays clean clips: a diagnostic
@@ -20,14 +21,20 @@ const MATCH_TIMEOUT_MS = 45_000;    // index + up to listen-seconds (15) of audi
 // Page vs CLI: a listen shorter than every clip played, so the page answers on audio the fake
 // microphone played once (the comparison uses the very samples the page heard in any case).
 const AGREE_LISTEN_SECONDS = 8;
-// The page and `earshot query --stream` run the same C++ on the same samples (WASM SIMD128 in
-// the page, the same kernels built for x86 in the CLI), so their decisions must be equal.
-// Positions are sums of the same exact terms (index hops, sample counts) and agree to rounding:
-// 1 ms allows that, while another alignment would be off by a whole index hop (0.25 s). Scores
-// may differ in the last bits (each C library has its own log() in the front-end): 1e-4 of a
-// cosine similarity is far above that and far below any score gap that changes a decision.
+// The page and `earshot query --live` run the same C++ (the music gate and the listen rule of
+// core/listen.h) on the same samples (WASM SIMD128 in the page, the same kernels built for x86
+// in the CLI), so they answer the same song at the same look. Scores may differ in the last bits
+// (each C library has its own log() in the front-end): 1e-4 of a cosine similarity is far above
+// that and far below any score gap that changes a decision. Such a difference could at most
+// move a look that sits exactly on its threshold, so the answer may come one look (one query
+// hop) earlier or later: answer_s agrees within one query hop. At the same look, positions are
+// sums of the same exact terms (index hops, sample counts) and agree to rounding (1 ms, while
+// another alignment would be off by a whole index hop); at a neighbouring look the window is
+// aligned anew, on the index's grid: within one index hop.
 const AGREE_POSITION_S = 0.001;
 const AGREE_SCORE = 1e-4;
+// The worklet sends ~64 ms chunks; the Worker stops pushing after the chunk the core answered in.
+const WORKLET_CHUNK_S = 0.064;
 
 let info;
 let shards;
@@ -140,13 +147,20 @@ async function pageAnswer(audioFile) {
     }
 }
 
-/** `earshot query --stream` (same model, same index, our SIMD kernels) on one WAV file: its JSON line. */
+/** `earshot query --live` (same model, same index, our SIMD kernels) on one WAV file: its JSON line. */
 function cliAnswer(wavFile) {
     const out = execFileSync(cliPath, [
-        'query', '--stream', '--backend', 'simd', '--quiet', '--model', path.join(siteDir, 'models/earshot.emod'),
+        'query', '--live', '--backend', 'simd', '--quiet', '--model', path.join(siteDir, 'models/earshot.emod'),
         '--index', path.join(siteDir, 'index'), wavFile,
     ], { encoding: 'utf8' });
     return JSON.parse(out.trim());
+}
+
+/** The model's query hop and index hop, seconds (model metadata). */
+function modelHops() {
+    const meta = containerMeta(path.join(siteDir, 'models/earshot.emod'));
+    const frameS = meta.hop_length / meta.sample_rate_hz;
+    return { queryHopS: meta.query_hop_frames * frameS, indexHopS: meta.hop_frames * frameS };
 }
 
 describe('earshot in the browser', { concurrency: false }, () => {
@@ -331,41 +345,131 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('the page answers as `earshot query --stream` does on the same audio (in the index, not in it, after silence)', async () => {
+    test('the page answers as `earshot query --live` does on the same audio (in the index, not in it, after a lead-in)', async () => {
         assert.ok(fs.existsSync(cliPath), `${cliPath} is missing: build the CLI (make native) or set BUILD`);
+        const { queryHopS, indexHopS } = modelHops();
+        // Listens as people make them: the tap, then the phone brought to the music. Quiet room
+        // noise (-55 dBFS) for 2 s, then the indexed song with noise at SNR_DB; and 1 s of digital
+        // silence first.
+        const leadIn = makeListenClip({
+            parts: [{ seconds: 2, noiseDbfs: -55 }, { source: target.path, startS: target.startS, seconds: 12 }],
+            snrDb: SNR_DB === undefined ? undefined : { of: 'music', db: SNR_DB }, out: path.join(resultsDir, 'clip-lead-in.wav'),
+        });
         const silenceFirst = makeClip({
             source: target.path, startS: target.startS, seconds: 11, silenceS: 1, out: path.join(resultsDir, 'clip-silence-first.wav'),
         });
         const cases = [
             { name: 'indexed', file: clips.indexed.path, expected: 'match' },
             { name: 'not-indexed', file: clips.notIndexed.path, expected: 'nomatch' },
+            { name: 'lead-in', file: leadIn.path, expected: 'match' },
             { name: 'silence-first', file: silenceFirst.path, expected: 'match' },
         ];
         for (const c of cases) {
             const page = await pageAnswer(c.file);
             const heardS = page.samples.length / page.sampleRateHz;
-            // The page's figures describe exactly the audio it returned.
-            assert.ok(Math.abs(page.detail.listenedSeconds - heardS) < 1e-9, `${c.name}: listened ${page.detail.listenedSeconds} s, audio ${heardS} s`);
-            assert.ok(heardS <= AGREE_LISTEN_SECONDS + 0.1, `${c.name}: heard ${heardS} s`);
+            const answerS = page.detail.listenedSeconds;
+            // The page's figures describe exactly the audio it returned: the core answered in the
+            // last chunk pushed (a one-shot nomatch comes at the first look past the listen length).
+            assert.ok(answerS <= heardS + 1e-9 && heardS - answerS < WORKLET_CHUNK_S + 1e-6,
+                `${c.name}: answered at ${answerS} s, audio ${heardS} s`);
+            if (page.type === 'nomatch') {
+                assert.ok(answerS >= AGREE_LISTEN_SECONDS && answerS < AGREE_LISTEN_SECONDS + queryHopS,
+                    `${c.name}: nomatch at ${answerS} s, the listen length is ${AGREE_LISTEN_SECONDS} s`);
+            }
             const heard = path.join(resultsDir, `heard-${c.name}.wav`);
             writeWavFloat(heard, page.samples, page.sampleRateHz);
             const cli = cliAnswer(heard);
-            const position = page.type === 'match' ? page.detail.offsetSeconds - heardS : null;
-            console.log(`e2e: ${c.name}: after ${heardS.toFixed(2)} s the page says ${page.detail.id ?? 'no match'} ` +
+            const position = page.type === 'match' ? page.detail.offsetSeconds - answerS : null;
+            console.log(`e2e: ${c.name}: the page says ${page.detail.id ?? 'no match'} at ${answerS.toFixed(3)} s ` +
                 `(score ${page.detail.score}, song time at the start ${position}), the CLI ${cli.song ?? 'no match'} ` +
-                `(score ${cli.score}, offset_s ${cli.offset_s})`);
+                `at ${cli.answer_s} s (score ${cli.score}, offset_s ${cli.offset_s})`);
             assert.equal(page.type, cli.song === null ? 'nomatch' : 'match', `${c.name}: the page and the CLI disagree`);
-            assert.ok(Math.abs(page.detail.score - cli.score) <= AGREE_SCORE, `${c.name}: score ${page.detail.score} vs ${cli.score}`);
             if (page.type === 'match') {
                 assert.equal(page.detail.id, cli.song, c.name);
-                // The page reports where the song is at the end of what it heard; the CLI where it
-                // was at the start of the clip.
-                const expected = cli.offset_s + heardS;
-                assert.ok(Math.abs(page.detail.offsetSeconds - expected) <= AGREE_POSITION_S,
-                    `${c.name}: position ${page.detail.offsetSeconds} s, the CLI's ${cli.offset_s} + ${heardS} = ${expected} s`);
+                assert.equal(page.detail.returned, false, c.name);
+                const lookApartS = Math.abs(answerS - cli.answer_s);
+                assert.ok(lookApartS <= queryHopS + 1e-6, `${c.name}: answer_s ${answerS} vs the CLI's ${cli.answer_s}`);
+                const sameLook = lookApartS < 1e-6;
+                // The page reports where the song is at its answer; the CLI where it was at the
+                // start of the clip.
+                const tolerance = sameLook ? AGREE_POSITION_S : indexHopS + AGREE_POSITION_S;
+                assert.ok(Math.abs(position - cli.offset_s) <= tolerance,
+                    `${c.name}: song time at the start ${position} s (${page.detail.offsetSeconds} - ${answerS}), the CLI's ${cli.offset_s} s`);
+                if (sameLook) assert.ok(Math.abs(page.detail.score - cli.score) <= AGREE_SCORE, `${c.name}: score ${page.detail.score} vs ${cli.score}`);
+                assert.ok(page.detail.score >= page.detail.threshold, `${c.name}: score ${page.detail.score} < ${page.detail.threshold}`);
+            } else {
+                assert.equal(cli.answer_s, null, c.name);
             }
             // Both answers are exercised: the clips of the indexed song are recognized, the other is not.
             assert.equal(page.type, c.expected, `${c.name}: expected ${c.expected}`);
+            if (c.expected === 'match') assert.equal(page.detail.id, target.id, c.name);
+        }
+    });
+
+    test('continuous mode: song A, a gap of room noise, song B give match A, music-stopped, match B', async () => {
+        // Two songs of the demo index, each in its own shard (all loaded before the listen).
+        const songA = target;
+        const songB = shards.flatMap((s) => s.songs).find((s) => s.id !== songA.id);
+        assert.ok(songB, 'the demo index has a second song');
+        const rowB = catalog('hex-a-hop-data').find((r) => r.id === songB.id);
+        const startB = Math.min(20, Math.max(0, songB.duration_s - 15));
+        // The gap: 5 s of quiet room noise (-70 dBFS), longer than the music gate's close time
+        // (about 2 s once a patch holds no music: a patch spans ~1 s).
+        const clip = makeListenClip({
+            parts: [
+                { source: songA.path, startS: songA.startS, seconds: 12 },
+                { seconds: 5, noiseDbfs: -70 },
+                { source: rowB.path, startS: startB, seconds: 14 },
+            ],
+            snrDb: SNR_DB === undefined ? undefined : { of: 'music', db: SNR_DB },
+            out: path.join(resultsDir, 'clip-continuous.wav'),
+        });
+        const [, gapStartS, bStartS] = clip.partStartsS;
+        const demo = await openDemo({ audioFile: clip.path });
+        try {
+            const events = await demo.page.evaluate(async ({ songB: idB, timeoutMs }) => {
+                const { createRecognizer } = await import('./earshot.js');
+                const r = await createRecognizer({ indexUrl: 'index/', modelUrl: 'models/earshot.emod', continuous: true });
+                await new Promise((resolve) => {
+                    if (r.progress?.done) resolve(undefined);
+                    r.addEventListener('progress', (e) => { if (e.detail.done) resolve(undefined); });
+                });
+                const seen = [];
+                const done = new Promise((resolve) => {
+                    for (const type of ['match', 'nomatch', 'music-stopped', 'error']) {
+                        r.addEventListener(type, (e) => {
+                            const { audio, ...detail } = e.detail;
+                            seen.push({ type, ...detail });
+                            if (type === 'match' && detail.id === idB) resolve(undefined);
+                        });
+                    }
+                    setTimeout(resolve, timeoutMs);
+                });
+                await r.start();
+                await done;
+                const stillListening = r.listening;
+                r.destroy();
+                return { seen, stillListening };
+            }, { songB: songB.id, timeoutMs: 45_000 });
+            console.log(`e2e: continuous: ${events.seen.map((e) => `${e.type}${e.id ? ` ${e.id}` : ''} at ${e.listenedSeconds?.toFixed(2)} s`).join(', ')}`);
+            assert.deepEqual(demo.pageErrors.map(String), []);
+            assert.equal(events.stillListening, true, 'a continuous listen stopped by itself');
+            assert.deepEqual(events.seen.map((e) => [e.type, e.id ?? null]),
+                [['match', songA.id], ['music-stopped', null], ['match', songB.id]]);
+            const [matchA, stopped, matchB] = events.seen;
+            assert.equal(matchA.returned, false);
+            assert.equal(matchB.returned, false);
+            // In time order, each within its part of the clip (the fake microphone may start a
+            // little into the file: up to ~1 s).
+            assert.ok(matchA.listenedSeconds < gapStartS + 1, `match A at ${matchA.listenedSeconds} s`);
+            assert.ok(stopped.listenedSeconds > gapStartS - 1 && stopped.listenedSeconds < bStartS + 1,
+                `music-stopped at ${stopped.listenedSeconds} s, the gap is ${gapStartS}-${bStartS} s`);
+            assert.ok(matchB.listenedSeconds > bStartS - 1, `match B at ${matchB.listenedSeconds} s, B starts at ${bStartS} s`);
+            const expectedA = songA.startS + matchA.listenedSeconds;
+            assert.ok(Math.abs(matchA.offsetSeconds - expectedA) < 2.5,
+                `position in A ${matchA.offsetSeconds.toFixed(1)} s, expected about ${expectedA.toFixed(1)} s`);
+        } finally {
+            await demo.close();
         }
     });
 

@@ -28,6 +28,7 @@ void expect_refused(const std::string& overrides, const std::string& part) {
     EXPECT_EQ(params.max_query_embeddings, before.max_query_embeddings) << overrides;
     EXPECT_EQ(params.match.nprobe, before.match.nprobe) << overrides;
     EXPECT_EQ(params.match.threshold_by_n, before.match.threshold_by_n) << overrides;
+    EXPECT_EQ(params.live, before.live) << overrides;
 }
 
 TEST(RecognizerOverrides, AppliesEveryKnownKey) {
@@ -65,11 +66,51 @@ TEST(RecognizerOverrides, AppliesEveryKnownKey) {
     EXPECT_FLOAT_EQ(params.match.threshold_base, before.match.threshold_base);
 }
 
+TEST(RecognizerOverrides, AppliesTheLiveListenKeys) {
+    RecognizerParams params = defaults();
+    const nlohmann::json overrides = {{"live", true},
+                                      {"max_listen_s", 8.5},
+                                      {"continuous", true},
+                                      {"confirm_looks", 3},
+                                      {"gate_close_hops", 6}};
+    ASSERT_TRUE(apply_recognizer_overrides(overrides, &params));
+    EXPECT_TRUE(params.live);
+    EXPECT_DOUBLE_EQ(params.listen.max_listen_s, 8.5);
+    EXPECT_TRUE(params.listen.continuous);
+    EXPECT_EQ(params.listen.confirm_looks, 3);
+    EXPECT_EQ(params.gate_close_hops, 6);
+    // An integer is a number of seconds too; false turns both modes off again.
+    ASSERT_TRUE(apply_recognizer_overrides(
+        {{"max_listen_s", 0}, {"live", false}, {"continuous", false}}, &params));
+    EXPECT_DOUBLE_EQ(params.listen.max_listen_s, 0.0);
+    EXPECT_FALSE(params.live);
+    EXPECT_FALSE(params.listen.continuous);
+    // The live keys leave the clip thresholds alone.
+    EXPECT_EQ(params.match.threshold_by_n, defaults().match.threshold_by_n);
+}
+
+TEST(RecognizerOverrides, LiveRangesAreCheckedWhereUsed) {
+    // apply_recognizer_overrides checks types; check_recognizer_params the ranges (live only).
+    RecognizerParams params = defaults();
+    ASSERT_TRUE(apply_recognizer_overrides(
+        {{"live", true}, {"max_listen_s", -1.0}, {"gate_close_hops", 2}}, &params));
+    Status st = check_recognizer_params(params);
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.message().find("max_listen_s"), std::string::npos) << st.message();
+    params = defaults();
+    ASSERT_TRUE(apply_recognizer_overrides({{"live", true}, {"confirm_looks", 0}}, &params));
+    EXPECT_FALSE(check_recognizer_params(params));
+    params = defaults();
+    ASSERT_TRUE(apply_recognizer_overrides({{"live", true}, {"gate_close_hops", 0}}, &params));
+    EXPECT_FALSE(check_recognizer_params(params));
+}
+
 TEST(RecognizerOverrides, RejectsUnknownKeys) {
     expect_refused(R"({"nprobe": 4, "n_probe": 4})", "unknown recognizer parameter 'n_probe'");
     expect_refused(R"({"backend": "simd"})", "unknown recognizer parameter 'backend'");
     // The message lists what is known.
     expect_refused(R"({"window": 3})", "max_query_embeddings");
+    expect_refused(R"({"listen": true})", "max_listen_s");
 }
 
 TEST(RecognizerOverrides, RejectsWrongTypes) {
@@ -82,6 +123,15 @@ TEST(RecognizerOverrides, RejectsWrongTypes) {
     expect_refused(R"({"threshold_scale": [0.4]})", "'threshold_scale' must be a number");
     expect_refused(R"({"nprobe": 4294967312})", "'nprobe' is out of range");
     expect_refused(R"({"threshold_base": 1e300})", "'threshold_base' is out of range");
+    expect_refused(R"({"live": 1})", "'live' must be true or false, got 1");
+    expect_refused(R"({"continuous": "yes"})", "'continuous' must be true or false");
+    expect_refused(R"({"continuous": null})", "must be true or false, got null");
+    expect_refused(R"({"max_listen_s": "15"})", "'max_listen_s' must be a number");
+    expect_refused(R"({"max_listen_s": true})", "'max_listen_s' must be a number");
+    expect_refused(R"({"max_listen_s": 1e300})", "'max_listen_s' is out of range");
+    expect_refused(R"({"confirm_looks": 1.5})", "'confirm_looks' must be an integer");
+    expect_refused(R"({"gate_close_hops": false})", "'gate_close_hops' must be an integer");
+    expect_refused(R"({"live": true, "nprobe": "4"})", "'nprobe' must be an integer");
     expect_refused(R"([1, 2])", "must be a JSON object");
     expect_refused(R"("nprobe=4")", "must be a JSON object");
 }

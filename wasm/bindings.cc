@@ -132,6 +132,14 @@ void Engine::reset() {
     if (recognizer_) recognizer_->reset();
 }
 
+std::string Engine::poll_event() {
+    ListenEvent event;
+    if (!recognizer_ || !recognizer_->poll_event(&event)) return "";
+    return json_text(listen_event_json(event));
+}
+
+bool Engine::hears_music() const { return recognizer_ && recognizer_->hears_music(); }
+
 std::string Engine::result_text(const RecognizerResult& result) const {
     return json_text(result_json_with_details(result, recognizer_->stream_time_s()));
 }
@@ -160,6 +168,8 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("best", &Engine::best)
         .function("finish", &Engine::finish)
         .function("reset", &Engine::reset)
+        .function("pollEvent", &Engine::poll_event)
+        .function("hearsMusic", &Engine::hears_music)
         .function("benchEmbed", &earshot::bench_embed)
         .function("benchFrontend", &earshot::bench_frontend);
 }

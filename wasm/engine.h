@@ -57,6 +57,12 @@ public:
     std::string finish();
     void reset();
 
+    // Live mode (params live: true): the next listen event as listen_event_json() text
+    // (core/recognizer_json.h: match, nomatch or music-stopped, with answer_s), "" when none.
+    std::string poll_event();
+    // Live mode: whether the music gate lets audio through to the network now.
+    bool hears_music() const;
+
     const std::shared_ptr<const Model>& model() const { return model_; }
 
 private:

@@ -1,8 +1,9 @@
 // <earshot-recognizer index="index/manifest.json" model="models/earshot.emod"> — a listen button,
 // a live level meter, the result card and the index status line, around createRecognizer().
-// Attributes: index, model (required); listen-seconds (default 15); continuous (boolean).
-// Re-dispatches the recognizer's events (ready, progress, match, nomatch, error) from the
-// element, bubbling and composed, so a page can react without touching the library.
+// Attributes: index, model (required); listen-seconds (default 15); continuous (boolean: keep
+// listening, show each new song, "Back to" a song that returns, "Music stopped" in between).
+// Re-dispatches the recognizer's events (ready, progress, match, nomatch, music-stopped, error)
+// from the element, bubbling and composed, so a page can react without touching the library.
 // Styles come from earshot-recognizer.css (a <link>: no inline styles, strict CSP friendly).
 
 import { createRecognizer } from './earshot.js';
@@ -69,7 +70,7 @@ export class EarshotRecognizerElement extends HTMLElement {
         this.ui = {
             root: $('.recognizer'), button: /** @type {HTMLButtonElement} */ ($('.listen')),
             label: $('.listen-label'), meter: $('.meter'), meterFill: $('.meter-fill'), hint: $('.hint'),
-            result: $('.result'), title: $('.result-title'), album: $('.result-album'),
+            result: $('.result'), kicker: $('.result-kicker'), title: $('.result-title'), album: $('.result-album'),
             position: $('.result-position'), confidence: $('.result-confidence'), heard: $('.result-heard'),
             confidenceFill: $('.confidence-fill'), nomatch: $('.nomatch'), errors: $('.errors'),
             status: $('.status'), statusText: $('.status-text'),
@@ -125,7 +126,7 @@ export class EarshotRecognizerElement extends HTMLElement {
                 continuous: this.hasAttribute('continuous'),
             });
             this.recognizer = recognizer;
-            for (const type of ['ready', 'progress', 'match', 'nomatch', 'error', 'listening', 'level']) {
+            for (const type of ['ready', 'progress', 'match', 'nomatch', 'music-stopped', 'error', 'listening', 'level']) {
                 recognizer.addEventListener(type, (event) => {
                     this.handle(type, /** @type {CustomEvent} */ (event).detail);
                     if (type !== 'level') {
@@ -156,6 +157,7 @@ export class EarshotRecognizerElement extends HTMLElement {
                     this.ui.result.hidden = true;
                     this.ui.nomatch.hidden = true;
                     this.ui.hint.textContent = 'Listening…';
+                    delete this.ui.root.dataset.music;
                     this.clearErrors(['mic-denied', 'mic-missing', 'mic-busy', 'mic-error', 'mic-unsupported', 'audio']);
                 } else {
                     if (this.ui.root.dataset.state !== 'error') this.setState(this.recognizer?.isReady ? 'idle' : 'loading');
@@ -173,6 +175,12 @@ export class EarshotRecognizerElement extends HTMLElement {
                 this.ui.result.hidden = true;
                 this.ui.nomatch.hidden = false;
                 this.ui.hint.textContent = `Listened for ${Math.round(detail.listenedSeconds)} s.`;
+                break;
+            case 'music-stopped':
+                // Continuous mode: the last song stays on the card, in the past tense.
+                this.ui.root.dataset.music = 'stopped';
+                if (!this.ui.result.hidden) this.ui.kicker.textContent = 'It was';
+                this.ui.hint.textContent = 'Music stopped. Still listening for the next song…';
                 break;
             case 'error':
                 this.showError(detail);
@@ -210,6 +218,8 @@ export class EarshotRecognizerElement extends HTMLElement {
         const confidence = confidenceOf(detail.score, detail.threshold);
         this.ui.nomatch.hidden = true;
         this.ui.result.hidden = false;
+        this.ui.root.dataset.music = 'playing';
+        this.ui.kicker.textContent = detail.returned ? 'Back to' : "It's";
         this.ui.title.textContent = detail.title || detail.id || 'Unknown title';
         this.ui.album.textContent = detail.album || '';
         this.ui.position.textContent = formatPosition(detail.offsetSeconds);
@@ -217,7 +227,8 @@ export class EarshotRecognizerElement extends HTMLElement {
         this.ui.confidence.title = `score ${detail.score.toFixed(3)}, threshold ${detail.threshold.toFixed(3)}`;
         this.ui.heard.textContent = `${detail.listenedSeconds.toFixed(1)} s`;
         this.ui.confidenceFill.style.transform = `scaleX(${confidence.toFixed(3)})`;
-        this.ui.hint.textContent = 'Press Listen for another song.';
+        this.ui.hint.textContent = this.recognizer?.options.continuous
+            ? 'Still listening: a new song will show here.' : 'Press Listen for another song.';
     }
 
     /** @param {{code: string, message: string, fatal: boolean, file?: string}} detail */

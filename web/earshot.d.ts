@@ -5,9 +5,16 @@ export interface RecognizerOptions {
     indexUrl: string;
     /** .emod model URL: the model the index was built with (checked against manifest.model_hash) */
     modelUrl: string;
-    /** give up with 'nomatch' after this many seconds of audio (default 15) */
+    /**
+     * a listen ends with 'nomatch' after this many seconds of audio without a song (default 15;
+     * 0: no limit). The core decides (core/listen.h), as `earshot query --live` does.
+     */
     maxListenSeconds?: number;
-    /** keep listening after a match or no-match (default false: stop and release the microphone) */
+    /**
+     * keep listening (default false: the first match or nomatch ends the listen and releases the
+     * microphone): 'match' for each new song and for a song that returns (`returned`),
+     * 'music-stopped' when the music stops; no 'nomatch'; until stop()
+     */
     continuous?: boolean;
     /** embedding backend in WASM (default 'simd') */
     backend?: 'simd' | 'scalar';
@@ -24,6 +31,10 @@ export interface RecognizerOptions {
         query_hop_frames?: number; max_query_embeddings?: number; min_query_embeddings?: number;
         match_every_embeddings?: number; nprobe?: number; k_per_query?: number; max_candidates?: number;
         n_results?: number; threshold_base?: number; threshold_scale?: number;
+        /** the listen rule: consecutive passing looks naming the same song to commit */
+        confirm_looks?: number;
+        /** query hops without music that close the music gate (and report 'music-stopped') */
+        gate_close_hops?: number;
     };
     /**
      * attach to each match/nomatch detail the audio the recognizer heard in that listen
@@ -68,16 +79,6 @@ export interface ProgressDetail {
     allFromCache: boolean;
 }
 
-export interface MatchCandidate {
-    id: string;
-    title: string;
-    album: string;
-    /** position in the song at the start of the listen, seconds */
-    offset_s: number;
-    /** mean cosine similarity of the aligned query, in [-1, 1] */
-    score: number;
-}
-
 /** The audio of one listen, exactly as the recognizer consumed it. */
 export interface ListenAudio {
     /** mono samples at the model rate, in [-1, 1] */
@@ -89,29 +90,32 @@ export interface MatchDetail {
     title: string;
     album: string;
     id: string;
-    /** position in the song at the end of the audio heard, seconds */
+    /** position in the song at the moment of the answer (listenedSeconds into the listen), seconds */
     offsetSeconds: number;
-    /** the core's decision statistic (aligned similarity less the background), compared with threshold */
+    /** the core's decision statistic (aligned similarity less the background) of the committing look */
     score: number;
-    /** no-match threshold applied to this query */
+    /** the listen rule's threshold for that look (calibrated for a whole listen) */
     threshold: number;
-    /** seconds of audio the recognizer heard in this listen */
+    /** seconds of audio consumed since start() when the core answered (`answer_s` of the CLI) */
     listenedSeconds: number;
-    runnerUps: MatchCandidate[];
+    /** continuous mode: this song was reported earlier in the session (it returned) */
+    returned: boolean;
+    /** with keepListenAudio (one-shot listens) */
+    audio?: ListenAudio;
+}
+
+/** The listen ended without a song: nothing passed the listen rule within maxListenSeconds. */
+export interface NoMatchDetail {
+    /** seconds of audio consumed when the core gave up */
+    listenedSeconds: number;
     /** with keepListenAudio */
     audio?: ListenAudio;
 }
 
-/** The core's final decision when the listen timed out: no song scored above its threshold. */
-export interface NoMatchDetail {
-    /** seconds of audio the recognizer heard in this listen */
+/** Continuous mode: the music gate closed after a song (no music heard for a while). */
+export interface MusicStoppedDetail {
+    /** seconds of audio consumed since start() when the core noticed */
     listenedSeconds: number;
-    /** the core's decision statistic of its final result (0 when it had no candidate) */
-    score: number;
-    /** the threshold it was compared with */
-    threshold: number;
-    /** with keepListenAudio */
-    audio?: ListenAudio;
 }
 
 export type ErrorCode =
@@ -139,10 +143,11 @@ export interface EarshotEventMap {
     progress: CustomEvent<ProgressDetail>;
     match: CustomEvent<MatchDetail>;
     nomatch: CustomEvent<NoMatchDetail>;
+    'music-stopped': CustomEvent<MusicStoppedDetail>;
     error: CustomEvent<ErrorDetail>;
     level: CustomEvent<LevelDetail>;
     listening: CustomEvent<{ listening: boolean; sampleRate?: number }>;
-    stats: CustomEvent<{ cpuMsPerAudioSecond: number; audioSeconds: number }>;
+    stats: CustomEvent<{ cpuMsPerAudioSecond: number; audioSeconds: number; hearsMusic: boolean }>;
 }
 
 export class EarshotError extends Error {
@@ -162,6 +167,8 @@ export class EarshotRecognizer extends EventTarget {
     readonly failed: Error | null;
     /** latest CPU ms the Worker spent per second of audio */
     readonly cpuMsPerAudioSecond: number;
+    /** whether the core's music gate heard music at the latest 'stats' */
+    readonly hearsMusic: boolean;
     /** opens the microphone; rejects with EarshotError (e.g. code 'mic-denied') */
     start(): Promise<void>;
     stop(): void;

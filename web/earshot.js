@@ -1,16 +1,19 @@
 // earshot web library: `const r = await createRecognizer({indexUrl, modelUrl})`, then
 // `await r.start()` / `r.stop()`, and events on `r` (an EventTarget):
-//   ready     {modelName, songsLoaded, shardsLoaded, shardsTotal, msSinceInit}
-//   progress  {phase, shardsLoaded, shardsTotal, shardsFailed, bytesLoaded, bytesTotal,
-//              bytesDownloaded, songsLoaded, songsTotal, done, offlineReady, allFromCache}
-//   match     {title, album, id, offsetSeconds, score, threshold, listenedSeconds, runnerUps}
-//   nomatch   {listenedSeconds, score, threshold}
-//   error     {code, message, fatal, file}
-//   level     {rms, peak}                     (~30 per second while listening)
-//   listening {listening: boolean}
-// Each event is a CustomEvent whose `detail` holds the fields above. The WASM core decides
-// (match as soon as its decision so far is a match, else its final decision when the listen
-// times out), and the figures are the core's (web/earshot.d.ts describes each).
+//   ready          {modelName, songsLoaded, shardsLoaded, shardsTotal, msSinceInit}
+//   progress       {phase, shardsLoaded, shardsTotal, shardsFailed, bytesLoaded, bytesTotal,
+//                   bytesDownloaded, songsLoaded, songsTotal, done, offlineReady, allFromCache}
+//   match          {title, album, id, offsetSeconds, score, threshold, listenedSeconds, returned}
+//   nomatch        {listenedSeconds}
+//   music-stopped  {listenedSeconds}                (continuous mode)
+//   error          {code, message, fatal, file}
+//   level          {rms, peak}                     (~30 per second while listening)
+//   listening      {listening: boolean}
+// Each event is a CustomEvent whose `detail` holds the fields above (web/earshot.d.ts). The WASM
+// core decides, with one rule for the page and `earshot query --live` (core/listen.h): a listen
+// answers 'match' as soon as the evidence is certain, or 'nomatch' after maxListenSeconds of
+// audio; in continuous mode it reports each new song, a song that returns, and the music
+// stopping, until stop().
 //
 // Audio path: getUserMedia (echoCancellation, noiseSuppression, autoGainControl off) ->
 // AudioContext at the model rate when the browser allows it -> AudioWorklet (copies samples
@@ -27,17 +30,21 @@ const MODEL_RATE_HZ = 16000;
  * @typedef {object} RecognizerOptions
  * @property {string} indexUrl   manifest.json URL (or the folder holding it)
  * @property {string} modelUrl   .emod model URL (the one the index was built with)
- * @property {number} [maxListenSeconds]  give up ('nomatch') after this much audio (default 15)
- * @property {boolean} [continuous]       keep listening after a match or no-match
+ * @property {number} [maxListenSeconds]  a listen ends with 'nomatch' after this much audio
+ *           without a song (default 15; 0: no limit)
+ * @property {boolean} [continuous]       keep listening: 'match' for each new song (or one that
+ *           returns), 'music-stopped' when the music stops; never 'nomatch'; until stop()
  * @property {'simd' | 'scalar'} [backend]
  * @property {number | 'device'} [audioContextSampleRate]  rate asked of the AudioContext: default
  *           the model rate (the browser resamples); 'device' keeps the device rate and the
  *           Worker resamples (for browsers whose own resampling is poor)
  * @property {{query_hop_frames?: number, max_query_embeddings?: number, min_query_embeddings?: number,
  *             match_every_embeddings?: number, nprobe?: number, k_per_query?: number, max_candidates?: number,
- *             n_results?: number, threshold_base?: number, threshold_scale?: number}} [recognizerParams]
+ *             n_results?: number, threshold_base?: number, threshold_scale?: number, confirm_looks?: number,
+ *             gate_close_hops?: number}} [recognizerParams]
  *           advanced: overrides of the core's RecognizerParams (defaults come from the model); an
- *           unknown key or a wrong type is a fatal 'config' error
+ *           unknown key or a wrong type is a fatal 'config' error. live, max_listen_s and
+ *           continuous come from the options above
  * @property {boolean} [keepListenAudio]  attach to each match/nomatch the audio the recognizer
  *           heard in that listen (`audio`: mono, model rate): for tests and bug reports
  * @property {string} [wasmUrl]      default: ./wasm/earshot-core.wasm next to this file
@@ -84,6 +91,8 @@ export class EarshotRecognizer extends EventTarget {
         this.audio = null;
         /** CPU ms the Worker spends per second of audio (latest figure) */
         this.cpuMsPerAudioSecond = NaN;
+        /** whether the core's music gate heard music lately (latest 'stats') */
+        this.hearsMusic = false;
         /** resolves on 'ready', rejects on a fatal error before it */
         this.ready = new Promise((resolve, reject) => {
             this.resolveReady = resolve;
@@ -112,12 +121,15 @@ export class EarshotRecognizer extends EventTarget {
                 break;
             case 'match':
             case 'nomatch':
+            case 'music-stopped':
                 if (detail.session !== this.session) return;  // a stale result of an old session
                 this.emit(type, detail);
-                if (!this.options.continuous) this.stop();
+                // The core ends a one-shot listen with its match or nomatch.
+                if (type !== 'music-stopped' && !this.options.continuous) this.stop();
                 break;
             case 'stats':
                 this.cpuMsPerAudioSecond = detail.cpuMsPerAudioSecond;
+                this.hearsMusic = detail.hearsMusic;
                 this.emit('stats', detail);
                 break;
             case 'error':

@@ -1,10 +1,11 @@
 // Recognizer Worker: owns the WASM core (model, index, streaming recognizer) and the index
 // download. Audio arrives from the AudioWorklet over a MessagePort, is resampled to the model
 // rate when the AudioContext could not run at it, and is pushed to the recognizer here, off
-// both the audio thread and the UI thread. The core decides: a listen ends with a match as soon
-// as the recognizer's decision so far (engine.best()) is a match, and when the listen times out
-// with the recognizer's final decision (engine.finish()); this Worker only relays the core's
-// figures.
+// both the audio thread and the UI thread. The core decides everything: the recognizer runs in
+// live mode (core/listen.h: the music gate, the listen rule, the listen length) and this Worker
+// relays its listen events (Engine.pollEvent()) as they come. A one-shot listen ends with the
+// core's 'match' or its 'nomatch' (after max_listen_s of audio); a continuous one reports each
+// new song, a song that returns, and the music stopping, until the page stops it.
 //
 // Protocol (all messages are plain objects with a `type`):
 //   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry,
@@ -16,9 +17,10 @@
 //                   {type: 'progress', ...IndexProgress}
 //                   {type: 'ready', ...ReadyInfo}       first shard usable: recognition can run
 //                   {type: 'match', session, ...MatchDetail} | {type: 'nomatch', session, ...NoMatchDetail}
+//                   {type: 'music-stopped', session, ...MusicStoppedDetail}   (continuous only)
 //                   (web/earshot.d.ts; with keepListenAudio, `audio` holds what the recognizer heard)
 //                   {type: 'error', code, message, fatal, file}
-//                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds}
+//                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds, hearsMusic}
 
 import { EarshotError } from './fetch-util.js';
 import { IndexDownloader } from './index-loader.js';
@@ -29,16 +31,18 @@ const BACKLOG_SECONDS = 20;  // audio kept while the first shard is still downlo
 /** @type {any} */ let wasm = null;   // the Emscripten module
 /** @type {any} */ let engine = null; // its Engine (model + index + recognizer)
 let modelRateHz = 16000;
+let backend = 'simd';
+/** @type {Record<string, unknown>} */ let recognizerParams = {};  // the page's overrides
+let indexUsable = false;        // a shard is loaded: the recognizer can be created
 let recognizerReady = false;
+/** the live-listen parameters the recognizer runs with (set by 'start') */
+let listenParams = { live: true, max_listen_s: 15, continuous: false };
+let createdWith = '';           // JSON of the parameters the recognizer was created with
 /** @type {StreamingResampler | null} */ let resampler = null;
 let listening = false;
-let listenedSamples = 0;        // at the model rate, this session
-let maxListenSamples = 15 * 16000;
 let keepListenAudio = false;    // attach each listen's audio to its answer (not in continuous mode)
 /** @type {Float32Array[]} */ let listenAudio = [];
 let sessionId = 0;
-let continuous = false;     // keep listening after a match (report each new song once)
-let lastMatchId = '';
 /** @type {Float32Array[]} */ let backlog = [];
 let backlogSamples = 0;
 let cpuMs = 0;
@@ -69,6 +73,8 @@ function check(status, code, fatal = true, file = undefined) {
 async function init(options) {
     const t0 = performance.now();
     keepListenAudio = Boolean(options.keepListenAudio);
+    backend = options.backend ?? 'simd';
+    recognizerParams = options.recognizerParams ?? {};
     const downloader = new IndexDownloader({
         indexUrl: options.indexUrl, modelUrl: options.modelUrl, retry: options.retry ?? {},
     });
@@ -146,21 +152,20 @@ async function init(options) {
         }
         const info = JSON.parse(engine.indexInfo());
         progress.songsLoaded = info.songs;
-        if (!recognizerReady && info.shards_loaded > 0) {
-            const created = engine.createRecognizer(options.backend ?? 'simd', JSON.stringify(options.recognizerParams ?? {}));
-            if (!created.ok) throw new EarshotError('config', `The recognizer options were refused: ${created.message}`);
-            recognizerReady = true;
+        if (!indexUsable && info.shards_loaded > 0) {
+            indexUsable = true;
+            prepareRecognizer();
             inputPointer = engine.inputPointer(INPUT_CAPACITY);
             post({
                 type: 'ready', modelName: modelInfo.name, modelHash: modelInfo.hash,
-                backend: options.backend ?? 'simd', songsLoaded: info.songs, shardsLoaded: info.shards_loaded,
+                backend, songsLoaded: info.songs, shardsLoaded: info.shards_loaded,
                 shardsTotal: manifest.shards.length, msSinceInit: performance.now() - t0,
             });
             flushBacklog();
         }
         postProgress('shard');
     }
-    if (!recognizerReady) {
+    if (!indexUsable) {
         throw new EarshotError('index-corrupt', 'No shard of the index could be loaded, so nothing can be ' +
             'recognized. See the errors above; rebuild or re-upload the index.');
     }
@@ -169,7 +174,25 @@ async function init(options) {
     postProgress('done');
 }
 
-/** Pushes model-rate samples to the recognizer in INPUT_CAPACITY pieces and relays its decisions. */
+/**
+ * A recognizer in live mode with the page's overrides and this listen's length and mode:
+ * created anew when those changed, else reset (buffers kept). Throws a fatal 'config' error when
+ * the core refuses the parameters.
+ */
+function prepareRecognizer() {
+    const params = JSON.stringify({ ...recognizerParams, ...listenParams });
+    if (params === createdWith) {
+        engine.reset();
+        return;
+    }
+    recognizerReady = false;
+    const created = engine.createRecognizer(backend, params);
+    if (!created.ok) throw new EarshotError('config', `The recognizer options were refused: ${created.message}`);
+    createdWith = params;
+    recognizerReady = true;
+}
+
+/** Pushes model-rate samples to the recognizer in INPUT_CAPACITY pieces and relays its events. */
 function pushSamples(samples) {
     const t0 = performance.now();
     for (let offset = 0; offset < samples.length && listening; offset += INPUT_CAPACITY) {
@@ -181,66 +204,55 @@ function pushSamples(samples) {
             postError(new EarshotError('internal', status.message));
             return;
         }
-        listenedSamples += piece.length;
-        if (keepListenAudio && !continuous) listenAudio.push(piece.slice());
-        const latest = engine.poll();
-        if (!latest) continue;  // the matcher did not run: no new decision
-        if (continuous) {
-            relayNewSong(JSON.parse(latest));
-        } else {
-            const decision = JSON.parse(engine.best());
-            if (decision.matched) answer(decision);
-        }
+        if (keepListenAudio && !listenParams.continuous) listenAudio.push(piece.slice());
+        for (let text = engine.pollEvent(); text && listening; text = engine.pollEvent()) relay(JSON.parse(text));
     }
     cpuMs += performance.now() - t0;
     cpuAudioSamples += samples.length;
     if (cpuAudioSamples >= modelRateHz * 2) {
-        post({ type: 'stats', cpuMsPerAudioSecond: cpuMs / (cpuAudioSamples / modelRateHz), audioSeconds: cpuAudioSamples / modelRateHz });
+        post({
+            type: 'stats', cpuMsPerAudioSecond: cpuMs / (cpuAudioSamples / modelRateHz),
+            audioSeconds: cpuAudioSamples / modelRateHz, hearsMusic: engine.hearsMusic(),
+        });
         cpuMs = 0;
         cpuAudioSamples = 0;
     }
-    if (listening && !continuous && listenedSamples >= maxListenSamples) answer(JSON.parse(engine.finish()));
 }
 
 /**
- * The 'match' message for a result of the core (result_json_with_details, core/recognizer_json.h).
- * @param {any} result
+ * Relays one listen event of the core (listen_event_json, core/recognizer_json.h) to the page.
+ * A one-shot listen ends with its match or nomatch.
+ * @param {any} event
  */
-function matchMessage(result) {
-    return {
-        type: 'match', session: sessionId, title: result.best.title, album: result.best.album, id: result.best.id,
-        offsetSeconds: result.song_time_s, score: result.score, threshold: result.threshold,
-        listenedSeconds: result.stream_time_s, runnerUps: result.runner_ups,
-    };
-}
-
-/** Ends the listen with the core's decision: 'match' or 'nomatch', with the core's figures. */
-function answer(decision) {
-    listening = false;
-    const message = decision.matched ? matchMessage(decision) : {
-        type: 'nomatch', session: sessionId, listenedSeconds: decision.stream_time_s,
-        score: decision.score, threshold: decision.threshold,
-    };
-    /** @type {Transferable[]} */ const transfer = [];
-    if (keepListenAudio) {
-        const samples = new Float32Array(listenAudio.reduce((n, piece) => n + piece.length, 0));
-        let at = 0;
-        for (const piece of listenAudio) {
-            samples.set(piece, at);
-            at += piece.length;
-        }
-        message.audio = { samples, sampleRateHz: modelRateHz };
-        transfer.push(samples.buffer);
+function relay(event) {
+    /** @type {any} */ let message;
+    if (event.type === 'match') {
+        message = {
+            type: 'match', session: sessionId, title: event.title, album: event.album, id: event.song,
+            offsetSeconds: event.song_time_s, score: event.score, threshold: event.threshold,
+            listenedSeconds: event.answer_s, returned: event.returned,
+        };
+    } else if (event.type === 'nomatch') {
+        message = { type: 'nomatch', session: sessionId, listenedSeconds: event.answer_s };
+    } else {
+        message = { type: event.type, session: sessionId, listenedSeconds: event.answer_s };
     }
-    listenAudio = [];
+    /** @type {Transferable[]} */ const transfer = [];
+    if (!listenParams.continuous && (event.type === 'match' || event.type === 'nomatch')) {
+        listening = false;
+        if (keepListenAudio) {
+            const samples = new Float32Array(listenAudio.reduce((n, piece) => n + piece.length, 0));
+            let at = 0;
+            for (const piece of listenAudio) {
+                samples.set(piece, at);
+                at += piece.length;
+            }
+            message.audio = { samples, sampleRateHz: modelRateHz };
+            transfer.push(samples.buffer);
+        }
+        listenAudio = [];
+    }
     post(message, transfer);
-}
-
-/** Continuous mode: relays each window the core matched, once per new song. */
-function relayNewSong(result) {
-    if (!result.matched || result.best.id === lastMatchId) return;
-    lastMatchId = result.best.id;
-    post(matchMessage(result));
 }
 
 function flushBacklog() {
@@ -286,16 +298,20 @@ self.onmessage = (event) => {
             break;
         case 'start':
             sessionId = message.session;
-            continuous = Boolean(message.continuous);
-            lastMatchId = '';
+            listenParams = {
+                live: true, max_listen_s: message.maxListenSeconds ?? 15, continuous: Boolean(message.continuous),
+            };
             listening = true;
-            listenedSamples = 0;
             listenAudio = [];
             backlog = [];
             backlogSamples = 0;
             resampler = null;
-            maxListenSamples = Math.round((message.maxListenSeconds ?? 15) * modelRateHz);
-            if (recognizerReady) engine.reset();
+            try {
+                if (indexUsable) prepareRecognizer();
+            } catch (error) {
+                listening = false;
+                postError(error);
+            }
             break;
         case 'stop':
             listening = false;
