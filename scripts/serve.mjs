@@ -62,12 +62,20 @@ export async function startServer(options) {
     const csp = contentSecurityPolicy(options.indexOrigin);
     /** @type {RequestRecord[]} */
     const log = [];
+    // setOffline(true) makes the server behave like a network that is down: every request is
+    // logged (status 0) and its connection dropped unanswered.
+    let offline = false;
 
     const server = http.createServer((req, res) => {
         let requestBodyBytes = 0;
         req.on('data', (chunk) => { requestBodyBytes += chunk.length; });
         req.on('end', async () => {
             const url = new URL(req.url ?? '/', 'http://localhost');
+            if (offline) {
+                log.push({ method: req.method ?? '', path: url.pathname, status: 0, requestBodyBytes, responseBytes: 0 });
+                req.socket.destroy();
+                return;
+            }
             const delay = faults.delayMs?.[url.pathname];
             if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
             const record = { method: req.method ?? '', path: url.pathname, status: 0, requestBodyBytes, responseBytes: 0 };
@@ -141,6 +149,8 @@ export async function startServer(options) {
         url: `http://${options.host ?? '127.0.0.1'}:${address.port}/`,
         server,
         log,
+        /** @param {boolean} value */
+        setOffline: (value) => { offline = value; },
         close: () => new Promise((resolve) => {
             server.closeAllConnections?.();
             server.close(() => resolve());
