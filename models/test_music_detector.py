@@ -106,7 +106,9 @@ class FeatureTest(unittest.TestCase):
         x = patches.astype(np.float64)
         mean = x.mean(1)
         want = np.concatenate([mean, np.sqrt(((x - mean[:, None]) ** 2).mean(1)),
-                               np.abs(np.diff(x, axis=1)).mean(1)], axis=1)
+                               np.abs(np.diff(x, axis=1)).mean(1),
+                               np.abs(np.diff(x, axis=2)).mean(1)], axis=1)
+        self.assertEqual(want.shape, (3, md.n_features()))
         got = md.features_numpy(patches)
         self.assertEqual(got.dtype, np.float32)
         np.testing.assert_allclose(got, want, atol=FEATURE_ABS_TOL, rtol=0)
@@ -128,8 +130,8 @@ class ExportTest(unittest.TestCase):
             want = net(torch.from_numpy(patches)).numpy()
         np.testing.assert_allclose(md.logits_reference(tensors, meta, patches), want,
                                    atol=LOGIT_ABS_TOL, rtol=1e-5)
-        self.assertEqual(meta["layer_sizes"], [192, 32, 16, 1])
-        self.assertEqual(meta["n_params"], 192 * 32 + 32 + 32 * 16 + 16 + 16 + 1)
+        self.assertEqual(meta["layer_sizes"], [255, 32, 16, 1])
+        self.assertEqual(meta["n_params"], 255 * 32 + 32 + 32 * 16 + 16 + 16 + 1)
         self.assertEqual(list(tensors), [
             "music_detector.feature_mean", "music_detector.feature_std",
             "music_detector.dense1.weight", "music_detector.dense1.bias",

@@ -10,11 +10,15 @@ re-run resumes where the last one stopped; everything is seeded (same arguments,
 Data (train set only): songs and noise files are split 80/20 into fit and held-out by a seeded
 hash of their id. Songs: --excerpts-per-song random excerpts each, decoded alone (seek, not the
 whole song), redrawn while their RMS is below -50 dBFS. Positives are music at -35..-10 dBFS;
-negatives are digital silence, room tone (-70..-55 dBFS), speech, city, ambience and
-speech-over-ambience at -45..-10 dBFS, plus synthetic noise (fit only). Both classes go through
-the same random microphone chain (synthetic room, band-pass, tilt, soft clip: augment.Degrader)
-so the chain is no cue; half of the positives have train noise added at 0..30 dB SNR and a
-fifth are played 2 % faster or slower.
+negatives are digital silence, room tone (-70..-55 dBFS), music as quiet as room tone
+(-75..-55 dBFS), speech, city, ambience and speech-over-ambience at -45..-10 dBFS, plus
+synthetic noise (fit only). Both classes go through the same random microphone chain
+(synthetic room, band-pass, tilt, soft clip: augment.Degrader) so the chain is no cue; half of
+the positives have train noise added at 0..30 dB SNR and a fifth are played 2 % faster or
+slower.
+
+The cache depends on the arguments (recorded in WORK/args.json; another set of arguments is
+refused) but not on the code: after changing how examples are made, delete WORK.
 """
 
 import argparse
@@ -53,25 +57,34 @@ CHAIN = dict(p_room=0.4, p_bandpass=0.5, p_tilt=0.5, p_clip=0.25)
 MUSIC_LEVEL = (-35.0, -10.0)
 NOISE_LEVEL = (-45.0, -10.0)
 ROOM_TONE_LEVEL = (-70.0, -55.0)
+QUIET_MUSIC_LEVEL = (-75.0, -55.0)  # music as quiet as room tone: a negative (see below)
 CLEAN = dict(p_room=0, p_bandpass=0, p_tilt=0, p_clip=0, p_noise=0)
 ROOM = dict(p_room=1, p_bandpass=1, p_tilt=1, p_clip=0.5, p_noise=1, snr_db_range=(10.0, 10.0))
-POSITIVE_CONDITIONS = {
-    # name: (Degrader arguments, share played at +-2 % speed)
-    "train": (dict(CHAIN, p_noise=0.5, snr_db_range=(0.0, 30.0)), 0.2),
-    "clean": (CLEAN, 0.0),
-    "noise5-30": (dict(CLEAN, p_noise=1, snr_db_range=(5.0, 30.0)), 0.0),
-    "noise0-5": (dict(CLEAN, p_noise=1, snr_db_range=(0.0, 5.0)), 0.0),
-    "room": (ROOM, 0.0),
-    "speed2-room": (ROOM, 1.0),
+TRAIN_CHAIN = dict(CHAIN, p_noise=0.5, snr_db_range=(0.0, 30.0))
+MUSIC_CONDITIONS = {
+    # name: (Degrader arguments, share played at +-2 % speed, level range in dBFS)
+    "train": (TRAIN_CHAIN, 0.2, MUSIC_LEVEL),
+    "clean": (CLEAN, 0.0, MUSIC_LEVEL),
+    "noise5-30": (dict(CLEAN, p_noise=1, snr_db_range=(5.0, 30.0)), 0.0, MUSIC_LEVEL),
+    "noise0-5": (dict(CLEAN, p_noise=1, snr_db_range=(0.0, 5.0)), 0.0, MUSIC_LEVEL),
+    "room": (ROOM, 0.0, MUSIC_LEVEL),
+    "speed2-room": (ROOM, 1.0, MUSIC_LEVEL),
+    "clean-50-40": (CLEAN, 0.0, (-50.0, -40.0)),  # quieter than trained: measured only
+    # Music at room-tone level is taught as NOT music: without it the network keys on spectral
+    # shape alone and passes some room tone (tonal city sounds, wind) whatever its level.
+    "quiet-music": (TRAIN_CHAIN, 0.2, QUIET_MUSIC_LEVEL),
 }
-NEGATIVE_KINDS = ("silence", "room-tone", "speech", "city", "ambience", "speech+ambience",
-                  "synthetic")
+NEGATIVE_KINDS = ("silence", "room-tone", "quiet-music", "speech", "city", "ambience",
+                  "speech+ambience", "synthetic")
 # Share of each kind among the fit negatives (synthetic noise widens the noise types).
-FIT_NEGATIVE_SHARE = {"silence": 0.10, "room-tone": 0.15, "speech": 0.25, "city": 0.10,
-                      "ambience": 0.15, "speech+ambience": 0.15, "synthetic": 0.10}
-HELD_OUT_NEGATIVES = ("silence", "room-tone", "speech", "city", "ambience", "speech+ambience")
+FIT_NEGATIVE_SHARE = {"silence": 0.10, "room-tone": 0.15, "quiet-music": 0.15, "speech": 0.25,
+                      "city": 0.10, "ambience": 0.10, "speech+ambience": 0.10, "synthetic": 0.05}
+HELD_OUT_NEGATIVES = ("silence", "room-tone", "quiet-music", "speech", "city", "ambience",
+                      "speech+ambience")
 CALIBRATION_CONDITIONS = ("clean", "noise5-30", "room")
-HELD_OUT_CONDITIONS = ("clean", "noise5-30", "noise0-5", "room", "speed2-room")
+HELD_OUT_CONDITIONS = ("clean", "noise5-30", "noise0-5", "room", "speed2-room", "clean-50-40")
+FIXTURE_SETS = ("held-out-clean", "held-out-speech")  # their first patch, plus the held-out
+# room patch nearest the threshold (where the probability is most sensitive)
 
 
 def log(message):
@@ -304,14 +317,18 @@ class PatchMaker:
             return self.frontend(torch.as_tensor(pcm, dtype=torch.float32)).numpy()
 
 
-def make_positives(songs, noise, condition, n_views, seed, degrader_seed, patches, batch=128):
-    """n_views patches per excerpt of `songs` under POSITIVE_CONDITIONS[condition]."""
-    chain, p_speed = POSITIVE_CONDITIONS[condition]
+def make_music(songs, noise, condition, n_views, seed, degrader_seed, patches, count=None,
+               batch=128):
+    """n_views patches per excerpt of `songs` under MUSIC_CONDITIONS[condition]; with `count`,
+    one patch each of `count` excerpts drawn without replacement."""
+    chain, p_speed, level = MUSIC_CONDITIONS[condition]
     degrader = Degrader(degrader_seed, PRE, SEG, n_rirs=128, rir_samples=RIR_SAMPLES,
-                        level_dbfs_range=MUSIC_LEVEL, **chain)
+                        level_dbfs_range=level, **chain)
     rng = rng_for(seed, "positives", condition)
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
     order = np.repeat(np.arange(len(songs["scale"])), n_views)
+    if count is not None:
+        order = np.sort(rng.choice(len(songs["scale"]), min(count, len(order)), replace=False))
     out = []
     for b0 in range(0, len(order), batch):
         idx = order[b0:b0 + batch]
@@ -364,24 +381,33 @@ def example_sets(args, work, songs, noise):
         sets[name] = np.load(path)
 
     # Fit split: training examples (rooms from seed+1), calibration draws (seed+2).
-    cached("fit-music", lambda: make_positives(songs["fit"], noise["fit"], "train", args.views,
-                                               args.seed, args.seed + 1, patches))
+    cached("fit-music", lambda: make_music(songs["fit"], noise["fit"], "train", args.views,
+                                           args.seed, args.seed + 1, patches))
     for kind in NEGATIVE_KINDS:
         n = int(round(n_fit_pos * args.negative_ratio * FIT_NEGATIVE_SHARE[kind]))
-        cached(f"fit-{kind}", lambda: make_negatives(noise["fit"], kind, n, args.seed,
-                                                     args.seed + 1, patches))
+        if kind == "quiet-music":
+            cached(f"fit-{kind}", lambda: make_music(songs["fit"], noise["fit"], kind, 1,
+                                                     args.seed, args.seed + 1, patches, count=n))
+        else:
+            cached(f"fit-{kind}", lambda: make_negatives(noise["fit"], kind, n, args.seed,
+                                                         args.seed + 1, patches))
     for cond in CALIBRATION_CONDITIONS:
-        cached(f"calibrate-{cond}", lambda: make_positives(
+        cached(f"calibrate-{cond}", lambda: make_music(
             songs["fit"], noise["fit"], cond, 1, args.seed + 2, args.seed + 2, patches))
     # Held-out split: other songs, other noise files, other rooms (seed+3).
     for cond in HELD_OUT_CONDITIONS:
-        cached(f"held-out-{cond}", lambda: make_positives(
+        cached(f"held-out-{cond}", lambda: make_music(
             songs["held-out"], noise["held-out"], cond, 1, args.seed + 3, args.seed + 3,
             patches))
     for kind in HELD_OUT_NEGATIVES:
-        cached(f"held-out-{kind}", lambda: make_negatives(
-            noise["held-out"], kind, args.held_out_negatives, args.seed + 3, args.seed + 3,
-            patches))
+        if kind == "quiet-music":
+            cached(f"held-out-{kind}", lambda: make_music(
+                songs["held-out"], noise["held-out"], kind, 1, args.seed + 3, args.seed + 3,
+                patches, count=args.held_out_negatives))
+        else:
+            cached(f"held-out-{kind}", lambda: make_negatives(
+                noise["held-out"], kind, args.held_out_negatives, args.seed + 3,
+                args.seed + 3, patches))
     return sets
 
 
@@ -516,14 +542,27 @@ def main():
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--weight-decay", type=float, default=1e-4)
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
     ap.add_argument("--recall", type=float, default=0.99,
                     help="music recall the threshold keeps on the fit split")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fixture", help="also write the C++ test fixture (tests/data/"
+                    "music_detector_golden.mdet): the detector, the first held-out patch of "
+                    + " and ".join(FIXTURE_SETS) + " and the held-out room patch nearest the "
+                    "threshold")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
+    recorded = os.path.join(args.work, "args.json")
+    if os.path.exists(recorded):
+        with open(recorded) as f:
+            if json.load(f) != train_args(args):
+                raise SystemExit(f"{args.work} holds a run with other arguments "
+                                 f"({recorded}); delete it or use another --work")
+    else:
+        with open(recorded, "w") as f:
+            json.dump(train_args(args), f)
     songs = prepare_songs(args, args.work)
     noise = prepare_noise(args, args.work)
     sets = example_sets(args, args.work, songs, noise)
@@ -537,6 +576,13 @@ def main():
     meta = md.export_meta(net, threshold, held_out, training)
     md.write_npz_json(args.out, md.export_tensors(net), meta)
     log(f"wrote {args.out}.npz and .json: {md.describe(meta)}")
+    if args.fixture:
+        room = sets["held-out-room"]
+        borderline = room[np.argmin(np.abs(probabilities(net, room) - threshold))]
+        patches = np.stack([sets[name][0] for name in FIXTURE_SETS] + [borderline])
+        with open(args.fixture, "wb") as f:
+            f.write(md.fixture_bytes(md.export_tensors(net), meta, patches))
+        log(f"wrote {args.fixture}")
 
 
 if __name__ == "__main__":

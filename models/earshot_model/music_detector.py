@@ -5,16 +5,18 @@ Input: the patch the embedder sees, [context_frames, n_mels] natural-log mel pow
 (frontend.logmel_numpy), taken BEFORE the embedder's patch-mean normalisation so that the
 absolute level is visible (digital silence is ln(1e-6) = -13.8 in every band).
 
-Features (kind "band_mean_std_absdiff"), per mel band b over the T frames, in float32:
-    mean_b    = sum_t x[t, b] / T
+Features (kind "band_mean_std_tdiff_fdiff"), over the T frames of the patch, in float32:
+    mean_b    = sum_t x[t, b] / T                                  b = 0..M-1
     std_b     = sqrt(sum_t (x[t, b] - mean_b)^2 / T)             (population, two passes)
-    absdiff_b = sum_{t>0} |x[t, b] - x[t-1, b]| / (T - 1)
-laid out [mean_0..mean_{M-1}, std_0.., absdiff_0..] (3 M values), standardised with stored
-per-feature mean and std, then dense layers with ReLU between them and one output logit;
-probability = sigmoid(logit). The same arithmetic is core/music_detector.cc.
+    tdiff_b   = sum_{t>0} |x[t, b] - x[t-1, b]| / (T - 1)          (change over time)
+    fdiff_b   = sum_t |x[t, b+1] - x[t, b]| / T                    b = 0..M-2 (spectral contrast)
+laid out [mean_0..mean_{M-1}, std_.., tdiff_.., fdiff_0..fdiff_{M-2}] (4 M - 1 values), sums in
+frame order; standardised with stored per-feature mean and std, then dense layers with ReLU
+between them and one output logit; probability = sigmoid(logit). The same arithmetic is
+core/music_detector.cc.
 
-Tensors (float32, names as in a model file): music_detector.feature_mean [3M],
-music_detector.feature_std [3M], music_detector.dense{i}.weight [out, in] and .bias [out] for
+Tensors (float32, names as in a model file): music_detector.feature_mean [4M-1],
+music_detector.feature_std [4M-1], music_detector.dense{i}.weight [out, in] and .bias [out] for
 i = 1..n_layers.
 """
 
@@ -29,8 +31,7 @@ from . import container, frontend
 
 FORMAT = "earshot-music-detector"
 FORMAT_VERSION = 1
-FEATURE_KIND = "band_mean_std_absdiff"
-FEATURES_PER_BAND = 3
+FEATURE_KIND = "band_mean_std_tdiff_fdiff"
 CONTEXT_FRAMES = 62
 N_MELS = 64
 DEFAULT_HIDDEN = (32, 16)
@@ -39,31 +40,34 @@ CONTAINER_KIND = "MDET"  # a standalone detector file; in a model file the secti
 
 
 def n_features(n_mels=N_MELS):
-    return FEATURES_PER_BAND * n_mels
+    return 4 * n_mels - 1
 
 
 def features_numpy(patches):
-    """[..., T, M] float32 log-mel -> [..., 3M] float32 features (see the module docstring)."""
+    """[..., T, M] float32 log-mel -> [..., 4M-1] float32 features (module docstring). numpy
+    sums along the frame axis in frame order, as the core does."""
     x = np.asarray(patches, dtype=np.float32)
     t = x.shape[-2]
     mean = x.sum(axis=-2, dtype=np.float32) / np.float32(t)
     centred = x - mean[..., None, :]
     std = np.sqrt((centred * centred).sum(axis=-2, dtype=np.float32) / np.float32(t))
-    absdiff = np.abs(np.diff(x, axis=-2)).sum(axis=-2, dtype=np.float32) / np.float32(t - 1)
-    return np.concatenate([mean, std, absdiff], axis=-1).astype(np.float32)
+    tdiff = np.abs(np.diff(x, axis=-2)).sum(axis=-2, dtype=np.float32) / np.float32(t - 1)
+    fdiff = np.abs(np.diff(x, axis=-1)).sum(axis=-2, dtype=np.float32) / np.float32(t)
+    return np.concatenate([mean, std, tdiff, fdiff], axis=-1).astype(np.float32)
 
 
 def features_torch(patches):
-    """[B, T, M] float32 tensor -> [B, 3M], the same formulas as features_numpy."""
+    """[B, T, M] float32 tensor -> [B, 4M-1], the same formulas as features_numpy."""
     t = patches.shape[-2]
     mean = patches.sum(-2) / t
     std = (patches - mean[..., None, :]).square().sum(-2).div(t).sqrt()
-    absdiff = (patches[..., 1:, :] - patches[..., :-1, :]).abs().sum(-2) / (t - 1)
-    return torch.cat([mean, std, absdiff], -1)
+    tdiff = (patches[..., 1:, :] - patches[..., :-1, :]).abs().sum(-2) / (t - 1)
+    fdiff = (patches[..., :, 1:] - patches[..., :, :-1]).abs().sum(-2) / t
+    return torch.cat([mean, std, tdiff, fdiff], -1)
 
 
 class MusicDetectorNet(nn.Module):
-    """Patches [B, T, M] (or features [B, 3M] via forward_features) -> logits [B]."""
+    """Patches [B, T, M] (or features [B, 4M-1] via forward_features) -> logits [B]."""
 
     def __init__(self, n_mels=N_MELS, hidden=DEFAULT_HIDDEN, context_frames=CONTEXT_FRAMES):
         super().__init__()
@@ -79,7 +83,7 @@ class MusicDetectorNet(nn.Module):
         return [n_features(self.n_mels), *self.hidden, 1]
 
     def set_standardisation(self, features):
-        """Per-feature mean and std of a [N, 3M] training sample (std floored at 1e-3)."""
+        """Per-feature mean and std of a [N, 4M-1] training sample (std floored at 1e-3)."""
         f = torch.as_tensor(features, dtype=torch.float64)
         self.feature_mean.copy_(f.mean(0).float())
         self.feature_std.copy_(f.std(0, unbiased=False).clamp_min(1e-3).float())
@@ -138,7 +142,7 @@ def check_tensors(tensors, meta):
     if meta.get("feature_kind") != FEATURE_KIND:
         raise ValueError(f"feature_kind {meta.get('feature_kind')!r}, expected {FEATURE_KIND!r}")
     if sizes[0] != n_features(meta["n_mels"]) or sizes[-1] != 1:
-        raise ValueError(f"layer_sizes {sizes} must run from 3*n_mels to 1")
+        raise ValueError(f"layer_sizes {sizes} must run from 4*n_mels-1 to 1")
     expected = {PREFIX + "feature_mean": (sizes[0],), PREFIX + "feature_std": (sizes[0],)}
     for i in range(1, len(sizes)):
         expected[f"{PREFIX}dense{i}.weight"] = (sizes[i], sizes[i - 1])
@@ -228,10 +232,10 @@ def fixture_bytes(tensors, meta, patches):
 
 
 def n_macs(meta):
-    """Multiply-adds per patch: features (about 4 per log-mel value) and the dense layers."""
+    """Multiply-adds per patch: features (about 6 per log-mel value) and the dense layers."""
     sizes = meta["layer_sizes"]
     dense = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    return 4 * meta["context_frames"] * meta["n_mels"] + dense
+    return 6 * meta["context_frames"] * meta["n_mels"] + dense
 
 
 def describe(meta):
