@@ -42,16 +42,16 @@ Status validate(const MusicDetectorParams& p) {
     }
     const size_t n_features = feature_count(p.n_mels);
     if (p.feature_mean.size() != n_features || p.feature_std.size() != n_features) {
-        return bad("feature_mean and feature_std need 4 * n_mels - 1 = " +
-                   std::to_string(n_features) +
-                   " values each, got " + std::to_string(p.feature_mean.size()) + " and " +
-                   std::to_string(p.feature_std.size()));
+        return bad(
+            "feature_mean and feature_std need 4 * n_mels - 1 = " + std::to_string(n_features) +
+            " values each, got " + std::to_string(p.feature_mean.size()) + " and " +
+            std::to_string(p.feature_std.size()));
     }
     if (!all_finite(p.feature_mean)) return bad("feature_mean holds a non-finite value");
     for (size_t i = 0; i < n_features; ++i) {
         if (!std::isfinite(p.feature_std[i]) || !(p.feature_std[i] > 0.0f)) {
-            return bad("feature_std[" + std::to_string(i) + "] = " +
-                       std::to_string(p.feature_std[i]) + " must be finite and > 0");
+            return bad("feature_std[" + std::to_string(i) +
+                       "] = " + std::to_string(p.feature_std[i]) + " must be finite and > 0");
         }
     }
     if (p.layers.empty() || p.layers.size() > size_t(kMaxLayers)) {
@@ -72,9 +72,9 @@ Status validate(const MusicDetectorParams& p) {
                        std::to_string(kMaxWidth));
         }
         if (layer.weight.size() != size_t(layer.out) * layer.in) {
-            return bad(name + " weight has " + std::to_string(layer.weight.size()) +
-                       " values, expected out * in = " +
-                       std::to_string(size_t(layer.out) * layer.in));
+            return bad(
+                name + " weight has " + std::to_string(layer.weight.size()) +
+                " values, expected out * in = " + std::to_string(size_t(layer.out) * layer.in));
         }
         if (layer.bias.size() != size_t(layer.out)) {
             return bad(name + " bias has " + std::to_string(layer.bias.size()) +
@@ -141,8 +141,7 @@ Result<MusicDetectorParams> music_detector_params_from_container(const Container
                              ", this build computes \"" + kFeatureKind + "\"");
     }
     MusicDetectorParams p;
-    if (Status s = json_read_int(meta, "context_frames", 2, kMaxFrames, where,
-                                 &p.context_frames);
+    if (Status s = json_read_int(meta, "context_frames", 2, kMaxFrames, where, &p.context_frames);
         !s) {
         return s;
     }
@@ -164,9 +163,8 @@ Result<MusicDetectorParams> music_detector_params_from_container(const Container
     }
     const uint32_t n_features = uint32_t(feature_count(p.n_mels));
     if (widths.front() != int(n_features)) {
-        return Status::error(where + ": layer_sizes starts with " +
-                             std::to_string(widths.front()) + ", expected 4 * n_mels - 1 = " +
-                             std::to_string(n_features));
+        return Status::error(where + ": layer_sizes starts with " + std::to_string(widths.front()) +
+                             ", expected 4 * n_mels - 1 = " + std::to_string(n_features));
     }
     if (Status s = read_f32(view, "feature_mean", {n_features}, &p.feature_mean); !s) return s;
     if (Status s = read_f32(view, "feature_std", {n_features}, &p.feature_std); !s) return s;

@@ -2,7 +2,8 @@
 """Trains the music detector (earshot_model/music_detector.py) on the train set, picks its
 threshold on the fit split and measures it on the held-out split.
 
-    /usr/bin/python3 models/train_music_detector.py --corpus CORPUS/train --out models/music-detector-v1
+    /usr/bin/python3 models/train_music_detector.py --corpus CORPUS/train \
+        --out models/music-detector-v1
 
 Every stage caches its result under --work (default models/checkpoints/music-detector/) and a
 re-run resumes where the last one stopped; everything is seeded (same arguments, same files).
