@@ -338,6 +338,18 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         return fail(what, "the network produces " + std::to_string(c) +
                               " values but embedding_dim is " + std::to_string(info.embedding_dim));
     }
+    if (meta.contains("music_detector")) {
+        Result<MusicDetectorParams> detector = music_detector_params_from_container(view);
+        if (!detector) return fail(what, detector.message());
+        if (detector->context_frames != info.context_frames ||
+            detector->n_mels != info.frontend.n_mels)
+            return fail(what, "the music detector's patch shape differs from the network's");
+        if (Result<std::unique_ptr<MusicDetector>> check = MusicDetector::create(*detector); !check)
+            return fail(what, check.message());
+        for (const Section& s : view.sections)
+            if (s.name.rfind("music_detector.", 0) == 0) used_sections.insert(s.name);
+        model->music_detector_ = std::move(detector.value());
+    }
     for (const Section& s : view.sections) {
         if (!used_sections.count(s.name)) {
             return fail(what, "unexpected section '" + s.name + "' (no layer uses it)");

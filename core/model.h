@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/frontend.h"
+#include "core/music_detector.h"
 #include "core/status.h"
 
 namespace earshot {
@@ -73,10 +75,16 @@ public:
                                                      const std::string& what);
     const ModelInfo& info() const { return info_; }
     const std::vector<Layer>& layers() const { return layers_; }
+    // The music detector the file carries (metadata "music_detector" and its sections, read by
+    // core/music_detector.h), or nullptr.
+    const MusicDetectorParams* music_detector() const {
+        return music_detector_ ? &*music_detector_ : nullptr;
+    }
 
 private:
     ModelInfo info_;
     std::vector<Layer> layers_;
+    std::optional<MusicDetectorParams> music_detector_;
 };
 
 }  // namespace earshot

@@ -117,6 +117,12 @@ Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Mod
     r->window_ids_.assign(size_t(p.max_query_embeddings), 0);
     r->embedding_hop_.assign(size_t(p.max_query_embeddings), 0);
     r->decider_ = ListenDecider(p.listen);
+    if (p.live && r->model_->music_detector()) {
+        Result<std::unique_ptr<MusicDetector>> detector =
+            MusicDetector::create(*r->model_->music_detector());
+        if (!detector) return Status::error("Recognizer::create: " + detector.message());
+        r->music_detector_ = std::move(detector.value());
+    }
     r->events_.reserve(16);
     return r;
 }
@@ -166,11 +172,12 @@ Status Recognizer::on_frame() {
     return on_patch();
 }
 
-bool Recognizer::patch_holds_music() const {
+bool Recognizer::patch_holds_music() {
     const size_t n = size_t(context_frames_) * n_mels_;
     double sum = 0.0;
     for (size_t i = 0; i < n; ++i) sum += patch_[i];
-    return sum / double(n) >= double(kSilentPatchLogMel);
+    if (sum / double(n) < double(kSilentPatchLogMel)) return false;
+    return !music_detector_ || music_detector_->is_music(patch_.data());
 }
 
 void Recognizer::emit(const ListenEvent& event) {

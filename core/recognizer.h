@@ -22,6 +22,7 @@
 #include "core/listen.h"
 #include "core/matcher.h"
 #include "core/model.h"
+#include "core/music_detector.h"
 #include "core/status.h"
 
 namespace earshot {
@@ -37,7 +38,8 @@ struct RecognizerParams {
     MatchParams match;
     // The live listen (core/listen.h). Off (the offline clip mode): every patch is embedded and
     // finish() takes one decision on the clip. On: a music gate runs before the network (only
-    // patches that hold music are embedded; the window restarts when the music does), the
+    // patches that hold music are embedded: not near-silent, and music to the model's music
+    // detector when it carries one; the window restarts when the music does), the
     // listen rule decides over every look and reports ListenEvents (poll_event()).
     bool live = false;
     ListenParams listen;
@@ -129,7 +131,7 @@ private:
     Status on_patch();
     Status on_embedding();
     Status run_match();
-    bool patch_holds_music() const;
+    bool patch_holds_music();
     void emit(const ListenEvent& event);
 
     std::shared_ptr<const Model> model_;
@@ -162,6 +164,7 @@ private:
     bool has_new_ = false;
 
     // Live mode.
+    std::unique_ptr<MusicDetector> music_detector_;  // the model's, when it carries one
     ListenDecider decider_{ListenParams()};
     bool gate_open_ = false;
     int hops_without_music_ = 0;

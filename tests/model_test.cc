@@ -436,3 +436,35 @@ TEST(ModelRandomInit, LoadsWithV1Architecture) {
 
 }  // namespace
 }  // namespace earshot
+
+namespace earshot {
+namespace {
+
+// The shipped model carries its music detector (the live listen's gate) and the listen rule.
+TEST(ModelLoad, ShippedModelCarriesTheMusicDetectorAndListenRule) {
+    const std::string path = std::string(EARSHOT_MODELS_DIR) + "/earshot-v1.emod";
+    const std::vector<uint8_t> bytes = test::read_file(path);
+    auto model = Model::load(bytes.data(), bytes.size(), path);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    const MusicDetectorParams* detector = (*model)->music_detector();
+    ASSERT_NE(detector, nullptr);
+    EXPECT_EQ(detector->context_frames, (*model)->info().context_frames);
+    EXPECT_EQ(detector->n_mels, (*model)->info().frontend.n_mels);
+    auto created = MusicDetector::create(*detector);
+    ASSERT_TRUE(created.is_ok()) << created.message();
+    EXPECT_LT((*created)->n_params(), 10000u);  // tiny, as Now Playing's
+    EXPECT_TRUE((*model)->info().meta.contains("listen_threshold_by_n"));
+    // A patch of digital silence is not music.
+    std::vector<float> silence(size_t(detector->context_frames) * detector->n_mels,
+                               std::log(1e-6f));
+    EXPECT_FALSE((*created)->is_music(silence.data()));
+}
+
+TEST(ModelLoad, ModelsWithoutADetectorHaveNone) {
+    auto model = test::load_random_init();
+    ASSERT_NE(model, nullptr);
+    EXPECT_EQ(model->music_detector(), nullptr);
+}
+
+}  // namespace
+}  // namespace earshot
