@@ -42,6 +42,16 @@ Status check_listen_params(const ListenParams& params) {
     return Status::ok();
 }
 
+namespace {
+// An event that names no song: nomatch, music-stopped.
+ListenEvent bare_event(ListenEvent::Type type, double stream_time_s) {
+    ListenEvent e;
+    e.type = type;
+    e.stream_time_s = stream_time_s;
+    return e;
+}
+}  // namespace
+
 const char* listen_event_name(ListenEvent::Type type) {
     switch (type) {
         case ListenEvent::Type::kMatch: return "match";
@@ -100,11 +110,7 @@ bool ListenDecider::on_music_stopped(double stream_time_s, ListenEvent* event) {
     streak_ = 0;
     if (done_ || !params_.continuous || !has_current_) return false;
     has_current_ = false;
-    if (event) {
-        *event = ListenEvent();
-        event->type = ListenEvent::Type::kMusicStopped;
-        event->stream_time_s = stream_time_s;
-    }
+    if (event) *event = bare_event(ListenEvent::Type::kMusicStopped, stream_time_s);
     return true;
 }
 
@@ -112,23 +118,13 @@ bool ListenDecider::on_audio(double stream_time_s, ListenEvent* event) {
     if (done_ || params_.continuous || params_.max_listen_s <= 0.0 ||
         stream_time_s < params_.max_listen_s)
         return false;
-    done_ = true;
-    if (event) {
-        *event = ListenEvent();
-        event->type = ListenEvent::Type::kNoMatch;
-        event->stream_time_s = stream_time_s;
-    }
-    return true;
+    return on_end(stream_time_s, event);
 }
 
 bool ListenDecider::on_end(double stream_time_s, ListenEvent* event) {
     if (done_ || params_.continuous) return false;
     done_ = true;
-    if (event) {
-        *event = ListenEvent();
-        event->type = ListenEvent::Type::kNoMatch;
-        event->stream_time_s = stream_time_s;
-    }
+    if (event) *event = bare_event(ListenEvent::Type::kNoMatch, stream_time_s);
     return true;
 }
 
