@@ -8,7 +8,6 @@ Run: /usr/bin/python3 -m unittest discover -s models -p 'test_music_detector.py'
 
 import argparse
 import os
-import sys
 import tempfile
 import unittest
 
@@ -16,11 +15,9 @@ import numpy as np
 import soundfile
 import torch
 
-MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, MODELS_DIR)
-from earshot_model import container, frontend  # noqa: E402
-from earshot_model import music_detector as md  # noqa: E402
-import train_music_detector as tmd  # noqa: E402
+from models import train_music_detector as tmd
+from models.earshot_model import container, frontend
+from models.earshot_model import music_detector as md
 
 RATE = 16000
 # float32 features (sequential sums over 62 frames of values up to ~|15|) vs float64: measured

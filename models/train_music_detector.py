@@ -2,7 +2,7 @@
 """Trains the music detector (earshot_model/music_detector.py) on the train set, picks its
 threshold on the fit split and measures it on the held-out split.
 
-    /usr/bin/python3 models/train_music_detector.py --corpus CORPUS/train \
+    /usr/bin/python3 -m models.train_music_detector --corpus CORPUS/train \
         --out models/music-detector-v1
 
 Every stage caches its result under --work (default models/checkpoints/music-detector/) and a
@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -35,11 +34,11 @@ import soundfile
 import torch
 from scipy.signal import resample_poly
 
+from models.earshot_model import data, frontend
+from models.earshot_model import music_detector as md
+from models.earshot_model.augment import Degrader, synthetic_noise
+
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, MODELS_DIR)
-from earshot_model import data, frontend  # noqa: E402
-from earshot_model import music_detector as md  # noqa: E402
-from earshot_model.augment import Degrader, synthetic_noise  # noqa: E402
 
 RATE_HZ = 16000
 SEG = frontend.DEFAULT_PARAMS["n_fft"] + (md.CONTEXT_FRAMES - 1) * \
