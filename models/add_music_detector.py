@@ -8,12 +8,12 @@ with the new gate (models.calibrate_listen, docs/EVALUATION.md "Listens").
         --detector models/music-detector-v1
 """
 import argparse
-import os
 
 import numpy as np
 
 from models.earshot_model import music_detector as md
-from models.earshot_model.container import read_container, write_container
+from models.earshot_model.container import read_container
+from models.earshot_model.model_file import rewrite_model_file
 
 
 def main():
@@ -29,10 +29,7 @@ def main():
     sections = [(k, v) for k, v in model.sections.items() if not k.startswith("music_detector.")]
     sections += [(k, np.asarray(v, dtype=np.float32)) for k, v in tensors.items()]
     model.meta["music_detector"] = meta
-    tmp = args.model + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(write_container("MODL", model.meta, sections))
-    os.replace(tmp, args.model)
+    rewrite_model_file(args.model, model.meta, sections)
     print(f"wrote the music detector ({sum(v.size for v in tensors.values())} parameters) "
           f"into {args.model}")
 

@@ -30,7 +30,8 @@ import os
 import statistics
 import sys
 
-from models.earshot_model.container import read_container, write_container
+from models.earshot_model.container import read_container
+from models.earshot_model.model_file import rewrite_model_file
 
 
 def load_clips(truth_paths, trace_paths):
@@ -164,11 +165,7 @@ def main():
             "family": "clip_threshold(n) + a + b * (1/sqrt(n) - 1/sqrt(n_max))",
             "a": a, "b": b, "train": s,
         }
-        data = write_container("MODL", meta, list(model.sections.items()))
-        tmp = args.model + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, args.model)
+        rewrite_model_file(args.model, meta, list(model.sections.items()))
         print(f"wrote listen_threshold_by_n ({len(table)} values) into {args.model}")
 
 

@@ -45,7 +45,8 @@ import math
 import os
 import sys
 
-from models.earshot_model.container import read_container, write_container
+from models.earshot_model.container import read_container
+from models.earshot_model.model_file import rewrite_model_file
 
 
 DEFAULT_VARIANTS = [
@@ -244,12 +245,7 @@ def main():
         meta.pop("threshold_scale", None)
         meta["threshold_calibration"] = calibration
         what = "threshold_by_n"
-    sections = list(model.sections.items())
-    data = write_container("MODL", meta, sections)
-    tmp = args.model + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, args.model)
+    rewrite_model_file(args.model, meta, list(model.sections.items()))
     print(f"wrote {what} ({len(table)} values) into {args.model}")
 
 

@@ -1,6 +1,8 @@
 """Model file (.emod) assembly: metadata of docs/DESIGN.md section 4 + exported tensors, and the
 checks an export must pass."""
 
+import os
+
 import numpy as np
 import torch
 
@@ -16,6 +18,16 @@ WEIGHT_DTYPES = {"f16": np.float16, "f32": np.float32}
 # default). 32 bytes keep more short in-catalog queries than 16 at the same false-positive
 # rate; 64 keep no more than 32 (docs/EXPERIMENTS.md).
 DEFAULT_INDEX_PQ_M = 32
+
+
+def rewrite_model_file(path, meta, sections):
+    """Replaces the model file at `path` by one with `meta` and `sections` ([(name, array)]),
+    atomically (a temporary file renamed over it): the calibration tools edit the shipped file
+    in place. The model hash changes, so indexes must be rebuilt."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(container.write_container("MODL", meta, sections))
+    os.replace(tmp, path)
 
 
 def model_meta(net, name, hop_frames=frontend.DEFAULT_GEOMETRY["hop_frames"], description=None,
