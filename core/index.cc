@@ -226,11 +226,32 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     const int pq_m = quantizer_.pq_m;
     auto offsets_section = view.require("song_offsets", DType::kU32, {uint32_t(n_songs + 1)});
     if (!offsets_section) return offsets_section.status();
+    // Optional: windows not stored (silence, not music), as sorted, disjoint [start, length]
+    // runs within [0, n_frames); list_ids and pq_codes then hold the stored windows only.
+    std::vector<uint8_t> stored(n_embeddings, 1);
+    size_t n_stored = n_embeddings;
+    if (const Section* runs = view.find("absent_runs")) {
+        if (runs->dtype != DType::kU32 || runs->shape.size() != 2 || runs->shape[1] != 2)
+            return Status::error(what + ": absent_runs must be u32 [n_runs, 2]");
+        uint64_t end_of_last = 0;
+        for (size_t r = 0; r < runs->shape[0]; ++r) {
+            uint32_t run[2];
+            std::memcpy(run, runs->data + r * sizeof(run), sizeof(run));
+            if (run[1] == 0 || run[0] < end_of_last || uint64_t(run[0]) + run[1] > n_embeddings)
+                return Status::error(what + ": absent run " + std::to_string(r) + " [" +
+                                     std::to_string(run[0]) + ", +" + std::to_string(run[1]) +
+                                     ") is empty, overlaps the previous one or ends after n_frames " +
+                                     std::to_string(n_embeddings));
+            end_of_last = uint64_t(run[0]) + run[1];
+            std::fill(stored.begin() + run[0], stored.begin() + run[0] + run[1], uint8_t(0));
+            n_stored -= run[1];
+        }
+    }
     auto ids_section =
-        view.require("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_embeddings)});
+        view.require("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)});
     if (!ids_section) return ids_section.status();
     auto codes_section =
-        view.require("pq_codes", DType::kU8, {uint32_t(n_embeddings), uint32_t(pq_m)});
+        view.require("pq_codes", DType::kU8, {uint32_t(n_stored), uint32_t(pq_m)});
     if (!codes_section) return codes_section.status();
 
     // Payloads may be unaligned in the caller's buffer: read through memcpy.
@@ -243,16 +264,16 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     for (size_t i = 0; i < n_songs; ++i)
         if (offsets[i + 1] < offsets[i])
             return Status::error(what + ": song_offsets decrease at song " + std::to_string(i));
-    std::vector<uint16_t> ids(n_embeddings);
+    std::vector<uint16_t> ids(n_stored);
     const uint8_t* id_data = ids_section.value()->data;
-    for (size_t e = 0; e < n_embeddings; ++e) {
+    for (size_t e = 0; e < n_stored; ++e) {
         if (wide_ids) {
             std::memcpy(&ids[e], id_data + 2 * e, 2);
         } else {
             ids[e] = id_data[e];
         }
         if (ids[e] >= quantizer_.n_lists)
-            return Status::error(what + ": list id " + std::to_string(ids[e]) + " at embedding " +
+            return Status::error(what + ": list id " + std::to_string(ids[e]) + " at stored embedding " +
                                  std::to_string(e) + " >= n_lists " +
                                  std::to_string(quantizer_.n_lists));
     }
@@ -268,13 +289,20 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     const uint8_t* codes = codes_section.value()->data;
     embedding_list_.reserve(embedding_list_.size() + n_embeddings);
     embedding_pos_.reserve(embedding_pos_.size() + n_embeddings);
-    for (size_t e = 0; e < n_embeddings; ++e) {
-        InvertedList& list = lists_[ids[e]];
-        embedding_list_.push_back(ids[e]);
+    for (size_t e = 0, k = 0; e < n_embeddings; ++e) {
+        if (!stored[e]) {
+            embedding_list_.push_back(0);
+            embedding_pos_.push_back(kNotStored);
+            continue;
+        }
+        InvertedList& list = lists_[ids[k]];
+        embedding_list_.push_back(ids[k]);
         embedding_pos_.push_back(uint32_t(list.embedding_ids.size()));
         list.embedding_ids.push_back(base + uint32_t(e));
-        list.codes.insert(list.codes.end(), codes + e * pq_m, codes + (e + 1) * pq_m);
+        list.codes.insert(list.codes.end(), codes + k * pq_m, codes + (k + 1) * pq_m);
+        ++k;
     }
+    n_stored_ += n_stored;
     shards_loaded_.push_back(int(shard));
     return Status::ok();
 }

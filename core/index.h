@@ -11,9 +11,12 @@
 //
 // Files: manifest.json (JSON), quantizer.eq (container kind "QUAN": coarse_centroids f32
 // [n_lists, dim], pq_codebooks f32 [pq_m, 256, sub_dim]), shard-NNNNN.es (container kind "SHRD":
-// song_offsets u32 [n_songs + 1], list_ids u8 or u16 [n], pq_codes u8 [n, pq_m], n stored
-// embeddings). The format's count keys say "frames" for stored embeddings (shard metadata
-// "n_frames", manifest shard entries "frames"); they keep those names so existing indexes load.
+// song_offsets u32 [n_songs + 1] over the songs' windows (one per hop), list_ids u8 or u16 [n],
+// pq_codes u8 [n, pq_m] for the n stored windows, and, when some windows are not stored
+// (near-silent or not music: core/embed_signal.h), absent_runs u32 [n_runs, 2] of sorted,
+// disjoint [first window, count] runs; then n = windows - absent). The format's count keys say
+// "frames" for windows (shard metadata "n_frames", manifest shard entries "frames"); they keep
+// those names so existing indexes load.
 //
 // "sha256" in the manifest and "quantizer_sha256" in shard metadata are the SHA-256 of the whole
 // file, lowercase hex (what sha256sum prints; the web loader checks downloads with it). The model
@@ -66,13 +69,15 @@ public:
     size_t n_songs() const { return songs_.size(); }
     const SongInfo& song(size_t song_index) const { return songs_[song_index].info; }
     size_t song_n_embeddings(size_t song_index) const { return songs_[song_index].n_embeddings; }
-    size_t n_embeddings() const { return embedding_list_.size(); }  // over all loaded songs
+    // Windows of all loaded songs (global ids), stored or not; stored ones: n_stored().
+    size_t n_embeddings() const { return embedding_list_.size(); }
+    size_t n_stored() const { return n_stored_; }
     size_t n_shards_loaded() const { return shards_loaded_.size(); }
     // Shards listed by the manifest (0 when no manifest was loaded).
     size_t n_shards_expected() const { return manifest_shards_.size(); }
 
-    // Storage for the matcher. Stored embeddings have global ids 0 .. n_embeddings() - 1 in the
-    // order they were added: global id g is embedding g - song_first_embedding(s) of song
+    // Storage for the matcher. Windows have global ids 0 .. n_embeddings() - 1 in the
+    // order they were added: global id g is window g - song_first_embedding(s) of song
     // s = song_of_embedding(g), at song time (g - song_first_embedding(s)) * hop_s().
     struct InvertedList {
         std::vector<uint32_t> embedding_ids;  // global embedding ids
@@ -82,6 +87,11 @@ public:
     size_t song_of_embedding(uint32_t global_id) const;
     uint32_t song_first_embedding(size_t song_index) const {
         return songs_[song_index].first_embedding;
+    }
+    // A window the builder did not store (silence, not music: shard section absent_runs) has
+    // no list and no codes; the matcher scores it like a position outside the song.
+    bool embedding_stored(uint32_t global_id) const {
+        return embedding_pos_[global_id] != kNotStored;
     }
     int embedding_list(uint32_t global_id) const { return embedding_list_[global_id]; }
     const uint8_t* embedding_codes(uint32_t global_id) const {
@@ -118,6 +128,8 @@ private:
     std::vector<uint32_t> song_starts_;     // first_embedding per song, ascending
     std::vector<uint16_t> embedding_list_;  // per global id: its list
     std::vector<uint32_t> embedding_pos_;   // per global id: its position in the list
+    static constexpr uint32_t kNotStored = UINT32_MAX;
+    size_t n_stored_ = 0;
     std::vector<InvertedList> lists_;       // [n_lists]
 };
 

@@ -93,6 +93,7 @@ IndexBuilder::PendingSong IndexBuilder::make_pending_song(const SongInfo& song,
     pending.info.duration_s =
         std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
     pending.n_embeddings = n_embeddings;
+    pending.n_stored = n_embeddings;
     return pending;
 }
 
@@ -105,21 +106,33 @@ Result<IndexBuilder> IndexBuilder::create(const ModelInfo& model, const IndexBui
 IndexBuilder::IndexBuilder(const ModelInfo& model, const IndexBuildParams& params)
     : model_(model), params_(params), hop_s_(model_hop_s(model)) {}
 
-Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, size_t n_embeddings) {
+Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, size_t n_embeddings,
+                              const uint8_t* stored) {
     if (n_embeddings > 0 && embeddings == nullptr)
         return Status::error("add_song: embeddings is null for " + std::to_string(n_embeddings) +
                              " embeddings");
     PendingSong pending = make_pending_song(song, n_embeddings);
     const size_t dim = size_t(model_.embedding_dim);
-    for (size_t i = 0; i < n_embeddings * dim; ++i)
-        if (!std::isfinite(embeddings[i]))
-            return Status::error("add_song '" + pending.info.id + "': embedding " +
-                                 std::to_string(i / dim) + " has a non-finite value");
-    pending.embeddings.assign(embeddings, embeddings + n_embeddings * dim);
+    if (stored != nullptr && std::count(stored, stored + n_embeddings, uint8_t(0)) > 0) {
+        pending.stored.resize(n_embeddings);
+        for (size_t j = 0; j < n_embeddings; ++j) pending.stored[j] = stored[j] != 0;
+    }
+    pending.n_stored = 0;
+    pending.embeddings.reserve(n_embeddings * dim);
+    for (size_t j = 0; j < n_embeddings; ++j) {
+        if (!pending.stored.empty() && !pending.stored[j]) continue;
+        const float* x = embeddings + j * dim;
+        for (size_t d = 0; d < dim; ++d)
+            if (!std::isfinite(x[d]))
+                return Status::error("add_song '" + pending.info.id + "': embedding " +
+                                     std::to_string(j) + " has a non-finite value");
+        pending.embeddings.insert(pending.embeddings.end(), x, x + dim);
+        ++pending.n_stored;
+    }
     if (trained_) encode_song(pending);
     songs_.push_back(std::move(pending));
     if (!trained_) {
-        n_pending_vectors_ += n_embeddings;
+        n_pending_vectors_ += songs_.back().n_stored;
         if (n_pending_vectors_ > params_.max_pending_vectors) return train();
     }
     return Status::ok();
@@ -127,9 +140,9 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
 
 void IndexBuilder::encode_song(PendingSong& song) const {
     const int dim = quantizer_.dim;
-    song.list_ids.resize(song.n_embeddings);
-    song.codes.resize(song.n_embeddings * quantizer_.pq_m);
-    for (size_t j = 0; j < song.n_embeddings; ++j) {
+    song.list_ids.resize(song.n_stored);
+    song.codes.resize(song.n_stored * quantizer_.pq_m);
+    for (size_t j = 0; j < song.n_stored; ++j) {
         const float* x = &song.embeddings[j * dim];
         int list = quantizer_.assign(x);
         song.list_ids[j] = uint16_t(list);
@@ -248,7 +261,8 @@ Result<IndexFiles> IndexBuilder::finish() {
     size_t begin = 0, estimate = kShardFixedBytes;
     for (size_t s = 0; s < songs_.size(); ++s) {
         const PendingSong& song = songs_[s];
-        size_t song_bytes = song.n_embeddings * (id_bytes + q.pq_m) + 4 +
+        size_t song_bytes = song.n_stored * (id_bytes + q.pq_m) + 4 +
+                            8 * (song.n_embeddings - song.n_stored) +  // absent runs, at most
                             json{{"id", song.info.id},
                                  {"title", song.info.title},
                                  {"album", song.info.album},
@@ -278,13 +292,16 @@ Result<IndexFiles> IndexBuilder::finish() {
                              {"duration_s", info.duration_s}});
             offsets.push_back(offsets.back() + uint32_t(songs_[s].n_embeddings));
         }
-        const size_t n_embeddings = offsets.back();
-        std::vector<uint8_t> ids(n_embeddings * id_bytes);
-        std::vector<uint8_t> codes(n_embeddings * q.pq_m);
-        size_t at = 0;  // embedding within the shard
+        const size_t n_embeddings = offsets.back();  // windows, stored or not
+        size_t n_stored = 0;
+        for (size_t s = b; s < e; ++s) n_stored += songs_[s].n_stored;
+        std::vector<uint8_t> ids(n_stored * id_bytes);
+        std::vector<uint8_t> codes(n_stored * q.pq_m);
+        std::vector<uint32_t> absent_runs;  // [start, length] pairs in the shard's windows
+        size_t at = 0;                      // stored embedding within the shard
         for (size_t s = b; s < e; ++s) {
             const PendingSong& song = songs_[s];
-            for (size_t j = 0; j < song.n_embeddings; ++j, ++at) {
+            for (size_t j = 0; j < song.n_stored; ++j, ++at) {
                 if (wide_ids) {
                     std::memcpy(&ids[at * 2], &song.list_ids[j], 2);  // little-endian hosts only
                 } else {
@@ -292,29 +309,45 @@ Result<IndexFiles> IndexBuilder::finish() {
                 }
             }
             if (!song.codes.empty())
-                std::memcpy(&codes[offsets[s - b] * q.pq_m], song.codes.data(), song.codes.size());
+                std::memcpy(&codes[(at - song.n_stored) * q.pq_m], song.codes.data(),
+                            song.codes.size());
+            for (size_t j = 0; j < song.stored.size(); ++j) {
+                if (song.stored[j]) continue;
+                const uint32_t window = offsets[s - b] + uint32_t(j);
+                const size_t n_runs = absent_runs.size() / 2;
+                if (n_runs > 0 && absent_runs[2 * n_runs - 2] + absent_runs[2 * n_runs - 1] == window) {
+                    ++absent_runs[2 * n_runs - 1];
+                } else {
+                    absent_runs.push_back(window);
+                    absent_runs.push_back(1);
+                }
+            }
         }
         json meta = {{"model_hash", model_.hash_hex},
                      {"quantizer_sha256", quantizer_sha},
                      {"shard", g},
                      {"n_songs", e - b},
-                     {"n_frames", n_embeddings},  // format key: stored embeddings
+                     {"n_frames", n_embeddings},  // format key: windows (absent_runs: not stored)
                      {"songs", songs}};
         ContainerWriter writer("SHRD", meta);
         writer.add("song_offsets", DType::kU32, {uint32_t(e - b + 1)}, offsets.data(),
                    offsets.size() * sizeof(uint32_t));
-        writer.add("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_embeddings)},
+        writer.add("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)},
                    ids.data(), ids.size());
-        writer.add("pq_codes", DType::kU8, {uint32_t(n_embeddings), uint32_t(q.pq_m)}, codes.data(),
+        writer.add("pq_codes", DType::kU8, {uint32_t(n_stored), uint32_t(q.pq_m)}, codes.data(),
                    codes.size());
+        if (!absent_runs.empty())  // only then: a shard without absent windows is unchanged
+            writer.add("absent_runs", DType::kU32, {uint32_t(absent_runs.size() / 2), 2u},
+                       absent_runs.data(), absent_runs.size() * sizeof(uint32_t));
         std::vector<uint8_t> bytes = writer.finish();
         manifest_shards.push_back({{"file", shard_file_name(g)},
                                    {"bytes", bytes.size()},
                                    {"sha256", file_sha256_hex(bytes)},
                                    {"songs", e - b},
-                                   {"frames", n_embeddings}});  // format key
+                                   {"frames", n_embeddings}});  // format key: windows
         out.total_bytes += bytes.size();
-        out.n_embeddings += n_embeddings;
+        out.n_embeddings += n_stored;
+        out.n_windows += n_embeddings;
         out.files[shard_file_name(g)] = std::move(bytes);
     }
 

@@ -60,6 +60,7 @@ struct IndexFiles {
     std::map<std::string, std::vector<uint8_t>> files;
     size_t n_songs = 0;
     size_t n_embeddings = 0;  // stored embeddings over all songs
+    size_t n_windows = 0;     // windows of the songs' timelines (stored or not)
     double duration_s = 0.0;  // sum of song durations
     size_t total_bytes = 0;   // every file, manifest included
     double bytes_per_song = 0.0;
@@ -75,8 +76,11 @@ public:
     // embeddings: n_embeddings x dim floats (row-major), embedding j at time j * hop_s.
     // Before training the floats are kept (up to max_pending_vectors, then it trains); after
     // training they are encoded at once (large catalogues may also train_on() a sample first
-    // and then stream songs in). n_embeddings may be 0.
-    Status add_song(const SongInfo& song, const float* embeddings, size_t n_embeddings);
+    // and then stream songs in). n_embeddings may be 0. stored (optional, n_embeddings flags):
+    // 0 = the window is not stored (its embedding is ignored and need not be finite); the
+    // song keeps its timeline, so the matcher scores such a position like one outside the song.
+    Status add_song(const SongInfo& song, const float* embeddings, size_t n_embeddings,
+                    const uint8_t* stored = nullptr);
 
     // Trains on a sample of the songs added so far (at most max_training_vectors), then encodes
     // them. Copes with fewer vectors than centroids (duplicates centroids). Errors if no
@@ -103,10 +107,12 @@ private:
 
     struct PendingSong {
         SongInfo info;
-        size_t n_embeddings = 0;
-        std::vector<float> embeddings;   // until trained
-        std::vector<uint16_t> list_ids;  // after training
-        std::vector<uint8_t> codes;      // [n_embeddings, pq_m] after training
+        size_t n_embeddings = 0;         // windows of the song's timeline
+        std::vector<uint8_t> stored;     // per window, 1 = stored; empty: every window
+        size_t n_stored = 0;             // rows of embeddings / list_ids / codes
+        std::vector<float> embeddings;   // [n_stored, dim] until trained
+        std::vector<uint16_t> list_ids;  // [n_stored] after training
+        std::vector<uint8_t> codes;      // [n_stored, pq_m] after training
     };
     // Metadata cleaned for the shard's JSON (valid UTF-8, a finite duration >= 0).
     static PendingSong make_pending_song(const SongInfo& song, size_t n_embeddings);

@@ -148,7 +148,8 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
     if (params_.exhaustive) {
         // Reference path: every stored embedding in global order.
         const uint32_t n_embeddings = uint32_t(index_.n_embeddings());
-        for (uint32_t g = 0; g < n_embeddings; ++g) offer(score_embedding(i, g), g);
+        for (uint32_t g = 0; g < n_embeddings; ++g)
+            if (index_.embedding_stored(g)) offer(score_embedding(i, g), g);
     } else {
         // Probe order: smallest ||q - c||^2 = ||q||^2 - 2<q,c> + ||c||^2.
         const int nprobe = std::min(std::max(params_.nprobe, 1), n_lists);
@@ -295,7 +296,9 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             for (size_t i = 0; i < n_query; ++i) {
                 // Song embedding nearest to song time i * query_hop_s + delta * hop_s.
                 const int64_t j = std::llround(i * query_hop_s / hop_s) + delta;
-                if (j < 0 || j >= song_n_embeddings) continue;  // outside the song: similarity 0
+                // Outside the song, or a window not stored: similarity 0.
+                if (j < 0 || j >= song_n_embeddings || !index_.embedding_stored(first + uint32_t(j)))
+                    continue;
                 sum += score_embedding(i, first + uint32_t(j));
             }
             const float s = float(sum / double(n_query));

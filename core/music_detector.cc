@@ -259,4 +259,12 @@ float MusicDetector::probability(const float* patch) {
     return 1.0f / (1.0f + std::exp(-logit(patch)));
 }
 
+bool patch_holds_music(const float* patch, size_t n_values, MusicDetector* detector) {
+    if (n_values == 0) return false;
+    double sum = 0.0;
+    for (size_t i = 0; i < n_values; ++i) sum += patch[i];
+    if (sum / double(n_values) < double(kSilentPatchLogMel)) return false;
+    return detector == nullptr || detector->is_music(patch);
+}
+
 }  // namespace earshot

@@ -73,4 +73,14 @@ private:
     std::vector<float> hidden_b_;
 };
 
+// Level gate, in front of the detector (and alone for models without one): a patch whose mean
+// log-mel value is below this is near-silent. White noise at -61 dBFS RMS gives about -8.0
+// (digital silence: ln(1e-6) = -13.8); music at the app's levels is far above.
+constexpr float kSilentPatchLogMel = -8.0f;
+
+// The music gate of the live listen and of the index builder (docs/DESIGN.md, "Listens"):
+// false for a near-silent patch (mean below kSilentPatchLogMel), else the detector's answer,
+// else true. patch: context_frames * n_mels floats; detector may be null.
+bool patch_holds_music(const float* patch, size_t n_values, MusicDetector* detector);
+
 }  // namespace earshot

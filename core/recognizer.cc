@@ -10,10 +10,6 @@ namespace earshot {
 constexpr int kMaxQueryEmbeddings = 4096;  // sanity bound on the sliding window
 constexpr double kDefaultWindowS = 10.0;   // default sliding window, seconds
 constexpr double kGateCloseS = 2.0;        // default: 2 s without music closes the gate
-// Level gate (models without a music detector, and in front of one): a patch whose mean
-// log-mel value is below this is near-silent. White noise at -61 dBFS RMS gives about -8.0
-// (digital silence: ln(1e-6) = -13.8); music at the app's levels is far above.
-constexpr float kSilentPatchLogMel = -8.0f;
 
 RecognizerParams recognizer_default_params(const ModelInfo& model) {
     RecognizerParams params;
@@ -117,7 +113,7 @@ Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Mod
     r->window_ids_.assign(size_t(p.max_query_embeddings), 0);
     r->embedding_hop_.assign(size_t(p.max_query_embeddings), 0);
     r->decider_ = ListenDecider(p.listen);
-    if (p.live && r->model_->music_detector()) {
+    if (p.live && p.music_detector && r->model_->music_detector()) {
         Result<std::unique_ptr<MusicDetector>> detector =
             MusicDetector::create(*r->model_->music_detector());
         if (!detector) return Status::error("Recognizer::create: " + detector.message());
@@ -173,11 +169,8 @@ Status Recognizer::on_frame() {
 }
 
 bool Recognizer::patch_holds_music() {
-    const size_t n = size_t(context_frames_) * n_mels_;
-    double sum = 0.0;
-    for (size_t i = 0; i < n; ++i) sum += patch_[i];
-    if (sum / double(n) < double(kSilentPatchLogMel)) return false;
-    return !music_detector_ || music_detector_->is_music(patch_.data());
+    return earshot::patch_holds_music(patch_.data(), size_t(context_frames_) * n_mels_,
+                                      music_detector_.get());
 }
 
 void Recognizer::emit(const ListenEvent& event) {

@@ -42,6 +42,9 @@ struct RecognizerParams {
     // detector when it carries one; the window restarts when the music does), the
     // listen rule decides over every look and reports ListenEvents (poll_event()).
     bool live = false;
+    // Live only: false = the level gate alone, without the model's music detector (to measure
+    // what the detector adds, and what the listen rule holds if the detector lets noise by).
+    bool music_detector = true;
     ListenParams listen;
     // Query hops without music that close an open gate (and clear the window): short drops
     // inside music keep the window, so its embeddings stay evenly spaced in time.

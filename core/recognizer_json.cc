@@ -55,6 +55,7 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
     const std::pair<const char*, bool*> bool_keys[] = {
         {"live", &p.live},
         {"continuous", &p.listen.continuous},
+        {"music_detector", &p.music_detector},
     };
     const size_t n_int_keys = sizeof(int_keys) / sizeof(int_keys[0]);
     const size_t n_number_keys = sizeof(number_keys) / sizeof(number_keys[0]);

@@ -23,7 +23,7 @@ namespace {
 
 struct SongWork {
     CatalogEntry entry;
-    std::vector<float> embeddings;
+    GatedEmbeddings embedded;
     double duration_s = 0.0;
     std::string error;  // non-empty: skipped
 };
@@ -57,6 +57,10 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         return fail(build_option_error(st));
     }
 
+    const StoreRule store = options.store == "all"     ? StoreRule::kAll
+                            : options.store == "level" ? StoreRule::kLevel
+                                                       : StoreRule::kMusic;
+
     auto catalog = read_catalog(options.input);
     if (!catalog) return fail(catalog.message());
     std::vector<SongWork> work(catalog->size());
@@ -81,6 +85,16 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     auto worker = [&]() {
         auto embedder = create_embedder_any(*model, *backend);
         auto frontend = Frontend::create(info.frontend);
+        std::unique_ptr<MusicDetector> detector;
+        if (store == StoreRule::kMusic && (*model)->music_detector()) {
+            auto created = MusicDetector::create(*(*model)->music_detector());
+            if (!created) {
+                std::lock_guard<std::mutex> lock(error_mutex);
+                thread_error = created.message();
+                return;
+            }
+            detector = std::move(created.value());
+        }
         if (!embedder || !frontend) {
             std::lock_guard<std::mutex> lock(error_mutex);
             thread_error = !embedder ? embedder.message() : frontend.message();
@@ -94,9 +108,9 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
             } else {
                 const std::vector<float>& pcm = audio->samples;
                 w.duration_s = double(pcm.size()) / info.frontend.sample_rate_hz;
-                w.embeddings = embed_signal(info, **frontend, **embedder, pcm.data(), pcm.size(),
-                                            info.hop_frames);
-                if (w.embeddings.empty()) {
+                w.embedded = embed_signal_gated(info, **frontend, **embedder, detector.get(),
+                                                store, pcm.data(), pcm.size(), info.hop_frames);
+                if (w.embedded.n_windows == 0) {
                     w.error = "shorter than one embedding window (" +
                               std::to_string(w.duration_s) + " s)";
                 }
@@ -112,24 +126,34 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
 
     if (params.n_lists == 0) {  // resolved here (not in train()) so the message below names it
         size_t n_embeddings = 0;
-        for (const SongWork& w : work) {
-            n_embeddings += w.embeddings.size() / size_t(info.embedding_dim);
-        }
+        for (const SongWork& w : work) n_embeddings += w.embedded.n_stored;
         params.n_lists = index_auto_lists(n_embeddings);
     }
     auto builder = IndexBuilder::create(info, params);
     if (!builder) return fail(build_option_error(builder.status()));
     std::vector<const SongWork*> skipped;
+    size_t n_windows = 0, n_stored = 0, n_level_fallback = 0;
     for (const SongWork& w : work) {
         if (!w.error.empty()) {
             skipped.push_back(&w);
             continue;
         }
-        const size_t n = w.embeddings.size() / size_t(info.embedding_dim);
         Status st = builder->add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
-                                      w.embeddings.data(), n);
+                                      w.embedded.embedding.data(), w.embedded.n_windows,
+                                      w.embedded.stored.data());
         if (!st) return fail("song " + w.entry.id + ": " + st.message());
+        n_windows += w.embedded.n_windows;
+        n_stored += w.embedded.n_stored;
+        n_level_fallback += w.embedded.level_fallback;
     }
+    std::fprintf(stderr,
+                 "earshot: storing %zu of %zu windows (--store %s: %zu near-silent or not music "
+                 "left out%s)\n",
+                 n_stored, n_windows, options.store.c_str(), n_windows - n_stored,
+                 n_level_fallback ? (", " + std::to_string(n_level_fallback) +
+                                     " song(s) the detector rejects mostly kept under level")
+                                        .c_str()
+                                  : "");
     if (skipped.size() == work.size()) {
         for (const SongWork* w : skipped) {
             std::fprintf(stderr, "  skipped %s: %s\n", w->entry.path.c_str(), w->error.c_str());

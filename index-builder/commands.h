@@ -31,6 +31,7 @@ struct BuildOptions {
     int n_lists = 0;          // 0 = by catalogue size (index_auto_lists)
     int pq_m = 0;             // 0 = the model's index_pq_m
     double shard_mb = 8.0;
+    std::string store = "music";  // which windows to store: all, level, music (StoreRule)
 };
 
 struct QueryOptions {
@@ -41,6 +42,8 @@ struct QueryOptions {
     int max_query_embeddings = 0;  // 0 = the model's default (10 s)
     int nprobe = 0;                // 0 = the matcher's default
     bool live = false;  // decide as the page does (the listen rule), write answer_s
+    bool no_music_detector = false;  // live: the level gate alone
+    bool continuous = false;  // live, keep listening: every event of each file
     std::string trace_path;  // every look of every clip, JSON lines (models.calibrate_listen)
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -105,10 +105,11 @@ int run_verify(const std::string& index_dir, const std::string& model_path) {
     }
     auto index = load_index_folder(index_dir, info);
     if (!index) return fail(index.message());
-    std::printf("ok: %s: %zu shard(s), %zu songs, %zu embeddings; every checksum and structure "
-                "verified%s\n",
+    std::printf("ok: %s: %zu shard(s), %zu songs, %zu embeddings stored of %zu windows; every "
+                "checksum and structure verified%s\n",
                 index_dir.c_str(), (*index)->n_shards_loaded(), (*index)->n_songs(),
-                (*index)->n_embeddings(), model_path.empty() ? "" : ", model hash matches");
+                (*index)->n_stored(), (*index)->n_embeddings(),
+                model_path.empty() ? "" : ", model hash matches");
     return kExitOk;
 }
 

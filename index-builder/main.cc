@@ -59,6 +59,12 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::Range(0, 256));
     build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
         ->capture_default_str()->check(CLI::Range(0.01, 1024.0));
+    build_cmd->add_option("--store", build.store,
+                          "which windows of a song to store: music (what the live listen's gate "
+                          "passes: not near-silent, and music to the model's detector; a song "
+                          "the detector rejects mostly keeps its non-silent windows), level (not "
+                          "near-silent), all")
+        ->capture_default_str()->check(CLI::IsMember({"music", "level", "all"}));
 
     QueryOptions query;
     CLI::App* query_cmd = app.add_subcommand(
@@ -84,6 +90,13 @@ int main(int argc, char** argv) {
     query_cmd->add_option("--trace", query.trace_path,
                           "write every look (the match after each query embedding) of every clip "
                           "to this JSON-lines file, for models.calibrate_listen");
+    query_cmd->add_flag("--continuous", query.continuous,
+                        "live, and keep listening as the page's continuous mode does: one JSON "
+                        "line per file with every event (match, returned, music-stopped) and "
+                        "its answer_s");
+    query_cmd->add_flag("--no-music-detector", query.no_music_detector,
+                        "live: gate on the level alone, without the model's music detector (to "
+                        "measure what the detector adds)");
     query_cmd->add_flag("--live,--stream", query.live,
                         "decide as the page does while the audio streams in: the music gate, a "
                         "look after every embedding, the listen rule; writes answer_s (default: "

@@ -53,12 +53,14 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     // Offline, the decision is taken once on the whole clip (the last max_query_embeddings
     // embeddings) at finish(). --live decides as the page does: the music gate, a look after
     // every embedding and the listen rule (core/listen.h), one answer per clip with answer_s.
-    const bool live = options.live || !options.trace_path.empty();
+    const bool live = options.live || options.continuous || !options.trace_path.empty();
     overrides["match_every_embeddings"] = live ? 1 : std::numeric_limits<int>::max();
+    if (options.no_music_detector) overrides["music_detector"] = false;
     RecognizerParams params = recognizer_default_params(info, *shared_index);
     if (Status st = apply_recognizer_overrides(overrides, &params); !st) return fail(st.message());
     params.live = live;
     params.listen.max_listen_s = 0.0;  // a clip's listen lasts as long as the clip
+    params.listen.continuous = options.continuous;
     std::ofstream trace_out;
     if (!options.trace_path.empty()) {
         trace_out.open(options.trace_path);
@@ -144,8 +146,17 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 const double ms = std::chrono::duration<double, std::milli>(
                                       std::chrono::steady_clock::now() - start)
                                       .count();
-                line.update(live ? live_result_json((*recognizer)->answer())
-                                 : result_json(result));
+                if (options.continuous) {
+                    // Every event of the session, in order (the page's continuous mode).
+                    nlohmann::json events = nlohmann::json::array();
+                    ListenEvent event;
+                    while ((*recognizer)->poll_event(&event)) events.push_back(listen_event_json(event));
+                    line["audio_s"] = double(audio->samples.size()) / info.frontend.sample_rate_hz;
+                    line["events"] = std::move(events);
+                } else {
+                    line.update(live ? live_result_json((*recognizer)->answer())
+                                     : result_json(result));
+                }
                 line["ms"] = ms;
                 if (!st) {  // a failed push leaves no decision
                     line["song"] = nullptr;

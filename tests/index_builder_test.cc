@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "core/container.h"
+#include "core/matcher.h"
 #include "tests/index_test_util.h"
 
 namespace earshot {
@@ -18,6 +20,7 @@ using testing::build_catalog;
 using testing::fake_model_info;
 using testing::load_all;
 using testing::new_builder;
+using testing::noisy_copy;
 using testing::shard_names;
 using testing::small_build_params;
 using testing::synthetic_catalog;
@@ -311,6 +314,94 @@ TEST(IndexBuilderTest, ValidateParams) {
         const Status st = validate_index_build_params(p, odd);
         ASSERT_FALSE(st) << dim;
         EXPECT_EQ(st.message().rfind("embedding_dim ", 0), 0u) << st.message();
+    }
+}
+
+// Windows the builder is told not to store (silence, not music) leave the song's timeline as it
+// is: shard section absent_runs, no list entry, no codes; the matcher scores them like positions
+// outside the song, and a tampered run table is rejected.
+TEST(IndexBuilderTest, WindowsNotStoredKeepTheTimeline) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(6, 40, kDim, 71);
+    std::vector<uint8_t> stored(songs[0].n, 1);
+    for (size_t j : {size_t(0), size_t(1), size_t(2), size_t(3), size_t(4), size_t(10), size_t(11)}) {
+        stored[j] = 0;
+        songs[0].embeddings[j * kDim] = std::nanf("");  // ignored: never read
+    }
+    IndexBuilder builder = new_builder(model, small_build_params());
+    ASSERT_TRUE(builder.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n,
+                                 stored.data()));
+    for (size_t s = 1; s < songs.size(); ++s)
+        ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    size_t n_windows = 0;
+    for (const auto& s : songs) n_windows += s.n;
+    EXPECT_EQ(files->n_windows, n_windows);
+    EXPECT_EQ(files->n_embeddings, n_windows - 7);
+
+    const std::vector<uint8_t>& shard = files->files.at("shard-00000.es");
+    Result<ContainerView> view = parse_container(shard.data(), shard.size(), "SHRD", "shard");
+    ASSERT_TRUE(view) << view.message();
+    const Section* runs = view->find("absent_runs");
+    ASSERT_NE(runs, nullptr);
+    std::vector<uint32_t> run_values(runs->element_count());
+    std::memcpy(run_values.data(), runs->data, runs->bytes);
+    EXPECT_EQ(run_values, (std::vector<uint32_t>{0, 5, 10, 2}));
+    EXPECT_EQ(view->meta["n_frames"], n_windows);
+    EXPECT_EQ(view->find("list_ids")->shape[0], n_windows - 7);
+
+    Index index(model);
+    Status st = load_all(*files, &index);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(index.n_embeddings(), n_windows);
+    EXPECT_EQ(index.n_stored(), n_windows - 7);
+    EXPECT_EQ(index.song_n_embeddings(0), songs[0].n);
+    for (uint32_t g = 0; g < index.n_embeddings(); ++g)
+        EXPECT_EQ(index.embedding_stored(g), g >= songs[0].n || stored[g] != 0) << g;
+    size_t in_lists = 0;
+    for (int l = 0; l < index.n_lists(); ++l)
+        for (uint32_t g : index.list(l).embedding_ids) {
+            EXPECT_TRUE(index.embedding_stored(g));
+            ++in_lists;
+        }
+    EXPECT_EQ(in_lists, n_windows - 7);
+
+    // A query over stored and absent windows of song 0 still finds it at the right offset, in
+    // the IVF and the exhaustive paths.
+    for (bool exhaustive : {false, true}) {
+        MatchParams params = match_default_params();
+        params.exhaustive = exhaustive;
+        Matcher matcher(index, params);
+        auto query = noisy_copy(&songs[0].embeddings[5 * kDim], 10, kDim, 0.3f, 5);
+        Result<MatchResult> r = matcher.match(query.data(), 10, 0.5);
+        ASSERT_TRUE(r) << r.message();
+        EXPECT_EQ(r->best.id, songs[0].info.id);
+        EXPECT_DOUBLE_EQ(r->best.offset_s, 2.5);
+    }
+
+    // Tampered run tables: overlapping, past the end, empty.
+    auto with_runs = [&](std::vector<uint32_t> new_runs) {
+        ContainerWriter w("SHRD", view->meta);
+        for (const Section& s : view->sections) {
+            if (s.name == "absent_runs") continue;
+            w.add(s.name, s.dtype, s.shape, s.data, s.bytes);
+        }
+        w.add("absent_runs", DType::kU32, {uint32_t(new_runs.size() / 2), 2u}, new_runs.data(),
+              new_runs.size() * 4);
+        return w.finish();
+    };
+    for (const auto& bad : {std::vector<uint32_t>{0, 5, 4, 8},
+                            std::vector<uint32_t>{0, 5, uint32_t(n_windows) - 1, 3},
+                            std::vector<uint32_t>{0, 5, 10, 0}}) {
+        Index fresh(model);
+        const auto& q = files->files.at("quantizer.eq");
+        ASSERT_TRUE(fresh.add_quantizer(q.data(), q.size(), "quantizer.eq"));
+        const std::vector<uint8_t> bytes = with_runs(bad);
+        Status bad_st = fresh.add_shard(bytes.data(), bytes.size(), "bad.es");
+        ASSERT_FALSE(bad_st);
+        EXPECT_NE(bad_st.message().find("absent run"), std::string::npos) << bad_st.message();
+        EXPECT_EQ(fresh.n_songs(), 0u);
     }
 }
 

@@ -14,7 +14,10 @@
 #include <vector>
 
 #include "core/container.h"
+#include "core/embed_signal.h"
+#include "core/index.h"
 #include "core/embedder.h"
+#include "core/frontend.h"
 #include "tests/model_test_util.h"
 
 namespace earshot {
@@ -464,6 +467,101 @@ TEST(ModelLoad, ModelsWithoutADetectorHaveNone) {
     auto model = test::load_random_init();
     ASSERT_NE(model, nullptr);
     EXPECT_EQ(model->music_detector(), nullptr);
+}
+
+// The index builder stores what the live gate passes (core/embed_signal.h, `earshot build
+// --store`): 2 s of digital silence, 9 s of a synthetic piece, 3 s of white noise.
+TEST(ModelLoad, IndexStoresWhatTheLiveGatePasses) {
+    const std::string path = std::string(EARSHOT_MODELS_DIR) + "/earshot-v1.emod";
+    const std::vector<uint8_t> bytes = test::read_file(path);
+    auto loaded = Model::load(bytes.data(), bytes.size(), path);
+    ASSERT_TRUE(loaded.is_ok()) << loaded.message();
+    std::shared_ptr<const Model> model = std::move(loaded.value());
+    const ModelInfo& info = model->info();
+    auto frontend = Frontend::create(info.frontend);
+    auto embedder = create_embedder(model, Backend::kSimd);
+    auto detector = MusicDetector::create(*model->music_detector());
+    ASSERT_TRUE(frontend && embedder && detector);
+    const int rate = info.frontend.sample_rate_hz;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> pcm(size_t(14 * rate), 0.0f);  // 2 s of digital silence first
+    // The piece: a seeded random melody of decaying harmonic notes, a bass note every 0.5 s and
+    // a hi-hat (a short noise burst) every 0.25 s.
+    std::uniform_real_distribution<double> pitch(48.0, 84.0), note_s(0.12, 0.4);
+    std::uniform_int_distribution<int> bass_step(0, 11);
+    const size_t begin = size_t(2 * rate), end = size_t(11 * rate);
+    for (size_t at = begin; at < end;) {
+        const double f0 = 440.0 * std::pow(2.0, (std::round(pitch(rng)) - 69.0) / 12.0);
+        const size_t len = size_t(note_s(rng) * rate);
+        for (size_t i = 0; i < len && at + i < end; ++i) {
+            const double t = double(i) / rate;
+            double x = 0.0;
+            for (int h = 1; h <= 4; ++h) x += std::sin(2.0 * M_PI * f0 * h * t) / (h * h);
+            pcm[at + i] += float(0.3 * std::exp(-t / 0.2) * x);
+        }
+        at += len;
+    }
+    for (size_t at = begin; at < end; at += size_t(rate / 2)) {
+        const double f = 55.0 * std::pow(2.0, bass_step(rng) / 12.0);
+        for (size_t i = 0; i < size_t(rate / 2) && at + i < end; ++i) {
+            const double t = double(i) / rate;
+            pcm[at + i] += float(0.3 * std::exp(-t / 0.3) * std::sin(2.0 * M_PI * f * t));
+        }
+    }
+    for (size_t at = begin; at < end; at += size_t(rate / 4))
+        for (size_t i = 0; i < size_t(0.03 * rate); ++i)
+            pcm[at + i] += float(0.1 * normal(rng) * std::exp(-double(i) / (0.008 * rate)));
+    for (size_t i = end; i < pcm.size(); ++i) pcm[i] = 0.03f * normal(rng);
+
+    auto run = [&](StoreRule rule, const std::vector<float>& signal) {
+        return embed_signal_gated(info, **frontend, **embedder, detector->get(), rule,
+                                  signal.data(), signal.size(), info.hop_frames);
+    };
+    const GatedEmbeddings all = run(StoreRule::kAll, pcm);
+    const GatedEmbeddings level = run(StoreRule::kLevel, pcm);
+    const GatedEmbeddings music = run(StoreRule::kMusic, pcm);
+    const std::vector<float> plain =
+        embed_signal(info, **frontend, **embedder, pcm.data(), pcm.size(), info.hop_frames);
+    const size_t n = all.n_windows, dim = size_t(info.embedding_dim);
+    const double hop_s = model_hop_s(info);  // the index hop
+    const double window_s = double((info.context_frames - 1) * info.frontend.hop_length +
+                                   info.frontend.n_fft) / rate;
+    ASSERT_EQ(n, size_t((14.0 - window_s) / hop_s) + 1);
+    EXPECT_EQ(all.n_stored, n);
+    EXPECT_EQ(all.embedding, plain);
+    size_t silent = 0, tones = 0, noisy = 0, silent_stored = 0, noise_stored = 0, tones_stored = 0;
+    for (size_t j = 0; j < n; ++j) {
+        const double start = j * hop_s, end = start + window_s;
+        silent += end <= 2.0;
+        tones += start >= 2.0 && end <= 11.0;
+        noisy += start >= 11.0;
+        EXPECT_LE(music.stored[j], level.stored[j]) << j;  // the detector only removes
+        if (end <= 2.0) silent_stored += level.stored[j];
+        if (start >= 2.0 && end <= 11.0) tones_stored += music.stored[j];
+        if (start >= 11.0) noise_stored += music.stored[j];
+        // Stored rows are the plain embeddings; the others are zeros.
+        const float* row = &music.embedding[j * dim];
+        if (music.stored[j]) {
+            EXPECT_EQ(std::vector<float>(row, row + dim),
+                      std::vector<float>(&plain[j * dim], &plain[(j + 1) * dim])) << j;
+        } else {
+            EXPECT_EQ(std::vector<float>(row, row + dim), std::vector<float>(dim, 0.0f)) << j;
+        }
+    }
+    ASSERT_GT(silent * tones * noisy, 0u);
+    EXPECT_EQ(silent_stored, 0u);      // digital silence: below the level gate
+    // Most of the piece is music to the detector (a synthetic piece is not all music to it).
+    EXPECT_GE(double(tones_stored), 0.6 * double(tones)) << tones_stored << " of " << tones;
+    EXPECT_EQ(noise_stored, 0u);       // white noise is not music
+    EXPECT_FALSE(music.level_fallback);
+
+    // A piece the detector rejects mostly (noise alone) keeps its level-gated windows.
+    const std::vector<float> noise(pcm.begin() + 11 * rate, pcm.end());
+    const GatedEmbeddings kept = run(StoreRule::kMusic, noise);
+    EXPECT_TRUE(kept.level_fallback);
+    EXPECT_EQ(kept.stored, run(StoreRule::kLevel, noise).stored);
+    EXPECT_EQ(kept.n_stored, kept.n_windows);
 }
 
 }  // namespace

@@ -72,9 +72,12 @@ TEST(RecognizerOverrides, AppliesTheLiveListenKeys) {
                                       {"max_listen_s", 8.5},
                                       {"continuous", true},
                                       {"confirm_looks", 3},
-                                      {"gate_close_hops", 6}};
+                                      {"gate_close_hops", 6},
+                                      {"music_detector", false}};
+    EXPECT_TRUE(params.music_detector);  // by default the model's detector gates
     ASSERT_TRUE(apply_recognizer_overrides(overrides, &params));
     EXPECT_TRUE(params.live);
+    EXPECT_FALSE(params.music_detector);
     EXPECT_DOUBLE_EQ(params.listen.max_listen_s, 8.5);
     EXPECT_TRUE(params.listen.continuous);
     EXPECT_EQ(params.listen.confirm_looks, 3);
@@ -126,6 +129,7 @@ TEST(RecognizerOverrides, RejectsWrongTypes) {
     expect_refused(R"({"live": 1})", "'live' must be true or false, got 1");
     expect_refused(R"({"continuous": "yes"})", "'continuous' must be true or false");
     expect_refused(R"({"continuous": null})", "must be true or false, got null");
+    expect_refused(R"({"music_detector": 0})", "'music_detector' must be true or false");
     expect_refused(R"({"max_listen_s": "15"})", "'max_listen_s' must be a number");
     expect_refused(R"({"max_listen_s": true})", "'max_listen_s' must be a number");
     expect_refused(R"({"max_listen_s": 1e300})", "'max_listen_s' is out of range");

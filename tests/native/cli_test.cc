@@ -229,4 +229,76 @@ TEST_F(CliTest, InfoDescribesModel) {
     EXPECT_LE(j["mflop_per_embedding"].get<double>(), 30.0);
 }
 
+// Near-silent windows are not stored by default (--store; the live gate never passes them), so
+// the index keeps each song's timeline with gaps; --store all keeps them. Continuous listening
+// reports the song, "music stopped" in the silence, and the song's return.
+TEST_F(CliTest, BuildLeavesSilenceOutAndContinuousQueryReportsEvents) {
+    std::vector<float> song = make_song(4, 16000, 12.0);
+    std::vector<float> with_gap(song.begin(), song.begin() + 6 * 16000);
+    with_gap.resize(with_gap.size() + 5 * 16000, 0.0f);  // 5 s of digital silence
+    with_gap.insert(with_gap.end(), song.begin() + 6 * 16000, song.end());
+    fs::create_directories(dir_ / "gap");
+    write_audio(dir_ / "gap" / "gap_song.wav", with_gap, 16000, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    write_audio(dir_ / "gap" / "other.wav", make_song(5, 16000, 12.0), 16000,
+                SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+
+    const fs::path index = dir_ / "index", index_all = dir_ / "index-all";
+    const CliRun build =
+        run_cli("build -q " + model_arg() + " --out " + index.string() + " " + (dir_ / "gap").string(), dir_);
+    ASSERT_EQ(build.exit_code, 0) << build.err;
+    // 17 s + 12 s at a 0.5 s hop: 33 + 23 windows; about 8 of the silence are left out.
+    size_t stored = 0, windows = 0;
+    ASSERT_EQ(std::sscanf(build.err.substr(build.err.find("storing")).c_str(),
+                          "storing %zu of %zu windows", &stored, &windows),
+              2)
+        << build.err;
+    EXPECT_EQ(windows, 33u + 23u);
+    EXPECT_GE(windows - stored, 6u) << build.err;
+    EXPECT_LE(windows - stored, 10u) << build.err;
+    const CliRun verify = run_cli("verify " + index.string() + " " + model_arg(), dir_);
+    EXPECT_EQ(verify.exit_code, 0) << verify.err;
+    EXPECT_NE(verify.out.find(std::to_string(stored) + " embeddings stored of " +
+                              std::to_string(windows) + " windows"),
+              std::string::npos)
+        << verify.out;
+    const CliRun build_all = run_cli("build -q --store all " + model_arg() + " --out " +
+                                         index_all.string() + " " + (dir_ / "gap").string(),
+                                     dir_);
+    ASSERT_EQ(build_all.exit_code, 0) << build_all.err;
+    EXPECT_NE(build_all.err.find("storing 56 of 56 windows"), std::string::npos) << build_all.err;
+    EXPECT_GT(fs::file_size(index_all / "shard-00000.es"), fs::file_size(index / "shard-00000.es"));
+
+    // The song, 5 s of silence, the song again (its start), as one continuous session.
+    std::vector<float> session(song.begin(), song.begin() + 8 * 16000);
+    session.resize(session.size() + 5 * 16000, 0.0f);
+    session.insert(session.end(), song.begin(), song.begin() + 8 * 16000);
+    write_audio(dir_ / "session.wav", session, 16000, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const CliRun query = run_cli("query -q --continuous " + model_arg() + " --index " +
+                                     index.string() + " " + (dir_ / "session.wav").string(),
+                                 dir_);
+    ASSERT_EQ(query.exit_code, 0) << query.err;
+    const auto line = nlohmann::json::parse(query.out);
+    EXPECT_NEAR(line["audio_s"].get<double>(), 21.0, 0.01);
+    // (This model is random-init: the sequence between the first and last event is not
+    // asserted; the real model's continuous mode is tested in Chromium, e2e/web.test.mjs.)
+    const auto& events = line["events"];
+    ASSERT_GE(events.size(), 3u) << query.out;
+    EXPECT_EQ(events.front()["type"], "match");
+    EXPECT_EQ(events.front()["song"], "gap_song");
+    EXPECT_EQ(events.front()["returned"], false);
+    EXPECT_LT(events.front()["answer_s"].get<double>(), 4.0);
+    EXPECT_EQ(events.back()["type"], "match");
+    EXPECT_EQ(events.back()["song"], "gap_song");
+    EXPECT_EQ(events.back()["returned"], true);
+    EXPECT_GT(events.back()["answer_s"].get<double>(), 13.0);
+    size_t n_stopped = 0;
+    for (const auto& e : events) {
+        if (e["type"] != "music-stopped") continue;
+        ++n_stopped;
+        EXPECT_GT(e["answer_s"].get<double>(), 8.0);   // the music stops at 8 s
+        EXPECT_LT(e["answer_s"].get<double>(), 13.0);  // and returns at 13 s
+    }
+    EXPECT_EQ(n_stopped, 1u) << query.out;
+}
+
 }  // namespace
