@@ -1,10 +1,12 @@
 // Browser performance figures for docs/PERFORMANCE-web.md (a benchmark, not a test: it prints
 // numbers and asserts nothing).
-//   node e2e/bench-web.mjs [--seconds 60] [--native-build build]
+//   node e2e/bench-web.mjs [--seconds 60] [--repeats 5] [--native-build build]
 // Measures, on the built site (scripts/demo.sh --build-only):
 //   - WASM in node and in Chromium (main thread): front-end ms per second of audio, embedding
 //     ms and GFLOP/s (simd and scalar kernels), the whole streaming recognizer (front-end +
 //     network + search) in CPU ms per second of audio, search = whole - front-end - network;
+//   - the same, live (the page's mode: the music gate before the network, continuous so that
+//     no answer ends the listen) on music, speech, silence and room tone, median of --repeats;
 //   - native: the same recognizer through `earshot query` (simd and xnnpack backends; the CLI's
 //     start-up measured on a 1 s clip and subtracted);
 //   - Chromium page load: ms to 'ready' (first shard usable) and to the whole index, first and
@@ -16,21 +18,26 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { startServer } from '../scripts/serve.mjs';
-import { benchAudio, launchChromium, repoRoot, requireSite, siteDir } from './helpers.mjs';
+import {
+    benchAudio, benchRoomTone, benchSpeech, containerMeta, corpusDir, launchChromium, repoRoot, requireSite, siteDir,
+} from './helpers.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const seconds = Number(arg('--seconds', 60));
+const repeats = Number(arg('--repeats', 5));
 const nativeBuild = path.resolve(repoRoot, arg('--native-build', process.env.BUILD ?? 'build'));
 
 const info = requireSite();
 const { pcm, audioSeconds, song, row, startS } = benchAudio(seconds);
+const hasMusicDetector = containerMeta(path.join(siteDir, 'models/earshot.emod')).music_detector !== undefined;
+if (!hasMusicDetector) console.warn('bench-web: the site\'s model carries no music detector: the live gate is the level check alone');
 
 /**
  * The measurement, run verbatim in node and in the page (Playwright ships its source): it gets
  * only serializable arguments and fetches the site's files over HTTP itself.
  */
-async function measure({ glueUrl, baseUrl, files, pcmBase64 }) {
+async function measure({ glueUrl, baseUrl, files, pcmBase64, liveInputs, repeats }) {
     const get = async (rel) => new Uint8Array(await (await fetch(new URL(rel, baseUrl))).arrayBuffer());
     const { default: createModule } = await import(glueUrl);
     const module = await createModule({ wasmBinary: await get('wasm/earshot-core.wasm') });
@@ -46,33 +53,97 @@ async function measure({ glueUrl, baseUrl, files, pcmBase64 }) {
     const embedSimd = JSON.parse(engine.benchEmbed('simd', 300));
     const embedScalar = JSON.parse(engine.benchEmbed('scalar', 60));
     const frontend = JSON.parse(engine.benchFrontend(6400));  // 100 s of audio
-    const bin = atob(pcmBase64);
-    const pcm = new Float32Array(bin.length / 4);
-    const pcmBytes = new Uint8Array(pcm.buffer);
-    for (let i = 0; i < bin.length; i++) pcmBytes[i] = bin.charCodeAt(i);
+    const floats = (base64) => {
+        const bin = atob(base64);
+        const x = new Float32Array(bin.length / 4);
+        const bytes = new Uint8Array(x.buffer);
+        for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+        return x;
+    };
+    const block = 1024;   // 64 ms, what the AudioWorklet delivers
+    const address = engine.inputPointer(block);
+    /** Pushes x in blocks, calling afterPush() after each; returns the ms it took. */
+    const pushAll = (x, afterPush) => {
+        const t0 = performance.now();
+        for (let i = 0; i < x.length; i += block) {
+            const piece = x.subarray(i, Math.min(x.length, i + block));
+            module.HEAPF32.set(piece, address >> 2);
+            must(engine.push(piece.length));
+            afterPush();
+        }
+        return performance.now() - t0;
+    };
+    const pcm = floats(pcmBase64);
     const whole = {};
     for (const backend of ['simd', 'scalar']) {
         must(engine.createRecognizer(backend, '{}'));
-        const block = 1024;   // 64 ms, what the AudioWorklet delivers
-        const address = engine.inputPointer(block);
         let results = 0;
-        const t0 = performance.now();
-        for (let i = 0; i < pcm.length; i += block) {
-            const piece = pcm.subarray(i, Math.min(pcm.length, i + block));
-            module.HEAPF32.set(piece, address >> 2);
-            engine.push(piece.length);
-            if (engine.poll()) results++;
-        }
-        const ms = performance.now() - t0;
+        const ms = pushAll(pcm, () => { if (engine.poll()) results++; });
         const final = JSON.parse(engine.finish());
         whole[backend] = { ms, results, title: final.best?.title, score: final.score };
     }
-    return { model, embedSimd, embedScalar, frontend, whole };
+    // Live, as the page's Worker runs it (push, then drain pollEvent): the gate keeps patches
+    // without music from the network. Continuous, so that an answer does not end the listen and
+    // every second is processed. Inputs interleaved, a first round to warm up.
+    must(engine.createRecognizer('simd', JSON.stringify({ live: true, continuous: true })));
+    const live = {};
+    for (const [name, base64] of Object.entries(liveInputs)) live[name] = { x: floats(base64), ms: [] };
+    for (let round = 0; round <= repeats; round++) {
+        for (const input of Object.values(live)) {
+            engine.reset();
+            const events = [];
+            const ms = pushAll(input.x, () => {
+                for (let e = engine.pollEvent(); e; e = engine.pollEvent()) events.push(JSON.parse(e).type);
+            });
+            if (round === 0) continue;
+            input.ms.push(ms);
+            const latest = engine.poll();   // the last match: after the last embedding
+            input.embeddings = latest ? JSON.parse(latest).n_embeddings : 0;
+            input.events = events;
+        }
+    }
+    for (const input of Object.values(live)) {
+        input.audio_s = input.x.length / model.sample_rate_hz;
+        delete input.x;
+    }
+    return { model, embedSimd, embedScalar, frontend, whole, live };
 }
 
 const manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
 const indexFiles = [manifest.quantizer.file, ...manifest.shards.map((s) => s.file)];
 const pcmBase64 = Buffer.from(pcm.buffer).toString('base64');
+
+// Music throughout: the first song has quiet passages where the gate closes, the second none.
+const liveMusic = benchAudio(seconds, 1);
+const liveInputs = {
+    music: { pcm: liveMusic.pcm, what: `"${liveMusic.song.title}" from ${liveMusic.startS} s (in the index: continuous mode matches it and goes on)` },
+    speech: { pcm: benchSpeech(seconds), what: 'train-set speech (British Hedgewars voices, back to back)' },
+    silence: { pcm: new Float32Array(liveMusic.pcm.length), what: 'digital silence' },
+    'room tone': { pcm: benchRoomTone(seconds, -60), what: 'white noise at -60 dBFS RMS' },
+};
+if (!liveInputs.speech.pcm) {
+    console.warn(`bench-web: no speech (${corpusDir}/train/noise.tsv; set EARSHOT_CORPUS): live speech skipped`);
+    delete liveInputs.speech;
+}
+const liveBase64 = Object.fromEntries(Object.entries(liveInputs).map(([name, { pcm: x }]) =>
+    [name, Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString('base64')]));
+const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
+};
+
+/** Live figures per input: CPU ms per second of audio (median and each repeat), embeddings per second. */
+function summarizeLive(where, m) {
+    return {
+        where,
+        inputs: Object.fromEntries(Object.entries(m.live).map(([name, r]) => [name, {
+            ms_per_audio_s: median(r.ms) / r.audio_s,
+            runs_ms_per_audio_s: r.ms.map((ms) => ms / r.audio_s),
+            embeddings_per_audio_s: r.embeddings / r.audio_s,
+            events: r.events,
+        }])),
+    };
+}
 
 function summarize(where, m) {
     const embeddingsPerSecond = 16000 / (m.model.query_hop_frames * 250);   // the recognizer's query hop
@@ -91,14 +162,22 @@ function summarize(where, m) {
     return out;
 }
 
-const results = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, audio_seconds: audioSeconds, site: info, runs: [] };
+const results = {
+    date: new Date().toISOString(), cpu: os.cpus()[0]?.model, audio_seconds: audioSeconds, site: info, runs: [],
+    live_gate: {
+        music_detector: hasMusicDetector, repeats, inputs: Object.fromEntries(Object.entries(liveInputs).map(([n, v]) => [n, v.what])),
+        runs: [],
+    },
+};
 
 const server = await startServer({ root: siteDir });
+const measureArgs = { baseUrl: server.url, files: indexFiles, pcmBase64, liveInputs: liveBase64, repeats };
 
 // --- node
 {
-    const m = await measure({ glueUrl: path.join(siteDir, 'wasm/earshot-core.mjs'), baseUrl: server.url, files: indexFiles, pcmBase64 });
+    const m = await measure({ ...measureArgs, glueUrl: path.join(siteDir, 'wasm/earshot-core.mjs') });
     results.runs.push(summarize(`WASM, node ${process.version}`, m));
+    results.live_gate.runs.push(summarizeLive(`WASM, node ${process.version}`, m));
 }
 
 // --- Chromium
@@ -135,8 +214,9 @@ try {
     // Kernels and the whole pipeline, in the page's main thread.
     await page.goto(`${server.url}index.html`);
     const version = browser.context.browser()?.version() ?? (await page.evaluate(() => navigator.userAgent)).match(/Chrome\/([\d.]+)/)?.[1];
-    const m = await page.evaluate(measure, { glueUrl: `${server.url}wasm/earshot-core.mjs`, baseUrl: server.url, files: indexFiles, pcmBase64 });
+    const m = await page.evaluate(measure, { ...measureArgs, glueUrl: `${server.url}wasm/earshot-core.mjs` });
     results.runs.push(summarize(`WASM, Chromium ${version} (page main thread)`, m));
+    results.live_gate.runs.push(summarizeLive(`WASM, Chromium ${version} (page main thread)`, m));
 
     // The real path: fake microphone -> AudioWorklet -> Worker, 12 s of listening; the Worker
     // reports its CPU ms per second of audio (resampling included when the context is not 16 kHz).
@@ -209,4 +289,18 @@ console.log('|---|---|---|---|---|---|---|');
 for (const v of results.page_load ?? []) {
     const b = v.bytes_from_server;
     console.log(`| ${v.visit} | ${f(v.ms_to_ready, 0)} | ${f(v.ms_to_whole_index, 0)} | ${b.shell} | ${b.wasm} | ${b.model} | ${b.index} |`);
+}
+const liveNames = Object.keys(liveInputs);
+console.log(`\nLive listen with the gate (music detector: ${hasMusicDetector ? 'yes' : 'no'}), continuous, ` +
+    `median of ${repeats}: CPU ms per second of audio [min-max], embeddings per second of audio`);
+for (const [name, what] of Object.entries(results.live_gate.inputs)) console.log(`- ${name}: ${what}`);
+console.log(`\n| where | ${liveNames.join(' | ')} |`);
+console.log(`|---|${liveNames.map(() => '---|').join('')}`);
+for (const r of results.live_gate.runs) {
+    const cells = liveNames.map((name) => {
+        const x = r.inputs[name];
+        return `${f(x.ms_per_audio_s)} [${f(Math.min(...x.runs_ms_per_audio_s))}-${f(Math.max(...x.runs_ms_per_audio_s))}], ` +
+            `${f(x.embeddings_per_audio_s)} emb/s`;
+    });
+    console.log(`| ${r.where} | ${cells.join(' | ')} |`);
 }

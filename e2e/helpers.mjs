@@ -13,6 +13,8 @@ export const cacheDir = process.env.EARSHOT_CACHE ?? path.join(repoRoot, 'out/ca
 export const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 /** The native CLI of the build the site was made with (scripts/demo.sh --build-only builds it). */
 export const cliPath = path.join(repoRoot, process.env.BUILD ?? 'build', 'index-builder/earshot');
+/** The corpus of ../shared/eval/fetch-corpus (docs/EVALUATION.md): train/ and eval/ sets. */
+export const corpusDir = process.env.EARSHOT_CORPUS ?? path.join(os.homedir(), '.cache/earshot-corpus');
 
 /** The built site's build-info.json; throws with the command to run when it is missing. */
 export function requireSite() {
@@ -47,7 +49,12 @@ export function catalog(packageName) {
     if (!fs.existsSync(tsv)) {
         tsv = execFileSync(path.join(repoRoot, 'scripts/fetch-demo-catalog.sh'), [packageName, cacheDir], { encoding: 'utf8' }).trim();
     }
-    const [header, ...rows] = fs.readFileSync(tsv, 'utf8').trim().split('\n').map((l) => l.split('\t'));
+    return readTsv(tsv);
+}
+
+/** The rows of a TSV file with a header line, as objects keyed by its column names. */
+function readTsv(file) {
+    const [header, ...rows] = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split('\t'));
     return rows.map((r) => Object.fromEntries(header.map((h, i) => [h, r[i]])));
 }
 
@@ -63,10 +70,14 @@ function noiseSource(seed) {
     return () => (uniform() + uniform() + uniform() + uniform() - 2) * Math.sqrt(3);
 }
 
-/** `seconds` of `source` from `startS`, mono float samples at `rateHz` (sox decodes and resamples). */
+/**
+ * `seconds` of `source` from `startS` (the whole file when `seconds` is undefined), mono float
+ * samples at `rateHz` (sox decodes and resamples).
+ */
 function decode(source, startS, seconds, rateHz) {
-    const raw = execFileSync('sox', [source, '-t', 'f32', '-r', String(rateHz), '-c', '1', '-',
-        'trim', String(startS), String(seconds)], { maxBuffer: 1 << 28 });
+    const trim = seconds === undefined ? [] : ['trim', String(startS), String(seconds)];
+    const raw = execFileSync('sox', ['-V1', source, '-t', 'f32', '-r', String(rateHz), '-c', '1', '-', ...trim],
+        { maxBuffer: 1 << 28 });
     return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
 }
 
@@ -200,15 +211,49 @@ export async function launchChromium({ audioFile, denyMicrophone = false } = {})
 }
 
 /**
- * The benches' input: `seconds` of the demo index's first song, decoded by sox to 16 kHz mono
- * float32 (starting at 10 s when the song is long enough).
- * @param {number} seconds
+ * The benches' input: `seconds` of the demo index's first song (or its `songNumber`-th, from 0,
+ * in manifest order), decoded by sox to 16 kHz mono float32 (starting at 10 s when the song is
+ * long enough).
+ * @param {number} seconds @param {number} [songNumber]
  * @returns {{pcm: Float32Array, audioSeconds: number, song: object, row: object, startS: number}}
  */
-export function benchAudio(seconds) {
-    const song = indexShards()[0].songs[0];
+export function benchAudio(seconds, songNumber = 0) {
+    const song = indexShards().flatMap((s) => s.songs)[songNumber];
     const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
     const startS = Math.max(0, Math.min(10, song.duration_s - seconds));
     const pcm = decode(row.path, startS, seconds, 16000);
     return { pcm, audioSeconds: pcm.length / 16000, song, row, startS };
+}
+
+/**
+ * The benches' speech without music: the train set's British Hedgewars voices (the `speech`
+ * rows of train/noise.tsv whose id starts with hedgewars-british-, one actor's ~60 lines of
+ * 1–2 s), one after another in list order, repeated until `seconds`, 16 kHz mono float32.
+ * Null when the corpus is absent.
+ * @param {number} seconds
+ * @returns {Float32Array | null}
+ */
+export function benchSpeech(seconds) {
+    const tsv = path.join(corpusDir, 'train/noise.tsv');
+    if (!fs.existsSync(tsv)) return null;
+    const files = readTsv(tsv).filter((r) => r.category === 'speech' && r.id.startsWith('hedgewars-british-'))
+        .map((r) => path.resolve(path.dirname(tsv), r.path));
+    if (files.length === 0) return null;
+    const lines = files.map((file) => decode(file, 0, undefined, 16000));
+    const pcm = new Float32Array(Math.round(seconds * 16000));
+    for (let at = 0, i = 0; at < pcm.length; i = (i + 1) % lines.length) {
+        pcm.set(lines[i].subarray(0, pcm.length - at), at);
+        at += lines[i].length;
+    }
+    return pcm;
+}
+
+/**
+ * The benches' room tone: `seconds` of white noise at `dbfs` RMS (deterministic), 16 kHz.
+ * @param {number} seconds @param {number} dbfs
+ */
+export function benchRoomTone(seconds, dbfs) {
+    const noise = noiseSource(4321);
+    const level = 10 ** (dbfs / 20);
+    return Float32Array.from({ length: Math.round(seconds * 16000) }, () => level * noise());
 }
