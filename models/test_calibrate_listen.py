@@ -42,6 +42,23 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(s["fp_nomusic"], 0.0)
         self.assertEqual(s["heard_median_s"], 2.0)
 
+    def test_guard_listens_hold_the_targets_too(self):
+        # In catalog: song "a" passes at 0.6 and above. Out of catalog with the detector: nothing
+        # reaches the matcher. With the level gate alone, noise reaches it and scores 0.55.
+        positive = ({"song": "a", "condition": "listen-clean", "lead_s": "0"},
+                    [look(1.0, 1, 0.65, "a"), look(1.5, 2, 0.65, "a")])
+        noise = {"song": "-", "condition": "nomusic", "lead_s": "0"}
+        clips = [positive, (noise, [])]
+        guard = [positive, (noise, [look(1.0, 1, 0.55, "x"), look(1.5, 2, 0.55, "x")])]
+        clip_table = [0.5]
+        alone = cl.fit(clip_table, clips, [], 0.0, 0.0, [1], 2)
+        guarded = cl.fit(clip_table, clips, guard, 0.0, 0.0, [1], 2)
+        self.assertLess(alone[3][0], 0.55)       # lets the noise by
+        self.assertGreater(guarded[3][0], 0.55)  # holds it off
+        self.assertLessEqual(guarded[3][0], 0.65)
+        self.assertEqual(guarded[4]["hit"], 1.0)
+        self.assertEqual(guarded[5]["fp_nomusic"], 0.0)
+
 
 if __name__ == "__main__":
     unittest.main()
