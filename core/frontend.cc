@@ -16,8 +16,11 @@ namespace earshot {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
+// Caps on what model metadata may ask for: the mel table is n_mels x (n_fft/2+1) floats, at most
+// 1024 x 8193 (32 MiB), and a frame at the highest rate stays longer than 40 ms.
 constexpr int kMinFft = 16;
-constexpr int kMaxFft = 1 << 16;
+constexpr int kMaxFft = 1 << 14;
+constexpr int kMaxMels = 1024;
 constexpr int kMinSampleRateHz = 1000;
 constexpr int kMaxSampleRateHz = 384000;
 
@@ -42,9 +45,9 @@ Status validate(const FrontendParams& p) {
                    " must be in [1, n_fft=" + std::to_string(p.n_fft) + "]");
     }
     const int n_bins = p.n_fft / 2 + 1;
-    if (p.n_mels < 1 || p.n_mels > n_bins) {
-        return bad("n_mels " + std::to_string(p.n_mels) +
-                   " must be in [1, n_fft/2+1=" + std::to_string(n_bins) + "]");
+    if (p.n_mels < 1 || p.n_mels > n_bins || p.n_mels > kMaxMels) {
+        return bad("n_mels " + std::to_string(p.n_mels) + " must be in [1, min(n_fft/2+1=" +
+                   std::to_string(n_bins) + ", " + std::to_string(kMaxMels) + ")]");
     }
     const double nyquist_hz = p.sample_rate_hz / 2.0;
     if (!std::isfinite(p.f_min_hz) || !std::isfinite(p.f_max_hz) || p.f_min_hz < 0.0f ||

@@ -29,6 +29,28 @@ Status model_mismatch(const std::string& what, const char* kind, const std::stri
 
 }  // namespace
 
+bool is_index_file_name(const std::string& name) {
+    if (name.empty() || name == "." || name == "..") return false;
+    for (const char ch : name) {
+        const bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                        (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+namespace {
+
+Status check_file_name(const std::string& where, const std::string& name) {
+    if (is_index_file_name(name)) return Status::ok();
+    return Status::error(where + ": file name \"" + name +
+                         "\" is not a plain file name (letters, digits, '.', '_', '-'; no path "
+                         "separators, not \".\" or \"..\"): index files must sit next to the "
+                         "manifest");
+}
+
+}  // namespace
+
 std::string index_file_sha256_hex(const uint8_t* bytes, size_t size) {
     const std::array<uint8_t, 32> digest = sha256(bytes, size);
     return to_hex(digest.data(), digest.size());
@@ -73,9 +95,11 @@ Status Index::load_manifest(const std::string& json_text) {
                              std::to_string(hop_frames_));
     const json* quantizer = nullptr;
     if (!(st = json_read_object(m, "quantizer", what, &quantizer))) return st;
-    std::string qsha;
+    std::string qfile, qsha;
     uint64_t qbytes = 0;
-    if (!(st = json_read_string(*quantizer, "sha256", what + " quantizer", &qsha)) ||
+    if (!(st = json_read_string(*quantizer, "file", what + " quantizer", &qfile)) ||
+        !(st = check_file_name(what + " quantizer", qfile)) ||
+        !(st = json_read_string(*quantizer, "sha256", what + " quantizer", &qsha)) ||
         !(st = json_read_uint64(*quantizer, "bytes", SIZE_MAX, what + " quantizer", &qbytes)))
         return st;
     const json* shard_list = nullptr;
@@ -87,6 +111,7 @@ Status Index::load_manifest(const std::string& json_text) {
         ManifestShard entry;
         uint64_t bytes = 0;
         if (!(st = json_read_string(s, "file", where, &entry.file)) ||
+            !(st = check_file_name(where, entry.file)) ||
             !(st = json_read_string(s, "sha256", where, &entry.sha256)) ||
             !(st = json_read_uint64(s, "bytes", SIZE_MAX, where, &bytes)))
             return st;
@@ -98,6 +123,7 @@ Status Index::load_manifest(const std::string& json_text) {
                              " differs from the quantizer already loaded (" + quantizer_sha256_ +
                              ")");
     has_manifest_ = true;
+    manifest_quantizer_file_ = qfile;
     manifest_quantizer_sha256_ = qsha;
     manifest_quantizer_bytes_ = size_t(qbytes);
     manifest_shards_ = std::move(shards);
@@ -185,7 +211,7 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         return Status::error(what + ": shard belongs to quantizer " + qsha +
                              " but the loaded quantizer is " + quantizer_sha256_ +
                              " (shards from another index build?)");
-    if (!(st = json_read_uint64(meta, "shard", UINT64_MAX, where, &shard)) ||
+    if (!(st = json_read_uint64(meta, "shard", kMaxShards - 1, where, &shard)) ||
         !(st = json_read_uint64(meta, "n_songs", UINT64_MAX, where, &n_songs)) ||
         !(st = json_read_uint64(meta, "n_frames", UINT64_MAX, where, &n_embeddings)))
         return st;

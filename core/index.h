@@ -35,6 +35,13 @@
 namespace earshot {
 
 constexpr int kIndexVersion = 1;
+// Shard numbers (shard metadata "shard") are below this.
+constexpr uint64_t kMaxShards = uint64_t(1) << 20;
+
+// Whether `name` may name an index file in a manifest: a plain file name of [A-Za-z0-9._-]
+// (what the web loader accepts), neither "." nor ".."; no path separator, so readers open it
+// next to the manifest and never elsewhere.
+bool is_index_file_name(const std::string& name);
 
 struct SongInfo {
     std::string id;  // caller's stable id (e.g. a file name or catalogue number)
@@ -48,8 +55,9 @@ public:
     // Everything added later must have been built with this model (hash, dim, hop).
     explicit Index(const ModelInfo& model);
 
-    // Optional. Checks format, version, model hash, dim and hop; then add_quantizer() and
-    // add_shard() also check sizes and sha256 against the manifest's entries.
+    // Optional. Checks format, version, model hash, dim, hop and every file name
+    // (is_index_file_name); then add_quantizer() and add_shard() also check sizes and sha256
+    // against the manifest's entries.
     Status load_manifest(const std::string& json_text);
     // Required before any shard. Validates the container and the model hash.
     Status add_quantizer(const uint8_t* bytes, size_t size, const std::string& what);
@@ -75,6 +83,9 @@ public:
     size_t n_shards_loaded() const { return shards_loaded_.size(); }
     // Shards listed by the manifest (0 when no manifest was loaded).
     size_t n_shards_expected() const { return manifest_shards_.size(); }
+    // File names the manifest gives (checked by is_index_file_name); empty without a manifest.
+    const std::string& manifest_quantizer_file() const { return manifest_quantizer_file_; }
+    const std::string& manifest_shard_file(size_t i) const { return manifest_shards_[i].file; }
 
     // Storage for the matcher. Windows have global ids 0 .. n_embeddings() - 1 in the
     // order they were added: global id g is window g - song_first_embedding(s) of song
@@ -115,7 +126,7 @@ private:
     int hop_frames_ = 0;
     double hop_s_ = 0.0;
     bool has_manifest_ = false;
-    std::string manifest_quantizer_sha256_;
+    std::string manifest_quantizer_file_, manifest_quantizer_sha256_;
     size_t manifest_quantizer_bytes_ = 0;
     std::vector<ManifestShard> manifest_shards_;
 

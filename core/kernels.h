@@ -19,7 +19,9 @@
 
 namespace earshot {
 
-// Geometry of one conv2d layer (zero padding, same amount top/bottom and left/right).
+// Geometry of one conv2d layer (zero padding, same amount top/bottom and left/right). The
+// products below are size_t, 32 bits in wasm32: Model::load caps out_pixels() * patch_size()
+// (the im2col scratch) and every activation at 2^24 floats, so none of them can wrap.
 struct Conv2dShape {
     int in_h = 0, in_w = 0, in_c = 0;
     int out_h = 0, out_w = 0, out_c = 0;

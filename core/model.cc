@@ -6,6 +6,7 @@
 #include <cstring>
 #include <set>
 
+#include "core/checked_size.h"
 #include "core/container.h"
 #include "core/json_read.h"
 
@@ -14,10 +15,16 @@ namespace earshot {
 namespace {
 
 // Sanity caps on what metadata may ask for, so that a hostile file cannot make us allocate
-// gigabytes for activations (tensor sizes are already bounded by the file's length).
-constexpr int kMaxDim = 1 << 16;                          // channels, frames, embedding size
-constexpr int kMaxKernel = 64;                            // kernel / stride, per axis
-constexpr size_t kMaxActivationFloats = size_t(1) << 24;  // 64 MiB per activation tensor
+// gigabytes for activations or scratch (tensor sizes are already bounded by the file's length).
+// Every size below is formed in 64 bits and checked against its cap (core/checked_size.h), so
+// none wraps in wasm32's 32-bit size_t.
+constexpr int kMaxDim = 1 << 16;                            // channels, embedding size
+constexpr int kMaxContextFrames = 4096;                     // log-mel frames per patch
+constexpr int kMaxKernel = 64;                              // kernel / stride, per axis
+constexpr uint64_t kMaxActivationFloats = uint64_t(1) << 24;  // 64 MiB per activation tensor
+constexpr uint64_t kMaxIm2colFloats = uint64_t(1) << 24;      // 64 MiB of im2col scratch per conv
+// Calibrated no-match thresholds are similarities; their 1/sqrt(n) scale is at most this.
+constexpr double kMaxThresholdScale = 10.0;
 
 Status fail(const std::string& what, const std::string& message) {
     return Status::error(what + ": " + message);
@@ -74,7 +81,15 @@ Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c
     if (type == "l2norm") {
         layer->type = Layer::Type::kL2Norm;
         layer->name = "l2norm";
-        layer->in = layer->out = *h * *w * *c;
+        uint64_t n = 0;
+        if (!checked_product_u64({uint64_t(*h), uint64_t(*w), uint64_t(*c)},
+                                 kMaxActivationFloats, &n)) {
+            return Status::error(where + " (l2norm): its input " + std::to_string(*h) + "x" +
+                                 std::to_string(*w) + "x" + std::to_string(*c) +
+                                 " exceeds the cap of " + std::to_string(kMaxActivationFloats) +
+                                 " values");
+        }
+        layer->in = layer->out = int(n);
         *h = *w = 1;
         *c = layer->out;
         layer->out_h = layer->out_w = 1;
@@ -134,10 +149,25 @@ Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c
     }
     layer->out_h = (span_h - layer->kernel_h) / layer->stride_h + 1;
     layer->out_w = (span_w - layer->kernel_w) / layer->stride_w + 1;
-    if (size_t(layer->out_h) * layer->out_w * layer->out > kMaxActivationFloats) {
+    uint64_t n = 0;
+    if (!checked_product_u64({uint64_t(layer->out_h), uint64_t(layer->out_w), uint64_t(layer->out)},
+                             kMaxActivationFloats, &n)) {
         return Status::error(where + ": output " + std::to_string(layer->out_h) + "x" +
                              std::to_string(layer->out_w) + "x" + std::to_string(layer->out) +
-                             " is too large");
+                             " exceeds the cap of " + std::to_string(kMaxActivationFloats) +
+                             " values");
+    }
+    // im2col scratch (core/kernels.h Conv2dShape): out_pixels() x patch_size() floats.
+    if (!checked_product_u64({uint64_t(layer->out_h), uint64_t(layer->out_w),
+                              uint64_t(layer->kernel_h), uint64_t(layer->kernel_w),
+                              uint64_t(layer->in)},
+                             kMaxIm2colFloats, &n)) {
+        return Status::error(where + ": im2col scratch of " + std::to_string(layer->out_h) + "x" +
+                             std::to_string(layer->out_w) + " output pixels x " +
+                             std::to_string(layer->kernel_h) + "x" +
+                             std::to_string(layer->kernel_w) + "x" + std::to_string(layer->in) +
+                             " patch values exceeds the cap of " +
+                             std::to_string(kMaxIm2colFloats) + " floats");
     }
     *h = layer->out_h;
     *w = layer->out_w;
@@ -192,7 +222,8 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     info.frontend = frontend.value();
 
     Status st;
-    if (!(st = json_read_int(meta, "context_frames", 1, kMaxDim, "metadata", &info.context_frames)) ||
+    if (!(st = json_read_int(meta, "context_frames", 1, kMaxContextFrames, "metadata",
+                             &info.context_frames)) ||
         !(st = json_read_int(meta, "hop_frames", 1, kMaxDim, "metadata", &info.hop_frames)) ||
         !(st = json_read_int(meta, "embedding_dim", 1, kMaxDim, "metadata", &info.embedding_dim))) {
         return fail(what, st.message());
@@ -222,10 +253,14 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
                               (norm_it == meta.end() ? std::string("nothing") : norm_it->dump()));
     }
     info.input_patch_mean = norm_it->get<std::string>() == "patch_mean";
-    // A number is the default no-match threshold; anything else is left to the matcher,
-    // which can read info.meta.
+    // Optional: the default no-match threshold, a similarity in [-1, 1] (0: none given).
     const auto threshold_it = meta.find("threshold");
-    if (threshold_it != meta.end() && threshold_it->is_number()) {
+    if (threshold_it != meta.end()) {
+        if (!threshold_it->is_number() || !std::isfinite(threshold_it->get<double>()) ||
+            std::fabs(threshold_it->get<double>()) > 1.0) {
+            return fail(what, "metadata 'threshold' holds " + threshold_it->dump() +
+                                  ": it must be a similarity in [-1, 1]");
+        }
         info.threshold = threshold_it->get<float>();
     }
     // A calibrated no-match table: 1 to 4096 similarities in [-1, 1].
@@ -277,8 +312,14 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         }
         info.threshold_background_weight = background_weight_it->get<float>();
     }
+    // Optional: the threshold's 1/sqrt(n) scale (< 0: none given).
     const auto threshold_scale_it = meta.find("threshold_scale");
-    if (threshold_scale_it != meta.end() && threshold_scale_it->is_number()) {
+    if (threshold_scale_it != meta.end()) {
+        if (!threshold_scale_it->is_number() || !std::isfinite(threshold_scale_it->get<double>()) ||
+            std::fabs(threshold_scale_it->get<double>()) > kMaxThresholdScale) {
+            return fail(what, "metadata 'threshold_scale' holds " + threshold_scale_it->dump() +
+                                  ": it must be a number in [-10, 10]");
+        }
         info.threshold_scale = threshold_scale_it->get<float>();
     }
 
@@ -286,6 +327,15 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     const auto layers_it = meta.find("layers");
     if (layers_it == meta.end() || !layers_it->is_array() || layers_it->empty()) {
         return fail(what, "metadata 'layers' must be a non-empty array");
+    }
+    // The input patch (the first activation buffer): context_frames x n_mels floats.
+    uint64_t patch_floats = 0;
+    if (!checked_product_u64({uint64_t(info.context_frames), uint64_t(info.frontend.n_mels)},
+                             kMaxActivationFloats, &patch_floats)) {
+        return fail(what, "metadata: the input patch of context_frames " +
+                              std::to_string(info.context_frames) + " x n_mels " +
+                              std::to_string(info.frontend.n_mels) + " exceeds the cap of " +
+                              std::to_string(kMaxActivationFloats) + " values");
     }
     int h = info.context_frames, w = info.frontend.n_mels, c = 1;
     std::set<std::string> names;

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <exception>
 #include <mutex>
+#include <new>
 #include <thread>
 
 #include "core/embed_signal.h"
@@ -82,40 +84,56 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     std::atomic<size_t> next{0};
     std::mutex error_mutex;
     std::string thread_error;
-    auto worker = [&]() {
-        auto embedder = create_embedder_any(*model, *backend);
-        auto frontend = Frontend::create(info.frontend);
-        std::unique_ptr<MusicDetector> detector;
-        if (store == StoreRule::kMusic && (*model)->music_detector()) {
-            auto created = MusicDetector::create(*(*model)->music_detector());
-            if (!created) {
-                std::lock_guard<std::mutex> lock(error_mutex);
-                thread_error = created.message();
-                return;
-            }
-            detector = std::move(created.value());
-        }
-        if (!embedder || !frontend) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            thread_error = !embedder ? embedder.message() : frontend.message();
-            return;
-        }
-        for (size_t i = next++; i < work.size(); i = next++) {
-            SongWork& w = work[i];
+    // One song's work; an exception (out of memory on a huge file, a library's error) skips
+    // that song with a message instead of reaching std::terminate.
+    auto process = [&](SongWork& w, Frontend& frontend, Embedder& embedder,
+                       MusicDetector* detector) {
+        try {
             auto audio = load_audio(w.entry.path, info.frontend.sample_rate_hz);
             if (!audio) {
                 w.error = audio.message();
-            } else {
-                const std::vector<float>& pcm = audio->samples;
-                w.duration_s = double(pcm.size()) / info.frontend.sample_rate_hz;
-                w.embedded = embed_signal_gated(info, **frontend, **embedder, detector.get(),
-                                                store, pcm.data(), pcm.size(), info.hop_frames);
-                if (w.embedded.n_windows == 0) {
-                    w.error = "shorter than one embedding window (" +
-                              std::to_string(w.duration_s) + " s)";
-                }
+                return;
             }
-            progress.advance();
+            const std::vector<float>& pcm = audio->samples;
+            w.duration_s = double(pcm.size()) / info.frontend.sample_rate_hz;
+            w.embedded = embed_signal_gated(info, frontend, embedder, detector, store, pcm.data(),
+                                            pcm.size(), info.hop_frames);
+            if (w.embedded.n_windows == 0) {
+                w.error = "shorter than one embedding window (" + std::to_string(w.duration_s) +
+                          " s)";
+            }
+        } catch (const std::bad_alloc&) {
+            w.embedded = GatedEmbeddings();
+            w.error = "out of memory while decoding or embedding it";
+        } catch (const std::exception& e) {
+            w.embedded = GatedEmbeddings();
+            w.error = std::string("unexpected error: ") + e.what();
+        }
+    };
+    auto worker = [&]() {
+        auto set_thread_error = [&](const std::string& message) {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            thread_error = message;
+        };
+        try {
+            auto embedder = create_embedder_any(*model, *backend);
+            auto frontend = Frontend::create(info.frontend);
+            std::unique_ptr<MusicDetector> detector;
+            if (store == StoreRule::kMusic && (*model)->music_detector()) {
+                auto created = MusicDetector::create(*(*model)->music_detector());
+                if (!created) return set_thread_error(created.message());
+                detector = std::move(created.value());
+            }
+            if (!embedder) return set_thread_error(embedder.message());
+            if (!frontend) return set_thread_error(frontend.message());
+            for (size_t i = next++; i < work.size(); i = next++) {
+                process(work[i], **frontend, **embedder, detector.get());
+                progress.advance();
+            }
+        } catch (const std::bad_alloc&) {
+            set_thread_error("out of memory while setting up a worker thread");
+        } catch (const std::exception& e) {
+            set_thread_error(std::string("unexpected error in a worker thread: ") + e.what());
         }
     };
     std::vector<std::thread> threads;

@@ -42,19 +42,17 @@ Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const M
     }
     const std::string manifest_text(manifest_bytes->begin(), manifest_bytes->end());
     auto index = std::make_shared<Index>(model);
+    // load_manifest() checks the manifest's shape and that every file name is a plain name
+    // (is_index_file_name), so the files read below all sit in `dir`.
     Status st = index->load_manifest(manifest_text);
     if (!st) return st;
-    // load_manifest() has checked the manifest's shape, except the quantizer's file name.
-    const nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
-    std::string quantizer_file;
-    st = json_read_string(manifest["quantizer"], "file", "manifest.json", &quantizer_file);
-    if (!st) return st;
+    const std::string& quantizer_file = index->manifest_quantizer_file();
     auto quantizer = read_file((root / quantizer_file).string());
     if (!quantizer) return quantizer.status();
     st = index->add_quantizer(quantizer->data(), quantizer->size(), quantizer_file);
     if (!st) return st;
-    for (const auto& shard : manifest["shards"]) {
-        const std::string file = shard["file"].get<std::string>();
+    for (size_t i = 0; i < index->n_shards_expected(); ++i) {
+        const std::string& file = index->manifest_shard_file(i);
         auto bytes = read_file((root / file).string());
         if (!bytes) return bytes.status();
         st = index->add_shard(bytes->data(), bytes->size(), file);
@@ -124,9 +122,15 @@ int run_info(const std::string& path) {
         // The quantizer's shape (lists depend on the catalogue size, PQ bytes on the model or
         // --pq-m): loaded and checked like `verify` does, left out if that fails.
         auto model_info = model_info_from_manifest(manifest);
-        if (model_info && summary.contains("quantizer") && summary["quantizer"].is_object() &&
-            summary["quantizer"].contains("file") && summary["quantizer"]["file"].is_string()) {
-            const std::string file = summary["quantizer"]["file"].get<std::string>();
+        const nlohmann::json* quantizer = nullptr;
+        std::string file;
+        if (model_info && json_read_object(manifest, "quantizer", "manifest.json", &quantizer) &&
+            json_read_string(*quantizer, "file", "manifest.json quantizer", &file)) {
+            if (!is_index_file_name(file)) {
+                return fail(path + "/manifest.json: quantizer file name \"" + file +
+                            "\" is not a plain file name: index files must sit next to the "
+                            "manifest");
+            }
             auto qbytes = read_file((fs::path(path) / file).string());
             Index index(*model_info);
             if (qbytes && index.add_quantizer(qbytes->data(), qbytes->size(), file)) {

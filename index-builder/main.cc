@@ -1,5 +1,8 @@
 // earshot: build and query music-recognition indexes from the command line.
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <new>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -120,9 +123,19 @@ int main(int argc, char** argv) {
         // --help/--version exit 0; every usage error exits 2 (CLI11's own codes vary).
         return app.exit(e) == 0 ? kExitOk : kExitUsage;
     }
-    if (*build_cmd) return run_build(common, build);
-    if (*query_cmd) return run_query(common, query);
-    if (*info_cmd) return run_info(info_path);
-    if (*verify_cmd) return run_verify(verify_dir, verify_model);
+    // The commands report errors as values; this is the last line for anything that throws
+    // anyway (out of memory, a library's exception): a message and exit code 1, never a crash.
+    try {
+        if (*build_cmd) return run_build(common, build);
+        if (*query_cmd) return run_query(common, query);
+        if (*info_cmd) return run_info(info_path);
+        if (*verify_cmd) return run_verify(verify_dir, verify_model);
+    } catch (const std::bad_alloc&) {
+        return fail("out of memory");
+    } catch (const std::exception& e) {
+        return fail(std::string("unexpected error: ") + e.what());
+    } catch (...) {
+        return fail("unexpected error");
+    }
     return kExitFailure;
 }

@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <iostream>
 #include <mutex>
+#include <new>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -177,9 +179,22 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
             out.flush();
         }
     };
+    // An exception in a worker (out of memory, a library's error) ends that thread's queries
+    // with a message and exit code 1 instead of std::terminate.
+    auto guarded_worker = [&]() {
+        try {
+            worker();
+        } catch (const std::bad_alloc&) {
+            std::lock_guard<std::mutex> lock(mutex);
+            thread_error = "out of memory while querying";
+        } catch (const std::exception& e) {
+            std::lock_guard<std::mutex> lock(mutex);
+            thread_error = std::string("unexpected error while querying: ") + e.what();
+        }
+    };
     const int n_threads = std::min<int>(resolve_jobs(common.jobs), int(paths->size()));
     std::vector<std::thread> threads;
-    for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
+    for (int t = 0; t < n_threads; ++t) threads.emplace_back(guarded_worker);
     for (std::thread& t : threads) t.join();
     progress.finish();
     for (const std::string& trace : traces)

@@ -250,6 +250,33 @@ TEST(Frontend, RejectsBadParameters) {
     EXPECT_TRUE(Frontend::create(frontend_default_params()).is_ok());
 }
 
+// The mel table (n_mels x (n_fft/2+1) floats) is sized from model metadata: n_fft is capped at
+// 16384 and n_mels at 1024 (32 MiB at most), where 65536 x 32769 would ask for 8 GiB.
+TEST(Frontend, CapsWhatMetadataCanMakeItAllocate) {
+    nlohmann::json meta = {{"sample_rate_hz", 16000}, {"n_fft", 65536}, {"hop_length", 250},
+                           {"n_mels", 32769},         {"f_min_hz", 125.0}, {"f_max_hz", 7500.0},
+                           {"log_offset", 1e-6}};
+    const auto huge = frontend_params_from_meta(meta);
+    ASSERT_FALSE(huge.is_ok());
+    EXPECT_NE(huge.message().find("n_fft 65536"), std::string::npos) << huge.message();
+    meta["n_fft"] = 16384;  // the largest accepted
+    meta["n_mels"] = 4096;  // within n_fft/2+1 = 8193, over the cap
+    const auto many_mels = frontend_params_from_meta(meta);
+    ASSERT_FALSE(many_mels.is_ok());
+    EXPECT_NE(many_mels.message().find("n_mels 4096"), std::string::npos) << many_mels.message();
+
+    FrontendParams p = frontend_default_params();
+    p.n_fft = 32768;  // a 1-band table would be small, but the frame is over the cap
+    const auto fe = Frontend::create(p);
+    ASSERT_FALSE(fe.is_ok());
+    EXPECT_NE(fe.message().find("n_fft 32768"), std::string::npos) << fe.message();
+    p.n_fft = 16384;
+    p.n_mels = 1024;
+    const auto largest = Frontend::create(p);
+    ASSERT_TRUE(largest.is_ok()) << largest.message();
+    EXPECT_EQ(largest.value()->mel_weights().size(), size_t(1024) * 8193);
+}
+
 TEST(Frontend, ParamsFromMeta) {
     nlohmann::json meta = {{"sample_rate_hz", 16000}, {"n_fft", 512},
                            {"hop_length", 250},       {"n_mels", 64},

@@ -294,5 +294,48 @@ TEST_F(IndexCorruptTest, ManifestMismatchDuplicateAndOrder) {
     EXPECT_FALSE(wrong_q.has_quantizer());
 }
 
+// File names come from a downloaded manifest: only plain names next to it, as the web loader
+// accepts ([A-Za-z0-9._-], not "." or "..").
+TEST_F(IndexCorruptTest, ManifestFileNamesArePlain) {
+    const auto& mtext = files_.files.at("manifest.json");
+    const nlohmann::json good = nlohmann::json::parse(std::string(mtext.begin(), mtext.end()));
+    {
+        Index index(model_);
+        ASSERT_TRUE(index.load_manifest(good.dump()));
+        EXPECT_EQ(index.manifest_quantizer_file(), "quantizer.eq");
+        EXPECT_EQ(index.manifest_shard_file(0), names_[0]);
+    }
+    for (const char* bad : {"../quantizer.eq", "/etc/passwd", "sub/quantizer.eq", "..", ".", "",
+                            "a\\b", "C:quantizer.eq", "quantizer.eq\n", "~user"}) {
+        for (bool in_shard : {false, true}) {
+            nlohmann::json m = good;
+            (in_shard ? m["shards"][0] : m["quantizer"])["file"] = bad;
+            Index index(model_);
+            Status st = index.load_manifest(m.dump());
+            ASSERT_FALSE(st) << "accepted \"" << bad << "\"";
+            EXPECT_NE(st.message().find("plain file name"), std::string::npos) << st.message();
+        }
+    }
+    nlohmann::json m = good;
+    m["quantizer"]["file"] = 5;
+    Index index(model_);
+    EXPECT_FALSE(index.load_manifest(m.dump()));
+    EXPECT_TRUE(is_index_file_name("shard-00012.es"));
+    EXPECT_FALSE(is_index_file_name(".."));
+}
+
+// The shard number is a u64 in the file, kept as an int: it must be bounded, or 2^32 would pass
+// for shard 0.
+TEST_F(IndexCorruptTest, ShardNumberOutOfRange) {
+    auto index = fresh(/*with_manifest=*/false);
+    auto wrapped = rewrite(shard(0), [](nlohmann::json& meta, std::vector<uint32_t>&,
+                                        std::vector<uint8_t>&) { meta["shard"] = uint64_t(1) << 32; });
+    expect_error(*index, wrapped, "'shard'");
+    auto huge = rewrite(shard(0), [](nlohmann::json& meta, std::vector<uint32_t>&,
+                                     std::vector<uint8_t>&) { meta["shard"] = kMaxShards; });
+    expect_error(*index, huge, "out of range");
+    expect_others_work(*index, names_.size());  // nothing skipped: shard 0 is still free
+}
+
 }  // namespace
 }  // namespace earshot

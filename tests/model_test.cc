@@ -417,6 +417,74 @@ TEST(ModelLoad, SurvivesHostileMetadataValues) {
     EXPECT_GE(accepted, 1);  // e.g. relu flipped to true
 }
 
+// A valid network whose first conv (64x64 kernel, stride 1, one channel: 4096 weights) slides
+// over a 4096 x 1024 patch: its im2col scratch would be 4033 x 961 x 4096 = 1.6e10 floats (and
+// wraps to a small size in wasm32). Load must refuse it, naming the layer.
+TEST(ModelLoad, RejectsConvWhoseIm2colScratchIsHuge) {
+    ModelSpec spec;
+    spec.meta = base_meta(4096, 945);
+    spec.meta["n_fft"] = 2048;
+    spec.meta["n_mels"] = 1024;
+    spec.meta["layers"] = {conv_layer("wide", 1, 1, 64, 64, 1, 1, 0, 0, true),
+                           conv_layer("pool", 1, 1, 64, 64, 64, 64, 0, 0, false),  // 63 x 15
+                           {{"type", "l2norm"}}};
+    std::mt19937 rng(3);
+    spec.tensors = {{"wide.weight", DType::kF32, {1, 64, 64, 1}, random_values(4096, rng, 0.1f)},
+                    {"wide.bias", DType::kF32, {1}, {0.0f}},
+                    {"pool.weight", DType::kF32, {1, 64, 64, 1}, random_values(4096, rng, 0.1f)},
+                    {"pool.bias", DType::kF32, {1}, {0.0f}}};
+    expect_error(load_spec(spec), {"'wide'", "im2col", "cap"});
+    // The same shapes on a patch of 64 x 1024 fit (the scratch stays under its cap).
+    spec.meta["context_frames"] = 64;
+    spec.meta["layers"][1]["kernel_h"] = 1;
+    spec.meta["layers"][1]["stride_h"] = 1;
+    spec.meta["embedding_dim"] = 15;
+    spec.find("pool.weight")->shape = {1, 1, 64, 1};
+    spec.find("pool.weight")->values.resize(64);
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+}
+
+// Sizes taken from metadata are capped before any product is formed: a patch of 65536 frames
+// (a leading l2norm over it would overflow an int product of 65536 x 32768) or an FFT of 65536.
+TEST(ModelLoad, CapsPatchSizesFromMetadata) {
+    ModelSpec spec = tiny_model();
+    spec.meta["context_frames"] = 65536;
+    spec.meta["layers"] = {{{"type", "l2norm"}}};
+    spec.meta["embedding_dim"] = 64;
+    spec.tensors.clear();
+    expect_error(load_spec(spec), {"context_frames", "out of range"});
+    spec.meta["context_frames"] = 1;
+    spec.meta["n_fft"] = 65536;
+    spec.meta["n_mels"] = 32768;
+    expect_error(load_spec(spec), {"n_fft 65536"});
+    spec.meta["n_fft"] = 512;
+    spec.meta["n_mels"] = 64;
+    auto model = load_spec(spec);  // a leading l2norm over a 1 x 64 patch is fine
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_EQ((*model)->layers()[0].out, 64);
+}
+
+TEST(ModelLoad, RejectsThresholdsOutOfRange) {
+    ModelSpec spec = tiny_model();
+    spec.meta["threshold"] = 0.25;
+    spec.meta["threshold_scale"] = 0.3;
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_FLOAT_EQ((*model)->info().threshold, 0.25f);
+    EXPECT_FLOAT_EQ((*model)->info().threshold_scale, 0.3f);
+    for (const char* bad : {"1e300", "-1e300", "1.5", "-2", R"("0.3")", "null", "[]"}) {
+        spec = tiny_model();
+        spec.meta["threshold"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"'threshold'"});
+    }
+    for (const char* bad : {"1e300", "-1e300", "11", R"("x")", "null"}) {
+        spec = tiny_model();
+        spec.meta["threshold_scale"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"'threshold_scale'"});
+    }
+}
+
 // ---- models/random-init-v0.emod (the v1 architecture) --------------------------------------
 
 TEST(ModelRandomInit, LoadsWithV1Architecture) {

@@ -24,6 +24,9 @@ constexpr sf_count_t kBlockFrames = 8192;  // frames decoded per sf_readf_float 
 // positions: allow this shortfall before calling the file truncated. Two MPEG-1 layer III
 // frames, or 1 % of the declared length.
 constexpr sf_count_t kMpegSlackFrames = 2 * 1152;
+// Output reserved up front from the header's frame count, at most: a header may lie, and the
+// vector grows past this as the audio is really decoded.
+constexpr double kMaxReserveS = 10 * 60.0;
 
 struct SndfileCloser {
     void operator()(SNDFILE* f) const { sf_close(f); }
@@ -128,10 +131,15 @@ Result<std::vector<float>> resample_mono(const float* pcm, size_t n_samples, int
     return out;
 }
 
-Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz) {
+Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz, int max_minutes) {
     auto fail = [&](const std::string& message) { return Status::error(path + ": " + message); };
     Status s = rate_ok(target_rate_hz, "target sample rate");
     if (!s) return fail(s.message());
+    if (max_minutes < 1) return fail("the duration limit must be at least 1 minute");
+    auto too_long = [&](const std::string& detail) {
+        return fail("longer than the " + std::to_string(max_minutes) + "-minute limit (" + detail +
+                    "); cut it into shorter files");
+    };
 
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) return fail("audio file not found");
@@ -169,8 +177,15 @@ Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz) {
         if (!resampler) return fail(resampler.message());
     }
     const bool frames_known = info.frames > 0 && info.frames < SF_COUNT_MAX;
+    // The most frames decoded at the file's rate (< 2^56: rate <= 384 kHz, minutes < 2^31).
+    const sf_count_t max_frames = sf_count_t(max_minutes) * 60 * info.samplerate;
+    if (frames_known && info.frames > max_frames) {
+        return too_long("its header says " + std::to_string(info.frames / info.samplerate / 60) +
+                        " minutes");
+    }
     if (frames_known) {
-        audio.samples.reserve(size_t(double(info.frames) * target_rate_hz / info.samplerate) + 16);
+        const double claimed_s = double(info.frames) / info.samplerate;
+        audio.samples.reserve(size_t(std::min(claimed_s, kMaxReserveS) * target_rate_hz) + 16);
     }
 
     const int channels = info.channels;
@@ -192,6 +207,9 @@ Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz) {
             mono[size_t(i)] = value;
         }
         decoded += n;
+        if (decoded > max_frames) {
+            return too_long("decoded " + std::to_string(max_minutes) + " minutes and still going");
+        }
         if (resample) {
             if (!(s = resampler->process(mono.data(), size_t(n), &audio.samples))) {
                 return fail(s.message());

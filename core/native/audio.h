@@ -21,10 +21,16 @@ struct AudioBuffer {
     }
 };
 
+// Longest audio load_audio() decodes by default: 2 hours (460 MB of mono floats at 16 kHz).
+constexpr int kMaxAudioMinutes = 120;
+
 // Decodes `path`, averages its channels and resamples to `target_rate_hz` (no resampling when
 // the file already has that rate). Errors name the file and the problem: missing, empty,
-// unreadable/unsupported format, truncated or corrupt data, no samples.
-Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz);
+// unreadable/unsupported format, truncated or corrupt data, no samples, longer than
+// `max_minutes` (by its header or as decoded). The frame count a header claims is never trusted
+// for more than a few minutes of memory reserved up front.
+Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz,
+                               int max_minutes = kMaxAudioMinutes);
 
 // Resamples mono float PCM from `input_rate_hz` to `output_rate_hz` with libsoxr (SOXR_HQ).
 // Output length is round(n_samples * output_rate_hz / input_rate_hz), delay-compensated.

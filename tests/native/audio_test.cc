@@ -1,13 +1,22 @@
 // load_audio on real files (tests/data/audio, made by tests/make_audio_fixtures.sh): every
 // format decodes to the right rate, length and notes; stereo is averaged; 44.1 kHz is resampled;
-// broken files give a clean error that names the file.
+// broken files give a clean error that names the file; headers that lie about the length and
+// files over the duration limit allocate nothing large.
 #include "core/native/audio.h"
 
 #include <gtest/gtest.h>
+#include <sndfile.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
+
+#include "tests/native/allocation_counter.h"
+#include "tests/native/flac_test_util.h"
 
 namespace earshot {
 namespace {
@@ -151,6 +160,67 @@ TEST(Audio, ResampleMonoKeepsToneAmplitude) {
     EXPECT_NEAR(20.0 * std::log10(amplitude / 0.5), 0.0, 0.1);
     EXPECT_TRUE(resample_mono(x.data(), 0, in_hz, out_hz).is_ok());
     EXPECT_FALSE(resample_mono(x.data(), x.size(), 0, out_hz).is_ok());
+}
+
+// 1 s of a quiet 16 kHz tone as FLAC, whose header claims `claimed_frames`.
+std::string write_flac_claiming(const std::string& name, uint64_t claimed_frames) {
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("earshot_audio_test_" + std::to_string(::getpid()) + "_" + name))
+                                 .string();
+    std::vector<float> pcm(static_cast<size_t>(kRateHz));
+    for (size_t i = 0; i < pcm.size(); ++i) pcm[i] = 0.1f * float(std::sin(0.05 * double(i)));
+    test::write_flac_claiming(path, pcm, kRateHz, claimed_frames);
+    return path;
+}
+
+// A header claiming 100 minutes (under the limit) for 1 s of audio: the decoder must not
+// reserve memory for the claim; the file is reported truncated.
+TEST(Audio, HeaderFrameCountDoesNotSizeTheBuffer) {
+    const std::string path = write_flac_claiming("claims_100_min.flac", 100ull * 60 * kRateHz);
+    test::g_largest_allocation = 0;
+    test::g_track_largest_allocation = true;
+    const auto audio = load_audio(path, kRateHz);
+    test::g_track_largest_allocation = false;
+    expect_error(audio, path, "truncated");
+    // 100 minutes of floats would be 384 MB; at most 10 minutes (38.4 MB) may be reserved.
+    EXPECT_LE(test::g_largest_allocation.load(), size_t(40) << 20);
+    std::remove(path.c_str());
+}
+
+// A header claiming 2^36 - 1 frames (about 50 days) is over the duration limit: a clean error
+// before anything is reserved or decoded.
+TEST(Audio, HeaderOverTheDurationLimitIsRejected) {
+    const std::string path =
+        write_flac_claiming("claims_2e36.flac", (uint64_t(1) << 36) - 1);
+    const auto audio = load_audio(path, kRateHz);
+    expect_error(audio, path, "longer than the 120-minute limit");
+    std::remove(path.c_str());
+}
+
+TEST(Audio, DurationLimit) {
+    const auto dir = std::filesystem::temp_directory_path();
+    auto write_wav = [&](const std::string& name, double seconds) {
+        const std::string path =
+            (dir / ("earshot_audio_test_" + std::to_string(::getpid()) + "_" + name)).string();
+        SF_INFO info{};
+        info.samplerate = 8000;
+        info.channels = 1;
+        info.format = SF_FORMAT_WAV | SF_FORMAT_PCM_U8;
+        SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
+        EXPECT_NE(f, nullptr) << sf_strerror(nullptr);
+        std::vector<float> pcm(size_t(seconds * info.samplerate), 0.25f);
+        sf_writef_float(f, pcm.data(), sf_count_t(pcm.size()));
+        sf_close(f);
+        return path;
+    };
+    const std::string over = write_wav("61s.wav", 61.0), under = write_wav("59s.wav", 59.0);
+    expect_error(load_audio(over, kRateHz, /*max_minutes=*/1), over,
+                 "longer than the 1-minute limit");
+    const auto ok = load_audio(under, kRateHz, /*max_minutes=*/1);
+    ASSERT_TRUE(ok.is_ok()) << ok.message();
+    EXPECT_NEAR(ok->duration_s(), 59.0, 0.01);
+    std::remove(over.c_str());
+    std::remove(under.c_str());
 }
 
 TEST(Audio, CleanErrors) {

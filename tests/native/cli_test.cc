@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/native/flac_test_util.h"
+
 namespace {
 namespace fs = std::filesystem;
 
@@ -217,6 +219,49 @@ TEST_F(CliTest, VerifyRejectsTamperedShardAndFailedBuildKeepsOldIndex) {
     const CliRun missing = run_cli("verify " + (dir_ / "nowhere").string(), dir_);
     EXPECT_EQ(missing.exit_code, 1);
     EXPECT_NE(missing.err.find("no index at"), std::string::npos) << missing.err;
+}
+
+// Hostile inputs end in a clean error and exit code, never a crash: an audio file whose header
+// claims 2^36 - 1 frames is skipped with a message (it used to reserve 256 GB inside a build
+// worker), and a manifest naming files outside its folder is refused by verify and info.
+TEST_F(CliTest, HostileInputsGiveCleanErrors) {
+    earshot::test::write_flac_claiming((dir_ / "music" / "lying.flac").string(),
+                                       make_song(4, 16000, 2.0), 16000,
+                                       (uint64_t(1) << 36) - 1);
+    const fs::path index = dir_ / "index";
+    const CliRun build = run_cli("build -q -j 2 " + model_arg() + " --out " + index.string() +
+                                     " " + (dir_ / "music").string(),
+                                 dir_);
+    ASSERT_EQ(build.exit_code, 3) << build.err;  // built; broken.ogg and lying.flac skipped
+    EXPECT_NE(build.err.find("lying.flac: longer than the 120-minute limit"), std::string::npos)
+        << build.err;
+
+    // A manifest next door that reaches into the real index through "../index/".
+    nlohmann::json manifest = nlohmann::json::parse(slurp(index / "manifest.json"));
+    manifest["quantizer"]["file"] = "../index/" + manifest["quantizer"]["file"].get<std::string>();
+    for (auto& shard : manifest["shards"])
+        shard["file"] = "../index/" + shard["file"].get<std::string>();
+    const fs::path evil = dir_ / "evil";
+    fs::create_directories(evil);
+    std::ofstream(evil / "manifest.json") << manifest.dump();
+    for (const std::string& args : {"verify " + evil.string(),
+                                    "verify " + evil.string() + " " + model_arg(),
+                                    "info " + evil.string()}) {
+        const CliRun run = run_cli(args, dir_);
+        EXPECT_EQ(run.exit_code, 1) << args << ": " << run.out << run.err;
+        EXPECT_NE(run.err.find("is not a plain file name"), std::string::npos) << args << ": "
+                                                                              << run.err;
+    }
+    // Fields of the wrong type are errors too, not exceptions.
+    manifest = nlohmann::json::parse(slurp(index / "manifest.json"));
+    manifest["quantizer"]["file"] = 7;
+    manifest["model_name"] = 7;
+    std::ofstream(evil / "manifest.json", std::ios::trunc) << manifest.dump();
+    const CliRun verify = run_cli("verify " + evil.string(), dir_);
+    EXPECT_EQ(verify.exit_code, 1) << verify.err;
+    EXPECT_NE(verify.err.find("model_name"), std::string::npos) << verify.err;
+    const CliRun info = run_cli("info " + evil.string(), dir_);
+    EXPECT_EQ(info.exit_code, 0) << info.err;  // describes the manifest, no quantizer shape
 }
 
 TEST_F(CliTest, InfoDescribesModel) {

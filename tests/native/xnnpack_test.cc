@@ -3,31 +3,12 @@
 // v1 random-init model with random and log-mel patches; plus the native factory.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <random>
 #include <vector>
 
 #include "core/native/xnnpack_embedder.h"
 #include "tests/model_test_util.h"
-
-// Counts every global operator new in this binary (native tests only; the portable test binary
-// must not replace it under Emscripten). The only replacement in earshot_native_tests.
-static std::atomic<size_t> g_allocation_count{0};
-
-void* operator new(size_t bytes) {
-    ++g_allocation_count;
-    if (void* p = std::malloc(bytes ? bytes : 1)) return p;
-    throw std::bad_alloc();
-}
-// GCC sees the replaced operator new's malloc and warns about free() in the matching delete:
-// both are replaced together here, so the pair is consistent.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+#include "tests/native/allocation_counter.h"
 
 namespace earshot {
 namespace {

@@ -1,0 +1,32 @@
+// Replaces the global operator new / delete of earshot_native_tests: see allocation_counter.h.
+#include "tests/native/allocation_counter.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace earshot {
+namespace test {
+std::atomic<size_t> g_allocation_count{0};
+std::atomic<bool> g_track_largest_allocation{false};
+std::atomic<size_t> g_largest_allocation{0};
+}  // namespace test
+}  // namespace earshot
+
+void* operator new(size_t bytes) {
+    using namespace earshot::test;  // NOLINT: the counters
+    ++g_allocation_count;
+    if (g_track_largest_allocation.load(std::memory_order_relaxed)) {
+        size_t seen = g_largest_allocation.load(std::memory_order_relaxed);
+        while (bytes > seen && !g_largest_allocation.compare_exchange_weak(seen, bytes)) {
+        }
+    }
+    if (void* p = std::malloc(bytes ? bytes : 1)) return p;
+    throw std::bad_alloc();
+}
+// GCC sees the replaced operator new's malloc and warns about free() in the matching delete:
+// both are replaced together here, so the pair is consistent.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
