@@ -31,7 +31,7 @@ struct BuildOptions {
     int n_lists = 0;          // 0 = by catalogue size (index_auto_lists)
     int pq_m = 0;             // 0 = the model's index_pq_m
     double shard_mb = 8.0;
-    std::string store = "music";  // which windows to store: all, level, music (StoreRule)
+    std::string store = "level";  // which windows to store: all, level, music (StoreRule)
 };
 
 struct QueryOptions {

@@ -63,10 +63,10 @@ int main(int argc, char** argv) {
     build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
         ->capture_default_str()->check(CLI::Range(0.01, 1024.0));
     build_cmd->add_option("--store", build.store,
-                          "which windows of a song to store: music (what the live listen's gate "
-                          "passes: not near-silent, and music to the model's detector; a song "
-                          "the detector rejects mostly keeps its non-silent windows), level (not "
-                          "near-silent), all")
+                          "which windows of a song to store: level (all but the near-silent), "
+                          "music (level, and what the model's music detector calls music; a "
+                          "song the detector rejects mostly keeps its non-silent windows; "
+                          "smaller, but clips of quiet passages are found less often), all")
         ->capture_default_str()->check(CLI::IsMember({"music", "level", "all"}));
 
     QueryOptions query;

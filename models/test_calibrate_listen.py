@@ -59,6 +59,21 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(guarded[4]["hit"], 1.0)
         self.assertEqual(guarded[5]["fp_nomusic"], 0.0)
 
+    def test_fewest_false_positives_among_rules_good_enough(self):
+        # Two positives pass at 0.6 and 0.8; a negative scores 0.65. Needing half the hits, the
+        # rule keeps the negative off (threshold in (0.65, 0.8]); needing all, it cannot.
+        clips = [({"song": "a", "condition": "listen-clean", "lead_s": "0"}, [look(1.0, 1, 0.6, "a")]),
+                 ({"song": "b", "condition": "listen-clean", "lead_s": "0"}, [look(1.0, 1, 0.8, "b")]),
+                 ({"song": "-", "condition": "listen-clean", "lead_s": "0"}, [look(1.0, 1, 0.65, "c")])]
+        half = cl.fit([0.5], clips, [], 1.0, 1.0, [1], 1, min_hit=0.5)
+        self.assertGreater(half[3][0], 0.65)
+        self.assertEqual(half[4]["fp_out_n"], 0)
+        self.assertEqual(half[4]["hit"], 0.5)
+        everything = cl.fit([0.5], clips, [], 1.0, 1.0, [1], 1, min_hit=1.0)
+        self.assertLessEqual(everything[3][0], 0.6)
+        self.assertEqual(everything[4]["fp_out_n"], 1)
+        self.assertIsNone(cl.fit([0.5], clips, [], 0.0, 1.0, [1], 1, min_hit=1.0))
+
 
 if __name__ == "__main__":
     unittest.main()
