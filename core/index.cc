@@ -254,9 +254,10 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     if (!offsets_section) return offsets_section.status();
     // Optional: windows not stored (silence, not music), as sorted, disjoint [start, length]
     // runs within [0, n_frames); list_ids and pq_codes then hold the stored windows only.
-    std::vector<uint8_t> stored(n_embeddings, 1);
+    // Validated here without allocating; the mask is built once everything is checked.
+    const Section* runs = view.find("absent_runs");
     size_t n_stored = n_embeddings;
-    if (const Section* runs = view.find("absent_runs")) {
+    if (runs) {
         if (runs->dtype != DType::kU32 || runs->shape.size() != 2 || runs->shape[1] != 2)
             return Status::error(what + ": absent_runs must be u32 [n_runs, 2]");
         uint64_t end_of_last = 0;
@@ -269,7 +270,6 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
                                      ") is empty, overlaps the previous one or ends after n_frames " +
                                      std::to_string(n_embeddings));
             end_of_last = uint64_t(run[0]) + run[1];
-            std::fill(stored.begin() + run[0], stored.begin() + run[0] + run[1], uint8_t(0));
             n_stored -= run[1];
         }
     }
@@ -287,9 +287,24 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         return Status::error(what + ": song_offsets must start at 0 and end at n_frames (" +
                              std::to_string(n_embeddings) + "), got " + std::to_string(offsets[0]) +
                              " .. " + std::to_string(offsets[n_songs]));
-    for (size_t i = 0; i < n_songs; ++i)
+    for (size_t i = 0; i < n_songs; ++i) {
         if (offsets[i + 1] < offsets[i])
             return Status::error(what + ": song_offsets decrease at song " + std::to_string(i));
+        // Absent windows cost no bytes in the file: bound them, so that a small crafted shard
+        // cannot make the index allocate for billions of windows.
+        if (offsets[i + 1] - offsets[i] > kMaxSongWindows)
+            return Status::error(what + ": song " + std::to_string(i) + " has " +
+                                 std::to_string(offsets[i + 1] - offsets[i]) +
+                                 " windows, more than " + std::to_string(kMaxSongWindows));
+    }
+    std::vector<uint8_t> stored(n_embeddings, 1);
+    if (runs) {
+        for (size_t r = 0; r < runs->shape[0]; ++r) {
+            uint32_t run[2];
+            std::memcpy(run, runs->data + r * sizeof(run), sizeof(run));
+            std::fill(stored.begin() + run[0], stored.begin() + run[0] + run[1], uint8_t(0));
+        }
+    }
     std::vector<uint16_t> ids(n_stored);
     const uint8_t* id_data = ids_section.value()->data;
     for (size_t e = 0; e < n_stored; ++e) {

@@ -37,6 +37,9 @@ namespace earshot {
 constexpr int kIndexVersion = 1;
 // Shard numbers (shard metadata "shard") are below this.
 constexpr uint64_t kMaxShards = uint64_t(1) << 20;
+// Windows of one song at most: 2^20 (73 hours at a 0.25 s hop; decoding refuses audio over
+// 2 hours). A shard's windows are bounded by this times its songs.
+constexpr uint64_t kMaxSongWindows = uint64_t(1) << 20;
 
 // Whether `name` may name an index file in a manifest: a plain file name of [A-Za-z0-9._-]
 // (what the web loader accepts), neither "." nor ".."; no path separator, so readers open it

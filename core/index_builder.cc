@@ -111,6 +111,10 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
     if (n_embeddings > 0 && embeddings == nullptr)
         return Status::error("add_song: embeddings is null for " + std::to_string(n_embeddings) +
                              " embeddings");
+    if (n_embeddings > kMaxSongWindows)
+        return Status::error("add_song '" + song.id + "': " + std::to_string(n_embeddings) +
+                             " windows, more than an index holds per song (" +
+                             std::to_string(kMaxSongWindows) + ")");
     PendingSong pending = make_pending_song(song, n_embeddings);
     const size_t dim = size_t(model_.embedding_dim);
     if (stored != nullptr && std::count(stored, stored + n_embeddings, uint8_t(0)) > 0) {

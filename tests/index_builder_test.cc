@@ -403,6 +403,36 @@ TEST(IndexBuilderTest, WindowsNotStoredKeepTheTimeline) {
         EXPECT_NE(bad_st.message().find("absent run"), std::string::npos) << bad_st.message();
         EXPECT_EQ(fresh.n_songs(), 0u);
     }
+
+    // Absent windows cost no bytes: a small shard claiming 2^21 of them for one song is refused
+    // before anything is allocated for them.
+    {
+        const uint32_t extra = 1u << 21;
+        nlohmann::json meta = view->meta;
+        meta["n_frames"] = meta["n_frames"].get<uint64_t>() + extra;
+        ContainerWriter w("SHRD", meta);
+        for (const Section& s : view->sections) {
+            if (s.name == "song_offsets") {
+                std::vector<uint32_t> off(s.element_count());
+                std::memcpy(off.data(), s.data, s.bytes);
+                for (size_t i = 1; i < off.size(); ++i) off[i] += extra;
+                w.add(s.name, s.dtype, s.shape, off.data(), off.size() * 4);
+            } else if (s.name == "absent_runs") {
+                std::vector<uint32_t> r = {0, extra + 5, extra + 10, 2};
+                w.add(s.name, s.dtype, {2u, 2u}, r.data(), r.size() * 4);
+            } else {
+                w.add(s.name, s.dtype, s.shape, s.data, s.bytes);
+            }
+        }
+        const std::vector<uint8_t> bytes = w.finish();
+        Index fresh(model);
+        const auto& q = files->files.at("quantizer.eq");
+        ASSERT_TRUE(fresh.add_quantizer(q.data(), q.size(), "quantizer.eq"));
+        Status big = fresh.add_shard(bytes.data(), bytes.size(), "big.es");
+        ASSERT_FALSE(big);
+        EXPECT_NE(big.message().find("more than 1048576"), std::string::npos) << big.message();
+        EXPECT_LT(bytes.size(), shard.size() + 64);
+    }
 }
 
 }  // namespace
