@@ -58,6 +58,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));
     }
+    recover_interrupted_write(options.out_dir);
 
     const StoreRule store = options.store == "all"     ? StoreRule::kAll
                             : options.store == "level" ? StoreRule::kLevel

@@ -1,9 +1,13 @@
 #include "index-builder/files.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +25,18 @@ Result<std::vector<uint8_t>> read_file(const std::string& path) {
 }
 
 namespace {
+
+// Sibling names of an output folder `<name>`: `<name>.earshot-partial.<pid>` is always garbage
+// (a staging folder being written, or an old index being deleted); `<name>.earshot-old.<pid>` is
+// always a complete old index (moved aside by the two-rename swap).
+const char* const kPartialTag = ".earshot-partial.";
+const char* const kOldTag = ".earshot-old.";
+
+fs::path normalized_out(const std::string& out_dir) {
+    fs::path out = fs::absolute(out_dir).lexically_normal();
+    if (out.filename().empty()) out = out.parent_path();
+    return out;
+}
 
 Status write_and_sync(const fs::path& path, const std::vector<uint8_t>& bytes) {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -50,50 +66,165 @@ void sync_dir(const fs::path& dir) {
     }
 }
 
+// Fault injection for the crash test (tests/native/cli_test.cc): EARSHOT_TEST_KILL_AT=<step>
+// makes the process SIGKILL itself when it reaches that step of the swap.
+void kill_if_test_step(const char* step) {
+    const char* at = std::getenv("EARSHOT_TEST_KILL_AT");
+    if (at && std::strcmp(at, step) == 0) ::kill(::getpid(), SIGKILL);
+}
+
+// An exclusive lock on the parent folder, held while leftovers are judged and the swap runs,
+// so two builds into one parent never see each other's staging folder as a leftover. Best
+// effort: where the file system has no flock (some network file systems) it is skipped.
+class ParentLock {
+public:
+    explicit ParentLock(const fs::path& parent)
+        : fd_(::open(parent.c_str(), O_RDONLY | O_DIRECTORY)) {
+        if (fd_ >= 0) {
+            while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+            }
+        }
+    }
+    ~ParentLock() {
+        if (fd_ >= 0) ::close(fd_);  // releases the lock
+    }
+    ParentLock(const ParentLock&) = delete;
+    ParentLock& operator=(const ParentLock&) = delete;
+
+private:
+    int fd_;
+};
+
+// Under the parent lock: an old index moved aside by a killed two-rename swap goes back into
+// place if nothing took it; every other leftover of `out` is removed.
+void recover_leftovers(const fs::path& out) {
+    const fs::path parent = out.parent_path();
+    const std::string name = out.filename().string();
+    std::error_code ec;
+    std::vector<std::pair<fs::path, bool>> leftovers;  // path, is an old index
+    for (const auto& entry : fs::directory_iterator(parent, ec)) {
+        const std::string leftover = entry.path().filename().string();
+        if (leftover.compare(0, name.size(), name) != 0) continue;
+        const std::string tail = leftover.substr(name.size());
+        const bool is_old = tail.rfind(kOldTag, 0) == 0;
+        if (!is_old && tail.rfind(kPartialTag, 0) != 0) continue;
+        const std::string pid = tail.substr(std::strlen(is_old ? kOldTag : kPartialTag));
+        if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        leftovers.emplace_back(entry.path(), is_old);
+    }
+    if (leftovers.empty()) return;
+    bool out_exists = fs::exists(out, ec);
+    for (const auto& [path, is_old] : leftovers) {
+        if (is_old && !out_exists) {  // put back; kept where it is if that fails
+            fs::rename(path, out, ec);
+            out_exists = !ec;
+            continue;
+        }
+        fs::remove_all(path, ec);
+    }
+    sync_dir(parent);
+}
+
+enum class Exchange { kDone, kUnsupported, kFailed };
+
+// Swaps two folders in one step (Linux renameat2 RENAME_EXCHANGE). kUnsupported where the
+// kernel or the file system has no such rename (or EARSHOT_TEST_NO_EXCHANGE is set, for the
+// crash test); nothing was changed then, nor on kFailed (errno says why).
+Exchange exchange_folders(const fs::path& a, const fs::path& b) {
+#if defined(__linux__) && defined(RENAME_EXCHANGE)
+    const char* no_exchange = std::getenv("EARSHOT_TEST_NO_EXCHANGE");
+    if (no_exchange && *no_exchange) return Exchange::kUnsupported;
+    if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0) {
+        return Exchange::kDone;
+    }
+    return errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ? Exchange::kUnsupported
+                                                                     : Exchange::kFailed;
+#else
+    (void)a;
+    (void)b;
+    return Exchange::kUnsupported;
+#endif
+}
+
 }  // namespace
+
+void recover_interrupted_write(const std::string& out_dir) {
+    const fs::path out = normalized_out(out_dir);
+    std::error_code ec;
+    if (!fs::is_directory(out.parent_path(), ec)) return;
+    ParentLock lock(out.parent_path());
+    recover_leftovers(out);
+}
 
 Status write_folder_atomically(const std::string& out_dir,
                                const std::map<std::string, std::vector<uint8_t>>& files) {
-    fs::path out = fs::absolute(out_dir).lexically_normal();
-    if (out.filename().empty()) out = out.parent_path();
+    const fs::path out = normalized_out(out_dir);
     const fs::path parent = out.parent_path();
     std::error_code ec;
     fs::create_directories(parent, ec);
     if (ec) return Status::error("cannot create " + parent.string() + ": " + ec.message());
-    const std::string suffix = "." + std::to_string(::getpid());
-    const fs::path staging = parent / (out.filename().string() + ".partial" + suffix);
-    const fs::path old = parent / (out.filename().string() + ".old" + suffix);
-    fs::remove_all(staging, ec);
+    ParentLock lock(parent);
+    recover_leftovers(out);
+
+    const bool had_old = fs::exists(out, ec);
+    if (had_old && !fs::is_directory(out, ec)) {
+        return Status::error(out.string() + " exists and is not a folder: choose another --out");
+    }
+    const std::string suffix = std::to_string(::getpid());
+    const fs::path staging = parent / (out.filename().string() + kPartialTag + suffix);
+    const fs::path old = parent / (out.filename().string() + kOldTag + suffix);
     fs::create_directory(staging, ec);
     if (ec) return Status::error("cannot create " + staging.string() + ": " + ec.message());
+    // Every failure from here removes the staging folder: `out` is left as it was.
+    const auto abandon = [&](const std::string& message) {
+        std::error_code ignored;
+        fs::remove_all(staging, ignored);
+        return Status::error(message);
+    };
     for (const auto& [name, bytes] : files) {
         Status st = write_and_sync(staging / name, bytes);
-        if (!st) {
-            fs::remove_all(staging, ec);
-            return st;
-        }
+        if (!st) return abandon(st.message());
+        kill_if_test_step("staging");
     }
     sync_dir(staging);
-    const bool had_old = fs::exists(out, ec);
-    if (had_old) {
-        if (!fs::is_directory(out, ec)) {
-            fs::remove_all(staging, ec);
-            return Status::error(out.string() + " exists and is not a folder: choose another --out");
-        }
-        fs::rename(out, old, ec);
-        if (ec) {
-            fs::remove_all(staging, ec);
-            return Status::error("cannot move the old index aside: " + ec.message());
-        }
+    kill_if_test_step("synced");
+
+    if (!had_old) {
+        fs::rename(staging, out, ec);
+        if (ec) return abandon("cannot move the new index into place: " + ec.message());
+        sync_dir(parent);
+        return Status::ok();
     }
+    const Exchange exchange = exchange_folders(staging, out);
+    if (exchange == Exchange::kFailed) {
+        return abandon(std::string("cannot move the new index into place: ") +
+                       std::strerror(errno));
+    }
+    if (exchange == Exchange::kDone) {
+        // One step: `out` held the old index, now holds the new one; the old is at `staging`.
+        sync_dir(parent);
+        kill_if_test_step("swapped");
+        fs::remove_all(staging, ec);
+        return Status::ok();
+    }
+    // No one-step exchange here: move the old index aside, the new one in. Killed in between,
+    // `out` is missing and the old index waits at `old`; the next build puts it back.
+    fs::rename(out, old, ec);
+    if (ec) return abandon("cannot move the old index aside: " + ec.message());
+    sync_dir(parent);
+    kill_if_test_step("moved-aside");
     fs::rename(staging, out, ec);
     if (ec) {
         const std::string why = ec.message();
-        if (had_old) fs::rename(old, out, ec);
-        return Status::error("cannot move the new index into place: " + why);
+        fs::rename(old, out, ec);
+        return abandon("cannot move the new index into place: " + why);
     }
     sync_dir(parent);
-    if (had_old) fs::remove_all(old, ec);
+    kill_if_test_step("swapped");
+    // Renamed to a garbage name first, so a half-deleted old index is never put back.
+    fs::rename(old, staging, ec);
+    const fs::path garbage = ec ? old : staging;
+    fs::remove_all(garbage, ec);
     return Status::ok();
 }
 

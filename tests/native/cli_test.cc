@@ -1,8 +1,14 @@
 // End-to-end tests of the `earshot` CLI on real files: synthetic "songs" written as WAV/FLAC with
 // libsndfile, a corrupt file among them, then build / verify / query / info as a user runs them.
+#include <fcntl.h>
+#include <signal.h>
 #include <sndfile.h>
+#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +16,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -44,6 +51,40 @@ CliRun run_cli(const std::string& args, const fs::path& dir) {
     run.out = slurp(out);
     run.err = slurp(err);
     return run;
+}
+
+// Starts the CLI without a shell (its pid is the CLI's own), output discarded, with `env`
+// (NAME=value) added to this process's environment.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    std::vector<std::string> all = {EARSHOT_CLI_PATH};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (const std::string& e : env) {
+        if (!e.empty()) env_strings.push_back(e);
+    }
+    for (char** e = environ; *e; ++e) env_strings.push_back(*e);
+    std::vector<char*> envp;
+    for (std::string& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    const int err = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    return err == 0 ? pid : -1;
+}
+
+// The wait status of `pid`.
+int wait_for(pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
 }
 
 // A 12 s synthetic piece: a seeded random melody of decaying harmonic notes over soft noise.
@@ -344,6 +385,128 @@ TEST_F(CliTest, BuildLeavesSilenceOutAndContinuousQueryReportsEvents) {
         EXPECT_LT(e["answer_s"].get<double>(), 13.0);  // and returns at 13 s
     }
     EXPECT_EQ(n_stopped, 1u) << query.out;
+}
+
+// Crash safety: `earshot build` SIGKILLed at any moment (seeded random delays spanning a whole
+// build, then at each step of the folder swap) leaves the output folder verifying and holding
+// exactly the old index or exactly the new one; the next build succeeds and leaves no staging
+// folder behind. Steps: staging (files half written), synced (before the swap), swapped (new in
+// place, old not yet deleted) and, where the file system has no exchange rename (forced here),
+// moved-aside, the one state with no index at the path: the next build, even a failed one, puts
+// the old index back.
+TEST_F(CliTest, KilledBuildLeavesOldOrNewIndex) {
+    fs::create_directories(dir_ / "catalog-a");
+    fs::create_directories(dir_ / "catalog-b");
+    for (uint32_t i = 0; i < 2; ++i) {
+        write_audio(dir_ / "catalog-a" / ("a" + std::to_string(i) + ".wav"),
+                    make_song(10 + i, 16000, 12.0), 16000, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    }
+    for (uint32_t i = 0; i < 3; ++i) {
+        write_audio(dir_ / "catalog-b" / ("b" + std::to_string(i) + ".wav"),
+                    make_song(20 + i, 16000, 12.0), 16000, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    }
+    fs::create_directories(dir_ / "junk");
+    std::ofstream(dir_ / "junk" / "a.wav") << "not audio";
+    const fs::path index = dir_ / "index";
+    const auto build_args = [&](const char* catalog) {
+        return std::vector<std::string>{
+            "build", "-q", "--model", kModel, "--out", index.string(), (dir_ / catalog).string()};
+    };
+    const auto build = [&](const char* catalog) {
+        return wait_for(spawn_cli(build_args(catalog)));
+    };
+    const auto leftovers = [&] {
+        std::vector<std::string> names;
+        for (const auto& entry : fs::directory_iterator(dir_)) {
+            const std::string name = entry.path().filename().string();
+            if (name.rfind("index.", 0) == 0) names.push_back(name);
+        }
+        return names;
+    };
+
+    // The kills' delays span the shorter of two builds (most kills land before the end).
+    double build_s = 1e9;
+    const auto timed_build = [&](const char* catalog) {
+        const auto start = std::chrono::steady_clock::now();
+        const int status = build(catalog);
+        build_s = std::min(
+            build_s,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        return status;
+    };
+    ASSERT_EQ(timed_build("catalog-b"), 0);
+    const std::string manifest_b = slurp(index / "manifest.json");
+    ASSERT_EQ(timed_build("catalog-a"), 0);
+    const std::string manifest_a = slurp(index / "manifest.json");
+    ASSERT_NE(manifest_a, manifest_b);
+
+    // Every kill is a rebuild of the other catalogue over the index of the current one.
+    bool holds_a = true;
+    const auto check_after_kill = [&](const std::string& what, int status) {
+        SCOPED_TRACE(what);
+        EXPECT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0));
+        ASSERT_TRUE(fs::exists(index / "manifest.json"));
+        EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
+        const std::string manifest = slurp(index / "manifest.json");
+        EXPECT_TRUE(manifest == manifest_a || manifest == manifest_b);
+        holds_a = manifest == manifest_a;
+        // The next normal build succeeds and cleans up.
+        ASSERT_EQ(build(holds_a ? "catalog-b" : "catalog-a"), 0);
+        holds_a = !holds_a;
+        EXPECT_EQ(slurp(index / "manifest.json"), holds_a ? manifest_a : manifest_b);
+        EXPECT_TRUE(leftovers().empty()) << leftovers().front();
+    };
+
+    std::mt19937 rng(24);
+    std::uniform_real_distribution<double> delay_s(0.0, build_s);
+    int n_killed = 0;
+    for (int run = 0; run < 10; ++run) {
+        const double delay = delay_s(rng);
+        const pid_t pid = spawn_cli(build_args(holds_a ? "catalog-b" : "catalog-a"));
+        ASSERT_GT(pid, 0);
+        std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+        ::kill(pid, SIGKILL);
+        const int status = wait_for(pid);
+        n_killed += WIFSIGNALED(status);
+        check_after_kill("random kill " + std::to_string(run) + " after " + std::to_string(delay) +
+                             " s of " + std::to_string(build_s),
+                         status);
+    }
+    EXPECT_GE(n_killed, 3) << "a build took " << build_s << " s";
+
+    for (const char* exchange : {"", "EARSHOT_TEST_NO_EXCHANGE=1"}) {
+        for (const char* step : {"staging", "synced", "swapped"}) {
+            const std::string what = std::string(step) + " " + exchange;
+            const std::string old_manifest = slurp(index / "manifest.json");
+            const int status =
+                wait_for(spawn_cli(build_args(holds_a ? "catalog-b" : "catalog-a"),
+                                   {std::string("EARSHOT_TEST_KILL_AT=") + step, exchange}));
+            ASSERT_TRUE(WIFSIGNALED(status)) << what;
+            EXPECT_FALSE(leftovers().empty()) << what;  // killed mid-swap: a staging folder
+            // Before the swap the old index is in place, after it the new one.
+            EXPECT_EQ(slurp(index / "manifest.json") == old_manifest,
+                      std::string(step) != "swapped")
+                << what;
+            check_after_kill(what, status);
+        }
+    }
+
+    // Moved aside with no exchange rename: no index at the path until the next build, which
+    // puts the old one back even when it then fails.
+    const std::string before = slurp(index / "manifest.json");
+    const int status =
+        wait_for(spawn_cli(build_args(holds_a ? "catalog-b" : "catalog-a"),
+                           {"EARSHOT_TEST_KILL_AT=moved-aside", "EARSHOT_TEST_NO_EXCHANGE=1"}));
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_FALSE(fs::exists(index));
+    ASSERT_EQ(run_cli("build -q " + model_arg() + " --out " + index.string() + " " +
+                          (dir_ / "junk").string(),
+                      dir_)
+                  .exit_code,
+              1);
+    EXPECT_EQ(slurp(index / "manifest.json"), before);
+    EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
+    EXPECT_TRUE(leftovers().empty());
 }
 
 }  // namespace
