@@ -16,7 +16,8 @@
 //     realistic lists;
 //   - songs "synthetic-NNNNN", EMBEDDINGS_PER_SONG embeddings each (360 = 3 min at 0.5 s hop),
 //     uniformly random list ids and PQ codes (add_song_codes; no training).
-// Uniform list sizes are the best case for IVF (real catalogues are skewed). A query of real
+// Uniform list sizes are the best case for IVF (real catalogues are skewed;
+// earshot_make_scale_index keeps the skew of real codes: docs/SCALE.md). A query of real
 // audio matches none of these songs: every probed posting is scanned, the common cost.
 // The output folder is created if needed; existing files of the same names are overwritten.
 #include <cmath>

@@ -218,17 +218,24 @@ Status IndexBuilder::set_quantizer(const Quantizer& q) {
 }
 
 Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_ids,
-                                    const uint8_t* codes, size_t n_embeddings) {
+                                    const uint8_t* codes, size_t n_embeddings,
+                                    const uint8_t* stored) {
     if (!trained_) return Status::error("add_song_codes: train or set a quantizer first");
-    if (n_embeddings > 0 && (list_ids == nullptr || codes == nullptr))
+    PendingSong pending = make_pending_song(song, n_embeddings);
+    if (stored != nullptr && std::count(stored, stored + n_embeddings, uint8_t(0)) > 0) {
+        pending.stored.resize(n_embeddings);
+        for (size_t j = 0; j < n_embeddings; ++j) pending.stored[j] = stored[j] != 0;
+        pending.n_stored = size_t(std::count(pending.stored.begin(), pending.stored.end(), 1));
+    }
+    const size_t n = pending.n_stored;
+    if (n > 0 && (list_ids == nullptr || codes == nullptr))
         return Status::error("add_song_codes: null list_ids or codes");
-    for (size_t j = 0; j < n_embeddings; ++j)
+    for (size_t j = 0; j < n; ++j)
         if (list_ids[j] >= quantizer_.n_lists)
             return Status::error("add_song_codes: list id " + std::to_string(list_ids[j]) +
                                  " >= n_lists " + std::to_string(quantizer_.n_lists));
-    PendingSong pending = make_pending_song(song, n_embeddings);
-    pending.list_ids.assign(list_ids, list_ids + n_embeddings);
-    pending.codes.assign(codes, codes + n_embeddings * quantizer_.pq_m);
+    pending.list_ids.assign(list_ids, list_ids + n);
+    pending.codes.assign(codes, codes + n * quantizer_.pq_m);
     songs_.push_back(std::move(pending));
     return Status::ok();
 }

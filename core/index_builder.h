@@ -92,10 +92,12 @@ public:
     // Uses a quantizer trained elsewhere (e.g. another index build, to append songs with the
     // same codes); checks its shapes against the model. Songs added before are encoded.
     Status set_quantizer(const Quantizer& quantizer);
-    // Adds a song already encoded with quantizer(): list_ids [n], codes [n, pq_m]. Needs a
-    // quantizer (trained or set); checks list ids < n_lists. (Benchmarks generate codes.)
+    // Adds a song already encoded with quantizer(): list_ids [n], codes [n, pq_m] for its n
+    // stored windows. Needs a quantizer (trained or set); checks list ids < n_lists.
+    // stored (optional) as in add_song: n_embeddings flags, then n = the count of nonzero ones;
+    // without it n = n_embeddings. (Benchmarks and the scale harness generate codes.)
     Status add_song_codes(const SongInfo& song, const uint16_t* list_ids, const uint8_t* codes,
-                          size_t n_embeddings);
+                          size_t n_embeddings, const uint8_t* stored = nullptr);
     bool trained() const { return trained_; }
     const Quantizer& quantizer() const { return quantizer_; }
 

@@ -1,0 +1,161 @@
+#include "bench/code_space_catalogue.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "core/quantizer.h"
+#include "core/quantizer_training.h"
+
+namespace earshot {
+
+namespace {
+
+// One song as (list id, codes) rows of its stored windows, plus its timeline.
+struct CodedSong {
+    SongInfo info;
+    size_t n_windows = 0;
+    std::vector<uint8_t> stored;     // [n_windows], 1 = stored
+    std::vector<uint16_t> list_ids;  // [n_stored]
+    std::vector<uint8_t> codes;      // [n_stored, pq_m]
+};
+
+// Song s of `index` re-encoded with `target` (copied as is when `same_quantizer`).
+CodedSong coded_song(const Index& index, size_t s, const Quantizer& target, bool same_quantizer) {
+    CodedSong song;
+    song.info = index.song(s);
+    song.n_windows = index.song_n_embeddings(s);
+    song.stored.resize(song.n_windows);
+    const Quantizer& q = index.quantizer();
+    std::vector<float> x(size_t(q.dim));
+    const uint32_t first = index.song_first_embedding(s);
+    for (size_t j = 0; j < song.n_windows; ++j) {
+        const uint32_t g = first + uint32_t(j);
+        song.stored[j] = index.embedding_stored(g) ? 1 : 0;
+        if (!song.stored[j]) continue;
+        const uint8_t* codes = index.embedding_codes(g);
+        if (same_quantizer) {
+            song.list_ids.push_back(uint16_t(index.embedding_list(g)));
+            song.codes.insert(song.codes.end(), codes, codes + q.pq_m);
+            continue;
+        }
+        q.decode(index.embedding_list(g), codes, x.data());
+        const int list = target.assign(x.data());
+        song.list_ids.push_back(uint16_t(list));
+        song.codes.resize(song.codes.size() + size_t(target.pq_m));
+        target.encode(x.data(), list, &song.codes[song.codes.size() - size_t(target.pq_m)]);
+    }
+    return song;
+}
+
+// Ids 0 .. counts.size() - 1 ranked by count (descending, ties by id), cut into blocks of
+// `block`; returns perm with perm[id] = another id of the same block, shuffled by rng.
+std::vector<uint16_t> stratified_permutation(const std::vector<size_t>& counts, size_t block,
+                                             SplitMix64& rng) {
+    std::vector<uint16_t> ranked(counts.size());
+    std::iota(ranked.begin(), ranked.end(), uint16_t(0));
+    std::stable_sort(ranked.begin(), ranked.end(),
+                     [&](uint16_t a, uint16_t b) { return counts[a] > counts[b]; });
+    std::vector<uint16_t> perm(counts.size());
+    for (size_t begin = 0; begin < ranked.size(); begin += block) {
+        const size_t end = std::min(ranked.size(), begin + block);
+        std::vector<uint16_t> shuffled(ranked.begin() + begin, ranked.begin() + end);
+        for (size_t i = shuffled.size(); i > 1; --i)
+            std::swap(shuffled[i - 1], shuffled[rng.below(i)]);
+        for (size_t i = begin; i < end; ++i) perm[ranked[i]] = shuffled[i - begin];
+    }
+    return perm;
+}
+
+bool same_quantizer(const Quantizer& a, const Quantizer& b) {
+    return a.dim == b.dim && a.n_lists == b.n_lists && a.pq_m == b.pq_m &&
+           a.coarse_centroids == b.coarse_centroids && a.pq_codebooks == b.pq_codebooks;
+}
+
+}  // namespace
+
+CodeSpaceCatalogueParams code_space_catalogue_default_params() { return {}; }
+
+Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index& real,
+                                             const Index& source,
+                                             const CodeSpaceCatalogueParams& params) {
+    if (!real.has_quantizer() || !source.has_quantizer())
+        return Status::error("code space catalogue: both indexes need their quantizer");
+    if (real.n_songs() == 0 || source.n_songs() == 0)
+        return Status::error("code space catalogue: an index without songs");
+    if (real.dim() != source.dim())
+        return Status::error("code space catalogue: the real index has dim " +
+                             std::to_string(real.dim()) + ", the source index " +
+                             std::to_string(source.dim()) + " (build both with the same model)");
+    if (params.list_block < 1 || params.code_block < 1 || params.code_block > kPqCodebookSize)
+        return Status::error(
+            "code space catalogue: list_block must be >= 1 and code_block in "
+            "1 .. 256");
+    const Quantizer& q = real.quantizer();
+    const size_t pq_m = size_t(q.pq_m);
+
+    IndexBuildParams build = index_build_default_params(model);
+    build.n_lists = q.n_lists;
+    build.pq_m = q.pq_m;
+    build.max_shard_bytes = params.max_shard_bytes;
+    Result<IndexBuilder> builder = IndexBuilder::create(model, build);
+    if (!builder) return builder.status();
+    if (Status st = builder->set_quantizer(q); !st) return st;
+
+    for (size_t s = 0; s < real.n_songs(); ++s) {
+        const CodedSong song = coded_song(real, s, q, true);
+        Status st = builder->add_song_codes(song.info, song.list_ids.data(), song.codes.data(),
+                                            song.n_windows, song.stored.data());
+        if (!st) return st;
+    }
+    if (params.n_synthetic_songs == 0) return builder->finish();
+
+    const bool same = same_quantizer(q, source.quantizer());
+    std::vector<CodedSong> sources;
+    std::vector<size_t> list_counts(size_t(q.n_lists), 0);
+    std::vector<std::vector<size_t>> code_counts(pq_m, std::vector<size_t>(kPqCodebookSize, 0));
+    for (size_t s = 0; s < source.n_songs(); ++s) {
+        sources.push_back(coded_song(source, s, q, same));
+        const CodedSong& song = sources.back();
+        for (size_t j = 0; j < song.list_ids.size(); ++j) {
+            ++list_counts[song.list_ids[j]];
+            for (size_t m = 0; m < pq_m; ++m) ++code_counts[m][song.codes[j * pq_m + m]];
+        }
+    }
+
+    const size_t list_block = std::min<size_t>(size_t(params.list_block), size_t(q.n_lists));
+    std::vector<uint16_t> ids;
+    std::vector<uint8_t> codes;
+    for (size_t k = 0; k < params.n_synthetic_songs; ++k) {
+        const CodedSong& src = sources[k % sources.size()];
+        SplitMix64 rng(params.seed * 0x9e3779b97f4a7c15ull + k);
+        const std::vector<uint16_t> list_perm =
+            stratified_permutation(list_counts, list_block, rng);
+        std::vector<std::vector<uint16_t>> code_perm;
+        for (size_t m = 0; m < pq_m; ++m)
+            code_perm.push_back(
+                stratified_permutation(code_counts[m], size_t(params.code_block), rng));
+        ids.resize(src.list_ids.size());
+        codes.resize(src.codes.size());
+        for (size_t j = 0; j < ids.size(); ++j) {
+            ids[j] = list_perm[src.list_ids[j]];
+            for (size_t m = 0; m < pq_m; ++m)
+                codes[j * pq_m + m] = uint8_t(code_perm[m][src.codes[j * pq_m + m]]);
+        }
+        char id[32];
+        std::snprintf(id, sizeof id, "synthetic-%07zu", k);
+        SongInfo info;
+        info.id = id;
+        info.title = "Synthetic song " + std::to_string(k) + " (codes of " + src.info.id + ")";
+        info.album = "Synthetic";
+        info.duration_s = src.info.duration_s;
+        Status st = builder->add_song_codes(info, ids.data(), codes.data(), src.n_windows,
+                                            src.stored.data());
+        if (!st) return st;
+    }
+    return builder->finish();
+}
+
+}  // namespace earshot

@@ -1,0 +1,49 @@
+// A large catalogue made in code space from real indexes, so real queries can run against 10 k
+// to 1 M songs without that many real songs (docs/SCALE.md).
+//
+//   CodeSpaceCatalogueParams params = code_space_catalogue_default_params();
+//   params.n_synthetic_songs = 10000;
+//   Result<IndexFiles> files = make_code_space_catalogue(model, real, source, params);
+//
+// `real` is an index (e.g. the public eval catalogue) whose quantizer the output keeps and whose
+// songs are copied unchanged, first and in order: same metadata, windows, absent runs, list ids
+// and PQ codes. `source` is another real index (e.g. the train catalogue, never the queried one)
+// whose songs are the raw material: each is decoded with its own quantizer and re-encoded with
+// `real`'s (nothing to do when both quantizers are the same). Synthetic song k takes source song
+// k mod n_sources (its timeline, absent windows included, and duration) and relabels its codes:
+//   - list ids by a permutation of the lists drawn within strata of similar size: lists ranked
+//     by their posting count over the re-encoded source catalogue, cut into blocks of
+//     list_block, shuffled within each block (list_block = n_lists: a free permutation, which
+//     evens out list sizes as songs add up; 1: none);
+//   - each sub-quantizer's codes by its own permutation of the 256 codewords, drawn the same
+//     way within blocks of code_block codewords ranked by use.
+// Permutations are drawn per synthetic song from SplitMix64(seed, k): the output is the same
+// bytes on every platform for the same inputs and params.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/index.h"
+#include "core/index_builder.h"
+#include "core/model.h"
+#include "core/status.h"
+
+namespace earshot {
+
+struct CodeSpaceCatalogueParams {
+    size_t n_synthetic_songs = 10000;
+    uint64_t seed = 1;
+    int list_block = 16;  // lists per stratum, >= 1 (capped at n_lists)
+    int code_block = 16;  // codewords per stratum, 1 .. 256
+    size_t max_shard_bytes = 8u << 20;
+};
+CodeSpaceCatalogueParams code_space_catalogue_default_params();
+
+// model: the model `real` was built with (hash, dim, hop). Both indexes fully loaded, with
+// quantizers of the same dim; source's model hash may differ (only its codes are used).
+Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index& real,
+                                             const Index& source,
+                                             const CodeSpaceCatalogueParams& params);
+
+}  // namespace earshot

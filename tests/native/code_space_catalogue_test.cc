@@ -1,0 +1,144 @@
+// The scale harness's generator (bench/code_space_catalogue.h): deterministic for a seed, the
+// real songs copied byte for byte, and an output that `earshot verify` accepts.
+#include "bench/code_space_catalogue.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "tests/index_test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace earshot;
+using namespace earshot::testing;
+
+// A small index of a synthetic catalogue with some windows not stored (absent runs).
+IndexFiles build_with_gaps(size_t n_songs, uint64_t seed, const ModelInfo& model) {
+    const auto songs = synthetic_catalog(n_songs, 60, model.embedding_dim, seed);
+    IndexBuilder builder = new_builder(model, small_build_params());
+    for (size_t s = 0; s < songs.size(); ++s) {
+        std::vector<uint8_t> stored(songs[s].n, 1);
+        for (size_t j = 10 + s; j < 20 + 2 * s && j < stored.size(); ++j) stored[j] = 0;
+        EXPECT_TRUE(
+            builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n, stored.data()));
+    }
+    Result<IndexFiles> files = builder.finish();
+    EXPECT_TRUE(files.is_ok()) << files.message();
+    return files ? std::move(files.value()) : IndexFiles();
+}
+
+class CodeSpaceCatalogueTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        real_files_ = build_with_gaps(6, 1, model_);
+        ASSERT_TRUE(load_all(real_files_, &real_));
+        // Another catalogue, quantizer and model hash: its codes are re-encoded.
+        source_files_ = build_with_gaps(5, 2, source_model_);
+        ASSERT_TRUE(load_all(source_files_, &source_));
+        ASSERT_FALSE(real_.quantizer().coarse_centroids == source_.quantizer().coarse_centroids);
+        params_.n_synthetic_songs = 23;
+        params_.seed = 7;
+        params_.list_block = 8;
+        params_.max_shard_bytes = 16 << 10;  // several shards
+    }
+    IndexFiles generate(const CodeSpaceCatalogueParams& params) {
+        Result<IndexFiles> files = make_code_space_catalogue(model_, real_, source_, params);
+        EXPECT_TRUE(files.is_ok()) << files.message();
+        return files ? std::move(files.value()) : IndexFiles();
+    }
+
+    ModelInfo model_ = fake_model_info();
+    ModelInfo source_model_ = fake_model_info(std::string(64, 'b'));
+    IndexFiles real_files_, source_files_;
+    Index real_{model_}, source_{source_model_};
+    CodeSpaceCatalogueParams params_ = code_space_catalogue_default_params();
+};
+
+TEST_F(CodeSpaceCatalogueTest, SameSeedSameBytesOtherSeedOtherCodes) {
+    const IndexFiles a = generate(params_), b = generate(params_);
+    EXPECT_EQ(a.files, b.files);
+    EXPECT_GT(shard_names(a).size(), 1u);
+    CodeSpaceCatalogueParams other = params_;
+    other.seed = 8;
+    const IndexFiles c = generate(other);
+    EXPECT_EQ(c.files.at("quantizer.eq"), a.files.at("quantizer.eq"));
+    EXPECT_NE(c.files, a.files);
+}
+
+TEST_F(CodeSpaceCatalogueTest, RealSongsCopiedExactlyAndSyntheticKeepSourceTimelines) {
+    const IndexFiles files = generate(params_);
+    EXPECT_EQ(files.files.at("quantizer.eq"), real_files_.files.at("quantizer.eq"));
+    Index out(model_);
+    ASSERT_TRUE(load_all(files, &out));
+    ASSERT_EQ(out.n_songs(), real_.n_songs() + params_.n_synthetic_songs);
+    const size_t pq_m = size_t(real_.pq_m());
+    for (size_t s = 0; s < real_.n_songs(); ++s) {
+        EXPECT_EQ(out.song(s).id, real_.song(s).id);
+        EXPECT_EQ(out.song(s).title, real_.song(s).title);
+        EXPECT_EQ(out.song(s).album, real_.song(s).album);
+        EXPECT_EQ(out.song(s).duration_s, real_.song(s).duration_s);
+        ASSERT_EQ(out.song_n_embeddings(s), real_.song_n_embeddings(s));
+        for (size_t j = 0; j < real_.song_n_embeddings(s); ++j) {
+            const uint32_t g = real_.song_first_embedding(s) + uint32_t(j);
+            const uint32_t h = out.song_first_embedding(s) + uint32_t(j);
+            ASSERT_EQ(out.embedding_stored(h), real_.embedding_stored(g)) << s << " " << j;
+            if (!real_.embedding_stored(g)) continue;
+            EXPECT_EQ(out.embedding_list(h), real_.embedding_list(g));
+            EXPECT_EQ(
+                std::vector<uint8_t>(out.embedding_codes(h), out.embedding_codes(h) + pq_m),
+                std::vector<uint8_t>(real_.embedding_codes(g), real_.embedding_codes(g) + pq_m));
+        }
+    }
+    size_t n_differing_codes = 0, n_stored = 0;
+    for (size_t k = 0; k < params_.n_synthetic_songs; ++k) {
+        const size_t s = real_.n_songs() + k, src = k % source_.n_songs();
+        ASSERT_EQ(out.song_n_embeddings(s), source_.song_n_embeddings(src));
+        EXPECT_EQ(out.song(s).duration_s, source_.song(src).duration_s);
+        for (size_t j = 0; j < out.song_n_embeddings(s); ++j) {
+            const uint32_t g = source_.song_first_embedding(src) + uint32_t(j);
+            const uint32_t h = out.song_first_embedding(s) + uint32_t(j);
+            ASSERT_EQ(out.embedding_stored(h), source_.embedding_stored(g));
+            if (!out.embedding_stored(h)) continue;
+            ++n_stored;
+            n_differing_codes +=
+                std::memcmp(out.embedding_codes(h), source_.embedding_codes(g), pq_m) != 0;
+        }
+    }
+    EXPECT_GT(n_differing_codes, n_stored * 9 / 10);  // relabeled, not copied
+}
+
+TEST_F(CodeSpaceCatalogueTest, OutputVerifiesWithTheCli) {
+    const IndexFiles files = generate(params_);
+    const fs::path dir =
+        fs::temp_directory_path() / ("earshot-code-space-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    for (const auto& [name, bytes] : files.files) {
+        std::ofstream out(dir / name, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    }
+    const std::string cmd =
+        std::string(EARSHOT_CLI_PATH) + " verify " + dir.string() + " >/dev/null 2>&1";
+    const int status = std::system(cmd.c_str());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
+    fs::remove_all(dir);
+}
+
+TEST_F(CodeSpaceCatalogueTest, RejectsBadParams) {
+    CodeSpaceCatalogueParams bad = params_;
+    bad.code_block = 0;
+    EXPECT_FALSE(make_code_space_catalogue(model_, real_, source_, bad));
+    bad = params_;
+    bad.list_block = 0;
+    EXPECT_FALSE(make_code_space_catalogue(model_, real_, source_, bad));
+}
+
+}  // namespace
