@@ -1,16 +1,20 @@
 # Thin wrapper over CMake (whisper.cpp style). `make help` lists the targets.
 BUILD      ?= build
 BUILD_WASM ?= build-wasm
+BUILD_SAN  ?= build-sanitize
+SAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 JOBS       ?= $(shell nproc)
 export NODE_PATH := /usr/share/nodejs
 
-.PHONY: help deps native wasm test test-native test-wasm test-python test-e2e bench clean
+.PHONY: help deps native wasm test test-native test-sanitize test-wasm test-python test-e2e bench clean
 
 help:
 	@echo "make deps         install Debian + npm dependencies (scripts/install-deps.sh)"
 	@echo "make native       build the core, the CLI (build/index-builder/earshot), tests, benches"
 	@echo "make wasm         build the WebAssembly SIMD128 core, bindings and tests"
-	@echo "make test         all tests: native, WASM under node, Python, browser e2e"
+	@echo "make test         all tests: native, native under ASan + UBSan, WASM under node, Python,"
+	@echo "                  browser e2e"
+	@echo "make test-sanitize the native tests built with AddressSanitizer + UBSan ($(BUILD_SAN))"
 	@echo "make bench        run the Google Benchmark suite"
 
 deps:
@@ -27,6 +31,15 @@ wasm:
 test-native: native
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
+# The native suite with AddressSanitizer and UndefinedBehaviorSanitizer (any report fails it).
+test-sanitize:
+	cmake -S . -B $(BUILD_SAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  "-DCMAKE_C_FLAGS=$(SAN_FLAGS)" "-DCMAKE_CXX_FLAGS=$(SAN_FLAGS)" \
+	  "-DCMAKE_EXE_LINKER_FLAGS=$(SAN_FLAGS)"
+	cmake --build $(BUILD_SAN) -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(BUILD_SAN) --output-on-failure -j$(JOBS)
+
 test-wasm: wasm
 	ctest --test-dir $(BUILD_WASM) --output-on-failure
 
@@ -37,7 +50,7 @@ test-e2e:
 	BUILD=$(BUILD) BUILD_WASM=$(BUILD_WASM) JOBS=$(JOBS) scripts/demo.sh --build-only
 	BUILD=$(BUILD) node --test e2e/
 
-test: test-native test-wasm test-python test-e2e
+test: test-native test-sanitize test-wasm test-python test-e2e
 
 bench: native
 	$(BUILD)/bench/earshot_bench --benchmark_counters_tabular=true
