@@ -2,14 +2,6 @@
 
 namespace earshot {
 
-namespace {
-double mean_log_mel(const float* patch, size_t n) {
-    double sum = 0.0;
-    for (size_t i = 0; i < n; ++i) sum += patch[i];
-    return sum / double(n);
-}
-}  // namespace
-
 std::vector<float> embed_signal(const ModelInfo& model, Frontend& frontend, Embedder& embedder,
                                 const float* pcm, size_t n_samples, int hop_frames) {
     return embed_signal_gated(model, frontend, embedder, nullptr, StoreRule::kAll, pcm, n_samples,
@@ -36,7 +28,7 @@ GatedEmbeddings embed_signal_gated(const ModelInfo& model, Frontend& frontend, E
         size_t n_loud = 0, n_music = 0;
         std::vector<uint8_t> loud(out.n_windows);
         for (size_t j = 0; j < out.n_windows; ++j) {
-            loud[j] = mean_log_mel(patch(j), context * n_mels) >= kStoreSilentLogMel;
+            loud[j] = patch_mean_log_mel(patch(j), context * n_mels) >= kStoreSilentLogMel;
             n_loud += loud[j];
             out.stored[j] = loud[j] && (!gate_detector || gate_detector->is_music(patch(j)));
             n_music += out.stored[j];

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/json_read.h"
 
@@ -259,11 +260,15 @@ float MusicDetector::probability(const float* patch) {
     return 1.0f / (1.0f + std::exp(-logit(patch)));
 }
 
-bool patch_holds_music(const float* patch, size_t n_values, MusicDetector* detector) {
-    if (n_values == 0) return false;
+double patch_mean_log_mel(const float* patch, size_t n_values) {
+    if (n_values == 0) return -std::numeric_limits<double>::infinity();
     double sum = 0.0;
     for (size_t i = 0; i < n_values; ++i) sum += patch[i];
-    if (sum / double(n_values) < double(kSilentPatchLogMel)) return false;
+    return sum / double(n_values);
+}
+
+bool patch_holds_music(const float* patch, size_t n_values, MusicDetector* detector) {
+    if (patch_mean_log_mel(patch, n_values) < double(kSilentPatchLogMel)) return false;
     return detector == nullptr || detector->is_music(patch);
 }
 

@@ -78,6 +78,10 @@ private:
 // (digital silence: ln(1e-6) = -13.8); music at the app's levels is far above.
 constexpr float kSilentPatchLogMel = -8.0f;
 
+// Mean of a patch's log-mel values (its level: digital silence is ln(1e-6) = -13.8); 0 values
+// give -inf, below every level.
+double patch_mean_log_mel(const float* patch, size_t n_values);
+
 // The music gate of the live listen and of the index builder (docs/DESIGN.md, "Listens"):
 // false for a near-silent patch (mean below kSilentPatchLogMel), else the detector's answer,
 // else true. patch: context_frames * n_mels floats; detector may be null.
