@@ -6,18 +6,7 @@
 # Environment: EARSHOT_MODEL (models/earshot-v1.emod), EARSHOT_CORPUS ($HOME/.cache/earshot-corpus),
 #   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-eval_dir=${EVAL:-../shared/eval}
-corpus=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
-out=${OUT:-out/eval-public}
-build=${BUILD:-build}
-model=${EARSHOT_MODEL:-models/earshot-v1.emod}
-earshot=$build/index-builder/earshot
-say() { printf '\033[1meval:\033[0m %s\n' "$*" >&2; }
-
-[[ -x $earshot ]] || make native BUILD="$build"
-mkdir -p "$out"
-"$eval_dir/fetch-corpus" --config "$eval_dir/public.conf" --set eval --dest "$corpus"
+source "$(dirname "$0")/eval-common.sh"
 if [[ ! -f $out/queries/truth.tsv ]]; then
   "$eval_dir/make-queries" --set-dir "$corpus/eval" --out "$out/queries"
 fi
