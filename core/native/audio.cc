@@ -114,57 +114,60 @@ bool wav_log_says_truncated(SNDFILE* file, std::string* detail) {
     return true;
 }
 
-}  // namespace
-
-Result<std::vector<float>> resample_mono(const float* pcm, size_t n_samples, int input_rate_hz,
-                                         int output_rate_hz) {
-    Status s = rate_ok(input_rate_hz, "input rate");
-    if (!s) return s;
-    if (!(s = rate_ok(output_rate_hz, "output rate"))) return s;
-    if (input_rate_hz == output_rate_hz) return std::vector<float>(pcm, pcm + n_samples);
-    auto resampler = MonoResampler::create(input_rate_hz, output_rate_hz);
-    if (!resampler) return resampler.status();
-    std::vector<float> out;
-    out.reserve(size_t(double(n_samples) * output_rate_hz / input_rate_hz) + 16);
-    if (n_samples > 0 && !(s = resampler->process(pcm, n_samples, &out))) return s;
-    if (!(s = resampler->process(nullptr, 0, &out))) return s;
-    return out;
+std::string cannot_decode_message() {
+    return std::string("cannot decode (") + sf_strerror(nullptr) +
+           "); supported formats: WAV, FLAC, Ogg Vorbis, Opus, MP3 and the other formats of "
+           "libsndfile";
 }
 
-Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz, int max_minutes) {
-    auto fail = [&](const std::string& message) { return Status::error(path + ": " + message); };
-    Status s = rate_ok(target_rate_hz, "target sample rate");
-    if (!s) return fail(s.message());
-    if (max_minutes < 1) return fail("the duration limit must be at least 1 minute");
+// libsndfile's virtual I/O over a caller's buffer (read-only).
+struct MemoryFile {
+    const uint8_t* bytes;
+    sf_count_t size;
+    sf_count_t pos;
+};
+
+SF_VIRTUAL_IO memory_io() {
+    SF_VIRTUAL_IO io;
+    io.get_filelen = [](void* user) { return static_cast<MemoryFile*>(user)->size; };
+    io.seek = [](sf_count_t offset, int whence, void* user) -> sf_count_t {
+        auto* m = static_cast<MemoryFile*>(user);
+        sf_count_t base = whence == SEEK_CUR ? m->pos : whence == SEEK_END ? m->size : 0;
+        if (offset < -base || offset > m->size - base) return -1;  // outside the buffer
+        m->pos = base + offset;
+        return m->pos;
+    };
+    io.read = [](void* dst, sf_count_t count, void* user) -> sf_count_t {
+        auto* m = static_cast<MemoryFile*>(user);
+        const sf_count_t n = std::max<sf_count_t>(0, std::min(count, m->size - m->pos));
+        if (n > 0) std::memcpy(dst, m->bytes + m->pos, size_t(n));
+        m->pos += n;
+        return n;
+    };
+    io.write = [](const void*, sf_count_t, void*) -> sf_count_t { return 0; };
+    io.tell = [](void* user) { return static_cast<MemoryFile*>(user)->pos; };
+    return io;
+}
+
+// Everything after opening: checks the stream's parameters, decodes in blocks, downmixes,
+// resamples. `what` names the input in messages.
+Result<AudioBuffer> decode_open_file(SNDFILE* file_ptr, const SF_INFO& info, int target_rate_hz,
+                                     int max_minutes, const std::string& what) {
+    auto fail = [&](const std::string& message) { return Status::error(what + ": " + message); };
     auto too_long = [&](const std::string& detail) {
         return fail("longer than the " + std::to_string(max_minutes) + "-minute limit (" + detail +
                     "); cut it into shorter files");
     };
-
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) return fail("audio file not found");
-    if (S_ISDIR(st.st_mode)) return fail("is a directory, not an audio file");
-    if (S_ISREG(st.st_mode) && st.st_size == 0) return fail("empty file (0 bytes)");
-
-    SF_INFO info;
-    std::memset(&info, 0, sizeof(info));
-    // sf_strerror(nullptr) reads libsndfile's global error: in a multi-threaded caller the
-    // message may belong to another thread's failure, but the failure itself is ours.
-    SndfilePtr file(sf_open(path.c_str(), SFM_READ, &info));
-    if (!file) {
-        return fail(std::string("cannot decode (") + sf_strerror(nullptr) +
-                    "); supported formats: WAV, FLAC, Ogg Vorbis, Opus, MP3 and the other "
-                    "formats of libsndfile");
-    }
+    Status s;
     if (info.channels < 1) return fail("file has no audio channels");
     if (info.samplerate <= 0) return fail("file has an invalid sample rate");
     if (!(s = rate_ok(info.samplerate, "file sample rate"))) return fail(s.message());
     std::string detail;
-    if (is_wav_family(info.format) && wav_log_says_truncated(file.get(), &detail)) {
+    if (is_wav_family(info.format) && wav_log_says_truncated(file_ptr, &detail)) {
         return fail("truncated or corrupt WAV: " + detail);
     }
     // Integer formats are scaled to [-1, 1) (libsndfile's default normalisation).
-    sf_command(file.get(), SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
+    sf_command(file_ptr, SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
 
     AudioBuffer audio;
     audio.sample_rate_hz = target_rate_hz;
@@ -193,7 +196,7 @@ Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz, int 
     std::vector<float> mono(static_cast<size_t>(kBlockFrames));
     sf_count_t decoded = 0;
     for (;;) {
-        const sf_count_t n = sf_readf_float(file.get(), interleaved.data(), kBlockFrames);
+        const sf_count_t n = sf_readf_float(file_ptr, interleaved.data(), kBlockFrames);
         if (n <= 0) break;
         for (sf_count_t i = 0; i < n; ++i) {
             const float* frame = interleaved.data() + size_t(i) * channels;
@@ -218,9 +221,9 @@ Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz, int 
             audio.samples.insert(audio.samples.end(), mono.begin(), mono.begin() + n);
         }
     }
-    if (sf_error(file.get()) != SF_ERR_NO_ERROR) {
+    if (sf_error(file_ptr) != SF_ERR_NO_ERROR) {
         return fail(std::string("corrupt or truncated audio: decode error after ") +
-                    std::to_string(decoded) + " frames (libsndfile: " + sf_strerror(file.get()) +
+                    std::to_string(decoded) + " frames (libsndfile: " + sf_strerror(file_ptr) +
                     ")");
     }
     if (decoded == 0) return fail("no audio could be decoded (corrupt or empty stream)");
@@ -240,6 +243,60 @@ Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz, int 
         return fail(s.message());
     }
     return audio;
+}
+
+
+}  // namespace
+
+Result<std::vector<float>> resample_mono(const float* pcm, size_t n_samples, int input_rate_hz,
+                                         int output_rate_hz) {
+    Status s = rate_ok(input_rate_hz, "input rate");
+    if (!s) return s;
+    if (!(s = rate_ok(output_rate_hz, "output rate"))) return s;
+    if (input_rate_hz == output_rate_hz) return std::vector<float>(pcm, pcm + n_samples);
+    auto resampler = MonoResampler::create(input_rate_hz, output_rate_hz);
+    if (!resampler) return resampler.status();
+    std::vector<float> out;
+    out.reserve(size_t(double(n_samples) * output_rate_hz / input_rate_hz) + 16);
+    if (n_samples > 0 && !(s = resampler->process(pcm, n_samples, &out))) return s;
+    if (!(s = resampler->process(nullptr, 0, &out))) return s;
+    return out;
+}
+
+Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz, int max_minutes) {
+    auto fail = [&](const std::string& message) { return Status::error(path + ": " + message); };
+    Status s = rate_ok(target_rate_hz, "target sample rate");
+    if (!s) return fail(s.message());
+    if (max_minutes < 1) return fail("the duration limit must be at least 1 minute");
+
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return fail("audio file not found");
+    if (S_ISDIR(st.st_mode)) return fail("is a directory, not an audio file");
+    if (S_ISREG(st.st_mode) && st.st_size == 0) return fail("empty file (0 bytes)");
+
+    SF_INFO info;
+    std::memset(&info, 0, sizeof(info));
+    // sf_strerror(nullptr) reads libsndfile's global error: in a multi-threaded caller the
+    // message may belong to another thread's failure, but the failure itself is ours.
+    SndfilePtr file(sf_open(path.c_str(), SFM_READ, &info));
+    if (!file) return fail(cannot_decode_message());
+    return decode_open_file(file.get(), info, target_rate_hz, max_minutes, path);
+}
+
+Result<AudioBuffer> decode_audio(const uint8_t* bytes, size_t size, int target_rate_hz,
+                                 const std::string& what, int max_minutes) {
+    auto fail = [&](const std::string& message) { return Status::error(what + ": " + message); };
+    Status s = rate_ok(target_rate_hz, "target sample rate");
+    if (!s) return fail(s.message());
+    if (max_minutes < 1) return fail("the duration limit must be at least 1 minute");
+    if (size == 0) return fail("empty file (0 bytes)");
+    MemoryFile memory{bytes, sf_count_t(size), 0};
+    SF_VIRTUAL_IO io = memory_io();
+    SF_INFO info;
+    std::memset(&info, 0, sizeof(info));
+    SndfilePtr file(sf_open_virtual(&io, SFM_READ, &info, &memory));
+    if (!file) return fail(cannot_decode_message());
+    return decode_open_file(file.get(), info, target_rate_hz, max_minutes, what);
 }
 
 }  // namespace earshot

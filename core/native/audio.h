@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ constexpr int kMaxAudioMinutes = 120;
 // for more than a few minutes of memory reserved up front.
 Result<AudioBuffer> load_audio(const std::string& path, int target_rate_hz,
                                int max_minutes = kMaxAudioMinutes);
+
+// The same from a file's bytes held in memory (e.g. an upload); `what` names it in messages.
+Result<AudioBuffer> decode_audio(const uint8_t* bytes, size_t size, int target_rate_hz,
+                                 const std::string& what, int max_minutes = kMaxAudioMinutes);
 
 // Resamples mono float PCM from `input_rate_hz` to `output_rate_hz` with libsoxr (SOXR_HQ).
 // Output length is round(n_samples * output_rate_hz / input_rate_hz), delay-compensated.
