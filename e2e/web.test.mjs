@@ -275,6 +275,29 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
+    test('a memory limit the model does not fit in is a clean fatal error, and the page can create the recognizer again', async () => {
+        const demo = await openDemo({ audioFile: clips.indexed.path });
+        try {
+            const result = await demo.page.evaluate(async () => {
+                const { createRecognizer } = await import('./earshot.js');
+                const options = { indexUrl: 'index/', modelUrl: 'models/earshot.emod' };
+                const small = await createRecognizer({ ...options, memoryLimitMB: 4 });
+                const refused = await small.ready.then(() => null, (e) => ({ code: e.code, message: e.message }));
+                small.destroy();
+                const again = await createRecognizer(options);
+                const ready = await again.ready;
+                again.destroy();
+                return { refused, songsLoaded: ready.songsLoaded };
+            });
+            assert.equal(result.refused?.code, 'out-of-memory');
+            assert.match(result.refused.message, /Not enough memory to load the model .* may use 4\.0 MB/);
+            assert.ok(result.songsLoaded > 0);
+            assert.deepEqual(demo.pageErrors.map(String), []);
+        } finally {
+            await demo.close();
+        }
+    });
+
     test('progressive index: retried after 503s, ready (Listen enabled) with the first shard while the next still downloads', async () => {
         assert.ok(shards.length >= 2, 'the demo index needs 2+ shards for this test');
         const first = `/index/${shards[0].file}`;

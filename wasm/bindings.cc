@@ -2,6 +2,8 @@
 // This file only binds: all logic lives in core/; benchmark entry points are in
 // wasm/bench_bindings.cc.
 #include <emscripten/bind.h>
+#include <emscripten/heap.h>
+#include <malloc.h>
 
 #include <memory>
 #include <string>
@@ -101,8 +103,18 @@ JsStatus Engine::create_recognizer(const std::string& backend_name,
 }
 
 uintptr_t Engine::input_pointer(size_t capacity) {
+    if (capacity > kMaxInputSamples) return 0;
     if (input_.size() < capacity) input_.resize(capacity);
     return reinterpret_cast<uintptr_t>(input_.data());
+}
+
+std::string Engine::memory_info() const {
+    // mallinfo() walks the allocator's state: a few microseconds, called once per file loaded.
+    const struct mallinfo m = mallinfo();
+    nlohmann::json j = {{"heap_bytes", emscripten_get_heap_size()},
+                        {"max_bytes", emscripten_get_heap_max()},
+                        {"allocated_bytes", size_t(m.uordblks)}};
+    return json_text(j);
 }
 
 JsStatus Engine::push(size_t n) {
@@ -170,6 +182,7 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("reset", &Engine::reset)
         .function("pollEvent", &Engine::poll_event)
         .function("hearsMusic", &Engine::hears_music)
+        .function("memoryInfo", &Engine::memory_info)
         .function("benchEmbed", &earshot::bench_embed)
         .function("benchFrontend", &earshot::bench_frontend);
 }

@@ -42,7 +42,9 @@ public:
     JsStatus create_recognizer(const std::string& backend, const std::string& params_json);
 
     // Byte address in the WASM heap of a float buffer of at least `capacity` samples: JS writes
-    // PCM there (Module.HEAPF32.set(block, address >> 2)) and calls push(n).
+    // PCM there (Module.HEAPF32.set(block, address >> 2)) and calls push(n). 0 when capacity is
+    // over kMaxInputSamples.
+    static constexpr size_t kMaxInputSamples = size_t(1) << 20;
     uintptr_t input_pointer(size_t capacity);
     // Pushes the first n samples of the input buffer (model rate, mono, [-1, 1]).
     JsStatus push(size_t n);
@@ -62,6 +64,11 @@ public:
     std::string poll_event();
     // Live mode: whether the music gate lets audio through to the network now.
     bool hears_music() const;
+
+    // JSON: heap_bytes (the WASM memory now), max_bytes (the most it may grow to: the build's
+    // MAXIMUM_MEMORY), allocated_bytes (in use by malloc). The Worker checks a file's needs
+    // against these before handing it over, so an index too big for the page is a clean error.
+    std::string memory_info() const;
 
     const std::shared_ptr<const Model>& model() const { return model_; }
 

@@ -47,6 +47,13 @@ export interface RecognizerOptions {
     workletUrl?: string;
     /** network retry with exponential back-off (defaults: 4 retries, 500 ms doubling to 8 s) */
     retry?: { retries?: number; baseDelayMs?: number; maxDelayMs?: number };
+    /**
+     * most memory (MB) the recognizer's WebAssembly heap may use; default and upper bound: the
+     * build's maximum, 1024 MB. A model or quantizer that would not fit is a fatal
+     * 'out-of-memory' error, a shard a non-fatal one (its songs are left out); checked before
+     * loading, so the page can destroy() and create a recognizer again
+     */
+    memoryLimitMB?: number;
 }
 
 export interface ReadyDetail {
@@ -121,7 +128,11 @@ export interface MusicStoppedDetail {
 export type ErrorCode =
     | 'mic-denied' | 'mic-missing' | 'mic-busy' | 'mic-error' | 'mic-unsupported' | 'audio'
     | 'network' | 'http' | 'manifest-invalid' | 'model-mismatch' | 'model-invalid'
-    | 'index-corrupt' | 'shard-corrupt' | 'wasm' | 'worker' | 'config' | 'internal';
+    | 'index-corrupt' | 'shard-corrupt' | 'wasm' | 'worker' | 'config' | 'internal'
+    /** a file would not fit in memoryLimitMB (checked before loading), or the heap ran out */
+    | 'out-of-memory'
+    /** the WebAssembly module stopped on an internal error: create the recognizer again */
+    | 'wasm-crashed';
 
 export interface ErrorDetail {
     code: ErrorCode;

@@ -52,6 +52,10 @@ const MODEL_RATE_HZ = 16000;
  * @property {string} [workerUrl]    default: ./worker.js
  * @property {string} [workletUrl]   default: ./audio-worklet.js
  * @property {{retries?: number, baseDelayMs?: number, maxDelayMs?: number}} [retry]
+ * @property {number} [memoryLimitMB]  most memory the recognizer's WebAssembly heap may use
+ *           (default, and at most: the build's maximum, 1024 MB). A model or quantizer that would
+ *           not fit is a fatal 'out-of-memory' error, a shard a non-fatal one (its songs are left
+ *           out); checked before loading, so the page can destroy() and create a recognizer again.
  */
 
 /** Turns a getUserMedia failure into a message a person can act on. */
@@ -304,6 +308,7 @@ export async function createRecognizer(options) {
             recognizerParams: options.recognizerParams ?? {},
             keepListenAudio: Boolean(options.keepListenAudio),
             retry: options.retry ?? {},
+            memoryLimitMB: options.memoryLimitMB,
         });
     });
     worker.onmessage = (event) => recognizer.onWorkerMessage(event);

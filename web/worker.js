@@ -9,7 +9,7 @@
 //
 // Protocol (all messages are plain objects with a `type`):
 //   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry,
-//                    keepListenAudio}
+//                    keepListenAudio, memoryLimitMB}
 //                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
 //                   {type: 'start', session, sampleRate, maxListenSeconds, continuous}
 //                   {type: 'stop'}
@@ -49,6 +49,31 @@ let cpuMs = 0;
 let cpuAudioSamples = 0;
 const INPUT_CAPACITY = 16384;   // samples per push into the WASM heap
 let inputPointer = 0;
+let heapMaxBytes = Infinity;    // the module's MAXIMUM_MEMORY
+let memoryLimitBytes = Infinity; // the page's limit on the WASM heap (the build's maximum applies too)
+/** set when the WASM module aborted (it cannot be called again): why */
+let crashed = '';
+const MIB = 1024 * 1024;
+
+/**
+ * Refuses a file the WASM heap has no room for, before any of it is copied in: allocation
+ * failure inside the module aborts it (C++ without exceptions), so it is checked here instead,
+ * as a clean error. `factor` x the file's bytes is what loading it allocates at its peak (the
+ * copy Embind makes, plus what the parser builds from it), plus `extraBytes`.
+ * @param {number} bytes @param {number} factor @param {number} extraBytes
+ * @param {string} file @param {boolean} fatal
+ */
+function ensureMemory(bytes, factor, extraBytes, file, fatal) {
+    const info = JSON.parse(engine.memoryInfo());
+    const limit = Math.min(info.max_bytes, memoryLimitBytes);
+    const need = bytes * factor + extraBytes;
+    if (info.allocated_bytes + need <= limit) return;
+    const mb = (n) => `${(n / MIB).toFixed(1)} MB`;
+    throw new EarshotError('out-of-memory', `Not enough memory to load ${file} (${mb(bytes)}): the recognizer ` +
+        `already holds ${mb(info.allocated_bytes)} and may use ${mb(limit)} in all.` +
+        (fatal ? ' Nothing can be recognized without it; use a smaller index or allow more memory.'
+            : ' The songs in it are not searchable; the rest of the index still works.'), { fatal, file });
+}
 
 /** @param {object} message @param {Transferable[]} [transfer] */
 function post(message, transfer) {
@@ -57,6 +82,14 @@ function post(message, transfer) {
 
 /** @param {unknown} error */
 function postError(error) {
+    if (crashed) {
+        post({ type: 'error', code: crashed === 'out-of-memory' ? 'out-of-memory' : 'wasm-crashed',
+            message: crashed === 'out-of-memory'
+                ? 'The recognizer ran out of memory and stopped. Create it again (or reload the page); a smaller index needs less.'
+                : `The recognizer stopped after an internal error (${crashed}). Create it again (or reload the page).`,
+            fatal: true });
+        return;
+    }
     if (error instanceof EarshotError) {
         post({ type: 'error', code: error.code, message: error.message, fatal: error.fatal, file: error.file });
     } else {
@@ -73,6 +106,7 @@ function check(status, code, fatal = true, file = undefined) {
 async function init(options) {
     const t0 = performance.now();
     keepListenAudio = Boolean(options.keepListenAudio);
+    if (options.memoryLimitMB !== undefined) memoryLimitBytes = Number(options.memoryLimitMB) * MIB;
     backend = options.backend ?? 'simd';
     recognizerParams = options.recognizerParams ?? {};
     const downloader = new IndexDownloader({
@@ -93,12 +127,13 @@ async function init(options) {
         throw new EarshotError('wasm', `Could not download the recognizer (${options.wasmUrl}): ${error.message}`);
     });
     try {
-        wasm = await createModule({ wasmBinary });
+        wasm = await createModule({ wasmBinary, onAbort: onWasmAbort });
     } catch (error) {
         throw new EarshotError('wasm', 'This browser cannot run the recognizer: WebAssembly with SIMD ' +
             `is required (${/** @type {Error} */ (error).message ?? error}). Use a current Chrome, Edge, Firefox or Safari.`);
     }
     engine = new wasm.Engine();
+    heapMaxBytes = JSON.parse(engine.memoryInfo()).max_bytes;
     post({ type: 'booted', wasmMs: performance.now() - t0 });
 
     const { manifest, text, fromCache: manifestFromCache } = await manifestPromise;
@@ -115,6 +150,8 @@ async function init(options) {
     postProgress('manifest');
 
     const model = await downloader.loadModel(manifest.model_hash);
+    // f16 weights widen to f32 (2x), plus the copy; activations and scratch are small.
+    ensureMemory(model.bytes.length, 3, 8 * MIB, 'the model', true);
     check(engine.loadModel(model.bytes), 'model-invalid');
     const modelInfo = JSON.parse(engine.modelInfo());
     modelRateHz = modelInfo.sample_rate_hz;
@@ -125,6 +162,7 @@ async function init(options) {
         // Without the quantizer no shard is usable: that is fatal.
         throw new EarshotError('index-corrupt', error.message, { file: manifest.quantizer.file });
     });
+    ensureMemory(quantizer.bytes.length, 2, MIB, manifest.quantizer.file, true);
     check(engine.addQuantizer(quantizer.bytes, manifest.quantizer.file), 'index-corrupt');
     progress.bytesLoaded += quantizer.bytes.length;
     progress.allFromCache &&= model.fromCache && quantizer.fromCache;
@@ -133,6 +171,7 @@ async function init(options) {
     for (const entry of manifest.shards) {
         try {
             const shard = await downloader.loadFile(entry);
+            ensureMemory(shard.bytes.length, 2, MIB, entry.file, false);
             const status = engine.addShard(shard.bytes, entry.file);
             if (!status.ok) {
                 throw new EarshotError('shard-corrupt', `Index file ${entry.file} was rejected: ${status.message}. ` +
@@ -262,9 +301,22 @@ function flushBacklog() {
     for (const block of pending) if (listening) pushSamples(block);
 }
 
+/**
+ * The module aborted (Module.onAbort): most likely a heap allocation failed. Nothing may call
+ * into it again; the page gets one fatal error and can create a new recognizer.
+ * @param {unknown} what
+ */
+function onWasmAbort(what) {
+    // The heap as JS sees it (the module itself may not be called any more) against its maximum.
+    const heapBytes = wasm?.HEAP8?.length ?? 0;
+    crashed = heapBytes + 64 * MIB >= Math.min(heapMaxBytes, memoryLimitBytes) ? 'out-of-memory' : String(what || 'abort');
+    listening = false;
+    recognizerReady = false;
+}
+
 /** @param {{samples: Float32Array, sampleRate: number}} message */
 function onAudio(message) {
-    if (!listening) return;
+    if (!listening || crashed) return;
     let samples = message.samples;
     if (message.sampleRate !== modelRateHz) {
         if (!resampler || resampler.inRateHz !== message.sampleRate) {
