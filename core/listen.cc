@@ -39,6 +39,8 @@ Status check_listen_params(const ListenParams& params) {
         return Status::error("listen parameters: confirm_looks must be in [1, 16]");
     if (!(params.max_listen_s >= 0.0) || !std::isfinite(params.max_listen_s))
         return Status::error("listen parameters: max_listen_s must be >= 0 (0: no limit)");
+    if (!(params.stop_confirm_s >= 0.0 && params.stop_confirm_s <= 60.0))
+        return Status::error("listen parameters: stop_confirm_s must be in [0, 60]");
     return Status::ok();
 }
 
@@ -84,7 +86,15 @@ bool ListenDecider::on_look(const MatchResult& match, double query_start_s, doub
     streak_ = (streak_ > 0 && streak_song_ == song) ? streak_ + 1 : 1;
     streak_song_ = song;
     if (streak_ < params_.confirm_looks) return false;
-    if (params_.continuous && has_current_ && current_song_ == song) return false;
+    if (params_.continuous && has_current_ && current_song_ == song) {
+        stop_pending_ = false;  // the song came back before its stop was confirmed
+        return false;
+    }
+    if (params_.continuous && stop_pending_) {  // another song: the stop is confirmed
+        stop_pending_ = false;
+        stop_before_ = true;
+        stop_before_event_ = bare_event(ListenEvent::Type::kMusicStopped, stream_time_s);
+    }
 
     ListenEvent e;
     e.type = ListenEvent::Type::kMatch;
@@ -106,23 +116,48 @@ bool ListenDecider::on_look(const MatchResult& match, double query_start_s, doub
     return true;
 }
 
+bool ListenDecider::take_stop_before(ListenEvent* event) {
+    if (!stop_before_) return false;
+    stop_before_ = false;
+    if (event) *event = stop_before_event_;
+    return true;
+}
+
 bool ListenDecider::on_music_stopped(double stream_time_s, ListenEvent* event) {
     streak_ = 0;
-    if (done_ || !params_.continuous || !has_current_) return false;
+    if (done_ || !params_.continuous || !has_current_ || stop_pending_) return false;
+    if (params_.stop_confirm_s > 0.0) {
+        stop_pending_ = true;
+        stop_since_s_ = stream_time_s;
+        return false;
+    }
     has_current_ = false;
     if (event) *event = bare_event(ListenEvent::Type::kMusicStopped, stream_time_s);
     return true;
 }
 
 bool ListenDecider::on_audio(double stream_time_s, ListenEvent* event) {
-    if (done_ || params_.continuous || params_.max_listen_s <= 0.0 ||
-        stream_time_s < params_.max_listen_s)
+    if (params_.continuous) {
+        if (!stop_pending_ || stream_time_s - stop_since_s_ < params_.stop_confirm_s) return false;
+        stop_pending_ = false;
+        has_current_ = false;
+        if (event) *event = bare_event(ListenEvent::Type::kMusicStopped, stream_time_s);
+        return true;
+    }
+    if (done_ || params_.max_listen_s <= 0.0 || stream_time_s < params_.max_listen_s)
         return false;
     return on_end(stream_time_s, event);
 }
 
 bool ListenDecider::on_end(double stream_time_s, ListenEvent* event) {
-    if (done_ || params_.continuous) return false;
+    if (params_.continuous) {
+        if (!stop_pending_) return false;
+        stop_pending_ = false;
+        has_current_ = false;
+        if (event) *event = bare_event(ListenEvent::Type::kMusicStopped, stream_time_s);
+        return true;
+    }
+    if (done_) return false;
     done_ = true;
     if (event) *event = bare_event(ListenEvent::Type::kNoMatch, stream_time_s);
     return true;
@@ -135,6 +170,8 @@ void ListenDecider::reset() {
     has_current_ = false;
     current_song_ = 0;
     reported_.clear();
+    stop_pending_ = false;
+    stop_before_ = false;
 }
 
 }  // namespace earshot

@@ -34,6 +34,12 @@ struct ListenParams {
     int confirm_looks = 1;       // consecutive passing looks naming the same song to commit
     double max_listen_s = 15.0;  // one-shot listens end with no match after this much audio
     bool continuous = false;     // keep listening: report each new song, music stops, returns
+    // Continuous: the music gate closing only starts a stop; kMusicStopped is reported once no
+    // look has named the current song again for this long. The music detector misses a quiet
+    // passage inside a song now and then (seen in the soak test: dropouts of 2-3 s in the
+    // middle of a song), and the song coming straight back must not read as "stopped" and
+    // "returned". A look naming another song reports the stop at once, before that song.
+    double stop_confirm_s = 5.0;
 };
 // The model's calibrated listen rule; without one (older model files), the clip table raised
 // by kListenFallbackMargin with confirm_looks 2 (uncalibrated: docs/EVALUATION.md).
@@ -64,14 +70,18 @@ public:
     // when the listen commits to a song here (continuous: a song other than the current one).
     bool on_look(const MatchResult& match, double query_start_s, double stream_time_s,
                  ListenEvent* event);
-    // The music gate closed (no music heard for a while). Continuous mode reports kMusicStopped
-    // once after a song; a one-shot listen only forgets its pending looks.
+    // After on_look() returned true in continuous mode: the kMusicStopped of the song before,
+    // when the new song's match also confirmed that stop (report it first). False otherwise.
+    bool take_stop_before(ListenEvent* event);
+    // The music gate closed (no music heard for a while). Continuous mode starts a stop after a
+    // song (reported by on_audio() once stop_confirm_s passed without the song coming back);
+    // a one-shot listen only forgets its pending looks.
     bool on_music_stopped(double stream_time_s, ListenEvent* event);
     // Audio consumed so far: a one-shot listen that has not committed by max_listen_s ends here
-    // with kNoMatch.
+    // with kNoMatch; a continuous one reports a stop confirmed by now.
     bool on_audio(double stream_time_s, ListenEvent* event);
     // The audio ended (the clip is over): a one-shot listen that has not committed ends here
-    // with kNoMatch.
+    // with kNoMatch; a continuous one reports a stop it had started.
     bool on_end(double stream_time_s, ListenEvent* event);
     // A one-shot listen has answered (kMatch or kNoMatch): later calls report nothing.
     bool done() const { return done_; }
@@ -86,6 +96,10 @@ private:
     bool has_current_ = false;           // continuous: a song is being reported
     size_t current_song_ = 0;
     std::vector<size_t> reported_;       // continuous: songs reported in this session
+    bool stop_pending_ = false;          // continuous: the gate closed after current_song_
+    double stop_since_s_ = 0.0;
+    bool stop_before_ = false;           // continuous: take_stop_before() has an event
+    ListenEvent stop_before_event_;
 };
 
 }  // namespace earshot

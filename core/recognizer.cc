@@ -261,8 +261,11 @@ Status Recognizer::run_match() {
         best_ = latest_;
     if (params_.live) {
         ListenEvent event;
-        if (decider_.on_look(latest_.match, latest_.query_start_s, latest_.stream_time_s, &event))
+        if (decider_.on_look(latest_.match, latest_.query_start_s, latest_.stream_time_s, &event)) {
+            ListenEvent stop;
+            if (decider_.take_stop_before(&stop)) emit(stop);
             emit(event);
+        }
     }
     return Status::ok();
 }

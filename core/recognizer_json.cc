@@ -51,6 +51,7 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
         {"threshold_base", &threshold_base},
         {"threshold_scale", &threshold_scale},
         {"max_listen_s", &p.listen.max_listen_s},
+        {"stop_confirm_s", &p.listen.stop_confirm_s},
     };
     const std::pair<const char*, bool*> bool_keys[] = {
         {"live", &p.live},

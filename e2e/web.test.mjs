@@ -440,12 +440,13 @@ describe('earshot in the browser', { concurrency: false }, () => {
         assert.ok(songB, 'the demo index has a second song');
         const rowB = catalog('hex-a-hop-data').find((r) => r.id === songB.id);
         const startB = Math.min(20, Math.max(0, songB.duration_s - 15));
-        // The gap: 5 s of quiet room noise (-70 dBFS), longer than the music gate's close time
-        // (about 2 s once a patch holds no music: a patch spans ~1 s).
+        // The gap: 9 s of quiet room noise (-70 dBFS), longer than it takes to report the music
+        // stopping: the gate closes about 2.5 s after the music (2 s of patches without music,
+        // a patch spans ~1 s) and the stop is confirmed 5 s later (stop_confirm_s).
         const clip = makeListenClip({
             parts: [
                 { source: songA.path, startS: songA.startS, seconds: 12 },
-                { seconds: 5, noiseDbfs: -70 },
+                { seconds: 9, noiseDbfs: -70 },
                 { source: rowB.path, startS: startB, seconds: 14 },
             ],
             snrDb: SNR_DB === undefined ? undefined : { of: 'music', db: SNR_DB },

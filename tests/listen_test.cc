@@ -28,6 +28,7 @@ ListenParams params(int confirm, bool continuous = false) {
     p.confirm_looks = confirm;
     p.max_listen_s = 15.0;
     p.continuous = continuous;
+    p.stop_confirm_s = 3.0;
     return p;
 }
 
@@ -105,6 +106,43 @@ TEST(Listen, TheEndOfTheAudioEndsAOneShotListen) {
     EXPECT_FALSE(continuous.on_end(8.0, &e));
 }
 
+// The music detector drops a quiet passage inside a song now and then: the gate closes, and
+// the song is matched again right after. That is no stop and no return.
+TEST(Listen, ContinuousSongBackBeforeTheStopIsConfirmedIsNoEvent) {
+    ListenDecider d(params(1, /*continuous=*/true));
+    ListenEvent e;
+    ASSERT_TRUE(d.on_look(look(1, 0.7f, 3), 0.0, 1.0, &e));
+    EXPECT_FALSE(d.on_music_stopped(11.5, &e));
+    EXPECT_FALSE(d.on_audio(13.0, &e));
+    EXPECT_FALSE(d.on_look(look(1, 0.7f, 3), 13.0, 14.0, &e));  // song 1 again, 2.5 s later
+    EXPECT_FALSE(d.on_audio(20.0, &e));                         // the stop was dropped
+    EXPECT_FALSE(d.take_stop_before(&e));
+    // A real stop later on is still reported once confirmed.
+    EXPECT_FALSE(d.on_music_stopped(30.0, &e));
+    ASSERT_TRUE(d.on_audio(33.0, &e));
+    EXPECT_EQ(e.type, ListenEvent::Type::kMusicStopped);
+}
+
+// Another song matched while a stop waits for confirmation: the stop first, then the song; the
+// end of the audio reports a stop that was still waiting.
+TEST(Listen, ContinuousAnotherSongConfirmsThePendingStop) {
+    ListenDecider d(params(1, /*continuous=*/true));
+    ListenEvent e, stop;
+    ASSERT_TRUE(d.on_look(look(1, 0.7f, 3), 0.0, 1.0, &e));
+    EXPECT_FALSE(d.take_stop_before(&stop));  // no stop before the first song
+    EXPECT_FALSE(d.on_music_stopped(10.0, &e));
+    ASSERT_TRUE(d.on_look(look(2, 0.7f, 3), 11.0, 12.0, &e));
+    EXPECT_EQ(e.song.song_index, 2u);
+    ASSERT_TRUE(d.take_stop_before(&stop));
+    EXPECT_EQ(stop.type, ListenEvent::Type::kMusicStopped);
+    EXPECT_DOUBLE_EQ(stop.stream_time_s, 12.0);
+    EXPECT_FALSE(d.take_stop_before(&stop));  // once
+    EXPECT_FALSE(d.on_music_stopped(20.0, &e));
+    ASSERT_TRUE(d.on_end(21.0, &e));
+    EXPECT_EQ(e.type, ListenEvent::Type::kMusicStopped);
+    EXPECT_FALSE(d.on_end(22.0, &e));
+}
+
 TEST(Listen, MusicStoppedForgetsPendingLooks) {
     ListenDecider d(params(2));
     ListenEvent e;
@@ -123,9 +161,12 @@ TEST(Listen, ContinuousReportsNewSongsMusicStopsAndReturns) {
     ASSERT_TRUE(d.on_look(look(2, 0.7f, 3), 0.0, 2.0, &e));   // a new song
     EXPECT_EQ(e.song.song_index, 2u);
     EXPECT_FALSE(e.returned);
-    ASSERT_TRUE(d.on_music_stopped(3.0, &e));
+    EXPECT_FALSE(d.on_music_stopped(3.0, &e));  // a stop starts...
+    EXPECT_FALSE(d.on_audio(5.5, &e));
+    ASSERT_TRUE(d.on_audio(6.0, &e));           // ...and is reported stop_confirm_s later
     EXPECT_EQ(e.type, ListenEvent::Type::kMusicStopped);
-    EXPECT_FALSE(d.on_music_stopped(3.5, &e));  // once
+    EXPECT_DOUBLE_EQ(e.stream_time_s, 6.0);
+    EXPECT_FALSE(d.on_music_stopped(6.5, &e));  // once
     EXPECT_FALSE(d.on_audio(100.0, &e));        // continuous listens never time out
     ASSERT_TRUE(d.on_look(look(1, 0.7f, 3), 50.0, 60.0, &e));  // back to song 1
     EXPECT_EQ(e.song.song_index, 1u);
