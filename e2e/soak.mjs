@@ -4,7 +4,7 @@
 // and that the event stream is exact: one 'match' naming the right song in every song, none in
 // the gaps, 'returned' only for a song heard before, one 'music-stopped' after every song.
 //
-//   node e2e/soak.mjs [--node-minutes 60] [--browser-minutes 10] [--json FILE]
+//   node e2e/soak.mjs [--node-minutes 60] [--browser-minutes 10] [--json FILE] [--stop-confirm-s S]
 //
 // prints the figures (docs/ROBUSTNESS.md) and exits non-zero when a check fails; e2e/soak.test.mjs
 // runs a short version in CI. Needs: scripts/demo.sh --build-only.
@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { catalog, indexShards, siteDir } from './helpers.mjs';
+import { soakBrowser } from './soak-browser.mjs';
 
 const RATE_HZ = 16000;
 /** Seconds after a part ends in which its event may still come (a match decided on the song's
@@ -204,7 +205,7 @@ export function checkMemory(samples, warmupS) {
  * blocks (what an AudioWorklet batch of 16 render quanta gives at 16 kHz... rounded), memory
  * sampled every 30 s of audio.
  */
-export async function soakNode(programme, { blockSamples = 2048 } = {}) {
+export async function soakNode(programme, { blockSamples = 2048, params = {} } = {}) {
     const { default: createModule } = await import(path.join(siteDir, 'wasm/earshot-core.mjs'));
     const module = await createModule({ wasmBinary: fs.readFileSync(path.join(siteDir, 'wasm/earshot-core.wasm')) });
     const engine = new module.Engine();
@@ -214,7 +215,7 @@ export async function soakNode(programme, { blockSamples = 2048 } = {}) {
     must(engine.loadManifest(JSON.stringify(manifest)));
     must(engine.addQuantizer(fs.readFileSync(path.join(siteDir, 'index', manifest.quantizer.file)), manifest.quantizer.file));
     for (const s of manifest.shards) must(engine.addShard(fs.readFileSync(path.join(siteDir, 'index', s.file)), s.file));
-    must(engine.createRecognizer('simd', JSON.stringify({ live: true, continuous: true })));
+    must(engine.createRecognizer('simd', JSON.stringify({ ...params, live: true, continuous: true })));
     const address = engine.inputPointer(blockSamples);
     const events = [];
     const memory = [];
@@ -244,24 +245,13 @@ export async function soakNode(programme, { blockSamples = 2048 } = {}) {
     return { events, memory, cpuMsPerAudioSecond: (cpu.user + cpu.system) / 1000 / (pcm.length / RATE_HZ) };
 }
 
-/** Writes 16-bit mono WAV (the fake microphone's input). */
-export function writeWav16(file, pcm, rateHz) {
-    const data = Buffer.alloc(pcm.length * 2);
-    for (let i = 0; i < pcm.length; i++) data.writeInt16LE(Math.round(Math.max(-1, Math.min(1, pcm[i])) * 32767), 2 * i);
-    const header = Buffer.alloc(44);
-    header.write('RIFF', 0); header.writeUInt32LE(36 + data.length, 4); header.write('WAVE', 8);
-    header.write('fmt ', 12); header.writeUInt32LE(16, 16); header.writeUInt16LE(1, 20); header.writeUInt16LE(1, 22);
-    header.writeUInt32LE(rateHz, 24); header.writeUInt32LE(rateHz * 2, 28); header.writeUInt16LE(2, 32);
-    header.writeUInt16LE(16, 34); header.write('data', 36); header.writeUInt32LE(data.length, 40);
-    fs.writeFileSync(file, Buffer.concat([header, data]));
-}
-
 function parseArgs(argv) {
-    const o = { nodeMinutes: 60, browserMinutes: 10, json: null };
+    const o = { nodeMinutes: 60, browserMinutes: 10, json: null, params: {} };
     for (let i = 0; i < argv.length; i++) {
         if (argv[i] === '--node-minutes') o.nodeMinutes = Number(argv[++i]);
         else if (argv[i] === '--browser-minutes') o.browserMinutes = Number(argv[++i]);
         else if (argv[i] === '--json') o.json = argv[++i];
+        else if (argv[i] === '--stop-confirm-s') o.params.stop_confirm_s = Number(argv[++i]);  // node only
         else throw new Error(`unknown argument ${argv[i]}`);
     }
     return o;
@@ -290,7 +280,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     if (o.nodeMinutes > 0) {
         const programme = makeProgramme(o.nodeMinutes);
         const t0 = Date.now();
-        const run = await soakNode(programme);
+        const run = await soakNode(programme, { params: o.params });
         const check = checkEvents(programme.parts, run.events);
         const mem = checkMemory(run.memory, 120);
         report('node', o.nodeMinutes, check, mem,
@@ -299,14 +289,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
         ok &&= passed(check, mem);
     }
     if (o.browserMinutes > 0) {
-        const { soakBrowser } = await import('./soak-browser.mjs');
         const programme = makeProgramme(o.browserMinutes);
         const run = await soakBrowser(programme);
         const check = checkEvents(programme.parts, run.events);
         const mem = checkMemory(run.memory, 60);
         report('chromium', o.browserMinutes, check, mem, `${run.audioSeconds.toFixed(0)} s of audio heard`);
-        results.chromium = { minutes: o.browserMinutes, check, memory: mem, audioSeconds: run.audioSeconds };
-        ok &&= passed(check, mem);
+        for (const e of run.pageErrors) console.log(`  ! page error: ${e}`);
+        results.chromium = { minutes: o.browserMinutes, check, memory: mem, audioSeconds: run.audioSeconds, pageErrors: run.pageErrors };
+        ok &&= passed(check, mem) && run.pageErrors.length === 0;
     }
     if (o.json) fs.writeFileSync(o.json, JSON.stringify(results, null, 2));
     process.exit(ok ? 0 : 1);

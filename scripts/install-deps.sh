@@ -19,6 +19,8 @@ packages=(
   ffmpeg sox libsox-fmt-all unzip espeak-ng time
   # end-to-end tests
   chromium
+  # fuzzing (scripts/fuzz.sh): clang with libFuzzer
+  clang
 )
 
 missing=()

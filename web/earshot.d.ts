@@ -158,7 +158,10 @@ export interface EarshotEventMap {
     error: CustomEvent<ErrorDetail>;
     level: CustomEvent<LevelDetail>;
     listening: CustomEvent<{ listening: boolean; sampleRate?: number }>;
-    stats: CustomEvent<{ cpuMsPerAudioSecond: number; audioSeconds: number; hearsMusic: boolean }>;
+    /** every ~2 s of audio: CPU, whether music is heard, and the WASM heap (malloc's bytes in
+     *  use, the memory's size) */
+    stats: CustomEvent<{ cpuMsPerAudioSecond: number; audioSeconds: number; hearsMusic: boolean;
+        allocatedBytes: number; heapBytes: number }>;
 }
 
 export class EarshotError extends Error {

@@ -20,7 +20,7 @@
 //                   {type: 'music-stopped', session, ...MusicStoppedDetail}   (continuous only)
 //                   (web/earshot.d.ts; with keepListenAudio, `audio` holds what the recognizer heard)
 //                   {type: 'error', code, message, fatal, file}
-//                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds, hearsMusic}
+//                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds, hearsMusic, allocatedBytes, heapBytes}
 
 import { EarshotError } from './fetch-util.js';
 import { IndexDownloader } from './index-loader.js';
@@ -249,9 +249,11 @@ function pushSamples(samples) {
     cpuMs += performance.now() - t0;
     cpuAudioSamples += samples.length;
     if (cpuAudioSamples >= modelRateHz * 2) {
+        const memory = JSON.parse(engine.memoryInfo());
         post({
             type: 'stats', cpuMsPerAudioSecond: cpuMs / (cpuAudioSamples / modelRateHz),
             audioSeconds: cpuAudioSamples / modelRateHz, hearsMusic: engine.hearsMusic(),
+            allocatedBytes: memory.allocated_bytes, heapBytes: memory.heap_bytes,
         });
         cpuMs = 0;
         cpuAudioSamples = 0;
