@@ -5,6 +5,7 @@
 // the gaps, 'returned' only for a song heard before, one 'music-stopped' after every song.
 //
 //   node e2e/soak.mjs [--node-minutes 60] [--browser-minutes 10] [--json FILE] [--stop-confirm-s S]
+//                     [--speech espeak]
 //
 // prints the figures (docs/ROBUSTNESS.md) and exits non-zero when a check fails; e2e/soak.test.mjs
 // runs a short version in CI. Needs: scripts/demo.sh --build-only.
@@ -13,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { catalog, indexShards, siteDir } from './helpers.mjs';
+import { benchSpeech, catalog, indexShards, siteDir } from './helpers.mjs';
 import { soakBrowser } from './soak-browser.mjs';
 
 const RATE_HZ = 16000;
@@ -30,8 +31,15 @@ function decodeAll(file) {
     return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
 }
 
-/** About 20 s of speech without music: espeak-ng reading a few sentences. */
-function speechTrack() {
+/**
+ * Speech without music: recorded voices (the train set's British Hedgewars lines, as the
+ * benchmarks use) when the evaluation corpus is present and `source` is not 'espeak', else
+ * about 20 s of espeak-ng reading a few sentences.
+ * @returns {{pcm: Float32Array, source: string}}
+ */
+function speechTrack(source) {
+    const voices = source === 'espeak' ? null : benchSpeech(40);
+    if (voices) return { pcm: voices, source: 'voices' };
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-soak-'));
     const wav = path.join(dir, 'speech.wav');
     execFileSync('espeak-ng', ['-s', '150', '-w', wav,
@@ -40,7 +48,7 @@ function speechTrack() {
         'bridge. Coming up after the break: the results of the cup and an interview with the mayor.']);
     const pcm = decodeAll(wav);
     fs.rmSync(dir, { recursive: true, force: true });
-    return pcm;
+    return { pcm, source: 'espeak' };
 }
 
 /** Deterministic white noise generator (xorshift32, uniform in [-1, 1)). */
@@ -82,14 +90,14 @@ function quietStretches(x, offsetS) {
 /**
  * The session's audio: song parts (30–49 s from the middle of a demo song, cycling through the
  * songs) each followed by a gap (6 s of digital silence, 8 s of speech, or 7 s of room tone at
- * -60 dBFS, in turn), until `minutes`.
+ * -60 dBFS, in turn), until `minutes`. speech: 'espeak' forces synthetic speech.
  * @returns {{pcm: Float32Array, parts: {kind: 'song' | 'gap', what: string, id?: string, title?: string, startS: number, endS: number}[]}}
  */
-export function makeProgramme(minutes) {
+export function makeProgramme(minutes, { speech: speechSource } = {}) {
     const songs = indexShards().flatMap((s) => s.songs);
     const rows = catalog('hex-a-hop-data');
     const audio = songs.map((song) => decodeAll(rows.find((r) => r.id === song.id).path));
-    const speech = speechTrack();
+    const { pcm: speech, source } = speechTrack(speechSource);
     const room = noise(99);
     const total = Math.round(minutes * 60 * RATE_HZ);
     const pcm = new Float32Array(total);
@@ -121,7 +129,7 @@ export function makeProgramme(minutes) {
         if (gap === 'room tone') for (let j = 0; j < x.length; j++) x[j] += 0.0018 * room();
         add(x, { kind: 'gap', what: gap });
     }
-    return { pcm, parts };
+    return { pcm, parts, speech: source };
 }
 
 /**
@@ -246,11 +254,12 @@ export async function soakNode(programme, { blockSamples = 2048, params = {} } =
 }
 
 function parseArgs(argv) {
-    const o = { nodeMinutes: 60, browserMinutes: 10, json: null, params: {} };
+    const o = { nodeMinutes: 60, browserMinutes: 10, json: null, params: {}, speech: undefined };
     for (let i = 0; i < argv.length; i++) {
         if (argv[i] === '--node-minutes') o.nodeMinutes = Number(argv[++i]);
         else if (argv[i] === '--browser-minutes') o.browserMinutes = Number(argv[++i]);
         else if (argv[i] === '--json') o.json = argv[++i];
+        else if (argv[i] === '--speech') o.speech = argv[++i];  // 'espeak': synthetic even with the corpus
         else if (argv[i] === '--stop-confirm-s') o.params.stop_confirm_s = Number(argv[++i]);  // node only
         else throw new Error(`unknown argument ${argv[i]}`);
     }
@@ -258,7 +267,7 @@ function parseArgs(argv) {
 }
 
 function report(name, audioMinutes, check, mem, extra) {
-    console.log(`${name}: ${audioMinutes} min of audio, ${check.songs} songs, ${check.gaps} gaps; ` +
+    console.log(`${name}: ${audioMinutes} min of audio, ${check.songs} songs, ${check.gaps} gaps (speech: ${check.speech}); ` +
         `${check.matches} matches: missed ${check.missed}, duplicate ${check.duplicates}, wrong ${check.wrong}, ` +
         `in gaps ${check.falseMatches}; music-stopped missed ${check.missedStops}, extra ${check.extraStops}`);
     console.log(`  memory: ${mem.samples} samples, in use ${(mem.firstBytes / 1048576).toFixed(2)} -> ` +
@@ -278,10 +287,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const results = {};
     let ok = true;
     if (o.nodeMinutes > 0) {
-        const programme = makeProgramme(o.nodeMinutes);
+        const programme = makeProgramme(o.nodeMinutes, { speech: o.speech });
         const t0 = Date.now();
         const run = await soakNode(programme, { params: o.params });
-        const check = checkEvents(programme.parts, run.events);
+        const check = { ...checkEvents(programme.parts, run.events), speech: programme.speech };
         const mem = checkMemory(run.memory, 120);
         report('node', o.nodeMinutes, check, mem,
             `${run.cpuMsPerAudioSecond.toFixed(2)} ms CPU per s of audio, ${((Date.now() - t0) / 1000).toFixed(0)} s wall`);
@@ -289,9 +298,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
         ok &&= passed(check, mem);
     }
     if (o.browserMinutes > 0) {
-        const programme = makeProgramme(o.browserMinutes);
+        const programme = makeProgramme(o.browserMinutes, { speech: o.speech });
         const run = await soakBrowser(programme);
-        const check = checkEvents(programme.parts, run.events);
+        const check = { ...checkEvents(programme.parts, run.events), speech: programme.speech };
         const mem = checkMemory(run.memory, 60);
         report('chromium', o.browserMinutes, check, mem, `${run.audioSeconds.toFixed(0)} s of audio heard`);
         for (const e of run.pageErrors) console.log(`  ! page error: ${e}`);

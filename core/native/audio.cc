@@ -245,7 +245,6 @@ Result<AudioBuffer> decode_open_file(SNDFILE* file_ptr, const SF_INFO& info, int
     return audio;
 }
 
-
 }  // namespace
 
 Result<std::vector<float>> resample_mono(const float* pcm, size_t n_samples, int input_rate_hz,

@@ -5,9 +5,11 @@
 // (NaN, +-Inf, huge values), i16 scaled, u8 scaled, or u8 as a dB level per 16-sample run;
 // bit 4 reset halfway, bit 5 continuous listen, bit 6 a 1 s listen length), byte 1 = how many
 // times the samples repeat (1-16, so short inputs still make seconds of audio), bytes 2-3 = the
-// block size (0 = one block), then samples. The stream stops at 2.5 s: the fixture model
-// embeds every 0.5 s from 5 frames of context, so that is five looks of the matcher and the
-// listen rule, and an execution stays in the milliseconds.
+// block size (0 = one block), then samples. The stream stops at 1.5 s: the fixture model
+// embeds every 0.5 s from 5 frames of context, so that is three looks of the matcher and the
+// listen rule, and an execution stays in the milliseconds. So that the gate closing, a
+// continuous listen's stop and a one-shot listen's end all happen within that, the gate closes
+// after one hop without music and a stop is confirmed 0.5 s later.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -21,7 +23,7 @@
 
 namespace {
 
-constexpr size_t kMaxStreamSamples = 40000;  // 2.5 s at 16 kHz
+constexpr size_t kMaxStreamSamples = 24000;  // 1.5 s at 16 kHz
 
 std::vector<float> decode_samples(int format, const uint8_t* data, size_t size) {
     std::vector<float> out;
@@ -79,6 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         params.live = flags & 1;
         params.music_detector = flags & 2;
         params.listen.continuous = flags & 32;
+        params.gate_close_hops = 1;
+        params.listen.stop_confirm_s = 0.5;
         if (flags & 64) params.listen.max_listen_s = 1.0;
         auto embedder = create_embedder(fixture.model, Backend::kSimd);
         if (!embedder) std::abort();
