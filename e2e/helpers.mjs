@@ -74,7 +74,7 @@ function noiseSource(seed) {
  * `seconds` of `source` from `startS` (the whole file when `seconds` is undefined), mono float
  * samples at `rateHz` (sox decodes and resamples).
  */
-function decode(source, startS, seconds, rateHz) {
+export function decode(source, startS, seconds, rateHz) {
     const trim = seconds === undefined ? [] : ['trim', String(startS), String(seconds)];
     const raw = execFileSync('sox', ['-V1', source, '-t', 'f32', '-r', String(rateHz), '-c', '1', '-', ...trim],
         { maxBuffer: 1 << 28 });

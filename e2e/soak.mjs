@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { benchSpeech, catalog, indexShards, siteDir } from './helpers.mjs';
+import { benchSpeech, catalog, decode, indexShards, siteDir } from './helpers.mjs';
 import { soakBrowser } from './soak-browser.mjs';
 
 const RATE_HZ = 16000;
@@ -24,12 +24,6 @@ const RATE_HZ = 16000;
 export const TOLERANCE_S = 8;
 /** Allowed growth of malloc's bytes in use once the session runs (warm-up excluded). */
 export const FLAT_BYTES = 64 * 1024;
-
-/** 16 kHz mono float32 of a whole file (sox decodes and resamples). */
-function decodeAll(file) {
-    const raw = execFileSync('sox', ['-V1', file, '-t', 'f32', '-r', String(RATE_HZ), '-c', '1', '-'], { maxBuffer: 1 << 30 });
-    return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
-}
 
 /**
  * Speech without music: recorded voices (the train set's British Hedgewars lines, as the
@@ -46,7 +40,7 @@ function speechTrack(source) {
         'Good evening and welcome back. Here is the news at nine. The weather stays mild tonight, ' +
         'with light rain in the north. Traffic is slow on the ring road after an accident near the ' +
         'bridge. Coming up after the break: the results of the cup and an interview with the mayor.']);
-    const pcm = decodeAll(wav);
+    const pcm = decode(wav, 0, undefined, RATE_HZ);
     fs.rmSync(dir, { recursive: true, force: true });
     return { pcm, source: 'espeak' };
 }
@@ -96,7 +90,7 @@ function quietStretches(x, offsetS) {
 export function makeProgramme(minutes, { speech: speechSource } = {}) {
     const songs = indexShards().flatMap((s) => s.songs);
     const rows = catalog('hex-a-hop-data');
-    const audio = songs.map((song) => decodeAll(rows.find((r) => r.id === song.id).path));
+    const audio = songs.map((song) => decode(rows.find((r) => r.id === song.id).path, 0, undefined, RATE_HZ));
     const { pcm: speech, source } = speechTrack(speechSource);
     const room = noise(99);
     const total = Math.round(minutes * 60 * RATE_HZ);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/native/allocation_counter.h"
+#include "tests/model_test_util.h"
 #include "tests/native/flac_test_util.h"
 
 namespace earshot {
@@ -237,17 +238,6 @@ TEST(Audio, CleanErrors) {
                  "target sample rate");
 }
 
-std::vector<uint8_t> file_bytes(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    std::vector<uint8_t> bytes;
-    if (!f) return bytes;
-    uint8_t block[4096];
-    size_t n;
-    while ((n = std::fread(block, 1, sizeof(block), f)) > 0) bytes.insert(bytes.end(), block, block + n);
-    std::fclose(f);
-    return bytes;
-}
-
 // decode_audio reads the bytes of a file held in memory exactly as load_audio reads the file,
 // and its errors are the same, named by `what`.
 TEST(Audio, DecodesFromMemoryAsFromAFile) {
@@ -255,7 +245,7 @@ TEST(Audio, DecodesFromMemoryAsFromAFile) {
                              "arpeggio_16k.opus", "arpeggio_16k.mp3", "arpeggio_44k.flac",
                              "arpeggio_stereo_16k.wav"}) {
         const auto from_file = load_audio(fixture(name), kRateHz);
-        const std::vector<uint8_t> bytes = file_bytes(fixture(name));
+        const std::vector<uint8_t> bytes = test::read_file(fixture(name));
         ASSERT_FALSE(bytes.empty()) << name;
         const auto from_memory = decode_audio(bytes.data(), bytes.size(), kRateHz, name);
         ASSERT_TRUE(from_file.is_ok() && from_memory.is_ok()) << from_memory.message();
@@ -263,11 +253,11 @@ TEST(Audio, DecodesFromMemoryAsFromAFile) {
         EXPECT_EQ(from_memory->source_sample_rate_hz, from_file->source_sample_rate_hz) << name;
         EXPECT_EQ(from_memory->source_channels, from_file->source_channels) << name;
     }
-    const std::vector<uint8_t> wav = file_bytes(fixture("arpeggio_16k.wav"));
+    const std::vector<uint8_t> wav = test::read_file(fixture("arpeggio_16k.wav"));
     expect_error(decode_audio(wav.data(), 0, kRateHz, "upload"), "upload", "empty file");
     expect_error(decode_audio(wav.data(), 100, kRateHz, "upload"), "upload", "truncated");
     for (const char* name : {"text.wav", "truncated.wav", "garbage.mp3"}) {
-        const std::vector<uint8_t> bytes = file_bytes(fixture(name));
+        const std::vector<uint8_t> bytes = test::read_file(fixture(name));
         const auto from_memory = decode_audio(bytes.data(), bytes.size(), kRateHz, name);
         const auto from_file = load_audio(fixture(name), kRateHz);
         ASSERT_FALSE(from_memory.is_ok()) << name;
