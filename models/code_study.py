@@ -1,0 +1,223 @@
+"""Index code study on TRAIN-set material: how much recognition each way of storing a catalogue's
+embeddings keeps, measured without building an index per variant.
+
+A proxy of the matcher's phase 2 by brute force (no phase-1 candidate search): a clip's score is
+its best mean aligned similarity over every song and offset, against the catalogue's
+reconstructed embeddings; its confidence is the score minus 0.5 x the background (the mean over
+the clip's embeddings of the best similarity to any other song), as in docs/DESIGN.md section 6.
+Reported per clip length: top-1 (right song ranked first) and the hit rate at the threshold that
+lets 1 % of the out-of-catalog clips of that length through.
+
+Variants (any number, in order):
+  raw                      the float embeddings
+  pqM, opqM                IVF (256 lists, as `earshot build` picks for this size) + residual PQ
+                           of M bytes; opq: with a learned rotation of the residuals (PCA and
+                           eigenvalue allocation, then 10 rounds of PQ and orthogonal Procrustes)
+  h05-CODE                 every other window stored (0.5 s index hop), CODE one of the above
+  h05q25-CODE              the same index, clips embedded every 0.25 s: each parity of the
+                           clip's embeddings is aligned on its own and the better one counts
+
+    build/bench/earshot_dump_embeddings --model models/earshot-v1.emod --index-hop \
+        --out emb/train-index q-train-clips/index-catalog.tsv
+    build/bench/earshot_dump_embeddings --model models/earshot-v1.emod --query-hop \
+        --out emb/train-q q-train-clips/queries
+    build/bench/earshot_dump_embeddings --model models/earshot-v1.emod --index-hop \
+        --out emb/train-q25 q-train-clips/queries
+    /usr/bin/python3 -m models.code_study --emb emb --truth q-train-clips/truth.tsv \
+        raw pq32 pq16 pq8 opq16 opq8 h05-pq16 h05q25-pq16
+
+q-train-clips: `make-queries --set-dir train-synthroom --lengths 2,5,10 --conditions
+clean,noise5,room --holdout 0.3 --seed 11` (docs/EVALUATION.md). For speed, every third song of
+the catalogue and the 2 s and 5 s clips (`--songs-every`, `--lengths`).
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+D = 128
+
+
+def load(prefix):
+    ids, n, first = [], [], []
+    with open(prefix + ".tsv") as f:
+        for line in f:
+            a, b, c = line.rstrip("\n").split("\t")
+            ids.append(a)
+            n.append(int(b))
+            first.append(int(c))
+    x = np.fromfile(prefix + ".f32", dtype=np.float32).reshape(-1, D)
+    return ids, np.array(n), np.array(first), x
+
+
+def assign(x, c, batch=65536):
+    out = np.empty(len(x), dtype=np.int64)
+    cn = (c * c).sum(1)
+    for s in range(0, len(x), batch):
+        out[s:s + batch] = (cn[None, :] - 2 * x[s:s + batch] @ c.T).argmin(1)
+    return out
+
+
+def kmeans(x, k, iters=10, seed=0):
+    r = np.random.default_rng(seed)
+    c = x[r.choice(len(x), k, replace=False)].copy()
+    for _ in range(iters):
+        a = assign(x, c)
+        for j in range(k):
+            m = a == j
+            c[j] = x[m].mean(0) if m.any() else x[r.integers(len(x))]
+    return c
+
+
+class PQ:
+    def __init__(self, m):
+        self.m = m
+
+    def train(self, x):
+        self.ds = x.shape[1] // self.m
+        self.cb = [kmeans(x[:, i * self.ds:(i + 1) * self.ds], 256, seed=i)
+                   for i in range(self.m)]
+        return self
+
+    def encode(self, x):
+        return np.stack([assign(x[:, i * self.ds:(i + 1) * self.ds], self.cb[i])
+                         for i in range(self.m)], 1)
+
+    def decode(self, codes):
+        return np.concatenate([self.cb[i][codes[:, i]] for i in range(self.m)], 1)
+
+
+def opq_rotation(rs, m, iters=10):
+    """Orthogonal R such that PQ of rs @ R loses less: PCA with eigenvalue allocation (each
+    sub-space gets principal directions whose variances multiply to about the same), then
+    alternating PQ training and orthogonal Procrustes (Ge et al., OPQ)."""
+    w, v = np.linalg.eigh(rs.T @ rs)
+    ds = D // m
+    buckets, logsum = [[] for _ in range(m)], np.zeros(m)
+    for idx in np.argsort(-w):
+        b = min((b for b in range(m) if len(buckets[b]) < ds), key=lambda b: logsum[b])
+        buckets[b].append(idx)
+        logsum[b] += np.log(max(w[idx], 1e-12))
+    R = v[:, np.concatenate(buckets)].astype(np.float32)
+    for _ in range(iters):
+        pq = PQ(m).train(rs @ R)
+        y = pq.decode(pq.encode(rs @ R))
+        u, _, vt = np.linalg.svd(rs.T @ y)
+        R = (u @ vt).astype(np.float32)
+    return R
+
+
+def reconstruct(x, code, rng, n_lists=256, sample=65536):
+    if code == "raw":
+        return x
+    opq = code.startswith("opq")
+    m = int(code[3:] if opq else code[2:])
+    s = x[rng.choice(len(x), min(sample, len(x)), replace=False)]
+    coarse = kmeans(s, n_lists)
+    lists = assign(x, coarse)
+    rs = s - coarse[assign(s, coarse)]
+    R = opq_rotation(rs, m) if opq else np.eye(D, dtype=np.float32)
+    pq = PQ(m).train(rs @ R)
+    return (coarse[lists] + pq.decode(pq.encode((x - coarse[lists]) @ R)) @ R.T).astype(np.float32)
+
+
+def evaluate(rec, cat, clips, truth, lengths, step, parities=1, gap=48):
+    ids, n, first = cat
+    parts, starts, pos = [], [], 0
+    for s in range(len(ids)):  # zero gaps: an alignment never spans two songs
+        starts.append(pos)
+        parts += [rec[first[s]:first[s] + n[s]], np.zeros((gap, D), np.float32)]
+        pos += n[s] + gap
+    big_t = torch.from_numpy(np.concatenate(parts).T.copy())
+    starts = np.array(starts)
+    song_of = np.repeat(np.arange(len(ids)), n + gap)
+    qids, qn, qfirst, qx = clips
+    songs = set(ids) | {"-"}
+    todo = [c for c in range(len(qids)) if qn[c] > 0 and truth[qids[c]][1] in lengths
+            and truth[qids[c]][0] in songs]
+    results = []
+    for b in range(0, len(todo), 32):
+        group = todo[b:b + 32]
+        s_all = (torch.from_numpy(np.concatenate([qx[qfirst[c]:qfirst[c] + qn[c]]
+                                                  for c in group])) @ big_t).numpy()
+        r0 = 0
+        for c in group:
+            S = s_all[r0:r0 + qn[c]]
+            r0 += qn[c]
+            N = S.shape[1]
+            best = (-9.0, 0, None)
+            for par in range(parities):
+                rows = list(range(par, qn[c], parities))
+                A = S[rows[0]].copy()
+                for k, i in enumerate(rows[1:], 1):
+                    A[:N - k * step] += S[i, k * step:]
+                A /= len(rows)
+                j = int(A.argmax())
+                if A[j] > best[0]:
+                    best = (float(A[j]), j, rows)
+            score, j, rows = best
+            song = song_of[j]
+            M = np.maximum.reduceat(S[rows], starts, axis=1)
+            M[:, song] = -9.0
+            results.append((qids[c], ids[song], score - 0.5 * float(M.max(1).mean())))
+    line, hits, total = [], 0, 0
+    for length in lengths:
+        rows = [(truth[q][0], a, conf) for q, a, conf in results if truth[q][1] == length]
+        thr = np.quantile([conf for s, a, conf in rows if s == "-"], 0.99)
+        pos = [(s == a, conf) for s, a, conf in rows if s != "-"]
+        hit = sum(ok and conf > thr for ok, conf in pos)
+        line.append(f"{length} s: top-1 {100 * np.mean([ok for ok, _ in pos]):5.1f} "
+                    f"hit at 1 % FP {100 * hit / len(pos):5.1f}")
+        hits, total = hits + hit, total + len(pos)
+    return " | ".join(line) + f" | all {100 * hits / total:5.1f} ({total} clips in catalogue)"
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="python3 -m models.code_study", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--emb", required=True, help="folder of the three embedding dumps")
+    ap.add_argument("--truth", required=True, help="the clips' truth.tsv")
+    ap.add_argument("--songs-every", type=int, default=3, help="keep every n-th catalogue song")
+    ap.add_argument("--lengths", default="2,5", help="clip lengths (s) scored")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("variants", nargs="+")
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    truth = {}
+    with open(args.truth) as f:
+        next(f)
+        for line in f:
+            q, song, _, length = line.rstrip("\n").split("\t")[:4]
+            truth[q] = (song, length)
+    lengths = args.lengths.split(",")
+    ids, n, first, x = load(os.path.join(args.emb, "train-index"))
+    sel = range(0, len(ids), args.songs_every)
+    x = np.concatenate([x[first[s]:first[s] + n[s]] for s in sel])
+    ids, n = [ids[s] for s in sel], n[list(sel)]
+    first = np.concatenate([[0], np.cumsum(n)[:-1]])
+    q50 = load(os.path.join(args.emb, "train-q"))
+    q25 = load(os.path.join(args.emb, "train-q25"))
+    for v in args.variants:
+        t = time.time()
+        rng = np.random.default_rng(args.seed)
+        if v.startswith("h05"):
+            keep = np.concatenate([np.arange(first[s], first[s] + n[s], 2)
+                                   for s in range(len(ids))])
+            n2 = (n + 1) // 2
+            cat, xv = (ids, n2, np.concatenate([[0], np.cumsum(n2)[:-1]])), x[keep]
+            code = v.split("-", 1)[1]
+            clips, step, parities = (q25, 1, 2) if v.startswith("h05q25") else (q50, 1, 1)
+        else:
+            cat, xv, code, clips, step, parities = (ids, n, first), x, v, q50, 2, 1
+        rec = reconstruct(xv, code, rng)
+        mse = float(((rec - xv) ** 2).sum(1).mean())
+        print(f"{v:16s} mse {mse:.4f} | "
+              + evaluate(rec, cat, clips, truth, lengths, step, parities)
+              + f" [{time.time() - t:.0f} s]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
