@@ -87,10 +87,16 @@ int main(int argc, char** argv) {
     const int hop_frames = hop == 1 ? info.hop_frames : info.query_hop_frames;
     std::vector<Item> items = read_list(list);
     std::atomic<size_t> next{0};
+    std::atomic<bool> setup_failed{false};
     auto worker = [&]() {
         auto embedder = earshot::create_embedder_any(*model, earshot::Backend::kXnnpack);
         auto frontend = earshot::Frontend::create(info.frontend);
-        if (!embedder || !frontend) return;
+        if (!embedder || !frontend) {
+            std::fprintf(stderr, "%s\n", (!embedder ? embedder.message()
+                                                    : frontend.message()).c_str());
+            setup_failed = true;
+            return;
+        }
         for (size_t i; (i = next++) < items.size();) {
             auto audio = earshot::load_audio(items[i].path, info.frontend.sample_rate_hz);
             if (!audio) {
@@ -106,6 +112,7 @@ int main(int argc, char** argv) {
     const unsigned n_threads = std::max(1u, std::thread::hardware_concurrency());
     for (unsigned t = 0; t < n_threads; ++t) threads.emplace_back(worker);
     for (auto& t : threads) t.join();
+    if (setup_failed) return 1;
 
     std::FILE* f = std::fopen((out + ".f32").c_str(), "wb");
     std::FILE* t = std::fopen((out + ".tsv").c_str(), "w");
@@ -126,8 +133,11 @@ int main(int argc, char** argv) {
         std::fprintf(t, "%s\t%zu\t%zu\n", it.id.c_str(), n, row);
         row += n;
     }
-    std::fclose(f);
-    std::fclose(t);
+    const bool write_failed = std::ferror(f) || std::ferror(t);
+    if ((std::fclose(f) != 0) | (std::fclose(t) != 0) || write_failed) {
+        std::fprintf(stderr, "cannot write %s.f32 / .tsv\n", out.c_str());
+        return 1;
+    }
     std::fprintf(stderr, "%zu embeddings of %d dims from %zu files (%d unreadable)\n", row,
                  info.embedding_dim, items.size() - failed, failed);
     return failed ? 3 : 0;

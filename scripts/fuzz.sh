@@ -3,7 +3,8 @@
 # executions, summed over runs, reach RUNS; then prints a table: target, executions (this run
 # and in all), seconds, coverage (libFuzzer's "cov": edges reached), corpus size, crashes. Any
 # crash, leak or sanitizer report is kept in $OUT/crashes/ and makes the script exit non-zero:
-# add it to tests/fuzz/corpus/<target>/ once fixed, so CI replays it for ever (docs/ROBUSTNESS.md).
+# add it to tests/fuzz/corpus/<target>/ once fixed, so CI replays it for ever
+# (docs/ROBUSTNESS.md).
 #
 #   scripts/fuzz.sh [RUNS] [TARGET...]     RUNS default 10000000; targets default all
 #   JOBS       targets run at once (default: the number of cores)
