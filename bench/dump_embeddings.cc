@@ -6,18 +6,16 @@
 //   e.g. earshot_dump_embeddings --model models/earshot-v1.emod --index-hop --out out/emb/train
 //            q-train-clips/index-catalog.tsv
 //
-// LIST.tsv: a header line, then `id<TAB>path[<TAB>...]` (make-queries' index-catalog.tsv), or a
-// folder, whose audio files are taken in name order with the file name as the id. Writes
+// LIST.tsv: a catalog as `earshot build` reads it (make-queries' index-catalog.tsv), or a folder,
+// whose audio files are taken as `earshot query` takes them, with the file name as the id. Writes
 // PREFIX.f32 (every file's embeddings one after another, row-major, embedding_dim floats each)
 // and PREFIX.tsv (`id<TAB>n_embeddings<TAB>first_row`). Every window is embedded (the index's
 // --store all); embedding j starts at j * hop. Uses both cores (XNNPACK, one thread per file).
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +25,7 @@
 #include "core/model.h"
 #include "core/native/audio.h"
 #include "core/native/xnnpack_embedder.h"
+#include "index-builder/catalog.h"
 
 namespace {
 
@@ -36,25 +35,20 @@ struct Item {
     std::string error;
 };
 
-std::vector<Item> read_list(const std::string& list) {
+// A catalog .tsv through the CLI's reader (its ids); a folder as `earshot query` expands it,
+// with each file's name as its id (make-queries' truth.tsv names clips so).
+earshot::Result<std::vector<Item>> read_list(const std::string& list) {
     std::vector<Item> items;
     if (std::filesystem::is_directory(list)) {
-        for (const auto& e : std::filesystem::directory_iterator(list))
-            if (e.is_regular_file())
-                items.push_back({e.path().filename().string(), e.path().string(), {}, {}});
-        std::sort(items.begin(), items.end(),
-                  [](const Item& a, const Item& b) { return a.id < b.id; });
+        auto paths = earshot::cli::expand_audio_paths({list});
+        if (!paths) return paths.status();
+        for (const std::string& p : *paths)
+            items.push_back({std::filesystem::path(p).filename().string(), p, {}, {}});
         return items;
     }
-    std::ifstream in(list);
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-        const size_t t1 = line.find('\t');
-        if (t1 == std::string::npos) continue;
-        const size_t t2 = line.find('\t', t1 + 1);
-        items.push_back({line.substr(0, t1), line.substr(t1 + 1, t2 - t1 - 1), {}, {}});
-    }
+    auto catalog = earshot::cli::read_catalog(list);
+    if (!catalog) return catalog.status();
+    for (const auto& e : *catalog) items.push_back({e.id, e.path, {}, {}});
     return items;
 }
 
@@ -85,7 +79,12 @@ int main(int argc, char** argv) {
     }
     const earshot::ModelInfo& info = (*model)->info();
     const int hop_frames = hop == 1 ? info.hop_frames : info.query_hop_frames;
-    std::vector<Item> items = read_list(list);
+    auto listed = read_list(list);
+    if (!listed) {
+        std::fprintf(stderr, "%s\n", listed.message().c_str());
+        return 1;
+    }
+    std::vector<Item>& items = *listed;
     std::atomic<size_t> next{0};
     std::atomic<bool> setup_failed{false};
     auto worker = [&]() {
