@@ -7,7 +7,9 @@
 # (docs/ROBUSTNESS.md).
 #
 #   scripts/fuzz.sh [RUNS] [TARGET...]     RUNS default 10000000; targets default all
-#   JOBS       targets run at once (default: the number of cores)
+#   JOBS       fuzzer processes at once (default: the number of cores); when there are more
+#              cores than targets, each target gets JOBS / targets processes that share its
+#              corpus (libFuzzer reloads the corpus the others write to)
 #   TIME       at most this many seconds per target and run (default: no limit): a campaign
 #              runs in pieces that resume; the corpus and the executions so far are kept in
 #   OUT        (default build-fuzz/out): corpus/<target>/, <target>.log, <target>.total
@@ -20,6 +22,8 @@ TARGETS=("$@")
 BUILD_FUZZ=${BUILD_FUZZ:-build-fuzz}
 OUT=${OUT:-$BUILD_FUZZ/out}
 JOBS=${JOBS:-$(nproc)}
+PAR=$((JOBS / ${#TARGETS[@]}))
+((PAR >= 1)) || PAR=1
 FLAGS="-fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g"
 FLAGS+=" -fsanitize-coverage-ignorelist=$PWD/tests/fuzz/coverage-ignorelist.txt"
 
@@ -45,22 +49,31 @@ run_one() {
     : >"$log"
     return
   fi
-  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 \
-  LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan-suppressions.txt \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$BUILD_FUZZ/tests/fuzz/earshot_fuzz_$t" -runs="$left" ${TIME:+-max_total_time=$TIME} -max_len="${MAX_LEN[$t]}" \
-    -timeout=20 -rss_limit_mb=2560 -malloc_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$OUT/crashes/$t-" "$corpus" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+  local i pids=()
+  for ((i = 0; i < PAR; i++)); do
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 \
+    LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan-suppressions.txt \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "$BUILD_FUZZ/tests/fuzz/earshot_fuzz_$t" -runs="$(((left + PAR - 1) / PAR))" \
+      ${TIME:+-max_total_time=$TIME} -max_len="${MAX_LEN[$t]}" \
+      -timeout=20 -rss_limit_mb=2560 -malloc_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$OUT/crashes/$t-" "$corpus" "tests/fuzz/corpus/$t" >"$log.$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || rc=$?; done
+  cat "$log".* >"$log" && rm -f "$log".*
   echo "$rc $((SECONDS - start))" >"$OUT/$t.status"
-  local execs
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
-  echo "${execs:-0} $((SECONDS - start)) $(date -u +%FT%TZ)" >>"$OUT/$t.total"
+  echo "$(executions "$log") $((SECONDS - start)) $(date -u +%FT%TZ)" >>"$OUT/$t.total"
+}
+# Executions a log reports, summed over the processes whose output it holds.
+executions() {
+  grep -o 'stat::number_of_executed_units: *[0-9]*' "$1" | awk '{n += $2} END {print n + 0}'
 }
 pids=()
 for t in "${TARGETS[@]}"; do
   run_one "$t" &
   pids+=($!)
-  while (($(jobs -rp | wc -l) >= JOBS)); do sleep 5; done
+  while (($(jobs -rp | wc -l) * PAR >= JOBS)); do sleep 5; done
 done
 wait "${pids[@]}"
 
@@ -68,8 +81,8 @@ printf '%-11s %12s %12s %8s %8s %8s %8s\n' target executions in-all seconds cov 
 fail=0
 for t in "${TARGETS[@]}"; do
   read -r rc secs <"$OUT/$t.status"
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$OUT/$t.log" | grep -o '[0-9]*$' || true)
-  cov=$(grep -E '^#[0-9]+' "$OUT/$t.log" | grep -o 'cov: [0-9]*' | tail -1 | grep -o '[0-9]*' || true)
+  execs=$(executions "$OUT/$t.log")
+  cov=$(grep -E '^#[0-9]+' "$OUT/$t.log" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' | sort -n | tail -1 || true)
   corpus=$(find "$OUT/corpus/$t" -type f | wc -l)
   # slow-unit-* files are libFuzzer's notes of inputs that took over 10 s, which a loaded
   # machine can cause; -timeout (20 s) turns a truly hanging input into a timeout-* crash.
