@@ -184,6 +184,18 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
             return Status::error(what + ": coarse_centroids has non-finite values");
     for (float v : q.pq_codebooks)
         if (!std::isfinite(v)) return Status::error(what + ": pq_codebooks has non-finite values");
+    // Optional: the residuals' rotation before PQ. Checked orthogonal, so that scores stay the
+    // inner products the thresholds mean.
+    if (view.find("rotation")) {
+        auto rotation = view.require("rotation", DType::kF32, {uint32_t(dim), uint32_t(dim)});
+        if (!rotation) return Status::error(what + ": " + rotation.message());
+        q.rotation.resize(size_t(dim) * dim);
+        std::memcpy(q.rotation.data(), rotation.value()->data, rotation.value()->bytes);
+        const float error = orthogonality_error(q.rotation.data(), int(dim));
+        if (!(error <= kMaxRotationError))
+            return Status::error(what + ": rotation is not orthogonal (largest entry of R^T R - I: " +
+                                 std::to_string(error) + ")");
+    }
     quantizer_ = std::move(q);
     quantizer_sha256_ = file_sha;
     lists_.assign(quantizer_.n_lists, InvertedList());

@@ -77,6 +77,9 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
     if (p.pq_nbits != 8)
         return Status::error("pq_nbits " + std::to_string(p.pq_nbits) +
                              " is not supported (only 8-bit codes)");
+    if (p.opq_rounds < 0 || p.opq_rounds > 100)
+        return Status::error("opq_rounds " + std::to_string(p.opq_rounds) +
+                             " is out of range [0, 100]");
     if (p.kmeans_iterations < 0)
         return Status::error("kmeans_iterations " + std::to_string(p.kmeans_iterations) +
                              " must be >= 0");
@@ -195,7 +198,7 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
     if (trained_) return Status::error("train: already trained");
     const size_t n = std::min(n_vectors, std::max<size_t>(params_.max_training_vectors, 1));
     quantizer_ = train_quantizer(vectors, n, model_.embedding_dim, params_.n_lists, params_.pq_m,
-                                 params_.kmeans_iterations, params_.seed);
+                                 params_.kmeans_iterations, params_.seed, params_.opq_rounds);
     trained_ = true;
     for (PendingSong& s : songs_) encode_song(s);
     return Status::ok();
@@ -209,8 +212,11 @@ Status IndexBuilder::set_quantizer(const Quantizer& q) {
                              std::to_string(model_.embedding_dim));
     if (q.n_lists < 1 || q.n_lists > kMaxLists || q.pq_m < 1 || q.dim % q.pq_m != 0 ||
         q.sub_dim != q.dim / q.pq_m || q.coarse_centroids.size() != size_t(q.n_lists) * q.dim ||
-        q.pq_codebooks.size() != size_t(q.pq_m) * kPqCodebookSize * q.sub_dim)
+        q.pq_codebooks.size() != size_t(q.pq_m) * kPqCodebookSize * q.sub_dim ||
+        (q.rotated() && q.rotation.size() != size_t(q.dim) * q.dim))
         return Status::error("set_quantizer: inconsistent n_lists/pq_m/sub_dim or array sizes");
+    if (q.rotated() && !(orthogonality_error(q.rotation.data(), q.dim) <= kMaxRotationError))
+        return Status::error("set_quantizer: the rotation is not orthogonal");
     quantizer_ = q;
     trained_ = true;
     for (PendingSong& s : songs_) encode_song(s);  // all added before: still floats
@@ -259,6 +265,9 @@ Result<IndexFiles> IndexBuilder::finish() {
     qwriter.add("pq_codebooks", DType::kF32,
                 {uint32_t(q.pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)},
                 q.pq_codebooks.data(), q.pq_codebooks.size() * sizeof(float));
+    if (q.rotated())
+        qwriter.add("rotation", DType::kF32, {uint32_t(q.dim), uint32_t(q.dim)},
+                    q.rotation.data(), q.rotation.size() * sizeof(float));
     std::vector<uint8_t> qbytes = qwriter.finish();
     const std::string quantizer_sha = file_sha256_hex(qbytes);
 

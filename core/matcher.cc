@@ -88,6 +88,13 @@ void Matcher::prepare(const float* query, size_t n_query, bool all) {
         }
     }
     query_ = query;
+    pq_query_ = query;
+    if (q.rotated()) {
+        if (rotated_query_.size() < n_query * dim) rotated_query_.resize(n_query * dim);
+        for (size_t i = 0; i < n_query; ++i)
+            q.rotate(query + i * dim, &rotated_query_[i * dim]);
+        pq_query_ = rotated_query_.data();
+    }
     if (query_coarse_ip_.size() < n_query * n_lists) query_coarse_ip_.resize(n_query * n_lists);
     if (pq_tables_.size() < n_query * q.pq_m * kPqCodebookSize)
         pq_tables_.resize(n_query * q.pq_m * kPqCodebookSize);
@@ -102,8 +109,8 @@ void Matcher::prepare_one(size_t i) {
     const float* x = query_ + i * dim;
     inner_product_many__vec128(size_t(n_lists), size_t(dim), x, q.coarse_centroids.data(),
                                &query_coarse_ip_[i * n_lists]);
-    // T[m][c] = <x_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
-    pq_ip_table__vec128(size_t(pq_m), size_t(sub_dim), x, q.pq_codebooks.data(),
+    // T[m][c] = <(x R)_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
+    pq_ip_table__vec128(size_t(pq_m), size_t(sub_dim), pq_query_ + i * dim, q.pq_codebooks.data(),
                         &pq_tables_[i * pq_m * kPqCodebookSize]);
     prepared_[i] = 1;
 }
@@ -124,8 +131,8 @@ float Matcher::score_embedding(size_t i, uint32_t global_id) const {
     // (saves pq_m * 256 sub-space products per query embedding for ~50 re-scored ones).
     const float* x = query_ + i * q.dim;
     return inner_product__vec128(size_t(q.dim), x, &q.coarse_centroids[size_t(list) * q.dim]) +
-           pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), x, q.pq_codebooks.data(),
-                                   codes);
+           pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), pq_query_ + i * q.dim,
+                                   q.pq_codebooks.data(), codes);
 }
 
 void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {

@@ -125,6 +125,9 @@ private:
     std::vector<float> centroid_sq_norm_;
     std::vector<float> pq_tables_;
     const float* query_ = nullptr;   // the query of the current call
+    // The query times the quantizer's rotation (what meets PQ code words); unused without one.
+    std::vector<float> rotated_query_;
+    const float* pq_query_ = nullptr;  // rotated_query_, or query_ without a rotation
     std::vector<uint8_t> prepared_;  // [n]: tables built for embedding i
     std::vector<std::pair<float, int>> probe_scratch_;
     std::vector<std::pair<float, uint32_t>> heap_scratch_;

@@ -1,6 +1,7 @@
 #include "core/quantizer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace earshot {
@@ -16,6 +17,19 @@ int argmin(const float* v, int n) {
 
 }  // namespace
 
+float orthogonality_error(const float* r, int dim) {
+    for (size_t e = 0; e < size_t(dim) * dim; ++e)
+        if (!std::isfinite(r[e])) return std::numeric_limits<float>::infinity();
+    double worst = 0.0;
+    for (int i = 0; i < dim; ++i)
+        for (int j = i; j < dim; ++j) {
+            double dot = 0.0;
+            for (int k = 0; k < dim; ++k) dot += double(r[size_t(k) * dim + i]) * r[size_t(k) * dim + j];
+            worst = std::max(worst, std::fabs(dot - (i == j ? 1.0 : 0.0)));
+        }
+    return float(worst);
+}
+
 int Quantizer::assign(const float* x) const {
     float best = std::numeric_limits<float>::infinity();
     int best_list = 0;
@@ -30,11 +44,26 @@ int Quantizer::assign(const float* x) const {
     return best_list;
 }
 
+void Quantizer::rotate(const float* x, float* out) const {
+    if (!rotated()) {
+        std::copy(x, x + dim, out);
+        return;
+    }
+    // out = sum over d of x[d] * row d of R: contiguous rows, vectorized by the compiler.
+    std::fill(out, out + dim, 0.0f);
+    for (int d = 0; d < dim; ++d) {
+        const float* row = &rotation[size_t(d) * dim];
+        const float xd = x[d];
+        for (int k = 0; k < dim; ++k) out[k] += xd * row[k];
+    }
+}
+
 void Quantizer::encode(const float* x, int list, uint8_t* codes) const {
-    float
-        residual[kMaxQuantizerDim];  // dim <= kMaxQuantizerDim (checked where quantizers are made)
+    // dim <= kMaxQuantizerDim (checked where quantizers are made)
+    float difference[kMaxQuantizerDim], residual[kMaxQuantizerDim];
     const float* c = &coarse_centroids[size_t(list) * dim];
-    for (int d = 0; d < dim; ++d) residual[d] = x[d] - c[d];
+    for (int d = 0; d < dim; ++d) difference[d] = x[d] - c[d];
+    rotate(difference, residual);
     float dist[kPqCodebookSize];
     for (int m = 0; m < pq_m; ++m) {
         l2_sqr_many__vec128(kPqCodebookSize, size_t(sub_dim), residual + m * sub_dim,
@@ -45,9 +74,21 @@ void Quantizer::encode(const float* x, int list, uint8_t* codes) const {
 
 void Quantizer::decode(int list, const uint8_t* codes, float* out) const {
     const float* c = &coarse_centroids[size_t(list) * dim];
+    float y[kMaxQuantizerDim];
     for (int m = 0; m < pq_m; ++m) {
         const float* cw = &pq_codebooks[(size_t(m) * kPqCodebookSize + codes[m]) * sub_dim];
-        for (int d = 0; d < sub_dim; ++d) out[m * sub_dim + d] = c[m * sub_dim + d] + cw[d];
+        std::copy(cw, cw + sub_dim, y + m * sub_dim);
+    }
+    if (!rotated()) {
+        for (int d = 0; d < dim; ++d) out[d] = c[d] + y[d];
+        return;
+    }
+    // y R^T: out[d] = c[d] + <row d of R, y>.
+    for (int d = 0; d < dim; ++d) {
+        const float* row = &rotation[size_t(d) * dim];
+        float acc = 0.0f;
+        for (int k = 0; k < dim; ++k) acc += row[k] * y[k];
+        out[d] = c[d] + acc;
     }
 }
 

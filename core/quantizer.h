@@ -1,8 +1,10 @@
 // The index's vector codec (docs/DESIGN.md section 5): a coarse quantizer (IVF lists) plus a
-// residual product quantizer with 8-bit codes. An embedding of `dim` floats is stored as its
-// list id and pq_m bytes; it is reconstructed as coarse_centroids[list] + the concatenation of
-// pq_codebooks[m][code[m]] over m. Trained by core/quantizer_training, written and read as
-// quantizer.eq by core/index_builder and core/index.
+// residual product quantizer with 8-bit codes, optionally after a learned orthogonal rotation of
+// the residual (OPQ, Ge et al. 2013). An embedding of `dim` floats is stored as its list id and
+// pq_m bytes; it is reconstructed as coarse_centroids[list] + y R^T, where y is the
+// concatenation of pq_codebooks[m][code[m]] over m and R the rotation (identity without one).
+// Trained by core/quantizer_training, written and read as quantizer.eq by core/index_builder and
+// core/index.
 #pragma once
 
 #include <cstddef>
@@ -21,6 +23,12 @@ constexpr bool quantizer_dim_supported(int64_t dim) {
     return dim > 0 && dim <= kMaxQuantizerDim && dim % 4 == 0;
 }
 
+// A stored rotation R must satisfy max |R^T R - I| <= this (float rounding of a trained one is
+// ~1e-6).
+constexpr float kMaxRotationError = 1e-3f;
+// max |R^T R - I| over entries for R [dim, dim] row-major; infinity if R has a non-finite value.
+float orthogonality_error(const float* r, int dim);
+
 struct Quantizer {
     int dim = 0;
     int n_lists = 0;
@@ -28,10 +36,16 @@ struct Quantizer {
     int sub_dim = 0;                      // dim / pq_m
     std::vector<float> coarse_centroids;  // [n_lists, dim]
     std::vector<float> pq_codebooks;      // [pq_m, kPqCodebookSize, sub_dim]
+    std::vector<float> rotation;          // [dim, dim] row-major, orthogonal; empty: none
+
+    bool rotated() const { return !rotation.empty(); }
+    // x R: the side of an inner product with a residual that meets the PQ code words, since
+    // <x, y R^T> = <x R, y>. Copies x when there is no rotation. x, out: dim floats, distinct.
+    void rotate(const float* x, float* out) const;
 
     // Nearest list by L2 distance (the probe order of the matcher). x: dim floats.
     int assign(const float* x) const;
-    // PQ-encodes the residual x - coarse_centroids[list]: writes pq_m bytes.
+    // PQ-encodes the (rotated) residual x - coarse_centroids[list]: writes pq_m bytes.
     void encode(const float* x, int list, uint8_t* codes) const;
     // Reconstruction: writes dim floats.
     void decode(int list, const uint8_t* codes, float* out) const;

@@ -1,9 +1,12 @@
 #include "core/quantizer_training.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <vector>
+
+#include <Eigen/Dense>  // eigen-decomposition and SVD of the dim x dim rotation problems
 
 #include "core/kernels.h"
 
@@ -80,8 +83,84 @@ void kmeans(const float* data, size_t n, int dim, int k, int iterations, SplitMi
     }
 }
 
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// One k-means per sub-space of `data` [n, q.dim] into q.pq_codebooks.
+void train_codebooks(const float* data, size_t n, int iterations, SplitMix64& rng, Quantizer& q) {
+    std::vector<float> sub(n * q.sub_dim);
+    for (int m = 0; m < q.pq_m; ++m) {
+        for (size_t i = 0; i < n; ++i)
+            std::memcpy(&sub[i * q.sub_dim], data + i * q.dim + m * q.sub_dim,
+                        q.sub_dim * sizeof(float));
+        kmeans(sub.data(), n, q.sub_dim, kPqCodebookSize, iterations, rng,
+               &q.pq_codebooks[size_t(m) * kPqCodebookSize * q.sub_dim]);
+    }
+}
+
+// Rows of `data` [n, q.dim] replaced by their PQ reconstructions under q's codebooks.
+void pq_reconstruct(const float* data, size_t n, const Quantizer& q, float* out) {
+    float dist[kPqCodebookSize];
+    for (size_t i = 0; i < n; ++i)
+        for (int m = 0; m < q.pq_m; ++m) {
+            const float* book = &q.pq_codebooks[size_t(m) * kPqCodebookSize * q.sub_dim];
+            l2_sqr_many__vec128(kPqCodebookSize, size_t(q.sub_dim), data + i * q.dim + m * q.sub_dim,
+                                book, dist);
+            int best = 0;
+            for (int c = 1; c < kPqCodebookSize; ++c)
+                if (dist[c] < dist[best]) best = c;
+            std::memcpy(out + i * q.dim + m * q.sub_dim, book + size_t(best) * q.sub_dim,
+                        q.sub_dim * sizeof(float));
+        }
+}
+
+}  // namespace
+
+std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int pq_m,
+                                  int rounds, SplitMix64& rng) {
+    const Eigen::Map<const RowMatrix> x(residuals, Eigen::Index(n), dim);
+    // Eigenvalue allocation: principal directions by decreasing variance, each to the sub-space
+    // (with room left) whose product of variances is the smallest so far.
+    const Eigen::MatrixXd cov = (x.transpose() * x).cast<double>();
+    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(cov);  // ascending eigenvalues
+    const int sub_dim = dim / pq_m;
+    std::vector<std::vector<int>> buckets(pq_m);
+    std::vector<double> log_product(pq_m, 0.0);
+    for (int e = dim - 1; e >= 0; --e) {
+        int best = -1;
+        for (int b = 0; b < pq_m; ++b)
+            if (int(buckets[b].size()) < sub_dim && (best < 0 || log_product[b] < log_product[best]))
+                best = b;
+        buckets[best].push_back(e);
+        log_product[best] += std::log(std::max(eig.eigenvalues()(e), 1e-12));
+    }
+    RowMatrix r(dim, dim);
+    int column = 0;
+    for (const std::vector<int>& bucket : buckets)
+        for (int e : bucket) r.col(column++) = eig.eigenvectors().col(e).cast<float>();
+
+    Quantizer q;
+    q.dim = dim;
+    q.pq_m = pq_m;
+    q.sub_dim = sub_dim;
+    q.pq_codebooks.resize(size_t(pq_m) * kPqCodebookSize * sub_dim);
+    RowMatrix rotated(Eigen::Index(n), dim), rebuilt(Eigen::Index(n), dim);
+    for (int round = 0; round < rounds; ++round) {
+        rotated.noalias() = x * r;
+        train_codebooks(rotated.data(), n, 4, rng, q);
+        pq_reconstruct(rotated.data(), n, q, rebuilt.data());
+        // Orthogonal Procrustes: the orthogonal R minimizing |x R - rebuilt| is U V^T, where
+        // x^T rebuilt = U S V^T.
+        const Eigen::MatrixXd m = (x.transpose() * rebuilt).cast<double>();
+        const Eigen::JacobiSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeFullU | Eigen::ComputeFullV);
+        r = (svd.matrixU() * svd.matrixV().transpose()).cast<float>();
+    }
+    return std::vector<float>(r.data(), r.data() + size_t(dim) * dim);
+}
+
 Quantizer train_quantizer(const float* vectors, size_t n, int dim, int n_lists, int pq_m,
-                          int iterations, uint64_t seed) {
+                          int iterations, uint64_t seed, int opq_rounds) {
     Quantizer q;
     q.dim = dim;
     q.n_lists = n_lists;
@@ -93,21 +172,23 @@ Quantizer train_quantizer(const float* vectors, size_t n, int dim, int n_lists, 
     SplitMix64 rng(seed);
     kmeans(vectors, n, dim, q.n_lists, iterations, rng, q.coarse_centroids.data());
 
-    // Residuals to the assigned centroid, then one k-means per PQ sub-space.
+    // Residuals to the assigned centroid (rotated when a rotation is learned), then one k-means
+    // per PQ sub-space.
     std::vector<float> residuals(n * dim);
     for (size_t i = 0; i < n; ++i) {
         const float* x = vectors + i * dim;
         const float* c = &q.coarse_centroids[size_t(q.assign(x)) * dim];
         for (int d = 0; d < dim; ++d) residuals[i * dim + d] = x[d] - c[d];
     }
-    std::vector<float> sub(n * q.sub_dim);
-    for (int m = 0; m < q.pq_m; ++m) {
-        for (size_t i = 0; i < n; ++i)
-            std::memcpy(&sub[i * q.sub_dim], &residuals[i * dim + m * q.sub_dim],
-                        q.sub_dim * sizeof(float));
-        kmeans(sub.data(), n, q.sub_dim, kPqCodebookSize, iterations, rng,
-               &q.pq_codebooks[size_t(m) * kPqCodebookSize * q.sub_dim]);
+    if (opq_rounds > 0 && n > 0) {
+        q.rotation = train_rotation(residuals.data(), n, dim, pq_m, opq_rounds, rng);
+        std::vector<float> rotated(dim);
+        for (size_t i = 0; i < n; ++i) {
+            q.rotate(&residuals[i * dim], rotated.data());
+            std::copy(rotated.begin(), rotated.end(), &residuals[i * dim]);
+        }
     }
+    train_codebooks(residuals.data(), n, iterations, rng, q);
     return q;
 }
 

@@ -1,6 +1,7 @@
 // Quantizer training (docs/DESIGN.md section 5): Lloyd k-means for the coarse centroids (IVF
 // lists), then one k-means of 256 centroids per PQ sub-space on the residuals to the assigned
-// coarse centroid. Deterministic for a given seed and input on every platform.
+// coarse centroid, optionally after a learned rotation of the residuals (OPQ). Deterministic for
+// a given seed and input on every platform.
 //
 // k-means is hand-written (Lloyd, random init, empty clusters split like faiss): faiss is not in
 // Debian for WASM and the training here is small (at most IndexBuildParams::max_training_vectors
@@ -9,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/quantizer.h"
 
@@ -41,7 +43,20 @@ void kmeans(const float* data, size_t n, int dim, int k, int iterations, SplitMi
 // 1 <= n_lists <= kMaxLists, dim % pq_m == 0, iterations >= 0 (IndexBuildParams are checked by
 // validate_index_build_params). One SplitMix64(seed) stream drives the coarse k-means, then
 // the sub-quantizers in order.
+//
+// opq_rounds > 0 also learns an orthogonal rotation R of the residuals (OPQ, Ge et al. 2013, the
+// non-parametric solution): R starts as the residuals' principal directions, dealt to the
+// sub-spaces so that the products of their variances are about equal (eigenvalue allocation),
+// then each round trains the sub-quantizers on the rotated residuals (at most 4 Lloyd
+// iterations) and sets R to the orthogonal Procrustes solution that best maps the residuals to
+// their reconstructions. The final sub-quantizers are trained on the residuals rotated by the
+// last R.
 Quantizer train_quantizer(const float* vectors, size_t n, int dim, int n_lists, int pq_m,
-                          int iterations, uint64_t seed);
+                          int iterations, uint64_t seed, int opq_rounds = 0);
+
+// The rotation alone (see train_quantizer), for residuals [n, dim] (n >= 1): [dim, dim]
+// row-major, orthogonal.
+std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int pq_m,
+                                  int rounds, SplitMix64& rng);
 
 }  // namespace earshot

@@ -34,7 +34,8 @@ struct SongWork {
 // that sets it.
 std::string build_option_error(const Status& status) {
     static const char* const kOptions[][2] = {
-        {"n_lists ", "--lists"}, {"pq_m ", "--pq-m"}, {"max_shard_bytes ", "--shard-mb"}};
+        {"n_lists ", "--lists"}, {"pq_m ", "--pq-m"}, {"opq_rounds ", "--opq"},
+        {"max_shard_bytes ", "--shard-mb"}};
     for (const auto& [field, option] : kOptions) {
         if (status.message().rfind(field, 0) == 0)
             return std::string(option) + ": " + status.message();
@@ -54,6 +55,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     IndexBuildParams params = index_build_default_params(info);
     params.n_lists = options.n_lists;  // 0: resolved below, once the catalogue size is known
     if (options.pq_m > 0) params.pq_m = options.pq_m;
+    params.opq_rounds = options.opq_rounds;
     params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));
@@ -179,8 +181,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         }
         return fail("no input file could be read: nothing to index");
     }
-    std::fprintf(stderr, "earshot: training the quantizer (%d lists, PQ %d x 8 bits)\n",
-                 params.n_lists, params.pq_m);
+    std::fprintf(stderr, "earshot: training the quantizer (%d lists, %s %d x 8 bits)\n",
+                 params.n_lists, params.opq_rounds > 0 ? "OPQ" : "PQ", params.pq_m);
     auto files = builder->finish();
     if (!files) return fail(files.message());
     Status st = write_folder_atomically(options.out_dir, files->files);

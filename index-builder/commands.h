@@ -30,6 +30,7 @@ struct BuildOptions {
     std::string out_dir;
     int n_lists = 0;          // 0 = by catalogue size (index_auto_lists)
     int pq_m = 0;             // 0 = the model's index_pq_m
+    int opq_rounds = 0;       // rotation training rounds before PQ; 0 = no rotation
     double shard_mb = 8.0;
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
 };

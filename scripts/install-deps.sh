@@ -10,6 +10,7 @@ packages=(
   # core and CLI libraries
   libsndfile1-dev libsoxr-dev libxnnpack-dev nlohmann-json3-dev libcli11-dev
   libpthreadpool-dev libcpuinfo-dev  # XNNPACK's link deps: libxnnpack-dev does not pull them
+  libeigen3-dev  # quantizer rotation training (eigen-decomposition, SVD)
   libgtest-dev libbenchmark-dev
   # WebAssembly toolchain and node
   emscripten

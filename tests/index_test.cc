@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/container.h"
@@ -88,6 +89,61 @@ TEST(IndexTest, RoundTripAndReconstruction) {
         }
     }
     EXPECT_GE(cos_sum / n, 0.9);
+}
+
+// A quantizer with a learned rotation (OPQ) is written and read back bit for bit; a rotation that
+// is not orthogonal (checksum recomputed, so only the structure check can see it) or of the
+// wrong shape is refused with a message that names it, and the index keeps no quantizer.
+TEST(IndexTest, RotationRoundTripAndValidation) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(6, 40, kDim, 17);
+    IndexBuildParams params = small_build_params();
+    params.opq_rounds = 2;
+    IndexBuilder builder = testing::new_builder(model, params);
+    for (const auto& song : songs)
+        ASSERT_TRUE(builder.add_song(song.info, song.embeddings.data(), song.n));
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    ASSERT_TRUE(builder.quantizer().rotated());
+    Index index(model);
+    ASSERT_TRUE(load_all(files.value(), &index));
+    EXPECT_EQ(index.quantizer().rotation, builder.quantizer().rotation);
+
+    const auto& qbytes = files->files.at("quantizer.eq");
+    auto with_rotation = [&](std::vector<uint32_t> shape, void (*edit)(std::vector<float>&)) {
+        Result<ContainerView> view = parse_container(qbytes.data(), qbytes.size(), "QUAN", "q");
+        EXPECT_TRUE(view);
+        ContainerWriter w("QUAN", view->meta);
+        for (const Section& section : view->sections) {
+            if (section.name != "rotation") {
+                w.add(section.name, section.dtype, section.shape, section.data, section.bytes);
+                continue;
+            }
+            std::vector<float> r(section.element_count());
+            std::memcpy(r.data(), section.data, section.bytes);
+            edit(r);
+            r.resize(size_t(shape[0]) * shape[1]);
+            w.add("rotation", DType::kF32, shape, r.data(), r.size() * sizeof(float));
+        }
+        return w.finish();
+    };
+    const std::vector<uint8_t> skewed =
+        with_rotation({kDim, kDim}, [](std::vector<float>& r) { r[5] += 0.01f; });
+    const std::vector<uint8_t> not_finite = with_rotation(
+        {kDim, kDim}, [](std::vector<float>& r) { r[0] = std::numeric_limits<float>::infinity(); });
+    const std::vector<uint8_t> wrong_shape =
+        with_rotation({kDim / 2, kDim}, [](std::vector<float>&) {});
+    for (const auto& [bytes, needle] : {std::pair{&skewed, "not orthogonal"},
+                                        std::pair{&not_finite, "not orthogonal"},
+                                        std::pair{&wrong_shape, "rotation"}}) {
+        Index fresh(model);
+        Status st = fresh.add_quantizer(bytes->data(), bytes->size(), "quantizer.eq");
+        ASSERT_FALSE(st) << needle;
+        EXPECT_NE(st.message().find(needle), std::string::npos) << st.message();
+        EXPECT_NE(st.message().find("quantizer.eq"), std::string::npos) << st.message();
+        Status again = fresh.add_quantizer(qbytes.data(), qbytes.size(), "quantizer.eq");
+        EXPECT_TRUE(again) << again.message();  // the page can retry with good bytes
+    }
 }
 
 // ---- corrupt inputs ----------------------------------------------------------------------

@@ -28,13 +28,14 @@ struct Catalog {
 };
 
 Catalog make_catalog(size_t n_songs, size_t embeddings_per_song, int n_lists, uint64_t seed,
-                     int pq_m = 16) {
+                     int pq_m = 16, int opq_rounds = 0) {
     Catalog c;
     ModelInfo model = fake_model_info();
     c.songs = synthetic_catalog(n_songs, embeddings_per_song, kDim, seed);
     IndexBuildParams params = index_build_default_params();
     params.n_lists = n_lists;
     params.pq_m = pq_m;
+    params.opq_rounds = opq_rounds;
     params.kmeans_iterations = 8;
     params.max_training_vectors = 2048;  // keeps the tests fast (also under node)
     IndexBuilder builder = new_builder(model, params);
@@ -111,9 +112,13 @@ TEST(MatcherTest, OverrideThresholdReplacesTheCalibratedDecision) {
     EXPECT_FLOAT_EQ(match_threshold(p, 1), -1.0f + 0.2f);
 }
 
-// PQ scores equal <q, decode(code)> (table sharing across lists is exact for residual PQ).
-TEST(MatcherTest, PqScoresEqualReconstructionInnerProducts) {
-    Catalog c = make_catalog(8, 40, 16, 41);
+// PQ scores equal <q, decode(code)> (table sharing across lists is exact for residual PQ), with
+// and without a rotation of the residuals (OPQ).
+class PqScores : public ::testing::TestWithParam<int> {};
+
+TEST_P(PqScores, EqualReconstructionInnerProducts) {
+    Catalog c = make_catalog(8, 40, 16, 41, 16, GetParam());
+    ASSERT_EQ(c.index->quantizer().rotated(), GetParam() > 0);
     std::vector<float> query = testing::clustered_vectors(4, kDim, 4, 43);
     MatchParams params = match_default_params();
     params.exhaustive = true;
@@ -138,6 +143,10 @@ TEST(MatcherTest, PqScoresEqualReconstructionInnerProducts) {
         }
     }
 }
+INSTANTIATE_TEST_SUITE_P(MatcherTest, PqScores, ::testing::Values(0, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                             return info.param ? std::string("Rotated") : std::string("Plain");
+                         });
 
 // Phase 1 (IVF probe) against the exhaustive scan of the same codes, on clustered data
 // (64 clusters, cosine ~0.45 to the centre): recall@10 >= 0.95 when probing a quarter of the

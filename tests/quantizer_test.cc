@@ -86,5 +86,58 @@ TEST(Quantizer, AssignEncodeDecode) {
     }
 }
 
+// With a rotation R, encode() codes (x - c) R and decode() returns c + y R^T: for an exact
+// codeword the round trip is exact, and <x, decode> = <x, c> + <x R, y> (what the matcher's
+// tables compute). Without one, rotate() copies.
+TEST(Quantizer, RotationRoundTrip) {
+    std::mt19937 rng(21);
+    constexpr int kDim = 16;
+    Quantizer q = random_quantizer(kDim, 3, 4, rng);
+    std::vector<float> x = random_vector(kDim, rng), out(kDim);
+    q.rotate(x.data(), out.data());
+    EXPECT_EQ(out, x);
+    // A rotation of dims 0 and 1 by 30 degrees, identity elsewhere.
+    q.rotation.assign(size_t(kDim) * kDim, 0.0f);
+    for (int d = 0; d < kDim; ++d) q.rotation[size_t(d) * kDim + d] = 1.0f;
+    const float c = std::cos(0.5235988f), s = std::sin(0.5235988f);
+    q.rotation[0] = c, q.rotation[1] = s, q.rotation[kDim] = -s, q.rotation[kDim + 1] = c;
+    EXPECT_LT(orthogonality_error(q.rotation.data(), kDim), 1e-6f);
+    q.rotate(x.data(), out.data());
+    EXPECT_NEAR(out[0], x[0] * c - x[1] * s, 1e-6);
+    EXPECT_NEAR(out[1], x[0] * s + x[1] * c, 1e-6);
+    EXPECT_EQ(out[2], x[2]);
+
+    const uint8_t codes[4] = {7, 200, 0, 91};
+    std::vector<float> rec(kDim), again(kDim);
+    q.decode(2, codes, rec.data());
+    uint8_t round_trip[4];
+    q.encode(rec.data(), 2, round_trip);
+    EXPECT_EQ(std::vector<uint8_t>(round_trip, round_trip + 4), std::vector<uint8_t>(codes, codes + 4));
+    // <x, rec> = <x, c> + <x R, y>
+    std::vector<float> y(kDim);
+    for (int m = 0; m < 4; ++m)
+        for (int d = 0; d < 4; ++d)
+            y[m * 4 + d] = q.pq_codebooks[(size_t(m) * kPqCodebookSize + codes[m]) * 4 + d];
+    double direct = 0.0, split = 0.0;
+    for (int d = 0; d < kDim; ++d) {
+        direct += double(x[d]) * rec[d];
+        split += double(x[d]) * q.coarse_centroids[2 * kDim + d] + double(out[d]) * y[d];
+    }
+    EXPECT_NEAR(direct, split, 1e-5);
+}
+
+TEST(Quantizer, OrthogonalityError) {
+    std::vector<float> r(9, 0.0f);
+    r[0] = r[4] = r[8] = 1.0f;
+    EXPECT_EQ(orthogonality_error(r.data(), 3), 0.0f);
+    r[4] = 1.01f;  // a scaled axis
+    EXPECT_GT(orthogonality_error(r.data(), 3), kMaxRotationError);
+    r[4] = 1.0f;
+    r[1] = 0.05f;  // a sheared one
+    EXPECT_GT(orthogonality_error(r.data(), 3), kMaxRotationError);
+    r[1] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_EQ(orthogonality_error(r.data(), 3), std::numeric_limits<float>::infinity());
+}
+
 }  // namespace
 }  // namespace earshot
