@@ -6,13 +6,17 @@ its best mean aligned similarity over every song and offset, against the catalog
 reconstructed embeddings; its confidence is the score minus 0.5 x the background (the mean over
 the clip's embeddings of the best similarity to any other song), as in docs/DESIGN.md section 6.
 Reported per clip length: top-1 (right song ranked first) and the hit rate at the threshold that
-lets 1 % of the out-of-catalog clips of that length through.
+lets 1 % of the out-of-catalog clips of that length through. With each code, the bits its list
+ids would cost entropy-coded given the previous window's list (and without that context).
 
 Variants (any number, in order):
   raw                      the float embeddings
   pqM, opqM                IVF (256 lists, as `earshot build` picks for this size) + residual PQ
                            of M bytes; opq: with a learned rotation of the residuals (PCA and
                            eigenvalue allocation, then 10 rounds of PQ and orthogonal Procrustes)
+  ...bB, ...lL             B bits per sub-code instead of 8, L coarse lists instead of 256
+                           (pq8b10l4096)
+  n-CODE                   every reconstruction scaled back to unit length, as embeddings are
   h05-CODE                 every other window stored (0.5 s index hop), CODE one of the above
   h05q25-CODE              the same index, clips embedded every 0.25 s: each parity of the
                            clip's embeddings is aligned on its own and the better one counts
@@ -66,19 +70,22 @@ def kmeans(x, k, iters=10, seed=0):
     c = x[r.choice(len(x), k, replace=False)].copy()
     for _ in range(iters):
         a = assign(x, c)
-        for j in range(k):
-            m = a == j
-            c[j] = x[m].mean(0) if m.any() else x[r.integers(len(x))]
+        counts = np.bincount(a, minlength=k)
+        sums = np.zeros_like(c, dtype=np.float64)
+        np.add.at(sums, a, x)
+        full = counts > 0
+        c[full] = (sums[full] / counts[full, None]).astype(np.float32)
+        c[~full] = x[r.integers(len(x), size=int((~full).sum()))]
     return c
 
 
 class PQ:
-    def __init__(self, m):
-        self.m = m
+    def __init__(self, m, bits=8):
+        self.m, self.k = m, 1 << bits
 
     def train(self, x):
         self.ds = x.shape[1] // self.m
-        self.cb = [kmeans(x[:, i * self.ds:(i + 1) * self.ds], 256, seed=i)
+        self.cb = [kmeans(x[:, i * self.ds:(i + 1) * self.ds], self.k, seed=i)
                    for i in range(self.m)]
         return self
 
@@ -90,7 +97,7 @@ class PQ:
         return np.concatenate([self.cb[i][codes[:, i]] for i in range(self.m)], 1)
 
 
-def opq_rotation(rs, m, iters=10):
+def opq_rotation(rs, m, iters=10, bits=8):
     """Orthogonal R such that PQ of rs @ R loses less: PCA with eigenvalue allocation (each
     sub-space gets principal directions whose variances multiply to about the same), then
     alternating PQ training and orthogonal Procrustes (Ge et al., OPQ)."""
@@ -103,25 +110,70 @@ def opq_rotation(rs, m, iters=10):
         logsum[b] += np.log(max(w[idx], 1e-12))
     R = v[:, np.concatenate(buckets)].astype(np.float32)
     for _ in range(iters):
-        pq = PQ(m).train(rs @ R)
+        pq = PQ(m, bits).train(rs @ R)
         y = pq.decode(pq.encode(rs @ R))
         u, _, vt = np.linalg.svd(rs.T @ y)
         R = (u @ vt).astype(np.float32)
     return R
 
 
-def reconstruct(x, code, rng, n_lists=256, sample=65536):
+def parse_code(code):
+    """'raw', or [n-](pq|opq)M[bB][lL]: M sub-quantizers of B bits (default 8) on the residuals
+    to L coarse lists (default 256); opq: with a learned rotation; n-: every reconstruction
+    scaled back to unit length."""
     if code == "raw":
+        return None
+    spec = {"norm": code.startswith("n-"), "bits": 8, "lists": 256}
+    body = code[2:] if spec["norm"] else code
+    spec["opq"] = body.startswith("opq")
+    body = body[3:] if spec["opq"] else body[2:]
+    for key, name in (("l", "lists"), ("b", "bits")):
+        if key in body:
+            body, value = body.split(key)
+            spec[name] = int(value)
+    spec["m"] = int(body)
+    return spec
+
+
+def reconstruct(x, code, rng, n_lists=256, sample=65536, lists_out=None):
+    spec = parse_code(code)
+    if spec is None:
         return x
-    opq = code.startswith("opq")
-    m = int(code[3:] if opq else code[2:])
+    m, bits = spec["m"], spec["bits"]
+    n_lists = spec["lists"] if spec["lists"] != 256 else n_lists
     s = x[rng.choice(len(x), min(sample, len(x)), replace=False)]
     coarse = kmeans(s, n_lists)
     lists = assign(x, coarse)
+    if lists_out is not None:
+        lists_out.append(lists)
     rs = s - coarse[assign(s, coarse)]
-    R = opq_rotation(rs, m) if opq else np.eye(D, dtype=np.float32)
-    pq = PQ(m).train(rs @ R)
-    return (coarse[lists] + pq.decode(pq.encode((x - coarse[lists]) @ R)) @ R.T).astype(np.float32)
+    R = opq_rotation(rs, m, bits=bits) if spec["opq"] else np.eye(D, dtype=np.float32)
+    pq = PQ(m, bits).train(rs @ R)
+    rec = (coarse[lists] + pq.decode(pq.encode((x - coarse[lists]) @ R)) @ R.T)
+    if spec["norm"]:
+        rec /= np.linalg.norm(rec, axis=1, keepdims=True)
+    return rec.astype(np.float32)
+
+
+def list_bits(lists, n, first):
+    """Bits a list id costs when coded given the previous window's list in the same song
+    (first-order model fitted on the even songs, measured on the odd ones: what a static table
+    stored with the quantizer would reach), and without context."""
+    k = int(lists.max()) + 1
+    song = np.repeat(np.arange(len(n)), n)
+    has_prev = np.ones(len(lists), bool)
+    has_prev[first] = False
+    fit, test = song % 2 == 0, song % 2 == 1
+    marg = np.bincount(lists[fit], minlength=k) + 0.5
+    marg /= marg.sum()
+    at = np.nonzero(fit & has_prev)[0]
+    table = np.zeros((k, k))
+    np.add.at(table, (lists[at - 1], lists[at]), 1)
+    alpha = 0.05 * k
+    at = np.nonzero(test & has_prev)[0]
+    p = ((table[lists[at - 1], lists[at]] + alpha * marg[lists[at]])
+         / (table[lists[at - 1]].sum(1) + alpha))
+    return float(-np.log2(p).mean()), float(-np.log2(marg[lists[test]]).mean())
 
 
 def evaluate(rec, cat, clips, truth, lengths, step, parities=1, gap=48):
@@ -212,9 +264,15 @@ def main():
             clips, step, parities = (q25, 1, 2) if v.startswith("h05q25") else (q50, 1, 1)
         else:
             cat, xv, code, clips, step, parities = (ids, n, first), x, v, q50, 2, 1
-        rec = reconstruct(xv, code, rng)
+        lists = []
+        rec = reconstruct(xv, code, rng, lists_out=lists)
         mse = float(((rec - xv) ** 2).sum(1).mean())
-        print(f"{v:16s} mse {mse:.4f} | "
+        spec = parse_code(code)
+        size = ""
+        if spec:
+            cond, flat = list_bits(lists[0], cat[1], cat[2])
+            size = (f"code {spec['m'] * spec['bits']} bits + list {cond:.1f} ({flat:.1f}) | ")
+        print(f"{v:16s} mse {mse:.4f} | {size}"
               + evaluate(rec, cat, clips, truth, lengths, step, parities)
               + f" [{time.time() - t:.0f} s]", flush=True)
 

@@ -60,3 +60,25 @@ class CodeStudyTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+class CodeNamesAndSizesTest(unittest.TestCase):
+    def test_code_names(self):
+        self.assertIsNone(code_study.parse_code("raw"))
+        self.assertEqual(code_study.parse_code("n-opq8b10l4096"),
+                         {"norm": True, "opq": True, "m": 8, "bits": 10, "lists": 4096})
+        self.assertEqual(code_study.parse_code("pq16"),
+                         {"norm": False, "opq": False, "m": 16, "bits": 8, "lists": 256})
+
+    def test_normalized_reconstructions_have_unit_length(self):
+        x = anisotropic(np.random.default_rng(4), 2000)
+        rec = code_study.reconstruct(x, "n-pq8", np.random.default_rng(5), n_lists=16)
+        np.testing.assert_allclose(np.linalg.norm(rec, axis=1), 1.0, atol=1e-5)
+
+    def test_list_ids_that_repeat_cost_few_bits(self):
+        rng = np.random.default_rng(6)
+        n = np.array([200] * 20)
+        first = np.arange(20) * 200
+        runs = np.repeat(rng.integers(0, 64, size=400), 10)  # each list held for 10 windows
+        cond, flat = code_study.list_bits(runs, n, first)
+        self.assertLess(cond, 0.5 * flat)
+        self.assertGreater(flat, 5.0)  # about log2(64) without context
