@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
     const fuzz::IndexFixture& fixture = fuzz::index_fixture();
     write(out / "model" / "fixture.emod", fuzz::model_spec().build());
     write(out / "quantizer" / "quantizer.eq", fixture.file("quantizer.eq"));
+    write(out / "quantizer" / "quantizer-rotated.eq",
+          fuzz::build_index(fixture.model->info(), 2).files.at("quantizer.eq"));
     for (const auto& [name, bytes] : fixture.files.files) {
         if (name.rfind("shard-", 0) == 0) write(out / "shard" / name, bytes);
     }
