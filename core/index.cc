@@ -196,6 +196,10 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
             return Status::error(what + ": rotation is not orthogonal (largest entry of R^T R - I: " +
                                  std::to_string(error) + ")");
     }
+    bool unit_norm = false;
+    if (!(st = json_read_optional_bool(view.meta, "unit_norm", where, &unit_norm))) return st;
+    q.unit_norm = unit_norm;
+    if (q.unit_norm) q.prepare_norms();
     quantizer_ = std::move(q);
     quantizer_sha256_ = file_sha;
     lists_.assign(quantizer_.n_lists, InvertedList());
@@ -353,6 +357,11 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         embedding_pos_.push_back(uint32_t(list.embedding_ids.size()));
         list.embedding_ids.push_back(base + uint32_t(e));
         list.codes.insert(list.codes.end(), codes + k * pq_m, codes + (k + 1) * pq_m);
+        if (quantizer_.unit_norm) {
+            // A reconstruction of (near) zero length scores 0 against everything.
+            const float sq = quantizer_.reconstruction_sq_norm(ids[k], codes + k * pq_m);
+            list.inv_norms.push_back(sq > 1e-12f ? 1.0f / std::sqrt(sq) : 0.0f);
+        }
         ++k;
     }
     n_stored_ += n_stored;

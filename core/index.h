@@ -96,6 +96,9 @@ public:
     struct InvertedList {
         std::vector<uint32_t> embedding_ids;  // global embedding ids
         std::vector<uint8_t> codes;           // [embedding_ids.size(), pq_m]
+        // Quantizer::unit_norm: 1 / |reconstruction| per posting (computed when a shard is
+        // added); empty otherwise.
+        std::vector<float> inv_norms;
     };
     const InvertedList& list(int list_id) const { return lists_[list_id]; }
     size_t song_of_embedding(uint32_t global_id) const;
@@ -111,6 +114,12 @@ public:
     const uint8_t* embedding_codes(uint32_t global_id) const {
         const InvertedList& l = lists_[embedding_list_[global_id]];
         return &l.codes[size_t(embedding_pos_[global_id]) * quantizer_.pq_m];
+    }
+    // The factor a stored embedding's score is multiplied by: 1 / |reconstruction| when the
+    // quantizer has unit_norm, else 1.
+    float embedding_score_scale(uint32_t global_id) const {
+        const InvertedList& l = lists_[embedding_list_[global_id]];
+        return l.inv_norms.empty() ? 1.0f : l.inv_norms[embedding_pos_[global_id]];
     }
 
 private:

@@ -199,6 +199,7 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
     const size_t n = std::min(n_vectors, std::max<size_t>(params_.max_training_vectors, 1));
     quantizer_ = train_quantizer(vectors, n, model_.embedding_dim, params_.n_lists, params_.pq_m,
                                  params_.kmeans_iterations, params_.seed, params_.opq_rounds);
+    quantizer_.unit_norm = params_.unit_norm;
     trained_ = true;
     for (PendingSong& s : songs_) encode_song(s);
     return Status::ok();
@@ -259,6 +260,7 @@ Result<IndexFiles> IndexBuilder::finish() {
                   {"n_lists", q.n_lists},
                   {"pq_m", q.pq_m},
                   {"pq_nbits", 8}};
+    if (q.unit_norm) qmeta["unit_norm"] = true;  // absent: false (files as before)
     ContainerWriter qwriter("QUAN", qmeta);
     qwriter.add("coarse_centroids", DType::kF32, {uint32_t(q.n_lists), uint32_t(q.dim)},
                 q.coarse_centroids.data(), q.coarse_centroids.size() * sizeof(float));

@@ -31,6 +31,7 @@ struct IndexBuildParams {
     int pq_nbits = 8;                     // only 8 is supported (one byte per sub-code)
     int opq_rounds = 0;                   // > 0: learn a rotation of the residuals before PQ
                                           // (OPQ) in this many rounds, at most 100; 0: none
+    bool unit_norm = false;               // scores use reconstructions scaled to unit length
     int kmeans_iterations = 10;           // Lloyd iterations (max), coarse and per sub-quantizer;
                                           // stops early when < 0.1% of points move (faiss IVF: 10)
     size_t max_training_vectors = 65536;  // train on a seeded random sample of at most this many

@@ -109,4 +109,13 @@ Status json_read_optional_double(const nlohmann::json& obj, const char* key,
     return json_read_double(obj, key, where, out);
 }
 
+Status json_read_optional_bool(const nlohmann::json& obj, const char* key,
+                               const std::string& where, bool* out) {
+    if (!obj.is_object() || !obj.contains(key)) return Status::ok();
+    const nlohmann::json& v = obj[key];
+    if (!v.is_boolean()) return Status::error(where + ": '" + key + "' must be true or false");
+    *out = v.get<bool>();
+    return Status::ok();
+}
+
 }  // namespace earshot

@@ -38,5 +38,7 @@ Status json_read_optional_string(const nlohmann::json& obj, const char* key,
                                  const std::string& where, std::string* out);
 Status json_read_optional_double(const nlohmann::json& obj, const char* key,
                                  const std::string& where, double* out);
+Status json_read_optional_bool(const nlohmann::json& obj, const char* key,
+                               const std::string& where, bool* out);
 
 }  // namespace earshot

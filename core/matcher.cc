@@ -122,17 +122,20 @@ float Matcher::score_embedding(size_t i, uint32_t global_id) const {
     const int pq_m = q.pq_m;
     const uint8_t* codes = index_.embedding_codes(global_id);
     const int list = index_.embedding_list(global_id);
+    const float scale = index_.embedding_score_scale(global_id);
     if (prepared_[i]) {
         const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
-        return query_coarse_ip_[i * q.n_lists + list] +
-               pq_score__scalar_acc4(size_t(pq_m), table, codes);
+        return (query_coarse_ip_[i * q.n_lists + list] +
+                pq_score__scalar_acc4(size_t(pq_m), table, codes)) *
+               scale;
     }
     // Not prepared (cached phase 1): the same products, computed for this embedding only
     // (saves pq_m * 256 sub-space products per query embedding for ~50 re-scored ones).
     const float* x = query_ + i * q.dim;
-    return inner_product__vec128(size_t(q.dim), x, &q.coarse_centroids[size_t(list) * q.dim]) +
-           pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), pq_query_ + i * q.dim,
-                                   q.pq_codebooks.data(), codes);
+    return (inner_product__vec128(size_t(q.dim), x, &q.coarse_centroids[size_t(list) * q.dim]) +
+            pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), pq_query_ + i * q.dim,
+                                    q.pq_codebooks.data(), codes)) *
+           scale;
 }
 
 void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
@@ -172,12 +175,17 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
             if (scan_scores_.size() < n) scan_scores_.resize(n);
             pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(), scan_scores_.data());
             const float base = ip[l];
+            const float* inv_norms = list.inv_norms.empty() ? nullptr : list.inv_norms.data();
+            auto score_at = [&](size_t j) {  // as score_embedding computes it
+                const float s = base + scan_scores_[j];
+                return inv_norms ? s * inv_norms[j] : s;
+            };
             size_t j = 0;
             for (; j < n && heap_scratch_.size() < size_t(k); ++j)  // until the heap is full
-                offer(base + scan_scores_[j], list.embedding_ids[j]);
+                offer(score_at(j), list.embedding_ids[j]);
             float worst = heap_scratch_.empty() ? 0.0f : heap_scratch_.front().first;
             for (; j < n; ++j) {  // full: only better scores enter
-                const float s = base + scan_scores_[j];
+                const float s = score_at(j);
                 if (s > worst) {
                     offer(s, list.embedding_ids[j]);
                     worst = heap_scratch_.front().first;

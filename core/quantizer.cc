@@ -92,4 +92,35 @@ void Quantizer::decode(int list, const uint8_t* codes, float* out) const {
     }
 }
 
+void Quantizer::prepare_norms() {
+    centroid_sq_norms.resize(n_lists);
+    for (int l = 0; l < n_lists; ++l) {
+        const float* c = &coarse_centroids[size_t(l) * dim];
+        centroid_sq_norms[l] = inner_product__vec128(size_t(dim), c, c);
+    }
+    codeword_sq_norms.resize(size_t(pq_m) * kPqCodebookSize);
+    for (size_t w = 0; w < codeword_sq_norms.size(); ++w) {
+        const float* cw = &pq_codebooks[w * sub_dim];
+        codeword_sq_norms[w] = inner_product__vec128(size_t(sub_dim), cw, cw);
+    }
+    rotated_centroids.clear();
+    if (rotated()) {
+        rotated_centroids.resize(size_t(n_lists) * dim);
+        for (int l = 0; l < n_lists; ++l)
+            rotate(&coarse_centroids[size_t(l) * dim], &rotated_centroids[size_t(l) * dim]);
+    }
+}
+
+float Quantizer::reconstruction_sq_norm(int list, const uint8_t* codes) const {
+    const float* c = rotated() ? &rotated_centroids[size_t(list) * dim]
+                               : &coarse_centroids[size_t(list) * dim];
+    float cross = 0.0f, own = 0.0f;
+    for (int m = 0; m < pq_m; ++m) {
+        const float* cw = &pq_codebooks[(size_t(m) * kPqCodebookSize + codes[m]) * sub_dim];
+        cross += inner_product__vec128(size_t(sub_dim), c + m * sub_dim, cw);
+        own += codeword_sq_norms[size_t(m) * kPqCodebookSize + codes[m]];
+    }
+    return centroid_sq_norms[list] + 2.0f * cross + own;
+}
+
 }  // namespace earshot

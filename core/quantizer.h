@@ -37,6 +37,10 @@ struct Quantizer {
     std::vector<float> coarse_centroids;  // [n_lists, dim]
     std::vector<float> pq_codebooks;      // [pq_m, kPqCodebookSize, sub_dim]
     std::vector<float> rotation;          // [dim, dim] row-major, orthogonal; empty: none
+    // Scores use the reconstruction scaled to unit length (embeddings are unit vectors; a
+    // reconstruction is shorter by an amount that varies from window to window, which blurs the
+    // line between matches and non-matches at small code sizes: docs/SCALE.md).
+    bool unit_norm = false;
 
     bool rotated() const { return !rotation.empty(); }
     // x R: the side of an inner product with a residual that meets the PQ code words, since
@@ -49,6 +53,14 @@ struct Quantizer {
     void encode(const float* x, int list, uint8_t* codes) const;
     // Reconstruction: writes dim floats.
     void decode(int list, const uint8_t* codes, float* out) const;
+
+    // |decode(list, codes)|^2 in dim multiply-adds, without the rotation's dim^2:
+    // |c|^2 + 2 <c R, y> + |y|^2. Needs prepare_norms() first.
+    float reconstruction_sq_norm(int list, const uint8_t* codes) const;
+    void prepare_norms();
+    std::vector<float> rotated_centroids;  // [n_lists, dim]: c R (prepare_norms, rotated only)
+    std::vector<float> centroid_sq_norms;  // [n_lists]
+    std::vector<float> codeword_sq_norms;  // [pq_m, kPqCodebookSize]
 };
 
 }  // namespace earshot

@@ -56,6 +56,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     params.n_lists = options.n_lists;  // 0: resolved below, once the catalogue size is known
     if (options.pq_m > 0) params.pq_m = options.pq_m;
     params.opq_rounds = options.opq_rounds;
+    params.unit_norm = options.unit_norm;
     params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));

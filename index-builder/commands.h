@@ -31,6 +31,7 @@ struct BuildOptions {
     int n_lists = 0;          // 0 = by catalogue size (index_auto_lists)
     int pq_m = 0;             // 0 = the model's index_pq_m
     int opq_rounds = 0;       // rotation training rounds before PQ; 0 = no rotation
+    bool unit_norm = false;   // scores against unit-length reconstructions
     double shard_mb = 8.0;
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
 };

@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
                           "(0 = none); about halves the PQ error, most useful with --pq-m 16 or 8 "
                           "(docs/SCALE.md)")
         ->capture_default_str()->check(CLI::Range(0, 100));
+    build_cmd->add_flag("--unit-norm", build.unit_norm,
+                        "score against reconstructions scaled to unit length, as the embeddings "
+                        "are: a clearer line between matches and non-matches with small codes "
+                        "(docs/SCALE.md)");
     build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
         ->capture_default_str()->check(CLI::Range(0.01, 1024.0));
     build_cmd->add_option("--store", build.store,

@@ -91,14 +91,16 @@ TEST(IndexTest, RoundTripAndReconstruction) {
     EXPECT_GE(cos_sum / n, 0.9);
 }
 
-// A quantizer with a learned rotation (OPQ) is written and read back bit for bit; a rotation that
-// is not orthogonal (checksum recomputed, so only the structure check can see it) or of the
-// wrong shape is refused with a message that names it, and the index keeps no quantizer.
+// A quantizer with a learned rotation (OPQ) and unit_norm scores is written and read back bit for
+// bit, each stored embedding scaled by 1 / |its reconstruction|; a rotation that is not orthogonal (checksum recomputed, so only the structure check can see it) or of the
+// wrong shape, or a unit_norm that is not a boolean, is refused with a message that names it, and
+// the index keeps no quantizer.
 TEST(IndexTest, RotationRoundTripAndValidation) {
     const ModelInfo model = fake_model_info();
     auto songs = synthetic_catalog(6, 40, kDim, 17);
     IndexBuildParams params = small_build_params();
     params.opq_rounds = 2;
+    params.unit_norm = true;
     IndexBuilder builder = testing::new_builder(model, params);
     for (const auto& song : songs)
         ASSERT_TRUE(builder.add_song(song.info, song.embeddings.data(), song.n));
@@ -108,6 +110,16 @@ TEST(IndexTest, RotationRoundTripAndValidation) {
     Index index(model);
     ASSERT_TRUE(load_all(files.value(), &index));
     EXPECT_EQ(index.quantizer().rotation, builder.quantizer().rotation);
+    EXPECT_TRUE(index.quantizer().unit_norm);
+    // Each stored embedding's score scale is 1 / |its reconstruction|.
+    std::vector<float> rec(kDim);
+    for (uint32_t g = 0; g < index.n_embeddings(); g += 7) {
+        if (!index.embedding_stored(g)) continue;
+        index.quantizer().decode(index.embedding_list(g), index.embedding_codes(g), rec.data());
+        double norm = 0.0;
+        for (float v : rec) norm += double(v) * v;
+        EXPECT_NEAR(index.embedding_score_scale(g), 1.0 / std::sqrt(norm), 1e-4);
+    }
 
     const auto& qbytes = files->files.at("quantizer.eq");
     auto with_rotation = [&](std::vector<uint32_t> shape, void (*edit)(std::vector<float>&)) {
@@ -144,6 +156,19 @@ TEST(IndexTest, RotationRoundTripAndValidation) {
         Status again = fresh.add_quantizer(qbytes.data(), qbytes.size(), "quantizer.eq");
         EXPECT_TRUE(again) << again.message();  // the page can retry with good bytes
     }
+    // unit_norm must be a boolean.
+    Result<ContainerView> view = parse_container(qbytes.data(), qbytes.size(), "QUAN", "q");
+    ASSERT_TRUE(view);
+    nlohmann::json meta = view->meta;
+    meta["unit_norm"] = "yes";
+    ContainerWriter w("QUAN", meta);
+    for (const Section& section : view->sections)
+        w.add(section.name, section.dtype, section.shape, section.data, section.bytes);
+    const std::vector<uint8_t> bad_flag = w.finish();
+    Index fresh(model);
+    Status st = fresh.add_quantizer(bad_flag.data(), bad_flag.size(), "quantizer.eq");
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.message().find("unit_norm"), std::string::npos) << st.message();
 }
 
 // ---- corrupt inputs ----------------------------------------------------------------------

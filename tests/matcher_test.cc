@@ -28,7 +28,7 @@ struct Catalog {
 };
 
 Catalog make_catalog(size_t n_songs, size_t embeddings_per_song, int n_lists, uint64_t seed,
-                     int pq_m = 16, int opq_rounds = 0) {
+                     int pq_m = 16, int opq_rounds = 0, bool unit_norm = false) {
     Catalog c;
     ModelInfo model = fake_model_info();
     c.songs = synthetic_catalog(n_songs, embeddings_per_song, kDim, seed);
@@ -36,6 +36,7 @@ Catalog make_catalog(size_t n_songs, size_t embeddings_per_song, int n_lists, ui
     params.n_lists = n_lists;
     params.pq_m = pq_m;
     params.opq_rounds = opq_rounds;
+    params.unit_norm = unit_norm;
     params.kmeans_iterations = 8;
     params.max_training_vectors = 2048;  // keeps the tests fast (also under node)
     IndexBuilder builder = new_builder(model, params);
@@ -113,39 +114,58 @@ TEST(MatcherTest, OverrideThresholdReplacesTheCalibratedDecision) {
 }
 
 // PQ scores equal <q, decode(code)> (table sharing across lists is exact for residual PQ), with
-// and without a rotation of the residuals (OPQ).
-class PqScores : public ::testing::TestWithParam<int> {};
+// and without a rotation of the residuals (OPQ), and divided by |decode(code)| when the quantizer
+// has unit_norm; the IVF scan gives the scores the exhaustive scan gives.
+enum class Code { kPlain, kRotated, kRotatedUnitNorm };
+
+std::string code_name(Code code) {
+    switch (code) {
+        case Code::kPlain: return "Plain";
+        case Code::kRotated: return "Rotated";
+        case Code::kRotatedUnitNorm: return "RotatedUnitNorm";
+    }
+    return "";
+}
+
+class PqScores : public ::testing::TestWithParam<Code> {};
 
 TEST_P(PqScores, EqualReconstructionInnerProducts) {
-    Catalog c = make_catalog(8, 40, 16, 41, 16, GetParam());
-    ASSERT_EQ(c.index->quantizer().rotated(), GetParam() > 0);
+    Catalog c = make_catalog(8, 40, 16, 41, 16, GetParam() == Code::kPlain ? 0 : 3,
+                             GetParam() == Code::kRotatedUnitNorm);
+    ASSERT_EQ(c.index->quantizer().rotated(), GetParam() != Code::kPlain);
     std::vector<float> query = testing::clustered_vectors(4, kDim, 4, 43);
-    MatchParams params = match_default_params();
-    params.exhaustive = true;
-    Matcher matcher(*c.index, params);
-    std::vector<std::vector<Posting>> hits;
-    ASSERT_TRUE(matcher.search(query.data(), 4, 10, &hits));
-    ASSERT_EQ(hits.size(), 4u);
-    std::vector<float> rec(kDim);
-    for (size_t i = 0; i < 4; ++i) {
-        ASSERT_EQ(hits[i].size(), 10u);
-        for (size_t r = 0; r < hits[i].size(); ++r) {
-            const Posting& p = hits[i][r];
-            if (r > 0) {
-                EXPECT_LE(p.score, hits[i][r - 1].score);  // best first
+    for (bool exhaustive : {true, false}) {
+        MatchParams params = match_default_params();
+        params.exhaustive = exhaustive;
+        params.nprobe = 4;
+        Matcher matcher(*c.index, params);
+        std::vector<std::vector<Posting>> hits;
+        ASSERT_TRUE(matcher.search(query.data(), 4, 10, &hits));
+        ASSERT_EQ(hits.size(), 4u);
+        std::vector<float> rec(kDim);
+        for (size_t i = 0; i < 4; ++i) {
+            ASSERT_EQ(hits[i].size(), 10u);
+            for (size_t r = 0; r < hits[i].size(); ++r) {
+                const Posting& p = hits[i][r];
+                if (r > 0) {
+                    EXPECT_LE(p.score, hits[i][r - 1].score);  // best first
+                }
+                uint32_t g = c.index->song_first_embedding(p.song_index) + p.embedding;
+                c.index->quantizer().decode(c.index->embedding_list(g),
+                                            c.index->embedding_codes(g), rec.data());
+                double dot = 0, norm = 0;
+                for (int d = 0; d < kDim; ++d)
+                    dot += query[i * kDim + d] * rec[d], norm += double(rec[d]) * rec[d];
+                if (GetParam() == Code::kRotatedUnitNorm) dot /= std::sqrt(norm);
+                EXPECT_NEAR(p.score, dot, 1e-4) << (exhaustive ? "exhaustive" : "IVF");
             }
-            uint32_t g = c.index->song_first_embedding(p.song_index) + p.embedding;
-            c.index->quantizer().decode(c.index->embedding_list(g), c.index->embedding_codes(g),
-                                        rec.data());
-            double dot = 0;
-            for (int d = 0; d < kDim; ++d) dot += query[i * kDim + d] * rec[d];
-            EXPECT_NEAR(p.score, dot, 1e-4);
         }
     }
 }
-INSTANTIATE_TEST_SUITE_P(MatcherTest, PqScores, ::testing::Values(0, 3),
-                         [](const ::testing::TestParamInfo<int>& info) {
-                             return info.param ? std::string("Rotated") : std::string("Plain");
+INSTANTIATE_TEST_SUITE_P(MatcherTest, PqScores,
+                         ::testing::Values(Code::kPlain, Code::kRotated, Code::kRotatedUnitNorm),
+                         [](const ::testing::TestParamInfo<Code>& info) {
+                             return code_name(info.param);
                          });
 
 // Phase 1 (IVF probe) against the exhaustive scan of the same codes, on clustered data

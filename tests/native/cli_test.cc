@@ -207,6 +207,35 @@ TEST_F(CliTest, BuildSkipsCorruptFileThenVerifyAndQuery) {
     EXPECT_NE(query.err.find("broken.ogg"), std::string::npos);
 }
 
+// A compact index: 8 PQ bytes after a learned rotation, scored against unit-length
+// reconstructions. `info` reports the code, and a clip of an indexed song is found in place.
+TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
+    const fs::path index = dir_ / "index";
+    const CliRun build = run_cli("build -q " + model_arg() + " --pq-m 8 --opq 5 --unit-norm --out " +
+                                     index.string() + " " + (dir_ / "music").string(),
+                                 dir_);
+    ASSERT_EQ(build.exit_code, 3) << build.err;  // broken.ogg skipped
+    EXPECT_NE(build.err.find("OPQ 8 x 8 bits"), std::string::npos) << build.err;
+    const CliRun info = run_cli("info " + index.string(), dir_);
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    const auto manifest = nlohmann::json::parse(info.out);
+    EXPECT_EQ(manifest["quantizer"]["pq_m"], 8);
+    EXPECT_EQ(manifest["quantizer"]["rotation"], true);
+    EXPECT_EQ(manifest["quantizer"]["unit_norm"], true);
+    EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
+
+    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
+    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
+    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const CliRun query = run_cli("query -q " + model_arg() + " --index " + index.string() + " " +
+                                     (dir_ / "clip.wav").string(),
+                                 dir_);
+    ASSERT_EQ(query.exit_code, 0) << query.err;
+    const auto hit = nlohmann::json::parse(query.out.substr(0, query.out.find('\n')));
+    EXPECT_EQ(hit["song"], "album-a/second_song");
+    EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5);
+}
+
 // Index options the model cannot use fail before any audio is decoded or embedded, name the
 // option, and write nothing.
 TEST_F(CliTest, BuildRejectsInvalidPqMBeforeEmbedding) {
