@@ -1,13 +1,15 @@
 // Static file server for the earshot web app (node http, no dependencies).
 //   node scripts/serve.mjs [--root out/site] [--host 127.0.0.1] [--port 8080]
 // Sends the strict Content-Security-Policy as a header (it covers the Worker too), ETags with
-// 304 revalidation, and answers only GET/HEAD. The e2e tests import startServer() and use its
+// 304 revalidation, answers `Range` requests for one byte range (206, as static hosts and CDNs
+// do; If-Range honoured) and only GET/HEAD. The e2e tests import startServer() and use its
 // request log and fault injection (tampered/truncated files, failing requests).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import parseRange from 'range-parser';
 
 const MIME = {
     '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
@@ -45,6 +47,7 @@ export function contentSecurityPolicy(indexOrigin = "'self'") {
  * @property {number} status
  * @property {number} requestBodyBytes  bytes the client sent in the body
  * @property {number} responseBytes
+ * @property {string} [range]  the byte range sent ("start-end", inclusive) for a 206 answer
  */
 
 /**
@@ -136,6 +139,27 @@ export async function startServer(options) {
             if (req.headers['if-none-match'] === etag) {
                 finish(304, headers, null);
                 return;
+            }
+            headers['Accept-Ranges'] = 'bytes';
+            // One range is answered with 206; several ranges, a malformed header or an If-Range
+            // that names another version get the whole file (RFC 9110 lets a server ignore Range).
+            const rangeHeader = req.headers.range;
+            const ifRange = req.headers['if-range'];
+            if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
+                const ranges = parseRange(body.length, rangeHeader);
+                if (ranges === -1) {
+                    finish(416, { ...headers, 'Content-Range': `bytes */${body.length}`, 'Content-Type': 'text/plain' },
+                           Buffer.from('range not satisfiable\n'));
+                    return;
+                }
+                if (ranges !== -2 && ranges.type === 'bytes' && ranges.length === 1) {
+                    const { start, end } = ranges[0];
+                    record.range = `${start}-${end}`;
+                    const part = body.subarray(start, end + 1);
+                    finish(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${body.length}`,
+                                  'Content-Length': String(part.length) }, part);
+                    return;
+                }
             }
             finish(200, { ...headers, 'Content-Length': String(body.length) }, body);
         });
