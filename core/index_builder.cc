@@ -27,6 +27,9 @@ std::string file_sha256_hex(const std::vector<uint8_t>& file) {
     return index_file_sha256_hex(file.data(), file.size());
 }
 
+// A shard's bytes besides its songs (header, section table and alignment padding), upper bound.
+constexpr size_t kShardFixedBytes = 32 + 256 + 3 * 72 + 3 * kContainerAlign + 32 + 128;
+
 std::string shard_file_name(size_t shard) {
     char name[32];
     std::snprintf(name, sizeof(name), "shard-%05zu.es", shard);
@@ -136,12 +139,15 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
         pending.embeddings.insert(pending.embeddings.end(), x, x + dim);
         ++pending.n_stored;
     }
-    if (trained_) encode_song(pending);
-    songs_.push_back(std::move(pending));
-    if (!trained_) {
-        n_pending_vectors_ += songs_.back().n_stored;
-        if (n_pending_vectors_ > params_.max_pending_vectors) return train();
+    ++songs_added_;
+    duration_s_ += pending.info.duration_s;
+    if (trained_) {
+        encode_song(pending);
+        return place_song(std::move(pending));
     }
+    songs_.push_back(std::move(pending));
+    n_pending_vectors_ += songs_.back().n_stored;
+    if (n_pending_vectors_ > params_.max_pending_vectors) return train();
     return Status::ok();
 }
 
@@ -156,6 +162,20 @@ void IndexBuilder::encode_song(PendingSong& song) const {
         quantizer_.encode(x, list, &song.codes[j * quantizer_.pq_m]);
     }
     std::vector<float>().swap(song.embeddings);
+    song.shard_bytes = song_shard_bytes(song);
+}
+
+size_t IndexBuilder::song_shard_bytes(const PendingSong& song) const {
+    const size_t id_bytes = quantizer_.n_lists > 256 ? 2 : 1;
+    return song.n_stored * (id_bytes + quantizer_.pq_m) + 4 +
+           8 * (song.n_embeddings - song.n_stored) +  // absent runs, at most
+           json{{"id", song.info.id},
+                {"title", song.info.title},
+                {"album", song.info.album},
+                {"duration_s", song.info.duration_s}}
+               .dump()
+               .size() +
+           2;
 }
 
 Status IndexBuilder::train() {
@@ -163,7 +183,13 @@ Status IndexBuilder::train() {
     for (const PendingSong& s : songs_) total += s.embeddings.size() / model_.embedding_dim;
     if (total == 0)
         return Status::error("train: no embeddings added (add songs with at least one embedding)");
-    if (params_.n_lists == 0) params_.n_lists = index_auto_lists(total);
+    if (params_.n_lists == 0) {
+        // Trained before every song is in: lists for the catalogue the caller announced.
+        size_t expected = total;
+        if (params_.expected_songs > songs_added_ && songs_added_ > 0)
+            expected = size_t(double(total) * double(params_.expected_songs) / double(songs_added_));
+        params_.n_lists = index_auto_lists(expected);
+    }
     const size_t dim = size_t(model_.embedding_dim);
     const size_t n_sample = std::min(total, std::max<size_t>(params_.max_training_vectors, 1));
     std::vector<float> sample(n_sample * dim);
@@ -201,7 +227,48 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
                                  params_.kmeans_iterations, params_.seed, params_.opq_rounds);
     quantizer_.unit_norm = params_.unit_norm;
     trained_ = true;
-    for (PendingSong& s : songs_) encode_song(s);
+    return after_training();
+}
+
+Status IndexBuilder::after_training() {
+    const Quantizer& q = quantizer_;
+    json qmeta = {{"model_hash", model_.hash_hex},
+                  {"dim", q.dim},
+                  {"n_lists", q.n_lists},
+                  {"pq_m", q.pq_m},
+                  {"pq_nbits", 8}};
+    if (q.unit_norm) qmeta["unit_norm"] = true;  // absent: false (files as before)
+    ContainerWriter qwriter("QUAN", qmeta);
+    qwriter.add("coarse_centroids", DType::kF32, {uint32_t(q.n_lists), uint32_t(q.dim)},
+                q.coarse_centroids.data(), q.coarse_centroids.size() * sizeof(float));
+    qwriter.add("pq_codebooks", DType::kF32,
+                {uint32_t(q.pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)},
+                q.pq_codebooks.data(), q.pq_codebooks.size() * sizeof(float));
+    if (q.rotated())
+        qwriter.add("rotation", DType::kF32, {uint32_t(q.dim), uint32_t(q.dim)},
+                    q.rotation.data(), q.rotation.size() * sizeof(float));
+    quantizer_file_ = qwriter.finish();
+    quantizer_sha256_ = file_sha256_hex(quantizer_file_);
+
+    std::vector<PendingSong> waiting;
+    waiting.swap(songs_);
+    n_pending_vectors_ = 0;
+    shard_estimate_ = kShardFixedBytes;
+    for (PendingSong& song : waiting) {
+        encode_song(song);
+        Status st = place_song(std::move(song));
+        if (!st) return st;
+    }
+    return Status::ok();
+}
+
+Status IndexBuilder::place_song(PendingSong song) {
+    if (!songs_.empty() && shard_estimate_ + song.shard_bytes > params_.max_shard_bytes) {
+        Status st = write_shard(songs_.size());
+        if (!st) return st;
+    }
+    shard_estimate_ += song.shard_bytes;
+    songs_.push_back(std::move(song));
     return Status::ok();
 }
 
@@ -220,8 +287,7 @@ Status IndexBuilder::set_quantizer(const Quantizer& q) {
         return Status::error("set_quantizer: the rotation is not orthogonal");
     quantizer_ = q;
     trained_ = true;
-    for (PendingSong& s : songs_) encode_song(s);  // all added before: still floats
-    return Status::ok();
+    return after_training();  // songs added before: still floats
 }
 
 Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_ids,
@@ -243,7 +309,86 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
                                  " >= n_lists " + std::to_string(quantizer_.n_lists));
     pending.list_ids.assign(list_ids, list_ids + n);
     pending.codes.assign(codes, codes + n * quantizer_.pq_m);
-    songs_.push_back(std::move(pending));
+    pending.shard_bytes = song_shard_bytes(pending);
+    ++songs_added_;
+    duration_s_ += pending.info.duration_s;
+    return place_song(std::move(pending));
+}
+
+Status IndexBuilder::write_shard(size_t end) {
+    const Quantizer& q = quantizer_;
+    const bool wide_ids = q.n_lists > 256;
+    const size_t id_bytes = wide_ids ? 2 : 1;
+    const size_t shard = shards_.size();
+    json songs = json::array();
+    std::vector<uint32_t> offsets = {0};
+    for (size_t s = 0; s < end; ++s) {
+        const SongInfo& info = songs_[s].info;
+        songs.push_back({{"id", info.id},
+                         {"title", info.title},
+                         {"album", info.album},
+                         {"duration_s", info.duration_s}});
+        offsets.push_back(offsets.back() + uint32_t(songs_[s].n_embeddings));
+    }
+    const size_t n_embeddings = offsets.back();  // windows, stored or not
+    size_t n_stored = 0;
+    for (size_t s = 0; s < end; ++s) n_stored += songs_[s].n_stored;
+    std::vector<uint8_t> ids(n_stored * id_bytes);
+    std::vector<uint8_t> codes(n_stored * q.pq_m);
+    std::vector<uint32_t> absent_runs;  // [start, length] pairs in the shard's windows
+    size_t at = 0;                      // stored embedding within the shard
+    for (size_t s = 0; s < end; ++s) {
+        const PendingSong& song = songs_[s];
+        for (size_t j = 0; j < song.n_stored; ++j, ++at) {
+            if (wide_ids) {
+                std::memcpy(&ids[at * 2], &song.list_ids[j], 2);  // little-endian hosts only
+            } else {
+                ids[at] = uint8_t(song.list_ids[j]);
+            }
+        }
+        if (!song.codes.empty())
+            std::memcpy(&codes[(at - song.n_stored) * q.pq_m], song.codes.data(),
+                        song.codes.size());
+        for (size_t j = 0; j < song.stored.size(); ++j) {
+            if (song.stored[j]) continue;
+            const uint32_t window = offsets[s] + uint32_t(j);
+            const size_t n_runs = absent_runs.size() / 2;
+            if (n_runs > 0 && absent_runs[2 * n_runs - 2] + absent_runs[2 * n_runs - 1] == window) {
+                ++absent_runs[2 * n_runs - 1];
+            } else {
+                absent_runs.push_back(window);
+                absent_runs.push_back(1);
+            }
+        }
+    }
+    json meta = {{"model_hash", model_.hash_hex},
+                 {"quantizer_sha256", quantizer_sha256_},
+                 {"shard", shard},
+                 {"n_songs", end},
+                 {"n_frames", n_embeddings},  // format key: windows (absent_runs: not stored)
+                 {"songs", songs}};
+    ContainerWriter writer("SHRD", meta);
+    writer.add("song_offsets", DType::kU32, {uint32_t(end + 1)}, offsets.data(),
+               offsets.size() * sizeof(uint32_t));
+    writer.add("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)}, ids.data(),
+               ids.size());
+    writer.add("pq_codes", DType::kU8, {uint32_t(n_stored), uint32_t(q.pq_m)}, codes.data(),
+               codes.size());
+    if (!absent_runs.empty())  // only then: a shard without absent windows is unchanged
+        writer.add("absent_runs", DType::kU32, {uint32_t(absent_runs.size() / 2), 2u},
+                   absent_runs.data(), absent_runs.size() * sizeof(uint32_t));
+    std::vector<uint8_t> bytes = writer.finish();
+    ShardEntry entry{shard_file_name(shard), file_sha256_hex(bytes), bytes.size(), end,
+                     n_embeddings};
+    written_stored_ += n_stored;
+    written_windows_ += n_embeddings;
+    written_shard_bytes_ += bytes.size();
+    songs_.erase(songs_.begin(), songs_.begin() + std::ptrdiff_t(end));
+    shard_estimate_ = kShardFixedBytes;
+    for (const PendingSong& song : songs_) shard_estimate_ += song.shard_bytes;
+    shards_.push_back(entry);
+    if (sink_) return sink_(entry.file, std::move(bytes));
+    kept_shards_[entry.file] = std::move(bytes);
     return Status::ok();
 }
 
@@ -252,130 +397,27 @@ Result<IndexFiles> IndexBuilder::finish() {
         Status st = train();
         if (!st) return st;
     }
+    if (!songs_.empty()) {
+        Status st = write_shard(songs_.size());
+        if (!st) return st;
+    }
     const Quantizer& q = quantizer_;
     IndexFiles out;
-
-    json qmeta = {{"model_hash", model_.hash_hex},
-                  {"dim", q.dim},
-                  {"n_lists", q.n_lists},
-                  {"pq_m", q.pq_m},
-                  {"pq_nbits", 8}};
-    if (q.unit_norm) qmeta["unit_norm"] = true;  // absent: false (files as before)
-    ContainerWriter qwriter("QUAN", qmeta);
-    qwriter.add("coarse_centroids", DType::kF32, {uint32_t(q.n_lists), uint32_t(q.dim)},
-                q.coarse_centroids.data(), q.coarse_centroids.size() * sizeof(float));
-    qwriter.add("pq_codebooks", DType::kF32,
-                {uint32_t(q.pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)},
-                q.pq_codebooks.data(), q.pq_codebooks.size() * sizeof(float));
-    if (q.rotated())
-        qwriter.add("rotation", DType::kF32, {uint32_t(q.dim), uint32_t(q.dim)},
-                    q.rotation.data(), q.rotation.size() * sizeof(float));
-    std::vector<uint8_t> qbytes = qwriter.finish();
-    const std::string quantizer_sha = file_sha256_hex(qbytes);
-
-    const bool wide_ids = q.n_lists > 256;
-    const size_t id_bytes = wide_ids ? 2 : 1;
-
-    // Group songs into shards by an upper estimate of their bytes (header, table and alignment
-    // padding are the fixed part; each song adds its embeddings, offset and metadata).
-    constexpr size_t kShardFixedBytes = 32 + 256 + 3 * 72 + 3 * kContainerAlign + 32 + 128;
-    std::vector<std::pair<size_t, size_t>> groups;  // [begin, end) song ranges
-    size_t begin = 0, estimate = kShardFixedBytes;
-    for (size_t s = 0; s < songs_.size(); ++s) {
-        const PendingSong& song = songs_[s];
-        size_t song_bytes = song.n_stored * (id_bytes + q.pq_m) + 4 +
-                            8 * (song.n_embeddings - song.n_stored) +  // absent runs, at most
-                            json{{"id", song.info.id},
-                                 {"title", song.info.title},
-                                 {"album", song.info.album},
-                                 {"duration_s", song.info.duration_s}}
-                                .dump()
-                                .size() +
-                            2;
-        if (s > begin && estimate + song_bytes > params_.max_shard_bytes) {
-            groups.emplace_back(begin, s);
-            begin = s;
-            estimate = kShardFixedBytes;
-        }
-        estimate += song_bytes;
-    }
-    if (begin < songs_.size()) groups.emplace_back(begin, songs_.size());
-
     json manifest_shards = json::array();
-    for (size_t g = 0; g < groups.size(); ++g) {
-        const auto [b, e] = groups[g];
-        json songs = json::array();
-        std::vector<uint32_t> offsets = {0};
-        for (size_t s = b; s < e; ++s) {
-            const SongInfo& info = songs_[s].info;
-            songs.push_back({{"id", info.id},
-                             {"title", info.title},
-                             {"album", info.album},
-                             {"duration_s", info.duration_s}});
-            offsets.push_back(offsets.back() + uint32_t(songs_[s].n_embeddings));
-        }
-        const size_t n_embeddings = offsets.back();  // windows, stored or not
-        size_t n_stored = 0;
-        for (size_t s = b; s < e; ++s) n_stored += songs_[s].n_stored;
-        std::vector<uint8_t> ids(n_stored * id_bytes);
-        std::vector<uint8_t> codes(n_stored * q.pq_m);
-        std::vector<uint32_t> absent_runs;  // [start, length] pairs in the shard's windows
-        size_t at = 0;                      // stored embedding within the shard
-        for (size_t s = b; s < e; ++s) {
-            const PendingSong& song = songs_[s];
-            for (size_t j = 0; j < song.n_stored; ++j, ++at) {
-                if (wide_ids) {
-                    std::memcpy(&ids[at * 2], &song.list_ids[j], 2);  // little-endian hosts only
-                } else {
-                    ids[at] = uint8_t(song.list_ids[j]);
-                }
-            }
-            if (!song.codes.empty())
-                std::memcpy(&codes[(at - song.n_stored) * q.pq_m], song.codes.data(),
-                            song.codes.size());
-            for (size_t j = 0; j < song.stored.size(); ++j) {
-                if (song.stored[j]) continue;
-                const uint32_t window = offsets[s - b] + uint32_t(j);
-                const size_t n_runs = absent_runs.size() / 2;
-                if (n_runs > 0 && absent_runs[2 * n_runs - 2] + absent_runs[2 * n_runs - 1] == window) {
-                    ++absent_runs[2 * n_runs - 1];
-                } else {
-                    absent_runs.push_back(window);
-                    absent_runs.push_back(1);
-                }
-            }
-        }
-        json meta = {{"model_hash", model_.hash_hex},
-                     {"quantizer_sha256", quantizer_sha},
-                     {"shard", g},
-                     {"n_songs", e - b},
-                     {"n_frames", n_embeddings},  // format key: windows (absent_runs: not stored)
-                     {"songs", songs}};
-        ContainerWriter writer("SHRD", meta);
-        writer.add("song_offsets", DType::kU32, {uint32_t(e - b + 1)}, offsets.data(),
-                   offsets.size() * sizeof(uint32_t));
-        writer.add("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)},
-                   ids.data(), ids.size());
-        writer.add("pq_codes", DType::kU8, {uint32_t(n_stored), uint32_t(q.pq_m)}, codes.data(),
-                   codes.size());
-        if (!absent_runs.empty())  // only then: a shard without absent windows is unchanged
-            writer.add("absent_runs", DType::kU32, {uint32_t(absent_runs.size() / 2), 2u},
-                       absent_runs.data(), absent_runs.size() * sizeof(uint32_t));
-        std::vector<uint8_t> bytes = writer.finish();
-        manifest_shards.push_back({{"file", shard_file_name(g)},
-                                   {"bytes", bytes.size()},
-                                   {"sha256", file_sha256_hex(bytes)},
-                                   {"songs", e - b},
-                                   {"frames", n_embeddings}});  // format key: windows
-        out.total_bytes += bytes.size();
-        out.n_embeddings += n_stored;
-        out.n_windows += n_embeddings;
-        out.files[shard_file_name(g)] = std::move(bytes);
+    for (const ShardEntry& e : shards_) {
+        manifest_shards.push_back({{"file", e.file},
+                                   {"bytes", e.bytes},
+                                   {"sha256", e.sha256},
+                                   {"songs", e.songs},
+                                   {"frames", e.windows}});  // format key: windows
     }
-
-    for (const PendingSong& s : songs_) out.duration_s += s.info.duration_s;
-    out.n_songs = songs_.size();
-    out.total_bytes += qbytes.size();
+    out.files = std::move(kept_shards_);
+    kept_shards_.clear();
+    out.n_songs = songs_added_;
+    out.n_embeddings = written_stored_;
+    out.n_windows = written_windows_;
+    out.duration_s = duration_s_;
+    out.total_bytes = written_shard_bytes_ + quantizer_file_.size();
     const size_t shard_and_quantizer_bytes = out.total_bytes;
     json manifest = {
         {"format", "earshot-index"},
@@ -386,16 +428,17 @@ Result<IndexFiles> IndexBuilder::finish() {
         {"hop_s", hop_s_},
         {"hop_frames", model_.hop_frames},
         {"quantizer",
-         {{"file", "quantizer.eq"}, {"bytes", qbytes.size()}, {"sha256", quantizer_sha}}},
+         {{"file", "quantizer.eq"}, {"bytes", quantizer_file_.size()}, {"sha256", quantizer_sha256_}}},
         {"shards", manifest_shards},
         {"songs", out.n_songs},
         {"duration_s", out.duration_s},
         {"bytes_per_song",
          out.n_songs ? double(shard_and_quantizer_bytes) / double(out.n_songs) : 0.0}};
     std::string text = manifest.dump(2) + "\n";
-    out.files["quantizer.eq"] = std::move(qbytes);
+    out.files["quantizer.eq"] = quantizer_file_;
     out.total_bytes += text.size();
     out.files["manifest.json"] = std::vector<uint8_t>(text.begin(), text.end());
+    out.n_files = shards_.size() + 2;
     out.bytes_per_song = out.n_songs ? double(out.total_bytes) / double(out.n_songs) : 0.0;
     out.bytes_per_minute =
         out.duration_s > 0 ? double(out.total_bytes) / (out.duration_s / 60.0) : 0.0;

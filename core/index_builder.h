@@ -3,13 +3,19 @@
 // shard-NNNNN.es as byte buffers (the CLI writes the files; core/index reads them).
 //
 //   Result<IndexBuilder> builder = IndexBuilder::create(model_info, params);  // checks params
+//   builder->set_shard_sink(write_file);      // optional: each shard leaves once it is full
 //   builder->add_song(song, embeddings, n);   // n x dim floats, one every model hop
 //   builder->train();                         // or train_on(sample, n) before adding songs
 //   Result<IndexFiles> files = builder->finish();  // {"manifest.json", "quantizer.eq", ...}
+//
+// Memory: the float embeddings of songs added before training (at most max_pending_vectors,
+// then it trains), the encoded songs of the shard being filled, and a few numbers per shard;
+// with a shard sink nothing else grows with the catalogue, so a build of any size fits.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -42,6 +48,10 @@ struct IndexBuildParams {
     // (4M x 128-d = 2 GB, ~11k 3-minute songs), add_song() trains on a sample of them and
     // encodes every later song at once. Smaller catalogues train on everything in finish().
     size_t max_pending_vectors = 4000000;
+    // Songs the caller will add, when it knows (0: unknown). A build that trains before every
+    // song is in (more than max_pending_vectors waiting) and has n_lists = 0 picks the lists for
+    // the embeddings so far scaled by expected_songs / songs added, not for the first ones alone.
+    size_t expected_songs = 0;
 };
 IndexBuildParams index_build_default_params();
 // The same, with the PQ resolution the model's thresholds were calibrated for (index_pq_m).
@@ -60,7 +70,10 @@ Status validate_index_build_params(const IndexBuildParams& params, const ModelIn
 
 // The files of an index folder, name -> bytes, plus size figures.
 struct IndexFiles {
+    // Every file, or, with a shard sink, the files the sink did not take (manifest.json,
+    // quantizer.eq); the figures below count every file either way.
     std::map<std::string, std::vector<uint8_t>> files;
+    size_t n_files = 0;
     size_t n_songs = 0;
     size_t n_embeddings = 0;  // stored embeddings over all songs
     size_t n_windows = 0;     // windows of the songs' timelines (stored or not)
@@ -104,7 +117,16 @@ public:
     bool trained() const { return trained_; }
     const Quantizer& quantizer() const { return quantizer_; }
 
-    // Writes manifest.json, quantizer.eq and shard-NNNNN.es. Trains first if needed.
+    // Where each shard goes as soon as it is full (file name, bytes) instead of being kept for
+    // finish(): shards are full once the quantizer is trained and the next song would not fit.
+    // An error the sink returns is returned by the call that filled the shard (add_song,
+    // train, finish, ...); the build should then be abandoned. Set it before adding songs.
+    using ShardSink = std::function<Status(const std::string& file, std::vector<uint8_t> bytes)>;
+    void set_shard_sink(ShardSink sink) { sink_ = std::move(sink); }
+    // Encoded songs waiting for their shard, bytes (the bound a sink keeps: ~max_shard_bytes).
+    size_t held_shard_bytes() const { return trained_ ? shard_estimate_ : 0; }
+
+    // Writes manifest.json, quantizer.eq and the shards not yet written. Trains first if needed.
     Result<IndexFiles> finish();
 
 private:
@@ -118,18 +140,41 @@ private:
         std::vector<float> embeddings;   // [n_stored, dim] until trained
         std::vector<uint16_t> list_ids;  // [n_stored] after training
         std::vector<uint8_t> codes;      // [n_stored, pq_m] after training
+        size_t shard_bytes = 0;          // upper estimate of its bytes in a shard (trained)
+    };
+    struct ShardEntry {
+        std::string file, sha256;
+        size_t bytes = 0, songs = 0, windows = 0;
     };
     // Metadata cleaned for the shard's JSON (valid UTF-8, a finite duration >= 0).
     static PendingSong make_pending_song(const SongInfo& song, size_t n_embeddings);
     void encode_song(PendingSong& song) const;
+    size_t song_shard_bytes(const PendingSong& song) const;
+    // Once trained: the quantizer file, then every song added so far placed into shards.
+    Status after_training();
+    // Appends an encoded song to the shard being filled; writes that shard first if the song
+    // would not fit.
+    Status place_song(PendingSong song);
+    // Writes songs_ [0, end) as the next shard (to the sink or kept) and drops them.
+    Status write_shard(size_t end);
 
     ModelInfo model_;
     IndexBuildParams params_;
     double hop_s_ = 0.5;
     bool trained_ = false;
     Quantizer quantizer_;
+    // Before training: every song added. After: the songs of the shard being filled.
     std::vector<PendingSong> songs_;
+    size_t songs_added_ = 0;
     size_t n_pending_vectors_ = 0;  // float vectors waiting for training
+    size_t shard_estimate_ = 0;     // bytes of the shard being filled (trained)
+    ShardSink sink_;
+    std::vector<uint8_t> quantizer_file_;  // after training
+    std::string quantizer_sha256_;
+    std::vector<ShardEntry> shards_;       // written so far
+    std::map<std::string, std::vector<uint8_t>> kept_shards_;  // without a sink
+    size_t written_stored_ = 0, written_windows_ = 0, written_shard_bytes_ = 0;
+    double duration_s_ = 0.0;
 };
 
 }  // namespace earshot

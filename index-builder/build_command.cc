@@ -1,11 +1,16 @@
 // `earshot build`: check the index options against the model, decode + resample every catalog
 // file, embed it at the model's hop on all cores, train the quantizer, write the sharded index
-// atomically.
+// atomically. It streams: songs are embedded at most a few per thread ahead of the builder,
+// which takes them in catalogue order and drops their floats once encoded, and each shard is
+// written to the staging folder as soon as it is full, so memory does not grow with the
+// catalogue (the builder's pending vectors before training, ~2 GB, are the bound).
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
-#include <filesystem>
 #include <exception>
+#include <filesystem>
+#include <functional>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -25,9 +30,10 @@ namespace {
 
 struct SongWork {
     CatalogEntry entry;
-    GatedEmbeddings embedded;
+    GatedEmbeddings embedded;  // freed once the builder has the song
     double duration_s = 0.0;
     std::string error;  // non-empty: skipped
+    bool done = false;  // embedded or failed (under the pipeline's mutex)
 };
 
 // validate_index_build_params() messages start with the parameter's name: prefix the option
@@ -53,7 +59,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (!backend) return fail(backend.message());
     // Bad index options fail here, before any audio is decoded or embedded.
     IndexBuildParams params = index_build_default_params(info);
-    params.n_lists = options.n_lists;  // 0: resolved below, once the catalogue size is known
+    params.n_lists = options.n_lists;  // 0: by the catalogue's size when the builder trains
     if (options.pq_m > 0) params.pq_m = options.pq_m;
     params.opq_rounds = options.opq_rounds;
     params.unit_norm = options.unit_norm;
@@ -82,11 +88,26 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     }
 
     const int n_threads = std::min<int>(resolve_jobs(common.jobs), int(work.size()));
+    params.expected_songs = work.size();
+    auto builder = IndexBuilder::create(info, params);
+    if (!builder) return fail(build_option_error(builder.status()));
+    auto staged = StagedFolder::create(options.out_dir);
+    if (!staged) return fail(staged.message());
+    builder->set_shard_sink([&](const std::string& file, std::vector<uint8_t> bytes) {
+        return staged->write(file, bytes);
+    });
+
     std::fprintf(stderr, "earshot: embedding %zu files with %s on %d threads (model %s)\n",
                  work.size(), backend_name(*backend), n_threads, info.name.c_str());
     Progress progress("embedding", work.size(), !common.quiet);
-    std::atomic<size_t> next{0};
-    std::mutex error_mutex;
+    // The pipeline: workers embed song i only once the builder has taken song i - window, so at
+    // most `window` songs' floats (each at most 2 hours of audio) wait at any time.
+    const size_t window = size_t(4 * n_threads);
+    std::mutex mutex;
+    std::condition_variable changed;
+    size_t next = 0, taken = 0;
+    int running = n_threads;
+    bool stop = false;
     std::string thread_error;
     // One song's work; an exception (out of memory on a huge file, a library's error) skips
     // that song with a message instead of reaching std::terminate.
@@ -116,8 +137,9 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     };
     auto worker = [&]() {
         auto set_thread_error = [&](const std::string& message) {
-            std::lock_guard<std::mutex> lock(error_mutex);
+            std::lock_guard<std::mutex> lock(mutex);
             thread_error = message;
+            stop = true;
         };
         try {
             auto embedder = create_embedder_any(*model, *backend);
@@ -130,9 +152,21 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
             }
             if (!embedder) return set_thread_error(embedder.message());
             if (!frontend) return set_thread_error(frontend.message());
-            for (size_t i = next++; i < work.size(); i = next++) {
+            for (;;) {
+                size_t i;
+                {
+                    std::unique_lock<std::mutex> lock(mutex);
+                    changed.wait(lock, [&] { return stop || next >= work.size() || next < taken + window; });
+                    if (stop || next >= work.size()) return;
+                    i = next++;
+                }
                 process(work[i], **frontend, **embedder, detector.get());
                 progress.advance();
+                {
+                    std::lock_guard<std::mutex> lock(mutex);
+                    work[i].done = true;
+                }
+                changed.notify_all();
             }
         } catch (const std::bad_alloc&) {
             set_thread_error("out of memory while setting up a worker thread");
@@ -141,33 +175,65 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         }
     };
     std::vector<std::thread> threads;
-    for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
-    for (std::thread& t : threads) t.join();
-    progress.finish();
-    if (!thread_error.empty()) return fail(thread_error);
-
-    if (params.n_lists == 0) {  // resolved here (not in train()) so the message below names it
-        size_t n_embeddings = 0;
-        for (const SongWork& w : work) n_embeddings += w.embedded.n_stored;
-        params.n_lists = index_auto_lists(n_embeddings);
+    for (int t = 0; t < n_threads; ++t) {
+        threads.emplace_back([&] {
+            worker();
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                --running;
+            }
+            changed.notify_all();
+        });
     }
-    auto builder = IndexBuilder::create(info, params);
-    if (!builder) return fail(build_option_error(builder.status()));
+    // Ends the pipeline: workers stop taking songs, the threads are joined.
+    auto stop_workers = [&] {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            stop = true;
+        }
+        changed.notify_all();
+        for (std::thread& t : threads) t.join();
+        threads.clear();
+    };
+    // Joined on every way out, an exception from the builder (out of memory) included.
+    struct JoinOnExit {
+        std::function<void()> join;
+        ~JoinOnExit() { join(); }
+    } join_on_exit{stop_workers};
+
+    // The builder takes the songs in catalogue order as they are ready.
     std::vector<const SongWork*> skipped;
     size_t n_windows = 0, n_stored = 0, n_level_fallback = 0;
-    for (const SongWork& w : work) {
+    std::string build_error;
+    for (size_t i = 0; i < work.size() && build_error.empty(); ++i) {
+        {
+            std::unique_lock<std::mutex> lock(mutex);
+            changed.wait(lock, [&] { return work[i].done || running == 0 || stop; });
+            if (!work[i].done) break;  // a worker failed: thread_error says why
+        }
+        SongWork& w = work[i];
         if (!w.error.empty()) {
             skipped.push_back(&w);
-            continue;
+        } else {
+            Status st = builder->add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
+                                          w.embedded.embedding.data(), w.embedded.n_windows,
+                                          w.embedded.stored.data());
+            if (!st) build_error = "song " + w.entry.id + ": " + st.message();
+            n_windows += w.embedded.n_windows;
+            n_stored += w.embedded.n_stored;
+            n_level_fallback += w.embedded.level_fallback;
         }
-        Status st = builder->add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
-                                      w.embedded.embedding.data(), w.embedded.n_windows,
-                                      w.embedded.stored.data());
-        if (!st) return fail("song " + w.entry.id + ": " + st.message());
-        n_windows += w.embedded.n_windows;
-        n_stored += w.embedded.n_stored;
-        n_level_fallback += w.embedded.level_fallback;
+        w.embedded = GatedEmbeddings();  // the builder has the song now
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            taken = i + 1;
+        }
+        changed.notify_all();
     }
+    stop_workers();
+    progress.finish();
+    if (!thread_error.empty()) return fail(thread_error);
+    if (!build_error.empty()) return fail(build_error);
     std::fprintf(stderr,
                  "earshot: storing %zu of %zu windows (--store %s: %zu near-silent or not music "
                  "left out%s)\n",
@@ -182,18 +248,26 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         }
         return fail("no input file could be read: nothing to index");
     }
-    std::fprintf(stderr, "earshot: training the quantizer (%d lists, %s %d x 8 bits)\n",
-                 params.n_lists, params.opq_rounds > 0 ? "OPQ" : "PQ", params.pq_m);
+    if (!builder->trained()) {
+        std::fprintf(stderr, "earshot: training the quantizer (%s, %s %d x 8 bits)\n",
+                     params.n_lists ? (std::to_string(params.n_lists) + " lists").c_str()
+                                    : (std::to_string(index_auto_lists(n_stored)) + " lists").c_str(),
+                     params.opq_rounds > 0 ? "OPQ" : "PQ", params.pq_m);
+    }
     auto files = builder->finish();
     if (!files) return fail(files.message());
-    Status st = write_folder_atomically(options.out_dir, files->files);
+    for (const auto& [name, bytes] : files->files) {
+        Status st = staged->write(name, bytes);
+        if (!st) return fail(st.message());
+    }
+    Status st = staged->commit();
     if (!st) return fail(st.message());
 
     std::fprintf(stderr,
                  "earshot: wrote %s: %zu songs, %.1f min of audio, %zu files, %zu bytes "
                  "(%.0f bytes per song, %.0f bytes per minute)\n",
                  options.out_dir.c_str(), files->n_songs, files->duration_s / 60.0,
-                 files->files.size(), files->total_bytes, files->bytes_per_song,
+                 files->n_files, files->total_bytes, files->bytes_per_song,
                  files->bytes_per_minute);
     if (!skipped.empty()) {
         std::fprintf(stderr, "earshot: skipped %zu unreadable file(s):\n", skipped.size());

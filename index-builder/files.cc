@@ -95,6 +95,12 @@ private:
     int fd_;
 };
 
+bool process_alive(int pid) {
+    if (pid <= 0) return false;
+    if (pid == ::getpid()) return true;
+    return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
 // Under the parent lock: an old index moved aside by a killed two-rename swap goes back into
 // place if nothing took it; every other leftover of `out` is removed.
 void recover_leftovers(const fs::path& out) {
@@ -109,7 +115,11 @@ void recover_leftovers(const fs::path& out) {
         const bool is_old = tail.rfind(kOldTag, 0) == 0;
         if (!is_old && tail.rfind(kPartialTag, 0) != 0) continue;
         const std::string pid = tail.substr(std::strlen(is_old ? kOldTag : kPartialTag));
-        if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        // A staging folder whose writer still runs is another build's (a build stages its
+        // files as it goes): not a leftover. A pid reused since only delays the clean-up.
+        if (!is_old && process_alive(std::stoi(pid))) continue;
         leftovers.emplace_back(entry.path(), is_old);
     }
     if (leftovers.empty()) return;
@@ -156,8 +166,7 @@ void recover_interrupted_write(const std::string& out_dir) {
     recover_leftovers(out);
 }
 
-Status write_folder_atomically(const std::string& out_dir,
-                               const std::map<std::string, std::vector<uint8_t>>& files) {
+Result<StagedFolder> StagedFolder::create(const std::string& out_dir) {
     const fs::path out = normalized_out(out_dir);
     const fs::path parent = out.parent_path();
     std::error_code ec;
@@ -165,34 +174,63 @@ Status write_folder_atomically(const std::string& out_dir,
     if (ec) return Status::error("cannot create " + parent.string() + ": " + ec.message());
     ParentLock lock(parent);
     recover_leftovers(out);
-
-    const bool had_old = fs::exists(out, ec);
-    if (had_old && !fs::is_directory(out, ec)) {
+    if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
         return Status::error(out.string() + " exists and is not a folder: choose another --out");
     }
-    const std::string suffix = std::to_string(::getpid());
-    const fs::path staging = parent / (out.filename().string() + kPartialTag + suffix);
-    const fs::path old = parent / (out.filename().string() + kOldTag + suffix);
+    const fs::path staging =
+        parent / (out.filename().string() + kPartialTag + std::to_string(::getpid()));
+    fs::remove_all(staging, ec);  // this process's own, from an earlier abandoned try
     fs::create_directory(staging, ec);
     if (ec) return Status::error("cannot create " + staging.string() + ": " + ec.message());
+    return StagedFolder(out.string(), staging.string());
+}
+
+StagedFolder::StagedFolder(StagedFolder&& other) noexcept
+    : out_(std::move(other.out_)), staging_(std::move(other.staging_)), done_(other.done_) {
+    other.done_ = true;
+}
+
+StagedFolder::~StagedFolder() {
+    if (done_) return;
+    std::error_code ignored;
+    fs::remove_all(staging_, ignored);
+}
+
+Status StagedFolder::write(const std::string& name, const std::vector<uint8_t>& bytes) {
+    if (done_) return Status::error("internal: write to a committed or abandoned index folder");
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+        return Status::error("internal: '" + name + "' is not a plain file name");
+    Status st = write_and_sync(fs::path(staging_) / name, bytes);
+    kill_if_test_step("staging");
+    return st;
+}
+
+Status StagedFolder::commit() {
+    if (done_) return Status::error("internal: the index folder was already committed");
+    const fs::path out(out_), staging(staging_);
+    const fs::path parent = out.parent_path();
+    std::error_code ec;
+    sync_dir(staging);
+    kill_if_test_step("synced");
+    ParentLock lock(parent);
     // Every failure from here removes the staging folder: `out` is left as it was.
     const auto abandon = [&](const std::string& message) {
         std::error_code ignored;
         fs::remove_all(staging, ignored);
+        done_ = true;
         return Status::error(message);
     };
-    for (const auto& [name, bytes] : files) {
-        Status st = write_and_sync(staging / name, bytes);
-        if (!st) return abandon(st.message());
-        kill_if_test_step("staging");
+    const bool had_old = fs::exists(out, ec);
+    if (had_old && !fs::is_directory(out, ec)) {
+        return abandon(out.string() + " exists and is not a folder: choose another --out");
     }
-    sync_dir(staging);
-    kill_if_test_step("synced");
-
+    const fs::path old =
+        parent / (out.filename().string() + kOldTag + std::to_string(::getpid()));
     if (!had_old) {
         fs::rename(staging, out, ec);
         if (ec) return abandon("cannot move the new index into place: " + ec.message());
         sync_dir(parent);
+        done_ = true;
         return Status::ok();
     }
     const Exchange exchange = exchange_folders(staging, out);
@@ -205,6 +243,7 @@ Status write_folder_atomically(const std::string& out_dir,
         sync_dir(parent);
         kill_if_test_step("swapped");
         fs::remove_all(staging, ec);
+        done_ = true;
         return Status::ok();
     }
     // No one-step exchange here: move the old index aside, the new one in. Killed in between,
@@ -225,7 +264,19 @@ Status write_folder_atomically(const std::string& out_dir,
     fs::rename(old, staging, ec);
     const fs::path garbage = ec ? old : staging;
     fs::remove_all(garbage, ec);
+    done_ = true;
     return Status::ok();
+}
+
+Status write_folder_atomically(const std::string& out_dir,
+                               const std::map<std::string, std::vector<uint8_t>>& files) {
+    Result<StagedFolder> staged = StagedFolder::create(out_dir);
+    if (!staged) return staged.status();
+    for (const auto& [name, bytes] : files) {
+        Status st = staged->write(name, bytes);
+        if (!st) return st;
+    }
+    return staged->commit();
 }
 
 }  // namespace earshot::cli

@@ -22,6 +22,37 @@ Result<std::vector<uint8_t>> read_file(const std::string& path);
 Status write_folder_atomically(const std::string& out_dir,
                                const std::map<std::string, std::vector<uint8_t>>& files);
 
+// The same in steps, for a build that writes its files as they are made (its shards as each one
+// fills) and so never holds the whole index in memory:
+//
+//   Result<StagedFolder> staged = StagedFolder::create(out_dir);  // <out>.earshot-partial.<pid>
+//   staged->write("shard-00000.es", bytes);                       // written and fsynced
+//   staged->commit();                                             // the atomic swap
+//
+// Destroyed without commit() (an error, an exception), it removes its staging folder; killed, it
+// leaves it for the next build to remove. Another build's staging folder is never taken for a
+// leftover while the process that writes it runs.
+class StagedFolder {
+public:
+    static Result<StagedFolder> create(const std::string& out_dir);
+    StagedFolder(StagedFolder&& other) noexcept;
+    StagedFolder& operator=(StagedFolder&&) = delete;
+    StagedFolder(const StagedFolder&) = delete;
+    ~StagedFolder();
+
+    // `name` is a plain file name (no separator); the file is complete on disk when it returns.
+    Status write(const std::string& name, const std::vector<uint8_t>& bytes);
+    // Fsyncs the folder and swaps it with out_dir (write_folder_atomically's steps). After an
+    // error out_dir is as it was and the staging folder is gone.
+    Status commit();
+    const std::string& staging_path() const { return staging_; }
+
+private:
+    StagedFolder(std::string out, std::string staging) : out_(std::move(out)), staging_(std::move(staging)) {}
+    std::string out_, staging_;
+    bool done_ = false;  // committed or abandoned: nothing left to remove
+};
+
 // What a killed write_folder_atomically left next to `out_dir`: an old index moved aside goes
 // back into place if `out_dir` is missing, staging folders are removed. Runs at the start of a
 // build, so even a build that then fails restores the previous index.

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/container.h"
@@ -225,6 +226,86 @@ TEST(IndexBuilderTest, ShardsAreBoundedAndSongsNotSplit) {
         const size_t original = std::stoul(id.substr(5));
         EXPECT_EQ(index.song_n_embeddings(s), songs[original].n);
     }
+}
+
+TEST(IndexBuilderTest, ShardSinkGetsEachShardOnceFullAndTheSameFiles) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(40, 60, kDim, 17);
+    IndexBuildParams params = small_build_params();
+    params.max_shard_bytes = 6000;      // ~4 songs per shard
+    params.max_pending_vectors = 500;   // trains during the ninth song
+    const IndexFiles kept = build_catalog(songs, params, model);
+
+    IndexBuilder builder = new_builder(model, params);
+    std::map<std::string, std::vector<uint8_t>> sunk;
+    std::vector<size_t> songs_added_when;  // per shard: songs added when it left
+    size_t added = 0, most_held = 0;
+    builder.set_shard_sink([&](const std::string& file, std::vector<uint8_t> bytes) {
+        EXPECT_EQ(sunk.count(file), 0u) << file;
+        sunk[file] = std::move(bytes);
+        songs_added_when.push_back(added);
+        return Status::ok();
+    });
+    for (const auto& song : songs) {
+        ++added;
+        ASSERT_TRUE(builder.add_song(song.info, song.embeddings.data(), song.n));
+        most_held = std::max(most_held, builder.held_shard_bytes());
+    }
+    ASSERT_GE(songs_added_when.size(), 5u);
+    EXPECT_LT(songs_added_when.front(), songs.size());  // before the last song, not at finish()
+    EXPECT_LE(most_held, params.max_shard_bytes);
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    // finish() keeps only what the sink did not take; together: the same files, byte for byte.
+    EXPECT_EQ(files->files.size(), 2u);
+    for (auto& [name, bytes] : files->files) sunk[name] = bytes;
+    ASSERT_EQ(sunk.size(), kept.files.size());
+    for (const auto& [name, bytes] : kept.files) EXPECT_EQ(sunk.at(name), bytes) << name;
+    EXPECT_EQ(files->n_files, kept.files.size());
+    EXPECT_EQ(files->total_bytes, kept.total_bytes);
+    EXPECT_EQ(files->n_songs, kept.n_songs);
+    EXPECT_EQ(files->n_embeddings, kept.n_embeddings);
+}
+
+TEST(IndexBuilderTest, ShardSinkErrorIsReturned) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(12, 60, kDim, 19);
+    IndexBuildParams params = small_build_params();
+    params.max_shard_bytes = 6000;
+    IndexBuilder builder = new_builder(model, params);
+    builder.set_shard_sink([](const std::string& file, std::vector<uint8_t>) {
+        return Status::error("disk full writing " + file);
+    });
+    for (const auto& song : songs)
+        ASSERT_TRUE(builder.add_song(song.info, song.embeddings.data(), song.n));
+    Result<IndexFiles> files = builder.finish();  // trains, then the first full shard fails
+    ASSERT_FALSE(files);
+    EXPECT_NE(files.message().find("disk full writing shard-00000.es"), std::string::npos)
+        << files.message();
+}
+
+TEST(IndexBuilderTest, ExpectedSongsSetTheListsWhenTrainingEarly) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(4, 50, kDim, 21);
+    IndexBuildParams params = small_build_params();
+    params.n_lists = 0;
+    params.kmeans_iterations = 1;
+    params.max_pending_vectors = 120;  // trains during the third song: 150 vectors so far
+    params.expected_songs = 0;  // unknown: lists for the 150 vectors seen
+    {
+        IndexBuilder builder = new_builder(model, params);
+        for (int s = 0; s < 3; ++s)
+            ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+        ASSERT_TRUE(builder.trained());
+        EXPECT_EQ(builder.quantizer().n_lists, 256);
+    }
+    params.expected_songs = 3 * 4000;  // 150 * 4000 = 600 000 vectors expected
+    IndexBuilder builder = new_builder(model, params);
+    for (int s = 0; s < 3; ++s)
+        ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+    ASSERT_TRUE(builder.trained());
+    EXPECT_EQ(builder.quantizer().n_lists, index_auto_lists(600000));
+    EXPECT_EQ(builder.quantizer().n_lists, 1024);
 }
 
 TEST(IndexBuilderTest, InvalidUtf8TitlesAreSanitized) {

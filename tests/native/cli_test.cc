@@ -207,6 +207,40 @@ TEST_F(CliTest, BuildSkipsCorruptFileThenVerifyAndQuery) {
     EXPECT_NE(query.err.find("broken.ogg"), std::string::npos);
 }
 
+// Builds stage their files as they go (each shard once full), so a build never takes another
+// running build's staging folder for a leftover of a killed one; a dead process's is removed.
+TEST_F(CliTest, BuildKeepsARunningBuildsStagingAndRemovesADeadOnes) {
+    const fs::path index = dir_ / "index";
+    const pid_t other = ::fork();
+    ASSERT_GE(other, 0);
+    if (other == 0) {  // stands for another build, still running
+        ::close(1);        // holds no pipe a test runner waits on
+        ::close(2);
+        ::pause();
+        ::_exit(0);
+    }
+    struct KillOnExit {
+        pid_t pid;
+        ~KillOnExit() {
+            if (::kill(pid, SIGKILL) == 0) wait_for(pid);
+        }
+    } kill_on_exit{other};
+    const fs::path staging = dir_ / ("index.earshot-partial." + std::to_string(other));
+    fs::create_directories(staging);
+    std::ofstream(staging / "shard-00000.es") << "being written";
+    const std::string build = "build -q " + model_arg() + " --out " + index.string() + " " +
+                              (dir_ / "music").string();
+    ASSERT_EQ(run_cli(build, dir_).exit_code, 3);
+    EXPECT_TRUE(fs::exists(staging / "shard-00000.es"));
+    EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
+
+    ::kill(other, SIGKILL);
+    wait_for(other);
+    ASSERT_EQ(run_cli(build, dir_).exit_code, 3);
+    EXPECT_FALSE(fs::exists(staging));
+    EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
+}
+
 // A compact index: 8 PQ bytes after a learned rotation, scored against unit-length
 // reconstructions. `info` reports the code, and a clip of an indexed song is found in place.
 TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
