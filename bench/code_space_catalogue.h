@@ -37,6 +37,9 @@ struct CodeSpaceCatalogueParams {
     int list_block = 16;  // lists per stratum, >= 1 (capped at n_lists)
     int code_block = 16;  // codewords per stratum, 1 .. 256
     size_t max_shard_bytes = 8u << 20;
+    // Optional: where each shard goes once full (IndexBuilder::set_shard_sink), so a catalogue
+    // of a million songs is never held in memory; the returned files are then the rest.
+    IndexBuilder::ShardSink shard_sink;
 };
 CodeSpaceCatalogueParams code_space_catalogue_default_params();
 

@@ -170,22 +170,28 @@ int main(int argc, char** argv) {
         return fail(real_dir + ": " + st.message());
     if (earshot::Status st = load_index(source_dir, info, true, &source); !st)
         return fail(source_dir + ": " + st.message());
-    auto files = earshot::make_code_space_catalogue(info, *real, *source, params);
-    if (!files) return fail(files.message());
-
     std::error_code ec;
     fs::create_directories(out_dir, ec);
     if (ec) return fail("cannot create " + out_dir + ": " + ec.message());
-    for (const auto& [name, bytes] : files.value().files) {
+    const auto write = [&](const std::string& name, const std::vector<uint8_t>& bytes) {
         const std::string path = (fs::path(out_dir) / name).string();
         std::ofstream out(path, std::ios::binary | std::ios::trunc);
         out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-        if (!out) return fail("cannot write " + path);
+        return out ? earshot::Status::ok() : earshot::Status::error("cannot write " + path);
+    };
+    // Shards are written as they fill: memory stays bounded at any catalogue size.
+    params.shard_sink = [&](const std::string& name, std::vector<uint8_t> bytes) {
+        return write(name, bytes);
+    };
+    auto files = earshot::make_code_space_catalogue(info, *real, *source, params);
+    if (!files) return fail(files.message());
+    for (const auto& [name, bytes] : files.value().files) {
+        if (earshot::Status st = write(name, bytes); !st) return fail(st.message());
     }
     std::printf(
         "%s: %zu real + %zu synthetic songs (codes of %zu source songs), %zu embeddings, "
         "%zu files, %.1f MB\n",
         out_dir.c_str(), real->n_songs(), params.n_synthetic_songs, source->n_songs(),
-        files.value().n_embeddings, files.value().files.size(), files.value().total_bytes / 1e6);
+        files.value().n_embeddings, files.value().n_files, files.value().total_bytes / 1e6);
     return 0;
 }

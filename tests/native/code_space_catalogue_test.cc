@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -72,6 +73,21 @@ TEST_F(CodeSpaceCatalogueTest, SameSeedSameBytesOtherSeedOtherCodes) {
     const IndexFiles c = generate(other);
     EXPECT_EQ(c.files.at("quantizer.eq"), a.files.at("quantizer.eq"));
     EXPECT_NE(c.files, a.files);
+}
+
+TEST_F(CodeSpaceCatalogueTest, ShardSinkTakesTheShardsAsTheyFill) {
+    const IndexFiles whole = generate(params_);
+    CodeSpaceCatalogueParams streamed = params_;
+    std::map<std::string, std::vector<uint8_t>> sunk;
+    streamed.shard_sink = [&](const std::string& name, std::vector<uint8_t> bytes) {
+        sunk[name] = std::move(bytes);
+        return Status::ok();
+    };
+    IndexFiles rest = generate(streamed);
+    EXPECT_EQ(rest.files.size(), 2u);  // manifest.json and quantizer.eq
+    EXPECT_GT(sunk.size(), 1u);
+    for (auto& [name, bytes] : rest.files) sunk[name] = bytes;
+    EXPECT_EQ(sunk, whole.files);
 }
 
 TEST_F(CodeSpaceCatalogueTest, RealSongsCopiedExactlyAndSyntheticKeepSourceTimelines) {
