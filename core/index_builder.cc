@@ -187,7 +187,8 @@ Status IndexBuilder::train() {
         // Trained before every song is in: lists for the catalogue the caller announced.
         size_t expected = total;
         if (params_.expected_songs > songs_added_ && songs_added_ > 0)
-            expected = size_t(double(total) * double(params_.expected_songs) / double(songs_added_));
+            expected =
+                size_t(double(total) * double(params_.expected_songs) / double(songs_added_));
         params_.n_lists = index_auto_lists(expected);
     }
     const size_t dim = size_t(model_.embedding_dim);
@@ -245,8 +246,8 @@ Status IndexBuilder::after_training() {
                 {uint32_t(q.pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)},
                 q.pq_codebooks.data(), q.pq_codebooks.size() * sizeof(float));
     if (q.rotated())
-        qwriter.add("rotation", DType::kF32, {uint32_t(q.dim), uint32_t(q.dim)},
-                    q.rotation.data(), q.rotation.size() * sizeof(float));
+        qwriter.add("rotation", DType::kF32, {uint32_t(q.dim), uint32_t(q.dim)}, q.rotation.data(),
+                    q.rotation.size() * sizeof(float));
     quantizer_file_ = qwriter.finish();
     quantizer_sha256_ = file_sha256_hex(quantizer_file_);
 
@@ -419,21 +420,22 @@ Result<IndexFiles> IndexBuilder::finish() {
     out.duration_s = duration_s_;
     out.total_bytes = written_shard_bytes_ + quantizer_file_.size();
     const size_t shard_and_quantizer_bytes = out.total_bytes;
-    json manifest = {
-        {"format", "earshot-index"},
-        {"version", kIndexVersion},
-        {"model_hash", model_.hash_hex},
-        {"model_name", sanitize_utf8(model_.name)},
-        {"embedding_dim", q.dim},
-        {"hop_s", hop_s_},
-        {"hop_frames", model_.hop_frames},
-        {"quantizer",
-         {{"file", "quantizer.eq"}, {"bytes", quantizer_file_.size()}, {"sha256", quantizer_sha256_}}},
-        {"shards", manifest_shards},
-        {"songs", out.n_songs},
-        {"duration_s", out.duration_s},
-        {"bytes_per_song",
-         out.n_songs ? double(shard_and_quantizer_bytes) / double(out.n_songs) : 0.0}};
+    json manifest = {{"format", "earshot-index"},
+                     {"version", kIndexVersion},
+                     {"model_hash", model_.hash_hex},
+                     {"model_name", sanitize_utf8(model_.name)},
+                     {"embedding_dim", q.dim},
+                     {"hop_s", hop_s_},
+                     {"hop_frames", model_.hop_frames},
+                     {"quantizer",
+                      {{"file", "quantizer.eq"},
+                       {"bytes", quantizer_file_.size()},
+                       {"sha256", quantizer_sha256_}}},
+                     {"shards", manifest_shards},
+                     {"songs", out.n_songs},
+                     {"duration_s", out.duration_s},
+                     {"bytes_per_song",
+                      out.n_songs ? double(shard_and_quantizer_bytes) / double(out.n_songs) : 0.0}};
     std::string text = manifest.dump(2) + "\n";
     out.files["quantizer.eq"] = quantizer_file_;
     out.total_bytes += text.size();

@@ -156,7 +156,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
                 size_t i;
                 {
                     std::unique_lock<std::mutex> lock(mutex);
-                    changed.wait(lock, [&] { return stop || next >= work.size() || next < taken + window; });
+                    changed.wait(
+                        lock, [&] { return stop || next >= work.size() || next < taken + window; });
                     if (stop || next >= work.size()) return;
                     i = next++;
                 }
@@ -250,8 +251,9 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     }
     if (!builder->trained()) {
         std::fprintf(stderr, "earshot: training the quantizer (%s, %s %d x 8 bits)\n",
-                     params.n_lists ? (std::to_string(params.n_lists) + " lists").c_str()
-                                    : (std::to_string(index_auto_lists(n_stored)) + " lists").c_str(),
+                     params.n_lists
+                         ? (std::to_string(params.n_lists) + " lists").c_str()
+                         : (std::to_string(index_auto_lists(n_stored)) + " lists").c_str(),
                      params.opq_rounds > 0 ? "OPQ" : "PQ", params.pq_m);
     }
     auto files = builder->finish();
@@ -266,9 +268,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     std::fprintf(stderr,
                  "earshot: wrote %s: %zu songs, %.1f min of audio, %zu files, %zu bytes "
                  "(%.0f bytes per song, %.0f bytes per minute)\n",
-                 options.out_dir.c_str(), files->n_songs, files->duration_s / 60.0,
-                 files->n_files, files->total_bytes, files->bytes_per_song,
-                 files->bytes_per_minute);
+                 options.out_dir.c_str(), files->n_songs, files->duration_s / 60.0, files->n_files,
+                 files->total_bytes, files->bytes_per_song, files->bytes_per_minute);
     if (!skipped.empty()) {
         std::fprintf(stderr, "earshot: skipped %zu unreadable file(s):\n", skipped.size());
         for (const SongWork* w : skipped) {

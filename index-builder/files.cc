@@ -115,7 +115,8 @@ void recover_leftovers(const fs::path& out) {
         const bool is_old = tail.rfind(kOldTag, 0) == 0;
         if (!is_old && tail.rfind(kPartialTag, 0) != 0) continue;
         const std::string pid = tail.substr(std::strlen(is_old ? kOldTag : kPartialTag));
-        if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+        if (pid.empty() || pid.size() > 9 ||
+            pid.find_first_not_of("0123456789") != std::string::npos)
             continue;
         // A staging folder whose writer still runs is another build's (a build stages its
         // files as it goes): not a leftover. A pid reused since only delays the clean-up.
@@ -224,8 +225,7 @@ Status StagedFolder::commit() {
     if (had_old && !fs::is_directory(out, ec)) {
         return abandon(out.string() + " exists and is not a folder: choose another --out");
     }
-    const fs::path old =
-        parent / (out.filename().string() + kOldTag + std::to_string(::getpid()));
+    const fs::path old = parent / (out.filename().string() + kOldTag + std::to_string(::getpid()));
     if (!had_old) {
         fs::rename(staging, out, ec);
         if (ec) return abandon("cannot move the new index into place: " + ec.message());

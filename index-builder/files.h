@@ -48,7 +48,8 @@ public:
     const std::string& staging_path() const { return staging_; }
 
 private:
-    StagedFolder(std::string out, std::string staging) : out_(std::move(out)), staging_(std::move(staging)) {}
+    StagedFolder(std::string out, std::string staging)
+        : out_(std::move(out)), staging_(std::move(staging)) {}
     std::string out_, staging_;
     bool done_ = false;  // committed or abandoned: nothing left to remove
 };

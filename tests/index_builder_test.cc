@@ -232,8 +232,8 @@ TEST(IndexBuilderTest, ShardSinkGetsEachShardOnceFullAndTheSameFiles) {
     const ModelInfo model = fake_model_info();
     auto songs = synthetic_catalog(40, 60, kDim, 17);
     IndexBuildParams params = small_build_params();
-    params.max_shard_bytes = 6000;      // ~4 songs per shard
-    params.max_pending_vectors = 500;   // trains during the ninth song
+    params.max_shard_bytes = 6000;     // ~4 songs per shard
+    params.max_pending_vectors = 500;  // trains during the ninth song
     const IndexFiles kept = build_catalog(songs, params, model);
 
     IndexBuilder builder = new_builder(model, params);
@@ -291,7 +291,7 @@ TEST(IndexBuilderTest, ExpectedSongsSetTheListsWhenTrainingEarly) {
     params.n_lists = 0;
     params.kmeans_iterations = 1;
     params.max_pending_vectors = 120;  // trains during the third song: 150 vectors so far
-    params.expected_songs = 0;  // unknown: lists for the 150 vectors seen
+    params.expected_songs = 0;         // unknown: lists for the 150 vectors seen
     {
         IndexBuilder builder = new_builder(model, params);
         for (int s = 0; s < 3; ++s)

@@ -214,7 +214,7 @@ TEST_F(CliTest, BuildKeepsARunningBuildsStagingAndRemovesADeadOnes) {
     const pid_t other = ::fork();
     ASSERT_GE(other, 0);
     if (other == 0) {  // stands for another build, still running
-        ::close(1);        // holds no pipe a test runner waits on
+        ::close(1);    // holds no pipe a test runner waits on
         ::close(2);
         ::pause();
         ::_exit(0);
@@ -228,8 +228,8 @@ TEST_F(CliTest, BuildKeepsARunningBuildsStagingAndRemovesADeadOnes) {
     const fs::path staging = dir_ / ("index.earshot-partial." + std::to_string(other));
     fs::create_directories(staging);
     std::ofstream(staging / "shard-00000.es") << "being written";
-    const std::string build = "build -q " + model_arg() + " --out " + index.string() + " " +
-                              (dir_ / "music").string();
+    const std::string build =
+        "build -q " + model_arg() + " --out " + index.string() + " " + (dir_ / "music").string();
     ASSERT_EQ(run_cli(build, dir_).exit_code, 3);
     EXPECT_TRUE(fs::exists(staging / "shard-00000.es"));
     EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
