@@ -30,6 +30,14 @@ std::string file_sha256_hex(const std::vector<uint8_t>& file) {
 // A shard's bytes besides its songs (header, section table and alignment padding), upper bound.
 constexpr size_t kShardFixedBytes = 32 + 256 + 3 * 72 + 3 * kContainerAlign + 32 + 128;
 
+// A song's entry in its shard's "songs" metadata.
+json song_meta(const SongInfo& info) {
+    return {{"id", info.id},
+            {"title", info.title},
+            {"album", info.album},
+            {"duration_s", info.duration_s}};
+}
+
 std::string shard_file_name(size_t shard) {
     char name[32];
     std::snprintf(name, sizeof(name), "shard-%05zu.es", shard);
@@ -169,13 +177,7 @@ size_t IndexBuilder::song_shard_bytes(const PendingSong& song) const {
     const size_t id_bytes = quantizer_.n_lists > 256 ? 2 : 1;
     return song.n_stored * (id_bytes + quantizer_.pq_m) + 4 +
            8 * (song.n_embeddings - song.n_stored) +  // absent runs, at most
-           json{{"id", song.info.id},
-                {"title", song.info.title},
-                {"album", song.info.album},
-                {"duration_s", song.info.duration_s}}
-               .dump()
-               .size() +
-           2;
+           song_meta(song.info).dump().size() + 2;
 }
 
 Status IndexBuilder::train() {
@@ -265,7 +267,7 @@ Status IndexBuilder::after_training() {
 
 Status IndexBuilder::place_song(PendingSong song) {
     if (!songs_.empty() && shard_estimate_ + song.shard_bytes > params_.max_shard_bytes) {
-        Status st = write_shard(songs_.size());
+        Status st = write_shard();
         if (!st) return st;
     }
     shard_estimate_ += song.shard_bytes;
@@ -316,19 +318,16 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
     return place_song(std::move(pending));
 }
 
-Status IndexBuilder::write_shard(size_t end) {
+Status IndexBuilder::write_shard() {
     const Quantizer& q = quantizer_;
+    const size_t end = songs_.size();
     const bool wide_ids = q.n_lists > 256;
     const size_t id_bytes = wide_ids ? 2 : 1;
     const size_t shard = shards_.size();
     json songs = json::array();
     std::vector<uint32_t> offsets = {0};
     for (size_t s = 0; s < end; ++s) {
-        const SongInfo& info = songs_[s].info;
-        songs.push_back({{"id", info.id},
-                         {"title", info.title},
-                         {"album", info.album},
-                         {"duration_s", info.duration_s}});
+        songs.push_back(song_meta(songs_[s].info));
         offsets.push_back(offsets.back() + uint32_t(songs_[s].n_embeddings));
     }
     const size_t n_embeddings = offsets.back();  // windows, stored or not
@@ -384,9 +383,8 @@ Status IndexBuilder::write_shard(size_t end) {
     written_stored_ += n_stored;
     written_windows_ += n_embeddings;
     written_shard_bytes_ += bytes.size();
-    songs_.erase(songs_.begin(), songs_.begin() + std::ptrdiff_t(end));
+    songs_.clear();
     shard_estimate_ = kShardFixedBytes;
-    for (const PendingSong& song : songs_) shard_estimate_ += song.shard_bytes;
     shards_.push_back(entry);
     if (sink_) return sink_(entry.file, std::move(bytes));
     kept_shards_[entry.file] = std::move(bytes);
@@ -399,7 +397,7 @@ Result<IndexFiles> IndexBuilder::finish() {
         if (!st) return st;
     }
     if (!songs_.empty()) {
-        Status st = write_shard(songs_.size());
+        Status st = write_shard();
         if (!st) return st;
     }
     const Quantizer& q = quantizer_;

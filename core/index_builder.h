@@ -155,8 +155,8 @@ private:
     // Appends an encoded song to the shard being filled; writes that shard first if the song
     // would not fit.
     Status place_song(PendingSong song);
-    // Writes songs_ [0, end) as the next shard (to the sink or kept) and drops them.
-    Status write_shard(size_t end);
+    // Writes the songs held (songs_) as the next shard, to the sink or kept, and drops them.
+    Status write_shard();
 
     ModelInfo model_;
     IndexBuildParams params_;
