@@ -62,6 +62,8 @@ IndexBuildParams index_build_default_params() { return IndexBuildParams(); }
 IndexBuildParams index_build_default_params(const ModelInfo& model) {
     IndexBuildParams params;
     params.pq_m = model.index_pq_m;
+    params.opq_rounds = model.index_opq_rounds;
+    params.unit_norm = model.index_unit_norm;
     return params;
 }
 
@@ -88,9 +90,9 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
     if (p.pq_nbits != 8)
         return Status::error("pq_nbits " + std::to_string(p.pq_nbits) +
                              " is not supported (only 8-bit codes)");
-    if (p.opq_rounds < 0 || p.opq_rounds > 100)
+    if (p.opq_rounds < 0 || p.opq_rounds > kMaxOpqRounds)
         return Status::error("opq_rounds " + std::to_string(p.opq_rounds) +
-                             " is out of range [0, 100]");
+                             " is out of range [0, " + std::to_string(kMaxOpqRounds) + "]");
     if (p.kmeans_iterations < 0)
         return Status::error("kmeans_iterations " + std::to_string(p.kmeans_iterations) +
                              " must be >= 0");

@@ -54,7 +54,8 @@ struct IndexBuildParams {
     size_t expected_songs = 0;
 };
 IndexBuildParams index_build_default_params();
-// The same, with the PQ resolution the model's thresholds were calibrated for (index_pq_m).
+// The same, with the code the model's main thresholds were calibrated for (index_pq_m,
+// index_opq_rounds, index_unit_norm).
 IndexBuildParams index_build_default_params(const ModelInfo& model);
 // The default number of IVF lists for a catalogue of n_embeddings stored embeddings: the power
 // of two nearest sqrt(n_embeddings), clamped to [256, 4096]. 256 up to ~190 000 embeddings

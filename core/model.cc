@@ -1,6 +1,7 @@
 // Model file loader (docs/DESIGN.md sections 3-4).
 #include "core/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "core/checked_size.h"
 #include "core/container.h"
 #include "core/json_read.h"
+#include "core/quantizer.h"
 
 namespace earshot {
 
@@ -177,6 +179,10 @@ Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c
 
 }  // namespace
 
+std::string ModelInfo::index_code_name() const {
+    return code_name(index_pq_m, index_opq_rounds > 0, index_unit_norm);
+}
+
 Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t size,
                                                  const std::string& what) {
     auto parsed = parse_container(bytes, size, "MODL", what);
@@ -246,6 +252,15 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
                                   std::to_string(info.embedding_dim) + ")");
         }
     }
+    if (meta.contains("index_opq_rounds") &&
+        !(st = json_read_int(meta, "index_opq_rounds", 0, kMaxOpqRounds, "metadata",
+                             &info.index_opq_rounds))) {
+        return fail(what, st.message());
+    }
+    if (!(st = json_read_optional_bool(meta, "index_unit_norm", "metadata",
+                                       &info.index_unit_norm))) {
+        return fail(what, st.message());
+    }
     const auto norm_it = meta.find("input_norm");
     if (norm_it == meta.end() || !norm_it->is_string() ||
         (norm_it->get<std::string>() != "patch_mean" && norm_it->get<std::string>() != "none")) {
@@ -284,23 +299,37 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         !(st = read_table(*threshold_by_n_it, "threshold_by_n", &info.threshold_by_n))) {
         return fail(what, st.message());
     }
-    const auto by_pq_it = meta.find("threshold_by_n_by_pq_m");
-    if (by_pq_it != meta.end()) {
-        if (!by_pq_it->is_object()) {
-            return fail(what, "metadata 'threshold_by_n_by_pq_m' must be an object "
-                              "{\"<PQ bytes>\": [thresholds...]}");
+    if (meta.contains("threshold_by_n_by_pq_m")) {
+        return fail(what,
+                    "metadata 'threshold_by_n_by_pq_m' is no longer read: rewrite its tables "
+                    "as 'threshold_by_n_by_code' (models/calibrate_threshold.py --for-code)");
+    }
+    const auto by_code_it = meta.find("threshold_by_n_by_code");
+    if (by_code_it != meta.end()) {
+        if (!by_code_it->is_object()) {
+            return fail(what,
+                        "metadata 'threshold_by_n_by_code' must be an object "
+                        "{\"<code name>\": [thresholds...]}");
         }
-        for (const auto& item : by_pq_it->items()) {
-            const std::string key = "threshold_by_n_by_pq_m." + item.key();
-            const bool digits = !item.key().empty() &&
-                                item.key().find_first_not_of("0123456789") == std::string::npos;
-            const long pq_m = digits ? std::strtol(item.key().c_str(), nullptr, 10) : 0;
-            if (pq_m < 1 || pq_m > info.embedding_dim || info.embedding_dim % pq_m != 0) {
-                return fail(what, "metadata '" + key + "': the key must be a number of PQ bytes "
-                                  "that divides embedding_dim (" +
-                                  std::to_string(info.embedding_dim) + ")");
+        for (const auto& item : by_code_it->items()) {
+            const std::string key = "threshold_by_n_by_code." + item.key();
+            // "<PQ bytes>[-opq][-unit]", as Quantizer::code_name writes it.
+            const std::string& name = item.key();
+            const size_t n_digits = std::min(name.find_first_not_of("0123456789"), name.size());
+            const std::string rest = name.substr(n_digits);
+            const long pq_m = n_digits > 0 && n_digits < 4
+                                  ? std::strtol(name.substr(0, n_digits).c_str(), nullptr, 10)
+                                  : 0;
+            if (pq_m < 1 || pq_m > info.embedding_dim || info.embedding_dim % pq_m != 0 ||
+                name[0] == '0' ||
+                !(rest.empty() || rest == "-opq" || rest == "-unit" || rest == "-opq-unit")) {
+                return fail(what, "metadata '" + key +
+                                      "': the key must be a code name, PQ bytes "
+                                      "that divide embedding_dim (" +
+                                      std::to_string(info.embedding_dim) +
+                                      ") then -opq and/or -unit, as in 8-opq-unit");
             }
-            std::vector<float>& table = info.threshold_by_n_for_pq_m[int(pq_m)];
+            std::vector<float>& table = info.threshold_by_n_for_code[name];
             if (!(st = read_table(item.value(), key, &table))) return fail(what, st.message());
         }
     }

@@ -45,19 +45,25 @@ struct ModelInfo {
     // Query embedding hop (metadata `query_hop_frames`; default: hop_frames).
     int query_hop_frames = 32;
     int embedding_dim = 128;
-    // PQ bytes per index embedding that the thresholds were calibrated with (metadata
-    // `index_pq_m`; 16 when the metadata has none). `earshot build` uses it
-    // unless told otherwise: coarser codes lower every score, finer ones raise the impostors'.
+    // The index code the main thresholds were calibrated with, which `earshot build` uses unless
+    // told otherwise (coarser codes lower every score, finer ones raise the impostors'): PQ bytes
+    // per index embedding (metadata `index_pq_m`; 16 when the metadata has none), the rounds of
+    // the rotation learnt before PQ (`index_opq_rounds`; 0: none) and unit-length scores
+    // (`index_unit_norm`). Its name (Quantizer::code_name): index_code_name().
     int index_pq_m = 16;
+    int index_opq_rounds = 0;
+    bool index_unit_norm = false;
+    std::string index_code_name() const;
     bool input_patch_mean = true;
     // Calibrated no-match threshold from metadata: threshold + threshold_scale / sqrt(n) for n
     // query embeddings (models/calibrate_threshold.py). threshold 0 / scale < 0: none given.
     float threshold = 0.0f;
     float threshold_scale = -1.0f;
     std::vector<float> threshold_by_n;  // per query length in embeddings (empty: none given)
-    // Tables for indexes built with another PQ resolution than index_pq_m (metadata
-    // `threshold_by_n_by_pq_m`, {"16": [...]}): PQ bytes -> table like threshold_by_n.
-    std::map<int, std::vector<float>> threshold_by_n_for_pq_m;
+    // Tables for indexes built with other codes than the default one (index_pq_m bytes of plain
+    // PQ), by Quantizer::code_name (metadata `threshold_by_n_by_code`, {"8-opq-unit": [...]}):
+    // tables like threshold_by_n.
+    std::map<std::string, std::vector<float>> threshold_by_n_for_code;
     float threshold_background_weight = 0.0f;  // MatchParams::background_weight
     int model_version = 0;
     bool f16_weights = false;  // weights stored as binary16 in the file (f32 in memory)

@@ -44,6 +44,10 @@ int Quantizer::assign(const float* x) const {
     return best_list;
 }
 
+std::string code_name(int pq_m, bool rotated, bool unit_norm) {
+    return std::to_string(pq_m) + (rotated ? "-opq" : "") + (unit_norm ? "-unit" : "");
+}
+
 void Quantizer::rotate(const float* x, float* out) const {
     if (!rotated()) {
         std::copy(x, x + dim, out);

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/kernels.h"  // kPqCodebookSize
@@ -29,6 +30,13 @@ constexpr float kMaxRotationError = 1e-3f;
 // max |R^T R - I| over entries for R [dim, dim] row-major; infinity if R has a non-finite value.
 float orthogonality_error(const float* r, int dim);
 
+// Rotation training rounds (OPQ) an index may ask for.
+constexpr int kMaxOpqRounds = 100;
+
+// A code's name, which keys a model's threshold tables: the PQ bytes, then "-opq" with a rotation
+// and "-unit" with unit-length scores ("32", "8-opq-unit").
+std::string code_name(int pq_m, bool rotated, bool unit_norm);
+
 struct Quantizer {
     int dim = 0;
     int n_lists = 0;
@@ -43,6 +51,7 @@ struct Quantizer {
     bool unit_norm = false;
 
     bool rotated() const { return !rotation.empty(); }
+    std::string code_name() const { return earshot::code_name(pq_m, rotated(), unit_norm); }
     // x R: the side of an inner product with a residual that meets the PQ code words, since
     // <x, y R^T> = <x R, y>. Copies x when there is no rotation. x, out: dim floats, distinct.
     void rotate(const float* x, float* out) const;

@@ -37,8 +37,9 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
 
 RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& index) {
     RecognizerParams params = recognizer_default_params(model);
-    const auto table = model.threshold_by_n_for_pq_m.find(index.pq_m());
-    if (index.pq_m() != model.index_pq_m && table != model.threshold_by_n_for_pq_m.end())
+    const std::string code = index.quantizer().code_name();
+    const auto table = model.threshold_by_n_for_code.find(code);
+    if (code != model.index_code_name() && table != model.threshold_by_n_for_code.end())
         params.match.threshold_by_n = table->second;
     return params;
 }

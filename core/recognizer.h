@@ -54,9 +54,9 @@ struct RecognizerParams {
 // every embedding from the first one on, and match_default_params() with the model's
 // calibrated thresholds.
 RecognizerParams recognizer_default_params(const ModelInfo& model);
-// The same, with the thresholds calibrated for this index's PQ resolution: the model's
-// threshold_by_n_for_pq_m table for index.pq_m() when it has one, else its main table
-// (calibrated for index_pq_m).
+// The same, with the thresholds calibrated for this index's code: the model's
+// threshold_by_n_for_code table for the quantizer's code_name() when it has one, else its main
+// table (calibrated for the model's index_code_name()).
 RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& index);
 // OK, or what is wrong with `params` (the match parameters included).
 Status check_recognizer_params(const RecognizerParams& params);

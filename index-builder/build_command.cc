@@ -61,8 +61,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     IndexBuildParams params = index_build_default_params(info);
     params.n_lists = options.n_lists;  // 0: by the catalogue's size when the builder trains
     if (options.pq_m > 0) params.pq_m = options.pq_m;
-    params.opq_rounds = options.opq_rounds;
-    params.unit_norm = options.unit_norm;
+    if (options.opq_rounds >= 0) params.opq_rounds = options.opq_rounds;
+    if (options.unit_norm >= 0) params.unit_norm = options.unit_norm > 0;
     params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));

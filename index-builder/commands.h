@@ -30,8 +30,9 @@ struct BuildOptions {
     std::string out_dir;
     int n_lists = 0;          // 0 = by catalogue size (index_auto_lists)
     int pq_m = 0;             // 0 = the model's index_pq_m
-    int opq_rounds = 0;       // rotation training rounds before PQ; 0 = no rotation
-    bool unit_norm = false;   // scores against unit-length reconstructions
+    int opq_rounds = -1;      // rotation training rounds before PQ; 0 = none, -1 = the model's
+    int unit_norm = -1;       // scores against unit-length reconstructions: 1 yes, 0 no,
+                              // -1 the model's
     double shard_mb = 8.0;
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
 };

@@ -138,6 +138,7 @@ int run_info(const std::string& path) {
                 summary["quantizer"]["pq_m"] = index.pq_m();
                 summary["quantizer"]["rotation"] = index.quantizer().rotated();
                 summary["quantizer"]["unit_norm"] = index.quantizer().unit_norm;
+                summary["quantizer"]["code"] = index.quantizer().code_name();
             }
         }
         if (summary.contains("shards") && summary["shards"].is_array()) {
@@ -172,7 +173,13 @@ int run_info(const std::string& path) {
         {"parameters", info.n_params},
         {"mflop_per_embedding", info.flops_per_embedding / 1e6},
         {"threshold", info.threshold},
+        {"index_code", info.index_code_name()},
     };
+    // The codes with no-match thresholds of their own; an index with any other code uses the
+    // main table.
+    nlohmann::json codes = nlohmann::json::array({info.index_code_name()});
+    for (const auto& [code, table] : info.threshold_by_n_for_code) codes.push_back(code);
+    out["calibrated_codes"] = codes;
     std::printf("%s\n", out.dump(2).c_str());
     return kExitOk;
 }

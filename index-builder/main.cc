@@ -54,21 +54,30 @@ int main(int argc, char** argv) {
                           "~190 000 embeddings, then the power of two nearest their square "
                           "root, at most 4096)")
         ->capture_default_str()->check(CLI::Range(0, 65536));
-    build_cmd->add_option("--pq-m", build.pq_m,
-                          "PQ sub-quantizers = bytes per embedding (0 = the model's index_pq_m, "
-                          "the resolution its no-match thresholds were calibrated for; 16 halves "
-                          "the index and the search CPU, with thresholds of its own if the model "
-                          "has them)")
-        ->capture_default_str()->check(CLI::Range(0, 256));
-    build_cmd->add_option("--opq", build.opq_rounds,
-                          "learn a rotation of the residuals before PQ (OPQ) in this many rounds "
-                          "(0 = none); about halves the PQ error, most useful with --pq-m 16 or 8 "
-                          "(docs/SCALE.md)")
-        ->capture_default_str()->check(CLI::Range(0, 100));
-    build_cmd->add_flag("--unit-norm", build.unit_norm,
-                        "score against reconstructions scaled to unit length, as the embeddings "
-                        "are: a clearer line between matches and non-matches with small codes "
-                        "(docs/SCALE.md)");
+    // The model names the default code, the one its main no-match thresholds were calibrated
+    // for; other codes use the model's table for them when it has one (earshot info).
+    build_cmd
+        ->add_option("--pq-m", build.pq_m,
+                     "PQ sub-quantizers = bytes per embedding (0 = the model's default "
+                     "code; 8 halves the index again with a few points lost on 1-3 s "
+                     "clips, docs/SCALE.md)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 256));
+    build_cmd
+        ->add_option("--opq", build.opq_rounds,
+                     "learn a rotation of the residuals before PQ (OPQ) in this many rounds "
+                     "(0 = none, -1 = as the model's default code); about halves the PQ "
+                     "error")
+        ->capture_default_str()
+        ->check(CLI::Range(-1, 100));
+    // A flag function: an int flag variable would count occurrences, and be 0 when absent.
+    // The count is +1 per --unit-norm and -1 per --no-unit-norm: unit-length scores when > 0.
+    build_cmd->add_flag_function(
+        "--unit-norm,!--no-unit-norm",
+        [&build](std::int64_t count) { build.unit_norm = count > 0 ? 1 : 0; },
+        "score against reconstructions scaled to unit length, as the embeddings "
+        "are, or not (default: as the model's default code): a clearer line "
+        "between matches and non-matches with small codes");
     build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
         ->capture_default_str()->check(CLI::Range(0.01, 1024.0));
     build_cmd->add_option("--store", build.store,

@@ -35,14 +35,19 @@ can set a threshold, are checked:
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards. The main table is for indexes with
 the model's `index_pq_m` PQ bytes per embedding (what `earshot build` uses by default); with
-`--write --for-pq-m B`, results from indexes built with `--pq-m B` give the table used for such
-indexes instead (`threshold_by_n_by_pq_m`).
+`--write --for-code NAME`, results from indexes built with another code give the table used for
+such indexes instead (`threshold_by_n_by_code`). NAME is the code's name as `earshot info` shows
+it: the PQ bytes, then -opq with a rotation, then -unit with unit-length scores (`--pq-m 8 --opq
+10 --unit-norm`: 8-opq-unit). `--write --for-code NAME --set-default` makes NAME the model's default
+code instead: its table becomes the main one and `earshot build` uses that code unless told
+otherwise.
 """
 import argparse
 import csv
 import json
 import math
 import os
+import re
 import sys
 
 from models.earshot_model.container import read_container
@@ -84,10 +89,16 @@ def main():
     ap.add_argument("--query-hop-frames", type=int, default=0,
                     help="the query hop the results were made with (0 = the model's)")
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
-    ap.add_argument("--for-pq-m", type=int, default=0, metavar="BYTES",
-                    help="with --write: the results come from indexes with this many PQ bytes "
-                         "per embedding, other than the model's index_pq_m; store the table in "
-                         "threshold_by_n_by_pq_m[BYTES] and keep the main one")
+    ap.add_argument("--for-code", default="", metavar="NAME",
+                    help="with --write: the results come from indexes with this code (e.g. 16 or "
+                         "8-opq-unit), other than the model's index_pq_m bytes of plain PQ; "
+                         "store the table in threshold_by_n_by_code[NAME] and keep the main one")
+    ap.add_argument("--set-default", action="store_true",
+                    help="with --write --for-code NAME: make NAME the model's default code "
+                         "(what `earshot build` uses): its table becomes the main one, which "
+                         "moves under the former default code's name")
+    ap.add_argument("--opq-rounds", type=int, default=10,
+                    help="with --set-default and an -opq code: the rotation's training rounds")
     ap.add_argument("--fold", action="append", default=[],
                     help="fold label of each --truth set, in the same order (for --crossval)")
     ap.add_argument("--crossval", action="store_true",
@@ -110,6 +121,19 @@ def main():
     with open(args.model, "rb") as f:
         model = read_container(f.read(), expected_kind="MODL", what=args.model)
     meta = model.meta
+    if args.for_code and not (re.fullmatch(r"[1-9][0-9]*(-opq)?(-unit)?", args.for_code) and
+                              meta["embedding_dim"] % int(args.for_code.split("-")[0]) == 0):
+        sys.exit(f"--for-code {args.for_code!r}: give PQ bytes that divide the embedding size "
+                 f"({meta['embedding_dim']}), then -opq and/or -unit, as in 8-opq-unit")
+    if args.set_default and not (args.write and args.for_code):
+        sys.exit("--set-default goes with --write --for-code NAME")
+    if not 1 <= args.opq_rounds <= 100:
+        sys.exit("--opq-rounds must be in [1, 100]")
+    # Tables written under their former key (PQ bytes of plain PQ) are kept under the new one.
+    for old, new in (("threshold_by_n_by_pq_m", "threshold_by_n_by_code"),
+                     ("threshold_calibration_by_pq_m", "threshold_calibration_by_code")):
+        if old in meta:
+            meta[new] = {**meta.pop(old), **meta.get(new, {})}
     n_sets = len(args.truth)
     if len(args.results) != n_sets or args.details and len(args.details) != n_sets:
         sys.exit("give as many --results (and --details) as --truth, in the same order")
@@ -227,17 +251,34 @@ def main():
         "background_weight": args.background_weight, "shared_audio_ncc": args.shared_audio,
         "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
-    if args.for_pq_m:
-        # A model file without index_pq_m means 16, as the core reads it.
-        if args.for_pq_m == meta.get("index_pq_m", 16):
-            sys.exit(f"--for-pq-m {args.for_pq_m} is the model's index_pq_m: drop --for-pq-m")
+    if args.for_code and args.set_default:
+        # The main table moves under the old default code's name; this code becomes the default.
+        old = default_code(meta)
+        if args.for_code == old:
+            sys.exit(f"--for-code {args.for_code} is already the model's default code")
+        if "threshold_by_n" in meta:
+            meta.setdefault("threshold_by_n_by_code", {})[old] = meta["threshold_by_n"]
+            if "threshold_calibration" in meta:
+                meta.setdefault("threshold_calibration_by_code", {})[old] = \
+                    meta["threshold_calibration"]
+        for key in ("threshold_by_n_by_code", "threshold_calibration_by_code"):
+            meta.get(key, {}).pop(args.for_code, None)
+        pq_m, *flags = args.for_code.split("-")
+        meta["index_pq_m"] = int(pq_m)
+        meta["index_opq_rounds"] = args.opq_rounds if "opq" in flags else 0
+        meta["index_unit_norm"] = "unit" in flags
+        args.for_code = ""
+    if args.for_code:
+        if args.for_code == default_code(meta):
+            sys.exit(f"--for-code {args.for_code} is the model's default code (index_pq_m, "
+                     "index_opq_rounds, index_unit_norm): drop --for-code")
         main_weight = meta.get("threshold_background_weight", args.background_weight)
         if main_weight != args.background_weight:
             sys.exit("--background-weight differs from the one of the model's main table")
-        key = str(args.for_pq_m)
-        meta.setdefault("threshold_by_n_by_pq_m", {})[key] = table
-        meta.setdefault("threshold_calibration_by_pq_m", {})[key] = calibration
-        what = f"threshold_by_n_by_pq_m[{key}]"
+        key = args.for_code
+        meta.setdefault("threshold_by_n_by_code", {})[key] = table
+        meta.setdefault("threshold_calibration_by_code", {})[key] = calibration
+        what = f"threshold_by_n_by_code[{key}]"
     else:
         meta["threshold_by_n"] = table
         meta["threshold"] = table[-1]
@@ -247,6 +288,13 @@ def main():
         what = "threshold_by_n"
     rewrite_model_file(args.model, meta, list(model.sections.items()))
     print(f"wrote {what} ({len(table)} values) into {args.model}")
+
+
+def default_code(meta):
+    """The name of the model's default index code, as the core computes it (ModelInfo::
+    index_code_name); a model file without index_pq_m means 16."""
+    return (str(meta.get("index_pq_m", 16)) + ("-opq" if meta.get("index_opq_rounds", 0) else "")
+            + ("-unit" if meta.get("index_unit_norm", False) else ""))
 
 
 def shared_audio_negatives(args, neg_by_set, details, results):

@@ -43,6 +43,20 @@ def write_set(folder, negatives, positives):
             "--results", os.path.join(folder, "results.jsonl")]
 
 
+def writing_run(tmp):
+    """A copy of the test model in tmp, two query sets (a: negatives up to 0.5, b: up to 0.8)
+    and a function running the tool with --write on that copy."""
+    model = os.path.join(tmp, "m.emod")
+    shutil.copy(MODEL, model)  # no index_pq_m: 16
+    a = write_set(os.path.join(tmp, "a"), [0.1, 0.2, 0.5], [(0.9, True)])
+    b = write_set(os.path.join(tmp, "b"), [0.1, 0.3, 0.8], [(0.7, True)])
+
+    def run(*args):
+        return run_tool("--model", model, "--write", "--target-fp", "0", "--margin", "0.01",
+                        *args)
+    return model, a, b, run
+
+
 class CalibrateTest(unittest.TestCase):
     def run_script(self, *args):
         out = run_tool("--model", MODEL, *args)
@@ -80,29 +94,69 @@ class CalibrateTest(unittest.TestCase):
         self.assertIn("negatives passing   0.0% of 6", text)
         self.assertIn("positives kept  50.0% of 2", text)
 
-    def test_write_main_table_then_one_for_another_pq_resolution(self):
+    def test_write_main_table_then_one_for_another_code(self):
         with tempfile.TemporaryDirectory() as tmp:
-            model = os.path.join(tmp, "m.emod")
-            shutil.copy(MODEL, model)  # no index_pq_m: 16
-            a = write_set(os.path.join(tmp, "a"), [0.1, 0.2, 0.5], [(0.9, True)])
-            b = write_set(os.path.join(tmp, "b"), [0.1, 0.3, 0.8], [(0.7, True)])
-
-            def run(*args):
-                return run_tool("--model", model, "--write", "--target-fp", "0", "--margin",
-                                "0.01", *args)
+            model, a, b, run = writing_run(tmp)
             self.assertEqual(run(*a, *b).returncode, 0)
-            out = run("--for-pq-m", "32", *a)  # other results: only a's negatives, max 0.5
+            out = run("--for-code", "32", *a)  # other results: only a's negatives, max 0.5
             self.assertEqual(out.returncode, 0, out.stderr)
             meta = container.read_container_file(model, "MODL").meta
             self.assertEqual(meta["threshold_by_n"], [0.81])  # kept
             # Query sets are recorded by folder name, not by the path on this machine.
             self.assertEqual(meta["threshold_calibration"]["queries"],
                              ["a/truth.tsv", "b/truth.tsv"])
-            self.assertEqual(meta["threshold_by_n_by_pq_m"], {"32": [0.51]})
-            self.assertIn("32", meta["threshold_calibration_by_pq_m"])
-            out = run("--for-pq-m", "16", *a)  # the model's own resolution: refused
+            self.assertEqual(meta["threshold_by_n_by_code"], {"32": [0.51]})
+            self.assertIn("32", meta["threshold_calibration_by_code"])
+            out = run("--for-code", "8-opq-unit", *b)  # only b's negatives, max 0.8
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertEqual(meta["threshold_by_n_by_code"], {"32": [0.51], "8-opq-unit": [0.81]})
+            out = run("--for-code", "16", *a)  # the model's own code: refused
             self.assertNotEqual(out.returncode, 0)
             self.assertIn("index_pq_m", out.stderr)
+            for bad in ("7", "8-unit-opq", "08", "opq"):  # not a code name
+                out = run("--for-code", bad, *a)
+                self.assertNotEqual(out.returncode, 0)
+                self.assertIn("-opq and/or -unit", out.stderr)
+
+    def test_set_default_code(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            model, a, b, run = writing_run(tmp)
+            self.assertEqual(run(*a).returncode, 0)  # main table, for code 16: [0.51]
+            self.assertEqual(run("--for-code", "8-opq-unit", *b).returncode, 0)  # [0.81]
+            out = run("--for-code", "8-opq-unit", "--set-default", "--opq-rounds", "7", *b)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertEqual(meta["threshold_by_n"], [0.81])
+            self.assertEqual(meta["threshold"], 0.81)
+            self.assertEqual(meta["threshold_by_n_by_code"], {"16": [0.51]})
+            self.assertEqual(sorted(meta["threshold_calibration_by_code"]), ["16"])
+            self.assertEqual((meta["index_pq_m"], meta["index_opq_rounds"],
+                              meta["index_unit_norm"]), (8, 7, True))
+            out = run("--for-code", "8-opq-unit", *a)  # now the default: refused
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("default code", out.stderr)
+            out = run("--set-default", *a)  # without --for-code
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("--set-default goes with", out.stderr)
+
+    def test_tables_under_the_former_key_move_to_the_new_one(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "m.emod")
+            c = container.read_container_file(MODEL, "MODL")
+            meta = dict(c.meta, threshold_by_n_by_pq_m={"32": [0.4]},
+                        threshold_calibration_by_pq_m={"32": {"target_fp": 0.001}})
+            with open(model, "wb") as f:
+                f.write(container.write_container("MODL", meta, list(c.sections.items())))
+            a = write_set(os.path.join(tmp, "a"), [0.1, 0.2, 0.5], [(0.9, True)])
+            out = run_tool("--model", model, "--write", "--target-fp", "0", "--margin", "0.01",
+                           "--for-code", "8-opq", *a)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertNotIn("threshold_by_n_by_pq_m", meta)
+            self.assertNotIn("threshold_calibration_by_pq_m", meta)
+            self.assertEqual(meta["threshold_by_n_by_code"], {"32": [0.4], "8-opq": [0.51]})
+            self.assertEqual(sorted(meta["threshold_calibration_by_code"]), ["32", "8-opq"])
 
     def test_shared_audio_negatives_are_left_out(self):
         """Two out-of-catalog clips of song `a` score high: one found song `b`, which holds

@@ -206,12 +206,12 @@ class ExportParityTest(unittest.TestCase):
             model_file.write_model_file(path, net, "test", index_pq_m=32)
             c = container.read_container_file(path, "MODL")
             meta = dict(c.meta, threshold_by_n=[0.5, 0.4], threshold=0.4,
-                        threshold_by_n_by_pq_m={"16": [0.45, 0.35]})
+                        threshold_by_n_by_code={"16": [0.45, 0.35]})
             with open(path, "wb") as f:
                 f.write(container.write_container("MODL", meta, list(c.sections.items())))
             copied = model_file.thresholds_of(path, net.export_layers()[0])
             self.assertEqual(copied, {"threshold_by_n": [0.5, 0.4], "threshold": 0.4,
-                                      "threshold_by_n_by_pq_m": {"16": [0.45, 0.35]}})
+                                      "threshold_by_n_by_code": {"16": [0.45, 0.35]}})
             other = EarshotNet(channels=[8, 16, 32, 64, 96])
             with self.assertRaisesRegex(RuntimeError, "another network"):
                 model_file.thresholds_of(path, other.export_layers()[0])

@@ -35,9 +35,17 @@ TEST(IndexBuilderTest, DefaultParams) {
     EXPECT_EQ(p.pq_nbits, 8);
     EXPECT_EQ(p.max_shard_bytes, size_t(8) << 20);
     ModelInfo model;
-    model.index_pq_m = 32;  // the resolution the model's thresholds were calibrated for
+    model.index_pq_m = 32;  // the code the model's main thresholds were calibrated for
     EXPECT_EQ(index_build_default_params(model).pq_m, 32);
     EXPECT_EQ(index_build_default_params(model).n_lists, 0);
+    EXPECT_EQ(index_build_default_params(model).opq_rounds, 0);
+    EXPECT_FALSE(index_build_default_params(model).unit_norm);
+    EXPECT_EQ(model.index_code_name(), "32");
+    model.index_opq_rounds = 10;
+    model.index_unit_norm = true;
+    EXPECT_EQ(index_build_default_params(model).opq_rounds, 10);
+    EXPECT_TRUE(index_build_default_params(model).unit_norm);
+    EXPECT_EQ(model.index_code_name(), "32-opq-unit");
 }
 
 TEST(IndexBuilderTest, AutoListsFollowTheCatalogueSize) {

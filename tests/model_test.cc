@@ -350,25 +350,51 @@ TEST(ModelLoad, ReadsIndexPqBytes) {
         spec.meta["index_pq_m"] = nlohmann::json::parse(bad);
         expect_error(load_spec(spec), {"index_pq_m"});
     }
+    // The rest of the default code: a rotation's rounds and unit-length scores.
+    spec.meta["index_pq_m"] = 3;
+    EXPECT_EQ((*model)->info().index_code_name(), "3");
+    spec.meta["index_opq_rounds"] = 10;
+    spec.meta["index_unit_norm"] = true;
+    model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_EQ((*model)->info().index_opq_rounds, 10);
+    EXPECT_TRUE((*model)->info().index_unit_norm);
+    EXPECT_EQ((*model)->info().index_code_name(), "3-opq-unit");
+    for (const char* bad : {"-1", "101", "2.5", R"("10")"}) {
+        spec.meta["index_opq_rounds"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"index_opq_rounds"});
+    }
+    spec.meta["index_opq_rounds"] = 10;
+    spec.meta["index_unit_norm"] = 1;
+    expect_error(load_spec(spec), {"index_unit_norm"});
 }
 
-TEST(ModelLoad, ReadsThresholdTablesPerPqResolution) {
+TEST(ModelLoad, ReadsThresholdTablesPerCode) {
     ModelSpec spec = tiny_model();  // embedding_dim 6
     spec.meta["threshold_by_n"] = {0.8, 0.7};
-    spec.meta["threshold_by_n_by_pq_m"] = {{"3", {0.6, 0.5}}, {"6", {0.4}}};
+    spec.meta["threshold_by_n_by_code"] = {
+        {"3", {0.6, 0.5}}, {"6-opq", {0.4}}, {"2-unit", {0.3}}, {"3-opq-unit", {0.2}}};
     auto model = load_spec(spec);
     ASSERT_TRUE(model.is_ok()) << model.message();
-    const auto& tables = (*model)->info().threshold_by_n_for_pq_m;
-    ASSERT_EQ(tables.size(), 2u);
-    EXPECT_EQ(tables.at(3), (std::vector<float>{0.6f, 0.5f}));
-    EXPECT_EQ(tables.at(6), (std::vector<float>{0.4f}));
+    const auto& tables = (*model)->info().threshold_by_n_for_code;
+    ASSERT_EQ(tables.size(), 4u);
+    EXPECT_EQ(tables.at("3"), (std::vector<float>{0.6f, 0.5f}));
+    EXPECT_EQ(tables.at("6-opq"), (std::vector<float>{0.4f}));
+    EXPECT_EQ(tables.at("2-unit"), (std::vector<float>{0.3f}));
+    EXPECT_EQ(tables.at("3-opq-unit"), (std::vector<float>{0.2f}));
     EXPECT_EQ((*model)->info().threshold_by_n, (std::vector<float>{0.8f, 0.7f}));
-    for (const char* bad : {R"([0.5])", R"({"4": [0.5]})", R"({"x": [0.5]})", R"({"3x": [0.5]})",
-                            R"({" 3": [0.5]})", R"({"+3": [0.5]})", R"({"0": [0.5]})",
-                            R"({"3": []})", R"({"3": [1.5]})", R"({"3": "0.5"})"}) {
-        spec.meta["threshold_by_n_by_pq_m"] = nlohmann::json::parse(bad);
-        expect_error(load_spec(spec), {"threshold_by_n_by_pq_m"});
+    for (const char* bad :
+         {R"([0.5])", R"({"4": [0.5]})", R"({"x": [0.5]})", R"({"3x": [0.5]})", R"({" 3": [0.5]})",
+          R"({"+3": [0.5]})", R"({"0": [0.5]})", R"({"03": [0.5]})", R"({"": [0.5]})",
+          R"({"-opq": [0.5]})", R"({"3-unit-opq": [0.5]})", R"({"3-opq-": [0.5]})", R"({"3": []})",
+          R"({"3": [1.5]})", R"({"3": "0.5"})"}) {
+        spec.meta["threshold_by_n_by_code"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"threshold_by_n_by_code"});
     }
+    // The tables' former key is refused with a clear error rather than ignored.
+    spec.meta.erase("threshold_by_n_by_code");
+    spec.meta["threshold_by_n_by_pq_m"] = {{"3", {0.6}}};
+    expect_error(load_spec(spec), {"threshold_by_n_by_pq_m", "threshold_by_n_by_code"});
 }
 
 // Every layer field and top-level size replaced by hostile values: load either fails with a

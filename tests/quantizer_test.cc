@@ -126,6 +126,19 @@ TEST(Quantizer, RotationRoundTrip) {
     EXPECT_NEAR(direct, split, 1e-5);
 }
 
+// The name that keys a model's threshold tables (ModelInfo::threshold_by_n_for_code).
+TEST(Quantizer, CodeName) {
+    std::mt19937 rng(22);
+    Quantizer q = random_quantizer(16, 3, 8, rng);
+    EXPECT_EQ(q.code_name(), "8");
+    q.unit_norm = true;
+    EXPECT_EQ(q.code_name(), "8-unit");
+    q.rotation.assign(16 * 16, 0.0f);
+    EXPECT_EQ(q.code_name(), "8-opq-unit");
+    q.unit_norm = false;
+    EXPECT_EQ(q.code_name(), "8-opq");
+}
+
 TEST(Quantizer, OrthogonalityError) {
     std::vector<float> r(9, 0.0f);
     r[0] = r[4] = r[8] = 1.0f;

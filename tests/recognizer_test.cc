@@ -195,20 +195,23 @@ TEST(SongTime, AtStreamTime) {
     EXPECT_DOUBLE_EQ(song_time_at(r, other, 4.0), 10.0);
 }
 
-TEST_F(RecognizerTest, DefaultThresholdsFollowTheIndexPqResolution) {
+TEST_F(RecognizerTest, DefaultThresholdsFollowTheIndexCode) {
     ModelInfo info = model_->info();
+    const std::string code = index_->quantizer().code_name();
+    ASSERT_EQ(code, std::to_string(index_->pq_m()));  // plain PQ
     info.threshold_by_n = {0.5f, 0.4f};
-    info.threshold_by_n_for_pq_m[index_->pq_m() / 2] = {0.3f};
+    info.threshold_by_n_for_code[std::to_string(index_->pq_m() / 2)] = {0.3f};
+    info.threshold_by_n_for_code[code + "-opq-unit"] = {0.35f};
     // The index was built with the model's resolution: the main table.
     info.index_pq_m = index_->pq_m();
     EXPECT_EQ(recognizer_default_params(info, *index_).match.threshold_by_n, info.threshold_by_n);
-    // Built with another resolution that has a table of its own: that table.
+    // Built with another code that has a table of its own: that table.
     info.index_pq_m = index_->pq_m() * 2;
-    info.threshold_by_n_for_pq_m[index_->pq_m()] = {0.2f, 0.1f};
+    info.threshold_by_n_for_code[code] = {0.2f, 0.1f};
     EXPECT_EQ(recognizer_default_params(info, *index_).match.threshold_by_n,
               (std::vector<float>{0.2f, 0.1f}));
     // ... and without one: the main table.
-    info.threshold_by_n_for_pq_m.erase(index_->pq_m());
+    info.threshold_by_n_for_code.erase(code);
     EXPECT_EQ(recognizer_default_params(info, *index_).match.threshold_by_n, info.threshold_by_n);
 }
 

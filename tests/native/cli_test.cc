@@ -1,6 +1,7 @@
 // End-to-end tests of the `earshot` CLI on real files: synthetic "songs" written as WAV/FLAC with
 // libsndfile, a corrupt file among them, then build / verify / query / info as a user runs them.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sndfile.h>
 #include <spawn.h>
@@ -13,14 +14,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "tests/native/flac_test_util.h"
 
@@ -256,6 +256,7 @@ TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
     EXPECT_EQ(manifest["quantizer"]["pq_m"], 8);
     EXPECT_EQ(manifest["quantizer"]["rotation"], true);
     EXPECT_EQ(manifest["quantizer"]["unit_norm"], true);
+    EXPECT_EQ(manifest["quantizer"]["code"], "8-opq-unit");
     EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
 
     const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
@@ -376,6 +377,35 @@ TEST_F(CliTest, InfoDescribesModel) {
     EXPECT_EQ(j["embedding_dim"], 128);
     EXPECT_LE(j["parameters"].get<double>(), 1.5e6);
     EXPECT_LE(j["mflop_per_embedding"].get<double>(), 30.0);
+    EXPECT_EQ(j["index_code"], "16");  // no tables: the main one only
+    EXPECT_EQ(j["calibrated_codes"], nlohmann::json::array({"16"}));
+}
+
+// The shipped model names its default code (what `earshot build` uses) and the other codes it
+// has thresholds for; the build options choose another code (given both --unit-norm and
+// --no-unit-norm cancel out).
+TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
+    const std::string shipped = EARSHOT_MODELS_DIR "/earshot-v1.emod";
+    const CliRun info = run_cli("info " + shipped, dir_);
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    const auto j = nlohmann::json::parse(info.out);
+    EXPECT_EQ(j["index_code"], "32");
+    const auto& codes = j["calibrated_codes"];
+    for (const char* code : {"16-opq-unit", "32", "8-opq-unit"})
+        EXPECT_NE(std::find(codes.begin(), codes.end(), code), codes.end()) << code;
+
+    const fs::path index = dir_ / "index";
+    for (const auto& [options, code] : {std::pair<std::string, std::string>{"", "32"},
+                                        {"--pq-m 16 --opq 10 --unit-norm", "16-opq-unit"},
+                                        {"--pq-m 8 --unit-norm --opq 3 --no-unit-norm", "8-opq"}}) {
+        const CliRun build = run_cli("build -q --model " + shipped + " " + options + " --out " +
+                                         index.string() + " " + (dir_ / "music").string(),
+                                     dir_);
+        ASSERT_EQ(build.exit_code, 3) << build.err;  // broken.ogg skipped
+        const CliRun index_info = run_cli("info " + index.string(), dir_);
+        ASSERT_EQ(index_info.exit_code, 0) << index_info.err;
+        EXPECT_EQ(nlohmann::json::parse(index_info.out)["quantizer"]["code"], code) << options;
+    }
 }
 
 // Near-silent windows are not stored by default (--store; the live gate never passes them), so
