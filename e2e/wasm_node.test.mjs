@@ -4,11 +4,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 
-import { catalog, indexShards, requireSite, siteDir } from './helpers.mjs';
+import { catalog, cliPath, indexShards, requireSite, siteDir, writeWavFloat } from './helpers.mjs';
 
 const SIZE_BUDGET_GZIP_BYTES = 400 * 1024;
 
@@ -24,14 +25,16 @@ let wasmBinary;
 let manifest;
 let info;
 
-async function loadedEngine() {
+/** An engine with the site's model and the index in `indexDir` (the site's by default). */
+async function loadedEngine(indexDir = path.join(siteDir, 'index')) {
     const module = await createModule({ wasmBinary });
     const engine = new module.Engine();
     const ok = (status) => assert.equal(status.message, '', status.message) || assert.equal(status.ok, true);
+    const m = JSON.parse(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8'));
     ok(engine.loadModel(fs.readFileSync(path.join(siteDir, 'models/earshot.emod'))));
-    ok(engine.loadManifest(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8')));
-    ok(engine.addQuantizer(fs.readFileSync(path.join(siteDir, 'index', manifest.quantizer.file)), manifest.quantizer.file));
-    for (const s of manifest.shards) ok(engine.addShard(fs.readFileSync(path.join(siteDir, 'index', s.file)), s.file));
+    ok(engine.loadManifest(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8')));
+    ok(engine.addQuantizer(fs.readFileSync(path.join(indexDir, m.quantizer.file)), m.quantizer.file));
+    for (const s of m.shards) ok(engine.addShard(fs.readFileSync(path.join(indexDir, s.file)), s.file));
     return { module, engine };
 }
 
@@ -155,6 +158,41 @@ describe('WASM bindings under node', () => {
         const b = recognize(module, engine, pcm, 317);
         assert.equal(b.final.best.title, a.final.best.title);
         assert.ok(Math.abs(b.final.score - a.final.score) < 1e-5, `${b.final.score} vs ${a.final.score}`);
+    });
+
+    test('an index with a rotated, unit-length code (--pq-m 16 --opq 10 --unit-norm) answers as the CLI does', async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-opq-'));
+        try {
+            const rows = catalog('hex-a-hop-data');
+            const tsv = path.join(dir, 'catalog.tsv');
+            fs.writeFileSync(tsv, ['id\tpath\ttitle\talbum', ...rows.map((r) => [r.id, r.path, r.title, r.album].join('\t'))].join('\n') + '\n');
+            const model = path.join(siteDir, 'models/earshot.emod');
+            const index = path.join(dir, 'index');
+            execFileSync(cliPath, ['build', '--quiet', '--model', model, '--pq-m', '16', '--opq', '10', '--unit-norm', '--out', index, tsv]);
+            const described = JSON.parse(execFileSync(cliPath, ['info', index], { encoding: 'utf8' }));
+            assert.equal(described.quantizer.code, '16-opq-unit');
+
+            const song = rows[0];
+            const startS = 20.13;  // off the index grid
+            const pcm = decode16k(song.path, startS, 8);
+            const wav = path.join(dir, 'clip.wav');
+            writeWavFloat(wav, pcm, 16000);
+            const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--backend', 'simd', '--model', model, '--index', index, wav],
+                { encoding: 'utf8' }).trim());
+            assert.equal(cli.song, song.id);
+
+            const { module, engine } = await loadedEngine(index);
+            assert.equal(JSON.parse(engine.indexInfo()).songs, rows.length);
+            assert.equal(engine.createRecognizer('simd', '{}').ok, true);
+            const { final } = recognize(module, engine, pcm, 4000);
+            assert.equal(final.matched, true, `score ${final.score} < threshold ${final.threshold}`);
+            assert.equal(final.song, cli.song);
+            assert.ok(Math.abs(final.offset_s - cli.offset_s) < 1e-6, `offset ${final.offset_s} s, CLI ${cli.offset_s} s`);
+            assert.ok(Math.abs(final.score - cli.score) < 1e-4, `score ${final.score}, CLI ${cli.score}`);
+            assert.ok(Math.abs(final.offset_s - startS) <= 1.0, `offset ${final.offset_s} s, expected ${startS}`);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     test('live mode: silence is gated, the listen answers with its event, and a listen of silence ends with nomatch', async () => {
