@@ -8,18 +8,41 @@
 
 namespace earshot {
 
-ListenParams listen_default_params(const ModelInfo& model) {
+namespace {
+
+// A calibrated rule from `table` and `confirm` (metadata values, either may be absent: end());
+// false when there is no table. A non-number threshold reads as 1 (never passes).
+bool read_listen_rule(const nlohmann::json& table, const nlohmann::json* confirm,
+                      ListenParams* params) {
+    if (!table.is_array() || table.empty()) return false;
+    for (const auto& value : table)
+        params->threshold_by_n.push_back(value.is_number() ? value.get<float>() : 1.0f);
+    if (confirm != nullptr && confirm->is_number_integer())
+        params->confirm_looks = confirm->get<int>();
+    return true;
+}
+
+}  // namespace
+
+ListenParams listen_default_params(const ModelInfo& model, const std::string& code) {
     ListenParams params;
     const nlohmann::json& meta = model.meta;
-    const auto table = meta.find("listen_threshold_by_n");
-    if (table != meta.end() && table->is_array() && !table->empty()) {
-        for (const auto& value : *table)
-            params.threshold_by_n.push_back(value.is_number() ? value.get<float>() : 1.0f);
-        const auto confirm = meta.find("listen_confirm_looks");
-        if (confirm != meta.end() && confirm->is_number_integer())
-            params.confirm_looks = confirm->get<int>();
-        return params;
+    const auto by_code = meta.find("listen_rule_by_code");
+    if (code != model.index_code_name() && by_code != meta.end() && by_code->is_object()) {
+        const auto rule = by_code->find(code);
+        if (rule != by_code->end() && rule->is_object()) {
+            const auto table = rule->find("threshold_by_n");
+            const auto confirm = rule->find("confirm_looks");
+            if (table != rule->end() &&
+                read_listen_rule(*table, confirm != rule->end() ? &*confirm : nullptr, &params))
+                return params;
+        }
     }
+    const auto table = meta.find("listen_threshold_by_n");
+    const auto confirm = meta.find("listen_confirm_looks");
+    if (table != meta.end() &&
+        read_listen_rule(*table, confirm != meta.end() ? &*confirm : nullptr, &params))
+        return params;
     // No calibrated rule in the file: the clip table, raised, with one confirming look.
     params.threshold_by_n = model.threshold_by_n;
     if (params.threshold_by_n.empty())
@@ -27,6 +50,10 @@ ListenParams listen_default_params(const ModelInfo& model) {
     for (float& t : params.threshold_by_n) t += kListenFallbackMargin;
     params.confirm_looks = 2;
     return params;
+}
+
+ListenParams listen_default_params(const ModelInfo& model) {
+    return listen_default_params(model, model.index_code_name());
 }
 
 Status check_listen_params(const ListenParams& params) {

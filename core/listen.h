@@ -44,6 +44,10 @@ struct ListenParams {
 // The model's calibrated listen rule; without one (older model files), the clip table raised
 // by kListenFallbackMargin with confirm_looks 2 (uncalibrated: docs/EVALUATION.md).
 ListenParams listen_default_params(const ModelInfo& model);
+// The same for an index with this code (Quantizer::code_name): the model's rule for that code
+// (metadata `listen_rule_by_code`: {"16-opq-unit": {"threshold_by_n": [...], "confirm_looks":
+// 1}}) when it has one, else its main rule.
+ListenParams listen_default_params(const ModelInfo& model, const std::string& code);
 Status check_listen_params(const ListenParams& params);
 constexpr float kListenFallbackMargin = 0.05f;
 

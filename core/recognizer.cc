@@ -41,6 +41,7 @@ RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& 
     const auto table = model.threshold_by_n_for_code.find(code);
     if (code != model.index_code_name() && table != model.threshold_by_n_for_code.end())
         params.match.threshold_by_n = table->second;
+    params.listen = listen_default_params(model, code);
     return params;
 }
 

@@ -56,7 +56,8 @@ struct RecognizerParams {
 RecognizerParams recognizer_default_params(const ModelInfo& model);
 // The same, with the thresholds calibrated for this index's code: the model's
 // threshold_by_n_for_code table for the quantizer's code_name() when it has one, else its main
-// table (calibrated for the model's index_code_name()).
+// table (calibrated for the model's index_code_name()); the same for the listen rule
+// (listen_default_params).
 RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& index);
 // OK, or what is wrong with `params` (the match parameters included).
 Status check_recognizer_params(const RecognizerParams& params);

@@ -24,6 +24,11 @@ is counted on a few train clips). clip_threshold is the model's per-clip table
 
 Several listen sets pool their clips: repeat --truth and --trace in the same order.
 
+With --for-code NAME (an index code as `earshot info` names it, e.g. 16-opq-unit), the listens
+were traced against an index with that code: the rule starts from the model's clip table for it
+(threshold_by_n_by_code, models/calibrate_threshold.py) and --write stores it in
+listen_rule_by_code[NAME], used for such indexes instead of the main rule.
+
 --guard-truth/--guard-trace (same form) name listens traced with the level gate alone
 (`earshot query --live --no-music-detector --trace`): the false-positive targets must hold on
 them too, so the rule keeps its promise where the music detector lets noise by (it does for
@@ -40,6 +45,7 @@ import os
 import statistics
 import sys
 
+from models.calibrate_threshold import default_code
 from models.earshot_model.container import read_container
 from models.earshot_model.model_file import rewrite_model_file
 
@@ -184,6 +190,9 @@ def main():
                          "(needs 6)")
     ap.add_argument("--confirm", default="1,2,3", help="confirm_looks values to try")
     ap.add_argument("--n-max", type=int, default=20, help="table length (the 10 s window)")
+    ap.add_argument("--for-code", default="", metavar="NAME",
+                    help="the listens were traced against an index with this code, not the "
+                         "model's default one")
     ap.add_argument("--write", action="store_true", help="write the rule into --model")
     args = ap.parse_args()
     if len(args.truth) != len(args.trace) or len(args.guard_truth) != len(args.guard_trace):
@@ -193,6 +202,13 @@ def main():
         model = read_container(f.read(), expected_kind="MODL", what=args.model)
     meta = model.meta
     clip_table = meta.get("threshold_by_n") or [meta.get("threshold", 0.5)]
+    if args.for_code:
+        if args.for_code == default_code(meta):
+            sys.exit(f"--for-code {args.for_code} is the model's default code: drop --for-code")
+        clip_table = meta.get("threshold_by_n_by_code", {}).get(args.for_code)
+        if not clip_table:
+            sys.exit(f"the model has no clip thresholds for code {args.for_code}: calibrate them "
+                     "first (models.calibrate_threshold --write --for-code)")
     clips = load_clips(args.truth, args.trace)
     guard = load_clips(args.guard_truth, args.guard_trace)
     best = fit(clip_table, clips, guard, args.target_fp, args.target_fp_nomusic,
@@ -204,9 +220,7 @@ def main():
     print(json.dumps({"confirm_looks": confirm, "a": a, "b": b, "threshold_by_n": table,
                       "train": s, "train_level_gate_alone": g}, indent=1))
     if args.write:
-        meta["listen_threshold_by_n"] = table
-        meta["listen_confirm_looks"] = confirm
-        meta["listen_calibration"] = {
+        calibration = {
             "listen_sets": [os.path.basename(os.path.dirname(os.path.abspath(t)))
                             for t in args.truth],
             "target_fp": args.target_fp, "target_fp_nomusic": args.target_fp_nomusic,
@@ -216,11 +230,20 @@ def main():
             "a": a, "b": b, "train": s,
         }
         if g is not None:
-            meta["listen_calibration"]["guard_sets"] = [
+            calibration["guard_sets"] = [
                 os.path.basename(os.path.dirname(os.path.abspath(t))) for t in args.guard_truth]
-            meta["listen_calibration"]["train_level_gate_alone"] = g
+            calibration["train_level_gate_alone"] = g
+        if args.for_code:
+            meta.setdefault("listen_rule_by_code", {})[args.for_code] = {
+                "threshold_by_n": table, "confirm_looks": confirm, "calibration": calibration}
+            what = f"listen_rule_by_code[{args.for_code}]"
+        else:
+            meta["listen_threshold_by_n"] = table
+            meta["listen_confirm_looks"] = confirm
+            meta["listen_calibration"] = calibration
+            what = "listen_threshold_by_n"
         rewrite_model_file(args.model, meta, list(model.sections.items()))
-        print(f"wrote listen_threshold_by_n ({len(table)} values) into {args.model}")
+        print(f"wrote {what} ({len(table)} values) into {args.model}")
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ the model's `index_pq_m` PQ bytes per embedding (what `earshot build` uses by de
 such indexes instead (`threshold_by_n_by_code`). NAME is the code's name as `earshot info` shows
 it: the PQ bytes, then -opq with a rotation, then -unit with unit-length scores (`--pq-m 8 --opq
 10 --unit-norm`: 8-opq-unit). `--write --for-code NAME --set-default` makes NAME the model's default
-code instead: its table becomes the main one and `earshot build` uses that code unless told
-otherwise.
+code instead: its table becomes the main one (and its listen rule, when models/calibrate_listen.py
+wrote one for it, the main listen rule) and `earshot build` uses that code unless told otherwise.
 """
 import argparse
 import csv
@@ -263,6 +263,21 @@ def main():
                     meta["threshold_calibration"]
         for key in ("threshold_by_n_by_code", "threshold_calibration_by_code"):
             meta.get(key, {}).pop(args.for_code, None)
+        # The listen rules (models/calibrate_listen.py) swap places the same way.
+        rules = meta.setdefault("listen_rule_by_code", {})
+        if "listen_threshold_by_n" in meta:
+            rules[old] = {"threshold_by_n": meta.pop("listen_threshold_by_n"),
+                          "confirm_looks": meta.pop("listen_confirm_looks", 1)}
+            if "listen_calibration" in meta:
+                rules[old]["calibration"] = meta.pop("listen_calibration")
+        rule = rules.pop(args.for_code, None)
+        if rule is not None:
+            meta["listen_threshold_by_n"] = rule["threshold_by_n"]
+            meta["listen_confirm_looks"] = rule["confirm_looks"]
+            if "calibration" in rule:
+                meta["listen_calibration"] = rule["calibration"]
+        if not rules:
+            del meta["listen_rule_by_code"]
         pq_m, *flags = args.for_code.split("-")
         meta["index_pq_m"] = int(pq_m)
         meta["index_opq_rounds"] = args.opq_rounds if "opq" in flags else 0

@@ -1,8 +1,17 @@
 """Tests of the listen rule calibration (models/calibrate_listen.py): the replay follows
 core/listen.cc, the fitted tables never rise with n, and the chosen rule meets its targets."""
+import json
+import os
+import subprocess
+import tempfile
 import unittest
 
 from models import calibrate_listen as cl
+from models.earshot_model import container
+from models.test_calibrate import write_set
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "models", "random-init-v0.emod")
 
 
 def look(t, n, confidence, song, at0=10.0):
@@ -73,6 +82,57 @@ class ReplayTest(unittest.TestCase):
         self.assertLessEqual(everything[3][0], 0.6)
         self.assertEqual(everything[4]["fp_out_n"], 1)
         self.assertIsNone(cl.fit([0.5], clips, [], 0.0, 1.0, [1], 1, min_hit=1.0))
+
+
+class WriteTest(unittest.TestCase):
+    def test_a_rule_for_another_code_then_made_the_default(self):
+        """--for-code fits from that code's clip table and writes listen_rule_by_code; making
+        the code the default (calibrate_threshold --set-default) makes its rule the main one."""
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "m.emod")
+            c = container.read_container_file(MODEL, "MODL")  # no index_pq_m: code 16
+            meta = dict(c.meta, threshold_by_n=[0.5], listen_threshold_by_n=[0.9],
+                        listen_confirm_looks=2, threshold_by_n_by_code={"8-opq-unit": [0.3]})
+            with open(model, "wb") as f:
+                f.write(container.write_container("MODL", meta, list(c.sections.items())))
+            with open(os.path.join(tmp, "truth.tsv"), "w") as f:
+                f.write("query\tsong\tstart_s\tlength_s\tcondition\tlead_s\n"
+                        "p.flac\ta\t0\t10\tlisten-clean\t0\n"
+                        "n.flac\t-\t0\t10\tlisten-clean\t0\n")
+            with open(os.path.join(tmp, "trace.jsonl"), "w") as f:
+                f.write(json.dumps({"query": "p.flac", "looks": [look(1.0, 1, 0.45, "a")]}) + "\n")
+                f.write(json.dumps({"query": "n.flac", "looks": [look(1.0, 1, 0.2, "b")]}) + "\n")
+
+            def run(tool, *args):
+                return subprocess.run(["/usr/bin/python3", "-m", tool, "--model", model, *args],
+                                      cwd=ROOT, capture_output=True, text=True)
+            listens = ["--truth", os.path.join(tmp, "truth.tsv"),
+                       "--trace", os.path.join(tmp, "trace.jsonl"), "--confirm", "1",
+                       "--n-max", "1", "--max-median-s", "10", "--max-p90-s", "10"]
+            out = run("models.calibrate_listen", *listens, "--for-code", "16")  # the default
+            self.assertNotEqual(out.returncode, 0)
+            out = run("models.calibrate_listen", *listens, "--for-code", "32")  # no clip table
+            self.assertIn("no clip thresholds for code 32", out.stderr)
+            out = run("models.calibrate_listen", *listens, "--for-code", "8-opq-unit", "--write")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            rule = meta["listen_rule_by_code"]["8-opq-unit"]
+            # From the 0.3 clip table: passes the positive (0.45), not the negative (0.2).
+            self.assertTrue(0.2 < rule["threshold_by_n"][0] <= 0.45, rule)
+            self.assertEqual(rule["confirm_looks"], 1)
+            self.assertEqual(meta["listen_threshold_by_n"], [0.9])  # the main rule is kept
+
+            # calibrate_threshold --set-default with clip results of the code.
+            out = run("models.calibrate_threshold", *write_set(os.path.join(tmp, "clips"), [0.2],
+                                                               [(0.5, True)]),
+                      "--write", "--for-code", "8-opq-unit", "--set-default")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertEqual(meta["listen_threshold_by_n"], rule["threshold_by_n"])
+            self.assertEqual(meta["listen_confirm_looks"], 1)
+            self.assertEqual(meta["listen_calibration"], rule["calibration"])
+            self.assertEqual(meta["listen_rule_by_code"],
+                             {"16": {"threshold_by_n": [0.9], "confirm_looks": 2}})
 
 
 if __name__ == "__main__":

@@ -201,6 +201,22 @@ TEST(Listen, DefaultsComeFromTheModel) {
     EXPECT_FLOAT_EQ(calibrated.threshold_by_n[2], 0.5f);
     EXPECT_EQ(calibrated.confirm_looks, 3);
     EXPECT_TRUE(check_listen_params(calibrated));
+
+    // A rule of its own for another code; the default code and codes without one: the main rule.
+    info.index_pq_m = 32;
+    info.meta["listen_rule_by_code"] = {
+        {"16-opq-unit", {{"threshold_by_n", {0.65, 0.55}}, {"confirm_looks", 1}}},
+        {"32", {{"threshold_by_n", {0.9}}, {"confirm_looks", 1}}},
+        {"8", {{"threshold_by_n", "0.5"}}}};
+    ListenParams own = listen_default_params(info, "16-opq-unit");
+    EXPECT_EQ(own.threshold_by_n, (std::vector<float>{0.65f, 0.55f}));
+    EXPECT_EQ(own.confirm_looks, 1);
+    for (const char* code : {"32", "16", "8"}) {  // the default; no rule; not a rule
+        ListenParams main = listen_default_params(info, code);
+        EXPECT_EQ(main.threshold_by_n, calibrated.threshold_by_n) << code;
+        EXPECT_EQ(main.confirm_looks, 3) << code;
+    }
+    EXPECT_EQ(listen_default_params(info).threshold_by_n, calibrated.threshold_by_n);
 }
 
 }  // namespace
