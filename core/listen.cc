@@ -43,7 +43,7 @@ ListenParams listen_default_params(const ModelInfo& model, const std::string& co
     if (table != meta.end() &&
         read_listen_rule(*table, confirm != meta.end() ? &*confirm : nullptr, &params))
         return params;
-    // No calibrated rule in the file: the clip table, raised, with one confirming look.
+    // No calibrated rule in the file: the clip table, raised, with two confirming looks.
     params.threshold_by_n = model.threshold_by_n;
     if (params.threshold_by_n.empty())
         params.threshold_by_n.push_back(model.threshold > 0.0f ? model.threshold : 0.5f);

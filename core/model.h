@@ -60,9 +60,9 @@ struct ModelInfo {
     float threshold = 0.0f;
     float threshold_scale = -1.0f;
     std::vector<float> threshold_by_n;  // per query length in embeddings (empty: none given)
-    // Tables for indexes built with other codes than the default one (index_pq_m bytes of plain
-    // PQ), by Quantizer::code_name (metadata `threshold_by_n_by_code`, {"8-opq-unit": [...]}):
-    // tables like threshold_by_n.
+    // Tables for indexes built with other codes than the default one (index_code_name()), by
+    // Quantizer::code_name (metadata `threshold_by_n_by_code`, {"8-opq-unit": [...]}): tables
+    // like threshold_by_n.
     std::map<std::string, std::vector<float>> threshold_by_n_for_code;
     float threshold_background_weight = 0.0f;  // MatchParams::background_weight
     int model_version = 0;
