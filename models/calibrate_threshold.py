@@ -34,7 +34,8 @@ can set a threshold, are checked:
 
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards. The main table is for indexes with
-the model's `index_pq_m` PQ bytes per embedding (what `earshot build` uses by default); with
+the model's default code (`index_pq_m`, `index_opq_rounds`, `index_unit_norm`: what `earshot
+build` uses by default); with
 `--write --for-code NAME`, results from indexes built with another code give the table used for
 such indexes instead (`threshold_by_n_by_code`). NAME is the code's name as `earshot info` shows
 it: the PQ bytes, then -opq with a rotation, then -unit with unit-length scores (`--pq-m 8 --opq
@@ -91,7 +92,7 @@ def main():
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
     ap.add_argument("--for-code", default="", metavar="NAME",
                     help="with --write: the results come from indexes with this code (e.g. 16 or "
-                         "8-opq-unit), other than the model's index_pq_m bytes of plain PQ; "
+                         "8-opq-unit), other than the model's default code; "
                          "store the table in threshold_by_n_by_code[NAME] and keep the main one")
     ap.add_argument("--set-default", action="store_true",
                     help="with --write --for-code NAME: make NAME the model's default code "
