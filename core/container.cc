@@ -15,7 +15,7 @@ constexpr size_t kHeaderBytes = 32;        // magic .. file_bytes
 constexpr size_t kSectionEntryBytes = 72;  // one section table entry
 constexpr size_t kSectionNameBytes = 32;
 constexpr size_t kMetaAlign = 8;
-constexpr uint32_t kMaxDtype = 5;
+constexpr uint32_t kMaxDtype = uint32_t(DType::kU64);
 constexpr uint64_t kMaxElements = uint64_t(1) << 48;  // sanity cap per section
 
 // Both hosts (x86-64, wasm32) are little-endian, as is the format: memcpy loads are exact.
@@ -76,6 +76,8 @@ const char* dtype_name(DType dtype) {
             return "i8";
         case DType::kF16:
             return "f16";
+        case DType::kU64:
+            return "u64";
     }
     return "?";
 }
@@ -96,6 +98,8 @@ size_t dtype_size(DType dtype) {
             return 1;
         case DType::kF16:
             return 2;
+        case DType::kU64:
+            return 8;
     }
     return 0;
 }

@@ -21,7 +21,8 @@ constexpr size_t kContainerMaxSections = 4096;
 constexpr size_t kSha256Bytes = 32;
 
 // kF16: IEEE 754 binary16 (model weights stored at half size; widened to f32 when loaded).
-enum class DType : uint32_t { kF32 = 0, kU8 = 1, kU16 = 2, kU32 = 3, kI8 = 4, kF16 = 5 };
+// kU64: byte offsets into index files larger than 4 GB (index format v2 directories).
+enum class DType : uint32_t { kF32 = 0, kU8 = 1, kU16 = 2, kU32 = 3, kI8 = 4, kF16 = 5, kU64 = 6 };
 size_t dtype_size(DType dtype);
 
 struct Section {

@@ -82,8 +82,9 @@ Status Index::load_manifest(const std::string& json_text) {
     Status st;
     if (!json_read_string(m, "format", what, &format) || format != "earshot-index")
         return Status::error(what + ": 'format' is not \"earshot-index\"");
-    if (!json_read_uint64(m, "version", UINT64_MAX, what, &version) || version != kIndexVersion)
-        return Status::error(what + ": unsupported index version (this reader supports 1)");
+    if (!json_read_uint64(m, "version", UINT64_MAX, what, &version) ||
+        (version != uint64_t(kIndexVersion1) && version != uint64_t(kIndexVersion2)))
+        return Status::error(what + ": unsupported index version (this reader supports 1 and 2)");
     if (!(st = json_read_string(m, "model_hash", what, &hash))) return st;
     if (hash != model_hash_) return model_mismatch(what, "index", hash, model_hash_);
     if (!json_read_uint64(m, "embedding_dim", UINT64_MAX, what, &dim) || dim != uint64_t(dim_))
@@ -93,40 +94,137 @@ Status Index::load_manifest(const std::string& json_text) {
         hop_frames != uint64_t(hop_frames_))
         return Status::error(what + ": hop_frames missing or not the model's " +
                              std::to_string(hop_frames_));
-    const json* quantizer = nullptr;
-    if (!(st = json_read_object(m, "quantizer", what, &quantizer))) return st;
+    // A {file, bytes[, sha256]} entry; the file name is checked.
+    auto read_entry = [&](const json& parent, const char* key, bool with_sha, std::string* file,
+                          std::string* sha, uint64_t* bytes) -> Status {
+        const std::string where = what + " " + key;
+        const json* entry = nullptr;
+        Status s;
+        if (!(s = json_read_object(parent, key, what, &entry)) ||
+            !(s = json_read_string(*entry, "file", where, file)) ||
+            !(s = check_file_name(where, *file)) ||
+            !(s = json_read_uint64(*entry, "bytes", SIZE_MAX, where, bytes)))
+            return s;
+        if (with_sha && !(s = json_read_string(*entry, "sha256", where, sha))) return s;
+        return Status::ok();
+    };
     std::string qfile, qsha;
     uint64_t qbytes = 0;
-    if (!(st = json_read_string(*quantizer, "file", what + " quantizer", &qfile)) ||
-        !(st = check_file_name(what + " quantizer", qfile)) ||
-        !(st = json_read_string(*quantizer, "sha256", what + " quantizer", &qsha)) ||
-        !(st = json_read_uint64(*quantizer, "bytes", SIZE_MAX, what + " quantizer", &qbytes)))
-        return st;
-    const json* shard_list = nullptr;
-    if (!(st = json_read_array(m, "shards", what, &shard_list))) return st;
+    if (!(st = read_entry(m, "quantizer", true, &qfile, &qsha, &qbytes))) return st;
     std::vector<ManifestShard> shards;
-    for (const json& s : *shard_list) {
-        const std::string where = what + " shard entry " + std::to_string(shards.size());
-        if (!s.is_object()) return Status::error(where + " is not an object");
-        ManifestShard entry;
-        uint64_t bytes = 0;
-        if (!(st = json_read_string(s, "file", where, &entry.file)) ||
-            !(st = check_file_name(where, entry.file)) ||
-            !(st = json_read_string(s, "sha256", where, &entry.sha256)) ||
-            !(st = json_read_uint64(s, "bytes", SIZE_MAX, where, &bytes)))
+    std::string dfile, dsha, bfile, unused;
+    uint64_t dbytes = 0, bbytes = 0, bcount = 0;
+    if (version == uint64_t(kIndexVersion2)) {
+        if (!(st = read_entry(m, "directory", true, &dfile, &dsha, &dbytes)) ||
+            !(st = read_entry(m, "blocks", false, &bfile, &unused, &bbytes)) ||
+            !(st = json_read_uint64(m["blocks"], "count", kMaxShards, what + " blocks", &bcount)))
             return st;
-        entry.bytes = size_t(bytes);
-        shards.push_back(std::move(entry));
+    } else {
+        const json* shard_list = nullptr;
+        if (!(st = json_read_array(m, "shards", what, &shard_list))) return st;
+        for (const json& s : *shard_list) {
+            const std::string where = what + " shard entry " + std::to_string(shards.size());
+            if (!s.is_object()) return Status::error(where + " is not an object");
+            ManifestShard entry;
+            uint64_t bytes = 0, songs = 0;
+            if (!(st = json_read_string(s, "file", where, &entry.file)) ||
+                !(st = check_file_name(where, entry.file)) ||
+                !(st = json_read_string(s, "sha256", where, &entry.sha256)) ||
+                !(st = json_read_uint64(s, "bytes", SIZE_MAX, where, &bytes)))
+                return st;
+            if (s.contains("songs") &&
+                !(st = json_read_uint64(s, "songs", kMaxU32Count, where, &songs)))
+                return st;
+            entry.bytes = size_t(bytes);
+            entry.songs = size_t(songs);
+            shards.push_back(std::move(entry));
+        }
     }
     if (has_quantizer_ && qsha != quantizer_sha256_)
         return Status::error(what + ": quantizer sha256 " + qsha +
                              " differs from the quantizer already loaded (" + quantizer_sha256_ +
                              ")");
     has_manifest_ = true;
+    version_ = int(version);
     manifest_quantizer_file_ = qfile;
     manifest_quantizer_sha256_ = qsha;
     manifest_quantizer_bytes_ = size_t(qbytes);
+    manifest_directory_file_ = dfile;
+    manifest_directory_sha256_ = dsha;
+    manifest_directory_bytes_ = size_t(dbytes);
+    manifest_blocks_file_ = bfile;
+    manifest_blocks_bytes_ = bbytes;
+    manifest_blocks_count_ = bcount;
     manifest_shards_ = std::move(shards);
+    return Status::ok();
+}
+
+Index::FileRange Index::shard_range(size_t i) const {
+    const ManifestShard& e = manifest_shards_[i];
+    return {e.file, e.offset, e.bytes, e.sha256, e.songs};
+}
+
+Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string& what) {
+    if (version_ != kIndexVersion2)
+        return Status::error(what + ": a block directory needs a format v2 manifest first");
+    if (!has_quantizer_)
+        return Status::error(what + ": add the quantizer before the block directory");
+    if (has_directory_) return Status::error(what + ": a block directory is already loaded");
+    const std::string file_sha = index_file_sha256_hex(bytes, size);
+    if (file_sha != manifest_directory_sha256_ || size != manifest_directory_bytes_)
+        return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +
+                             " bytes do not match the manifest's " + manifest_directory_sha256_ +
+                             " / " + std::to_string(manifest_directory_bytes_) +
+                             " bytes (stale or mixed-up download?)");
+    Result<ContainerView> parsed = parse_container(bytes, size, "DIRC", what);
+    if (!parsed) return parsed.status();
+    const ContainerView& view = parsed.value();
+    const std::string where = what + " metadata";
+    if (!view.meta.is_object()) return Status::error(where + " is not a JSON object");
+    std::string hash, qsha;
+    uint64_t n_blocks = 0;
+    Status st;
+    if (!(st = json_read_string(view.meta, "model_hash", where, &hash))) return st;
+    if (hash != model_hash_) return model_mismatch(what, "directory", hash, model_hash_);
+    if (!(st = json_read_string(view.meta, "quantizer_sha256", where, &qsha))) return st;
+    if (qsha != quantizer_sha256_)
+        return Status::error(what + ": directory belongs to quantizer " + qsha +
+                             " but the loaded quantizer is " + quantizer_sha256_);
+    if (!(st = json_read_uint64(view.meta, "n_blocks", kMaxShards, where, &n_blocks))) return st;
+    if (n_blocks != manifest_blocks_count_)
+        return Status::error(what + ": " + std::to_string(n_blocks) +
+                             " blocks, the manifest says " +
+                             std::to_string(manifest_blocks_count_));
+    const uint32_t n = uint32_t(n_blocks);
+    auto offsets = view.require("block_offsets", DType::kU64, {n + 1});
+    if (!offsets) return offsets.status();
+    auto hashes = view.require("block_sha256", DType::kU8, {n, uint32_t(kSha256Bytes)});
+    if (!hashes) return hashes.status();
+    auto songs = view.require("block_songs", DType::kU32, {n + 1});
+    if (!songs) return songs.status();
+    std::vector<uint64_t> off(n + 1);
+    std::memcpy(off.data(), offsets.value()->data, off.size() * sizeof(uint64_t));
+    std::vector<uint32_t> first_song(n + 1);
+    std::memcpy(first_song.data(), songs.value()->data, first_song.size() * sizeof(uint32_t));
+    if (off[0] != 0 || off[n] != manifest_blocks_bytes_)
+        return Status::error(what + ": blocks must cover " + manifest_blocks_file_ + " from 0 to " +
+                             std::to_string(manifest_blocks_bytes_) + " bytes, got " +
+                             std::to_string(off[0]) + " .. " + std::to_string(off[n]));
+    if (first_song[0] != 0) return Status::error(what + ": block_songs must start at 0");
+    std::vector<ManifestShard> blocks(n);
+    for (uint32_t b = 0; b < n; ++b) {
+        if (off[b + 1] <= off[b] || first_song[b + 1] <= first_song[b])
+            return Status::error(what + ": block " + std::to_string(b) +
+                                 " is empty or its range or songs go backwards");
+        ManifestShard& e = blocks[b];
+        e.file = manifest_blocks_file_;
+        e.offset = off[b];
+        e.bytes = size_t(off[b + 1] - off[b]);
+        e.sha256 = to_hex(hashes.value()->data + size_t(b) * kSha256Bytes, kSha256Bytes);
+        e.songs = first_song[b + 1] - first_song[b];
+    }
+    manifest_shards_ = std::move(blocks);
+    has_directory_ = true;
     return Status::ok();
 }
 
@@ -231,6 +329,9 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         !(st = json_read_uint64(meta, "n_songs", UINT64_MAX, where, &n_songs)) ||
         !(st = json_read_uint64(meta, "n_frames", UINT64_MAX, where, &n_embeddings)))
         return st;
+    if (version_ == kIndexVersion2 && !has_directory_)
+        return Status::error(what + ": add the block directory (" + manifest_directory_file_ +
+                             ") before any block");
     if (has_manifest_) {
         if (shard >= manifest_shards_.size())
             return Status::error(what + ": shard " + std::to_string(shard) +
@@ -242,6 +343,10 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
             return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +
                                  " bytes do not match the manifest's " + entry.sha256 + " / " +
                                  std::to_string(entry.bytes) + " bytes");
+        if (version_ == kIndexVersion2 && n_songs != entry.songs)
+            return Status::error(what + ": block " + std::to_string(shard) + " holds " +
+                                 std::to_string(n_songs) + " songs, the directory says " +
+                                 std::to_string(entry.songs));
     }
     if (std::find(shards_loaded_.begin(), shards_loaded_.end(), int(shard)) != shards_loaded_.end())
         return Status::error(what + ": shard " + std::to_string(shard) + " is already loaded");

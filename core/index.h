@@ -1,26 +1,35 @@
-// The loaded, searchable index (format v1, docs/DESIGN.md section 5): a quantizer plus any
-// subset of shards, checked against the manifest and the model, kept as in-memory inverted
-// lists for phase 1 of the matcher and per-embedding (list, position) for the aligned re-score
-// of phase 2. Everything works on byte buffers (no file I/O in core/): the CLI reads the files,
-// the browser feeds the bytes it downloaded. core/index_builder writes them.
+// The loaded, searchable index (docs/DESIGN.md section 5): a quantizer plus any subset of
+// shards (format v1) or blocks (format v2), checked against the manifest and the model, kept as
+// in-memory inverted lists for phase 1 of the matcher and per-embedding (list, position) for the
+// aligned re-score of phase 2. Everything works on byte buffers (no file I/O in core/): the CLI
+// reads the files, the browser feeds the bytes it downloaded. core/index_builder writes them.
 //
 //   Index index(model_info);
 //   index.load_manifest(text);                // optional, but then files are checked against it
 //   index.add_quantizer(bytes, size, "quantizer.eq");
-//   index.add_shard(bytes, size, "shard-00000.es");   // any subset, any order, as they arrive
+//   index.add_directory(bytes, size, "directory.ed");  // format v2 only
+//   index.add_shard(bytes, size, "shard-00000.es");    // any subset, any order, as they arrive
 //
-// Files: manifest.json (JSON), quantizer.eq (container kind "QUAN": coarse_centroids f32
-// [n_lists, dim], pq_codebooks f32 [pq_m, 256, sub_dim]), shard-NNNNN.es (container kind "SHRD":
-// song_offsets u32 [n_songs + 1] over the songs' windows (one per hop), list_ids u8 or u16 [n],
-// pq_codes u8 [n, pq_m] for the n stored windows, and, when some windows are not stored
-// (near-silent or not music: core/embed_signal.h), absent_runs u32 [n_runs, 2] of sorted,
-// disjoint [first window, count] runs; then n = windows - absent). The format's count keys say
-// "frames" for windows (shard metadata "n_frames", manifest shard entries "frames"); they keep
-// those names so existing indexes load.
+// Format v1 files: manifest.json (JSON), quantizer.eq (container kind "QUAN": coarse_centroids
+// f32 [n_lists, dim], pq_codebooks f32 [pq_m, 256, sub_dim]), shard-NNNNN.es (container kind
+// "SHRD": song_offsets u32 [n_songs + 1] over the songs' windows (one per hop), list_ids u8 or
+// u16 [n], pq_codes u8 [n, pq_m] for the n stored windows, and, when some windows are not
+// stored (near-silent or not music: core/embed_signal.h), absent_runs u32 [n_runs, 2] of
+// sorted, disjoint [first window, count] runs; then n = windows - absent). The format's count
+// keys say "frames" for windows (shard metadata "n_frames", manifest shard entries "frames");
+// they keep those names so existing indexes load.
 //
-// "sha256" in the manifest and "quantizer_sha256" in shard metadata are the SHA-256 of the whole
-// file, lowercase hex (what sha256sum prints; the web loader checks downloads with it). The model
-// hash, by contrast, is the model container's trailing checksum (DESIGN.md section 4).
+// Format v2 keeps the quantizer and puts the shards, as small *blocks* of a few songs (the unit
+// a page fetches and verifies), one after the other in one file (songs.esb); a binary
+// directory (directory.ed, container kind "DIRC") gives each block's byte range and SHA-256, so
+// a client can fetch any block with one HTTP Range request and check it before use. A block is
+// a SHRD container whose "shard" is its block number. The manifest names the quantizer and the
+// directory with whole-file hashes and the songs file with its size.
+//
+// "sha256" in the manifest, "quantizer_sha256" in shard and directory metadata and a
+// directory's block_sha256 are the SHA-256 of the whole file or block, lowercase hex in JSON
+// (what sha256sum prints; the web loader checks downloads with it). The model hash, by
+// contrast, is the model container's trailing checksum (DESIGN.md section 4).
 #pragma once
 
 #include <cstddef>
@@ -34,8 +43,10 @@
 
 namespace earshot {
 
-constexpr int kIndexVersion = 1;
-// Shard numbers (shard metadata "shard") are below this.
+// Index format versions this reader loads; IndexBuilder writes either (IndexBuildParams).
+constexpr int kIndexVersion1 = 1;  // a manifest listing whole shard files
+constexpr int kIndexVersion2 = 2;  // a directory of hashed blocks in one songs file
+// Shard (v1) and block (v2) numbers (shard metadata "shard") are below this.
 constexpr uint64_t kMaxShards = uint64_t(1) << 20;
 // Windows of one song at most: 2^20 (73 hours at a 0.25 s hop; decoding refuses audio over
 // 2 hours). A shard's windows are bounded by this times its songs.
@@ -58,14 +69,19 @@ public:
     // Everything added later must have been built with this model (hash, dim, hop).
     explicit Index(const ModelInfo& model);
 
-    // Optional. Checks format, version, model hash, dim, hop and every file name
-    // (is_index_file_name); then add_quantizer() and add_shard() also check sizes and sha256
-    // against the manifest's entries.
+    // Optional for v1, required for v2. Checks format, version, model hash, dim, hop and every
+    // file name (is_index_file_name); then add_quantizer(), add_directory() and add_shard()
+    // also check sizes and sha256 against the manifest's (or the directory's) entries.
     Status load_manifest(const std::string& json_text);
     // Required before any shard. Validates the container and the model hash.
     Status add_quantizer(const uint8_t* bytes, size_t size, const std::string& what);
-    // Validates the shard completely before adding anything: on error the index is unchanged
-    // and the shards added before keep working. Adding the same shard number twice is an error.
+    // Format v2: the block directory, after the manifest and the quantizer and before any
+    // block. Checks it against the manifest (size, sha256), the model and the quantizer, and
+    // that the blocks tile the songs file; then shard_range(b) says where block b lies.
+    Status add_directory(const uint8_t* bytes, size_t size, const std::string& what);
+    // A shard (v1) or block (v2, the bytes of shard_range(b)). Validates it completely before
+    // adding anything: on error the index is unchanged and the shards added before keep
+    // working. Adding the same shard number twice is an error.
     Status add_shard(const uint8_t* bytes, size_t size, const std::string& what);
 
     bool has_quantizer() const { return has_quantizer_; }
@@ -84,11 +100,26 @@ public:
     size_t n_embeddings() const { return embedding_list_.size(); }
     size_t n_stored() const { return n_stored_; }
     size_t n_shards_loaded() const { return shards_loaded_.size(); }
-    // Shards listed by the manifest (0 when no manifest was loaded).
+    // The manifest's format version (kIndexVersion1 or 2); 0 without a manifest.
+    int version() const { return version_; }
+    // Shards listed by the manifest, or blocks listed by the directory (0 before either).
     size_t n_shards_expected() const { return manifest_shards_.size(); }
     // File names the manifest gives (checked by is_index_file_name); empty without a manifest.
     const std::string& manifest_quantizer_file() const { return manifest_quantizer_file_; }
+    const std::string& manifest_directory_file() const { return manifest_directory_file_; }
     const std::string& manifest_shard_file(size_t i) const { return manifest_shards_[i].file; }
+    // Where shard or block i lies: in v1 a whole file (offset 0), in v2 a byte range of the
+    // songs file; `bytes` and the lowercase-hex `sha256` are what add_shard() will check.
+    struct FileRange {
+        std::string file;
+        uint64_t offset = 0, bytes = 0;
+        std::string sha256;
+        size_t songs = 0;  // songs in it (v2: from the directory; v1: the manifest's count)
+    };
+    FileRange shard_range(size_t i) const;
+    // v2: the songs file's name and size from the manifest (empty and 0 for v1).
+    const std::string& manifest_blocks_file() const { return manifest_blocks_file_; }
+    uint64_t manifest_blocks_bytes() const { return manifest_blocks_bytes_; }
 
     // Storage for the matcher. Windows have global ids 0 .. n_embeddings() - 1 in the
     // order they were added: global id g is window g - song_first_embedding(s) of song
@@ -132,14 +163,22 @@ private:
     struct ManifestShard {
         std::string file, sha256;
         size_t bytes = 0;
+        uint64_t offset = 0;  // v2: in the songs file
+        size_t songs = 0;
     };
     std::string model_hash_, model_name_;
     int dim_ = 0;
     int hop_frames_ = 0;
     double hop_s_ = 0.0;
     bool has_manifest_ = false;
+    int version_ = 0;
     std::string manifest_quantizer_file_, manifest_quantizer_sha256_;
     size_t manifest_quantizer_bytes_ = 0;
+    std::string manifest_directory_file_, manifest_directory_sha256_;  // v2
+    size_t manifest_directory_bytes_ = 0;
+    std::string manifest_blocks_file_;  // v2
+    uint64_t manifest_blocks_bytes_ = 0, manifest_blocks_count_ = 0;
+    bool has_directory_ = false;
     std::vector<ManifestShard> manifest_shards_;
 
     bool has_quantizer_ = false;

@@ -38,6 +38,9 @@ json song_meta(const SongInfo& info) {
             {"duration_s", info.duration_s}};
 }
 
+constexpr char kBlocksFile[] = "songs.esb";
+constexpr char kDirectoryFile[] = "directory.ed";
+
 std::string shard_file_name(size_t shard) {
     char name[32];
     std::snprintf(name, sizeof(name), "shard-%05zu.es", shard);
@@ -97,6 +100,9 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
         return Status::error("kmeans_iterations " + std::to_string(p.kmeans_iterations) +
                              " must be >= 0");
     if (p.max_shard_bytes == 0) return Status::error("max_shard_bytes must be > 0");
+    if (p.format_version != kIndexVersion1 && p.format_version != kIndexVersion2)
+        return Status::error("format_version " + std::to_string(p.format_version) +
+                             " is not 1 or 2");
     return Status::ok();
 }
 
@@ -326,6 +332,11 @@ Status IndexBuilder::write_shard() {
     const bool wide_ids = q.n_lists > 256;
     const size_t id_bytes = wide_ids ? 2 : 1;
     const size_t shard = shards_.size();
+    const bool v2 = params_.format_version == kIndexVersion2;
+    if (shard >= kMaxShards)
+        return Status::error(
+            std::string("more than ") + std::to_string(kMaxShards) +
+            (v2 ? " blocks: raise the block size" : " shards: raise the shard size"));
     json songs = json::array();
     std::vector<uint32_t> offsets = {0};
     for (size_t s = 0; s < end; ++s) {
@@ -380,8 +391,12 @@ Status IndexBuilder::write_shard() {
         writer.add("absent_runs", DType::kU32, {uint32_t(absent_runs.size() / 2), 2u},
                    absent_runs.data(), absent_runs.size() * sizeof(uint32_t));
     std::vector<uint8_t> bytes = writer.finish();
-    ShardEntry entry{shard_file_name(shard), file_sha256_hex(bytes), bytes.size(), end,
-                     n_embeddings};
+    ShardEntry entry{v2 ? kBlocksFile : shard_file_name(shard),
+                     file_sha256_hex(bytes),
+                     bytes.size(),
+                     end,
+                     n_embeddings,
+                     written_shard_bytes_};
     written_stored_ += n_stored;
     written_windows_ += n_embeddings;
     written_shard_bytes_ += bytes.size();
@@ -389,8 +404,36 @@ Status IndexBuilder::write_shard() {
     shard_estimate_ = kShardFixedBytes;
     shards_.push_back(entry);
     if (sink_) return sink_(entry.file, std::move(bytes));
-    kept_shards_[entry.file] = std::move(bytes);
+    std::vector<uint8_t>& kept = kept_shards_[entry.file];
+    kept.insert(kept.end(), bytes.begin(), bytes.end());
     return Status::ok();
+}
+
+std::vector<uint8_t> IndexBuilder::directory_file() const {
+    const size_t n = shards_.size();
+    std::vector<uint64_t> offsets = {0};
+    std::vector<uint32_t> first_song = {0};
+    std::vector<uint8_t> hashes;
+    hashes.reserve(n * kSha256Bytes);
+    for (const ShardEntry& e : shards_) {
+        offsets.push_back(e.offset + e.bytes);
+        first_song.push_back(first_song.back() + uint32_t(e.songs));
+        for (size_t i = 0; i < kSha256Bytes; ++i)
+            hashes.push_back(uint8_t(std::stoi(e.sha256.substr(2 * i, 2), nullptr, 16)));
+    }
+    json meta = {{"model_hash", model_.hash_hex},
+                 {"quantizer_sha256", quantizer_sha256_},
+                 {"blocks_file", kBlocksFile},
+                 {"n_blocks", n},
+                 {"n_songs", first_song.back()}};
+    ContainerWriter writer("DIRC", meta);
+    writer.add("block_offsets", DType::kU64, {uint32_t(n + 1)}, offsets.data(),
+               offsets.size() * sizeof(uint64_t));
+    writer.add("block_sha256", DType::kU8, {uint32_t(n), uint32_t(kSha256Bytes)}, hashes.data(),
+               hashes.size());
+    writer.add("block_songs", DType::kU32, {uint32_t(n + 1)}, first_song.data(),
+               first_song.size() * sizeof(uint32_t));
+    return writer.finish();
 }
 
 Result<IndexFiles> IndexBuilder::finish() {
@@ -403,15 +446,8 @@ Result<IndexFiles> IndexBuilder::finish() {
         if (!st) return st;
     }
     const Quantizer& q = quantizer_;
+    const bool v2 = params_.format_version == kIndexVersion2;
     IndexFiles out;
-    json manifest_shards = json::array();
-    for (const ShardEntry& e : shards_) {
-        manifest_shards.push_back({{"file", e.file},
-                                   {"bytes", e.bytes},
-                                   {"sha256", e.sha256},
-                                   {"songs", e.songs},
-                                   {"frames", e.windows}});  // format key: windows
-    }
     out.files = std::move(kept_shards_);
     kept_shards_.clear();
     out.n_songs = songs_added_;
@@ -419,9 +455,8 @@ Result<IndexFiles> IndexBuilder::finish() {
     out.n_windows = written_windows_;
     out.duration_s = duration_s_;
     out.total_bytes = written_shard_bytes_ + quantizer_file_.size();
-    const size_t shard_and_quantizer_bytes = out.total_bytes;
     json manifest = {{"format", "earshot-index"},
-                     {"version", kIndexVersion},
+                     {"version", params_.format_version},
                      {"model_hash", model_.hash_hex},
                      {"model_name", sanitize_utf8(model_.name)},
                      {"embedding_dim", q.dim},
@@ -430,17 +465,38 @@ Result<IndexFiles> IndexBuilder::finish() {
                      {"quantizer",
                       {{"file", "quantizer.eq"},
                        {"bytes", quantizer_file_.size()},
-                       {"sha256", quantizer_sha256_}}},
-                     {"shards", manifest_shards},
-                     {"songs", out.n_songs},
-                     {"duration_s", out.duration_s},
-                     {"bytes_per_song",
-                      out.n_songs ? double(shard_and_quantizer_bytes) / double(out.n_songs) : 0.0}};
+                       {"sha256", quantizer_sha256_}}}};
+    if (v2) {
+        std::vector<uint8_t> directory = directory_file();
+        manifest["directory"] = {{"file", kDirectoryFile},
+                                 {"bytes", directory.size()},
+                                 {"sha256", file_sha256_hex(directory)}};
+        manifest["blocks"] = {
+            {"file", kBlocksFile}, {"bytes", written_shard_bytes_}, {"count", shards_.size()}};
+        out.total_bytes += directory.size();
+        out.files[kDirectoryFile] = std::move(directory);
+        out.n_files = 4;
+    } else {
+        json manifest_shards = json::array();
+        for (const ShardEntry& e : shards_) {
+            manifest_shards.push_back({{"file", e.file},
+                                       {"bytes", e.bytes},
+                                       {"sha256", e.sha256},
+                                       {"songs", e.songs},
+                                       {"frames", e.windows}});  // format key: windows
+        }
+        manifest["shards"] = manifest_shards;
+        out.n_files = shards_.size() + 2;
+    }
+    const size_t shard_and_quantizer_bytes = out.total_bytes;
+    manifest["songs"] = out.n_songs;
+    manifest["duration_s"] = out.duration_s;
+    manifest["bytes_per_song"] =
+        out.n_songs ? double(shard_and_quantizer_bytes) / double(out.n_songs) : 0.0;
     std::string text = manifest.dump(2) + "\n";
     out.files["quantizer.eq"] = quantizer_file_;
     out.total_bytes += text.size();
     out.files["manifest.json"] = std::vector<uint8_t>(text.begin(), text.end());
-    out.n_files = shards_.size() + 2;
     out.bytes_per_song = out.n_songs ? double(out.total_bytes) / double(out.n_songs) : 0.0;
     out.bytes_per_minute =
         out.duration_s > 0 ? double(out.total_bytes) / (out.duration_s / 60.0) : 0.0;

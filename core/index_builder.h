@@ -1,6 +1,8 @@
-// Index building (format v1, docs/DESIGN.md section 5): collects a catalogue's embeddings,
-// trains the quantizer (core/quantizer_training) and writes manifest.json, quantizer.eq and
-// shard-NNNNN.es as byte buffers (the CLI writes the files; core/index reads them).
+// Index building (docs/DESIGN.md section 5): collects a catalogue's embeddings, trains the
+// quantizer (core/quantizer_training) and writes the index files as byte buffers (the CLI writes
+// the files; core/index reads them): manifest.json, quantizer.eq and shard-NNNNN.es (format v1)
+// or manifest.json, quantizer.eq, directory.ed and songs.esb (format v2: small blocks of songs
+// one after the other, each hashed in the directory).
 //
 //   Result<IndexBuilder> builder = IndexBuilder::create(model_info, params);  // checks params
 //   builder->set_shard_sink(write_file);      // optional: each shard leaves once it is full
@@ -42,8 +44,11 @@ struct IndexBuildParams {
                                           // stops early when < 0.1% of points move (faiss IVF: 10)
     size_t max_training_vectors = 65536;  // train on a seeded random sample of at most this many
     uint64_t seed = 1234;                 // training is deterministic for a given seed and input
-    size_t max_shard_bytes = 8u << 20;    // shard size bound, > 0; a song is never split (a
-                                          // single song larger than this gets a shard of its own)
+    int format_version = kIndexVersion1;  // kIndexVersion1 or kIndexVersion2
+    size_t max_shard_bytes = 8u << 20;    // shard (v1) or block (v2) size bound, > 0; a song is
+                                          // never split (a single song larger than this gets a
+                                          // shard of its own). v2 wants small blocks, the unit a
+                                          // page fetches on demand: kDefaultBlockBytes.
     // Memory bound for untrained builds: once more float vectors than this wait for training
     // (4M x 128-d = 2 GB, ~11k 3-minute songs), add_song() trains on a sample of them and
     // encodes every later song at once. Smaller catalogues train on everything in finish().
@@ -53,6 +58,10 @@ struct IndexBuildParams {
     // the embeddings so far scaled by expected_songs / songs added, not for the first ones alone.
     size_t expected_songs = 0;
 };
+// The block size bound `earshot build` uses for format v2: a few songs (about 2 of 3 minutes
+// with 32-byte codes, 8 with 8-byte codes), so a page fetching one song's codes fetches little
+// else, and a million songs make fewer than kMaxShards blocks.
+constexpr size_t kDefaultBlockBytes = 64u << 10;
 IndexBuildParams index_build_default_params();
 // The same, with the code the model's main thresholds were calibrated for (index_pq_m,
 // index_opq_rounds, index_unit_norm).
@@ -120,6 +129,7 @@ public:
 
     // Where each shard goes as soon as it is full (file name, bytes) instead of being kept for
     // finish(): shards are full once the quantizer is trained and the next song would not fit.
+    // Format v2 hands every block with the same file name (songs.esb): the sink appends them.
     // An error the sink returns is returned by the call that filled the shard (add_song,
     // train, finish, ...); the build should then be abandoned. Set it before adding songs.
     using ShardSink = std::function<Status(const std::string& file, std::vector<uint8_t> bytes)>;
@@ -127,7 +137,8 @@ public:
     // Encoded songs waiting for their shard, bytes (the bound a sink keeps: ~max_shard_bytes).
     size_t held_shard_bytes() const { return trained_ ? shard_estimate_ : 0; }
 
-    // Writes manifest.json, quantizer.eq and the shards not yet written. Trains first if needed.
+    // Writes manifest.json, quantizer.eq (v2: directory.ed) and the shards not yet written.
+    // Trains first if needed.
     Result<IndexFiles> finish();
 
 private:
@@ -146,7 +157,10 @@ private:
     struct ShardEntry {
         std::string file, sha256;
         size_t bytes = 0, songs = 0, windows = 0;
+        uint64_t offset = 0;  // v2: in songs.esb
     };
+    // v2: the directory container of the blocks written.
+    std::vector<uint8_t> directory_file() const;
     // Metadata cleaned for the shard's JSON (valid UTF-8, a finite duration >= 0).
     static PendingSong make_pending_song(const SongInfo& song, size_t n_embeddings);
     void encode_song(PendingSong& song) const;

@@ -39,9 +39,11 @@ struct SongWork {
 // validate_index_build_params() messages start with the parameter's name: prefix the option
 // that sets it.
 std::string build_option_error(const Status& status) {
-    static const char* const kOptions[][2] = {
-        {"n_lists ", "--lists"}, {"pq_m ", "--pq-m"}, {"opq_rounds ", "--opq"},
-        {"max_shard_bytes ", "--shard-mb"}};
+    static const char* const kOptions[][2] = {{"n_lists ", "--lists"},
+                                              {"pq_m ", "--pq-m"},
+                                              {"opq_rounds ", "--opq"},
+                                              {"max_shard_bytes ", "--shard-mb or --block-kb"},
+                                              {"format_version ", "--format"}};
     for (const auto& [field, option] : kOptions) {
         if (status.message().rfind(field, 0) == 0)
             return std::string(option) + ": " + status.message();
@@ -63,7 +65,10 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (options.pq_m > 0) params.pq_m = options.pq_m;
     if (options.opq_rounds >= 0) params.opq_rounds = options.opq_rounds;
     if (options.unit_norm >= 0) params.unit_norm = options.unit_norm > 0;
-    params.max_shard_bytes = size_t(options.shard_mb * 1024.0 * 1024.0);
+    params.format_version = options.format;
+    params.max_shard_bytes = options.format == kIndexVersion2
+                                 ? size_t(options.block_kb * 1024.0)
+                                 : size_t(options.shard_mb * 1024.0 * 1024.0);
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));
     }
@@ -93,8 +98,10 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (!builder) return fail(build_option_error(builder.status()));
     auto staged = StagedFolder::create(options.out_dir);
     if (!staged) return fail(staged.message());
+    // Format 2 hands every block as the same file (songs.esb): appended in order.
     builder->set_shard_sink([&](const std::string& file, std::vector<uint8_t> bytes) {
-        return staged->write(file, bytes);
+        return params.format_version == kIndexVersion2 ? staged->append(file, bytes)
+                                                       : staged->write(file, bytes);
     });
 
     std::fprintf(stderr, "earshot: embedding %zu files with %s on %d threads (model %s)\n",

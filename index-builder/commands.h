@@ -33,7 +33,9 @@ struct BuildOptions {
     int opq_rounds = -1;      // rotation training rounds before PQ; 0 = none, -1 = the model's
     int unit_norm = -1;       // scores against unit-length reconstructions: 1 yes, 0 no,
                               // -1 the model's
-    double shard_mb = 8.0;
+    int format = 1;           // index format version: 1 (shard files) or 2 (hashed blocks)
+    double shard_mb = 8.0;    // v1 shard bound
+    double block_kb = 64.0;   // v2 block bound
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
 };
 

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -38,8 +39,11 @@ fs::path normalized_out(const std::string& out_dir) {
     return out;
 }
 
-Status write_and_sync(const fs::path& path, const std::vector<uint8_t>& bytes) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+// Writes `bytes` to `path` (appending with `append`, else replacing it); fsyncs unless
+// `append` (the caller syncs the appended file once it is complete: sync_file).
+Status write_and_sync(const fs::path& path, const std::vector<uint8_t>& bytes,
+                      bool append = false) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
     if (fd < 0) return Status::error("cannot create " + path.string() + ": " + std::strerror(errno));
     size_t written = 0;
     while (written < bytes.size()) {
@@ -52,9 +56,20 @@ Status write_and_sync(const fs::path& path, const std::vector<uint8_t>& bytes) {
         }
         written += size_t(n);
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    if ((!append && ::fsync(fd) != 0) || ::close(fd) != 0) {
         return Status::error("cannot flush " + path.string() + ": " + std::strerror(errno));
     }
+    return Status::ok();
+}
+
+Status sync_file(const fs::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0 || ::fsync(fd) != 0) {
+        const std::string why = std::strerror(errno);
+        if (fd >= 0) ::close(fd);
+        return Status::error("cannot flush " + path.string() + ": " + why);
+    }
+    ::close(fd);
     return Status::ok();
 }
 
@@ -187,7 +202,10 @@ Result<StagedFolder> StagedFolder::create(const std::string& out_dir) {
 }
 
 StagedFolder::StagedFolder(StagedFolder&& other) noexcept
-    : out_(std::move(other.out_)), staging_(std::move(other.staging_)), done_(other.done_) {
+    : out_(std::move(other.out_)),
+      staging_(std::move(other.staging_)),
+      appended_(std::move(other.appended_)),
+      done_(other.done_) {
     other.done_ = true;
 }
 
@@ -206,11 +224,23 @@ Status StagedFolder::write(const std::string& name, const std::vector<uint8_t>& 
     return st;
 }
 
+Status StagedFolder::append(const std::string& name, const std::vector<uint8_t>& bytes) {
+    if (done_) return Status::error("internal: write to a committed or abandoned index folder");
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+        return Status::error("internal: '" + name + "' is not a plain file name");
+    if (std::find(appended_.begin(), appended_.end(), name) == appended_.end())
+        appended_.push_back(name);
+    return write_and_sync(fs::path(staging_) / name, bytes, true);
+}
+
 Status StagedFolder::commit() {
     if (done_) return Status::error("internal: the index folder was already committed");
     const fs::path out(out_), staging(staging_);
     const fs::path parent = out.parent_path();
     std::error_code ec;
+    for (const std::string& name : appended_) {
+        if (Status st = sync_file(staging / name); !st) return st;
+    }
     sync_dir(staging);
     kill_if_test_step("synced");
     ParentLock lock(parent);

@@ -42,6 +42,8 @@ public:
 
     // `name` is a plain file name (no separator); the file is complete on disk when it returns.
     Status write(const std::string& name, const std::vector<uint8_t>& bytes);
+    // Appends to `name` (created by the first call); flushed to disk by commit().
+    Status append(const std::string& name, const std::vector<uint8_t>& bytes);
     // Fsyncs the folder and swaps it with out_dir (write_folder_atomically's steps). After an
     // error out_dir is as it was and the staging folder is gone.
     Status commit();
@@ -51,6 +53,7 @@ private:
     StagedFolder(std::string out, std::string staging)
         : out_(std::move(out)), staging_(std::move(staging)) {}
     std::string out_, staging_;
+    std::vector<std::string> appended_;  // files append() wrote, fsynced by commit()
     bool done_ = false;  // committed or abandoned: nothing left to remove
 };
 

@@ -51,6 +51,29 @@ Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const M
     if (!quantizer) return quantizer.status();
     st = index->add_quantizer(quantizer->data(), quantizer->size(), quantizer_file);
     if (!st) return st;
+    if (index->version() == kIndexVersion2) {
+        const std::string& directory_file = index->manifest_directory_file();
+        auto directory = read_file((root / directory_file).string());
+        if (!directory) return directory.status();
+        st = index->add_directory(directory->data(), directory->size(), directory_file);
+        if (!st) return st;
+        // The blocks file is read whole (a page fetches the byte ranges it needs); each block
+        // is checked against the directory's range and hash by add_shard().
+        const std::string& blocks_file = index->manifest_blocks_file();
+        auto blocks = read_file((root / blocks_file).string());
+        if (!blocks) return blocks.status();
+        if (blocks->size() != index->manifest_blocks_bytes())
+            return Status::error(
+                blocks_file + ": " + std::to_string(blocks->size()) + " bytes, the manifest says " +
+                std::to_string(index->manifest_blocks_bytes()) + " (truncated or stale?)");
+        for (size_t b = 0; b < index->n_shards_expected(); ++b) {
+            const Index::FileRange range = index->shard_range(b);
+            st = index->add_shard(blocks->data() + range.offset, range.bytes,
+                                  blocks_file + " block " + std::to_string(b));
+            if (!st) return st;
+        }
+        return index;
+    }
     for (size_t i = 0; i < index->n_shards_expected(); ++i) {
         const std::string& file = index->manifest_shard_file(i);
         auto bytes = read_file((root / file).string());
@@ -103,11 +126,13 @@ int run_verify(const std::string& index_dir, const std::string& model_path) {
     }
     auto index = load_index_folder(index_dir, info);
     if (!index) return fail(index.message());
-    std::printf("ok: %s: %zu shard(s), %zu songs, %zu embeddings stored of %zu windows; every "
-                "checksum and structure verified%s\n",
-                index_dir.c_str(), (*index)->n_shards_loaded(), (*index)->n_songs(),
-                (*index)->n_stored(), (*index)->n_embeddings(),
-                model_path.empty() ? "" : ", model hash matches");
+    const bool blocks = (*index)->version() == kIndexVersion2;
+    std::printf(
+        "ok: %s: format %d, %zu %s, %zu songs, %zu embeddings stored of %zu windows; "
+        "every checksum and structure verified%s\n",
+        index_dir.c_str(), (*index)->version(), (*index)->n_shards_loaded(),
+        blocks ? "block(s)" : "shard(s)", (*index)->n_songs(), (*index)->n_stored(),
+        (*index)->n_embeddings(), model_path.empty() ? "" : ", model hash matches");
     return kExitOk;
 }
 

@@ -78,8 +78,21 @@ int main(int argc, char** argv) {
         "score against reconstructions scaled to unit length, as the embeddings "
         "are, or not (default: as the model's default code): a clearer line "
         "between matches and non-matches with small codes");
-    build_cmd->add_option("--shard-mb", build.shard_mb, "maximum shard size in MB")
-        ->capture_default_str()->check(CLI::Range(0.01, 1024.0));
+    build_cmd
+        ->add_option("--format", build.format,
+                     "index format: 1 (a file per shard, listed in the manifest) or 2 (small "
+                     "blocks of songs in one file, each hashed in a directory, so a page can "
+                     "fetch and check any block with one Range request)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({1, 2}));
+    build_cmd->add_option("--shard-mb", build.shard_mb, "format 1: maximum shard size in MB")
+        ->capture_default_str()
+        ->check(CLI::Range(0.01, 1024.0));
+    build_cmd
+        ->add_option("--block-kb", build.block_kb,
+                     "format 2: maximum block size in KB (a song is never split)")
+        ->capture_default_str()
+        ->check(CLI::Range(1.0, 1048576.0));
     build_cmd->add_option("--store", build.store,
                           "which windows of a song to store: level (all but the near-silent), "
                           "music (level, and what the model's music detector calls music; a "

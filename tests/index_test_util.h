@@ -141,7 +141,8 @@ inline std::vector<std::string> shard_names(const IndexFiles& files) {
     return names;
 }
 
-// Loads every file of a built index into `index` (manifest, quantizer, all shards).
+// Loads every file of a built index into `index` (manifest, quantizer, all shards; for format
+// v2 the directory, then every block of songs.esb).
 inline Status load_all(const IndexFiles& files, Index* index) {
     const auto& manifest = files.files.at("manifest.json");
     Status st = index->load_manifest(std::string(manifest.begin(), manifest.end()));
@@ -149,6 +150,19 @@ inline Status load_all(const IndexFiles& files, Index* index) {
     const auto& q = files.files.at("quantizer.eq");
     st = index->add_quantizer(q.data(), q.size(), "quantizer.eq");
     if (!st) return st;
+    if (index->version() == kIndexVersion2) {
+        const auto& directory = files.files.at("directory.ed");
+        st = index->add_directory(directory.data(), directory.size(), "directory.ed");
+        if (!st) return st;
+        const auto& blocks = files.files.at("songs.esb");
+        for (size_t b = 0; b < index->n_shards_expected(); ++b) {
+            const Index::FileRange r = index->shard_range(b);
+            if (r.offset + r.bytes > blocks.size()) return Status::error("block past the end");
+            st = index->add_shard(blocks.data() + r.offset, r.bytes, "block " + std::to_string(b));
+            if (!st) return st;
+        }
+        return Status::ok();
+    }
     for (const auto& [name, bytes] : files.files) {
         if (name.rfind("shard-", 0) != 0) continue;
         st = index->add_shard(bytes.data(), bytes.size(), name);

@@ -36,6 +36,7 @@ DTYPES = {
     3: np.dtype("<u4"),
     4: np.dtype("i1"),
     5: np.dtype("<f2"),
+    6: np.dtype("<u8"),
 }
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 

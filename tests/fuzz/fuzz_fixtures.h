@@ -95,8 +95,10 @@ inline std::vector<float> song_embeddings(int song, int dim) {
 // A 6-song index (8 lists, PQ 4 x 8 bits, two shards, one song with a silent run) built by
 // IndexBuilder for `model`: manifest.json, quantizer.eq, shard-*. opq_rounds > 0: with a learned
 // rotation before PQ, and unit_norm scores.
-inline IndexFiles build_index(const ModelInfo& model, int opq_rounds = 0) {
+inline IndexFiles build_index(const ModelInfo& model, int opq_rounds = 0,
+                              int format_version = kIndexVersion1) {
     IndexBuildParams params = index_build_default_params();
+    params.format_version = format_version;
     params.n_lists = 8;
     params.pq_m = 4;
     params.opq_rounds = opq_rounds;

@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
         if (name.rfind("shard-", 0) == 0) write(out / "shard" / name, bytes);
     }
     write(out / "manifest" / "manifest.json", fixture.file("manifest.json"));
+    write(out / "manifest" / "manifest-v2.json", fixture.v2.files.at("manifest.json"));
+    write(out / "directory" / "directory.ed", fixture.v2.files.at("directory.ed"));
 
     auto audio = load_audio(argv[1], 16000);
     if (!audio) {

@@ -271,6 +271,64 @@ TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
     EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5);
 }
 
+// Format 2 (hashed blocks in one file): the same answers as format 1 from the same catalogue;
+// verify checks every block and names a tampered one; a truncated songs file is a clear error.
+TEST_F(CliTest, FormatTwoAnswersAsFormatOneAndVerifiesEveryBlock) {
+    const fs::path v1 = dir_ / "v1", v2 = dir_ / "v2";
+    ASSERT_EQ(run_cli("build -q " + model_arg() + " --out " + v1.string() + " " +
+                          (dir_ / "music").string(),
+                      dir_)
+                  .exit_code,
+              3);
+    const CliRun build = run_cli("build -q " + model_arg() + " --format 2 --block-kb 1 --out " +
+                                     v2.string() + " " + (dir_ / "music").string(),
+                                 dir_);
+    ASSERT_EQ(build.exit_code, 3) << build.err;
+    for (const char* file : {"manifest.json", "quantizer.eq", "directory.ed", "songs.esb"})
+        EXPECT_TRUE(fs::exists(v2 / file)) << file;
+    EXPECT_FALSE(fs::exists(v2 / "shard-00000.es"));
+    const CliRun info = run_cli("info " + v2.string(), dir_);
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    const auto manifest = nlohmann::json::parse(info.out);
+    EXPECT_EQ(manifest["version"], 2);
+    EXPECT_EQ(manifest["blocks"]["count"], 3);  // 1 KB blocks: one song each
+    EXPECT_EQ(manifest["blocks"]["bytes"], fs::file_size(v2 / "songs.esb"));
+    const CliRun verify = run_cli("verify " + v2.string() + " " + model_arg(), dir_);
+    ASSERT_EQ(verify.exit_code, 0) << verify.err;
+    EXPECT_NE(verify.out.find("format 2, 3 block(s), 3 songs"), std::string::npos) << verify.out;
+
+    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
+    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
+    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    nlohmann::json answers[2];
+    for (int i = 0; i < 2; ++i) {
+        const CliRun query =
+            run_cli("query -q " + model_arg() + " --index " + (i == 0 ? v1 : v2).string() + " " +
+                        (dir_ / "clip.wav").string(),
+                    dir_);
+        ASSERT_EQ(query.exit_code, 0) << query.err;
+        answers[i] = nlohmann::json::parse(query.out.substr(0, query.out.find('\n')));
+        answers[i].erase("ms");  // the time it took
+    }
+    EXPECT_EQ(answers[1]["song"], "album-a/second_song");
+    EXPECT_EQ(answers[0], answers[1]);
+
+    // One byte flipped in the last block: verify names that block.
+    const fs::path songs = v2 / "songs.esb";
+    const std::string good = slurp(songs);
+    std::string bad = good;
+    bad[bad.size() - 100] ^= 0x40;
+    std::ofstream(songs, std::ios::binary | std::ios::trunc) << bad;
+    CliRun tampered = run_cli("verify " + v2.string(), dir_);
+    EXPECT_EQ(tampered.exit_code, 1);
+    EXPECT_NE(tampered.err.find("songs.esb block 2"), std::string::npos) << tampered.err;
+    // Truncated: the size is checked against the manifest before any block.
+    std::ofstream(songs, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 2);
+    tampered = run_cli("verify " + v2.string(), dir_);
+    EXPECT_EQ(tampered.exit_code, 1);
+    EXPECT_NE(tampered.err.find("truncated"), std::string::npos) << tampered.err;
+}
+
 // Index options the model cannot use fail before any audio is decoded or embedded, name the
 // option, and write nothing.
 TEST_F(CliTest, BuildRejectsInvalidPqMBeforeEmbedding) {
