@@ -211,6 +211,19 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
                              std::to_string(manifest_blocks_bytes_) + " bytes, got " +
                              std::to_string(off[0]) + " .. " + std::to_string(off[n]));
     if (first_song[0] != 0) return Status::error(what + ": block_songs must start at 0");
+    // Postings per list over all blocks: the index reserves them once, so a full load grows
+    // no vector by doubling (in WASM the heap never shrinks: its peak is what a page pays). A
+    // stored window costs at least pq_m bytes of a block, which bounds the reservation by the
+    // songs file's size whatever the directory claims.
+    auto sizes = view.require("list_sizes", DType::kU32, {uint32_t(quantizer_.n_lists)});
+    if (!sizes) return sizes.status();
+    std::vector<uint32_t> list_sizes(size_t(quantizer_.n_lists));
+    std::memcpy(list_sizes.data(), sizes.value()->data, list_sizes.size() * sizeof(uint32_t));
+    uint64_t total_postings = 0;
+    for (uint32_t c : list_sizes) total_postings += c;
+    if (total_postings * uint64_t(quantizer_.pq_m) > manifest_blocks_bytes_)
+        return Status::error(what + ": list_sizes count " + std::to_string(total_postings) +
+                             " postings, more than " + manifest_blocks_file_ + " can hold");
     std::vector<ManifestShard> blocks(n);
     for (uint32_t b = 0; b < n; ++b) {
         if (off[b + 1] <= off[b] || first_song[b + 1] <= first_song[b])
@@ -225,6 +238,14 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
     }
     manifest_shards_ = std::move(blocks);
     has_directory_ = true;
+    for (size_t l = 0; l < lists_.size(); ++l) {
+        lists_[l].embedding_ids.reserve(lists_[l].embedding_ids.size() + list_sizes[l]);
+        lists_[l].codes.reserve(lists_[l].codes.size() + size_t(list_sizes[l]) * quantizer_.pq_m);
+        if (quantizer_.unit_norm)
+            lists_[l].inv_norms.reserve(lists_[l].inv_norms.size() + list_sizes[l]);
+    }
+    embedding_list_.reserve(embedding_list_.size() + total_postings);
+    embedding_pos_.reserve(embedding_pos_.size() + total_postings);
     return Status::ok();
 }
 

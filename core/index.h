@@ -22,7 +22,8 @@
 // Format v2 keeps the quantizer and puts the shards, as small *blocks* of a few songs (the unit
 // a page fetches and verifies), one after the other in one file (songs.esb); a binary
 // directory (directory.ed, container kind "DIRC") gives each block's byte range and SHA-256, so
-// a client can fetch any block with one HTTP Range request and check it before use. A block is
+// a client can fetch any block with one HTTP Range request and check it before use, and the
+// postings per coarse list, so a full load reserves its lists once. A block is
 // a SHRD container whose "shard" is its block number. The manifest names the quantizer and the
 // directory with whole-file hashes and the songs file with its size.
 //

@@ -352,7 +352,9 @@ Status IndexBuilder::write_shard() {
     size_t at = 0;                      // stored embedding within the shard
     for (size_t s = 0; s < end; ++s) {
         const PendingSong& song = songs_[s];
+        list_sizes_.resize(size_t(q.n_lists));
         for (size_t j = 0; j < song.n_stored; ++j, ++at) {
+            ++list_sizes_[song.list_ids[j]];
             if (wide_ids) {
                 std::memcpy(&ids[at * 2], &song.list_ids[j], 2);  // little-endian hosts only
             } else {
@@ -433,6 +435,10 @@ std::vector<uint8_t> IndexBuilder::directory_file() const {
                hashes.size());
     writer.add("block_songs", DType::kU32, {uint32_t(n + 1)}, first_song.data(),
                first_song.size() * sizeof(uint32_t));
+    std::vector<uint32_t> list_sizes = list_sizes_;
+    list_sizes.resize(size_t(quantizer_.n_lists));
+    writer.add("list_sizes", DType::kU32, {uint32_t(list_sizes.size())}, list_sizes.data(),
+               list_sizes.size() * sizeof(uint32_t));
     return writer.finish();
 }
 

@@ -95,6 +95,20 @@ TEST(IndexV2Test, HoldsWhatV1HoldsInHashedBlocks) {
         ASSERT_EQ(a.embedding_list(g), b.embedding_list(g));
         ASSERT_EQ(std::memcmp(a.embedding_codes(g), b.embedding_codes(g), size_t(a.pq_m())), 0);
     }
+    // The directory's postings per list are exact, and the lists were reserved once from them
+    // (no spare room left by doubling).
+    Result<ContainerView> view = parse_container(directory.data(), directory.size(), "DIRC", "d");
+    ASSERT_TRUE(view);
+    const Section* sizes = view->find("list_sizes");
+    ASSERT_NE(sizes, nullptr);
+    ASSERT_EQ(sizes->element_count(), size_t(b.n_lists()));
+    for (int l = 0; l < b.n_lists(); ++l) {
+        uint32_t expected = 0;
+        std::memcpy(&expected, sizes->data + 4 * size_t(l), 4);
+        EXPECT_EQ(b.list(l).embedding_ids.size(), expected) << l;
+        EXPECT_EQ(b.list(l).embedding_ids.capacity(), expected) << l;
+        EXPECT_EQ(b.list(l).codes.capacity(), size_t(expected) * b.pq_m()) << l;
+    }
 }
 
 class IndexV2CorruptTest : public ::testing::Test {
@@ -190,6 +204,33 @@ TEST_F(IndexV2CorruptTest, DirectoryIsCheckedAgainstManifestAndQuantizer) {
         const auto& q = files_.files.at("quantizer.eq");
         ASSERT_TRUE(patched.add_quantizer(q.data(), q.size(), "quantizer.eq"));
         expect_error(patched.add_directory(od.data(), od.size(), "directory.ed"), "quantizer");
+    }
+    // A directory claiming more postings than the songs file can hold (so that a reader would
+    // reserve memory for them) is refused, its hash in the manifest notwithstanding.
+    {
+        const auto& d = files_.files.at("directory.ed");
+        Result<ContainerView> view = parse_container(d.data(), d.size(), "DIRC", "d");
+        ASSERT_TRUE(view);
+        ContainerWriter writer("DIRC", view->meta);
+        for (const Section& section : view->sections) {
+            std::vector<uint8_t> data(section.data, section.data + section.bytes);
+            if (section.name == "list_sizes") {
+                const uint32_t huge = 1u << 30;
+                std::memcpy(data.data(), &huge, 4);
+            }
+            writer.add(section.name, section.dtype, section.shape, data.data(), data.size());
+        }
+        const std::vector<uint8_t> forged = writer.finish();
+        nlohmann::json m = manifest_of(files_);
+        const auto h = sha256(forged.data(), forged.size());
+        m["directory"]["sha256"] = to_hex(h.data(), h.size());
+        m["directory"]["bytes"] = forged.size();
+        Index index(model_);
+        ASSERT_TRUE(index.load_manifest(m.dump()));
+        const auto& q = files_.files.at("quantizer.eq");
+        ASSERT_TRUE(index.add_quantizer(q.data(), q.size(), "quantizer.eq"));
+        expect_error(index.add_directory(forged.data(), forged.size(), "directory.ed"),
+                     "more than songs.esb can hold");
     }
     // A manifest whose block count or file size disagrees with the directory.
     for (const char* key : {"count", "bytes"}) {
