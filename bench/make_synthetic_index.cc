@@ -2,12 +2,13 @@
 // the demo does not have (docs/PERFORMANCE-web.md, "10 000-song index").
 //
 //   earshot_make_synthetic_index MODEL.emod N_SONGS EMBEDDINGS_PER_SONG OUT_DIR [--seed S]
-//                                [--quantizer FILE.eq]
+//                                [--quantizer FILE.eq] [--pq-m BYTES] [--format 1|2]
 //   e.g. build/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k
 //
-// The folder is a valid index v1 (manifest.json, quantizer.eq, shard-NNNNN.es, shards <= 8 MB by
-// default) written by the core's IndexBuilder with the model's ModelInfo, so the model hash, dim
-// and hop match and the browser Engine / the CLI load it like a real one. Contents are random:
+// The folder is a valid index, format v1 (manifest.json, quantizer.eq, shard-NNNNN.es, shards
+// <= 8 MB) or, with --format 2, v2 (directory.ed and songs.esb of 64 KB blocks), written by the
+// core's IndexBuilder with the model's ModelInfo, so the model hash, dim and hop match and the
+// browser Engine / the CLI load it like a real one. Contents are random:
 //   - quantizer: random unit coarse centroids, as many as earshot build would make lists for
 //     N_SONGS x EMBEDDINGS_PER_SONG embeddings (index_auto_lists), and random PQ codebooks (scaled
 //     0.3, residuals are smaller than centroids), as in bench/search_bench.cc; or, with
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
     uint64_t seed = 1;
     std::string quantizer_path;
     int pq_m = 0;  // 0 = the model's index_pq_m
+    int format = earshot::kIndexVersion1;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--seed" && i + 1 < argc) {
@@ -82,6 +84,8 @@ int main(int argc, char** argv) {
             quantizer_path = argv[++i];
         } else if (a == "--pq-m" && i + 1 < argc) {
             pq_m = int(std::strtol(argv[++i], nullptr, 10));
+        } else if (a == "--format" && i + 1 < argc) {
+            format = int(std::strtol(argv[++i], nullptr, 10));
         } else {
             pos.push_back(a);
         }
@@ -90,7 +94,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: earshot_make_synthetic_index MODEL.emod N_SONGS EMBEDDINGS_PER_SONG "
                      "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES (random "
-                     "quantizer)]\n");
+                     "quantizer)] [--format 1|2]\n");
         return 2;
     }
     const std::string model_path = pos[0], out_dir = pos[3];
@@ -106,6 +110,8 @@ int main(int argc, char** argv) {
     const earshot::ModelInfo& info = model.value()->info();
     earshot::IndexBuildParams params = earshot::index_build_default_params(info);
     if (pq_m > 0) params.pq_m = pq_m;
+    params.format_version = format;
+    if (format == earshot::kIndexVersion2) params.max_shard_bytes = earshot::kDefaultBlockBytes;
     if (earshot::Status st = earshot::validate_index_build_params(params, info); !st)
         return fail(st.message());
 

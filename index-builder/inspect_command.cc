@@ -1,9 +1,9 @@
 // `earshot info` and `earshot verify`, and the index folder loader shared with `query`.
 #include <cstdio>
 #include <filesystem>
-#include <thread>
-
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/container.h"
 #include "core/index.h"
@@ -57,18 +57,26 @@ Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const M
         if (!directory) return directory.status();
         st = index->add_directory(directory->data(), directory->size(), directory_file);
         if (!st) return st;
-        // The blocks file is read whole (a page fetches the byte ranges it needs); each block
-        // is checked against the directory's range and hash by add_shard().
+        // Block by block, as a page fetches them (never the whole file in memory); each is
+        // checked against the directory's range and hash by add_shard().
         const std::string& blocks_file = index->manifest_blocks_file();
-        auto blocks = read_file((root / blocks_file).string());
-        if (!blocks) return blocks.status();
-        if (blocks->size() != index->manifest_blocks_bytes())
+        const fs::path blocks_path = root / blocks_file;
+        std::error_code ec;
+        const uint64_t size = fs::file_size(blocks_path, ec);
+        if (ec) return Status::error("cannot read " + blocks_path.string() + ": " + ec.message());
+        if (size != index->manifest_blocks_bytes())
             return Status::error(
-                blocks_file + ": " + std::to_string(blocks->size()) + " bytes, the manifest says " +
+                blocks_file + ": " + std::to_string(size) + " bytes, the manifest says " +
                 std::to_string(index->manifest_blocks_bytes()) + " (truncated or stale?)");
+        std::ifstream in(blocks_path, std::ios::binary);
+        std::vector<uint8_t> block;
         for (size_t b = 0; b < index->n_shards_expected(); ++b) {
             const Index::FileRange range = index->shard_range(b);
-            st = index->add_shard(blocks->data() + range.offset, range.bytes,
+            block.resize(range.bytes);
+            in.seekg(std::streamoff(range.offset));
+            in.read(reinterpret_cast<char*>(block.data()), std::streamsize(range.bytes));
+            if (!in) return Status::error("cannot read " + blocks_path.string());
+            st = index->add_shard(block.data(), block.size(),
                                   blocks_file + " block " + std::to_string(b));
             if (!st) return st;
         }
