@@ -9,6 +9,7 @@
 
 #include "core/container.h"
 #include "core/quantizer_training.h"
+#include "core/sha256.h"
 
 namespace earshot {
 
@@ -393,12 +394,14 @@ Status IndexBuilder::write_shard() {
         writer.add("absent_runs", DType::kU32, {uint32_t(absent_runs.size() / 2), 2u},
                    absent_runs.data(), absent_runs.size() * sizeof(uint32_t));
     std::vector<uint8_t> bytes = writer.finish();
-    ShardEntry entry{v2 ? kBlocksFile : shard_file_name(shard),
-                     file_sha256_hex(bytes),
-                     bytes.size(),
-                     end,
-                     n_embeddings,
-                     written_shard_bytes_};
+    ShardEntry entry;
+    entry.file = v2 ? kBlocksFile : shard_file_name(shard);
+    entry.digest = sha256(bytes.data(), bytes.size());
+    entry.sha256 = to_hex(entry.digest.data(), entry.digest.size());
+    entry.bytes = bytes.size();
+    entry.songs = end;
+    entry.windows = n_embeddings;
+    entry.offset = written_shard_bytes_;
     written_stored_ += n_stored;
     written_windows_ += n_embeddings;
     written_shard_bytes_ += bytes.size();
@@ -420,8 +423,7 @@ std::vector<uint8_t> IndexBuilder::directory_file() const {
     for (const ShardEntry& e : shards_) {
         offsets.push_back(e.offset + e.bytes);
         first_song.push_back(first_song.back() + uint32_t(e.songs));
-        for (size_t i = 0; i < kSha256Bytes; ++i)
-            hashes.push_back(uint8_t(std::stoi(e.sha256.substr(2 * i, 2), nullptr, 16)));
+        hashes.insert(hashes.end(), e.digest.begin(), e.digest.end());
     }
     json meta = {{"model_hash", model_.hash_hex},
                  {"quantizer_sha256", quantizer_sha256_},

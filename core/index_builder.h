@@ -15,6 +15,7 @@
 // with a shard sink nothing else grows with the catalogue, so a build of any size fits.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -155,7 +156,8 @@ private:
         size_t shard_bytes = 0;          // upper estimate of its bytes in a shard (trained)
     };
     struct ShardEntry {
-        std::string file, sha256;
+        std::string file, sha256;  // sha256: lowercase hex of `digest`
+        std::array<uint8_t, 32> digest{};
         size_t bytes = 0, songs = 0, windows = 0;
         uint64_t offset = 0;  // v2: in songs.esb
     };

@@ -7,7 +7,8 @@
 // first demo song (sox -> 16 kHz mono float). Each run: a fresh WASM module, model and whole
 // index loaded through the Engine bindings (load time = loadManifest + addQuantizer + addShard,
 // file reads excluded), default recognizer params (as the app: matcher re-run every embedding on
-// the 10 s window), audio pushed in 1024-sample blocks (what the AudioWorklet delivers).
+// the 10 s window), audio pushed in 1024-sample blocks (what the AudioWorklet delivers). A format
+// v2 index is loaded as the page loads it: quantizer, directory, then block by block.
 // Reports per run and the median of the runs: CPU ms (process.cpuUsage, the whole node process)
 // and wall ms per second of audio, index load time, WASM heap size and node RSS; also how many
 // matcher runs reported a match (a synthetic song matching real audio is a false positive).
@@ -33,7 +34,8 @@ const wasmBinary = fs.readFileSync(path.join(siteDir, 'wasm/earshot-core.wasm'))
 const modelBytes = fs.readFileSync(path.join(siteDir, 'models/earshot.emod'));
 const manifestText = fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8');
 const manifest = JSON.parse(manifestText);
-const indexFiles = [manifest.quantizer.file, ...manifest.shards.map((s) => s.file)]
+const v2 = manifest.version === 2;
+const indexFiles = [manifest.quantizer.file, ...(v2 ? [manifest.directory.file, manifest.blocks.file] : manifest.shards.map((s) => s.file))]
     .map((name) => ({ name, bytes: fs.readFileSync(path.join(indexDir, name)) }));
 const indexBytes = indexFiles.reduce((n, f) => n + f.bytes.length, 0);
 
@@ -47,8 +49,17 @@ async function once() {
     must(engine.loadModel(modelBytes));
     const load0 = { cpu: process.cpuUsage(), wall: performance.now() };
     must(engine.loadManifest(manifestText));
-    for (const f of indexFiles) {
-        must(f.name === manifest.quantizer.file ? engine.addQuantizer(f.bytes, f.name) : engine.addShard(f.bytes, f.name));
+    if (v2) {
+        const [quantizer, directory, blocks] = indexFiles;
+        must(engine.addQuantizer(quantizer.bytes, quantizer.name));
+        must(engine.addDirectory(directory.bytes, directory.name));
+        for (const r of JSON.parse(engine.shardRanges())) {
+            must(engine.addShard(blocks.bytes.subarray(r.offset, r.offset + r.bytes), `${r.file} at ${r.offset}`));
+        }
+    } else {
+        for (const f of indexFiles) {
+            must(f.name === manifest.quantizer.file ? engine.addQuantizer(f.bytes, f.name) : engine.addShard(f.bytes, f.name));
+        }
     }
     const load = { cpu_ms: cpuMs(process.cpuUsage(load0.cpu)), wall_ms: performance.now() - load0.wall };
     const index = JSON.parse(engine.indexInfo());
@@ -80,7 +91,7 @@ async function once() {
     return out;
 }
 
-console.log(`index ${path.relative(repoRoot, indexDir)}: ${indexFiles.length - 1} shards, ${(indexBytes / 1e6).toFixed(1)} MB; ` +
+console.log(`index ${path.relative(repoRoot, indexDir)}: ${v2 ? `format 2, ${manifest.blocks.count} blocks` : `${indexFiles.length - 1} shards`}, ${(indexBytes / 1e6).toFixed(1)} MB; ` +
     `${audioSeconds} s of ${song.title}; backend ${backend}; node ${process.version}; ${os.cpus()[0]?.model}`);
 const all = [];
 for (let r = 0; r < runs; r++) {

@@ -26,10 +26,14 @@ export function requireSite() {
     return JSON.parse(fs.readFileSync(infoPath, 'utf8'));
 }
 
-/** Parses an earshot container's metadata JSON (docs/DESIGN.md section 4). */
+/**
+ * Parses an earshot container's metadata JSON (docs/DESIGN.md section 4): of a file, or of the
+ * bytes of one (e.g. a format 2 block).
+ * @param {string | Buffer} file
+ */
 export function containerMeta(file) {
-    const bytes = fs.readFileSync(file);
-    if (bytes.subarray(0, 8).toString('latin1') !== 'EARSHOT\x1a') throw new Error(`${file} is not an earshot container`);
+    const bytes = Buffer.isBuffer(file) ? file : fs.readFileSync(file);
+    if (bytes.subarray(0, 8).toString('latin1') !== 'EARSHOT\x1a') throw new Error(`${Buffer.isBuffer(file) ? 'the bytes' : file} are not an earshot container`);
     const metaBytes = bytes.readUInt32LE(16);
     return JSON.parse(bytes.subarray(32, 32 + metaBytes).toString('utf8'));
 }
@@ -41,6 +45,37 @@ export function containerMeta(file) {
 export function indexShards() {
     const manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
     return manifest.shards.map((s) => ({ file: s.file, songs: containerMeta(path.join(siteDir, 'index', s.file)).songs }));
+}
+
+/**
+ * Builds an index of the demo package's songs with the CLI and the site's model into `out`
+ * (replaced); `args` are extra `earshot build` options (e.g. ['--format', '2', '--block-kb', '16']).
+ * @returns {{rows: {id: string, path: string, title: string, album: string}[], manifest: any}}
+ */
+export function buildIndex(out, args = []) {
+    const rows = catalog('hex-a-hop-data');
+    const tsv = `${out}.tsv`;
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(tsv, ['id\tpath\ttitle\talbum', ...rows.map((r) => [r.id, r.path, r.title, r.album].join('\t'))].join('\n') + '\n');
+    execFileSync(cliPath, ['build', '--quiet', '--model', path.join(siteDir, 'models/earshot.emod'), ...args, '--out', out, tsv],
+        { stdio: ['ignore', 'ignore', 'inherit'] });
+    return { rows, manifest: JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')) };
+}
+
+/** Cache API stand-in for node (it has none): a Map of URL -> bytes behind the same interface. */
+export class MemoryCacheStorage {
+    constructor() { this.caches = new Map(); }
+    async open(name) {
+        if (!this.caches.has(name)) {
+            const entries = new Map();
+            this.caches.set(name, {
+                entries,
+                match: async (url) => (entries.has(url) ? new Response(entries.get(url)) : undefined),
+                put: async (url, response) => { entries.set(url, new Uint8Array(await response.arrayBuffer())); },
+            });
+        }
+        return this.caches.get(name);
+    }
 }
 
 /** Catalog rows (id, path, title, album) of a package fetched by scripts/fetch-demo-catalog.sh. */

@@ -1,15 +1,20 @@
 // The browser's WASM bindings under node: the same earshot-core.mjs/.wasm the site serves,
-// loaded with {wasmBinary}; model and index passed in as bytes read from disk.
+// loaded with {wasmBinary}; model and index passed in as bytes read from disk, or, for a
+// format 2 index, downloaded by the page's loader (web/index-loader.js) over real HTTP.
 // Needs: scripts/demo.sh --build-only (or EARSHOT_SITE pointing at a built site).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 
-import { catalog, cliPath, indexShards, requireSite, siteDir, writeWavFloat } from './helpers.mjs';
+import { startServer } from '../scripts/serve.mjs';
+import { IndexDownloader } from '../web/index-loader.js';
+import {
+    buildIndex, catalog, cliPath, containerMeta, indexShards, MemoryCacheStorage, requireSite, siteDir, writeWavFloat,
+} from './helpers.mjs';
 
 const SIZE_BUDGET_GZIP_BYTES = 400 * 1024;
 
@@ -25,17 +30,51 @@ let wasmBinary;
 let manifest;
 let info;
 
+const ok = (status) => assert.equal(status.message, '', status.message) || assert.equal(status.ok, true);
+
 /** An engine with the site's model and the index in `indexDir` (the site's by default). */
 async function loadedEngine(indexDir = path.join(siteDir, 'index')) {
     const module = await createModule({ wasmBinary });
     const engine = new module.Engine();
-    const ok = (status) => assert.equal(status.message, '', status.message) || assert.equal(status.ok, true);
     const m = JSON.parse(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8'));
     ok(engine.loadModel(fs.readFileSync(path.join(siteDir, 'models/earshot.emod'))));
     ok(engine.loadManifest(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8')));
     ok(engine.addQuantizer(fs.readFileSync(path.join(indexDir, m.quantizer.file)), m.quantizer.file));
-    for (const s of m.shards) ok(engine.addShard(fs.readFileSync(path.join(indexDir, s.file)), s.file));
+    if (m.version === 2) {
+        ok(engine.addDirectory(fs.readFileSync(path.join(indexDir, m.directory.file)), m.directory.file));
+        const songs = fs.readFileSync(path.join(indexDir, m.blocks.file));
+        JSON.parse(engine.shardRanges()).forEach((r, b) =>
+            ok(engine.addShard(songs.subarray(r.offset, r.offset + r.bytes), `${m.blocks.file} block ${b}`)));
+    } else {
+        for (const s of m.shards) ok(engine.addShard(fs.readFileSync(path.join(indexDir, s.file)), s.file));
+    }
     return { module, engine };
+}
+
+/**
+ * An engine loaded as the page's Worker loads it (web/worker.js): manifest, model, quantizer,
+ * directory, then each block the loader yields. Returns what was yielded, with the engine's
+ * answer to each block.
+ */
+async function engineOverHttp(baseUrl, indexUrl, options = {}) {
+    const module = await createModule({ wasmBinary });
+    const engine = new module.Engine();
+    const loader = new IndexDownloader({ indexUrl, modelUrl: 'model.emod', baseUrl, cacheStorage: null, retry: { retries: 0 }, ...options });
+    const { manifest, text } = await loader.loadManifest();
+    const model = await loader.loadModel(manifest.model_hash);
+    ok(engine.loadModel(model.bytes));
+    ok(engine.loadManifest(text));
+    const quantizer = await loader.loadFile(manifest.quantizer, { essential: true });
+    ok(engine.addQuantizer(quantizer.bytes, manifest.quantizer.file));
+    const directory = await loader.loadFile(manifest.directory, { essential: true });
+    ok(engine.addDirectory(directory.bytes, manifest.directory.file));
+    const ranges = JSON.parse(engine.shardRanges());
+    const loaded = [];
+    for await (const shard of loader.loadShards(manifest, ranges)) {
+        loaded.push({ ...shard, added: shard.bytes ? engine.addShard(shard.bytes, shard.what) : null });
+    }
+    const fromCache = [model, quantizer, directory, ...loaded].every((f) => f.fromCache === true);
+    return { module, engine, loader, manifest, ranges, loaded, fromCache };
 }
 
 /** Pushes pcm in blocks of `block` samples; returns every polled result, best() and finish(). */
@@ -84,6 +123,10 @@ describe('WASM bindings under node', () => {
         assert.equal(index.songs, manifest.songs);
         assert.equal(index.shards_loaded, manifest.shards.length);
         assert.equal(index.shards_expected, manifest.shards.length);
+        assert.equal(index.version, 1);
+        const ranges = JSON.parse(engine.shardRanges());
+        assert.deepEqual(ranges.map((r) => [r.file, r.offset, r.bytes, r.sha256, r.songs]),
+            manifest.shards.map((s) => [s.file, 0, s.bytes, s.sha256, s.songs]));
     });
 
     test('corrupt bytes are refused with clear messages, and the index keeps working', async () => {
@@ -263,5 +306,174 @@ describe('WASM bindings under node', () => {
         assert.equal(final.matched, true, `no match (score ${final.score}, threshold ${final.threshold}, best guess "${final.best?.title}")`);
         assert.equal(final.best.title, song.title);
         assert.ok(Math.abs(final.offset_s - startS) <= 1.5, `offset ${final.offset_s} s, expected ${startS}`);
+    });
+});
+
+describe('a format 2 index (blocks in one file) in the WASM engine', () => {
+    let dir;
+    let server;
+    let blocks;   // {rows, manifest} of the index built with --format 2
+    let clip;     // {pcm, startS, song, cli}: a clip of a song and `earshot query`'s answer
+    const model = () => path.join(siteDir, 'models/earshot.emod');
+    before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-v2-'));
+        // The served folder: the index, a copy with one block corrupted, and the model.
+        const root = path.join(dir, 'site');
+        fs.mkdirSync(root);
+        fs.writeFileSync(path.join(root, 'index.html'), '<!doctype html>');
+        fs.copyFileSync(model(), path.join(root, 'model.emod'));
+        blocks = buildIndex(path.join(root, 'index'), ['--format', '2', '--block-kb', '16']);
+        assert.equal(blocks.manifest.version, 2);
+        assert.ok(blocks.manifest.blocks.count >= 3, `${blocks.manifest.blocks.count} blocks`);
+        assert.match(execFileSync(cliPath, ['verify', path.join(root, 'index')], { encoding: 'utf8' }), /^ok: .*format 2/);
+
+        const song = blocks.rows[0];
+        const startS = 20.13;  // off the index grid
+        const pcm = decode16k(song.path, startS, 8);
+        const wav = path.join(dir, 'clip.wav');
+        writeWavFloat(wav, pcm, 16000);
+        const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--backend', 'simd', '--model', model(),
+            '--index', path.join(root, 'index'), wav], { encoding: 'utf8' }).trim());
+        assert.equal(cli.song, song.id);
+        clip = { pcm, startS, song, cli };
+    });
+    before(async () => {
+        server = await startServer({ root: path.join(dir, 'site') });
+    });
+    after(async () => {
+        await server?.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const songsRequests = (from, indexPath = '/index/') => server.log.slice(from).filter((r) => r.path === `${indexPath}songs.esb`);
+
+    /** The clip through the engine: its final answer equals the CLI's on the same index. */
+    function assertAnswersAsCli(module, engine) {
+        ok(engine.createRecognizer('simd', '{}'));
+        const { final } = recognize(module, engine, clip.pcm, 4000);
+        assert.equal(final.matched, true, `score ${final.score} < threshold ${final.threshold}`);
+        assert.equal(final.song, clip.cli.song);
+        assert.ok(Math.abs(final.offset_s - clip.cli.offset_s) < 1e-6, `offset ${final.offset_s} s, CLI ${clip.cli.offset_s} s`);
+        assert.ok(Math.abs(final.score - clip.cli.score) < 1e-4, `score ${final.score}, CLI ${clip.cli.score}`);
+        assert.ok(Math.abs(final.offset_s - clip.startS) <= 1.0, `offset ${final.offset_s} s, expected ${clip.startS}`);
+    }
+
+    test('the engine refuses blocks before the directory and a directory before the quantizer', async () => {
+        const module = await createModule({ wasmBinary });
+        const engine = new module.Engine();
+        const indexDir = path.join(dir, 'site/index');
+        const m = blocks.manifest;
+        assert.equal(engine.addDirectory(new Uint8Array(10), m.directory.file).ok, false);  // no model yet
+        ok(engine.loadModel(fs.readFileSync(model())));
+        ok(engine.loadManifest(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8')));
+        assert.equal(engine.shardRanges(), '[]');
+        assert.equal(JSON.parse(engine.indexInfo()).version, 2);
+        const early = engine.addDirectory(fs.readFileSync(path.join(indexDir, m.directory.file)), m.directory.file);
+        assert.equal(early.ok, false);
+        assert.match(early.message, /directory\.ed: add the quantizer before the block directory/);
+        ok(engine.addQuantizer(fs.readFileSync(path.join(indexDir, m.quantizer.file)), m.quantizer.file));
+        const songs = fs.readFileSync(path.join(indexDir, m.blocks.file));
+        assert.equal(engine.addShard(songs.subarray(0, 100), 'songs.esb block 0').ok, false);
+        ok(engine.addDirectory(fs.readFileSync(path.join(indexDir, m.directory.file)), m.directory.file));
+        assert.equal(JSON.parse(engine.shardRanges()).length, m.blocks.count);
+    });
+
+    test('loaded by the page\'s loader over HTTP (Range requests of several blocks), it answers a clip as `earshot query` does', async () => {
+        const before = server.log.length;
+        const { module, engine, ranges, loaded } = await engineOverHttp(server.url, 'index/');
+        // One request for all blocks (far below the 4 MB per request): a 206 with exactly them.
+        const requests = songsRequests(before);
+        assert.deepEqual(requests.map((r) => [r.status, r.range]), [[206, `0-${blocks.manifest.blocks.bytes - 1}`]]);
+        assert.equal(ranges.length, blocks.manifest.blocks.count);
+        assert.deepEqual(loaded.map((l) => [l.what, l.error, l.added]),
+            ranges.map((_, b) => [`songs.esb block ${b}`, undefined, { ok: true, message: '' }]));
+        const index = JSON.parse(engine.indexInfo());
+        assert.equal(index.version, 2);
+        assert.equal(index.shards_loaded, blocks.manifest.blocks.count);
+        assert.equal(index.songs, blocks.manifest.songs);
+        assertAnswersAsCli(module, engine);
+
+        // Smaller requests: each still whole blocks, the first two blocks in one.
+        const from = server.log.length;
+        const limit = ranges[0].bytes + ranges[1].bytes;
+        const small = await engineOverHttp(server.url, 'index/', { rangeChunkBytes: limit });
+        const ends = new Set(ranges.map((r) => r.offset + r.bytes - 1));
+        const starts = new Set(ranges.map((r) => r.offset));
+        const asked = songsRequests(from).map((r) => { assert.equal(r.status, 206); return r.range.split('-').map(Number); });
+        assert.ok(asked.length >= 2, `${asked.length} requests`);
+        assert.deepEqual(asked[0], [0, limit - 1]);
+        for (const [start, end] of asked) {
+            assert.ok(starts.has(start) && ends.has(end), `range ${start}-${end} splits a block`);
+            assert.ok(end - start + 1 <= limit || ranges.some((r) => r.offset === start && r.bytes === end - start + 1));
+        }
+        assert.equal(JSON.parse(small.engine.indexInfo()).shards_loaded, ranges.length);
+    });
+
+    test('a block with one byte flipped is rejected by name, before the engine sees it; the other blocks load and answer', async () => {
+        // A copy of the index whose songs file has one byte flipped inside a block that does not
+        // hold the clip's song.
+        const indexDir = path.join(dir, 'site/index');
+        const tamperedDir = path.join(dir, 'site/index-tampered');
+        fs.cpSync(indexDir, tamperedDir, { recursive: true });
+        const { engine: reference } = await loadedEngine(indexDir);
+        const ranges = JSON.parse(reference.shardRanges());
+        const songs = fs.readFileSync(path.join(indexDir, 'songs.esb'));
+        const blockSongs = ranges.map((r) => containerMeta(songs.subarray(r.offset, r.offset + r.bytes)).songs.map((x) => x.id));
+        const bad = blockSongs.findIndex((ids) => !ids.includes(clip.song.id));
+        assert.ok(bad >= 0);
+        const tampered = Buffer.from(songs);
+        tampered[ranges[bad].offset + (ranges[bad].bytes >> 1)] ^= 0x5a;
+        fs.writeFileSync(path.join(tamperedDir, 'songs.esb'), tampered);
+
+        const before = server.log.length;
+        const { module, engine, loaded } = await engineOverHttp(server.url, 'index-tampered/');
+        // The whole file in one request, then the bad block once more on its own.
+        assert.deepEqual(songsRequests(before, '/index-tampered/').map((r) => r.range),
+            [`0-${songs.length - 1}`, `${ranges[bad].offset}-${ranges[bad].offset + ranges[bad].bytes - 1}`]);
+        const { error, added } = loaded[bad];
+        assert.equal(added, null, 'the corrupt block was handed to the engine');
+        assert.equal(error?.code, 'shard-corrupt');
+        assert.equal(error.fatal, false);
+        assert.equal(error.file, `songs.esb block ${bad}`);
+        assert.match(error.message, new RegExp(`^Block ${bad} of songs\\.esb \\(bytes ${ranges[bad].offset}–\\d+\\) was rejected ` +
+            '\\(its SHA-256 .* differs from the directory\'s .*\\)\\. The songs in it are not searchable; the rest of the index still works'));
+        loaded.forEach((l, b) => { if (b !== bad) assert.deepEqual(l.added, { ok: true, message: '' }, l.what); });
+        const index = JSON.parse(engine.indexInfo());
+        assert.equal(index.shards_loaded, ranges.length - 1);
+        assert.equal(index.songs, blocks.manifest.songs - blockSongs[bad].length);
+        // The engine checks too: the flipped block itself is refused, by name.
+        const refused = engine.addShard(tampered.subarray(ranges[bad].offset, ranges[bad].offset + ranges[bad].bytes), `songs.esb block ${bad}`);
+        assert.equal(refused.ok, false);
+        assert.match(refused.message, new RegExp(`songs\\.esb block ${bad}`));
+        ok(engine.createRecognizer('simd', '{}'));
+        const { final } = recognize(module, engine, clip.pcm, 4000);
+        assert.equal(final.matched, true);
+        assert.equal(final.song, clip.song.id);
+    });
+
+    test('a second load comes from the cache: online only the manifest is revalidated, offline nothing is asked and it still answers', async () => {
+        const cacheStorage = new MemoryCacheStorage();
+        const first = await engineOverHttp(server.url, 'index/', { cacheStorage });
+        assert.equal(first.fromCache, false);
+        const key = `${server.url}index/songs.esb?bytes=0-${blocks.manifest.blocks.bytes - 1}`;
+        assert.ok((await cacheStorage.open('earshot-data-v1')).entries.has(key), 'the verified range is not cached under its range');
+
+        const before = server.log.length;
+        const second = await engineOverHttp(server.url, 'index/', { cacheStorage });
+        assert.deepEqual(server.log.slice(before).map((r) => r.path), ['/index/manifest.json']);
+        assert.equal(second.fromCache, true);
+        assert.equal(second.loader.bytesDownloaded, 0);
+
+        // A server that drops every connection: the network is down.
+        server.setOffline(true);
+        try {
+            const offlineFrom = server.log.length;
+            const offline = await engineOverHttp(server.url, 'index/', { cacheStorage });
+            assert.deepEqual(server.log.slice(offlineFrom).map((r) => r.path), ['/index/manifest.json']);  // refused
+            assert.equal(offline.fromCache, true);
+            assert.equal(JSON.parse(offline.engine.indexInfo()).shards_loaded, blocks.manifest.blocks.count);
+            assertAnswersAsCli(offline.module, offline.engine);
+        } finally {
+            server.setOffline(false);
+        }
     });
 });

@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 
 import { startServer } from '../scripts/serve.mjs';
 import {
-    catalog, cliPath, containerMeta, indexShards, launchChromium, makeClip, makeListenClip, requireSite, resultsDir, siteDir,
-    writeWavFloat,
+    buildIndex, catalog, cliPath, containerMeta, indexShards, launchChromium, makeClip, makeListenClip, requireSite, resultsDir,
+    siteDir, writeWavFloat,
 } from './helpers.mjs';
 
 // Noise added to the clips (dB SNR). EARSHOT_E2E_SNR_DB=none plays clean clips: a diagnostic
@@ -66,11 +67,11 @@ before(() => {
 });
 
 /**
- * Opens the demo in a fresh browser; records every request the browser makes (page, workers,
- * service worker) and every page error.
+ * Opens the demo (the site in `root`) in a fresh browser; records every request the browser
+ * makes (page, workers, service worker) and every page error.
  */
-async function openDemo({ audioFile, denyMicrophone = false, faults = {} }) {
-    const server = await startServer({ root: siteDir, faults });
+async function openDemo({ audioFile, denyMicrophone = false, faults = {}, root = siteDir }) {
+    const server = await startServer({ root, faults });
     const browser = await launchChromium({ audioFile, denyMicrophone });
     const requests = [];
     const pageErrors = [];
@@ -498,6 +499,46 @@ describe('earshot in the browser', { concurrency: false }, () => {
                 `position in A ${matchA.offsetSeconds.toFixed(1)} s, expected about ${expectedA.toFixed(1)} s`);
         } finally {
             await demo.close();
+        }
+    });
+
+    test('a format 2 index: blocks come by Range request, the song is recognized, and a second visit downloads none of it', async () => {
+        // The site with its index rebuilt as format 2 (the same songs, a block per song).
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-site-v2-'));
+        const root = path.join(tmp, 'site');
+        try {
+            const { manifest } = buildIndex(path.join(tmp, 'index'), ['--format', '2', '--block-kb', '16']);
+            assert.ok(manifest.blocks.count >= 2, `${manifest.blocks.count} blocks`);
+            const siteIndex = path.join(siteDir, 'index');
+            fs.cpSync(siteDir, root, { recursive: true, filter: (src) => src !== siteIndex && !src.startsWith(siteIndex + path.sep) });
+            fs.cpSync(path.join(tmp, 'index'), path.join(root, 'index'), { recursive: true });
+            const demo = await openDemo({ audioFile: clips.indexed.path, root });
+            try {
+                await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+                const status = await demo.el.locator('.status-text').textContent();
+                assert.match(status, new RegExp(`${manifest.songs} of ${manifest.songs} songs`));
+                assert.match(status, new RegExp(`${manifest.blocks.count}/${manifest.blocks.count} blocks`));
+                // Every block in one Range request (206), through the service worker when it runs.
+                const ranges = demo.server.log.filter((r) => r.path === '/index/songs.esb').map((r) => [r.status, r.range]);
+                assert.deepEqual(ranges, [[206, `0-${manifest.blocks.bytes - 1}`]]);
+                const { outcome } = await listenForMatch(demo);
+                assert.equal(outcome, 'match');
+                assert.equal(await demo.el.locator('.result-title').textContent(), target.title);
+
+                const before = demo.server.log.length;
+                await demo.page.reload();
+                await waitReady(demo);
+                await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+                const second = demo.server.log.slice(before);
+                const dataDownloads = second.filter((r) => (r.path.startsWith('/index/') || r.path.startsWith('/models/')) && r.responseBytes > 0);
+                assert.deepEqual(dataDownloads, [], 'second visit downloaded index/model bytes');
+                assert.match(await demo.el.locator('.status-text').textContent(), /offline-ready/);
+                assert.deepEqual(demo.pageErrors.map(String), []);
+            } finally {
+                await demo.close();
+            }
+        } finally {
+            fs.rmSync(tmp, { recursive: true, force: true });
         }
     });
 

@@ -1,6 +1,7 @@
 // Unit tests of the web library's browser-independent parts, under node: the streaming
 // resampler, retry with back-off, and the index downloader (SHA-256 verification, caching,
-// tampered/truncated shards, offline manifest) against a real local HTTP server.
+// tampered/truncated shards, offline manifest; format 2 blocks by Range request) against a
+// real local HTTP server.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -9,25 +10,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { backoffDelayMs, EarshotError, fetchBytesWithRetry } from '../web/fetch-util.js';
-import { IndexDownloader, validateManifest } from '../web/index-loader.js';
+import { IndexDownloader, planRangeChunks, validateManifest } from '../web/index-loader.js';
 import { StreamingResampler } from '../web/resampler.js';
 import { startServer } from '../scripts/serve.mjs';
-
-/** Cache API stand-in (node has none): a Map of URL -> bytes behind the same interface. */
-class MemoryCacheStorage {
-    constructor() { this.caches = new Map(); }
-    async open(name) {
-        if (!this.caches.has(name)) {
-            const entries = new Map();
-            this.caches.set(name, {
-                entries,
-                match: async (url) => (entries.has(url) ? new Response(entries.get(url)) : undefined),
-                put: async (url, response) => { entries.set(url, new Uint8Array(await response.arrayBuffer())); },
-            });
-        }
-        return this.caches.get(name);
-    }
-}
+import { MemoryCacheStorage } from './helpers.mjs';
 
 function tone(freqHz, rateHz, seconds, amplitude = 0.5) {
     const n = Math.round(rateHz * seconds);
@@ -242,10 +228,183 @@ describe('IndexDownloader', () => {
     });
 
     test('manifest validation names the bad field', () => {
-        assert.throws(() => validateManifest({ format: 'earshot-index', version: 2 }, 'm.json'), /version 2 is not supported/);
+        assert.throws(() => validateManifest({ format: 'earshot-index', version: 3 }, 'm.json'), /version 3 is not supported \(this app reads versions 1 and 2\)/);
         assert.throws(() => validateManifest({
             format: 'earshot-index', version: 1, model_hash: 'a'.repeat(64),
             quantizer: { file: '../etc/passwd', bytes: 1, sha256: 'a'.repeat(64) }, shards: [],
         }, 'm.json'), /quantizer\.file is not a plain file name/);
+        // Format 2: a directory (hashed) and a blocks file (size and count) instead of shards.
+        const file = (name) => ({ file: name, bytes: 10, sha256: 'b'.repeat(64) });
+        const v2 = {
+            format: 'earshot-index', version: 2, model_hash: 'a'.repeat(64), quantizer: file('quantizer.eq'),
+            directory: file('directory.ed'), blocks: { file: 'songs.esb', bytes: 100, count: 3 }, songs: 3,
+        };
+        assert.equal(validateManifest(v2, 'm.json'), v2);
+        const refused = (change, pattern) => assert.throws(() => validateManifest({ ...v2, ...change }, 'm.json'), pattern);
+        refused({ directory: undefined }, /directory is missing/);
+        refused({ directory: { file: 'directory.ed', bytes: 10 } }, /directory\.sha256 is not a SHA-256 hex string/);
+        refused({ blocks: undefined }, /blocks is missing/);
+        refused({ blocks: { file: '..', bytes: 100, count: 3 } }, /blocks\.file is not a plain file name/);
+        refused({ blocks: { file: 'songs.esb', bytes: 0, count: 3 } }, /blocks\.bytes is not a positive integer/);
+        refused({ blocks: { file: 'songs.esb', bytes: 100, count: 0 } }, /blocks\.count is not a positive integer/);
+        refused({ blocks: { file: 'songs.esb', bytes: 100, count: 2.5 } }, /blocks\.count is not a positive integer/);
+        refused({ blocks: { file: 'directory.ed', bytes: 100, count: 3 } }, /three different files/);
     });
+});
+
+describe('IndexDownloader, format 2: blocks by Range request', () => {
+    // A songs file of 5 random "blocks" (the loader checks sizes and hashes; the engine, not
+    // used here, parses them), with the ranges Engine.shardRanges() would give.
+    const sizes = [3000, 5000, 2000, 9000, 4000];
+    let dir;
+    let songs;
+    /** @type {{file: string, offset: number, bytes: number, sha256: string, songs: number}[]} */
+    let ranges;
+    const sha = (bytes) => crypto.createHash('sha256').update(bytes).digest('hex');
+    before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-blocks-'));
+        fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html>');
+        fs.mkdirSync(path.join(dir, 'index'));
+        songs = crypto.randomBytes(sizes.reduce((a, b) => a + b, 0));
+        ranges = [];
+        let offset = 0;
+        for (const bytes of sizes) {
+            ranges.push({ file: 'songs.esb', offset, bytes, sha256: sha(songs.subarray(offset, offset + bytes)), songs: 1 });
+            offset += bytes;
+        }
+        fs.writeFileSync(path.join(dir, 'index/songs.esb'), songs);
+        const write = (name, bytes) => {
+            fs.writeFileSync(path.join(dir, 'index', name), bytes);
+            return { file: name, bytes: bytes.length, sha256: sha(bytes) };
+        };
+        fs.writeFileSync(path.join(dir, 'index/manifest.json'), JSON.stringify({
+            format: 'earshot-index', version: 2, model_hash: 'a'.repeat(64), embedding_dim: 128, hop_s: 0.25,
+            quantizer: write('quantizer.eq', crypto.randomBytes(3000)), directory: write('directory.ed', crypto.randomBytes(500)),
+            blocks: { file: 'songs.esb', bytes: songs.length, count: sizes.length }, songs: sizes.length, duration_s: 100,
+        }));
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    /** Every block the downloader yields, with the server's log of songs.esb requests. */
+    async function loadAll(server, options = {}) {
+        const loader = new IndexDownloader({
+            indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage: null, ...options,
+        });
+        const { manifest } = await loader.loadManifest();
+        const before = server.log.length;
+        const loaded = [];
+        for await (const shard of loader.loadShards(manifest, ranges)) loaded.push(shard);
+        const requests = server.log.slice(before).filter((r) => r.path === '/index/songs.esb');
+        return { loader, manifest, loaded, requests };
+    }
+    const blockOf = (b) => songs.subarray(ranges[b].offset, ranges[b].offset + ranges[b].bytes);
+
+    test('planRangeChunks groups consecutive blocks up to the limit and never splits one', () => {
+        const plan = (max) => planRangeChunks(ranges, max).map((c) => [c.first, c.end, c.start, c.stop]);
+        assert.deepEqual(plan(10000), [[0, 3, 0, 10000], [3, 4, 10000, 19000], [4, 5, 19000, 23000]]);
+        assert.deepEqual(plan(1000), sizes.map((_, b) => [b, b + 1, ranges[b].offset, ranges[b].offset + sizes[b]]));
+        assert.deepEqual(plan(1e9), [[0, 5, 0, 23000]]);
+    });
+
+    test('blocks come in Range requests of several blocks (206), verified, cached by range; a second visit downloads none, offline too', async () => {
+        const cacheStorage = new MemoryCacheStorage();
+        let url;
+        await withBlocksServer({}, async (server) => {
+            url = server.url;
+            const { loader, loaded, requests } = await loadAll(server, { cacheStorage, rangeChunkBytes: 10000 });
+            assert.deepEqual(requests.map((r) => [r.status, r.range]), [[206, '0-9999'], [206, '10000-18999'], [206, '19000-22999']]);
+            assert.deepEqual(loaded.map((l) => l.what), sizes.map((_, b) => `songs.esb block ${b}`));
+            loaded.forEach((l, b) => {
+                assert.equal(l.error, undefined);
+                assert.equal(l.fromCache, false);
+                assert.deepEqual(Buffer.from(l.bytes), blockOf(b));
+            });
+            assert.equal(loader.bytesDownloaded, songs.length);
+            const keys = [...(await cacheStorage.open('earshot-data-v1')).entries.keys()].filter((k) => k.includes('songs.esb'));
+            const base = `${server.url}index/songs.esb`;
+            assert.deepEqual(keys.sort(), [`${base}?bytes=0-9999`, `${base}?bytes=10000-18999`, `${base}?bytes=19000-22999`]);
+
+            const again = await loadAll(server, { cacheStorage, rangeChunkBytes: 10000 });
+            assert.deepEqual(again.requests, []);
+            assert.equal(again.loader.bytesDownloaded, 0);
+            assert.ok(again.loaded.every((l) => l.fromCache === true));
+        });
+        // No server at all: the manifest and every block from the cache.
+        const offline = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: url, cacheStorage,
+            retry: { retries: 0 }, rangeChunkBytes: 10000 });
+        const { manifest, fromCache } = await offline.loadManifest();
+        assert.equal(fromCache, true);
+        const loaded = [];
+        for await (const shard of offline.loadShards(manifest, ranges)) loaded.push(shard);
+        assert.equal(loaded.length, sizes.length);
+        loaded.forEach((l, b) => assert.deepEqual(Buffer.from(l.bytes), blockOf(b)));
+    });
+
+    test('a server that ignores Range (200, whole file) is asked once and its answer sliced', async () => {
+        await withBlocksServer({ ignoreRange: ['/index/songs.esb'] }, async (server) => {
+            const { loader, loaded, requests } = await loadAll(server, { rangeChunkBytes: 10000 });
+            assert.deepEqual(requests.map((r) => [r.status, r.range]), [[200, undefined]]);
+            loaded.forEach((l, b) => assert.deepEqual(Buffer.from(l.bytes), blockOf(b)));
+            assert.equal(loader.bytesDownloaded, songs.length);
+        });
+    });
+
+    test('a tampered block is rejected by name (after one more try on its own); the others of its request load; nothing corrupt is cached', async () => {
+        const cacheStorage = new MemoryCacheStorage();
+        // serve.mjs flips the middle byte of the file: byte 11500, in block 3 (bytes 10000-18999).
+        await withBlocksServer({ tamper: ['/index/songs.esb'] }, async (server) => {
+            const { loaded, requests } = await loadAll(server, { cacheStorage });
+            assert.deepEqual(requests.map((r) => r.range), ['0-22999', '10000-18999']);
+            assert.deepEqual(loaded.map((l) => l.error === undefined), [true, true, true, false, true]);
+            const { error } = loaded[3];
+            assert.equal(error.code, 'shard-corrupt');
+            assert.equal(error.fatal, false);
+            assert.equal(error.file, 'songs.esb block 3');
+            assert.match(error.message, /^Block 3 of songs\.esb \(bytes 10000–18999\) was rejected \(its SHA-256 [0-9a-f]{12}… differs from the directory's/);
+            for (const b of [0, 1, 2, 4]) assert.deepEqual(Buffer.from(loaded[b].bytes), blockOf(b));
+            const keys = [...(await cacheStorage.open('earshot-data-v1')).entries.keys()];
+            assert.equal(keys.filter((k) => k.includes('songs.esb')).length, 0);
+        });
+    });
+
+    test('a 206 for another range than asked is refused (its blocks named), not sliced', async () => {
+        await withBlocksServer({}, async (server) => {
+            // A proxy that shifts the range by one byte.
+            const fetchImpl = (url, init) => {
+                const range = init?.headers?.Range?.replace(/=(\d+)-/, (_, start) => `=${Number(start) + 1}-`);
+                return fetch(url, range ? { ...init, headers: { ...init.headers, Range: range } } : init);
+            };
+            const { loaded } = await loadAll(server, { retry: { fetchImpl } });
+            assert.equal(loaded.length, sizes.length);
+            loaded.forEach((l, b) => {
+                assert.equal(l.error?.code, 'shard-corrupt', `block ${b}`);
+                assert.match(l.error.message, new RegExp(`^Block ${b} of songs\\.esb .*the server answered Content-Range: bytes 1-22999/23000 ` +
+                    'to a request for bytes 0-22999/23000'));
+            });
+        });
+    });
+
+    test('503s on the songs file are retried with back-off; a directory of another block count is refused', async () => {
+        await withBlocksServer({ failTimes: { '/index/songs.esb': 2 } }, async (server) => {
+            const retries = [];
+            const { loaded, requests } = await loadAll(server, { retry: { baseDelayMs: 10, onRetry: (info) => retries.push(info) } });
+            assert.deepEqual(requests.map((r) => r.status), [503, 503, 206]);
+            assert.equal(retries.length, 2);
+            loaded.forEach((l, b) => assert.deepEqual(Buffer.from(l.bytes), blockOf(b)));
+
+            const loader = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage: null });
+            const { manifest } = await loader.loadManifest();
+            await assert.rejects(loader.loadShards(manifest, ranges.slice(1)).next(),
+                (e) => e.code === 'index-corrupt' && /directory lists 4 blocks, the manifest 5/.test(e.message));
+        });
+    });
+
+    async function withBlocksServer(faults, body) {
+        const server = await startServer({ root: dir, faults });
+        try {
+            return await body(server);
+        } finally {
+            await server.close();
+        }
+    }
 });

@@ -2,7 +2,8 @@
 //   web/*                    app shell, library, worker, worklet, service worker, icons
 //   wasm/earshot-core.{mjs,wasm}   from the Emscripten build
 //   models/earshot.emod      the model the index was built with
-//   index/                   manifest.json, quantizer.eq, shard-*.es
+//   index/                   manifest.json, quantizer.eq, shard-*.es (format 2: directory.ed,
+//                            songs.esb)
 //   precache.json            what the service worker caches at install (shell + WASM)
 //   build-info.json          model name/hash and index figures (read by tests and docs)
 //
@@ -59,7 +60,8 @@ const indexBytes = list(path.join(out, 'index')).reduce((s, f) => s + fs.statSyn
 const info = {
     model_file: path.basename(modelPath), model_hash: modelHash, model_bytes: model.length,
     random_init: /random-init/.test(path.basename(modelPath)),
-    index_songs: manifest.songs, index_shards: manifest.shards.length, index_bytes: indexBytes,
+    index_version: manifest.version, index_songs: manifest.songs,
+    index_shards: manifest.version === 2 ? manifest.blocks.count : manifest.shards.length, index_bytes: indexBytes,
     wasm_bytes: fs.statSync(path.join(out, 'wasm/earshot-core.wasm')).size,
     glue_bytes: fs.statSync(path.join(out, 'wasm/earshot-core.mjs')).size,
 };
@@ -67,4 +69,4 @@ if (manifest.model_hash !== modelHash) {
     throw new Error(`build-site: the index was built with model ${manifest.model_hash.slice(0, 12)}..., not ${path.basename(modelPath)} (${modelHash.slice(0, 12)}...)`);
 }
 fs.writeFileSync(path.join(out, 'build-info.json'), JSON.stringify(info, null, 1));
-console.log(`build-site: ${out} (${shell.length} shell files, ${manifest.songs} songs in ${manifest.shards.length} shards, ${indexBytes} index bytes)`);
+console.log(`build-site: ${out} (${shell.length} shell files, ${manifest.songs} songs in ${info.index_shards} ${manifest.version === 2 ? 'blocks' : 'shards'}, ${indexBytes} index bytes)`);

@@ -17,6 +17,7 @@ const MIME = {
     '.json': 'application/json; charset=utf-8', '.webmanifest': 'application/manifest+json; charset=utf-8',
     '.wasm': 'application/wasm', '.svg': 'image/svg+xml', '.png': 'image/png',
     '.emod': 'application/octet-stream', '.es': 'application/octet-stream', '.eq': 'application/octet-stream',
+    '.ed': 'application/octet-stream', '.esb': 'application/octet-stream',
     '.ts': 'text/plain; charset=utf-8', '.txt': 'text/plain; charset=utf-8',
 };
 
@@ -40,6 +41,8 @@ export function contentSecurityPolicy(indexOrigin = "'self'") {
  * @property {string[]} [truncate]  URL paths served with the last half cut off
  * @property {Record<string, number>} [failTimes]  URL path -> number of first requests answered 503
  * @property {Record<string, number>} [delayMs]    URL path -> milliseconds to wait before answering
+ * @property {string[]} [ignoreRange]  URL paths answered whole (200) even when a Range is asked,
+ *           as servers without range support do
  *
  * @typedef {object} RequestRecord
  * @property {string} method
@@ -143,7 +146,7 @@ export async function startServer(options) {
             headers['Accept-Ranges'] = 'bytes';
             // One range is answered with 206; several ranges, a malformed header or an If-Range
             // that names another version get the whole file (RFC 9110 lets a server ignore Range).
-            const rangeHeader = req.headers.range;
+            const rangeHeader = faults.ignoreRange?.includes(url.pathname) ? undefined : req.headers.range;
             const ifRange = req.headers['if-range'];
             if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
                 const ranges = parseRange(body.length, rangeHeader);

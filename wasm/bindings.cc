@@ -69,6 +69,11 @@ JsStatus Engine::add_quantizer(const std::string& bytes, const std::string& what
     return to_js(index_->add_quantizer(bytes_of(bytes), bytes.size(), what));
 }
 
+JsStatus Engine::add_directory(const std::string& bytes, const std::string& what) {
+    if (!index_) return js_error("load the model before the index directory");
+    return to_js(index_->add_directory(bytes_of(bytes), bytes.size(), what));
+}
+
 JsStatus Engine::add_shard(const std::string& bytes, const std::string& what) {
     if (!index_) return js_error("load the model before index shards");
     return to_js(index_->add_shard(bytes_of(bytes), bytes.size(), what));
@@ -80,7 +85,21 @@ std::string Engine::index_info() const {
                         {"embeddings", index_->n_embeddings()},
                         {"shards_loaded", index_->n_shards_loaded()},
                         {"shards_expected", index_->n_shards_expected()},
-                        {"has_quantizer", index_->has_quantizer()}};
+                        {"has_quantizer", index_->has_quantizer()},
+                        {"version", index_->version()}};
+    return json_text(j);
+}
+
+std::string Engine::shard_ranges() const {
+    nlohmann::json j = nlohmann::json::array();
+    for (size_t i = 0; index_ && i < index_->n_shards_expected(); ++i) {
+        const Index::FileRange r = index_->shard_range(i);
+        j.push_back({{"file", r.file},
+                     {"offset", r.offset},
+                     {"bytes", r.bytes},
+                     {"sha256", r.sha256},
+                     {"songs", r.songs}});
+    }
     return json_text(j);
 }
 
@@ -171,8 +190,10 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("modelInfo", &Engine::model_info)
         .function("loadManifest", &Engine::load_manifest)
         .function("addQuantizer", &Engine::add_quantizer)
+        .function("addDirectory", &Engine::add_directory)
         .function("addShard", &Engine::add_shard)
         .function("indexInfo", &Engine::index_info)
+        .function("shardRanges", &Engine::shard_ranges)
         .function("createRecognizer", &Engine::create_recognizer)
         .function("inputPointer", &Engine::input_pointer)
         .function("push", &Engine::push)

@@ -31,10 +31,18 @@ public:
 
     JsStatus load_manifest(const std::string& text);
     JsStatus add_quantizer(const std::string& bytes, const std::string& what);
+    // Format v2: the block directory (directory.ed), after the quantizer and before any block.
+    JsStatus add_directory(const std::string& bytes, const std::string& what);
     // A shard may arrive while the recognizer runs (the Worker is single-threaded, so never
     // during a push()).
     JsStatus add_shard(const std::string& bytes, const std::string& what);
+    // JSON: songs, embeddings, shards_loaded, shards_expected (v2: blocks), has_quantizer and
+    // version (the manifest's format version, 0 before one is loaded).
     std::string index_info() const;
+    // JSON array, one entry per shard (v1) or block (v2) in order: {file, offset, bytes, sha256,
+    // songs} (Index::shard_range): a v1 shard is its whole file (offset 0), a v2 block a byte
+    // range of the songs file. "[]" before the manifest (v1) or the directory (v2).
+    std::string shard_ranges() const;
 
     // backend: "simd" or "scalar" (backend_name()); params_json: a JSON object of overrides of
     // the model's defaults (apply_recognizer_overrides, core/recognizer_json.h: an unknown key

@@ -262,7 +262,7 @@ export class EarshotRecognizerElement extends HTMLElement {
         const offline = p.offlineReady && Boolean(navigator.serviceWorker?.controller);
         const parts = [
             `${p.songsLoaded} of ${p.songsTotal} songs`,
-            `${p.shardsLoaded}/${p.shardsTotal} shards`,
+            `${p.shardsLoaded}/${p.shardsTotal} ${p.indexVersion === 2 ? 'blocks' : 'shards'}`,
             p.done ? formatBytes(p.bytesLoaded) : `${formatBytes(p.bytesLoaded)} of ${formatBytes(p.bytesTotal)}`,
         ];
         if (p.shardsFailed) parts.push(`${p.shardsFailed} rejected`);

@@ -63,17 +63,20 @@ export interface ReadyDetail {
     songsLoaded: number;
     shardsLoaded: number;
     shardsTotal: number;
-    /** ms from createRecognizer() to the first usable shard */
+    /** ms from createRecognizer() to the first usable shard (or block) */
     msSinceInit: number;
 }
 
 export interface ProgressDetail {
-    phase: 'manifest' | 'model' | 'quantizer' | 'shard' | 'done';
+    /** 'directory' and blocks (as 'shard') in format 2 */
+    phase: 'manifest' | 'model' | 'quantizer' | 'directory' | 'shard' | 'done';
+    /** the index format: 1 (shard files) or 2 (blocks of one songs file, counted as shards here) */
+    indexVersion: 1 | 2;
     shardsLoaded: number;
     shardsTotal: number;
     /** shards rejected (bad size or SHA-256, or refused by the core) */
     shardsFailed: number;
-    /** index bytes loaded and verified (quantizer + shards) */
+    /** index bytes loaded and verified (quantizer + directory + shards or blocks) */
     bytesLoaded: number;
     bytesTotal: number;
     /** bytes that came over the network (WASM, model, index), not from a cache */

@@ -1,8 +1,9 @@
 // earshot web library: `const r = await createRecognizer({indexUrl, modelUrl})`, then
 // `await r.start()` / `r.stop()`, and events on `r` (an EventTarget):
 //   ready          {modelName, songsLoaded, shardsLoaded, shardsTotal, msSinceInit}
-//   progress       {phase, shardsLoaded, shardsTotal, shardsFailed, bytesLoaded, bytesTotal,
-//                   bytesDownloaded, songsLoaded, songsTotal, done, offlineReady, allFromCache}
+//   progress       {phase, indexVersion, shardsLoaded, shardsTotal, shardsFailed, bytesLoaded,
+//                   bytesTotal, bytesDownloaded, songsLoaded, songsTotal, done, offlineReady,
+//                   allFromCache}                  (format 2 blocks count as shards)
 //   match          {title, album, id, offsetSeconds, score, threshold, listenedSeconds, returned}
 //   nomatch        {listenedSeconds}
 //   music-stopped  {listenedSeconds}                (continuous mode)

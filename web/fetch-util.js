@@ -65,6 +65,17 @@ function isTransientStatus(status) {
  * @returns {Promise<ArrayBuffer>}
  */
 export async function fetchBytesWithRetry(url, options = {}) {
+    return (await fetchWithRetry(url, options)).body;
+}
+
+/**
+ * fetchBytesWithRetry with the answer's status and headers (a Range request's 206 and its
+ * Content-Range; a server may answer 200 with the whole file instead).
+ * @param {string} url
+ * @param {RetryOptions} [options]
+ * @returns {Promise<{status: number, headers: Headers, body: ArrayBuffer}>}
+ */
+export async function fetchWithRetry(url, options = {}) {
     const retries = options.retries ?? 4;
     const fetchImpl = options.fetchImpl ?? fetch;
     const sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
@@ -84,7 +95,7 @@ export async function fetchBytesWithRetry(url, options = {}) {
         }
         if (response.ok) {
             try {
-                return await response.arrayBuffer();
+                return { status: response.status, headers: response.headers, body: await response.arrayBuffer() };
             } catch (error) {
                 // The connection dropped while reading the body: retry like a network error.
                 lastReason = `connection lost while downloading (${/** @type {Error} */ (error).message})`;

@@ -3,8 +3,9 @@
 //   scripts/build-site.mjs).
 // - fetch (same-origin GETs only): network first, so a running server always gives the newest
 //   files (unchanged files cost a 304), and the cached copy when the network fails. The model
-//   and the index shards are cached by the recognizer's downloader (cache "earshot-data-v1")
-//   after their SHA-256 was checked; this worker serves them from there when offline.
+//   and the index files (and format 2 block ranges) are cached by the recognizer's downloader
+//   (cache "earshot-data-v1") after their SHA-256 was checked; it reads them from there first,
+//   and this worker serves whole files from there when offline.
 // Nothing is ever sent anywhere: this worker only answers GETs for our own origin.
 
 const SHELL_CACHE = 'earshot-shell-v1';

@@ -137,13 +137,20 @@ async function init(options) {
     post({ type: 'booted', wasmMs: performance.now() - t0 });
 
     const { manifest, text, fromCache: manifestFromCache } = await manifestPromise;
-    const total = {
-        shardsTotal: manifest.shards.length,
-        bytesTotal: manifest.quantizer.bytes + manifest.shards.reduce((s, f) => s + f.bytes, 0),
-        songsTotal: manifest.songs ?? manifest.shards.reduce((s, f) => s + (f.songs ?? 0), 0),
+    // Format v1 loads shard files, v2 blocks of the songs file: progress counts either as shards.
+    const blocks = manifest.version === 2;
+    const shards = manifest.shards ?? [];
+    const total = blocks ? {
+        shardsTotal: manifest.blocks.count,
+        bytesTotal: manifest.quantizer.bytes + manifest.directory.bytes + manifest.blocks.bytes,
+        songsTotal: manifest.songs,
+    } : {
+        shardsTotal: shards.length,
+        bytesTotal: manifest.quantizer.bytes + shards.reduce((s, f) => s + f.bytes, 0),
+        songsTotal: manifest.songs ?? shards.reduce((s, f) => s + (f.songs ?? 0), 0),
     };
     const progress = {
-        ...total, shardsLoaded: 0, shardsFailed: 0, bytesLoaded: 0, songsLoaded: 0,
+        indexVersion: manifest.version, ...total, shardsLoaded: 0, shardsFailed: 0, bytesLoaded: 0, songsLoaded: 0,
         allFromCache: manifestFromCache, offlineReady: false, done: false,
     };
     const postProgress = (phase) => post({ type: 'progress', phase, ...progress, bytesDownloaded: downloader.bytesDownloaded });
@@ -158,24 +165,31 @@ async function init(options) {
     check(engine.loadManifest(text), 'manifest-invalid');
     postProgress('model');
 
-    const quantizer = await downloader.loadFile(manifest.quantizer).catch((error) => {
-        // Without the quantizer no shard is usable: that is fatal.
-        throw new EarshotError('index-corrupt', error.message, { file: manifest.quantizer.file });
-    });
+    // Without the quantizer (or, in v2, the directory) no shard is usable: that is fatal.
+    const quantizer = await downloader.loadFile(manifest.quantizer, { essential: true });
     ensureMemory(quantizer.bytes.length, 2, MIB, manifest.quantizer.file, true);
-    check(engine.addQuantizer(quantizer.bytes, manifest.quantizer.file), 'index-corrupt');
+    check(engine.addQuantizer(quantizer.bytes, manifest.quantizer.file), 'index-corrupt', true, manifest.quantizer.file);
     progress.bytesLoaded += quantizer.bytes.length;
     progress.allFromCache &&= model.fromCache && quantizer.fromCache;
     postProgress('quantizer');
 
-    for (const entry of manifest.shards) {
+    if (blocks) {
+        const directory = await downloader.loadFile(manifest.directory, { essential: true });
+        ensureMemory(directory.bytes.length, 2, MIB, manifest.directory.file, true);
+        check(engine.addDirectory(directory.bytes, manifest.directory.file), 'index-corrupt', true, manifest.directory.file);
+        progress.bytesLoaded += directory.bytes.length;
+        progress.allFromCache &&= directory.fromCache;
+        postProgress('directory');
+    }
+
+    for await (const shard of downloader.loadShards(manifest, JSON.parse(engine.shardRanges()))) {
         try {
-            const shard = await downloader.loadFile(entry);
-            ensureMemory(shard.bytes.length, 2, MIB, entry.file, false);
-            const status = engine.addShard(shard.bytes, entry.file);
+            if (shard.error) throw shard.error;
+            ensureMemory(shard.bytes.length, 2, MIB, shard.what, false);
+            const status = engine.addShard(shard.bytes, shard.what);
             if (!status.ok) {
-                throw new EarshotError('shard-corrupt', `Index file ${entry.file} was rejected: ${status.message}. ` +
-                    'The songs in it are not searchable; the rest of the index still works.', { fatal: false, file: entry.file });
+                throw new EarshotError('shard-corrupt', `Index ${blocks ? '' : 'file '}${shard.what} was rejected: ${status.message}. ` +
+                    'The songs in it are not searchable; the rest of the index still works.', { fatal: false, file: shard.what });
             }
             progress.shardsLoaded += 1;
             progress.bytesLoaded += shard.bytes.length;
@@ -198,14 +212,14 @@ async function init(options) {
             post({
                 type: 'ready', modelName: modelInfo.name, modelHash: modelInfo.hash,
                 backend, songsLoaded: info.songs, shardsLoaded: info.shards_loaded,
-                shardsTotal: manifest.shards.length, msSinceInit: performance.now() - t0,
+                shardsTotal: total.shardsTotal, msSinceInit: performance.now() - t0,
             });
             flushBacklog();
         }
         postProgress('shard');
     }
     if (!indexUsable) {
-        throw new EarshotError('index-corrupt', 'No shard of the index could be loaded, so nothing can be ' +
+        throw new EarshotError('index-corrupt', `No ${blocks ? 'block' : 'shard'} of the index could be loaded, so nothing can be ` +
             'recognized. See the errors above; rebuild or re-upload the index.');
     }
     progress.done = true;
