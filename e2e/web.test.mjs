@@ -97,6 +97,18 @@ async function waitReady(demo) {
     await demo.el.locator('button.listen:not([disabled])').waitFor({ timeout: 30_000 });
 }
 
+// Reloads the page (online) and waits until the index is loaded: not one byte of the index or
+// the model may come over the network, everything from the cache.
+async function reloadFromCache(demo) {
+    const before = demo.server.log.length;
+    await demo.page.reload();
+    await waitReady(demo);
+    await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+    const second = demo.server.log.slice(before);
+    const dataDownloads = second.filter((r) => (r.path.startsWith('/index/') || r.path.startsWith('/models/')) && r.responseBytes > 0);
+    assert.deepEqual(dataDownloads, [], 'second visit downloaded index/model bytes');
+}
+
 async function listenForMatch(demo) {
     await waitReady(demo);
     const t0 = Date.now();
@@ -229,13 +241,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
             assert.match(await demo.el.locator('.status-text').textContent(), /offline-ready/);
 
             // Second visit, online: the index and the model come from the cache.
-            const before = demo.server.log.length;
-            await demo.page.reload();
-            await waitReady(demo);
-            await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
-            const second = demo.server.log.slice(before);
-            const dataDownloads = second.filter((r) => (r.path.startsWith('/index/') || r.path.startsWith('/models/')) && r.responseBytes > 0);
-            assert.deepEqual(dataDownloads, [], 'second visit downloaded index/model bytes');
+            await reloadFromCache(demo);
 
             // Offline twice over: the browser's emulation, and a server that drops every
             // connection, because Chromium's service-worker update check of /sw.js escapes
@@ -525,13 +531,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
                 assert.equal(outcome, 'match');
                 assert.equal(await demo.el.locator('.result-title').textContent(), target.title);
 
-                const before = demo.server.log.length;
-                await demo.page.reload();
-                await waitReady(demo);
-                await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
-                const second = demo.server.log.slice(before);
-                const dataDownloads = second.filter((r) => (r.path.startsWith('/index/') || r.path.startsWith('/models/')) && r.responseBytes > 0);
-                assert.deepEqual(dataDownloads, [], 'second visit downloaded index/model bytes');
+                await reloadFromCache(demo);
                 assert.match(await demo.el.locator('.status-text').textContent(), /offline-ready/);
                 assert.deepEqual(demo.pageErrors.map(String), []);
             } finally {

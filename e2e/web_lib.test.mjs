@@ -28,6 +28,16 @@ function rms(x, from = 0) {
     return Math.sqrt(s / (x.length - from));
 }
 
+/** Runs body(server) with scripts/serve.mjs serving `root` (with test faults), then closes it. */
+async function withServerAt(root, faults, body) {
+    const server = await startServer({ root, faults });
+    try {
+        return await body(server);
+    } finally {
+        await server.close();
+    }
+}
+
 describe('StreamingResampler', () => {
     test('48 kHz -> 16 kHz keeps a 1 kHz tone (amplitude within 1%, right frequency)', () => {
         const r = new StreamingResampler(48000, 16000);
@@ -142,14 +152,7 @@ describe('IndexDownloader', () => {
     });
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-    async function withServer(faults, body) {
-        const server = await startServer({ root: dir, faults });
-        try {
-            return await body(server);
-        } finally {
-            await server.close();
-        }
-    }
+    const withServer = (faults, body) => withServerAt(dir, faults, body);
 
     test('downloads and verifies everything, then a second visit downloads nothing', async () => {
         const cacheStorage = new MemoryCacheStorage();
@@ -399,12 +402,5 @@ describe('IndexDownloader, format 2: blocks by Range request', () => {
         });
     });
 
-    async function withBlocksServer(faults, body) {
-        const server = await startServer({ root: dir, faults });
-        try {
-            return await body(server);
-        } finally {
-            await server.close();
-        }
-    }
+    const withBlocksServer = (faults, body) => withServerAt(dir, faults, body);
 });
