@@ -244,6 +244,7 @@ Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
 
 Status IndexBuilder::after_training() {
     const Quantizer& q = quantizer_;
+    list_sizes_.assign(size_t(q.n_lists), 0);
     json qmeta = {{"model_hash", model_.hash_hex},
                   {"dim", q.dim},
                   {"n_lists", q.n_lists},
@@ -353,7 +354,6 @@ Status IndexBuilder::write_shard() {
     size_t at = 0;                      // stored embedding within the shard
     for (size_t s = 0; s < end; ++s) {
         const PendingSong& song = songs_[s];
-        list_sizes_.resize(size_t(q.n_lists));
         for (size_t j = 0; j < song.n_stored; ++j, ++at) {
             ++list_sizes_[song.list_ids[j]];
             if (wide_ids) {
@@ -437,10 +437,8 @@ std::vector<uint8_t> IndexBuilder::directory_file() const {
                hashes.size());
     writer.add("block_songs", DType::kU32, {uint32_t(n + 1)}, first_song.data(),
                first_song.size() * sizeof(uint32_t));
-    std::vector<uint32_t> list_sizes = list_sizes_;
-    list_sizes.resize(size_t(quantizer_.n_lists));
-    writer.add("list_sizes", DType::kU32, {uint32_t(list_sizes.size())}, list_sizes.data(),
-               list_sizes.size() * sizeof(uint32_t));
+    writer.add("list_sizes", DType::kU32, {uint32_t(list_sizes_.size())}, list_sizes_.data(),
+               list_sizes_.size() * sizeof(uint32_t));
     return writer.finish();
 }
 

@@ -189,7 +189,8 @@ private:
     std::vector<uint8_t> quantizer_file_;  // after training
     std::string quantizer_sha256_;
     std::vector<ShardEntry> shards_;                           // written so far
-    std::vector<uint32_t> list_sizes_;  // postings per coarse list, over the shards written
+    std::vector<uint32_t> list_sizes_;  // postings per coarse list over the shards written
+                                        // (sized once trained)
     std::map<std::string, std::vector<uint8_t>> kept_shards_;  // without a sink
     size_t written_stored_ = 0, written_windows_ = 0, written_shard_bytes_ = 0;
     double duration_s_ = 0.0;

@@ -1,7 +1,6 @@
 // Model file loader (docs/DESIGN.md sections 3-4).
 #include "core/model.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -313,16 +312,10 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         }
         for (const auto& item : by_code_it->items()) {
             const std::string key = "threshold_by_n_by_code." + item.key();
-            // "<PQ bytes>[-opq][-unit]", as Quantizer::code_name writes it.
             const std::string& name = item.key();
-            const size_t n_digits = std::min(name.find_first_not_of("0123456789"), name.size());
-            const std::string rest = name.substr(n_digits);
-            const long pq_m = n_digits > 0 && n_digits < 4
-                                  ? std::strtol(name.substr(0, n_digits).c_str(), nullptr, 10)
-                                  : 0;
-            if (pq_m < 1 || pq_m > info.embedding_dim || info.embedding_dim % pq_m != 0 ||
-                name[0] == '0' ||
-                !(rest.empty() || rest == "-opq" || rest == "-unit" || rest == "-opq-unit")) {
+            int pq_m = 0;
+            bool rotated = false, unit_norm = false;
+            if (!parse_code_name(name, info.embedding_dim, &pq_m, &rotated, &unit_norm)) {
                 return fail(what, "metadata '" + key +
                                       "': the key must be a code name, PQ bytes "
                                       "that divide embedding_dim (" +

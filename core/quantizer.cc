@@ -48,6 +48,23 @@ std::string code_name(int pq_m, bool rotated, bool unit_norm) {
     return std::to_string(pq_m) + (rotated ? "-opq" : "") + (unit_norm ? "-unit" : "");
 }
 
+bool parse_code_name(const std::string& name, int dim, int* pq_m, bool* rotated, bool* unit_norm) {
+    const size_t n_digits = std::min(name.find_first_not_of("0123456789"), name.size());
+    if (n_digits == 0 || n_digits > 3 || name[0] == '0') return false;
+    const int m = std::stoi(name.substr(0, n_digits));
+    if (m > dim || dim % m != 0) return false;
+    for (const bool opq : {false, true}) {
+        for (const bool unit : {false, true}) {
+            if (code_name(m, opq, unit) != name) continue;
+            *pq_m = m;
+            *rotated = opq;
+            *unit_norm = unit;
+            return true;
+        }
+    }
+    return false;
+}
+
 void Quantizer::rotate(const float* x, float* out) const {
     if (!rotated()) {
         std::copy(x, x + dim, out);

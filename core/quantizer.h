@@ -36,6 +36,9 @@ constexpr int kMaxOpqRounds = 100;
 // A code's name, which keys a model's threshold tables: the PQ bytes, then "-opq" with a rotation
 // and "-unit" with unit-length scores ("32", "8-opq-unit").
 std::string code_name(int pq_m, bool rotated, bool unit_norm);
+// The inverse: true when `name` is a code name for embeddings of `dim` (PQ bytes that divide dim,
+// no leading zero, then "-opq" and/or "-unit" in that order), with its parts.
+bool parse_code_name(const std::string& name, int dim, int* pq_m, bool* rotated, bool* unit_norm);
 
 struct Quantizer {
     int dim = 0;

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/quantizer.h"  // kMaxOpqRounds
 #include "index-builder/commands.h"
 
 namespace {
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
                      "(0 = none, -1 = as the model's default code); about halves the PQ "
                      "error")
         ->capture_default_str()
-        ->check(CLI::Range(-1, 100));
+        ->check(CLI::Range(-1, earshot::kMaxOpqRounds));
     // A flag function: an int flag variable would count occurrences, and be 0 when absent.
     // The count is +1 per --unit-norm and -1 per --no-unit-norm: unit-length scores when > 0.
     build_cmd->add_flag_function(

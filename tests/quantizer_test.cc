@@ -139,6 +139,29 @@ TEST(Quantizer, CodeName) {
     EXPECT_EQ(q.code_name(), "8-opq");
 }
 
+// parse_code_name() reads back what code_name() writes, for PQ bytes that divide the dim, and
+// nothing else.
+TEST(Quantizer, ParseCodeName) {
+    for (const int m : {1, 8, 16, 32, 128}) {
+        for (const bool opq : {false, true}) {
+            for (const bool unit : {false, true}) {
+                int pq_m = 0;
+                bool rotated = !opq, unit_norm = !unit;
+                ASSERT_TRUE(
+                    parse_code_name(code_name(m, opq, unit), 128, &pq_m, &rotated, &unit_norm));
+                EXPECT_EQ(pq_m, m);
+                EXPECT_EQ(rotated, opq);
+                EXPECT_EQ(unit_norm, unit);
+            }
+        }
+    }
+    int pq_m = 0;
+    bool rotated = false, unit_norm = false;
+    for (const char* bad : {"", "0", "08", "7", "256", "1024", "8-unit-opq", "8-opq-", "8opq",
+                            "-opq", "8-opq-unit-unit", "8 ", "x8"})
+        EXPECT_FALSE(parse_code_name(bad, 128, &pq_m, &rotated, &unit_norm)) << bad;
+}
+
 TEST(Quantizer, OrthogonalityError) {
     std::vector<float> r(9, 0.0f);
     r[0] = r[4] = r[8] = 1.0f;
