@@ -74,6 +74,12 @@ Index::Index(const ModelInfo& model)
 
 Status Index::load_manifest(const std::string& json_text) {
     const std::string what = "manifest.json";
+    // The shard table and the lists' reservations come from the manifest and its directory:
+    // once either holds songs, a second manifest cannot describe them.
+    if (has_directory_ || !shards_loaded_.empty())
+        return Status::error(what +
+                             ": the index already holds a directory or shards; "
+                             "load a new manifest into a new index");
     json m = json::parse(json_text, nullptr, false);
     if (m.is_discarded() || !m.is_object())
         return Status::error(what + ": not a JSON object (is this an earshot index manifest?)");

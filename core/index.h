@@ -72,7 +72,8 @@ public:
 
     // Optional for v1, required for v2. Checks format, version, model hash, dim, hop and every
     // file name (is_index_file_name); then add_quantizer(), add_directory() and add_shard()
-    // also check sizes and sha256 against the manifest's (or the directory's) entries.
+    // also check sizes and sha256 against the manifest's (or the directory's) entries. Refused
+    // once a directory or a shard is loaded.
     Status load_manifest(const std::string& json_text);
     // Required before any shard. Validates the container and the model hash.
     Status add_quantizer(const uint8_t* bytes, size_t size, const std::string& what);

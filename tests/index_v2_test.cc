@@ -254,6 +254,10 @@ TEST_F(IndexV2CorruptTest, DirectoryIsCheckedAgainstManifestAndQuantizer) {
         expect_error(no_quantizer.add_directory(d.data(), d.size(), "directory.ed"), "quantizer");
         auto twice = fresh();
         expect_error(twice->add_directory(d.data(), d.size(), "directory.ed"), "already");
+        // Nor can a second manifest replace the one the directory was checked against.
+        expect_error(twice->load_manifest(text(files_.files.at("manifest.json"))),
+                     "already holds a directory");
+        EXPECT_EQ(twice->version(), kIndexVersion2);
     }
     // A v2 manifest lacking its directory or blocks entry, or with an unsafe file name.
     for (const char* key : {"directory", "blocks"}) {
