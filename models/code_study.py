@@ -14,12 +14,17 @@ Variants (any number, in order):
   pqM, opqM                IVF (256 lists, as `earshot build` picks for this size) + residual PQ
                            of M bytes; opq: with a learned rotation of the residuals (PCA and
                            eigenvalue allocation, then 10 rounds of PQ and orthogonal Procrustes)
+  rqM                      IVF + residual (additive) quantization of M bytes: M codebooks of 256
+                           codewords over the whole residual, encoded by beam search (RQ)
   ...bB, ...lL             B bits per sub-code instead of 8, L coarse lists instead of 256
                            (pq8b10l4096)
+  rqM...wW                 RQ with a beam of W (8 when absent)
   n-CODE                   every reconstruction scaled back to unit length, as embeddings are
   h05-CODE                 every other window stored (0.5 s index hop), CODE one of the above
   h05q25-CODE              the same index, clips embedded every 0.25 s: each parity of the
                            clip's embeddings is aligned on its own and the better one counts
+  i05-CODE                 every other window stored; the reader puts the normalised mean of
+                           two stored neighbours in each gap and scores as a 0.25 s index
 
     build/bench/earshot_dump_embeddings --model models/earshot-v1.emod --index-hop \
         --out emb/train-index q-train-clips/index-catalog.tsv
@@ -97,6 +102,67 @@ class PQ:
         return np.concatenate([self.cb[i][codes[:, i]] for i in range(self.m)], 1)
 
 
+class RQ:
+    """Residual (additive) quantization: m stages of 2**bits codewords over the whole vector,
+    each coding what the stages before it left; encoded by beam search (keep the `beam` best
+    partial codes at each stage), codebooks trained stage by stage with k-means, then refined
+    (each stage's codewords re-fitted as the mean of what the other stages leave)."""
+
+    def __init__(self, m, bits=8, beam=8, refine=3):
+        self.m, self.k, self.beam, self.refine = m, 1 << bits, beam, refine
+
+    def train(self, x):
+        r = x.copy()
+        self.cb = []
+        for i in range(self.m):
+            c = kmeans(r, self.k, seed=i)
+            r -= c[assign(r, c)]
+            self.cb.append(c)
+        for _ in range(self.refine):
+            codes = self.encode(x)
+            rec = self.decode(codes)
+            for i in range(self.m):
+                target = x - rec + self.cb[i][codes[:, i]]
+                counts = np.bincount(codes[:, i], minlength=self.k)
+                sums = np.zeros((self.k, x.shape[1]))
+                np.add.at(sums, codes[:, i], target)
+                full = counts > 0
+                old = self.cb[i][codes[:, i]]
+                self.cb[i][full] = (sums[full] / counts[full, None]).astype(np.float32)
+                rec += self.cb[i][codes[:, i]] - old
+        return self
+
+    def encode(self, x, batch=4096):
+        # |x - rec|^2 for rec = sum of the chosen codewords, expanded so that no stage multiplies
+        # the beam by the dimension: <x, c> for every codeword once, and the cross terms
+        # <c_j, c_i> between codebooks from tables (as in LSQ/RQ beam search).
+        cbs = [torch.from_numpy(c) for c in self.cb]
+        cross = [[cbs[j] @ cbs[i].T for j in range(i)] for i in range(self.m)]
+        cn = [(c * c).sum(1) for c in cbs]
+        out = np.empty((len(x), self.m), dtype=np.int64)
+        for s in range(0, len(x), batch):
+            xb = torch.from_numpy(x[s:s + batch])
+            n = len(xb)
+            xc = xb @ torch.cat(cbs).T  # [n, m * k]
+            err = (xb * xb).sum(1)[:, None]  # [n, beam]
+            codes = torch.zeros((n, 1, 0), dtype=torch.int64)
+            rows = torch.arange(n)[:, None]
+            for i in range(self.m):
+                ip = xc[:, None, i * self.k:(i + 1) * self.k].expand(n, codes.shape[1], self.k).clone()
+                for j in range(i):
+                    ip -= cross[i][j][codes[:, :, j]]
+                d = (err[..., None] - 2 * ip + cn[i]).reshape(n, -1)
+                top = torch.topk(d, min(self.beam, d.shape[1]), dim=1, largest=False)
+                b, k = top.indices // self.k, top.indices % self.k
+                err = top.values
+                codes = torch.cat([codes[rows, b], k[..., None]], 2)
+            out[s:s + n] = codes[torch.arange(n), err.argmin(1)].numpy()
+        return out
+
+    def decode(self, codes):
+        return sum(self.cb[i][codes[:, i]] for i in range(self.m))
+
+
 def opq_rotation(rs, m, iters=10, bits=8):
     """Orthogonal R such that PQ of rs @ R loses less: PCA with eigenvalue allocation (each
     sub-space gets principal directions whose variances multiply to about the same), then
@@ -123,11 +189,12 @@ def parse_code(code):
     scaled back to unit length."""
     if code == "raw":
         return None
-    spec = {"norm": code.startswith("n-"), "bits": 8, "lists": 256}
+    spec = {"norm": code.startswith("n-"), "bits": 8, "lists": 256, "beam": 8}
     body = code[2:] if spec["norm"] else code
     spec["opq"] = body.startswith("opq")
+    spec["rq"] = body.startswith("rq")
     body = body[3:] if spec["opq"] else body[2:]
-    for key, name in (("l", "lists"), ("b", "bits")):
+    for key, name in (("w", "beam"), ("l", "lists"), ("b", "bits")):
         if key in body:
             body, value = body.split(key)
             spec[name] = int(value)
@@ -148,7 +215,7 @@ def reconstruct(x, code, rng, n_lists=256, sample=65536, lists_out=None):
         lists_out.append(lists)
     rs = s - coarse[assign(s, coarse)]
     R = opq_rotation(rs, m, bits=bits) if spec["opq"] else np.eye(D, dtype=np.float32)
-    pq = PQ(m, bits).train(rs @ R)
+    pq = (RQ(m, bits, spec["beam"]) if spec["rq"] else PQ(m, bits)).train(rs @ R)
     rec = (coarse[lists] + pq.decode(pq.encode((x - coarse[lists]) @ R)) @ R.T)
     if spec["norm"]:
         rec /= np.linalg.norm(rec, axis=1, keepdims=True)
@@ -251,10 +318,39 @@ def main():
     ids, n = [ids[s] for s in sel], n[list(sel)]
     first = np.concatenate([[0], np.cumsum(n)[:-1]])
     q50 = load(os.path.join(args.emb, "train-q"))
-    q25 = load(os.path.join(args.emb, "train-q25"))
+    q25 = (load(os.path.join(args.emb, "train-q25"))
+           if any(v.startswith("h05q25") for v in args.variants) else None)
     for v in args.variants:
         t = time.time()
         rng = np.random.default_rng(args.seed)
+        if v.startswith("i05"):
+            # Every other window stored (0.5 s hop); the missing ones are the normalised mean of
+            # their two stored neighbours (the last repeats), scored as a 0.25 s index.
+            keep = np.concatenate([np.arange(first[s], first[s] + n[s], 2)
+                                   for s in range(len(ids))])
+            n2 = (n + 1) // 2
+            half = (ids, n2, np.concatenate([[0], np.cumsum(n2)[:-1]]))
+            code = v.split("-", 1)[1]
+            lists = []
+            rec_half = reconstruct(x[keep], code, rng, lists_out=lists)
+            rec = np.empty_like(x)
+            for s_ in range(len(ids)):
+                h = rec_half[half[2][s_]:half[2][s_] + n2[s_]]
+                out = rec[first[s_]:first[s_] + n[s_]]
+                out[0::2] = h
+                nxt = np.concatenate([h[1:], h[-1:]])
+                mid = h + nxt
+                mid /= np.maximum(np.linalg.norm(mid, axis=1, keepdims=True), 1e-9)
+                out[1::2] = mid[:n[s_] // 2]
+            spec, size = parse_code(code), ""
+            if spec:
+                cond, flat = list_bits(lists[0], half[1], half[2])
+                size = (f"code {spec['m'] * spec['bits']} bits + list {cond:.1f} ({flat:.1f}) "
+                        "per 0.5 s | ")
+            print(f"{v:16s} mse {float(((rec - x) ** 2).sum(1).mean()):.4f} | {size}"
+                  + evaluate(rec, (ids, n, first), q50, truth, lengths, 2, 1)
+                  + f" [{time.time() - t:.0f} s]", flush=True)
+            continue
         if v.startswith("h05"):
             keep = np.concatenate([np.arange(first[s], first[s] + n[s], 2)
                                    for s in range(len(ids))])

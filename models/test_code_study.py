@@ -58,16 +58,31 @@ class CodeStudyTest(unittest.TestCase):
         self.assertIn("hit at 1 % FP 100.0", line)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 class CodeNamesAndSizesTest(unittest.TestCase):
     def test_code_names(self):
         self.assertIsNone(code_study.parse_code("raw"))
         self.assertEqual(code_study.parse_code("n-opq8b10l4096"),
-                         {"norm": True, "opq": True, "m": 8, "bits": 10, "lists": 4096})
+                         {"norm": True, "opq": True, "rq": False, "m": 8, "bits": 10,
+                          "lists": 4096, "beam": 8})
         self.assertEqual(code_study.parse_code("pq16"),
-                         {"norm": False, "opq": False, "m": 16, "bits": 8, "lists": 256})
+                         {"norm": False, "opq": False, "rq": False, "m": 16, "bits": 8,
+                          "lists": 256, "beam": 8})
+        self.assertEqual(code_study.parse_code("n-rq8l1024w16"),
+                         {"norm": True, "opq": False, "rq": True, "m": 8, "bits": 8,
+                          "lists": 1024, "beam": 16})
+
+    def test_residual_quantization_beam_search_codes_better_than_greedy(self):
+        rng = np.random.default_rng(7)
+        x = anisotropic(rng, 3000)
+        rq = code_study.RQ(4, bits=4, beam=1, refine=0).train(x)
+        greedy = ((rq.decode(rq.encode(x)) - x) ** 2).sum(1).mean()
+        rq.beam = 8
+        codes = rq.encode(x)
+        beam = ((rq.decode(codes) - x) ** 2).sum(1).mean()
+        self.assertEqual(codes.shape, (3000, 4))
+        self.assertLess(codes.max(), 16)
+        self.assertLess(beam, greedy)
+        self.assertLess(beam, 0.8 * (x ** 2).sum(1).mean())
 
     def test_normalized_reconstructions_have_unit_length(self):
         x = anisotropic(np.random.default_rng(4), 2000)
@@ -82,3 +97,7 @@ class CodeNamesAndSizesTest(unittest.TestCase):
         cond, flat = code_study.list_bits(runs, n, first)
         self.assertLess(cond, 0.5 * flat)
         self.assertGreater(flat, 5.0)  # about log2(64) without context
+
+
+if __name__ == "__main__":
+    unittest.main()
