@@ -170,6 +170,32 @@ Index::FileRange Index::shard_range(size_t i) const {
     return {e.file, e.offset, e.bytes, e.sha256, e.songs};
 }
 
+Status Index::read_list_sizes(const ContainerView& view, std::vector<uint32_t>* out) const {
+    auto sizes = view.require("list_sizes", DType::kU32, {uint32_t(quantizer_.n_lists)});
+    if (!sizes) return sizes.status();
+    out->resize(size_t(quantizer_.n_lists));
+    std::memcpy(out->data(), sizes.value()->data, out->size() * sizeof(uint32_t));
+    return Status::ok();
+}
+
+size_t Index::bytes_per_posting() const {
+    return sizeof(uint32_t) + size_t(quantizer_.pq_m) + (quantizer_.unit_norm ? sizeof(float) : 0) +
+           sizeof(embedding_list_[0]) + sizeof(embedding_pos_[0]);
+}
+
+Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t size,
+                                                const std::string& what) const {
+    if (!has_quantizer_)
+        return Status::error(what + ": add the quantizer before the block directory");
+    Result<ContainerView> parsed = parse_container(bytes, size, "DIRC", what);
+    if (!parsed) return parsed.status();
+    std::vector<uint32_t> list_sizes;
+    if (Status st = read_list_sizes(parsed.value(), &list_sizes); !st) return st;
+    uint64_t total = 0;
+    for (uint32_t c : list_sizes) total += c;
+    return total * bytes_per_posting();
+}
+
 Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string& what) {
     if (version_ != kIndexVersion2)
         return Status::error(what + ": a block directory needs a format v2 manifest first");
@@ -221,10 +247,8 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
     // no vector by doubling (in WASM the heap never shrinks: its peak is what a page pays). A
     // stored window costs at least pq_m bytes of a block, which bounds the reservation by the
     // songs file's size whatever the directory claims.
-    auto sizes = view.require("list_sizes", DType::kU32, {uint32_t(quantizer_.n_lists)});
-    if (!sizes) return sizes.status();
-    std::vector<uint32_t> list_sizes(size_t(quantizer_.n_lists));
-    std::memcpy(list_sizes.data(), sizes.value()->data, list_sizes.size() * sizeof(uint32_t));
+    std::vector<uint32_t> list_sizes;
+    if (!(st = read_list_sizes(view, &list_sizes))) return st;
     uint64_t total_postings = 0;
     for (uint32_t c : list_sizes) total_postings += c;
     if (total_postings * uint64_t(quantizer_.pq_m) > manifest_blocks_bytes_)

@@ -44,6 +44,8 @@
 
 namespace earshot {
 
+struct ContainerView;
+
 // Index format versions this reader loads; IndexBuilder writes either (IndexBuildParams).
 constexpr int kIndexVersion1 = 1;  // a manifest listing whole shard files
 constexpr int kIndexVersion2 = 2;  // a directory of hashed blocks in one songs file
@@ -81,6 +83,14 @@ public:
     // block. Checks it against the manifest (size, sha256), the model and the quantizer, and
     // that the blocks tile the songs file; then shard_range(b) says where block b lies.
     Status add_directory(const uint8_t* bytes, size_t size, const std::string& what);
+    // What add_directory() will reserve for the lists, in bytes (the directory's postings times
+    // bytes_per_posting()), read from its bytes without checking or adding them: a page with a
+    // memory bound asks before it commits (WASM allocation failure aborts). Needs the quantizer.
+    Result<uint64_t> directory_reserve_bytes(const uint8_t* bytes, size_t size,
+                                             const std::string& what) const;
+    // Memory one stored window takes in the loaded index: list entry, codes, score scale, and
+    // its list and position by global id.
+    size_t bytes_per_posting() const;
     // A shard (v1) or block (v2, the bytes of shard_range(b)). Validates it completely before
     // adding anything: on error the index is unchanged and the shards added before keep
     // working. Adding the same shard number twice is an error.
@@ -162,6 +172,8 @@ private:
         uint32_t n_embeddings = 0;
     };
     bool n_embeddings_total_would_overflow(uint64_t n_new) const;
+    // The directory's list_sizes section, n_lists u32.
+    Status read_list_sizes(const ContainerView& view, std::vector<uint32_t>* out) const;
     struct ManifestShard {
         std::string file, sha256;
         size_t bytes = 0;

@@ -370,10 +370,21 @@ describe('a format 2 index (blocks in one file) in the WASM engine', () => {
         const early = engine.addDirectory(fs.readFileSync(path.join(indexDir, m.directory.file)), m.directory.file);
         assert.equal(early.ok, false);
         assert.match(early.message, /directory\.ed: add the quantizer before the block directory/);
+        const directory = fs.readFileSync(path.join(indexDir, m.directory.file));
+        assert.equal(engine.directoryReserveBytes(directory), -1);  // needs the quantizer
         ok(engine.addQuantizer(fs.readFileSync(path.join(indexDir, m.quantizer.file)), m.quantizer.file));
         const songs = fs.readFileSync(path.join(indexDir, m.blocks.file));
         assert.equal(engine.addShard(songs.subarray(0, 100), 'songs.esb block 0').ok, false);
-        ok(engine.addDirectory(fs.readFileSync(path.join(indexDir, m.directory.file)), m.directory.file));
+        // What the Worker checks against the heap's room before adding the directory: the lists'
+        // reservation, which adding it then allocates at once.
+        assert.equal(engine.directoryReserveBytes(songs.subarray(0, 4096)), -1);  // not a directory
+        const reserve = engine.directoryReserveBytes(directory);
+        assert.ok(reserve > 0, `reserve ${reserve}`);
+        const allocated = () => JSON.parse(engine.memoryInfo()).allocated_bytes;
+        const before = allocated();
+        ok(engine.addDirectory(directory, m.directory.file));
+        const grown = allocated() - before;
+        assert.ok(grown >= reserve && grown < reserve + 1024 * 1024, `grew ${grown} bytes, reserve ${reserve}`);
         assert.equal(JSON.parse(engine.shardRanges()).length, m.blocks.count);
     });
 

@@ -297,7 +297,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
                 return { refused, songsLoaded: ready.songsLoaded };
             });
             assert.equal(result.refused?.code, 'out-of-memory');
-            assert.match(result.refused.message, /Not enough memory to load the model .* may use 4\.0 MB/);
+            assert.match(result.refused.message, /Not enough memory to load the model: loading it takes .* may use 4\.0 MB/);
             assert.ok(result.songsLoaded > 0);
             assert.deepEqual(demo.pageErrors.map(String), []);
         } finally {
@@ -533,6 +533,38 @@ describe('earshot in the browser', { concurrency: false }, () => {
 
                 await reloadFromCache(demo);
                 assert.match(await demo.el.locator('.status-text').textContent(), /offline-ready/);
+                assert.deepEqual(demo.pageErrors.map(String), []);
+            } finally {
+                await demo.close();
+            }
+        } finally {
+            fs.rmSync(tmp, { recursive: true, force: true });
+        }
+    });
+
+    test('a format 2 index whose lists do not fit the memory limit is refused at its directory, before any block downloads', async () => {
+        // 1000 synthetic songs of 720 windows for the site's model: a 27 KB directory whose
+        // lists reserve about 29 MB when added, under a 32 MB limit the model and quantizer fit.
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-site-big-'));
+        const root = path.join(tmp, 'site');
+        try {
+            const siteIndex = path.join(siteDir, 'index');
+            fs.cpSync(siteDir, root, { recursive: true, filter: (src) => src !== siteIndex && !src.startsWith(siteIndex + path.sep) });
+            execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_synthetic_index'),
+                [path.join(siteDir, 'models/earshot.emod'), '1000', '720', path.join(root, 'index'), '--format', '2'], { stdio: 'ignore' });
+            const demo = await openDemo({ audioFile: clips.indexed.path, root });
+            try {
+                const refused = await demo.page.evaluate(async () => {
+                    const { createRecognizer } = await import('./earshot.js');
+                    const r = await createRecognizer({ indexUrl: 'index/', modelUrl: 'models/earshot.emod', memoryLimitMB: 32 });
+                    const error = await r.ready.then(() => null, (e) => ({ code: e.code, message: e.message, fatal: e.fatal }));
+                    r.destroy();
+                    return error;
+                });
+                assert.equal(refused?.code, 'out-of-memory', JSON.stringify(refused));
+                assert.match(refused.message, /Not enough memory to load directory\.ed: loading it takes (\d+\.\d) MB.* may use 32\.0 MB/);
+                assert.ok(Number(/takes (\d+\.\d) MB/.exec(refused.message)[1]) > 25, refused.message);
+                assert.ok(!demo.server.log.some((r) => r.path === '/index/songs.esb'), 'a block was downloaded');
                 assert.deepEqual(demo.pageErrors.map(String), []);
             } finally {
                 await demo.close();

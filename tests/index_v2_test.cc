@@ -102,13 +102,23 @@ TEST(IndexV2Test, HoldsWhatV1HoldsInHashedBlocks) {
     const Section* sizes = view->find("list_sizes");
     ASSERT_NE(sizes, nullptr);
     ASSERT_EQ(sizes->element_count(), size_t(b.n_lists()));
+    uint64_t postings = 0;
     for (int l = 0; l < b.n_lists(); ++l) {
         uint32_t expected = 0;
         std::memcpy(&expected, sizes->data + 4 * size_t(l), 4);
         EXPECT_EQ(b.list(l).embedding_ids.size(), expected) << l;
         EXPECT_EQ(b.list(l).embedding_ids.capacity(), expected) << l;
         EXPECT_EQ(b.list(l).codes.capacity(), size_t(expected) * b.pq_m()) << l;
+        postings += expected;
     }
+    // What a page asks before it commits: every stored window's share of the reservation.
+    Result<uint64_t> reserve = b.directory_reserve_bytes(directory.data(), directory.size(), "d");
+    ASSERT_TRUE(reserve) << reserve.message();
+    EXPECT_EQ(reserve.value(), postings * b.bytes_per_posting());
+    // id, codes, score scale (unit-length codes only), list, position
+    EXPECT_EQ(b.bytes_per_posting(),
+              4u + size_t(b.pq_m()) + (b.quantizer().unit_norm ? 4u : 0u) + 2u + 4u);
+    EXPECT_GE(b.n_embeddings(), postings);
 }
 
 class IndexV2CorruptTest : public ::testing::Test {
@@ -252,8 +262,15 @@ TEST_F(IndexV2CorruptTest, DirectoryIsCheckedAgainstManifestAndQuantizer) {
         Index no_quantizer(model_);
         ASSERT_TRUE(no_quantizer.load_manifest(text(files_.files.at("manifest.json"))));
         expect_error(no_quantizer.add_directory(d.data(), d.size(), "directory.ed"), "quantizer");
+        expect_error(
+            no_quantizer.directory_reserve_bytes(d.data(), d.size(), "directory.ed").status(),
+            "quantizer");
         auto twice = fresh();
         expect_error(twice->add_directory(d.data(), d.size(), "directory.ed"), "already");
+        // Not a directory: no figure.
+        const auto& q = files_.files.at("quantizer.eq");
+        expect_error(twice->directory_reserve_bytes(q.data(), q.size(), "quantizer.eq").status(),
+                     "DIRC");
         // Nor can a second manifest replace the one the directory was checked against.
         expect_error(twice->load_manifest(text(files_.files.at("manifest.json"))),
                      "already holds a directory");

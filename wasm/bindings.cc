@@ -74,6 +74,12 @@ JsStatus Engine::add_directory(const std::string& bytes, const std::string& what
     return to_js(index_->add_directory(bytes_of(bytes), bytes.size(), what));
 }
 
+double Engine::directory_reserve_bytes(const std::string& bytes) const {
+    if (!index_) return -1;
+    Result<uint64_t> r = index_->directory_reserve_bytes(bytes_of(bytes), bytes.size(), "");
+    return r ? double(r.value()) : -1;
+}
+
 JsStatus Engine::add_shard(const std::string& bytes, const std::string& what) {
     if (!index_) return js_error("load the model before index shards");
     return to_js(index_->add_shard(bytes_of(bytes), bytes.size(), what));
@@ -191,6 +197,7 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("loadManifest", &Engine::load_manifest)
         .function("addQuantizer", &Engine::add_quantizer)
         .function("addDirectory", &Engine::add_directory)
+        .function("directoryReserveBytes", &Engine::directory_reserve_bytes)
         .function("addShard", &Engine::add_shard)
         .function("indexInfo", &Engine::index_info)
         .function("shardRanges", &Engine::shard_ranges)

@@ -33,6 +33,10 @@ public:
     JsStatus add_quantizer(const std::string& bytes, const std::string& what);
     // Format v2: the block directory (directory.ed), after the quantizer and before any block.
     JsStatus add_directory(const std::string& bytes, const std::string& what);
+    // Bytes add_directory() would reserve for the lists of this directory, -1 if the bytes are
+    // not one (add_directory then says why): the Worker checks them against the heap's room
+    // first, since allocation failure aborts the module.
+    double directory_reserve_bytes(const std::string& bytes) const;
     // A shard may arrive while the recognizer runs (the Worker is single-threaded, so never
     // during a push()).
     JsStatus add_shard(const std::string& bytes, const std::string& what);

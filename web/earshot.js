@@ -54,9 +54,10 @@ const MODEL_RATE_HZ = 16000;
  * @property {string} [workletUrl]   default: ./audio-worklet.js
  * @property {{retries?: number, baseDelayMs?: number, maxDelayMs?: number}} [retry]
  * @property {number} [memoryLimitMB]  most memory the recognizer's WebAssembly heap may use
- *           (default, and at most: the build's maximum, 1024 MB). A model or quantizer that would
- *           not fit is a fatal 'out-of-memory' error, a shard a non-fatal one (its songs are left
- *           out); checked before loading, so the page can destroy() and create a recognizer again.
+ *           (default, and at most: the build's maximum, 1024 MB). A model, quantizer or directory
+ *           (with the lists it reserves) that would not fit is a fatal 'out-of-memory' error, a
+ *           shard a non-fatal one (its songs are left out); checked before loading, so the page
+ *           can destroy() and create a recognizer again.
  */
 
 /** Turns a getUserMedia failure into a message a person can act on. */

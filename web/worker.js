@@ -59,7 +59,7 @@ const MIB = 1024 * 1024;
  * Refuses a file the WASM heap has no room for, before any of it is copied in: allocation
  * failure inside the module aborts it (C++ without exceptions), so it is checked here instead,
  * as a clean error. `factor` x the file's bytes is what loading it allocates at its peak (the
- * copy Embind makes, plus what the parser builds from it), plus `extraBytes`.
+ * copy Embind makes, plus what the parser builds from it), plus `extraBytes` (what it reserves).
  * @param {number} bytes @param {number} factor @param {number} extraBytes
  * @param {string} file @param {boolean} fatal
  */
@@ -69,7 +69,7 @@ function ensureMemory(bytes, factor, extraBytes, file, fatal) {
     const need = bytes * factor + extraBytes;
     if (info.allocated_bytes + need <= limit) return;
     const mb = (n) => `${(n / MIB).toFixed(1)} MB`;
-    throw new EarshotError('out-of-memory', `Not enough memory to load ${file} (${mb(bytes)}): the recognizer ` +
+    throw new EarshotError('out-of-memory', `Not enough memory to load ${file}: loading it takes ${mb(need)}; the recognizer ` +
         `already holds ${mb(info.allocated_bytes)} and may use ${mb(limit)} in all.` +
         (fatal ? ' Nothing can be recognized without it; use a smaller index or allow more memory.'
             : ' The songs in it are not searchable; the rest of the index still works.'), { fatal, file });
@@ -175,7 +175,9 @@ async function init(options) {
 
     if (blocks) {
         const directory = await downloader.loadFile(manifest.directory, { essential: true });
-        ensureMemory(directory.bytes.length, 2, MIB, manifest.directory.file, true);
+        // Its lists are reserved in one go when it is added: that room is checked with it.
+        const reserve = Math.max(0, engine.directoryReserveBytes(directory.bytes));
+        ensureMemory(directory.bytes.length, 2, MIB + reserve, manifest.directory.file, true);
         check(engine.addDirectory(directory.bytes, manifest.directory.file), 'index-corrupt', true, manifest.directory.file);
         progress.bytesLoaded += directory.bytes.length;
         progress.allFromCache &&= directory.fromCache;

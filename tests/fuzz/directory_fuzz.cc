@@ -24,7 +24,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!index.load_manifest(m.dump())) std::abort();  // only the directory entry changed
     const auto& quantizer = fixture.v2.files.at("quantizer.eq");
     if (!index.add_quantizer(quantizer.data(), quantizer.size(), "quantizer.eq")) std::abort();
+    // What a page asks first (any bytes: a figure or an error, never a crash); once the
+    // directory is accepted, the figure is what it reserved.
+    const Result<uint64_t> reserve =
+        index.directory_reserve_bytes(bytes.data(), bytes.size(), "directory.ed");
     if (!index.add_directory(bytes.data(), bytes.size(), "directory.ed")) return 0;
+    // A stored window takes at least pq_m bytes of songs.esb: that bounds the reservation.
+    if (!reserve || reserve.value() > index.manifest_blocks_bytes() / uint64_t(index.pq_m()) *
+                                          index.bytes_per_posting())
+        std::abort();
     const auto& songs = fixture.v2.files.at("songs.esb");
     for (size_t b = 0; b < index.n_shards_expected(); ++b) {
         const Index::FileRange r = index.shard_range(b);
