@@ -459,6 +459,35 @@ describe('a format 2 index (blocks in one file) in the WASM engine', () => {
         const { final } = recognize(module, engine, clip.pcm, 4000);
         assert.equal(final.matched, true);
         assert.equal(final.song, clip.song.id);
+
+        // With a cache: the good blocks are kept one by one, so the next visit asks only for the
+        // bad one (still bad: rejected again, after its retry), and offline the good ones still
+        // load and answer while the bad one is reported as needing the network (not fatal).
+        const cacheStorage = new MemoryCacheStorage();
+        await engineOverHttp(server.url, 'index-tampered/', { cacheStorage });
+        const entries = [...(await cacheStorage.open('earshot-data-v1')).entries.keys()].filter((k) => k.includes('songs.esb'));
+        assert.deepEqual(entries.sort(), ranges.map((r, b) => b === bad ? null
+            : `${server.url}index-tampered/songs.esb?bytes=${r.offset}-${r.offset + r.bytes - 1}`).filter(Boolean).sort());
+        const again = server.log.length;
+        const second = await engineOverHttp(server.url, 'index-tampered/', { cacheStorage });
+        const badRange = `${ranges[bad].offset}-${ranges[bad].offset + ranges[bad].bytes - 1}`;
+        assert.deepEqual(songsRequests(again, '/index-tampered/').map((r) => r.range), [badRange, badRange]);
+        assert.equal(second.loaded[bad].error?.code, 'shard-corrupt');
+        second.loaded.forEach((l, b) => { if (b !== bad) assert.equal(l.fromCache, true, l.what); });
+        assert.equal(second.loader.bytesDownloaded, 2 * ranges[bad].bytes);
+        server.setOffline(true);
+        try {
+            const offline = await engineOverHttp(server.url, 'index-tampered/', { cacheStorage });
+            const missing = offline.loaded[bad].error;
+            assert.equal(missing?.code, 'network');
+            assert.equal(missing.fatal, false);
+            assert.match(missing.message, new RegExp(`^Block ${bad} of songs\\.esb is not cached .* the rest of the index works offline`));
+            assert.equal(JSON.parse(offline.engine.indexInfo()).shards_loaded, ranges.length - 1);
+            ok(offline.engine.createRecognizer('simd', '{}'));
+            assert.equal(recognize(offline.module, offline.engine, clip.pcm, 4000).final.song, clip.song.id);
+        } finally {
+            server.setOffline(false);
+        }
     });
 
     test('a second load comes from the cache: online only the manifest is revalidated, offline nothing is asked and it still answers', async () => {

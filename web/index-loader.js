@@ -311,15 +311,22 @@ export class IndexDownloader {
      * The blocks of one chunk: from the cache when every block of the cached copy verifies, else
      * downloaded with one Range request; a block that does not verify is fetched once more on
      * its own. A chunk whose blocks all verified is cached under its URL with the byte range as
-     * the query (".../songs.esb?bytes=START-END", inclusive).
+     * the query (".../songs.esb?bytes=START-END", inclusive). When some block stays bad, each
+     * good block is cached on its own under its range instead, so that a later visit (or an
+     * offline one) has them and downloads only the runs of blocks it lacks; offline, those runs
+     * come as non-fatal 'network' errors and the cached blocks still load.
      * @param {{url: string, file: string, bytes: number, whole: Uint8Array | null}} source the
      *        songs file; `whole` keeps it once a server answered a Range request with all of it
      * @param {ShardRange[]} ranges
      * @param {{first: number, end: number, start: number, stop: number}} chunk
+     * @param {boolean} [planned] false for a run of blocks within a planned chunk (cached by
+     *        block)
      * @returns {AsyncGenerator<LoadedShard>}
      */
-    async* loadChunk(source, ranges, chunk) {
+    async* loadChunk(source, ranges, chunk, planned = true) {
         const what = (b) => `${source.file} block ${b}`;
+        const rangeKey = (start, stop) => `${source.url}${source.url.includes('?') ? '&' : '?'}bytes=${start}-${stop - 1}`;
+        const blockKey = (b) => rangeKey(ranges[b].offset, ranges[b].offset + ranges[b].bytes);
         /** block b in `bytes`, the chunk's bytes */
         const blockIn = (bytes, b) => bytes.subarray(ranges[b].offset - chunk.start, ranges[b].offset - chunk.start + ranges[b].bytes);
         const verifyAll = async (bytes) => {
@@ -333,11 +340,44 @@ export class IndexDownloader {
             }
             return problems;
         };
-        const key = `${source.url}${source.url.includes('?') ? '&' : '?'}bytes=${chunk.start}-${chunk.stop - 1}`;
-        const cachedBytes = await this.cached(key);
+        const key = rangeKey(chunk.start, chunk.stop);
+        const cachedBytes = planned ? await this.cached(key) : null;
         if (cachedBytes && cachedBytes.length === chunk.stop - chunk.start && (await verifyAll(cachedBytes)).size === 0) {
             for (let b = chunk.first; b < chunk.end; b++) yield { what: what(b), bytes: blockIn(cachedBytes, b), fromCache: true };
             return;
+        }
+        if (planned) {
+            // Blocks cached one by one (a visit when some block of this chunk was bad).
+            const have = new Map();
+            for (let b = chunk.first; b < chunk.end; b++) {
+                const one = await this.cached(blockKey(b));
+                if (one && one.length === ranges[b].bytes && (await sha256Hex(one)) === ranges[b].sha256) have.set(b, one);
+            }
+            if (have.size > 0) {
+                for (let b = chunk.first; b < chunk.end;) {
+                    if (have.has(b)) {
+                        yield { what: what(b), bytes: have.get(b), fromCache: true };
+                        b += 1;
+                        continue;
+                    }
+                    let end = b;
+                    while (end < chunk.end && !have.has(end)) end += 1;
+                    const run = { first: b, end, start: ranges[b].offset, stop: ranges[end - 1].offset + ranges[end - 1].bytes };
+                    try {
+                        yield* this.loadChunk(source, ranges, run, false);  // downloads before it yields
+                    } catch (error) {
+                        // Offline: the cached blocks work; these wait for the network.
+                        if (!(error instanceof EarshotError) || error.code !== 'network') throw error;
+                        for (let k = b; k < end; k++) {
+                            yield { what: what(k), error: new EarshotError('network', `Block ${k} of ${source.file} is not ` +
+                                'cached and could not be downloaded (no network). The songs in it are not searchable until ' +
+                                'the network is back; the rest of the index works offline.', { fatal: false, file: what(k), cause: error }) };
+                        }
+                    }
+                    b = end;
+                }
+                return;
+            }
         }
         /** @type {Map<number, string>} block -> why it was rejected */
         let problems;
@@ -367,7 +407,13 @@ export class IndexDownloader {
                 }
             }
         }
-        if (problems.size === 0) await this.store(key, bytes);
+        if (planned && problems.size === 0) {
+            await this.store(key, bytes);
+        } else {
+            for (let b = chunk.first; b < chunk.end; b++) {
+                if (!problems.has(b)) await this.store(blockKey(b), blockIn(bytes, b).slice());
+            }
+        }
         for (let b = chunk.first; b < chunk.end; b++) {
             const r = ranges[b];
             const problem = problems.get(b);
