@@ -28,6 +28,7 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,19 @@ int main(int argc, char** argv) {
 
     earshot::Result<IndexBuilder> builder = IndexBuilder::create(info, params);
     if (!builder) return fail(builder.message());
+    std::error_code ec;
+    std::filesystem::create_directories(out_dir, ec);
+    if (ec) return fail("cannot create " + out_dir + ": " + ec.message());
+    // Shards (v1) and blocks (v2, appended to songs.esb) leave as soon as they are full, as in
+    // `earshot build`: memory stays bounded whatever N_SONGS (docs/SCALE.md, "Build memory").
+    std::set<std::string> started;
+    builder->set_shard_sink([&](const std::string& file, std::vector<uint8_t> bytes) {
+        const std::string path = (std::filesystem::path(out_dir) / file).string();
+        const bool append = !started.insert(file).second;
+        std::ofstream out(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc));
+        out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+        return out ? earshot::Status::ok() : earshot::Status::error("cannot write " + path);
+    });
     earshot::Status st = builder->set_quantizer(q);
     if (!st) return fail(st.message());
     const double hop_s =
@@ -160,11 +174,7 @@ int main(int argc, char** argv) {
     }
     auto files = builder->finish();
     if (!files) return fail(files.message());
-
-    std::error_code ec;
-    std::filesystem::create_directories(out_dir, ec);
-    if (ec) return fail("cannot create " + out_dir + ": " + ec.message());
-    for (const auto& [name, bytes] : files.value().files) {
+    for (const auto& [name, bytes] : files.value().files) {  // manifest, quantizer, directory
         const std::string path = (std::filesystem::path(out_dir) / name).string();
         std::ofstream out(path, std::ios::binary | std::ios::trunc);
         out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
@@ -172,7 +182,7 @@ int main(int argc, char** argv) {
     }
     std::printf("%s: %zu songs, %zu embeddings, %zu files, %.1f MB (%.0f bytes/song), model %s\n",
                 out_dir.c_str(), files.value().n_songs, files.value().n_embeddings,
-                files.value().files.size(), files.value().total_bytes / 1e6,
+                files.value().n_files, files.value().total_bytes / 1e6,
                 files.value().bytes_per_song, info.name.c_str());
     return 0;
 }
