@@ -29,6 +29,7 @@
 #include "bench/code_space_catalogue.h"
 #include "core/index.h"
 #include "core/model.h"
+#include "core/native/index_folder.h"
 
 namespace {
 
@@ -49,7 +50,7 @@ int fail(const std::string& message) {
 // Loads every file of an index folder; with accept_any_model_hash the model hash is taken from
 // the folder's manifest (dim and hop are still checked against `model`).
 earshot::Status load_index(const std::string& dir, earshot::ModelInfo model,
-                           bool accept_any_model_hash, std::unique_ptr<earshot::Index>* out) {
+                           bool accept_any_model_hash, std::shared_ptr<earshot::Index>* out) {
     std::vector<uint8_t> bytes;
     const std::string manifest_path = (fs::path(dir) / "manifest.json").string();
     if (!read_bytes(manifest_path, &bytes))
@@ -62,25 +63,15 @@ earshot::Status load_index(const std::string& dir, earshot::ModelInfo model,
             return earshot::Status::error(manifest_path + ": no model_hash");
         model.hash_hex = manifest["model_hash"].get<std::string>();
     }
-    auto index = std::make_unique<earshot::Index>(model);
-    earshot::Status st = index->load_manifest(text);
-    if (!st) return st;
-    const std::string qfile = index->manifest_quantizer_file();
-    if (!read_bytes((fs::path(dir) / qfile).string(), &bytes))
-        return earshot::Status::error("cannot read " + dir + "/" + qfile);
-    if (!(st = index->add_quantizer(bytes.data(), bytes.size(), qfile))) return st;
-    for (size_t i = 0; i < index->n_shards_expected(); ++i) {
-        const std::string file = index->manifest_shard_file(i);
-        if (!read_bytes((fs::path(dir) / file).string(), &bytes))
-            return earshot::Status::error("cannot read " + dir + "/" + file);
-        if (!(st = index->add_shard(bytes.data(), bytes.size(), file))) return st;
-    }
-    *out = std::move(index);
+    // Either format (shard files, or blocks read one by one), checked as `earshot verify` does.
+    auto index = earshot::load_index_folder(dir, model);
+    if (!index) return index.status();
+    *out = std::move(index.value());
     return earshot::Status::ok();
 }
 
 int print_list_stats(const std::string& dir, const earshot::ModelInfo& info) {
-    std::unique_ptr<earshot::Index> index;
+    std::shared_ptr<earshot::Index> index;
     if (earshot::Status st = load_index(dir, info, true, &index); !st)
         return fail(dir + ": " + st.message());
     std::vector<size_t> sizes;
@@ -165,7 +156,7 @@ int main(int argc, char** argv) {
     if (!model) return fail(model.message());
     const earshot::ModelInfo& info = model.value()->info();
 
-    std::unique_ptr<earshot::Index> real, source;
+    std::shared_ptr<earshot::Index> real, source;
     if (earshot::Status st = load_index(real_dir, info, false, &real); !st)
         return fail(real_dir + ": " + st.message());
     if (earshot::Status st = load_index(source_dir, info, true, &source); !st)

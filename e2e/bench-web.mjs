@@ -45,9 +45,13 @@ async function measure({ glueUrl, baseUrl, files, pcmBase64, liveInputs, repeats
     const must = (s) => { if (!s.ok) throw new Error(s.message); };
     must(engine.loadModel(await get('models/earshot.emod')));
     must(engine.loadManifest(new TextDecoder().decode(await get('index/manifest.json'))));
-    for (const name of files) {
+    for (const name of files) {  // quantizer, then shard files (format 1) or directory and blocks (2)
         const bytes = await get(`index/${name}`);
-        must(name.startsWith('quantizer') ? engine.addQuantizer(bytes, name) : engine.addShard(bytes, name));
+        if (name.endsWith('.eq')) must(engine.addQuantizer(bytes, name));
+        else if (name.endsWith('.ed')) must(engine.addDirectory(bytes, name));
+        else if (name.endsWith('.esb')) {
+            JSON.parse(engine.shardRanges()).forEach((r, b) => must(engine.addShard(bytes.subarray(r.offset, r.offset + r.bytes), `${name} block ${b}`)));
+        } else must(engine.addShard(bytes, name));
     }
     const model = JSON.parse(engine.modelInfo());
     const embedSimd = JSON.parse(engine.benchEmbed('simd', 300));
@@ -110,7 +114,7 @@ async function measure({ glueUrl, baseUrl, files, pcmBase64, liveInputs, repeats
 }
 
 const manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
-const indexFiles = [manifest.quantizer.file, ...manifest.shards.map((s) => s.file)];
+const indexFiles = [manifest.quantizer.file, ...(manifest.version === 2 ? [manifest.directory.file, manifest.blocks.file] : manifest.shards.map((s) => s.file))];
 const pcmBase64 = Buffer.from(pcm.buffer).toString('base64');
 
 // Music throughout: the first song has quiet passages where the gate closes, the second none.

@@ -39,12 +39,56 @@ export function containerMeta(file) {
 }
 
 /**
- * The index's shards with their songs, in manifest order.
- * @returns {{file: string, songs: {id: string, title: string, album: string, duration_s: number}[]}[]}
+ * The index's shards (format 1) or blocks (format 2, walked in songs.esb: each block is a
+ * container whose header gives its length) with their songs and bytes, in order. `what` names
+ * one as the engine and the loader do ("shard-00000.es", "songs.esb block 0"); `file` is the
+ * file that holds it, at `offset`.
+ * @param {string} [indexDir] default: the demo site's index
+ * @returns {{what: string, file: string, offset: number, bytes: Buffer,
+ *            songs: {id: string, title: string, album: string, duration_s: number}[]}[]}
  */
-export function indexShards() {
-    const manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
-    return manifest.shards.map((s) => ({ file: s.file, songs: containerMeta(path.join(siteDir, 'index', s.file)).songs }));
+export function indexShards(indexDir = path.join(siteDir, 'index')) {
+    const manifest = JSON.parse(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8'));
+    if (manifest.version !== 2) {
+        return manifest.shards.map((s) => {
+            const bytes = fs.readFileSync(path.join(indexDir, s.file));
+            return { what: s.file, file: s.file, offset: 0, bytes, songs: containerMeta(bytes).songs };
+        });
+    }
+    const songsFile = fs.readFileSync(path.join(indexDir, manifest.blocks.file));
+    const blocks = [];
+    for (let offset = 0; offset < songsFile.length;) {
+        const length = Number(songsFile.readBigUInt64LE(offset + 24));  // the container's file_bytes
+        const bytes = songsFile.subarray(offset, offset + length);
+        blocks.push({ what: `${manifest.blocks.file} block ${blocks.length}`, file: manifest.blocks.file, offset, bytes, songs: containerMeta(bytes).songs });
+        offset += length;
+    }
+    return blocks;
+}
+
+/**
+ * Loads the index folder into a WASM Engine that has its model, as the page's Worker does
+ * (manifest, quantizer, format 2 directory, then every shard or block); `check` gets each
+ * status (default: throws on failure). Returns the manifest.
+ * @param {any} engine @param {string} [indexDir] default: the demo site's index
+ * @param {(status: {ok: boolean, message: string}) => void} [check]
+ */
+export function addIndexFiles(engine, indexDir = path.join(siteDir, 'index'), check = undefined) {
+    const must = check ?? ((status) => { if (!status.ok) throw new Error(status.message); });
+    const read = (name) => fs.readFileSync(path.join(indexDir, name));
+    const text = read('manifest.json').toString('utf8');
+    const m = JSON.parse(text);
+    must(engine.loadManifest(text));
+    must(engine.addQuantizer(read(m.quantizer.file), m.quantizer.file));
+    if (m.version === 2) {
+        must(engine.addDirectory(read(m.directory.file), m.directory.file));
+        const songs = read(m.blocks.file);
+        JSON.parse(engine.shardRanges()).forEach((r, b) =>
+            must(engine.addShard(songs.subarray(r.offset, r.offset + r.bytes), `${m.blocks.file} block ${b}`)));
+    } else {
+        for (const s of m.shards) must(engine.addShard(read(s.file), s.file));
+    }
+    return m;
 }
 
 /**

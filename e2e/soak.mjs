@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { benchSpeech, catalog, decode, indexShards, siteDir } from './helpers.mjs';
+import { addIndexFiles, benchSpeech, catalog, decode, indexShards, siteDir } from './helpers.mjs';
 import { soakBrowser } from './soak-browser.mjs';
 
 const RATE_HZ = 16000;
@@ -212,11 +212,8 @@ export async function soakNode(programme, { blockSamples = 2048, params = {} } =
     const module = await createModule({ wasmBinary: fs.readFileSync(path.join(siteDir, 'wasm/earshot-core.wasm')) });
     const engine = new module.Engine();
     const must = (status) => { if (!status.ok) throw new Error(status.message); };
-    const manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
     must(engine.loadModel(fs.readFileSync(path.join(siteDir, 'models/earshot.emod'))));
-    must(engine.loadManifest(JSON.stringify(manifest)));
-    must(engine.addQuantizer(fs.readFileSync(path.join(siteDir, 'index', manifest.quantizer.file)), manifest.quantizer.file));
-    for (const s of manifest.shards) must(engine.addShard(fs.readFileSync(path.join(siteDir, 'index', s.file)), s.file));
+    addIndexFiles(engine);
     must(engine.createRecognizer('simd', JSON.stringify({ ...params, live: true, continuous: true })));
     const address = engine.inputPointer(blockSamples);
     const events = [];

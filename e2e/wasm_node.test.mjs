@@ -3,6 +3,7 @@
 // format 2 index, downloaded by the page's loader (web/index-loader.js) over real HTTP.
 // Needs: scripts/demo.sh --build-only (or EARSHOT_SITE pointing at a built site).
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +14,7 @@ import zlib from 'node:zlib';
 import { startServer } from '../scripts/serve.mjs';
 import { IndexDownloader } from '../web/index-loader.js';
 import {
-    buildIndex, catalog, cliPath, containerMeta, indexShards, MemoryCacheStorage, requireSite, siteDir, writeWavFloat,
+    addIndexFiles, buildIndex, catalog, cliPath, containerMeta, indexShards, MemoryCacheStorage, requireSite, siteDir, writeWavFloat,
 } from './helpers.mjs';
 
 const SIZE_BUDGET_GZIP_BYTES = 400 * 1024;
@@ -36,18 +37,8 @@ const ok = (status) => assert.equal(status.message, '', status.message) || asser
 async function loadedEngine(indexDir = path.join(siteDir, 'index')) {
     const module = await createModule({ wasmBinary });
     const engine = new module.Engine();
-    const m = JSON.parse(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8'));
     ok(engine.loadModel(fs.readFileSync(path.join(siteDir, 'models/earshot.emod'))));
-    ok(engine.loadManifest(fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8')));
-    ok(engine.addQuantizer(fs.readFileSync(path.join(indexDir, m.quantizer.file)), m.quantizer.file));
-    if (m.version === 2) {
-        ok(engine.addDirectory(fs.readFileSync(path.join(indexDir, m.directory.file)), m.directory.file));
-        const songs = fs.readFileSync(path.join(indexDir, m.blocks.file));
-        JSON.parse(engine.shardRanges()).forEach((r, b) =>
-            ok(engine.addShard(songs.subarray(r.offset, r.offset + r.bytes), `${m.blocks.file} block ${b}`)));
-    } else {
-        for (const s of m.shards) ok(engine.addShard(fs.readFileSync(path.join(indexDir, s.file)), s.file));
-    }
+    addIndexFiles(engine, indexDir, ok);
     return { module, engine };
 }
 
@@ -120,13 +111,15 @@ describe('WASM bindings under node', () => {
         assert.equal(model.hash, manifest.model_hash);
         assert.equal(model.sample_rate_hz, 16000);
         const index = JSON.parse(engine.indexInfo());
+        const shards = indexShards();
         assert.equal(index.songs, manifest.songs);
-        assert.equal(index.shards_loaded, manifest.shards.length);
-        assert.equal(index.shards_expected, manifest.shards.length);
-        assert.equal(index.version, 1);
+        assert.equal(index.shards_loaded, shards.length);
+        assert.equal(index.shards_expected, shards.length);
+        assert.equal(index.version, manifest.version);
+        const sha = (bytes) => crypto.createHash('sha256').update(bytes).digest('hex');
         const ranges = JSON.parse(engine.shardRanges());
         assert.deepEqual(ranges.map((r) => [r.file, r.offset, r.bytes, r.sha256, r.songs]),
-            manifest.shards.map((s) => [s.file, 0, s.bytes, s.sha256, s.songs]));
+            shards.map((s) => [s.file, s.offset, s.bytes.length, sha(s.bytes), s.songs.length]));
     });
 
     test('corrupt bytes are refused with clear messages, and the index keeps working', async () => {
@@ -138,13 +131,13 @@ describe('WASM bindings under node', () => {
         assert.equal(engine.addShard(new Uint8Array(10), 'x.es').ok, false);  // no model yet
 
         const { engine: loaded } = await loadedEngine();
-        const shardFile = manifest.shards[0].file;
-        const bytes = new Uint8Array(fs.readFileSync(path.join(siteDir, 'index', shardFile)));
+        const shard = indexShards()[0];
+        const bytes = new Uint8Array(shard.bytes);
         bytes[bytes.length >> 1] ^= 0xff;
-        const tampered = loaded.addShard(bytes, shardFile);
+        const tampered = loaded.addShard(bytes, shard.what);
         assert.equal(tampered.ok, false);
-        assert.match(tampered.message, new RegExp(shardFile.replace('.', '\\.')));
-        const truncated = loaded.addShard(bytes.subarray(0, 100), shardFile);
+        assert.match(tampered.message, new RegExp(shard.what.replace('.', '\\.')));
+        const truncated = loaded.addShard(bytes.subarray(0, 100), shard.what);
         assert.equal(truncated.ok, false);
         assert.equal(JSON.parse(loaded.indexInfo()).songs, manifest.songs);
     });

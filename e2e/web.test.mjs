@@ -56,7 +56,7 @@ before(() => {
     const row = catalog('hex-a-hop-data').find((r) => r.id === song.id);
     assert.ok(row, `song ${song.id} of the index is not in the hex-a-hop-data catalog`);
     const startS = Math.min(30, Math.max(0, song.duration_s / 2 - 10));
-    target = { ...song, file: shards[0].file, path: row.path, startS };
+    target = { ...song, what: shards[0].what, path: row.path, startS };
     const other = catalog('powermanga-data')[0];
     fs.mkdirSync(resultsDir, { recursive: true });
     clips = {
@@ -70,6 +70,21 @@ before(() => {
  * Opens the demo (the site in `root`) in a fresh browser; records every request the browser
  * makes (page, workers, service worker) and every page error.
  */
+/**
+ * A copy of the demo site with another index: rebuilt by `earshot build` with `make`'s options
+ * (the same songs and model), or written by `make(indexDir)`; remove() deletes it.
+ * @param {string[] | ((indexDir: string) => void)} make
+ */
+function siteWithIndex(make) {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-site-'));
+    const root = path.join(tmp, 'site');
+    const siteIndex = path.join(siteDir, 'index');
+    fs.cpSync(siteDir, root, { recursive: true, filter: (src) => src !== siteIndex && !src.startsWith(siteIndex + path.sep) });
+    if (typeof make === 'function') make(path.join(root, 'index'));
+    else buildIndex(path.join(root, 'index'), make);
+    return { root, remove: () => fs.rmSync(tmp, { recursive: true, force: true }) };
+}
+
 async function openDemo({ audioFile, denyMicrophone = false, faults = {}, root = siteDir }) {
     const server = await startServer({ root, faults });
     const browser = await launchChromium({ audioFile, denyMicrophone });
@@ -189,7 +204,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
             await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
             const status = await demo.el.locator('.status-text').textContent();
             assert.match(status, new RegExp(`${info.index_songs} of ${info.index_songs} songs`));
-            assert.match(status, new RegExp(`${info.index_shards}/${info.index_shards} shards`));
+            assert.match(status, new RegExp(`${info.index_shards}/${info.index_shards} (shards|blocks)`));
             // Installable PWA: Chromium offers installation only with a valid web app manifest,
             // icons and a service worker with a fetch handler.
             await demo.page.locator('#install').waitFor({ state: 'visible', timeout: 15_000 });
@@ -261,15 +276,17 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('a tampered shard is rejected with a visible error; the other shards keep working', async () => {
-        assert.ok(shards.length >= 2, 'the demo index needs 2+ shards for this test');
-        const bad = shards[shards.length - 1];
-        assert.notEqual(bad.file, target.file);
-        const demo = await openDemo({ audioFile: clips.indexed.path, faults: { tamper: [`/index/${bad.file}`] } });
+    test('a tampered block is rejected with a visible error; the other blocks keep working', async () => {
+        assert.ok(shards.length >= 2, 'the demo index needs 2+ blocks for this test');
+        // serve.mjs flips the middle byte of songs.esb: the block holding it is the bad one.
+        const middle = Math.floor((shards.at(-1).offset + shards.at(-1).bytes.length) / 2);
+        const bad = shards.findIndex((b) => b.offset <= middle && middle < b.offset + b.bytes.length);
+        assert.notEqual(shards[bad].what, target.what);
+        const demo = await openDemo({ audioFile: clips.indexed.path, faults: { tamper: [`/index/${shards[bad].file}`] } });
         try {
             const error = demo.el.locator('.error[data-code="shard-corrupt"]');
             await error.waitFor({ timeout: 30_000 });
-            assert.match(await error.textContent(), new RegExp(`${bad.file.replace('.', '\\.')}.*rejected`));
+            assert.match(await error.textContent(), new RegExp(`Block ${bad} of songs\\.esb .*rejected`));
             await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
             assert.match(await demo.el.locator('.status-text').textContent(), /1 rejected/);
             const { outcome } = await listenForMatch(demo);
@@ -305,13 +322,16 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('progressive index: retried after 503s, ready (Listen enabled) with the first shard while the next still downloads', async () => {
-        assert.ok(shards.length >= 2, 'the demo index needs 2+ shards for this test');
+    test('progressive index, format 1: retried after 503s, ready (Listen enabled) with the first shard file while the next still downloads', async () => {
+        // The site with its index rebuilt as format 1 (a file per shard, one song each).
+        const site = siteWithIndex(['--format', '1', '--shard-mb', '0.01']);
+        const shards = indexShards(path.join(site.root, 'index'));
+        assert.ok(shards.length >= 2, 'the index needs 2+ shards for this test');
         const first = `/index/${shards[0].file}`;
         // Every later shard is held back, so the page must become ready on the first one alone.
         const later = Object.fromEntries(shards.slice(1).map((s) => [`/index/${s.file}`, 6000]));
         const demo = await openDemo({
-            audioFile: clips.indexed.path, faults: { failTimes: { [first]: 2 }, delayMs: later },
+            audioFile: clips.indexed.path, faults: { failTimes: { [first]: 2 }, delayMs: later }, root: site.root,
         });
         try {
             await waitReady(demo);
@@ -324,6 +344,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
             assert.deepEqual(firstRequests, [503, 503, 200]);
         } finally {
             await demo.close();
+            site.remove();
         }
     });
 
@@ -508,69 +529,52 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('a format 2 index: blocks come by Range request, the song is recognized, and a second visit downloads none of it', async () => {
-        // The site with its index rebuilt as format 2 (the same songs, a block per song).
-        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-site-v2-'));
-        const root = path.join(tmp, 'site');
+    test('the format 2 demo index: its blocks come in one Range request, the song is recognized, and a second visit downloads none of it', async () => {
+        const manifest = JSON.parse(fs.readFileSync(path.join(siteDir, 'index/manifest.json'), 'utf8'));
+        assert.equal(manifest.version, 2);
+        const demo = await openDemo({ audioFile: clips.indexed.path });
         try {
-            const { manifest } = buildIndex(path.join(tmp, 'index'), ['--format', '2', '--block-kb', '16']);
-            assert.ok(manifest.blocks.count >= 2, `${manifest.blocks.count} blocks`);
-            const siteIndex = path.join(siteDir, 'index');
-            fs.cpSync(siteDir, root, { recursive: true, filter: (src) => src !== siteIndex && !src.startsWith(siteIndex + path.sep) });
-            fs.cpSync(path.join(tmp, 'index'), path.join(root, 'index'), { recursive: true });
-            const demo = await openDemo({ audioFile: clips.indexed.path, root });
-            try {
-                await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
-                const status = await demo.el.locator('.status-text').textContent();
-                assert.match(status, new RegExp(`${manifest.songs} of ${manifest.songs} songs`));
-                assert.match(status, new RegExp(`${manifest.blocks.count}/${manifest.blocks.count} blocks`));
-                // Every block in one Range request (206), through the service worker when it runs.
-                const ranges = demo.server.log.filter((r) => r.path === '/index/songs.esb').map((r) => [r.status, r.range]);
-                assert.deepEqual(ranges, [[206, `0-${manifest.blocks.bytes - 1}`]]);
-                const { outcome } = await listenForMatch(demo);
-                assert.equal(outcome, 'match');
-                assert.equal(await demo.el.locator('.result-title').textContent(), target.title);
+            await demo.el.locator('.status[data-done="true"]').waitFor({ timeout: 30_000 });
+            const status = await demo.el.locator('.status-text').textContent();
+            assert.match(status, new RegExp(`${manifest.songs} of ${manifest.songs} songs`));
+            assert.match(status, new RegExp(`${manifest.blocks.count}/${manifest.blocks.count} blocks`));
+            // Every block in one Range request (206), through the service worker when it runs.
+            const ranges = demo.server.log.filter((r) => r.path === '/index/songs.esb').map((r) => [r.status, r.range]);
+            assert.deepEqual(ranges, [[206, `0-${manifest.blocks.bytes - 1}`]]);
+            const { outcome } = await listenForMatch(demo);
+            assert.equal(outcome, 'match');
+            assert.equal(await demo.el.locator('.result-title').textContent(), target.title);
 
-                await reloadFromCache(demo);
-                assert.match(await demo.el.locator('.status-text').textContent(), /offline-ready/);
-                assert.deepEqual(demo.pageErrors.map(String), []);
-            } finally {
-                await demo.close();
-            }
+            await reloadFromCache(demo);
+            assert.match(await demo.el.locator('.status-text').textContent(), /offline-ready/);
+            assert.deepEqual(demo.pageErrors.map(String), []);
         } finally {
-            fs.rmSync(tmp, { recursive: true, force: true });
+            await demo.close();
         }
     });
 
     test('a format 2 index whose lists do not fit the memory limit is refused at its directory, before any block downloads', async () => {
         // 1000 synthetic songs of 720 windows for the site's model: a 27 KB directory whose
         // lists reserve about 29 MB when added, under a 32 MB limit the model and quantizer fit.
-        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-site-big-'));
-        const root = path.join(tmp, 'site');
+        const site = siteWithIndex((indexDir) => execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_synthetic_index'),
+            [path.join(siteDir, 'models/earshot.emod'), '1000', '720', indexDir, '--format', '2'], { stdio: 'ignore' }));
+        const demo = await openDemo({ audioFile: clips.indexed.path, root: site.root });
         try {
-            const siteIndex = path.join(siteDir, 'index');
-            fs.cpSync(siteDir, root, { recursive: true, filter: (src) => src !== siteIndex && !src.startsWith(siteIndex + path.sep) });
-            execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_synthetic_index'),
-                [path.join(siteDir, 'models/earshot.emod'), '1000', '720', path.join(root, 'index'), '--format', '2'], { stdio: 'ignore' });
-            const demo = await openDemo({ audioFile: clips.indexed.path, root });
-            try {
-                const refused = await demo.page.evaluate(async () => {
-                    const { createRecognizer } = await import('./earshot.js');
-                    const r = await createRecognizer({ indexUrl: 'index/', modelUrl: 'models/earshot.emod', memoryLimitMB: 32 });
-                    const error = await r.ready.then(() => null, (e) => ({ code: e.code, message: e.message, fatal: e.fatal }));
-                    r.destroy();
-                    return error;
-                });
-                assert.equal(refused?.code, 'out-of-memory', JSON.stringify(refused));
-                assert.match(refused.message, /Not enough memory to load directory\.ed: loading it takes (\d+\.\d) MB.* may use 32\.0 MB/);
-                assert.ok(Number(/takes (\d+\.\d) MB/.exec(refused.message)[1]) > 25, refused.message);
-                assert.ok(!demo.server.log.some((r) => r.path === '/index/songs.esb'), 'a block was downloaded');
-                assert.deepEqual(demo.pageErrors.map(String), []);
-            } finally {
-                await demo.close();
-            }
+            const refused = await demo.page.evaluate(async () => {
+                const { createRecognizer } = await import('./earshot.js');
+                const r = await createRecognizer({ indexUrl: 'index/', modelUrl: 'models/earshot.emod', memoryLimitMB: 32 });
+                const error = await r.ready.then(() => null, (e) => ({ code: e.code, message: e.message, fatal: e.fatal }));
+                r.destroy();
+                return error;
+            });
+            assert.equal(refused?.code, 'out-of-memory', JSON.stringify(refused));
+            assert.match(refused.message, /Not enough memory to load directory\.ed: loading it takes (\d+\.\d) MB.* may use 32\.0 MB/);
+            assert.ok(Number(/takes (\d+\.\d) MB/.exec(refused.message)[1]) > 25, refused.message);
+            assert.ok(!demo.server.log.some((r) => r.path === '/index/songs.esb'), 'a block was downloaded');
+            assert.deepEqual(demo.pageErrors.map(String), []);
         } finally {
-            fs.rmSync(tmp, { recursive: true, force: true });
+            await demo.close();
+            site.remove();
         }
     });
 

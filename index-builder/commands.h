@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/native/index_folder.h"  // load_index_folder, for query, info and verify
 #include "core/status.h"
 
 namespace earshot::cli {
@@ -33,7 +34,7 @@ struct BuildOptions {
     int opq_rounds = -1;      // rotation training rounds before PQ; 0 = none, -1 = the model's
     int unit_norm = -1;       // scores against unit-length reconstructions: 1 yes, 0 no,
                               // -1 the model's
-    int format = 1;           // index format version: 1 (shard files) or 2 (hashed blocks)
+    int format = 2;           // index format version: 2 (hashed blocks) or 1 (shard files)
     double shard_mb = 8.0;    // v1 shard bound
     double block_kb = 64.0;   // v2 block bound
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
@@ -66,13 +67,4 @@ int resolve_jobs(int jobs);
 // Prints "earshot: error: <message>" to stderr and returns kExitFailure.
 int fail(const std::string& message);
 
-}  // namespace earshot::cli
-
-namespace earshot {
-class Index;
-}
-namespace earshot::cli {
-// Loads manifest.json, the quantizer and every shard of an index folder, checking each file
-// against the manifest (size, SHA-256) and the model (hash). Any failure names the file.
-Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const ModelInfo& model);
 }  // namespace earshot::cli

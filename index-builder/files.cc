@@ -16,15 +16,6 @@
 namespace earshot::cli {
 namespace fs = std::filesystem;
 
-Result<std::vector<uint8_t>> read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Status::error("cannot open " + path + ": " + std::strerror(errno));
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                               std::istreambuf_iterator<char>());
-    if (in.bad()) return Status::error("cannot read " + path);
-    return bytes;
-}
-
 namespace {
 
 // Sibling names of an output folder `<name>`: `<name>.earshot-partial.<pid>` is always garbage

@@ -6,11 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "core/native/index_folder.h"  // read_file_bytes
 #include "core/status.h"
 
 namespace earshot::cli {
 
-Result<std::vector<uint8_t>> read_file(const std::string& path);
+inline Result<std::vector<uint8_t>> read_file(const std::string& path) {
+    return read_file_bytes(path);
+}
 
 // Writes every file into a sibling staging folder (`<out>.earshot-partial.<pid>`), fsyncs the
 // files and the folder, then swaps it with `out_dir` in one rename (RENAME_EXCHANGE) and fsyncs

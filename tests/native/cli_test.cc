@@ -271,17 +271,18 @@ TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
     EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5);
 }
 
-// Format 2 (hashed blocks in one file): the same answers as format 1 from the same catalogue;
-// verify checks every block and names a tampered one; a truncated songs file is a clear error.
+// Format 2 (hashed blocks in one file, the default): the same answers as format 1 from the
+// same catalogue; verify checks every block and names a tampered one; a truncated songs file is
+// a clear error. Format 1 stays readable, and verify names its tampered shard file.
 TEST_F(CliTest, FormatTwoAnswersAsFormatOneAndVerifiesEveryBlock) {
     const fs::path v1 = dir_ / "v1", v2 = dir_ / "v2";
-    ASSERT_EQ(run_cli("build -q " + model_arg() + " --out " + v1.string() + " " +
+    ASSERT_EQ(run_cli("build -q " + model_arg() + " --format 1 --out " + v1.string() + " " +
                           (dir_ / "music").string(),
                       dir_)
                   .exit_code,
               3);
-    const CliRun build = run_cli("build -q " + model_arg() + " --format 2 --block-kb 1 --out " +
-                                     v2.string() + " " + (dir_ / "music").string(),
+    const CliRun build = run_cli("build -q " + model_arg() + " --block-kb 1 --out " + v2.string() +
+                                     " " + (dir_ / "music").string(),
                                  dir_);
     ASSERT_EQ(build.exit_code, 3) << build.err;
     for (const char* file : {"manifest.json", "quantizer.eq", "directory.ed", "songs.esb"})
@@ -327,6 +328,15 @@ TEST_F(CliTest, FormatTwoAnswersAsFormatOneAndVerifiesEveryBlock) {
     tampered = run_cli("verify " + v2.string(), dir_);
     EXPECT_EQ(tampered.exit_code, 1);
     EXPECT_NE(tampered.err.find("truncated"), std::string::npos) << tampered.err;
+
+    const fs::path shard = v1 / "shard-00000.es";
+    ASSERT_TRUE(fs::exists(shard));
+    std::string bytes = slurp(shard);
+    bytes[bytes.size() / 2] ^= 0x40;
+    std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+    tampered = run_cli("verify " + v1.string(), dir_);
+    EXPECT_EQ(tampered.exit_code, 1);
+    EXPECT_NE(tampered.err.find("shard-00000.es"), std::string::npos) << tampered.err;
 }
 
 // Index options the model cannot use fail before any audio is decoded or embedded, name the
@@ -369,14 +379,14 @@ TEST_F(CliTest, VerifyRejectsTamperedShardAndFailedBuildKeepsOldIndex) {
     EXPECT_NE(failed.err.find("nothing to index"), std::string::npos) << failed.err;
     EXPECT_EQ(slurp(index / "manifest.json"), manifest_before);
 
-    // Flip one byte in the middle of the shard: verify names the file and fails.
-    const fs::path shard = index / "shard-00000.es";
-    std::string bytes = slurp(shard);
+    // Flip one byte in the middle of the songs file: verify names the block and fails.
+    const fs::path songs = index / "songs.esb";
+    std::string bytes = slurp(songs);
     bytes[bytes.size() / 2] ^= 0x40;
-    std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+    std::ofstream(songs, std::ios::binary | std::ios::trunc) << bytes;
     const CliRun verify = run_cli("verify " + index.string(), dir_);
     EXPECT_EQ(verify.exit_code, 1);
-    EXPECT_NE(verify.err.find("shard-00000.es"), std::string::npos) << verify.err;
+    EXPECT_NE(verify.err.find("songs.esb block"), std::string::npos) << verify.err;
 
     // A missing index is a clear error too.
     const CliRun missing = run_cli("verify " + (dir_ / "nowhere").string(), dir_);
@@ -503,7 +513,7 @@ TEST_F(CliTest, BuildLeavesSilenceOutAndContinuousQueryReportsEvents) {
                                      dir_);
     ASSERT_EQ(build_all.exit_code, 0) << build_all.err;
     EXPECT_NE(build_all.err.find("storing 56 of 56 windows"), std::string::npos) << build_all.err;
-    EXPECT_GT(fs::file_size(index_all / "shard-00000.es"), fs::file_size(index / "shard-00000.es"));
+    EXPECT_GT(fs::file_size(index_all / "songs.esb"), fs::file_size(index / "songs.esb"));
 
     // The song, 9 s of silence, the song again (its start), as one continuous session.
     std::vector<float> session(song.begin(), song.begin() + 8 * 16000);
