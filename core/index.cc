@@ -193,6 +193,10 @@ Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t siz
     if (Status st = read_list_sizes(parsed.value(), &list_sizes); !st) return st;
     uint64_t total = 0;
     for (uint32_t c : list_sizes) total += c;
+    // As add_directory() checks: a forged count is corruption, not a want of memory.
+    if (version_ != kIndexVersion2 || total * uint64_t(quantizer_.pq_m) > manifest_blocks_bytes_)
+        return Status::error(what + ": list_sizes count more postings than " +
+                             manifest_blocks_file_ + " can hold");
     return total * bytes_per_posting();
 }
 

@@ -84,8 +84,9 @@ public:
     // that the blocks tile the songs file; then shard_range(b) says where block b lies.
     Status add_directory(const uint8_t* bytes, size_t size, const std::string& what);
     // What add_directory() will reserve for the lists, in bytes (the directory's postings times
-    // bytes_per_posting()), read from its bytes without checking or adding them: a page with a
-    // memory bound asks before it commits (WASM allocation failure aborts). Needs the quantizer.
+    // bytes_per_posting()), read from its bytes before they are checked or added: a page with a
+    // memory bound asks before it commits (WASM allocation failure aborts). Needs the v2
+    // manifest and the quantizer; a count the songs file cannot hold is an error here too.
     Result<uint64_t> directory_reserve_bytes(const uint8_t* bytes, size_t size,
                                              const std::string& what) const;
     // Memory one stored window takes in the loaded index: list entry, codes, score scale, and

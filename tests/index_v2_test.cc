@@ -239,6 +239,10 @@ TEST_F(IndexV2CorruptTest, DirectoryIsCheckedAgainstManifestAndQuantizer) {
         ASSERT_TRUE(index.load_manifest(m.dump()));
         const auto& q = files_.files.at("quantizer.eq");
         ASSERT_TRUE(index.add_quantizer(q.data(), q.size(), "quantizer.eq"));
+        // Asked first (as a page does), the forged count is corruption, not a memory figure.
+        expect_error(
+            index.directory_reserve_bytes(forged.data(), forged.size(), "directory.ed").status(),
+            "more postings than songs.esb can hold");
         expect_error(index.add_directory(forged.data(), forged.size(), "directory.ed"),
                      "more than songs.esb can hold");
     }
