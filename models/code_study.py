@@ -144,7 +144,7 @@ class RQ:
             xb = torch.from_numpy(x[s:s + batch])
             n = len(xb)
             xc = xb @ torch.cat(cbs).T  # [n, m * k]
-            err = (xb * xb).sum(1)[:, None]  # [n, beam]
+            err = (xb * xb).sum(1)[:, None]  # [n, 1], then [n, beam]: the partial codes' errors
             codes = torch.zeros((n, 1, 0), dtype=torch.int64)
             rows = torch.arange(n)[:, None]
             for i in range(self.m):
