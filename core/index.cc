@@ -170,11 +170,19 @@ Index::FileRange Index::shard_range(size_t i) const {
     return {e.file, e.offset, e.bytes, e.sha256, e.songs};
 }
 
-Status Index::read_list_sizes(const ContainerView& view, std::vector<uint32_t>* out) const {
+Status Index::read_list_sizes(const ContainerView& view, const std::string& what,
+                              std::vector<uint32_t>* out, uint64_t* total) const {
     auto sizes = view.require("list_sizes", DType::kU32, {uint32_t(quantizer_.n_lists)});
     if (!sizes) return sizes.status();
     out->resize(size_t(quantizer_.n_lists));
     std::memcpy(out->data(), sizes.value()->data, out->size() * sizeof(uint32_t));
+    *total = 0;
+    for (uint32_t c : *out) *total += c;
+    // A stored window costs at least pq_m bytes of a block, which bounds the postings by the
+    // songs file's size whatever the directory claims: a forged count is corruption.
+    if (*total * uint64_t(quantizer_.pq_m) > manifest_blocks_bytes_)
+        return Status::error(what + ": list_sizes count " + std::to_string(*total) +
+                             " postings, more than " + manifest_blocks_file_ + " can hold");
     return Status::ok();
 }
 
@@ -189,14 +197,11 @@ Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t siz
         return Status::error(what + ": add the quantizer before the block directory");
     Result<ContainerView> parsed = parse_container(bytes, size, "DIRC", what);
     if (!parsed) return parsed.status();
+    if (version_ != kIndexVersion2)
+        return Status::error(what + ": a block directory needs a format v2 manifest first");
     std::vector<uint32_t> list_sizes;
-    if (Status st = read_list_sizes(parsed.value(), &list_sizes); !st) return st;
     uint64_t total = 0;
-    for (uint32_t c : list_sizes) total += c;
-    // As add_directory() checks: a forged count is corruption, not a want of memory.
-    if (version_ != kIndexVersion2 || total * uint64_t(quantizer_.pq_m) > manifest_blocks_bytes_)
-        return Status::error(what + ": list_sizes count more postings than " +
-                             manifest_blocks_file_ + " can hold");
+    if (Status st = read_list_sizes(parsed.value(), what, &list_sizes, &total); !st) return st;
     return total * bytes_per_posting();
 }
 
@@ -248,16 +253,10 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
                              std::to_string(off[0]) + " .. " + std::to_string(off[n]));
     if (first_song[0] != 0) return Status::error(what + ": block_songs must start at 0");
     // Postings per list over all blocks: the index reserves them once, so a full load grows
-    // no vector by doubling (in WASM the heap never shrinks: its peak is what a page pays). A
-    // stored window costs at least pq_m bytes of a block, which bounds the reservation by the
-    // songs file's size whatever the directory claims.
+    // no vector by doubling (in WASM the heap never shrinks: its peak is what a page pays).
     std::vector<uint32_t> list_sizes;
-    if (!(st = read_list_sizes(view, &list_sizes))) return st;
     uint64_t total_postings = 0;
-    for (uint32_t c : list_sizes) total_postings += c;
-    if (total_postings * uint64_t(quantizer_.pq_m) > manifest_blocks_bytes_)
-        return Status::error(what + ": list_sizes count " + std::to_string(total_postings) +
-                             " postings, more than " + manifest_blocks_file_ + " can hold");
+    if (!(st = read_list_sizes(view, what, &list_sizes, &total_postings))) return st;
     std::vector<ManifestShard> blocks(n);
     for (uint32_t b = 0; b < n; ++b) {
         if (off[b + 1] <= off[b] || first_song[b + 1] <= first_song[b])

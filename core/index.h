@@ -173,8 +173,10 @@ private:
         uint32_t n_embeddings = 0;
     };
     bool n_embeddings_total_would_overflow(uint64_t n_new) const;
-    // The directory's list_sizes section, n_lists u32.
-    Status read_list_sizes(const ContainerView& view, std::vector<uint32_t>* out) const;
+    // The directory's list_sizes section (n_lists u32) and their sum, checked against what the
+    // manifest's songs file can hold.
+    Status read_list_sizes(const ContainerView& view, const std::string& what,
+                           std::vector<uint32_t>* out, uint64_t* total) const;
     struct ManifestShard {
         std::string file, sha256;
         size_t bytes = 0;

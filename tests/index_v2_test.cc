@@ -242,7 +242,7 @@ TEST_F(IndexV2CorruptTest, DirectoryIsCheckedAgainstManifestAndQuantizer) {
         // Asked first (as a page does), the forged count is corruption, not a memory figure.
         expect_error(
             index.directory_reserve_bytes(forged.data(), forged.size(), "directory.ed").status(),
-            "more postings than songs.esb can hold");
+            "postings, more than songs.esb can hold");
         expect_error(index.add_directory(forged.data(), forged.size(), "directory.ed"),
                      "more than songs.esb can hold");
     }
