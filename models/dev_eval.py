@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from models.earshot_model import checkpoint, data, dev_metric, splits
+from models.earshot_model import checkpoint, data, dev_metric, model_file, splits
 
 # Same composition, different recording (../shared/eval/README.md): a negative whose source
 # song is one of these while its partner is indexed is not a false positive, so it is left out.
@@ -29,6 +29,9 @@ def main():
     parser.add_argument("checkpoint", help="a train.py checkpoint (models/checkpoints/RUN/last.pt)")
     parser.add_argument("--dev-queries", required=True,
                         help="the make-queries folder the run was trained with")
+    parser.add_argument("--model", default="",
+                        help="measure this model file instead of the checkpoint's network, on "
+                             "the checkpoint's dev songs (to compare models on one split)")
     parser.add_argument("--n-seen", type=int, default=16,
                         help="songs trained on that join the dev index (seen)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -38,7 +41,8 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ck = torch.load(args.checkpoint)
-    net = checkpoint.net_from_checkpoint(ck)
+    net = (model_file.net_from_model_file(args.model) if args.model
+           else checkpoint.net_from_checkpoint(ck))
     cfg = ck["config"]
     ids, songs = data.load_songs(os.path.join(cfg["corpus"], "catalog.tsv"), verbose=False)
     by_id = dict(zip(ids, songs))
@@ -61,7 +65,8 @@ def main():
         lengths = sorted({k.split("/")[2] for k in result if k.startswith(group + "/")},
                          key=lambda v: (v == "all", float(v) if v != "all" else 0))
         print("  " + "condition".ljust(10) + "".join(f"{l:>8}" for l in lengths))
-        for cond in ("clean", "noise10", "noise5", "noise0", "all"):
+        conds = sorted({k.split("/")[1] for k in result if k.startswith(group + "/")} - {"all"})
+        for cond in conds + ["all"]:
             print("  " + cond.ljust(10) + "".join(
                 f"{result.get(f'{group}/{cond}/{l}', float('nan')):>8}" for l in lengths))
     print("no-match threshold per query length (brute-force aligned mean cosine):")

@@ -134,8 +134,7 @@ class ExportParityTest(unittest.TestCase):
         self.assertLessEqual(n_params, 1_500_000)
         self.assertEqual(n_params, meta["n_params"])
         if net is None:  # rebuild the torch model from the file (unfolded: BN = identity)
-            net = model_file.net_from_meta(meta)
-            self.load_folded(net, c)
+            net = model_file.net_from_model_file(path)
         self.assertLessEqual(net.flops(), 30_000_000)
         net.eval()
         rng = np.random.default_rng(5)
@@ -149,22 +148,6 @@ class ExportParityTest(unittest.TestCase):
             cos = float(ref @ out / np.linalg.norm(out))
             self.assertGreaterEqual(cos, PARITY_MIN_COSINE)
         return c
-
-    @staticmethod
-    def load_folded(net, c):
-        """Loads folded OHWI/NHWC tensors back into the NCHW torch model with identity BN."""
-        with torch.no_grad():
-            for i, (conv, bn) in enumerate(zip(net.convs, net.norms)):
-                w = torch.from_numpy(c[f"conv{i + 1}.weight"].copy()).permute(0, 3, 1, 2)
-                conv.weight.copy_(w)
-                bn.weight.fill_(1.0)
-                bn.bias.copy_(torch.from_numpy(c[f"conv{i + 1}.bias"].copy()))
-                bn.running_mean.zero_()
-                bn.running_var.fill_(1.0 - bn.eps)
-            ch, h, w = net.flat_shape
-            dense = torch.from_numpy(c["fc.weight"].copy()).reshape(-1, h, w, ch)
-            net.dense.weight.copy_(dense.permute(0, 3, 1, 2).reshape(net.dense.out_features, -1))
-            net.dense.bias.copy_(torch.from_numpy(c["fc.bias"].copy()))
 
     def test_export_of_trained_style_net_matches_torch(self):
         torch.manual_seed(3)

@@ -119,7 +119,7 @@ class SamplingTest(unittest.TestCase):
                                 albums=albums, album_frac=0.5, group=4)
         seen_albums = set()
         for _ in range(20):
-            _, _, _, song_idx, _ = sampler.batch(64)
+            _, _, _, song_idx, _, _ = sampler.batch(64)
             for g in range(8):
                 group = {albums[i] for i in song_idx[g * 4:(g + 1) * 4].tolist()}
                 self.assertEqual(len(group), 1, group)
@@ -169,11 +169,63 @@ class SamplingTest(unittest.TestCase):
         files = [np.full(20000, 0.25, dtype=np.float32)]
         synth = sampling.Sampler(songs, ["n"], files, seed=2, pre_samples=1000, synthetic_noise=1.0)
         plain = sampling.Sampler(songs, ["n"], files, seed=2, pre_samples=1000)
-        _, _, noise, _, _ = synth.batch(16)
+        _, _, noise, _, _, _ = synth.batch(16)
         self.assertTrue(torch.isfinite(noise).all())
         self.assertTrue((noise != 0.25).any(1).all())
-        _, _, noise, _, _ = plain.batch(16)
+        _, _, noise, _, _, _ = plain.batch(16)
         self.assertTrue((noise == 0.25).all())
+
+    def test_resampled_window(self):
+        """A window played 3 % faster: a tone's frequency times 1.03, and the window's centre
+        on the requested source sample (a click there lands in the middle)."""
+        t = np.arange(160000) / 16000.0
+        tone = np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)
+        out = sampling.resampled_window(tone, 80000, 4000, 16000, 1.03)
+        self.assertEqual(out.shape, (20000,))
+        peak_hz = np.argmax(np.abs(np.fft.rfft(out * np.hanning(len(out))))) * 16000 / len(out)
+        self.assertAlmostEqual(peak_hz, 1030.0, delta=2.0)
+        click = np.zeros(160000, dtype=np.float32)
+        click[80000] = 1.0
+        out = sampling.resampled_window(click, 80000, 4000, 16000, 0.97)
+        self.assertLessEqual(abs(int(np.argmax(out)) - (4000 + 8000)), 1)
+        # Before the song's start: zeros, no wrap-around.
+        out = sampling.resampled_window(click, 1000, 4000, 16000, 1.03)
+        self.assertEqual(out.shape, (20000,))
+        self.assertTrue(np.all(out[:2000] == 0))
+
+    def test_tempo_frames(self):
+        """Tempo 1 is the centred crop; tempo 1.05 reads frames 5 % further apart about the
+        centre (a ramp's slope times 1.05)."""
+        x = torch.arange(66, dtype=torch.float32)[None, :, None].repeat(2, 1, 3)
+        out = sampling.tempo_frames(x, torch.tensor([1.0, 1.05]), 62)
+        self.assertEqual(tuple(out.shape), (2, 62, 3))
+        self.assertTrue(torch.allclose(out[0, :, 0], torch.arange(2, 64, dtype=torch.float32)))
+        slope = (out[1, -1, 0] - out[1, 0, 0]) / 61
+        self.assertAlmostEqual(slope.item(), 1.05, places=4)
+        self.assertAlmostEqual(out[1, :, 0].mean().item(), 32.5, places=4)
+
+    def test_speed_batches(self):
+        """With speed_range, positives carry SPEED_PAD_FRAMES more frames on each side, about
+        p_speed of them change speed (half by the tempo factor returned), and every start
+        leaves room for the longest source span."""
+        songs = [np.random.default_rng(i).standard_normal(120000).astype(np.float32) * 0.1
+                 for i in range(3)]
+        sampler = sampling.Sampler(songs, ["n"], [np.ones(20000, dtype=np.float32)], seed=4,
+                                   pre_samples=1000, speed_range=0.03, p_speed=1.0)
+        pad = sampling.SPEED_PAD_FRAMES * sampling.HOP_LENGTH
+        self.assertEqual(sampler.pad, pad)
+        anchors, raws, noise, _, starts, tempo = sampler.batch(200)
+        self.assertEqual(tuple(raws.shape), (200, 1000 + sampling.SEG_SAMPLES + 2 * pad))
+        self.assertEqual(tuple(noise.shape), (200, sampling.SEG_SAMPLES + 2 * pad))
+        self.assertEqual(tuple(anchors.shape), (200, sampling.SEG_SAMPLES))
+        changed = (tempo != 1.0).float().mean().item()
+        self.assertGreater(changed, 0.35)
+        self.assertLess(changed, 0.65)
+        self.assertTrue(((tempo - 1).abs() <= 0.03 + 1e-6).all())
+        plain = sampling.Sampler(songs, ["n"], [np.ones(20000, dtype=np.float32)], seed=4,
+                                 pre_samples=1000)
+        self.assertEqual(plain.pad, 0)
+        self.assertEqual(tuple(plain.batch(4)[1].shape), (4, 1000 + sampling.SEG_SAMPLES))
 
     def test_valid_starts(self):
         """Frame-aligned starts, at least one shift from either end, none in silence."""
@@ -350,6 +402,25 @@ class AugmentTest(unittest.TestCase):
         corr = [float((out[:, 400:] * ref[:, 400 - lag:seg - lag]).sum())
                 for lag in range(0, 200)]
         self.assertEqual(int(np.argmax(corr)), 0)
+
+    def test_device_responses_and_rooms(self):
+        """Device responses are smooth, finite, within +-25 dB of flat above 600 Hz; rooms keep
+        their drawn DRR range (a -15 dB room is mostly tail) and log-uniform RT60 rooms run up
+        to the maximum."""
+        rng = np.random.default_rng(5)
+        bank = augment.device_response_bank(32, 4096, rng)
+        freqs = np.arange(2049) * 16000 / 4096
+        band = (freqs > 600) & (freqs < 7000)
+        db = 20 * np.log10(bank[:, band])
+        self.assertTrue(np.isfinite(bank).all() and (bank > 0).all())
+        self.assertLess(np.abs(db).max(), 25.0)
+        self.assertGreater(db.std(axis=1).mean(), 1.0)  # not flat
+        direct = int(0.0025 * 16000)
+        for drr in (-15.0, 10.0):
+            rirs = augment.synthetic_rir_bank(8, 16000, rng, (0.5, 3.0), (drr, drr), rt60_log=True)
+            e_direct = (rirs[:, :direct] ** 2).sum(1)
+            e_tail = (rirs[:, direct:] ** 2).sum(1)
+            self.assertTrue(np.allclose(10 * np.log10(e_direct / e_tail), drr, atol=0.5))
 
     def test_spec_mask(self):
         """About p of the items are masked; a masked item has whole mel bands (<= 2 x 10 bins)

@@ -13,13 +13,16 @@ some of its out-of-catalog songs are the dev metric's (earshot_model/dev_metric.
 every --dev-min minutes and at the end; earshot_model/splits.py chooses them.
 
 The learning-rate schedule is time-based (warm-up then cosine over --budget-min minutes of
-training time, accumulated across restarts), so the run ends on time on a shared CPU.
+training time, accumulated across restarts), so the run ends on time on a shared CPU. A step
+counts at most MAX_STEP_S seconds (a stopped or suspended process does not eat the budget), and
+SIGTERM or SIGINT saves last.pt before the process exits.
 """
 
 import argparse
 import json
 import math
 import os
+import signal
 import time
 
 import torch
@@ -29,10 +32,12 @@ from models.earshot_model.augment import SPEC_MASK_SHAPE, Degrader, spec_mask
 from models.earshot_model.losses import (CrossBatchMemory, false_negative_mask, nt_xent,
                                          semi_hard_triplet)
 from models.earshot_model.net import DEFAULT_CHANNELS, DEFAULT_EMBEDDING_DIM, EarshotNet
-from models.earshot_model.sampling import PRE_SAMPLES, SEG_SAMPLES, Sampler, speed_variants
+from models.earshot_model.sampling import (PRE_SAMPLES, SEG_SAMPLES, Sampler, speed_variants,
+                                           tempo_frames)
 
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
 RATE_HZ = frontend.DEFAULT_PARAMS["sample_rate_hz"]
+MAX_STEP_S = 30.0
 
 
 def lr_at(progress, base_lr, warmup=0.03, final=0.01):
@@ -88,6 +93,18 @@ def build_parser():
                         help="additive noise SNR range LO,HI (dB, drawn uniformly)")
     parser.add_argument("--rir-sec", type=float, default=augment.RIR_S,
                         help="length of the synthetic impulse responses (s)")
+    parser.add_argument("--rt60-log", action="store_true",
+                        help="draw RT60 log-uniformly (default: uniformly)")
+    parser.add_argument("--drr-db", default="{:g},{:g}".format(*augment.DRR_DB_RANGE),
+                        help="direct-to-reverberant ratio range LO,HI of the rooms (dB)")
+    parser.add_argument("--p-device", type=float, default=0.0,
+                        help="share of the degraded views through a random loudspeaker and "
+                             "microphone response (augment.device_response_bank); 0 = off")
+    parser.add_argument("--speed-range", type=float, default=0.0,
+                        help="positives played at 1 +- this speed (e.g. 0.03), half with pitch "
+                             "and tempo together, half with the tempo alone; 0 = off")
+    parser.add_argument("--p-speed", type=float, default=0.5,
+                        help="share of the positives whose speed changes (with --speed-range)")
     parser.add_argument("--exclude-albums", default="",
                         help="comma-separated catalog albums left out of training (e.g. "
                              "planetblupi-music-midi: MIDI renders of tunes also in the set)")
@@ -166,12 +183,15 @@ def main():
     rir_samples = int(round(args.rir_sec * RATE_HZ))
     pre_samples = max(PRE_SAMPLES, rir_samples)
     snr_lo, snr_hi = (float(v) for v in args.snr_db.split(","))
-    degrader = Degrader(args.seed, pre_samples, SEG_SAMPLES, rir_samples=rir_samples,
-                        rt60_range=(augment.RT60_MIN_S, args.rt60_max),
-                        snr_db_range=(snr_lo, snr_hi))
+    drr_lo, drr_hi = (float(v) for v in args.drr_db.split(","))
     sampler = Sampler(train_songs, noise_cats, noise_audio, args.seed, pre_samples,
                       albums=train_albums, album_frac=args.album_frac,
-                      group=args.album_group, synthetic_noise=args.synthetic_noise)
+                      group=args.album_group, synthetic_noise=args.synthetic_noise,
+                      speed_range=args.speed_range, p_speed=args.p_speed)
+    degrader = Degrader(args.seed, pre_samples, SEG_SAMPLES + 2 * sampler.pad,
+                        rir_samples=rir_samples, rt60_range=(augment.RT60_MIN_S, args.rt60_max),
+                        snr_db_range=(snr_lo, snr_hi), drr_db_range=(drr_lo, drr_hi),
+                        rt60_log=args.rt60_log, p_device=args.p_device)
     gen = torch.Generator().manual_seed(args.seed)
 
     state = {"step": 0, "train_s": 0.0, "history": []}
@@ -225,6 +245,14 @@ def main():
         save()
         checkpoint.export_checkpoint(ckpt_path, os.path.join(MODELS_DIR, "earshot-v1.emod"))
 
+    stop = []
+
+    def on_signal(signum, _frame):
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
     memory = CrossBatchMemory(args.memory, args.dim) if args.memory else None
     net.train()
     last_ckpt = last_dev = last_export = time.time()
@@ -236,10 +264,14 @@ def main():
         lr = lr_at(progress, args.lr)
         for group in opt.param_groups:
             group["lr"] = lr
-        anchors, raws, noise, song_idx, starts = sampler.batch(args.batch)
+        anchors, raws, noise, song_idx, starts, tempo = sampler.batch(args.batch)
         with torch.no_grad():
             positives = degrader(raws, noise, gen)
-            x = front(torch.cat([anchors, positives]))  # [2b, context_frames, n_mels]
+            if sampler.pad:  # frames beyond the patch: read at each positive's tempo
+                xp = tempo_frames(front(positives), tempo, net.context_frames)
+                x = torch.cat([front(anchors), xp])
+            else:
+                x = front(torch.cat([anchors, positives]))  # [2b, context_frames, n_mels]
             if args.spec_mask:
                 x[args.batch:] = spec_mask(x[args.batch:], gen, args.spec_mask,
                                            config["spec_mask_shape"])
@@ -257,7 +289,7 @@ def main():
         if memory is not None:  # after backward: the loss's graph holds a view of the queue
             memory.push(z, song_idx.repeat(2))
         state["step"] += 1
-        state["train_s"] += time.time() - t0
+        state["train_s"] += min(time.time() - t0, MAX_STEP_S)
         loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
         if state["step"] % 10 == 0:
             with torch.no_grad():
@@ -277,6 +309,12 @@ def main():
         if args.export_min and now - last_export > args.export_min * 60:
             export()
             last_export = time.time()
+        if stop:
+            save()
+            print(f"signal {stop[0]}: saved at step {state['step']} "
+                  f"({state['train_s'] / 60:.1f} min); run the same command to resume",
+                  flush=True)
+            return
     state["done"] = True
     save()
     if not state["history"] or state["history"][-1]["step"] != state["step"]:

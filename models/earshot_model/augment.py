@@ -4,6 +4,8 @@ and SpecAugment-style masks on the log-mel patches (spec_mask).
 
 Chain for the positive view (each stage drawn per item):
   room (synthetic RIR, FFT convolution over a pre-roll so tails enter naturally) ->
+  device (loudspeaker and microphone: a smooth random response of a few resonances and dips,
+  from a precomputed bank; off unless p_device > 0) ->
   band-limit (4th-order Butterworth band-pass, magnitude and phase, from a precomputed bank) ->
   EQ tilt (+-6 dB linear in log-frequency) -> soft clip (tanh, 0-12 dB drive) ->
   additive noise (-5..+15 dB SNR by default, RMS over the segment) ->
@@ -32,16 +34,20 @@ RIR_SAMPLES = int(round(RIR_S * RATE_HZ))
 
 
 def synthetic_rir_bank(n, length, rng, rt60_range=(RT60_MIN_S, RT60_MAX_S),
-                       drr_db_range=DRR_DB_RANGE):
+                       drr_db_range=DRR_DB_RANGE, rt60_log=False):
     """[n, length] float32 room impulse responses with unit energy and the direct path at
-    sample 0: exponentially decaying Gaussian noise (RT60 drawn uniformly), a few early
+    sample 0: exponentially decaying Gaussian noise (RT60 drawn uniformly, or log-uniformly
+    with rt60_log, so that long halls do not crowd out ordinary rooms), a few early
     reflections, mild high-frequency damping of the tail, and the reverberant part (after
     2.5 ms) rescaled to a drawn direct-to-reverberant ratio."""
     bank = np.zeros((n, length), dtype=np.float64)
     t = np.arange(length) / RATE_HZ
     direct_len = int(0.0025 * RATE_HZ)
     for i in range(n):
-        rt60 = rng.uniform(*rt60_range)
+        if rt60_log:
+            rt60 = math.exp(rng.uniform(math.log(rt60_range[0]), math.log(rt60_range[1])))
+        else:
+            rt60 = rng.uniform(*rt60_range)
         onset = int(rng.uniform(0.003, 0.02) * RATE_HZ)  # first reflections 1-7 m later
         tail = rng.standard_normal(length) * np.exp(-6.9078 * t / rt60)
         tail[:onset] = 0.0
@@ -73,6 +79,32 @@ def bandpass_bank(n, n_fft, rng, low_range=(100.0, 300.0), high_range=(3500.0, 7
         sos = scipy.signal.butter(4, [low, high], btype="bandpass", fs=RATE_HZ, output="sos")
         _, h = scipy.signal.sosfreqz(sos, worN=freqs, fs=RATE_HZ)
         out[i] = h.astype(np.complex64)
+    return out
+
+
+def device_response_bank(n, n_fft, rng):
+    """[n, n_fft//2+1] float32 magnitude responses of a loudspeaker and a microphone in a row:
+    per device, 1-4 resonances or dips (Gaussian in log-frequency, +-3..10 dB, 0.2-1.5
+    octaves wide, centred 150 Hz-7 kHz) and, half of the time, a small speaker's low-frequency
+    roll-off (2nd-order high-pass at 150-600 Hz). Zero phase: the room and band-pass carry the
+    phase."""
+    freqs = np.arange(n_fft // 2 + 1) * RATE_HZ / n_fft
+    octaves = np.log2(np.maximum(freqs, 20.0) / 1000.0)
+    out = np.zeros((n, len(freqs)), dtype=np.float32)
+    for i in range(n):
+        gain_db = np.zeros(len(freqs))
+        for _device in range(2):
+            for _ in range(rng.integers(1, 5)):
+                centre = rng.uniform(np.log2(0.15), np.log2(7.0))
+                width = rng.uniform(0.2, 1.5) / 2.355  # FWHM in octaves -> sigma
+                gain_db += rng.choice([-1.0, 1.0]) * rng.uniform(3.0, 10.0) * np.exp(
+                    -0.5 * ((octaves - centre) / width) ** 2)
+        gain = 10 ** (gain_db / 20)
+        if rng.random() < 0.5:
+            fc = rng.uniform(150.0, 600.0)
+            ratio = np.maximum(freqs, 1e-3) / fc
+            gain *= ratio ** 2 / np.sqrt(1 + ratio ** 4)
+        out[i] = gain
     return out
 
 
@@ -128,20 +160,25 @@ class Degrader:
     def __init__(self, seed, pre_samples, seg_samples, n_rirs=512, rir_samples=RIR_SAMPLES,
                  n_bandpass=256, p_room=0.75, p_bandpass=0.8, p_tilt=0.8, p_clip=0.5,
                  p_noise=0.9, snr_db_range=SNR_DB_RANGE, level_dbfs_range=LEVEL_DBFS_RANGE,
-                 rt60_range=(RT60_MIN_S, RT60_MAX_S)):
+                 rt60_range=(RT60_MIN_S, RT60_MAX_S), drr_db_range=DRR_DB_RANGE, rt60_log=False,
+                 p_device=0.0, n_devices=256):
         assert pre_samples >= rir_samples - 1, "pre-roll must cover the RIR (no wrap-around)"
         rng = np.random.default_rng(seed)
         self.pre, self.seg = pre_samples, seg_samples
         # FFT length: a 2^k * small size >= pre + seg (27762 = 2*3*7*661 is slow to FFT).
         self.n_fft = _fast_fft_size(pre_samples + seg_samples)
-        rirs = synthetic_rir_bank(n_rirs, rir_samples, rng, rt60_range)
+        rirs = synthetic_rir_bank(n_rirs, rir_samples, rng, rt60_range, drr_db_range, rt60_log)
         self.rir_f = torch.from_numpy(np.fft.rfft(rirs, n=self.n_fft).astype(np.complex64))
         self.bandpass_f = torch.from_numpy(bandpass_bank(n_bandpass, self.n_fft, rng))
+        # Drawn after the other banks, so that p_device=0 leaves every other draw as it was.
+        self.device_f = (torch.from_numpy(device_response_bank(n_devices, self.n_fft, rng))
+                         if p_device > 0 else None)
         freqs = np.arange(self.n_fft // 2 + 1) * RATE_HZ / self.n_fft
         # Tilt shape in [-0.5, 0.5]: linear in log-frequency between 150 Hz and 7 kHz.
         pos = (np.log(np.clip(freqs, 150.0, 7000.0)) - math.log(150.0)) / math.log(7000 / 150)
         self.tilt_shape = torch.from_numpy((pos - 0.5).astype(np.float32))
-        self.p = dict(room=p_room, bandpass=p_bandpass, tilt=p_tilt, clip=p_clip, noise=p_noise)
+        self.p = dict(room=p_room, bandpass=p_bandpass, tilt=p_tilt, clip=p_clip, noise=p_noise,
+                      device=p_device)
         self.snr_db_range = snr_db_range
         self.level_dbfs_range = level_dbfs_range
 
@@ -164,6 +201,10 @@ class Degrader:
         use_room = draw(self.p["room"])
         rir = self.rir_f[torch.randint(len(self.rir_f), (b,), generator=g)]
         spec = torch.where(use_room[:, None], spec * rir, spec)
+        if self.device_f is not None:
+            use_dev = draw(self.p["device"])
+            dev = self.device_f[torch.randint(len(self.device_f), (b,), generator=g)]
+            spec = torch.where(use_dev[:, None], spec * dev, spec)
         use_bp = draw(self.p["bandpass"])
         bp = self.bandpass_f[torch.randint(len(self.bandpass_f), (b,), generator=g)]
         spec = torch.where(use_bp[:, None], spec * bp, spec)

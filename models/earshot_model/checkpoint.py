@@ -48,13 +48,23 @@ def describe_augmentation(cfg):
     noise = "train noise" if not share else \
         f"train noise and synthetic noise ({share:g} of the draws)"
     rate = DEFAULT_PARAMS["sample_rate_hz"]
-    text = (f"synthetic RIR (RT60 {augment.RT60_MIN_S}-{cfg.get('rt60_max', augment.RT60_MAX_S)}"
-            f" s, {cfg.get('rir_sec', augment.RIR_S)} s long, DRR {augment.DRR_DB_RANGE[0]:g}.."
-            f"{augment.DRR_DB_RANGE[1]:+g} dB), Butterworth band-pass, "
+    drr_lo, drr_hi = augment.DRR_DB_RANGE
+    if "drr_db" in cfg:
+        drr_lo, drr_hi = (float(v) for v in cfg["drr_db"].split(","))
+    rt60 = "log-uniform " if cfg.get("rt60_log") else ""
+    device = (f"loudspeaker and microphone responses on {cfg['p_device']:g} of the views, "
+              if cfg.get("p_device") else "")
+    text = (f"synthetic RIR (RT60 {rt60}{augment.RT60_MIN_S}-"
+            f"{cfg.get('rt60_max', augment.RT60_MAX_S)}"
+            f" s, {cfg.get('rir_sec', augment.RIR_S)} s long, DRR {drr_lo:g}.."
+            f"{drr_hi:+g} dB), {device}Butterworth band-pass, "
             f"tilt +-{augment.TILT_DB:g} dB, tanh soft clip {augment.CLIP_DRIVE_DB_RANGE[0]:g}-"
             f"{augment.CLIP_DRIVE_DB_RANGE[1]:g} dB, {noise} {snr_lo:g}..{snr_hi:+g} dB SNR, "
             f"level {augment.LEVEL_DBFS_RANGE[0]:g}..{augment.LEVEL_DBFS_RANGE[1]:g} dBFS, "
             f"16-bit, +-{MAX_SHIFT / rate:g} s shift")
+    if cfg.get("speed_range"):
+        text += (f"; {cfg.get('p_speed', 0.5):g} of the positives at speed 1+-"
+                 f"{cfg['speed_range']:g} (half pitch and tempo, half tempo alone)")
     if cfg.get("speed_variants"):
         text += "; each song also at speeds " + ", ".join(
             f"x{float(f):g}" for f in cfg["speed_variants"].split(",")) + " as new songs"

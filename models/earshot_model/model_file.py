@@ -83,6 +83,29 @@ def net_from_meta(meta):
     return EarshotNet(meta["context_frames"], meta["n_mels"], channels, meta["embedding_dim"])
 
 
+def net_from_model_file(path):
+    """An EarshotNet (eval mode) computing what model file `path` computes: its folded conv
+    weights and biases in the convs, identity BatchNorms, its dense layer."""
+    import torch
+    c = container.read_container_file(path, "MODL")
+    net = net_from_meta(c.meta)
+    convs = [layer for layer in c.meta["layers"] if layer["type"] == "conv2d"]
+    with torch.no_grad():
+        for layer, conv, bn in zip(convs, net.convs, net.norms):
+            w = np.asarray(c[layer["name"] + ".weight"], dtype=np.float32)  # OHWI
+            conv.weight.copy_(torch.from_numpy(w).permute(0, 3, 1, 2))
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(np.asarray(c[layer["name"] + ".bias"], np.float32)))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        ch, h, w = net.flat_shape
+        dense = np.asarray(c["fc.weight"], dtype=np.float32).reshape(-1, h, w, ch)
+        net.dense.weight.copy_(torch.from_numpy(dense).permute(0, 3, 1, 2).reshape(
+            net.dense.out_features, -1))
+        net.dense.bias.copy_(torch.from_numpy(np.asarray(c["fc.bias"], np.float32)))
+    return net.eval()
+
+
 def thresholds_of(path, layers):
     """The calibrated threshold metadata of model file `path`, which must hold `layers`."""
     meta = container.read_container_file(path, "MODL").meta
