@@ -9,6 +9,7 @@ The songs are read from the corpus the checkpoint was trained on (its --corpus).
 """
 
 import argparse
+import collections
 import json
 import os
 
@@ -81,6 +82,14 @@ def main():
               f"p95={np.percentile(neg_scores, 95):.3f} max={thr:.3f}; hit rate with score > "
               f"max negative: {hit:.1f}%")
         result[f"threshold/{length}"] = round(thr, 4)
+        by_cond = collections.defaultdict(list)
+        for s in dev.scores:
+            if s[0] == length and not s[2]:
+                by_cond[s[1]].append(s[3] and s[4] > thr)
+        print("    by condition: " + ", ".join(
+            f"{c} {100.0 * np.mean(v):.1f}%" for c, v in sorted(by_cond.items())))
+        for c, v in by_cond.items():
+            result[f"above_max_neg/{c}/{length}"] = round(100.0 * float(np.mean(v)), 1)
     print("highest-scoring negatives (query, source song, answer, score):")
     for s in sorted((s for s in dev.scores if s[2]), key=lambda s: -s[4])[:5]:
         print(f"  {s[5]} {source_of[s[5]]} {s[6]} {s[4]:.3f} ({s[0]} s {s[1]})")

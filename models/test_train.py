@@ -144,6 +144,10 @@ class SamplingTest(unittest.TestCase):
         self.assertNotEqual(splits.excluded_and_holdout(album_of, "dup", "midi", 0.25, 2)[1],
                             holdout)
         self.assertEqual(splits.excluded_and_holdout(album_of, "", "", 0.25, 1), (set(), []))
+        # "*": a seeded share of every album's songs
+        _, everywhere = splits.excluded_and_holdout(album_of, "", "*", 0.5, seed=1)
+        self.assertEqual(len(everywhere), 6)
+        self.assertTrue(set(everywhere) <= set(album_of))
 
     def test_speed_variants(self):
         """Each factor adds every song resampled (f times faster: a tone's frequency times f,

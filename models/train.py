@@ -109,8 +109,9 @@ def build_parser():
                         help="comma-separated catalog albums left out of training (e.g. "
                              "planetblupi-music-midi: MIDI renders of tunes also in the set)")
     parser.add_argument("--holdout-albums", default="",
-                        help="comma-separated albums of which --holdout-frac of the songs "
-                             "(by seeded hash) are kept out of training as unseen negatives")
+                        help="comma-separated albums (or * for all) of which --holdout-frac of "
+                             "the songs (by seeded hash) are kept out of training: unseen music "
+                             "for calibration")
     parser.add_argument("--holdout-frac", type=float, default=0.25)
     parser.add_argument("--album-frac", type=float, default=0.0,
                         help="share of each batch drawn in same-album groups (hard negatives)")

@@ -92,17 +92,17 @@ def net_from_model_file(path):
     convs = [layer for layer in c.meta["layers"] if layer["type"] == "conv2d"]
     with torch.no_grad():
         for layer, conv, bn in zip(convs, net.convs, net.norms):
-            w = np.asarray(c[layer["name"] + ".weight"], dtype=np.float32)  # OHWI
+            w = np.array(c[layer["name"] + ".weight"], dtype=np.float32)  # OHWI, writable
             conv.weight.copy_(torch.from_numpy(w).permute(0, 3, 1, 2))
             bn.weight.fill_(1.0)
-            bn.bias.copy_(torch.from_numpy(np.asarray(c[layer["name"] + ".bias"], np.float32)))
+            bn.bias.copy_(torch.from_numpy(np.array(c[layer["name"] + ".bias"], np.float32)))
             bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)
         ch, h, w = net.flat_shape
-        dense = np.asarray(c["fc.weight"], dtype=np.float32).reshape(-1, h, w, ch)
+        dense = np.array(c["fc.weight"], dtype=np.float32).reshape(-1, h, w, ch)
         net.dense.weight.copy_(torch.from_numpy(dense).permute(0, 3, 1, 2).reshape(
             net.dense.out_features, -1))
-        net.dense.bias.copy_(torch.from_numpy(np.asarray(c["fc.bias"], np.float32)))
+        net.dense.bias.copy_(torch.from_numpy(np.array(c["fc.bias"], np.float32)))
     return net.eval()
 
 

@@ -17,9 +17,11 @@ def stable_hash(text, seed):
 
 def excluded_and_holdout(album_of, exclude_albums, holdout_albums, holdout_frac, seed):
     """Songs kept out of training: (every song of the comma-separated `exclude_albums`,
-    a seeded `holdout_frac` of the songs of `holdout_albums`, sorted). album_of: id -> album."""
+    a seeded `holdout_frac` of the songs of `holdout_albums` in hash order; "*" is every
+    album). album_of: id -> album."""
     excluded = {s for s, a in album_of.items() if a in exclude_albums.split(",")}
-    pool = sorted(s for s, a in album_of.items() if a in holdout_albums.split(","))
+    pool = sorted(s for s, a in album_of.items()
+                  if holdout_albums == "*" or a in holdout_albums.split(","))
     n_holdout = int(round(len(pool) * holdout_frac))
     holdout = sorted(pool, key=lambda s: stable_hash(s, seed))[:n_holdout]
     return excluded, holdout
