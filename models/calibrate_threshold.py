@@ -51,6 +51,8 @@ import os
 import re
 import sys
 
+import numpy as np
+
 from models.earshot_model.container import read_container
 from models.earshot_model.model_file import rewrite_model_file
 
@@ -84,6 +86,13 @@ def main():
     ap.add_argument("--target-fp", type=float, default=0.001,
                     help="largest share of out-of-catalog queries allowed to match, per length")
     ap.add_argument("--margin", type=float, default=0.005, help="added to the fitted thresholds")
+    ap.add_argument("--fit", choices=["per-length", "smooth", "pooled"], default="per-length",
+                    help="per-length: each measured length's own order statistic; smooth: "
+                         "those fitted by a + b / sqrt(n) (least squares); pooled: "
+                         "the negatives of every length standardised by a location and spread "
+                         "linear in 1/sqrt(n), one tail quantile for all (steadier: each "
+                         "threshold rests on every negative, not on the few highest of one "
+                         "length)")
     ap.add_argument("--background-weight", type=float, default=0.5,
                     help="the decision statistic is similarity - W * background (how well the "
                          "other songs match the same audio); 0.5 was chosen on train queries")
@@ -200,11 +209,16 @@ def main():
     # never increasing with n (more evidence never needs a higher score); constant past the
     # longest measured length.
     def fit_limits(neg_by_n):
+        if args.fit == "pooled":
+            return pooled_tail_limits(neg_by_n, args.target_fp, args.margin)
         limits = {}
         for n, scores in sorted(neg_by_n.items()):
             scores = sorted(scores)
             allowed = int(math.floor(args.target_fp * len(scores)))
             limits[n] = scores[len(scores) - 1 - allowed] + args.margin
+        if args.fit == "smooth":
+            limits = smooth_limits(limits)
+        print("limits by n:", {n: round(v, 4) for n, v in sorted(limits.items())})
         return limits
 
     if args.crossval:
@@ -250,7 +264,7 @@ def main():
     calibration = {
         "queries": [query_set_name(t) for t in args.truth], "target_fp": args.target_fp,
         "background_weight": args.background_weight, "shared_audio_ncc": args.shared_audio,
-        "margin": args.margin, "negatives": sum(len(v) for v in neg.values()),
+        "margin": args.margin, "fit": args.fit, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
     if args.for_code and args.set_default:
         # The main table moves under the old default code's name; this code becomes the default.
@@ -341,6 +355,46 @@ def shared_audio_negatives(args, neg_by_set, details, results):
                 continue
             kept += 1
     return shared
+
+
+def smooth_limits(limits):
+    """n -> limit fitted as a + b / sqrt(n) through the measured lengths' limits (least
+    squares): one length's few highest negatives (often a single pair of related tracks) then
+    move its threshold only as much as they move the whole curve."""
+    ns = sorted(limits)
+    if len(ns) < 2:
+        return dict(limits)
+    x = np.array([[1.0, 1 / math.sqrt(n)] for n in ns])
+    coef = np.linalg.lstsq(x, np.array([limits[n] for n in ns]), rcond=None)[0]
+    return {n: float(coef[0] + coef[1] / math.sqrt(n)) for n in ns}
+
+
+def pooled_tail_limits(neg_by_n, target_fp, margin):
+    """n -> threshold from the negatives of every length together: per length n, the median
+    and the interquartile spread of the negatives' scores; both fitted as a + b / sqrt(n)
+    (least squares weighted by the negatives per length); every negative standardised by its
+    length's fitted values; the threshold is the fitted location plus the pooled
+    (1 - target_fp) quantile of the standardised scores times the fitted spread, plus margin."""
+    ns = sorted(n for n, v in neg_by_n.items() if len(v) >= 20)
+    if len(ns) < 2:
+        raise SystemExit("--fit pooled needs negatives of at least two lengths (20 or more each)")
+    x = np.array([1 / math.sqrt(n) for n in ns])
+    w = np.array([len(neg_by_n[n]) for n in ns], dtype=np.float64)
+    med = np.array([np.median(neg_by_n[n]) for n in ns])
+    iqr = np.array([np.subtract(*np.percentile(neg_by_n[n], [75, 25])) for n in ns])
+    design = np.stack([np.ones_like(x), x], axis=1) * np.sqrt(w)[:, None]
+    loc = np.linalg.lstsq(design, med * np.sqrt(w), rcond=None)[0]
+    spread = np.linalg.lstsq(design, iqr * np.sqrt(w), rcond=None)[0]
+
+    def at(coef, n):
+        return coef[0] + coef[1] / math.sqrt(n)
+
+    z = np.concatenate([(np.asarray(neg_by_n[n]) - at(loc, n)) / max(at(spread, n), 1e-6)
+                        for n in ns])
+    z.sort()
+    allowed = int(math.floor(target_fp * len(z)))
+    z_star = z[len(z) - 1 - allowed]
+    return {n: float(at(loc, n) + z_star * at(spread, n) + margin) for n in neg_by_n}
 
 
 def query_set_name(truth_path):

@@ -6,6 +6,7 @@ Run from the repository root: /usr/bin/python3 -m unittest discover -s models -t
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import unittest
 import numpy as np
 import soundfile
 
+from models import calibrate_threshold
 from models.earshot_model import container
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,6 +95,26 @@ class CalibrateTest(unittest.TestCase):
         self.assertIn("threshold 0.8100", text)
         self.assertIn("negatives passing   0.0% of 6", text)
         self.assertIn("positives kept  50.0% of 2", text)
+
+    def test_smooth_and_pooled_fits(self):
+        """smooth: limits on a + b / sqrt(n) stay there, one length's outlier moves its limit
+        only part of the way; pooled: negatives whose location and spread follow 1/sqrt(n)
+        give limits on that curve, so each length lets about target_fp of its own through."""
+        exact = {n: 0.2 + 0.3 / math.sqrt(n) for n in (1, 3, 5, 9, 19)}
+        for n, v in calibrate_threshold.smooth_limits(exact).items():
+            self.assertAlmostEqual(v, exact[n], places=9)
+        bumped = {**exact, 5: exact[5] + 0.1}
+        smooth = calibrate_threshold.smooth_limits(bumped)
+        self.assertGreater(smooth[5], exact[5])
+        self.assertLess(smooth[5], exact[5] + 0.05)
+        rng = np.random.default_rng(1)
+        neg = {n: list(0.1 + 0.2 / math.sqrt(n) + (0.02 + 0.1 / math.sqrt(n)) *
+                       rng.standard_normal(20000)) for n in (1, 3, 5, 9, 19)}
+        limits = calibrate_threshold.pooled_tail_limits(neg, 0.01, 0.0)
+        for n, scores in neg.items():
+            passing = np.mean(np.asarray(scores) >= limits[n])
+            self.assertAlmostEqual(passing, 0.01, delta=0.004)
+        self.assertEqual(sorted(limits.values(), reverse=True), [limits[n] for n in sorted(neg)])
 
     def test_write_main_table_then_one_for_another_code(self):
         with tempfile.TemporaryDirectory() as tmp:
