@@ -55,6 +55,8 @@ Status check_match_params(const MatchParams& params) {
     }
     if (!(params.background_weight >= 0.0f) || !std::isfinite(params.background_weight))
         return Status::error("match parameters: background_weight must be a finite number >= 0");
+    if (!(params.max_drift >= 0.0f && params.max_drift <= 0.1f))
+        return Status::error("match parameters: max_drift must be in [0, 0.1]");
     return Status::ok();
 }
 
@@ -291,33 +293,52 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
     std::partial_sort(votes_.begin(), votes_.begin() + n_candidates, votes_.begin() + n_unique,
                       [](const Vote& a, const Vote& b) { return a.score > b.score; });
 
-    // Phase 2: aligned re-score of each candidate and delta +- 1 hop, best delta per song.
+    // Phase 2: aligned re-score of each candidate and delta +- 1 hop (and each drift rate),
+    // best alignment per song.
     struct Scored {
         uint32_t song_index;
         int32_t delta_hops;
         float score;
+        double rate;
     };
     Scored scored[256];  // max_candidates is clamped to this below
     size_t n_scored = 0;
     const size_t n_eval = std::min(n_candidates, sizeof(scored) / sizeof(scored[0]));
+    // Drift rates 1 + k * rate_step, |k| <= n_side: a step moves the query's ends (`middle`
+    // embeddings from its middle) by about half an index hop.
+    const double stride = query_hop_s / hop_s;  // index hops per query hop
+    const double middle = 0.5 * double(n_query - 1);
+    const int n_side = int(std::lround(2.0 * params_.max_drift * middle * stride));
+    const double rate_step = n_side > 0 ? params_.max_drift / n_side : 0.0;
     for (size_t c = 0; c < n_eval; ++c) {
         const Vote& cand = votes_[c];
         const uint32_t first = index_.song_first_embedding(cand.song_index);
         const int64_t song_n_embeddings = int64_t(index_.song_n_embeddings(cand.song_index));
-        Scored best = {cand.song_index, cand.delta_hops, -std::numeric_limits<float>::infinity()};
-        for (int dd = -1; dd <= 1; ++dd) {
-            const int32_t delta = cand.delta_hops + dd;
-            double sum = 0.0;
-            for (size_t i = 0; i < n_query; ++i) {
-                // Song embedding nearest to song time i * query_hop_s + delta * hop_s.
-                const int64_t j = std::llround(i * query_hop_s / hop_s) + delta;
-                // Outside the song, or a window not stored: similarity 0.
-                if (j < 0 || j >= song_n_embeddings || !index_.embedding_stored(first + uint32_t(j)))
-                    continue;
-                sum += score_embedding(i, first + uint32_t(j));
+        Scored best = {cand.song_index, cand.delta_hops, -std::numeric_limits<float>::infinity(),
+                       1.0};
+        for (int t = 0; t <= 2 * n_side; ++t) {  // rates 0, +1, -1, +2, ... steps
+            const int k = (t % 2 ? 1 : -1) * ((t + 1) / 2);
+            const double r = k * rate_step;
+            for (int dd = -1; dd <= 1; ++dd) {
+                const int32_t delta = cand.delta_hops + dd;
+                double sum = 0.0;
+                for (size_t i = 0; i < n_query; ++i) {
+                    // Song embedding nearest to song time i * query_hop_s + delta * hop_s, the
+                    // query's distance from its middle scaled by the rate.
+                    const int64_t j =
+                        (k == 0 ? std::llround(i * stride)
+                                : std::llround(i * stride + (double(i) - middle) * stride * r)) +
+                        delta;
+                    // Outside the song, or a window not stored: similarity 0.
+                    if (j < 0 || j >= song_n_embeddings ||
+                        !index_.embedding_stored(first + uint32_t(j)))
+                        continue;
+                    sum += score_embedding(i, first + uint32_t(j));
+                }
+                const float s = float(sum / double(n_query));
+                // The plain rate comes first and wins ties: a drift must score better.
+                if (s > best.score) best = {cand.song_index, delta, s, 1.0 + r};
             }
-            const float s = float(sum / double(n_query));
-            if (s > best.score) best = {cand.song_index, delta, s};
         }
         size_t k = 0;  // keep the best per song
         while (k < n_scored && scored[k].song_index != best.song_index) ++k;
@@ -339,7 +360,10 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
         m.id = info.id;
         m.title = info.title;
         m.album = info.album;
-        m.offset_s = std::max(0.0, scored[r].delta_hops * hop_s);
+        // The first embedding's place: delta, less the drift accumulated from the middle.
+        m.offset_s = std::max(
+            0.0, (scored[r].delta_hops - middle * stride * (scored[r].rate - 1.0)) * hop_s);
+        m.rate = scored[r].rate;
         m.score = scored[r].score;
         if (r == 0) {
             result.best = std::move(m);

@@ -4,7 +4,9 @@
 //            PQ inner-product table (one table per query vector, shared by every list because
 //            PQ encodes residuals), keep the k_per_query best, vote on (song, delta).
 //   Phase 2: re-score the max_candidates best (song, delta), and delta +- one index hop, as the
-//            mean similarity of the whole query to the aligned reconstructed song embeddings.
+//            mean similarity of the whole query to the aligned reconstructed song embeddings;
+//            with max_drift, also aligned at playback rates up to 1 +- max_drift (a song
+//            played 2 % fast drifts by 0.2 s over a 10 s query).
 //   No match when the best score < threshold(n) = threshold_base + threshold_scale / sqrt(n).
 #pragma once
 
@@ -36,12 +38,18 @@ struct MatchParams {
     // MatchResult) with the threshold: out-of-catalog audio tends to match every song about
     // equally, in-catalog audio matches its song much better than the rest.
     float background_weight = 0.0f;
+    // Phase 2 also aligns the query at playback rates 1 + r, |r| <= max_drift, about its middle
+    // embedding, in steps that move its ends by about half an index hop (none while the whole
+    // drift moves them by less): a long query of a sped-up song stays aligned. 0 = off; at
+    // most 0.1. A model's calibration names the value its thresholds were fitted with.
+    float max_drift = 0.0f;
     bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
 };
 // The defaults, in one place (the recognizer completes them from the model:
 // recognizer_default_params in core/recognizer.h).
 MatchParams match_default_params();
-// OK, or what is wrong: counts < 1, thresholds not finite, background_weight < 0.
+// OK, or what is wrong: counts < 1, thresholds not finite, background_weight < 0, max_drift
+// outside [0, 0.1].
 Status check_match_params(const MatchParams& params);
 float match_threshold(const MatchParams& params, size_t n_query);
 // Replaces the calibrated decision (threshold_by_n, background_weight) by the plain curve
@@ -53,6 +61,7 @@ struct MatchCandidate {
     size_t song_index = 0;  // index into Index::song()
     std::string id, title, album;
     double offset_s = 0.0;  // song time of the query's first embedding, clamped to >= 0
+    double rate = 1.0;      // playback rate of the best alignment (1 without max_drift)
     float score = 0.0f;     // phase-2 mean similarity in [-1, 1]
 };
 

@@ -334,6 +334,16 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
         }
         info.threshold_background_weight = background_weight_it->get<float>();
     }
+    // Optional: the playback-rate drift phase 2 aligns for, which the thresholds were fitted
+    // with (MatchParams::max_drift).
+    const auto drift_it = meta.find("match_max_drift");
+    if (drift_it != meta.end()) {
+        if (!drift_it->is_number() || !(drift_it->get<double>() >= 0.0) ||
+            drift_it->get<double>() > 0.1) {
+            return fail(what, "metadata 'match_max_drift' must be a number in [0, 0.1]");
+        }
+        info.match_max_drift = drift_it->get<float>();
+    }
     // Optional: the threshold's 1/sqrt(n) scale (< 0: none given).
     const auto threshold_scale_it = meta.find("threshold_scale");
     if (threshold_scale_it != meta.end()) {

@@ -28,6 +28,7 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     if (model.threshold_scale >= 0.0f) params.match.threshold_scale = model.threshold_scale;
     params.match.threshold_by_n = model.threshold_by_n;
     params.match.background_weight = model.threshold_background_weight;
+    params.match.max_drift = model.match_max_drift;
     params.live = false;
     params.listen = listen_default_params(model);
     params.gate_close_hops = 4;

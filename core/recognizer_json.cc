@@ -46,10 +46,11 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
         {"gate_close_hops", &p.gate_close_hops},
     };
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    double threshold_base = nan, threshold_scale = nan;
+    double threshold_base = nan, threshold_scale = nan, max_drift = nan;
     const std::pair<const char*, double*> number_keys[] = {
         {"threshold_base", &threshold_base},
         {"threshold_scale", &threshold_scale},
+        {"max_drift", &max_drift},
         {"max_listen_s", &p.listen.max_listen_s},
         {"stop_confirm_s", &p.listen.stop_confirm_s},
     };
@@ -98,6 +99,7 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
         }
     }
     override_threshold(&p.match, float(threshold_base), float(threshold_scale));
+    if (!std::isnan(max_drift)) p.match.max_drift = float(max_drift);
     *params = p;
     return Status::ok();
 }

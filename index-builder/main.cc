@@ -118,6 +118,11 @@ int main(int argc, char** argv) {
     query_cmd->add_option("--nprobe", query.nprobe,
                           "coarse lists searched per query embedding (0 = default, 8)")
         ->capture_default_str()->check(CLI::Range(0, 65536));
+    query_cmd
+        ->add_option("--max-drift", query.max_drift,
+                     "playback-rate drift the re-score aligns for, e.g. 0.02 for songs "
+                     "played up to 2 % fast or slow (default: the model's)")
+        ->check(CLI::Range(0.0, 0.1));
     query_cmd->add_option("--threshold-base", query.threshold_base,
                           "override the model's no-match threshold: base + scale/sqrt(n)");
     query_cmd->add_option("--threshold-scale", query.threshold_scale,

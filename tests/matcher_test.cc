@@ -328,6 +328,49 @@ TEST(MatcherTest, QueryHopDiffersFromIndexHop) {
     EXPECT_DOUBLE_EQ(r->best.offset_s, 0.5 * j0);
 }
 
+// A 40-embedding query of a song played 3 % fast: its middle (19.5 embeddings in) at song
+// embedding j0 + 19.5, query i at song embedding j0 + 19.5 + 1.03 (i - 19.5), so a plain
+// alignment loses both ends. With max_drift 0.03 phase 2 also aligns at rates 0.97 and 1.03
+// and finds the song's rate and where the query starts; on a query at the normal rate it
+// changes nothing.
+TEST(MatcherTest, MaxDriftAlignsASpedUpSong) {
+    Catalog c = make_catalog(20, 120, 16, 83);
+    const auto& song = c.songs[4];
+    const size_t n = 40, j0 = 30;
+    std::vector<float> fast(n * kDim), plain(n * kDim);
+    for (size_t i = 0; i < n; ++i) {
+        const size_t j = j0 + size_t(std::lround(19.5 + (double(i) - 19.5) * 1.03));
+        std::copy(&song.embeddings[j * kDim], &song.embeddings[(j + 1) * kDim],
+                  fast.begin() + i * kDim);
+        std::copy(&song.embeddings[(j0 + i) * kDim], &song.embeddings[(j0 + i + 1) * kDim],
+                  plain.begin() + i * kDim);
+    }
+    MatchParams params = match_default_params();
+    Result<MatchResult> off = match(*c.index, fast.data(), n, 0.5, params);
+    params.max_drift = 0.03f;
+    Result<MatchResult> on = match(*c.index, fast.data(), n, 0.5, params);
+    ASSERT_TRUE(off && on);
+    ASSERT_EQ(off->best.song_index, 4u);
+    ASSERT_EQ(on->best.song_index, 4u);
+    EXPECT_DOUBLE_EQ(off->best.rate, 1.0);
+    EXPECT_NEAR(on->best.rate, 1.03, 1e-9);
+    EXPECT_NEAR(on->best.offset_s, 0.5 * (j0 + 19.5 - 1.03 * 19.5), 1e-6);
+    // Every query embedding on its own song embedding: as good as a query at the normal rate
+    // (up to the PQ codes), clearly better than the plain alignment.
+    Result<MatchResult> same_off = match(*c.index, plain.data(), n, 0.5, match_default_params());
+    Result<MatchResult> same_on = match(*c.index, plain.data(), n, 0.5, params);
+    ASSERT_TRUE(same_off && same_on);
+    EXPECT_NEAR(on->best.score, same_off->best.score, 0.01f);
+    EXPECT_GT(on->best.score, off->best.score + 0.02f);
+    EXPECT_EQ(same_on->best.song_index, same_off->best.song_index);
+    EXPECT_FLOAT_EQ(same_on->best.score, same_off->best.score);
+    EXPECT_DOUBLE_EQ(same_on->best.offset_s, 0.5 * j0);
+    EXPECT_DOUBLE_EQ(same_on->best.rate, 1.0);
+
+    params.max_drift = 0.2f;  // out of range
+    EXPECT_FALSE(check_match_params(params));
+}
+
 TEST(MatcherTest, RandomQueriesDoNotMatch) {
     Catalog c = make_catalog(50, 100, 32, 71);
     Matcher matcher(*c.index, match_default_params());

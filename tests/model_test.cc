@@ -15,9 +15,10 @@
 
 #include "core/container.h"
 #include "core/embed_signal.h"
-#include "core/index.h"
 #include "core/embedder.h"
 #include "core/frontend.h"
+#include "core/index.h"
+#include "core/recognizer.h"
 #include "tests/model_test_util.h"
 
 namespace earshot {
@@ -508,6 +509,23 @@ TEST(ModelLoad, RejectsThresholdsOutOfRange) {
         spec = tiny_model();
         spec.meta["threshold_scale"] = nlohmann::json::parse(bad);
         expect_error(load_spec(spec), {"'threshold_scale'"});
+    }
+}
+
+TEST(ModelLoad, MatchMaxDriftReachesTheRecognizer) {
+    ModelSpec spec = tiny_model();
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_FLOAT_EQ(recognizer_default_params((*model)->info()).match.max_drift, 0.0f);
+    spec.meta["match_max_drift"] = 0.02;
+    model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_FLOAT_EQ((*model)->info().match_max_drift, 0.02f);
+    EXPECT_FLOAT_EQ(recognizer_default_params((*model)->info()).match.max_drift, 0.02f);
+    for (const char* bad : {"-0.01", "0.2", "1e300", R"("0.02")", "null"}) {
+        spec = tiny_model();
+        spec.meta["match_max_drift"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"'match_max_drift'"});
     }
 }
 

@@ -43,7 +43,8 @@ TEST(RecognizerOverrides, AppliesEveryKnownKey) {
                                       {"k_per_query", 20},
                                       {"max_candidates", 8},
                                       {"n_results", 2},
-                                      {"threshold_base", 0.25}};
+                                      {"threshold_base", 0.25},
+                                      {"max_drift", 0.02}};
     ASSERT_TRUE(apply_recognizer_overrides(overrides, &params));
     EXPECT_EQ(params.query_hop_frames, 16);
     EXPECT_EQ(params.max_query_embeddings, 12);
@@ -53,6 +54,7 @@ TEST(RecognizerOverrides, AppliesEveryKnownKey) {
     EXPECT_EQ(params.match.k_per_query, 20);
     EXPECT_EQ(params.match.max_candidates, 8);
     EXPECT_EQ(params.match.n_results, 2);
+    EXPECT_FLOAT_EQ(params.match.max_drift, 0.02f);
     // A threshold replaces the calibrated decision by the plain curve (override_threshold).
     EXPECT_FLOAT_EQ(params.match.threshold_base, 0.25f);
     EXPECT_TRUE(params.match.threshold_by_n.empty());
