@@ -20,6 +20,29 @@ namespace {
 
 constexpr uint64_t kMaxU32Count = std::numeric_limits<uint32_t>::max() - 1;
 
+// A song's optional popularity and log_prior (SongInfo): both or neither; popularity finite and
+// >= 0, |log_prior| <= kMaxLogPrior.
+Status read_song_prior(const json& s, const std::string& where, SongInfo* info) {
+    const bool has_popularity = s.contains("popularity"), has_prior = s.contains("log_prior");
+    if (!has_popularity && !has_prior) return Status::ok();
+    if (has_popularity != has_prior)
+        return Status::error(where + ": 'popularity' and 'log_prior' come together");
+    double popularity = 0.0, log_prior = 0.0;
+    Status st;
+    if (!(st = json_read_double(s, "popularity", where, &popularity)) ||
+        !(st = json_read_double(s, "log_prior", where, &log_prior)))
+        return st;
+    if (!std::isfinite(popularity) || popularity < 0.0)
+        return Status::error(where + ": 'popularity' must be a finite number >= 0");
+    if (!std::isfinite(log_prior) || std::fabs(log_prior) > kMaxLogPrior)
+        return Status::error(where + ": 'log_prior' must be a number in [-" +
+                             std::to_string(int(kMaxLogPrior)) + ", " +
+                             std::to_string(int(kMaxLogPrior)) + "]");
+    info->popularity = popularity;
+    info->log_prior = log_prior;
+    return Status::ok();
+}
+
 Status model_mismatch(const std::string& what, const char* kind, const std::string& hash,
                       const std::string& model_hash) {
     return Status::error(what + ": " + kind + " built for model " + hash +
@@ -420,7 +443,8 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         if (!(st = json_read_string(s, "id", song_where, &info.id)) ||
             !(st = json_read_optional_string(s, "title", song_where, &info.title)) ||
             !(st = json_read_optional_string(s, "album", song_where, &info.album)) ||
-            !(st = json_read_optional_double(s, "duration_s", song_where, &info.duration_s)))
+            !(st = json_read_optional_double(s, "duration_s", song_where, &info.duration_s)) ||
+            !(st = read_song_prior(s, song_where, &info)))
             return st;
     }
     const bool wide_ids = quantizer_.n_lists > 256;

@@ -60,11 +60,21 @@ constexpr uint64_t kMaxSongWindows = uint64_t(1) << 20;
 // next to the manifest and never elsewhere.
 bool is_index_file_name(const std::string& name);
 
+// Largest |log_prior| an index may store (e to the 5: 150 times the catalogue's typical song).
+constexpr double kMaxLogPrior = 5.0;
+
 struct SongInfo {
     std::string id;  // caller's stable id (e.g. a file name or catalogue number)
     std::string title;
     std::string album;
     double duration_s = 0.0;
+    // From the catalogue's optional popularity column (plays, streams: any count-like number
+    // >= 0); -1 when not given. With it, log_prior = ln(popularity + 1) less the catalogue's mean
+    // of that, clamped to +-kMaxLogPrior: how much likelier a listener is to play this song
+    // than the catalogue's typical one, for the popularity-weighted decision (MatchParams).
+    double popularity = -1.0;
+    double log_prior = 0.0;
+    bool has_prior() const { return popularity >= 0.0; }
 };
 
 class Index {

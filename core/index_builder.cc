@@ -33,10 +33,15 @@ constexpr size_t kShardFixedBytes = 32 + 256 + 3 * 72 + 3 * kContainerAlign + 32
 
 // A song's entry in its shard's "songs" metadata.
 json song_meta(const SongInfo& info) {
-    return {{"id", info.id},
-            {"title", info.title},
-            {"album", info.album},
-            {"duration_s", info.duration_s}};
+    json meta = {{"id", info.id},
+                 {"title", info.title},
+                 {"album", info.album},
+                 {"duration_s", info.duration_s}};
+    if (info.has_prior()) {  // absent without a popularity column: such indexes are unchanged
+        meta["popularity"] = info.popularity;
+        meta["log_prior"] = info.log_prior;
+    }
+    return meta;
 }
 
 constexpr char kBlocksFile[] = "songs.esb";
@@ -115,6 +120,12 @@ IndexBuilder::PendingSong IndexBuilder::make_pending_song(const SongInfo& song,
     pending.info.album = sanitize_utf8(song.album);
     pending.info.duration_s =
         std::isfinite(song.duration_s) && song.duration_s > 0 ? song.duration_s : 0.0;
+    if (std::isfinite(song.popularity) && song.popularity >= 0.0) {
+        pending.info.popularity = song.popularity;
+        pending.info.log_prior = std::isfinite(song.log_prior)
+                                     ? std::clamp(song.log_prior, -kMaxLogPrior, kMaxLogPrior)
+                                     : 0.0;
+    }
     pending.n_embeddings = n_embeddings;
     pending.n_stored = n_embeddings;
     return pending;

@@ -57,6 +57,10 @@ Status check_match_params(const MatchParams& params) {
         return Status::error("match parameters: background_weight must be a finite number >= 0");
     if (!(params.max_drift >= 0.0f && params.max_drift <= 0.1f))
         return Status::error("match parameters: max_drift must be in [0, 0.1]");
+    if (!(params.prior_weight >= 0.0f && params.prior_weight <= 1.0f) ||
+        !(std::fabs(params.prior_offset) <= 0.5f))
+        return Status::error(
+            "match parameters: prior_weight must be in [0, 1] and prior_offset in [-0.5, 0.5]");
     return Status::ok();
 }
 
@@ -73,6 +77,8 @@ void override_threshold(MatchParams* params, float base, float scale) {
     if (std::isnan(base) && std::isnan(scale)) return;
     params->threshold_by_n.clear();
     params->background_weight = 0.0f;
+    params->prior_weight = 0.0f;
+    params->prior_offset = 0.0f;
     if (!std::isnan(base)) params->threshold_base = base;
     if (!std::isnan(scale)) params->threshold_scale = scale;
 }
@@ -386,7 +392,14 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             sum += other;
         }
         result.background = float(sum / double(n_query));
-        result.confidence = result.best.score - params_.background_weight * result.background;
+        const SongInfo& best = index_.song(result.best.song_index);
+        if (best.has_prior() && (params_.prior_weight != 0.0f || params_.prior_offset != 0.0f)) {
+            result.prior =
+                float(params_.prior_weight * best.log_prior / std::sqrt(double(n_query)) -
+                      params_.prior_offset);
+        }
+        result.confidence =
+            result.best.score - params_.background_weight * result.background + result.prior;
     }
     result.matched = n_scored > 0 && result.confidence >= result.threshold;
     return result;

@@ -43,17 +43,25 @@ struct MatchParams {
     // drift moves them by less): a long query of a sped-up song stays aligned. 0 = off; at
     // most 0.1. A model's calibration names the value its thresholds were fitted with.
     float max_drift = 0.0f;
+    // Popularity-weighted decision (as Sound Search weighs its thresholds by popularity): when
+    // the best song has a log_prior (SongInfo, from the catalogue's popularity column),
+    // confidence += prior_weight * log_prior / sqrt(n) - prior_offset. Popular songs then need
+    // less evidence, obscure ones more; prior_offset keeps the false-positive rate where the
+    // thresholds put it (models/calibrate_popularity.py fits both on train queries). 0 = off;
+    // prior_weight in [0, 1], |prior_offset| <= 0.5.
+    float prior_weight = 0.0f;
+    float prior_offset = 0.0f;
     bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
 };
 // The defaults, in one place (the recognizer completes them from the model:
 // recognizer_default_params in core/recognizer.h).
 MatchParams match_default_params();
 // OK, or what is wrong: counts < 1, thresholds not finite, background_weight < 0, max_drift
-// outside [0, 0.1].
+// outside [0, 0.1], prior_weight outside [0, 1], |prior_offset| > 0.5.
 Status check_match_params(const MatchParams& params);
 float match_threshold(const MatchParams& params, size_t n_query);
-// Replaces the calibrated decision (threshold_by_n, background_weight) by the plain curve
-// base + scale / sqrt(n) on the raw similarity; NaN keeps the current base or scale. For
+// Replaces the calibrated decision (threshold_by_n, background_weight, the prior) by the plain
+// curve base + scale / sqrt(n) on the raw similarity; NaN keeps the current base or scale. For
 // calibration runs (base -1 accepts everything) and manual overrides (CLI, browser options).
 void override_threshold(MatchParams* params, float base, float scale);
 
@@ -76,7 +84,10 @@ struct MatchResult {
     // best's (the k-th best posting's when all k are best's): how well the catalogue's other
     // songs match this audio at all. 0 without candidates.
     float background = 0.0f;
-    float confidence = 0.0f;  // best.score - background_weight * background; matched iff >= threshold
+    // The popularity term added to the confidence (MatchParams::prior_weight): 0 without it.
+    float prior = 0.0f;
+    // best.score - background_weight * background + prior; matched iff >= threshold
+    float confidence = 0.0f;
     bool has_candidates() const { return n_candidates > 0; }
 };
 

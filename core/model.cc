@@ -2,6 +2,7 @@
 #include "core/model.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <set>
@@ -343,6 +344,24 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
             return fail(what, "metadata 'match_max_drift' must be a number in [0, 0.1]");
         }
         info.match_max_drift = drift_it->get<float>();
+    }
+    // Optional: the popularity-weighted decision (MatchParams::prior_weight, prior_offset).
+    struct Bounded {
+        const char* key;
+        double lo, hi;
+        float* out;
+    };
+    for (const Bounded& b :
+         {Bounded{"threshold_prior_weight", 0.0, 1.0, &info.threshold_prior_weight},
+          Bounded{"threshold_prior_offset", -0.5, 0.5, &info.threshold_prior_offset}}) {
+        const auto it = meta.find(b.key);
+        if (it == meta.end()) continue;
+        if (!it->is_number() || !(it->get<double>() >= b.lo) || !(it->get<double>() <= b.hi)) {
+            char range[64];
+            std::snprintf(range, sizeof(range), " must be a number in [%g, %g]", b.lo, b.hi);
+            return fail(what, "metadata '" + std::string(b.key) + "'" + range);
+        }
+        *b.out = it->get<float>();
     }
     // Optional: the threshold's 1/sqrt(n) scale (< 0: none given).
     const auto threshold_scale_it = meta.find("threshold_scale");

@@ -66,6 +66,8 @@ struct ModelInfo {
     std::map<std::string, std::vector<float>> threshold_by_n_for_code;
     float threshold_background_weight = 0.0f;  // MatchParams::background_weight
     float match_max_drift = 0.0f;              // MatchParams::max_drift (metadata, [0, 0.1])
+    float threshold_prior_weight = 0.0f;       // MatchParams::prior_weight (metadata, [0, 1])
+    float threshold_prior_offset = 0.0f;       // MatchParams::prior_offset (metadata, +-0.5)
     int model_version = 0;
     bool f16_weights = false;  // weights stored as binary16 in the file (f32 in memory)
     size_t n_params = 0;

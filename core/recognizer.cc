@@ -29,6 +29,8 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     params.match.threshold_by_n = model.threshold_by_n;
     params.match.background_weight = model.threshold_background_weight;
     params.match.max_drift = model.match_max_drift;
+    params.match.prior_weight = model.threshold_prior_weight;
+    params.match.prior_offset = model.threshold_prior_offset;
     params.live = false;
     params.listen = listen_default_params(model);
     params.gate_close_hops = 4;

@@ -46,11 +46,14 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
         {"gate_close_hops", &p.gate_close_hops},
     };
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    double threshold_base = nan, threshold_scale = nan, max_drift = nan;
+    double threshold_base = nan, threshold_scale = nan, max_drift = nan, prior_weight = nan,
+           prior_offset = nan;
     const std::pair<const char*, double*> number_keys[] = {
         {"threshold_base", &threshold_base},
         {"threshold_scale", &threshold_scale},
         {"max_drift", &max_drift},
+        {"prior_weight", &prior_weight},
+        {"prior_offset", &prior_offset},
         {"max_listen_s", &p.listen.max_listen_s},
         {"stop_confirm_s", &p.listen.stop_confirm_s},
     };
@@ -100,6 +103,8 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
     }
     override_threshold(&p.match, float(threshold_base), float(threshold_scale));
     if (!std::isnan(max_drift)) p.match.max_drift = float(max_drift);
+    if (!std::isnan(prior_weight)) p.match.prior_weight = float(prior_weight);
+    if (!std::isnan(prior_offset)) p.match.prior_offset = float(prior_offset);
     *params = p;
     return Status::ok();
 }
@@ -142,6 +147,7 @@ nlohmann::json result_json(const RecognizerResult& result) {
     j["score"] = m.has_candidates() ? double(m.confidence) : 0.0;
     j["similarity"] = m.has_candidates() ? double(m.best.score) : 0.0;
     j["background"] = double(m.background);
+    if (m.prior != 0.0f) j["prior"] = double(m.prior);
     if (!m.runner_ups.empty()) {
         j["runner_up"] = {{"song", m.runner_ups[0].id}, {"score", double(m.runner_ups[0].score)}};
     }

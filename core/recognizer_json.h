@@ -16,10 +16,10 @@ namespace earshot {
 // match_every_embeddings, nprobe, k_per_query, max_candidates, n_results, confirm_looks (listen
 // rule), gate_close_hops. Number keys: threshold_base, threshold_scale (either one replaces the
 // model's calibrated decision by the plain curve: override_threshold in core/matcher.h),
-// max_drift (MatchParams::max_drift), max_listen_s (seconds; 0: no limit). Boolean keys: live,
-// continuous (the live listen, core/listen.h). An unknown key, a value of the wrong type or an
-// integer outside int's range is an error naming the key, and leaves *params unchanged. Ranges are
-// checked where the parameters are used (check_recognizer_params).
+// max_drift, prior_weight, prior_offset (MatchParams), max_listen_s (seconds; 0: no limit). Boolean
+// keys: live, continuous (the live listen, core/listen.h). An unknown key, a value of the wrong
+// type or an integer outside int's range is an error naming the key, and leaves *params unchanged.
+// Ranges are checked where the parameters are used (check_recognizer_params).
 Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerParams* params);
 
 // A decision in the results contract that `earshot query` prints, one object per clip:
@@ -29,6 +29,7 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
 //               0 when there was no candidate at all
 //   similarity  the best candidate's aligned mean cosine similarity (0 without candidates)
 //   background  MatchResult::background
+//   prior       MatchResult::prior, when the popularity-weighted decision added one
 //   runner_up   {song, score} of the best other song, when there is one
 nlohmann::json result_json(const RecognizerResult& result);
 

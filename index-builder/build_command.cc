@@ -30,6 +30,7 @@ namespace {
 
 struct SongWork {
     CatalogEntry entry;
+    double log_prior = 0.0;    // from the catalogue's popularity column (catalog_log_priors)
     GatedEmbeddings embedded;  // freed once the builder has the song
     double duration_s = 0.0;
     std::string error;  // non-empty: skipped
@@ -81,7 +82,11 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     auto catalog = read_catalog(options.input);
     if (!catalog) return fail(catalog.message());
     std::vector<SongWork> work(catalog->size());
-    for (size_t i = 0; i < work.size(); ++i) work[i].entry = (*catalog)[i];
+    const std::vector<double> log_priors = catalog_log_priors(*catalog);
+    for (size_t i = 0; i < work.size(); ++i) {
+        work[i].entry = (*catalog)[i];
+        work[i].log_prior = log_priors[i];
+    }
     {
         std::map<std::string, size_t> ids;
         for (const SongWork& w : work) {
@@ -223,8 +228,10 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         if (!w.error.empty()) {
             skipped.push_back(&w);
         } else {
-            Status st = builder->add_song({w.entry.id, w.entry.title, w.entry.album, w.duration_s},
-                                          w.embedded.embedding.data(), w.embedded.n_windows,
+            SongInfo song{w.entry.id, w.entry.title, w.entry.album, w.duration_s};
+            song.popularity = w.entry.popularity;
+            song.log_prior = w.log_prior;
+            Status st = builder->add_song(song, w.embedded.embedding.data(), w.embedded.n_windows,
                                           w.embedded.stored.data());
             if (!st) build_error = "song " + w.entry.id + ": " + st.message();
             n_windows += w.embedded.n_windows;

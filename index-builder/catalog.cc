@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+
+#include "core/index.h"
 
 namespace earshot::cli {
 namespace fs = std::filesystem;
@@ -71,9 +75,16 @@ Result<std::vector<CatalogEntry>> read_tsv(const std::string& path) {
             return it != column.end() && it->second < cells.size() ? cells[it->second] : "";
         };
         CatalogEntry e{cell("id"), cell("path"), cell("title"), cell("album")};
-        if (e.id.empty() || e.path.empty()) {
-            return Status::error("catalog " + path + " line " + std::to_string(line_number) +
-                                 ": empty id or path");
+        const std::string where = "catalog " + path + " line " + std::to_string(line_number);
+        if (e.id.empty() || e.path.empty()) return Status::error(where + ": empty id or path");
+        if (const std::string p = cell("popularity"); !p.empty()) {
+            char* end = nullptr;
+            const double v = std::strtod(p.c_str(), &end);
+            if (end != p.c_str() + p.size() || !std::isfinite(v) || v < 0.0) {
+                return Status::error(where + ": popularity '" + p +
+                                     "' is not a number >= 0 (plays, streams; empty: unknown)");
+            }
+            e.popularity = v;
         }
         if (fs::path(e.path).is_relative()) e.path = (base / e.path).string();
         if (e.title.empty()) e.title = title_from_stem(fs::path(e.path).stem().string());
@@ -97,6 +108,25 @@ std::vector<std::string> audio_files_under(const fs::path& folder) {
 }
 
 }  // namespace
+
+std::vector<double> catalog_log_priors(const std::vector<CatalogEntry>& entries) {
+    std::vector<double> priors(entries.size(), 0.0);
+    double sum = 0.0;
+    size_t n = 0;
+    for (const CatalogEntry& e : entries) {
+        if (e.popularity < 0.0) continue;
+        sum += std::log1p(e.popularity);
+        ++n;
+    }
+    if (n == 0) return priors;
+    const double mean = sum / double(n);
+    for (size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i].popularity < 0.0) continue;
+        priors[i] =
+            std::clamp(std::log1p(entries[i].popularity) - mean, -kMaxLogPrior, kMaxLogPrior);
+    }
+    return priors;
+}
 
 bool is_audio_extension(const std::string& path) {
     static const char* kExtensions[] = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3",

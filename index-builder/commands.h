@@ -48,6 +48,8 @@ struct QueryOptions {
     int max_query_embeddings = 0;  // 0 = the model's default (10 s)
     int nprobe = 0;                // 0 = the matcher's default
     float max_drift = std::numeric_limits<float>::quiet_NaN();  // NaN = the model's
+    float prior_weight = std::numeric_limits<float>::quiet_NaN();  // NaN = the model's
+    float prior_offset = std::numeric_limits<float>::quiet_NaN();  // NaN = the model's
     bool live = false;  // decide as the page does (the listen rule), write answer_s
     bool no_music_detector = false;  // live: the level gate alone
     bool continuous = false;  // live, keep listening: every event of each file

@@ -43,8 +43,11 @@ int main(int argc, char** argv) {
 
     BuildOptions build;
     CLI::App* build_cmd = app.add_subcommand(
-        "build", "index a folder of audio files (searched recursively) or a TSV catalog with "
-                 "id, path, title, album columns\n  e.g. earshot build --out my-index ~/Music");
+        "build",
+        "index a folder of audio files (searched recursively) or a TSV catalog with "
+        "id, path, title, album columns (and optionally popularity: plays or any "
+        "count >= 0, for the popularity-weighted decision)\n"
+        "  e.g. earshot build --out my-index ~/Music");
     add_common(build_cmd, common, true);
     build_cmd->add_option("input", build.input, "folder of audio files or catalog .tsv")
         ->required();
@@ -123,6 +126,16 @@ int main(int argc, char** argv) {
                      "playback-rate drift the re-score aligns for, e.g. 0.02 for songs "
                      "played up to 2 % fast or slow (default: the model's)")
         ->check(CLI::Range(0.0, 0.1));
+    query_cmd
+        ->add_option("--prior-weight", query.prior_weight,
+                     "popularity-weighted decision: confidence + W * log_prior / sqrt(n) "
+                     "for songs with a catalogue popularity (default: the model's)")
+        ->check(CLI::Range(0.0, 1.0));
+    query_cmd
+        ->add_option("--prior-offset", query.prior_offset,
+                     "subtracted from the confidence with --prior-weight (default: the "
+                     "model's)")
+        ->check(CLI::Range(-0.5, 0.5));
     query_cmd->add_option("--threshold-base", query.threshold_base,
                           "override the model's no-match threshold: base + scale/sqrt(n)");
     query_cmd->add_option("--threshold-scale", query.threshold_scale,

@@ -50,6 +50,8 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
         overrides["max_query_embeddings"] = options.max_query_embeddings;
     if (options.nprobe > 0) overrides["nprobe"] = options.nprobe;
     if (!std::isnan(options.max_drift)) overrides["max_drift"] = options.max_drift;
+    if (!std::isnan(options.prior_weight)) overrides["prior_weight"] = options.prior_weight;
+    if (!std::isnan(options.prior_offset)) overrides["prior_offset"] = options.prior_offset;
     if (!std::isnan(options.threshold_base)) overrides["threshold_base"] = options.threshold_base;
     if (!std::isnan(options.threshold_scale))
         overrides["threshold_scale"] = options.threshold_scale;

@@ -171,6 +171,57 @@ TEST(IndexTest, RotationRoundTripAndValidation) {
     EXPECT_NE(st.message().find("unit_norm"), std::string::npos) << st.message();
 }
 
+// Songs with a catalogue popularity keep it and their log prior in both formats (a log prior
+// beyond kMaxLogPrior is clamped at build time); songs without one have neither. A shard whose
+// song gives one without the other, or a log prior out of range, is refused by name.
+TEST(IndexTest, PopularityRoundTripAndValidation) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(6, 40, kDim, 19);
+    songs[0].info.popularity = 1200.0;
+    songs[0].info.log_prior = 1.5;
+    songs[1].info.popularity = 0.0;
+    songs[1].info.log_prior = -9.0;  // clamped to -kMaxLogPrior
+    for (int format : {kIndexVersion1, kIndexVersion2}) {
+        IndexBuildParams params = small_build_params();
+        params.format_version = format;
+        IndexFiles files = build_catalog(songs, params, model);
+        Index index(model);
+        ASSERT_TRUE(load_all(files, &index)) << format;
+        EXPECT_DOUBLE_EQ(index.song(0).popularity, 1200.0);
+        EXPECT_DOUBLE_EQ(index.song(0).log_prior, 1.5);
+        EXPECT_TRUE(index.song(1).has_prior());
+        EXPECT_DOUBLE_EQ(index.song(1).log_prior, -kMaxLogPrior);
+        EXPECT_FALSE(index.song(2).has_prior());
+        EXPECT_DOUBLE_EQ(index.song(2).log_prior, 0.0);
+    }
+
+    IndexFiles files = build_catalog(songs, small_build_params(), model);
+    const auto& shard = files.files.at(shard_names(files)[0]);
+    auto edited = [&](void (*edit)(nlohmann::json & song)) {
+        Result<ContainerView> view = parse_container(shard.data(), shard.size(), "SHRD", "s");
+        EXPECT_TRUE(view) << view.message();
+        nlohmann::json meta = view->meta;
+        edit(meta["songs"][0]);
+        ContainerWriter w("SHRD", meta);
+        for (const Section& section : view->sections)
+            w.add(section.name, section.dtype, section.shape, section.data, section.bytes);
+        return w.finish();
+    };
+    const auto alone = edited([](nlohmann::json& song) { song.erase("log_prior"); });
+    const auto far = edited([](nlohmann::json& song) { song["log_prior"] = 7.5; });
+    const auto negative = edited([](nlohmann::json& song) { song["popularity"] = -3; });
+    for (const auto& [bytes, needle] :
+         {std::pair{&alone, "come together"}, std::pair{&far, "'log_prior'"},
+          std::pair{&negative, "'popularity'"}}) {
+        Index index(model);
+        const auto& q = files.files.at("quantizer.eq");
+        ASSERT_TRUE(index.add_quantizer(q.data(), q.size(), "quantizer.eq"));
+        Status st = index.add_shard(bytes->data(), bytes->size(), "shard");
+        ASSERT_FALSE(st) << needle;
+        EXPECT_NE(st.message().find(needle), std::string::npos) << st.message();
+    }
+}
+
 // ---- corrupt inputs ----------------------------------------------------------------------
 
 class IndexCorruptTest : public ::testing::Test {

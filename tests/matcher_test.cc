@@ -371,6 +371,48 @@ TEST(MatcherTest, MaxDriftAlignsASpedUpSong) {
     EXPECT_FALSE(check_match_params(params));
 }
 
+// With prior_weight, a best song with a log prior gets prior_weight * log_prior / sqrt(n) -
+// prior_offset added to its confidence (popular songs need less evidence); a song without one,
+// or a zero weight and offset, gets nothing; override_threshold turns it off.
+TEST(MatcherTest, PopularityPriorShiftsTheConfidence) {
+    Catalog c;
+    ModelInfo model = fake_model_info();
+    c.songs = testing::synthetic_catalog(12, 80, kDim, 89);
+    c.songs[3].info.popularity = 5000.0;
+    c.songs[3].info.log_prior = 2.0;
+    IndexFiles files = testing::build_catalog(c.songs, testing::small_build_params(), model);
+    c.index = std::make_unique<Index>(model);
+    ASSERT_TRUE(load_all(files, c.index.get()));
+    std::mt19937_64 rng(97);
+    const size_t n = 9;
+    auto popular = noisy_copy(&c.songs[3].embeddings[10 * kDim], n, kDim, 0.5f, rng());
+    auto plain = noisy_copy(&c.songs[5].embeddings[10 * kDim], n, kDim, 0.5f, rng());
+    MatchParams params = match_default_params();
+    Result<MatchResult> before = match(*c.index, popular.data(), n, 0.5, params);
+    params.prior_weight = 0.3f;
+    params.prior_offset = 0.05f;
+    ASSERT_TRUE(check_match_params(params));
+    Result<MatchResult> after = match(*c.index, popular.data(), n, 0.5, params);
+    ASSERT_TRUE(before && after);
+    ASSERT_EQ(after->best.song_index, 3u);
+    EXPECT_FLOAT_EQ(before->prior, 0.0f);
+    EXPECT_NEAR(after->prior, 0.3 * 2.0 / 3.0 - 0.05, 1e-6);
+    EXPECT_NEAR(after->confidence, before->confidence + after->prior, 1e-6);
+    Result<MatchResult> other = match(*c.index, plain.data(), n, 0.5, params);
+    ASSERT_TRUE(other);
+    ASSERT_EQ(other->best.song_index, 5u);
+    EXPECT_FLOAT_EQ(other->prior, 0.0f);  // no popularity: no prior, no offset
+
+    override_threshold(&params, 0.3f, NAN);
+    EXPECT_FLOAT_EQ(params.prior_weight, 0.0f);
+    EXPECT_FLOAT_EQ(params.prior_offset, 0.0f);
+    params.prior_weight = 1.5f;
+    EXPECT_FALSE(check_match_params(params));
+    params.prior_weight = 0.5f;
+    params.prior_offset = -0.6f;
+    EXPECT_FALSE(check_match_params(params));
+}
+
 TEST(MatcherTest, RandomQueriesDoNotMatch) {
     Catalog c = make_catalog(50, 100, 32, 71);
     Matcher matcher(*c.index, match_default_params());

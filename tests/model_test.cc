@@ -529,6 +529,26 @@ TEST(ModelLoad, MatchMaxDriftReachesTheRecognizer) {
     }
 }
 
+TEST(ModelLoad, PopularityPriorReachesTheRecognizer) {
+    ModelSpec spec = tiny_model();
+    spec.meta["threshold_prior_weight"] = 0.25;
+    spec.meta["threshold_prior_offset"] = -0.02;
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    const RecognizerParams params = recognizer_default_params((*model)->info());
+    EXPECT_FLOAT_EQ(params.match.prior_weight, 0.25f);
+    EXPECT_FLOAT_EQ(params.match.prior_offset, -0.02f);
+    for (const auto& [key, bad] :
+         {std::pair{"threshold_prior_weight", "-0.1"}, std::pair{"threshold_prior_weight", "1.5"},
+          std::pair{"threshold_prior_offset", "0.7"},
+          std::pair{"threshold_prior_offset", R"("x")"}}) {
+        spec = tiny_model();
+        spec.meta[key] = nlohmann::json::parse(bad);
+        const std::string quoted = std::string("'") + key + "'";
+        expect_error(load_spec(spec), {quoted.c_str()});
+    }
+}
+
 // ---- models/random-init-v0.emod (the v1 architecture) --------------------------------------
 
 TEST(ModelRandomInit, LoadsWithV1Architecture) {

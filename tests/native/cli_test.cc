@@ -271,6 +271,53 @@ TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
     EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5);
 }
 
+// A catalogue's popularity column: each song's popularity and log prior go into the index;
+// `query --prior-weight` adds the prior to a popular song's score ("prior" in the JSON line);
+// a popularity that is not a number >= 0 is refused with its line, before any audio is read.
+TEST_F(CliTest, CatalogPopularityGivesAPrior) {
+    const fs::path music = dir_ / "music";
+    const fs::path catalog = dir_ / "catalog.tsv";
+    std::ofstream(catalog) << "id\tpath\ttitle\talbum\tpopularity\n"
+                           << "one\t" << (music / "album-a" / "first_song.wav").string()
+                           << "\tOne\tA\t5000\n"
+                           << "two\t" << (music / "album-a" / "second_song.flac").string()
+                           << "\tTwo\tA\t3\n"
+                           << "three\t" << (music / "third_song.wav").string() << "\tThree\tB\t\n";
+    const fs::path index = dir_ / "index";
+    const CliRun build = run_cli(
+        "build -q " + model_arg() + " --format 1 --out " + index.string() + " " + catalog.string(),
+        dir_);
+    ASSERT_EQ(build.exit_code, 0) << build.err;
+    const std::string shard = slurp(index / "shard-00000.es");
+    EXPECT_NE(shard.find("\"popularity\":5000.0"), std::string::npos);
+    EXPECT_NE(shard.find("\"log_prior\""), std::string::npos);
+
+    std::vector<float> clip;
+    {
+        const std::vector<float> song = make_song(1, 16000, 12.0);
+        clip.assign(song.begin() + 3 * 16000, song.begin() + 8 * 16000);
+    }
+    write_audio(dir_ / "clip.wav", clip, 16000, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const CliRun query = run_cli("query -q " + model_arg() + " --index " + index.string() +
+                                     " --prior-weight 0.5 " + (dir_ / "clip.wav").string(),
+                                 dir_);
+    ASSERT_EQ(query.exit_code, 0) << query.err;
+    const auto hit = nlohmann::json::parse(query.out.substr(0, query.out.find('\n')));
+    ASSERT_EQ(hit["song"], "one");
+    // "one" is far more popular than the typical song of this catalogue: a positive prior.
+    ASSERT_TRUE(hit.contains("prior")) << query.out;
+    EXPECT_GT(hit["prior"].get<double>(), 0.0);
+
+    std::ofstream(catalog) << "id\tpath\tpopularity\n"
+                           << "one\t" << (music / "album-a" / "first_song.wav").string()
+                           << "\tmany\n";
+    const CliRun bad = run_cli(
+        "build -q " + model_arg() + " --out " + (dir_ / "bad").string() + " " + catalog.string(),
+        dir_);
+    EXPECT_NE(bad.exit_code, 0);
+    EXPECT_NE(bad.err.find("line 2: popularity 'many'"), std::string::npos) << bad.err;
+}
+
 // Format 2 (hashed blocks in one file, the default): the same answers as format 1 from the
 // same catalogue; verify checks every block and names a tampered one; a truncated songs file is
 // a clear error. Format 1 stays readable, and verify names its tampered shard file.
