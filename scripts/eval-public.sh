@@ -4,11 +4,14 @@
 #   -> earshot query on every clip -> score.
 # Usage: scripts/eval-public.sh [extra `earshot query` options]
 # Environment: EARSHOT_MODEL (models/earshot-v1.emod), EARSHOT_CORPUS ($HOME/.cache/earshot-corpus),
-#   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval).
+#   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval), CONDITIONS (make-queries
+#   --conditions, e.g. clean,noise10,noise5,noise0,room,hall,speed2 for the seven-condition
+#   run; default: make-queries' defaults).
 set -euo pipefail
 source "$(dirname "$0")/eval-common.sh"
 if [[ ! -f $out/queries/truth.tsv ]]; then
-  "$eval_dir/make-queries" --set-dir "$corpus/eval" --out "$out/queries"
+  "$eval_dir/make-queries" --set-dir "$corpus/eval" --out "$out/queries" \
+    ${CONDITIONS:+--conditions "$CONDITIONS"}
 fi
 say "building the index of $(($(wc -l < "$out/queries/index-catalog.tsv") - 1)) songs with $model"
 /usr/bin/time -f "build: %e s wall, %U s user, %M KB max RSS" \

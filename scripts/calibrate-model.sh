@@ -1,0 +1,124 @@
+#!/bin/bash
+# Calibrates a model file in place on train music the model never trained on: the no-match
+# threshold tables of every index code it ships (models.calibrate_threshold --fit smooth) and
+# the live listen's rules (models.calibrate_listen). Nothing from the eval set is used.
+#
+#   scripts/calibrate-model.sh MODEL [WORK]      (WORK: default out/calibrate; resumable)
+#
+# MODEL: a model file exported from a checkpoint (models.export), with its music detector
+# (models.add_music_detector) and a training record naming the songs kept unseen. Steps:
+#  1. a set folder of those songs with synthetic rooms (models.unseen_set), four query sets
+#     cut from it (seeds 7, 11, 21, 33; clean, noise10/5/0, room, hall, speed2; 1-10 s; 30 % of
+#     the songs out of the index) and one set of 10 s listens with lead-ins and `nomusic` clips;
+#  2. per code, an index per query set, the clips queried with the threshold off, the listens
+#     traced with the music detector and with the level gate alone (the guard);
+#  3. the threshold tables written (the model's default code first, then --for-code), the
+#     popularity-weighted decision (models.calibrate_popularity), then the listen rules (main
+#     rule, then per code): writing changes the file's hash, so every index and trace is made
+#     before the first write.
+# Environment: EARSHOT_CORPUS (fetch-corpus destination, default $HOME/.cache/earshot-corpus),
+# EVAL (the evaluation tools, default ../shared/eval), EARSHOT (the CLI, default
+# build/index-builder/earshot), JOBS (make-queries workers, default 2); for a quick trial,
+# SEEDS (default "7 11 21 33") and CODES_ONLY (code names, default all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+M=${1:?usage: scripts/calibrate-model.sh MODEL [WORK]}
+W=${2:-out/calibrate}
+CORPUS=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
+E=${EVAL:-../shared/eval}
+X=${EARSHOT:-build/index-builder/earshot}
+JOBS=${JOBS:-2}
+PY=/usr/bin/python3
+SEEDS=${SEEDS:-7 11 21 33}
+# name:earshot build options; the first is the model's default code.
+CODES=("32:" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"
+       "8-opq-unit:--pq-m 8 --opq 10 --unit-norm")
+default=${CODES[0]%%:*}
+if [ -n "${CODES_ONLY:-}" ]; then
+    kept=()
+    for code in "${CODES[@]}"; do
+        [[ " $CODES_ONLY " == *" ${code%%:*} "* ]] && kept+=("$code")
+    done
+    CODES=("${kept[@]}")
+fi
+mkdir -p "$W"
+
+# 1. Data.
+if [ ! -f "$CORPUS/train-synthroom/ir.tsv" ]; then
+    $PY scripts/make-synthetic-rooms.py --set-dir "$CORPUS/train" --out "$CORPUS/train-synthroom"
+fi
+$PY -m models.unseen_set --model "$M" --catalog "$CORPUS/train/catalog.tsv" \
+    --rooms "$CORPUS/train-synthroom" --out "$W/unseen"
+for s in $SEEDS; do
+    [ -f "$W/q-cal-$s/truth.tsv" ] || "$E/make-queries" --set-dir "$W/unseen" \
+        --out "$W/q-cal-$s" --conditions clean,noise10,noise5,noise0,room,hall,speed2 \
+        --lengths 1,2,3,5,10 --holdout 0.3 --seed "$s" --jobs "$JOBS" --force
+done
+[ -f "$W/q-listen/truth.tsv" ] || "$E/make-queries" --set-dir "$W/unseen" --out "$W/q-listen" \
+    --lengths 10 --holdout 0.3 --seed 11 --jobs "$JOBS" --force \
+    --conditions listen-clean,listen-noise5,listen-room,listen-hall,listen-speed2,nomusic
+
+# 2. Indexes, results and traces, per code (a step already done is skipped).
+hash=$($X info "$M" | $PY -c "import json, sys; print(json.load(sys.stdin)['hash'])")
+for code in "${CODES[@]}"; do
+    name=${code%%:*}
+    read -r -a opts <<< "${code#*:}"
+    d=$W/$name
+    mkdir -p "$d"
+    if [ "$(cat "$d/model-hash" 2>/dev/null)" != "$hash" ]; then  # another model: start over
+        rm -rf "${d:?}"/*
+        echo "$hash" > "$d/model-hash"
+    fi
+    for s in $SEEDS listen; do
+        q=$W/q-cal-$s
+        [ "$s" = listen ] && q=$W/q-listen
+        [ -f "$d/idx-$s/manifest.json" ] || \
+            $X build -q --model "$M" "${opts[@]}" --out "$d/idx-$s" "$q/index-catalog.tsv"
+    done
+    for s in $SEEDS; do
+        [ -f "$d/$s.jsonl" ] || $X query -q --model "$M" --index "$d/idx-$s" \
+            --threshold-base -1 -o "$d/$s.jsonl.tmp" "$W/q-cal-$s/queries"
+        [ -f "$d/$s.jsonl" ] || mv "$d/$s.jsonl.tmp" "$d/$s.jsonl"
+    done
+    for gate in detector level; do
+        flag=()
+        [ "$gate" = level ] && flag=(--no-music-detector)
+        [ -f "$d/trace-$gate.jsonl" ] || { $X query -q --model "$M" --index "$d/idx-listen" \
+            "${flag[@]}" --trace "$d/trace-$gate.jsonl.tmp" -o /dev/null "$W/q-listen/queries" &&
+            mv "$d/trace-$gate.jsonl.tmp" "$d/trace-$gate.jsonl"; }
+    done
+done
+
+# 3. Thresholds, then listen rules.
+for code in "${CODES[@]}"; do
+    name=${code%%:*}
+    args=()
+    for s in $SEEDS; do
+        args+=(--truth "$W/q-cal-$s/truth.tsv" --details "$W/q-cal-$s/details.tsv"
+               --results "$W/$name/$s.jsonl")
+    done
+    for_code=()
+    [ "$name" != "$default" ] && for_code=(--for-code "$name")
+    $PY -m models.calibrate_threshold --model "$M" --fit smooth --target-fp 0.001 \
+        --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
+        --write "${for_code[@]}" | tee "$W/$name/thresholds.txt"
+done
+# The popularity-weighted decision, on the default code's results and table.
+if [ -f "$W/$default/${SEEDS%% *}.jsonl" ]; then
+    args=()
+    for s in $SEEDS; do
+        args+=(--truth "$W/q-cal-$s/truth.tsv" --results "$W/$default/$s.jsonl")
+    done
+    $PY -m models.calibrate_popularity --model "$M" "${args[@]}" --write \
+        | tee "$W/$default/popularity.txt"
+fi
+for code in "${CODES[@]}"; do
+    name=${code%%:*}
+    for_code=()
+    [ "$name" != "$default" ] && for_code=(--for-code "$name")
+    $PY -m models.calibrate_listen --model "$M" --truth "$W/q-listen/truth.tsv" \
+        --trace "$W/$name/trace-detector.jsonl" --guard-truth "$W/q-listen/truth.tsv" \
+        --guard-trace "$W/$name/trace-level.jsonl" --write "${for_code[@]}" \
+        | tee "$W/$name/listen.txt"
+done
+echo "calibrated: $M"
