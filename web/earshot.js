@@ -41,7 +41,8 @@ const MODEL_RATE_HZ = 16000;
  *           Worker resamples (for browsers whose own resampling is poor)
  * @property {{query_hop_frames?: number, max_query_embeddings?: number, min_query_embeddings?: number,
  *             match_every_embeddings?: number, nprobe?: number, k_per_query?: number, max_candidates?: number,
- *             n_results?: number, threshold_base?: number, threshold_scale?: number, confirm_looks?: number,
+ *             n_results?: number, threshold_base?: number, threshold_scale?: number, max_drift?: number,
+ *             prior_weight?: number, prior_offset?: number, confirm_looks?: number,
  *             gate_close_hops?: number}} [recognizerParams]
  *           advanced: overrides of the core's RecognizerParams (defaults come from the model); an
  *           unknown key or a wrong type is a fatal 'config' error. live, max_listen_s and
