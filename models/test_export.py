@@ -235,7 +235,9 @@ def write_checkpoint(path, config, seed=0):
     net.reset_he(torch.Generator().manual_seed(seed))
     torch.save({"net": net.state_dict(), "config": config,
                 "state": {"step": 12, "train_s": 90.0, "done": True,
-                          "history": [{"unseen/all/all": 50.0, "step": 12}]},
+                          "history": [{"unseen/all/all": 50.0, "step": 12}],
+                          "pieces": [{"from_step": 0, "from_train_min": 0.0, "to_step": 12,
+                                      "to_train_min": 1.5, "wall_min": 1.7}]},
                 "train_ids": ["a", "b", "c"], "dev": {"unseen": ["d"], "seen": ["a"], "neg": []},
                 "holdout": ["e"], "excluded": ["f"]}, path)
     net.eval()
@@ -287,10 +289,23 @@ class CheckpointExportTest(unittest.TestCase):
                           if k not in ("corpus", "dev_queries")}, expected)
         self.assertEqual((record["seed"], record["steps"], record["train_minutes"]), (1, 12, 1.5))
         self.assertEqual(record["album_groups"], {"share": 0.5, "size": 4})
+        self.assertEqual(record["pieces"], [{"from_step": 0, "from_train_min": 0.0,
+                                             "to_step": 12, "to_train_min": 1.5,
+                                             "wall_min": 1.7}])
         text = record["augmentation"]
         for part in ("RT60 0.2-2.5 s", "train noise and synthetic noise (0.25 of the draws) "
                      "-8..+8 dB SNR", "speeds x0.9, x1.1", "masks on 0.5 of the degraded views "
                      "(3 mel bands of up to 6 bins, 2 runs of up to 4 frames)"):
+            self.assertIn(part, text)
+
+    def test_augmentation_of_speed_rooms_and_devices(self):
+        text = checkpoint.describe_augmentation(train_config(
+            rt60_max=3.0, rt60_log=True, rir_sec=2.0, drr_db="-15,10", p_device=0.5,
+            speed_range=0.03, p_speed=0.5))
+        for part in ("RT60 log-uniform 0.2-3.0 s, 2.0 s long, DRR -15..+10 dB",
+                     "loudspeaker and microphone responses on 0.5 of the views",
+                     "0.5 of the positives at speed 1+-0.03 (half pitch and tempo, half tempo "
+                     "alone)"):
             self.assertIn(part, text)
 
     def test_augmentation_of_the_default_arguments(self):

@@ -216,12 +216,24 @@ def main():
                               "train_min": round(ck["state"]["train_s"] / 60, 1)}
         print(f"warm start from {args.init_from} (step {ck['state']['step']})", flush=True)
 
+    # Each process that trains is a piece: its first and last step, training minutes and wall
+    # minutes go into the checkpoint (and the model file's training record).
+    pieces = state.setdefault("pieces", [])
+    if state["step"] > 0 and not pieces:  # a run resumed from a checkpoint without records
+        pieces.append({"from_step": 0, "from_train_min": 0.0, "to_step": state["step"],
+                       "to_train_min": round(state["train_s"] / 60, 1), "wall_min": None})
+    piece_t0 = time.time()
+    pieces.append({"from_step": state["step"], "from_train_min": round(state["train_s"] / 60, 1),
+                   "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
     budget_s = args.budget_min * 60.0
     config = vars(args).copy()  # checkpoint.training_record describes the run from it
     if args.spec_mask:
         config["spec_mask_shape"] = dict(SPEC_MASK_SHAPE)
 
     def save(tag="last"):
+        pieces[-1].update(to_step=state["step"], to_train_min=round(state["train_s"] / 60, 1),
+                          wall_min=round((time.time() - piece_t0) / 60, 1))
         ck = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
               "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
               "state": state, "config": config, "train_ids": split.train_ids,

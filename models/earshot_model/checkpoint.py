@@ -106,6 +106,8 @@ def training_record(ck):
         "album_groups": {"share": cfg.get("album_frac", 0.0), "size": cfg.get("album_group", 8)},
         "augmentation": describe_augmentation(cfg),
         "warm_start": state.get("init_from"),
+        # One entry per training process (resumed runs have several): steps, minutes.
+        "pieces": state.get("pieces", []),
         "arguments": arguments,
         "dev_last": last_dev,
     }
