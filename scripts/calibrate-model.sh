@@ -9,7 +9,8 @@
 # (models.add_music_detector) and a training record naming the songs kept unseen. Steps:
 #  1. a set folder of those songs with synthetic rooms (models.unseen_set), four query sets
 #     cut from it (seeds 7, 11, 21, 33; clean, noise10/5/0, room, hall, speed2; 1-10 s; 30 % of
-#     the songs out of the index) and one set of 10 s listens with lead-ins and `nomusic` clips;
+#     the songs out of the index) and two sets of 10 s listens with lead-ins and `nomusic` clips
+#     (seeds 11, 12);
 #  2. per code, an index per query set, the clips queried with the threshold off, the listens
 #     traced with the music detector and with the level gate alone (the guard);
 #  3. the threshold tables written (the model's default code first, then --for-code), the
@@ -19,7 +20,8 @@
 # Environment: EARSHOT_CORPUS (fetch-corpus destination, default $HOME/.cache/earshot-corpus),
 # EVAL (the evaluation tools, default ../shared/eval), EARSHOT (the CLI, default
 # build/index-builder/earshot), JOBS (make-queries workers, default 2); for a quick trial,
-# SEEDS (default "7 11 21 33") and CODES_ONLY (code names, default all).
+# SEEDS (default "7 11 21 33"), LISTEN_SEEDS ("11 12") and CODES_ONLY (code names, default
+# all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:?usage: scripts/calibrate-model.sh MODEL [WORK]}
@@ -30,6 +32,7 @@ X=${EARSHOT:-build/index-builder/earshot}
 JOBS=${JOBS:-2}
 PY=/usr/bin/python3
 SEEDS=${SEEDS:-7 11 21 33}
+LISTEN_SEEDS=${LISTEN_SEEDS:-11 12}
 # name:earshot build options; the first is the model's default code.
 CODES=("32:" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"
        "8-opq-unit:--pq-m 8 --opq 10 --unit-norm")
@@ -54,9 +57,11 @@ for s in $SEEDS; do
         --out "$W/q-cal-$s" --conditions clean,noise10,noise5,noise0,room,hall,speed2 \
         --lengths 1,2,3,5,10 --holdout 0.3 --seed "$s" --jobs "$JOBS" --force
 done
-[ -f "$W/q-listen/truth.tsv" ] || "$E/make-queries" --set-dir "$W/unseen" --out "$W/q-listen" \
-    --lengths 10 --holdout 0.3 --seed 11 --jobs "$JOBS" --force \
-    --conditions listen-clean,listen-noise5,listen-room,listen-hall,listen-speed2,nomusic
+for s in $LISTEN_SEEDS; do
+    [ -f "$W/q-listen-$s/truth.tsv" ] || "$E/make-queries" --set-dir "$W/unseen" \
+        --out "$W/q-listen-$s" --lengths 10 --holdout 0.3 --seed "$s" --jobs "$JOBS" --force \
+        --conditions listen-clean,listen-noise5,listen-room,listen-hall,listen-speed2,nomusic
+done
 
 # 2. Indexes, results and traces, per code (a step already done is skipped).
 hash=$($X info "$M" | $PY -c "import json, sys; print(json.load(sys.stdin)['hash'])")
@@ -69,23 +74,27 @@ for code in "${CODES[@]}"; do
         rm -rf "${d:?}"/*
         echo "$hash" > "$d/model-hash"
     fi
-    for s in $SEEDS listen; do
-        q=$W/q-cal-$s
-        [ "$s" = listen ] && q=$W/q-listen
-        [ -f "$d/idx-$s/manifest.json" ] || \
-            $X build -q --model "$M" "${opts[@]}" --out "$d/idx-$s" "$q/index-catalog.tsv"
+    for s in $SEEDS; do
+        [ -f "$d/idx-$s/manifest.json" ] || $X build -q --model "$M" "${opts[@]}" \
+            --out "$d/idx-$s" "$W/q-cal-$s/index-catalog.tsv"
+    done
+    for s in $LISTEN_SEEDS; do
+        [ -f "$d/idx-listen-$s/manifest.json" ] || $X build -q --model "$M" "${opts[@]}" \
+            --out "$d/idx-listen-$s" "$W/q-listen-$s/index-catalog.tsv"
     done
     for s in $SEEDS; do
         [ -f "$d/$s.jsonl" ] || $X query -q --model "$M" --index "$d/idx-$s" \
             --threshold-base -1 -o "$d/$s.jsonl.tmp" "$W/q-cal-$s/queries"
         [ -f "$d/$s.jsonl" ] || mv "$d/$s.jsonl.tmp" "$d/$s.jsonl"
     done
-    for gate in detector level; do
-        flag=()
-        [ "$gate" = level ] && flag=(--no-music-detector)
-        [ -f "$d/trace-$gate.jsonl" ] || { $X query -q --model "$M" --index "$d/idx-listen" \
-            "${flag[@]}" --trace "$d/trace-$gate.jsonl.tmp" -o /dev/null "$W/q-listen/queries" &&
-            mv "$d/trace-$gate.jsonl.tmp" "$d/trace-$gate.jsonl"; }
+    for s in $LISTEN_SEEDS; do
+        for gate in detector level; do
+            flag=()
+            [ "$gate" = level ] && flag=(--no-music-detector)
+            t=$d/trace-$gate-$s.jsonl
+            [ -f "$t" ] || { $X query -q --model "$M" --index "$d/idx-listen-$s" "${flag[@]}" \
+                --trace "$t.tmp" -o /dev/null "$W/q-listen-$s/queries" && mv "$t.tmp" "$t"; }
+        done
     done
 done
 
@@ -116,9 +125,13 @@ for code in "${CODES[@]}"; do
     name=${code%%:*}
     for_code=()
     [ "$name" != "$default" ] && for_code=(--for-code "$name")
-    $PY -m models.calibrate_listen --model "$M" --truth "$W/q-listen/truth.tsv" \
-        --trace "$W/$name/trace-detector.jsonl" --guard-truth "$W/q-listen/truth.tsv" \
-        --guard-trace "$W/$name/trace-level.jsonl" --write "${for_code[@]}" \
+    args=()
+    for s in $LISTEN_SEEDS; do
+        args+=(--truth "$W/q-listen-$s/truth.tsv" --trace "$W/$name/trace-detector-$s.jsonl"
+               --guard-truth "$W/q-listen-$s/truth.tsv"
+               --guard-trace "$W/$name/trace-level-$s.jsonl")
+    done
+    $PY -m models.calibrate_listen --model "$M" "${args[@]}" --write "${for_code[@]}" \
         | tee "$W/$name/listen.txt"
 done
 echo "calibrated: $M"
