@@ -173,6 +173,8 @@ def main(argv=None):
     print(f"chosen: prior_weight {w:g}, prior_offset {offset:.4f} (play-weighted hit "
           f"{100 * hit_w:.2f} % against {100 * rows[0][3]:.2f} % without)")
     if args.write:
+        if abs(offset) > 0.5:  # the core refuses it (core/model.cc)
+            sys.exit(f"prior_offset {offset:.3f} is outside [-0.5, 0.5]: not written")
         meta["threshold_prior_weight"] = float(w)
         meta["threshold_prior_offset"] = round(float(offset), 5)
         meta["threshold_prior_calibration"] = {
