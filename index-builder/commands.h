@@ -47,7 +47,7 @@ struct QueryOptions {
     int query_hop_frames = 0;      // 0 = the model's query hop
     int max_query_embeddings = 0;  // 0 = the model's default (10 s)
     int nprobe = 0;                // 0 = the matcher's default
-    float max_drift = std::numeric_limits<float>::quiet_NaN();  // NaN = the model's
+    float max_drift = std::numeric_limits<float>::quiet_NaN();     // NaN = the model's
     float prior_weight = std::numeric_limits<float>::quiet_NaN();  // NaN = the model's
     float prior_offset = std::numeric_limits<float>::quiet_NaN();  // NaN = the model's
     bool live = false;  // decide as the page does (the listen rule), write answer_s
