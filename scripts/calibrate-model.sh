@@ -1,6 +1,6 @@
 #!/bin/bash
 # Calibrates a model file in place on train music the model never trained on: the no-match
-# threshold tables of every index code it ships (models.calibrate_threshold --fit smooth) and
+# threshold tables of every index code it ships (models.calibrate_threshold, --fit $FIT) and
 # the live listen's rules (models.calibrate_listen). Nothing from the eval set is used.
 #
 #   scripts/calibrate-model.sh MODEL [WORK]      (WORK: default out/calibrate; resumable)
@@ -13,13 +13,15 @@
 #     (seeds 11, 12);
 #  2. per code, an index per query set, the clips queried with the threshold off, the listens
 #     traced with the music detector and with the level gate alone (the guard);
-#  3. the threshold tables written (the model's default code first, then --for-code), the
+#  3. the threshold tables written (the model's default code first, then --for-code; check
+#     the fit first with --crossval, docs/EXPERIMENTS.md), the
 #     popularity-weighted decision (models.calibrate_popularity), then the listen rules (main
 #     rule, then per code): writing changes the file's hash, so every index and trace is made
 #     before the first write.
 # Environment: EARSHOT_CORPUS (fetch-corpus destination, default $HOME/.cache/earshot-corpus),
 # EVAL (the evaluation tools, default ../shared/eval), EARSHOT (the CLI, default
-# build/index-builder/earshot), JOBS (make-queries workers, default 2); for a quick trial,
+# build/index-builder/earshot), JOBS (make-queries workers, default 2), FIT (the threshold
+# fit: per-length, smooth or pooled; default per-length); for a quick trial,
 # SEEDS (default "7 11 21 33"), LISTEN_SEEDS ("11 12") and CODES_ONLY (code names, default
 # all).
 set -euo pipefail
@@ -31,6 +33,7 @@ E=${EVAL:-../shared/eval}
 X=${EARSHOT:-build/index-builder/earshot}
 JOBS=${JOBS:-2}
 PY=/usr/bin/python3
+FIT=${FIT:-per-length}
 SEEDS=${SEEDS:-7 11 21 33}
 LISTEN_SEEDS=${LISTEN_SEEDS:-11 12}
 # name:earshot build options; the first is the model's default code.
@@ -108,7 +111,7 @@ for code in "${CODES[@]}"; do
     done
     for_code=()
     [ "$name" != "$default" ] && for_code=(--for-code "$name")
-    $PY -m models.calibrate_threshold --model "$M" --fit smooth --target-fp 0.001 \
+    $PY -m models.calibrate_threshold --model "$M" --fit "$FIT" --target-fp 0.001 \
         --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
         --write "${for_code[@]}" | tee "$W/$name/thresholds.txt"
 done
