@@ -24,6 +24,7 @@ for models.calibrate_threshold; each truth.tsv's folder must hold its index-cata
 """
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -32,11 +33,16 @@ import sys
 import numpy as np
 
 from models.calibrate_threshold import DEFAULT_VARIANTS, default_code, n_embeddings
-from models.earshot_model import data
 from models.earshot_model.container import read_container
 from models.earshot_model.model_file import rewrite_model_file
 
 MAX_LOG_PRIOR = 5.0  # kMaxLogPrior in core/index.h
+
+
+def read_rows(path):
+    """The rows of a TSV file with a header line, as dicts."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
 
 
 def log_priors(popularity):
@@ -56,13 +62,13 @@ def load_queries(truth_paths, result_paths, meta, background_weight):
     queries, indexed = [], []
     for k, (truth_path, result_path) in enumerate(zip(truth_paths, result_paths)):
         folder = os.path.dirname(os.path.abspath(truth_path))
-        indexed.append([r["id"] for r in data.read_catalog(
+        indexed.append([r["id"] for r in read_rows(
             os.path.join(folder, "index-catalog.tsv"))])
-        truth = {r["query"]: r for r in data.read_catalog(truth_path)}
+        truth = {r["query"]: r for r in read_rows(truth_path)}
         source = {}
         if os.path.exists(os.path.join(folder, "details.tsv")):
-            source = {r["query"]: r["source_song"] for r in data.read_catalog(
-                os.path.join(folder, "details.tsv"), ["query", "source_song"])}
+            source = {r["query"]: r["source_song"] for r in read_rows(
+                os.path.join(folder, "details.tsv"))}
         with open(result_path) as f:
             for line in f:
                 r = json.loads(line)

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 
-from models.earshot_model import data
+from models.calibrate_popularity import read_rows
 from models.earshot_model.container import read_container_file
 
 
@@ -53,7 +53,7 @@ def main(argv=None):
         f.writelines(rows[s] if rows[s].endswith("\n") else rows[s] + "\n" for s in ids)
     for name in ("noise.tsv", "ir.tsv", "corpus-name"):
         shutil.copy(os.path.join(args.rooms, name), os.path.join(args.out, name))
-    hours = sum(float(r["duration_s"]) for r in data.read_catalog(
+    hours = sum(float(r.get("duration_s") or 0) for r in read_rows(
         os.path.join(args.out, "catalog.tsv"))) / 3600
     print(f"{args.out}: {len(ids)} unseen songs, {hours:.2f} h")
 
