@@ -327,32 +327,18 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
             if (!(st = read_table(item.value(), key, &table))) return fail(what, st.message());
         }
     }
-    const auto background_weight_it = meta.find("threshold_background_weight");
-    if (background_weight_it != meta.end()) {
-        if (!background_weight_it->is_number() || !(background_weight_it->get<double>() >= 0.0) ||
-            background_weight_it->get<double>() > 10.0) {
-            return fail(what, "metadata 'threshold_background_weight' must be a number in [0, 10]");
-        }
-        info.threshold_background_weight = background_weight_it->get<float>();
-    }
-    // Optional: the playback-rate drift phase 2 aligns for, which the thresholds were fitted
-    // with (MatchParams::max_drift).
-    const auto drift_it = meta.find("match_max_drift");
-    if (drift_it != meta.end()) {
-        if (!drift_it->is_number() || !(drift_it->get<double>() >= 0.0) ||
-            drift_it->get<double>() > 0.1) {
-            return fail(what, "metadata 'match_max_drift' must be a number in [0, 0.1]");
-        }
-        info.match_max_drift = drift_it->get<float>();
-    }
-    // Optional: the popularity-weighted decision (MatchParams::prior_weight, prior_offset).
+    // Optional numbers of the decision, each within its range: the background weight, the
+    // playback-rate drift phase 2 aligns for (which the thresholds were fitted with) and the
+    // popularity-weighted decision (MatchParams).
     struct Bounded {
         const char* key;
         double lo, hi;
         float* out;
     };
     for (const Bounded& b :
-         {Bounded{"threshold_prior_weight", 0.0, 1.0, &info.threshold_prior_weight},
+         {Bounded{"threshold_background_weight", 0.0, 10.0, &info.threshold_background_weight},
+          Bounded{"match_max_drift", 0.0, 0.1, &info.match_max_drift},
+          Bounded{"threshold_prior_weight", 0.0, 1.0, &info.threshold_prior_weight},
           Bounded{"threshold_prior_offset", -0.5, 0.5, &info.threshold_prior_offset}}) {
         const auto it = meta.find(b.key);
         if (it == meta.end()) continue;
