@@ -327,7 +327,8 @@ def main():
             print(f"signal {stop[0]}: saved at step {state['step']} "
                   f"({state['train_s'] / 60:.1f} min); run the same command to resume",
                   flush=True)
-            return
+            # Not a finished run: exit as a killed process would, so recipes stop here.
+            raise SystemExit(128 + stop[0])
     state["done"] = True
     save()
     if not state["history"] or state["history"][-1]["step"] != state["step"]:
