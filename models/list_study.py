@@ -8,7 +8,13 @@ Coarse quantizers (any number, in order):
   imiK         an inverted multi-index (Babenko and Lempitsky): a k-means of K centroids on each
                half of the embedding, a cell per pair, K^2 cells; a query visits the cells of
                the smallest summed half-distances
-  ...:pP       P cells probed per query embedding (default 8)
+  pairK        time-pair keys (as landmark fingerprinters pair peaks): one k-means of K
+               centroids; a window's key is the pair (its centroid, the centroid of the window
+               :tT index hops later in the same song, default 4 = 1 s), K^2 keys; the last T
+               windows of a song have no key. A query pairs its embeddings the same distance
+               apart (so a 1 s clip, one embedding, has no pair) and visits, per pair, the keys
+               of the smallest summed distances
+  ...:pP       P cells probed per query embedding (per pair for pairK; default 8)
   ...:gG       cells fetched in groups of G consecutive ids (one request, one hash; coarser ids
                for the server), default 1
   ...:dD       every fetch padded with D random decoy groups per query embedding
@@ -50,9 +56,8 @@ from models.code_study import D, assign, kmeans, load
 
 def parse_variant(v):
     head, *opts = v.split(":")
-    spec = {"kind": "imi" if head.startswith("imi") else "flat",
-            "k": int(head[3:] if head.startswith("imi") else head[4:]),
-            "p": 8, "g": 1, "d": 0}
+    kind = next(k for k in ("imi", "flat", "pair") if head.startswith(k))
+    spec = {"kind": kind, "k": int(head[len(kind):]), "p": 8, "g": 1, "d": 0, "t": 4}
     for o in opts:
         spec[o[0]] = int(o[1:])
     return spec
@@ -64,6 +69,9 @@ class Coarse:
         if spec["kind"] == "flat":
             self.c = [kmeans(sample, self.k, seed=seed)]
             self.n_cells = self.k
+        elif spec["kind"] == "pair":
+            self.c = [kmeans(sample, self.k, seed=seed)]
+            self.n_cells = self.k * self.k
         else:
             h = D // 2
             self.c = [kmeans(np.ascontiguousarray(sample[:, :h]), self.k, seed=seed),
@@ -75,6 +83,23 @@ class Coarse:
             return assign(x, self.c[0])
         h = D // 2
         return assign(x[:, :h], self.c[0]) * self.k + assign(x[:, h:], self.c[1])
+
+    def pair_cells(self, x, later):
+        """Keys of the windows x[i] paired with x[later[i]]; -1 where later[i] < 0."""
+        a = assign(x, self.c[0])
+        return np.where(later >= 0, a * self.k + a[np.maximum(later, 0)], -1)
+
+    def probe_pairs(self, q, dq, p):
+        """The p keys of smallest summed distance for each pair (q[i], q[i + dq]), [n - dq, p]."""
+        d = (self.c[0] ** 2).sum(1)[None, :] - 2 * q @ self.c[0].T
+        t = min(self.k, p)
+        out = []
+        for i in range(len(q) - dq):
+            ia, ib = np.argsort(d[i])[:t], np.argsort(d[i + dq])[:t]
+            s = d[i][ia][:, None] + d[i + dq][ib][None, :]
+            best = np.argsort(s, axis=None)[:p]
+            out.append(ia[best // t] * self.k + ib[best % t])
+        return np.array(out, dtype=np.int64).reshape(-1, p)
 
     def probe(self, q, p):
         """The p nearest cells of each row of q, [n, p]."""
@@ -133,10 +158,17 @@ def main():
         t0 = time.time()
         spec = parse_variant(v)
         coarse = Coarse(spec, sample, args.seed)
-        cells = coarse.cell(x)
+        pair = spec["kind"] == "pair"
         g = spec["g"]
-        groups = cells // g
         n_groups = (coarse.n_cells + g - 1) // g
+        if pair:
+            T = spec["t"]
+            dq = int(round(T / hop_ratio))
+            later = np.where(window_of + T < np.repeat(n, n), np.arange(len(x)) + T, -1)
+            cells = coarse.pair_cells(x, later)
+            groups = np.where(cells >= 0, cells // g, n_groups)  # keyless: a bucket never probed
+        else:
+            groups = coarse.cell(x) // g
         order = np.argsort(groups, kind="stable")
         bounds = np.searchsorted(groups[order], np.arange(n_groups + 1))
         group_size = np.diff(bounds)
@@ -146,18 +178,20 @@ def main():
         for c in clips:
             song, start, length = truth[qids[c]]
             q = qx[qfirst[c]:qfirst[c] + qn[c]]
-            probed = coarse.probe(q, spec["p"]) // g  # [n, p] groups
+            probed = (coarse.probe_pairs(q, dq, spec["p"]) if pair
+                      else coarse.probe(q, spec["p"])) // g  # [n, p] groups (pairs: [n - dq, p])
             fetched = set(probed.ravel().tolist())
             if spec["d"]:
                 fetched |= set(rng.integers(n_groups, size=spec["d"] * len(q)).tolist())
             st = stats[length]
-            posts = np.concatenate([order[bounds[a]:bounds[a + 1]] for a in fetched])
+            posts = np.concatenate([order[bounds[a]:bounds[a + 1]] for a in fetched]
+                                   + [np.zeros(0, np.int64)])
             if song == "-":
                 st["frac"].append(len(posts) / len(x))
                 continue
             s = index_of[song]
             # window recall
-            for i in range(len(q)):
+            for i in range(len(probed)):
                 j = int(round(start / args.index_hop + i * hop_ratio))
                 ok = any(0 <= jj < n[s] and groups[first[s] + jj] in set(probed[i].tolist())
                          for jj in (j - 1, j, j + 1))
@@ -165,11 +199,14 @@ def main():
                 st["win"][1] += 1
             # phase 1 on the fetched postings
             votes = {}
-            for i in range(len(q)):
-                mine = np.concatenate([order[bounds[a]:bounds[a + 1]] for a in set(probed[i].tolist())])
+            for i in range(len(probed)):
+                mine = np.concatenate([order[bounds[a]:bounds[a + 1]] for a in set(probed[i].tolist())]
+                                      + [np.zeros(0, np.int64)])
                 if len(mine) == 0:
                     continue
                 sim = x[mine] @ q[i]
+                if pair:  # both windows of the key
+                    sim = sim + x[mine + T] @ q[i + dq]
                 top = np.argsort(-sim)[:32]
                 for e, sv in zip(mine[top], sim[top]):
                     key = (song_of[e], int(round(window_of[e] - i * hop_ratio)))
