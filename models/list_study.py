@@ -31,7 +31,10 @@ Per variant and clip length, on the clips of every catalogue song:
   KB/query 1M    bytes fetched for one clip at a million songs: the share of the catalogue's
                  postings in the cells (groups) fetched, measured on out-of-catalogue clips (their
                  own song is not in the catalogue, as almost every song is not at 1 M), times a
-                 million songs of the catalogue's mean windows, times --posting-bytes;
+                 million songs of the catalogue's mean windows, times --posting-bytes; the
+                 median over the clips, then the mean (with cells much finer than the catalogue,
+                 most fetched cells are empty at hundreds of songs, and the median of so few
+                 postings says little: read the mean);
   attack top-1   a server that knows the index and sees only the fetched cell (group) ids scores
                  each song by the share of each fetched cell's postings that are its own, summed;
                  how often it names the right song first (in-catalogue clips). At this catalogue
@@ -225,11 +228,12 @@ def main():
         line = []
         for length in lengths:
             st = stats[length]
-            kb = (np.median(st["frac"]) * args.songs * n.mean() * args.posting_bytes / 1000
-                  if st["frac"] else float("nan"))
+            scale = args.songs * n.mean() * args.posting_bytes / 1000
+            kb, kb_mean = ((np.median(st["frac"]) * scale, np.mean(st["frac"]) * scale)
+                           if st["frac"] else (float("nan"), float("nan")))
             line.append(f"{length} s: window recall {100 * st['win'][0] / max(st['win'][1], 1):5.1f} "
                         f"phase 1 {100 * st['p1'][0] / max(st['p1'][1], 1):5.1f} "
-                        f"KB/query 1M {kb:8.0f} attack {100 * st['att'][0] / max(st['att'][1], 1):5.1f}")
+                        f"KB/query 1M {kb:6.0f} / {kb_mean:6.0f} attack {100 * st['att'][0] / max(st['att'][1], 1):5.1f}")
         print(f"{v:22s} {coarse.n_cells:8d} cells | " + " | ".join(line)
               + f" [{time.time() - t0:.0f} s]", flush=True)
 
