@@ -18,6 +18,9 @@ Coarse quantizers (any number, in order):
   ...:gG       cells fetched in groups of G consecutive ids (one request, one hash; coarser ids
                for the server), default 1
   ...:dD       every fetch padded with D random decoy groups per query embedding
+  ...:v1       phase 1 votes by count: every fetched posting of a probed cell gives 1 to its
+               (song, offset), as landmark fingerprinters vote (postings without codes);
+               default v0, the 32 most similar postings vote their exact similarity
 
 Per variant and clip length, on the clips of every catalogue song:
   window recall  share of in-catalogue query embeddings whose own window (the index window
@@ -35,6 +38,8 @@ Per variant and clip length, on the clips of every catalogue song:
                  median over the clips, then the mean (with cells much finer than the catalogue,
                  most fetched cells are empty at hundreds of songs, and the median of so few
                  postings says little: read the mean);
+  ids            distinct cells (groups) fetched per out-of-catalogue clip, median: the
+                 directory entries a client must look up (one directory page each at most);
   attack top-1   a server that knows the index and sees only the fetched cell (group) ids scores
                  each song by the share of each fetched cell's postings that are its own, summed;
                  how often it names the right song first (in-catalogue clips). At this catalogue
@@ -60,7 +65,7 @@ from models.code_study import D, assign, kmeans, load
 def parse_variant(v):
     head, *opts = v.split(":")
     kind = next(k for k in ("imi", "flat", "pair") if head.startswith(k))
-    spec = {"kind": kind, "k": int(head[len(kind):]), "p": 8, "g": 1, "d": 0, "t": 4}
+    spec = {"kind": kind, "k": int(head[len(kind):]), "p": 8, "g": 1, "d": 0, "t": 4, "v": 0}
     for o in opts:
         spec[o[0]] = int(o[1:])
     return spec
@@ -176,7 +181,7 @@ def main():
         bounds = np.searchsorted(groups[order], np.arange(n_groups + 1))
         group_size = np.diff(bounds)
         # attack weights: each group's postings share one unit of evidence
-        stats = {length: {"win": [0, 0], "p1": [0, 0], "att": [0, 0], "frac": []}
+        stats = {length: {"win": [0, 0], "p1": [0, 0], "att": [0, 0], "frac": [], "ids": []}
                  for length in lengths}
         for c in clips:
             song, start, length = truth[qids[c]]
@@ -191,6 +196,7 @@ def main():
                                    + [np.zeros(0, np.int64)])
             if song == "-":
                 st["frac"].append(len(posts) / len(x))
+                st["ids"].append(len(fetched))
                 continue
             s = index_of[song]
             # window recall
@@ -207,10 +213,13 @@ def main():
                                       + [np.zeros(0, np.int64)])
                 if len(mine) == 0:
                     continue
-                sim = x[mine] @ q[i]
-                if pair:  # both windows of the key
-                    sim = sim + x[mine + T] @ q[i + dq]
-                top = np.argsort(-sim)[:32]
+                if spec["v"]:
+                    sim, top = np.ones(len(mine)), np.arange(len(mine))
+                else:
+                    sim = x[mine] @ q[i]
+                    if pair:  # both windows of the key
+                        sim = sim + x[mine + T] @ q[i + dq]
+                    top = np.argsort(-sim)[:32]
                 for e, sv in zip(mine[top], sim[top]):
                     key = (song_of[e], int(round(window_of[e] - i * hop_ratio)))
                     votes[key] = votes.get(key, 0.0) + float(sv)
@@ -233,7 +242,8 @@ def main():
                            if st["frac"] else (float("nan"), float("nan")))
             line.append(f"{length} s: window recall {100 * st['win'][0] / max(st['win'][1], 1):5.1f} "
                         f"phase 1 {100 * st['p1'][0] / max(st['p1'][1], 1):5.1f} "
-                        f"KB/query 1M {kb:6.0f} / {kb_mean:6.0f} attack {100 * st['att'][0] / max(st['att'][1], 1):5.1f}")
+                        f"KB/query 1M {kb:6.0f} / {kb_mean:6.0f} "
+                        f"ids {np.median(st['ids']) if st['ids'] else float('nan'):4.0f} attack {100 * st['att'][0] / max(st['att'][1], 1):5.1f}")
         print(f"{v:22s} {coarse.n_cells:8d} cells | " + " | ".join(line)
               + f" [{time.time() - t0:.0f} s]", flush=True)
 

@@ -21,11 +21,11 @@ def unit_vectors(rng, n):
 class ListStudyTest(unittest.TestCase):
     def test_variant_names(self):
         self.assertEqual(list_study.parse_variant("flat256"),
-                         {"kind": "flat", "k": 256, "p": 8, "g": 1, "d": 0, "t": 4})
+                         {"kind": "flat", "k": 256, "p": 8, "g": 1, "d": 0, "t": 4, "v": 0})
         self.assertEqual(list_study.parse_variant("imi1024:p256:g64:d4"),
-                         {"kind": "imi", "k": 1024, "p": 256, "g": 64, "d": 4, "t": 4})
-        self.assertEqual(list_study.parse_variant("pair4096:p2:t8"),
-                         {"kind": "pair", "k": 4096, "p": 2, "g": 1, "d": 0, "t": 8})
+                         {"kind": "imi", "k": 1024, "p": 256, "g": 64, "d": 4, "t": 4, "v": 0})
+        self.assertEqual(list_study.parse_variant("pair4096:p2:t8:v1"),
+                         {"kind": "pair", "k": 4096, "p": 2, "g": 1, "d": 0, "t": 8, "v": 1})
 
     def test_pair_keys_probe_the_nearest_pairs(self):
         rng = np.random.default_rng(4)
