@@ -1,0 +1,128 @@
+#include "core/pair_keys.h"
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+
+namespace earshot {
+
+Result<PairKeyIndex> PairKeyIndex::create(uint32_t n_lists, uint32_t span) {
+    if (n_lists < 1 || n_lists > kPairMaxLists)
+        return Status::error("pair keys: n_lists must be in [1, " + std::to_string(kPairMaxLists) +
+                             "], got " + std::to_string(n_lists));
+    if (span < 1) return Status::error("pair keys: span must be at least one index hop");
+    return PairKeyIndex(n_lists, span);
+}
+
+Status PairKeyIndex::add_song(const uint32_t* lists, size_t n_windows) {
+    if (finished_) return Status::error("pair keys: add_song after finish");
+    if (static_cast<uint64_t>(n_songs_) >= UINT32_MAX)
+        return Status::error("pair keys: too many songs");
+    if (static_cast<uint64_t>(n_windows) > UINT32_MAX)
+        return Status::error("pair keys: song too long");
+    for (size_t j = 0; j < n_windows; ++j)
+        if (lists[j] != kPairNoList && lists[j] >= n_lists_)
+            return Status::error("pair keys: window " + std::to_string(j) + " has list " +
+                                 std::to_string(lists[j]) + ", not below n_lists " +
+                                 std::to_string(n_lists_));
+    const auto song = static_cast<uint32_t>(n_songs_);
+    for (size_t j = 0; j + span_ < n_windows; ++j) {
+        const uint32_t a = lists[j], b = lists[j + span_];
+        if (a == kPairNoList || b == kPairNoList) continue;
+        pending_keys_.push_back(key(a, b));
+        postings_.push_back({song, static_cast<uint32_t>(j)});
+    }
+    ++n_songs_;
+    return Status::ok();
+}
+
+Status PairKeyIndex::finish() {
+    if (finished_) return Status::error("pair keys: finish called twice");
+    // Postings were added in (song, window) order: a stable sort by key keeps that order
+    // within each key.
+    std::vector<size_t> order(postings_.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t x, size_t y) { return pending_keys_[x] < pending_keys_[y]; });
+    std::vector<PairPosting> sorted(postings_.size());
+    for (size_t i = 0; i < order.size(); ++i) {
+        sorted[i] = postings_[order[i]];
+        const uint32_t k = pending_keys_[order[i]];
+        if (keys_.empty() || keys_.back() != k) {
+            keys_.push_back(k);
+            offsets_.push_back(i);
+        }
+    }
+    offsets_.push_back(sorted.size());
+    postings_ = std::move(sorted);
+    pending_keys_.clear();
+    pending_keys_.shrink_to_fit();
+    finished_ = true;
+    return Status::ok();
+}
+
+PairKeyIndex::Span PairKeyIndex::postings(uint32_t k) const {
+    const auto it = std::lower_bound(keys_.begin(), keys_.end(), k);
+    if (it == keys_.end() || *it != k) return {};
+    const size_t i = static_cast<size_t>(it - keys_.begin());
+    return {postings_.data() + offsets_[i], offsets_[i + 1] - offsets_[i]};
+}
+
+Status PairKeyIndex::check_query(const uint32_t* query_lists, size_t n, uint32_t query_step) const {
+    if (query_step < 1 || span_ % query_step != 0)
+        return Status::error("pair keys: the query step (" + std::to_string(query_step) +
+                             " index hops) must divide the span (" + std::to_string(span_) + ")");
+    for (size_t i = 0; i < n; ++i)
+        if (query_lists[i] != kPairNoList && query_lists[i] >= n_lists_)
+            return Status::error("pair keys: query embedding " + std::to_string(i) + " has list " +
+                                 std::to_string(query_lists[i]) + ", not below n_lists " +
+                                 std::to_string(n_lists_));
+    return Status::ok();
+}
+
+Result<std::vector<uint32_t>> PairKeyIndex::query_keys(const uint32_t* query_lists, size_t n,
+                                                       uint32_t query_step) const {
+    if (Status s = check_query(query_lists, n, query_step); !s) return s;
+    const size_t dq = span_ / query_step;
+    std::vector<uint32_t> out;
+    for (size_t i = 0; i + dq < n; ++i)
+        if (query_lists[i] != kPairNoList && query_lists[i + dq] != kPairNoList)
+            out.push_back(key(query_lists[i], query_lists[i + dq]));
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+Result<std::vector<PairCandidate>> PairKeyIndex::vote(const uint32_t* query_lists, size_t n,
+                                                      uint32_t query_step,
+                                                      size_t max_candidates) const {
+    if (!finished_) return Status::error("pair keys: vote before finish");
+    if (Status s = check_query(query_lists, n, query_step); !s) return s;
+    const size_t dq = span_ / query_step;
+    // One (song, delta) per posting met, counted after a sort: memory is the postings the
+    // query fetched, whatever the catalogue's size.
+    std::vector<std::pair<uint32_t, int64_t>> met;
+    for (size_t i = 0; i + dq < n; ++i) {
+        if (query_lists[i] == kPairNoList || query_lists[i + dq] == kPairNoList) continue;
+        const Span p = postings(key(query_lists[i], query_lists[i + dq]));
+        const auto t = static_cast<int64_t>(i) * query_step;
+        for (size_t k = 0; k < p.size; ++k)
+            met.emplace_back(p.data[k].song, static_cast<int64_t>(p.data[k].window) - t);
+    }
+    std::sort(met.begin(), met.end());
+    std::vector<PairCandidate> out;
+    for (size_t a = 0; a < met.size();) {
+        size_t b = a;
+        while (b < met.size() && met[b] == met[a]) ++b;
+        out.push_back({met[a].first, met[a].second, static_cast<uint32_t>(b - a)});
+        a = b;
+    }
+    // Ties keep (song, delta) order: the sort above made it, stable_sort keeps it.
+    std::stable_sort(out.begin(), out.end(), [](const PairCandidate& x, const PairCandidate& y) {
+        return x.votes > y.votes;
+    });
+    if (out.size() > max_candidates) out.resize(max_candidates);
+    return out;
+}
+
+}  // namespace earshot

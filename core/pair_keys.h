@@ -1,0 +1,90 @@
+// Time-pair keys: the coarse level a page can fetch list by list from a million-song index
+// (docs/SCALE.md, "Fewer probes, and keys that pair two moments"). A stored window's key is
+// the pair (its coarse list, the coarse list of the window `span` index hops later in the same
+// song), n_lists^2 keys, as landmark fingerprinters pair spectral peaks: a pair of moments is
+// far rarer than either moment, so the postings a query fetches are few. A window whose
+// partner lies past the song's end or is not stored has no key. A query pairs its embeddings
+// the same time apart, looks up one key per pair, and each posting of that key votes once for
+// (song, offset): the postings carry no PQ code, so a client fetches a few bytes per posting
+// and re-scores the best candidates with their codes (phase 2 of the matcher).
+//
+//   auto keys = PairKeyIndex::create(n_lists, span);        // e.g. 4096 lists, 8 hops (2 s)
+//   keys->add_song(lists.data(), lists.size());             // each song in order
+//   keys->finish();                                         // list-major: sorted by key
+//   auto candidates = keys->vote(query_lists.data(), n, query_step, 16);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+
+namespace earshot {
+
+// A window's list id when it is not stored (no key; pairs with it have none either).
+constexpr uint32_t kPairNoList = 0xffffffffu;
+// Lists at most: a key (a * n_lists + b) fits 32 bits, as a page's fetch request names it.
+constexpr uint32_t kPairMaxLists = 65536;
+
+struct PairPosting {
+    uint32_t song = 0;    // order of add_song()
+    uint32_t window = 0;  // the earlier window of the pair, in index hops from the song's start
+};
+
+struct PairCandidate {
+    uint32_t song = 0;
+    int64_t delta = 0;   // song window - query time, in index hops (the query's offset in the song)
+    uint32_t votes = 0;  // query pairs whose key holds (song, window = delta + query time)
+};
+
+class PairKeyIndex {
+public:
+    // n_lists in [1, kPairMaxLists]; span >= 1 index hops.
+    static Result<PairKeyIndex> create(uint32_t n_lists, uint32_t span);
+
+    // One song's coarse list per window (kPairNoList where not stored), in song order.
+    // Refused after finish() or with a list id >= n_lists (the index is then unchanged).
+    Status add_song(const uint32_t* lists, size_t n_windows);
+    // Sorts the postings by key (then song, window): after this, lookups and votes.
+    Status finish();
+
+    uint32_t n_lists() const { return n_lists_; }
+    uint32_t span() const { return span_; }
+    size_t n_songs() const { return n_songs_; }
+    size_t n_keys() const { return keys_.size(); }  // keys with at least one posting
+    size_t n_postings() const { return postings_.size(); }
+    uint32_t key(uint32_t a, uint32_t b) const { return a * n_lists_ + b; }
+    // The postings of `key` (none for an empty key), sorted by (song, window); valid until the
+    // index is destroyed. Empty before finish().
+    struct Span {
+        const PairPosting* data = nullptr;
+        size_t size = 0;
+    };
+    Span postings(uint32_t key) const;
+
+    // The distinct keys a query looks up, sorted: its embeddings' lists (kPairNoList for none)
+    // taken every `query_step` index hops, paired `span / query_step` embeddings apart (span
+    // must be a multiple of query_step). What a lazy client asks the server for.
+    Result<std::vector<uint32_t>> query_keys(const uint32_t* query_lists, size_t n,
+                                             uint32_t query_step) const;
+    // Phase 1 by count: every posting of every query pair's key votes once for (song, its
+    // window - the pair's query time); the max_candidates best (song, delta) by votes, ties by
+    // song then delta. Needs finish().
+    Result<std::vector<PairCandidate>> vote(const uint32_t* query_lists, size_t n,
+                                            uint32_t query_step, size_t max_candidates) const;
+
+private:
+    PairKeyIndex(uint32_t n_lists, uint32_t span) : n_lists_(n_lists), span_(span) {}
+    Status check_query(const uint32_t* query_lists, size_t n, uint32_t query_step) const;
+
+    uint32_t n_lists_ = 0, span_ = 0;
+    size_t n_songs_ = 0;
+    bool finished_ = false;
+    std::vector<uint32_t> pending_keys_;  // before finish(): one per posting
+    std::vector<uint32_t> keys_;          // after: the occupied keys, sorted
+    std::vector<size_t> offsets_;         // [n_keys + 1] into postings_
+    std::vector<PairPosting> postings_;
+};
+
+}  // namespace earshot

@@ -1,0 +1,161 @@
+#include "core/pair_keys.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace earshot {
+namespace {
+
+std::vector<uint32_t> random_lists(std::mt19937& rng, size_t n, uint32_t n_lists) {
+    std::uniform_int_distribution<uint32_t> pick(0, n_lists - 1);
+    std::vector<uint32_t> out(n);
+    for (auto& x : out) x = pick(rng);
+    return out;
+}
+
+// What a query at `query_step` index hops sees of `song` from window `start` on.
+std::vector<uint32_t> query_of(const std::vector<uint32_t>& song, size_t start, size_t n,
+                               uint32_t query_step) {
+    std::vector<uint32_t> out;
+    for (size_t i = 0; i < n; ++i) out.push_back(song[start + i * query_step]);
+    return out;
+}
+
+TEST(PairKeys, RejectsBadParameters) {
+    EXPECT_FALSE(PairKeyIndex::create(0, 8).is_ok());
+    EXPECT_FALSE(PairKeyIndex::create(kPairMaxLists + 1, 8).is_ok());
+    EXPECT_FALSE(PairKeyIndex::create(16, 0).is_ok());
+    EXPECT_TRUE(PairKeyIndex::create(kPairMaxLists, 8).is_ok());
+}
+
+TEST(PairKeys, KeysPairWindowsSpanApartAndSkipWhatIsNotStored) {
+    auto keys = PairKeyIndex::create(10, 2);
+    ASSERT_TRUE(keys.is_ok()) << keys.message();
+    // Windows 0..5, window 3 not stored: of the window pairs (0,2) (1,3) (2,4) (3,5), those
+    // with window 3 have no key; windows 4 and 5 have no partner.
+    const std::vector<uint32_t> song = {1, 2, 3, kPairNoList, 5, 6};
+    ASSERT_TRUE(keys->add_song(song.data(), song.size()));
+    ASSERT_TRUE(keys->finish());
+    EXPECT_EQ(keys->n_postings(), 2u);
+    EXPECT_EQ(keys->n_keys(), 2u);
+    const auto p = keys->postings(keys->key(1, 3));
+    ASSERT_EQ(p.size, 1u);
+    EXPECT_EQ(p.data[0].song, 0u);
+    EXPECT_EQ(p.data[0].window, 0u);
+    const auto q = keys->postings(keys->key(3, 5));
+    ASSERT_EQ(q.size, 1u);
+    EXPECT_EQ(q.data[0].window, 2u);
+    for (uint32_t x = 0; x < 10; ++x) {
+        EXPECT_EQ(keys->postings(keys->key(2, x)).size, 0u);  // window 1 pairs with window 3
+        EXPECT_EQ(keys->postings(keys->key(x, 6)).size, 0u);  // window 5 with window 3
+    }
+}
+
+TEST(PairKeys, PostingsOfAKeyAreListMajorInSongOrder) {
+    auto keys = PairKeyIndex::create(4, 1);
+    ASSERT_TRUE(keys.is_ok());
+    const std::vector<uint32_t> a = {0, 1, 0, 1}, b = {3, 0, 1};
+    ASSERT_TRUE(keys->add_song(a.data(), a.size()));
+    ASSERT_TRUE(keys->add_song(b.data(), b.size()));
+    ASSERT_TRUE(keys->finish());
+    const auto p = keys->postings(keys->key(0, 1));  // song 0 at 0 and 2, song 1 at 1
+    ASSERT_EQ(p.size, 3u);
+    EXPECT_EQ(p.data[0].song, 0u);
+    EXPECT_EQ(p.data[0].window, 0u);
+    EXPECT_EQ(p.data[1].song, 0u);
+    EXPECT_EQ(p.data[1].window, 2u);
+    EXPECT_EQ(p.data[2].song, 1u);
+    EXPECT_EQ(p.data[2].window, 1u);
+}
+
+TEST(PairKeys, AQueryFindsItsSongAndOffsetAmongImpostors) {
+    std::mt19937 rng(5);
+    const uint32_t n_lists = 256, span = 8, query_step = 2;
+    auto keys = PairKeyIndex::create(n_lists, span);
+    ASSERT_TRUE(keys.is_ok());
+    std::vector<std::vector<uint32_t>> songs;
+    for (int s = 0; s < 200; ++s) {
+        songs.push_back(random_lists(rng, 600, n_lists));
+        ASSERT_TRUE(keys->add_song(songs.back().data(), songs.back().size()));
+    }
+    ASSERT_TRUE(keys->finish());
+    // A 10 s query (20 embeddings at 0.5 s) of song 37 from 30 s on (window 120), with a fifth
+    // of its embeddings in another list, as noise moves them.
+    auto query = query_of(songs[37], 120, 20, query_step);
+    for (size_t i = 0; i < query.size(); i += 5) query[i] = (query[i] + 1) % n_lists;
+    const auto candidates = keys->vote(query.data(), query.size(), query_step, 16);
+    ASSERT_TRUE(candidates.is_ok()) << candidates.message();
+    ASSERT_FALSE(candidates->empty());
+    EXPECT_EQ(candidates.value()[0].song, 37u);
+    EXPECT_EQ(candidates.value()[0].delta, 120);
+    // 16 pairs, 7 of them touch a moved embedding (i or i + 4 a multiple of 5)
+    EXPECT_EQ(candidates.value()[0].votes, 9u);
+    for (size_t c = 1; c < candidates->size(); ++c)
+        EXPECT_LT(candidates.value()[c].votes, candidates.value()[0].votes);
+    const auto fetched = keys->query_keys(query.data(), query.size(), query_step);
+    ASSERT_TRUE(fetched.is_ok());
+    EXPECT_LE(fetched->size(), 16u);
+    EXPECT_TRUE(std::is_sorted(fetched->begin(), fetched->end()));
+}
+
+TEST(PairKeys, TiesAreOrderedBySongThenOffsetAndTheListIsCut) {
+    auto keys = PairKeyIndex::create(4, 1);
+    ASSERT_TRUE(keys.is_ok());
+    const std::vector<uint32_t> song = {2, 3, 2, 3, 2, 3};
+    ASSERT_TRUE(keys->add_song(song.data(), song.size()));
+    ASSERT_TRUE(keys->add_song(song.data(), song.size()));
+    ASSERT_TRUE(keys->finish());
+    const std::vector<uint32_t> query = {2, 3};  // key (2,3) at windows 0, 2, 4 of both songs
+    const auto all = keys->vote(query.data(), query.size(), 1, 100);
+    ASSERT_TRUE(all.is_ok());
+    ASSERT_EQ(all->size(), 6u);
+    EXPECT_EQ(all.value()[0].song, 0u);
+    EXPECT_EQ(all.value()[0].delta, 0);
+    EXPECT_EQ(all.value()[1].delta, 2);
+    EXPECT_EQ(all.value()[3].song, 1u);
+    const auto two = keys->vote(query.data(), query.size(), 1, 2);
+    ASSERT_TRUE(two.is_ok());
+    EXPECT_EQ(two->size(), 2u);
+}
+
+TEST(PairKeys, ClipsTooShortForAPairFetchNothing) {
+    auto keys = PairKeyIndex::create(16, 8);
+    ASSERT_TRUE(keys.is_ok());
+    std::mt19937 rng(1);
+    const auto song = random_lists(rng, 100, 16);
+    ASSERT_TRUE(keys->add_song(song.data(), song.size()));
+    ASSERT_TRUE(keys->finish());
+    const auto query = query_of(song, 0, 4, 2);  // 4 embeddings, pairs need 5
+    const auto fetched = keys->query_keys(query.data(), query.size(), 2);
+    ASSERT_TRUE(fetched.is_ok());
+    EXPECT_TRUE(fetched->empty());
+    const auto votes = keys->vote(query.data(), query.size(), 2, 16);
+    ASSERT_TRUE(votes.is_ok());
+    EXPECT_TRUE(votes->empty());
+}
+
+TEST(PairKeys, BadInputGivesErrorsAndChangesNothing) {
+    auto keys = PairKeyIndex::create(8, 4);
+    ASSERT_TRUE(keys.is_ok());
+    const std::vector<uint32_t> bad = {1, 2, 8, 3, 4, 5};
+    const Status s = keys->add_song(bad.data(), bad.size());
+    EXPECT_FALSE(s.is_ok());
+    EXPECT_NE(s.message().find("list 8"), std::string::npos) << s.message();
+    EXPECT_EQ(keys->n_songs(), 0u);
+    const std::vector<uint32_t> good = {1, 2, 3, 4, 5, 6};
+    const auto early = keys->vote(good.data(), good.size(), 2, 4);
+    EXPECT_FALSE(early.is_ok());  // before finish
+    ASSERT_TRUE(keys->add_song(good.data(), good.size()));
+    ASSERT_TRUE(keys->finish());
+    EXPECT_FALSE(keys->finish().is_ok());
+    EXPECT_FALSE(keys->add_song(good.data(), good.size()).is_ok());
+    EXPECT_FALSE(keys->vote(good.data(), good.size(), 3, 4).is_ok());  // 3 does not divide 4
+    EXPECT_FALSE(keys->query_keys(bad.data(), bad.size(), 2).is_ok());
+}
+
+}  // namespace
+}  // namespace earshot
