@@ -166,6 +166,35 @@ class ExportParityTest(unittest.TestCase):
             c = self.check_file(path, net)
             self.assertEqual(c.meta["index_pq_m"], 32)
 
+    def test_unfolded_batchnorm_trains_on_from_the_file(self):
+        """A network rebuilt from a model file and unfolded (for a warm start) computes what
+        the file does in eval mode, and nearly that in train mode on its unfolding batch; its
+        convs have unit-variance outputs on that batch, as in training from scratch."""
+        net = EarshotNet(channels=(8, 16, 16, 32, 32), embedding_dim=16)
+        net.reset_he(torch.Generator().manual_seed(6))
+        with torch.no_grad():
+            for bn in net.norms:
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.2, 0.2)
+                bn.running_mean.uniform_(-0.3, 0.3)
+                bn.running_var.uniform_(0.5, 2.0)
+        net.eval()
+        x = torch.from_numpy(np.stack([random_logmel(np.random.default_rng(k))
+                                       for k in range(32)]))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "t.emod")
+            model_file.write_model_file(path, net, "test", weights="f32")
+            warm = model_file.net_from_model_file(path).unfold_batchnorm(x)
+        with torch.no_grad():
+            want = net(x)
+            cos_eval = (warm.eval()(x) * want).sum(1)
+            cos_train = (warm.train()(x) * want).sum(1)
+            first = warm.convs[0](x.sub(x.mean(dim=(1, 2), keepdim=True)).unsqueeze(1))
+        self.assertGreater(float(cos_eval.min()), 0.99999)
+        self.assertGreater(float(cos_train.min()), 0.999)
+        np.testing.assert_allclose(first.var(dim=(0, 2, 3), unbiased=False).numpy(), 1.0,
+                                   rtol=1e-3)
+
     def test_f32_and_f16_weight_storage(self):
         net = EarshotNet()
         net.reset_he(torch.Generator().manual_seed(4))
@@ -224,7 +253,7 @@ def train_config(**changes):
               "n_dev_seen": 4, "rt60_max": 1.0, "snr_db": "-5,15", "rir_sec": 0.75,
               "exclude_albums": "", "holdout_albums": "", "holdout_frac": 0.25,
               "album_frac": 0.0, "album_group": 8, "synthetic_noise": 0.0, "speed_variants": "",
-              "spec_mask": 0.0, "init_from": ""}
+              "spec_mask": 0.0, "init_from": "", "init_from_model": ""}
     config.update(changes)
     return config
 
@@ -284,7 +313,8 @@ class CheckpointExportTest(unittest.TestCase):
         self.assertEqual(record["arguments"]["corpus"], "train")
         self.assertEqual(record["arguments"]["dev_queries"], "q-train-dev")
         expected = {k: v for k, v in config.items()
-                    if k not in ("corpus", "dev_queries", "init_from", "spec_mask_shape")}
+                    if k not in ("corpus", "dev_queries", "init_from", "init_from_model",
+                                  "spec_mask_shape")}
         self.assertEqual({k: v for k, v in record["arguments"].items()
                           if k not in ("corpus", "dev_queries")}, expected)
         self.assertEqual((record["seed"], record["steps"], record["train_minutes"]), (1, 12, 1.5))

@@ -27,7 +27,8 @@ import time
 
 import torch
 
-from models.earshot_model import augment, checkpoint, data, dev_metric, frontend, splits
+from models.earshot_model import (augment, checkpoint, container, data, dev_metric, frontend,
+                                  model_file, splits)
 from models.earshot_model.augment import SPEC_MASK_SHAPE, Degrader, spec_mask
 from models.earshot_model.losses import (CrossBatchMemory, false_negative_mask, nt_xent,
                                          semi_hard_triplet)
@@ -133,6 +134,11 @@ def build_parser():
     parser.add_argument("--init-from", default="",
                         help="warm start: take the network and optimizer state of this "
                              "checkpoint, then run a fresh schedule (--lr, --budget-min)")
+    parser.add_argument("--init-from-model", default="",
+                        help="warm start from a model file (e.g. models/earshot-v1.emod, same "
+                             "channels): its network with BatchNorm unfolded on a few training "
+                             "batches (EarshotNet.unfold_batchnorm), a fresh optimizer and "
+                             "schedule (--lr, --budget-min)")
     return parser
 
 
@@ -215,6 +221,21 @@ def main():
                               "step": ck["state"]["step"],
                               "train_min": round(ck["state"]["train_s"] / 60, 1)}
         print(f"warm start from {args.init_from} (step {ck['state']['step']})", flush=True)
+
+    elif args.init_from_model:
+        start = model_file.net_from_model_file(args.init_from_model)
+        if (start.channels, start.embedding_dim, start.context_frames) != (
+                net.channels, net.embedding_dim, net.context_frames):
+            raise SystemExit(f"{args.init_from_model}: channels {start.channels} dim "
+                             f"{start.embedding_dim}, not this run's {net.channels} "
+                             f"{net.embedding_dim}")
+        with torch.no_grad():  # BatchNorm statistics from clean anchors of the training music
+            x = torch.cat([front(sampler.batch(args.batch)[0]) for _ in range(4)])
+        net.load_state_dict(start.unfold_batchnorm(x).state_dict())
+        state["init_from"] = {"model": os.path.relpath(args.init_from_model, MODELS_DIR),
+                              "sha256": container.read_container_file(
+                                  args.init_from_model, "MODL").sha256_hex}
+        print(f"warm start from {args.init_from_model}", flush=True)
 
     # Each process that trains is a piece: its first and last step, training minutes and wall
     # minutes go into the checkpoint (and the model file's training record).

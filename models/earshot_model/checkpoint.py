@@ -20,7 +20,7 @@ from .sampling import MAX_SHIFT
 FOLDER_ARGUMENTS = ("corpus", "dev_queries")
 # Not recorded among the arguments: the warm start is recorded as "warm_start", the mask shape
 # is part of "augmentation".
-UNRECORDED_CONFIG = ("init_from", "spec_mask_shape")
+UNRECORDED_CONFIG = ("init_from", "init_from_model", "spec_mask_shape")
 
 
 def net_from_checkpoint(ck):

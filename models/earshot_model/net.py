@@ -78,6 +78,28 @@ class EarshotNet(nn.Module):
         x = matmul_nt(x.flatten(1), self.dense.weight, self.dense.bias)
         return F.normalize(x, dim=1, eps=1e-12)
 
+    def unfold_batchnorm(self, logmel):
+        """Undoes BatchNorm folding on a network loaded from a model file (folded conv weights,
+        identity BatchNorms that carry the biases; model_file.net_from_model_file), so that it
+        can be trained again: each conv is rescaled to unit-variance outputs on the log-mel
+        batch `logmel`, and that scale and mean move into its BatchNorm (weight, bias, running
+        statistics). The network computes the same function afterwards in eval mode, and in
+        train mode on batches with `logmel`'s statistics."""
+        self.eval()
+        with torch.no_grad():
+            x = (logmel - logmel.mean(dim=(1, 2), keepdim=True)).unsqueeze(1)
+            for conv, bn in zip(self.convs, self.norms):
+                c = conv(x)
+                mean = c.mean(dim=(0, 2, 3))
+                sd = c.var(dim=(0, 2, 3), unbiased=False).sqrt().clamp_min(1e-6)
+                conv.weight /= sd[:, None, None, None]
+                bn.bias.add_(mean)
+                bn.weight.copy_(sd)
+                bn.running_mean.copy_(mean / sd)
+                bn.running_var.fill_(1.0 - bn.eps)
+                x = F.relu(bn(conv(x)))
+        return self
+
     def n_params_exported(self):
         n = sum(c.weight.numel() + c.out_channels for c in self.convs)
         return n + self.dense.weight.numel() + self.dense.bias.numel()
