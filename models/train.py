@@ -288,6 +288,8 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
 
     memory = CrossBatchMemory(args.memory, args.dim) if args.memory else None
+    if state["step"] == 0 and (args.init_from or args.init_from_model):
+        run_dev()  # the starting point's dev figures, for comparison with the run's
     net.train()
     last_ckpt = last_dev = last_export = time.time()
     t_log = time.time()

@@ -12,8 +12,8 @@ Data (train set only): songs and noise files are split 80/20 into fit and held-o
 hash of their id. Songs: --excerpts-per-song random excerpts each, decoded alone (seek, not the
 whole song), redrawn while their RMS is below -50 dBFS. Positives are music at -35..-10 dBFS;
 negatives are digital silence, room tone (-70..-55 dBFS), music as quiet as room tone
-(-75..-55 dBFS), speech, city, ambience, speech-over-ambience and howling wind (synthetic: see
-howl()) at -45..-10 dBFS, plus synthetic noise (fit only). Both classes go through the same random microphone chain
+(-75..-55 dBFS), speech, city, ambience and speech-over-ambience at -45..-10 dBFS, plus
+synthetic noise (fit only). Both classes go through the same random microphone chain
 (synthetic room, band-pass, tilt, soft clip: augment.Degrader) so the chain is no cue; half of
 the positives have train noise added at 0..30 dB SNR and a fifth are played 2 % faster or
 slower.
@@ -75,14 +75,12 @@ MUSIC_CONDITIONS = {
     "quiet-music": (TRAIN_CHAIN, 0.2, QUIET_MUSIC_LEVEL),
 }
 NEGATIVE_KINDS = ("silence", "room-tone", "quiet-music", "speech", "city", "ambience",
-                  "speech+ambience", "synthetic", "howl")
-# Share of each kind among the fit negatives (synthetic noise widens the noise types; howl is
-# wind through narrow gliding resonances, which the recorded noise lacks: see howl()).
-FIT_NEGATIVE_SHARE = {"silence": 0.10, "room-tone": 0.15, "quiet-music": 0.15, "speech": 0.20,
-                      "city": 0.10, "ambience": 0.10, "speech+ambience": 0.10, "synthetic": 0.05,
-                      "howl": 0.05}
+                  "speech+ambience", "synthetic")
+# Share of each kind among the fit negatives (synthetic noise widens the noise types).
+FIT_NEGATIVE_SHARE = {"silence": 0.10, "room-tone": 0.15, "quiet-music": 0.15, "speech": 0.25,
+                      "city": 0.10, "ambience": 0.10, "speech+ambience": 0.10, "synthetic": 0.05}
 HELD_OUT_NEGATIVES = ("silence", "room-tone", "quiet-music", "speech", "city", "ambience",
-                      "speech+ambience", "howl")
+                      "speech+ambience")
 CALIBRATION_CONDITIONS = ("clean", "noise5-30", "room")
 HELD_OUT_CONDITIONS = ("clean", "noise5-30", "noise0-5", "room", "speed2-room", "clean-50-40")
 FIXTURE_SETS = ("held-out-clean", "held-out-speech")  # their first patch, plus the held-out
@@ -295,48 +293,7 @@ def negative_source(kind, noise, rng, length):
         return speech + np.float32(gain) * amb
     if kind == "synthetic":
         return synthetic_noise(rng, length)
-    if kind == "howl":
-        return howl(rng, length)
     raise ValueError(f"unknown negative kind {kind!r}")
-
-
-def howl(rng, n):
-    """[n] float32 howling wind: Gaussian noise through one to three narrow resonances (0.03-0.2
-    octave wide) whose centres glide (a smooth random walk of up to +-1 octave around 150-1500
-    Hz, 0.5-3 turns per second), over a pink-noise bed 6-25 dB below at 1 kHz, with a slow loudness
-    envelope. Recorded wind in the train set is broadband; a howl is tonal enough to pass for
-    music to a detector that never met one (a held-out cave-wind loop did), yet its pitch never
-    settles on a note. Shaped in the STFT domain (1024-point Hann, hop 256). RMS arbitrary."""
-    n_fft, hop = 1024, 256
-    n_frames = n // hop + 1
-    noise = rng.standard_normal(n + n_fft).astype(np.float64)
-    frames = np.lib.stride_tricks.sliding_window_view(noise, n_fft)[::hop][:n_frames + 3]
-    window = np.hanning(n_fft)
-    spec = np.fft.rfft(frames * window, axis=1)
-    freqs = np.maximum(np.arange(n_fft // 2 + 1) * RATE_HZ / n_fft, 20.0)
-    octaves = np.log2(freqs / 1000.0)
-    t = np.arange(len(spec))
-    gain = np.zeros_like(spec.real)
-    for _ in range(int(rng.integers(1, 4))):
-        n_ctrl = max(2, int(n / RATE_HZ * rng.uniform(0.5, 3.0)) + 2)
-        walk = np.cumsum(rng.standard_normal(n_ctrl))
-        walk = (walk - walk.mean()) * (rng.uniform(0.2, 1.0) / max(np.ptp(walk), 1e-6))
-        centre = np.log2(rng.uniform(150.0, 1500.0) / 1000.0) + np.interp(
-            t, np.linspace(0, len(t) - 1, n_ctrl), walk)
-        width = rng.uniform(0.03, 0.2)
-        gain += rng.uniform(0.3, 1.0) * np.exp(-0.5 * ((octaves[None] - centre[:, None])
-                                                      / width) ** 2)
-    # pink bed (-3 dB per octave, flat below 100 Hz), 6-25 dB under the resonances at 1 kHz
-    bed = 10 ** ((-rng.uniform(6.0, 25.0) - 3.0 * np.maximum(octaves, np.log2(0.1))) / 20)
-    shaped = np.fft.irfft(spec * (gain + bed[None]), n=n_fft, axis=1) * window
-    out = np.zeros(len(spec) * hop + n_fft)
-    for i, frame in enumerate(shaped):  # overlap-add (Hann^2 at hop n/4 sums to 1.5)
-        out[i * hop:i * hop + n_fft] += frame
-    x = out[n_fft:n_fft + n] / 1.5
-    n_ctrl = max(2, int(n / RATE_HZ * rng.uniform(0.3, 2.0)) + 2)
-    env_db = np.interp(np.linspace(0, n_ctrl - 1, n), np.arange(n_ctrl),
-                       rng.uniform(-1.0, 1.0, n_ctrl) * rng.uniform(0.0, 6.0))
-    return (x * 10 ** (env_db / 20)).astype(np.float32)
 
 
 def silence(rng, n):
