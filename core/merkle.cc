@@ -52,6 +52,14 @@ std::vector<MerkleDigest> MerkleTree::proof(size_t index) const {
     return path;
 }
 
+size_t merkle_proof_length(uint64_t index, uint64_t tree_size) {
+    size_t n = 0;
+    if (index >= tree_size) return n;
+    for (uint64_t size = tree_size; size > 1; size = (size + 1) / 2, index /= 2)
+        if ((index ^ 1) < size) ++n;
+    return n;
+}
+
 bool merkle_verify(const MerkleDigest& leaf_hash, uint64_t index, uint64_t tree_size,
                    const MerkleDigest* path, size_t path_size, const MerkleDigest& root) {
     // RFC 9162 section 2.1.3.2, step by step.

@@ -48,6 +48,10 @@ private:
     std::vector<std::vector<MerkleDigest>> levels_;
 };
 
+// The number of hashes in the audit path of leaf `index` of a tree of `tree_size` leaves (what
+// MerkleTree::proof returns); 0 when index >= tree_size.
+size_t merkle_proof_length(uint64_t index, uint64_t tree_size);
+
 // Whether `path` (path_size hashes, bottom up) proves that the leaf with hash `leaf_hash` is
 // leaf `index` of a tree of `tree_size` leaves whose root is `root`. False for an index
 // outside the tree, a path of the wrong length and any changed byte.

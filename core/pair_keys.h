@@ -49,10 +49,13 @@ public:
     // Sorts the postings by key (then song, window): after this, lookups and votes.
     Status finish();
 
+    bool finished() const { return finished_; }
     uint32_t n_lists() const { return n_lists_; }
     uint32_t span() const { return span_; }
     size_t n_songs() const { return n_songs_; }
     size_t n_keys() const { return keys_.size(); }  // keys with at least one posting
+    // The keys with at least one posting, sorted (after finish()).
+    const std::vector<uint32_t>& keys() const { return keys_; }
     size_t n_postings() const { return postings_.size(); }
     uint32_t key(uint32_t a, uint32_t b) const { return a * n_lists_ + b; }
     // The postings of `key` (none for an empty key), sorted by (song, window); valid until the

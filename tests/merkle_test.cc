@@ -77,10 +77,12 @@ TEST(Merkle, EveryProofOfEverySizeVerifies) {
         for (size_t i = 0; i < n; ++i) {
             const std::vector<MerkleDigest> path = tree.proof(i);
             EXPECT_LE(path.size(), depth);
+            EXPECT_EQ(path.size(), merkle_proof_length(i, n));
             EXPECT_TRUE(merkle_verify(leaves[i], i, n, path.data(), path.size(), tree.root()))
                 << "leaf " << i << " of " << n;
         }
         EXPECT_TRUE(tree.proof(n).empty());
+        EXPECT_EQ(merkle_proof_length(n, n), 0u);
     }
 }
 

@@ -1,0 +1,331 @@
+#include "core/pair_key_layout.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "core/container.h"
+#include "core/json_read.h"
+
+namespace earshot {
+namespace {
+
+constexpr char kKind[] = "PKEY";
+constexpr char kFormat[] = "earshot-pair-keys";
+constexpr size_t kPageFixedBytes = 4 + 4 + 8;  // page number, keys, first unit's offset
+constexpr uint32_t kWindowMask = (1u << kPairLayoutWindowBits) - 1;
+
+void put_u32(std::vector<uint8_t>* out, uint32_t v) {
+    for (int i = 0; i < 4; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+void put_u64(std::vector<uint8_t>* out, uint64_t v) {
+    for (int i = 0; i < 8; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+void put_leb128(std::vector<uint8_t>* out, uint64_t v) {
+    do {
+        uint8_t byte = v & 0x7f;
+        v >>= 7;
+        out->push_back(v ? byte | 0x80 : byte);
+    } while (v);
+}
+
+uint32_t get_u32(const uint8_t* p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+uint64_t get_u64(const uint8_t* p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+// A LEB128 value below 2^32 from [*p, end); advances *p. False when cut off or too large.
+bool get_leb128_u32(const uint8_t** p, const uint8_t* end, uint32_t* out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 35; shift += 7) {
+        if (*p == end) return false;
+        const uint8_t byte = *(*p)++;
+        v |= uint64_t(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            if (v > std::numeric_limits<uint32_t>::max()) return false;
+            *out = static_cast<uint32_t>(v);
+            return true;
+        }
+    }
+    return false;
+}
+
+uint64_t n_pages_for(uint32_t n_lists, uint32_t keys_per_page) {
+    const uint64_t n_keys = uint64_t(n_lists) * n_lists;
+    return (n_keys + keys_per_page - 1) / keys_per_page;
+}
+
+std::string page_name(uint32_t page) { return "pair-key page " + std::to_string(page); }
+
+}  // namespace
+
+Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t keys_per_page) {
+    if (keys_per_page < 1 || keys_per_page > kPairLayoutMaxKeysPerPage)
+        return Status::error("pair-key layout: keys_per_page must be in [1, " +
+                             std::to_string(kPairLayoutMaxKeysPerPage) + "]");
+    if (!index.finished()) return Status::error("pair-key layout: the index is not finished");
+    if (index.n_songs() > (size_t(1) << kPairLayoutSongBits))
+        return Status::error("pair-key layout: " + std::to_string(index.n_songs()) +
+                             " songs, more than a posting's " +
+                             std::to_string(kPairLayoutSongBits) + " bits can number");
+    const uint64_t n_keys_total = uint64_t(index.n_lists()) * index.n_lists();
+    const uint64_t n_pages = n_pages_for(index.n_lists(), keys_per_page);
+    if (n_pages + 1 > std::numeric_limits<uint32_t>::max())
+        return Status::error("pair-key layout: too many pages; use more keys per page");
+
+    PairKeyFiles files;
+    std::vector<std::vector<uint8_t>> pages(n_pages);
+    std::vector<MerkleDigest> page_leaves(n_pages);
+    const std::vector<uint32_t>& keys = index.keys();
+    size_t next = 0;  // into keys: the first occupied key not yet written
+    std::vector<uint8_t> unit;
+    for (uint64_t p = 0; p < n_pages; ++p) {
+        const uint64_t first_key = p * keys_per_page;
+        const uint32_t n_in =
+            static_cast<uint32_t>(std::min<uint64_t>(keys_per_page, n_keys_total - first_key));
+        std::vector<uint8_t>& page = pages[p];
+        put_u32(&page, static_cast<uint32_t>(p));
+        put_u32(&page, n_in);
+        put_u64(&page, files.postings.size());
+        // This page's units: postings bytes and leaf hashes first, proofs once the tree is known.
+        std::vector<std::vector<uint8_t>> units;
+        std::vector<MerkleDigest> unit_leaves;
+        for (uint32_t i = 0; i < n_in; ++i) {
+            const uint64_t key = first_key + i;
+            if (next == keys.size() || keys[next] != key) {
+                put_leb128(&page, 0);
+                continue;
+            }
+            ++next;
+            const PairKeyIndex::Span postings = index.postings(static_cast<uint32_t>(key));
+            put_leb128(&page, postings.size);
+            unit.clear();
+            for (size_t j = 0; j < postings.size; ++j) {
+                const PairPosting& posting = postings.data[j];
+                if (posting.window > kWindowMask)
+                    return Status::error("pair-key layout: song " + std::to_string(posting.song) +
+                                         " has a key at window " + std::to_string(posting.window) +
+                                         ", beyond a posting's " +
+                                         std::to_string(kPairLayoutWindowBits) +
+                                         " bits: split longer songs into parts");
+                put_u32(&unit, (posting.song << kPairLayoutWindowBits) | posting.window);
+            }
+            unit_leaves.push_back(merkle_leaf_hash(unit.data(), unit.size()));
+            units.push_back(unit);
+        }
+        const MerkleTree unit_tree = MerkleTree::build(unit_leaves);
+        const MerkleDigest units_root = unit_tree.root();
+        page.insert(page.end(), units_root.begin(), units_root.end());
+        for (size_t u = 0; u < units.size(); ++u) {
+            files.postings.insert(files.postings.end(), units[u].begin(), units[u].end());
+            for (const MerkleDigest& h : unit_tree.proof(u))
+                files.postings.insert(files.postings.end(), h.begin(), h.end());
+        }
+        page_leaves[p] = merkle_leaf_hash(page.data(), page.size());
+    }
+
+    const MerkleTree page_tree = MerkleTree::build(page_leaves);
+    std::vector<uint64_t> offsets;
+    offsets.reserve(n_pages + 1);
+    for (uint64_t p = 0; p < n_pages; ++p) {
+        offsets.push_back(files.directory.size());
+        files.directory.insert(files.directory.end(), pages[p].begin(), pages[p].end());
+        for (const MerkleDigest& h : page_tree.proof(p))
+            files.directory.insert(files.directory.end(), h.begin(), h.end());
+    }
+    offsets.push_back(files.directory.size());
+
+    nlohmann::json meta = {
+        {"format", kFormat},
+        {"version", kPairLayoutVersion},
+        {"n_lists", index.n_lists()},
+        {"span", index.span()},
+        {"keys_per_page", keys_per_page},
+        {"n_pages", n_pages},
+        {"n_keys", index.n_keys()},
+        {"n_postings", index.n_postings()},
+        {"n_songs", index.n_songs()},
+        {"directory_bytes", files.directory.size()},
+        {"postings_bytes", files.postings.size()},
+    };
+    ContainerWriter writer(kKind, meta);
+    const MerkleDigest root = page_tree.root();
+    writer.add("root", DType::kU8, {32}, root.data(), root.size());
+    writer.add("page_offsets", DType::kU64, {static_cast<uint32_t>(n_pages + 1)}, offsets.data(),
+               offsets.size() * sizeof(uint64_t));
+    files.header = writer.finish();
+    return files;
+}
+
+ByteRange PairKeyHeader::page_record(uint32_t page) const {
+    if (page >= n_pages) return {};
+    return {page_offsets[page], page_offsets[page + 1] - page_offsets[page]};
+}
+
+Result<PairKeyHeader> parse_pair_key_header(const uint8_t* bytes, size_t size,
+                                            const std::string& what) {
+    Result<ContainerView> parsed = parse_container(bytes, size, kKind, what);
+    if (!parsed) return parsed.status();
+    const ContainerView& c = parsed.value();
+    const std::string where = what + " metadata";
+    std::string format;
+    int version = 0, n_lists = 0, span = 0, keys_per_page = 0;
+    uint64_t n_pages = 0;
+    PairKeyHeader h;
+    for (Status s :
+         {json_read_string(c.meta, "format", where, &format),
+          json_read_int(c.meta, "version", 0, 1 << 30, where, &version),
+          json_read_int(c.meta, "n_lists", 1, int(kPairMaxLists), where, &n_lists),
+          json_read_int(c.meta, "span", 1, 1 << 20, where, &span),
+          json_read_int(c.meta, "keys_per_page", 1, int(kPairLayoutMaxKeysPerPage), where,
+                        &keys_per_page),
+          json_read_uint64(c.meta, "n_pages", std::numeric_limits<uint32_t>::max() - 1, where,
+                           &n_pages),
+          json_read_uint64(c.meta, "n_keys", uint64_t(1) << 32, where, &h.n_keys),
+          json_read_uint64(c.meta, "n_postings", uint64_t(1) << 48, where, &h.n_postings),
+          json_read_uint64(c.meta, "n_songs", uint64_t(1) << kPairLayoutSongBits, where,
+                           &h.n_songs),
+          json_read_uint64(c.meta, "directory_bytes", uint64_t(1) << 52, where, &h.directory_bytes),
+          json_read_uint64(c.meta, "postings_bytes", uint64_t(1) << 52, where,
+                           &h.postings_bytes)}) {
+        if (!s) return s;
+    }
+    if (format != kFormat)
+        return Status::error(what + ": format is \"" + format + "\", not " + kFormat);
+    if (version != int(kPairLayoutVersion))
+        return Status::error(what + ": pair-key layout version " + std::to_string(version) +
+                             "; this reader reads version " + std::to_string(kPairLayoutVersion));
+    h.n_lists = static_cast<uint32_t>(n_lists);
+    h.span = static_cast<uint32_t>(span);
+    h.keys_per_page = static_cast<uint32_t>(keys_per_page);
+    if (n_pages != n_pages_for(h.n_lists, h.keys_per_page))
+        return Status::error(what + ": " + std::to_string(n_pages) + " pages where " +
+                             std::to_string(h.n_lists) + " lists make " +
+                             std::to_string(n_pages_for(h.n_lists, h.keys_per_page)));
+    h.n_pages = static_cast<uint32_t>(n_pages);
+    Result<const Section*> root = c.require("root", DType::kU8, {32});
+    if (!root) return root.status();
+    std::memcpy(h.root.data(), root.value()->data, 32);
+    Result<const Section*> offsets =
+        c.require("page_offsets", DType::kU64, {static_cast<uint32_t>(n_pages + 1)});
+    if (!offsets) return offsets.status();
+    h.page_offsets.resize(n_pages + 1);
+    for (size_t p = 0; p <= n_pages; ++p)
+        h.page_offsets[p] = get_u64(offsets.value()->data + 8 * p);
+    if (h.page_offsets[0] != 0 || h.page_offsets[n_pages] != h.directory_bytes)
+        return Status::error(what + ": page offsets do not span the directory's " +
+                             std::to_string(h.directory_bytes) + " bytes");
+    for (size_t p = 0; p < n_pages; ++p) {
+        if (h.page_offsets[p + 1] < h.page_offsets[p] + kPageFixedBytes + 32)
+            return Status::error(what + ": page " + std::to_string(p) + "'s record is too short");
+    }
+    return h;
+}
+
+ByteRange PairKeyPage::unit_range(uint32_t key) const {
+    if (key < first_key || key - first_key >= counts.size()) return {};
+    const uint32_t i = key - first_key;
+    if (counts[i] == 0) return {};
+    return {unit_offsets[i],
+            uint64_t(counts[i]) * 4 + 32 * merkle_proof_length(unit_number[i], n_units)};
+}
+
+Result<PairKeyPage> read_pair_key_page(const PairKeyHeader& header, uint32_t page,
+                                       const uint8_t* record, size_t size) {
+    const std::string what = page_name(page);
+    if (page >= header.n_pages)
+        return Status::error(what + ": the index has " + std::to_string(header.n_pages) + " pages");
+    if (size != header.page_record(page).size)
+        return Status::error(what + ": " + std::to_string(size) + " bytes where the header says " +
+                             std::to_string(header.page_record(page).size));
+    const size_t proof_bytes = 32 * merkle_proof_length(page, header.n_pages);
+    if (size < kPageFixedBytes + 32 + proof_bytes)
+        return Status::error(what + ": too short for a page and its proof");
+    const size_t page_bytes = size - proof_bytes;
+    std::vector<MerkleDigest> path(proof_bytes / 32);
+    for (size_t k = 0; k < path.size(); ++k)
+        std::memcpy(path[k].data(), record + page_bytes + 32 * k, 32);
+    if (!merkle_verify(merkle_leaf_hash(record, page_bytes), page, header.n_pages, path.data(),
+                       path.size(), header.root))
+        return Status::error(what +
+                             ": does not match the index's hash tree (changed or "
+                             "truncated in transit, or from another index)");
+
+    // Verified: what follows only guards against a writer that broke its own format.
+    PairKeyPage out;
+    out.page = page;
+    out.first_key = page * header.keys_per_page;
+    const uint64_t n_keys_total = uint64_t(header.n_lists) * header.n_lists;
+    const uint32_t expected = static_cast<uint32_t>(
+        std::min<uint64_t>(header.keys_per_page, n_keys_total - out.first_key));
+    if (get_u32(record) != page || get_u32(record + 4) != expected)
+        return Status::error(what + ": its number or key count is wrong");
+    uint64_t offset = get_u64(record + 8);
+    const uint8_t* p = record + kPageFixedBytes;
+    const uint8_t* end = record + page_bytes - 32;
+    out.counts.resize(expected);
+    for (uint32_t i = 0; i < expected; ++i) {
+        if (!get_leb128_u32(&p, end, &out.counts[i]))
+            return Status::error(what + ": its posting counts are cut off");
+        if (out.counts[i]) ++out.n_units;
+    }
+    if (p != end) return Status::error(what + ": bytes after its posting counts");
+    std::memcpy(out.units_root.data(), end, 32);
+    out.unit_offsets.resize(expected);
+    out.unit_number.resize(expected);
+    uint32_t number = 0;
+    for (uint32_t i = 0; i < expected; ++i) {
+        out.unit_offsets[i] = offset;
+        out.unit_number[i] = number;
+        if (!out.counts[i]) continue;
+        offset += uint64_t(out.counts[i]) * 4 + 32 * merkle_proof_length(number, out.n_units);
+        ++number;
+    }
+    if (offset > header.postings_bytes)
+        return Status::error(what + ": its units run past the postings file");
+    return out;
+}
+
+Result<std::vector<PairPosting>> read_pair_key_unit(const PairKeyPage& page, uint32_t key,
+                                                    const uint8_t* unit, size_t size) {
+    const std::string what = "pair key " + std::to_string(key);
+    if (key < page.first_key || key - page.first_key >= page.counts.size())
+        return Status::error(what + ": not on " + page_name(page.page));
+    const uint32_t i = key - page.first_key;
+    std::vector<PairPosting> postings;
+    if (page.counts[i] == 0) {
+        if (size)
+            return Status::error(what + ": has no postings, but " + std::to_string(size) +
+                                 " bytes were given");
+        return postings;
+    }
+    const ByteRange range = page.unit_range(key);
+    if (size != range.size)
+        return Status::error(what + ": " + std::to_string(size) + " bytes where its page says " +
+                             std::to_string(range.size));
+    const size_t posting_bytes = size_t(page.counts[i]) * 4;
+    std::vector<MerkleDigest> path((size - posting_bytes) / 32);
+    for (size_t k = 0; k < path.size(); ++k)
+        std::memcpy(path[k].data(), unit + posting_bytes + 32 * k, 32);
+    if (!merkle_verify(merkle_leaf_hash(unit, posting_bytes), page.unit_number[i], page.n_units,
+                       path.data(), path.size(), page.units_root))
+        return Status::error(what + ": its postings do not match " + page_name(page.page) +
+                             " (changed or truncated in transit)");
+    postings.resize(page.counts[i]);
+    for (size_t j = 0; j < postings.size(); ++j) {
+        const uint32_t v = get_u32(unit + 4 * j);
+        postings[j] = {v >> kPairLayoutWindowBits, v & kWindowMask};
+    }
+    return postings;
+}
+
+}  // namespace earshot

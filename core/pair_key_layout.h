@@ -1,0 +1,100 @@
+// The time-pair key level (core/pair_keys.h) laid out for a page that fetches it key by key with
+// HTTP `Range` requests and checks every byte before use (docs/SCALE.md, "A lazy million-song
+// index, costed"). Three files:
+//
+// - the header (container kind "PKEY", downloaded whole and checked against the manifest's
+//   hash): metadata (n_lists, span, keys_per_page, counts, file sizes, the root) and the
+//   section "page_offsets" u64 [n_pages + 1], where each page's record lies in the directory;
+// - the directory: per page of keys_per_page consecutive keys, a record = the page || the page's
+//   audit path in the tree over all pages (core/merkle.h), whose root is the header's;
+// - the postings: per key with postings, in key order, a unit = its postings, 4 bytes each
+//   (u32 little-endian song << 12 | window) || its audit path in its page's own tree over
+//   the page's units (whose root the page holds).
+//
+// A page (little-endian): u32 page number, u32 keys in the page (keys_per_page; fewer in the
+// last), u64 where the page's first unit starts in the postings, then per key its posting count
+// (LEB128; 0 = no postings), then the 32-byte root of the page's unit tree (SHA-256("") for a
+// page without postings). From a verified page a reader knows every key's unit range and proof
+// length, so a query fetches: the header once, then per key one page record and one unit, two
+// rounds of parallel requests, each checked (a page against the root, a unit against its page).
+//
+// Postings hold a song number below 2^20 and a window below 2^12 (17 minutes at a 0.25 s hop):
+// a catalogue of longer songs keys their parts as songs of their own.
+//
+//   auto files = write_pair_key_files(keys, 512);                 // keys: a finished PairKeyIndex
+//   auto header = parse_pair_key_header(h.data(), h.size(), "pairs.ekh");
+//   auto page = read_pair_key_page(*header, header->page_of(key), record, record_size);
+//   auto range = page->unit_range(key);                           // bytes of the postings file
+//   auto postings = read_pair_key_unit(*page, key, unit, unit_size);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/merkle.h"
+#include "core/pair_keys.h"
+#include "core/status.h"
+
+namespace earshot {
+
+constexpr uint32_t kPairLayoutVersion = 1;
+constexpr uint32_t kPairLayoutSongBits = 20;    // songs < 2^20 (1 048 576)
+constexpr uint32_t kPairLayoutWindowBits = 12;  // windows < 2^12 per song (part)
+constexpr uint32_t kPairLayoutMaxKeysPerPage = 1u << 16;
+
+struct PairKeyFiles {
+    std::vector<uint8_t> header, directory, postings;
+};
+
+// Lays out a finished index. keys_per_page in [1, kPairLayoutMaxKeysPerPage]. Errors: an
+// unfinished index, a song or window number beyond the posting's bits.
+Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t keys_per_page);
+
+struct ByteRange {
+    uint64_t offset = 0;
+    uint64_t size = 0;
+};
+
+struct PairKeyHeader {
+    uint32_t n_lists = 0, span = 0, keys_per_page = 0, n_pages = 0;
+    uint64_t n_keys = 0, n_postings = 0, n_songs = 0;  // keys with postings, postings, songs
+    uint64_t directory_bytes = 0, postings_bytes = 0;
+    MerkleDigest root{};                 // of the tree over the pages
+    std::vector<uint64_t> page_offsets;  // [n_pages + 1] into the directory
+
+    uint32_t page_of(uint32_t key) const { return key / keys_per_page; }
+    ByteRange page_record(uint32_t page) const;  // in the directory file; page < n_pages
+};
+
+// Parses and checks a header file (its container checksum, the metadata's ranges and that
+// the page offsets rise within directory_bytes).
+Result<PairKeyHeader> parse_pair_key_header(const uint8_t* bytes, size_t size,
+                                            const std::string& what);
+
+struct PairKeyPage {
+    uint32_t page = 0;
+    uint32_t first_key = 0;
+    std::vector<uint32_t> counts;        // postings per key of the page
+    std::vector<uint64_t> unit_offsets;  // per key, where its unit starts in the postings
+    std::vector<uint32_t> unit_number;   // per key, its leaf in the page's unit tree
+    uint32_t n_units = 0;                // keys of the page with postings
+    MerkleDigest units_root{};
+
+    // Bytes of `key`'s unit in the postings file (size 0: the key has no postings, or it is
+    // not on this page).
+    ByteRange unit_range(uint32_t key) const;
+};
+
+// Reads page `page`'s record (the bytes of header.page_record(page)): checks the page against
+// the header's root and parses it. Any changed, missing or extra byte is an error.
+Result<PairKeyPage> read_pair_key_page(const PairKeyHeader& header, uint32_t page,
+                                       const uint8_t* record, size_t size);
+
+// Reads `key`'s unit (the bytes of page.unit_range(key)): checks it against the page and
+// returns its postings in (song, window) order; none for a key without postings.
+Result<std::vector<PairPosting>> read_pair_key_unit(const PairKeyPage& page, uint32_t key,
+                                                    const uint8_t* unit, size_t size);
+
+}  // namespace earshot
