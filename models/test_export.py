@@ -195,6 +195,23 @@ class ExportParityTest(unittest.TestCase):
         np.testing.assert_allclose(first.var(dim=(0, 2, 3), unbiased=False).numpy(), 1.0,
                                    rtol=1e-3)
 
+    def test_network_hash_ignores_metadata_and_the_detector(self):
+        net = EarshotNet(channels=(4, 4, 4, 4, 8), embedding_dim=8)
+        net.reset_he(torch.Generator().manual_seed(7))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "t.emod")
+            model_file.write_model_file(path, net, "test")
+            before = model_file.network_hash(path)
+            c = container.read_container_file(path, "MODL")
+            sections = list(c.sections.items()) + [
+                ("music_detector.feature_mean", np.zeros(3, np.float32))]
+            model_file.rewrite_model_file(path, dict(c.meta, threshold=0.4), sections)
+            self.assertEqual(model_file.network_hash(path), before)
+            with torch.no_grad():
+                net.dense.bias[0] += 1.0
+            model_file.write_model_file(path, net, "test")
+            self.assertNotEqual(model_file.network_hash(path), before)
+
     def test_f32_and_f16_weight_storage(self):
         net = EarshotNet()
         net.reset_he(torch.Generator().manual_seed(4))

@@ -27,8 +27,8 @@ import time
 
 import torch
 
-from models.earshot_model import (augment, checkpoint, container, data, dev_metric, frontend,
-                                  model_file, splits)
+from models.earshot_model import (augment, checkpoint, data, dev_metric, frontend, model_file,
+                                  splits)
 from models.earshot_model.augment import SPEC_MASK_SHAPE, Degrader, spec_mask
 from models.earshot_model.losses import (CrossBatchMemory, false_negative_mask, nt_xent,
                                          semi_hard_triplet)
@@ -233,8 +233,7 @@ def main():
             x = torch.cat([front(sampler.batch(args.batch)[0]) for _ in range(4)])
         net.load_state_dict(start.unfold_batchnorm(x).state_dict())
         state["init_from"] = {"model": os.path.relpath(args.init_from_model, MODELS_DIR),
-                              "sha256": container.read_container_file(
-                                  args.init_from_model, "MODL").sha256_hex}
+                              "network_sha256": model_file.network_hash(args.init_from_model)}
         print(f"warm start from {args.init_from_model}", flush=True)
 
     # Each process that trains is a piece: its first and last step, training minutes and wall

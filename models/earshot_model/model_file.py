@@ -106,6 +106,19 @@ def net_from_model_file(path):
     return net.eval()
 
 
+def network_hash(path):
+    """SHA-256 (hex) of the embedding network stored in model file `path`: its sections other
+    than the music detector's, names and bytes in file order. Unchanged by calibration (which
+    rewrites metadata) and by models.add_music_detector, unlike the file's hash."""
+    import hashlib
+    c = container.read_container_file(path, "MODL")
+    h = hashlib.sha256()
+    for name, array in c.sections.items():
+        if not name.startswith("music_detector."):
+            h.update(name.encode() + b"\0" + np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
 def thresholds_of(path, layers):
     """The calibrated threshold metadata of model file `path`, which must hold `layers`."""
     meta = container.read_container_file(path, "MODL").meta
