@@ -71,6 +71,8 @@ void Sha256::compress(const uint8_t block[64]) {
 }
 
 void Sha256::update(const void* data, size_t size) {
+    if (size == 0)
+        return;  // data may then be null (an empty vector's data()), which memcpy forbids
     const uint8_t* p = static_cast<const uint8_t*>(data);
     total_bytes_ += size;
     if (buffer_used_ > 0) {
