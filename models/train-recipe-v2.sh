@@ -18,8 +18,8 @@
 #
 # What changes from the v1 recipe (models/train-recipe.sh), for issue "Model v2":
 # - a warm start from v1 (BatchNorm unfolded on training batches: train.py --init-from-model)
-#   with a fresh schedule at half v1's peak learning rate; from scratch, the v2 augmentations
-#   need more than three hours of training, longer than a machine here reliably stays up;
+#   with a fresh schedule at half v1's peak learning rate (a step with the v2 augmentations
+#   costs about three of v1's: docs/EXPERIMENTS.md; from scratch they need several hours);
 # - all the train set's music (624 tracks and MIDI renders, 26.5 h) less Planet Blupi's MIDI
 #   renders and less a seeded 20 % of every album's songs, kept unseen for calibrating the
 #   thresholds (v1 trained on the train set as it was, 7.6 h, so some of them are not unseen
