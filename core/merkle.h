@@ -11,10 +11,12 @@
 // hashes; verification is its section 2.1.3.2. Written by hand: no Debian library provides it for
 // both native code and WASM, and it is a few dozen lines over core/sha256.h.
 //
-//   auto tree = MerkleTree::build(leaf_hashes);          // leaf_hashes[i] = merkle_leaf_hash(unit
-//   i) std::vector<MerkleDigest> path = tree.proof(i);      // stored next to unit i bool ok =
-//   merkle_verify(merkle_leaf_hash(bytes, size), i, tree.size(), path.data(),
-//                           path.size(), tree.root());    // in the page, before using the bytes
+// Writing: leaf i is merkle_leaf_hash(unit i); proof(i) is stored next to unit i.
+//   auto tree = MerkleTree::build(leaf_hashes);
+//   std::vector<MerkleDigest> path = tree.proof(i);
+// Reading, in the page, before using unit i's bytes:
+//   bool ok = merkle_verify(merkle_leaf_hash(bytes, size), i, tree_size, path.data(),
+//                           path.size(), root);
 #pragma once
 
 #include <array>

@@ -64,6 +64,28 @@ uint64_t n_pages_for(uint32_t n_lists, uint32_t keys_per_page) {
     return (n_keys + keys_per_page - 1) / keys_per_page;
 }
 
+// Keys on page `page` (< n_pages_for): keys_per_page, fewer on the last page.
+uint32_t keys_on_page(uint32_t n_lists, uint32_t keys_per_page, uint64_t page) {
+    const uint64_t n_keys = uint64_t(n_lists) * n_lists;
+    return static_cast<uint32_t>(std::min<uint64_t>(keys_per_page, n_keys - page * keys_per_page));
+}
+
+// Bytes of a unit of `count` postings, leaf `number` of its page's tree of n_units leaves.
+uint64_t unit_bytes(uint32_t count, uint32_t number, uint32_t n_units) {
+    return uint64_t(count) * 4 + 32 * merkle_proof_length(number, n_units);
+}
+
+// Whether bytes[0, body_bytes) followed by an audit path of n_hashes hashes (what a page record
+// and a unit hold) proves leaf `index` of a tree of tree_size leaves with root `root`.
+bool verify_with_trailing_proof(const uint8_t* bytes, size_t body_bytes, size_t n_hashes,
+                                uint64_t index, uint64_t tree_size, const MerkleDigest& root) {
+    std::vector<MerkleDigest> path(n_hashes);
+    for (size_t k = 0; k < n_hashes; ++k)
+        std::memcpy(path[k].data(), bytes + body_bytes + 32 * k, 32);
+    return merkle_verify(merkle_leaf_hash(bytes, body_bytes), index, tree_size, path.data(),
+                         path.size(), root);
+}
+
 std::string page_name(uint32_t page) { return "pair-key page " + std::to_string(page); }
 
 }  // namespace
@@ -77,7 +99,6 @@ Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t ke
         return Status::error("pair-key layout: " + std::to_string(index.n_songs()) +
                              " songs, more than a posting's " +
                              std::to_string(kPairLayoutSongBits) + " bits can number");
-    const uint64_t n_keys_total = uint64_t(index.n_lists()) * index.n_lists();
     const uint64_t n_pages = n_pages_for(index.n_lists(), keys_per_page);
     if (n_pages + 1 > std::numeric_limits<uint32_t>::max())
         return Status::error("pair-key layout: too many pages; use more keys per page");
@@ -90,8 +111,7 @@ Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t ke
     std::vector<uint8_t> unit;
     for (uint64_t p = 0; p < n_pages; ++p) {
         const uint64_t first_key = p * keys_per_page;
-        const uint32_t n_in =
-            static_cast<uint32_t>(std::min<uint64_t>(keys_per_page, n_keys_total - first_key));
+        const uint32_t n_in = keys_on_page(index.n_lists(), keys_per_page, p);
         std::vector<uint8_t>& page = pages[p];
         put_u32(&page, static_cast<uint32_t>(p));
         put_u32(&page, n_in);
@@ -218,9 +238,9 @@ Result<PairKeyHeader> parse_pair_key_header(const uint8_t* bytes, size_t size,
     Result<const Section*> offsets =
         c.require("page_offsets", DType::kU64, {static_cast<uint32_t>(n_pages + 1)});
     if (!offsets) return offsets.status();
-    h.page_offsets.resize(n_pages + 1);
-    for (size_t p = 0; p <= n_pages; ++p)
-        h.page_offsets[p] = get_u64(offsets.value()->data + 8 * p);
+    h.page_offsets.resize(n_pages + 1);  // payloads may be unaligned: read through memcpy
+    std::memcpy(h.page_offsets.data(), offsets.value()->data,
+                h.page_offsets.size() * sizeof(uint64_t));
     if (h.page_offsets[0] != 0 || h.page_offsets[n_pages] != h.directory_bytes)
         return Status::error(what + ": page offsets do not span the directory's " +
                              std::to_string(h.directory_bytes) + " bytes");
@@ -235,8 +255,7 @@ ByteRange PairKeyPage::unit_range(uint32_t key) const {
     if (key < first_key || key - first_key >= counts.size()) return {};
     const uint32_t i = key - first_key;
     if (counts[i] == 0) return {};
-    return {unit_offsets[i],
-            uint64_t(counts[i]) * 4 + 32 * merkle_proof_length(unit_number[i], n_units)};
+    return {unit_offsets[i], unit_bytes(counts[i], unit_number[i], n_units)};
 }
 
 Result<PairKeyPage> read_pair_key_page(const PairKeyHeader& header, uint32_t page,
@@ -251,11 +270,8 @@ Result<PairKeyPage> read_pair_key_page(const PairKeyHeader& header, uint32_t pag
     if (size < kPageFixedBytes + 32 + proof_bytes)
         return Status::error(what + ": too short for a page and its proof");
     const size_t page_bytes = size - proof_bytes;
-    std::vector<MerkleDigest> path(proof_bytes / 32);
-    for (size_t k = 0; k < path.size(); ++k)
-        std::memcpy(path[k].data(), record + page_bytes + 32 * k, 32);
-    if (!merkle_verify(merkle_leaf_hash(record, page_bytes), page, header.n_pages, path.data(),
-                       path.size(), header.root))
+    if (!verify_with_trailing_proof(record, page_bytes, proof_bytes / 32, page, header.n_pages,
+                                    header.root))
         return Status::error(what +
                              ": does not match the index's hash tree (changed or "
                              "truncated in transit, or from another index)");
@@ -264,9 +280,7 @@ Result<PairKeyPage> read_pair_key_page(const PairKeyHeader& header, uint32_t pag
     PairKeyPage out;
     out.page = page;
     out.first_key = page * header.keys_per_page;
-    const uint64_t n_keys_total = uint64_t(header.n_lists) * header.n_lists;
-    const uint32_t expected = static_cast<uint32_t>(
-        std::min<uint64_t>(header.keys_per_page, n_keys_total - out.first_key));
+    const uint32_t expected = keys_on_page(header.n_lists, header.keys_per_page, page);
     if (get_u32(record) != page || get_u32(record + 4) != expected)
         return Status::error(what + ": its number or key count is wrong");
     uint64_t offset = get_u64(record + 8);
@@ -287,7 +301,7 @@ Result<PairKeyPage> read_pair_key_page(const PairKeyHeader& header, uint32_t pag
         out.unit_offsets[i] = offset;
         out.unit_number[i] = number;
         if (!out.counts[i]) continue;
-        offset += uint64_t(out.counts[i]) * 4 + 32 * merkle_proof_length(number, out.n_units);
+        offset += unit_bytes(out.counts[i], number, out.n_units);
         ++number;
     }
     if (offset > header.postings_bytes)
@@ -313,11 +327,8 @@ Result<std::vector<PairPosting>> read_pair_key_unit(const PairKeyPage& page, uin
         return Status::error(what + ": " + std::to_string(size) + " bytes where its page says " +
                              std::to_string(range.size));
     const size_t posting_bytes = size_t(page.counts[i]) * 4;
-    std::vector<MerkleDigest> path((size - posting_bytes) / 32);
-    for (size_t k = 0; k < path.size(); ++k)
-        std::memcpy(path[k].data(), unit + posting_bytes + 32 * k, 32);
-    if (!merkle_verify(merkle_leaf_hash(unit, posting_bytes), page.unit_number[i], page.n_units,
-                       path.data(), path.size(), page.units_root))
+    if (!verify_with_trailing_proof(unit, posting_bytes, (size - posting_bytes) / 32,
+                                    page.unit_number[i], page.n_units, page.units_root))
         return Status::error(what + ": its postings do not match " + page_name(page.page) +
                              " (changed or truncated in transit)");
     postings.resize(page.counts[i]);

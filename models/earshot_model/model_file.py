@@ -1,6 +1,7 @@
 """Model file (.emod) assembly: metadata of docs/DESIGN.md section 4 + exported tensors, and the
 checks an export must pass."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -110,7 +111,6 @@ def network_hash(path):
     """SHA-256 (hex) of the embedding network stored in model file `path`: its sections other
     than the music detector's, names and bytes in file order. Unchanged by calibration (which
     rewrites metadata) and by models.add_music_detector, unlike the file's hash."""
-    import hashlib
     c = container.read_container_file(path, "MODL")
     h = hashlib.sha256()
     for name, array in c.sections.items():
