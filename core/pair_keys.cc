@@ -68,43 +68,48 @@ PairKeyIndex::Span PairKeyIndex::postings(uint32_t k) const {
     return {postings_.data() + offsets_[i], offsets_[i + 1] - offsets_[i]};
 }
 
-Status PairKeyIndex::check_query(const uint32_t* query_lists, size_t n, uint32_t query_step) const {
-    if (query_step < 1 || span_ % query_step != 0)
+namespace {
+
+Status check_pair_query(uint32_t n_lists, uint32_t span, const uint32_t* query_lists, size_t n,
+                        uint32_t query_step) {
+    if (query_step < 1 || span % query_step != 0)
         return Status::error("pair keys: the query step (" + std::to_string(query_step) +
-                             " index hops) must divide the span (" + std::to_string(span_) + ")");
+                             " index hops) must divide the span (" + std::to_string(span) + ")");
     for (size_t i = 0; i < n; ++i)
-        if (query_lists[i] != kPairNoList && query_lists[i] >= n_lists_)
+        if (query_lists[i] != kPairNoList && query_lists[i] >= n_lists)
             return Status::error("pair keys: query embedding " + std::to_string(i) + " has list " +
                                  std::to_string(query_lists[i]) + ", not below n_lists " +
-                                 std::to_string(n_lists_));
+                                 std::to_string(n_lists));
     return Status::ok();
 }
 
-Result<std::vector<uint32_t>> PairKeyIndex::query_keys(const uint32_t* query_lists, size_t n,
-                                                       uint32_t query_step) const {
-    if (Status s = check_query(query_lists, n, query_step); !s) return s;
-    const size_t dq = span_ / query_step;
+}  // namespace
+
+Result<std::vector<uint32_t>> pair_query_keys(uint32_t n_lists, uint32_t span,
+                                              const uint32_t* query_lists, size_t n,
+                                              uint32_t query_step) {
+    if (Status s = check_pair_query(n_lists, span, query_lists, n, query_step); !s) return s;
+    const size_t dq = span / query_step;
     std::vector<uint32_t> out;
     for (size_t i = 0; i + dq < n; ++i)
         if (query_lists[i] != kPairNoList && query_lists[i + dq] != kPairNoList)
-            out.push_back(key(query_lists[i], query_lists[i + dq]));
+            out.push_back(query_lists[i] * n_lists + query_lists[i + dq]);
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
 }
 
-Result<std::vector<PairCandidate>> PairKeyIndex::vote(const uint32_t* query_lists, size_t n,
-                                                      uint32_t query_step,
-                                                      size_t max_candidates) const {
-    if (!finished_) return Status::error("pair keys: vote before finish");
-    if (Status s = check_query(query_lists, n, query_step); !s) return s;
-    const size_t dq = span_ / query_step;
+Result<std::vector<PairCandidate>> pair_vote(
+    uint32_t n_lists, uint32_t span, const uint32_t* query_lists, size_t n, uint32_t query_step,
+    size_t max_candidates, const std::function<PairPostingSpan(uint32_t)>& postings_of) {
+    if (Status s = check_pair_query(n_lists, span, query_lists, n, query_step); !s) return s;
+    const size_t dq = span / query_step;
     // One (song, delta) per posting met, counted after a sort: memory is the postings the
     // query fetched, whatever the catalogue's size.
     std::vector<std::pair<uint32_t, int64_t>> met;
     for (size_t i = 0; i + dq < n; ++i) {
         if (query_lists[i] == kPairNoList || query_lists[i + dq] == kPairNoList) continue;
-        const Span p = postings(key(query_lists[i], query_lists[i + dq]));
+        const PairPostingSpan p = postings_of(query_lists[i] * n_lists + query_lists[i + dq]);
         const auto t = static_cast<int64_t>(i) * query_step;
         for (size_t k = 0; k < p.size; ++k)
             met.emplace_back(p.data[k].song, static_cast<int64_t>(p.data[k].window) - t);
@@ -123,6 +128,19 @@ Result<std::vector<PairCandidate>> PairKeyIndex::vote(const uint32_t* query_list
     });
     if (out.size() > max_candidates) out.resize(max_candidates);
     return out;
+}
+
+Result<std::vector<uint32_t>> PairKeyIndex::query_keys(const uint32_t* query_lists, size_t n,
+                                                       uint32_t query_step) const {
+    return pair_query_keys(n_lists_, span_, query_lists, n, query_step);
+}
+
+Result<std::vector<PairCandidate>> PairKeyIndex::vote(const uint32_t* query_lists, size_t n,
+                                                      uint32_t query_step,
+                                                      size_t max_candidates) const {
+    if (!finished_) return Status::error("pair keys: vote before finish");
+    return pair_vote(n_lists_, span_, query_lists, n, query_step, max_candidates,
+                     [this](uint32_t k) { return postings(k); });
 }
 
 }  // namespace earshot

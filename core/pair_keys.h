@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/status.h"
@@ -37,6 +38,24 @@ struct PairCandidate {
     int64_t delta = 0;   // song window - query time, in index hops (the query's offset in the song)
     uint32_t votes = 0;  // query pairs whose key holds (song, window = delta + query time)
 };
+
+// A key's postings, sorted by (song, window), as a reader holds them.
+struct PairPostingSpan {
+    const PairPosting* data = nullptr;
+    size_t size = 0;
+};
+
+// The query side, shared by the index in memory and the lazy reader (core/pair_key_reader.h):
+// the distinct keys a query looks up, and phase 1 by count over any source of postings. See
+// PairKeyIndex::query_keys and PairKeyIndex::vote.
+Result<std::vector<uint32_t>> pair_query_keys(uint32_t n_lists, uint32_t span,
+                                              const uint32_t* query_lists, size_t n,
+                                              uint32_t query_step);
+// postings_of(key) gives the key's postings (none for an empty key); it is called only for
+// keys pair_query_keys names.
+Result<std::vector<PairCandidate>> pair_vote(
+    uint32_t n_lists, uint32_t span, const uint32_t* query_lists, size_t n, uint32_t query_step,
+    size_t max_candidates, const std::function<PairPostingSpan(uint32_t)>& postings_of);
 
 class PairKeyIndex {
 public:
@@ -60,10 +79,7 @@ public:
     uint32_t key(uint32_t a, uint32_t b) const { return a * n_lists_ + b; }
     // The postings of `key` (none for an empty key), sorted by (song, window); valid until the
     // index is destroyed. Empty before finish().
-    struct Span {
-        const PairPosting* data = nullptr;
-        size_t size = 0;
-    };
+    using Span = PairPostingSpan;
     Span postings(uint32_t key) const;
 
     // The distinct keys a query looks up, sorted: its embeddings' lists (kPairNoList for none)
@@ -79,7 +95,6 @@ public:
 
 private:
     PairKeyIndex(uint32_t n_lists, uint32_t span) : n_lists_(n_lists), span_(span) {}
-    Status check_query(const uint32_t* query_lists, size_t n, uint32_t query_step) const;
 
     uint32_t n_lists_ = 0, span_ = 0;
     size_t n_songs_ = 0;

@@ -5,6 +5,8 @@
 #include <random>
 #include <vector>
 
+#include "tests/pair_key_test_util.h"
+
 namespace earshot {
 namespace {
 
@@ -21,19 +23,10 @@ PairKeyIndex make_index(uint32_t seed = 3) {
     return index;
 }
 
-struct Layout {
-    PairKeyFiles files;
-    PairKeyHeader header;
-};
+using Layout = testing::PairKeyLaidOut;
 
 Layout lay_out(const PairKeyIndex& index, uint32_t keys_per_page) {
-    Layout out;
-    out.files = write_pair_key_files(index, keys_per_page).value();
-    Result<PairKeyHeader> header =
-        parse_pair_key_header(out.files.header.data(), out.files.header.size(), "pairs.ekh");
-    EXPECT_TRUE(header.is_ok()) << header.message();
-    out.header = header.value();
-    return out;
+    return testing::lay_out_pair_keys(index, keys_per_page);
 }
 
 Result<PairKeyPage> read_page(const Layout& l, uint32_t page) {
