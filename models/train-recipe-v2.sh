@@ -1,10 +1,11 @@
 #!/bin/sh
 # Trains the candidate earshot model v2 with a fixed seed: the shipped model v1
-# (models/earshot-v1.emod, which models/train-recipe.sh reproduces) trained on for 60 minutes of
-# training time on 2 CPU cores with all the train set's music and the augmentations below;
+# (models/earshot-v1.emod, which models/train-recipe.sh reproduces) trained on for 60 minutes at
+# lr 1e-3, then 90 minutes at lr 5e-4, of training time on 2 CPU cores with all the train set's
+# music and the augmentations below;
 # resumable in pieces (re-run this script after an interruption or a `kill` of the training
 # process, which saves before it exits: a finished run is skipped, an unfinished one resumes
-# from models/checkpoints/earshot-v2/last.pt; every piece's steps and minutes are in the log
+# from its stage's last.pt under models/checkpoints/; every piece's steps and minutes are in the log
 # and the checkpoint's history).
 #
 #   nohup nice -n 3 models/train-recipe-v2.sh >> models/checkpoints/recipe-v2.log 2>&1 &
@@ -35,6 +36,7 @@ cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 CK=models/checkpoints
 RUN=earshot-v2
+RUN2=earshot-v2-stage2
 CORPUS=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
 EVAL=${EVAL:-../shared/eval}
 export EVAL
@@ -47,8 +49,8 @@ import sys, torch
 sys.exit(0 if torch.load('$CK/$1/last.pt')['state'].get('done') else 1)" 2>/dev/null
 }
 
-if finished "$RUN"; then
-    echo "recipe done: $CK/$RUN/last.pt"
+if finished "$RUN2"; then
+    echo "recipe done: $CK/$RUN2/last.pt"
     exit 0
 fi
 if [ ! -f "$CORPUS/train/catalog.tsv" ]; then
@@ -62,11 +64,19 @@ if [ ! -f "$DEV_QUERIES/truth.tsv" ]; then
         --conditions clean,noise5,room,hall,speed2 --lengths 1,3,5 --limit-songs 48 \
         --holdout 0.25 --per-cell 2 --seed 21 --jobs 1
 fi
-$PY -m models.train --run "$RUN" --corpus "$CORPUS/train" --dev-queries "$DEV_QUERIES" \
-    --init-from-model models/earshot-v1.emod --budget-min 60 --lr 1e-3 \
+ARGS="--corpus $CORPUS/train --dev-queries $DEV_QUERIES \
     --channels 24,56,128,224,384 --spec-mask 0.5 \
-    --exclude-albums planetblupi-music-midi --holdout-albums '*' --holdout-frac 0.2 \
+    --exclude-albums planetblupi-music-midi --holdout-albums * --holdout-frac 0.2 \
     --album-frac 0.5 --album-group 8 \
     --speed-range 0.03 --p-speed 0.5 \
-    --rt60-max 3.0 --rt60-log --rir-sec 2.0 --drr-db=-15,10 --p-device 0.5
-echo "recipe done: $CK/$RUN/last.pt"
+    --rt60-max 3.0 --rt60-log --rir-sec 2.0 --drr-db=-15,10 --p-device 0.5"
+set -f  # the '*' of --holdout-albums is the script's, not the shell's
+# Stage 1: from v1, 60 minutes at lr 1e-3.
+if ! finished "$RUN"; then
+    $PY -m models.train --run "$RUN" $ARGS \
+        --init-from-model models/earshot-v1.emod --budget-min 60 --lr 1e-3
+fi
+# Stage 2: on from stage 1 (network, optimizer and random streams), 90 minutes at lr 5e-4.
+$PY -m models.train --run "$RUN2" $ARGS \
+    --init-from "$CK/$RUN/last.pt" --budget-min 90 --lr 5e-4
+echo "recipe done: $CK/$RUN2/last.pt"

@@ -132,8 +132,9 @@ def build_parser():
                              + augment.describe_spec_mask(SPEC_MASK_SHAPE)
                              + "; augment.spec_mask); 0 = off")
     parser.add_argument("--init-from", default="",
-                        help="warm start: take the network and optimizer state of this "
-                             "checkpoint, then run a fresh schedule (--lr, --budget-min)")
+                        help="warm start: take the network, optimizer and random-stream state of "
+                             "this checkpoint (same --seed: same splits), then run a fresh "
+                             "schedule (--lr, --budget-min)")
     parser.add_argument("--init-from-model", default="",
                         help="warm start from a model file (e.g. models/earshot-v1.emod, same "
                              "channels): its network with BatchNorm unfolded on a few training "
@@ -217,6 +218,11 @@ def main():
         opt.load_state_dict(ck["opt"])
         for group in opt.param_groups:
             group["initial_lr"] = args.lr
+        # Its random streams too: the run goes on to new batches rather than replaying the
+        # checkpoint's first ones (the same --seed keeps the same splits and banks).
+        gen.set_state(ck["gen"])
+        sampler.rng.bit_generator.state = ck["sampler_rng"]
+        torch.set_rng_state(ck["torch_rng"])
         state["init_from"] = {"path": os.path.relpath(args.init_from, MODELS_DIR),
                               "step": ck["state"]["step"],
                               "train_min": round(ck["state"]["train_s"] / 60, 1)}

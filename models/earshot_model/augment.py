@@ -196,20 +196,28 @@ class Degrader:
         seg = raw[:, self.pre:]
         raw = raw / seg.square().mean(1, keepdim=True).sqrt().clamp_min(1e-4)
 
-        # Linear part in one FFT: RIR x band-pass x tilt.
+        # Linear part in one FFT: RIR x device x band-pass x tilt. The draws are made in the
+        # chain's order; the products are taken only on the rows that use each stage, and the
+        # real gains (tilt, device) folded into one, since these [B, n_fft/2] products are most
+        # of a step's augmentation time.
         spec = torch.fft.rfft(raw, n=self.n_fft)  # zero-padded; pre-roll >= RIR: no wrap
         use_room = draw(self.p["room"])
-        rir = self.rir_f[torch.randint(len(self.rir_f), (b,), generator=g)]
-        spec = torch.where(use_room[:, None], spec * rir, spec)
+        rir_i = torch.randint(len(self.rir_f), (b,), generator=g)
         if self.device_f is not None:
             use_dev = draw(self.p["device"])
-            dev = self.device_f[torch.randint(len(self.device_f), (b,), generator=g)]
-            spec = torch.where(use_dev[:, None], spec * dev, spec)
+            dev_i = torch.randint(len(self.device_f), (b,), generator=g)
         use_bp = draw(self.p["bandpass"])
-        bp = self.bandpass_f[torch.randint(len(self.bandpass_f), (b,), generator=g)]
-        spec = torch.where(use_bp[:, None], spec * bp, spec)
+        bp_i = torch.randint(len(self.bandpass_f), (b,), generator=g)
         tilt_db = uniform(-TILT_DB, TILT_DB) * draw(self.p["tilt"])
-        spec = spec * torch.pow(10.0, tilt_db[:, None] * self.tilt_shape[None] / 20.0)
+        gain = torch.exp(tilt_db[:, None] * (math.log(10.0) / 20.0) * self.tilt_shape[None])
+        if self.device_f is not None:
+            rows = use_dev.nonzero()[:, 0]
+            gain[rows] *= self.device_f[dev_i[rows]]
+        rows = use_room.nonzero()[:, 0]
+        spec[rows] *= self.rir_f[rir_i[rows]]
+        rows = use_bp.nonzero()[:, 0]
+        spec[rows] *= self.bandpass_f[bp_i[rows]]
+        spec *= gain
         x = torch.fft.irfft(spec, n=self.n_fft)[:, self.pre:self.pre + self.seg]
 
         # Soft clip: peak 1, then tanh(drive * x), drive 0-12 dB.
