@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "core/container.h"
+#include "core/pair_key_layout.h"
 #include "core/quantizer_training.h"
 #include "core/sha256.h"
 
@@ -46,6 +47,9 @@ json song_meta(const SongInfo& info) {
 
 constexpr char kBlocksFile[] = "songs.esb";
 constexpr char kDirectoryFile[] = "directory.ed";
+constexpr char kPairHeaderFile[] = "pairs.ekh";
+constexpr char kPairDirectoryFile[] = "pairs.ekd";
+constexpr char kPairPostingsFile[] = "pairs.ekp";
 
 std::string shard_file_name(size_t shard) {
     char name[32];
@@ -109,6 +113,15 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
     if (p.format_version != kIndexVersion1 && p.format_version != kIndexVersion2)
         return Status::error("format_version " + std::to_string(p.format_version) +
                              " is not 1 or 2");
+    if (p.pair_span > 0 && p.format_version != kIndexVersion2)
+        return Status::error("pair_span: the pair-key level is written with format 2 only");
+    if (p.pair_span > kPairLayoutMaxWindows)
+        return Status::error("pair_span " + std::to_string(p.pair_span) + " is out of range [0, " +
+                             std::to_string(kPairLayoutMaxWindows) + "]");
+    if (p.pair_keys_per_page < 1 || p.pair_keys_per_page > kPairLayoutMaxKeysPerPage)
+        return Status::error("pair_keys_per_page " + std::to_string(p.pair_keys_per_page) +
+                             " is out of range [1, " + std::to_string(kPairLayoutMaxKeysPerPage) +
+                             "]");
     return Status::ok();
 }
 
@@ -274,6 +287,12 @@ Status IndexBuilder::after_training() {
     quantizer_file_ = qwriter.finish();
     quantizer_sha256_ = file_sha256_hex(quantizer_file_);
 
+    if (params_.pair_span > 0) {
+        Result<PairKeyIndex> pairs = PairKeyIndex::create(uint32_t(q.n_lists), params_.pair_span);
+        if (!pairs) return pairs.status();
+        pairs_.emplace(std::move(pairs.value()));
+    }
+
     std::vector<PendingSong> waiting;
     waiting.swap(songs_);
     n_pending_vectors_ = 0;
@@ -287,6 +306,18 @@ Status IndexBuilder::after_training() {
 }
 
 Status IndexBuilder::place_song(PendingSong song) {
+    if (pairs_) {  // songs are placed in index order: the pair level numbers them the same
+        if (song.n_embeddings > kPairLayoutMaxWindows)
+            return Status::error("song '" + song.info.id +
+                                 "': " + std::to_string(song.n_embeddings) +
+                                 " windows, more than the pair-key level holds per song (" +
+                                 std::to_string(kPairLayoutMaxWindows) + "): split it");
+        std::vector<uint32_t> lists(song.n_embeddings, kPairNoList);
+        for (size_t j = 0, k = 0; j < song.n_embeddings; ++j)
+            if (song.stored.empty() || song.stored[j]) lists[j] = song.list_ids[k++];
+        Status st = pairs_->add_song(lists.data(), lists.size());
+        if (!st) return st;
+    }
     if (!songs_.empty() && shard_estimate_ + song.shard_bytes > params_.max_shard_bytes) {
         Status st = write_shard();
         if (!st) return st;
@@ -506,6 +537,27 @@ Result<IndexFiles> IndexBuilder::finish() {
         out.n_files = shards_.size() + 2;
     }
     const size_t shard_and_quantizer_bytes = out.total_bytes;
+    if (pairs_) {
+        if (Status st = pairs_->finish(); !st) return st;
+        Result<PairKeyFiles> pair_files = write_pair_key_files(*pairs_, params_.pair_keys_per_page);
+        if (!pair_files) return pair_files.status();
+        PairKeyFiles& f = pair_files.value();
+        manifest["pair_keys"] = {
+            {"header",
+             {{"file", kPairHeaderFile},
+              {"bytes", f.header.size()},
+              {"sha256", file_sha256_hex(f.header)}}},
+            {"directory", {{"file", kPairDirectoryFile}, {"bytes", f.directory.size()}}},
+            {"postings", {{"file", kPairPostingsFile}, {"bytes", f.postings.size()}}},
+            {"span", params_.pair_span},
+            {"keys_per_page", params_.pair_keys_per_page}};
+        out.total_bytes += f.header.size() + f.directory.size() + f.postings.size();
+        out.files[kPairHeaderFile] = std::move(f.header);
+        out.files[kPairDirectoryFile] = std::move(f.directory);
+        out.files[kPairPostingsFile] = std::move(f.postings);
+        out.n_files += 3;
+        pairs_.reset();
+    }
     manifest["songs"] = out.n_songs;
     manifest["duration_s"] = out.duration_s;
     manifest["bytes_per_song"] =

@@ -20,11 +20,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/index.h"
 #include "core/model.h"
+#include "core/pair_keys.h"
 #include "core/quantizer.h"
 #include "core/status.h"
 
@@ -58,6 +60,13 @@ struct IndexBuildParams {
     // song is in (more than max_pending_vectors waiting) and has n_lists = 0 picks the lists for
     // the embeddings so far scaled by expected_songs / songs added, not for the first ones alone.
     size_t expected_songs = 0;
+    // The time-pair key level for pages that fetch a query's postings lazily (core/pair_keys.h,
+    // core/pair_key_layout.h; format v2 only): a stored window's key pairs its coarse list with
+    // the list of the window pair_span index hops later. 0 = none. Written as pairs.ekh (the
+    // header, hashed in the manifest), pairs.ekd (the directory) and pairs.ekp (the postings);
+    // songs of at most 2^12 windows (17 minutes at a 0.25 s hop) and 2^20 songs.
+    uint32_t pair_span = 0;
+    uint32_t pair_keys_per_page = 512;  // keys a directory page holds, [1, 65536]
 };
 // The block size bound `earshot build` uses for format v2: a few songs (about 2 of 3 minutes
 // with 32-byte codes, 8 with 8-byte codes), so a page fetching one song's codes fetches little
@@ -192,6 +201,7 @@ private:
     std::vector<uint32_t> list_sizes_;  // postings per coarse list over the shards written
                                         // (sized once trained)
     std::map<std::string, std::vector<uint8_t>> kept_shards_;  // without a sink
+    std::optional<PairKeyIndex> pairs_;  // params_.pair_span > 0, once trained
     size_t written_stored_ = 0, written_windows_ = 0, written_shard_bytes_ = 0;
     double duration_s_ = 0.0;
 };

@@ -43,6 +43,7 @@ constexpr uint32_t kPairLayoutVersion = 1;
 constexpr uint32_t kPairLayoutSongBits = 20;    // songs < 2^20 (1 048 576)
 constexpr uint32_t kPairLayoutWindowBits = 12;  // windows < 2^12 per song (part)
 constexpr uint32_t kPairLayoutMaxKeysPerPage = 1u << 16;
+constexpr uint32_t kPairLayoutMaxWindows = 1u << kPairLayoutWindowBits;  // per song (part)
 
 struct PairKeyFiles {
     std::vector<uint8_t> header, directory, postings;

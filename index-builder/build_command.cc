@@ -6,6 +6,7 @@
 // catalogue (the builder's pending vectors before training, ~2 GB, are the bound).
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
@@ -40,11 +41,10 @@ struct SongWork {
 // validate_index_build_params() messages start with the parameter's name: prefix the option
 // that sets it.
 std::string build_option_error(const Status& status) {
-    static const char* const kOptions[][2] = {{"n_lists ", "--lists"},
-                                              {"pq_m ", "--pq-m"},
-                                              {"opq_rounds ", "--opq"},
-                                              {"max_shard_bytes ", "--shard-mb or --block-kb"},
-                                              {"format_version ", "--format"}};
+    static const char* const kOptions[][2] = {
+        {"n_lists ", "--lists"},         {"pq_m ", "--pq-m"},
+        {"opq_rounds ", "--opq"},        {"max_shard_bytes ", "--shard-mb or --block-kb"},
+        {"format_version ", "--format"}, {"pair_span", "--pair-keys"}};
     for (const auto& [field, option] : kOptions) {
         if (status.message().rfind(field, 0) == 0)
             return std::string(option) + ": " + status.message();
@@ -70,6 +70,10 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     params.max_shard_bytes = options.format == kIndexVersion2
                                  ? size_t(options.block_kb * 1024.0)
                                  : size_t(options.shard_mb * 1024.0 * 1024.0);
+    if (options.pair_keys_s > 0) {  // in index hops, at least one
+        const double hop_s = model_hop_s(info);
+        params.pair_span = uint32_t(std::max(1.0, std::round(options.pair_keys_s / hop_s)));
+    }
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));
     }

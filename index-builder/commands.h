@@ -38,6 +38,7 @@ struct BuildOptions {
     double shard_mb = 8.0;    // v1 shard bound
     double block_kb = 64.0;   // v2 block bound
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
+    double pair_keys_s = 0.0;     // > 0: write the pair-key level, windows this far apart
 };
 
 struct QueryOptions {

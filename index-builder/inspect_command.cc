@@ -8,6 +8,7 @@
 #include "core/container.h"
 #include "core/index.h"
 #include "core/json_read.h"
+#include "core/native/pair_key_folder.h"
 #include "index-builder/commands.h"
 #include "index-builder/files.h"
 
@@ -75,13 +76,27 @@ int run_verify(const std::string& index_dir, const std::string& model_path) {
     }
     auto index = load_index_folder(index_dir, info);
     if (!index) return fail(index.message());
+    auto pairs = open_pair_key_folder(index_dir);
+    if (!pairs) return fail(pairs.message());
+    std::string pair_text;
+    if (pairs->has_value()) {
+        const PairKeyFolder& folder = **pairs;
+        if (Status st =
+                verify_pair_key_folder(folder, (*index)->n_songs(), uint32_t((*index)->n_lists()));
+            !st)
+            return fail(st.message());
+        pair_text = "; pair-key level of " + std::to_string(folder.header.n_keys) + " keys and " +
+                    std::to_string(folder.header.n_postings) +
+                    " postings: every page and unit proved against its root";
+    }
     const bool blocks = (*index)->version() == kIndexVersion2;
     std::printf(
         "ok: %s: format %d, %zu %s, %zu songs, %zu embeddings stored of %zu windows; "
-        "every checksum and structure verified%s\n",
+        "every checksum and structure verified%s%s\n",
         index_dir.c_str(), (*index)->version(), (*index)->n_shards_loaded(),
         blocks ? "block(s)" : "shard(s)", (*index)->n_songs(), (*index)->n_stored(),
-        (*index)->n_embeddings(), model_path.empty() ? "" : ", model hash matches");
+        (*index)->n_embeddings(), pair_text.c_str(),
+        model_path.empty() ? "" : ", model hash matches");
     return kExitOk;
 }
 

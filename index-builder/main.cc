@@ -97,6 +97,13 @@ int main(int argc, char** argv) {
                      "format 2: maximum block size in KB (a song is never split)")
         ->capture_default_str()
         ->check(CLI::Range(1.0, 1048576.0));
+    build_cmd
+        ->add_option("--pair-keys", build.pair_keys_s,
+                     "format 2: also write the time-pair key level (pairs.ek*) that a lazy page "
+                     "fetches a query's postings from, keying each window by its list and the "
+                     "list of the window SECONDS later (2 is the studied value; 0 = none)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 600.0));
     build_cmd->add_option("--store", build.store,
                           "which windows of a song to store: level (all but the near-silent), "
                           "music (level, and what the model's music detector calls music; a "

@@ -12,6 +12,7 @@
 
 #include "core/container.h"
 #include "core/matcher.h"
+#include "core/pair_key_layout.h"
 #include "tests/index_test_util.h"
 
 namespace earshot {
@@ -409,6 +410,57 @@ TEST(IndexBuilderTest, ValidateParams) {
 // Windows the builder is told not to store (silence, not music) leave the song's timeline as it
 // is: shard section absent_runs, no list entry, no codes; the matcher scores them like positions
 // outside the song, and a tampered run table is rejected.
+// The pair-key level (pair_span > 0, format 2): its keys pair each stored window's list with the
+// list of the window pair_span hops later in the same song, its songs numbered as the index
+// numbers them, whatever the block size; it is refused with format 1.
+TEST(IndexBuilderTest, PairKeysFollowTheIndexsSongsAndLists) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(7, 30, kDim, 73);
+    std::vector<uint8_t> stored(songs[2].n, 1);
+    stored[3] = stored[4] = stored[20] = 0;
+    IndexBuildParams params = small_build_params();
+    params.format_version = kIndexVersion2;
+    params.max_shard_bytes = 1024;  // a few songs a block
+    params.pair_span = 3;
+    params.pair_keys_per_page = 10;
+    IndexBuilder builder = new_builder(model, params);
+    for (size_t s = 0; s < songs.size(); ++s)
+        ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n,
+                                     s == 2 ? stored.data() : nullptr));
+    Result<IndexFiles> files = builder.finish();
+    ASSERT_TRUE(files) << files.message();
+    for (const char* name : {"pairs.ekh", "pairs.ekd", "pairs.ekp"})
+        ASSERT_TRUE(files->files.count(name)) << name;
+    const auto manifest = nlohmann::json::parse(files->files.at("manifest.json"));
+    EXPECT_EQ(manifest["pair_keys"]["span"], 3);
+    EXPECT_EQ(manifest["pair_keys"]["header"]["sha256"],
+              index_file_sha256_hex(files->files.at("pairs.ekh").data(),
+                                    files->files.at("pairs.ekh").size()));
+
+    Index index(model);
+    Status st = load_all(*files, &index);
+    ASSERT_TRUE(st) << st.message();
+    PairKeyIndex want = PairKeyIndex::create(uint32_t(index.n_lists()), 3).value();
+    for (size_t s = 0; s < index.n_songs(); ++s) {
+        std::vector<uint32_t> lists(index.song_n_embeddings(s), kPairNoList);
+        for (size_t j = 0; j < lists.size(); ++j) {
+            const uint32_t g = index.song_first_embedding(s) + uint32_t(j);
+            if (index.embedding_stored(g)) lists[j] = uint32_t(index.embedding_list(g));
+        }
+        ASSERT_TRUE(want.add_song(lists.data(), lists.size()));
+    }
+    ASSERT_TRUE(want.finish());
+    const PairKeyFiles expected = write_pair_key_files(want, 10).value();
+    EXPECT_EQ(files->files.at("pairs.ekh"), expected.header);
+    EXPECT_EQ(files->files.at("pairs.ekd"), expected.directory);
+    EXPECT_EQ(files->files.at("pairs.ekp"), expected.postings);
+
+    params.format_version = kIndexVersion1;
+    Status v1 = validate_index_build_params(params, model);
+    EXPECT_FALSE(v1);
+    EXPECT_EQ(v1.message().rfind("pair_span", 0), 0u) << v1.message();
+}
+
 TEST(IndexBuilderTest, WindowsNotStoredKeepTheTimeline) {
     const ModelInfo model = fake_model_info();
     auto songs = synthetic_catalog(6, 40, kDim, 71);

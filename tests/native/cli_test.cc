@@ -386,6 +386,52 @@ TEST_F(CliTest, FormatTwoAnswersAsFormatOneAndVerifiesEveryBlock) {
     EXPECT_NE(tampered.err.find("shard-00000.es"), std::string::npos) << tampered.err;
 }
 
+// `build --pair-keys`: the pair-key level a lazy page fetches from (pairs.ek*), named in the
+// manifest; verify proves every page and unit against the header's root and names what was
+// changed or cut; format 1 refuses the option.
+TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
+    const fs::path index = dir_ / "pairs";
+    const CliRun build = run_cli("build -q " + model_arg() + " --pair-keys 2 --out " +
+                                     index.string() + " " + (dir_ / "music").string(),
+                                 dir_);
+    ASSERT_EQ(build.exit_code, 3) << build.err;
+    for (const char* file : {"pairs.ekh", "pairs.ekd", "pairs.ekp"})
+        EXPECT_TRUE(fs::exists(index / file)) << file;
+    const auto manifest = nlohmann::json::parse(slurp(index / "manifest.json"));
+    const double hop_s = manifest["hop_s"];  // 2 s in index hops
+    EXPECT_EQ(manifest["pair_keys"]["span"], int(std::lround(2.0 / hop_s)));
+    EXPECT_EQ(manifest["pair_keys"]["postings"]["bytes"], fs::file_size(index / "pairs.ekp"));
+    const CliRun verify = run_cli("verify " + index.string() + " " + model_arg(), dir_);
+    ASSERT_EQ(verify.exit_code, 0) << verify.err;
+    EXPECT_NE(verify.out.find("pair-key level of"), std::string::npos) << verify.out;
+
+    struct Case {
+        const char* file;
+        bool cut;
+        const char* says;
+    };
+    for (const Case& c :
+         {Case{"pairs.ekp", false, "pair key"}, Case{"pairs.ekd", false, "page"},
+          Case{"pairs.ekh", false, "SHA-256"}, Case{"pairs.ekp", true, "cut short"}}) {
+        const fs::path path = index / c.file;
+        const std::string good = slurp(path);
+        std::string bad = c.cut ? good.substr(0, good.size() - 1) : good;
+        if (!c.cut) bad[bad.size() / 2] ^= 0x20;
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+        const CliRun tampered = run_cli("verify " + index.string(), dir_);
+        EXPECT_EQ(tampered.exit_code, 1) << c.file;
+        EXPECT_NE(tampered.err.find(c.says), std::string::npos) << c.file << ": " << tampered.err;
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << good;
+    }
+    EXPECT_EQ(run_cli("verify " + index.string(), dir_).exit_code, 0);
+
+    const CliRun v1 = run_cli("build -q " + model_arg() + " --format 1 --pair-keys 2 --out " +
+                                  (dir_ / "v1").string() + " " + (dir_ / "music").string(),
+                              dir_);
+    EXPECT_EQ(v1.exit_code, 1);
+    EXPECT_NE(v1.err.find("--pair-keys"), std::string::npos) << v1.err;
+}
+
 // Index options the model cannot use fail before any audio is decoded or embedded, name the
 // option, and write nothing.
 TEST_F(CliTest, BuildRejectsInvalidPqMBeforeEmbedding) {
