@@ -100,6 +100,10 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     build.n_lists = q.n_lists;
     build.pq_m = q.pq_m;
     build.max_shard_bytes = params.max_shard_bytes;
+    if (params.pair_span > 0) {
+        build.format_version = kIndexVersion2;
+        build.pair_span = params.pair_span;
+    }
     Result<IndexBuilder> builder = IndexBuilder::create(model, build);
     if (!builder) return builder.status();
     if (params.shard_sink) builder->set_shard_sink(params.shard_sink);

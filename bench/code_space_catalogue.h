@@ -37,6 +37,9 @@ struct CodeSpaceCatalogueParams {
     int list_block = 16;  // lists per stratum, >= 1 (capped at n_lists)
     int code_block = 16;  // codewords per stratum, 1 .. 256
     size_t max_shard_bytes = 8u << 20;
+    // > 0: format 2 (blocks of max_shard_bytes, which the sink appends to songs.esb) with the
+    // pair-key level of this span in index hops (IndexBuildParams::pair_span).
+    uint32_t pair_span = 0;
     // Optional: where each shard goes once full (IndexBuilder::set_shard_sink), so a catalogue
     // of a million songs is never held in memory; the returned files are then the rest.
     IndexBuilder::ShardSink shard_sink;

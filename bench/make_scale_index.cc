@@ -4,6 +4,7 @@
 //
 //   earshot_make_scale_index --model MODEL.emod --real REAL_INDEX --source SOURCE_INDEX
 //                            --songs N --out OUT_DIR [--seed S] [--list-block B] [--code-block B]
+//                            [--pair-keys SECONDS]
 //   e.g. build/bench/earshot_make_scale_index --model models/earshot-v1.emod
 //            --real eval-index --source train-index --songs 10000 --out out/scale-10k
 //   earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR
@@ -13,8 +14,11 @@
 // REAL_INDEX must be built with MODEL; SOURCE_INDEX only needs the same embedding dim and hop
 // (its model hash is not checked: only its codes are used, re-encoded with REAL_INDEX's
 // quantizer). Use a source catalogue disjoint from the songs you query. The output folder is
-// created if needed; existing files of the same names are overwritten.
+// created if needed; existing files of the same names are overwritten. --pair-keys writes format
+// 2 (64 KB blocks) with the pair-key level of windows SECONDS apart (`earshot build --pair-keys`)
+// instead of format 1's 8 MB shards.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -104,6 +108,7 @@ int main(int argc, char** argv) {
     std::string model_path, real_dir, source_dir, out_dir, stats_dir;
     earshot::CodeSpaceCatalogueParams params = earshot::code_space_catalogue_default_params();
     bool have_songs = false, help = false;
+    double pair_keys_s = 0.0;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--help" || a == "-h") {
@@ -129,6 +134,8 @@ int main(int argc, char** argv) {
             params.seed = std::strtoull(v, nullptr, 10);
         else if (a == "--list-block")
             params.list_block = int(std::strtol(v, nullptr, 10));
+        else if (a == "--pair-keys")  // seconds; format 2 with 64 KB blocks
+            pair_keys_s = std::strtod(v, nullptr);
         else if (a == "--code-block")
             params.code_block = int(std::strtol(v, nullptr, 10));
         else
@@ -146,7 +153,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: earshot_make_scale_index --model MODEL.emod --real REAL_INDEX "
                      "--source SOURCE_INDEX --songs N --out OUT_DIR [--seed S (1)] "
-                     "[--list-block B (16)] [--code-block B (16)]\n"
+                     "[--list-block B (16)] [--code-block B (16)] [--pair-keys SECONDS]\n"
                      "       earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR\n");
         return help ? 0 : 2;
     }
@@ -171,7 +178,20 @@ int main(int argc, char** argv) {
         return out ? earshot::Status::ok() : earshot::Status::error("cannot write " + path);
     };
     // Shards are written as they fill: memory stays bounded at any catalogue size.
+    if (pair_keys_s > 0) {
+        params.pair_span =
+            uint32_t(std::max(1L, std::lround(pair_keys_s / earshot::model_hop_s(info))));
+        params.max_shard_bytes = earshot::kDefaultBlockBytes;
+        std::error_code gone;
+        fs::remove(fs::path(out_dir) / "songs.esb", gone);  // blocks are appended
+    }
     params.shard_sink = [&](const std::string& name, std::vector<uint8_t> bytes) {
+        if (params.pair_span > 0) {  // format 2: every block goes to songs.esb, in order
+            const std::string path = (fs::path(out_dir) / name).string();
+            std::ofstream out(path, std::ios::binary | std::ios::app);
+            out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+            return out ? earshot::Status::ok() : earshot::Status::error("cannot write " + path);
+        }
         return write(name, bytes);
     };
     auto files = earshot::make_code_space_catalogue(info, *real, *source, params);
