@@ -1,21 +1,25 @@
-// What a lazy page fetches from an index's pair-key level (`earshot build --pair-keys`,
-// core/pair_key_reader.h) for real query clips, and whether phase 1 by count on those postings
-// keeps the right song: per clip length, the median and mean bytes and requests of a cold cache
-// (a new reader per clip) and of a warm one (one reader for every clip in turn, under a byte
-// budget), and the share of in-catalogue clips whose song and offset (+-1 s) are among the
-// candidates. Prints a table (docs/SCALE.md).
+// What a lazy page would fetch and answer from an index's pair-key level (`earshot build
+// --pair-keys`, core/pair_key_reader.h) for real query clips: per clip length, the median and
+// mean bytes and requests of a cold cache (a new reader per clip) and of a warm one (one reader
+// for every clip in turn, under a byte budget); the share of in-catalogue clips whose song and
+// offset (+-1 s) phase 1 by count keeps among its candidates; then phase 2 as the matcher runs
+// it on the blocks that hold the candidate songs (fetched whole, their bytes counted): top-1 of
+// in-catalogue clips and false positives of the others, with the model's thresholds. --full
+// also answers every clip from the whole index loaded, for comparison. Prints a table
+// (docs/SCALE.md).
 //
 //   earshot_pair_fetch --model M.emod --index DIR --queries PREFIX --truth truth.tsv
-//                      [--candidates 16] [--cache-kb 4096]
+//                      [--candidates 16] [--cache-kb 4096] [--full 1]
 //
 // PREFIX: the clips' embeddings at the model's query hop (earshot_dump_embeddings --query-hop
 // --out PREFIX QUERY_SET/queries); truth.tsv: make-queries' (query, song, start_s, length_s;
 // song "-" for clips of songs not in the index). Every byte is read as a page reads it, one
-// range per page record and per unit, and checked before use.
+// range per page record, unit and block, and checked before use.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -23,10 +27,12 @@
 #include <vector>
 
 #include "core/index.h"
+#include "core/matcher.h"
 #include "core/model.h"
 #include "core/native/index_folder.h"
 #include "core/native/pair_key_folder.h"
 #include "core/pair_key_reader.h"
+#include "core/recognizer.h"
 
 namespace {
 
@@ -70,6 +76,15 @@ Result<Fetched> fetch(PairKeyReader* reader, const PairKeyFolder& folder,
     return f;
 }
 
+Result<std::vector<uint8_t>> folder_read(const std::string& path, ByteRange range) {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<uint8_t> bytes(range.size);
+    in.seekg(std::streamoff(range.offset));
+    if (!in || !in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(range.size)))
+        return Status::error("cannot read " + path);
+    return bytes;
+}
+
 double median(std::vector<double> v) {
     if (v.empty()) return 0.0;
     std::sort(v.begin(), v.end());
@@ -93,6 +108,7 @@ int main(int argc, char** argv) {
     std::string model_path, index_dir, prefix, truth_path;
     size_t n_candidates = 16;
     uint64_t cache_kb = 4096;
+    bool full = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i], v = argv[i + 1];
         if (a == "--model")
@@ -107,32 +123,64 @@ int main(int argc, char** argv) {
             n_candidates = std::strtoull(v.c_str(), nullptr, 10);
         else if (a == "--cache-kb")
             cache_kb = std::strtoull(v.c_str(), nullptr, 10);
+        else if (a == "--full")
+            full = v != "0";
         else
             return fail("unknown option " + a);
     }
     if (model_path.empty() || index_dir.empty() || prefix.empty() || truth_path.empty())
         return fail(
             "usage: earshot_pair_fetch --model M.emod --index DIR --queries PREFIX "
-            "--truth truth.tsv [--candidates 16] [--cache-kb 4096]");
+            "--truth truth.tsv [--candidates 16] [--cache-kb 4096] [--full 1]");
 
     Result<std::vector<uint8_t>> model_bytes = read_file_bytes(model_path);
     if (!model_bytes) return fail(model_bytes.message());
     auto model = Model::load(model_bytes->data(), model_bytes->size(), model_path);
     if (!model) return fail(model.message());
     const ModelInfo& info = (*model)->info();
-    auto index = load_index_folder(index_dir, info);  // the quantizer and the songs' ids
-    if (!index) return fail(index.message());
+    // What a lazy page holds before its first query: the manifest, the quantizer, the block
+    // directory (its lists not reserved) and the pair level's header.
+    Index base(info);
+    uint64_t preload_bytes = 0;
+    {
+        const std::string dir = index_dir + "/";
+        Result<std::vector<uint8_t>> manifest = read_file_bytes(dir + "manifest.json");
+        if (!manifest) return fail(manifest.message());
+        preload_bytes += manifest->size();
+        if (Status st = base.load_manifest(std::string(manifest->begin(), manifest->end())); !st)
+            return fail(st.message());
+        Result<std::vector<uint8_t>> q = read_file_bytes(dir + base.manifest_quantizer_file());
+        if (!q) return fail(q.message());
+        preload_bytes += q->size();
+        if (Status st = base.add_quantizer(q->data(), q->size(), "quantizer"); !st)
+            return fail(st.message());
+        Result<std::vector<uint8_t>> d = read_file_bytes(dir + base.manifest_directory_file());
+        if (!d) return fail(d.message());
+        preload_bytes += d->size();
+        if (Status st = base.add_directory(d->data(), d->size(), "directory", false); !st)
+            return fail(st.message());
+    }
     auto opened = open_pair_key_folder(index_dir);
     if (!opened) return fail(opened.message());
     if (!opened->has_value()) return fail(index_dir + " has no pair-key level (--pair-keys)");
     const PairKeyFolder& folder = **opened;
-    const double ratio = model_query_hop_s(info) / (*index)->hop_s();
+    preload_bytes += std::filesystem::file_size(index_dir + "/pairs.ekh");
+    const double ratio = model_query_hop_s(info) / base.hop_s();
     const auto query_step = uint32_t(std::lround(ratio));
     if (std::fabs(ratio - query_step) > 1e-6 || query_step == 0)
         return fail("the query hop is not a whole number of index hops");
-    std::map<std::string, uint32_t> song_number;
-    for (size_t s = 0; s < (*index)->n_songs(); ++s)
-        song_number[(*index)->song(s).id] = uint32_t(s);
+    // Songs before each block (the directory's block_songs).
+    std::vector<uint32_t> block_first{0};
+    for (size_t b = 0; b < base.n_shards_expected(); ++b)
+        block_first.push_back(block_first.back() + uint32_t(base.shard_range(b).songs));
+    std::shared_ptr<Index> whole;
+    if (full) {
+        auto loaded = load_index_folder(index_dir, info);
+        if (!loaded) return fail(loaded.message());
+        whole = *loaded;
+    }
+    const MatchParams match_params = recognizer_default_params(info, base).match;
+    const double query_hop_s = model_query_hop_s(info);
 
     std::map<std::string, Truth> truth;
     {
@@ -169,20 +217,21 @@ int main(int argc, char** argv) {
     }
 
     struct Row {
-        std::vector<double> cold_bytes, cold_requests, warm_bytes, keys;
-        size_t in_catalogue = 0, kept = 0, out_of_catalogue = 0;
+        std::vector<double> cold_bytes, cold_requests, warm_bytes, keys, block_bytes;
+        size_t in_catalogue = 0, out_of_catalogue = 0, kept = 0;
+        size_t lazy_right = 0, lazy_false = 0, full_right = 0, full_false = 0;
     };
     std::map<double, Row> rows;
     PairKeyReader warm(folder.header, cache_kb * 1024);
-    const Quantizer& quantizer = (*index)->quantizer();
+    const Quantizer& quantizer = base.quantizer();
     for (const Clip& clip : clips) {
         const auto t = truth.find(clip.id);
-        if (t == truth.end()) continue;
+        if (t == truth.end() || clip.n == 0) continue;
         if (clip.first_row + clip.n > embeddings.size() / dim)
             return fail(prefix + ".f32 is shorter than its .tsv says");
+        const float* query = &embeddings[clip.first_row * dim];
         std::vector<uint32_t> lists(clip.n);
-        for (size_t i = 0; i < clip.n; ++i)
-            lists[i] = uint32_t(quantizer.assign(&embeddings[(clip.first_row + i) * dim]));
+        for (size_t i = 0; i < clip.n; ++i) lists[i] = uint32_t(quantizer.assign(query + i * dim));
         Result<std::vector<uint32_t>> keys = pair_query_keys(
             folder.header.n_lists, folder.header.span, lists.data(), lists.size(), query_step);
         if (!keys) return fail(keys.message());
@@ -195,21 +244,63 @@ int main(int argc, char** argv) {
             cold.vote(lists.data(), lists.size(), query_step, n_candidates);
         if (!candidates) return fail(clip.id + ": " + candidates.message());
 
+        // Phase 2: the blocks of the candidate songs, added to a copy of the preloaded index.
+        std::vector<size_t> blocks;
+        for (const PairCandidate& cand : candidates.value())
+            blocks.push_back(
+                size_t(std::upper_bound(block_first.begin(), block_first.end(), cand.song) -
+                       block_first.begin() - 1));
+        std::sort(blocks.begin(), blocks.end());
+        blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+        Index lazy = base;
+        uint64_t block_bytes = 0;
+        std::map<uint32_t, size_t> loaded_song;  // global song number -> song in `lazy`
+        for (size_t b : blocks) {
+            const Index::FileRange r = base.shard_range(b);
+            Result<std::vector<uint8_t>> bytes =
+                folder_read(index_dir + "/" + r.file, ByteRange{r.offset, r.bytes});
+            if (!bytes) return fail(bytes.message());
+            const size_t before = lazy.n_songs();
+            if (Status st = lazy.add_shard(bytes->data(), bytes->size(), "block"); !st)
+                return fail(clip.id + ": " + st.message());
+            for (size_t k = 0; k < lazy.n_songs() - before; ++k)
+                loaded_song[block_first[b] + uint32_t(k)] = before + k;
+            block_bytes += r.bytes;
+        }
+        std::string answer;
+        if (!blocks.empty()) {
+            Matcher matcher(lazy, match_params);
+            Result<MatchResult> m = matcher.match(query, clip.n, query_hop_s);
+            if (!m) return fail(clip.id + ": " + m.message());
+            if (m->matched) answer = m->best.id;
+        }
+        std::string full_answer;
+        if (whole) {
+            Matcher matcher(*whole, match_params);
+            Result<MatchResult> m = matcher.match(query, clip.n, query_hop_s);
+            if (!m) return fail(clip.id + ": " + m.message());
+            if (m->matched) full_answer = m->best.id;
+        }
+
         Row& row = rows[t->second.length_s];
         row.cold_bytes.push_back(double(c->bytes));
-        row.cold_requests.push_back(double(c->requests));
+        row.cold_requests.push_back(double(c->requests + blocks.size()));
         row.warm_bytes.push_back(double(w->bytes));
         row.keys.push_back(double(keys->size()));
-        const auto song = song_number.find(t->second.song);
-        if (song == song_number.end()) {
+        row.block_bytes.push_back(double(block_bytes));
+        if (t->second.song == "-") {
             ++row.out_of_catalogue;
+            row.lazy_false += !answer.empty();
+            row.full_false += !full_answer.empty();
             continue;
         }
         ++row.in_catalogue;
-        const double tolerance_hops = 1.0 / (*index)->hop_s();
+        row.lazy_right += answer == t->second.song;
+        row.full_right += full_answer == t->second.song;
+        const double tolerance_hops = 1.0 / base.hop_s();
         for (const PairCandidate& cand : candidates.value()) {
-            if (cand.song == song->second &&
-                std::fabs(double(cand.delta) - t->second.start_s / (*index)->hop_s()) <=
+            if (lazy.song(loaded_song.at(cand.song)).id == t->second.song &&
+                std::fabs(double(cand.delta) - t->second.start_s / base.hop_s()) <=
                     tolerance_hops) {
                 ++row.kept;
                 break;
@@ -218,20 +309,29 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "%s: %u lists, span %u hops, %u keys a page; %llu keys, %llu postings, "
-        "%zu songs; warm cache %llu KB\n",
+        "%zu blocks; preloaded %.2f MB; warm cache %llu KB\n",
         index_dir.c_str(), folder.header.n_lists, folder.header.span, folder.header.keys_per_page,
         (unsigned long long)folder.header.n_keys, (unsigned long long)folder.header.n_postings,
-        (*index)->n_songs(), (unsigned long long)cache_kb);
+        base.n_shards_expected(), double(preload_bytes) / 1e6, (unsigned long long)cache_kb);
     std::printf(
-        "| length | clips (in / out of catalogue) | keys | KB cold: median; mean | "
-        "requests cold: median | KB warm: median; mean | phase 1 keeps the song |\n"
-        "|---:|---|---:|---|---:|---|---:|\n");
+        "| length | clips in / out | keys | pair level KB cold: median; mean | pair "
+        "level KB warm: median | phase 1 keeps | blocks KB: median | requests | lazy: "
+        "top-1, false positives | whole index: top-1, false positives |\n"
+        "|---:|---|---:|---|---:|---:|---:|---:|---|---|\n");
+    const auto pct = [](size_t a, size_t b) { return b ? 100.0 * double(a) / double(b) : 0.0; };
     for (const auto& [length, r] : rows) {
-        std::printf("| %g s | %zu / %zu | %.0f | %.1f; %.1f | %.0f | %.1f; %.1f | %.1f %% |\n",
-                    length, r.in_catalogue, r.out_of_catalogue, median(r.keys),
-                    median(r.cold_bytes) / 1024, mean(r.cold_bytes) / 1024, median(r.cold_requests),
-                    median(r.warm_bytes) / 1024, mean(r.warm_bytes) / 1024,
-                    r.in_catalogue ? 100.0 * double(r.kept) / double(r.in_catalogue) : 0.0);
+        std::printf(
+            "| %g s | %zu / %zu | %.0f | %.1f; %.1f | %.1f | %.1f %% | %.0f | %.0f | "
+            "%.1f %%, %.1f %% | ",
+            length, r.in_catalogue, r.out_of_catalogue, median(r.keys), median(r.cold_bytes) / 1024,
+            mean(r.cold_bytes) / 1024, median(r.warm_bytes) / 1024, pct(r.kept, r.in_catalogue),
+            median(r.block_bytes) / 1024, median(r.cold_requests),
+            pct(r.lazy_right, r.in_catalogue), pct(r.lazy_false, r.out_of_catalogue));
+        if (whole)
+            std::printf("%.1f %%, %.1f %% |\n", pct(r.full_right, r.in_catalogue),
+                        pct(r.full_false, r.out_of_catalogue));
+        else
+            std::printf("(--full 1) |\n");
     }
     return 0;
 }

@@ -228,7 +228,8 @@ Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t siz
     return total * bytes_per_posting();
 }
 
-Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string& what) {
+Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string& what,
+                            bool reserve_lists) {
     if (version_ != kIndexVersion2)
         return Status::error(what + ": a block directory needs a format v2 manifest first");
     if (!has_quantizer_)
@@ -294,6 +295,7 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
     }
     manifest_shards_ = std::move(blocks);
     has_directory_ = true;
+    if (!reserve_lists) return Status::ok();
     for (size_t l = 0; l < lists_.size(); ++l) {
         lists_[l].embedding_ids.reserve(lists_[l].embedding_ids.size() + list_sizes[l]);
         lists_[l].codes.reserve(lists_[l].codes.size() + size_t(list_sizes[l]) * quantizer_.pq_m);

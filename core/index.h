@@ -92,7 +92,10 @@ public:
     // Format v2: the block directory, after the manifest and the quantizer and before any
     // block. Checks it against the manifest (size, sha256), the model and the quantizer, and
     // that the blocks tile the songs file; then shard_range(b) says where block b lies.
-    Status add_directory(const uint8_t* bytes, size_t size, const std::string& what);
+    // reserve_lists: reserve every list's postings for a full load (below); false for a reader
+    // that adds only the few blocks a query needs.
+    Status add_directory(const uint8_t* bytes, size_t size, const std::string& what,
+                         bool reserve_lists = true);
     // What add_directory() will reserve for the lists, in bytes (the directory's postings times
     // bytes_per_posting()), read from its bytes before they are checked or added: a page with a
     // memory bound asks before it commits (WASM allocation failure aborts). Needs the v2

@@ -172,6 +172,30 @@ TEST_F(IndexV2CorruptTest, TamperedBlockIsRefusedAndTheOthersLoad) {
     expect_error(index->add_shard(again.data(), again.size(), "block 0"), "already loaded");
 }
 
+// A reader that adds only the blocks a query needs (a lazy page) reserves nothing up front,
+// and a block it adds holds the same songs as in a full load.
+TEST_F(IndexV2CorruptTest, ADirectoryWithoutReservationTakesAnyFewBlocks) {
+    auto index = std::make_unique<Index>(model_);
+    ASSERT_TRUE(index->load_manifest(text(files_.files.at("manifest.json"))));
+    const auto& q = files_.files.at("quantizer.eq");
+    ASSERT_TRUE(index->add_quantizer(q.data(), q.size(), "quantizer.eq"));
+    const auto& d = files_.files.at("directory.ed");
+    ASSERT_TRUE(index->add_directory(d.data(), d.size(), "directory.ed", false));
+    for (int l = 0; l < index->n_lists(); ++l)
+        EXPECT_EQ(index->list(l).embedding_ids.capacity(), 0u) << l;
+    ASSERT_GE(index->n_shards_expected(), 3u);
+    const size_t last = index->n_shards_expected() - 1;
+    auto bytes = block(*index, last);
+    ASSERT_TRUE(index->add_shard(bytes.data(), bytes.size(), "block"));
+    EXPECT_EQ(index->n_songs(), index->shard_range(last).songs);
+    auto full = fresh();
+    for (size_t b = 0; b <= last; ++b) {
+        auto all = block(*full, b);
+        ASSERT_TRUE(full->add_shard(all.data(), all.size(), "block"));
+    }
+    EXPECT_EQ(index->song(0).id, full->song(full->n_songs() - index->n_songs()).id);
+}
+
 TEST_F(IndexV2CorruptTest, BlocksNeedTheDirectoryAndTheRightRange) {
     auto index = fresh(false);
     const auto& all = files_.files.at("songs.esb");
