@@ -41,9 +41,11 @@ void PairKeyReader::keep(Entry entry) {
 
 std::vector<uint32_t> PairKeyReader::missing_pages(const std::vector<uint32_t>& keys) {
     std::vector<uint32_t> out;
+    uint32_t last = UINT32_MAX;
     for (uint32_t key : keys) {
         const uint32_t page = header_.page_of(key);
-        if (!out.empty() && out.back() == page) continue;  // keys are sorted: pages too
+        if (page == last) continue;  // keys are sorted: so are their pages
+        last = page;
         if (find(true, page)) {
             ++stats_.page_hits;
             continue;

@@ -55,7 +55,8 @@ public:
     // The distinct keys a query looks up (pair_query_keys over the header's lists and span).
     Result<std::vector<uint32_t>> query_keys(const uint32_t* query_lists, size_t n,
                                              uint32_t query_step) const;
-    // The pages of `keys` not held, ascending, each once; held ones count as used now.
+    // The pages of `keys` (sorted, as query_keys gives them) not held, ascending, each once;
+    // held ones count as used now.
     std::vector<uint32_t> missing_pages(const std::vector<uint32_t>& keys);
     // Checks page `page`'s record (the bytes of header().page_record(page)) and keeps it.
     Status add_page(uint32_t page, const uint8_t* record, size_t size);

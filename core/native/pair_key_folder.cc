@@ -75,9 +75,11 @@ Result<std::optional<PairKeyFolder>> open_pair_key_folder(const std::string& dir
     for (Status s : {read_entry(*pairs, "header", where, &header_file, &header_bytes),
                      read_entry(*pairs, "directory", where, &directory_file, &directory_bytes),
                      read_entry(*pairs, "postings", where, &postings_file, &postings_bytes),
-                     json_read_string((*pairs)["header"], "sha256", where + " header", &sha256),
                      json_read_uint64(*pairs, "span", uint64_t(1) << 20, where, &span)})
         if (!s) return s;
+    // The header entry is an object now (read_entry checked it).
+    if (Status s = json_read_string(pairs->at("header"), "sha256", where + " header", &sha256); !s)
+        return s;
 
     const std::string header_path = (fs::path(dir) / header_file).string();
     Result<std::vector<uint8_t>> header_bytes_read = read_file_bytes(header_path);

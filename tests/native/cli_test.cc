@@ -424,6 +424,19 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
         std::ofstream(path, std::ios::binary | std::ios::trunc) << good;
     }
     EXPECT_EQ(run_cli("verify " + index.string(), dir_).exit_code, 0);
+    // A manifest whose pair_keys entry lacks its files, or names a file outside the folder.
+    const std::string good_manifest = slurp(index / "manifest.json");
+    for (const nlohmann::json& entry :
+         {nlohmann::json::object(),
+          nlohmann::json{{"header", {{"file", "../pairs.ekh"}, {"bytes", 1}, {"sha256", "0"}}}}}) {
+        auto bad = manifest;
+        bad["pair_keys"] = entry;
+        std::ofstream(index / "manifest.json", std::ios::trunc) << bad.dump();
+        const CliRun hostile = run_cli("verify " + index.string(), dir_);
+        EXPECT_EQ(hostile.exit_code, 1) << entry;
+        EXPECT_NE(hostile.err.find("pair_keys"), std::string::npos) << hostile.err;
+    }
+    std::ofstream(index / "manifest.json", std::ios::trunc) << good_manifest;
 
     const CliRun v1 = run_cli("build -q " + model_arg() + " --format 1 --pair-keys 2 --out " +
                                   (dir_ / "v1").string() + " " + (dir_ / "music").string(),
