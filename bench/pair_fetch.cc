@@ -19,7 +19,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -74,15 +73,6 @@ Result<Fetched> fetch(PairKeyReader* reader, const PairKeyFolder& folder,
         ++f.requests;
     }
     return f;
-}
-
-Result<std::vector<uint8_t>> folder_read(const std::string& path, ByteRange range) {
-    std::ifstream in(path, std::ios::binary);
-    std::vector<uint8_t> bytes(range.size);
-    in.seekg(std::streamoff(range.offset));
-    if (!in || !in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(range.size)))
-        return Status::error("cannot read " + path);
-    return bytes;
 }
 
 double median(std::vector<double> v) {
@@ -164,7 +154,7 @@ int main(int argc, char** argv) {
     if (!opened) return fail(opened.message());
     if (!opened->has_value()) return fail(index_dir + " has no pair-key level (--pair-keys)");
     const PairKeyFolder& folder = **opened;
-    preload_bytes += std::filesystem::file_size(index_dir + "/pairs.ekh");
+    preload_bytes += folder.header_bytes;
     const double ratio = model_query_hop_s(info) / base.hop_s();
     const auto query_step = uint32_t(std::lround(ratio));
     if (std::fabs(ratio - query_step) > 1e-6 || query_step == 0)
@@ -258,7 +248,7 @@ int main(int argc, char** argv) {
         for (size_t b : blocks) {
             const Index::FileRange r = base.shard_range(b);
             Result<std::vector<uint8_t>> bytes =
-                folder_read(index_dir + "/" + r.file, ByteRange{r.offset, r.bytes});
+                read_file_range(index_dir + "/" + r.file, ByteRange{r.offset, r.bytes});
             if (!bytes) return fail(bytes.message());
             const size_t before = lazy.n_songs();
             if (Status st = lazy.add_shard(bytes->data(), bytes->size(), "block"); !st)

@@ -13,17 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Result<std::vector<uint8_t>> read_range(const std::string& path, ByteRange range) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Status::error("cannot open " + path);
-    std::vector<uint8_t> bytes(range.size);
-    in.seekg(std::streamoff(range.offset));
-    if (!in || !in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(range.size)))
-        return Status::error(path + ": cannot read bytes " + std::to_string(range.offset) + "-" +
-                             std::to_string(range.offset + range.size) + " (file cut short?)");
-    return bytes;
-}
-
 // The file entry `key` of the pair_keys object: its plain file name and byte count.
 Status read_entry(const nlohmann::json& pairs, const char* key, const std::string& where,
                   std::string* file, uint64_t* bytes) {
@@ -51,12 +40,23 @@ Status check_file_size(const std::string& path, uint64_t expected) {
 
 }  // namespace
 
+Result<std::vector<uint8_t>> read_file_range(const std::string& path, ByteRange range) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status::error("cannot open " + path);
+    std::vector<uint8_t> bytes(range.size);
+    in.seekg(std::streamoff(range.offset));
+    if (!in || !in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(range.size)))
+        return Status::error(path + ": cannot read bytes " + std::to_string(range.offset) + "-" +
+                             std::to_string(range.offset + range.size) + " (file cut short?)");
+    return bytes;
+}
+
 Result<std::vector<uint8_t>> PairKeyFolder::read_directory(ByteRange range) const {
-    return read_range(directory_path, range);
+    return read_file_range(directory_path, range);
 }
 
 Result<std::vector<uint8_t>> PairKeyFolder::read_postings(ByteRange range) const {
-    return read_range(postings_path, range);
+    return read_file_range(postings_path, range);
 }
 
 Result<std::optional<PairKeyFolder>> open_pair_key_folder(const std::string& dir) {
@@ -94,6 +94,7 @@ Result<std::optional<PairKeyFolder>> open_pair_key_folder(const std::string& dir
 
     PairKeyFolder folder;
     folder.header = std::move(header.value());
+    folder.header_bytes = header_bytes;
     folder.span = uint32_t(span);
     folder.directory_path = (fs::path(dir) / directory_file).string();
     folder.postings_path = (fs::path(dir) / postings_file).string();

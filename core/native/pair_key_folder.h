@@ -18,8 +18,13 @@
 
 namespace earshot {
 
+// The bytes of `range` of the file at `path` (an error if the file is shorter than its end):
+// what a page's `Range` request returns.
+Result<std::vector<uint8_t>> read_file_range(const std::string& path, ByteRange range);
+
 struct PairKeyFolder {
     PairKeyHeader header;
+    uint64_t header_bytes = 0;  // the header file's size (downloaded whole)
     uint32_t span = 0;  // index hops, as the manifest says (the header's)
     std::string directory_path, postings_path;
 
