@@ -136,10 +136,14 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                         if (!(*recognizer)->poll(&look) || !look.valid) continue;
                         const MatchResult& m = look.match;
                         const bool has = m.has_candidates();
-                        looks.push_back({look.stream_time_s, m.n_query,
-                                         has ? double(m.confidence) : 0.0,
-                                         has ? nlohmann::json(m.best.id) : nlohmann::json(nullptr),
-                                         has ? m.best.offset_s - look.query_start_s : 0.0});
+                        // The score, background and prior too: a calibration may weigh the
+                        // background otherwise than the model it traced with did.
+                        looks.push_back(
+                            {look.stream_time_s, m.n_query, has ? double(m.confidence) : 0.0,
+                             has ? nlohmann::json(m.best.id) : nlohmann::json(nullptr),
+                             has ? m.best.offset_s - look.query_start_s : 0.0,
+                             has ? double(m.best.score) : 0.0, has ? double(m.background) : 0.0,
+                             has ? double(m.prior) : 0.0});
                     }
                     traces[i] = nlohmann::json{
                         {"query", std::filesystem::path(path).filename().string()},

@@ -34,8 +34,11 @@ listen_rule_by_code[NAME], used for such indexes instead of the main rule.
 them too, so the rule keeps its promise where the music detector lets noise by (it does for
 some ambience: docs/MUSIC_DETECTOR.md); hit rate and speed are taken from --trace only.
 The trace has one JSON object per clip: {"query": NAME, "looks": [[stream_time_s, n,
-confidence, song_id, song_time_at_0_s], ...]} (looks in stream order, song_id null without
-candidates).
+confidence, song_id, song_time_at_0_s, score, background, prior], ...]} (looks in stream order,
+song_id null without candidates). The confidence is recomputed as score - W * background + prior
+with the weight W of the model's clip table (threshold_background_weight): the listens may be
+traced before the clip thresholds are written (scripts/calibrate-model.sh), when a new model has
+no weight yet and the trace's own confidence is the bare score.
 """
 import argparse
 import csv
@@ -50,8 +53,21 @@ from models.earshot_model.container import read_container
 from models.earshot_model.model_file import rewrite_model_file
 
 
-def load_clips(truth_paths, trace_paths):
-    """[(truth row, looks)] over every set; a clip missing from its trace has no looks."""
+def reweigh(look, background_weight):
+    """A look as [t, n, confidence, song, song_time_at_0] with the confidence recomputed for
+    background_weight from its score, background and prior (the trace's looks 5-7); a look
+    without them keeps the confidence it was traced with."""
+    if len(look) < 8 or look[3] is None:
+        return look[:5]
+    t, n, _, song, at0, score, background, prior = look[:8]
+    return [t, n, score - background_weight * background + prior, song, at0]
+
+
+def load_clips(truth_paths, trace_paths, background_weight=None):
+    """[(truth row, looks)] over every set; a clip missing from its trace has no looks. With
+    background_weight, each look's confidence is recomputed for it (reweigh): the clip table
+    the rule starts from is calibrated for the model's weight, which a trace made before the
+    model had one (a new export) did not use."""
     clips = []
     for truth_path, trace_path in zip(truth_paths, trace_paths):
         looks = {}
@@ -59,7 +75,9 @@ def load_clips(truth_paths, trace_paths):
             for line in f:
                 if line.strip():
                     record = json.loads(line)
-                    looks[record["query"]] = record["looks"]
+                    looks[record["query"]] = (
+                        record["looks"] if background_weight is None else
+                        [reweigh(look, background_weight) for look in record["looks"]])
         with open(truth_path, newline="") as f:
             for row in csv.DictReader(f, delimiter="\t"):
                 clips.append((row, looks.get(row["query"], [])))
@@ -69,7 +87,8 @@ def load_clips(truth_paths, trace_paths):
 def replay(looks, table, confirm):
     """The rule of core/listen.cc on one clip's looks: (song, answer_s, song_time_at_0) or None."""
     streak, streak_song = 0, None
-    for stream_time_s, n, confidence, song, song_time_at_0 in looks:
+    for look in looks:
+        stream_time_s, n, confidence, song, song_time_at_0 = look[:5]
         threshold = table[min(max(n, 1), len(table)) - 1]
         if song is None or confidence < threshold:
             streak = 0
@@ -209,8 +228,9 @@ def main():
         if not clip_table:
             sys.exit(f"the model has no clip thresholds for code {args.for_code}: calibrate them "
                      "first (models.calibrate_threshold --write --for-code)")
-    clips = load_clips(args.truth, args.trace)
-    guard = load_clips(args.guard_truth, args.guard_trace)
+    weight = meta.get("threshold_background_weight", 0.0)
+    clips = load_clips(args.truth, args.trace, weight)
+    guard = load_clips(args.guard_truth, args.guard_trace, weight)
     best = fit(clip_table, clips, guard, args.target_fp, args.target_fp_nomusic,
                [int(c) for c in args.confirm.split(",")], args.n_max,
                args.min_hit, args.max_median_s, args.max_p90_s)

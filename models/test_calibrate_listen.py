@@ -31,6 +31,26 @@ class ReplayTest(unittest.TestCase):
         looks = [look(1.0, 3, 0.9, "a"), look(1.5, 3, 0.0, None), look(2.0, 3, 0.9, "a")]
         self.assertIsNone(cl.replay(looks, [0.5], 2))
 
+    def test_looks_are_reweighed_for_the_models_background_weight(self):
+        """A trace made before the model had a background weight (the bare score as its
+        confidence) is scored as the recognizer will score it once the weight is written."""
+        traced = [1.0, 4, 0.6, "a", 10.0, 0.6, 0.5, 0.02]
+        self.assertEqual(cl.reweigh(traced, 0.5), [1.0, 4, 0.6 - 0.25 + 0.02, "a", 10.0])
+        self.assertEqual(cl.reweigh(traced[:5], 0.5), traced[:5])  # older traces as they are
+        self.assertEqual(cl.reweigh([1.0, 4, 0.0, None, 0.0, 0.0, 0.0, 0.0], 0.5),
+                         [1.0, 4, 0.0, None, 0.0])
+        with tempfile.TemporaryDirectory() as tmp:
+            truth, trace = os.path.join(tmp, "truth.tsv"), os.path.join(tmp, "trace.jsonl")
+            with open(truth, "w") as f:
+                f.write("query\tsong\tstart_s\tlength_s\tcondition\tlead_s\nn.flac\t-\t0\t10\t"
+                        "listen-clean\t0\n")
+            with open(trace, "w") as f:
+                f.write(json.dumps({"query": "n.flac", "looks": [traced]}) + "\n")
+            (_, looks), = cl.load_clips([truth], [trace], 0.5)
+            self.assertIsNone(cl.replay(looks, [0.5], 1))  # 0.37 with the weight, not 0.6
+            (_, looks), = cl.load_clips([truth], [trace])
+            self.assertEqual(cl.replay(looks, [0.5], 1), ("a", 1.0, 10.0))
+
     def test_family_never_rises(self):
         table = cl.family_table([0.45, 0.40, 0.38, 0.41, 0.30], 0.02, 0.1, 8)
         self.assertEqual(len(table), 8)

@@ -17,7 +17,8 @@
 #     the fit first with --crossval, docs/EXPERIMENTS.md), the
 #     popularity-weighted decision (models.calibrate_popularity), then the listen rules (main
 #     rule, then per code): writing changes the file's hash, so every index and trace is made
-#     before the first write.
+#     before the first write (a new export has no background weight yet: the traced looks carry
+#     their score and background, and calibrate_listen weighs them as the written table does).
 # Environment: EARSHOT_CORPUS (fetch-corpus destination, default $HOME/.cache/earshot-corpus),
 # EVAL (the evaluation tools, default ../shared/eval), EARSHOT (the CLI, default
 # build/index-builder/earshot), JOBS (make-queries workers, default 2), FIT (the threshold
@@ -67,13 +68,21 @@ for s in $LISTEN_SEEDS; do
 done
 
 # 2. Indexes, results and traces, per code (a step already done is skipped).
-hash=$($X info "$M" | $PY -c "import json, sys; print(json.load(sys.stdin)['hash'])")
+model_hash() { $X info "$M" | $PY -c "import json, sys; print(json.load(sys.stdin)['hash'])"; }
+# Each code folder's model-hash lists the hashes of the file it was made for: the export, then
+# the file after each write of step 3 (the same network), so a rerun keeps the work done.
+remember_hash() {
+    local h
+    h=$(model_hash)
+    for code in "${CODES[@]}"; do echo "$h" >> "$W/${code%%:*}/model-hash"; done
+}
+hash=$(model_hash)
 for code in "${CODES[@]}"; do
     name=${code%%:*}
     read -r -a opts <<< "${code#*:}"
     d=$W/$name
     mkdir -p "$d"
-    if [ "$(cat "$d/model-hash" 2>/dev/null)" != "$hash" ]; then  # another model: start over
+    if ! grep -qxF "$hash" "$d/model-hash" 2>/dev/null; then  # another model: start over
         rm -rf "${d:?}"/*
         echo "$hash" > "$d/model-hash"
     fi
@@ -114,6 +123,7 @@ for code in "${CODES[@]}"; do
     $PY -m models.calibrate_threshold --model "$M" --fit "$FIT" --target-fp 0.001 \
         --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
         --write "${for_code[@]}" | tee "$W/$name/thresholds.txt"
+    remember_hash
 done
 # The popularity-weighted decision, on the default code's results and table.
 if [ -f "$W/$default/${SEEDS%% *}.jsonl" ]; then
@@ -123,6 +133,7 @@ if [ -f "$W/$default/${SEEDS%% *}.jsonl" ]; then
     done
     $PY -m models.calibrate_popularity --model "$M" "${args[@]}" --write \
         | tee "$W/$default/popularity.txt"
+    remember_hash
 fi
 for code in "${CODES[@]}"; do
     name=${code%%:*}
@@ -134,7 +145,15 @@ for code in "${CODES[@]}"; do
                --guard-truth "$W/q-listen-$s/truth.tsv"
                --guard-trace "$W/$name/trace-level-$s.jsonl")
     done
-    $PY -m models.calibrate_listen --model "$M" "${args[@]}" --write "${for_code[@]}" \
-        | tee "$W/$name/listen.txt"
+    # Another code without a rule of its own answers listens with the main rule.
+    if $PY -m models.calibrate_listen --model "$M" "${args[@]}" --write "${for_code[@]}" \
+        > "$W/$name/listen.txt"; then
+        cat "$W/$name/listen.txt"
+        remember_hash
+    elif [ "$name" = "$default" ]; then
+        exit 1
+    else
+        echo "code $name: no listen rule of the family meets the targets; it keeps the main rule"
+    fi
 done
 echo "calibrated: $M"

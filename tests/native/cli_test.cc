@@ -559,7 +559,7 @@ TEST_F(CliTest, InfoDescribesModel) {
 // has thresholds for; the build options choose another code (given both --unit-norm and
 // --no-unit-norm cancel out).
 TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
-    const std::string shipped = EARSHOT_MODELS_DIR "/earshot-v1.emod";
+    const std::string shipped = EARSHOT_MODELS_DIR "/earshot-v2.emod";
     const CliRun info = run_cli("info " + shipped, dir_);
     ASSERT_EQ(info.exit_code, 0) << info.err;
     const auto j = nlohmann::json::parse(info.out);
@@ -655,6 +655,36 @@ TEST_F(CliTest, BuildLeavesSilenceOutAndContinuousQueryReportsEvents) {
         EXPECT_LT(e["answer_s"].get<double>(), 17.0);
     }
     EXPECT_EQ(n_stopped, 1u) << query.out;
+
+    // --trace records every look with what models.calibrate_listen needs to weigh the
+    // background as the calibrated table will: confidence = score - weight * background + prior.
+    const fs::path trace = dir_ / "trace.jsonl";
+    const CliRun traced = run_cli(
+        "query -q --trace " + trace.string() + " " + model_arg() + " --index " + index.string() +
+            " -o " + (dir_ / "live.jsonl").string() + " " + (dir_ / "session.wav").string(),
+        dir_);
+    ASSERT_EQ(traced.exit_code, 0) << traced.err;
+    std::ifstream trace_in(trace);
+    std::string trace_line;
+    ASSERT_TRUE(std::getline(trace_in, trace_line));
+    const auto record = nlohmann::json::parse(trace_line);
+    EXPECT_EQ(record["query"], "session.wav");
+    const auto& looks = record["looks"];
+    ASSERT_GE(looks.size(), 25u);  // one a query hop (0.5 s) of the 16 s of music and more
+    // One weight for every look (the model's; 0 when it has none).
+    std::vector<double> weights;
+    for (const auto& look : looks) {
+        ASSERT_EQ(look.size(), 8u) << look;
+        if (look[3].is_null()) continue;
+        const double confidence = look[2], score = look[5], background = look[6], prior = look[7];
+        if (std::fabs(background) > 0.05)
+            weights.push_back((score + prior - confidence) / background);
+    }
+    ASSERT_GT(weights.size(), 10u) << traced.out;
+    for (double w : weights) {
+        EXPECT_NEAR(w, weights.front(), 1e-3);
+        EXPECT_GE(w, -1e-3);
+    }
 }
 
 // Crash safety: `earshot build` SIGKILLed at any moment (seeded random delays spanning a whole
