@@ -249,11 +249,16 @@ class ExportParityTest(unittest.TestCase):
         self.check_file(os.path.join(MODELS_DIR, "random-init-v0.emod"))
 
     def test_trained_file(self):
-        path = os.path.join(MODELS_DIR, "earshot-v1.emod")
+        for name in ("earshot-v1", "earshot-v2"):  # v1: the base v2 is trained from
+            with self.subTest(name):
+                self.check_trained_file(name)
+
+    def check_trained_file(self, name):
+        path = os.path.join(MODELS_DIR, name + ".emod")
         if not os.path.exists(path):
-            self.skipTest("models/earshot-v1.emod not exported yet")
+            self.skipTest(f"models/{name}.emod not exported yet")
         c = self.check_file(path)
-        self.assertEqual(c.meta["name"], "earshot-v1")
+        self.assertEqual(c.meta["name"], name)
         self.assertIn("seed", c.meta["training"])
         # Calibrated thresholds, and the PQ resolution they were calibrated for.
         self.assertTrue(c.meta["threshold_by_n"])
@@ -364,9 +369,9 @@ class CheckpointExportTest(unittest.TestCase):
 
     def test_committed_model_has_the_default_geometry(self):
         """The dev metric and the export defaults measure and write what ships."""
-        path = os.path.join(MODELS_DIR, "earshot-v1.emod")
+        path = os.path.join(MODELS_DIR, "earshot-v2.emod")
         if not os.path.exists(path):
-            self.skipTest("models/earshot-v1.emod not exported yet")
+            self.skipTest("models/earshot-v2.emod not exported yet")
         meta = container.read_container_file(path, "MODL").meta
         self.assertEqual(frontend.params_from_meta(meta), frontend.DEFAULT_PARAMS)
         for key, value in frontend.DEFAULT_GEOMETRY.items():

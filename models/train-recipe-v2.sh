@@ -1,5 +1,5 @@
 #!/bin/sh
-# Trains the candidate earshot model v2 with a fixed seed: the shipped model v1
+# Trains the shipped earshot model v2 (models/earshot-v2.emod) with a fixed seed: model v1
 # (models/earshot-v1.emod, which models/train-recipe.sh reproduces) trained on for 60 minutes at
 # lr 1e-3, then 90 minutes at lr 5e-4, of training time on 2 CPU cores with all the train set's
 # music and the augmentations below;
@@ -10,8 +10,15 @@
 #
 #   nohup nice -n 3 models/train-recipe-v2.sh >> models/checkpoints/recipe-v2.log 2>&1 &
 #
-# Then export (hop 0.25 s) and calibrate the no-match thresholds on train-set queries (the
-# commands of docs/EVALUATION.md).
+# Then the model file: export, the music detector of the live listen, and the calibration of
+# every index code's thresholds and listen rule on the train songs the run kept unseen
+# (docs/EVALUATION.md, "Calibration"; about 40 minutes):
+#
+#   /usr/bin/python3 -m models.export models/checkpoints/earshot-v2-stage2/last.pt \
+#       models/earshot-v2.emod --name earshot-v2
+#   /usr/bin/python3 -m models.add_music_detector --model models/earshot-v2.emod \
+#       --detector models/music-detector-v1
+#   scripts/calibrate-model.sh models/earshot-v2.emod
 #
 # Environment: EARSHOT_CORPUS, the fetch-corpus destination (default $HOME/.cache/earshot-corpus;
 # the train set is its train/ folder), EVAL, the evaluation tools (default ../shared/eval).
