@@ -107,6 +107,7 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     Result<IndexBuilder> builder = IndexBuilder::create(model, build);
     if (!builder) return builder.status();
     if (params.shard_sink) builder->set_shard_sink(params.shard_sink);
+    if (params.pair_spill) builder->set_pair_spill(params.pair_spill);
     if (Status st = builder->set_quantizer(q); !st) return st;
 
     for (size_t s = 0; s < real.n_songs(); ++s) {

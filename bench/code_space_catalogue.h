@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "core/index.h"
 #include "core/index_builder.h"
@@ -43,6 +44,8 @@ struct CodeSpaceCatalogueParams {
     // Optional: where each shard goes once full (IndexBuilder::set_shard_sink), so a catalogue
     // of a million songs is never held in memory; the returned files are then the rest.
     IndexBuilder::ShardSink shard_sink;
+    // Optional: where the pair-key level's postings wait (IndexBuilder::set_pair_spill).
+    std::shared_ptr<PairKeySpill> pair_spill;
 };
 CodeSpaceCatalogueParams code_space_catalogue_default_params();
 

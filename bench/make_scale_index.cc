@@ -16,7 +16,7 @@
 // quantizer). Use a source catalogue disjoint from the songs you query. The output folder is
 // created if needed; existing files of the same names are overwritten. --pair-keys writes format
 // 2 (64 KB blocks) with the pair-key level of windows SECONDS apart (`earshot build --pair-keys`)
-// instead of format 1's 8 MB shards.
+// instead of format 1's 8 MB shards; the level is sorted on disk in $TMPDIR (bounded memory).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +34,7 @@
 #include "core/index.h"
 #include "core/model.h"
 #include "core/native/index_folder.h"
+#include "core/native/pair_key_spill_files.h"
 
 namespace {
 
@@ -184,9 +185,13 @@ int main(int argc, char** argv) {
         params.max_shard_bytes = earshot::kDefaultBlockBytes;
         std::error_code gone;
         fs::remove(fs::path(out_dir) / "songs.esb", gone);  // blocks are appended
+        fs::remove(fs::path(out_dir) / "pairs.ekp", gone);  // and the pair level's postings
+        auto spill = earshot::TempFilePairKeySpill::create("");
+        if (!spill) return fail(spill.message());
+        params.pair_spill = std::move(spill.value());
     }
     params.shard_sink = [&](const std::string& name, std::vector<uint8_t> bytes) {
-        if (params.pair_span > 0) {  // format 2: every block goes to songs.esb, in order
+        if (params.pair_span > 0) {  // format 2: blocks and pair postings are appended
             const std::string path = (fs::path(out_dir) / name).string();
             std::ofstream out(path, std::ios::binary | std::ios::app);
             out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));

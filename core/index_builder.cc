@@ -288,7 +288,8 @@ Status IndexBuilder::after_training() {
     quantizer_sha256_ = file_sha256_hex(quantizer_file_);
 
     if (params_.pair_span > 0) {
-        Result<PairKeyIndex> pairs = PairKeyIndex::create(uint32_t(q.n_lists), params_.pair_span);
+        Result<PairKeyBuilder> pairs = PairKeyBuilder::create(
+            uint32_t(q.n_lists), params_.pair_span, params_.pair_keys_per_page, pair_spill_);
         if (!pairs) return pairs.status();
         pairs_.emplace(std::move(pairs.value()));
     }
@@ -538,23 +539,42 @@ Result<IndexFiles> IndexBuilder::finish() {
     }
     const size_t shard_and_quantizer_bytes = out.total_bytes;
     if (pairs_) {
-        if (Status st = pairs_->finish(); !st) return st;
-        Result<PairKeyFiles> pair_files = write_pair_key_files(*pairs_, params_.pair_keys_per_page);
+        // The postings leave through the shard sink in chunks, or are kept.
+        std::vector<uint8_t> postings;
+        constexpr size_t kChunkBytes = size_t(1) << 20;
+        Result<PairKeyLayoutWriter> writer = PairKeyLayoutWriter::create(
+            uint32_t(q.n_lists), params_.pair_span, params_.pair_keys_per_page,
+            [&](const uint8_t* data, size_t n) {
+                postings.insert(postings.end(), data, data + n);
+                if (!sink_ || postings.size() < kChunkBytes) return Status::ok();
+                Status st = sink_(kPairPostingsFile, std::move(postings));
+                postings.clear();
+                return st;
+            });
+        if (!writer) return writer.status();
+        if (Status st = pairs_->finish(&writer.value()); !st) return st;
+        Result<PairKeyFiles> pair_files = writer->finish(pairs_->n_songs());
         if (!pair_files) return pair_files.status();
         PairKeyFiles& f = pair_files.value();
+        const uint64_t postings_bytes = writer->postings_bytes();
+        if (sink_) {  // the rest, or an empty file when no key has postings
+            if (Status st = sink_(kPairPostingsFile, std::move(postings)); !st) return st;
+        } else {
+            f.postings = std::move(postings);
+        }
         manifest["pair_keys"] = {
             {"header",
              {{"file", kPairHeaderFile},
               {"bytes", f.header.size()},
               {"sha256", file_sha256_hex(f.header)}}},
             {"directory", {{"file", kPairDirectoryFile}, {"bytes", f.directory.size()}}},
-            {"postings", {{"file", kPairPostingsFile}, {"bytes", f.postings.size()}}},
+            {"postings", {{"file", kPairPostingsFile}, {"bytes", postings_bytes}}},
             {"span", params_.pair_span},
             {"keys_per_page", params_.pair_keys_per_page}};
-        out.total_bytes += f.header.size() + f.directory.size() + f.postings.size();
+        out.total_bytes += f.header.size() + f.directory.size() + postings_bytes;
         out.files[kPairHeaderFile] = std::move(f.header);
         out.files[kPairDirectoryFile] = std::move(f.directory);
-        out.files[kPairPostingsFile] = std::move(f.postings);
+        if (!sink_) out.files[kPairPostingsFile] = std::move(f.postings);
         out.n_files += 3;
         pairs_.reset();
     }

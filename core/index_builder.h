@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -144,6 +145,12 @@ public:
     // train, finish, ...); the build should then be abandoned. Set it before adding songs.
     using ShardSink = std::function<Status(const std::string& file, std::vector<uint8_t> bytes)>;
     void set_shard_sink(ShardSink sink) { sink_ = std::move(sink); }
+    // Where the pair-key level's postings wait between the songs and finish() (PairKeyBuilder,
+    // core/pair_keys.h): with core/native/pair_key_spill_files.h's TempFilePairKeySpill a
+    // million-song level is sorted on disk a bucket at a time; without one, in memory. With a
+    // shard sink, the level's postings file leaves through the sink too (pairs.ekp, appended in
+    // chunks of about 1 MB). Set it before training.
+    void set_pair_spill(std::shared_ptr<PairKeySpill> spill) { pair_spill_ = std::move(spill); }
     // Encoded songs waiting for their shard, bytes (the bound a sink keeps: ~max_shard_bytes).
     size_t held_shard_bytes() const { return trained_ ? shard_estimate_ : 0; }
 
@@ -201,7 +208,8 @@ private:
     std::vector<uint32_t> list_sizes_;  // postings per coarse list over the shards written
                                         // (sized once trained)
     std::map<std::string, std::vector<uint8_t>> kept_shards_;  // without a sink
-    std::optional<PairKeyIndex> pairs_;  // params_.pair_span > 0, once trained
+    std::shared_ptr<PairKeySpill> pair_spill_;                 // set_pair_spill; null: in memory
+    std::optional<PairKeyBuilder> pairs_;  // params_.pair_span > 0, once trained
     size_t written_stored_ = 0, written_windows_ = 0, written_shard_bytes_ = 0;
     double duration_s_ = 0.0;
 };

@@ -90,75 +90,132 @@ std::string page_name(uint32_t page) { return "pair-key page " + std::to_string(
 
 }  // namespace
 
-Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t keys_per_page) {
+Result<PairKeyLayoutWriter> PairKeyLayoutWriter::create(uint32_t n_lists, uint32_t span,
+                                                        uint32_t keys_per_page,
+                                                        Sink postings_sink) {
     if (keys_per_page < 1 || keys_per_page > kPairLayoutMaxKeysPerPage)
         return Status::error("pair-key layout: keys_per_page must be in [1, " +
                              std::to_string(kPairLayoutMaxKeysPerPage) + "]");
-    if (!index.finished()) return Status::error("pair-key layout: the index is not finished");
-    if (index.n_songs() > (size_t(1) << kPairLayoutSongBits))
-        return Status::error("pair-key layout: " + std::to_string(index.n_songs()) +
-                             " songs, more than a posting's " +
-                             std::to_string(kPairLayoutSongBits) + " bits can number");
-    const uint64_t n_pages = n_pages_for(index.n_lists(), keys_per_page);
+    if (n_lists < 1 || n_lists > kPairMaxLists)
+        return Status::error("pair-key layout: n_lists must be in [1, " +
+                             std::to_string(kPairMaxLists) + "]");
+    if (span < 1) return Status::error("pair-key layout: span must be at least one index hop");
+    if (!postings_sink) return Status::error("pair-key layout: no sink for the postings");
+    const uint64_t n_pages = n_pages_for(n_lists, keys_per_page);
     if (n_pages + 1 > std::numeric_limits<uint32_t>::max())
         return Status::error("pair-key layout: too many pages; use more keys per page");
+    PairKeyLayoutWriter w(n_lists, span, keys_per_page, n_pages, std::move(postings_sink));
+    if (Status st = w.start_page(0); !st) return st;
+    return w;
+}
+
+PairKeyLayoutWriter::PairKeyLayoutWriter(uint32_t n_lists, uint32_t span, uint32_t keys_per_page,
+                                         uint64_t n_pages, Sink sink)
+    : n_lists_(n_lists),
+      span_(span),
+      keys_per_page_(keys_per_page),
+      n_pages_(n_pages),
+      sink_(std::move(sink)) {
+    pages_.reserve(n_pages);
+    page_leaves_.reserve(n_pages);
+}
+
+Status PairKeyLayoutWriter::start_page(uint64_t page) {
+    page_ = page;
+    counts_.assign(page < n_pages_ ? keys_on_page(n_lists_, keys_per_page_, page) : 0, 0);
+    units_.clear();
+    unit_leaves_.clear();
+    return Status::ok();
+}
+
+Status PairKeyLayoutWriter::close_page() {
+    std::vector<uint8_t> page;
+    put_u32(&page, static_cast<uint32_t>(page_));
+    put_u32(&page, static_cast<uint32_t>(counts_.size()));
+    put_u64(&page, postings_bytes_);
+    for (uint32_t count : counts_) put_leb128(&page, count);
+    const MerkleTree unit_tree = MerkleTree::build(std::move(unit_leaves_));
+    const MerkleDigest units_root = unit_tree.root();
+    page.insert(page.end(), units_root.begin(), units_root.end());
+    std::vector<uint8_t> unit;
+    for (size_t u = 0; u < units_.size(); ++u) {
+        unit.swap(units_[u]);
+        for (const MerkleDigest& h : unit_tree.proof(u))
+            unit.insert(unit.end(), h.begin(), h.end());
+        if (Status st = sink_(unit.data(), unit.size()); !st) return st;
+        postings_bytes_ += unit.size();
+        std::vector<uint8_t>().swap(units_[u]);
+    }
+    page_leaves_.push_back(merkle_leaf_hash(page.data(), page.size()));
+    pages_.push_back(std::move(page));
+    return start_page(page_ + 1);
+}
+
+Status PairKeyLayoutWriter::add_key(uint32_t key, const PairPosting* postings, size_t n) {
+    if (finished_) return Status::error("pair-key layout: add_key after finish");
+    if (int64_t(key) <= last_key_)
+        return Status::error("pair-key layout: key " + std::to_string(key) + " after key " +
+                             std::to_string(last_key_) +
+                             ": keys must be added in ascending order, each once");
+    if (uint64_t(key) >= uint64_t(n_lists_) * n_lists_)
+        return Status::error("pair-key layout: key " + std::to_string(key) + " is not below " +
+                             std::to_string(n_lists_) + "^2");
+    if (n == 0)
+        return Status::error("pair-key layout: key " + std::to_string(key) + " has no postings");
+    if (n > std::numeric_limits<uint32_t>::max())
+        return Status::error("pair-key layout: key " + std::to_string(key) +
+                             " has too many postings");
+    std::vector<uint8_t> unit;
+    unit.reserve(4 * n);
+    uint64_t songs_below = songs_below_;
+    for (size_t j = 0; j < n; ++j) {
+        const PairPosting& posting = postings[j];
+        if (posting.window > kWindowMask)
+            return Status::error("pair-key layout: song " + std::to_string(posting.song) +
+                                 " has a key at window " + std::to_string(posting.window) +
+                                 ", beyond a posting's " + std::to_string(kPairLayoutWindowBits) +
+                                 " bits: split longer songs into parts");
+        if (posting.song >> kPairLayoutSongBits)
+            return Status::error("pair-key layout: song " + std::to_string(posting.song) +
+                                 " is beyond a posting's " + std::to_string(kPairLayoutSongBits) +
+                                 " bits");
+        put_u32(&unit, (posting.song << kPairLayoutWindowBits) | posting.window);
+        songs_below = std::max<uint64_t>(songs_below, uint64_t(posting.song) + 1);
+    }
+    const uint64_t page = key / keys_per_page_;
+    while (page_ < page)
+        if (Status st = close_page(); !st) return st;
+    counts_[key - page * keys_per_page_] = static_cast<uint32_t>(n);
+    songs_below_ = songs_below;
+    unit_leaves_.push_back(merkle_leaf_hash(unit.data(), unit.size()));
+    units_.push_back(std::move(unit));
+    last_key_ = key;
+    ++n_keys_;
+    n_postings_ += n;
+    return Status::ok();
+}
+
+Result<PairKeyFiles> PairKeyLayoutWriter::finish(uint64_t n_songs) {
+    if (finished_) return Status::error("pair-key layout: finish called twice");
+    if (n_songs > (uint64_t(1) << kPairLayoutSongBits))
+        return Status::error("pair-key layout: " + std::to_string(n_songs) +
+                             " songs, more than a posting's " +
+                             std::to_string(kPairLayoutSongBits) + " bits can number");
+    if (songs_below_ > n_songs)
+        return Status::error("pair-key layout: a posting names song " +
+                             std::to_string(songs_below_ - 1) + " of " + std::to_string(n_songs));
+    while (page_ < n_pages_)
+        if (Status st = close_page(); !st) return st;
+    finished_ = true;
 
     PairKeyFiles files;
-    std::vector<std::vector<uint8_t>> pages(n_pages);
-    std::vector<MerkleDigest> page_leaves(n_pages);
-    const std::vector<uint32_t>& keys = index.keys();
-    size_t next = 0;  // into keys: the first occupied key not yet written
-    std::vector<uint8_t> unit;
-    for (uint64_t p = 0; p < n_pages; ++p) {
-        const uint64_t first_key = p * keys_per_page;
-        const uint32_t n_in = keys_on_page(index.n_lists(), keys_per_page, p);
-        std::vector<uint8_t>& page = pages[p];
-        put_u32(&page, static_cast<uint32_t>(p));
-        put_u32(&page, n_in);
-        put_u64(&page, files.postings.size());
-        // This page's units: postings bytes and leaf hashes first, proofs once the tree is known.
-        std::vector<std::vector<uint8_t>> units;
-        std::vector<MerkleDigest> unit_leaves;
-        for (uint32_t i = 0; i < n_in; ++i) {
-            const uint64_t key = first_key + i;
-            if (next == keys.size() || keys[next] != key) {
-                put_leb128(&page, 0);
-                continue;
-            }
-            ++next;
-            const PairKeyIndex::Span postings = index.postings(static_cast<uint32_t>(key));
-            put_leb128(&page, postings.size);
-            unit.clear();
-            for (size_t j = 0; j < postings.size; ++j) {
-                const PairPosting& posting = postings.data[j];
-                if (posting.window > kWindowMask)
-                    return Status::error("pair-key layout: song " + std::to_string(posting.song) +
-                                         " has a key at window " + std::to_string(posting.window) +
-                                         ", beyond a posting's " +
-                                         std::to_string(kPairLayoutWindowBits) +
-                                         " bits: split longer songs into parts");
-                put_u32(&unit, (posting.song << kPairLayoutWindowBits) | posting.window);
-            }
-            unit_leaves.push_back(merkle_leaf_hash(unit.data(), unit.size()));
-            units.push_back(unit);
-        }
-        const MerkleTree unit_tree = MerkleTree::build(unit_leaves);
-        const MerkleDigest units_root = unit_tree.root();
-        page.insert(page.end(), units_root.begin(), units_root.end());
-        for (size_t u = 0; u < units.size(); ++u) {
-            files.postings.insert(files.postings.end(), units[u].begin(), units[u].end());
-            for (const MerkleDigest& h : unit_tree.proof(u))
-                files.postings.insert(files.postings.end(), h.begin(), h.end());
-        }
-        page_leaves[p] = merkle_leaf_hash(page.data(), page.size());
-    }
-
-    const MerkleTree page_tree = MerkleTree::build(page_leaves);
+    const MerkleTree page_tree = MerkleTree::build(std::move(page_leaves_));
     std::vector<uint64_t> offsets;
-    offsets.reserve(n_pages + 1);
-    for (uint64_t p = 0; p < n_pages; ++p) {
+    offsets.reserve(n_pages_ + 1);
+    for (uint64_t p = 0; p < n_pages_; ++p) {
         offsets.push_back(files.directory.size());
-        files.directory.insert(files.directory.end(), pages[p].begin(), pages[p].end());
+        files.directory.insert(files.directory.end(), pages_[p].begin(), pages_[p].end());
+        std::vector<uint8_t>().swap(pages_[p]);
         for (const MerkleDigest& h : page_tree.proof(p))
             files.directory.insert(files.directory.end(), h.begin(), h.end());
     }
@@ -167,22 +224,45 @@ Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t ke
     nlohmann::json meta = {
         {"format", kFormat},
         {"version", kPairLayoutVersion},
-        {"n_lists", index.n_lists()},
-        {"span", index.span()},
-        {"keys_per_page", keys_per_page},
-        {"n_pages", n_pages},
-        {"n_keys", index.n_keys()},
-        {"n_postings", index.n_postings()},
-        {"n_songs", index.n_songs()},
+        {"n_lists", n_lists_},
+        {"span", span_},
+        {"keys_per_page", keys_per_page_},
+        {"n_pages", n_pages_},
+        {"n_keys", n_keys_},
+        {"n_postings", n_postings_},
+        {"n_songs", n_songs},
         {"directory_bytes", files.directory.size()},
-        {"postings_bytes", files.postings.size()},
+        {"postings_bytes", postings_bytes_},
     };
     ContainerWriter writer(kKind, meta);
     const MerkleDigest root = page_tree.root();
     writer.add("root", DType::kU8, {32}, root.data(), root.size());
-    writer.add("page_offsets", DType::kU64, {static_cast<uint32_t>(n_pages + 1)}, offsets.data(),
+    writer.add("page_offsets", DType::kU64, {static_cast<uint32_t>(n_pages_ + 1)}, offsets.data(),
                offsets.size() * sizeof(uint64_t));
     files.header = writer.finish();
+    return files;
+}
+
+Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t keys_per_page) {
+    if (!index.finished()) return Status::error("pair-key layout: the index is not finished");
+    std::vector<uint8_t> postings;
+    Result<PairKeyLayoutWriter> writer = PairKeyLayoutWriter::create(
+        index.n_lists(), index.span(), keys_per_page, [&postings](const uint8_t* data, size_t n) {
+            postings.insert(postings.end(), data, data + n);
+            return Status::ok();
+        });
+    if (!writer) return writer.status();
+    if (index.n_songs() > (size_t(1) << kPairLayoutSongBits))
+        return Status::error("pair-key layout: " + std::to_string(index.n_songs()) +
+                             " songs, more than a posting's " +
+                             std::to_string(kPairLayoutSongBits) + " bits can number");
+    for (uint32_t key : index.keys()) {
+        const PairKeyIndex::Span p = index.postings(key);
+        if (Status st = writer->add_key(key, p.data, p.size); !st) return st;
+    }
+    Result<PairKeyFiles> files = writer->finish(index.n_songs());
+    if (!files) return files.status();
+    files->postings = std::move(postings);
     return files;
 }
 

@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,9 +50,61 @@ struct PairKeyFiles {
     std::vector<uint8_t> header, directory, postings;
 };
 
-// Lays out a finished index. keys_per_page in [1, kPairLayoutMaxKeysPerPage]. Errors: an
-// unfinished index, a song or window number beyond the posting's bits.
+// Lays out a finished index in memory (PairKeyLayoutWriter over its keys). keys_per_page in
+// [1, kPairLayoutMaxKeysPerPage]. Errors: an unfinished index, a song or window number beyond
+// the posting's bits.
 Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t keys_per_page);
+
+// The same layout written as it goes, for a catalogue whose postings do not fit in memory
+// (PairKeyBuilder in core/pair_keys.h feeds it bucket by bucket): keys arrive in ascending
+// order, each page's units (postings and proofs) leave through the sink as soon as the page is
+// complete, and only the pages themselves are held (about 1 KB per 512 keys: 20 MB at 4 096
+// lists) until finish() proves them against the root:
+//
+//   auto w = PairKeyLayoutWriter::create(n_lists, span, 512, append_to_postings_file);
+//   w->add_key(key, postings, n);                  // ascending keys, each once
+//   Result<PairKeyFiles> files = w->finish(n_songs);  // header and directory; postings: empty
+class PairKeyLayoutWriter {
+public:
+    // Receives the postings file's bytes in order; an error it returns is returned by the call
+    // that completed the page (add_key or finish), and the layout should then be abandoned.
+    using Sink = std::function<Status(const uint8_t* data, size_t size)>;
+    // n_lists in [1, kPairMaxLists], span >= 1, keys_per_page in [1, kPairLayoutMaxKeysPerPage].
+    static Result<PairKeyLayoutWriter> create(uint32_t n_lists, uint32_t span,
+                                              uint32_t keys_per_page, Sink postings_sink);
+    // `key`'s postings, n >= 1, sorted by (song, window); keys strictly ascending, each below
+    // n_lists^2. Errors: a key out of order or range, no postings, a song or window beyond
+    // the posting's bits.
+    Status add_key(uint32_t key, const PairPosting* postings, size_t n);
+    // Completes the remaining pages and returns the header and the directory (`postings` is
+    // empty: it went to the sink). n_songs: the songs the postings number (every posting's
+    // song is below it, and it is at most 2^kPairLayoutSongBits).
+    Result<PairKeyFiles> finish(uint64_t n_songs);
+
+    uint64_t n_keys() const { return n_keys_; }
+    uint64_t n_postings() const { return n_postings_; }
+    uint64_t postings_bytes() const { return postings_bytes_; }
+
+private:
+    PairKeyLayoutWriter(uint32_t n_lists, uint32_t span, uint32_t keys_per_page, uint64_t n_pages,
+                        Sink sink);
+    Status start_page(uint64_t page);
+    Status close_page();  // the page being filled: its units to the sink, the page kept
+
+    uint32_t n_lists_ = 0, span_ = 0, keys_per_page_ = 0;
+    uint64_t n_pages_ = 0;
+    Sink sink_;
+    bool finished_ = false;
+    uint64_t page_ = 0;             // the page being filled (n_pages_ once all are closed)
+    int64_t last_key_ = -1;         // the last key added
+    std::vector<uint32_t> counts_;  // the page's keys' posting counts
+    std::vector<std::vector<uint8_t>> units_;  // the page's units' postings
+    std::vector<MerkleDigest> unit_leaves_;
+    std::vector<std::vector<uint8_t>> pages_;  // closed pages, without proofs
+    std::vector<MerkleDigest> page_leaves_;
+    uint64_t postings_bytes_ = 0, n_keys_ = 0, n_postings_ = 0;
+    uint64_t songs_below_ = 0;  // 1 + the largest song met
+};
 
 struct ByteRange {
     uint64_t offset = 0;

@@ -4,6 +4,8 @@
 #include <numeric>
 #include <string>
 
+#include "core/pair_key_layout.h"
+
 namespace earshot {
 
 Result<PairKeyIndex> PairKeyIndex::create(uint32_t n_lists, uint32_t span) {
@@ -14,24 +16,44 @@ Result<PairKeyIndex> PairKeyIndex::create(uint32_t n_lists, uint32_t span) {
     return PairKeyIndex(n_lists, span);
 }
 
-Status PairKeyIndex::add_song(const uint32_t* lists, size_t n_windows) {
-    if (finished_) return Status::error("pair keys: add_song after finish");
-    if (static_cast<uint64_t>(n_songs_) >= UINT32_MAX)
+namespace {
+
+// A song's lists checked as add_song takes them: ok, or what is wrong.
+Status check_song_lists(uint32_t n_lists, size_t n_songs, const uint32_t* lists, size_t n_windows) {
+    if (static_cast<uint64_t>(n_songs) >= UINT32_MAX)
         return Status::error("pair keys: too many songs");
     if (static_cast<uint64_t>(n_windows) > UINT32_MAX)
         return Status::error("pair keys: song too long");
     for (size_t j = 0; j < n_windows; ++j)
-        if (lists[j] != kPairNoList && lists[j] >= n_lists_)
+        if (lists[j] != kPairNoList && lists[j] >= n_lists)
             return Status::error("pair keys: window " + std::to_string(j) + " has list " +
                                  std::to_string(lists[j]) + ", not below n_lists " +
-                                 std::to_string(n_lists_));
-    const auto song = static_cast<uint32_t>(n_songs_);
-    for (size_t j = 0; j + span_ < n_windows; ++j) {
-        const uint32_t a = lists[j], b = lists[j + span_];
+                                 std::to_string(n_lists));
+    return Status::ok();
+}
+
+// Calls add(key, window) for each stored window of a song whose partner span hops later is
+// stored too, in window order.
+template <typename Add>
+void for_each_song_pair(uint32_t n_lists, uint32_t span, const uint32_t* lists, size_t n_windows,
+                        Add add) {
+    for (size_t j = 0; j + span < n_windows; ++j) {
+        const uint32_t a = lists[j], b = lists[j + span];
         if (a == kPairNoList || b == kPairNoList) continue;
-        pending_keys_.push_back(key(a, b));
-        postings_.push_back({song, static_cast<uint32_t>(j)});
+        add(a * n_lists + b, static_cast<uint32_t>(j));
     }
+}
+
+}  // namespace
+
+Status PairKeyIndex::add_song(const uint32_t* lists, size_t n_windows) {
+    if (finished_) return Status::error("pair keys: add_song after finish");
+    if (Status s = check_song_lists(n_lists_, n_songs_, lists, n_windows); !s) return s;
+    const auto song = static_cast<uint32_t>(n_songs_);
+    for_each_song_pair(n_lists_, span_, lists, n_windows, [&](uint32_t key, uint32_t window) {
+        pending_keys_.push_back(key);
+        postings_.push_back({song, window});
+    });
     ++n_songs_;
     return Status::ok();
 }
@@ -141,6 +163,105 @@ Result<std::vector<PairCandidate>> PairKeyIndex::vote(const uint32_t* query_list
     if (!finished_) return Status::error("pair keys: vote before finish");
     return pair_vote(n_lists_, span_, query_lists, n, query_step, max_candidates,
                      [this](uint32_t k) { return postings(k); });
+}
+
+Status MemoryPairKeySpill::append(uint32_t bucket, const uint64_t* records, size_t n) {
+    if (bucket >= buckets_.size()) buckets_.resize(size_t(bucket) + 1);
+    buckets_[bucket].insert(buckets_[bucket].end(), records, records + n);
+    return Status::ok();
+}
+
+Result<std::vector<uint64_t>> MemoryPairKeySpill::take(uint32_t bucket) {
+    std::vector<uint64_t> out;
+    if (bucket < buckets_.size()) out.swap(buckets_[bucket]);
+    return out;
+}
+
+Result<PairKeyBuilder> PairKeyBuilder::create(uint32_t n_lists, uint32_t span,
+                                              uint32_t keys_per_page,
+                                              std::shared_ptr<PairKeySpill> spill,
+                                              uint32_t n_buckets, size_t buffer_records) {
+    if (Result<PairKeyIndex> check = PairKeyIndex::create(n_lists, span); !check)
+        return check.status();
+    if (keys_per_page < 1 || keys_per_page > kPairLayoutMaxKeysPerPage)
+        return Status::error("pair keys: keys_per_page must be in [1, " +
+                             std::to_string(kPairLayoutMaxKeysPerPage) + "]");
+    if (n_buckets < 1 || buffer_records < 1)
+        return Status::error("pair keys: the builder needs at least one bucket and buffer record");
+    PairKeyBuilder b;
+    b.n_lists_ = n_lists;
+    b.span_ = span;
+    b.keys_per_page_ = keys_per_page;
+    const uint64_t n_keys = uint64_t(n_lists) * n_lists;
+    const uint64_t n_pages = (n_keys + keys_per_page - 1) / keys_per_page;
+    const uint64_t pages_per_bucket = (n_pages + n_buckets - 1) / n_buckets;
+    b.keys_per_bucket_ = pages_per_bucket * keys_per_page;
+    const uint64_t used_buckets = (n_keys + b.keys_per_bucket_ - 1) / b.keys_per_bucket_;
+    b.spill_ = spill ? std::move(spill) : std::make_shared<MemoryPairKeySpill>();
+    b.buffer_records_ = buffer_records;
+    b.buffers_.resize(used_buckets);
+    return b;
+}
+
+Status PairKeyBuilder::flush(uint32_t bucket) {
+    std::vector<uint64_t>& buffer = buffers_[bucket];
+    if (buffer.empty()) return Status::ok();
+    Status st = spill_->append(bucket, buffer.data(), buffer.size());
+    buffer.clear();
+    return st;
+}
+
+Status PairKeyBuilder::add_song(const uint32_t* lists, size_t n_windows) {
+    if (finished_) return Status::error("pair keys: add_song after finish");
+    if (Status s = check_song_lists(n_lists_, n_songs_, lists, n_windows); !s) return s;
+    if (n_songs_ >> kPairLayoutSongBits)
+        return Status::error("pair keys: song " + std::to_string(n_songs_) +
+                             " is beyond a posting's " + std::to_string(kPairLayoutSongBits) +
+                             " bits");
+    if (n_windows > span_ && n_windows - span_ > kPairLayoutMaxWindows)
+        return Status::error("pair keys: song " + std::to_string(n_songs_) + " has " +
+                             std::to_string(n_windows) + " windows, more than a posting's " +
+                             std::to_string(kPairLayoutWindowBits) +
+                             " bits number: split longer songs into parts");
+    const uint64_t song = n_songs_;
+    Status st = Status::ok();
+    for_each_song_pair(n_lists_, span_, lists, n_windows, [&](uint32_t key, uint32_t window) {
+        if (!st) return;
+        const auto bucket = static_cast<uint32_t>(key / keys_per_bucket_);
+        buffers_[bucket].push_back(uint64_t(key) << 32 | song << kPairLayoutWindowBits | window);
+        ++n_postings_;
+        if (buffers_[bucket].size() >= buffer_records_) st = flush(bucket);
+    });
+    if (!st) return st;
+    ++n_songs_;
+    return Status::ok();
+}
+
+Status PairKeyBuilder::finish(PairKeyLayoutWriter* writer) {
+    if (finished_) return Status::error("pair keys: finish called twice");
+    finished_ = true;
+    std::vector<PairPosting> postings;
+    for (uint32_t bucket = 0; bucket < buffers_.size(); ++bucket) {
+        if (Status st = flush(bucket); !st) return st;
+        std::vector<uint64_t>().swap(buffers_[bucket]);
+        Result<std::vector<uint64_t>> records = spill_->take(bucket);
+        if (!records) return records.status();
+        std::vector<uint64_t>& r = records.value();
+        largest_bucket_ = std::max<uint64_t>(largest_bucket_, r.size());
+        std::sort(r.begin(), r.end());  // by key, then song, then window
+        for (size_t a = 0; a < r.size();) {
+            const auto key = static_cast<uint32_t>(r[a] >> 32);
+            postings.clear();
+            size_t b = a;
+            for (; b < r.size() && static_cast<uint32_t>(r[b] >> 32) == key; ++b) {
+                const auto v = static_cast<uint32_t>(r[b]);
+                postings.push_back({v >> kPairLayoutWindowBits, v & (kPairLayoutMaxWindows - 1)});
+            }
+            if (Status st = writer->add_key(key, postings.data(), postings.size()); !st) return st;
+            a = b;
+        }
+    }
+    return Status::ok();
 }
 
 }  // namespace earshot

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/status.h"
@@ -103,6 +104,72 @@ private:
     std::vector<uint32_t> keys_;          // after: the occupied keys, sorted
     std::vector<size_t> offsets_;         // [n_keys + 1] into postings_
     std::vector<PairPosting> postings_;
+};
+
+// Where PairKeyBuilder keeps its postings between add_song() and finish(): per bucket of keys,
+// the records appended, read back once. MemoryPairKeySpill holds them in memory (WASM, tests,
+// small catalogues); core/native/pair_key_spill_files.h writes them to temporary files.
+class PairKeySpill {
+public:
+    virtual ~PairKeySpill() = default;
+    virtual Status append(uint32_t bucket, const uint64_t* records, size_t n) = 0;
+    // Every record appended to `bucket`, in order; the bucket's storage is then released.
+    virtual Result<std::vector<uint64_t>> take(uint32_t bucket) = 0;
+};
+
+class MemoryPairKeySpill : public PairKeySpill {
+public:
+    Status append(uint32_t bucket, const uint64_t* records, size_t n) override;
+    Result<std::vector<uint64_t>> take(uint32_t bucket) override;
+
+private:
+    std::vector<std::vector<uint64_t>> buckets_;
+};
+
+class PairKeyLayoutWriter;  // core/pair_key_layout.h
+
+// Builds the same level as PairKeyIndex for PairKeyLayoutWriter, in bounded memory whatever the
+// catalogue's size (an external sort): each posting becomes an 8-byte record (key, song,
+// window) appended to the bucket of its key's range of directory pages, through a small buffer
+// per bucket, to a spill; finish() reads back one bucket at a time, sorts it and hands its keys
+// to the writer in order. Memory: the buffers (n_buckets x buffer_records x 8 bytes) and the
+// largest bucket, about 1/n_buckets of the catalogue's postings (a million songs: 611 M
+// postings, 4.9 GB of records, 19 MB a bucket of 256 on average).
+//
+//   auto b = PairKeyBuilder::create(n_lists, span, 512, std::make_shared<TempFilePairKeySpill>());
+//   b->add_song(lists.data(), lists.size());      // each song in order, as PairKeyIndex
+//   b->finish(&writer);                           // then writer.finish(b->n_songs())
+class PairKeyBuilder {
+public:
+    // keys_per_page: the writer's (buckets hold whole pages). spill: null = in memory.
+    static Result<PairKeyBuilder> create(uint32_t n_lists, uint32_t span, uint32_t keys_per_page,
+                                         std::shared_ptr<PairKeySpill> spill,
+                                         uint32_t n_buckets = 256, size_t buffer_records = 8192);
+
+    // As PairKeyIndex::add_song; also refused: song numbers or windows beyond a posting's
+    // bits (kPairLayoutSongBits, kPairLayoutWindowBits in core/pair_key_layout.h).
+    Status add_song(const uint32_t* lists, size_t n_windows);
+    // Hands every key with its postings, sorted by (song, window), to `writer` in ascending
+    // key order (the writer's n_lists and keys_per_page must be this builder's). Once.
+    Status finish(PairKeyLayoutWriter* writer);
+
+    size_t n_songs() const { return n_songs_; }
+    uint64_t n_postings() const { return n_postings_; }
+    // The most records one bucket held in finish() (its sort's memory: 8 bytes each).
+    uint64_t largest_bucket() const { return largest_bucket_; }
+
+private:
+    PairKeyBuilder() = default;
+    Status flush(uint32_t bucket);
+
+    uint32_t n_lists_ = 0, span_ = 0, keys_per_page_ = 0;
+    uint64_t keys_per_bucket_ = 1;
+    std::shared_ptr<PairKeySpill> spill_;
+    size_t buffer_records_ = 0;
+    std::vector<std::vector<uint64_t>> buffers_;
+    size_t n_songs_ = 0;
+    uint64_t n_postings_ = 0, largest_bucket_ = 0;
+    bool finished_ = false;
 };
 
 }  // namespace earshot

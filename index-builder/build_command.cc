@@ -19,6 +19,7 @@
 #include "core/embed_signal.h"
 #include "core/index_builder.h"
 #include "core/native/audio.h"
+#include "core/native/pair_key_spill_files.h"
 #include "core/native/xnnpack_embedder.h"
 #include "index-builder/catalog.h"
 #include "index-builder/commands.h"
@@ -112,6 +113,11 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         return params.format_version == kIndexVersion2 ? staged->append(file, bytes)
                                                        : staged->write(file, bytes);
     });
+    if (params.pair_span > 0) {  // the pair-key level is sorted on disk ($TMPDIR)
+        auto spill = TempFilePairKeySpill::create("");
+        if (!spill) return fail(spill.message());
+        builder->set_pair_spill(std::move(spill.value()));
+    }
 
     std::fprintf(stderr, "earshot: embedding %zu files with %s on %d threads (model %s)\n",
                  work.size(), backend_name(*backend), n_threads, info.name.c_str());

@@ -455,6 +455,25 @@ TEST(IndexBuilderTest, PairKeysFollowTheIndexsSongsAndLists) {
     EXPECT_EQ(files->files.at("pairs.ekd"), expected.directory);
     EXPECT_EQ(files->files.at("pairs.ekp"), expected.postings);
 
+    // With a shard sink the postings leave through it (appended) and the rest is the same.
+    std::map<std::string, std::vector<uint8_t>> sunk;
+    IndexBuilder sinking = new_builder(model, params);
+    sinking.set_shard_sink([&](const std::string& file, std::vector<uint8_t> bytes) {
+        std::vector<uint8_t>& f = sunk[file];
+        f.insert(f.end(), bytes.begin(), bytes.end());
+        return Status::ok();
+    });
+    for (size_t s = 0; s < songs.size(); ++s)
+        ASSERT_TRUE(sinking.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n,
+                                     s == 2 ? stored.data() : nullptr));
+    Result<IndexFiles> sunk_files = sinking.finish();
+    ASSERT_TRUE(sunk_files) << sunk_files.message();
+    EXPECT_EQ(sunk_files->files.count("pairs.ekp"), 0u);
+    EXPECT_EQ(sunk["pairs.ekp"], expected.postings);
+    EXPECT_EQ(sunk_files->files.at("pairs.ekh"), expected.header);
+    EXPECT_EQ(sunk_files->files.at("manifest.json"), files->files.at("manifest.json"));
+    EXPECT_EQ(sunk_files->total_bytes, files->total_bytes);
+
     params.format_version = kIndexVersion1;
     Status v1 = validate_index_build_params(params, model);
     EXPECT_FALSE(v1);

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/pair_key_test_util.h"
@@ -132,6 +134,108 @@ TEST(PairKeyLayout, RefusesWhatAPostingCannotHold) {
     Result<PairKeyFiles> refused = write_pair_key_files(long_song, 8);
     ASSERT_FALSE(refused.is_ok());
     EXPECT_NE(refused.message().find("split longer songs"), std::string::npos);
+}
+
+// PairKeyBuilder sorts its postings bucket by bucket (an external sort through a spill) and the
+// writer lays them out as it goes: the files are the in-memory layout's, byte for byte, for
+// any number of buckets and any buffer size.
+TEST(PairKeyLayout, ABucketedBuildWritesTheSameFiles) {
+    const PairKeyIndex index = make_index();
+    std::vector<std::vector<uint32_t>> songs;  // make_index's songs again, same draws
+    {
+        std::mt19937 rng(3);
+        for (int s = 0; s < 40; ++s) {
+            std::vector<uint32_t> lists(30 + rng() % 61);
+            for (auto& l : lists) l = rng() % 13 == 0 ? kPairNoList : rng() % 16;
+            songs.push_back(lists);
+        }
+    }
+    for (uint32_t keys_per_page : {1u, 10u, 512u}) {
+        const PairKeyFiles want = write_pair_key_files(index, keys_per_page).value();
+        for (auto [n_buckets, buffer] :
+             {std::pair<uint32_t, size_t>{1, 8192}, {3, 1}, {7, 5}, {256, 64}, {100000, 2}}) {
+            SCOPED_TRACE(std::to_string(keys_per_page) + " keys a page, " +
+                         std::to_string(n_buckets) + " buckets, buffer " + std::to_string(buffer));
+            PairKeyBuilder builder =
+                PairKeyBuilder::create(16, 2, keys_per_page, nullptr, n_buckets, buffer).value();
+            for (const auto& lists : songs)
+                ASSERT_TRUE(builder.add_song(lists.data(), lists.size()).is_ok());
+            std::vector<uint8_t> postings;
+            size_t sink_calls = 0;
+            PairKeyLayoutWriter writer =
+                PairKeyLayoutWriter::create(16, 2, keys_per_page,
+                                            [&](const uint8_t* data, size_t n) {
+                                                postings.insert(postings.end(), data, data + n);
+                                                ++sink_calls;
+                                                return Status::ok();
+                                            })
+                    .value();
+            ASSERT_TRUE(builder.finish(&writer).is_ok());
+            EXPECT_FALSE(builder.finish(&writer).is_ok());  // once
+            Result<PairKeyFiles> got = writer.finish(builder.n_songs());
+            ASSERT_TRUE(got.is_ok()) << got.message();
+            EXPECT_EQ(got->header, want.header);
+            EXPECT_EQ(got->directory, want.directory);
+            EXPECT_TRUE(got->postings.empty());
+            EXPECT_EQ(postings, want.postings);
+            EXPECT_EQ(sink_calls, index.n_keys());  // one unit at a time
+            EXPECT_EQ(builder.n_postings(), index.n_postings());
+            EXPECT_EQ(writer.n_keys(), index.n_keys());
+            EXPECT_LE(builder.largest_bucket(), index.n_postings());
+            if (n_buckets == 1) EXPECT_EQ(builder.largest_bucket(), index.n_postings());
+        }
+    }
+}
+
+TEST(PairKeyLayout, TheWriterRefusesWhatItCannotLayOut) {
+    const auto keep = [](const uint8_t*, size_t) { return Status::ok(); };
+    EXPECT_FALSE(PairKeyLayoutWriter::create(0, 2, 8, keep).is_ok());
+    EXPECT_FALSE(PairKeyLayoutWriter::create(4, 0, 8, keep).is_ok());
+    EXPECT_FALSE(PairKeyLayoutWriter::create(4, 2, 0, keep).is_ok());
+    EXPECT_FALSE(PairKeyLayoutWriter::create(4, 2, 8, nullptr).is_ok());
+
+    PairKeyLayoutWriter w = PairKeyLayoutWriter::create(4, 2, 8, keep).value();
+    const PairPosting p[2] = {{0, 1}, {2, 5}};
+    ASSERT_TRUE(w.add_key(3, p, 2).is_ok());
+    EXPECT_FALSE(w.add_key(3, p, 2).is_ok());   // twice
+    EXPECT_FALSE(w.add_key(2, p, 2).is_ok());   // backwards
+    EXPECT_FALSE(w.add_key(16, p, 2).is_ok());  // not below 4^2
+    EXPECT_FALSE(w.add_key(5, p, 0).is_ok());   // no postings
+    const PairPosting far_window{1, kPairLayoutMaxWindows};
+    EXPECT_FALSE(w.add_key(6, &far_window, 1).is_ok());
+    const PairPosting far_song{1u << kPairLayoutSongBits, 0};
+    EXPECT_FALSE(w.add_key(6, &far_song, 1).is_ok());
+    EXPECT_FALSE(w.finish(2).is_ok());  // a posting names song 2
+    Result<PairKeyFiles> done = w.finish(3);
+    ASSERT_TRUE(done.is_ok()) << done.message();
+    EXPECT_FALSE(w.finish(3).is_ok());
+    EXPECT_FALSE(w.add_key(9, p, 2).is_ok());
+    Result<PairKeyHeader> header =
+        parse_pair_key_header(done->header.data(), done->header.size(), "h");
+    ASSERT_TRUE(header.is_ok()) << header.message();
+    EXPECT_EQ(header->n_keys, 1u);
+    EXPECT_EQ(header->n_postings, 2u);
+
+    // A sink's error stops the writer at the page it completes.
+    PairKeyLayoutWriter failing = PairKeyLayoutWriter::create(4, 2, 2, [](const uint8_t*, size_t) {
+                                      return Status::error("disk full");
+                                  }).value();
+    ASSERT_TRUE(failing.add_key(0, p, 2).is_ok());  // held with its page
+    Status st = failing.add_key(7, p, 2);           // closes page 0
+    ASSERT_FALSE(st.is_ok());
+    EXPECT_EQ(st.message(), "disk full");
+
+    // The builder refuses songs a posting cannot number, as the layout does.
+    PairKeyBuilder b = PairKeyBuilder::create(4, 1, 8, nullptr).value();
+    std::vector<uint32_t> long_song((1u << kPairLayoutWindowBits) + 10, 2);
+    Status too_long = b.add_song(long_song.data(), long_song.size());
+    ASSERT_FALSE(too_long.is_ok());
+    EXPECT_NE(too_long.message().find("split longer songs"), std::string::npos);
+    const uint32_t bad_list[3] = {1, 4, 2};
+    EXPECT_FALSE(b.add_song(bad_list, 3).is_ok());
+    EXPECT_EQ(b.n_songs(), 0u);
+    EXPECT_FALSE(PairKeyBuilder::create(4, 1, 0, nullptr).is_ok());
+    EXPECT_FALSE(PairKeyBuilder::create(4, 1, 8, nullptr, 0).is_ok());
 }
 
 }  // namespace
