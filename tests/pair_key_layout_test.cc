@@ -182,7 +182,9 @@ TEST(PairKeyLayout, ABucketedBuildWritesTheSameFiles) {
             EXPECT_EQ(builder.n_postings(), index.n_postings());
             EXPECT_EQ(writer.n_keys(), index.n_keys());
             EXPECT_LE(builder.largest_bucket(), index.n_postings());
-            if (n_buckets == 1) EXPECT_EQ(builder.largest_bucket(), index.n_postings());
+            if (n_buckets == 1) {
+                EXPECT_EQ(builder.largest_bucket(), index.n_postings());
+            }
         }
     }
 }
