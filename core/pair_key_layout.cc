@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/container.h"
+#include "core/index.h"
 #include "core/json_read.h"
 
 namespace earshot {
@@ -264,6 +265,66 @@ Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t ke
     if (!files) return files.status();
     files->postings = std::move(postings);
     return files;
+}
+
+namespace {
+
+// The file entry `key` of the pair_keys object: its plain file name and byte count.
+Status read_entry(const nlohmann::json& pairs, const char* key, const std::string& where,
+                  std::string* file, uint64_t* bytes) {
+    const nlohmann::json* entry = nullptr;
+    const std::string at = where + " " + key;
+    if (Status s = json_read_object(pairs, key, where, &entry); !s) return s;
+    for (Status s : {json_read_string(*entry, "file", at, file),
+                     json_read_uint64(*entry, "bytes", uint64_t(1) << 52, at, bytes)})
+        if (!s) return s;
+    if (!is_index_file_name(*file))
+        return Status::error(at + ": \"" + *file +
+                             "\" is not a plain file name: index files sit next to the manifest");
+    return Status::ok();
+}
+
+}  // namespace
+
+Result<std::optional<PairKeyManifest>> parse_pair_key_manifest(const std::string& manifest_text,
+                                                               const std::string& where) {
+    const auto manifest = nlohmann::json::parse(manifest_text, nullptr, false);
+    if (!manifest.is_object()) return Status::error(where + " is not a JSON object");
+    if (!manifest.contains("pair_keys")) return std::optional<PairKeyManifest>();
+    const std::string at = where + " pair_keys";
+    const nlohmann::json* pairs = nullptr;
+    if (Status s = json_read_object(manifest, "pair_keys", where, &pairs); !s) return s;
+    PairKeyManifest m;
+    uint64_t span = 0;
+    for (Status s : {read_entry(*pairs, "header", at, &m.header_file, &m.header_bytes),
+                     read_entry(*pairs, "directory", at, &m.directory_file, &m.directory_bytes),
+                     read_entry(*pairs, "postings", at, &m.postings_file, &m.postings_bytes),
+                     json_read_uint64(*pairs, "span", uint64_t(1) << 20, at, &span)})
+        if (!s) return s;
+    // The header entry is an object now (read_entry checked it).
+    if (Status s =
+            json_read_string(pairs->at("header"), "sha256", at + " header", &m.header_sha256);
+        !s)
+        return s;
+    m.span = static_cast<uint32_t>(span);
+    return std::optional<PairKeyManifest>(std::move(m));
+}
+
+Result<PairKeyHeader> read_pair_key_header(const PairKeyManifest& entry, const uint8_t* bytes,
+                                           size_t size, const std::string& what) {
+    if (size != entry.header_bytes || index_file_sha256_hex(bytes, size) != entry.header_sha256)
+        return Status::error(what +
+                             ": its size or SHA-256 is not the manifest's (changed, cut short or "
+                             "from another index)");
+    Result<PairKeyHeader> header = parse_pair_key_header(bytes, size, what);
+    if (!header) return header.status();
+    if (entry.span != header->span)
+        return Status::error(what + ": span " + std::to_string(header->span) +
+                             " where the manifest says " + std::to_string(entry.span));
+    if (entry.directory_bytes != header->directory_bytes ||
+        entry.postings_bytes != header->postings_bytes)
+        return Status::error(what + ": file sizes differ from the manifest's");
+    return header;
 }
 
 ByteRange PairKeyHeader::page_record(uint32_t page) const {

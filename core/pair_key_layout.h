@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -121,6 +122,23 @@ struct PairKeyHeader {
     uint32_t page_of(uint32_t key) const { return key / keys_per_page; }
     ByteRange page_record(uint32_t page) const;  // in the directory file; page < n_pages
 };
+
+// The manifest's "pair_keys" entry (docs/DESIGN.md section 5): the three files' plain names and
+// sizes, the header's SHA-256 (lowercase hex), the span and keys a page.
+struct PairKeyManifest {
+    std::string header_file, directory_file, postings_file, header_sha256;
+    uint64_t header_bytes = 0, directory_bytes = 0, postings_bytes = 0;
+    uint32_t span = 0;
+};
+// Reads the entry from a manifest's text (where: its name, for messages); none when the index
+// has no pair-key level. Every file must be a plain name (index files sit next to the
+// manifest).
+Result<std::optional<PairKeyManifest>> parse_pair_key_manifest(const std::string& manifest_text,
+                                                               const std::string& where);
+// Checks a header file against the entry (size, SHA-256), parses it (parse_pair_key_header)
+// and checks that its span and file sizes are the entry's.
+Result<PairKeyHeader> read_pair_key_header(const PairKeyManifest& entry, const uint8_t* bytes,
+                                           size_t size, const std::string& what);
 
 // Parses and checks a header file (its container checksum, the metadata's ranges and that
 // the page offsets rise within directory_bytes).

@@ -55,6 +55,9 @@ struct QueryOptions {
     bool no_music_detector = false;  // live: the level gate alone
     bool continuous = false;  // live, keep listening: every event of each file
     std::string trace_path;  // every look of every clip, JSON lines (models.calibrate_listen)
+    // Answer each clip as a `lazy` page does (core/lazy_index.h): only the ranges it needs,
+    // read from the folder's files with a cold cache per clip; the line gains "lazy".
+    bool lazy = false;
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();
     float threshold_scale = std::numeric_limits<float>::quiet_NaN();      // decide after every embedding (as in the browser)

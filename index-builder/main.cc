@@ -157,6 +157,11 @@ int main(int argc, char** argv) {
     query_cmd->add_flag("--no-music-detector", query.no_music_detector,
                         "live: gate on the level alone, without the model's music detector (to "
                         "measure what the detector adds)");
+    query_cmd->add_flag("--lazy", query.lazy,
+                        "answer each clip as a page in lazy mode does: read only the pair-key "
+                        "pages and units and the candidate blocks it needs (format 2 with "
+                        "--pair-keys), a cold cache per clip; each line gains \"lazy\": bytes, "
+                        "requests and rounds read");
     query_cmd->add_flag("--live,--stream", query.live,
                         "decide as the page does while the audio streams in: the music gate, a "
                         "look after every embedding, the listen rule; writes answer_s (default: "

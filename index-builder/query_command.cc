@@ -11,16 +11,20 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <new>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+#include <utility>
 
 #include "core/index.h"
+#include "core/lazy_index.h"
+#include "core/matcher.h"
 #include "core/native/audio.h"
+#include "core/native/pair_key_folder.h"
 #include "core/native/xnnpack_embedder.h"
 #include "core/recognizer.h"
 #include "core/recognizer_json.h"
@@ -29,6 +33,48 @@
 #include "index-builder/progress.h"
 
 namespace earshot::cli {
+namespace {
+
+// A clip's final window answered as a lazy page does, with a cold cache: every round's ranges
+// read from the folder's files, then the matcher on the candidates' songs; result->match is
+// replaced. Returns what was read: {"bytes", "requests", "rounds"}.
+Result<nlohmann::json> answer_lazily(const ModelInfo& info, const std::string& dir,
+                                     const std::string& manifest,
+                                     const std::vector<uint8_t>& quantizer,
+                                     const std::vector<uint8_t>& directory,
+                                     const std::vector<uint8_t>& pair_header,
+                                     const MatchParams& match_params, const float* embeddings,
+                                     size_t n, RecognizerResult* result) {
+    auto lazy = LazyIndex::create(info, manifest, quantizer.data(), quantizer.size(),
+                                  directory.data(), directory.size(), pair_header.data(),
+                                  pair_header.size(), LazyIndexParams());
+    if (!lazy) return lazy.status();
+    if (Status st = (*lazy)->begin_query(embeddings, n); !st) return st;
+    uint64_t bytes = 0, requests = 0, rounds = 0;
+    for (;;) {
+        Result<std::vector<LazyFetch>> next = (*lazy)->next_fetches();
+        if (!next) return next.status();
+        if (next->empty()) break;
+        ++rounds;
+        for (const LazyFetch& f : next.value()) {
+            Result<std::vector<uint8_t>> range =
+                read_file_range((std::filesystem::path(dir) / f.file).string(), f.range);
+            if (!range) return range.status();
+            if (Status st = (*lazy)->provide(f, range->data(), range->size()); !st) return st;
+            bytes += f.range.size;
+            ++requests;
+        }
+    }
+    Result<std::shared_ptr<const Index>> index = (*lazy)->query_index();
+    if (!index) return index.status();
+    Matcher matcher(**index, match_params);
+    Result<MatchResult> match = matcher.match(embeddings, n, model_query_hop_s(info));
+    if (!match) return match.status();
+    result->match = std::move(match.value());
+    return nlohmann::json{{"bytes", bytes}, {"requests", requests}, {"rounds", rounds}};
+}
+
+}  // namespace
 
 int run_query(const CommonOptions& common, const QueryOptions& options) {
     auto model = load_model_file(common.model_path);
@@ -36,9 +82,52 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     const ModelInfo& info = (*model)->info();
     auto backend = backend_from_name(common.backend);
     if (!backend) return fail(backend.message());
-    auto index = load_index_folder(options.index_dir, info);
-    if (!index) return fail(index.message());
-    std::shared_ptr<const Index> shared_index = *index;
+    // --lazy: the files a lazy page downloads first; the recognizer embeds against the
+    // preloaded index (no songs), and each clip's final window is answered lazily.
+    struct Preload {
+        std::string manifest;
+        std::vector<uint8_t> quantizer, directory, pair_header;
+    } preload;
+    std::shared_ptr<const Index> shared_index;
+    if (options.lazy) {
+        if (options.live || options.continuous || !options.trace_path.empty())
+            return fail(
+                "--lazy answers clips offline: it does not combine with --live, "
+                "--continuous or --trace");
+        const std::filesystem::path dir(options.index_dir);
+        Result<std::vector<uint8_t>> manifest = read_file_bytes((dir / "manifest.json").string());
+        if (!manifest) return fail(manifest.message());
+        preload.manifest.assign(manifest->begin(), manifest->end());
+        Index names(info);
+        if (Status st = names.load_manifest(preload.manifest); !st) return fail(st.message());
+        Result<std::optional<PairKeyManifest>> pairs =
+            parse_pair_key_manifest(preload.manifest, (dir / "manifest.json").string());
+        if (!pairs) return fail(pairs.message());
+        if (!pairs->has_value() || names.version() != kIndexVersion2)
+            return fail(options.index_dir +
+                        ": --lazy needs a format 2 index with a pair-key level (earshot build "
+                        "--format 2 --pair-keys 2)");
+        for (auto [file, into] : {std::pair{names.manifest_quantizer_file(), &preload.quantizer},
+                                  std::pair{names.manifest_directory_file(), &preload.directory},
+                                  std::pair{(**pairs).header_file, &preload.pair_header}}) {
+            Result<std::vector<uint8_t>> bytes = read_file_bytes((dir / file).string());
+            if (!bytes) return fail(bytes.message());
+            *into = std::move(bytes.value());
+        }
+        auto lazy = LazyIndex::create(info, preload.manifest, preload.quantizer.data(),
+                                      preload.quantizer.size(), preload.directory.data(),
+                                      preload.directory.size(), preload.pair_header.data(),
+                                      preload.pair_header.size(), LazyIndexParams());
+        if (!lazy) return fail(options.index_dir + ": " + lazy.message());
+        if (!common.quiet)
+            std::fprintf(stderr, "earshot: lazy: %.2f MB read before the first query\n",
+                         double((*lazy)->preload_bytes()) / 1e6);
+        shared_index = std::make_shared<Index>((*lazy)->base());
+    } else {
+        auto index = load_index_folder(options.index_dir, info);
+        if (!index) return fail(index.message());
+        shared_index = *index;
+    }
     auto paths = expand_audio_paths(options.inputs);
     if (!paths) return fail(paths.message());
     if (paths->empty()) return fail("no query files given");
@@ -151,7 +240,18 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 } else {
                     st = (*recognizer)->push(audio->samples.data(), audio->samples.size());
                 }
-                const RecognizerResult result = (*recognizer)->finish();
+                RecognizerResult result = (*recognizer)->finish();
+                if (options.lazy && st && result.valid) {
+                    Result<nlohmann::json> lazy =
+                        answer_lazily(info, options.index_dir, preload.manifest, preload.quantizer,
+                                      preload.directory, preload.pair_header, params.match,
+                                      (*recognizer)->query_embeddings(),
+                                      (*recognizer)->n_query_embeddings(), &result);
+                    if (lazy)
+                        line["lazy"] = std::move(lazy.value());
+                    else
+                        st = lazy.status();
+                }
                 const double ms = std::chrono::duration<double, std::milli>(
                                       std::chrono::steady_clock::now() - start)
                                       .count();

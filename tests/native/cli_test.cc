@@ -405,6 +405,29 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     ASSERT_EQ(verify.exit_code, 0) << verify.err;
     EXPECT_NE(verify.out.find("pair-key level of"), std::string::npos) << verify.out;
 
+    // `query --lazy` answers as the whole index does, from the ranges it read.
+    const size_t start = size_t(3.0 * 44100), length = size_t(6.0 * 44100);
+    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
+    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const std::string query_args =
+        model_arg() + " --index " + index.string() + " " + (dir_ / "clip.wav").string();
+    const CliRun full = run_cli("query -q " + query_args, dir_);
+    const CliRun lazy = run_cli("query -q --lazy " + query_args, dir_);
+    ASSERT_EQ(full.exit_code, 0) << full.err;
+    ASSERT_EQ(lazy.exit_code, 0) << lazy.err;
+    const auto full_answer = nlohmann::json::parse(full.out.substr(0, full.out.find('\n')));
+    const auto lazy_answer = nlohmann::json::parse(lazy.out.substr(0, lazy.out.find('\n')));
+    EXPECT_EQ(full_answer["song"], "album-a/second_song");
+    EXPECT_EQ(lazy_answer["song"], full_answer["song"]);
+    EXPECT_EQ(lazy_answer["offset_s"], full_answer["offset_s"]);
+    EXPECT_EQ(lazy_answer["score"], full_answer["score"]);
+    EXPECT_EQ(lazy_answer["lazy"]["rounds"], 3);  // pair pages, units, blocks
+    EXPECT_GT(lazy_answer["lazy"]["bytes"].get<uint64_t>(), 0u);
+    EXPECT_FALSE(full_answer.contains("lazy"));
+    const CliRun live_lazy = run_cli("query -q --lazy --live " + query_args, dir_);
+    EXPECT_EQ(live_lazy.exit_code, 1);
+    EXPECT_NE(live_lazy.err.find("--lazy"), std::string::npos) << live_lazy.err;
+
     struct Case {
         const char* file;
         bool cut;
@@ -424,6 +447,26 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
         std::ofstream(path, std::ios::binary | std::ios::trunc) << good;
     }
     EXPECT_EQ(run_cli("verify " + index.string(), dir_).exit_code, 0);
+    // A lazy query refuses a changed header before any query, and a changed block it reads
+    // with that clip's error line.
+    for (const char* file : {"pairs.ekh", "songs.esb"}) {
+        const fs::path path = index / file;
+        const std::string good = slurp(path);
+        std::string bad = good;
+        bad[bad.size() / 2] ^= 0x20;
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+        const CliRun refused = run_cli("query -q --lazy " + query_args, dir_);
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << good;
+        if (std::string(file) == "pairs.ekh") {
+            EXPECT_EQ(refused.exit_code, 1);
+            EXPECT_NE(refused.err.find("SHA-256"), std::string::npos) << refused.err;
+        } else {
+            EXPECT_EQ(refused.exit_code, 3) << refused.err;
+            const auto line = nlohmann::json::parse(refused.out.substr(0, refused.out.find('\n')));
+            EXPECT_TRUE(line["song"].is_null());
+            EXPECT_NE(line["error"].get<std::string>().find("SHA-256"), std::string::npos) << line;
+        }
+    }
     // A manifest whose pair_keys entry lacks its files, or names a file outside the folder.
     const std::string good_manifest = slurp(index / "manifest.json");
     for (const nlohmann::json& entry :
@@ -443,6 +486,17 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
                               dir_);
     EXPECT_EQ(v1.exit_code, 1);
     EXPECT_NE(v1.err.find("--pair-keys"), std::string::npos) << v1.err;
+    // An index without the level cannot be read lazily.
+    ASSERT_EQ(run_cli("build -q " + model_arg() + " --out " + (dir_ / "plain").string() + " " +
+                          (dir_ / "music").string(),
+                      dir_)
+                  .exit_code,
+              3);
+    const CliRun plain = run_cli("query -q --lazy " + model_arg() + " --index " +
+                                     (dir_ / "plain").string() + " " + (dir_ / "clip.wav").string(),
+                                 dir_);
+    EXPECT_EQ(plain.exit_code, 1);
+    EXPECT_NE(plain.err.find("--pair-keys"), std::string::npos) << plain.err;
 }
 
 // Index options the model cannot use fail before any audio is decoded or embedded, name the

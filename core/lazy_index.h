@@ -1,0 +1,121 @@
+// The `lazy` way to use an index (docs/SCALE.md, "The pair-key level"): a client downloads once
+// what every query needs (the manifest, the quantizer, the block directory and the pair-key
+// header), then per query only the pair-key pages and units its embeddings name, and the
+// blocks that hold the songs phase 1 by count (core/pair_key_reader.h) picks; the matcher's
+// phase 2 and decision then run on an index of those songs alone. It does no I/O: it names
+// the byte ranges it needs, round by round, and checks every range handed to it before
+// keeping it (a page and a unit against the pair level's hash tree, a block against the
+// directory's SHA-256), so a page (HTTP `Range` requests) and the CLI (`earshot query
+// --lazy`, reading files) run the same steps:
+//
+//   auto lazy = LazyIndex::create(model, manifest_text, quantizer, directory, pair_header, {});
+//   lazy->begin_query(embeddings, n);                  // at the model's query hop
+//   for (auto round = lazy->next_fetches(); !round->empty(); round = lazy->next_fetches())
+//       for (const LazyFetch& f : *round)              // one round: fetch in parallel
+//           lazy->provide(f, bytes_of(f.file, f.range), f.range.size);
+//   auto index = lazy->query_index();                  // the candidates' songs
+//   Matcher(**index, params).match(embeddings, n, query_hop_s);
+//
+// What was fetched stays cached (pair pages and units, blocks) under byte budgets, least
+// recently used out first; a query's own entries are never dropped before it has matched.
+// Clips too short to hold a pair of embeddings `span` apart (under about 2.5 s with span 2 s)
+// name no key and so no candidate: they get no answer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/index.h"
+#include "core/model.h"
+#include "core/pair_key_reader.h"
+#include "core/status.h"
+
+namespace earshot {
+
+struct LazyIndexParams {
+    uint64_t pair_cache_bytes = 4u << 20;    // pair pages and units kept
+    uint64_t block_cache_bytes = 16u << 20;  // blocks kept
+    size_t max_candidates = 16;              // (song, offset) kept by phase 1
+};
+
+struct LazyFetch {
+    enum class Kind { kPairPage, kPairUnit, kBlock };
+    Kind kind = Kind::kBlock;
+    uint32_t id = 0;   // the page number, key or block number
+    std::string file;  // the manifest's file name: the pair directory, the postings, the blocks
+    ByteRange range;
+};
+
+struct LazyIndexStats {
+    uint64_t fetches = 0, bytes = 0;  // provided and kept, since create()
+    uint64_t rejected = 0;            // provided and refused
+    uint64_t block_hits = 0;          // blocks a query needed and held already
+};
+
+class LazyIndex {
+public:
+    // The bytes fetched before any query, checked against the manifest (the quantizer and the
+    // directory by their SHA-256, the pair header by its own); the manifest must be format 2
+    // with a pair-key level (`earshot build --pair-keys`) whose query hop divides the span.
+    static Result<std::unique_ptr<LazyIndex>> create(
+        const ModelInfo& model, const std::string& manifest_text, const uint8_t* quantizer,
+        size_t quantizer_size, const uint8_t* directory, size_t directory_size,
+        const uint8_t* pair_header, size_t pair_header_size, const LazyIndexParams& params);
+
+    // The preloaded index: quantizer and block directory, no songs (for the match parameters).
+    const Index& base() const { return *base_; }
+    const PairKeyManifest& pair_manifest() const { return pair_manifest_; }
+    uint64_t preload_bytes() const { return preload_bytes_; }
+
+    // Starts a query: n embeddings (n x dim, unit length) at the model's query hop. The
+    // previous query's plan is dropped; the caches stay.
+    Status begin_query(const float* embeddings, size_t n);
+    // What the query needs next, one round (fetch them in parallel); empty once everything is
+    // held and query_index() can be called. A fetch refused by provide() is named again.
+    Result<std::vector<LazyFetch>> next_fetches();
+    // Checks and keeps one fetch's bytes; an error (changed, cut or misplaced bytes) keeps
+    // nothing and leaves the cache as it was.
+    Status provide(const LazyFetch& fetch, const uint8_t* bytes, size_t size);
+    // Once next_fetches() is empty: an index of the blocks that hold the query's candidate
+    // songs (none when phase 1 found none: the matcher then answers no match).
+    Result<std::shared_ptr<const Index>> query_index();
+
+    const std::vector<PairCandidate>& candidates() const { return candidates_; }
+    const LazyIndexStats& stats() const { return stats_; }
+    const PairKeyReaderStats& pair_stats() const { return reader_.stats(); }
+    uint64_t cached_bytes() const { return reader_.cached_bytes() + blocks_cached_; }
+
+private:
+    enum class Step { kIdle, kPages, kUnits, kBlocks, kReady };
+    LazyIndex(std::shared_ptr<Index> base, PairKeyManifest manifest, PairKeyHeader header,
+              uint32_t query_step, const LazyIndexParams& params);
+    void keep_block(uint32_t block, std::vector<uint8_t> bytes);
+    const std::vector<uint8_t>* find_block(uint32_t block);  // and marks it used
+
+    std::shared_ptr<Index> base_;
+    PairKeyManifest pair_manifest_;
+    PairKeyReader reader_;
+    uint32_t query_step_ = 1;
+    LazyIndexParams params_;
+    uint64_t preload_bytes_ = 0;
+    std::vector<uint32_t> block_first_song_;  // [n_blocks + 1]
+
+    Step step_ = Step::kIdle;
+    std::vector<uint32_t> lists_;  // the query's coarse lists
+    std::vector<uint32_t> keys_;
+    std::vector<PairCandidate> candidates_;
+    std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending
+
+    using BlockLru = std::list<std::pair<uint32_t, std::vector<uint8_t>>>;  // most recent first
+    BlockLru block_lru_;
+    std::unordered_map<uint32_t, BlockLru::iterator> block_at_;
+    uint64_t blocks_cached_ = 0;
+    LazyIndexStats stats_;
+};
+
+}  // namespace earshot

@@ -1,0 +1,232 @@
+// The lazy client's steps (core/lazy_index.h): what it names to fetch, round by round, what it
+// refuses, what it keeps cached, and that its answer is the whole index's.
+#include "core/lazy_index.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/matcher.h"
+#include "tests/index_test_util.h"
+
+namespace earshot {
+namespace {
+
+using namespace earshot::testing;
+
+constexpr int kDim = 128;
+
+struct Built {
+    ModelInfo model = fake_model_info();
+    std::vector<SyntheticSong> songs;
+    IndexFiles files;
+};
+
+// 60 songs of ~120 windows (0.5 s), 32 lists, blocks of a few songs, pairs 4 hops apart.
+Built build(size_t n_songs = 60) {
+    Built b;
+    b.songs = synthetic_catalog(n_songs, 120, kDim, 91);
+    IndexBuildParams params = small_build_params();
+    params.format_version = kIndexVersion2;
+    params.max_shard_bytes = 8 * 1024;
+    params.pair_span = 4;
+    params.pair_keys_per_page = 16;
+    b.files = build_catalog(b.songs, params, b.model);
+    return b;
+}
+
+const std::vector<uint8_t>& file(const Built& b, const std::string& name) {
+    return b.files.files.at(name);
+}
+
+std::unique_ptr<LazyIndex> open(const Built& b, LazyIndexParams params = {}) {
+    const auto& m = file(b, "manifest.json");
+    const auto& q = file(b, "quantizer.eq");
+    const auto& d = file(b, "directory.ed");
+    const auto& h = file(b, "pairs.ekh");
+    Result<std::unique_ptr<LazyIndex>> lazy =
+        LazyIndex::create(b.model, std::string(m.begin(), m.end()), q.data(), q.size(), d.data(),
+                          d.size(), h.data(), h.size(), params);
+    EXPECT_TRUE(lazy.is_ok()) << lazy.message();
+    return lazy ? std::move(lazy.value()) : nullptr;
+}
+
+// Fetches every round from the built files; returns the bytes and fetches per round.
+struct Fetched {
+    uint64_t bytes = 0;
+    std::vector<size_t> rounds;  // fetches per round
+};
+Fetched run_rounds(const Built& b, LazyIndex* lazy) {
+    Fetched f;
+    for (int round = 0; round < 10; ++round) {
+        Result<std::vector<LazyFetch>> next = lazy->next_fetches();
+        EXPECT_TRUE(next.is_ok()) << next.message();
+        if (!next || next->empty()) break;
+        f.rounds.push_back(next->size());
+        for (const LazyFetch& x : *next) {
+            const std::vector<uint8_t>& whole = file(b, x.file);
+            EXPECT_LE(x.range.offset + x.range.size, whole.size());
+            Status st = lazy->provide(x, whole.data() + x.range.offset, x.range.size);
+            EXPECT_TRUE(st.is_ok()) << st.message();
+            f.bytes += x.range.size;
+        }
+    }
+    return f;
+}
+
+TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
+    const Built b = build();
+    Index whole(b.model);
+    ASSERT_TRUE(load_all(b.files, &whole).is_ok());
+    const MatchParams params = match_default_params();
+    std::unique_ptr<LazyIndex> lazy = open(b);
+    ASSERT_TRUE(lazy);
+    EXPECT_EQ(lazy->base().n_songs(), 0u);
+
+    uint64_t all_bytes = 0;
+    for (const char* name : {"pairs.ekd", "pairs.ekp", "songs.esb"})
+        all_bytes += file(b, name).size();
+    for (size_t s : {size_t(3), size_t(29), size_t(58)}) {
+        SCOPED_TRACE("song " + std::to_string(s));
+        const SyntheticSong& song = b.songs[s];
+        const size_t start = 40, n = 20;  // 10 s at the 0.5 s hop
+        const std::vector<float> query =
+            noisy_copy(&song.embeddings[start * kDim], n, kDim, 0.3f, 7 + s);
+        ASSERT_TRUE(lazy->begin_query(query.data(), n).is_ok());
+        const Fetched f = run_rounds(b, lazy.get());
+        // Pair pages, then units, then blocks: three rounds, a small part of the files.
+        EXPECT_EQ(f.rounds.size(), 3u);
+        EXPECT_LT(f.bytes * 4, all_bytes);
+        Result<std::shared_ptr<const Index>> index = lazy->query_index();
+        ASSERT_TRUE(index.is_ok()) << index.message();
+        EXPECT_LT((*index)->n_songs(), whole.n_songs() / 2);
+
+        Matcher on_lazy(**index, params), on_whole(whole, params);
+        const MatchResult got = on_lazy.match(query.data(), n, 0.5).value();
+        const MatchResult want = on_whole.match(query.data(), n, 0.5).value();
+        ASSERT_TRUE(want.has_candidates());
+        ASSERT_TRUE(got.has_candidates());
+        EXPECT_EQ(want.best.id, song.info.id);
+        EXPECT_EQ(got.best.id, want.best.id);
+        EXPECT_DOUBLE_EQ(got.best.offset_s, want.best.offset_s);
+        EXPECT_FLOAT_EQ(got.best.score, want.best.score);
+
+        // The same query again: everything is held, nothing to fetch.
+        ASSERT_TRUE(lazy->begin_query(query.data(), n).is_ok());
+        EXPECT_TRUE(lazy->next_fetches().value().empty());
+        EXPECT_TRUE(lazy->query_index().is_ok());
+    }
+    EXPECT_EQ(lazy->stats().rejected, 0u);
+    EXPECT_GT(lazy->stats().block_hits, 0u);
+}
+
+TEST(LazyIndex, RefusesChangedOrCutRangesAndKeepsNothingOfThem) {
+    const Built b = build();
+    std::unique_ptr<LazyIndex> lazy = open(b);
+    ASSERT_TRUE(lazy);
+    const SyntheticSong& song = b.songs[11];
+    ASSERT_TRUE(lazy->begin_query(&song.embeddings[10 * kDim], 20).is_ok());
+    for (int round = 0; round < 3; ++round) {
+        std::vector<LazyFetch> next = lazy->next_fetches().value();
+        ASSERT_FALSE(next.empty()) << "round " << round;
+        for (const LazyFetch& x : next) {
+            const std::vector<uint8_t>& whole = file(b, x.file);
+            std::vector<uint8_t> bytes(whole.begin() + long(x.range.offset),
+                                       whole.begin() + long(x.range.offset + x.range.size));
+            std::vector<uint8_t> changed = bytes;
+            changed[changed.size() / 2] ^= 0x10;
+            EXPECT_FALSE(lazy->provide(x, changed.data(), changed.size()).is_ok());
+            EXPECT_FALSE(lazy->provide(x, bytes.data(), bytes.size() - 1).is_ok());
+            LazyFetch elsewhere = x;  // another item's bytes under this one's name
+            elsewhere.id = x.id + 1;
+            EXPECT_FALSE(lazy->provide(elsewhere, bytes.data(), bytes.size()).is_ok());
+        }
+        // Nothing refused was kept: the same round is named again.
+        std::vector<LazyFetch> again = lazy->next_fetches().value();
+        ASSERT_EQ(again.size(), next.size());
+        for (const LazyFetch& x : again) {
+            const std::vector<uint8_t>& whole = file(b, x.file);
+            ASSERT_TRUE(lazy->provide(x, whole.data() + x.range.offset, x.range.size).is_ok());
+        }
+    }
+    EXPECT_TRUE(lazy->next_fetches().value().empty());
+    EXPECT_TRUE(lazy->query_index().is_ok());
+    EXPECT_GT(lazy->stats().rejected, 0u);
+}
+
+TEST(LazyIndex, TheBlockBudgetDropsTheOldestButNeverTheQuerysOwn) {
+    const Built b = build();
+    LazyIndexParams params;
+    params.block_cache_bytes = 1;  // less than one block
+    std::unique_ptr<LazyIndex> lazy = open(b, params);
+    ASSERT_TRUE(lazy);
+    const SyntheticSong& first = b.songs[5];
+    ASSERT_TRUE(lazy->begin_query(&first.embeddings[30 * kDim], 20).is_ok());
+    run_rounds(b, lazy.get());
+    ASSERT_TRUE(lazy->query_index().is_ok());  // its blocks were all kept
+    const SyntheticSong& second = b.songs[44];
+    ASSERT_TRUE(lazy->begin_query(&second.embeddings[30 * kDim], 20).is_ok());
+    run_rounds(b, lazy.get());
+    ASSERT_TRUE(lazy->query_index().is_ok());
+    // The first query's blocks made room: asked again, they are fetched again.
+    ASSERT_TRUE(lazy->begin_query(&first.embeddings[30 * kDim], 20).is_ok());
+    const Fetched again = run_rounds(b, lazy.get());
+    ASSERT_FALSE(again.rounds.empty());
+    EXPECT_TRUE(lazy->query_index().is_ok());
+}
+
+TEST(LazyIndex, ShortClipsNameNoKeyAndGetNoCandidate) {
+    const Built b = build();
+    std::unique_ptr<LazyIndex> lazy = open(b);
+    ASSERT_TRUE(lazy);
+    EXPECT_FALSE(lazy->next_fetches().is_ok());                            // no query begun
+    ASSERT_TRUE(lazy->begin_query(&b.songs[2].embeddings[0], 4).is_ok());  // 4 < span + 1
+    EXPECT_TRUE(lazy->next_fetches().value().empty());
+    Result<std::shared_ptr<const Index>> index = lazy->query_index();
+    ASSERT_TRUE(index.is_ok());
+    EXPECT_EQ((*index)->n_songs(), 0u);
+    EXPECT_TRUE(lazy->candidates().empty());
+}
+
+TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
+    const Built b = build(12);
+    const auto& m = file(b, "manifest.json");
+    const std::string manifest(m.begin(), m.end());
+    const auto& q = file(b, "quantizer.eq");
+    const auto& d = file(b, "directory.ed");
+    std::vector<uint8_t> h = file(b, "pairs.ekh");
+    const auto create = [&](const std::string& text, const std::vector<uint8_t>& header) {
+        return LazyIndex::create(b.model, text, q.data(), q.size(), d.data(), d.size(),
+                                 header.data(), header.size(), LazyIndexParams());
+    };
+    ASSERT_TRUE(create(manifest, h).is_ok());
+    std::vector<uint8_t> changed = h;
+    changed[changed.size() / 3] ^= 1;
+    Result<std::unique_ptr<LazyIndex>> bad = create(manifest, changed);
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_NE(bad.message().find("SHA-256"), std::string::npos) << bad.message();
+
+    nlohmann::json without = nlohmann::json::parse(manifest);
+    without.erase("pair_keys");
+    bad = create(without.dump(), h);
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_NE(bad.message().find("--pair-keys"), std::string::npos) << bad.message();
+
+    IndexBuildParams v1 = small_build_params();
+    const IndexFiles v1_files = build_catalog(b.songs, v1, b.model);
+    const auto& m1 = v1_files.files.at("manifest.json");
+    bad = create(std::string(m1.begin(), m1.end()), h);
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_NE(bad.message().find("format 1"), std::string::npos) << bad.message();
+
+    LazyIndexParams none;
+    none.max_candidates = 0;
+    EXPECT_FALSE(LazyIndex::create(b.model, manifest, q.data(), q.size(), d.data(), d.size(),
+                                   h.data(), h.size(), none)
+                     .is_ok());
+}
+
+}  // namespace
+}  // namespace earshot
