@@ -68,6 +68,14 @@ LazyIndex::LazyIndex(std::shared_ptr<Index> base, PairKeyManifest manifest, Pair
       query_step_(query_step),
       params_(params) {}
 
+void LazyIndex::clear_cache() {
+    reader_ = PairKeyReader(reader_.header(), params_.pair_cache_bytes);
+    block_lru_.clear();
+    block_at_.clear();
+    blocks_cached_ = 0;
+    step_ = Step::kIdle;
+}
+
 Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     step_ = Step::kIdle;
     candidates_.clear();

@@ -72,6 +72,9 @@ public:
     const PairKeyManifest& pair_manifest() const { return pair_manifest_; }
     uint64_t preload_bytes() const { return preload_bytes_; }
 
+    // Forgets every cached page, unit and block (a cold cache, as a first visit's); the
+    // preloaded files stay.
+    void clear_cache();
     // Starts a query: n embeddings (n x dim, unit length) at the model's query hop. The
     // previous query's plan is dropped; the caches stay.
     Status begin_query(const float* embeddings, size_t n);

@@ -38,21 +38,14 @@ namespace {
 // A clip's final window answered as a lazy page does, with a cold cache: every round's ranges
 // read from the folder's files, then the matcher on the candidates' songs; result->match is
 // replaced. Returns what was read: {"bytes", "requests", "rounds"}.
-Result<nlohmann::json> answer_lazily(const ModelInfo& info, const std::string& dir,
-                                     const std::string& manifest,
-                                     const std::vector<uint8_t>& quantizer,
-                                     const std::vector<uint8_t>& directory,
-                                     const std::vector<uint8_t>& pair_header,
+Result<nlohmann::json> answer_lazily(LazyIndex* lazy, const ModelInfo& info, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
                                      size_t n, RecognizerResult* result) {
-    auto lazy = LazyIndex::create(info, manifest, quantizer.data(), quantizer.size(),
-                                  directory.data(), directory.size(), pair_header.data(),
-                                  pair_header.size(), LazyIndexParams());
-    if (!lazy) return lazy.status();
-    if (Status st = (*lazy)->begin_query(embeddings, n); !st) return st;
+    lazy->clear_cache();
+    if (Status st = lazy->begin_query(embeddings, n); !st) return st;
     uint64_t bytes = 0, requests = 0, rounds = 0;
     for (;;) {
-        Result<std::vector<LazyFetch>> next = (*lazy)->next_fetches();
+        Result<std::vector<LazyFetch>> next = lazy->next_fetches();
         if (!next) return next.status();
         if (next->empty()) break;
         ++rounds;
@@ -60,12 +53,12 @@ Result<nlohmann::json> answer_lazily(const ModelInfo& info, const std::string& d
             Result<std::vector<uint8_t>> range =
                 read_file_range((std::filesystem::path(dir) / f.file).string(), f.range);
             if (!range) return range.status();
-            if (Status st = (*lazy)->provide(f, range->data(), range->size()); !st) return st;
+            if (Status st = lazy->provide(f, range->data(), range->size()); !st) return st;
             bytes += f.range.size;
             ++requests;
         }
     }
-    Result<std::shared_ptr<const Index>> index = (*lazy)->query_index();
+    Result<std::shared_ptr<const Index>> index = lazy->query_index();
     if (!index) return index.status();
     Matcher matcher(**index, match_params);
     Result<MatchResult> match = matcher.match(embeddings, n, model_query_hop_s(info));
@@ -194,6 +187,19 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
             thread_error = recognizer.message();
             return;
         }
+        std::unique_ptr<LazyIndex> lazy_index;  // --lazy: this thread's, cleared per clip
+        if (options.lazy) {
+            auto created = LazyIndex::create(info, preload.manifest, preload.quantizer.data(),
+                                             preload.quantizer.size(), preload.directory.data(),
+                                             preload.directory.size(), preload.pair_header.data(),
+                                             preload.pair_header.size(), LazyIndexParams());
+            if (!created) {
+                std::lock_guard<std::mutex> lock(mutex);
+                thread_error = created.message();
+                return;
+            }
+            lazy_index = std::move(created.value());
+        }
         for (size_t i = next++; i < paths->size(); i = next++) {
             const std::string& path = (*paths)[i];
             nlohmann::json line;
@@ -243,8 +249,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 RecognizerResult result = (*recognizer)->finish();
                 if (options.lazy && st && result.valid) {
                     Result<nlohmann::json> lazy =
-                        answer_lazily(info, options.index_dir, preload.manifest, preload.quantizer,
-                                      preload.directory, preload.pair_header, params.match,
+                        answer_lazily(lazy_index.get(), info, options.index_dir, params.match,
                                       (*recognizer)->query_embeddings(),
                                       (*recognizer)->n_query_embeddings(), &result);
                     if (lazy)

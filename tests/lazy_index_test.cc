@@ -117,6 +117,11 @@ TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
         ASSERT_TRUE(lazy->begin_query(query.data(), n).is_ok());
         EXPECT_TRUE(lazy->next_fetches().value().empty());
         EXPECT_TRUE(lazy->query_index().is_ok());
+        // With the cache cleared, it fetches the same bytes again.
+        lazy->clear_cache();
+        EXPECT_EQ(lazy->cached_bytes(), 0u);
+        ASSERT_TRUE(lazy->begin_query(query.data(), n).is_ok());
+        EXPECT_EQ(run_rounds(b, lazy.get()).bytes, f.bytes);
     }
     EXPECT_EQ(lazy->stats().rejected, 0u);
     EXPECT_GT(lazy->stats().block_hits, 0u);
