@@ -53,6 +53,13 @@ Result<std::unique_ptr<LazyIndex>> LazyIndex::create(
         songs += lazy->base_->shard_range(b).songs;
     }
     lazy->block_first_song_.push_back(uint32_t(songs));
+    // Evenly spaced from the last block back: distinct, and a catalogue's first blocks (often
+    // the ones it was tested with) are the last taken.
+    const uint64_t n_blocks = lazy->base_->n_shards_expected();
+    const uint64_t k = std::min<uint64_t>(params.background_blocks, n_blocks);
+    for (uint64_t i = 0; i < k; ++i)
+        lazy->background_.push_back(uint32_t(n_blocks - 1 - i * n_blocks / k));
+    std::sort(lazy->background_.begin(), lazy->background_.end());
     if (songs != lazy->reader_.header().n_songs)
         return Status::error("lazy index: the pair-key level numbers " +
                              std::to_string(lazy->reader_.header().n_songs) +
@@ -67,6 +74,16 @@ LazyIndex::LazyIndex(std::shared_ptr<Index> base, PairKeyManifest manifest, Pair
       reader_(std::move(header), params.pair_cache_bytes),
       query_step_(query_step),
       params_(params) {}
+
+std::vector<LazyFetch> LazyIndex::preload_fetches() const {
+    std::vector<LazyFetch> out;
+    for (uint32_t b : background_) {
+        if (pinned_.count(b)) continue;
+        const Index::FileRange r = base_->shard_range(b);
+        out.push_back({LazyFetch::Kind::kBlock, b, r.file, ByteRange{r.offset, r.bytes}});
+    }
+    return out;
+}
 
 void LazyIndex::clear_cache() {
     reader_ = PairKeyReader(reader_.header(), params_.pair_cache_bytes);
@@ -95,6 +112,7 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
     std::vector<LazyFetch> out;
     if (step_ == Step::kIdle) return Status::error("lazy index: no query begun");
     if (step_ == Step::kPages) {
+        out = preload_fetches();
         for (uint32_t page : reader_.missing_pages(keys_))
             out.push_back({LazyFetch::Kind::kPairPage, page, pair_manifest_.directory_file,
                            reader_.header().page_record(page)});
@@ -156,7 +174,10 @@ Status LazyIndex::provide(const LazyFetch& fetch, const uint8_t* bytes, size_t s
                                    "truncated in transit)");
                 break;
             }
-            keep_block(fetch.id, std::vector<uint8_t>(bytes, bytes + size));
+            if (std::binary_search(background_.begin(), background_.end(), fetch.id))
+                pinned_[fetch.id].assign(bytes, bytes + size);
+            else
+                keep_block(fetch.id, std::vector<uint8_t>(bytes, bytes + size));
             break;
         }
     }
@@ -170,6 +191,7 @@ Status LazyIndex::provide(const LazyFetch& fetch, const uint8_t* bytes, size_t s
 }
 
 const std::vector<uint8_t>* LazyIndex::find_block(uint32_t block) {
+    if (const auto pinned = pinned_.find(block); pinned != pinned_.end()) return &pinned->second;
     const auto it = block_at_.find(block);
     if (it == block_at_.end()) return nullptr;
     block_lru_.splice(block_lru_.begin(), block_lru_, it->second);
@@ -198,7 +220,12 @@ Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
     if (step_ != Step::kReady)
         return Status::error("lazy index: the query still needs fetches (next_fetches)");
     auto index = std::make_shared<Index>(*base_);
-    for (uint32_t b : blocks_) {
+    if (candidates_.empty()) return std::shared_ptr<const Index>(std::move(index));  // no answer
+    std::vector<uint32_t> blocks = background_;  // both ascending: merged, each once
+    blocks.insert(blocks.end(), blocks_.begin(), blocks_.end());
+    std::sort(blocks.begin(), blocks.end());
+    blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+    for (uint32_t b : blocks) {
         const std::vector<uint8_t>* bytes = find_block(b);
         if (!bytes) return Status::error("lazy index: block " + std::to_string(b) + " is not held");
         if (Status st =

@@ -41,6 +41,13 @@ struct LazyIndexParams {
     uint64_t pair_cache_bytes = 4u << 20;    // pair pages and units kept
     uint64_t block_cache_bytes = 16u << 20;  // blocks kept
     size_t max_candidates = 16;              // (song, offset) kept by phase 1
+    // Blocks spread evenly over the songs file, fetched once and never dropped, that every
+    // query's index holds beside its candidates. The decision subtracts how well the other
+    // loaded songs match (the background, core/matcher.h); with only the candidates loaded
+    // that background is lower than the one the model's thresholds were calibrated with
+    // (indexes of about a hundred songs), and out-of-catalogue clips pass. 32 blocks of 64 KB
+    // hold about a hundred songs: 2 MB, once. 0 = none.
+    uint32_t background_blocks = 32;
 };
 
 struct LazyFetch {
@@ -72,8 +79,12 @@ public:
     const PairKeyManifest& pair_manifest() const { return pair_manifest_; }
     uint64_t preload_bytes() const { return preload_bytes_; }
 
+    // The background blocks (LazyIndexParams::background_blocks) not held yet: fetch them
+    // with the preloaded files. A query that starts without them names them in its first round.
+    std::vector<LazyFetch> preload_fetches() const;
+    const std::vector<uint32_t>& background_blocks() const { return background_; }
     // Forgets every cached page, unit and block (a cold cache, as a first visit's); the
-    // preloaded files stay.
+    // preloaded files and background blocks stay.
     void clear_cache();
     // Starts a query: n embeddings (n x dim, unit length) at the model's query hop. The
     // previous query's plan is dropped; the caches stay.
@@ -85,7 +96,8 @@ public:
     // nothing and leaves the cache as it was.
     Status provide(const LazyFetch& fetch, const uint8_t* bytes, size_t size);
     // Once next_fetches() is empty: an index of the blocks that hold the query's candidate
-    // songs (none when phase 1 found none: the matcher then answers no match).
+    // songs and of the background blocks (no song at all when phase 1 found no candidate: the
+    // matcher then answers no match).
     Result<std::shared_ptr<const Index>> query_index();
 
     const std::vector<PairCandidate>& candidates() const { return candidates_; }
@@ -113,6 +125,8 @@ private:
     std::vector<uint32_t> keys_;
     std::vector<PairCandidate> candidates_;
     std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending
+    std::vector<uint32_t> background_;                           // the background blocks, ascending
+    std::unordered_map<uint32_t, std::vector<uint8_t>> pinned_;  // background blocks held
 
     using BlockLru = std::list<std::pair<uint32_t, std::vector<uint8_t>>>;  // most recent first
     BlockLru block_lru_;

@@ -58,6 +58,7 @@ struct QueryOptions {
     // Answer each clip as a `lazy` page does (core/lazy_index.h): only the ranges it needs,
     // read from the folder's files with a cold cache per clip; the line gains "lazy".
     bool lazy = false;
+    int lazy_background_blocks = 32;  // LazyIndexParams::background_blocks
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();
     float threshold_scale = std::numeric_limits<float>::quiet_NaN();      // decide after every embedding (as in the browser)

@@ -162,6 +162,12 @@ int main(int argc, char** argv) {
                         "pages and units and the candidate blocks it needs (format 2 with "
                         "--pair-keys), a cold cache per clip; each line gains \"lazy\": bytes, "
                         "requests and rounds read");
+    query_cmd
+        ->add_option("--lazy-background", query.lazy_background_blocks,
+                     "--lazy: blocks spread over the songs file that every query's decision "
+                     "also sees, read once before the first query (0 = none)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 20));
     query_cmd->add_flag("--live,--stream", query.live,
                         "decide as the page does while the audio streams in: the music gate, a "
                         "look after every embedding, the listen rule; writes answer_s (default: "

@@ -80,7 +80,10 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     struct Preload {
         std::string manifest;
         std::vector<uint8_t> quantizer, directory, pair_header;
+        std::vector<std::pair<LazyFetch, std::vector<uint8_t>>> background;  // blocks
     } preload;
+    LazyIndexParams lazy_params;
+    lazy_params.background_blocks = uint32_t(options.lazy_background_blocks);
     std::shared_ptr<const Index> shared_index;
     if (options.lazy) {
         if (options.live || options.continuous || !options.trace_path.empty())
@@ -110,11 +113,23 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
         auto lazy = LazyIndex::create(info, preload.manifest, preload.quantizer.data(),
                                       preload.quantizer.size(), preload.directory.data(),
                                       preload.directory.size(), preload.pair_header.data(),
-                                      preload.pair_header.size(), LazyIndexParams());
+                                      preload.pair_header.size(), lazy_params);
         if (!lazy) return fail(options.index_dir + ": " + lazy.message());
+        uint64_t background_bytes = 0;
+        for (const LazyFetch& f : (*lazy)->preload_fetches()) {
+            Result<std::vector<uint8_t>> bytes = read_file_range((dir / f.file).string(), f.range);
+            if (!bytes) return fail(bytes.message());
+            if (Status st = (*lazy)->provide(f, bytes->data(), bytes->size()); !st)
+                return fail(st.message());
+            background_bytes += bytes->size();
+            preload.background.emplace_back(f, std::move(bytes.value()));
+        }
         if (!common.quiet)
-            std::fprintf(stderr, "earshot: lazy: %.2f MB read before the first query\n",
-                         double((*lazy)->preload_bytes()) / 1e6);
+            std::fprintf(stderr,
+                         "earshot: lazy: %.2f MB read before the first query (%.2f MB of it "
+                         "%zu background blocks)\n",
+                         double((*lazy)->preload_bytes() + background_bytes) / 1e6,
+                         double(background_bytes) / 1e6, preload.background.size());
         shared_index = std::make_shared<Index>((*lazy)->base());
     } else {
         auto index = load_index_folder(options.index_dir, info);
@@ -192,13 +207,19 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
             auto created = LazyIndex::create(info, preload.manifest, preload.quantizer.data(),
                                              preload.quantizer.size(), preload.directory.data(),
                                              preload.directory.size(), preload.pair_header.data(),
-                                             preload.pair_header.size(), LazyIndexParams());
+                                             preload.pair_header.size(), lazy_params);
             if (!created) {
                 std::lock_guard<std::mutex> lock(mutex);
                 thread_error = created.message();
                 return;
             }
             lazy_index = std::move(created.value());
+            for (const auto& [fetch, bytes] : preload.background)  // checked once already
+                if (Status st = lazy_index->provide(fetch, bytes.data(), bytes.size()); !st) {
+                    std::lock_guard<std::mutex> lock(mutex);
+                    thread_error = st.message();
+                    return;
+                }
         }
         for (size_t i = next++; i < paths->size(); i = next++) {
             const std::string& path = (*paths)[i];

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -41,7 +42,13 @@ const std::vector<uint8_t>& file(const Built& b, const std::string& name) {
     return b.files.files.at(name);
 }
 
-std::unique_ptr<LazyIndex> open(const Built& b, LazyIndexParams params = {}) {
+LazyIndexParams no_background() {
+    LazyIndexParams p;
+    p.background_blocks = 0;
+    return p;
+}
+
+std::unique_ptr<LazyIndex> open(const Built& b, LazyIndexParams params = no_background()) {
     const auto& m = file(b, "manifest.json");
     const auto& q = file(b, "quantizer.eq");
     const auto& d = file(b, "directory.ed");
@@ -167,7 +174,7 @@ TEST(LazyIndex, RefusesChangedOrCutRangesAndKeepsNothingOfThem) {
 
 TEST(LazyIndex, TheBlockBudgetDropsTheOldestButNeverTheQuerysOwn) {
     const Built b = build();
-    LazyIndexParams params;
+    LazyIndexParams params = no_background();
     params.block_cache_bytes = 1;  // less than one block
     std::unique_ptr<LazyIndex> lazy = open(b, params);
     ASSERT_TRUE(lazy);
@@ -184,6 +191,68 @@ TEST(LazyIndex, TheBlockBudgetDropsTheOldestButNeverTheQuerysOwn) {
     const Fetched again = run_rounds(b, lazy.get());
     ASSERT_FALSE(again.rounds.empty());
     EXPECT_TRUE(lazy->query_index().is_ok());
+}
+
+// Background blocks: fetched once (before the first query or in its first round), never
+// dropped, and in every query's index; with every block one, the lazy decision is the whole
+// index's, background and confidence included.
+TEST(LazyIndex, BackgroundBlocksAreKeptAndJoinEveryQuery) {
+    const Built b = build();
+    Index whole(b.model);
+    ASSERT_TRUE(load_all(b.files, &whole).is_ok());
+    const size_t n_blocks = whole.n_shards_expected();
+    ASSERT_GT(n_blocks, 8u);
+
+    LazyIndexParams some;
+    some.background_blocks = 4;
+    some.block_cache_bytes = 1;
+    std::unique_ptr<LazyIndex> lazy = open(b, some);
+    ASSERT_TRUE(lazy);
+    const std::vector<uint32_t> background = lazy->background_blocks();
+    ASSERT_EQ(background.size(), 4u);
+    EXPECT_EQ(background.back(), n_blocks - 1);  // spread from the last block back
+    EXPECT_EQ(lazy->preload_fetches().size(), 4u);
+    const SyntheticSong& song = b.songs[20];
+    ASSERT_TRUE(lazy->begin_query(&song.embeddings[30 * kDim], 20).is_ok());
+    std::vector<LazyFetch> first = lazy->next_fetches().value();
+    size_t background_named = 0;
+    for (const LazyFetch& f : first)
+        background_named += f.kind == LazyFetch::Kind::kBlock &&
+                            std::count(background.begin(), background.end(), f.id);
+    EXPECT_EQ(background_named, 4u);  // not preloaded: the first round names them
+    for (const LazyFetch& f : first) {
+        const std::vector<uint8_t>& whole_file = file(b, f.file);
+        ASSERT_TRUE(lazy->provide(f, whole_file.data() + f.range.offset, f.range.size).is_ok());
+    }
+    EXPECT_TRUE(lazy->preload_fetches().empty());
+    run_rounds(b, lazy.get());
+    Result<std::shared_ptr<const Index>> index = lazy->query_index();
+    ASSERT_TRUE(index.is_ok()) << index.message();
+    // Its songs: the background blocks' and the candidates'.
+    size_t background_songs = 0;
+    for (uint32_t blk : background) background_songs += whole.shard_range(blk).songs;
+    EXPECT_GT((*index)->n_songs(), background_songs);
+    // A cleared cache and a tiny block budget keep them.
+    lazy->clear_cache();
+    EXPECT_TRUE(lazy->preload_fetches().empty());
+
+    LazyIndexParams all;
+    all.background_blocks = uint32_t(n_blocks) + 5;
+    std::unique_ptr<LazyIndex> everything = open(b, all);
+    ASSERT_EQ(everything->background_blocks().size(), n_blocks);
+    const std::vector<float> query = noisy_copy(&song.embeddings[30 * kDim], 20, kDim, 0.3f, 3);
+    ASSERT_TRUE(everything->begin_query(query.data(), 20).is_ok());
+    run_rounds(b, everything.get());
+    index = everything->query_index();
+    ASSERT_TRUE(index.is_ok()) << index.message();
+    EXPECT_EQ((*index)->n_songs(), whole.n_songs());
+    const MatchParams params = match_default_params();
+    const MatchResult got = Matcher(**index, params).match(query.data(), 20, 0.5).value();
+    const MatchResult want = Matcher(whole, params).match(query.data(), 20, 0.5).value();
+    EXPECT_EQ(got.best.id, want.best.id);
+    EXPECT_FLOAT_EQ(got.background, want.background);
+    EXPECT_FLOAT_EQ(got.confidence, want.confidence);
+    EXPECT_EQ(got.matched, want.matched);
 }
 
 TEST(LazyIndex, ShortClipsNameNoKeyAndGetNoCandidate) {
