@@ -510,3 +510,148 @@ describe('a format 2 index (blocks in one file) in the WASM engine', () => {
         }
     });
 });
+
+describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range requests', () => {
+    let dir;
+    let server;
+    let built;  // {rows, manifest} of the index built with --pair-keys
+    let clip;   // {pcm, song, cli}: a clip and `earshot query --lazy`'s answer
+    const model = () => path.join(siteDir, 'models/earshot.emod');
+    before(async () => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-lazy-'));
+        const root = path.join(dir, 'site');
+        fs.mkdirSync(root);
+        fs.writeFileSync(path.join(root, 'index.html'), '<!doctype html>');
+        built = buildIndex(path.join(root, 'index'), ['--format', '2', '--block-kb', '16', '--pair-keys', '2']);
+        assert.ok(built.manifest.pair_keys, 'the manifest names the pair-key level');
+        const song = built.rows[1];
+        const pcm = decode16k(song.path, 31.4, 10);
+        const wav = path.join(dir, 'clip.wav');
+        writeWavFloat(wav, pcm, 16000);
+        // Background blocks off: every block the answer needs is fetched for the clip.
+        const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-background', '0',
+            '--backend', 'simd', '--model', model(), '--index', path.join(root, 'index'), wav], { encoding: 'utf8' }).trim());
+        assert.equal(cli.song, song.id);
+        clip = { pcm, song, cli };
+        server = await startServer({ root });
+    });
+    after(async () => {
+        await server?.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    /** GET of `file`'s bytes [offset, offset + bytes) with a Range header: must be a 206 of them. */
+    async function fetchRange(file, offset, bytes) {
+        const answer = await fetch(`${server.url}index/${file}`, { headers: { Range: `bytes=${offset}-${offset + bytes - 1}` } });
+        assert.equal(answer.status, 206, `${file} ${offset}+${bytes}`);
+        const body = new Uint8Array(await answer.arrayBuffer());
+        assert.equal(body.length, bytes);
+        return body;
+    }
+
+    async function lazyEngine(params = '{"background_blocks": 0}') {
+        const module = await createModule({ wasmBinary });
+        const engine = new module.Engine();
+        ok(engine.loadModel(fs.readFileSync(model())));
+        const m = built.manifest;
+        const whole = async (name) => new Uint8Array(await (await fetch(`${server.url}index/${name}`)).arrayBuffer());
+        const text = await (await fetch(`${server.url}index/manifest.json`)).text();
+        ok(engine.loadLazy(text, await whole(m.quantizer.file), await whole(m.directory.file),
+            await whole(m.pair_keys.header.file), params));
+        ok(engine.createRecognizer('simd', '{}'));
+        recognize(module, engine, clip.pcm, 4000);
+        return { module, engine };
+    }
+
+    test('it reads only the ranges a query needs, every one a GET without a body, and answers as `earshot query --lazy`', async () => {
+        const { engine } = await lazyEngine();
+        const from = server.log.length;
+        ok(engine.lazyBegin());
+        let rounds = 0;
+        let bytes = 0;
+        for (;;) {
+            const next = JSON.parse(engine.lazyFetches(false));
+            assert.equal(next.ok, true, next.message);
+            if (next.fetches.length === 0) break;
+            rounds += 1;
+            const bodies = await Promise.all(next.fetches.map((f) => fetchRange(f.file, f.offset, f.bytes)));
+            next.fetches.forEach((f, i) => { ok(engine.lazyProvide(f.kind, f.id, bodies[i])); bytes += f.bytes; });
+        }
+        assert.equal(rounds, 3);  // pair pages, units, blocks
+        const answer = JSON.parse(engine.lazyResult());
+        assert.equal(answer.song, clip.cli.song);
+        assert.ok(Math.abs(answer.offset_s - clip.cli.offset_s) < 1e-6, `offset ${answer.offset_s}, CLI ${clip.cli.offset_s}`);
+        assert.ok(Math.abs(answer.score - clip.cli.score) < 1e-4, `score ${answer.score}, CLI ${clip.cli.score}`);
+        const requests = server.log.slice(from);
+        assert.ok(requests.length > 0);
+        for (const r of requests) {
+            assert.equal(r.method, 'GET');
+            assert.equal(r.requestBodyBytes, 0);
+            assert.equal(r.status, 206);
+        }
+        const served = requests.reduce((sum, r) => sum + r.responseBytes, 0);
+        assert.equal(served, bytes);
+        const all = ['songs.esb', 'pairs.ekd', 'pairs.ekp'].reduce((sum, f) => sum + fs.statSync(path.join(dir, 'site/index', f)).size, 0);
+        assert.ok(bytes < all / 2, `read ${bytes} of ${all} bytes`);
+        const stats = JSON.parse(engine.lazyInfo());
+        assert.equal(stats.bytes, bytes);
+        assert.equal(stats.rejected, 0);
+
+        // Asked again, the same window needs nothing more: it is cached.
+        ok(engine.lazyBegin());
+        assert.deepEqual(JSON.parse(engine.lazyFetches(false)).fetches, []);
+        assert.equal(JSON.parse(engine.lazyResult()).song, clip.cli.song);
+    });
+
+    test('a changed or cut range is refused with a message and nothing of it kept; the right bytes then answer', async () => {
+        const { engine } = await lazyEngine();
+        ok(engine.lazyBegin());
+        let refused = 0;
+        for (;;) {
+            const next = JSON.parse(engine.lazyFetches(false)).fetches;
+            if (next.length === 0) break;
+            for (const f of next) {
+                const good = await fetchRange(f.file, f.offset, f.bytes);
+                const changed = Uint8Array.from(good);
+                changed[changed.length >> 1] ^= 0x40;
+                for (const bad of [changed, good.subarray(0, good.length - 1)]) {
+                    const status = engine.lazyProvide(f.kind, f.id, bad);
+                    assert.equal(status.ok, false, `${f.kind} ${f.id} accepted changed bytes`);
+                    assert.match(status.message, /SHA-256|hash tree|match|bytes where/);
+                    refused += 1;
+                }
+                // Nothing was kept: the round still names it.
+                assert.ok(JSON.parse(engine.lazyFetches(false)).fetches.some((g) => g.kind === f.kind && g.id === f.id));
+                ok(engine.lazyProvide(f.kind, f.id, good));
+            }
+        }
+        assert.equal(JSON.parse(engine.lazyInfo()).rejected, refused);
+        assert.equal(JSON.parse(engine.lazyResult()).song, clip.cli.song);
+    });
+
+    test('background blocks are named before the first query, and a bad lazy setup is a clear error', async () => {
+        const module = await createModule({ wasmBinary });
+        const engine = new module.Engine();
+        const m = built.manifest;
+        const file = (name) => fs.readFileSync(path.join(dir, 'site/index', name));
+        const text = file('manifest.json').toString('utf8');
+        assert.equal(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), file(m.pair_keys.header.file), '{}').ok, false);  // no model
+        ok(engine.loadModel(fs.readFileSync(model())));
+        const header = Uint8Array.from(file(m.pair_keys.header.file));
+        header[100] ^= 1;
+        const changed = engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), header, '{}');
+        assert.equal(changed.ok, false);
+        assert.match(changed.message, /SHA-256/);
+        assert.match(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), file(m.pair_keys.header.file), '{"colour": 1}').message, /unknown key colour/);
+        ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), file(m.pair_keys.header.file), '{"background_blocks": 2}'));
+        const preload = JSON.parse(engine.lazyFetches(true));
+        assert.equal(preload.ok, true);
+        assert.equal(preload.fetches.length, 2);
+        for (const f of preload.fetches) {
+            assert.equal(f.kind, 'block');
+            ok(engine.lazyProvide(f.kind, f.id, await fetchRange(f.file, f.offset, f.bytes)));
+        }
+        assert.deepEqual(JSON.parse(engine.lazyFetches(true)).fetches, []);
+        assert.equal(JSON.parse(engine.lazyFetches(false)).ok, false);  // no query begun
+    });
+});

@@ -5,13 +5,15 @@
 #include <emscripten/heap.h>
 #include <malloc.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "core/embedder.h"
+#include "core/matcher.h"
 #include "core/recognizer_json.h"
 #include "wasm/engine.h"
 
@@ -32,6 +34,7 @@ const uint8_t* bytes_of(const std::string& s) { return reinterpret_cast<const ui
 JsStatus Engine::load_model(const std::string& bytes) {
     recognizer_.reset();
     index_.reset();
+    lazy_.reset();
     Result<std::shared_ptr<const Model>> model =
         Model::load(bytes_of(bytes), bytes.size(), "model file");
     if (!model) return to_js(model.status());
@@ -165,6 +168,122 @@ std::string Engine::finish() {
     return result_text(recognizer_->finish());
 }
 
+JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quantizer,
+                           const std::string& directory, const std::string& pair_header,
+                           const std::string& params_json) {
+    if (!model_) return js_error("load the model first");
+    recognizer_.reset();
+    lazy_.reset();
+    LazyIndexParams params;
+    const nlohmann::json overrides = nlohmann::json::parse(params_json, nullptr, false);
+    if (!overrides.is_object()) return js_error("lazy parameters: not a JSON object");
+    for (const auto& [key, value] : overrides.items()) {
+        if (!value.is_number_unsigned())
+            return js_error("lazy parameters: " + key + " must be a whole number >= 0");
+        const uint64_t v = value.get<uint64_t>();
+        if (key == "background_blocks")
+            params.background_blocks = uint32_t(std::min<uint64_t>(v, UINT32_MAX));
+        else if (key == "block_cache_bytes")
+            params.block_cache_bytes = v;
+        else if (key == "pair_cache_bytes")
+            params.pair_cache_bytes = v;
+        else
+            return js_error("lazy parameters: unknown key " + key);
+    }
+    Result<std::unique_ptr<LazyIndex>> lazy = LazyIndex::create(
+        model_->info(), manifest, bytes_of(quantizer), quantizer.size(), bytes_of(directory),
+        directory.size(), bytes_of(pair_header), pair_header.size(), params);
+    if (!lazy) return to_js(lazy.status());
+    lazy_ = std::move(lazy.value());
+    index_ = std::make_shared<Index>(lazy_->base());
+    return {};
+}
+
+namespace {
+
+const char* kind_name(LazyFetch::Kind kind) {
+    switch (kind) {
+        case LazyFetch::Kind::kPairPage:
+            return "page";
+        case LazyFetch::Kind::kPairUnit:
+            return "unit";
+        case LazyFetch::Kind::kBlock:
+            break;
+    }
+    return "block";
+}
+
+}  // namespace
+
+std::string Engine::lazy_fetches(bool preload) {
+    nlohmann::json out = {{"ok", false}, {"message", ""}, {"fetches", nlohmann::json::array()}};
+    if (!lazy_) {
+        out["message"] = "load a lazy index first";
+        return json_text(out);
+    }
+    Result<std::vector<LazyFetch>> fetches =
+        preload ? Result<std::vector<LazyFetch>>(lazy_->preload_fetches()) : lazy_->next_fetches();
+    if (!fetches) {
+        out["message"] = fetches.message();
+        return json_text(out);
+    }
+    for (const LazyFetch& f : fetches.value())
+        out["fetches"].push_back({{"kind", kind_name(f.kind)},
+                                  {"id", f.id},
+                                  {"file", f.file},
+                                  {"offset", f.range.offset},
+                                  {"bytes", f.range.size}});
+    out["ok"] = true;
+    return json_text(out);
+}
+
+JsStatus Engine::lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes) {
+    if (!lazy_) return js_error("load a lazy index first");
+    LazyFetch fetch;
+    fetch.id = id;
+    if (kind == "page")
+        fetch.kind = LazyFetch::Kind::kPairPage;
+    else if (kind == "unit")
+        fetch.kind = LazyFetch::Kind::kPairUnit;
+    else if (kind == "block")
+        fetch.kind = LazyFetch::Kind::kBlock;
+    else
+        return js_error("lazy: unknown fetch kind " + kind);
+    return to_js(lazy_->provide(fetch, bytes_of(bytes), bytes.size()));
+}
+
+JsStatus Engine::lazy_begin() {
+    if (!lazy_ || !recognizer_)
+        return js_error("load a lazy index and create the recognizer first");
+    return to_js(
+        lazy_->begin_query(recognizer_->query_embeddings(), recognizer_->n_query_embeddings()));
+}
+
+std::string Engine::lazy_result() {
+    if (!lazy_ || !recognizer_) return "null";
+    Result<std::shared_ptr<const Index>> index = lazy_->query_index();
+    if (!index) return "null";
+    Matcher matcher(**index, recognizer_->params().match);
+    Result<MatchResult> match =
+        matcher.match(recognizer_->query_embeddings(), recognizer_->n_query_embeddings(),
+                      model_query_hop_s(model_->info()));
+    if (!match) return "null";
+    RecognizerResult result = recognizer_->latest();
+    result.match = std::move(match.value());
+    result.valid = true;
+    return result_text(result);
+}
+
+std::string Engine::lazy_info() const {
+    if (!lazy_) return "null";
+    const LazyIndexStats& s = lazy_->stats();
+    return json_text(nlohmann::json{{"preload_bytes", lazy_->preload_bytes()},
+                                    {"cached_bytes", lazy_->cached_bytes()},
+                                    {"fetches", s.fetches},
+                                    {"bytes", s.bytes},
+                                    {"rejected", s.rejected}});
+}
+
 void Engine::reset() {
     if (recognizer_) recognizer_->reset();
 }
@@ -211,6 +330,12 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("pollEvent", &Engine::poll_event)
         .function("hearsMusic", &Engine::hears_music)
         .function("memoryInfo", &Engine::memory_info)
+        .function("loadLazy", &Engine::load_lazy)
+        .function("lazyFetches", &Engine::lazy_fetches)
+        .function("lazyProvide", &Engine::lazy_provide)
+        .function("lazyBegin", &Engine::lazy_begin)
+        .function("lazyResult", &Engine::lazy_result)
+        .function("lazyInfo", &Engine::lazy_info)
         .function("benchEmbed", &earshot::bench_embed)
         .function("benchFrontend", &earshot::bench_frontend);
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/index.h"
+#include "core/lazy_index.h"
 #include "core/model.h"
 #include "core/recognizer.h"
 #include "core/status.h"
@@ -77,6 +78,28 @@ public:
     // Live mode: whether the music gate lets audio through to the network now.
     bool hears_music() const;
 
+    // The `lazy` way (core/lazy_index.h): instead of the index's songs, the files a lazy
+    // client reads before its first query (checked against the manifest), then per query only
+    // the ranges it names. load_lazy() replaces the index with the preloaded one (no songs), so
+    // create_recognizer() embeds against it; after finish(), lazy_begin() starts a lazy query on
+    // the recognizer's final window. params_json: LazyIndexParams overrides, e.g.
+    // {"background_blocks": 32, "block_cache_bytes": 16777216, "pair_cache_bytes": 4194304}.
+    JsStatus load_lazy(const std::string& manifest, const std::string& quantizer,
+                       const std::string& directory, const std::string& pair_header,
+                       const std::string& params_json);
+    // JSON {"ok", "message", "fetches": [{kind: "page" | "unit" | "block", id, file, offset,
+    // bytes}]}: preload = true, the background blocks still to fetch; false, the current
+    // query's next round (empty once it can be answered).
+    std::string lazy_fetches(bool preload);
+    // A fetch's bytes (kind and id as lazy_fetches named them), checked before they are kept.
+    JsStatus lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes);
+    JsStatus lazy_begin();
+    // The recognizer's final window answered on the query's candidates (and background
+    // blocks), as finish() text; "null" before a lazy query is ready.
+    std::string lazy_result();
+    // JSON: preload_bytes, cached_bytes, fetches, bytes, rejected (LazyIndexStats).
+    std::string lazy_info() const;
+
     // JSON: heap_bytes (the WASM memory now), max_bytes (the most it may grow to: the build's
     // MAXIMUM_MEMORY), allocated_bytes (in use by malloc). The Worker checks a file's needs
     // against these before handing it over, so an index too big for the page is a clean error.
@@ -90,6 +113,7 @@ private:
     std::shared_ptr<const Model> model_;
     std::shared_ptr<Index> index_;
     std::unique_ptr<Recognizer> recognizer_;
+    std::unique_ptr<LazyIndex> lazy_;
     std::vector<float> input_;
 };
 
