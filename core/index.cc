@@ -123,16 +123,18 @@ Status Index::load_manifest(const std::string& json_text) {
         hop_frames != uint64_t(hop_frames_))
         return Status::error(what + ": hop_frames missing or not the model's " +
                              std::to_string(hop_frames_));
-    // A {file, bytes[, sha256]} entry; the file name is checked.
+    // A {file, bytes[, sha256]} entry; the file name is checked. A file read whole must fit
+    // in memory (SIZE_MAX: 4 GB in WASM); the songs file is only ever read in block ranges.
     auto read_entry = [&](const json& parent, const char* key, bool with_sha, std::string* file,
-                          std::string* sha, uint64_t* bytes) -> Status {
+                          std::string* sha, uint64_t* bytes,
+                          uint64_t max_bytes = SIZE_MAX) -> Status {
         const std::string where = what + " " + key;
         const json* entry = nullptr;
         Status s;
         if (!(s = json_read_object(parent, key, what, &entry)) ||
             !(s = json_read_string(*entry, "file", where, file)) ||
             !(s = check_file_name(where, *file)) ||
-            !(s = json_read_uint64(*entry, "bytes", SIZE_MAX, where, bytes)))
+            !(s = json_read_uint64(*entry, "bytes", max_bytes, where, bytes)))
             return s;
         if (with_sha && !(s = json_read_string(*entry, "sha256", where, sha))) return s;
         return Status::ok();
@@ -145,7 +147,7 @@ Status Index::load_manifest(const std::string& json_text) {
     uint64_t dbytes = 0, bbytes = 0, bcount = 0;
     if (version == uint64_t(kIndexVersion2)) {
         if (!(st = read_entry(m, "directory", true, &dfile, &dsha, &dbytes)) ||
-            !(st = read_entry(m, "blocks", false, &bfile, &unused, &bbytes)) ||
+            !(st = read_entry(m, "blocks", false, &bfile, &unused, &bbytes, uint64_t(1) << 52)) ||
             !(st = json_read_uint64(m["blocks"], "count", kMaxShards, what + " blocks", &bcount)))
             return st;
     } else {
@@ -184,12 +186,12 @@ Status Index::load_manifest(const std::string& json_text) {
     manifest_blocks_file_ = bfile;
     manifest_blocks_bytes_ = bbytes;
     manifest_blocks_count_ = bcount;
-    manifest_shards_ = std::move(shards);
+    manifest_shards_ = std::make_shared<const std::vector<ManifestShard>>(std::move(shards));
     return Status::ok();
 }
 
 Index::FileRange Index::shard_range(size_t i) const {
-    const ManifestShard& e = manifest_shards_[i];
+    const ManifestShard& e = (*manifest_shards_)[i];
     return {e.file, e.offset, e.bytes, e.sha256, e.songs};
 }
 
@@ -293,7 +295,7 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
         e.sha256 = to_hex(hashes.value()->data + size_t(b) * kSha256Bytes, kSha256Bytes);
         e.songs = first_song[b + 1] - first_song[b];
     }
-    manifest_shards_ = std::move(blocks);
+    manifest_shards_ = std::make_shared<const std::vector<ManifestShard>>(std::move(blocks));
     has_directory_ = true;
     if (!reserve_lists) return Status::ok();
     for (size_t l = 0; l < lists_.size(); ++l) {
@@ -412,11 +414,11 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         return Status::error(what + ": add the block directory (" + manifest_directory_file_ +
                              ") before any block");
     if (has_manifest_) {
-        if (shard >= manifest_shards_.size())
+        if (shard >= manifest_shards_->size())
             return Status::error(what + ": shard " + std::to_string(shard) +
                                  " is not in the manifest (" +
-                                 std::to_string(manifest_shards_.size()) + " shards)");
-        const ManifestShard& entry = manifest_shards_[shard];
+                                 std::to_string(manifest_shards_->size()) + " shards)");
+        const ManifestShard& entry = (*manifest_shards_)[shard];
         const std::string file_sha = index_file_sha256_hex(bytes, size);
         if (entry.sha256 != file_sha || entry.bytes != size)
             return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +

@@ -35,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -129,11 +130,11 @@ public:
     // The manifest's format version (kIndexVersion1 or 2); 0 without a manifest.
     int version() const { return version_; }
     // Shards listed by the manifest, or blocks listed by the directory (0 before either).
-    size_t n_shards_expected() const { return manifest_shards_.size(); }
+    size_t n_shards_expected() const { return manifest_shards_->size(); }
     // File names the manifest gives (checked by is_index_file_name); empty without a manifest.
     const std::string& manifest_quantizer_file() const { return manifest_quantizer_file_; }
     const std::string& manifest_directory_file() const { return manifest_directory_file_; }
-    const std::string& manifest_shard_file(size_t i) const { return manifest_shards_[i].file; }
+    const std::string& manifest_shard_file(size_t i) const { return (*manifest_shards_)[i].file; }
     // Where shard or block i lies: in v1 a whole file (offset 0), in v2 a byte range of the
     // songs file; `bytes` and the lowercase-hex `sha256` are what add_shard() will check.
     struct FileRange {
@@ -209,7 +210,11 @@ private:
     std::string manifest_blocks_file_;  // v2
     uint64_t manifest_blocks_bytes_ = 0, manifest_blocks_count_ = 0;
     bool has_directory_ = false;
-    std::vector<ManifestShard> manifest_shards_;
+    // Shared by copies of the index, never changed in place (replaced whole): a lazy client
+    // copies its preloaded index for each query, and at a million songs the entries of 300 000
+    // blocks are tens of MB.
+    std::shared_ptr<const std::vector<ManifestShard>> manifest_shards_ =
+        std::make_shared<const std::vector<ManifestShard>>();
 
     bool has_quantizer_ = false;
     Quantizer quantizer_;

@@ -314,6 +314,21 @@ TEST_F(IndexV2CorruptTest, DirectoryIsCheckedAgainstManifestAndQuantizer) {
         m[key]["file"] = "../songs.esb";
         expect_error(index.load_manifest(m.dump()), "plain file name");
     }
+    // The songs file is only read in block ranges: it may pass 4 GB (a million songs: 20 GB)
+    // even where size_t is 32 bits (WASM); a file read whole may not.
+    {
+        nlohmann::json m = manifest_of(files_);
+        m["blocks"]["bytes"] = uint64_t(20) << 30;
+        Index index(model_);
+        EXPECT_TRUE(index.load_manifest(m.dump()));
+        EXPECT_EQ(index.manifest_blocks_bytes(), uint64_t(20) << 30);
+        if (sizeof(size_t) == 4) {
+            m = manifest_of(files_);
+            m["quantizer"]["bytes"] = uint64_t(5) << 30;
+            Index whole(model_);
+            expect_error(whole.load_manifest(m.dump()), "bytes");
+        }
+    }
 }
 
 }  // namespace

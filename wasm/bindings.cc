@@ -259,6 +259,10 @@ JsStatus Engine::lazy_begin() {
         lazy_->begin_query(recognizer_->query_embeddings(), recognizer_->n_query_embeddings()));
 }
 
+void Engine::lazy_clear_cache() {
+    if (lazy_) lazy_->clear_cache();
+}
+
 std::string Engine::lazy_result() {
     if (!lazy_ || !recognizer_) return "null";
     Result<std::shared_ptr<const Index>> index = lazy_->query_index();
@@ -335,6 +339,7 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("lazyProvide", &Engine::lazy_provide)
         .function("lazyBegin", &Engine::lazy_begin)
         .function("lazyResult", &Engine::lazy_result)
+        .function("lazyClearCache", &Engine::lazy_clear_cache)
         .function("lazyInfo", &Engine::lazy_info)
         .function("benchEmbed", &earshot::bench_embed)
         .function("benchFrontend", &earshot::bench_frontend);

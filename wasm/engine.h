@@ -94,6 +94,8 @@ public:
     // A fetch's bytes (kind and id as lazy_fetches named them), checked before they are kept.
     JsStatus lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes);
     JsStatus lazy_begin();
+    // Forgets the cached pages, units and blocks (LazyIndex::clear_cache).
+    void lazy_clear_cache();
     // The recognizer's final window answered on the query's candidates (and background
     // blocks), as finish() text; "null" before a lazy query is ready.
     std::string lazy_result();
