@@ -114,6 +114,16 @@ Status PairKeyReader::add_unit(uint32_t key, const uint8_t* unit, size_t size) {
     return Status::ok();
 }
 
+Result<PairPostingSpan> PairKeyReader::postings(uint32_t key) {
+    if (const Entry* unit = find(false, key))
+        return PairPostingSpan{unit->postings.data(), unit->postings.size()};
+    const Entry* page = find(true, header_.page_of(key));
+    if (!page || page->page.unit_range(key).size)
+        return Status::error("pair key " + std::to_string(key) + ": its " +
+                             (page ? "postings are" : "page is") + " not held");
+    return PairPostingSpan{};
+}
+
 Result<std::vector<PairCandidate>> PairKeyReader::vote(const uint32_t* query_lists, size_t n,
                                                        uint32_t query_step, size_t max_candidates) {
     Result<std::vector<uint32_t>> keys = query_keys(query_lists, n, query_step);
@@ -121,17 +131,12 @@ Result<std::vector<PairCandidate>> PairKeyReader::vote(const uint32_t* query_lis
     // Every key is settled first: a held unit, or a held page that says the key is empty.
     std::unordered_map<uint32_t, PairPostingSpan> spans;
     for (uint32_t key : keys.value()) {
-        if (const Entry* unit = find(false, key)) {
-            spans[key] = {unit->postings.data(), unit->postings.size()};
-            continue;
-        }
-        const Entry* page = find(true, header_.page_of(key));
-        if (!page || page->page.unit_range(key).size)
-            return Status::error("pair key " + std::to_string(key) + ": its " +
-                                 (page ? "postings are" : "page is") +
-                                 " not held (fetch what missing_pages and missing_units name; "
-                                 "the cache budget must hold one query's bytes)");
-        spans[key] = {};
+        Result<PairPostingSpan> held = postings(key);
+        if (!held)
+            return Status::error(held.message() +
+                                 " (fetch what missing_pages and missing_units name; the cache "
+                                 "budget must hold one query's bytes)");
+        spans[key] = held.value();
     }
     return pair_vote(header_.n_lists, header_.span, query_lists, n, query_step, max_candidates,
                      [&spans](uint32_t key) { return spans.at(key); });

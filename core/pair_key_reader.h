@@ -65,6 +65,9 @@ public:
     Result<std::vector<PairKeyUnitFetch>> missing_units(const std::vector<uint32_t>& keys);
     // Checks `key`'s unit against its held page and keeps its postings.
     Status add_unit(uint32_t key, const uint8_t* unit, size_t size);
+    // The held postings of `key` (none for a key its held page says is empty); an error when
+    // neither its unit nor its page is held. Valid until the next add or eviction.
+    Result<PairPostingSpan> postings(uint32_t key);
     // Phase 1 by count (pair_vote) on held postings; an error names the first key of the query
     // whose page or unit is not held.
     Result<std::vector<PairCandidate>> vote(const uint32_t* query_lists, size_t n,
