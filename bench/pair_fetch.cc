@@ -299,8 +299,11 @@ int main(int argc, char** argv) {
             }
             uint32_t guess = UINT32_MAX;
             size_t most = 0;
-            for (const auto& [song, n] : votes)
-                if (n > most) most = n, guess = song;
+            for (const auto& [song, n] : votes) {
+                if (n <= most) continue;
+                most = n;
+                guess = song;
+            }
             if (guess != UINT32_MAX && guess < block_first.back()) {
                 const size_t b =
                     size_t(std::upper_bound(block_first.begin(), block_first.end(), guess) -
