@@ -1,8 +1,9 @@
-// The `lazy` way to use an index (docs/SCALE.md, "The pair-key level"): a client downloads once
-// what every query needs (the manifest, the quantizer, the block directory and the pair-key
-// header), then per query only the pair-key pages and units its embeddings name, and the
-// blocks that hold the songs phase 1 by count (core/pair_key_reader.h) picks; the matcher's
-// phase 2 and decision then run on an index of those songs alone. It does no I/O: it names
+// The `lazy` way to use an index (docs/SCALE.md, "Lazy answers"): a client downloads once what
+// every query needs (the manifest, the quantizer, the block directory, the pair-key header and
+// a few background blocks), then per query only the pair-key pages and units its embeddings
+// name, and the blocks that hold the songs phase 1 by count (core/pair_key_reader.h) picks; the
+// matcher's phase 2 and decision then run on an index of those songs and the background
+// blocks (LazyIndexParams::background_blocks). It does no I/O: it names
 // the byte ranges it needs, round by round, and checks every range handed to it before
 // keeping it (a page and a unit against the pair level's hash tree, a block against the
 // directory's SHA-256), so a page (HTTP `Range` requests) and the CLI (`earshot query

@@ -2,7 +2,8 @@
 //   {"query": <file name>, "song": <id or null>, "offset_s": <float or null>, "score": <float>,
 //    "ms": <float>} and the diagnostics of result_json() (core/recognizer_json.h).
 // `ms` is the time spent recognising the decoded clip (front-end + network + search), without
-// file decoding and resampling.
+// file decoding and resampling. --lazy answers from the ranges a lazy client reads
+// (core/lazy_index.h) and adds "lazy": {"bytes", "requests", "rounds"}.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -36,8 +37,8 @@ namespace earshot::cli {
 namespace {
 
 // A clip's final window answered as a lazy page does, with a cold cache: every round's ranges
-// read from the folder's files, then the matcher on the candidates' songs; result->match is
-// replaced. Returns what was read: {"bytes", "requests", "rounds"}.
+// read from the folder's files, then the matcher on the candidates' and background songs;
+// result->match is replaced. Returns what was read: {"bytes", "requests", "rounds"}.
 Result<nlohmann::json> answer_lazily(LazyIndex* lazy, const ModelInfo& info, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
                                      size_t n, RecognizerResult* result) {
