@@ -14,7 +14,6 @@ namespace {
 constexpr char kKind[] = "PKEY";
 constexpr char kFormat[] = "earshot-pair-keys";
 constexpr size_t kPageFixedBytes = 4 + 4 + 8;  // page number, keys, first unit's offset
-constexpr uint32_t kWindowMask = (1u << kPairLayoutWindowBits) - 1;
 
 void put_u32(std::vector<uint8_t>* out, uint32_t v) {
     for (int i = 0; i < 4; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
@@ -88,6 +87,14 @@ bool verify_with_trailing_proof(const uint8_t* bytes, size_t body_bytes, size_t 
 }
 
 std::string page_name(uint32_t page) { return "pair-key page " + std::to_string(page); }
+
+// OK when a posting's song bits can number n_songs songs.
+Status check_song_count(uint64_t n_songs) {
+    if (n_songs <= (uint64_t(1) << kPairLayoutSongBits)) return Status::ok();
+    return Status::error("pair-key layout: " + std::to_string(n_songs) +
+                         " songs, more than a posting's " + std::to_string(kPairLayoutSongBits) +
+                         " bits can number");
+}
 
 }  // namespace
 
@@ -171,7 +178,7 @@ Status PairKeyLayoutWriter::add_key(uint32_t key, const PairPosting* postings, s
     uint64_t songs_below = songs_below_;
     for (size_t j = 0; j < n; ++j) {
         const PairPosting& posting = postings[j];
-        if (posting.window > kWindowMask)
+        if (posting.window >= kPairLayoutMaxWindows)
             return Status::error("pair-key layout: song " + std::to_string(posting.song) +
                                  " has a key at window " + std::to_string(posting.window) +
                                  ", beyond a posting's " + std::to_string(kPairLayoutWindowBits) +
@@ -180,7 +187,7 @@ Status PairKeyLayoutWriter::add_key(uint32_t key, const PairPosting* postings, s
             return Status::error("pair-key layout: song " + std::to_string(posting.song) +
                                  " is beyond a posting's " + std::to_string(kPairLayoutSongBits) +
                                  " bits");
-        put_u32(&unit, (posting.song << kPairLayoutWindowBits) | posting.window);
+        put_u32(&unit, pack_pair_posting(posting));
         songs_below = std::max<uint64_t>(songs_below, uint64_t(posting.song) + 1);
     }
     const uint64_t page = key / keys_per_page_;
@@ -198,10 +205,7 @@ Status PairKeyLayoutWriter::add_key(uint32_t key, const PairPosting* postings, s
 
 Result<PairKeyFiles> PairKeyLayoutWriter::finish(uint64_t n_songs) {
     if (finished_) return Status::error("pair-key layout: finish called twice");
-    if (n_songs > (uint64_t(1) << kPairLayoutSongBits))
-        return Status::error("pair-key layout: " + std::to_string(n_songs) +
-                             " songs, more than a posting's " +
-                             std::to_string(kPairLayoutSongBits) + " bits can number");
+    if (Status st = check_song_count(n_songs); !st) return st;
     if (songs_below_ > n_songs)
         return Status::error("pair-key layout: a posting names song " +
                              std::to_string(songs_below_ - 1) + " of " + std::to_string(n_songs));
@@ -253,10 +257,7 @@ Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t ke
             return Status::ok();
         });
     if (!writer) return writer.status();
-    if (index.n_songs() > (size_t(1) << kPairLayoutSongBits))
-        return Status::error("pair-key layout: " + std::to_string(index.n_songs()) +
-                             " songs, more than a posting's " +
-                             std::to_string(kPairLayoutSongBits) + " bits can number");
+    if (Status st = check_song_count(index.n_songs()); !st) return st;  // before any key
     for (uint32_t key : index.keys()) {
         const PairKeyIndex::Span p = index.postings(key);
         if (Status st = writer->add_key(key, p.data, p.size); !st) return st;
@@ -475,7 +476,7 @@ Result<std::vector<PairPosting>> read_pair_key_unit(const PairKeyPage& page, uin
     postings.resize(page.counts[i]);
     for (size_t j = 0; j < postings.size(); ++j) {
         const uint32_t v = get_u32(unit + 4 * j);
-        postings[j] = {v >> kPairLayoutWindowBits, v & kWindowMask};
+        postings[j] = unpack_pair_posting(v);
     }
     return postings;
 }

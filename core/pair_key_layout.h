@@ -47,6 +47,15 @@ constexpr uint32_t kPairLayoutWindowBits = 12;  // windows < 2^12 per song (part
 constexpr uint32_t kPairLayoutMaxKeysPerPage = 1u << 16;
 constexpr uint32_t kPairLayoutMaxWindows = 1u << kPairLayoutWindowBits;  // per song (part)
 
+// A posting as the postings file stores it: song << kPairLayoutWindowBits | window (the song
+// and window must fit their bits).
+inline uint32_t pack_pair_posting(const PairPosting& p) {
+    return p.song << kPairLayoutWindowBits | p.window;
+}
+inline PairPosting unpack_pair_posting(uint32_t v) {
+    return {v >> kPairLayoutWindowBits, v & (kPairLayoutMaxWindows - 1)};
+}
+
 struct PairKeyFiles {
     std::vector<uint8_t> header, directory, postings;
 };

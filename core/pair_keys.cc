@@ -223,12 +223,12 @@ Status PairKeyBuilder::add_song(const uint32_t* lists, size_t n_windows) {
                              std::to_string(n_windows) + " windows, more than a posting's " +
                              std::to_string(kPairLayoutWindowBits) +
                              " bits number: split longer songs into parts");
-    const uint64_t song = n_songs_;
+    const auto song = static_cast<uint32_t>(n_songs_);  // below 2^kPairLayoutSongBits
     Status st = Status::ok();
     for_each_song_pair(n_lists_, span_, lists, n_windows, [&](uint32_t key, uint32_t window) {
         if (!st) return;
         const auto bucket = static_cast<uint32_t>(key / keys_per_bucket_);
-        buffers_[bucket].push_back(uint64_t(key) << 32 | song << kPairLayoutWindowBits | window);
+        buffers_[bucket].push_back(uint64_t(key) << 32 | pack_pair_posting({song, window}));
         ++n_postings_;
         if (buffers_[bucket].size() >= buffer_records_) st = flush(bucket);
     });
@@ -253,10 +253,8 @@ Status PairKeyBuilder::finish(PairKeyLayoutWriter* writer) {
             const auto key = static_cast<uint32_t>(r[a] >> 32);
             postings.clear();
             size_t b = a;
-            for (; b < r.size() && static_cast<uint32_t>(r[b] >> 32) == key; ++b) {
-                const auto v = static_cast<uint32_t>(r[b]);
-                postings.push_back({v >> kPairLayoutWindowBits, v & (kPairLayoutMaxWindows - 1)});
-            }
+            for (; b < r.size() && static_cast<uint32_t>(r[b] >> 32) == key; ++b)
+                postings.push_back(unpack_pair_posting(static_cast<uint32_t>(r[b])));
             if (Status st = writer->add_key(key, postings.data(), postings.size()); !st) return st;
             a = b;
         }
