@@ -45,6 +45,7 @@ Result<std::unique_ptr<LazyIndex>> LazyIndex::create(
         return Status::error("lazy index: the model's query hop does not divide the pair span");
     std::unique_ptr<LazyIndex> lazy(new LazyIndex(std::move(base), std::move(**entry),
                                                   std::move(header.value()), step, params));
+    lazy->query_hop_s_ = model_query_hop_s(model);
     lazy->preload_bytes_ =
         manifest_text.size() + quantizer_size + directory_size + pair_header_size;
     uint64_t songs = 0;
@@ -235,6 +236,12 @@ Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
             return st;
     }
     return std::shared_ptr<const Index>(std::move(index));
+}
+
+Result<MatchResult> LazyIndex::match(const float* embeddings, size_t n, const MatchParams& params) {
+    Result<std::shared_ptr<const Index>> index = query_index();
+    if (!index) return index.status();
+    return Matcher(**index, params).match(embeddings, n, query_hop_s_);
 }
 
 }  // namespace earshot

@@ -14,8 +14,7 @@
 //   for (auto round = lazy->next_fetches(); !round->empty(); round = lazy->next_fetches())
 //       for (const LazyFetch& f : *round)              // one round: fetch in parallel
 //           lazy->provide(f, bytes_of(f.file, f.range), f.range.size);
-//   auto index = lazy->query_index();                  // the candidates' songs
-//   Matcher(**index, params).match(embeddings, n, query_hop_s);
+//   auto answer = lazy->match(embeddings, n, params);  // on the candidates' songs
 //
 // What was fetched stays cached (pair pages and units, blocks) under byte budgets, least
 // recently used out first; a query's own entries are never dropped before it has matched.
@@ -32,6 +31,7 @@
 #include <vector>
 
 #include "core/index.h"
+#include "core/matcher.h"
 #include "core/model.h"
 #include "core/pair_key_reader.h"
 #include "core/status.h"
@@ -100,6 +100,9 @@ public:
     // songs and of the background blocks (no song at all when phase 1 found no candidate: the
     // matcher then answers no match).
     Result<std::shared_ptr<const Index>> query_index();
+    // The matcher on query_index() for the query's embeddings (those begin_query() took, at the
+    // model's query hop): the lazy answer.
+    Result<MatchResult> match(const float* embeddings, size_t n, const MatchParams& params);
 
     const std::vector<PairCandidate>& candidates() const { return candidates_; }
     const LazyIndexStats& stats() const { return stats_; }
@@ -117,6 +120,7 @@ private:
     PairKeyManifest pair_manifest_;
     PairKeyReader reader_;
     uint32_t query_step_ = 1;
+    double query_hop_s_ = 0.0;
     LazyIndexParams params_;
     uint64_t preload_bytes_ = 0;
     std::vector<uint32_t> block_first_song_;  // [n_blocks + 1]

@@ -23,7 +23,6 @@
 
 #include "core/index.h"
 #include "core/lazy_index.h"
-#include "core/matcher.h"
 #include "core/native/audio.h"
 #include "core/native/pair_key_folder.h"
 #include "core/native/xnnpack_embedder.h"
@@ -39,7 +38,7 @@ namespace {
 // A clip's final window answered as a lazy page does, with a cold cache: every round's ranges
 // read from the folder's files, then the matcher on the candidates' and background songs;
 // result->match is replaced. Returns what was read: {"bytes", "requests", "rounds"}.
-Result<nlohmann::json> answer_lazily(LazyIndex* lazy, const ModelInfo& info, const std::string& dir,
+Result<nlohmann::json> answer_lazily(LazyIndex* lazy, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
                                      size_t n, RecognizerResult* result) {
     lazy->clear_cache();
@@ -59,10 +58,7 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, const ModelInfo& info, con
             ++requests;
         }
     }
-    Result<std::shared_ptr<const Index>> index = lazy->query_index();
-    if (!index) return index.status();
-    Matcher matcher(**index, match_params);
-    Result<MatchResult> match = matcher.match(embeddings, n, model_query_hop_s(info));
+    Result<MatchResult> match = lazy->match(embeddings, n, match_params);
     if (!match) return match.status();
     result->match = std::move(match.value());
     return nlohmann::json{{"bytes", bytes}, {"requests", requests}, {"rounds", rounds}};
@@ -271,7 +267,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 RecognizerResult result = (*recognizer)->finish();
                 if (options.lazy && st && result.valid) {
                     Result<nlohmann::json> lazy =
-                        answer_lazily(lazy_index.get(), info, options.index_dir, params.match,
+                        answer_lazily(lazy_index.get(), options.index_dir, params.match,
                                       (*recognizer)->query_embeddings(),
                                       (*recognizer)->n_query_embeddings(), &result);
                     if (lazy)

@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "core/embedder.h"
-#include "core/matcher.h"
 #include "core/recognizer_json.h"
 #include "wasm/engine.h"
 
@@ -265,12 +264,9 @@ void Engine::lazy_clear_cache() {
 
 std::string Engine::lazy_result() {
     if (!lazy_ || !recognizer_) return "null";
-    Result<std::shared_ptr<const Index>> index = lazy_->query_index();
-    if (!index) return "null";
-    Matcher matcher(**index, recognizer_->params().match);
     Result<MatchResult> match =
-        matcher.match(recognizer_->query_embeddings(), recognizer_->n_query_embeddings(),
-                      model_query_hop_s(model_->info()));
+        lazy_->match(recognizer_->query_embeddings(), recognizer_->n_query_embeddings(),
+                     recognizer_->params().match);
     if (!match) return "null";
     RecognizerResult result = recognizer_->latest();
     result.match = std::move(match.value());
