@@ -82,6 +82,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     LazyIndexParams lazy_params;
     lazy_params.background_blocks = uint32_t(options.lazy_background_blocks);
     std::shared_ptr<const Index> shared_index;
+    std::unique_ptr<LazyIndex> spare_lazy;  // made here, taken by a worker: one parse fewer
     if (options.lazy) {
         if (options.live || options.continuous || !options.trace_path.empty())
             return fail(
@@ -128,6 +129,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                          double((*lazy)->preload_bytes() + background_bytes) / 1e6,
                          double(background_bytes) / 1e6, preload.background.size());
         shared_index = std::make_shared<Index>((*lazy)->base());
+        spare_lazy = std::move(lazy.value());  // the first worker's
     } else {
         auto index = load_index_folder(options.index_dir, info);
         if (!index) return fail(index.message());
@@ -200,7 +202,11 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
             return;
         }
         std::unique_ptr<LazyIndex> lazy_index;  // --lazy: this thread's, cleared per clip
-        if (options.lazy) {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            lazy_index = std::move(spare_lazy);
+        }
+        if (options.lazy && !lazy_index) {
             auto created = LazyIndex::create(info, preload.manifest, preload.quantizer.data(),
                                              preload.quantizer.size(), preload.directory.data(),
                                              preload.directory.size(), preload.pair_header.data(),
