@@ -242,6 +242,13 @@ Status Recognizer::on_embedding() {
     return Status::ok();
 }
 
+double Recognizer::window_start_s() const {
+    if (n_window_ == 0) return 0.0;
+    const double query_hop_s = double(params_.query_hop_frames) * hop_length_ / sample_rate_hz_;
+    const size_t first = n_embeddings_ - n_window_;
+    return double(embedding_hop_[first % size_t(params_.max_query_embeddings)]) * query_hop_s;
+}
+
 Status Recognizer::run_match() {
     embeddings_since_match_ = 0;
     if (!index_->has_quantizer()) return Status::ok();  // the index is still downloading
@@ -252,8 +259,7 @@ Status Recognizer::run_match() {
         matcher_->match(query_.data(), window_ids_.data(), n_window_, query_hop_s);
     if (!match) return match.status();
     latest_.match = std::move(match.value());
-    const size_t max_n = size_t(params_.max_query_embeddings);
-    latest_.query_start_s = double(embedding_hop_[first % max_n]) * query_hop_s;
+    latest_.query_start_s = window_start_s();
     latest_.stream_time_s = double(n_samples_total_) / sample_rate_hz_;
     latest_.n_embeddings = n_embeddings_;
     latest_.valid = true;

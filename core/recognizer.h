@@ -124,6 +124,9 @@ public:
     const float* query_embeddings() const { return query_.data(); }
     size_t n_query_embeddings() const { return n_window_; }
     size_t n_embeddings_total() const { return n_embeddings_; }
+    // Stream time (seconds since reset()) of the current window's first embedding: the
+    // query_start_s a match of query_embeddings() now would carry (0 when the window is empty).
+    double window_start_s() const;
     size_t n_frames_total() const { return n_frames_; }
     // Seconds of audio pushed since reset().
     double stream_time_s() const { return double(n_samples_total_) / sample_rate_hz_; }

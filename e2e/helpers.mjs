@@ -116,6 +116,8 @@ export class MemoryCacheStorage {
                 entries,
                 match: async (url) => (entries.has(url) ? new Response(entries.get(url)) : undefined),
                 put: async (url, response) => { entries.set(url, new Uint8Array(await response.arrayBuffer())); },
+                delete: async (url) => entries.delete(url),
+                keys: async () => [...entries.keys()].map((url) => ({ url })),
             });
         }
         return this.caches.get(name);

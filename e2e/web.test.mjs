@@ -137,40 +137,46 @@ async function listenForMatch(demo) {
 }
 
 /**
+ * In the open page: a recognizer created with `options` (keepListenAudio added), its whole index
+ * loaded (format 1 and 2: every shard, as the CLI has, since a song still downloading would
+ * change the answer), one listen, and its answer with the audio the recognizer heard.
+ * @returns {Promise<{type: 'match' | 'nomatch', detail: any, progress: any, samples: Float32Array, sampleRateHz: number}>}
+ */
+async function listenInPage(demo, options) {
+    const answer = await demo.page.evaluate(async (recognizerOptions) => {
+        const { createRecognizer } = await import('./earshot.js');
+        const r = await createRecognizer({ ...recognizerOptions, keepListenAudio: true });
+        const progress = await new Promise((resolve) => {
+            if (r.progress?.done) resolve(r.progress);
+            r.addEventListener('progress', (e) => { if (e.detail.done) resolve(e.detail); });
+        });
+        const outcome = new Promise((resolve) => {
+            r.addEventListener('match', (e) => resolve({ type: 'match', detail: e.detail }));
+            r.addEventListener('nomatch', (e) => resolve({ type: 'nomatch', detail: e.detail }));
+        });
+        await r.start();
+        const { type, detail } = await outcome;
+        r.destroy();
+        const { audio, ...rest } = detail;
+        const bytes = new Uint8Array(audio.samples.buffer, audio.samples.byteOffset, audio.samples.byteLength);
+        let binary = '';
+        for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        return { type, detail: rest, progress, sampleRateHz: audio.sampleRateHz, audioBase64: btoa(binary) };
+    }, options);
+    assert.deepEqual(demo.pageErrors.map(String), []);
+    const bytes = Buffer.from(answer.audioBase64, 'base64');
+    const samples = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    return { type: answer.type, detail: answer.detail, progress: answer.progress, samples, sampleRateHz: answer.sampleRateHz };
+}
+
+/**
  * Plays `audioFile` through the fake microphone into the library the demo uses, with the whole
  * index loaded, until the recognizer answers; returns its answer and the audio it heard.
- * @returns {Promise<{type: 'match' | 'nomatch', detail: any, samples: Float32Array, sampleRateHz: number}>}
  */
 async function pageAnswer(audioFile) {
     const demo = await openDemo({ audioFile });
     try {
-        const answer = await demo.page.evaluate(async (listenSeconds) => {
-            const { createRecognizer } = await import('./earshot.js');
-            const r = await createRecognizer({
-                indexUrl: 'index/', modelUrl: 'models/earshot.emod', maxListenSeconds: listenSeconds, keepListenAudio: true,
-            });
-            // Every shard, as the CLI has: a song still downloading would change the answer.
-            await new Promise((resolve) => {
-                if (r.progress?.done) resolve(undefined);
-                r.addEventListener('progress', (e) => { if (e.detail.done) resolve(undefined); });
-            });
-            const outcome = new Promise((resolve) => {
-                r.addEventListener('match', (e) => resolve({ type: 'match', detail: e.detail }));
-                r.addEventListener('nomatch', (e) => resolve({ type: 'nomatch', detail: e.detail }));
-            });
-            await r.start();
-            const { type, detail } = await outcome;
-            r.destroy();
-            const { audio, ...rest } = detail;
-            const bytes = new Uint8Array(audio.samples.buffer, audio.samples.byteOffset, audio.samples.byteLength);
-            let binary = '';
-            for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-            return { type, detail: rest, sampleRateHz: audio.sampleRateHz, audioBase64: btoa(binary) };
-        }, AGREE_LISTEN_SECONDS);
-        assert.deepEqual(demo.pageErrors.map(String), []);
-        const bytes = Buffer.from(answer.audioBase64, 'base64');
-        const samples = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-        return { type: answer.type, detail: answer.detail, samples, sampleRateHz: answer.sampleRateHz };
+        return await listenInPage(demo, { indexUrl: 'index/', modelUrl: 'models/earshot.emod', maxListenSeconds: AGREE_LISTEN_SECONDS });
     } finally {
         await demo.close();
     }
@@ -578,6 +584,74 @@ describe('earshot in the browser', { concurrency: false }, () => {
             assert.ok(asked.includes('/index/directory.ed'), `the directory was not fetched: ${asked}`);
             assert.ok(!asked.includes('/index/songs.esb'), 'a block was downloaded');
             assert.deepEqual(demo.pageErrors.map(String), []);
+        } finally {
+            await demo.close();
+            site.remove();
+        }
+    });
+
+    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --lazy` on the audio it heard, and a later recognizer starts from the cached ranges', async () => {
+        // The demo's songs among 2 000 synthetic ones (bench/make_scale_index.cc), with the
+        // pair-key level a lazy client needs.
+        const site = siteWithIndex((indexDir) => execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_scale_index'), [
+            '--model', path.join(siteDir, 'models/earshot.emod'), '--real', path.join(siteDir, 'index'),
+            '--source', path.join(siteDir, 'index'), '--songs', '2000', '--pair-keys', '2', '--out', indexDir], { stdio: 'ignore' }));
+        fs.writeFileSync(path.join(site.root, 'bare.html'), '<!doctype html><title>earshot</title><link rel="icon" href="icons/icon.svg" type="image/svg+xml">\n');
+        const demo = await openDemo({ audioFile: clips.indexed.path, root: site.root, page: 'bare.html' });
+        try {
+            const lazyFiles = ['songs.esb', 'pairs.ekd', 'pairs.ekp'];
+            const sizes = Object.fromEntries(lazyFiles.map((f) => [f, fs.statSync(path.join(site.root, 'index', f)).size]));
+            const options = { indexUrl: 'index/', modelUrl: 'models/earshot.emod', indexMode: 'lazy' };
+            const { type, detail, progress, samples, sampleRateHz } = await listenInPage(demo, options);
+            // A later recognizer of the same page: what it needs up front is cached.
+            const laterProgress = await demo.page.evaluate(async (recognizerOptions) => {
+                const { createRecognizer } = await import('./earshot.js');
+                const later = await createRecognizer(recognizerOptions);
+                const done = await new Promise((resolve) => {
+                    if (later.progress?.done) resolve(later.progress);
+                    later.addEventListener('progress', (e) => { if (e.detail.done) resolve(e.detail); });
+                });
+                later.destroy();
+                return done;
+            }, options);
+            assert.deepEqual(demo.pageErrors.map(String), []);
+            assert.equal(progress.indexMode, 'lazy');
+            assert.equal(progress.songsTotal, 2003);
+            assert.equal(type, 'match', JSON.stringify(detail));
+            assert.equal(detail.id, target.id);
+            assert.ok(detail.lazy.requests > 0 && detail.lazy.bytes > 0, JSON.stringify(detail.lazy));
+
+            // The CLI's lazy answer on the very samples the page heard (its last window).
+            const wav = path.join(resultsDir, 'lazy-heard.wav');
+            writeWavFloat(wav, samples, sampleRateHz);
+            const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--backend', 'simd', '--model',
+                path.join(siteDir, 'models/earshot.emod'), '--index', path.join(site.root, 'index'), wav], { encoding: 'utf8' }).trim());
+            assert.equal(cli.song, detail.id);
+            // Positions at the start of the heard audio: the page's window began where its music
+            // gate opened, the CLI's is the clip's last; both align on the index's grid.
+            const { indexHopS } = modelHops();
+            const pageStart = detail.offsetSeconds - detail.listenedSeconds;
+            assert.ok(Math.abs(pageStart - cli.offset_s) <= indexHopS + AGREE_POSITION_S, `page ${pageStart} s, CLI ${cli.offset_s} s`);
+
+            // Only ranges of the lazy files, each a 206; a small part of them in all.
+            const lazyRequests = demo.server.log.filter((r) => lazyFiles.some((f) => r.path === `/index/${f}`));
+            assert.ok(lazyRequests.length > 0);
+            for (const r of lazyRequests) assert.equal(r.status, 206, `${r.path} ${r.range}`);
+            const served = lazyRequests.reduce((n, r) => n + r.responseBytes, 0);
+            const total = Object.values(sizes).reduce((a, b) => a + b, 0);
+            assert.ok(served < total / 10, `${served} of ${total} bytes`);
+            // The later recognizer downloaded nothing of the index: the files it preloads and its
+            // background blocks came from the cache.
+            assert.ok(laterProgress.lazyCachedBytes >= detail.lazy.cachedBytes, JSON.stringify(laterProgress));
+            for (const f of ['quantizer.eq', 'directory.ed', 'pairs.ekh']) {
+                assert.equal(demo.server.log.filter((r) => r.path === `/index/${f}` && r.responseBytes > 0).length, 1, f);
+            }
+            const background = progress.shardsLoaded;
+            assert.ok(background > 0 && background === laterProgress.shardsLoaded, `${background} background blocks`);
+            assert.equal(lazyRequests.length, background + detail.lazy.requests);  // none by the later one
+            console.log(`lazy e2e: ${progress.bytesLoaded} bytes preloaded (${background} background blocks); the listen: ` +
+                `${detail.lazy.requests} requests, ${detail.lazy.bytes} bytes, answered after ${detail.listenedSeconds.toFixed(2)} s; ` +
+                `${served} of ${total} bytes of the lazy files served in all`);
         } finally {
             await demo.close();
             site.remove();

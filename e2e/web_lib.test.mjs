@@ -1,7 +1,7 @@
 // Unit tests of the web library's browser-independent parts, under node: the streaming
 // resampler, retry with back-off, and the index downloader (SHA-256 verification, caching,
-// tampered/truncated shards, offline manifest; format 2 blocks by Range request) against a
-// real local HTTP server.
+// tampered/truncated shards, offline manifest; format 2 blocks by Range request) and the lazy
+// mode's range store (Range requests, the Cache API budget) against a real local HTTP server.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { backoffDelayMs, EarshotError, fetchBytesWithRetry } from '../web/fetch-util.js';
 import { IndexDownloader, planRangeChunks, validateManifest } from '../web/index-loader.js';
+import { LazyRangeStore } from '../web/lazy-loader.js';
 import { StreamingResampler } from '../web/resampler.js';
 import { startServer } from '../scripts/serve.mjs';
 import { MemoryCacheStorage } from './helpers.mjs';
@@ -404,4 +405,130 @@ describe('IndexDownloader, format 2: blocks by Range request', () => {
     });
 
     const withBlocksServer = (faults, body) => withServerAt(dir, faults, body);
+});
+
+describe('LazyRangeStore: a lazy index\'s ranges by Range request, kept under a byte budget', () => {
+    let dir;
+    let data;
+    const KB = 1024;
+    before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-lazy-store-'));
+        fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html>');
+        fs.mkdirSync(path.join(dir, 'index'));
+        fs.writeFileSync(path.join(dir, 'index/manifest.json'), '{}');
+        data = crypto.randomBytes(100 * KB);
+        fs.writeFileSync(path.join(dir, 'index/songs.esb'), data);
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    /** A store of `server`'s index/songs.esb ranges over `cacheStorage`. */
+    function storeOf(server, cacheStorage, budgetBytes, retry = {}) {
+        const downloader = new IndexDownloader({ indexUrl: 'index/', modelUrl: 'model.emod', baseUrl: server.url, cacheStorage, retry });
+        return new LazyRangeStore({ downloader, fileBytes: { 'songs.esb': data.length }, budgetBytes });
+    }
+    const range = (k) => ({ kind: 'block', id: k, file: 'songs.esb', offset: k * 10 * KB, bytes: 10 * KB });
+    const slice = (r) => data.subarray(r.offset, r.offset + r.bytes);
+
+    test('each range is one 206 of exactly its bytes; kept ranges come from the cache, the least recently used leave first, pinned ones stay', async () => {
+        const cacheStorage = new MemoryCacheStorage();
+        await withServerAt(dir, {}, async (server) => {
+            const store = storeOf(server, cacheStorage, 25 * KB);
+            await store.open();
+            const pinned = range(9);
+            const got = await store.get(pinned);
+            assert.equal(got.fromCache, false);
+            assert.deepEqual(Buffer.from(got.bytes), slice(pinned));
+            await store.keep(pinned, got.bytes, got.fromCache, true);
+            for (const k of [0, 1]) {
+                const r = range(k);
+                const { bytes, fromCache } = await store.get(r);
+                assert.deepEqual(Buffer.from(bytes), slice(r));
+                await store.keep(r, bytes, fromCache);
+            }
+            assert.deepEqual(server.log.map((r) => [r.status, r.range]), [[206, '92160-102399'], [206, '0-10239'], [206, '10240-20479']]);
+            // Range 0 used again (from the cache, no request), then range 2: the budget holds two
+            // unpinned ranges, so range 1, the least recently used, leaves.
+            const again = await store.get(range(0));
+            assert.equal(again.fromCache, true);
+            await store.keep(range(0), again.bytes, true);
+            const two = await store.get(range(2));
+            await store.keep(range(2), two.bytes, two.fromCache);
+            assert.equal(server.log.length, 4);
+            assert.equal(store.cachedBytes, 30 * KB);
+            assert.equal((await store.get(range(1))).fromCache, false);  // evicted: asked again
+            assert.equal((await store.get(pinned)).fromCache, true);
+            assert.equal(store.requests, 5);
+            assert.equal(store.bytesFetched, 50 * KB);
+            await store.save();
+
+            // A later visit starts from the saved list: no request for what it lists; a range
+            // cached but not listed (a visit that ended mid-look) is deleted.
+            const cache = await cacheStorage.open('earshot-data-v1');
+            const stray = `${server.url}index/songs.esb?lazy-bytes=40960-51199`;
+            await cache.put(stray, new Response(slice(range(4))));
+            const later = storeOf(server, cacheStorage, 25 * KB);
+            await later.open();
+            assert.equal(later.cachedBytes, 30 * KB);
+            assert.equal(await cache.match(stray), undefined);
+            for (const k of [9, 0, 2]) assert.equal((await later.get(range(k))).fromCache, true, `range ${k}`);
+            assert.equal(server.log.length, 5);
+            // A cached range the core refused is forgotten and fetched again.
+            await later.forget(range(0));
+            assert.equal((await later.get(range(0))).fromCache, false);
+        });
+    });
+
+    test('a server that ignores Range is a fatal "range-unsupported" error; offline, an uncached range is a "network" error at once', async () => {
+        await withServerAt(dir, { ignoreRange: ['/index/songs.esb'] }, async (server) => {
+            const store = storeOf(server, new MemoryCacheStorage(), 25 * KB, { baseDelayMs: 1 });
+            await assert.rejects(store.get(range(3)), (e) => e.code === 'range-unsupported' && e.fatal &&
+                /sent all of songs\.esb when asked for bytes 30720–40959: a lazy index needs a server that answers HTTP Range requests/.test(e.message));
+            assert.equal(server.log.length, 1);  // not retried
+        });
+        await withServerAt(dir, {}, async (server) => {
+            server.setOffline(true);
+            const store = storeOf(server, new MemoryCacheStorage(), 25 * KB, { baseDelayMs: 1 });
+            await assert.rejects(store.get(range(3)), (e) => e.code === 'network');
+            assert.equal(server.log.length, 2);  // one retry at most: a person is waiting
+        });
+    });
+
+    test('a 206 of another range than asked is refused as "index-corrupt" (not fatal)', async () => {
+        await withServerAt(dir, {}, async (server) => {
+            const fetchImpl = (url, init) => {
+                const asked = init?.headers?.Range?.replace(/=(\d+)-/, (_, start) => `=${Number(start) + 1}-`);
+                return fetch(url, asked ? { ...init, headers: { ...init.headers, Range: asked } } : init);
+            };
+            const store = storeOf(server, new MemoryCacheStorage(), 25 * KB, { fetchImpl });
+            await assert.rejects(store.get(range(1)), (e) => e.code === 'index-corrupt' && !e.fatal &&
+                /answered Content-Range: bytes 10241-20479\/102400 to a request for bytes 10240–20479 of songs\.esb/.test(e.message));
+        });
+    });
+});
+
+describe('scripts/serve.mjs: a file too large to read whole', () => {
+    test('a Range of a 65 MB file is read on its own; a whole GET streams it; ETag from size and time', async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'earshot-serve-large-'));
+        try {
+            fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html>');
+            const bytes = Buffer.alloc(65 * 1024 * 1024);
+            crypto.randomFillSync(bytes, 40_000_000, 4096);
+            fs.writeFileSync(path.join(dir, 'big.bin'), bytes);
+            await withServerAt(dir, {}, async (server) => {
+                const part = await fetch(`${server.url}big.bin`, { headers: { Range: 'bytes=40000000-40004095' } });
+                assert.equal(part.status, 206);
+                assert.equal(part.headers.get('content-range'), `bytes 40000000-40004095/${bytes.length}`);
+                assert.match(part.headers.get('etag'), /^"[0-9a-f]+-[0-9a-f]+"$/);
+                assert.deepEqual(Buffer.from(await part.arrayBuffer()), bytes.subarray(40_000_000, 40_004_096));
+                const whole = await fetch(`${server.url}big.bin`);
+                assert.equal(whole.status, 200);
+                assert.ok(Buffer.from(await whole.arrayBuffer()).equals(bytes));
+                const again = await fetch(`${server.url}big.bin`, { headers: { 'If-None-Match': part.headers.get('etag') } });
+                assert.equal(again.status, 304);
+                assert.deepEqual(server.log.map((r) => [r.status, r.responseBytes]), [[206, 4096], [200, bytes.length], [304, 0]]);
+            });
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
 });

@@ -58,6 +58,26 @@ export function contentSecurityPolicy(indexOrigin = "'self'") {
  *          onRequest?: (r: RequestRecord) => void}} options
  * @returns {Promise<{url: string, server: http.Server, log: RequestRecord[], close: () => Promise<void>}>}
  */
+/** Files above this size are read a range at a time, never whole. */
+const LARGE_FILE_BYTES = 64 * 1024 * 1024;
+
+/** Bytes [start, stop) of `file`. @param {string} file @param {number} start @param {number} stop */
+function readRange(file, start, stop) {
+    const fd = fs.openSync(file, 'r');
+    try {
+        const out = Buffer.alloc(stop - start);
+        let done = 0;
+        while (done < out.length) {
+            const n = fs.readSync(fd, out, done, out.length - done, start + done);
+            if (n === 0) break;
+            done += n;
+        }
+        return out.subarray(0, done);
+    } finally {
+        fs.closeSync(fd);
+    }
+}
+
 export async function startServer(options) {
     const root = path.resolve(options.root);
     if (!fs.existsSync(path.join(root, 'index.html'))) {
@@ -121,19 +141,28 @@ export async function startServer(options) {
                 finish(503, { ...common, 'Content-Type': 'text/plain', 'Retry-After': '1' }, Buffer.from('try again\n'));
                 return;
             }
-            let body;
+            let stat;
             try {
-                body = fs.readFileSync(file);
+                stat = fs.statSync(file);
+                if (!stat.isFile()) throw new Error('not a file');
             } catch {
                 finish(404, { ...common, 'Content-Type': 'text/plain' }, Buffer.from('not found\n'));
                 return;
             }
+            // A large file (a lazy index's songs or pair files may be tens of GB) is never read
+            // whole: its ETag comes from its size and time (as static hosts make theirs) and a
+            // range is read on its own.
+            const large = stat.size > LARGE_FILE_BYTES && !faults.tamper?.includes(url.pathname) &&
+                !faults.truncate?.includes(url.pathname);
+            let body = large ? null : fs.readFileSync(file);
             if (faults.tamper?.includes(url.pathname)) {
                 body = Buffer.from(body);
                 body[Math.floor(body.length / 2)] ^= 0x5a;
             }
             if (faults.truncate?.includes(url.pathname)) body = body.subarray(0, Math.floor(body.length / 2));
-            const etag = `"${crypto.createHash('sha1').update(body).digest('hex').slice(0, 20)}"`;
+            const size = body ? body.length : stat.size;
+            const etag = body ? `"${crypto.createHash('sha1').update(body).digest('hex').slice(0, 20)}"`
+                : `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
             const headers = {
                 ...common, 'Content-Type': MIME[path.extname(file)] ?? 'application/octet-stream',
                 'Cache-Control': 'no-cache', ETag: etag,
@@ -149,22 +178,32 @@ export async function startServer(options) {
             const rangeHeader = faults.ignoreRange?.includes(url.pathname) ? undefined : req.headers.range;
             const ifRange = req.headers['if-range'];
             if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
-                const ranges = parseRange(body.length, rangeHeader);
+                const ranges = parseRange(size, rangeHeader);
                 if (ranges === -1) {
-                    finish(416, { ...headers, 'Content-Range': `bytes */${body.length}`, 'Content-Type': 'text/plain' },
+                    finish(416, { ...headers, 'Content-Range': `bytes */${size}`, 'Content-Type': 'text/plain' },
                            Buffer.from('range not satisfiable\n'));
                     return;
                 }
                 if (ranges !== -2 && ranges.type === 'bytes' && ranges.length === 1) {
                     const { start, end } = ranges[0];
                     record.range = `${start}-${end}`;
-                    const part = body.subarray(start, end + 1);
-                    finish(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${body.length}`,
+                    const part = body ? body.subarray(start, end + 1) : readRange(file, start, end + 1);
+                    finish(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${size}`,
                                   'Content-Length': String(part.length) }, part);
                     return;
                 }
             }
-            finish(200, { ...headers, 'Content-Length': String(body.length) }, body);
+            if (body) {
+                finish(200, { ...headers, 'Content-Length': String(body.length) }, body);
+                return;
+            }
+            record.status = 200;
+            record.responseBytes = req.method === 'HEAD' ? 0 : size;
+            log.push(record);
+            options.onRequest?.(record);
+            res.writeHead(200, { ...headers, 'Content-Length': String(size) });
+            if (req.method === 'HEAD') res.end();
+            else fs.createReadStream(file).pipe(res);
         });
     });
     await new Promise((resolve, reject) => {

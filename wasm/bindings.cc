@@ -268,10 +268,25 @@ std::string Engine::lazy_result() {
         lazy_->match(recognizer_->query_embeddings(), recognizer_->n_query_embeddings(),
                      recognizer_->params().match);
     if (!match) return "null";
-    RecognizerResult result = recognizer_->latest();
+    // The window the query was made of, not the recognizer's last match: a lazy listen's
+    // recognizer does not match by itself (the page asks lazy looks instead).
+    RecognizerResult result;
     result.match = std::move(match.value());
+    result.query_start_s = recognizer_->window_start_s();
+    result.stream_time_s = recognizer_->stream_time_s();
+    result.n_embeddings = recognizer_->n_embeddings_total();
     result.valid = true;
     return result_text(result);
+}
+
+std::string Engine::query_info() const {
+    if (!recognizer_) return "null";
+    return json_text(
+        nlohmann::json{{"n_window", recognizer_->n_query_embeddings()},
+                       {"n_embeddings", recognizer_->n_embeddings_total()},
+                       {"max_query_embeddings", recognizer_->params().max_query_embeddings},
+                       {"window_start_s", recognizer_->window_start_s()},
+                       {"stream_time_s", recognizer_->stream_time_s()}});
 }
 
 std::string Engine::lazy_info() const {
@@ -337,6 +352,7 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("lazyResult", &Engine::lazy_result)
         .function("lazyClearCache", &Engine::lazy_clear_cache)
         .function("lazyInfo", &Engine::lazy_info)
+        .function("queryInfo", &Engine::query_info)
         .function("benchEmbed", &earshot::bench_embed)
         .function("benchFrontend", &earshot::bench_frontend);
 }

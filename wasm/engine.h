@@ -81,8 +81,10 @@ public:
     // The `lazy` way (core/lazy_index.h): instead of the index's songs, the files a lazy
     // client reads before its first query (checked against the manifest), then per query only
     // the ranges it names. load_lazy() replaces the index with the preloaded one (no songs), so
-    // create_recognizer() embeds against it; after finish(), lazy_begin() starts a lazy query on
-    // the recognizer's final window. params_json: LazyIndexParams overrides, e.g.
+    // create_recognizer() embeds against it; lazy_begin() starts a lazy query on the
+    // recognizer's current window (after finish() for a clip; at any point of a live listen,
+    // whose recognizer is then told not to match by itself). params_json: LazyIndexParams
+    // overrides, e.g.
     // {"background_blocks": 32, "block_cache_bytes": 16777216, "pair_cache_bytes": 4194304}.
     JsStatus load_lazy(const std::string& manifest, const std::string& quantizer,
                        const std::string& directory, const std::string& pair_header,
@@ -96,11 +98,16 @@ public:
     JsStatus lazy_begin();
     // Forgets the cached pages, units and blocks (LazyIndex::clear_cache).
     void lazy_clear_cache();
-    // The recognizer's final window answered on the query's candidates (and background
-    // blocks), as finish() text; "null" before a lazy query is ready.
+    // The window lazy_begin() was given (the caller pushes no audio in between) answered on
+    // the query's candidates (and background blocks), as finish() text; "null" before a lazy
+    // query is ready.
     std::string lazy_result();
     // JSON: preload_bytes, cached_bytes, fetches, bytes, rejected (LazyIndexStats).
     std::string lazy_info() const;
+    // JSON: n_window (query embeddings in the current window), n_embeddings (since reset()),
+    // max_query_embeddings, window_start_s and stream_time_s (seconds since reset()); "null"
+    // before a recognizer. The page's lazy listen decides from these when to make a look.
+    std::string query_info() const;
 
     // JSON: heap_bytes (the WASM memory now), max_bytes (the most it may grow to: the build's
     // MAXIMUM_MEMORY), allocated_bytes (in use by malloc). The Worker checks a file's needs

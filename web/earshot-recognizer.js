@@ -1,7 +1,9 @@
 // <earshot-recognizer index="index/manifest.json" model="models/earshot.emod"> — a listen button,
 // a live level meter, the result card and the index status line, around createRecognizer().
 // Attributes: index, model (required); listen-seconds (default 15); continuous (boolean: keep
-// listening, show each new song, "Back to" a song that returns, "Music stopped" in between).
+// listening, show each new song, "Back to" a song that returns, "Music stopped" in between);
+// index-mode ("lazy": fetch per listen only the parts of the index it needs; default "full")
+// and lazy-cache-mb (the Cache API budget of those parts, default 64).
 // Re-dispatches the recognizer's events (ready, progress, match, nomatch, music-stopped, error)
 // from the element, bubbling and composed, so a page can react without touching the library.
 // Styles come from earshot-recognizer.css (a <link>: no inline styles, strict CSP friendly).
@@ -120,8 +122,11 @@ export class EarshotRecognizerElement extends HTMLElement {
         this.creating = true;
         this.setState('loading');
         try {
+            const lazyCache = this.getAttribute('lazy-cache-mb');
             const recognizer = await createRecognizer({
                 indexUrl: index, modelUrl: model,
+                indexMode: this.getAttribute('index-mode') === 'lazy' ? 'lazy' : 'full',
+                lazyCacheMB: lazyCache === null ? undefined : Number(lazyCache),
                 maxListenSeconds: Number(this.getAttribute('listen-seconds') ?? 15),
                 continuous: this.hasAttribute('continuous'),
             });
@@ -143,6 +148,10 @@ export class EarshotRecognizerElement extends HTMLElement {
     }
 
     handle(type, detail) {
+        if (detail?.lazy && this.recognizer?.progress) {  // lazy mode: the cache grew with this listen
+            this.recognizer.progress.lazyCachedBytes = detail.lazy.cachedBytes;
+            this.renderStatus();
+        }
         switch (type) {
             case 'ready':
                 this.setState('idle');
@@ -259,6 +268,14 @@ export class EarshotRecognizerElement extends HTMLElement {
     renderStatus() {
         const p = this.recognizer?.progress;
         if (!p) return;
+        if (p.indexMode === 'lazy') {
+            // Every song is searchable; its parts are fetched when it is heard.
+            this.ui.statusText.textContent = `Index: ${p.songsTotal} songs · lazy: ${formatBytes(p.bytesLoaded)} loaded` +
+                (p.done ? `, ${formatBytes(p.lazyCachedBytes ?? 0)} cached · needs the network for songs not heard before` : ' · loading…');
+            this.ui.status.dataset.offline = 'false';
+            this.ui.status.dataset.done = String(Boolean(p.done));
+            return;
+        }
         const offline = p.offlineReady && Boolean(navigator.serviceWorker?.controller);
         const parts = [
             `${p.songsLoaded} of ${p.songsTotal} songs`,

@@ -6,6 +6,16 @@ export interface RecognizerOptions {
     /** .emod model URL: the model the index was built with (checked against manifest.model_hash) */
     modelUrl: string;
     /**
+     * 'full' (default): download the whole index, then work offline with nothing revealed.
+     * 'lazy' (a format 2 index built with --pair-keys): download the quantizer, the block
+     * directory and the pair-key header once, then per listen only the byte ranges it needs
+     * (HTTP Range requests), cached under lazyCacheMB; the server learns which parts a listen
+     * needed, which name the song (README, "Privacy"). No continuous mode.
+     */
+    indexMode?: 'full' | 'lazy';
+    /** lazy mode: megabytes of fetched index parts kept in the Cache API (default 64), least recently used dropped first */
+    lazyCacheMB?: number;
+    /**
      * a listen ends with 'nomatch' after this many seconds of audio without a song (default 15;
      * 0: no limit). The core decides (core/listen.h), as `earshot query --live` does.
      */
@@ -60,6 +70,7 @@ export interface ReadyDetail {
     modelName: string;
     modelHash: string;
     backend: 'simd' | 'scalar';
+    indexMode?: 'full' | 'lazy';
     songsLoaded: number;
     shardsLoaded: number;
     shardsTotal: number;
@@ -72,6 +83,8 @@ export interface ProgressDetail {
     phase: 'manifest' | 'model' | 'quantizer' | 'directory' | 'shard' | 'done';
     /** the index format: 1 (shard files) or 2 (blocks of one songs file, counted as shards here) */
     indexVersion: 1 | 2;
+    /** lazy: shards count the background blocks (all searchable songs are songsLoaded) */
+    indexMode: 'full' | 'lazy';
     shardsLoaded: number;
     shardsTotal: number;
     /** shards rejected (bad size or SHA-256, or refused by the core) */
@@ -87,6 +100,17 @@ export interface ProgressDetail {
     /** every shard verified and cached: works without network once the service worker runs */
     offlineReady: boolean;
     allFromCache: boolean;
+    /** lazy mode: bytes of fetched index parts in the Cache API now */
+    lazyCachedBytes?: number;
+}
+
+/** Lazy mode: what a listen fetched. */
+export interface LazyListenFigures {
+    /** Range requests this listen made, and the bytes they brought (cached parts cost none) */
+    requests: number;
+    bytes: number;
+    /** bytes of index parts cached now */
+    cachedBytes: number;
 }
 
 /** The audio of one listen, exactly as the recognizer consumed it. */
@@ -110,6 +134,8 @@ export interface MatchDetail {
     listenedSeconds: number;
     /** continuous mode: this song was reported earlier in the session (it returned) */
     returned: boolean;
+    /** lazy mode */
+    lazy?: LazyListenFigures;
     /** with keepListenAudio (one-shot listens) */
     audio?: ListenAudio;
 }
@@ -118,6 +144,10 @@ export interface MatchDetail {
 export interface NoMatchDetail {
     /** seconds of audio consumed when the core gave up */
     listenedSeconds: number;
+    /** lazy mode */
+    lazy?: LazyListenFigures;
+    /** lazy mode: the listen needed index parts that are not cached, and the network is unreachable */
+    needsNetwork?: boolean;
     /** with keepListenAudio */
     audio?: ListenAudio;
 }
@@ -132,6 +162,10 @@ export type ErrorCode =
     | 'mic-denied' | 'mic-missing' | 'mic-busy' | 'mic-error' | 'mic-unsupported' | 'audio'
     | 'network' | 'http' | 'manifest-invalid' | 'model-mismatch' | 'model-invalid'
     | 'index-corrupt' | 'shard-corrupt' | 'wasm' | 'worker' | 'config' | 'internal'
+    /** lazy mode: a listen needed index parts that are not cached, without network */
+    | 'offline'
+    /** lazy mode: the server sent a whole file when asked for a byte range */
+    | 'range-unsupported'
     /** a file would not fit in memoryLimitMB (checked before loading), or the heap ran out */
     | 'out-of-memory'
     /** the WebAssembly module stopped on an internal error: create the recognizer again */

@@ -1,11 +1,13 @@
 // earshot web library: `const r = await createRecognizer({indexUrl, modelUrl})`, then
 // `await r.start()` / `r.stop()`, and events on `r` (an EventTarget):
 //   ready          {modelName, songsLoaded, shardsLoaded, shardsTotal, msSinceInit}
-//   progress       {phase, indexVersion, shardsLoaded, shardsTotal, shardsFailed, bytesLoaded,
-//                   bytesTotal, bytesDownloaded, songsLoaded, songsTotal, done, offlineReady,
-//                   allFromCache}                  (format 2 blocks count as shards)
-//   match          {title, album, id, offsetSeconds, score, threshold, listenedSeconds, returned}
-//   nomatch        {listenedSeconds}
+//   progress       {phase, indexVersion, indexMode, shardsLoaded, shardsTotal, shardsFailed,
+//                   bytesLoaded, bytesTotal, bytesDownloaded, songsLoaded, songsTotal, done,
+//                   offlineReady, allFromCache, lazyCachedBytes}
+//                                                  (format 2 blocks count as shards)
+//   match          {title, album, id, offsetSeconds, score, threshold, listenedSeconds, returned,
+//                   lazy}
+//   nomatch        {listenedSeconds, lazy, needsNetwork}
 //   music-stopped  {listenedSeconds}                (continuous mode)
 //   error          {code, message, fatal, file}
 //   level          {rms, peak}                     (~30 per second while listening)
@@ -15,6 +17,12 @@
 // answers 'match' as soon as the evidence is certain, or 'nomatch' after maxListenSeconds of
 // audio; in continuous mode it reports each new song, a song that returns, and the music
 // stopping, until stop().
+//
+// indexMode 'lazy' (an index built with `earshot build --format 2 --pair-keys 2`) downloads the
+// quantizer, the block directory and the pair-key header once and then, per listen, only the
+// byte ranges the core names (`lazy` in match/nomatch: {requests, bytes, cachedBytes}), kept in
+// the Cache API under lazyCacheMB: a million-song index without downloading it. The server sees
+// which parts of the index a listen needs, and those name the song (README, "Privacy").
 //
 // Audio path: getUserMedia (echoCancellation, noiseSuppression, autoGainControl off) ->
 // AudioContext at the model rate when the browser allows it -> AudioWorklet (copies samples
@@ -31,6 +39,12 @@ const MODEL_RATE_HZ = 16000;
  * @typedef {object} RecognizerOptions
  * @property {string} indexUrl   manifest.json URL (or the folder holding it)
  * @property {string} modelUrl   .emod model URL (the one the index was built with)
+ * @property {'full' | 'lazy'} [indexMode]  'full' (default): download the whole index, then work
+ *           offline with nothing revealed; 'lazy': download per listen only the parts of the
+ *           index it needs (format 2 with a pair-key level; no continuous mode)
+ * @property {number} [lazyCacheMB]  lazy mode: megabytes of fetched index parts kept in the
+ *           Cache API, least recently used dropped first (default 64); those songs are
+ *           recognized offline too
  * @property {number} [maxListenSeconds]  a listen ends with 'nomatch' after this much audio
  *           without a song (default 15; 0: no limit)
  * @property {boolean} [continuous]       keep listening: 'match' for each new song (or one that
@@ -283,6 +297,12 @@ export async function createRecognizer(options) {
     if (!options?.indexUrl || !options?.modelUrl) {
         throw new TypeError('createRecognizer needs {indexUrl, modelUrl}');
     }
+    if (options.indexMode !== undefined && options.indexMode !== 'full' && options.indexMode !== 'lazy') {
+        throw new TypeError(`indexMode must be 'full' or 'lazy', not ${JSON.stringify(options.indexMode)}`);
+    }
+    if (options.indexMode === 'lazy' && options.continuous) {
+        throw new TypeError('continuous listening needs indexMode \'full\': a lazy index answers one listen at a time');
+    }
     const here = import.meta.url;
     const workerUrl = options.workerUrl ?? new URL('./worker.js', here).href;
     const worker = new Worker(workerUrl, { type: 'module', name: 'earshot-recognizer' });
@@ -312,6 +332,8 @@ export async function createRecognizer(options) {
             keepListenAudio: Boolean(options.keepListenAudio),
             retry: options.retry ?? {},
             memoryLimitMB: options.memoryLimitMB,
+            indexMode: options.indexMode ?? 'full',
+            lazyCacheMB: options.lazyCacheMB,
         });
     });
     worker.onmessage = (event) => recognizer.onWorkerMessage(event);

@@ -9,7 +9,7 @@
 //
 // Protocol (all messages are plain objects with a `type`):
 //   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry,
-//                    keepListenAudio, memoryLimitMB}
+//                    keepListenAudio, memoryLimitMB, indexMode, lazyCacheMB}
 //                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
 //                   {type: 'start', session, sampleRate, maxListenSeconds, continuous}
 //                   {type: 'stop'}
@@ -21,9 +21,20 @@
 //                   (web/earshot.d.ts; with keepListenAudio, `audio` holds what the recognizer heard)
 //                   {type: 'error', code, message, fatal, file}
 //                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds, hearsMusic, allocatedBytes, heapBytes}
+//
+// indexMode 'lazy' (format 2 indexes built with --pair-keys; docs/SCALE.md, "Lazy answers"):
+// the Worker downloads the quantizer, the block directory and the pair-key header once, then
+// per listen only the byte ranges the core names (web/lazy-loader.js keeps them in the Cache
+// API). The core's live listen runs as in the full mode (music gate, listen length) but does
+// not match by itself; the Worker makes *looks* instead: when the music window holds half the
+// query window, when it is full, then every half window more of music, and once at the end of
+// the listen. A look pauses the audio (it waits in the backlog), fetches what the core names
+// round by round, and answers with the core's clip decision (Engine.lazyResult()) on that
+// window: a match ends the listen. Continuous listening needs the full index.
 
 import { EarshotError } from './fetch-util.js';
 import { IndexDownloader } from './index-loader.js';
+import { DEFAULT_LAZY_CACHE_BYTES, LazyRangeStore } from './lazy-loader.js';
 import { StreamingResampler } from './resampler.js';
 
 const BACKLOG_SECONDS = 20;  // audio kept while the first shard is still downloading
@@ -54,6 +65,17 @@ let memoryLimitBytes = Infinity; // the page's limit on the WASM heap (the build
 /** set when the WASM module aborted (it cannot be called again): why */
 let crashed = '';
 const MIB = 1024 * 1024;
+let indexMode = 'full';         // 'full' | 'lazy'
+/** @type {LazyRangeStore | null} */ let lazyStore = null;
+let lookInFlight = false;       // a lazy look is fetching: audio waits in the backlog
+let lastLookEmbeddings = -1;    // the recognizer's embedding count at the last look of this listen
+let listenRequests = 0;         // this listen's Range requests and bytes (lazy mode)
+let listenBytes = 0;
+// Lazy mode: the core's recognizer never matches by itself (the looks do): its matcher would
+// run against the background blocks alone.
+const NO_MATCH_EMBEDDINGS = 1_000_000_000;
+// Lazy mode: samples pushed at a time, so a look comes within a quarter second of its window.
+const LAZY_PIECE_SAMPLES = 4000;
 
 /**
  * Refuses a file the WASM heap has no room for, before any of it is copied in: allocation
@@ -109,6 +131,10 @@ async function init(options) {
     if (options.memoryLimitMB !== undefined) memoryLimitBytes = Number(options.memoryLimitMB) * MIB;
     backend = options.backend ?? 'simd';
     recognizerParams = options.recognizerParams ?? {};
+    indexMode = options.indexMode ?? 'full';
+    if (indexMode !== 'full' && indexMode !== 'lazy') {
+        throw new EarshotError('config', `indexMode must be 'full' or 'lazy' (got ${JSON.stringify(indexMode)})`);
+    }
     const downloader = new IndexDownloader({
         indexUrl: options.indexUrl, modelUrl: options.modelUrl, retry: options.retry ?? {},
     });
@@ -150,7 +176,7 @@ async function init(options) {
         songsTotal: manifest.songs ?? shards.reduce((s, f) => s + (f.songs ?? 0), 0),
     };
     const progress = {
-        indexVersion: manifest.version, ...total, shardsLoaded: 0, shardsFailed: 0, bytesLoaded: 0, songsLoaded: 0,
+        indexVersion: manifest.version, indexMode, ...total, shardsLoaded: 0, shardsFailed: 0, bytesLoaded: 0, songsLoaded: 0,
         allFromCache: manifestFromCache, offlineReady: false, done: false,
     };
     const postProgress = (phase) => post({ type: 'progress', phase, ...progress, bytesDownloaded: downloader.bytesDownloaded });
@@ -162,6 +188,10 @@ async function init(options) {
     check(engine.loadModel(model.bytes), 'model-invalid');
     const modelInfo = JSON.parse(engine.modelInfo());
     modelRateHz = modelInfo.sample_rate_hz;
+    if (indexMode === 'lazy') {
+        await initLazy(downloader, manifest, text, progress, postProgress, modelInfo, t0, options);
+        return;
+    }
     check(engine.loadManifest(text), 'manifest-invalid');
     postProgress('model');
 
@@ -230,12 +260,86 @@ async function init(options) {
 }
 
 /**
+ * The lazy way: the quantizer, the block directory and the pair-key header (whole files,
+ * verified and cached like the full index's), the background blocks (pinned in the range
+ * store), then the recognizer. Nothing of the songs is downloaded here beyond those blocks.
+ */
+async function initLazy(downloader, manifest, text, progress, postProgress, modelInfo, t0, options) {
+    const pairs = manifest.pair_keys;
+    if (manifest.version !== 2 || !pairs?.header || !pairs?.directory || !pairs?.postings) {
+        throw new EarshotError('config', `The index ${downloader.manifestUrl} cannot be used lazily: it has no pair-key level. ` +
+            'Build it with `earshot build --format 2 --pair-keys 2`, or use the full index mode.');
+    }
+    const header = { file: pairs.header.file, bytes: pairs.header.bytes, sha256: pairs.header.sha256 };
+    const files = [];
+    for (const entry of [manifest.quantizer, manifest.directory, header]) {
+        files.push(await downloader.loadFile(entry, { essential: true }));
+    }
+    const [quantizer, directory, pairHeader] = files;
+    const preloadBytes = files.reduce((n, f) => n + f.bytes.length, 0);
+    // The lists of the directory and the copies Embind makes: about three times the files.
+    ensureMemory(preloadBytes, 3, 8 * MIB, 'the lazy index', true);
+    const lazyParams = options.lazyParams ?? {};
+    check(engine.loadLazy(text, quantizer.bytes, directory.bytes, pairHeader.bytes, JSON.stringify(lazyParams)), 'index-corrupt');
+    lazyStore = new LazyRangeStore({
+        downloader,
+        budgetBytes: options.lazyCacheMB === undefined ? DEFAULT_LAZY_CACHE_BYTES : Number(options.lazyCacheMB) * MIB,
+        fileBytes: { [manifest.blocks.file]: manifest.blocks.bytes, [pairs.directory.file]: pairs.directory.bytes,
+            [pairs.postings.file]: pairs.postings.bytes },
+    });
+    await lazyStore.open();
+    progress.bytesLoaded = preloadBytes;
+    progress.allFromCache &&= files.every((f) => f.fromCache);
+    postProgress('directory');
+
+    // The background blocks every query is matched against with its candidates.
+    const background = JSON.parse(engine.lazyFetches(true));
+    if (!background.ok) throw new EarshotError('internal', background.message);
+    for (const f of background.fetches) {
+        let { bytes, fromCache } = await lazyStore.get(f);
+        let status = engine.lazyProvide(f.kind, f.id, bytes);
+        if (!status.ok && fromCache) {
+            await lazyStore.forget(f);
+            ({ bytes, fromCache } = { bytes: await lazyStore.download(f), fromCache: false });
+            status = engine.lazyProvide(f.kind, f.id, bytes);
+        }
+        if (!status.ok) {
+            throw new EarshotError('index-corrupt', `Index ${f.file} block ${f.id} was rejected: ${status.message}. ` +
+                'Nothing can be recognized lazily without it: rebuild or re-upload the index.', { file: f.file });
+        }
+        await lazyStore.keep(f, bytes, fromCache, true);
+        progress.shardsLoaded += 1;
+        progress.bytesLoaded += bytes.length;
+        progress.allFromCache &&= fromCache;
+    }
+    await lazyStore.save();
+    indexUsable = true;
+    prepareRecognizer();
+    inputPointer = engine.inputPointer(INPUT_CAPACITY);
+    post({
+        type: 'ready', modelName: modelInfo.name, modelHash: modelInfo.hash, backend, indexMode,
+        songsLoaded: manifest.songs, shardsLoaded: progress.shardsLoaded, shardsTotal: progress.shardsTotal,
+        msSinceInit: performance.now() - t0,
+    });
+    progress.songsLoaded = manifest.songs;  // every song is searchable, its parts fetched when heard
+    progress.done = true;
+    progress.offlineReady = false;
+    progress.lazyCachedBytes = lazyStore.cachedBytes;
+    postProgress('done');
+    flushBacklog();
+}
+
+/**
  * A recognizer in live mode with the page's overrides and this listen's length and mode:
  * created anew when those changed, else reset (buffers kept). Throws a fatal 'config' error when
  * the core refuses the parameters.
  */
 function prepareRecognizer() {
-    const params = JSON.stringify({ ...recognizerParams, ...listenParams });
+    lastLookEmbeddings = -1;
+    listenRequests = 0;
+    listenBytes = 0;
+    const lazy = indexMode === 'lazy' ? { match_every_embeddings: NO_MATCH_EMBEDDINGS } : {};
+    const params = JSON.stringify({ ...recognizerParams, ...listenParams, ...lazy });
     if (params === createdWith) {
         engine.reset();
         return;
@@ -250,8 +354,14 @@ function prepareRecognizer() {
 /** Pushes model-rate samples to the recognizer in INPUT_CAPACITY pieces and relays its events. */
 function pushSamples(samples) {
     const t0 = performance.now();
-    for (let offset = 0; offset < samples.length && listening; offset += INPUT_CAPACITY) {
-        const piece = samples.subarray(offset, Math.min(samples.length, offset + INPUT_CAPACITY));
+    const pieceSamples = indexMode === 'lazy' ? LAZY_PIECE_SAMPLES : INPUT_CAPACITY;
+    for (let offset = 0; offset < samples.length && listening; offset += pieceSamples) {
+        if (lookInFlight) {  // a look began after the last piece: the rest waits for its answer
+            backlog.unshift(samples.slice(offset));
+            backlogSamples += samples.length - offset;
+            break;
+        }
+        const piece = samples.subarray(offset, Math.min(samples.length, offset + pieceSamples));
         // Module.HEAPF32 is replaced when the WASM memory grows: look it up for every piece.
         wasm.HEAPF32.set(piece, inputPointer >> 2);
         const status = engine.push(piece.length);
@@ -261,6 +371,7 @@ function pushSamples(samples) {
         }
         if (keepListenAudio && !listenParams.continuous) listenAudio.push(piece.slice());
         for (let text = engine.pollEvent(); text && listening; text = engine.pollEvent()) relay(JSON.parse(text));
+        if (indexMode === 'lazy' && listening && !lookInFlight) maybeLook();
     }
     cpuMs += performance.now() - t0;
     cpuAudioSamples += samples.length;
@@ -282,6 +393,16 @@ function pushSamples(samples) {
  * @param {any} event
  */
 function relay(event) {
+    if (indexMode === 'lazy' && event.type === 'nomatch') {
+        // The listen's length is reached: one last look at the window, unless it was just made.
+        const q = JSON.parse(engine.queryInfo());
+        if (q.n_window > 0 && q.n_embeddings !== lastLookEmbeddings) {
+            startLook(true);
+            return;
+        }
+        postListenEnd(withListenAudio({ type: 'nomatch', session: sessionId, listenedSeconds: event.answer_s, lazy: lazyFigures() }));
+        return;
+    }
     /** @type {any} */ let message;
     if (event.type === 'match') {
         message = {
@@ -294,29 +415,167 @@ function relay(event) {
     } else {
         message = { type: event.type, session: sessionId, listenedSeconds: event.answer_s };
     }
-    /** @type {Transferable[]} */ const transfer = [];
     if (!listenParams.continuous && (event.type === 'match' || event.type === 'nomatch')) {
-        listening = false;
-        if (keepListenAudio) {
-            const samples = new Float32Array(listenAudio.reduce((n, piece) => n + piece.length, 0));
-            let at = 0;
-            for (const piece of listenAudio) {
-                samples.set(piece, at);
-                at += piece.length;
-            }
-            message.audio = { samples, sampleRateHz: modelRateHz };
-            transfer.push(samples.buffer);
-        }
-        listenAudio = [];
+        postListenEnd(withListenAudio(message));
+    } else {
+        post(message);
     }
-    post(message, transfer);
+}
+
+/**
+ * Ends a one-shot listen with `message` (its match or nomatch): [message, transfer], with the
+ * audio the recognizer heard attached when the page asked for it.
+ * @param {any} message
+ */
+function withListenAudio(message) {
+    listening = false;
+    if (keepListenAudio) {
+        const samples = new Float32Array(listenAudio.reduce((n, piece) => n + piece.length, 0));
+        let at = 0;
+        for (const piece of listenAudio) {
+            samples.set(piece, at);
+            at += piece.length;
+        }
+        message.audio = { samples, sampleRateHz: modelRateHz };
+    }
+    listenAudio = [];
+    return message;
+}
+
+/** Posts a listen's last message, its audio (if any) transferred. @param {any} message */
+function postListenEnd(message) {
+    post(message, message.audio ? [message.audio.samples.buffer] : []);
+}
+
+/** Lazy mode: this listen's Range requests and bytes, and the bytes cached now. */
+function lazyFigures() {
+    return { requests: listenRequests, bytes: listenBytes, cachedBytes: lazyStore?.cachedBytes ?? 0 };
+}
+
+/**
+ * Lazy mode, after each piece of audio: a look when the music window holds half the query
+ * window (the first look), and then whenever half a window more of music came since the last.
+ */
+function maybeLook() {
+    const q = JSON.parse(engine.queryInfo());
+    const step = Math.ceil(q.max_query_embeddings / 2);
+    if (q.n_window >= step && q.n_embeddings - lastLookEmbeddings >= step) startLook(false);
+}
+
+/** @param {boolean} final the listen's end: no match is its nomatch */
+function startLook(final) {
+    lookInFlight = true;
+    lazyLook(final).catch((error) => {
+        lookInFlight = false;
+        listening = false;
+        postError(error);
+    });
+}
+
+/**
+ * One lazy look at the recognizer's current window: the ranges the core names, round by round
+ * (each round's requests in parallel, from the range store's cache when it has them), then the
+ * core's decision on that window. The audio that arrives meanwhile waits in the backlog. A
+ * range the core refuses is fetched once more from the network; a listen whose ranges cannot be
+ * had (offline, or refused twice) ends with a non-fatal error and a nomatch that says so.
+ * @param {boolean} final
+ */
+async function lazyLook(final) {
+    const session = sessionId;
+    const store = /** @type {LazyRangeStore} */ (lazyStore);
+    const q = JSON.parse(engine.queryInfo());
+    lastLookEmbeddings = q.n_embeddings;
+    let t = performance.now();
+    let engineMs = 0;
+    const lap = () => {  // time in the engine, not waiting for the network
+        const now = performance.now();
+        engineMs += now - t;
+        t = now;
+    };
+    /** @type {any} */ let answer = null;
+    /** @type {EarshotError | null} */ let failure = null;
+    try {
+        check(engine.lazyBegin(), 'internal');
+        for (;;) {
+            const next = JSON.parse(engine.lazyFetches(false));
+            if (!next.ok) throw new EarshotError('internal', next.message);
+            if (next.fetches.length === 0) break;
+            lap();
+            const requestsBefore = store.requests;
+            const bytesBefore = store.bytesFetched;
+            const got = await Promise.all(next.fetches.map((/** @type {any} */ f) => store.get(f)));
+            t = performance.now();
+            for (let i = 0; i < got.length; i++) {
+                const f = next.fetches[i];
+                let { bytes, fromCache } = got[i];
+                let status = engine.lazyProvide(f.kind, f.id, bytes);
+                if (!status.ok && fromCache) {
+                    await store.forget(f);
+                    bytes = await store.download(f);
+                    fromCache = false;
+                    status = engine.lazyProvide(f.kind, f.id, bytes);
+                }
+                if (!status.ok) {
+                    throw new EarshotError('index-corrupt', `Bytes ${f.offset}–${f.offset + f.bytes - 1} of index file ${f.file} ` +
+                        `were rejected: ${status.message}. This listen could not be answered; re-upload the index.`,
+                        { fatal: false, file: f.file });
+                }
+                await store.keep(f, bytes, fromCache);
+            }
+            listenRequests += store.requests - requestsBefore;
+            listenBytes += store.bytesFetched - bytesBefore;
+        }
+        answer = JSON.parse(engine.lazyResult());
+        lap();
+    } catch (error) {
+        if (!(error instanceof EarshotError) || error.fatal) throw error;
+        failure = error.code === 'network'
+            ? new EarshotError('offline', 'This listen needs parts of the index that are not cached, and the network ' +
+                `cannot be reached (${error.message}). Offline, earshot recognizes the songs heard here before ` +
+                `(${(store.cachedBytes / MIB).toFixed(1)} MB of the index cached); the rest needs the network.`,
+                { fatal: false, cause: error })
+            : error;
+    } finally {
+        lookInFlight = false;
+        cpuMs += engineMs;
+        await store.save().catch(() => {});
+    }
+    if (session !== sessionId || !listening) {  // stopped, or a new listen began meanwhile
+        if (listening) flushBacklog();
+        return;
+    }
+    const listenedSeconds = q.stream_time_s;
+    if (failure) {
+        postError(failure);
+        postListenEnd(withListenAudio({ type: 'nomatch', session, listenedSeconds, needsNetwork: failure.code === 'offline',
+            lazy: lazyFigures() }));
+        return;
+    }
+    if (answer?.matched) {
+        postListenEnd(withListenAudio({
+            type: 'match', session, title: answer.best.title, album: answer.best.album, id: answer.song,
+            offsetSeconds: answer.song_time_s, score: answer.score, threshold: answer.threshold, listenedSeconds,
+            returned: false, lazy: lazyFigures(),
+        }));
+        return;
+    }
+    if (final) {
+        postListenEnd(withListenAudio({ type: 'nomatch', session, listenedSeconds, lazy: lazyFigures() }));
+        return;
+    }
+    flushBacklog();
 }
 
 function flushBacklog() {
-    const pending = backlog;
-    backlog = [];
-    backlogSamples = 0;
-    for (const block of pending) if (listening) pushSamples(block);
+    while (backlog.length > 0 && listening && !lookInFlight) {
+        const block = /** @type {Float32Array} */ (backlog.shift());
+        backlogSamples -= block.length;
+        pushSamples(block);
+    }
+    if (!listening) {
+        backlog = [];
+        backlogSamples = 0;
+    }
 }
 
 /**
@@ -342,7 +601,7 @@ function onAudio(message) {
         }
         samples = resampler.process(samples).slice();
     }
-    if (!recognizerReady) {
+    if (!recognizerReady || lookInFlight) {
         backlog.push(samples);
         backlogSamples += samples.length;
         while (backlogSamples > BACKLOG_SECONDS * modelRateHz) backlogSamples -= backlog.shift().length;
@@ -371,6 +630,11 @@ self.onmessage = (event) => {
             listenParams = {
                 live: true, max_listen_s: message.maxListenSeconds ?? 15, continuous: Boolean(message.continuous),
             };
+            if (indexMode === 'lazy' && listenParams.continuous) {
+                postError(new EarshotError('config', 'Continuous listening needs the full index (indexMode \'full\'): ' +
+                    'a lazy index answers one listen at a time.', { fatal: false }));
+                break;
+            }
             listening = true;
             listenAudio = [];
             backlog = [];
