@@ -590,7 +590,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --lazy` on the audio it heard, and a later recognizer starts from the cached ranges', async () => {
+    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --lazy` on the audio it heard, a later recognizer starts from the cached ranges, and a hot tier answers without a request', async () => {
         // The demo's songs among 2 000 synthetic ones (bench/make_scale_index.cc), with the
         // pair-key level a lazy client needs.
         const site = siteWithIndex((indexDir) => execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_scale_index'), [
@@ -649,9 +649,24 @@ describe('earshot in the browser', { concurrency: false }, () => {
             const background = progress.shardsLoaded;
             assert.ok(background > 0 && background === laterProgress.shardsLoaded, `${background} background blocks`);
             assert.equal(lazyRequests.length, background + detail.lazy.requests);  // none by the later one
+
+            // With a hot tier (the demo's whole index, loaded first), the song is answered live
+            // by the hot index, before the first look: no range of the lazy files is requested.
+            fs.cpSync(path.join(siteDir, 'index'), path.join(site.root, 'hot'), { recursive: true });
+            const before = demo.server.log.length;
+            const hot = await listenInPage(demo, { ...options, hotIndexUrl: 'hot/' });
+            assert.equal(hot.type, 'match', JSON.stringify(hot.detail));
+            assert.equal(hot.detail.id, target.id);
+            assert.equal(hot.progress.hotSongs, 3);
+            assert.ok(hot.detail.listenedSeconds < 5, `answered after ${hot.detail.listenedSeconds} s: not by the hot tier`);
+            assert.equal(hot.detail.lazy.requests, 0);
+            const asked = demo.server.log.slice(before).filter((r) => lazyFiles.some((f) => r.path === `/index/${f}`));
+            assert.deepEqual(asked, []);
+            assert.ok(demo.server.log.slice(before).some((r) => r.path === '/hot/songs.esb'));
             console.log(`lazy e2e: ${progress.bytesLoaded} bytes preloaded (${background} background blocks); the listen: ` +
                 `${detail.lazy.requests} requests, ${detail.lazy.bytes} bytes, answered after ${detail.listenedSeconds.toFixed(2)} s; ` +
-                `${served} of ${total} bytes of the lazy files served in all`);
+                `${served} of ${total} bytes of the lazy files served in all; the hot tier answered after ` +
+                `${hot.detail.listenedSeconds.toFixed(2)} s`);
         } finally {
             await demo.close();
             site.remove();

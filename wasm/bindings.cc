@@ -126,6 +126,11 @@ JsStatus Engine::create_recognizer(const std::string& backend_name,
         Recognizer::create(model_, index_, std::move(embedder.value()), params);
     if (!recognizer) return to_js(recognizer.status());
     recognizer_ = std::move(recognizer.value());
+    if (lazy_) {  // lazy looks decide with the thresholds of the lazy index's code
+        RecognizerParams lazy = recognizer_default_params(model_->info(), lazy_->base());
+        if (Status st = apply_recognizer_overrides(overrides, &lazy); !st) return to_js(st);
+        lazy_match_ = lazy.match;
+    }
     return {};
 }
 
@@ -194,7 +199,9 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
         directory.size(), bytes_of(pair_header), pair_header.size(), params);
     if (!lazy) return to_js(lazy.status());
     lazy_ = std::move(lazy.value());
-    index_ = std::make_shared<Index>(lazy_->base());
+    // An index loaded before (with its quantizer) is a hot tier: it stays, and the recognizer
+    // matches it live; otherwise the recognizer embeds against the preloaded lazy index.
+    if (!index_ || !index_->has_quantizer()) index_ = std::make_shared<Index>(lazy_->base());
     return {};
 }
 
@@ -264,9 +271,8 @@ void Engine::lazy_clear_cache() {
 
 std::string Engine::lazy_result() {
     if (!lazy_ || !recognizer_) return "null";
-    Result<MatchResult> match =
-        lazy_->match(recognizer_->query_embeddings(), recognizer_->n_query_embeddings(),
-                     recognizer_->params().match);
+    Result<MatchResult> match = lazy_->match(recognizer_->query_embeddings(),
+                                             recognizer_->n_query_embeddings(), lazy_match_);
     if (!match) return "null";
     // The window the query was made of, not the recognizer's last match: a lazy listen's
     // recognizer does not match by itself (the page asks lazy looks instead).

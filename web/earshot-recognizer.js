@@ -2,8 +2,9 @@
 // a live level meter, the result card and the index status line, around createRecognizer().
 // Attributes: index, model (required); listen-seconds (default 15); continuous (boolean: keep
 // listening, show each new song, "Back to" a song that returns, "Music stopped" in between);
-// index-mode ("lazy": fetch per listen only the parts of the index it needs; default "full")
-// and lazy-cache-mb (the Cache API budget of those parts, default 64).
+// index-mode ("lazy": fetch per listen only the parts of the index it needs; default "full"),
+// lazy-cache-mb (the Cache API budget of those parts, default 64) and hot-index (lazy mode: a
+// whole index of the most played songs, loaded first and answered offline).
 // Re-dispatches the recognizer's events (ready, progress, match, nomatch, music-stopped, error)
 // from the element, bubbling and composed, so a page can react without touching the library.
 // Styles come from earshot-recognizer.css (a <link>: no inline styles, strict CSP friendly).
@@ -127,6 +128,7 @@ export class EarshotRecognizerElement extends HTMLElement {
                 indexUrl: index, modelUrl: model,
                 indexMode: this.getAttribute('index-mode') === 'lazy' ? 'lazy' : 'full',
                 lazyCacheMB: lazyCache === null ? undefined : Number(lazyCache),
+                hotIndexUrl: this.getAttribute('hot-index') ?? undefined,
                 maxListenSeconds: Number(this.getAttribute('listen-seconds') ?? 15),
                 continuous: this.hasAttribute('continuous'),
             });
@@ -270,7 +272,8 @@ export class EarshotRecognizerElement extends HTMLElement {
         if (!p) return;
         if (p.indexMode === 'lazy') {
             // Every song is searchable; its parts are fetched when it is heard.
-            this.ui.statusText.textContent = `Index: ${p.songsTotal} songs · lazy: ${formatBytes(p.bytesLoaded)} loaded` +
+            const hot = p.hotSongs ? ` · ${p.hotSongs} hot songs offline (${formatBytes(p.hotBytes)})` : '';
+            this.ui.statusText.textContent = `Index: ${p.songsTotal} songs${hot} · lazy: ${formatBytes(p.bytesLoaded)} loaded` +
                 (p.done ? `, ${formatBytes(p.lazyCachedBytes ?? 0)} cached · needs the network for songs not heard before` : ' · loading…');
             this.ui.status.dataset.offline = 'false';
             this.ui.status.dataset.done = String(Boolean(p.done));

@@ -16,6 +16,14 @@ export interface RecognizerOptions {
     /** lazy mode: megabytes of fetched index parts kept in the Cache API (default 64), least recently used dropped first */
     lazyCacheMB?: number;
     /**
+     * lazy mode: a whole index of some of the lazy index's songs (its most played, say; built by
+     * `earshot build` from those rows of the catalogue, with the same model), downloaded first
+     * and matched live with the listen rule as in the full mode: those songs are answered
+     * offline and, when answered before the first look (half a query window of music), without
+     * any request
+     */
+    hotIndexUrl?: string;
+    /**
      * a listen ends with 'nomatch' after this many seconds of audio without a song (default 15;
      * 0: no limit). The core decides (core/listen.h), as `earshot query --live` does.
      */
@@ -102,6 +110,10 @@ export interface ProgressDetail {
     allFromCache: boolean;
     /** lazy mode: bytes of fetched index parts in the Cache API now */
     lazyCachedBytes?: number;
+    /** lazy mode with a hot tier: its songs and bytes, and whether all of it is cached */
+    hotSongs?: number;
+    hotBytes?: number;
+    hotOfflineReady?: boolean;
 }
 
 /** Lazy mode: what a listen fetched. */

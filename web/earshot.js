@@ -3,7 +3,8 @@
 //   ready          {modelName, songsLoaded, shardsLoaded, shardsTotal, msSinceInit}
 //   progress       {phase, indexVersion, indexMode, shardsLoaded, shardsTotal, shardsFailed,
 //                   bytesLoaded, bytesTotal, bytesDownloaded, songsLoaded, songsTotal, done,
-//                   offlineReady, allFromCache, lazyCachedBytes}
+//                   offlineReady, allFromCache, lazyCachedBytes, hotSongs, hotBytes,
+//                   hotOfflineReady}
 //                                                  (format 2 blocks count as shards)
 //   match          {title, album, id, offsetSeconds, score, threshold, listenedSeconds, returned,
 //                   lazy}
@@ -45,6 +46,10 @@ const MODEL_RATE_HZ = 16000;
  * @property {number} [lazyCacheMB]  lazy mode: megabytes of fetched index parts kept in the
  *           Cache API, least recently used dropped first (default 64); those songs are
  *           recognized offline too
+ * @property {string} [hotIndexUrl]  lazy mode: a whole index of some of the lazy index's songs
+ *           (its most played, say), downloaded first and matched live as in the full mode: those
+ *           songs are answered offline and, when answered before the first look, without any
+ *           request
  * @property {number} [maxListenSeconds]  a listen ends with 'nomatch' after this much audio
  *           without a song (default 15; 0: no limit)
  * @property {boolean} [continuous]       keep listening: 'match' for each new song (or one that
@@ -300,6 +305,9 @@ export async function createRecognizer(options) {
     if (options.indexMode !== undefined && options.indexMode !== 'full' && options.indexMode !== 'lazy') {
         throw new TypeError(`indexMode must be 'full' or 'lazy', not ${JSON.stringify(options.indexMode)}`);
     }
+    if (options.hotIndexUrl !== undefined && options.indexMode !== 'lazy') {
+        throw new TypeError('hotIndexUrl goes with indexMode \'lazy\' (in the full mode, indexUrl is the whole index)');
+    }
     if (options.indexMode === 'lazy' && options.continuous) {
         throw new TypeError('continuous listening needs indexMode \'full\': a lazy index answers one listen at a time');
     }
@@ -334,6 +342,7 @@ export async function createRecognizer(options) {
             memoryLimitMB: options.memoryLimitMB,
             indexMode: options.indexMode ?? 'full',
             lazyCacheMB: options.lazyCacheMB,
+            hotIndexUrl: options.hotIndexUrl === undefined ? undefined : new URL(options.hotIndexUrl, document.baseURI).href,
         });
     });
     worker.onmessage = (event) => recognizer.onWorkerMessage(event);

@@ -9,7 +9,7 @@
 //
 // Protocol (all messages are plain objects with a `type`):
 //   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry,
-//                    keepListenAudio, memoryLimitMB, indexMode, lazyCacheMB}
+//                    keepListenAudio, memoryLimitMB, indexMode, lazyCacheMB, hotIndexUrl}
 //                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
 //                   {type: 'start', session, sampleRate, maxListenSeconds, continuous}
 //                   {type: 'stop'}
@@ -30,7 +30,9 @@
 // query window, when it is full, then every half window more of music, and once at the end of
 // the listen. A look pauses the audio (it waits in the backlog), fetches what the core names
 // round by round, and answers with the core's clip decision (Engine.lazyResult()) on that
-// window: a match ends the listen. Continuous listening needs the full index.
+// window: a match ends the listen. Continuous listening needs the full index. With a hot tier
+// (hotIndexUrl: a whole index of some of the songs, loaded first), the recognizer matches it
+// live with the listen rule as in the full mode, and the looks cover the rest.
 
 import { EarshotError } from './fetch-util.js';
 import { IndexDownloader } from './index-loader.js';
@@ -67,12 +69,13 @@ let crashed = '';
 const MIB = 1024 * 1024;
 let indexMode = 'full';         // 'full' | 'lazy'
 /** @type {LazyRangeStore | null} */ let lazyStore = null;
+let hotTier = false;            // lazy mode with a whole hot index, which the recognizer matches live
 let lookInFlight = false;       // a lazy look is fetching: audio waits in the backlog
 let lastLookEmbeddings = -1;    // the recognizer's embedding count at the last look of this listen
 let listenRequests = 0;         // this listen's Range requests and bytes (lazy mode)
 let listenBytes = 0;
-// Lazy mode: the core's recognizer never matches by itself (the looks do): its matcher would
-// run against the background blocks alone.
+// Lazy mode without a hot tier: the core's recognizer never matches by itself (the looks do):
+// its matcher would run against the background blocks alone.
 const NO_MATCH_EMBEDDINGS = 1_000_000_000;
 // Lazy mode: samples pushed at a time, so a look comes within a quarter second of its window.
 const LAZY_PIECE_SAMPLES = 4000;
@@ -192,15 +195,42 @@ async function init(options) {
         await initLazy(downloader, manifest, text, progress, postProgress, modelInfo, t0, options);
         return;
     }
-    check(engine.loadManifest(text), 'manifest-invalid');
     postProgress('model');
+    progress.allFromCache &&= model.fromCache;
+    await loadWholeIndex(downloader, manifest, text, progress, postProgress, (info) => {
+        indexUsable = true;
+        prepareRecognizer();
+        inputPointer = engine.inputPointer(INPUT_CAPACITY);
+        post({
+            type: 'ready', modelName: modelInfo.name, modelHash: modelInfo.hash,
+            backend, songsLoaded: info.songs, shardsLoaded: info.shards_loaded,
+            shardsTotal: total.shardsTotal, msSinceInit: performance.now() - t0,
+        });
+        flushBacklog();
+    });
+    progress.done = true;
+    progress.offlineReady = progress.shardsFailed === 0 && downloader.cacheStorage !== null;
+    postProgress('done');
+}
 
+/**
+ * A whole index into the engine: manifest, quantizer, (format 2) directory, then every shard
+ * or block as it arrives, each checked against the heap's room first; `onFirstShard(indexInfo)`
+ * once the first one is in (recognition can start). A rejected shard or block is a non-fatal
+ * error (its songs are left out); none at all is fatal.
+ * @param {IndexDownloader} downloader @param {any} manifest @param {string} text
+ * @param {any} progress updated in place @param {(phase: string) => void} postProgress
+ * @param {(info: any) => void} onFirstShard
+ */
+async function loadWholeIndex(downloader, manifest, text, progress, postProgress, onFirstShard) {
+    const blocks = manifest.version === 2;
+    check(engine.loadManifest(text), 'manifest-invalid');
     // Without the quantizer (or, in v2, the directory) no shard is usable: that is fatal.
     const quantizer = await downloader.loadFile(manifest.quantizer, { essential: true });
     ensureMemory(quantizer.bytes.length, 2, MIB, manifest.quantizer.file, true);
     check(engine.addQuantizer(quantizer.bytes, manifest.quantizer.file), 'index-corrupt', true, manifest.quantizer.file);
     progress.bytesLoaded += quantizer.bytes.length;
-    progress.allFromCache &&= model.fromCache && quantizer.fromCache;
+    progress.allFromCache &&= quantizer.fromCache;
     postProgress('quantizer');
 
     if (blocks) {
@@ -214,6 +244,7 @@ async function init(options) {
         postProgress('directory');
     }
 
+    let first = true;
     for await (const shard of downloader.loadShards(manifest, JSON.parse(engine.shardRanges()))) {
         try {
             if (shard.error) throw shard.error;
@@ -237,26 +268,16 @@ async function init(options) {
         }
         const info = JSON.parse(engine.indexInfo());
         progress.songsLoaded = info.songs;
-        if (!indexUsable && info.shards_loaded > 0) {
-            indexUsable = true;
-            prepareRecognizer();
-            inputPointer = engine.inputPointer(INPUT_CAPACITY);
-            post({
-                type: 'ready', modelName: modelInfo.name, modelHash: modelInfo.hash,
-                backend, songsLoaded: info.songs, shardsLoaded: info.shards_loaded,
-                shardsTotal: total.shardsTotal, msSinceInit: performance.now() - t0,
-            });
-            flushBacklog();
+        if (first && info.shards_loaded > 0) {
+            first = false;
+            onFirstShard(info);
         }
         postProgress('shard');
     }
-    if (!indexUsable) {
-        throw new EarshotError('index-corrupt', `No ${blocks ? 'block' : 'shard'} of the index could be loaded, so nothing can be ` +
-            'recognized. See the errors above; rebuild or re-upload the index.');
+    if (first) {
+        throw new EarshotError('index-corrupt', `No ${blocks ? 'block' : 'shard'} of the index ${downloader.manifestUrl} could be ` +
+            'loaded, so nothing can be recognized. See the errors above; rebuild or re-upload the index.');
     }
-    progress.done = true;
-    progress.offlineReady = progress.shardsFailed === 0 && downloader.cacheStorage !== null;
-    postProgress('done');
 }
 
 /**
@@ -270,6 +291,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
         throw new EarshotError('config', `The index ${downloader.manifestUrl} cannot be used lazily: it has no pair-key level. ` +
             'Build it with `earshot build --format 2 --pair-keys 2`, or use the full index mode.');
     }
+    if (options.hotIndexUrl) await loadHotTier(downloader, manifest, options, progress);
     const header = { file: pairs.header.file, bytes: pairs.header.bytes, sha256: pairs.header.sha256 };
     const files = [];
     for (const entry of [manifest.quantizer, manifest.directory, header]) {
@@ -330,6 +352,28 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
 }
 
 /**
+ * Lazy mode's hot tier: a whole index of some of the lazy index's songs (the most played, say),
+ * loaded before the lazy files and kept by the engine. The recognizer matches it live with the
+ * listen rule, as in the full mode, so a hot song is answered without a request as long as it
+ * is answered before the first look (half a query window of music).
+ */
+async function loadHotTier(downloader, manifest, options, progress) {
+    const hotLoader = new IndexDownloader({ indexUrl: options.hotIndexUrl, modelUrl: options.modelUrl, retry: options.retry ?? {} });
+    const { manifest: hotManifest, text, fromCache } = await hotLoader.loadManifest();
+    if (hotManifest.model_hash !== manifest.model_hash) {
+        throw new EarshotError('model-mismatch', `The hot index ${hotLoader.manifestUrl} was built with another model than the ` +
+            `lazy index ${downloader.manifestUrl}: build both with the same model.`, { file: hotLoader.manifestUrl });
+    }
+    const hot = { bytesLoaded: 0, shardsLoaded: 0, shardsFailed: 0, songsLoaded: 0, allFromCache: fromCache };
+    await loadWholeIndex(hotLoader, hotManifest, text, hot, () => {}, () => {});
+    hotTier = true;
+    progress.hotSongs = hot.songsLoaded;
+    progress.hotBytes = hot.bytesLoaded;
+    progress.hotOfflineReady = hot.shardsFailed === 0 && hotLoader.cacheStorage !== null;
+    downloader.bytesDownloaded += hotLoader.bytesDownloaded;
+}
+
+/**
  * A recognizer in live mode with the page's overrides and this listen's length and mode:
  * created anew when those changed, else reset (buffers kept). Throws a fatal 'config' error when
  * the core refuses the parameters.
@@ -338,7 +382,7 @@ function prepareRecognizer() {
     lastLookEmbeddings = -1;
     listenRequests = 0;
     listenBytes = 0;
-    const lazy = indexMode === 'lazy' ? { match_every_embeddings: NO_MATCH_EMBEDDINGS } : {};
+    const lazy = indexMode === 'lazy' && !hotTier ? { match_every_embeddings: NO_MATCH_EMBEDDINGS } : {};
     const params = JSON.stringify({ ...recognizerParams, ...listenParams, ...lazy });
     if (params === createdWith) {
         engine.reset();
@@ -410,6 +454,7 @@ function relay(event) {
             offsetSeconds: event.song_time_s, score: event.score, threshold: event.threshold,
             listenedSeconds: event.answer_s, returned: event.returned,
         };
+        if (indexMode === 'lazy') message.lazy = lazyFigures();  // the hot tier answered
     } else if (event.type === 'nomatch') {
         message = { type: 'nomatch', session: sessionId, listenedSeconds: event.answer_s };
     } else {
