@@ -532,7 +532,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-background', '0',
             '--backend', 'simd', '--model', model(), '--index', path.join(root, 'index'), wav], { encoding: 'utf8' }).trim());
         assert.equal(cli.song, song.id);
-        clip = { pcm, song, cli };
+        clip = { pcm, song, cli, wav };
         server = await startServer({ root });
     });
     after(async () => {
@@ -601,6 +601,13 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         ok(engine.lazyBegin());
         assert.deepEqual(JSON.parse(engine.lazyFetches(false)).fetches, []);
         assert.equal(JSON.parse(engine.lazyResult()).song, clip.cli.song);
+        // So does `earshot query --lazy --lazy-warm`, which keeps the cache from clip to clip.
+        const warm = execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-warm', '--jobs', '1', '--lazy-background', '0',
+            '--backend', 'simd', '--model', model(), '--index', path.join(dir, 'site/index'), clip.wav, clip.wav], { encoding: 'utf8' })
+            .trim().split('\n').map((line) => JSON.parse(line));
+        assert.equal(warm.length, 2);
+        assert.deepEqual(warm.map((w) => w.song), [clip.cli.song, clip.cli.song]);
+        assert.deepEqual(warm.map((w) => w.lazy.bytes), [clip.cli.lazy.bytes, 0]);
     });
 
     test('a changed or cut range is refused with a message and nothing of it kept; the right bytes then answer', async () => {

@@ -168,6 +168,10 @@ int main(int argc, char** argv) {
                      "also sees, read once before the first query (0 = none)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 20));
+    query_cmd->add_flag("--lazy-warm", query.lazy_warm,
+                        "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
+                        "of pair pages and units, 16 MB of blocks; one cache per thread, so "
+                        "--jobs 1 for a single page's order) instead of a cold cache per clip");
     query_cmd->add_flag("--live,--stream", query.live,
                         "decide as the page does while the audio streams in: the music gate, a "
                         "look after every embedding, the listen rule; writes answer_s (default: "

@@ -35,13 +35,14 @@
 namespace earshot::cli {
 namespace {
 
-// A clip's final window answered as a lazy page does, with a cold cache: every round's ranges
-// read from the folder's files, then the matcher on the candidates' and background songs;
-// result->match is replaced. Returns what was read: {"bytes", "requests", "rounds"}.
-Result<nlohmann::json> answer_lazily(LazyIndex* lazy, const std::string& dir,
+// A clip's final window answered as a lazy page does, with a cold cache (or, warm, with what
+// this thread's earlier clips left in it): every round's ranges not held read from the
+// folder's files, then the matcher on the candidates' and background songs; result->match is
+// replaced. Returns what was read: {"bytes", "requests", "rounds"}.
+Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
                                      size_t n, RecognizerResult* result) {
-    lazy->clear_cache();
+    if (!warm) lazy->clear_cache();
     if (Status st = lazy->begin_query(embeddings, n); !st) return st;
     uint64_t bytes = 0, requests = 0, rounds = 0;
     for (;;) {
@@ -83,6 +84,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     lazy_params.background_blocks = uint32_t(options.lazy_background_blocks);
     std::shared_ptr<const Index> shared_index;
     std::unique_ptr<LazyIndex> spare_lazy;  // made here, taken by a worker: one parse fewer
+    if (options.lazy_warm && !options.lazy) return fail("--lazy-warm goes with --lazy");
     if (options.lazy) {
         if (options.live || options.continuous || !options.trace_path.empty())
             return fail(
@@ -273,8 +275,8 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 RecognizerResult result = (*recognizer)->finish();
                 if (options.lazy && st && result.valid) {
                     Result<nlohmann::json> lazy =
-                        answer_lazily(lazy_index.get(), options.index_dir, params.match,
-                                      (*recognizer)->query_embeddings(),
+                        answer_lazily(lazy_index.get(), options.lazy_warm, options.index_dir,
+                                      params.match, (*recognizer)->query_embeddings(),
                                       (*recognizer)->n_query_embeddings(), &result);
                     if (lazy)
                         line["lazy"] = std::move(lazy.value());

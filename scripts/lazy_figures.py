@@ -5,8 +5,8 @@
 
 Per results file and length: in-catalogue clips whose song is named first (top-1, as
 ../shared/eval/score counts it), out-of-catalogue clips given a song, and the median and
-90th percentile of the bytes and requests each clip read (a cold cache per clip). Prints
-figures, asserts nothing.
+90th percentile of the bytes and requests each clip read (a cold cache per clip, or what a
+warm one still lacked with `query --lazy --lazy-warm`). Prints figures, asserts nothing.
 """
 import csv
 import json

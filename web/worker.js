@@ -301,8 +301,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     const preloadBytes = files.reduce((n, f) => n + f.bytes.length, 0);
     // The lists of the directory and the copies Embind makes: about three times the files.
     ensureMemory(preloadBytes, 3, 8 * MIB, 'the lazy index', true);
-    const lazyParams = options.lazyParams ?? {};
-    check(engine.loadLazy(text, quantizer.bytes, directory.bytes, pairHeader.bytes, JSON.stringify(lazyParams)), 'index-corrupt');
+    check(engine.loadLazy(text, quantizer.bytes, directory.bytes, pairHeader.bytes, '{}'), 'index-corrupt');
     lazyStore = new LazyRangeStore({
         downloader,
         budgetBytes: options.lazyCacheMB === undefined ? DEFAULT_LAZY_CACHE_BYTES : Number(options.lazyCacheMB) * MIB,
@@ -322,7 +321,8 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
         let status = engine.lazyProvide(f.kind, f.id, bytes);
         if (!status.ok && fromCache) {
             await lazyStore.forget(f);
-            ({ bytes, fromCache } = { bytes: await lazyStore.download(f), fromCache: false });
+            bytes = await lazyStore.download(f);
+            fromCache = false;
             status = engine.lazyProvide(f.kind, f.id, bytes);
         }
         if (!status.ok) {
@@ -468,8 +468,8 @@ function relay(event) {
 }
 
 /**
- * Ends a one-shot listen with `message` (its match or nomatch): [message, transfer], with the
- * audio the recognizer heard attached when the page asked for it.
+ * Ends a one-shot listen with `message` (its match or nomatch), returned with the audio the
+ * recognizer heard attached when the page asked for it.
  * @param {any} message
  */
 function withListenAudio(message) {
