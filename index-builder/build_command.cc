@@ -14,6 +14,7 @@
 #include <functional>
 #include <mutex>
 #include <new>
+#include <numeric>
 #include <thread>
 
 #include "core/embed_signal.h"
@@ -86,11 +87,26 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
 
     auto catalog = read_catalog(options.input);
     if (!catalog) return fail(catalog.message());
-    std::vector<SongWork> work(catalog->size());
+    // --top: the catalogue's most popular songs (a lazy page's hot tier), in catalogue order;
+    // their priors stay those of the whole catalogue.
     const std::vector<double> log_priors = catalog_log_priors(*catalog);
+    std::vector<size_t> kept(catalog->size());
+    std::iota(kept.begin(), kept.end(), size_t(0));
+    if (options.top > 0) {
+        if (std::none_of(catalog->begin(), catalog->end(),
+                         [](const CatalogEntry& e) { return e.popularity >= 0.0; }))
+            return fail("--top needs a catalogue with a popularity column: " + options.input +
+                        " gives no song a popularity");
+        std::stable_sort(kept.begin(), kept.end(), [&](size_t a, size_t b) {
+            return (*catalog)[a].popularity > (*catalog)[b].popularity;  // unknown (-1) last
+        });
+        kept.resize(std::min(kept.size(), size_t(options.top)));
+        std::sort(kept.begin(), kept.end());
+    }
+    std::vector<SongWork> work(kept.size());
     for (size_t i = 0; i < work.size(); ++i) {
-        work[i].entry = (*catalog)[i];
-        work[i].log_prior = log_priors[i];
+        work[i].entry = (*catalog)[kept[i]];
+        work[i].log_prior = log_priors[kept[i]];
     }
     {
         std::map<std::string, size_t> ids;

@@ -39,6 +39,7 @@ struct BuildOptions {
     double block_kb = 64.0;   // v2 block bound
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
     double pair_keys_s = 0.0;     // > 0: write the pair-key level, windows this far apart
+    int top = 0;                  // > 0: only the catalogue's `top` most popular songs
 };
 
 struct QueryOptions {

@@ -104,6 +104,12 @@ int main(int argc, char** argv) {
                      "list of the window SECONDS later (2 is the studied value; 0 = none)")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 600.0));
+    build_cmd
+        ->add_option("--top", build.top,
+                     "index only the N most popular songs of a catalogue with a popularity "
+                     "column (ties and unknown popularities in catalogue order): the hot tier "
+                     "a lazy page loads whole (hotIndexUrl) beside the whole catalogue's index")
+        ->check(CLI::Range(1, 1 << 30));
     build_cmd->add_option("--store", build.store,
                           "which windows of a song to store: level (all but the near-silent), "
                           "music (level, and what the model's music detector calls music; a "

@@ -16,8 +16,8 @@ export interface RecognizerOptions {
     /** lazy mode: megabytes of fetched index parts kept in the Cache API (default 64), least recently used dropped first */
     lazyCacheMB?: number;
     /**
-     * lazy mode: a whole index of some of the lazy index's songs (its most played, say; built by
-     * `earshot build` from those rows of the catalogue, with the same model), downloaded first
+     * lazy mode: a whole index of some of the lazy index's songs (its most played, say: `earshot
+     * build --top N` with the same model), downloaded first
      * and matched live with the listen rule as in the full mode: those songs are answered
      * offline and, when answered before the first look (half a query window of music), without
      * any request

@@ -273,7 +273,8 @@ TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
 
 // A catalogue's popularity column: each song's popularity and log prior go into the index;
 // `query --prior-weight` adds the prior to a popular song's score ("prior" in the JSON line);
-// a popularity that is not a number >= 0 is refused with its line, before any audio is read.
+// `build --top N` indexes the N most popular songs; a popularity that is not a number >= 0 is
+// refused with its line, before any audio is read.
 TEST_F(CliTest, CatalogPopularityGivesAPrior) {
     const fs::path music = dir_ / "music";
     const fs::path catalog = dir_ / "catalog.tsv";
@@ -307,6 +308,29 @@ TEST_F(CliTest, CatalogPopularityGivesAPrior) {
     // "one" is far more popular than the typical song of this catalogue: a positive prior.
     ASSERT_TRUE(hit.contains("prior")) << query.out;
     EXPECT_GT(hit["prior"].get<double>(), 0.0);
+
+    // --top: the most popular songs only (a lazy page's hot tier), refused without popularities.
+    const fs::path hot = dir_ / "hot";
+    const CliRun top = run_cli(
+        "build -q " + model_arg() + " --top 2 --out " + hot.string() + " " + catalog.string(),
+        dir_);
+    ASSERT_EQ(top.exit_code, 0) << top.err;
+    const auto hot_manifest = nlohmann::json::parse(slurp(hot / "manifest.json"));
+    EXPECT_EQ(hot_manifest["songs"], 2);
+    const std::string hot_songs = slurp(hot / "songs.esb");
+    EXPECT_NE(hot_songs.find("\"id\":\"one\""), std::string::npos);
+    EXPECT_NE(hot_songs.find("\"id\":\"two\""), std::string::npos);
+    EXPECT_EQ(hot_songs.find("\"id\":\"three\""), std::string::npos);
+    const fs::path plain = dir_ / "plain.tsv";
+    std::ofstream(plain) << "id\tpath\n"
+                         << "one\t" << (music / "album-a" / "first_song.wav").string() << "\n";
+    const CliRun no_popularity = run_cli("build -q " + model_arg() + " --top 1 --out " +
+                                             (dir_ / "nohot").string() + " " + plain.string(),
+                                         dir_);
+    EXPECT_NE(no_popularity.exit_code, 0);
+    EXPECT_NE(no_popularity.err.find("--top needs a catalogue with a popularity column"),
+              std::string::npos)
+        << no_popularity.err;
 
     std::ofstream(catalog) << "id\tpath\tpopularity\n"
                            << "one\t" << (music / "album-a" / "first_song.wav").string()
