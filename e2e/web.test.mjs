@@ -590,7 +590,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --lazy` on the audio it heard, a later recognizer starts from the cached ranges, and a hot tier answers without a request', async () => {
+    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --lazy` on the audio it heard, a later recognizer starts from the cached ranges, a hot tier answers without a request, and offline a listen says it needs the network', async () => {
         // The demo's songs among 2 000 synthetic ones (bench/make_scale_index.cc), with the
         // pair-key level a lazy client needs.
         const site = siteWithIndex((indexDir) => execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_scale_index'), [
@@ -663,6 +663,40 @@ describe('earshot in the browser', { concurrency: false }, () => {
             const asked = demo.server.log.slice(before).filter((r) => lazyFiles.some((f) => r.path === `/index/${f}`));
             assert.deepEqual(asked, []);
             assert.ok(demo.server.log.slice(before).some((r) => r.path === '/hot/songs.esb'));
+            // Offline with nothing of the listen cached: a non-fatal 'offline' error that says the
+            // rest needs the network, and a nomatch that says so too.
+            const offline = await demo.page.evaluate(async (recognizerOptions) => {
+                await caches.delete('earshot-data-v1');
+                const { createRecognizer } = await import('./earshot.js');
+                const r = await createRecognizer(recognizerOptions);
+                await new Promise((resolve) => {
+                    if (r.progress?.done) resolve(undefined);
+                    r.addEventListener('progress', (e) => { if (e.detail.done) resolve(undefined); });
+                });
+                globalThis.offlineRecognizer = r;
+            }, options).then(async () => {
+                demo.server.setOffline(true, '/index/');  // the app's own files still load
+                return demo.page.evaluate(async () => {
+                    const r = globalThis.offlineRecognizer;
+                    const errors = [];
+                    r.addEventListener('error', (e) => errors.push(e.detail));
+                    const outcome = new Promise((resolve) => {
+                        r.addEventListener('match', (e) => resolve({ type: 'match', detail: e.detail }));
+                        r.addEventListener('nomatch', (e) => resolve({ type: 'nomatch', detail: e.detail }));
+                    });
+                    await r.start();
+                    const answer = await outcome;
+                    r.destroy();
+                    return { ...answer, errors };
+                });
+            });
+            demo.server.setOffline(false);
+            assert.equal(offline.type, 'nomatch', JSON.stringify(offline));
+            assert.equal(offline.detail.needsNetwork, true);
+            assert.equal(offline.errors.length, 1, JSON.stringify(offline.errors));
+            assert.equal(offline.errors[0].code, 'offline');
+            assert.equal(offline.errors[0].fatal, false);
+            assert.match(offline.errors[0].message, /not cached, and the network cannot be reached.*the rest needs the network/);
             console.log(`lazy e2e: ${progress.bytesLoaded} bytes preloaded (${background} background blocks); the listen: ` +
                 `${detail.lazy.requests} requests, ${detail.lazy.bytes} bytes, answered after ${detail.listenedSeconds.toFixed(2)} s; ` +
                 `${served} of ${total} bytes of the lazy files served in all; the hot tier answered after ` +

@@ -88,16 +88,17 @@ export async function startServer(options) {
     const csp = contentSecurityPolicy(options.indexOrigin);
     /** @type {RequestRecord[]} */
     const log = [];
-    // setOffline(true) makes the server behave like a network that is down: every request is
-    // logged (status 0) and its connection dropped unanswered.
+    // setOffline(true) makes the server behave like a network that is down: every request (or
+    // every one under a path prefix) is logged (status 0) and its connection dropped unanswered.
     let offline = false;
+    let offlinePrefix = '/';
 
     const server = http.createServer((req, res) => {
         let requestBodyBytes = 0;
         req.on('data', (chunk) => { requestBodyBytes += chunk.length; });
         req.on('end', async () => {
             const url = new URL(req.url ?? '/', 'http://localhost');
-            if (offline) {
+            if (offline && url.pathname.startsWith(offlinePrefix)) {
                 log.push({ method: req.method ?? '', path: url.pathname, status: 0, requestBodyBytes, responseBytes: 0 });
                 req.socket.destroy();
                 return;
@@ -215,8 +216,11 @@ export async function startServer(options) {
         url: `http://${options.host ?? '127.0.0.1'}:${address.port}/`,
         server,
         log,
-        /** @param {boolean} value */
-        setOffline: (value) => { offline = value; },
+        /** @param {boolean} value @param {string} [prefix] only paths under it (default: all) */
+        setOffline: (value, prefix = '/') => {
+            offline = value;
+            offlinePrefix = prefix;
+        },
         close: () => new Promise((resolve) => {
             server.closeAllConnections?.();
             server.close(() => resolve());

@@ -159,7 +159,13 @@ export class LazyRangeStore {
                 ...this.downloader.retry, retries, fetchImpl, init: { cache: 'no-store', headers: { Range: `bytes=${start}-${stop - 1}` } },
             });
         } catch (error) {
-            if (!wholeFile) throw error;
+            if (!wholeFile) {
+                // No network: this range waits for it, the listen says so (not fatal).
+                if (error instanceof EarshotError && error.code === 'network') {
+                    throw new EarshotError('network', error.message, { fatal: false, file: r.file, cause: error });
+                }
+                throw error;
+            }
             throw new EarshotError('range-unsupported', `The server sent all of ${r.file} when asked for bytes ` +
                 `${start}–${stop - 1}: a lazy index needs a server that answers HTTP Range requests (static hosts and CDNs do). ` +
                 'Serve the index from one, or use the full index mode.', { file: r.file });

@@ -317,7 +317,11 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     const background = JSON.parse(engine.lazyFetches(true));
     if (!background.ok) throw new EarshotError('internal', background.message);
     for (const f of background.fetches) {
-        let { bytes, fromCache } = await lazyStore.get(f);
+        // Nothing can be answered without them: any failure here is fatal.
+        let { bytes, fromCache } = await lazyStore.get(f).catch((error) => {
+            throw error instanceof EarshotError && !error.fatal
+                ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
+        });
         let status = engine.lazyProvide(f.kind, f.id, bytes);
         if (!status.ok && fromCache) {
             await lazyStore.forget(f);
