@@ -636,6 +636,35 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         assert.equal(JSON.parse(engine.lazyResult()).song, clip.cli.song);
     });
 
+    test('a whole index loaded before the lazy files stays as a hot tier and is matched live; lazy queries still answer', async () => {
+        const { module, engine } = await loadedEngine();  // the site's whole index: the hot tier
+        const hotSongs = JSON.parse(engine.indexInfo()).songs;
+        assert.ok(hotSongs > 0);
+        const m = built.manifest;
+        const file = (name) => fs.readFileSync(path.join(dir, 'site/index', name));
+        const text = fs.readFileSync(path.join(dir, 'site/index/manifest.json'), 'utf8');
+        const loadLazy = () => ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file),
+            file(m.pair_keys.header.file), '{"background_blocks": 0}'));
+        loadLazy();
+        assert.equal(JSON.parse(engine.indexInfo()).songs, hotSongs);
+        ok(engine.createRecognizer('simd', '{}'));
+        assert.equal(recognize(module, engine, clip.pcm, 4000).final.song, clip.song.id);  // the hot tier, no fetch
+        ok(engine.lazyBegin());
+        for (let next = JSON.parse(engine.lazyFetches(false)).fetches; next.length > 0; next = JSON.parse(engine.lazyFetches(false)).fetches) {
+            for (const f of next) {
+                const bytes = Buffer.alloc(f.bytes);
+                const fd = fs.openSync(path.join(dir, 'site/index', f.file), 'r');
+                fs.readSync(fd, bytes, 0, f.bytes, f.offset);
+                fs.closeSync(fd);
+                ok(engine.lazyProvide(f.kind, f.id, bytes));
+            }
+        }
+        assert.equal(JSON.parse(engine.lazyResult()).song, clip.cli.song);
+        // Loading lazily again replaces the lazy index, not the hot tier.
+        loadLazy();
+        assert.equal(JSON.parse(engine.indexInfo()).songs, hotSongs);
+    });
+
     test('background blocks are named before the first query, and a bad lazy setup is a clear error', async () => {
         const module = await createModule({ wasmBinary });
         const engine = new module.Engine();

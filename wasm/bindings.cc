@@ -39,6 +39,7 @@ JsStatus Engine::load_model(const std::string& bytes) {
     if (!model) return to_js(model.status());
     model_ = model.value();
     index_ = std::make_shared<Index>(model_->info());
+    index_from_lazy_ = false;
     return {};
 }
 
@@ -63,6 +64,10 @@ std::string Engine::model_info() const {
 
 JsStatus Engine::load_manifest(const std::string& text) {
     if (!index_) return js_error("load the model before the index manifest");
+    if (index_from_lazy_) {  // a whole index after a lazy one: start from an empty index
+        index_ = std::make_shared<Index>(model_->info());
+        index_from_lazy_ = false;
+    }
     return to_js(index_->load_manifest(text));
 }
 
@@ -201,7 +206,10 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
     lazy_ = std::move(lazy.value());
     // An index loaded before (with its quantizer) is a hot tier: it stays, and the recognizer
     // matches it live; otherwise the recognizer embeds against the preloaded lazy index.
-    if (!index_ || !index_->has_quantizer()) index_ = std::make_shared<Index>(lazy_->base());
+    if (!index_ || index_from_lazy_ || !index_->has_quantizer()) {
+        index_ = std::make_shared<Index>(lazy_->base());
+        index_from_lazy_ = true;
+    }
     return {};
 }
 

@@ -80,13 +80,13 @@ public:
 
     // The `lazy` way (core/lazy_index.h): instead of the index's songs, the files a lazy
     // client reads before its first query (checked against the manifest), then per query only
-    // the ranges it names. load_lazy() replaces an index without a quantizer with the preloaded
-    // one (no songs), so create_recognizer() embeds against it; a whole index loaded before
-    // (load_manifest, add_quantizer, add_shard: the hot tier, say the most played songs) stays,
-    // and the recognizer matches it live while lazy queries cover the rest; lazy_begin() starts a
-    // lazy query on the recognizer's current window (after finish() for a clip; at any point of a
-    // live listen, whose recognizer is then told not to match by itself). params_json:
-    // LazyIndexParams overrides, e.g.
+    // the ranges it names. load_lazy() replaces an index without a quantizer (or the lazy
+    // index loaded before) with the preloaded one (no songs), so create_recognizer() embeds against
+    // it; a whole index loaded before (load_manifest, add_quantizer, add_shard: the hot tier, say
+    // the most played songs) stays, and the recognizer matches it live while lazy queries cover the
+    // rest; lazy_begin() starts a lazy query on the recognizer's current window (after finish() for
+    // a clip; at any point of a live listen, whose recognizer is then told not to match by itself).
+    // params_json: LazyIndexParams overrides, e.g.
     // {"background_blocks": 32, "block_cache_bytes": 16777216, "pair_cache_bytes": 4194304}.
     JsStatus load_lazy(const std::string& manifest, const std::string& quantizer,
                        const std::string& directory, const std::string& pair_header,
@@ -126,6 +126,7 @@ private:
     std::unique_ptr<Recognizer> recognizer_;
     std::unique_ptr<LazyIndex> lazy_;
     MatchParams lazy_match_;  // the recognizer's overrides on the lazy index's thresholds
+    bool index_from_lazy_ = false;  // index_ is the preloaded lazy index, not a whole (hot) one
     std::vector<float> input_;
 };
 

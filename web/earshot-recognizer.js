@@ -4,7 +4,7 @@
 // listening, show each new song, "Back to" a song that returns, "Music stopped" in between);
 // index-mode ("lazy": fetch per listen only the parts of the index it needs; default "full"),
 // lazy-cache-mb (the Cache API budget of those parts, default 64) and hot-index (lazy mode: a
-// whole index of the most played songs, loaded first and answered offline).
+// whole index of the most played songs, loaded first and matched without the network).
 // Re-dispatches the recognizer's events (ready, progress, match, nomatch, music-stopped, error)
 // from the element, bubbling and composed, so a page can react without touching the library.
 // Styles come from earshot-recognizer.css (a <link>: no inline styles, strict CSP friendly).
@@ -272,7 +272,7 @@ export class EarshotRecognizerElement extends HTMLElement {
         if (!p) return;
         if (p.indexMode === 'lazy') {
             // Every song is searchable; its parts are fetched when it is heard.
-            const hot = p.hotSongs ? ` · ${p.hotSongs} hot songs offline (${formatBytes(p.hotBytes)})` : '';
+            const hot = p.hotSongs ? ` · ${p.hotSongs} hot songs loaded (${formatBytes(p.hotBytes)})` : '';
             this.ui.statusText.textContent = `Index: ${p.songsTotal} songs${hot} · lazy: ${formatBytes(p.bytesLoaded)} loaded` +
                 (p.done ? `, ${formatBytes(p.lazyCachedBytes ?? 0)} cached · needs the network for songs not heard before` : ' · loading…');
             this.ui.status.dataset.offline = 'false';

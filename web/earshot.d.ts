@@ -10,7 +10,7 @@ export interface RecognizerOptions {
      * 'lazy' (a format 2 index built with --pair-keys): download the quantizer, the block
      * directory and the pair-key header once, then per listen only the byte ranges it needs
      * (HTTP Range requests), cached under lazyCacheMB; the server learns which parts a listen
-     * needed, which name the song (README, "Privacy"). No continuous mode.
+     * needed, which name the song (docs/SCALE.md, "What the requests reveal"). No continuous mode.
      */
     indexMode?: 'full' | 'lazy';
     /** lazy mode: megabytes of fetched index parts kept in the Cache API (default 64), least recently used dropped first */

@@ -23,7 +23,7 @@
 // quantizer, the block directory and the pair-key header once and then, per listen, only the
 // byte ranges the core names (`lazy` in match/nomatch: {requests, bytes, cachedBytes}), kept in
 // the Cache API under lazyCacheMB: a million-song index without downloading it. The server sees
-// which parts of the index a listen needs, and those name the song (README, "Privacy").
+// which parts of the index a listen needs, and those name the song (docs/SCALE.md, "What the requests reveal").
 //
 // Audio path: getUserMedia (echoCancellation, noiseSuppression, autoGainControl off) ->
 // AudioContext at the model rate when the browser allows it -> AudioWorklet (copies samples
