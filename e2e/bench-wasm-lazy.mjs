@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { repoRoot, requireSite, siteDir } from './helpers.mjs';
+import { quantile, repoRoot, requireSite, siteDir } from './helpers.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
@@ -36,7 +36,6 @@ const wasmBinary = fs.readFileSync(path.join(siteDir, 'wasm/earshot-core.wasm'))
 const modelBytes = fs.readFileSync(path.join(siteDir, 'models/earshot.emod'));
 const must = (s) => { if (!s.ok) throw new Error(s.message); };
 const cpuMs = (u) => (u.user + u.system) / 1000;
-const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
 const manifestText = fs.readFileSync(path.join(indexDir, 'manifest.json'), 'utf8');
 const manifest = JSON.parse(manifestText);

@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { startServer } from '../scripts/serve.mjs';
-import { launchChromium, repoRoot, requireSite, siteDir } from './helpers.mjs';
+import { launchChromium, quantile, repoRoot, requireSite, siteDir } from './helpers.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -106,14 +106,8 @@ try {
 
 fs.mkdirSync(path.dirname(outFile), { recursive: true });
 fs.writeFileSync(outFile, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
-const median = (xs) => {
-    const s = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-    return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
-};
-const p90 = (xs) => {
-    const s = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-    return s.length ? s[Math.min(s.length - 1, Math.ceil(0.9 * s.length) - 1)] : NaN;
-};
+const median = (xs) => quantile(xs, 0.5);
+const p90 = (xs) => quantile(xs, 0.9);
 const inside = results.filter((r) => r.truth !== '-');
 const outside = results.filter((r) => r.truth === '-');
 const kb = (x) => (x / 1024).toFixed(0);

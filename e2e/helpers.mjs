@@ -106,6 +106,17 @@ export function buildIndex(out, args = []) {
     return { rows, manifest: JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')) };
 }
 
+/**
+ * The benchmarks' quantile: of the numbers among `xs` (others, e.g. null for a figure a run did
+ * not give, are left out), sorted, the one at floor(q * n) (the upper median for q = 0.5); NaN
+ * when there is none.
+ * @param {unknown[]} xs @param {number} q
+ */
+export function quantile(xs, q) {
+    const s = /** @type {number[]} */ (xs.filter((x) => typeof x === 'number')).sort((a, b) => a - b);
+    return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : NaN;
+}
+
 /** Cache API stand-in for node (it has none): a Map of URL -> bytes behind the same interface. */
 export class MemoryCacheStorage {
     constructor() { this.caches = new Map(); }

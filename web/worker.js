@@ -72,8 +72,8 @@ let indexMode = 'full';         // 'full' | 'lazy'
 let hotTier = false;            // lazy mode with a whole hot index, which the recognizer matches live
 let lookInFlight = false;       // a lazy look is fetching: audio waits in the backlog
 let lastLookEmbeddings = -1;    // the recognizer's embedding count at the last look of this listen
-let listenRequests = 0;         // this listen's Range requests and bytes (lazy mode)
-let listenBytes = 0;
+// Lazy mode: the range store's counts when this listen began (its figures are the difference).
+let listenStart = { requests: 0, bytes: 0 };
 // Lazy mode without a hot tier: the core's recognizer never matches by itself (the looks do):
 // its matcher would run against the background blocks alone.
 const NO_MATCH_EMBEDDINGS = 1_000_000_000;
@@ -302,13 +302,14 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     // The lists of the directory and the copies Embind makes: about three times the files.
     ensureMemory(preloadBytes, 3, 8 * MIB, 'the lazy index', true);
     check(engine.loadLazy(text, quantizer.bytes, directory.bytes, pairHeader.bytes, '{}'), 'index-corrupt');
-    lazyStore = new LazyRangeStore({
+    const store = new LazyRangeStore({
         downloader,
         budgetBytes: options.lazyCacheMB === undefined ? DEFAULT_LAZY_CACHE_BYTES : Number(options.lazyCacheMB) * MIB,
         fileBytes: { [manifest.blocks.file]: manifest.blocks.bytes, [pairs.directory.file]: pairs.directory.bytes,
             [pairs.postings.file]: pairs.postings.bytes },
     });
-    await lazyStore.open();
+    lazyStore = store;
+    await store.open();
     progress.bytesLoaded = preloadBytes;
     progress.allFromCache &&= files.every((f) => f.fromCache);
     postProgress('directory');
@@ -318,27 +319,20 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     if (!background.ok) throw new EarshotError('internal', background.message);
     for (const f of background.fetches) {
         // Nothing can be answered without them: any failure here is fatal.
-        let { bytes, fromCache } = await lazyStore.get(f).catch((error) => {
+        const { status, bytes, fromCache } = await store.get(f).then((got) => provideRange(store, f, got)).catch((error) => {
             throw error instanceof EarshotError && !error.fatal
                 ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
         });
-        let status = engine.lazyProvide(f.kind, f.id, bytes);
-        if (!status.ok && fromCache) {
-            await lazyStore.forget(f);
-            bytes = await lazyStore.download(f);
-            fromCache = false;
-            status = engine.lazyProvide(f.kind, f.id, bytes);
-        }
         if (!status.ok) {
             throw new EarshotError('index-corrupt', `Index ${f.file} block ${f.id} was rejected: ${status.message}. ` +
                 'Nothing can be recognized lazily without it: rebuild or re-upload the index.', { file: f.file });
         }
-        await lazyStore.keep(f, bytes, fromCache, true);
+        await store.keep(f, bytes, fromCache, true);
         progress.shardsLoaded += 1;
         progress.bytesLoaded += bytes.length;
         progress.allFromCache &&= fromCache;
     }
-    await lazyStore.save();
+    await store.save();
     indexUsable = true;
     prepareRecognizer();
     inputPointer = engine.inputPointer(INPUT_CAPACITY);
@@ -350,7 +344,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     progress.songsLoaded = manifest.songs;  // every song is searchable, its parts fetched when heard
     progress.done = true;
     progress.offlineReady = false;
-    progress.lazyCachedBytes = lazyStore.cachedBytes;
+    progress.lazyCachedBytes = store.cachedBytes;
     postProgress('done');
     flushBacklog();
 }
@@ -384,8 +378,7 @@ async function loadHotTier(downloader, manifest, options, progress) {
  */
 function prepareRecognizer() {
     lastLookEmbeddings = -1;
-    listenRequests = 0;
-    listenBytes = 0;
+    listenStart = { requests: lazyStore?.requests ?? 0, bytes: lazyStore?.bytesFetched ?? 0 };
     const lazy = indexMode === 'lazy' && !hotTier ? { match_every_embeddings: NO_MATCH_EMBEDDINGS } : {};
     const params = JSON.stringify({ ...recognizerParams, ...listenParams, ...lazy });
     if (params === createdWith) {
@@ -496,9 +489,31 @@ function postListenEnd(message) {
     post(message, message.audio ? [message.audio.samples.buffer] : []);
 }
 
+/**
+ * Hands one range to the core (`got`: the store's copy of it). A cached copy the core refuses is
+ * forgotten and fetched once more from the network. Returns the core's answer to the last copy
+ * given, with that copy.
+ * @param {LazyRangeStore} store @param {any} f @param {{bytes: Uint8Array, fromCache: boolean}} got
+ */
+async function provideRange(store, f, got) {
+    let { bytes, fromCache } = got;
+    let status = engine.lazyProvide(f.kind, f.id, bytes);
+    if (!status.ok && fromCache) {
+        await store.forget(f);
+        bytes = await store.download(f);
+        fromCache = false;
+        status = engine.lazyProvide(f.kind, f.id, bytes);
+    }
+    return { status, bytes, fromCache };
+}
+
 /** Lazy mode: this listen's Range requests and bytes, and the bytes cached now. */
 function lazyFigures() {
-    return { requests: listenRequests, bytes: listenBytes, cachedBytes: lazyStore?.cachedBytes ?? 0 };
+    return {
+        requests: (lazyStore?.requests ?? 0) - listenStart.requests,
+        bytes: (lazyStore?.bytesFetched ?? 0) - listenStart.bytes,
+        cachedBytes: lazyStore?.cachedBytes ?? 0,
+    };
 }
 
 /**
@@ -550,20 +565,11 @@ async function lazyLook(final) {
             if (!next.ok) throw new EarshotError('internal', next.message);
             if (next.fetches.length === 0) break;
             lap();
-            const requestsBefore = store.requests;
-            const bytesBefore = store.bytesFetched;
             const got = await Promise.all(next.fetches.map((/** @type {any} */ f) => store.get(f)));
             t = performance.now();
             for (let i = 0; i < got.length; i++) {
                 const f = next.fetches[i];
-                let { bytes, fromCache } = got[i];
-                let status = engine.lazyProvide(f.kind, f.id, bytes);
-                if (!status.ok && fromCache) {
-                    await store.forget(f);
-                    bytes = await store.download(f);
-                    fromCache = false;
-                    status = engine.lazyProvide(f.kind, f.id, bytes);
-                }
+                const { status, bytes, fromCache } = await provideRange(store, f, got[i]);
                 if (!status.ok) {
                     throw new EarshotError('index-corrupt', `Bytes ${f.offset}–${f.offset + f.bytes - 1} of index file ${f.file} ` +
                         `were rejected: ${status.message}. This listen could not be answered; re-upload the index.`,
@@ -571,8 +577,6 @@ async function lazyLook(final) {
                 }
                 await store.keep(f, bytes, fromCache);
             }
-            listenRequests += store.requests - requestsBefore;
-            listenBytes += store.bytesFetched - bytesBefore;
         }
         answer = JSON.parse(engine.lazyResult());
         lap();
