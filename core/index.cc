@@ -99,7 +99,7 @@ Status Index::load_manifest(const std::string& json_text) {
     const std::string what = "manifest.json";
     // The shard table and the lists' reservations come from the manifest and its directory:
     // once either holds songs, a second manifest cannot describe them.
-    if (has_directory_ || !shards_loaded_.empty())
+    if (has_directory_ || block_entries_ || !shards_loaded_.empty())
         return Status::error(what +
                              ": the index already holds a directory or shards; "
                              "load a new manifest into a new index");
@@ -190,9 +190,37 @@ Status Index::load_manifest(const std::string& json_text) {
     return Status::ok();
 }
 
+const Index::ManifestShard* Index::block_entry(size_t b) const {
+    if (block_entries_) {
+        const auto it = block_entries_->find(uint32_t(b));
+        return it == block_entries_->end() ? nullptr : &it->second;
+    }
+    return b < manifest_shards_->size() ? &(*manifest_shards_)[b] : nullptr;
+}
+
 Index::FileRange Index::shard_range(size_t i) const {
-    const ManifestShard& e = (*manifest_shards_)[i];
-    return {e.file, e.offset, e.bytes, e.sha256, e.songs};
+    const ManifestShard* e = block_entry(i);
+    if (!e) return {};
+    return {e->file, e->offset, e->bytes, e->sha256, e->songs};
+}
+
+Status Index::set_block_entries(const std::vector<std::pair<uint32_t, FileRange>>& entries) {
+    if (version_ != kIndexVersion2)
+        return Status::error("block entries need a format v2 manifest first");
+    if (!has_quantizer_) return Status::error("add the quantizer before block entries");
+    if (has_directory_)
+        return Status::error("block entries: a whole block directory is loaded already");
+    auto map = std::make_shared<std::unordered_map<uint32_t, ManifestShard>>();
+    for (const auto& [block, r] : entries) {
+        if (block >= manifest_blocks_count_ || r.file != manifest_blocks_file_ || r.bytes == 0 ||
+            r.offset > manifest_blocks_bytes_ || r.bytes > manifest_blocks_bytes_ - r.offset ||
+            r.songs == 0)
+            return Status::error("block entry " + std::to_string(block) +
+                                 ": not a block of the manifest's " + manifest_blocks_file_);
+        (*map)[block] = {r.file, r.sha256, size_t(r.bytes), r.offset, r.songs};
+    }
+    block_entries_ = std::move(map);
+    return Status::ok();
 }
 
 Status Index::read_list_sizes(const ContainerView& view, const std::string& what,
@@ -410,15 +438,17 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         !(st = json_read_uint64(meta, "n_songs", UINT64_MAX, where, &n_songs)) ||
         !(st = json_read_uint64(meta, "n_frames", UINT64_MAX, where, &n_embeddings)))
         return st;
-    if (version_ == kIndexVersion2 && !has_directory_)
+    if (version_ == kIndexVersion2 && !has_directory_ && !block_entries_)
         return Status::error(what + ": add the block directory (" + manifest_directory_file_ +
                              ") before any block");
     if (has_manifest_) {
-        if (shard >= manifest_shards_->size())
+        const ManifestShard* known = block_entry(shard);
+        if (!known)
             return Status::error(what + ": shard " + std::to_string(shard) +
-                                 " is not in the manifest (" +
-                                 std::to_string(manifest_shards_->size()) + " shards)");
-        const ManifestShard& entry = (*manifest_shards_)[shard];
+                                 " is not in the manifest (" + std::to_string(n_shards_expected()) +
+                                 " shards)" +
+                                 (block_entries_ ? " or its directory page was not read" : ""));
+        const ManifestShard& entry = *known;
         const std::string file_sha = index_file_sha256_hex(bytes, size);
         if (entry.sha256 != file_sha || entry.bytes != size)
             return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +

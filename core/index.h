@@ -37,6 +37,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/model.h"
@@ -130,7 +132,9 @@ public:
     // The manifest's format version (kIndexVersion1 or 2); 0 without a manifest.
     int version() const { return version_; }
     // Shards listed by the manifest, or blocks listed by the directory (0 before either).
-    size_t n_shards_expected() const { return manifest_shards_->size(); }
+    size_t n_shards_expected() const {
+        return block_entries_ ? size_t(manifest_blocks_count_) : manifest_shards_->size();
+    }
     // File names the manifest gives (checked by is_index_file_name); empty without a manifest.
     const std::string& manifest_quantizer_file() const { return manifest_quantizer_file_; }
     const std::string& manifest_directory_file() const { return manifest_directory_file_; }
@@ -144,6 +148,12 @@ public:
         size_t songs = 0;  // songs in it (v2: from the directory; v1: the manifest's count)
     };
     FileRange shard_range(size_t i) const;
+    // Format v2 read in parts (a lazy client: core/directory_pages.h): instead of
+    // add_directory(), the entries of the blocks this index will add, each from a directory
+    // page the caller has checked, after the manifest and the quantizer. Replaces the entries
+    // given before; refused once a whole directory is loaded. A block without an entry is
+    // refused by add_shard().
+    Status set_block_entries(const std::vector<std::pair<uint32_t, FileRange>>& entries);
     // v2: the songs file's name and size from the manifest (empty and 0 for v1).
     const std::string& manifest_blocks_file() const { return manifest_blocks_file_; }
     uint64_t manifest_blocks_bytes() const { return manifest_blocks_bytes_; }
@@ -215,6 +225,10 @@ private:
     // blocks are tens of MB.
     std::shared_ptr<const std::vector<ManifestShard>> manifest_shards_ =
         std::make_shared<const std::vector<ManifestShard>>();
+    // set_block_entries(): the blocks known, by number (null: none given).
+    std::shared_ptr<const std::unordered_map<uint32_t, ManifestShard>> block_entries_;
+    // Block b's entry, from the whole directory or set_block_entries(); null when unknown.
+    const ManifestShard* block_entry(size_t b) const;
 
     bool has_quantizer_ = false;
     Quantizer quantizer_;

@@ -48,6 +48,8 @@ json song_meta(const SongInfo& info) {
 constexpr char kBlocksFile[] = "songs.esb";
 constexpr char kDirectoryFile[] = "directory.ed";
 constexpr char kPairHeaderFile[] = "pairs.ekh";
+constexpr char kDirectoryPagesHeaderFile[] = "directory-pages.edh";
+constexpr char kDirectoryPagesFile[] = "directory-pages.edp";
 constexpr char kPairDirectoryFile[] = "pairs.ekd";
 constexpr char kPairPostingsFile[] = "pairs.ekp";
 
@@ -115,6 +117,9 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
                              " is not 1 or 2");
     if (p.pair_span > 0 && p.format_version != kIndexVersion2)
         return Status::error("pair_span: the pair-key level is written with format 2 only");
+    if (p.directory_page_blocks < 1 || p.directory_page_blocks > kMaxDirectoryPageBlocks)
+        return Status::error("directory_page_blocks must be in [1, " +
+                             std::to_string(kMaxDirectoryPageBlocks) + "]");
     if (p.pair_span > kPairLayoutMaxWindows)
         return Status::error("pair_span " + std::to_string(p.pair_span) + " is out of range [0, " +
                              std::to_string(kPairLayoutMaxWindows) + "]");
@@ -457,29 +462,36 @@ Status IndexBuilder::write_shard() {
     return Status::ok();
 }
 
-std::vector<uint8_t> IndexBuilder::directory_file() const {
-    const size_t n = shards_.size();
-    std::vector<uint64_t> offsets = {0};
-    std::vector<uint32_t> first_song = {0};
-    std::vector<uint8_t> hashes;
-    hashes.reserve(n * kSha256Bytes);
+BlockDirectoryFields IndexBuilder::directory_fields() const {
+    BlockDirectoryFields d;
+    d.model_hash = model_.hash_hex;
+    d.quantizer_sha256 = quantizer_sha256_;
+    d.blocks_file = kBlocksFile;
+    d.offsets = {0};
+    d.first_song = {0};
+    d.sha256.reserve(shards_.size() * kSha256Bytes);
     for (const ShardEntry& e : shards_) {
-        offsets.push_back(e.offset + e.bytes);
-        first_song.push_back(first_song.back() + uint32_t(e.songs));
-        hashes.insert(hashes.end(), e.digest.begin(), e.digest.end());
+        d.offsets.push_back(e.offset + e.bytes);
+        d.first_song.push_back(d.first_song.back() + uint32_t(e.songs));
+        d.sha256.insert(d.sha256.end(), e.digest.begin(), e.digest.end());
     }
-    json meta = {{"model_hash", model_.hash_hex},
-                 {"quantizer_sha256", quantizer_sha256_},
-                 {"blocks_file", kBlocksFile},
+    return d;
+}
+
+std::vector<uint8_t> IndexBuilder::directory_file(const BlockDirectoryFields& d) const {
+    const size_t n = d.offsets.size() - 1;
+    json meta = {{"model_hash", d.model_hash},
+                 {"quantizer_sha256", d.quantizer_sha256},
+                 {"blocks_file", d.blocks_file},
                  {"n_blocks", n},
-                 {"n_songs", first_song.back()}};
+                 {"n_songs", d.first_song.back()}};
     ContainerWriter writer("DIRC", meta);
-    writer.add("block_offsets", DType::kU64, {uint32_t(n + 1)}, offsets.data(),
-               offsets.size() * sizeof(uint64_t));
-    writer.add("block_sha256", DType::kU8, {uint32_t(n), uint32_t(kSha256Bytes)}, hashes.data(),
-               hashes.size());
-    writer.add("block_songs", DType::kU32, {uint32_t(n + 1)}, first_song.data(),
-               first_song.size() * sizeof(uint32_t));
+    writer.add("block_offsets", DType::kU64, {uint32_t(n + 1)}, d.offsets.data(),
+               d.offsets.size() * sizeof(uint64_t));
+    writer.add("block_sha256", DType::kU8, {uint32_t(n), uint32_t(kSha256Bytes)}, d.sha256.data(),
+               d.sha256.size());
+    writer.add("block_songs", DType::kU32, {uint32_t(n + 1)}, d.first_song.data(),
+               d.first_song.size() * sizeof(uint32_t));
     writer.add("list_sizes", DType::kU32, {uint32_t(list_sizes_.size())}, list_sizes_.data(),
                list_sizes_.size() * sizeof(uint32_t));
     return writer.finish();
@@ -516,7 +528,7 @@ Result<IndexFiles> IndexBuilder::finish() {
                        {"bytes", quantizer_file_.size()},
                        {"sha256", quantizer_sha256_}}}};
     if (v2) {
-        std::vector<uint8_t> directory = directory_file();
+        std::vector<uint8_t> directory = directory_file(directory_fields());
         manifest["directory"] = {{"file", kDirectoryFile},
                                  {"bytes", directory.size()},
                                  {"sha256", file_sha256_hex(directory)}};
@@ -577,6 +589,21 @@ Result<IndexFiles> IndexBuilder::finish() {
         if (!sink_) out.files[kPairPostingsFile] = std::move(f.postings);
         out.n_files += 3;
         pairs_.reset();
+        // The pages a lazy client reads the directory by (it needs the pair level too).
+        Result<DirectoryPagesFiles> pages =
+            write_directory_pages(directory_fields(), params_.directory_page_blocks);
+        if (!pages) return pages.status();
+        manifest["directory_pages"] = {
+            {"header",
+             {{"file", kDirectoryPagesHeaderFile},
+              {"bytes", pages->header.size()},
+              {"sha256", file_sha256_hex(pages->header)}}},
+            {"pages", {{"file", kDirectoryPagesFile}, {"bytes", pages->pages.size()}}},
+            {"blocks_per_page", params_.directory_page_blocks}};
+        out.total_bytes += pages->header.size() + pages->pages.size();
+        out.files[kDirectoryPagesHeaderFile] = std::move(pages->header);
+        out.files[kDirectoryPagesFile] = std::move(pages->pages);
+        out.n_files += 2;
     }
     manifest["songs"] = out.n_songs;
     manifest["duration_s"] = out.duration_s;

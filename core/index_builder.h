@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/directory_pages.h"
 #include "core/index.h"
 #include "core/model.h"
 #include "core/pair_keys.h"
@@ -68,6 +69,10 @@ struct IndexBuildParams {
     // songs of at most 2^12 windows (17 minutes at a 0.25 s hop) and 2^20 songs.
     uint32_t pair_span = 0;
     uint32_t pair_keys_per_page = 512;  // keys a directory page holds, [1, 65536]
+    // With the pair-key level, the block directory is also written in pages a lazy client
+    // fetches one at a time (core/directory_pages.h: directory-pages.edh and .edp, the header
+    // hashed in the manifest); blocks a page holds, [1, 65536].
+    uint32_t directory_page_blocks = kDefaultDirectoryPageBlocks;
 };
 // The block size bound `earshot build` uses for format v2: a few songs (about 2 of 3 minutes
 // with 32-byte codes, 8 with 8-byte codes), so a page fetching one song's codes fetches little
@@ -177,8 +182,9 @@ private:
         size_t bytes = 0, songs = 0, windows = 0;
         uint64_t offset = 0;  // v2: in songs.esb
     };
-    // v2: the directory container of the blocks written.
-    std::vector<uint8_t> directory_file() const;
+    // v2: what the directory says of the blocks written, and its container.
+    BlockDirectoryFields directory_fields() const;
+    std::vector<uint8_t> directory_file(const BlockDirectoryFields& fields) const;
     // Metadata cleaned for the shard's JSON (valid UTF-8, a finite duration >= 0).
     static PendingSong make_pending_song(const SongInfo& song, size_t n_embeddings);
     void encode_song(PendingSong& song) const;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/index.h"
+
 namespace earshot {
 
 Status json_read_int(const nlohmann::json& obj, const char* key, int lo, int hi,
@@ -115,6 +117,20 @@ Status json_read_optional_bool(const nlohmann::json& obj, const char* key,
     const nlohmann::json& v = obj[key];
     if (!v.is_boolean()) return Status::error(where + ": '" + key + "' must be true or false");
     *out = v.get<bool>();
+    return Status::ok();
+}
+
+Status json_read_file_entry(const nlohmann::json& obj, const char* key, const std::string& where,
+                            std::string* file, uint64_t* bytes) {
+    const nlohmann::json* entry = nullptr;
+    const std::string at = where + " " + key;
+    if (Status s = json_read_object(obj, key, where, &entry); !s) return s;
+    for (Status s : {json_read_string(*entry, "file", at, file),
+                     json_read_uint64(*entry, "bytes", uint64_t(1) << 52, at, bytes)})
+        if (!s) return s;
+    if (!is_index_file_name(*file))
+        return Status::error(at + ": \"" + *file +
+                             "\" is not a plain file name: index files sit next to the manifest");
     return Status::ok();
 }
 

@@ -41,4 +41,9 @@ Status json_read_optional_double(const nlohmann::json& obj, const char* key,
 Status json_read_optional_bool(const nlohmann::json& obj, const char* key,
                                const std::string& where, bool* out);
 
+// obj[key] as an index file's entry: an object with "file", a plain name that may sit next to
+// the manifest (is_index_file_name in core/index.h), and "bytes" (at most 2^52).
+Status json_read_file_entry(const nlohmann::json& obj, const char* key, const std::string& where,
+                            std::string* file, uint64_t* bytes);
+
 }  // namespace earshot

@@ -8,7 +8,7 @@ namespace earshot {
 
 Result<std::unique_ptr<LazyIndex>> LazyIndex::create(
     const ModelInfo& model, const std::string& manifest_text, const uint8_t* quantizer,
-    size_t quantizer_size, const uint8_t* directory, size_t directory_size,
+    size_t quantizer_size, const uint8_t* pages_header, size_t pages_header_size,
     const uint8_t* pair_header, size_t pair_header_size, const LazyIndexParams& params) {
     if (params.max_candidates < 1)
         return Status::error("lazy index: max_candidates must be at least 1");
@@ -28,10 +28,24 @@ Result<std::unique_ptr<LazyIndex>> LazyIndex::create(
     if (Status st = base->add_quantizer(quantizer, quantizer_size, base->manifest_quantizer_file());
         !st)
         return st;
-    if (Status st =
-            base->add_directory(directory, directory_size, base->manifest_directory_file(), false);
-        !st)
-        return st;
+    Result<std::optional<DirectoryPagesManifest>> pages_entry =
+        parse_directory_pages_manifest(manifest_text, "manifest.json");
+    if (!pages_entry) return pages_entry.status();
+    if (!pages_entry->has_value())
+        return Status::error(
+            "lazy index: the index has no directory pages (rebuild it with earshot build "
+            "--pair-keys 2)");
+    Result<DirectoryPagesHeader> pages = read_directory_pages_header(
+        **pages_entry, pages_header, pages_header_size, (*pages_entry)->header_file);
+    if (!pages) return pages.status();
+    // No block is known until its directory page is read.
+    if (Status st = base->set_block_entries({}); !st) return st;
+    if (pages->model_hash != base->model_hash() ||
+        pages->quantizer_sha256 != base->quantizer_sha256() ||
+        pages->blocks_file != base->manifest_blocks_file() ||
+        pages->n_blocks != base->n_shards_expected())
+        return Status::error("lazy index: " + (*pages_entry)->header_file +
+                             " belongs to another model, quantizer or songs file");
     Result<PairKeyHeader> header =
         read_pair_key_header(**entry, pair_header, pair_header_size, (*entry)->header_file);
     if (!header) return header.status();
@@ -43,44 +57,61 @@ Result<std::unique_ptr<LazyIndex>> LazyIndex::create(
     const auto step = uint32_t(std::lround(ratio));
     if (step == 0 || std::fabs(ratio - step) > 1e-6 || header->span % step)
         return Status::error("lazy index: the model's query hop does not divide the pair span");
-    std::unique_ptr<LazyIndex> lazy(new LazyIndex(std::move(base), std::move(**entry),
-                                                  std::move(header.value()), step, params));
+    if (pages->n_songs != header->n_songs)
+        return Status::error("lazy index: the pair-key level numbers " +
+                             std::to_string(header->n_songs) + " songs where the directory holds " +
+                             std::to_string(pages->n_songs));
+    std::unique_ptr<LazyIndex> lazy(
+        new LazyIndex(std::move(base), std::move(**entry), std::move(header.value()),
+                      std::move(**pages_entry), std::move(pages.value()), step, params));
     lazy->query_hop_s_ = model_query_hop_s(model);
     lazy->preload_bytes_ =
-        manifest_text.size() + quantizer_size + directory_size + pair_header_size;
-    uint64_t songs = 0;
-    for (size_t b = 0; b < lazy->base_->n_shards_expected(); ++b) {
-        lazy->block_first_song_.push_back(uint32_t(songs));
-        songs += lazy->base_->shard_range(b).songs;
-    }
-    lazy->block_first_song_.push_back(uint32_t(songs));
+        manifest_text.size() + quantizer_size + pages_header_size + pair_header_size;
     // Evenly spaced from the last block back: distinct, and a catalogue's first blocks (often
     // the ones it was tested with) are the last taken.
-    const uint64_t n_blocks = lazy->base_->n_shards_expected();
+    const uint64_t n_blocks = lazy->pages_header_.n_blocks;
     const uint64_t k = std::min<uint64_t>(params.background_blocks, n_blocks);
     for (uint64_t i = 0; i < k; ++i)
         lazy->background_.push_back(uint32_t(n_blocks - 1 - i * n_blocks / k));
     std::sort(lazy->background_.begin(), lazy->background_.end());
-    if (songs != lazy->reader_.header().n_songs)
-        return Status::error("lazy index: the pair-key level numbers " +
-                             std::to_string(lazy->reader_.header().n_songs) +
-                             " songs where the directory holds " + std::to_string(songs));
+    for (uint32_t b : lazy->background_)
+        lazy->background_pages_.push_back(lazy->pages_header_.page_of_block(b));
+    lazy->background_pages_.erase(
+        std::unique(lazy->background_pages_.begin(), lazy->background_pages_.end()),
+        lazy->background_pages_.end());
     return lazy;
 }
 
 LazyIndex::LazyIndex(std::shared_ptr<Index> base, PairKeyManifest manifest, PairKeyHeader header,
+                     DirectoryPagesManifest pages_manifest, DirectoryPagesHeader pages_header,
                      uint32_t query_step, const LazyIndexParams& params)
     : base_(std::move(base)),
       pair_manifest_(std::move(manifest)),
       reader_(std::move(header), params.pair_cache_bytes),
       query_step_(query_step),
-      params_(params) {}
+      params_(params),
+      pages_manifest_(std::move(pages_manifest)),
+      pages_header_(std::move(pages_header)) {}
+
+LazyFetch LazyIndex::page_fetch(uint32_t page) const {
+    return {LazyFetch::Kind::kDirectoryPage, page, pages_manifest_.pages_file,
+            pages_header_.page_range(page)};
+}
+
+std::optional<Index::FileRange> LazyIndex::block_range(uint32_t block) const {
+    const auto page = directory_pages_.find(pages_header_.page_of_block(block));
+    if (page == directory_pages_.end()) return std::nullopt;
+    return page->second.block_range(pages_header_.blocks_file, block);
+}
 
 std::vector<LazyFetch> LazyIndex::preload_fetches() const {
     std::vector<LazyFetch> out;
+    for (uint32_t p : background_pages_)
+        if (!directory_pages_.count(p)) out.push_back(page_fetch(p));
+    if (!out.empty()) return out;
     for (uint32_t b : background_) {
         if (pinned_.count(b)) continue;
-        const Index::FileRange r = base_->shard_range(b);
+        const Index::FileRange r = *block_range(b);
         out.push_back({LazyFetch::Kind::kBlock, b, r.file, ByteRange{r.offset, r.bytes}});
     }
     return out;
@@ -91,13 +122,46 @@ void LazyIndex::clear_cache() {
     block_lru_.clear();
     block_at_.clear();
     blocks_cached_ = 0;
+    for (auto it = directory_pages_.begin(); it != directory_pages_.end();) {
+        if (std::binary_search(background_pages_.begin(), background_pages_.end(), it->first)) {
+            ++it;
+            continue;
+        }
+        directory_cached_ -= it->second.bytes();
+        it = directory_pages_.erase(it);
+    }
     step_ = Step::kIdle;
+}
+
+void LazyIndex::keep_page(DirectoryPage page) {
+    const uint32_t number = page.page;
+    if (const auto old = directory_pages_.find(number); old != directory_pages_.end()) {
+        directory_cached_ -= old->second.bytes();
+        directory_pages_.erase(old);
+    }
+    // Pages are small (1.4 KB for 32 blocks) and few per query: over the budget, every page
+    // neither the background's nor the current query's goes at once.
+    if (directory_cached_ + page.bytes() > params_.directory_cache_bytes) {
+        for (auto it = directory_pages_.begin(); it != directory_pages_.end();) {
+            const uint32_t p = it->first;
+            if (std::binary_search(background_pages_.begin(), background_pages_.end(), p) ||
+                std::binary_search(query_pages_.begin(), query_pages_.end(), p)) {
+                ++it;
+                continue;
+            }
+            directory_cached_ -= it->second.bytes();
+            it = directory_pages_.erase(it);
+        }
+    }
+    directory_cached_ += page.bytes();
+    directory_pages_.emplace(number, std::move(page));
 }
 
 Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     step_ = Step::kIdle;
     candidates_.clear();
     blocks_.clear();
+    query_pages_.clear();
     const Quantizer& q = base_->quantizer();
     const size_t dim = size_t(base_->dim());
     lists_.resize(n);
@@ -131,11 +195,27 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
             reader_.vote(lists_.data(), lists_.size(), query_step_, params_.max_candidates);
         if (!votes) return votes.status();
         candidates_ = std::move(votes.value());
+        query_pages_.clear();
+        for (const PairCandidate& c : candidates_) {
+            if (c.song >= pages_header_.n_songs)
+                return Status::error("lazy index: candidate song " + std::to_string(c.song) +
+                                     " is beyond the directory's " +
+                                     std::to_string(pages_header_.n_songs));
+            query_pages_.push_back(pages_header_.page_of_song(c.song));
+        }
+        std::sort(query_pages_.begin(), query_pages_.end());
+        query_pages_.erase(std::unique(query_pages_.begin(), query_pages_.end()),
+                           query_pages_.end());
+        step_ = Step::kDirectoryPages;
+    }
+    if (step_ == Step::kDirectoryPages) {
+        for (uint32_t p : query_pages_)
+            if (!directory_pages_.count(p)) out.push_back(page_fetch(p));
+        if (!out.empty()) return out;
         blocks_.clear();
         for (const PairCandidate& c : candidates_)
-            blocks_.push_back(uint32_t(
-                std::upper_bound(block_first_song_.begin(), block_first_song_.end(), c.song) -
-                block_first_song_.begin() - 1));
+            blocks_.push_back(
+                directory_pages_.at(pages_header_.page_of_song(c.song)).block_of_song(c.song));
         std::sort(blocks_.begin(), blocks_.end());
         blocks_.erase(std::unique(blocks_.begin(), blocks_.end()), blocks_.end());
         step_ = Step::kBlocks;
@@ -143,7 +223,7 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
     if (step_ == Step::kBlocks) {
         for (uint32_t b : blocks_) {
             if (find_block(b)) continue;
-            const Index::FileRange r = base_->shard_range(b);
+            const Index::FileRange r = *block_range(b);
             out.push_back({LazyFetch::Kind::kBlock, b, r.file, ByteRange{r.offset, r.bytes}});
         }
         if (!out.empty()) return out;
@@ -162,13 +242,29 @@ Status LazyIndex::provide(const LazyFetch& fetch, const uint8_t* bytes, size_t s
         case LazyFetch::Kind::kPairUnit:
             st = reader_.add_unit(fetch.id, bytes, size);
             break;
+        case LazyFetch::Kind::kDirectoryPage: {
+            Result<DirectoryPage> page = read_directory_page(pages_header_, fetch.id, bytes, size,
+                                                             base_->manifest_blocks_bytes());
+            if (!page) {
+                st = page.status();
+                break;
+            }
+            keep_page(std::move(page.value()));
+            break;
+        }
         case LazyFetch::Kind::kBlock: {
-            if (fetch.id >= base_->n_shards_expected()) {
+            if (fetch.id >= pages_header_.n_blocks) {
                 st = Status::error("lazy index: block " + std::to_string(fetch.id) +
                                    " is not in the directory");
                 break;
             }
-            const Index::FileRange r = base_->shard_range(fetch.id);
+            const std::optional<Index::FileRange> range = block_range(fetch.id);
+            if (!range) {
+                st = Status::error("lazy index: block " + std::to_string(fetch.id) +
+                                   ": its directory page is not held");
+                break;
+            }
+            const Index::FileRange& r = *range;
             if (size != r.bytes || index_file_sha256_hex(bytes, size) != r.sha256) {
                 st = Status::error(r.file + " block " + std::to_string(fetch.id) +
                                    ": its size or SHA-256 is not the directory's (changed or "
@@ -226,12 +322,20 @@ Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
     blocks.insert(blocks.end(), blocks_.begin(), blocks_.end());
     std::sort(blocks.begin(), blocks.end());
     blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+    std::vector<std::pair<uint32_t, Index::FileRange>> entries;
+    for (uint32_t b : blocks) {
+        std::optional<Index::FileRange> r = block_range(b);
+        if (!r)
+            return Status::error("lazy index: block " + std::to_string(b) +
+                                 ": its directory page is not held");
+        entries.emplace_back(b, std::move(*r));
+    }
+    if (Status st = index->set_block_entries(entries); !st) return st;
     for (uint32_t b : blocks) {
         const std::vector<uint8_t>* bytes = find_block(b);
         if (!bytes) return Status::error("lazy index: block " + std::to_string(b) + " is not held");
-        if (Status st =
-                index->add_shard(bytes->data(), bytes->size(),
-                                 base_->shard_range(b).file + " block " + std::to_string(b));
+        if (Status st = index->add_shard(bytes->data(), bytes->size(),
+                                         pages_header_.blocks_file + " block " + std::to_string(b));
             !st)
             return st;
     }

@@ -1,23 +1,25 @@
 // The `lazy` way to use an index (docs/SCALE.md, "Lazy answers"): a client downloads once what
-// every query needs (the manifest, the quantizer, the block directory, the pair-key header and
-// a few background blocks), then per query only the pair-key pages and units its embeddings
-// name, and the blocks that hold the songs phase 1 by count (core/pair_key_reader.h) picks; the
-// matcher's phase 2 and decision then run on an index of those songs and the background
-// blocks (LazyIndexParams::background_blocks). It does no I/O: it names
-// the byte ranges it needs, round by round, and checks every range handed to it before
-// keeping it (a page and a unit against the pair level's hash tree, a block against the
-// directory's SHA-256), so a page (HTTP `Range` requests) and the CLI (`earshot query
-// --lazy`, reading files) run the same steps:
+// every query needs (the manifest, the quantizer, the directory pages' header, the pair-key
+// header and a few background blocks with their directory pages), then per query only the
+// pair-key pages and units its embeddings name, the directory pages (core/directory_pages.h)
+// of the songs phase 1 by count (core/pair_key_reader.h) picks, and the blocks that hold those
+// songs; the matcher's phase 2 and decision then run on an index of those songs and the
+// background blocks (LazyIndexParams::background_blocks). It does no I/O: it names the byte
+// ranges it needs, round by round, and checks every range handed to it before keeping it (a
+// pair page and unit against the pair level's hash tree, a directory page against the pages'
+// header, a block against its directory page's SHA-256), so a page (HTTP `Range` requests) and
+// the CLI (`earshot query --lazy`, reading files) run the same steps:
 //
-//   auto lazy = LazyIndex::create(model, manifest_text, quantizer, directory, pair_header, {});
+//   auto lazy = LazyIndex::create(model, manifest_text, quantizer, pages_header, pair_header, {});
 //   lazy->begin_query(embeddings, n);                  // at the model's query hop
 //   for (auto round = lazy->next_fetches(); !round->empty(); round = lazy->next_fetches())
 //       for (const LazyFetch& f : *round)              // one round: fetch in parallel
 //           lazy->provide(f, bytes_of(f.file, f.range), f.range.size);
 //   auto answer = lazy->match(embeddings, n, params);  // on the candidates' songs
 //
-// What was fetched stays cached (pair pages and units, blocks) under byte budgets, least
-// recently used out first; a query's own entries are never dropped before it has matched.
+// What was fetched stays cached (pair pages and units, directory pages, blocks) under byte
+// budgets, least recently used out first; a query's own entries are never dropped before it
+// has matched.
 // Clips too short to hold a pair of embeddings `span` apart (under about 2.5 s with span 2 s)
 // name no key and so no candidate: they get no answer.
 #pragma once
@@ -26,10 +28,12 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "core/directory_pages.h"
 #include "core/index.h"
 #include "core/matcher.h"
 #include "core/model.h"
@@ -39,8 +43,9 @@
 namespace earshot {
 
 struct LazyIndexParams {
-    uint64_t pair_cache_bytes = 4u << 20;    // pair pages and units kept
-    uint64_t block_cache_bytes = 16u << 20;  // blocks kept
+    uint64_t pair_cache_bytes = 4u << 20;       // pair pages and units kept
+    uint64_t block_cache_bytes = 16u << 20;     // blocks kept
+    uint64_t directory_cache_bytes = 1u << 20;  // directory pages kept (the background's too)
     size_t max_candidates = 16;              // (song, offset) kept by phase 1
     // Blocks spread evenly over the songs file, fetched once and never dropped, that every
     // query's index holds beside its candidates. The decision subtracts how well the other
@@ -52,10 +57,12 @@ struct LazyIndexParams {
 };
 
 struct LazyFetch {
-    enum class Kind { kPairPage, kPairUnit, kBlock };
+    enum class Kind { kPairPage, kPairUnit, kDirectoryPage, kBlock };
     Kind kind = Kind::kBlock;
-    uint32_t id = 0;   // the page number, key or block number
-    std::string file;  // the manifest's file name: the pair directory, the postings, the blocks
+    uint32_t id = 0;  // the page number, key, directory page number or block number
+    // The manifest's file name: the pair directory, the postings, the directory pages, the
+    // blocks.
+    std::string file;
     ByteRange range;
 };
 
@@ -67,25 +74,28 @@ struct LazyIndexStats {
 
 class LazyIndex {
 public:
-    // The bytes fetched before any query, checked against the manifest (the quantizer and the
-    // directory by their SHA-256, the pair header by its own); the manifest must be format 2
-    // with a pair-key level (`earshot build --pair-keys`) whose query hop divides the span.
+    // The bytes fetched before any query, checked against the manifest by their SHA-256 (the
+    // quantizer, the directory pages' header, the pair header); the manifest must be format 2
+    // with a pair-key level and directory pages (`earshot build --pair-keys`) whose query hop
+    // divides the span.
     static Result<std::unique_ptr<LazyIndex>> create(
         const ModelInfo& model, const std::string& manifest_text, const uint8_t* quantizer,
-        size_t quantizer_size, const uint8_t* directory, size_t directory_size,
+        size_t quantizer_size, const uint8_t* pages_header, size_t pages_header_size,
         const uint8_t* pair_header, size_t pair_header_size, const LazyIndexParams& params);
 
-    // The preloaded index: quantizer and block directory, no songs (for the match parameters).
+    // The preloaded index: manifest and quantizer, no songs (for the match parameters).
     const Index& base() const { return *base_; }
     const PairKeyManifest& pair_manifest() const { return pair_manifest_; }
     uint64_t preload_bytes() const { return preload_bytes_; }
 
-    // The background blocks (LazyIndexParams::background_blocks) not held yet: fetch them
-    // with the preloaded files. A query that starts without them names them in its first round.
+    // The background blocks (LazyIndexParams::background_blocks) not held yet: first their
+    // directory pages, then, once those are held, the blocks. Call it until it is empty,
+    // providing each round (two rounds). A query that starts without them names them in its
+    // first rounds.
     std::vector<LazyFetch> preload_fetches() const;
     const std::vector<uint32_t>& background_blocks() const { return background_; }
     // Forgets every cached page, unit and block (a cold cache, as a first visit's); the
-    // preloaded files and background blocks stay.
+    // preloaded files, the background blocks and their directory pages stay.
     void clear_cache();
     // Starts a query: n embeddings (n x dim, unit length) at the model's query hop. The
     // previous query's plan is dropped; the caches stay.
@@ -107,14 +117,21 @@ public:
     const std::vector<PairCandidate>& candidates() const { return candidates_; }
     const LazyIndexStats& stats() const { return stats_; }
     const PairKeyReaderStats& pair_stats() const { return reader_.stats(); }
-    uint64_t cached_bytes() const { return reader_.cached_bytes() + blocks_cached_; }
+    uint64_t cached_bytes() const {
+        return reader_.cached_bytes() + blocks_cached_ + directory_cached_;
+    }
 
 private:
-    enum class Step { kIdle, kPages, kUnits, kBlocks, kReady };
+    enum class Step { kIdle, kPages, kUnits, kDirectoryPages, kBlocks, kReady };
     LazyIndex(std::shared_ptr<Index> base, PairKeyManifest manifest, PairKeyHeader header,
+              DirectoryPagesManifest pages_manifest, DirectoryPagesHeader pages_header,
               uint32_t query_step, const LazyIndexParams& params);
     void keep_block(uint32_t block, std::vector<uint8_t> bytes);
     const std::vector<uint8_t>* find_block(uint32_t block);  // and marks it used
+    // Block b's range from its directory page; null when the page is not held.
+    std::optional<Index::FileRange> block_range(uint32_t block) const;
+    LazyFetch page_fetch(uint32_t page) const;
+    void keep_page(DirectoryPage page);
 
     std::shared_ptr<Index> base_;
     PairKeyManifest pair_manifest_;
@@ -123,7 +140,12 @@ private:
     double query_hop_s_ = 0.0;
     LazyIndexParams params_;
     uint64_t preload_bytes_ = 0;
-    std::vector<uint32_t> block_first_song_;  // [n_blocks + 1]
+    DirectoryPagesManifest pages_manifest_;
+    DirectoryPagesHeader pages_header_;
+    std::unordered_map<uint32_t, DirectoryPage> directory_pages_;  // held, by page number
+    uint64_t directory_cached_ = 0;
+    std::vector<uint32_t> background_pages_;  // ascending; never dropped
+    std::vector<uint32_t> query_pages_;       // the candidates' pages, ascending
 
     Step step_ = Step::kIdle;
     std::vector<uint32_t> lists_;  // the query's coarse lists

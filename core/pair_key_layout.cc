@@ -7,6 +7,7 @@
 #include "core/container.h"
 #include "core/index.h"
 #include "core/json_read.h"
+#include "core/little_endian.h"
 
 namespace earshot {
 namespace {
@@ -15,32 +16,12 @@ constexpr char kKind[] = "PKEY";
 constexpr char kFormat[] = "earshot-pair-keys";
 constexpr size_t kPageFixedBytes = 4 + 4 + 8;  // page number, keys, first unit's offset
 
-void put_u32(std::vector<uint8_t>* out, uint32_t v) {
-    for (int i = 0; i < 4; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-
-void put_u64(std::vector<uint8_t>* out, uint64_t v) {
-    for (int i = 0; i < 8; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-
 void put_leb128(std::vector<uint8_t>* out, uint64_t v) {
     do {
         uint8_t byte = v & 0x7f;
         v >>= 7;
         out->push_back(v ? byte | 0x80 : byte);
     } while (v);
-}
-
-uint32_t get_u32(const uint8_t* p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
-}
-
-uint64_t get_u64(const uint8_t* p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-    return v;
 }
 
 // A LEB128 value below 2^32 from [*p, end); advances *p. False when cut off or too large.
@@ -268,25 +249,6 @@ Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t ke
     return files;
 }
 
-namespace {
-
-// The file entry `key` of the pair_keys object: its plain file name and byte count.
-Status read_entry(const nlohmann::json& pairs, const char* key, const std::string& where,
-                  std::string* file, uint64_t* bytes) {
-    const nlohmann::json* entry = nullptr;
-    const std::string at = where + " " + key;
-    if (Status s = json_read_object(pairs, key, where, &entry); !s) return s;
-    for (Status s : {json_read_string(*entry, "file", at, file),
-                     json_read_uint64(*entry, "bytes", uint64_t(1) << 52, at, bytes)})
-        if (!s) return s;
-    if (!is_index_file_name(*file))
-        return Status::error(at + ": \"" + *file +
-                             "\" is not a plain file name: index files sit next to the manifest");
-    return Status::ok();
-}
-
-}  // namespace
-
 Result<std::optional<PairKeyManifest>> parse_pair_key_manifest(const std::string& manifest_text,
                                                                const std::string& where) {
     const auto manifest = nlohmann::json::parse(manifest_text, nullptr, false);
@@ -297,12 +259,13 @@ Result<std::optional<PairKeyManifest>> parse_pair_key_manifest(const std::string
     if (Status s = json_read_object(manifest, "pair_keys", where, &pairs); !s) return s;
     PairKeyManifest m;
     uint64_t span = 0;
-    for (Status s : {read_entry(*pairs, "header", at, &m.header_file, &m.header_bytes),
-                     read_entry(*pairs, "directory", at, &m.directory_file, &m.directory_bytes),
-                     read_entry(*pairs, "postings", at, &m.postings_file, &m.postings_bytes),
-                     json_read_uint64(*pairs, "span", uint64_t(1) << 20, at, &span)})
+    for (Status s :
+         {json_read_file_entry(*pairs, "header", at, &m.header_file, &m.header_bytes),
+          json_read_file_entry(*pairs, "directory", at, &m.directory_file, &m.directory_bytes),
+          json_read_file_entry(*pairs, "postings", at, &m.postings_file, &m.postings_bytes),
+          json_read_uint64(*pairs, "span", uint64_t(1) << 20, at, &span)})
         if (!s) return s;
-    // The header entry is an object now (read_entry checked it).
+    // The header entry is an object now (json_read_file_entry checked it).
     if (Status s =
             json_read_string(pairs->at("header"), "sha256", at + " header", &m.header_sha256);
         !s)

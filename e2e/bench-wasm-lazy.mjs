@@ -6,8 +6,9 @@
 // QUERY_SET: a make-queries folder (truth.tsv, queries/). Uses the built site's
 // earshot-core.mjs/.wasm and model (scripts/demo.sh --build-only); clips are decoded with sox.
 // One WASM module for every clip, as one page: the preloaded files (manifest, quantizer,
-// directory, pair header) and the background blocks once, then per clip a cleared cache (what
-// a first query fetches) or, with --warm, the cache kept across clips. Ranges
+// directory pages' header, pair header) and the background blocks with their directory pages
+// once, then per clip a cleared cache (what a first query fetches) or, with --warm, the cache
+// kept across clips. Ranges
 // are read from the folder's files (no HTTP: that is e2e/wasm_node.test.mjs's part). The
 // recognizer embeds every clip, then the lazy query answers its final window.
 // Reports, over the clips: the median and 90th percentile of CPU ms per second of audio
@@ -56,12 +57,15 @@ const module = await createModule({ wasmBinary });
 const engine = new module.Engine();
 must(engine.loadModel(modelBytes));
 const p0 = process.cpuUsage();
-must(engine.loadLazy(manifestText, read(manifest.quantizer.file), read(manifest.directory.file),
+must(engine.loadLazy(manifestText, read(manifest.quantizer.file), read(manifest.directory_pages.header.file),
     read(manifest.pair_keys.header.file), JSON.stringify({ background_blocks: background })));
 let preloadBytes = JSON.parse(engine.lazyInfo()).preload_bytes;
-for (const f of JSON.parse(engine.lazyFetches(true)).fetches) {
-    must(engine.lazyProvide(f.kind, f.id, readRange(f.file, f.offset, f.bytes)));
-    preloadBytes += f.bytes;
+// The background blocks' directory pages, then the blocks.
+for (let round = JSON.parse(engine.lazyFetches(true)).fetches; round.length > 0; round = JSON.parse(engine.lazyFetches(true)).fetches) {
+    for (const f of round) {
+        must(engine.lazyProvide(f.kind, f.id, readRange(f.file, f.offset, f.bytes)));
+        preloadBytes += f.bytes;
+    }
 }
 const preloadCpu = cpuMs(process.cpuUsage(p0));
 must(engine.createRecognizer(backend, JSON.stringify({ match_every_embeddings: 1000000 })));

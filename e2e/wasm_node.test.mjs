@@ -556,7 +556,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         const m = built.manifest;
         const whole = async (name) => new Uint8Array(await (await fetch(`${server.url}index/${name}`)).arrayBuffer());
         const text = await (await fetch(`${server.url}index/manifest.json`)).text();
-        ok(engine.loadLazy(text, await whole(m.quantizer.file), await whole(m.directory.file),
+        ok(engine.loadLazy(text, await whole(m.quantizer.file), await whole(m.directory_pages.header.file),
             await whole(m.pair_keys.header.file), params));
         ok(engine.createRecognizer('simd', '{}'));
         recognize(module, engine, clip.pcm, 4000);
@@ -577,7 +577,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
             const bodies = await Promise.all(next.fetches.map((f) => fetchRange(f.file, f.offset, f.bytes)));
             next.fetches.forEach((f, i) => { ok(engine.lazyProvide(f.kind, f.id, bodies[i])); bytes += f.bytes; });
         }
-        assert.equal(rounds, 3);  // pair pages, units, blocks
+        assert.equal(rounds, 4);  // pair pages, units, directory pages, blocks
         const answer = JSON.parse(engine.lazyResult());
         assert.equal(answer.song, clip.cli.song);
         assert.ok(Math.abs(answer.offset_s - clip.cli.offset_s) < 1e-6, `offset ${answer.offset_s}, CLI ${clip.cli.offset_s}`);
@@ -591,7 +591,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         }
         const served = requests.reduce((sum, r) => sum + r.responseBytes, 0);
         assert.equal(served, bytes);
-        const all = ['songs.esb', 'pairs.ekd', 'pairs.ekp'].reduce((sum, f) => sum + fs.statSync(path.join(dir, 'site/index', f)).size, 0);
+        const all = ['songs.esb', 'pairs.ekd', 'pairs.ekp', 'directory-pages.edp'].reduce((sum, f) => sum + fs.statSync(path.join(dir, 'site/index', f)).size, 0);
         assert.ok(bytes < all / 2, `read ${bytes} of ${all} bytes`);
         const stats = JSON.parse(engine.lazyInfo());
         assert.equal(stats.bytes, bytes);
@@ -643,7 +643,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         const m = built.manifest;
         const file = (name) => fs.readFileSync(path.join(dir, 'site/index', name));
         const text = fs.readFileSync(path.join(dir, 'site/index/manifest.json'), 'utf8');
-        const loadLazy = () => ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file),
+        const loadLazy = () => ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file),
             file(m.pair_keys.header.file), '{"background_blocks": 0}'));
         loadLazy();
         assert.equal(JSON.parse(engine.indexInfo()).songs, hotSongs);
@@ -671,21 +671,25 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         const m = built.manifest;
         const file = (name) => fs.readFileSync(path.join(dir, 'site/index', name));
         const text = file('manifest.json').toString('utf8');
-        assert.equal(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), file(m.pair_keys.header.file), '{}').ok, false);  // no model
+        assert.equal(engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), file(m.pair_keys.header.file), '{}').ok, false);  // no model
         ok(engine.loadModel(fs.readFileSync(model())));
         const header = Uint8Array.from(file(m.pair_keys.header.file));
         header[100] ^= 1;
-        const changed = engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), header, '{}');
+        const changed = engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), header, '{}');
         assert.equal(changed.ok, false);
         assert.match(changed.message, /SHA-256/);
-        assert.match(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), file(m.pair_keys.header.file), '{"colour": 1}').message, /unknown key colour/);
-        ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory.file), file(m.pair_keys.header.file), '{"background_blocks": 2}'));
-        const preload = JSON.parse(engine.lazyFetches(true));
-        assert.equal(preload.ok, true);
-        assert.equal(preload.fetches.length, 2);
-        for (const f of preload.fetches) {
-            assert.equal(f.kind, 'block');
-            ok(engine.lazyProvide(f.kind, f.id, await fetchRange(f.file, f.offset, f.bytes)));
+        assert.match(engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), file(m.pair_keys.header.file), '{"colour": 1}').message, /unknown key colour/);
+        ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), file(m.pair_keys.header.file), '{"background_blocks": 2}'));
+        // The background blocks' directory pages, then the two blocks.
+        for (const kind of ['directory', 'block']) {
+            const preload = JSON.parse(engine.lazyFetches(true));
+            assert.equal(preload.ok, true);
+            assert.ok(preload.fetches.length >= 1 && preload.fetches.length <= 2);
+            if (kind === 'block') assert.equal(preload.fetches.length, 2);
+            for (const f of preload.fetches) {
+                assert.equal(f.kind, kind);
+                ok(engine.lazyProvide(f.kind, f.id, await fetchRange(f.file, f.offset, f.bytes)));
+            }
         }
         assert.deepEqual(JSON.parse(engine.lazyFetches(true)).fetches, []);
         assert.equal(JSON.parse(engine.lazyFetches(false)).ok, false);  // no query begun

@@ -599,11 +599,12 @@ describe('earshot in the browser', { concurrency: false }, () => {
         fs.writeFileSync(path.join(site.root, 'bare.html'), '<!doctype html><title>earshot</title><link rel="icon" href="icons/icon.svg" type="image/svg+xml">\n');
         const demo = await openDemo({ audioFile: clips.indexed.path, root: site.root, page: 'bare.html' });
         try {
-            const lazyFiles = ['songs.esb', 'pairs.ekd', 'pairs.ekp'];
+            const lazyFiles = ['songs.esb', 'pairs.ekd', 'pairs.ekp', 'directory-pages.edp'];
             const sizes = Object.fromEntries(lazyFiles.map((f) => [f, fs.statSync(path.join(site.root, 'index', f)).size]));
             const options = { indexUrl: 'index/', modelUrl: 'models/earshot.emod', indexMode: 'lazy' };
             const { type, detail, progress, samples, sampleRateHz } = await listenInPage(demo, options);
             // A later recognizer of the same page: what it needs up front is cached.
+            const beforeLater = demo.server.log.length;
             const laterProgress = await demo.page.evaluate(async (recognizerOptions) => {
                 const { createRecognizer } = await import('./earshot.js');
                 const later = await createRecognizer(recognizerOptions);
@@ -643,12 +644,16 @@ describe('earshot in the browser', { concurrency: false }, () => {
             // The later recognizer downloaded nothing of the index: the files it preloads and its
             // background blocks came from the cache.
             assert.ok(laterProgress.lazyCachedBytes >= detail.lazy.cachedBytes, JSON.stringify(laterProgress));
-            for (const f of ['quantizer.eq', 'directory.ed', 'pairs.ekh']) {
+            for (const f of ['quantizer.eq', 'directory-pages.edh', 'pairs.ekh']) {
                 assert.equal(demo.server.log.filter((r) => r.path === `/index/${f}` && r.responseBytes > 0).length, 1, f);
             }
+            assert.ok(!demo.server.log.some((r) => r.path === '/index/directory.ed'), 'the whole directory was fetched');
             const background = progress.shardsLoaded;
             assert.ok(background > 0 && background === laterProgress.shardsLoaded, `${background} background blocks`);
-            assert.equal(lazyRequests.length, background + detail.lazy.requests);  // none by the later one
+            // Before the listen: the background blocks and their directory pages (fewer than blocks).
+            const preloaded = lazyRequests.length - detail.lazy.requests;
+            assert.ok(preloaded > background && preloaded <= 2 * background, `${preloaded} ranges before the listen`);
+            assert.equal(demo.server.log.slice(beforeLater).filter((r) => lazyFiles.some((f) => r.path === `/index/${f}`)).length, 0);
 
             // With a hot tier (the demo's whole index, loaded first), the song is answered live
             // by the hot index, before the first look: no range of the lazy files is requested.

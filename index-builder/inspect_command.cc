@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/container.h"
+#include "core/directory_pages.h"
 #include "core/index.h"
 #include "core/json_read.h"
 #include "core/native/pair_key_folder.h"
@@ -58,6 +59,53 @@ Result<ModelInfo> model_info_from_manifest(const nlohmann::json& manifest) {
     return info;
 }
 
+// The directory pages (core/directory_pages.h), when the manifest names them: every page
+// checked against its header and saying what the whole directory says. Returns the summary's
+// words ("" without pages).
+Result<std::string> verify_directory_pages(const std::string& index_dir, const Index& index) {
+    auto manifest = read_file((fs::path(index_dir) / "manifest.json").string());
+    if (!manifest) return manifest.status();
+    Result<std::optional<DirectoryPagesManifest>> entry = parse_directory_pages_manifest(
+        std::string(manifest->begin(), manifest->end()), index_dir + "/manifest.json");
+    if (!entry) return entry.status();
+    if (!entry->has_value()) return std::string();
+    const DirectoryPagesManifest& m = **entry;
+    auto header_bytes = read_file((fs::path(index_dir) / m.header_file).string());
+    if (!header_bytes) return header_bytes.status();
+    Result<DirectoryPagesHeader> header =
+        read_directory_pages_header(m, header_bytes->data(), header_bytes->size(), m.header_file);
+    if (!header) return header.status();
+    if (header->model_hash != index.model_hash() ||
+        header->quantizer_sha256 != index.quantizer_sha256() ||
+        header->blocks_file != index.manifest_blocks_file() ||
+        header->n_blocks != index.n_shards_expected() || header->n_songs != index.n_songs())
+        return Status::error(m.header_file + ": not the directory of this index's blocks");
+    auto pages = read_file((fs::path(index_dir) / m.pages_file).string());
+    if (!pages) return pages.status();
+    if (pages->size() != header->pages_bytes)
+        return Status::error(m.pages_file + ": " + std::to_string(pages->size()) +
+                             " bytes where the header says " + std::to_string(header->pages_bytes) +
+                             " (cut short or changed)");
+    for (uint32_t p = 0; p < header->n_pages; ++p) {
+        const ByteRange r = header->page_range(p);
+        Result<DirectoryPage> page = read_directory_page(*header, p, pages->data() + r.offset,
+                                                         r.size, index.manifest_blocks_bytes());
+        if (!page) return Status::error(m.pages_file + ": " + page.message());
+        for (uint32_t i = 0; i < page->n_blocks(); ++i) {
+            const uint32_t b = page->first_block + i;
+            const Index::FileRange got = page->block_range(header->blocks_file, b);
+            const Index::FileRange want = index.shard_range(b);
+            if (got.offset != want.offset || got.bytes != want.bytes || got.sha256 != want.sha256 ||
+                got.songs != want.songs)
+                return Status::error(m.pages_file + ": directory page " + std::to_string(p) +
+                                     " says otherwise than the directory of block " +
+                                     std::to_string(b));
+        }
+    }
+    return "; " + std::to_string(header->n_pages) +
+           " directory pages, each checked and equal to the directory";
+}
+
 }  // namespace
 
 int run_verify(const std::string& index_dir, const std::string& model_path) {
@@ -89,13 +137,15 @@ int run_verify(const std::string& index_dir, const std::string& model_path) {
                     std::to_string(folder.header.n_postings) +
                     " postings: every page and unit proved against its root";
     }
+    Result<std::string> pages_text = verify_directory_pages(index_dir, **index);
+    if (!pages_text) return fail(pages_text.message());
     const bool blocks = (*index)->version() == kIndexVersion2;
     std::printf(
         "ok: %s: format %d, %zu %s, %zu songs, %zu embeddings stored of %zu windows; "
-        "every checksum and structure verified%s%s\n",
+        "every checksum and structure verified%s%s%s\n",
         index_dir.c_str(), (*index)->version(), (*index)->n_shards_loaded(),
         blocks ? "block(s)" : "shard(s)", (*index)->n_songs(), (*index)->n_stored(),
-        (*index)->n_embeddings(), pair_text.c_str(),
+        (*index)->n_embeddings(), pair_text.c_str(), pages_text->c_str(),
         model_path.empty() ? "" : ", model hash matches");
     return kExitOk;
 }

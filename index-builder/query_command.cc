@@ -21,6 +21,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/directory_pages.h"
 #include "core/index.h"
 #include "core/lazy_index.h"
 #include "core/native/audio.h"
@@ -77,8 +78,9 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     // preloaded index (no songs), and each clip's final window is answered lazily.
     struct Preload {
         std::string manifest;
-        std::vector<uint8_t> quantizer, directory, pair_header;
-        std::vector<std::pair<LazyFetch, std::vector<uint8_t>>> background;  // blocks
+        std::vector<uint8_t> quantizer, pages_header, pair_header;
+        // The background blocks' directory pages, then the blocks, in the order provided.
+        std::vector<std::pair<LazyFetch, std::vector<uint8_t>>> background;
     } preload;
     LazyIndexParams lazy_params;
     lazy_params.background_blocks = uint32_t(options.lazy_background_blocks);
@@ -99,37 +101,44 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
         Result<std::optional<PairKeyManifest>> pairs =
             parse_pair_key_manifest(preload.manifest, (dir / "manifest.json").string());
         if (!pairs) return fail(pairs.message());
-        if (!pairs->has_value() || names.version() != kIndexVersion2)
+        Result<std::optional<DirectoryPagesManifest>> pages =
+            parse_directory_pages_manifest(preload.manifest, (dir / "manifest.json").string());
+        if (!pages) return fail(pages.message());
+        if (!pairs->has_value() || !pages->has_value() || names.version() != kIndexVersion2)
             return fail(options.index_dir +
-                        ": --lazy needs a format 2 index with a pair-key level (earshot build "
-                        "--format 2 --pair-keys 2)");
+                        ": --lazy needs a format 2 index with a pair-key level and directory "
+                        "pages (earshot build --format 2 --pair-keys 2)");
         for (auto [file, into] : {std::pair{names.manifest_quantizer_file(), &preload.quantizer},
-                                  std::pair{names.manifest_directory_file(), &preload.directory},
+                                  std::pair{(**pages).header_file, &preload.pages_header},
                                   std::pair{(**pairs).header_file, &preload.pair_header}}) {
             Result<std::vector<uint8_t>> bytes = read_file_bytes((dir / file).string());
             if (!bytes) return fail(bytes.message());
             *into = std::move(bytes.value());
         }
         auto lazy = LazyIndex::create(info, preload.manifest, preload.quantizer.data(),
-                                      preload.quantizer.size(), preload.directory.data(),
-                                      preload.directory.size(), preload.pair_header.data(),
+                                      preload.quantizer.size(), preload.pages_header.data(),
+                                      preload.pages_header.size(), preload.pair_header.data(),
                                       preload.pair_header.size(), lazy_params);
         if (!lazy) return fail(options.index_dir + ": " + lazy.message());
         uint64_t background_bytes = 0;
-        for (const LazyFetch& f : (*lazy)->preload_fetches()) {
-            Result<std::vector<uint8_t>> bytes = read_file_range((dir / f.file).string(), f.range);
-            if (!bytes) return fail(bytes.message());
-            if (Status st = (*lazy)->provide(f, bytes->data(), bytes->size()); !st)
-                return fail(st.message());
-            background_bytes += bytes->size();
-            preload.background.emplace_back(f, std::move(bytes.value()));
+        for (auto round = (*lazy)->preload_fetches(); !round.empty();
+             round = (*lazy)->preload_fetches()) {
+            for (const LazyFetch& f : round) {
+                Result<std::vector<uint8_t>> bytes =
+                    read_file_range((dir / f.file).string(), f.range);
+                if (!bytes) return fail(bytes.message());
+                if (Status st = (*lazy)->provide(f, bytes->data(), bytes->size()); !st)
+                    return fail(st.message());
+                background_bytes += bytes->size();
+                preload.background.emplace_back(f, std::move(bytes.value()));
+            }
         }
         if (!common.quiet)
             std::fprintf(stderr,
                          "earshot: lazy: %.2f MB read before the first query (%.2f MB of it "
-                         "%zu background blocks)\n",
+                         "%zu background blocks and their directory pages)\n",
                          double((*lazy)->preload_bytes() + background_bytes) / 1e6,
-                         double(background_bytes) / 1e6, preload.background.size());
+                         double(background_bytes) / 1e6, (*lazy)->background_blocks().size());
         shared_index = std::make_shared<Index>((*lazy)->base());
         spare_lazy = std::move(lazy.value());  // the first worker's
     } else {
@@ -209,10 +218,10 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
             lazy_index = std::move(spare_lazy);
         }
         if (options.lazy && !lazy_index) {
-            auto created = LazyIndex::create(info, preload.manifest, preload.quantizer.data(),
-                                             preload.quantizer.size(), preload.directory.data(),
-                                             preload.directory.size(), preload.pair_header.data(),
-                                             preload.pair_header.size(), lazy_params);
+            auto created = LazyIndex::create(
+                info, preload.manifest, preload.quantizer.data(), preload.quantizer.size(),
+                preload.pages_header.data(), preload.pages_header.size(),
+                preload.pair_header.data(), preload.pair_header.size(), lazy_params);
             if (!created) {
                 std::lock_guard<std::mutex> lock(mutex);
                 thread_error = created.message();

@@ -34,6 +34,7 @@ Built build(size_t n_songs = 60) {
     params.max_shard_bytes = 8 * 1024;
     params.pair_span = 4;
     params.pair_keys_per_page = 16;
+    params.directory_page_blocks = 4;
     b.files = build_catalog(b.songs, params, b.model);
     return b;
 }
@@ -51,7 +52,7 @@ LazyIndexParams no_background() {
 std::unique_ptr<LazyIndex> open(const Built& b, LazyIndexParams params = no_background()) {
     const auto& m = file(b, "manifest.json");
     const auto& q = file(b, "quantizer.eq");
-    const auto& d = file(b, "directory.ed");
+    const auto& d = file(b, "directory-pages.edh");
     const auto& h = file(b, "pairs.ekh");
     Result<std::unique_ptr<LazyIndex>> lazy =
         LazyIndex::create(b.model, std::string(m.begin(), m.end()), q.data(), q.size(), d.data(),
@@ -93,7 +94,7 @@ TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
     EXPECT_EQ(lazy->base().n_songs(), 0u);
 
     uint64_t all_bytes = 0;
-    for (const char* name : {"pairs.ekd", "pairs.ekp", "songs.esb"})
+    for (const char* name : {"pairs.ekd", "pairs.ekp", "directory-pages.edp", "songs.esb"})
         all_bytes += file(b, name).size();
     for (size_t s : {size_t(3), size_t(29), size_t(58)}) {
         SCOPED_TRACE("song " + std::to_string(s));
@@ -103,8 +104,8 @@ TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
             noisy_copy(&song.embeddings[start * kDim], n, kDim, 0.3f, 7 + s);
         ASSERT_TRUE(lazy->begin_query(query.data(), n).is_ok());
         const Fetched f = run_rounds(b, lazy.get());
-        // Pair pages, then units, then blocks: three rounds, a small part of the files.
-        EXPECT_EQ(f.rounds.size(), 3u);
+        // Pair pages, units, directory pages, blocks: four rounds, a small part of the files.
+        EXPECT_EQ(f.rounds.size(), 4u);
         EXPECT_LT(f.bytes * 4, all_bytes);
         Result<std::shared_ptr<const Index>> index = lazy->query_index();
         ASSERT_TRUE(index.is_ok()) << index.message();
@@ -144,7 +145,7 @@ TEST(LazyIndex, RefusesChangedOrCutRangesAndKeepsNothingOfThem) {
     ASSERT_TRUE(lazy);
     const SyntheticSong& song = b.songs[11];
     ASSERT_TRUE(lazy->begin_query(&song.embeddings[10 * kDim], 20).is_ok());
-    for (int round = 0; round < 3; ++round) {
+    for (int round = 0; round < 4; ++round) {  // pair pages, units, directory pages, blocks
         std::vector<LazyFetch> next = lazy->next_fetches().value();
         ASSERT_FALSE(next.empty()) << "round " << round;
         for (const LazyFetch& x : next) {
@@ -211,19 +212,23 @@ TEST(LazyIndex, BackgroundBlocksAreKeptAndJoinEveryQuery) {
     const std::vector<uint32_t> background = lazy->background_blocks();
     ASSERT_EQ(background.size(), 4u);
     EXPECT_EQ(background.back(), n_blocks - 1);  // spread from the last block back
-    EXPECT_EQ(lazy->preload_fetches().size(), 4u);
+    // Their directory pages first, then the blocks.
+    const std::vector<LazyFetch> preload = lazy->preload_fetches();
+    ASSERT_FALSE(preload.empty());
+    for (const LazyFetch& f : preload) EXPECT_EQ(f.kind, LazyFetch::Kind::kDirectoryPage);
     const SyntheticSong& song = b.songs[20];
     ASSERT_TRUE(lazy->begin_query(&song.embeddings[30 * kDim], 20).is_ok());
-    std::vector<LazyFetch> first = lazy->next_fetches().value();
     size_t background_named = 0;
-    for (const LazyFetch& f : first)
-        background_named += f.kind == LazyFetch::Kind::kBlock &&
-                            std::count(background.begin(), background.end(), f.id);
-    EXPECT_EQ(background_named, 4u);  // not preloaded: the first round names them
-    for (const LazyFetch& f : first) {
-        const std::vector<uint8_t>& whole_file = file(b, f.file);
-        ASSERT_TRUE(lazy->provide(f, whole_file.data() + f.range.offset, f.range.size).is_ok());
+    for (int round = 0; round < 2; ++round) {  // not preloaded: the first rounds name them
+        const std::vector<LazyFetch> round_fetches = lazy->next_fetches().value();
+        for (const LazyFetch& f : round_fetches) {
+            background_named += f.kind == LazyFetch::Kind::kBlock &&
+                                std::count(background.begin(), background.end(), f.id);
+            const std::vector<uint8_t>& whole_file = file(b, f.file);
+            ASSERT_TRUE(lazy->provide(f, whole_file.data() + f.range.offset, f.range.size).is_ok());
+        }
     }
+    EXPECT_EQ(background_named, 4u);
     EXPECT_TRUE(lazy->preload_fetches().empty());
     run_rounds(b, lazy.get());
     Result<std::shared_ptr<const Index>> index = lazy->query_index();
@@ -273,7 +278,7 @@ TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
     const auto& m = file(b, "manifest.json");
     const std::string manifest(m.begin(), m.end());
     const auto& q = file(b, "quantizer.eq");
-    const auto& d = file(b, "directory.ed");
+    std::vector<uint8_t> d = file(b, "directory-pages.edh");
     std::vector<uint8_t> h = file(b, "pairs.ekh");
     const auto create = [&](const std::string& text, const std::vector<uint8_t>& header) {
         return LazyIndex::create(b.model, text, q.data(), q.size(), d.data(), d.size(),
@@ -285,6 +290,17 @@ TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
     Result<std::unique_ptr<LazyIndex>> bad = create(manifest, changed);
     ASSERT_FALSE(bad.is_ok());
     EXPECT_NE(bad.message().find("SHA-256"), std::string::npos) << bad.message();
+    // The directory pages' header, changed or missing.
+    d[d.size() / 3] ^= 1;
+    bad = create(manifest, h);
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_NE(bad.message().find("directory-pages.edh"), std::string::npos) << bad.message();
+    d = file(b, "directory-pages.edh");
+    nlohmann::json no_pages = nlohmann::json::parse(manifest);
+    no_pages.erase("directory_pages");
+    bad = create(no_pages.dump(), h);
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_NE(bad.message().find("no directory pages"), std::string::npos) << bad.message();
 
     nlohmann::json without = nlohmann::json::parse(manifest);
     without.erase("pair_keys");

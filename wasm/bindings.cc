@@ -178,7 +178,7 @@ std::string Engine::finish() {
 }
 
 JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quantizer,
-                           const std::string& directory, const std::string& pair_header,
+                           const std::string& pages_header, const std::string& pair_header,
                            const std::string& params_json) {
     if (!model_) return js_error("load the model first");
     recognizer_.reset();
@@ -196,12 +196,14 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.block_cache_bytes = v;
         else if (key == "pair_cache_bytes")
             params.pair_cache_bytes = v;
+        else if (key == "directory_cache_bytes")
+            params.directory_cache_bytes = v;
         else
             return js_error("lazy parameters: unknown key " + key);
     }
     Result<std::unique_ptr<LazyIndex>> lazy = LazyIndex::create(
-        model_->info(), manifest, bytes_of(quantizer), quantizer.size(), bytes_of(directory),
-        directory.size(), bytes_of(pair_header), pair_header.size(), params);
+        model_->info(), manifest, bytes_of(quantizer), quantizer.size(), bytes_of(pages_header),
+        pages_header.size(), bytes_of(pair_header), pair_header.size(), params);
     if (!lazy) return to_js(lazy.status());
     lazy_ = std::move(lazy.value());
     // An index loaded before (with its quantizer) is a hot tier: it stays, and the recognizer
@@ -221,6 +223,8 @@ const char* kind_name(LazyFetch::Kind kind) {
             return "page";
         case LazyFetch::Kind::kPairUnit:
             return "unit";
+        case LazyFetch::Kind::kDirectoryPage:
+            return "directory";
         case LazyFetch::Kind::kBlock:
             break;
     }
@@ -259,6 +263,8 @@ JsStatus Engine::lazy_provide(const std::string& kind, uint32_t id, const std::s
         fetch.kind = LazyFetch::Kind::kPairPage;
     else if (kind == "unit")
         fetch.kind = LazyFetch::Kind::kPairUnit;
+    else if (kind == "directory")
+        fetch.kind = LazyFetch::Kind::kDirectoryPage;
     else if (kind == "block")
         fetch.kind = LazyFetch::Kind::kBlock;
     else

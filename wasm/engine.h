@@ -87,13 +87,15 @@ public:
     // rest; lazy_begin() starts a lazy query on the recognizer's current window (after finish() for
     // a clip; at any point of a live listen, whose recognizer is then told not to match by itself).
     // params_json: LazyIndexParams overrides, e.g.
-    // {"background_blocks": 32, "block_cache_bytes": 16777216, "pair_cache_bytes": 4194304}.
+    // {"background_blocks": 32, "block_cache_bytes": 16777216, "pair_cache_bytes": 4194304,
+    // "directory_cache_bytes": 1048576}. pages_header: the manifest's directory_pages header.
     JsStatus load_lazy(const std::string& manifest, const std::string& quantizer,
-                       const std::string& directory, const std::string& pair_header,
+                       const std::string& pages_header, const std::string& pair_header,
                        const std::string& params_json);
-    // JSON {"ok", "message", "fetches": [{kind: "page" | "unit" | "block", id, file, offset,
-    // bytes}]}: preload = true, the background blocks still to fetch; false, the current
-    // query's next round (empty once it can be answered).
+    // JSON {"ok", "message", "fetches": [{kind: "page" | "unit" | "directory" | "block", id,
+    // file, offset, bytes}]}: preload = true, the background blocks' directory pages, then the
+    // blocks, still to fetch (call until empty); false, the current query's next round (empty
+    // once it can be answered).
     std::string lazy_fetches(bool preload);
     // A fetch's bytes (kind and id as lazy_fetches named them), checked before they are kept.
     JsStatus lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes);

@@ -1,11 +1,12 @@
-// The byte ranges of a `lazy` index (docs/SCALE.md, "Lazy answers"): the pair pages, units
-// and song blocks a lazy query names (Engine.lazyFetches(), core/lazy_index.h), fetched with
-// HTTP Range requests and kept in the Cache API under a byte budget, least recently used out
-// first, so that songs heard before are recognized again without the network. The core checks
-// every range against the index's hashes before it keeps it (Engine.lazyProvide()): a range is
-// cached only once the core accepted it, and a cached range it refuses is dropped. The ranges
-// the recognizer needs on every query (the background blocks) are pinned: kept whatever the
-// budget. Runs in the Worker (and in node for tests, with a Cache API stand-in).
+// The byte ranges of a `lazy` index (docs/SCALE.md, "Lazy answers"): the pair pages, units,
+// directory pages and song blocks a lazy query names (Engine.lazyFetches(),
+// core/lazy_index.h), fetched with HTTP Range requests and kept in the Cache API under a byte
+// budget, least recently used out first, so that songs heard before are recognized again
+// without the network. The core checks every range against the index's hashes before it keeps
+// it (Engine.lazyProvide()): a range is cached only once the core accepted it, and a cached
+// range it refuses is dropped. The ranges the recognizer needs on every query (the background
+// blocks and their directory pages) are pinned: kept whatever the budget. Runs in the Worker
+// (and in node for tests, with a Cache API stand-in).
 //
 // The list of cached ranges, most recently used last, is itself a cache entry
 // (`<manifest URL>?lazy-ranges`), written after each look: a later visit starts from it, and
@@ -18,7 +19,7 @@ export const DEFAULT_LAZY_CACHE_BYTES = 64 * 1024 * 1024;
 
 /**
  * @typedef {object} LazyRange  what Engine.lazyFetches() names
- * @property {'page' | 'unit' | 'block'} kind
+ * @property {'page' | 'unit' | 'directory' | 'block'} kind
  * @property {number} id
  * @property {string} file    a file of the index (relative to the manifest)
  * @property {number} offset

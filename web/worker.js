@@ -287,26 +287,28 @@ async function loadWholeIndex(downloader, manifest, text, progress, postProgress
  */
 async function initLazy(downloader, manifest, text, progress, postProgress, modelInfo, t0, options) {
     const pairs = manifest.pair_keys;
-    if (manifest.version !== 2 || !pairs?.header || !pairs?.directory || !pairs?.postings) {
-        throw new EarshotError('config', `The index ${downloader.manifestUrl} cannot be used lazily: it has no pair-key level. ` +
-            'Build it with `earshot build --format 2 --pair-keys 2`, or use the full index mode.');
+    const pages = manifest.directory_pages;
+    if (manifest.version !== 2 || !pairs?.header || !pairs?.directory || !pairs?.postings || !pages?.header || !pages?.pages) {
+        throw new EarshotError('config', `The index ${downloader.manifestUrl} cannot be used lazily: it has no pair-key level ` +
+            'or no directory pages. Build it with `earshot build --format 2 --pair-keys 2`, or use the full index mode.');
     }
     if (options.hotIndexUrl) await loadHotTier(downloader, manifest, options, progress);
-    const header = { file: pairs.header.file, bytes: pairs.header.bytes, sha256: pairs.header.sha256 };
+    // The block directory is read in pages, as the query needs them: only their header here.
+    const headerOf = (entry) => ({ file: entry.header.file, bytes: entry.header.bytes, sha256: entry.header.sha256 });
     const files = [];
-    for (const entry of [manifest.quantizer, manifest.directory, header]) {
+    for (const entry of [manifest.quantizer, headerOf(pages), headerOf(pairs)]) {
         files.push(await downloader.loadFile(entry, { essential: true }));
     }
-    const [quantizer, directory, pairHeader] = files;
+    const [quantizer, pagesHeader, pairHeader] = files;
     const preloadBytes = files.reduce((n, f) => n + f.bytes.length, 0);
-    // The lists of the directory and the copies Embind makes: about three times the files.
+    // The parsed files and the copies Embind makes: about three times the files.
     ensureMemory(preloadBytes, 3, 8 * MIB, 'the lazy index', true);
-    check(engine.loadLazy(text, quantizer.bytes, directory.bytes, pairHeader.bytes, '{}'), 'index-corrupt');
+    check(engine.loadLazy(text, quantizer.bytes, pagesHeader.bytes, pairHeader.bytes, '{}'), 'index-corrupt');
     const store = new LazyRangeStore({
         downloader,
         budgetBytes: options.lazyCacheMB === undefined ? DEFAULT_LAZY_CACHE_BYTES : Number(options.lazyCacheMB) * MIB,
         fileBytes: { [manifest.blocks.file]: manifest.blocks.bytes, [pairs.directory.file]: pairs.directory.bytes,
-            [pairs.postings.file]: pairs.postings.bytes },
+            [pairs.postings.file]: pairs.postings.bytes, [pages.pages.file]: pages.pages.bytes },
     });
     lazyStore = store;
     await store.open();
@@ -314,23 +316,27 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     progress.allFromCache &&= files.every((f) => f.fromCache);
     postProgress('directory');
 
-    // The background blocks every query is matched against with its candidates.
-    const background = JSON.parse(engine.lazyFetches(true));
-    if (!background.ok) throw new EarshotError('internal', background.message);
-    for (const f of background.fetches) {
-        // Nothing can be answered without them: any failure here is fatal.
-        const { status, bytes, fromCache } = await store.get(f).then((got) => provideRange(store, f, got)).catch((error) => {
-            throw error instanceof EarshotError && !error.fatal
-                ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
-        });
-        if (!status.ok) {
-            throw new EarshotError('index-corrupt', `Index ${f.file} block ${f.id} was rejected: ${status.message}. ` +
-                'Nothing can be recognized lazily without it: rebuild or re-upload the index.', { file: f.file });
+    // The background blocks every query is matched against with its candidates: their
+    // directory pages, then the blocks.
+    for (;;) {
+        const background = JSON.parse(engine.lazyFetches(true));
+        if (!background.ok) throw new EarshotError('internal', background.message);
+        if (background.fetches.length === 0) break;
+        for (const f of background.fetches) {
+            // Nothing can be answered without them: any failure here is fatal.
+            const { status, bytes, fromCache } = await store.get(f).then((got) => provideRange(store, f, got)).catch((error) => {
+                throw error instanceof EarshotError && !error.fatal
+                    ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
+            });
+            if (!status.ok) {
+                throw new EarshotError('index-corrupt', `Index ${f.file} ${f.kind === 'block' ? 'block' : 'directory page'} ${f.id} was rejected: ${status.message}. ` +
+                    'Nothing can be recognized lazily without it: rebuild or re-upload the index.', { file: f.file });
+            }
+            await store.keep(f, bytes, fromCache, true);
+            if (f.kind === 'block') progress.shardsLoaded += 1;
+            progress.bytesLoaded += bytes.length;
+            progress.allFromCache &&= fromCache;
         }
-        await store.keep(f, bytes, fromCache, true);
-        progress.shardsLoaded += 1;
-        progress.bytesLoaded += bytes.length;
-        progress.allFromCache &&= fromCache;
     }
     await store.save();
     indexUsable = true;

@@ -453,7 +453,8 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     const auto candidates_only =
         nlohmann::json::parse(no_background.out.substr(0, no_background.out.find('\n')));
     EXPECT_EQ(candidates_only["song"], full_answer["song"]);
-    EXPECT_EQ(candidates_only["lazy"]["rounds"], 3);  // pair pages, units, blocks
+    // Pair pages, units, directory pages, blocks.
+    EXPECT_EQ(candidates_only["lazy"]["rounds"], 4);
     EXPECT_GT(lazy_answer["lazy"]["bytes"].get<uint64_t>(), 0u);
     EXPECT_FALSE(full_answer.contains("lazy"));
     const CliRun live_lazy = run_cli("query -q --lazy --live " + query_args, dir_);
@@ -465,9 +466,11 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
         bool cut;
         const char* says;
     };
-    for (const Case& c :
-         {Case{"pairs.ekp", false, "pair key"}, Case{"pairs.ekd", false, "page"},
-          Case{"pairs.ekh", false, "SHA-256"}, Case{"pairs.ekp", true, "cut short"}}) {
+    for (const Case& c : {Case{"pairs.ekp", false, "pair key"}, Case{"pairs.ekd", false, "page"},
+                          Case{"pairs.ekh", false, "SHA-256"}, Case{"pairs.ekp", true, "cut short"},
+                          Case{"directory-pages.edp", false, "directory page"},
+                          Case{"directory-pages.edh", false, "SHA-256"},
+                          Case{"directory-pages.edp", true, "cut short"}}) {
         const fs::path path = index / c.file;
         const std::string good = slurp(path);
         std::string bad = c.cut ? good.substr(0, good.size() - 1) : good;
