@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-10000000}
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(model quantizer shard manifest audio recognizer)
+((${#TARGETS[@]})) || TARGETS=(model quantizer shard manifest directory lazy audio recognizer)
 BUILD_FUZZ=${BUILD_FUZZ:-build-fuzz}
 OUT=${OUT:-$BUILD_FUZZ/out}
 JOBS=${JOBS:-$(nproc)}
@@ -35,7 +35,7 @@ CC=clang CXX=clang++ cmake -S . -B "$BUILD_FUZZ" -G Ninja -DCMAKE_BUILD_TYPE=Rel
 cmake --build "$BUILD_FUZZ" -j"$JOBS" --target "${TARGETS[@]/#/earshot_fuzz_}"
 
 # Most bytes one input may have: room for the seeds, small enough for fast executions.
-declare -A MAX_LEN=([model]=32768 [quantizer]=16384 [shard]=4096 [manifest]=4096 [directory]=4096
+declare -A MAX_LEN=([model]=32768 [quantizer]=16384 [shard]=4096 [manifest]=4096 [directory]=4096 [lazy]=4096
                     [audio]=32768 [recognizer]=24576)
 mkdir -p "$OUT/crashes"
 run_one() {

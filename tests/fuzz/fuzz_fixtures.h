@@ -94,11 +94,15 @@ inline std::vector<float> song_embeddings(int song, int dim) {
 
 // A 6-song index (8 lists, PQ 4 x 8 bits, two shards, one song with a silent run) built by
 // IndexBuilder for `model`: manifest.json, quantizer.eq, shard-*. opq_rounds > 0: with a learned
-// rotation before PQ, and unit_norm scores.
+// rotation before PQ, and unit_norm scores. pair_span > 0 (format 2): with the pair-key level
+// and directory pages of 2 blocks, what a lazy client reads.
 inline IndexFiles build_index(const ModelInfo& model, int opq_rounds = 0,
-                              int format_version = kIndexVersion1) {
+                              int format_version = kIndexVersion1, uint32_t pair_span = 0) {
     IndexBuildParams params = index_build_default_params();
     params.format_version = format_version;
+    params.pair_span = pair_span;
+    params.pair_keys_per_page = 4;
+    params.directory_page_blocks = 2;
     params.n_lists = 8;
     params.pq_m = 4;
     params.opq_rounds = opq_rounds;

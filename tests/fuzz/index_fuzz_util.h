@@ -16,6 +16,7 @@ struct IndexFixture {
     std::shared_ptr<const Model> model = load_model();
     IndexFiles files = build_index(model->info());
     IndexFiles v2 = build_index(model->info(), 0, kIndexVersion2);  // the same, format v2
+    IndexFiles lazy = build_index(model->info(), 0, kIndexVersion2, 4);  // and its lazy files
     const std::vector<uint8_t>& file(const std::string& name) const { return files.files.at(name); }
 };
 

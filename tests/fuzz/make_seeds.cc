@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
     write(out / "manifest" / "manifest.json", fixture.file("manifest.json"));
     write(out / "manifest" / "manifest-v2.json", fixture.v2.files.at("manifest.json"));
     write(out / "directory" / "directory.ed", fixture.v2.files.at("directory.ed"));
+    write(out / "lazy" / "directory-pages.edh", fixture.lazy.files.at("directory-pages.edh"));
 
     auto audio = load_audio(argv[1], 16000);
     if (!audio) {
