@@ -4,7 +4,7 @@
 //
 //   earshot_make_scale_index --model MODEL.emod --real REAL_INDEX --source SOURCE_INDEX
 //                            --songs N --out OUT_DIR [--seed S] [--list-block B] [--code-block B]
-//                            [--pair-keys SECONDS]
+//                            [--pair-keys SECONDS [--block-kb KB]]
 //   e.g. build/bench/earshot_make_scale_index --model models/earshot-v1.emod
 //            --real eval-index --source train-index --songs 10000 --out out/scale-10k
 //   earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR
@@ -15,8 +15,9 @@
 // (its model hash is not checked: only its codes are used, re-encoded with REAL_INDEX's
 // quantizer). Use a source catalogue disjoint from the songs you query. The output folder is
 // created if needed; existing files of the same names are overwritten. --pair-keys writes format
-// 2 (64 KB blocks) with the pair-key level of windows SECONDS apart (`earshot build --pair-keys`)
-// instead of format 1's 8 MB shards; the level is sorted on disk in $TMPDIR (bounded memory).
+// 2 (blocks of at most KB: 16 by default, one song each, as `earshot build --pair-keys`) with
+// the pair-key level of windows SECONDS apart and the directory pages instead of format 1's 8 MB
+// shards; the level is sorted on disk in $TMPDIR (bounded memory).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -110,6 +111,7 @@ int main(int argc, char** argv) {
     earshot::CodeSpaceCatalogueParams params = earshot::code_space_catalogue_default_params();
     bool have_songs = false, help = false;
     double pair_keys_s = 0.0;
+    size_t block_bytes = earshot::kLazyBlockBytes;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--help" || a == "-h") {
@@ -135,8 +137,10 @@ int main(int argc, char** argv) {
             params.seed = std::strtoull(v, nullptr, 10);
         else if (a == "--list-block")
             params.list_block = int(std::strtol(v, nullptr, 10));
-        else if (a == "--pair-keys")  // seconds; format 2 with 64 KB blocks
+        else if (a == "--pair-keys")  // seconds; format 2
             pair_keys_s = std::strtod(v, nullptr);
+        else if (a == "--block-kb")  // format 2 blocks (with --pair-keys), as earshot build's
+            block_bytes = size_t(std::strtoull(v, nullptr, 10)) << 10;
         else if (a == "--code-block")
             params.code_block = int(std::strtol(v, nullptr, 10));
         else
@@ -154,7 +158,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: earshot_make_scale_index --model MODEL.emod --real REAL_INDEX "
                      "--source SOURCE_INDEX --songs N --out OUT_DIR [--seed S (1)] "
-                     "[--list-block B (16)] [--code-block B (16)] [--pair-keys SECONDS]\n"
+                     "[--list-block B (16)] [--code-block B (16)] [--pair-keys SECONDS] "
+                     "[--block-kb KB (16)]\n"
                      "       earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR\n");
         return help ? 0 : 2;
     }
@@ -182,7 +187,8 @@ int main(int argc, char** argv) {
     if (pair_keys_s > 0) {
         params.pair_span =
             uint32_t(std::max(1L, std::lround(pair_keys_s / earshot::model_hop_s(info))));
-        params.max_shard_bytes = earshot::kDefaultBlockBytes;
+        if (block_bytes == 0) return fail("--block-kb must be at least 1");
+        params.max_shard_bytes = block_bytes;
         std::error_code gone;
         fs::remove(fs::path(out_dir) / "songs.esb", gone);  // blocks are appended
         fs::remove(fs::path(out_dir) / "pairs.ekp", gone);  // and the pair level's postings

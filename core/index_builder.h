@@ -78,6 +78,12 @@ struct IndexBuildParams {
 // with 32-byte codes, 8 with 8-byte codes), so a page fetching one song's codes fetches little
 // else, and a million songs make fewer than kMaxShards blocks.
 constexpr size_t kDefaultBlockBytes = 64u << 10;
+// The block size bound for an index a lazy page reads (with the pair-key level): a lazy query
+// fetches each candidate song's whole block, so one song a block (with 32-byte codes; two with
+// 8-byte codes) keeps what it fetches to the song itself. At 100 000 songs this fetched a median
+// 97 KB for a 10 s clip against 173 KB with 64 KB blocks, with the same answers
+// (docs/SCALE.md, "Lazy answers").
+constexpr size_t kLazyBlockBytes = 16u << 10;
 IndexBuildParams index_build_default_params();
 // The same, with the code the model's main thresholds were calibrated for (index_pq_m,
 // index_opq_rounds, index_unit_norm).

@@ -69,9 +69,11 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (options.opq_rounds >= 0) params.opq_rounds = options.opq_rounds;
     if (options.unit_norm >= 0) params.unit_norm = options.unit_norm > 0;
     params.format_version = options.format;
-    params.max_shard_bytes = options.format == kIndexVersion2
-                                 ? size_t(options.block_kb * 1024.0)
-                                 : size_t(options.shard_mb * 1024.0 * 1024.0);
+    const size_t block_bytes = options.block_kb > 0      ? size_t(options.block_kb * 1024.0)
+                               : options.pair_keys_s > 0 ? kLazyBlockBytes
+                                                         : kDefaultBlockBytes;
+    params.max_shard_bytes =
+        options.format == kIndexVersion2 ? block_bytes : size_t(options.shard_mb * 1024.0 * 1024.0);
     if (options.pair_keys_s > 0) {  // in index hops, at least one
         const double hop_s = model_hop_s(info);
         params.pair_span = uint32_t(std::max(1.0, std::round(options.pair_keys_s / hop_s)));

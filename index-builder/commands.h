@@ -36,7 +36,7 @@ struct BuildOptions {
                               // -1 the model's
     int format = 2;           // index format version: 2 (hashed blocks) or 1 (shard files)
     double shard_mb = 8.0;    // v1 shard bound
-    double block_kb = 64.0;   // v2 block bound
+    double block_kb = 0.0;    // v2 block bound; 0: 64 KB, or 16 KB with --pair-keys
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
     double pair_keys_s = 0.0;     // > 0: write the pair-key level, windows this far apart
     int top = 0;                  // > 0: only the catalogue's `top` most popular songs

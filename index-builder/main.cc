@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.01, 1024.0));
     build_cmd
         ->add_option("--block-kb", build.block_kb,
-                     "format 2: maximum block size in KB (a song is never split)")
-        ->capture_default_str()
+                     "format 2: maximum block size in KB (a song is never split; default 64, "
+                     "16 with --pair-keys: a lazy page fetches a candidate's whole block)")
         ->check(CLI::Range(1.0, 1048576.0));
     build_cmd
         ->add_option("--pair-keys", build.pair_keys_s,
