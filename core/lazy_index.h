@@ -51,8 +51,9 @@ struct LazyIndexParams {
     // query's index holds beside its candidates. The decision subtracts how well the other
     // loaded songs match (the background, core/matcher.h); with only the candidates loaded
     // that background is lower than the one the model's thresholds were calibrated with
-    // (indexes of about a hundred songs), and out-of-catalogue clips pass. 32 blocks of 64 KB
-    // hold about a hundred songs: 2 MB, once. 0 = none.
+    // (indexes of about a hundred songs), and out-of-catalogue clips pass. 32 blocks hold 32
+    // songs of a lazy index (one song a block: 0.7 MB once), about a hundred with 64 KB blocks;
+    // both kept the false positives of the whole index in docs/SCALE.md's runs. 0 = none.
     uint32_t background_blocks = 32;
 };
 

@@ -58,8 +58,12 @@ export function contentSecurityPolicy(indexOrigin = "'self'") {
  *          onRequest?: (r: RequestRecord) => void}} options
  * @returns {Promise<{url: string, server: http.Server, log: RequestRecord[], close: () => Promise<void>}>}
  */
-/** Files above this size are read a range at a time, never whole. */
-const LARGE_FILE_BYTES = 64 * 1024 * 1024;
+/**
+ * Files above this size are read a range at a time, never whole: a lazy index's pair directory
+ * and directory pages (tens of MB at a million songs) get a Range request per query, and reading
+ * and hashing the whole file for each would be most of a look's time.
+ */
+const LARGE_FILE_BYTES = 16 * 1024 * 1024;
 
 /** Bytes [start, stop) of `file`. @param {string} file @param {number} start @param {number} stop */
 function readRange(file, start, stop) {

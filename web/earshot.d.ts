@@ -7,8 +7,8 @@ export interface RecognizerOptions {
     modelUrl: string;
     /**
      * 'full' (default): download the whole index, then work offline with nothing revealed.
-     * 'lazy' (a format 2 index built with --pair-keys): download the quantizer, the block
-     * directory and the pair-key header once, then per listen only the byte ranges it needs
+     * 'lazy' (a format 2 index built with --pair-keys): download the quantizer, the headers of
+     * the directory pages and the pair keys once, then per listen only the byte ranges it needs
      * (HTTP Range requests), cached under lazyCacheMB; the server learns which parts a listen
      * needed, which name the song (docs/SCALE.md, "What the requests reveal"). No continuous mode.
      */

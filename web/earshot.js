@@ -20,10 +20,11 @@
 // stopping, until stop().
 //
 // indexMode 'lazy' (an index built with `earshot build --format 2 --pair-keys 2`) downloads the
-// quantizer, the block directory and the pair-key header once and then, per listen, only the
-// byte ranges the core names (`lazy` in match/nomatch: {requests, bytes, cachedBytes}), kept in
-// the Cache API under lazyCacheMB: a million-song index without downloading it. The server sees
-// which parts of the index a listen needs, and those name the song (docs/SCALE.md, "What the requests reveal").
+// quantizer and the headers of the directory pages and pair keys once and then, per listen,
+// only the byte ranges the core names (`lazy` in match/nomatch: {requests, bytes,
+// cachedBytes}), kept in the Cache API under lazyCacheMB: a million-song index without
+// downloading it. The server sees which parts of the index a listen needs, and those name the
+// song (docs/SCALE.md, "What the requests reveal").
 //
 // Audio path: getUserMedia (echoCancellation, noiseSuppression, autoGainControl off) ->
 // AudioContext at the model rate when the browser allows it -> AudioWorklet (copies samples

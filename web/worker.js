@@ -322,12 +322,16 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
         const background = JSON.parse(engine.lazyFetches(true));
         if (!background.ok) throw new EarshotError('internal', background.message);
         if (background.fetches.length === 0) break;
-        for (const f of background.fetches) {
-            // Nothing can be answered without them: any failure here is fatal.
-            const { status, bytes, fromCache } = await store.get(f).then((got) => provideRange(store, f, got)).catch((error) => {
-                throw error instanceof EarshotError && !error.fatal
-                    ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
-            });
+        // Nothing can be answered without them: any failure here is fatal. A round's ranges are
+        // fetched in parallel, as a look's are.
+        const fatal = (/** @type {any} */ error) => {
+            throw error instanceof EarshotError && !error.fatal
+                ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
+        };
+        const got = await Promise.all(background.fetches.map((/** @type {any} */ f) => store.get(f))).catch(fatal);
+        for (let i = 0; i < got.length; i++) {
+            const f = background.fetches[i];
+            const { status, bytes, fromCache } = await provideRange(store, f, got[i]).catch(fatal);
             if (!status.ok) {
                 throw new EarshotError('index-corrupt', `Index ${f.file} ${f.kind === 'block' ? 'block' : 'directory page'} ${f.id} was rejected: ${status.message}. ` +
                     'Nothing can be recognized lazily without it: rebuild or re-upload the index.', { file: f.file });
