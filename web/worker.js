@@ -294,7 +294,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     }
     if (options.hotIndexUrl) await loadHotTier(downloader, manifest, options, progress);
     // The block directory is read in pages, as the query needs them: only their header here.
-    const headerOf = (entry) => ({ file: entry.header.file, bytes: entry.header.bytes, sha256: entry.header.sha256 });
+    const headerOf = (/** @type {any} */ entry) => ({ file: entry.header.file, bytes: entry.header.bytes, sha256: entry.header.sha256 });
     const files = [];
     for (const entry of [manifest.quantizer, headerOf(pages), headerOf(pairs)]) {
         files.push(await downloader.loadFile(entry, { essential: true }));
