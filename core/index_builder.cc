@@ -527,8 +527,11 @@ Result<IndexFiles> IndexBuilder::finish() {
                       {{"file", "quantizer.eq"},
                        {"bytes", quantizer_file_.size()},
                        {"sha256", quantizer_sha256_}}}};
+    // v2: what the directory says of the blocks, for directory.ed and (with the pair level)
+    // its pages.
+    const BlockDirectoryFields fields = v2 ? directory_fields() : BlockDirectoryFields();
     if (v2) {
-        std::vector<uint8_t> directory = directory_file(directory_fields());
+        std::vector<uint8_t> directory = directory_file(fields);
         manifest["directory"] = {{"file", kDirectoryFile},
                                  {"bytes", directory.size()},
                                  {"sha256", file_sha256_hex(directory)}};
@@ -591,7 +594,7 @@ Result<IndexFiles> IndexBuilder::finish() {
         pairs_.reset();
         // The pages a lazy client reads the directory by (it needs the pair level too).
         Result<DirectoryPagesFiles> pages =
-            write_directory_pages(directory_fields(), params_.directory_page_blocks);
+            write_directory_pages(fields, params_.directory_page_blocks);
         if (!pages) return pages.status();
         manifest["directory_pages"] = {
             {"header",

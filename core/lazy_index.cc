@@ -122,15 +122,21 @@ void LazyIndex::clear_cache() {
     block_lru_.clear();
     block_at_.clear();
     blocks_cached_ = 0;
+    drop_directory_pages(false);
+    step_ = Step::kIdle;
+}
+
+void LazyIndex::drop_directory_pages(bool keep_query_pages) {
     for (auto it = directory_pages_.begin(); it != directory_pages_.end();) {
-        if (std::binary_search(background_pages_.begin(), background_pages_.end(), it->first)) {
+        const uint32_t p = it->first;
+        if (std::binary_search(background_pages_.begin(), background_pages_.end(), p) ||
+            (keep_query_pages && std::binary_search(query_pages_.begin(), query_pages_.end(), p))) {
             ++it;
             continue;
         }
         directory_cached_ -= it->second.bytes();
         it = directory_pages_.erase(it);
     }
-    step_ = Step::kIdle;
 }
 
 void LazyIndex::keep_page(DirectoryPage page) {
@@ -141,18 +147,8 @@ void LazyIndex::keep_page(DirectoryPage page) {
     }
     // Pages are small (1.4 KB for 32 blocks) and few per query: over the budget, every page
     // neither the background's nor the current query's goes at once.
-    if (directory_cached_ + page.bytes() > params_.directory_cache_bytes) {
-        for (auto it = directory_pages_.begin(); it != directory_pages_.end();) {
-            const uint32_t p = it->first;
-            if (std::binary_search(background_pages_.begin(), background_pages_.end(), p) ||
-                std::binary_search(query_pages_.begin(), query_pages_.end(), p)) {
-                ++it;
-                continue;
-            }
-            directory_cached_ -= it->second.bytes();
-            it = directory_pages_.erase(it);
-        }
-    }
+    if (directory_cached_ + page.bytes() > params_.directory_cache_bytes)
+        drop_directory_pages(true);
     directory_cached_ += page.bytes();
     directory_pages_.emplace(number, std::move(page));
 }

@@ -133,6 +133,9 @@ private:
     std::optional<Index::FileRange> block_range(uint32_t block) const;
     LazyFetch page_fetch(uint32_t page) const;
     void keep_page(DirectoryPage page);
+    // Drops every directory page held but the background's and, with keep_query_pages, the
+    // current query's.
+    void drop_directory_pages(bool keep_query_pages);
 
     std::shared_ptr<Index> base_;
     PairKeyManifest pair_manifest_;

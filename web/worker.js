@@ -317,17 +317,16 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     postProgress('directory');
 
     // The background blocks every query is matched against with its candidates: their
-    // directory pages, then the blocks.
+    // directory pages, then the blocks. Nothing can be answered without them: any failure here
+    // is fatal. A round's ranges are fetched in parallel, as a look's are.
+    const fatal = (/** @type {any} */ error) => {
+        throw error instanceof EarshotError && !error.fatal
+            ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
+    };
     for (;;) {
         const background = JSON.parse(engine.lazyFetches(true));
         if (!background.ok) throw new EarshotError('internal', background.message);
         if (background.fetches.length === 0) break;
-        // Nothing can be answered without them: any failure here is fatal. A round's ranges are
-        // fetched in parallel, as a look's are.
-        const fatal = (/** @type {any} */ error) => {
-            throw error instanceof EarshotError && !error.fatal
-                ? new EarshotError(error.code, error.message, { file: error.file, cause: error }) : error;
-        };
         const got = await Promise.all(background.fetches.map((/** @type {any} */ f) => store.get(f))).catch(fatal);
         for (let i = 0; i < got.length; i++) {
             const f = background.fetches[i];
