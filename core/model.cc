@@ -11,6 +11,7 @@
 #include "core/container.h"
 #include "core/json_read.h"
 #include "core/quantizer.h"
+#include "core/speed_change.h"
 
 namespace earshot {
 
@@ -304,27 +305,59 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
                     "metadata 'threshold_by_n_by_pq_m' is no longer read: rewrite its tables "
                     "as 'threshold_by_n_by_code' (models/calibrate_threshold.py --for-code)");
     }
-    const auto by_code_it = meta.find("threshold_by_n_by_code");
-    if (by_code_it != meta.end()) {
-        if (!by_code_it->is_object()) {
-            return fail(what,
-                        "metadata 'threshold_by_n_by_code' must be an object "
-                        "{\"<code name>\": [thresholds...]}");
+    // {"<code name>": table, ...}: tables for indexes built with other codes.
+    auto read_tables_by_code = [&](const nlohmann::json& value, const std::string& key,
+                                   std::map<std::string, std::vector<float>>* out) -> Status {
+        if (!value.is_object()) {
+            return Status::error("metadata '" + key +
+                                 "' must be an object {\"<code name>\": [thresholds...]}");
         }
-        for (const auto& item : by_code_it->items()) {
-            const std::string key = "threshold_by_n_by_code." + item.key();
-            const std::string& name = item.key();
+        for (const auto& item : value.items()) {
+            const std::string item_key = key + "." + item.key();
             int pq_m = 0;
             bool rotated = false, unit_norm = false;
-            if (!parse_code_name(name, info.embedding_dim, &pq_m, &rotated, &unit_norm)) {
-                return fail(what, "metadata '" + key +
-                                      "': the key must be a code name, PQ bytes "
-                                      "that divide embedding_dim (" +
-                                      std::to_string(info.embedding_dim) +
-                                      ") then -opq and/or -unit, as in 8-opq-unit");
+            if (!parse_code_name(item.key(), info.embedding_dim, &pq_m, &rotated, &unit_norm)) {
+                return Status::error("metadata '" + item_key +
+                                     "': the key must be a code name, PQ bytes "
+                                     "that divide embedding_dim (" +
+                                     std::to_string(info.embedding_dim) +
+                                     ") then -opq and/or -unit, as in 8-opq-unit");
             }
-            std::vector<float>& table = info.threshold_by_n_for_code[name];
-            if (!(st = read_table(item.value(), key, &table))) return fail(what, st.message());
+            if (Status st = read_table(item.value(), item_key, &(*out)[item.key()]); !st) return st;
+        }
+        return Status();
+    };
+    const auto by_code_it = meta.find("threshold_by_n_by_code");
+    if (by_code_it != meta.end() &&
+        !(st = read_tables_by_code(*by_code_it, "threshold_by_n_by_code",
+                                   &info.threshold_by_n_for_code))) {
+        return fail(what, st.message());
+    }
+    // Optional: the clip mode's speed search, its stretches and tables.
+    const auto speed_it = meta.find("speed_search");
+    if (speed_it != meta.end()) {
+        const nlohmann::json& speed = *speed_it;
+        const auto stretches = speed.is_object() ? speed.find("stretches") : speed.end();
+        const auto table = speed.is_object() ? speed.find("threshold_by_n") : speed.end();
+        if (!speed.is_object() || stretches == speed.end() || !stretches->is_array() ||
+            stretches->empty() || stretches->size() > 16 || table == speed.end()) {
+            return fail(what,
+                        "metadata 'speed_search' must be an object with 'stretches' (1 to 16 "
+                        "numbers) and 'threshold_by_n'");
+        }
+        for (const auto& value : *stretches) {
+            Result<SpeedRatio> ratio = value.is_number() ? speed_ratio(value.get<double>())
+                                                         : Status::error("not a number");
+            if (!ratio) return fail(what, "metadata 'speed_search.stretches': " + ratio.message());
+            info.speed_stretches.push_back(value.get<float>());
+        }
+        if (!(st = read_table(*table, "speed_search.threshold_by_n", &info.speed_threshold_by_n)))
+            return fail(what, st.message());
+        const auto speed_by_code = speed.find("threshold_by_n_by_code");
+        if (speed_by_code != speed.end() &&
+            !(st = read_tables_by_code(*speed_by_code, "speed_search.threshold_by_n_by_code",
+                                       &info.speed_threshold_by_n_for_code))) {
+            return fail(what, st.message());
         }
     }
     // Optional numbers of the decision, each within its range: the background weight, the

@@ -64,6 +64,12 @@ struct ModelInfo {
     // Quantizer::code_name (metadata `threshold_by_n_by_code`, {"8-opq-unit": [...]}): tables
     // like threshold_by_n.
     std::map<std::string, std::vector<float>> threshold_by_n_for_code;
+    // The clip mode's speed search (metadata `speed_search`: {"stretches": [...],
+    // "threshold_by_n": [...], "threshold_by_n_by_code": {"<code>": [...]}}; SpeedSearchParams
+    // in core/recognizer.h): empty without one.
+    std::vector<float> speed_stretches;
+    std::vector<float> speed_threshold_by_n;
+    std::map<std::string, std::vector<float>> speed_threshold_by_n_for_code;
     float threshold_background_weight = 0.0f;  // MatchParams::background_weight
     float match_max_drift = 0.0f;              // MatchParams::max_drift (metadata, [0, 0.1])
     float threshold_prior_weight = 0.0f;       // MatchParams::prior_weight (metadata, [0, 1])

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+
+#include "core/speed_change.h"
 
 namespace earshot {
 
@@ -33,6 +36,10 @@ RecognizerParams recognizer_default_params(const ModelInfo& model) {
     params.match.prior_offset = model.threshold_prior_offset;
     params.live = false;
     params.listen = listen_default_params(model);
+    params.speed.stretches = model.speed_stretches;
+    params.speed.threshold_by_n = model.speed_threshold_by_n;
+    params.speed.background_weight = model.threshold_background_weight;
+    if (params.speed.threshold_by_n.empty()) params.speed.stretches.clear();
     params.gate_close_hops = 4;
     if (hop_s > 0.0) params.gate_close_hops = std::max(1, int(std::lround(kGateCloseS / hop_s)));
     return params;
@@ -45,6 +52,15 @@ RecognizerParams recognizer_default_params(const ModelInfo& model, const Index& 
     if (code != model.index_code_name() && table != model.threshold_by_n_for_code.end())
         params.match.threshold_by_n = table->second;
     params.listen = listen_default_params(model, code);
+    if (code != model.index_code_name()) {
+        // The speed table of another code, or no speed search: the main one is fitted to the
+        // default code's scores.
+        const auto speed = model.speed_threshold_by_n_for_code.find(code);
+        params.speed.threshold_by_n.clear();
+        if (speed != model.speed_threshold_by_n_for_code.end())
+            params.speed.threshold_by_n = speed->second;
+        if (params.speed.threshold_by_n.empty()) params.speed.stretches.clear();
+    }
     return params;
 }
 
@@ -60,6 +76,19 @@ Status check_recognizer_params(const RecognizerParams& params) {
         return Status::error("min_query_embeddings must be in [1, max_query_embeddings]");
     if (params.match_every_embeddings < 1)
         return Status::error("match_every_embeddings must be >= 1");
+    for (float stretch : params.speed.stretches)
+        if (Result<SpeedRatio> ratio = speed_ratio(stretch); !ratio)
+            return Status::error("speed.stretches: " + ratio.message());
+    if (!params.speed.stretches.empty()) {
+        if (params.speed.threshold_by_n.empty())
+            return Status::error("speed.threshold_by_n must not be empty when there are stretches");
+        for (float t : params.speed.threshold_by_n)
+            if (!(std::fabs(t) <= 1.0f))
+                return Status::error("speed.threshold_by_n holds a value outside [-1, 1]");
+        if (!(params.speed.background_weight >= 0.0f) ||
+            !std::isfinite(params.speed.background_weight))
+            return Status::error("speed.background_weight must be a finite number >= 0");
+    }
     if (params.live) {
         if (params.gate_close_hops < 1) return Status::error("gate_close_hops must be >= 1");
         if (Status st = check_listen_params(params.listen); !st) return st;
@@ -125,6 +154,14 @@ Result<std::unique_ptr<Recognizer>> Recognizer::create(std::shared_ptr<const Mod
         r->music_detector_ = std::move(detector.value());
     }
     r->events_.reserve(16);
+    if (!p.live && !p.speed.stretches.empty()) {
+        // The last window's embeddings and the context of the first, plus one frame.
+        r->clip_pcm_keep_ =
+            (size_t(p.max_query_embeddings) * p.query_hop_frames + info.context_frames + 1) *
+                size_t(info.frontend.hop_length) +
+            size_t(info.frontend.n_fft);
+        r->clip_pcm_.reserve(2 * r->clip_pcm_keep_);
+    }
     return r;
 }
 
@@ -132,6 +169,7 @@ Recognizer::~Recognizer() = default;
 
 Status Recognizer::push(const float* pcm, size_t n_samples) {
     if (n_samples > 0 && pcm == nullptr) return Status::error("push: pcm is null");
+    if (clip_pcm_keep_ > 0 && !in_speed_pass_) keep_clip_pcm(pcm, n_samples);
     Status status;
     while (n_samples > 0) {
         if (n_samples_skip_ > 0) {  // hop_length > n_fft: samples between frames
@@ -236,6 +274,7 @@ Status Recognizer::on_embedding() {
     for (size_t i = 0; i < n_window_; ++i)
         std::memcpy(&query_[i * dim_], &embedding_ring_[((first + i) % max_n) * dim_],
                     size_t(dim_) * sizeof(float));
+    if (in_speed_pass_) return Status::ok();  // search_speeds() matches the last window once
     if (n_window_ >= size_t(params_.min_query_embeddings) &&
         embeddings_since_match_ >= size_t(params_.match_every_embeddings))
         return run_match();
@@ -305,7 +344,73 @@ RecognizerResult Recognizer::finish() {
     }
     ListenEvent event;  // the clip ended before a one-shot listen answered: no song
     if (params_.live && decider_.on_end(stream_time_s(), &event)) emit(event);
+    if (clip_pcm_keep_ > 0 && !in_speed_pass_ && best().valid &&
+        (params_.speed.always || !best().match.matched))
+        search_speeds();
     return best();
+}
+
+void Recognizer::keep_clip_pcm(const float* pcm, size_t n_samples) {
+    clip_pcm_.insert(clip_pcm_.end(), pcm, pcm + n_samples);
+    if (clip_pcm_.size() > 2 * clip_pcm_keep_) {  // drop what no window reaches any more
+        const size_t drop = clip_pcm_.size() - clip_pcm_keep_;
+        clip_pcm_.erase(clip_pcm_.begin(), clip_pcm_.begin() + ptrdiff_t(drop));
+        clip_pcm_start_ += drop;
+    }
+}
+
+void Recognizer::search_speeds() {
+    const RecognizerResult plain = best();
+    std::vector<float> pcm = std::move(clip_pcm_);
+    const size_t pcm_start = clip_pcm_start_;
+    const size_t n_total = n_samples_total_;
+    const double start_s = double(pcm_start) / sample_rate_hz_;
+    const std::vector<float>& table = params_.speed.threshold_by_n;
+    bool found = false;
+    float found_margin = 0.0f;
+    RecognizerResult chosen;
+    in_speed_pass_ = true;
+    for (float stretch : params_.speed.stretches) {
+        const SpeedRatio ratio = speed_ratio(stretch).value();  // checked at create()
+        const std::vector<float> changed = change_speed(pcm.data(), pcm.size(), ratio);
+        reset();
+        Status st = push(changed.data(), changed.size());
+        if (st && embeddings_since_match_ > 0 && n_window_ > 0) st = run_match();
+        if (!st || !latest_.valid || !latest_.match.has_candidates()) continue;
+        RecognizerResult r = latest_;
+        MatchResult& m = r.match;
+        m.confidence = m.best.score - params_.speed.background_weight * m.background + m.prior;
+        m.threshold = table[std::min(m.n_query, table.size()) - 1];
+        m.matched = m.confidence >= m.threshold;
+        const float margin = m.confidence - m.threshold;
+        if (found && margin <= found_margin) continue;
+        // Back to the clip's own times: stretched time tv is clip time start_s + tv / stretch,
+        // and the song runs `stretch` times as fast as the clip plays it; offsets are set so
+        // that song_time_at(r, 0), the song time at the clip's first sample, is exact.
+        const double s = ratio.stretch();
+        const double window_v = r.query_start_s;
+        r.query_start_s = start_s + window_v / s;
+        auto to_clip = [&](MatchCandidate* c) {
+            c->offset_s = c->offset_s - start_s * s - window_v + r.query_start_s;
+            c->rate *= s;
+        };
+        to_clip(&m.best);
+        for (MatchCandidate& c : m.runner_ups) to_clip(&c);
+        r.stream_time_s = double(n_total) / sample_rate_hz_;
+        r.stretch = stretch;
+        chosen = std::move(r);
+        found = true;
+        found_margin = margin;
+    }
+    in_speed_pass_ = false;
+    reset();  // the stretched audio's state; the clip's decision stays below
+    n_samples_total_ = n_total;
+    speed_result_ = chosen;
+    has_speed_result_ = found;
+    const RecognizerResult& answer =
+        plain.match.matched || !found || !chosen.match.matched ? plain : chosen;
+    latest_ = answer;
+    if (answer.match.matched) best_ = answer;
 }
 
 void Recognizer::reset() {
@@ -330,6 +435,11 @@ void Recognizer::reset() {
     events_.clear();
     events_read_ = 0;
     has_answer_ = false;
+    if (!in_speed_pass_) {
+        clip_pcm_.clear();
+        clip_pcm_start_ = 0;
+        has_speed_result_ = false;
+    }
 }
 
 Result<RecognizerResult> recognize_clip(std::shared_ptr<const Model> model,

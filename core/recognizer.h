@@ -27,6 +27,23 @@
 
 namespace earshot {
 
+// The offline clip mode's speed search (docs/DESIGN.md section 6): a clip that finds no song as
+// played is played again at each stretch (core/speed_change.h: 1.02 plays it 2 % slower, which
+// brings a song played 2 % fast back to its own speed) and the stretch whose match clears its
+// threshold by the most answers. Each stretch is one more chance for an out-of-catalog clip to
+// meet some song, so the best stretch needs its own, higher table (metadata `speed_search`,
+// models/calibrate_threshold.py --speed), fitted on the negatives that the clip table rejects.
+struct SpeedSearchParams {
+    std::vector<float> stretches;       // empty: no speed search
+    std::vector<float> threshold_by_n;  // threshold_by_n[min(n, size) - 1] for the best stretch
+    // The confidence the table is in: score - background_weight * background + prior (the
+    // model's weight, kept when a calibration run overrides the clip thresholds).
+    float background_weight = 0.0f;
+    // Play every stretch even when the clip as played matched, and keep the best one's result
+    // (Recognizer::speed_result(); to calibrate the table with the clip thresholds off).
+    bool always = false;
+};
+
 // Obtain one from recognizer_default_params() and edit it (apply_recognizer_overrides in
 // core/recognizer_json.h applies JSON overrides); create() rejects invalid values, so a
 // value-initialized RecognizerParams (zero counts) is refused.
@@ -46,6 +63,8 @@ struct RecognizerParams {
     // what the detector adds, and what the listen rule holds if the detector lets noise by).
     bool music_detector = true;
     ListenParams listen;
+    // Clip mode only (live false): the speed search run by finish(). Off without stretches.
+    SpeedSearchParams speed;
     // Query hops without music that close an open gate (and clear the window): short drops
     // inside music keep the window, so its embeddings stay evenly spaced in time.
     int gate_close_hops = 0;
@@ -68,6 +87,10 @@ struct RecognizerResult {
     double stream_time_s = 0.0;  // stream time (samples pushed / rate) when this was computed
     size_t n_embeddings = 0;     // embeddings computed since reset()
     bool valid = false;          // false until the matcher has run at least once
+    // Clip mode: the stretch the clip was played at for this result (1: as it came; 1.02: 2 %
+    // slower, the clip itself being 2 % fast, at rate 1.02 in match.best.rate). Times are the
+    // clip's own: song_time_at(result, 0) is the song time at the clip's first sample.
+    float stretch = 1.0f;
 };
 
 // Where candidate `c` of `result` is in its song when the stream is at `stream_time_s`
@@ -105,9 +128,18 @@ public:
     const RecognizerResult& best() const;
 
     // End of stream: matches embeddings not matched yet (match_every_embeddings > 1), then
-    // returns best() (the decision for an offline clip). Does not reset. A clip shorter than
-    // one context (0.985 s for v1) gives valid == false.
+    // returns best() (the decision for an offline clip). In clip mode with speed stretches,
+    // when that finds no song (or always), the last window's audio is played again at each
+    // stretch and best() becomes the best stretch's result if it clears the speed table (the
+    // window's embeddings, query_embeddings(), are then gone: a caller that needs them turns
+    // the search off). Does not reset otherwise. A clip shorter than one context (0.985 s for v1)
+    // gives valid == false.
     RecognizerResult finish();
+    // After finish(): the best stretch's result when the speed search ran (matched or not:
+    // match.threshold is the speed table's), else nullptr.
+    const RecognizerResult* speed_result() const {
+        return has_speed_result_ ? &speed_result_ : nullptr;
+    }
     // Forget all audio and results; keeps the buffers.
     void reset();
 
@@ -138,6 +170,8 @@ private:
     Status on_patch();
     Status on_embedding();
     Status run_match();
+    void search_speeds();
+    void keep_clip_pcm(const float* pcm, size_t n_samples);
     bool patch_holds_music();
     void emit(const ListenEvent& event);
 
@@ -169,6 +203,15 @@ private:
 
     RecognizerResult latest_, best_;
     bool has_new_ = false;
+
+    // Clip mode's speed search: the audio of the last window (and its context), from stream
+    // sample clip_pcm_start_ on, kept only when params_.speed has stretches.
+    std::vector<float> clip_pcm_;
+    size_t clip_pcm_start_ = 0;
+    size_t clip_pcm_keep_ = 0;  // samples that cover the last window
+    bool in_speed_pass_ = false;
+    RecognizerResult speed_result_;
+    bool has_speed_result_ = false;
 
     // Live mode.
     std::unique_ptr<MusicDetector> music_detector_;  // the model's, when it carries one

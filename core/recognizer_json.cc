@@ -33,6 +33,7 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
                              json_text(overrides));
     }
     RecognizerParams p = *params;
+    bool speed_search = true;  // false: no speed search (the clip mode's), whatever the model has
     const std::pair<const char*, int*> int_keys[] = {
         {"query_hop_frames", &p.query_hop_frames},
         {"max_query_embeddings", &p.max_query_embeddings},
@@ -61,6 +62,7 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
         {"live", &p.live},
         {"continuous", &p.listen.continuous},
         {"music_detector", &p.music_detector},
+        {"speed_search", &speed_search},
     };
     const size_t n_int_keys = sizeof(int_keys) / sizeof(int_keys[0]);
     const size_t n_number_keys = sizeof(number_keys) / sizeof(number_keys[0]);
@@ -105,6 +107,7 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
     if (!std::isnan(max_drift)) p.match.max_drift = float(max_drift);
     if (!std::isnan(prior_weight)) p.match.prior_weight = float(prior_weight);
     if (!std::isnan(prior_offset)) p.match.prior_offset = float(prior_offset);
+    if (!speed_search) p.speed.stretches.clear();
     *params = p;
     return Status::ok();
 }
@@ -151,7 +154,22 @@ nlohmann::json result_json(const RecognizerResult& result) {
     if (!m.runner_ups.empty()) {
         j["runner_up"] = {{"song", m.runner_ups[0].id}, {"score", double(m.runner_ups[0].score)}};
     }
+    if (matched && result.stretch != 1.0f) j["stretch"] = double(result.stretch);
     return j;
+}
+
+nlohmann::json speed_search_json(const RecognizerResult& result) {
+    const MatchResult& m = result.match;
+    return {{"stretch", double(result.stretch)},
+            {"song", m.best.id},
+            {"offset_s", song_time_at(result, 0.0)},
+            {"score", double(m.confidence)},
+            {"similarity", double(m.best.score)},
+            {"background", double(m.background)},
+            {"prior", double(m.prior)},
+            {"threshold", double(m.threshold)},
+            {"n_query", m.n_query},
+            {"matched", m.matched}};
 }
 
 nlohmann::json result_json_with_details(const RecognizerResult& result, double stream_time_s) {

@@ -17,7 +17,8 @@ namespace earshot {
 // rule), gate_close_hops. Number keys: threshold_base, threshold_scale (either one replaces the
 // model's calibrated decision by the plain curve: override_threshold in core/matcher.h),
 // max_drift, prior_weight, prior_offset (MatchParams), max_listen_s (seconds; 0: no limit). Boolean
-// keys: live, continuous (the live listen, core/listen.h). An unknown key, a value of the wrong
+// keys: live, continuous (the live listen, core/listen.h), music_detector, speed_search (false:
+// no speed search in clip mode). An unknown key, a value of the wrong
 // type or an integer outside int's range is an error naming the key, and leaves *params unchanged.
 // Ranges are checked where the parameters are used (check_recognizer_params).
 Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerParams* params);
@@ -32,6 +33,10 @@ Status apply_recognizer_overrides(const nlohmann::json& overrides, RecognizerPar
 //   prior       MatchResult::prior, when the popularity-weighted decision added one
 //   runner_up   {song, score} of the best other song, when there is one
 nlohmann::json result_json(const RecognizerResult& result);
+// The speed search's best stretch (Recognizer::speed_result()), matched or not: {"stretch",
+// "song", "offset_s", "score" (confidence), "similarity", "background", "threshold",
+// "n_query", "matched"}.
+nlohmann::json speed_search_json(const RecognizerResult& result);
 
 // result_json() plus what a live display needs, for the stream at `stream_time_s` (seconds
 // since reset(), e.g. Recognizer::stream_time_s()):

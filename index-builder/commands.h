@@ -63,7 +63,11 @@ struct QueryOptions {
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();
-    float threshold_scale = std::numeric_limits<float>::quiet_NaN();      // decide after every embedding (as in the browser)
+    float threshold_scale = std::numeric_limits<float>::quiet_NaN();
+    // Clip mode's speed search (SpeedSearchParams): auto = the model's, off, or always (every
+    // stretch played and the best one written as "speed_search", for calibration).
+    std::string speed_search = "auto";
+    std::vector<float> speed_stretches;  // empty = the model's
 };
 
 int run_build(const CommonOptions& common, const BuildOptions& options);

@@ -153,6 +153,21 @@ int main(int argc, char** argv) {
                           "override the model's no-match threshold: base + scale/sqrt(n)");
     query_cmd->add_option("--threshold-scale", query.threshold_scale,
                           "override the model's threshold scale (see --threshold-base)");
+    query_cmd
+        ->add_option("--speed-search", query.speed_search,
+                     "clips that find no song as played are played again 1-2 % slower and "
+                     "faster (the model's stretches and table): auto (when the model has "
+                     "them), off, or always (every stretch for every clip; each line gains "
+                     "\"speed_search\", the best stretch's match, for calibration)")
+        ->check(CLI::IsMember({"auto", "off", "always"}))
+        ->capture_default_str();
+    query_cmd
+        ->add_option("--speed-stretches", query.speed_stretches,
+                     "--speed-search: these stretches instead of the model's (1.02 plays a "
+                     "clip 2 % slower); with always, a model without a speed table may be "
+                     "used (no stretch then answers: calibration)")
+        ->delimiter(',')
+        ->check(CLI::Range(0.9, 1.1));
     query_cmd->add_option("--trace", query.trace_path,
                           "write every look (the match after each query embedding) of every clip "
                           "to this JSON-lines file, for models.calibrate_listen");

@@ -171,6 +171,25 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     RecognizerParams params = recognizer_default_params(info, *shared_index);
     if (Status st = apply_recognizer_overrides(overrides, &params); !st) return fail(st.message());
     params.live = live;
+    if (!options.speed_stretches.empty()) {
+        params.speed.stretches = options.speed_stretches;
+        if (params.speed.threshold_by_n.empty()) {
+            if (options.speed_search != "always")
+                return fail(
+                    "--speed-stretches: the model has no speed table for this index's "
+                    "code; only --speed-search always can run without one");
+            params.speed.threshold_by_n = {1.0f};  // nothing answers: the lines say the best
+        }
+    }
+    // --lazy answers from the window finish() leaves, which the speed search replays away.
+    if (options.speed_search == "off" || options.lazy) params.speed.stretches.clear();
+    if (options.speed_search == "always") {
+        if (params.speed.stretches.empty())
+            return fail(
+                "--speed-search always: the model has no speed search for this index's "
+                "code (metadata speed_search): give --speed-stretches");
+        params.speed.always = true;
+    }
     params.listen.max_listen_s = 0.0;  // a clip's listen lasts as long as the clip
     params.listen.continuous = options.continuous;
     std::ofstream trace_out;
@@ -305,6 +324,9 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 } else {
                     line.update(live ? live_result_json((*recognizer)->answer())
                                      : result_json(result));
+                    if (const RecognizerResult* speed = (*recognizer)->speed_result();
+                        speed && params.speed.always)
+                        line["speed_search"] = speed_search_json(*speed);
                 }
                 line["ms"] = ms;
                 if (!st) {  // a failed push leaves no decision

@@ -98,6 +98,16 @@ def main():
                          "other songs match the same audio); 0.5 was chosen on train queries")
     ap.add_argument("--query-hop-frames", type=int, default=0,
                     help="the query hop the results were made with (0 = the model's)")
+    ap.add_argument("--speed", action="store_true",
+                    help="fit the clip mode's speed-search table instead: the results come "
+                         "from `earshot query --threshold-base -1 --speed-search always "
+                         "--speed-stretches S` (each line's \"speed_search\" is the best "
+                         "stretch); clips whose own match clears the model's clip table for "
+                         "the code are left out, the rest are scored by their best stretch "
+                         "(--target-fp: the share of ALL negatives the table may add)")
+    ap.add_argument("--stretches", default="1.02,0.98,1.01,0.99",
+                    help="--speed: the stretches the results were made with (written with "
+                         "the table)")
     ap.add_argument("--write", action="store_true", help="write the thresholds into --model")
     ap.add_argument("--for-code", default="", metavar="NAME",
                     help="with --write: the results come from indexes with this code (e.g. 16 or "
@@ -165,6 +175,9 @@ def main():
             with open(args.details[k], newline="") as f:
                 for row in csv.DictReader(f, delimiter="\t"):
                     source[(k, row["query"])] = row
+
+    if args.speed:
+        results, n_plain = speed_view(args, meta, truth, results)
 
     # The train set holds the same tune in several arrangements (../shared/eval/README.md names
     # some; tecnoballz's area1-game/area1-game2 is another): an out-of-catalog clip of one that
@@ -247,6 +260,8 @@ def main():
         return table[min(n, len(table)) - 1]
 
     n_pos = sum(len(v) for v in pos.values())
+    if args.speed:
+        print(f"speed search: {n_plain} clips answered by their own match left out")
     print(f"calibrated on {sum(len(v) for v in neg.values())} negatives and {n_pos} positives "
           f"({n_variant} negatives that found another arrangement of their tune and "
           f"{len(shared)} that hold the audio of the song they found left out)")
@@ -266,6 +281,9 @@ def main():
         "background_weight": args.background_weight, "shared_audio_ncc": args.shared_audio,
         "margin": args.margin, "fit": args.fit, "negatives": sum(len(v) for v in neg.values()),
         "positives": n_pos}
+    if args.speed:
+        write_speed_table(args, meta, model, table, calibration)
+        return
     if args.for_code and args.set_default:
         # The main table moves under the old default code's name; this code becomes the default.
         old = default_code(meta)
@@ -316,6 +334,62 @@ def main():
         meta.pop("threshold_scale", None)
         meta["threshold_calibration"] = calibration
         what = "threshold_by_n"
+    rewrite_model_file(args.model, meta, list(model.sections.items()))
+    print(f"wrote {what} ({len(table)} values) into {args.model}")
+
+
+def clip_table_for(meta, code):
+    """The model's clip table for indexes with this code ("" = the default code)."""
+    if not code or code == default_code(meta):
+        return meta.get("threshold_by_n")
+    return meta.get("threshold_by_n_by_code", {}).get(code)
+
+
+def speed_view(args, meta, truth, results):
+    """--speed: the results as the speed search's best stretches, without the clips the clip
+    table answers (as the core does: a clip that matches as played is never stretched).
+    Returns (results keyed as given, number of clips left out)."""
+    table = clip_table_for(meta, args.for_code)
+    if not table:
+        sys.exit("--speed: the model has no clip table for this code yet: calibrate it first")
+    weight = meta.get("threshold_background_weight", args.background_weight)
+    view, n_plain = {}, 0
+    for q, r in results.items():
+        t = truth.get(q)
+        if t is None:
+            continue
+        if "speed_search" not in r:
+            sys.exit(f"--speed: query {q[1]} has no speed_search: run earshot query with "
+                     "--speed-search always")
+        n = n_embeddings(meta, float(t["length_s"]), args.query_hop_frames)
+        if n == 0:
+            continue
+        plain = float(r["similarity"]) - weight * float(r["background"])
+        if r["song"] is not None and plain >= table[min(n, len(table)) - 1]:
+            n_plain += 1
+            continue
+        view[q] = r["speed_search"]
+    return view, n_plain
+
+
+def write_speed_table(args, meta, model, table, calibration):
+    try:
+        stretches = [float(x) for x in args.stretches.split(",")]
+    except ValueError:
+        sys.exit(f"--stretches {args.stretches!r}: give numbers separated by commas")
+    speed = meta.setdefault("speed_search", {})
+    calibration = {**calibration, "stretches": stretches}
+    if args.for_code and args.for_code != default_code(meta):
+        if speed.get("stretches") != stretches:
+            sys.exit("--for-code: the model's speed search has other stretches: calibrate the "
+                     "default code's table with these first")
+        speed.setdefault("threshold_by_n_by_code", {})[args.for_code] = table
+        speed.setdefault("calibration_by_code", {})[args.for_code] = calibration
+        what = f"speed_search.threshold_by_n_by_code[{args.for_code}]"
+    else:
+        speed.update({"stretches": stretches, "threshold_by_n": table,
+                      "calibration": calibration})
+        what = "speed_search.threshold_by_n"
     rewrite_model_file(args.model, meta, list(model.sections.items()))
     print(f"wrote {what} ({len(table)} values) into {args.model}")
 

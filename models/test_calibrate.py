@@ -141,6 +141,43 @@ class CalibrateTest(unittest.TestCase):
                 self.assertNotEqual(out.returncode, 0)
                 self.assertIn("-opq and/or -unit", out.stderr)
 
+    def test_speed_table_over_the_clip_table(self):
+        """--speed: clips whose own match clears the clip table are left out; the others are
+        scored by their best stretch, and the table lands in speed_search with the stretches."""
+        with tempfile.TemporaryDirectory() as tmp:
+            model, a, b, run = writing_run(tmp)
+            self.assertEqual(run(*a, *b).returncode, 0)  # clip table [0.81]
+            folder = os.path.join(tmp, "s")
+            os.makedirs(folder)
+            # (truth song, own answer, own similarity, best stretch's song, its similarity)
+            rows = [("-", "x", 0.9, "y", 0.95),   # answered as played: left out
+                    ("-", "x", 0.2, "y", 0.6),    # the highest kept negative
+                    ("-", "x", 0.1, "z", 0.3),
+                    ("a", "b", 0.5, "a", 0.7)]
+            with open(os.path.join(folder, "truth.tsv"), "w") as truth, \
+                    open(os.path.join(folder, "results.jsonl"), "w") as results:
+                truth.write("query\tsong\tlength_s\n")
+                for i, (song, own, own_s, best, best_s) in enumerate(rows):
+                    truth.write(f"q{i}.flac\t{song}\t1\n")
+                    results.write(json.dumps({
+                        "query": f"q{i}.flac", "song": own, "similarity": own_s,
+                        "background": 0.0, "speed_search": {
+                            "stretch": 1.02, "song": best, "similarity": best_s,
+                            "background": 0.0}}) + "\n")
+            s = ["--truth", os.path.join(folder, "truth.tsv"),
+                 "--results", os.path.join(folder, "results.jsonl")]
+            out = run("--speed", "--stretches", "1.02,0.98", *s)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("1 clips answered by their own match left out", out.stdout)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertEqual(meta["threshold_by_n"], [0.81])  # kept
+            self.assertEqual(meta["speed_search"]["stretches"], [1.02, 0.98])
+            self.assertEqual(meta["speed_search"]["threshold_by_n"], [0.61])
+            # Results without the best stretches are refused.
+            out = run("--speed", *a)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("--speed-search always", out.stderr)
+
     def test_set_default_code(self):
         with tempfile.TemporaryDirectory() as tmp:
             model, a, b, run = writing_run(tmp)

@@ -11,10 +11,12 @@
 #     cut from it (seeds 7, 11, 21, 33; clean, noise10/5/0, room, hall, speed2; 1-10 s; 30 % of
 #     the songs out of the index) and two sets of 10 s listens with lead-ins and `nomusic` clips
 #     (seeds 11, 12);
-#  2. per code, an index per query set, the clips queried with the threshold off, the listens
-#     traced with the music detector and with the level gate alone (the guard);
-#  3. the threshold tables written (the model's default code first, then --for-code; check
-#     the fit first with --crossval, docs/EXPERIMENTS.md), the
+#  2. per code, an index per query set, the clips queried with the threshold off (the default
+#     code's also with every speed stretch, --speed-search always), the listens traced with
+#     the music detector and with the level gate alone (the guard);
+#  3. the threshold tables written (the model's default code first, with the speed search's
+#     table over it, then --for-code; check the fit first with --crossval,
+#     docs/EXPERIMENTS.md), the
 #     popularity-weighted decision (models.calibrate_popularity), then the listen rules (main
 #     rule, then per code): writing changes the file's hash, so every index and trace is made
 #     before the first write (a new export has no background weight yet: the traced looks carry
@@ -24,7 +26,7 @@
 # build/index-builder/earshot), JOBS (make-queries workers, default 2), FIT (the threshold
 # fit: per-length, smooth or pooled; default per-length); for a quick trial,
 # SEEDS (default "7 11 21 33"), LISTEN_SEEDS ("11 12") and CODES_ONLY (code names, default
-# all).
+# all); SPEED_STRETCHES (default 1.02,0.98,1.01,0.99).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:?usage: scripts/calibrate-model.sh MODEL [WORK]}
@@ -37,6 +39,8 @@ PY=/usr/bin/python3
 FIT=${FIT:-per-length}
 SEEDS=${SEEDS:-7 11 21 33}
 LISTEN_SEEDS=${LISTEN_SEEDS:-11 12}
+# The clip mode's speed search (core/recognizer.h, SpeedSearchParams), for the default code.
+SPEED_STRETCHES=${SPEED_STRETCHES:-1.02,0.98,1.01,0.99}
 # name:earshot build options; the first is the model's default code.
 CODES=("32:" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"
        "8-opq-unit:--pq-m 8 --opq 10 --unit-norm")
@@ -94,8 +98,10 @@ for code in "${CODES[@]}"; do
         [ -f "$d/idx-listen-$s/manifest.json" ] || $X build -q --model "$M" "${opts[@]}" \
             --out "$d/idx-listen-$s" "$W/q-listen-$s/index-catalog.tsv"
     done
+    speed=()  # the default code's results also carry each clip's best stretch
+    [ "$name" = "$default" ] && speed=(--speed-search always --speed-stretches "$SPEED_STRETCHES")
     for s in $SEEDS; do
-        [ -f "$d/$s.jsonl" ] || $X query -q --model "$M" --index "$d/idx-$s" \
+        [ -f "$d/$s.jsonl" ] || $X query -q --model "$M" --index "$d/idx-$s" "${speed[@]}" \
             --threshold-base -1 -o "$d/$s.jsonl.tmp" "$W/q-cal-$s/queries"
         [ -f "$d/$s.jsonl" ] || mv "$d/$s.jsonl.tmp" "$d/$s.jsonl"
     done
@@ -124,6 +130,12 @@ for code in "${CODES[@]}"; do
         --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
         --write "${for_code[@]}" | tee "$W/$name/thresholds.txt"
     remember_hash
+    if [ "$name" = "$default" ]; then  # the speed search's table, over the clip table
+        $PY -m models.calibrate_threshold --model "$M" --fit "$FIT" --target-fp 0.0005 \
+            --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
+            --speed --stretches "$SPEED_STRETCHES" --write | tee "$W/$name/speed.txt"
+        remember_hash
+    fi
 done
 # The popularity-weighted decision, on the default code's results and table.
 if [ -f "$W/$default/${SEEDS%% *}.jsonl" ]; then

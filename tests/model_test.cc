@@ -398,6 +398,36 @@ TEST(ModelLoad, ReadsThresholdTablesPerCode) {
     expect_error(load_spec(spec), {"threshold_by_n_by_pq_m", "threshold_by_n_by_code"});
 }
 
+TEST(ModelLoad, ReadsTheSpeedSearch) {
+    ModelSpec spec = tiny_model();  // embedding_dim 6
+    EXPECT_TRUE((*load_spec(spec))->info().speed_stretches.empty());
+    spec.meta["speed_search"] = {{"stretches", {1.02, 0.98}},
+                                 {"threshold_by_n", {0.6, 0.5}},
+                                 {"threshold_by_n_by_code", {{"3-opq-unit", {0.4}}}},
+                                 {"calibration", {{"target_fp", 0.0005}}}};
+    auto model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    const ModelInfo& info = (*model)->info();
+    EXPECT_EQ(info.speed_stretches, (std::vector<float>{1.02f, 0.98f}));
+    EXPECT_EQ(info.speed_threshold_by_n, (std::vector<float>{0.6f, 0.5f}));
+    EXPECT_EQ(info.speed_threshold_by_n_for_code.at("3-opq-unit"), std::vector<float>{0.4f});
+    for (
+        const char* bad : {
+            R"([1.02])",
+            R"({"threshold_by_n": [0.5]})",
+            R"({"stretches": [1.02]})",
+            R"({"stretches": [], "threshold_by_n": [0.5]})",
+            R"({"stretches": [1.5], "threshold_by_n": [0.5]})",
+            R"({"stretches": [1.0205], "threshold_by_n": [0.5]})",
+            R"({"stretches": ["1.02"], "threshold_by_n": [0.5]})",
+            R"({"stretches": [1.02], "threshold_by_n": [1.5]})",
+            R"({"stretches": [1.02], "threshold_by_n": [0.5], "threshold_by_n_by_code": {"4": [0.5]}})",
+        }) {
+        spec.meta["speed_search"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"speed_search"});
+    }
+}
+
 // Every layer field and top-level size replaced by hostile values: load either fails with a
 // message or yields a model whose embedders run (no crash, no huge allocation).
 TEST(ModelLoad, SurvivesHostileMetadataValues) {

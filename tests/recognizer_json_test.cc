@@ -94,6 +94,17 @@ TEST(RecognizerOverrides, AppliesTheLiveListenKeys) {
     EXPECT_EQ(params.match.threshold_by_n, defaults().match.threshold_by_n);
 }
 
+TEST(RecognizerOverrides, SpeedSearchOff) {
+    RecognizerParams params = defaults();
+    params.speed.stretches = {1.02f, 0.98f};
+    params.speed.threshold_by_n = {0.5f};
+    ASSERT_TRUE(apply_recognizer_overrides({{"speed_search", true}}, &params));
+    EXPECT_EQ(params.speed.stretches.size(), 2u);
+    ASSERT_TRUE(apply_recognizer_overrides({{"speed_search", false}}, &params));
+    EXPECT_TRUE(params.speed.stretches.empty());
+    expect_refused(R"({"speed_search": "no"})", "'speed_search' must be true or false");
+}
+
 TEST(RecognizerOverrides, LiveRangesAreCheckedWhereUsed) {
     // apply_recognizer_overrides checks types; check_recognizer_params the ranges (live only).
     RecognizerParams params = defaults();

@@ -13,6 +13,7 @@
 #include <limits>
 #include <random>
 
+#include "core/speed_change.h"
 #include "tests/index_test_util.h"
 
 namespace earshot {
@@ -381,6 +382,136 @@ TEST_F(RecognizerTest, CreateRejectsMismatches) {
     ASSERT_TRUE(waiting.value()->push(pcm.data(), pcm.size()));
     EXPECT_GT(waiting.value()->n_embeddings_total(), 0u);
     EXPECT_FALSE(waiting.value()->finish().valid);
+}
+
+// The clip mode's speed search: a clip played 2 % fast that the clip table refuses is found
+// when played 2 % slower, at the right place in the song, with the stretch and rate reported.
+TEST_F(RecognizerTest, SpeedSearchFindsAFastClip) {
+    const double start_s = 3.0;
+    const std::vector<float> as_played = clip(2, start_s, 7.0);
+    const std::vector<float> fast = change_speed(as_played.data(), as_played.size(), {50, 51});
+    RecognizerParams p = defaults();
+    p.match_every_embeddings = std::numeric_limits<int>::max();  // one decision, as the CLI
+    p.match.threshold_by_n = {1.0f};                             // nothing passes as played
+    p.match.background_weight = 0.0f;
+    p.speed.stretches = {0.98f, 1.02f, 1.01f};
+    p.speed.threshold_by_n = {0.5f};
+    p.speed.background_weight = 0.0f;
+
+    RecognizerParams off = p;
+    off.speed.stretches.clear();
+    auto plain = make(off);
+    ASSERT_TRUE(plain->push(fast.data(), fast.size()));
+    const RecognizerResult no = plain->finish();
+    ASSERT_TRUE(no.valid);
+    EXPECT_FALSE(no.match.matched);
+    EXPECT_EQ(plain->speed_result(), nullptr);
+
+    auto rec = make(p);
+    ASSERT_TRUE(rec->push(fast.data(), fast.size()));
+    const RecognizerResult r = rec->finish();
+    ASSERT_TRUE(r.valid);
+    ASSERT_TRUE(r.match.matched);
+    EXPECT_EQ(r.match.best.id, "synth-2");
+    EXPECT_EQ(r.stretch, 1.02f);
+    EXPECT_NEAR(r.match.best.rate, 1.02, 1e-6);
+    EXPECT_FLOAT_EQ(r.match.threshold, 0.5f);
+    EXPECT_GT(r.match.best.score, no.match.best.score);
+    EXPECT_NEAR(song_time_at(r, 0.0), start_s, 0.3);
+    ASSERT_NE(rec->speed_result(), nullptr);
+    EXPECT_EQ(rec->speed_result()->stretch, 1.02f);
+    EXPECT_EQ(rec->best().stretch, 1.02f);
+
+    // A stricter speed table: the clip's own (refused) result stands.
+    p.speed.threshold_by_n = {0.9999f};
+    auto strict = make(p);
+    ASSERT_TRUE(strict->push(fast.data(), fast.size()));
+    const RecognizerResult refused = strict->finish();
+    EXPECT_FALSE(refused.match.matched);
+    EXPECT_EQ(refused.stretch, 1.0f);
+    ASSERT_NE(strict->speed_result(), nullptr);
+    EXPECT_FALSE(strict->speed_result()->match.matched);
+
+    // reset() forgets the clip and the search.
+    rec->reset();
+    EXPECT_EQ(rec->speed_result(), nullptr);
+    EXPECT_FALSE(rec->finish().valid);
+}
+
+// The search plays the last window of a long clip (the audio kept is bounded), and its song
+// time at the clip's first sample still holds; a clip that matches as played is not stretched
+// unless `always`, and the live mode never stretches.
+TEST_F(RecognizerTest, SpeedSearchOnALongClipAndAlways) {
+    const std::vector<float> song = (*songs_)[5];
+    const std::vector<float> fast = change_speed(song.data(), song.size(), {50, 51});
+    RecognizerParams p = defaults();
+    p.match_every_embeddings = std::numeric_limits<int>::max();
+    p.max_query_embeddings = 8;  // a 4 s window at the end of an 11.8 s clip
+    p.match.threshold_by_n = {1.0f};
+    p.match.background_weight = 0.0f;
+    p.speed.stretches = {1.02f};
+    p.speed.threshold_by_n = {0.5f};
+    auto rec = make(p);
+    for (size_t at = 0; at < fast.size(); at += 1000)  // blocks: the kept audio is trimmed
+        ASSERT_TRUE(rec->push(fast.data() + at, std::min<size_t>(1000, fast.size() - at)));
+    const RecognizerResult r = rec->finish();
+    ASSERT_TRUE(r.match.matched);
+    EXPECT_EQ(r.match.best.id, "synth-5");
+    EXPECT_NEAR(song_time_at(r, 0.0), 0.0, 0.3);
+    EXPECT_GT(r.query_start_s, 6.0);  // the window is the clip's end
+    EXPECT_DOUBLE_EQ(r.stream_time_s, double(fast.size()) / kRate);
+
+    p.match.threshold_by_n = {0.5f};  // matches as played (an untrained net, 2 % off)
+    p.speed.always = true;
+    auto always = make(p);
+    const std::vector<float> as_played = clip(1, 2.0, 6.0);
+    ASSERT_TRUE(always->push(as_played.data(), as_played.size()));
+    const RecognizerResult kept = always->finish();
+    ASSERT_TRUE(kept.match.matched);
+    EXPECT_EQ(kept.stretch, 1.0f);
+    EXPECT_DOUBLE_EQ(song_time_at(kept, 0.0), 2.0);
+    ASSERT_NE(always->speed_result(), nullptr);
+    EXPECT_EQ(always->speed_result()->stretch, 1.02f);
+    EXPECT_LT(always->speed_result()->match.best.score, kept.match.best.score);
+
+    p.speed.always = false;
+    p.live = true;
+    auto live = make(p);
+    ASSERT_TRUE(live->push(fast.data(), fast.size()));
+    live->finish();
+    EXPECT_EQ(live->speed_result(), nullptr);
+}
+
+TEST_F(RecognizerTest, SpeedSearchParamsAreChecked) {
+    RecognizerParams p = defaults();
+    p.speed.stretches = {1.02f};
+    EXPECT_FALSE(check_recognizer_params(p));  // no table
+    p.speed.threshold_by_n = {0.4f};
+    EXPECT_TRUE(check_recognizer_params(p));
+    p.speed.stretches = {1.5f};
+    EXPECT_FALSE(check_recognizer_params(p));
+    p.speed.stretches = {1.0205f};
+    EXPECT_FALSE(check_recognizer_params(p));  // not a whole number of thousandths
+    p.speed.stretches = {0.98f};
+    p.speed.threshold_by_n = {2.0f};
+    EXPECT_FALSE(check_recognizer_params(p));
+
+    // The model's speed search, for its default code only unless it has the code's table.
+    ModelInfo info = model_->info();
+    info.index_pq_m = index_->pq_m();
+    info.speed_stretches = {1.02f, 0.98f};
+    info.speed_threshold_by_n = {0.6f, 0.5f};
+    info.threshold_background_weight = 0.5f;
+    RecognizerParams d = recognizer_default_params(info, *index_);
+    EXPECT_EQ(d.speed.stretches, info.speed_stretches);
+    EXPECT_EQ(d.speed.threshold_by_n, info.speed_threshold_by_n);
+    EXPECT_EQ(d.speed.background_weight, 0.5f);
+    info.index_pq_m = index_->pq_m() * 2;
+    EXPECT_TRUE(recognizer_default_params(info, *index_).speed.stretches.empty());
+    info.speed_threshold_by_n_for_code[index_->quantizer().code_name()] = {0.7f};
+    d = recognizer_default_params(info, *index_);
+    EXPECT_EQ(d.speed.stretches, info.speed_stretches);
+    EXPECT_EQ(d.speed.threshold_by_n, std::vector<float>{0.7f});
 }
 
 }  // namespace

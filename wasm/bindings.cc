@@ -125,6 +125,8 @@ JsStatus Engine::create_recognizer(const std::string& backend_name,
     if (overrides.is_discarded()) return js_error("recognizer parameters are not valid JSON");
     RecognizerParams params = recognizer_default_params(model_->info(), *index_);
     if (Status st = apply_recognizer_overrides(overrides, &params); !st) return to_js(st);
+    // A lazy answer matches the window finish() leaves; the speed search replays it away.
+    if (lazy_) params.speed.stretches.clear();
     Result<std::unique_ptr<Embedder>> embedder = create_embedder(model_, backend.value());
     if (!embedder) return to_js(embedder.status());
     Result<std::unique_ptr<Recognizer>> recognizer =
