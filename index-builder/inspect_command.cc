@@ -219,6 +219,13 @@ int run_info(const std::string& path) {
     nlohmann::json codes = nlohmann::json::array({info.index_code_name()});
     for (const auto& [code, table] : info.threshold_by_n_for_code) codes.push_back(code);
     out["calibrated_codes"] = codes;
+    // The clip mode's speed search: its stretches, and the codes it runs for.
+    if (!info.speed_stretches.empty()) {
+        nlohmann::json speed_codes = nlohmann::json::array({info.index_code_name()});
+        for (const auto& [code, table] : info.speed_threshold_by_n_for_code)
+            speed_codes.push_back(code);
+        out["speed_search"] = {{"stretches", info.speed_stretches}, {"codes", speed_codes}};
+    }
     std::printf("%s\n", out.dump(2).c_str());
     return kExitOk;
 }

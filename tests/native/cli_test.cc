@@ -643,6 +643,7 @@ TEST_F(CliTest, InfoDescribesModel) {
     EXPECT_LE(j["mflop_per_embedding"].get<double>(), 30.0);
     EXPECT_EQ(j["index_code"], "16");  // no tables: the main one only
     EXPECT_EQ(j["calibrated_codes"], nlohmann::json::array({"16"}));
+    EXPECT_FALSE(j.contains("speed_search"));
 }
 
 // The shipped model names its default code (what `earshot build` uses) and the other codes it
@@ -657,6 +658,8 @@ TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
     const auto& codes = j["calibrated_codes"];
     for (const char* code : {"16-opq-unit", "32", "8-opq-unit"})
         EXPECT_NE(std::find(codes.begin(), codes.end(), code), codes.end()) << code;
+    EXPECT_EQ(j["speed_search"]["stretches"].size(), 4u);
+    EXPECT_EQ(j["speed_search"]["codes"], nlohmann::json::array({"32"}));
 
     const fs::path index = dir_ / "index";
     for (const auto& [options, code] : {std::pair<std::string, std::string>{"", "32"},
@@ -670,6 +673,33 @@ TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
         ASSERT_EQ(index_info.exit_code, 0) << index_info.err;
         EXPECT_EQ(nlohmann::json::parse(index_info.out)["quantizer"]["code"], code) << options;
     }
+    // The last index's code (8-opq) has no speed table: no speed search unless a calibration
+    // run asks for every stretch.
+    const std::string query = "query --model " + shipped + " --index " + index.string() + " ";
+    const std::string clip = (dir_ / "music").string();
+    const CliRun always = run_cli(query + "--speed-search always " + clip, dir_);
+    EXPECT_NE(always.exit_code, 0);
+    EXPECT_NE(always.err.find("--speed-stretches"), std::string::npos) << always.err;
+    const CliRun stretches = run_cli(query + "--speed-stretches 1.02 " + clip, dir_);
+    EXPECT_NE(stretches.exit_code, 0);
+    EXPECT_NE(stretches.err.find("only --speed-search always"), std::string::npos) << stretches.err;
+    const CliRun calibration = run_cli(
+        query + "--threshold-base -1 --speed-search always --speed-stretches 1.02,0.99 " + clip,
+        dir_);
+    ASSERT_EQ(calibration.exit_code, 3) << calibration.err;  // broken.ogg skipped
+    size_t lines = 0;
+    std::istringstream text(calibration.out);
+    for (std::string line; std::getline(text, line);) {
+        const auto r = nlohmann::json::parse(line);
+        if (r.contains("error")) continue;
+        ++lines;
+        ASSERT_TRUE(r.contains("speed_search")) << line;
+        const auto& best = r["speed_search"];
+        EXPECT_TRUE(best["stretch"] == 1.02f || best["stretch"] == 0.99f) << line;
+        EXPECT_FALSE(best["matched"]) << line;        // the stand-in table lets nothing through
+        EXPECT_FALSE(r.contains("stretch")) << line;  // the clip's own answer stands
+    }
+    EXPECT_GT(lines, 0u);
 }
 
 // Near-silent windows are not stored by default (--store; the live gate never passes them), so
