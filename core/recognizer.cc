@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 
 #include "core/speed_change.h"
 
@@ -403,6 +402,7 @@ void Recognizer::search_speeds() {
         found_margin = margin;
     }
     in_speed_pass_ = false;
+    clip_pcm_ = std::move(pcm);  // its capacity, for the next clip
     reset();  // the stretched audio's state; the clip's decision stays below
     n_samples_total_ = n_total;
     speed_result_ = chosen;

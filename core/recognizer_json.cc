@@ -141,6 +141,11 @@ nlohmann::json live_result_json(const ListenEvent* answer) {
     return j;
 }
 
+namespace {
+// A stretch is a whole number of thousandths (speed_ratio): 1.02, not 1.0199999809.
+double stretch_json(float stretch) { return std::round(double(stretch) * 1000.0) / 1000.0; }
+}  // namespace
+
 nlohmann::json result_json(const RecognizerResult& result) {
     const MatchResult& m = result.match;
     const bool matched = result.valid && m.matched;
@@ -154,13 +159,13 @@ nlohmann::json result_json(const RecognizerResult& result) {
     if (!m.runner_ups.empty()) {
         j["runner_up"] = {{"song", m.runner_ups[0].id}, {"score", double(m.runner_ups[0].score)}};
     }
-    if (matched && result.stretch != 1.0f) j["stretch"] = double(result.stretch);
+    if (matched && result.stretch != 1.0f) j["stretch"] = stretch_json(result.stretch);
     return j;
 }
 
 nlohmann::json speed_search_json(const RecognizerResult& result) {
     const MatchResult& m = result.match;
-    return {{"stretch", double(result.stretch)},
+    return {{"stretch", stretch_json(result.stretch)},
             {"song", m.best.id},
             {"offset_s", song_time_at(result, 0.0)},
             {"score", double(m.confidence)},

@@ -191,6 +191,27 @@ TEST(ResultJson, MatchedGivesSongAndSongTimeAtTheStreamStart) {
     EXPECT_EQ(j.size(), 6u);  // the results contract: nothing else
 }
 
+// An answer the speed search found says at which stretch; its best stretch, matched or not,
+// has the fields calibrate_threshold --speed reads.
+TEST(ResultJson, SpeedSearchStretch) {
+    RecognizerResult r = sample_result(true);
+    r.stretch = 1.02f;
+    const nlohmann::json j = result_json(r);
+    EXPECT_EQ(j.at("stretch").get<double>(), 1.02);  // thousandths, not 1.0199999809
+    EXPECT_FALSE(result_json(sample_result(true)).contains("stretch"));
+    RecognizerResult refused = sample_result(false);
+    refused.stretch = 0.99f;
+    EXPECT_FALSE(result_json(refused).contains("stretch"));  // no answer, no stretch
+    const nlohmann::json best = speed_search_json(refused);
+    EXPECT_EQ(best.at("stretch").get<double>(), 0.99);
+    EXPECT_EQ(best.at("song"), "a");
+    EXPECT_DOUBLE_EQ(best.at("offset_s").get<double>(), 38.0);
+    EXPECT_DOUBLE_EQ(best.at("similarity").get<double>(), 0.75);
+    EXPECT_DOUBLE_EQ(best.at("background").get<double>(), 0.25);
+    EXPECT_FLOAT_EQ(float(best.at("threshold").get<double>()), 0.7f);
+    EXPECT_FALSE(best.at("matched").get<bool>());
+}
+
 TEST(ResultJson, NoMatchIsNullAndNoCandidateScoresZero) {
     const nlohmann::json below = result_json(sample_result(false));
     EXPECT_TRUE(below.at("song").is_null());

@@ -695,7 +695,7 @@ TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
         ++lines;
         ASSERT_TRUE(r.contains("speed_search")) << line;
         const auto& best = r["speed_search"];
-        EXPECT_TRUE(best["stretch"] == 1.02f || best["stretch"] == 0.99f) << line;
+        EXPECT_TRUE(best["stretch"] == 1.02 || best["stretch"] == 0.99) << line;
         EXPECT_FALSE(best["matched"]) << line;        // the stand-in table lets nothing through
         EXPECT_FALSE(r.contains("stretch")) << line;  // the clip's own answer stands
     }
