@@ -3,7 +3,10 @@
 //
 // Input: byte 0 = flags (bit 0 live, bit 1 music detector, bits 2-3 sample format: f32 as is
 // (NaN, +-Inf, huge values), i16 scaled, u8 scaled, or u8 as a dB level per 16-sample run;
-// bit 4 reset halfway, bit 5 continuous listen, bit 6 a 1 s listen length), byte 1 = how many
+// bit 4 reset halfway, bit 5 continuous listen, bit 6 a 1 s listen length, bit 7 the clip
+// mode's speed search at 2 % and 1 %, the clip table refusing everything and the speed table
+// little),
+// byte 1 = how many
 // times the samples repeat (1-16, so short inputs still make seconds of audio), bytes 2-3 = the
 // block size (0 = one block), then samples. The stream stops at 1.5 s: the fixture model
 // embeds every 0.5 s from 5 frames of context, so that is three looks of the matcher and the
@@ -74,8 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     // One recognizer per combination of the parameter flags, created once and reset() for
     // each input (as the page reuses its recognizer from listen to listen).
-    static std::unique_ptr<Recognizer> recognizers[16];
-    const int combo = (flags & 3) | (flags >> 3 & 12);
+    static std::unique_ptr<Recognizer> recognizers[32];
+    const int combo = (flags & 3) | (flags >> 3 & 12) | (flags >> 3 & 16);
     if (!recognizers[combo]) {
         RecognizerParams params = recognizer_default_params(fixture.model->info(), *index);
         params.live = flags & 1;
@@ -84,6 +87,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         params.gate_close_hops = 1;
         params.listen.stop_confirm_s = 0.5;
         if (flags & 64) params.listen.max_listen_s = 1.0;
+        if (flags & 128) {  // nothing matches as played; most stretches clear their table
+            params.match.threshold_by_n = {1.0f};
+            params.speed.stretches = {1.02f, 0.98f, 1.01f};
+            params.speed.threshold_by_n = {0.0f};
+        }
         auto embedder = create_embedder(fixture.model, Backend::kSimd);
         if (!embedder) std::abort();
         auto created =
