@@ -11,22 +11,23 @@
 #     cut from it (seeds 7, 11, 21, 33; clean, noise10/5/0, room, hall, speed2; 1-10 s; 30 % of
 #     the songs out of the index) and two sets of 10 s listens with lead-ins and `nomusic` clips
 #     (seeds 11, 12);
-#  2. per code, an index per query set, the clips queried with the threshold off (the default
-#     code's also with every speed stretch, --speed-search always), the listens traced with
-#     the music detector and with the level gate alone (the guard);
-#  3. the threshold tables written (the model's default code first, with the speed search's
-#     table over it, then --for-code; check the fit first with --crossval,
-#     docs/EXPERIMENTS.md), the
-#     popularity-weighted decision (models.calibrate_popularity), then the listen rules (main
-#     rule, then per code): writing changes the file's hash, so every index and trace is made
-#     before the first write (a new export has no background weight yet: the traced looks carry
-#     their score and background, and calibrate_listen weighs them as the written table does).
+#  2. per code, an index per query set, the clips queried with the threshold off (those of
+#     SPEED_CODES also with every speed stretch, --speed-search always), the listens traced
+#     with the music detector and with the level gate alone (the guard);
+#  3. the threshold tables written (the model's default code first, then --for-code; each
+#     with the speed search's table over it when in SPEED_CODES; check the fit first with
+#     --crossval, docs/EXPERIMENTS.md), the popularity-weighted decision
+#     (models.calibrate_popularity), then the listen rules (main rule, then per code):
+#     writing changes the file's hash, so every index and trace is made before the first write
+#     (a new export has no background weight yet: the traced looks carry their score and
+#     background, and calibrate_listen weighs them as the written table does).
 # Environment: EARSHOT_CORPUS (fetch-corpus destination, default $HOME/.cache/earshot-corpus),
 # EVAL (the evaluation tools, default ../shared/eval), EARSHOT (the CLI, default
 # build/index-builder/earshot), JOBS (make-queries workers, default 2), FIT (the threshold
 # fit: per-length, smooth or pooled; default per-length); for a quick trial,
 # SEEDS (default "7 11 21 33"), LISTEN_SEEDS ("11 12") and CODES_ONLY (code names, default
-# all); SPEED_STRETCHES (default 1.02,0.98,1.01,0.99).
+# all); SPEED_STRETCHES (default 1.02,0.98,1.01,0.99) and SPEED_CODES (default 32
+# 16-opq-unit 8-opq-unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:?usage: scripts/calibrate-model.sh MODEL [WORK]}
@@ -39,8 +40,11 @@ PY=/usr/bin/python3
 FIT=${FIT:-per-length}
 SEEDS=${SEEDS:-7 11 21 33}
 LISTEN_SEEDS=${LISTEN_SEEDS:-11 12}
-# The clip mode's speed search (core/recognizer.h, SpeedSearchParams), for the default code.
+# The clip mode's speed search (core/recognizer.h, SpeedSearchParams): its stretches, and the
+# codes that get a table for it (the default code first; others run without the search).
 SPEED_STRETCHES=${SPEED_STRETCHES:-1.02,0.98,1.01,0.99}
+SPEED_CODES=${SPEED_CODES:-32 16-opq-unit 8-opq-unit}
+speed_code() { [[ " $SPEED_CODES " == *" $1 "* ]]; }
 # name:earshot build options; the first is the model's default code.
 CODES=("32:" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"
        "8-opq-unit:--pq-m 8 --opq 10 --unit-norm")
@@ -98,8 +102,8 @@ for code in "${CODES[@]}"; do
         [ -f "$d/idx-listen-$s/manifest.json" ] || $X build -q --model "$M" "${opts[@]}" \
             --out "$d/idx-listen-$s" "$W/q-listen-$s/index-catalog.tsv"
     done
-    speed=()  # the default code's results also carry each clip's best stretch
-    [ "$name" = "$default" ] && speed=(--speed-search always --speed-stretches "$SPEED_STRETCHES")
+    speed=()  # the results also carry each clip's best stretch
+    speed_code "$name" && speed=(--speed-search always --speed-stretches "$SPEED_STRETCHES")
     for s in $SEEDS; do
         [ -f "$d/$s.jsonl" ] || $X query -q --model "$M" --index "$d/idx-$s" "${speed[@]}" \
             --threshold-base -1 -o "$d/$s.jsonl.tmp" "$W/q-cal-$s/queries"
@@ -130,10 +134,11 @@ for code in "${CODES[@]}"; do
         --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
         --write "${for_code[@]}" | tee "$W/$name/thresholds.txt"
     remember_hash
-    if [ "$name" = "$default" ]; then  # the speed search's table, over the clip table
+    if speed_code "$name"; then  # the speed search's table, over the clip table
         $PY -m models.calibrate_threshold --model "$M" --fit "$FIT" --target-fp 0.0005 \
             --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
-            --speed --stretches "$SPEED_STRETCHES" --write | tee "$W/$name/speed.txt"
+            --speed --stretches "$SPEED_STRETCHES" --write "${for_code[@]}" \
+            | tee "$W/$name/speed.txt"
         remember_hash
     fi
 done
