@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 
-from models.calibrate_threshold import DEFAULT_VARIANTS, default_code, n_embeddings
+from models.calibrate_threshold import DEFAULT_VARIANTS, clip_table_for, n_embeddings
 from models.earshot_model.container import read_container
 from models.earshot_model.model_file import rewrite_model_file
 
@@ -156,10 +156,7 @@ def main(argv=None):
     with open(args.model, "rb") as f:
         model = read_container(f.read(), expected_kind="MODL", what=args.model)
     meta = model.meta
-    if args.for_code and args.for_code != default_code(meta):
-        table = meta.get("threshold_by_n_by_code", {}).get(args.for_code)
-    else:
-        table = meta.get("threshold_by_n")
+    table = clip_table_for(meta, args.for_code)
     if not table:
         sys.exit(f"{args.model} has no threshold table for this code: calibrate the thresholds "
                  "first (models.calibrate_threshold)")
