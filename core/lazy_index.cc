@@ -6,6 +6,14 @@
 
 namespace earshot {
 
+bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embeddings,
+                   int64_t last_look, bool final) {
+    if (n_window == 0) return false;
+    if (final) return int64_t(n_embeddings) != last_look;
+    const int64_t step = int64_t((max_query_embeddings + 1) / 2);
+    return int64_t(n_window) >= step && int64_t(n_embeddings) - last_look >= step;
+}
+
 Result<std::unique_ptr<LazyIndex>> LazyIndex::create(
     const ModelInfo& model, const std::string& manifest_text, const uint8_t* quantizer,
     size_t quantizer_size, const uint8_t* pages_header, size_t pages_header_size,

@@ -590,7 +590,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --lazy` on the audio it heard, a later recognizer starts from the cached ranges, a hot tier answers without a request, and offline a listen says it needs the network', async () => {
+    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --live --lazy` on the audio it heard, a later recognizer starts from the cached ranges, a hot tier answers without a request, and offline a listen says it needs the network', async () => {
         // The demo's songs among 2 000 synthetic ones (bench/make_scale_index.cc), with the
         // pair-key level a lazy client needs.
         const site = siteWithIndex((indexDir) => execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_scale_index'), [
@@ -622,14 +622,18 @@ describe('earshot in the browser', { concurrency: false }, () => {
             assert.equal(detail.id, target.id);
             assert.ok(detail.lazy.requests > 0 && detail.lazy.bytes > 0, JSON.stringify(detail.lazy));
 
-            // The CLI's lazy answer on the very samples the page heard (its last window).
+            // The CLI's lazy listen on the very samples the page heard: the same looks (the
+            // core's lazy_look_due), so the same song, when, and where in it.
             const wav = path.join(resultsDir, 'lazy-heard.wav');
             writeWavFloat(wav, samples, sampleRateHz);
-            const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--backend', 'simd', '--model',
+            const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--live', '--backend', 'simd', '--model',
                 path.join(siteDir, 'models/earshot.emod'), '--index', path.join(site.root, 'index'), wav], { encoding: 'utf8' }).trim());
             assert.equal(cli.song, detail.id);
-            // Positions at the start of the heard audio: the page's window began where its music
-            // gate opened, the CLI's is the clip's last; both align on the index's grid.
+            // A look comes after the piece of audio that completes its embedding: the page's
+            // pieces start where the microphone's messages do, the CLI's every 0.25 s.
+            assert.ok(Math.abs(cli.answer_s - detail.listenedSeconds) <= 0.25 + 1e-3,
+                `page ${detail.listenedSeconds} s, CLI ${cli.answer_s} s`);
+            assert.ok(cli.lazy.looks >= 1, JSON.stringify(cli.lazy));
             const { indexHopS } = modelHops();
             const pageStart = detail.offsetSeconds - detail.listenedSeconds;
             assert.ok(Math.abs(pageStart - cli.offset_s) <= indexHopS + AGREE_POSITION_S, `page ${pageStart} s, CLI ${cli.offset_s} s`);

@@ -170,7 +170,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.9, 1.1));
     query_cmd->add_option("--trace", query.trace_path,
                           "write every look (the match after each query embedding) of every clip "
-                          "to this JSON-lines file, for models.calibrate_listen");
+                          "to this JSON-lines file, for models.calibrate_listen (with --lazy: "
+                          "every lazy look of the listen, with its threshold)");
     query_cmd->add_flag("--continuous", query.continuous,
                         "live, and keep listening as the page's continuous mode does: one JSON "
                         "line per file with every event (match, returned, music-stopped) and "
@@ -182,7 +183,9 @@ int main(int argc, char** argv) {
                         "answer each clip as a page in lazy mode does: read only the pair-key "
                         "pages and units and the candidate blocks it needs (format 2 with "
                         "--pair-keys), a cold cache per clip; each line gains \"lazy\": bytes, "
-                        "requests and rounds read");
+                        "requests and rounds read. With --live, each clip is a lazy page's "
+                        "listen: looks at 5 s of music, 10 s, every 5 s more and at the end, "
+                        "the first match answering (\"looks\" counts them)");
     query_cmd
         ->add_option("--lazy-background", query.lazy_background_blocks,
                      "--lazy: blocks spread over the songs file that every query's decision "

@@ -66,6 +66,76 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
     return nlohmann::json{{"bytes", bytes}, {"requests", requests}, {"rounds", rounds}};
 }
 
+// A clip listened to as a lazy page listens (web/worker.js): the live recognizer (music gate,
+// no matching of its own) takes the audio in the page's pieces, and a look (answer_lazily on
+// its window, with what this listen fetched before) is made whenever lazy_look_due says so,
+// and once more at the clip's end; the first look that matches is the answer, at the audio
+// consumed then. Returns the line's fields (live_result_json's, and "lazy" with "looks").
+// With a trace, every look of the whole clip is made and recorded (after a match too): [stream
+// time, query embeddings, confidence, song, song offset - window start, score, background,
+// prior, threshold].
+Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bool warm,
+                                     const std::string& dir, const MatchParams& match_params,
+                                     const std::vector<float>& samples, nlohmann::json* trace) {
+    if (!warm) lazy->clear_cache();
+    nlohmann::json figures{{"bytes", 0}, {"requests", 0}, {"rounds", 0}, {"looks", 0}};
+    RecognizerResult answer;
+    bool matched = false;
+    float last_score = 0.0f;
+    int64_t last_look = -1;
+    auto look = [&]() -> Status {
+        last_look = int64_t(recognizer->n_embeddings_total());
+        RecognizerResult result;
+        result.query_start_s = recognizer->window_start_s();
+        result.stream_time_s = recognizer->stream_time_s();
+        result.n_embeddings = recognizer->n_embeddings_total();
+        result.valid = true;
+        Result<nlohmann::json> read =
+            answer_lazily(lazy, true, dir, match_params, recognizer->query_embeddings(),
+                          recognizer->n_query_embeddings(), &result);
+        if (!read) return read.status();
+        for (const char* key : {"bytes", "requests", "rounds"})
+            figures[key] = figures[key].get<uint64_t>() + (*read)[key].get<uint64_t>();
+        figures["looks"] = figures["looks"].get<int>() + 1;
+        const MatchResult& m = result.match;
+        const bool has = m.has_candidates();
+        if (has) last_score = m.confidence;
+        if (trace)
+            trace->push_back({result.stream_time_s, m.n_query, has ? double(m.confidence) : 0.0,
+                              has ? nlohmann::json(m.best.id) : nlohmann::json(nullptr),
+                              has ? m.best.offset_s - result.query_start_s : 0.0,
+                              has ? double(m.best.score) : 0.0, has ? double(m.background) : 0.0,
+                              has ? double(m.prior) : 0.0, double(m.threshold)});
+        if (m.matched && !matched) {
+            matched = true;
+            answer = std::move(result);
+        }
+        return Status::ok();
+    };
+    auto due = [&](bool final) {
+        return lazy_look_due(recognizer->n_query_embeddings(), recognizer->n_embeddings_total(),
+                             size_t(recognizer->params().max_query_embeddings), last_look, final);
+    };
+    for (size_t at = 0; at < samples.size() && (!matched || trace); at += kLazyListenPieceSamples) {
+        const size_t n = std::min(kLazyListenPieceSamples, samples.size() - at);
+        if (Status st = recognizer->push(samples.data() + at, n); !st) return st;
+        if (due(false))
+            if (Status st = look(); !st) return st;
+    }
+    if ((!matched || trace) && due(true))
+        if (Status st = look(); !st) return st;
+    nlohmann::json line;
+    if (matched) {
+        line = result_json(answer);
+        line["answer_s"] = answer.stream_time_s;
+    } else {
+        line = live_result_json(nullptr);
+        line["score"] = double(last_score);
+    }
+    line["lazy"] = std::move(figures);
+    return line;
+}
+
 }  // namespace
 
 int run_query(const CommonOptions& common, const QueryOptions& options) {
@@ -88,10 +158,10 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     std::unique_ptr<LazyIndex> spare_lazy;  // made here, taken by a worker: one parse fewer
     if (options.lazy_warm && !options.lazy) return fail("--lazy-warm goes with --lazy");
     if (options.lazy) {
-        if (options.live || options.continuous || !options.trace_path.empty())
+        if (options.continuous)
             return fail(
-                "--lazy answers clips offline: it does not combine with --live, "
-                "--continuous or --trace");
+                "--lazy answers clips, or listens with --live or --trace: it does not "
+                "combine with --continuous (continuous listening needs the whole index)");
         const std::filesystem::path dir(options.index_dir);
         Result<std::vector<uint8_t>> manifest = read_file_bytes((dir / "manifest.json").string());
         if (!manifest) return fail(manifest.message());
@@ -166,7 +236,9 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     // embeddings) at finish(). --live decides as the page does: the music gate, a look after
     // every embedding and the listen rule (core/listen.h), one answer per clip with answer_s.
     const bool live = options.live || options.continuous || !options.trace_path.empty();
-    overrides["match_every_embeddings"] = live ? 1 : std::numeric_limits<int>::max();
+    // --live --lazy: the recognizer never matches by itself (as a lazy page's): looks do.
+    overrides["match_every_embeddings"] =
+        live && !options.lazy ? 1 : std::numeric_limits<int>::max();
     if (options.no_music_detector) overrides["music_detector"] = false;
     RecognizerParams params = recognizer_default_params(info, *shared_index);
     if (Status st = apply_recognizer_overrides(overrides, &params); !st) return fail(st.message());
@@ -270,7 +342,21 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 const auto start = std::chrono::steady_clock::now();
                 (*recognizer)->reset();
                 Status st;
-                if (trace_out.is_open()) {
+                if (options.lazy && live) {
+                    nlohmann::json looks = nlohmann::json::array();
+                    Result<nlohmann::json> listened = listen_lazily(
+                        recognizer->get(), lazy_index.get(), options.lazy_warm, options.index_dir,
+                        params.match, audio->samples, trace_out.is_open() ? &looks : nullptr);
+                    if (listened)
+                        line.update(listened.value());
+                    else
+                        st = listened.status();
+                    if (trace_out.is_open())
+                        traces[i] = nlohmann::json{
+                            {"query", std::filesystem::path(path).filename().string()},
+                            {"looks",
+                             looks}}.dump();
+                } else if (trace_out.is_open()) {
                     // One look per query embedding: push a query hop at a time and record each.
                     const size_t hop = size_t(params.query_hop_frames > 0
                                                   ? params.query_hop_frames
@@ -300,8 +386,9 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 } else {
                     st = (*recognizer)->push(audio->samples.data(), audio->samples.size());
                 }
-                RecognizerResult result = (*recognizer)->finish();
-                if (options.lazy && st && result.valid) {
+                RecognizerResult result;
+                if (!(options.lazy && live)) result = (*recognizer)->finish();
+                if (options.lazy && !live && st && result.valid) {
                     Result<nlohmann::json> lazy =
                         answer_lazily(lazy_index.get(), options.lazy_warm, options.index_dir,
                                       params.match, (*recognizer)->query_embeddings(),
@@ -321,7 +408,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                     while ((*recognizer)->poll_event(&event)) events.push_back(listen_event_json(event));
                     line["audio_s"] = double(audio->samples.size()) / info.frontend.sample_rate_hz;
                     line["events"] = std::move(events);
-                } else {
+                } else if (!(options.lazy && live)) {
                     line.update(live ? live_result_json((*recognizer)->answer())
                                      : result_json(result));
                     if (const RecognizerResult* speed = (*recognizer)->speed_result();

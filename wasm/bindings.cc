@@ -133,6 +133,7 @@ JsStatus Engine::create_recognizer(const std::string& backend_name,
         Recognizer::create(model_, index_, std::move(embedder.value()), params);
     if (!recognizer) return to_js(recognizer.status());
     recognizer_ = std::move(recognizer.value());
+    last_look_embeddings_ = -1;
     if (lazy_) {  // lazy looks decide with the thresholds of the lazy index's code
         RecognizerParams lazy = recognizer_default_params(model_->info(), lazy_->base());
         if (Status st = apply_recognizer_overrides(overrides, &lazy); !st) return to_js(st);
@@ -277,8 +278,16 @@ JsStatus Engine::lazy_provide(const std::string& kind, uint32_t id, const std::s
 JsStatus Engine::lazy_begin() {
     if (!lazy_ || !recognizer_)
         return js_error("load a lazy index and create the recognizer first");
+    last_look_embeddings_ = int64_t(recognizer_->n_embeddings_total());
     return to_js(
         lazy_->begin_query(recognizer_->query_embeddings(), recognizer_->n_query_embeddings()));
+}
+
+bool Engine::lazy_look_due(bool final) const {
+    if (!lazy_ || !recognizer_) return false;
+    return earshot::lazy_look_due(
+        recognizer_->n_query_embeddings(), recognizer_->n_embeddings_total(),
+        size_t(recognizer_->params().max_query_embeddings), last_look_embeddings_, final);
 }
 
 void Engine::lazy_clear_cache() {
@@ -322,6 +331,7 @@ std::string Engine::lazy_info() const {
 }
 
 void Engine::reset() {
+    last_look_embeddings_ = -1;
     if (recognizer_) recognizer_->reset();
 }
 
@@ -372,6 +382,7 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("lazyProvide", &Engine::lazy_provide)
         .function("lazyBegin", &Engine::lazy_begin)
         .function("lazyResult", &Engine::lazy_result)
+        .function("lazyLookDue", &Engine::lazy_look_due)
         .function("lazyClearCache", &Engine::lazy_clear_cache)
         .function("lazyInfo", &Engine::lazy_info)
         .function("queryInfo", &Engine::query_info)

@@ -100,6 +100,10 @@ public:
     // A fetch's bytes (kind and id as lazy_fetches named them), checked before they are kept.
     JsStatus lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes);
     JsStatus lazy_begin();
+    // Whether the listen should make a look now (lazy_look_due, core/lazy_index.h), from the
+    // recognizer's window and the last lazy_begin() since the recognizer was created or reset;
+    // final: the listen's length is reached.
+    bool lazy_look_due(bool final) const;
     // Forgets the cached pages, units and blocks (LazyIndex::clear_cache).
     void lazy_clear_cache();
     // The window lazy_begin() was given (the caller pushes no audio in between) answered on
@@ -110,7 +114,7 @@ public:
     std::string lazy_info() const;
     // JSON: n_window (query embeddings in the current window), n_embeddings (since reset()),
     // max_query_embeddings, window_start_s and stream_time_s (seconds since reset()); "null"
-    // before a recognizer. The page's lazy listen decides from these when to make a look.
+    // before a recognizer.
     std::string query_info() const;
 
     // JSON: heap_bytes (the WASM memory now), max_bytes (the most it may grow to: the build's
@@ -129,6 +133,7 @@ private:
     std::unique_ptr<LazyIndex> lazy_;
     MatchParams lazy_match_;  // the recognizer's overrides on the lazy index's thresholds
     bool index_from_lazy_ = false;  // index_ is the preloaded lazy index, not a whole (hot) one
+    int64_t last_look_embeddings_ = -1;  // the recognizer's embedding count at the last look
     std::vector<float> input_;
 };
 

@@ -71,13 +71,13 @@ let indexMode = 'full';         // 'full' | 'lazy'
 /** @type {LazyRangeStore | null} */ let lazyStore = null;
 let hotTier = false;            // lazy mode with a whole hot index, which the recognizer matches live
 let lookInFlight = false;       // a lazy look is fetching: audio waits in the backlog
-let lastLookEmbeddings = -1;    // the recognizer's embedding count at the last look of this listen
 // Lazy mode: the range store's counts when this listen began (its figures are the difference).
 let listenStart = { requests: 0, bytes: 0 };
 // Lazy mode without a hot tier: the core's recognizer never matches by itself (the looks do):
 // its matcher would run against the background blocks alone.
 const NO_MATCH_EMBEDDINGS = 1_000_000_000;
-// Lazy mode: samples pushed at a time, so a look comes within a quarter second of its window.
+// Lazy mode: samples pushed at a time, so a look comes within a quarter second of its window
+// (kLazyListenPieceSamples in core/lazy_index.h, which `earshot query --live --lazy` pushes).
 const LAZY_PIECE_SAMPLES = 4000;
 
 /**
@@ -386,7 +386,6 @@ async function loadHotTier(downloader, manifest, options, progress) {
  * the core refuses the parameters.
  */
 function prepareRecognizer() {
-    lastLookEmbeddings = -1;
     listenStart = { requests: lazyStore?.requests ?? 0, bytes: lazyStore?.bytesFetched ?? 0 };
     const lazy = indexMode === 'lazy' && !hotTier ? { match_every_embeddings: NO_MATCH_EMBEDDINGS } : {};
     const params = JSON.stringify({ ...recognizerParams, ...listenParams, ...lazy });
@@ -445,8 +444,7 @@ function pushSamples(samples) {
 function relay(event) {
     if (indexMode === 'lazy' && event.type === 'nomatch') {
         // The listen's length is reached: one last look at the window, unless it was just made.
-        const q = JSON.parse(engine.queryInfo());
-        if (q.n_window > 0 && q.n_embeddings !== lastLookEmbeddings) {
+        if (engine.lazyLookDue(true)) {
             startLook(true);
             return;
         }
@@ -526,13 +524,12 @@ function lazyFigures() {
 }
 
 /**
- * Lazy mode, after each piece of audio: a look when the music window holds half the query
- * window (the first look), and then whenever half a window more of music came since the last.
+ * Lazy mode, after each piece of audio: a look when the core says one is due (lazy_look_due,
+ * core/lazy_index.h: the music window holds half the query window, then every half window more
+ * of music), the rule `earshot query --live --lazy` follows too.
  */
 function maybeLook() {
-    const q = JSON.parse(engine.queryInfo());
-    const step = Math.ceil(q.max_query_embeddings / 2);
-    if (q.n_window >= step && q.n_embeddings - lastLookEmbeddings >= step) startLook(false);
+    if (engine.lazyLookDue(false)) startLook(false);
 }
 
 /** @param {boolean} final the listen's end: no match is its nomatch */
@@ -557,7 +554,6 @@ async function lazyLook(final) {
     const session = sessionId;
     const store = /** @type {LazyRangeStore} */ (lazyStore);
     const q = JSON.parse(engine.queryInfo());
-    lastLookEmbeddings = q.n_embeddings;
     let t = performance.now();
     let engineMs = 0;
     const lap = () => {  // time in the engine, not waiting for the network

@@ -457,9 +457,44 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     EXPECT_EQ(candidates_only["lazy"]["rounds"], 4);
     EXPECT_GT(lazy_answer["lazy"]["bytes"].get<uint64_t>(), 0u);
     EXPECT_FALSE(full_answer.contains("lazy"));
-    const CliRun live_lazy = run_cli("query -q --lazy --live " + query_args, dir_);
-    EXPECT_EQ(live_lazy.exit_code, 1);
-    EXPECT_NE(live_lazy.err.find("--lazy"), std::string::npos) << live_lazy.err;
+    const CliRun continuous_lazy = run_cli("query -q --lazy --continuous " + query_args, dir_);
+    EXPECT_EQ(continuous_lazy.exit_code, 1);
+    EXPECT_NE(continuous_lazy.err.find("--lazy"), std::string::npos) << continuous_lazy.err;
+
+    // `query --live --lazy` listens as a lazy page: after a second of silence, looks at the
+    // music window until one matches; the answer carries when it came and the song time at
+    // the listen's first sample.
+    std::vector<float> listen(44100, 0.0f);
+    listen.insert(listen.end(), song2_44k_.begin() + start,
+                  song2_44k_.begin() + start + size_t(9.0 * 44100));
+    write_audio(dir_ / "listen.wav", listen, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const CliRun live_lazy = run_cli("query -q --lazy --live " + model_arg() + " --index " +
+                                         index.string() + " " + (dir_ / "listen.wav").string(),
+                                     dir_);
+    ASSERT_EQ(live_lazy.exit_code, 0) << live_lazy.err;
+    const auto listened = nlohmann::json::parse(live_lazy.out.substr(0, live_lazy.out.find('\n')));
+    EXPECT_EQ(listened["song"], "album-a/second_song");
+    EXPECT_NEAR(listened["offset_s"].get<double>(), 3.0 - 1.0, 0.3);
+    // The first look needs half a query window of music after the silence.
+    EXPECT_GT(listened["answer_s"].get<double>(), 1.0 + 4.0);
+    EXPECT_LE(listened["answer_s"].get<double>(), 10.0);
+    EXPECT_GE(listened["lazy"]["looks"].get<int>(), 1);
+    EXPECT_GT(listened["lazy"]["bytes"].get<uint64_t>(), 0u);
+    // --trace records every look of the listen, the match and those after it, with its
+    // threshold, for the look decision's calibration.
+    const CliRun traced =
+        run_cli("query -q --lazy --trace " + (dir_ / "looks.jsonl").string() + " " + model_arg() +
+                    " --index " + index.string() + " " + (dir_ / "listen.wav").string(),
+                dir_);
+    ASSERT_EQ(traced.exit_code, 0) << traced.err;
+    EXPECT_EQ(nlohmann::json::parse(traced.out.substr(0, traced.out.find('\n')))["answer_s"],
+              listened["answer_s"]);
+    const auto looks = nlohmann::json::parse(slurp(dir_ / "looks.jsonl"))["looks"];
+    ASSERT_GT(looks.size(), listened["lazy"]["looks"].get<size_t>());
+    const auto& first_match = looks[listened["lazy"]["looks"].get<size_t>() - 1];
+    EXPECT_EQ(first_match[0], listened["answer_s"]);
+    EXPECT_EQ(first_match[3], "album-a/second_song");
+    EXPECT_GE(first_match[2].get<double>(), first_match[8].get<double>());  // cleared its bar
 
     struct Case {
         const char* file;
