@@ -20,9 +20,7 @@
 #       --detector models/music-detector-v1
 #   scripts/calibrate-model.sh models/earshot-v2.emod
 #
-# Environment: EARSHOT_CORPUS, the fetch-corpus destination (default $HOME/.cache/earshot-corpus;
-# the train set is its train/ folder), EVAL, the evaluation tools (default ../shared/eval).
-# Missing data is made first with the commands below.
+# Environment: EARSHOT_CORPUS and EVAL (models/recipe-common.sh, which makes missing data first).
 #
 # What changes from the v1 recipe (models/train-recipe.sh), for issue "Model v2":
 # - a warm start from v1 (BatchNorm unfolded on training batches: train.py --init-from-model)
@@ -40,50 +38,22 @@
 #   room, hall and speed2 conditions.
 set -eu
 cd "$(dirname "$0")/.."
-PY=/usr/bin/python3
-CK=models/checkpoints
+. models/recipe-common.sh
 RUN=earshot-v2
 RUN2=earshot-v2-stage2
-CORPUS=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
-EVAL=${EVAL:-../shared/eval}
-export EVAL
-DEV_QUERIES=$CORPUS/q-train-dev2
-mkdir -p "$CK"
-
-finished() {  # the checkpoint records a finished run
-    [ -f "$CK/$1/last.pt" ] && $PY -c "
-import sys, torch
-sys.exit(0 if torch.load('$CK/$1/last.pt')['state'].get('done') else 1)" 2>/dev/null
-}
 
 if finished "$RUN2"; then
     echo "recipe done: $CK/$RUN2/last.pt"
     exit 0
 fi
-if [ ! -f "$CORPUS/train/catalog.tsv" ]; then
-    "$EVAL/fetch-corpus" --config "$EVAL/public.conf" --set train --dest "$CORPUS" --with-midi
-fi
-if [ ! -f "$CORPUS/train-synthroom/ir.tsv" ]; then
-    $PY scripts/make-synthetic-rooms.py --set-dir "$CORPUS/train" --out "$CORPUS/train-synthroom"
-fi
-if [ ! -f "$DEV_QUERIES/truth.tsv" ]; then
-    "$EVAL/make-queries" --set-dir "$CORPUS/train-synthroom" --out "$DEV_QUERIES" \
-        --conditions clean,noise5,room,hall,speed2 --lengths 1,3,5 --limit-songs 48 \
-        --holdout 0.25 --per-cell 2 --seed 21 --jobs 1
-fi
-ARGS="--corpus $CORPUS/train --dev-queries $DEV_QUERIES \
-    --channels 24,56,128,224,384 --spec-mask 0.5 \
-    --exclude-albums planetblupi-music-midi --holdout-albums * --holdout-frac 0.2 \
-    --album-frac 0.5 --album-group 8 \
-    --speed-range 0.03 --p-speed 0.5 \
-    --rt60-max 3.0 --rt60-log --rir-sec 2.0 --drr-db=-15,10 --p-device 0.5"
+prepare_v2_data
 set -f  # the '*' of --holdout-albums is the script's, not the shell's
 # Stage 1: from v1, 60 minutes at lr 1e-3.
 if ! finished "$RUN"; then
-    $PY -m models.train --run "$RUN" $ARGS \
+    $PY -m models.train --run "$RUN" $V2_ARGS \
         --init-from-model models/earshot-v1.emod --budget-min 60 --lr 1e-3
 fi
 # Stage 2: on from stage 1 (network, optimizer and random streams), 90 minutes at lr 5e-4.
-$PY -m models.train --run "$RUN2" $ARGS \
+$PY -m models.train --run "$RUN2" $V2_ARGS \
     --init-from "$CK/$RUN/last.pt" --budget-min 90 --lr 5e-4
 echo "recipe done: $CK/$RUN2/last.pt"

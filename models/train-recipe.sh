@@ -25,19 +25,9 @@
 # models/MODEL_CARD.md describes the model; docs/EXPERIMENTS.md what was tried and not kept.
 set -eu
 cd "$(dirname "$0")/.."
-PY=/usr/bin/python3
-CK=models/checkpoints
+. models/recipe-common.sh
 RUN=earshot-v1
-CORPUS=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
 DEV_QUERIES=${EARSHOT_DEV_QUERIES:-$CORPUS/q-train-dev}
-EVAL=${EVAL:-../shared/eval}
-export EVAL
-
-finished() {  # the checkpoint records a finished run
-    [ -f "$CK/$1/last.pt" ] && $PY -c "
-import sys, torch
-sys.exit(0 if torch.load('$CK/$1/last.pt')['state'].get('done') else 1)" 2>/dev/null
-}
 
 if finished "$RUN"; then
     echo "recipe done: $CK/$RUN/last.pt"
