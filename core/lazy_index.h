@@ -57,14 +57,14 @@ struct LazyIndexParams {
     uint32_t background_blocks = 32;
 };
 
+// A lazy listen's samples pushed at a time between two checks of lazy_look_due (0.25 s at
+// 16 kHz), so a look comes within a quarter second of its window.
+constexpr size_t kLazyListenPieceSamples = 4000;
 // When a lazy listen makes a *look* (the page's Worker and `earshot query --live --lazy` both
 // ask this): once the window holds half the query window (max_query_embeddings) and half a
 // window of embeddings came since the last look (last_look: the recognizer's embedding count
 // at that look, -1 before the first), so at about 5 s of music, 10 s, then every 5 s more;
 // and at the listen's end (final), once more unless the last look saw the same window.
-// Samples pushed at a time between two checks (0.25 s at 16 kHz), so a look comes within a
-// quarter second of its window.
-constexpr size_t kLazyListenPieceSamples = 4000;
 bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embeddings,
                    int64_t last_look, bool final);
 
