@@ -36,6 +36,23 @@
 namespace earshot::cli {
 namespace {
 
+// One look of a trace (--trace, for models.calibrate_listen): [stream time, query embeddings,
+// confidence, song, song offset - window start, score, background, prior]. The score,
+// background and prior too: a calibration may weigh the background otherwise than the model it
+// traced with did.
+nlohmann::json trace_look(const RecognizerResult& look) {
+    const MatchResult& m = look.match;
+    const bool has = m.has_candidates();
+    return {look.stream_time_s,
+            m.n_query,
+            has ? double(m.confidence) : 0.0,
+            has ? nlohmann::json(m.best.id) : nlohmann::json(nullptr),
+            has ? m.best.offset_s - look.query_start_s : 0.0,
+            has ? double(m.best.score) : 0.0,
+            has ? double(m.background) : 0.0,
+            has ? double(m.prior) : 0.0};
+}
+
 // A clip's final window answered as a lazy page does, with a cold cache (or, warm, with what
 // this thread's earlier clips left in it): every round's ranges not held read from the
 // folder's files, then the matcher on the candidates' and background songs; result->match is
@@ -71,9 +88,8 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
 // its window, with what this listen fetched before) is made whenever lazy_look_due says so,
 // and once more at the clip's end; the first look that matches is the answer, at the audio
 // consumed then. Returns the line's fields (live_result_json's, and "lazy" with "looks").
-// With a trace, every look of the whole clip is made and recorded (after a match too): [stream
-// time, query embeddings, confidence, song, song offset - window start, score, background,
-// prior, threshold].
+// With a trace, every look of the whole clip is made and recorded (after a match too): each as
+// trace_look, with the look's threshold appended.
 Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bool warm,
                                      const std::string& dir, const MatchParams& match_params,
                                      const std::vector<float>& samples, nlohmann::json* trace) {
@@ -98,14 +114,12 @@ Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bo
             figures[key] = figures[key].get<uint64_t>() + (*read)[key].get<uint64_t>();
         figures["looks"] = figures["looks"].get<int>() + 1;
         const MatchResult& m = result.match;
-        const bool has = m.has_candidates();
-        if (has) last_score = m.confidence;
-        if (trace)
-            trace->push_back({result.stream_time_s, m.n_query, has ? double(m.confidence) : 0.0,
-                              has ? nlohmann::json(m.best.id) : nlohmann::json(nullptr),
-                              has ? m.best.offset_s - result.query_start_s : 0.0,
-                              has ? double(m.best.score) : 0.0, has ? double(m.background) : 0.0,
-                              has ? double(m.prior) : 0.0, double(m.threshold)});
+        if (m.has_candidates()) last_score = m.confidence;
+        if (trace) {
+            nlohmann::json record = trace_look(result);
+            record.push_back(double(m.threshold));
+            trace->push_back(std::move(record));
+        }
         if (m.matched && !matched) {
             matched = true;
             answer = std::move(result);
@@ -342,8 +356,8 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 const auto start = std::chrono::steady_clock::now();
                 (*recognizer)->reset();
                 Status st;
+                nlohmann::json looks = nlohmann::json::array();  // --trace: this clip's
                 if (options.lazy && live) {
-                    nlohmann::json looks = nlohmann::json::array();
                     Result<nlohmann::json> listened = listen_lazily(
                         recognizer->get(), lazy_index.get(), options.lazy_warm, options.index_dir,
                         params.match, audio->samples, trace_out.is_open() ? &looks : nullptr);
@@ -351,41 +365,24 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                         line.update(listened.value());
                     else
                         st = listened.status();
-                    if (trace_out.is_open())
-                        traces[i] = nlohmann::json{
-                            {"query", std::filesystem::path(path).filename().string()},
-                            {"looks",
-                             looks}}.dump();
                 } else if (trace_out.is_open()) {
                     // One look per query embedding: push a query hop at a time and record each.
-                    const size_t hop = size_t(params.query_hop_frames > 0
-                                                  ? params.query_hop_frames
-                                                  : info.query_hop_frames) *
+                    const size_t hop = size_t(params.query_hop_frames > 0 ? params.query_hop_frames
+                                                                          : info.query_hop_frames) *
                                        size_t(info.frontend.hop_length);
-                    nlohmann::json looks = nlohmann::json::array();
                     const size_t n = audio->samples.size();
                     for (size_t at = 0; at < n && st; at += hop) {
                         st = (*recognizer)->push(audio->samples.data() + at,
                                                  std::min(hop, n - at));
                         RecognizerResult look;
                         if (!(*recognizer)->poll(&look) || !look.valid) continue;
-                        const MatchResult& m = look.match;
-                        const bool has = m.has_candidates();
-                        // The score, background and prior too: a calibration may weigh the
-                        // background otherwise than the model it traced with did.
-                        looks.push_back(
-                            {look.stream_time_s, m.n_query, has ? double(m.confidence) : 0.0,
-                             has ? nlohmann::json(m.best.id) : nlohmann::json(nullptr),
-                             has ? m.best.offset_s - look.query_start_s : 0.0,
-                             has ? double(m.best.score) : 0.0, has ? double(m.background) : 0.0,
-                             has ? double(m.prior) : 0.0});
+                        looks.push_back(trace_look(look));
                     }
-                    traces[i] = nlohmann::json{
-                        {"query", std::filesystem::path(path).filename().string()},
-                        {"looks", looks}}.dump();
                 } else {
                     st = (*recognizer)->push(audio->samples.data(), audio->samples.size());
                 }
+                if (trace_out.is_open())
+                    traces[i] = nlohmann::json{{"query", line["query"]}, {"looks", looks}}.dump();
                 RecognizerResult result;
                 if (!(options.lazy && live)) result = (*recognizer)->finish();
                 if (options.lazy && !live && st && result.valid) {

@@ -39,12 +39,13 @@ def main(argv):
                 t = truth.get(r['query'])
                 if t is None:
                     continue
+                # Rows in order: clip lengths, shortest first, then kinds of listen.
                 if t['condition'].startswith('listen') or t['condition'] == 'nomusic':
-                    key = ('no music' if t['condition'] == 'nomusic' else
+                    key = (1, 0.0, 'no music' if t['condition'] == 'nomusic' else
                            'listens not in the index' if t['song'] == '-' else
                            'listens in the index')
                 else:
-                    key = f"{float(t['length_s']):g} s"
+                    key = (0, float(t['length_s']), f"{float(t['length_s']):g} s")
                 cell = rows.setdefault(key, {'in': 0, 'hit': 0, 'out': 0, 'fp': 0, 'kb': [],
                                              'req': [], 'looks': []})
                 lazy = r.get('lazy', {'bytes': 0, 'requests': 0})
@@ -57,11 +58,11 @@ def main(argv):
                 else:
                     cell['in'] += 1
                     cell['hit'] += r.get('song') == t['song']
-        for key in sorted(rows, key=lambda k: (k[0].isdigit(), float(k[:-2]) if k[0].isdigit() else k)):
+        for key in sorted(rows):
             c = rows[key]
             top1 = f"{100 * c['hit'] / c['in']:.1f} %" if c['in'] else '—'
             fp = f"{100 * c['fp'] / c['out']:.1f} %" if c['out'] else '—'
-            print(f"| {path} | {key} | {top1} | {fp} | {statistics.median(c['kb']):.1f}; "
+            print(f"| {path} | {key[2]} | {top1} | {fp} | {statistics.median(c['kb']):.1f}; "
                   f"{percentile(c['kb'], 0.9):.1f} | {statistics.median(c['req']):.0f} | "
                   f"{statistics.median(c['looks']):.0f} |")
 
