@@ -287,6 +287,16 @@ double Recognizer::window_start_s() const {
     return double(embedding_hop_[first % size_t(params_.max_query_embeddings)]) * query_hop_s;
 }
 
+RecognizerResult Recognizer::window_result(MatchResult match) const {
+    RecognizerResult result;
+    result.match = std::move(match);
+    result.query_start_s = window_start_s();
+    result.stream_time_s = stream_time_s();
+    result.n_embeddings = n_embeddings_;
+    result.valid = true;
+    return result;
+}
+
 Status Recognizer::run_match() {
     embeddings_since_match_ = 0;
     if (!index_->has_quantizer()) return Status::ok();  // the index is still downloading
@@ -296,11 +306,7 @@ Status Recognizer::run_match() {
     Result<MatchResult> match =
         matcher_->match(query_.data(), window_ids_.data(), n_window_, query_hop_s);
     if (!match) return match.status();
-    latest_.match = std::move(match.value());
-    latest_.query_start_s = window_start_s();
-    latest_.stream_time_s = double(n_samples_total_) / sample_rate_hz_;
-    latest_.n_embeddings = n_embeddings_;
-    latest_.valid = true;
+    latest_ = window_result(std::move(match.value()));
     has_new_ = true;
     // Windows of different lengths have different thresholds: compare margins over them.
     auto margin = [](const RecognizerResult& r) {

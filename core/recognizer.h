@@ -159,6 +159,10 @@ public:
     // Stream time (seconds since reset()) of the current window's first embedding: the
     // query_start_s a match of query_embeddings() now would carry (0 when the window is empty).
     double window_start_s() const;
+    // `match` (of query_embeddings() now) as a result of the current window: query_start_s,
+    // stream_time_s and n_embeddings are now's. The recognizer's own matches are made so, and
+    // so are a lazy page's looks, which match the window elsewhere (core/lazy_index.h).
+    RecognizerResult window_result(MatchResult match) const;
     size_t n_frames_total() const { return n_frames_; }
     // Seconds of audio pushed since reset().
     double stream_time_s() const { return double(n_samples_total_) / sample_rate_hz_; }

@@ -101,11 +101,7 @@ Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bo
     int64_t last_look = -1;
     auto look = [&]() -> Status {
         last_look = int64_t(recognizer->n_embeddings_total());
-        RecognizerResult result;
-        result.query_start_s = recognizer->window_start_s();
-        result.stream_time_s = recognizer->stream_time_s();
-        result.n_embeddings = recognizer->n_embeddings_total();
-        result.valid = true;
+        RecognizerResult result = recognizer->window_result(MatchResult());
         Result<nlohmann::json> read =
             answer_lazily(lazy, true, dir, match_params, recognizer->query_embeddings(),
                           recognizer->n_query_embeddings(), &result);

@@ -349,9 +349,19 @@ TEST_F(RecognizerTest, MatchEveryAndMinQuery) {
     EXPECT_EQ(r.match.n_query, 4u);
     ASSERT_TRUE(rec->push(pcm.data() + kHopSamples * 3 + 15762, kHopSamples));  // 5th
     EXPECT_FALSE(rec->poll(&r));
+    // The window's result for a match made elsewhere (a lazy look): now's times.
+    const RecognizerResult pending = rec->window_result(MatchResult());
+    EXPECT_TRUE(pending.valid);
+    EXPECT_EQ(pending.n_embeddings, 5u);
+    EXPECT_EQ(pending.stream_time_s, rec->stream_time_s());
+    EXPECT_EQ(pending.query_start_s, rec->window_start_s());
     const RecognizerResult fin = rec->finish();  // matches the pending embedding
     EXPECT_TRUE(fin.valid);
     EXPECT_EQ(rec->latest().match.n_query, 5u);
+    // The recognizer's own match of that window carries the same times.
+    EXPECT_EQ(rec->latest().n_embeddings, pending.n_embeddings);
+    EXPECT_EQ(rec->latest().stream_time_s, pending.stream_time_s);
+    EXPECT_EQ(rec->latest().query_start_s, pending.query_start_s);
 }
 
 TEST_F(RecognizerTest, CreateRejectsMismatches) {

@@ -301,13 +301,7 @@ std::string Engine::lazy_result() {
     if (!match) return "null";
     // The window the query was made of, not the recognizer's last match: a lazy listen's
     // recognizer does not match by itself (the page asks lazy looks instead).
-    RecognizerResult result;
-    result.match = std::move(match.value());
-    result.query_start_s = recognizer_->window_start_s();
-    result.stream_time_s = recognizer_->stream_time_s();
-    result.n_embeddings = recognizer_->n_embeddings_total();
-    result.valid = true;
-    return result_text(result);
+    return result_text(recognizer_->window_result(std::move(match.value())));
 }
 
 std::string Engine::query_info() const {
