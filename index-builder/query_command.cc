@@ -246,9 +246,11 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     // embeddings) at finish(). --live decides as the page does: the music gate, a look after
     // every embedding and the listen rule (core/listen.h), one answer per clip with answer_s.
     const bool live = options.live || options.continuous || !options.trace_path.empty();
+    // --live --lazy (or --trace --lazy): each clip is a lazy page's listen (listen_lazily).
+    const bool lazy_listen = options.lazy && live;
     // --live --lazy: the recognizer never matches by itself (as a lazy page's): looks do.
     overrides["match_every_embeddings"] =
-        live && !options.lazy ? 1 : std::numeric_limits<int>::max();
+        live && !lazy_listen ? 1 : std::numeric_limits<int>::max();
     if (options.no_music_detector) overrides["music_detector"] = false;
     RecognizerParams params = recognizer_default_params(info, *shared_index);
     if (Status st = apply_recognizer_overrides(overrides, &params); !st) return fail(st.message());
@@ -353,7 +355,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 (*recognizer)->reset();
                 Status st;
                 nlohmann::json looks = nlohmann::json::array();  // --trace: this clip's
-                if (options.lazy && live) {
+                if (lazy_listen) {
                     Result<nlohmann::json> listened = listen_lazily(
                         recognizer->get(), lazy_index.get(), options.lazy_warm, options.index_dir,
                         params.match, audio->samples, trace_out.is_open() ? &looks : nullptr);
@@ -380,7 +382,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 if (trace_out.is_open())
                     traces[i] = nlohmann::json{{"query", line["query"]}, {"looks", looks}}.dump();
                 RecognizerResult result;
-                if (!(options.lazy && live)) result = (*recognizer)->finish();
+                if (!lazy_listen) result = (*recognizer)->finish();
                 if (options.lazy && !live && st && result.valid) {
                     Result<nlohmann::json> lazy =
                         answer_lazily(lazy_index.get(), options.lazy_warm, options.index_dir,
@@ -401,7 +403,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                     while ((*recognizer)->poll_event(&event)) events.push_back(listen_event_json(event));
                     line["audio_s"] = double(audio->samples.size()) / info.frontend.sample_rate_hz;
                     line["events"] = std::move(events);
-                } else if (!(options.lazy && live)) {
+                } else if (!lazy_listen) {
                     line.update(live ? live_result_json((*recognizer)->answer())
                                      : result_json(result));
                     if (const RecognizerResult* speed = (*recognizer)->speed_result();
