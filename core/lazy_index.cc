@@ -161,6 +161,13 @@ void LazyIndex::keep_page(DirectoryPage page) {
     directory_pages_.emplace(number, std::move(page));
 }
 
+size_t lazy_keys_per_pair(size_t n, size_t pair_apart, const LazyIndexParams& params) {
+    const size_t n_pairs = n > pair_apart ? n - pair_apart : 0;
+    if (params.pair_key_budget == 0 || n_pairs == 0) return 1;
+    return std::max<size_t>(1, std::min(params.pair_key_budget / n_pairs,
+                                        std::max<size_t>(1, params.max_keys_per_pair)));
+}
+
 Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     step_ = Step::kIdle;
     candidates_.clear();
@@ -168,11 +175,18 @@ Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     query_pages_.clear();
     const Quantizer& q = base_->quantizer();
     const size_t dim = size_t(base_->dim());
-    lists_.resize(n);
-    for (size_t i = 0; i < n; ++i) lists_[i] = uint32_t(q.assign(embeddings + i * dim));
-    Result<std::vector<uint32_t>> keys = reader_.query_keys(lists_.data(), n, query_step_);
-    if (!keys) return keys.status();
-    keys_ = std::move(keys.value());
+    const size_t per_pair = lazy_keys_per_pair(n, reader_.header().span / query_step_, params_);
+    const size_t m = std::min(per_pair, size_t(q.n_lists));  // a pair's best keys use no farther
+    std::vector<uint32_t> lists(n * m);
+    std::vector<float> sq_dists(n * m);
+    for (size_t i = 0; i < n; ++i)
+        q.nearest(embeddings + i * dim, int(m), &lists[i * m], &sq_dists[i * m]);
+    Result<std::vector<PairProbe>> probes =
+        pair_query_probes(reader_.header().n_lists, reader_.header().span, lists.data(),
+                          sq_dists.data(), n, m, query_step_, std::min(per_pair, m * m));
+    if (!probes) return probes.status();
+    probes_ = std::move(probes.value());
+    keys_ = pair_probe_keys(probes_);
     step_ = Step::kPages;
     return Status::ok();
 }
@@ -195,8 +209,7 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
             out.push_back(
                 {LazyFetch::Kind::kPairUnit, u.key, pair_manifest_.postings_file, u.range});
         if (!out.empty()) return out;
-        Result<std::vector<PairCandidate>> votes =
-            reader_.vote(lists_.data(), lists_.size(), query_step_, params_.max_candidates);
+        Result<std::vector<PairCandidate>> votes = reader_.vote(probes_, params_.max_candidates);
         if (!votes) return votes.status();
         candidates_ = std::move(votes.value());
         query_pages_.clear();

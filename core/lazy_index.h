@@ -55,7 +55,18 @@ struct LazyIndexParams {
     // songs of a lazy index (one song a block: 0.7 MB once), about a hundred with 64 KB blocks;
     // both kept the false positives of the whole index in docs/SCALE.md's runs. 0 = none.
     uint32_t background_blocks = 32;
+    // Keys a query looks up in all, spread over its pairs: a pair looks up its
+    // min(max_keys_per_pair, pair_key_budget / pairs) best keys (the combinations of its two
+    // embeddings' nearest lists of smallest summed distance), at least one. A short query has
+    // few pairs, and one key a pair finds the song's window pair only when both of its
+    // embeddings fall in the song's lists; a long one has pairs to spare. 0: one key a pair.
+    size_t pair_key_budget = 0;
+    size_t max_keys_per_pair = 8;
 };
+
+// The keys a pair of a query of n embeddings looks up (LazyIndexParams::pair_key_budget), its
+// pairs pair_apart embeddings apart.
+size_t lazy_keys_per_pair(size_t n, size_t pair_apart, const LazyIndexParams& params);
 
 // A lazy listen's samples pushed at a time between two checks of lazy_look_due (0.25 s at
 // 16 kHz), so a look comes within a quarter second of its window.
@@ -163,7 +174,7 @@ private:
     std::vector<uint32_t> query_pages_;       // the candidates' pages, ascending
 
     Step step_ = Step::kIdle;
-    std::vector<uint32_t> lists_;  // the query's coarse lists
+    std::vector<PairProbe> probes_;  // the query's lookups
     std::vector<uint32_t> keys_;
     std::vector<PairCandidate> candidates_;
     std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending

@@ -126,11 +126,17 @@ Result<PairPostingSpan> PairKeyReader::postings(uint32_t key) {
 
 Result<std::vector<PairCandidate>> PairKeyReader::vote(const uint32_t* query_lists, size_t n,
                                                        uint32_t query_step, size_t max_candidates) {
-    Result<std::vector<uint32_t>> keys = query_keys(query_lists, n, query_step);
-    if (!keys) return keys.status();
+    Result<std::vector<PairProbe>> probes =
+        pair_query_probes(header_.n_lists, header_.span, query_lists, nullptr, n, 1, query_step, 1);
+    if (!probes) return probes.status();
+    return vote(probes.value(), max_candidates);
+}
+
+Result<std::vector<PairCandidate>> PairKeyReader::vote(const std::vector<PairProbe>& probes,
+                                                       size_t max_candidates) {
     // Every key is settled first: a held unit, or a held page that says the key is empty.
     std::unordered_map<uint32_t, PairPostingSpan> spans;
-    for (uint32_t key : keys.value()) {
+    for (uint32_t key : pair_probe_keys(probes)) {
         Result<PairPostingSpan> held = postings(key);
         if (!held)
             return Status::error(held.message() +
@@ -138,8 +144,8 @@ Result<std::vector<PairCandidate>> PairKeyReader::vote(const uint32_t* query_lis
                                  "budget must hold one query's bytes)");
         spans[key] = held.value();
     }
-    return pair_vote(header_.n_lists, header_.span, query_lists, n, query_step, max_candidates,
-                     [&spans](uint32_t key) { return spans.at(key); });
+    return pair_vote_probes(probes, max_candidates,
+                            [&spans](uint32_t key) { return spans.at(key); });
 }
 
 }  // namespace earshot

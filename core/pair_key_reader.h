@@ -72,6 +72,10 @@ public:
     // whose page or unit is not held.
     Result<std::vector<PairCandidate>> vote(const uint32_t* query_lists, size_t n,
                                             uint32_t query_step, size_t max_candidates);
+    // The same over a query's probes (pair_query_probes; several keys a pair): its keys are
+    // pair_probe_keys(probes).
+    Result<std::vector<PairCandidate>> vote(const std::vector<PairProbe>& probes,
+                                            size_t max_candidates);
 
 private:
     struct Entry {

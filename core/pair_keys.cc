@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <string>
+#include <tuple>
 
 #include "core/pair_key_layout.h"
 
@@ -107,49 +108,107 @@ Status check_pair_query(uint32_t n_lists, uint32_t span, const uint32_t* query_l
 
 }  // namespace
 
-Result<std::vector<uint32_t>> pair_query_keys(uint32_t n_lists, uint32_t span,
-                                              const uint32_t* query_lists, size_t n,
-                                              uint32_t query_step) {
-    if (Status s = check_pair_query(n_lists, span, query_lists, n, query_step); !s) return s;
+Result<std::vector<PairProbe>> pair_query_probes(uint32_t n_lists, uint32_t span,
+                                                 const uint32_t* lists, const float* sq_dists,
+                                                 size_t n, size_t per_embedding,
+                                                 uint32_t query_step, size_t keys_per_pair) {
+    if (per_embedding < 1 || keys_per_pair < 1 || keys_per_pair > per_embedding * per_embedding)
+        return Status::error("pair keys: " + std::to_string(keys_per_pair) + " keys a pair from " +
+                             std::to_string(per_embedding) + " lists an embedding");
+    if (per_embedding > 1 && sq_dists == nullptr)
+        return Status::error("pair keys: several lists an embedding need their distances");
+    if (Status s = check_pair_query(n_lists, span, lists, n * per_embedding, query_step); !s)
+        return s;
     const size_t dq = span / query_step;
+    const size_t m = per_embedding;
+    std::vector<PairProbe> out;
+    // (summed distance, a, b) for one pair; m^2 is small (a few lists an embedding).
+    std::vector<std::tuple<float, size_t, size_t>> combos;
+    for (size_t i = 0; i + dq < n; ++i) {
+        const uint32_t* la = lists + i * m;
+        const uint32_t* lb = lists + (i + dq) * m;
+        combos.clear();
+        for (size_t a = 0; a < m; ++a)
+            for (size_t b = 0; b < m; ++b)
+                if (la[a] != kPairNoList && lb[b] != kPairNoList)
+                    combos.emplace_back(
+                        m == 1 ? 0.0f : sq_dists[i * m + a] + sq_dists[(i + dq) * m + b], a, b);
+        const size_t take = std::min(keys_per_pair, combos.size());
+        std::partial_sort(combos.begin(), combos.begin() + take, combos.end());
+        const auto t = static_cast<int64_t>(i) * query_step;
+        for (size_t c = 0; c < take; ++c)
+            out.push_back({t, la[std::get<1>(combos[c])] * n_lists + lb[std::get<2>(combos[c])],
+                           uint32_t(c)});
+    }
+    return out;
+}
+
+std::vector<uint32_t> pair_probe_keys(const std::vector<PairProbe>& probes) {
     std::vector<uint32_t> out;
-    for (size_t i = 0; i + dq < n; ++i)
-        if (query_lists[i] != kPairNoList && query_lists[i + dq] != kPairNoList)
-            out.push_back(query_lists[i] * n_lists + query_lists[i + dq]);
+    out.reserve(probes.size());
+    for (const PairProbe& p : probes) out.push_back(p.key);
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
 }
 
-Result<std::vector<PairCandidate>> pair_vote(
-    uint32_t n_lists, uint32_t span, const uint32_t* query_lists, size_t n, uint32_t query_step,
-    size_t max_candidates, const std::function<PairPostingSpan(uint32_t)>& postings_of) {
-    if (Status s = check_pair_query(n_lists, span, query_lists, n, query_step); !s) return s;
-    const size_t dq = span / query_step;
+std::vector<PairCandidate> pair_vote_probes(
+    const std::vector<PairProbe>& probes, size_t max_candidates,
+    const std::function<PairPostingSpan(uint32_t)>& postings_of) {
     // One (song, delta) per posting met, counted after a sort: memory is the postings the
     // query fetched, whatever the catalogue's size.
-    std::vector<std::pair<uint32_t, int64_t>> met;
-    for (size_t i = 0; i + dq < n; ++i) {
-        if (query_lists[i] == kPairNoList || query_lists[i + dq] == kPairNoList) continue;
-        const PairPostingSpan p = postings_of(query_lists[i] * n_lists + query_lists[i + dq]);
-        const auto t = static_cast<int64_t>(i) * query_step;
+    std::vector<std::tuple<uint32_t, int64_t, uint32_t>> met;  // song, delta, the key's rank
+    for (const PairProbe& probe : probes) {
+        const PairPostingSpan p = postings_of(probe.key);
         for (size_t k = 0; k < p.size; ++k)
-            met.emplace_back(p.data[k].song, static_cast<int64_t>(p.data[k].window) - t);
+            met.emplace_back(p.data[k].song, static_cast<int64_t>(p.data[k].window) - probe.t,
+                             probe.rank);
     }
     std::sort(met.begin(), met.end());
     std::vector<PairCandidate> out;
+    std::vector<uint64_t> rank_sum;
     for (size_t a = 0; a < met.size();) {
         size_t b = a;
-        while (b < met.size() && met[b] == met[a]) ++b;
-        out.push_back({met[a].first, met[a].second, static_cast<uint32_t>(b - a)});
+        uint64_t ranks = 0;
+        for (; b < met.size() && std::get<0>(met[b]) == std::get<0>(met[a]) &&
+               std::get<1>(met[b]) == std::get<1>(met[a]);
+             ++b)
+            ranks += std::get<2>(met[b]);
+        out.push_back({std::get<0>(met[a]), std::get<1>(met[a]), static_cast<uint32_t>(b - a)});
+        rank_sum.push_back(ranks);
         a = b;
     }
-    // Ties keep (song, delta) order: the sort above made it, stable_sort keeps it.
-    std::stable_sort(out.begin(), out.end(), [](const PairCandidate& x, const PairCandidate& y) {
-        return x.votes > y.votes;
+    // Ties by summed rank, then (song, delta) order: the sort above made it, stable_sort keeps
+    // it.
+    std::vector<size_t> order(out.size());
+    std::iota(order.begin(), order.end(), size_t(0));
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+        if (out[x].votes != out[y].votes) return out[x].votes > out[y].votes;
+        return rank_sum[x] < rank_sum[y];
     });
-    if (out.size() > max_candidates) out.resize(max_candidates);
+    std::vector<PairCandidate> sorted;
+    sorted.reserve(std::min(order.size(), max_candidates));
+    for (size_t i = 0; i < order.size() && i < max_candidates; ++i) sorted.push_back(out[order[i]]);
+    out = std::move(sorted);
     return out;
+}
+
+Result<std::vector<uint32_t>> pair_query_keys(uint32_t n_lists, uint32_t span,
+                                              const uint32_t* query_lists, size_t n,
+                                              uint32_t query_step) {
+    Result<std::vector<PairProbe>> probes =
+        pair_query_probes(n_lists, span, query_lists, nullptr, n, 1, query_step, 1);
+    if (!probes) return probes.status();
+    return pair_probe_keys(probes.value());
+}
+
+Result<std::vector<PairCandidate>> pair_vote(
+    uint32_t n_lists, uint32_t span, const uint32_t* query_lists, size_t n, uint32_t query_step,
+    size_t max_candidates, const std::function<PairPostingSpan(uint32_t)>& postings_of) {
+    Result<std::vector<PairProbe>> probes =
+        pair_query_probes(n_lists, span, query_lists, nullptr, n, 1, query_step, 1);
+    if (!probes) return probes.status();
+    return pair_vote_probes(probes.value(), max_candidates, postings_of);
 }
 
 Result<std::vector<uint32_t>> PairKeyIndex::query_keys(const uint32_t* query_lists, size_t n,

@@ -58,6 +58,36 @@ Result<std::vector<PairCandidate>> pair_vote(
     uint32_t n_lists, uint32_t span, const uint32_t* query_lists, size_t n, uint32_t query_step,
     size_t max_candidates, const std::function<PairPostingSpan(uint32_t)>& postings_of);
 
+// One lookup of a query: a key of the pair whose earlier embedding is at query time t (index
+// hops). A pair may look up several keys (pair_query_probes); a stored window pair has one key,
+// so a pair's keys never vote twice for the same (song, delta).
+struct PairProbe {
+    int64_t t = 0;
+    uint32_t key = 0;
+    uint32_t rank = 0;  // among its pair's keys, by summed distance: 0 the nearest
+};
+
+// The lookups of a query whose embeddings each come with their `per_embedding` nearest coarse
+// lists (lists and sq_dists: [n, per_embedding], nearest first; kPairNoList where none): each
+// pair (i, i + span / query_step) looks up the keys_per_pair (list of i, list of the partner)
+// combinations of smallest summed squared distance (ties: the nearer first list, then the
+// nearer second), where both lists are known. keys_per_pair in [1, per_embedding^2]; with one
+// list per embedding and one key per pair these are pair_query_keys's keys. sq_dists may be
+// null when per_embedding is 1.
+Result<std::vector<PairProbe>> pair_query_probes(uint32_t n_lists, uint32_t span,
+                                                 const uint32_t* lists, const float* sq_dists,
+                                                 size_t n, size_t per_embedding,
+                                                 uint32_t query_step, size_t keys_per_pair);
+// The distinct keys of `probes`, sorted: what a lazy client fetches.
+std::vector<uint32_t> pair_probe_keys(const std::vector<PairProbe>& probes);
+// Phase 1 by count over probes: every posting of every probe's key votes once for (song, its
+// window - the probe's t); the max_candidates best (song, delta) by votes, ties by the summed
+// rank of the keys that voted (nearer keys first), then song, then delta (pair_vote is this
+// with one key per pair).
+std::vector<PairCandidate> pair_vote_probes(
+    const std::vector<PairProbe>& probes, size_t max_candidates,
+    const std::function<PairPostingSpan(uint32_t)>& postings_of);
+
 class PairKeyIndex {
 public:
     // n_lists in [1, kPairMaxLists]; span >= 1 index hops.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 namespace earshot {
 
@@ -42,6 +44,22 @@ int Quantizer::assign(const float* x) const {
             if (dist[c] < best) best = dist[c], best_list = base + c;
     }
     return best_list;
+}
+
+void Quantizer::nearest(const float* x, int k, uint32_t* lists, float* sq_dists) const {
+    std::vector<std::pair<float, int>> all(static_cast<size_t>(n_lists));
+    float dist[64];
+    for (int base = 0; base < n_lists; base += 64) {
+        const int count = std::min(64, n_lists - base);
+        l2_sqr_many__vec128(size_t(count), size_t(dim), x, &coarse_centroids[size_t(base) * dim],
+                            dist);
+        for (int c = 0; c < count; ++c) all[size_t(base + c)] = {dist[c], base + c};
+    }
+    std::partial_sort(all.begin(), all.begin() + k, all.end());
+    for (int i = 0; i < k; ++i) {
+        lists[i] = uint32_t(all[size_t(i)].second);
+        sq_dists[i] = all[size_t(i)].first;
+    }
 }
 
 std::string code_name(int pq_m, bool rotated, bool unit_norm) {

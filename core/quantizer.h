@@ -61,6 +61,9 @@ struct Quantizer {
 
     // Nearest list by L2 distance (the probe order of the matcher). x: dim floats.
     int assign(const float* x) const;
+    // The k nearest lists by L2 distance, nearest first (ties: the lower list), with their
+    // squared distances; k in [1, n_lists]. lists, sq_dists: k each.
+    void nearest(const float* x, int k, uint32_t* lists, float* sq_dists) const;
     // PQ-encodes the (rotated) residual x - coarse_centroids[list]: writes pq_m bytes.
     void encode(const float* x, int list, uint8_t* codes) const;
     // Reconstruction: writes dim floats.

@@ -60,6 +60,7 @@ struct QueryOptions {
     // read from the folder's files with a cold cache per clip; the line gains "lazy".
     bool lazy = false;
     int lazy_background_blocks = 32;  // LazyIndexParams::background_blocks
+    int lazy_pair_key_budget = 0;     // LazyIndexParams::pair_key_budget
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -192,6 +192,12 @@ int main(int argc, char** argv) {
                      "also sees, read once before the first query (0 = none)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 20));
+    query_cmd
+        ->add_option("--lazy-pair-keys", query.lazy_pair_key_budget,
+                     "--lazy: keys a query looks up in all, spread over its pairs (each pair "
+                     "its best min(8, N / pairs) keys, at least one; 0 = one key a pair)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 16));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "

@@ -164,6 +164,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     } preload;
     LazyIndexParams lazy_params;
     lazy_params.background_blocks = uint32_t(options.lazy_background_blocks);
+    lazy_params.pair_key_budget = size_t(options.lazy_pair_key_budget);
     std::shared_ptr<const Index> shared_index;
     std::unique_ptr<LazyIndex> spare_lazy;  // made here, taken by a worker: one parse fewer
     if (options.lazy_warm && !options.lazy) return fail("--lazy-warm goes with --lazy");

@@ -322,6 +322,42 @@ TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
                      .is_ok());
 }
 
+// A short query spreads the key budget over its few pairs: more keys, found by both.
+TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
+    LazyIndexParams budget = no_background();
+    budget.pair_key_budget = 16;
+    EXPECT_EQ(lazy_keys_per_pair(20, 4, LazyIndexParams()), 1u);  // no budget: one key a pair
+    EXPECT_EQ(lazy_keys_per_pair(20, 4, budget), 1u);             // 16 pairs
+    EXPECT_EQ(lazy_keys_per_pair(9, 4, budget), 3u);              // 5 pairs
+    EXPECT_EQ(lazy_keys_per_pair(5, 4, budget), 8u);              // 1 pair: at most 8
+    EXPECT_EQ(lazy_keys_per_pair(4, 4, budget), 1u);              // no pair
+    budget.max_keys_per_pair = 2;
+    EXPECT_EQ(lazy_keys_per_pair(5, 4, budget), 2u);
+    budget.max_keys_per_pair = 8;
+
+    const Built b = build();
+    std::unique_ptr<LazyIndex> plain = open(b), wide = open(b, budget);
+    ASSERT_TRUE(plain && wide);
+    const SyntheticSong& song = b.songs[17];
+    const size_t start = 30, n = 5;  // one pair (span 4 hops, the query's hop the index's)
+    const std::vector<float> query = noisy_copy(&song.embeddings[start * kDim], n, kDim, 0.3f, 4);
+    ASSERT_TRUE(plain->begin_query(query.data(), n).is_ok());
+    ASSERT_TRUE(wide->begin_query(query.data(), n).is_ok());
+    run_rounds(b, plain.get());
+    run_rounds(b, wide.get());
+    EXPECT_GT(wide->pair_stats().units_added + wide->pair_stats().pages_added,
+              plain->pair_stats().units_added + plain->pair_stats().pages_added);
+    const auto votes_for_song = [&](const LazyIndex& lazy) {
+        for (const PairCandidate& c : lazy.candidates())
+            if (c.song == 17 && c.delta == int64_t(start)) return c.votes;
+        return 0u;
+    };
+    // Here the one pair's nearest key misses the song's window pair; one of its next keys holds
+    // it, and its votes rank it among the candidates.
+    EXPECT_EQ(votes_for_song(*plain), 0u);
+    EXPECT_EQ(votes_for_song(*wide), 1u);
+}
+
 // A lazy listen's looks: at half the query window, then every half window more, and at the
 // end unless the last look saw the same window.
 TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace earshot {
@@ -23,6 +24,20 @@ std::vector<uint32_t> query_of(const std::vector<uint32_t>& song, size_t start, 
     std::vector<uint32_t> out;
     for (size_t i = 0; i < n; ++i) out.push_back(song[start + i * query_step]);
     return out;
+}
+
+// A finished level of n_songs random songs of n_windows windows each; their lists in *songs.
+PairKeyIndex random_level(uint32_t seed, uint32_t n_lists, uint32_t span, int n_songs,
+                          size_t n_windows, std::vector<std::vector<uint32_t>>* songs) {
+    std::mt19937 rng(seed);
+    auto keys = PairKeyIndex::create(n_lists, span);
+    EXPECT_TRUE(keys.is_ok());
+    for (int s = 0; s < n_songs; ++s) {
+        songs->push_back(random_lists(rng, n_windows, n_lists));
+        EXPECT_TRUE(keys->add_song(songs->back().data(), songs->back().size()));
+    }
+    EXPECT_TRUE(keys->finish());
+    return std::move(keys.value());
 }
 
 TEST(PairKeys, RejectsBadParameters) {
@@ -73,16 +88,10 @@ TEST(PairKeys, PostingsOfAKeyAreListMajorInSongOrder) {
 }
 
 TEST(PairKeys, AQueryFindsItsSongAndOffsetAmongImpostors) {
-    std::mt19937 rng(5);
     const uint32_t n_lists = 256, span = 8, query_step = 2;
-    auto keys = PairKeyIndex::create(n_lists, span);
-    ASSERT_TRUE(keys.is_ok());
     std::vector<std::vector<uint32_t>> songs;
-    for (int s = 0; s < 200; ++s) {
-        songs.push_back(random_lists(rng, 600, n_lists));
-        ASSERT_TRUE(keys->add_song(songs.back().data(), songs.back().size()));
-    }
-    ASSERT_TRUE(keys->finish());
+    const PairKeyIndex level = random_level(5, n_lists, span, 200, 600, &songs);
+    const PairKeyIndex* keys = &level;
     // A 10 s query (20 embeddings at 0.5 s) of song 37 from 30 s on (window 120), with a fifth
     // of its embeddings in another list, as noise moves them.
     auto query = query_of(songs[37], 120, 20, query_step);
@@ -155,6 +164,59 @@ TEST(PairKeys, BadInputGivesErrorsAndChangesNothing) {
     EXPECT_FALSE(keys->add_song(good.data(), good.size()).is_ok());
     EXPECT_FALSE(keys->vote(good.data(), good.size(), 3, 4).is_ok());  // 3 does not divide 4
     EXPECT_FALSE(keys->query_keys(bad.data(), bad.size(), 2).is_ok());
+}
+
+TEST(PairKeys, APairLooksUpItsKeysOfSmallestSummedDistance) {
+    // Two lists an embedding, nearest first; pairs 1 embedding apart (span 2, step 2).
+    const std::vector<uint32_t> lists = {1, 2, /**/ 3, 4, /**/ 5, kPairNoList};
+    const std::vector<float> d = {0.1f, 0.5f, /**/ 0.2f, 0.3f, /**/ 0.1f, 0.0f};
+    auto probes = pair_query_probes(10, 2, lists.data(), d.data(), 3, 2, 2, 3);
+    ASSERT_TRUE(probes.is_ok()) << probes.message();
+    // Pair 0: (1,3) 0.3, (1,4) 0.4, (2,3) 0.7, (2,4) 0.8; pair 1 (t = 2): (3,5) 0.3, (4,5) 0.4,
+    // and its partner's second list is unknown.
+    const std::vector<std::pair<int64_t, uint32_t>> want = {
+        {0, 13}, {0, 14}, {0, 23}, {2, 35}, {2, 45}};
+    ASSERT_EQ(probes->size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(probes.value()[i].t, want[i].first) << i;
+        EXPECT_EQ(probes.value()[i].key, want[i].second) << i;
+    }
+    EXPECT_EQ(pair_probe_keys(probes.value()), (std::vector<uint32_t>{13, 14, 23, 35, 45}));
+    // One list an embedding and one key a pair: pair_query_keys's keys.
+    const std::vector<uint32_t> one = {1, 3, 5};
+    auto single = pair_query_probes(10, 2, one.data(), nullptr, 3, 1, 2, 1);
+    ASSERT_TRUE(single.is_ok());
+    EXPECT_EQ(pair_probe_keys(single.value()), pair_query_keys(10, 2, one.data(), 3, 2).value());
+    // More keys than combinations, distances missing, or a list out of range: refused.
+    EXPECT_FALSE(pair_query_probes(10, 2, lists.data(), d.data(), 3, 2, 2, 5).is_ok());
+    EXPECT_FALSE(pair_query_probes(10, 2, lists.data(), nullptr, 3, 2, 2, 2).is_ok());
+    EXPECT_FALSE(pair_query_probes(4, 2, lists.data(), d.data(), 3, 2, 2, 2).is_ok());
+}
+
+TEST(PairKeys, MoreKeysAPairFindTheSongWhereOneKeyMisses) {
+    const uint32_t n_lists = 64, span = 8, query_step = 2;
+    std::vector<std::vector<uint32_t>> songs;
+    const PairKeyIndex keys = random_level(9, n_lists, span, 50, 400, &songs);
+    // A short query of song 11 from window 40 (6 embeddings, 2 pairs) whose nearest list is
+    // never the song's own: the song's list comes second.
+    const auto truth = query_of(songs[11], 40, 6, query_step);
+    std::vector<uint32_t> lists;
+    std::vector<float> d;
+    for (uint32_t l : truth) {
+        lists.insert(lists.end(), {(l + 7) % n_lists, l});
+        d.insert(d.end(), {0.4f, 0.5f});
+    }
+    auto postings = [&](uint32_t k) { return keys.postings(k); };
+    auto one = pair_query_probes(n_lists, span, lists.data(), d.data(), 6, 2, query_step, 1);
+    auto four = pair_query_probes(n_lists, span, lists.data(), d.data(), 6, 2, query_step, 4);
+    ASSERT_TRUE(one.is_ok() && four.is_ok());
+    for (const PairCandidate& c : pair_vote_probes(one.value(), 16, postings))
+        EXPECT_FALSE(c.song == 11 && c.delta == 40);
+    const auto found = pair_vote_probes(four.value(), 16, postings);
+    ASSERT_FALSE(found.empty());
+    EXPECT_EQ(found[0].song, 11u);
+    EXPECT_EQ(found[0].delta, 40);
+    EXPECT_EQ(found[0].votes, 2u);  // one vote a pair, though each pair looked up four keys
 }
 
 }  // namespace

@@ -201,6 +201,10 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.pair_cache_bytes = v;
         else if (key == "directory_cache_bytes")
             params.directory_cache_bytes = v;
+        else if (key == "pair_key_budget")
+            params.pair_key_budget = size_t(std::min<uint64_t>(v, 1u << 16));
+        else if (key == "max_keys_per_pair")
+            params.max_keys_per_pair = size_t(std::min<uint64_t>(v, 64));
         else
             return js_error("lazy parameters: unknown key " + key);
     }
