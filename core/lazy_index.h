@@ -59,8 +59,10 @@ struct LazyIndexParams {
     // min(max_keys_per_pair, pair_key_budget / pairs) best keys (the combinations of its two
     // embeddings' nearest lists of smallest summed distance), at least one. A short query has
     // few pairs, and one key a pair finds the song's window pair only when both of its
-    // embeddings fall in the song's lists; a long one has pairs to spare. 0: one key a pair.
-    size_t pair_key_budget = 0;
+    // embeddings fall in the song's lists; a long one has pairs to spare. 16 (chosen on train
+    // clips, docs/SCALE.md "More keys for short queries"): a 3 s clip's one pair looks up 8
+    // keys, a 5 s clip's 5 pairs 3 each, a 10 s clip's 15 pairs one each. 0: one key a pair.
+    size_t pair_key_budget = 16;
     size_t max_keys_per_pair = 8;
 };
 

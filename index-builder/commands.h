@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/lazy_index.h"
 #include "core/model.h"
 #include "core/native/index_folder.h"  // load_index_folder, for query, info and verify
 #include "core/status.h"
@@ -59,8 +60,8 @@ struct QueryOptions {
     // Answer each clip as a `lazy` page does (core/lazy_index.h): only the ranges it needs,
     // read from the folder's files with a cold cache per clip; the line gains "lazy".
     bool lazy = false;
-    int lazy_background_blocks = 32;  // LazyIndexParams::background_blocks
-    int lazy_pair_key_budget = 0;     // LazyIndexParams::pair_key_budget
+    int lazy_background_blocks = int(LazyIndexParams().background_blocks);
+    int lazy_pair_key_budget = int(LazyIndexParams().pair_key_budget);
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -324,9 +324,10 @@ TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
 
 // A short query spreads the key budget over its few pairs: more keys, found by both.
 TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
-    LazyIndexParams budget = no_background();
+    LazyIndexParams one_key = no_background(), budget = no_background();
+    one_key.pair_key_budget = 0;
     budget.pair_key_budget = 16;
-    EXPECT_EQ(lazy_keys_per_pair(20, 4, LazyIndexParams()), 1u);  // no budget: one key a pair
+    EXPECT_EQ(lazy_keys_per_pair(5, 4, one_key), 1u);             // no budget: one key a pair
     EXPECT_EQ(lazy_keys_per_pair(20, 4, budget), 1u);             // 16 pairs
     EXPECT_EQ(lazy_keys_per_pair(9, 4, budget), 3u);              // 5 pairs
     EXPECT_EQ(lazy_keys_per_pair(5, 4, budget), 8u);              // 1 pair: at most 8
@@ -336,7 +337,7 @@ TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
     budget.max_keys_per_pair = 8;
 
     const Built b = build();
-    std::unique_ptr<LazyIndex> plain = open(b), wide = open(b, budget);
+    std::unique_ptr<LazyIndex> plain = open(b, one_key), wide = open(b, budget);
     ASSERT_TRUE(plain && wide);
     const SyntheticSong& song = b.songs[17];
     const size_t start = 30, n = 5;  // one pair (span 4 hops, the query's hop the index's)
