@@ -7,11 +7,18 @@
 namespace earshot {
 
 bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embeddings,
-                   int64_t last_look, bool final) {
+                   size_t first_look, int64_t last_look, bool final) {
     if (n_window == 0) return false;
     if (final) return int64_t(n_embeddings) != last_look;
     const int64_t step = int64_t((max_query_embeddings + 1) / 2);
-    return int64_t(n_window) >= step && int64_t(n_embeddings) - last_look >= step;
+    const int64_t first = first_look > 0 ? std::min(int64_t(first_look), step) : step;
+    if (int64_t(n_window) < first) return false;
+    return last_look < 0 || int64_t(n_embeddings) - last_look >= step;
+}
+
+size_t LazyIndex::first_look_embeddings() const {
+    if (params_.first_look_pairs == 0) return 0;
+    return reader_.header().span / query_step_ + params_.first_look_pairs;
 }
 
 Result<std::unique_ptr<LazyIndex>> LazyIndex::create(

@@ -64,6 +64,9 @@ struct LazyIndexParams {
     // keys, a 5 s clip's 5 pairs 3 each, a 10 s clip's 15 pairs one each. 0: one key a pair.
     size_t pair_key_budget = 16;
     size_t max_keys_per_pair = 8;
+    // A lazy listen's first look (lazy_look_due): once the music window holds this many pairs
+    // of embeddings (1: about 3 s of music with pairs 2 s apart); 0: at half the query window.
+    size_t first_look_pairs = 0;
 };
 
 // The keys a pair of a query of n embeddings looks up (LazyIndexParams::pair_key_budget), its
@@ -74,12 +77,14 @@ size_t lazy_keys_per_pair(size_t n, size_t pair_apart, const LazyIndexParams& pa
 // 16 kHz), so a look comes within a quarter second of its window.
 constexpr size_t kLazyListenPieceSamples = 4000;
 // When a lazy listen makes a *look* (the page's Worker and `earshot query --live --lazy` both
-// ask this): once the window holds half the query window (max_query_embeddings) and half a
+// ask this): the first once the window holds first_look embeddings (LazyIndex::
+// first_look_embeddings; 0: half the query window, max_query_embeddings), then whenever half a
 // window of embeddings came since the last look (last_look: the recognizer's embedding count
-// at that look, -1 before the first), so at about 5 s of music, 10 s, then every 5 s more;
+// at that look, -1 before the first) and the window holds at least first_look; so at about
+// 5 s of music, 10 s, then every 5 s more (or 3 s, 8 s, 13 s with a first look at one pair);
 // and at the listen's end (final), once more unless the last look saw the same window.
 bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embeddings,
-                   int64_t last_look, bool final);
+                   size_t first_look, int64_t last_look, bool final);
 
 struct LazyFetch {
     enum class Kind { kPairPage, kPairUnit, kDirectoryPage, kBlock };
@@ -139,6 +144,9 @@ public:
     // model's query hop): the lazy answer.
     Result<MatchResult> match(const float* embeddings, size_t n, const MatchParams& params);
 
+    // The window lazy_look_due's first look waits for (LazyIndexParams::first_look_pairs):
+    // that many pairs, or 0 (half the query window).
+    size_t first_look_embeddings() const;
     const std::vector<PairCandidate>& candidates() const { return candidates_; }
     const LazyIndexStats& stats() const { return stats_; }
     const PairKeyReaderStats& pair_stats() const { return reader_.stats(); }

@@ -198,6 +198,12 @@ int main(int argc, char** argv) {
                      "its best min(8, N / pairs) keys, at least one; 0 = one key a pair)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 16));
+    query_cmd
+        ->add_option("--lazy-first-look", query.lazy_first_look_pairs,
+                     "--live --lazy: the first look once the music holds this many pairs of "
+                     "embeddings (1: about 3 s of music); 0 = at half the query window (5 s)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 16));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "

@@ -363,17 +363,23 @@ TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
 // end unless the last look saw the same window.
 TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {
     const size_t max_window = 19;  // 10 s at a 0.5 s hop: a look every 10 embeddings
-    EXPECT_FALSE(lazy_look_due(0, 0, max_window, -1, false));
-    EXPECT_FALSE(lazy_look_due(0, 30, max_window, -1, true));  // no music: nothing to look at
-    EXPECT_FALSE(lazy_look_due(9, 12, max_window, -1, false));
-    EXPECT_TRUE(lazy_look_due(10, 12, max_window, -1, false));  // lead-in embeddings count not
-    EXPECT_FALSE(lazy_look_due(15, 17, max_window, 12, false));
-    EXPECT_TRUE(lazy_look_due(19, 22, max_window, 12, false));
-    EXPECT_TRUE(lazy_look_due(19, 32, max_window, 22, false));  // a full window slides on
-    EXPECT_FALSE(lazy_look_due(19, 22, max_window, 22, true));  // the end saw that window
-    EXPECT_TRUE(lazy_look_due(19, 25, max_window, 22, true));
-    EXPECT_TRUE(lazy_look_due(3, 3, max_window, -1, true));  // a short listen: one look
-    EXPECT_TRUE(lazy_look_due(1, 1, 1, -1, false));          // a one-embedding window
+    EXPECT_FALSE(lazy_look_due(0, 0, max_window, 0, -1, false));
+    EXPECT_FALSE(lazy_look_due(0, 30, max_window, 0, -1, true));  // no music: nothing to look at
+    EXPECT_FALSE(lazy_look_due(9, 12, max_window, 0, -1, false));
+    EXPECT_TRUE(lazy_look_due(10, 12, max_window, 0, -1, false));  // lead-in embeddings count not
+    EXPECT_FALSE(lazy_look_due(15, 17, max_window, 0, 12, false));
+    EXPECT_TRUE(lazy_look_due(19, 22, max_window, 0, 12, false));
+    EXPECT_TRUE(lazy_look_due(19, 32, max_window, 0, 22, false));  // a full window slides on
+    EXPECT_FALSE(lazy_look_due(19, 22, max_window, 0, 22, true));  // the end saw that window
+    EXPECT_TRUE(lazy_look_due(19, 25, max_window, 0, 22, true));
+    EXPECT_TRUE(lazy_look_due(3, 3, max_window, 0, -1, true));  // a short listen: one look
+    EXPECT_TRUE(lazy_look_due(1, 1, 1, 0, -1, false));          // a one-embedding window
+    // A first look at one pair (5 embeddings with pairs 4 apart), then every half window.
+    EXPECT_FALSE(lazy_look_due(4, 6, max_window, 5, -1, false));
+    EXPECT_TRUE(lazy_look_due(5, 7, max_window, 5, -1, false));
+    EXPECT_FALSE(lazy_look_due(14, 16, max_window, 5, 7, false));
+    EXPECT_TRUE(lazy_look_due(15, 17, max_window, 5, 7, false));
+    EXPECT_TRUE(lazy_look_due(10, 12, max_window, 30, -1, false));  // never later than half
 }
 
 }  // namespace

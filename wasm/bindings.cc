@@ -205,6 +205,8 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.pair_key_budget = size_t(std::min<uint64_t>(v, 1u << 16));
         else if (key == "max_keys_per_pair")
             params.max_keys_per_pair = size_t(std::min<uint64_t>(v, 64));
+        else if (key == "first_look_pairs")
+            params.first_look_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
         else
             return js_error("lazy parameters: unknown key " + key);
     }
@@ -289,9 +291,10 @@ JsStatus Engine::lazy_begin() {
 
 bool Engine::lazy_look_due(bool final) const {
     if (!lazy_ || !recognizer_) return false;
-    return earshot::lazy_look_due(
-        recognizer_->n_query_embeddings(), recognizer_->n_embeddings_total(),
-        size_t(recognizer_->params().max_query_embeddings), last_look_embeddings_, final);
+    return earshot::lazy_look_due(recognizer_->n_query_embeddings(),
+                                  recognizer_->n_embeddings_total(),
+                                  size_t(recognizer_->params().max_query_embeddings),
+                                  lazy_->first_look_embeddings(), last_look_embeddings_, final);
 }
 
 void Engine::lazy_clear_cache() {
