@@ -12,8 +12,12 @@ bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embe
     if (final) return int64_t(n_embeddings) != last_look;
     const int64_t step = int64_t((max_query_embeddings + 1) / 2);
     const int64_t first = first_look > 0 ? std::min(int64_t(first_look), step) : step;
-    if (int64_t(n_window) < first) return false;
-    return last_look < 0 || int64_t(n_embeddings) - last_look >= step;
+    if (last_look < 0) return int64_t(n_window) >= first;
+    const int64_t since = int64_t(n_embeddings) - last_look;
+    // A look that saw less than half a window (an early first look) is followed by one at half
+    // a window; later ones every half window.
+    if (int64_t(n_window) - since < step) return int64_t(n_window) >= step;
+    return since >= step;
 }
 
 size_t LazyIndex::first_look_embeddings() const {

@@ -65,8 +65,11 @@ struct LazyIndexParams {
     size_t pair_key_budget = 16;
     size_t max_keys_per_pair = 8;
     // A lazy listen's first look (lazy_look_due): once the music window holds this many pairs
-    // of embeddings (1: about 3 s of music with pairs 2 s apart); 0: at half the query window.
-    size_t first_look_pairs = 0;
+    // of embeddings (1: about 3 s of music with pairs 2 s apart); 0: at half the query window
+    // (5 s). On train listens a first look at one pair brought the music heard before a right
+    // answer from 5.5 to 3.1 s (median; p90 5.8 to 4.9 s) with the same top-1 and false
+    // positives (docs/SCALE.md, "Lazy listens in the CLI").
+    size_t first_look_pairs = 1;
 };
 
 // The keys a pair of a query of n embeddings looks up (LazyIndexParams::pair_key_budget), its
@@ -78,11 +81,11 @@ size_t lazy_keys_per_pair(size_t n, size_t pair_apart, const LazyIndexParams& pa
 constexpr size_t kLazyListenPieceSamples = 4000;
 // When a lazy listen makes a *look* (the page's Worker and `earshot query --live --lazy` both
 // ask this): the first once the window holds first_look embeddings (LazyIndex::
-// first_look_embeddings; 0: half the query window, max_query_embeddings), then whenever half a
-// window of embeddings came since the last look (last_look: the recognizer's embedding count
-// at that look, -1 before the first) and the window holds at least first_look; so at about
-// 5 s of music, 10 s, then every 5 s more (or 3 s, 8 s, 13 s with a first look at one pair);
-// and at the listen's end (final), once more unless the last look saw the same window.
+// first_look_embeddings; 0: half the query window, max_query_embeddings), the next once it
+// holds half the query window, then whenever half a window of embeddings came since the last
+// look (last_look: the recognizer's embedding count at that look, -1 before the first); so at
+// about 5 s of music, 10 s, then every 5 s more (3 s, 5 s, 10 s, ... with a first look at one
+// pair); and at the listen's end (final), once more unless the last look saw the same window.
 bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embeddings,
                    size_t first_look, int64_t last_look, bool final);
 

@@ -374,11 +374,14 @@ TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {
     EXPECT_TRUE(lazy_look_due(19, 25, max_window, 0, 22, true));
     EXPECT_TRUE(lazy_look_due(3, 3, max_window, 0, -1, true));  // a short listen: one look
     EXPECT_TRUE(lazy_look_due(1, 1, 1, 0, -1, false));          // a one-embedding window
-    // A first look at one pair (5 embeddings with pairs 4 apart), then every half window.
+    // A first look at one pair (5 embeddings with pairs 4 apart), then at half a window, then
+    // every half window.
     EXPECT_FALSE(lazy_look_due(4, 6, max_window, 5, -1, false));
     EXPECT_TRUE(lazy_look_due(5, 7, max_window, 5, -1, false));
-    EXPECT_FALSE(lazy_look_due(14, 16, max_window, 5, 7, false));
-    EXPECT_TRUE(lazy_look_due(15, 17, max_window, 5, 7, false));
+    EXPECT_FALSE(lazy_look_due(9, 11, max_window, 5, 7, false));
+    EXPECT_TRUE(lazy_look_due(10, 12, max_window, 5, 7, false));
+    EXPECT_FALSE(lazy_look_due(19, 21, max_window, 5, 12, false));
+    EXPECT_TRUE(lazy_look_due(19, 22, max_window, 5, 12, false));
     EXPECT_TRUE(lazy_look_due(10, 12, max_window, 30, -1, false));  // never later than half
 }
 
