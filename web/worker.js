@@ -26,9 +26,9 @@
 // the Worker downloads the quantizer, the block directory and the pair-key header once, then
 // per listen only the byte ranges the core names (web/lazy-loader.js keeps them in the Cache
 // API). The core's live listen runs as in the full mode (music gate, listen length) but does
-// not match by itself; the Worker makes *looks* instead: when the music window holds half the
-// query window, when it is full, then every half window more of music, and once at the end of
-// the listen. A look pauses the audio (it waits in the backlog), fetches what the core names
+// not match by itself; the Worker makes *looks* instead: when the music window holds its first
+// pair of embeddings (about 3 s), half the query window, the whole window, then every half
+// window more of music, and once at the end of the listen. A look pauses the audio (it waits in the backlog), fetches what the core names
 // round by round, and answers with the core's clip decision (Engine.lazyResult()) on that
 // window: a match ends the listen. Continuous listening needs the full index. With a hot tier
 // (hotIndexUrl: a whole index of some of the songs, loaded first), the recognizer matches it
@@ -362,7 +362,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
  * Lazy mode's hot tier: a whole index of some of the lazy index's songs (the most played, say),
  * loaded before the lazy files and kept by the engine. The recognizer matches it live with the
  * listen rule, as in the full mode, so a hot song is answered without a request as long as it
- * is answered before the first look (half a query window of music).
+ * is answered before the first look (about 3 s of music).
  */
 async function loadHotTier(downloader, manifest, options, progress) {
     const hotLoader = new IndexDownloader({ indexUrl: options.hotIndexUrl, modelUrl: options.modelUrl, retry: options.retry ?? {} });
@@ -525,8 +525,8 @@ function lazyFigures() {
 
 /**
  * Lazy mode, after each piece of audio: a look when the core says one is due (lazy_look_due,
- * core/lazy_index.h: the music window holds half the query window, then every half window more
- * of music), the rule `earshot query --live --lazy` follows too.
+ * core/lazy_index.h: the music window holds its first pair of embeddings, half the query window,
+ * then every half window more of music), the rule `earshot query --live --lazy` follows too.
  */
 function maybeLook() {
     if (engine.lazyLookDue(false)) startLook(false);
