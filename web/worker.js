@@ -28,11 +28,12 @@
 // API). The core's live listen runs as in the full mode (music gate, listen length) but does
 // not match by itself; the Worker makes *looks* instead: when the music window holds its first
 // pair of embeddings (about 3 s), half the query window, the whole window, then every half
-// window more of music, and once at the end of the listen. A look pauses the audio (it waits in the backlog), fetches what the core names
-// round by round, and answers with the core's clip decision (Engine.lazyResult()) on that
-// window: a match ends the listen. Continuous listening needs the full index. With a hot tier
-// (hotIndexUrl: a whole index of some of the songs, loaded first), the recognizer matches it
-// live with the listen rule as in the full mode, and the looks cover the rest.
+// window more of music, and once at the end of the listen. A look pauses the audio (it waits
+// in the backlog), fetches what the core names round by round, and answers with the core's
+// clip decision (Engine.lazyResult()) on that window: a match ends the listen. Continuous
+// listening needs the full index. With a hot tier (hotIndexUrl: a whole index of some of the
+// songs, loaded first), the recognizer matches it live with the listen rule as in the full
+// mode, and the looks cover the rest.
 
 import { EarshotError } from './fetch-util.js';
 import { IndexDownloader } from './index-loader.js';
