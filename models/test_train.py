@@ -107,6 +107,13 @@ class LossTest(unittest.TestCase):
         self.assertTrue(all(a >= b for a, b in zip(values, values[1:])))
         self.assertAlmostEqual(train.lr_at(1.0, 1.0), 0.01)
 
+    def test_budget_in_steps_or_minutes(self):
+        state = {"step": 300, "train_s": 1800.0}
+        self.assertAlmostEqual(train.budget_progress(state, 60.0, 0), 0.5)  # 30 of 60 minutes
+        self.assertAlmostEqual(train.budget_progress(state, 60.0, 1200), 0.25)  # steps win
+        state["step"] = 1200
+        self.assertGreaterEqual(train.budget_progress(state, 60.0, 1200), 1.0)
+
 
 class SamplingTest(unittest.TestCase):
     def test_album_groups(self):

@@ -12,10 +12,12 @@ make-queries folder cut from it. The songs that folder indexes (some trained on,
 some of its out-of-catalog songs are the dev metric's (earshot_model/dev_metric.py), measured
 every --dev-min minutes and at the end; earshot_model/splits.py chooses them.
 
-The learning-rate schedule is time-based (warm-up then cosine over --budget-min minutes of
-training time, accumulated across restarts), so the run ends on time on a shared CPU. A step
-counts at most MAX_STEP_S seconds (a stopped or suspended process does not eat the budget), and
-SIGTERM or SIGINT saves last.pt before the process exits.
+The learning-rate schedule is warm-up then cosine over the run's budget: --budget-min minutes of
+training time, accumulated across restarts, so the run ends on time on a shared CPU; or, with
+--budget-steps, a number of steps, so the same command makes the same run on a busy machine or
+a quiet one (a time budget gives fewer steps where other jobs share the cores). A step counts
+at most MAX_STEP_S seconds of the time budget (a stopped or suspended process does not eat
+it), and SIGTERM or SIGINT saves last.pt before the process exits.
 """
 
 import argparse
@@ -41,6 +43,14 @@ RATE_HZ = frontend.DEFAULT_PARAMS["sample_rate_hz"]
 MAX_STEP_S = 30.0
 
 
+def budget_progress(state, budget_min, budget_steps):
+    """How far a run is through its budget (0..1, 1 or more: done): steps with budget_steps,
+    else training minutes."""
+    if budget_steps > 0:
+        return state["step"] / budget_steps
+    return state["train_s"] / (budget_min * 60.0)
+
+
 def lr_at(progress, base_lr, warmup=0.03, final=0.01):
     """Learning rate at `progress` (0..1) of the time budget: linear warm-up over `warmup`
     (from 2 % of base_lr), then cosine down to final * base_lr."""
@@ -64,6 +74,8 @@ def build_parser():
     parser.add_argument("--batch", type=int, default=256, help="pairs per step")
     parser.add_argument("--budget-min", type=float, default=75.0,
                         help="training time in minutes (the schedule's length)")
+    parser.add_argument("--budget-steps", type=int, default=0,
+                        help="steps (the schedule's length, instead of --budget-min; 0: minutes)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--loss", choices=["ntxent", "triplet"], default="ntxent")
@@ -205,6 +217,13 @@ def main():
     state = {"step": 0, "train_s": 0.0, "history": []}
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path)
+        made = ck.get("config", {})
+        if (made.get("budget_steps", 0), made.get("budget_min")) != \
+                (args.budget_steps, args.budget_min):
+            raise SystemExit(f"{ckpt_path} was made with another budget (--budget-steps "
+                             f"{made.get('budget_steps', 0)}, --budget-min "
+                             f"{made.get('budget_min')}): resuming it would mix two schedules; "
+                             "use its options, or remove the folder to start over")
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
@@ -252,7 +271,8 @@ def main():
     pieces.append({"from_step": state["step"], "from_train_min": round(state["train_s"] / 60, 1),
                    "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
-    budget_s = args.budget_min * 60.0
+    if args.budget_steps < 0:
+        raise SystemExit("--budget-steps must be >= 0")
     config = vars(args).copy()  # checkpoint.training_record describes the run from it
     if args.spec_mask:
         config["spec_mask_shape"] = dict(SPEC_MASK_SHAPE)
@@ -299,10 +319,9 @@ def main():
     last_ckpt = last_dev = last_export = time.time()
     t_log = time.time()
     loss_avg = None
-    while state["train_s"] < budget_s:
+    while budget_progress(state, args.budget_min, args.budget_steps) < 1.0:
         t0 = time.time()
-        progress = state["train_s"] / budget_s
-        lr = lr_at(progress, args.lr)
+        lr = lr_at(budget_progress(state, args.budget_min, args.budget_steps), args.lr)
         for group in opt.param_groups:
             group["lr"] = lr
         anchors, raws, noise, song_idx, starts, tempo = sampler.batch(args.batch)
@@ -337,7 +356,10 @@ def main():
                 acc = ((za @ zp.T).argmax(1) == torch.arange(args.batch)).float().mean()
             rate = 10 / (time.time() - t_log)
             t_log = time.time()
-            print(f"step {state['step']} train {state['train_s'] / 60:.1f}/{args.budget_min:.0f}"
+            budget = (f"/{args.budget_steps}" if args.budget_steps else "") + \
+                f" train {state['train_s'] / 60:.1f}" + \
+                ("" if args.budget_steps else f"/{args.budget_min:.0f}")
+            print(f"step {state['step']}{budget}"
                   f" min lr {lr:.2e} loss {loss_avg:.4f} batch-acc {acc:.3f} "
                   f"{rate:.3f} steps/s", flush=True)
         now = time.time()
