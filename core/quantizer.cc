@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <utility>
-#include <vector>
 
 namespace earshot {
 
@@ -15,6 +13,19 @@ int argmin(const float* v, int n) {
     for (int i = 1; i < n; ++i)
         if (v[i] < v[best]) best = i;
     return best;
+}
+
+// Calls f(list, squared L2 distance of x to its centroid) for every list in order, the
+// distances computed 64 centroids at a time: the scan assign() and nearest() share.
+template <class F>
+void each_centroid_distance(const Quantizer& q, const float* x, F f) {
+    float dist[64];
+    for (int base = 0; base < q.n_lists; base += 64) {
+        const int count = std::min(64, q.n_lists - base);
+        l2_sqr_many__vec128(size_t(count), size_t(q.dim), x,
+                            &q.coarse_centroids[size_t(base) * q.dim], dist);
+        for (int c = 0; c < count; ++c) f(base + c, dist[c]);
+    }
 }
 
 }  // namespace
@@ -35,31 +46,26 @@ float orthogonality_error(const float* r, int dim) {
 int Quantizer::assign(const float* x) const {
     float best = std::numeric_limits<float>::infinity();
     int best_list = 0;
-    float dist[64];
-    for (int base = 0; base < n_lists; base += 64) {
-        const int count = std::min(64, n_lists - base);
-        l2_sqr_many__vec128(size_t(count), size_t(dim), x, &coarse_centroids[size_t(base) * dim],
-                            dist);
-        for (int c = 0; c < count; ++c)
-            if (dist[c] < best) best = dist[c], best_list = base + c;
-    }
+    each_centroid_distance(*this, x, [&](int list, float d) {
+        if (d < best) best = d, best_list = list;
+    });
     return best_list;
 }
 
 void Quantizer::nearest(const float* x, int k, uint32_t* lists, float* sq_dists) const {
-    std::vector<std::pair<float, int>> all(static_cast<size_t>(n_lists));
-    float dist[64];
-    for (int base = 0; base < n_lists; base += 64) {
-        const int count = std::min(64, n_lists - base);
-        l2_sqr_many__vec128(size_t(count), size_t(dim), x, &coarse_centroids[size_t(base) * dim],
-                            dist);
-        for (int c = 0; c < count; ++c) all[size_t(base + c)] = {dist[c], base + c};
-    }
-    std::partial_sort(all.begin(), all.begin() + k, all.end());
-    for (int i = 0; i < k; ++i) {
-        lists[i] = uint32_t(all[size_t(i)].second);
-        sq_dists[i] = all[size_t(i)].first;
-    }
+    // The k best so far, nearest first: an insertion into k slots (k is a few lists), the
+    // lower list first on equal distances as lists come in order.
+    int held = 0;
+    each_centroid_distance(*this, x, [&](int list, float d) {
+        if (held == k && !(d < sq_dists[k - 1])) return;
+        int at = held < k ? held++ : k - 1;
+        for (; at > 0 && d < sq_dists[at - 1]; --at) {
+            sq_dists[at] = sq_dists[at - 1];
+            lists[at] = lists[at - 1];
+        }
+        sq_dists[at] = d;
+        lists[at] = uint32_t(list);
+    });
 }
 
 std::string code_name(int pq_m, bool rotated, bool unit_norm) {

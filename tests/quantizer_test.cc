@@ -86,6 +86,45 @@ TEST(Quantizer, AssignEncodeDecode) {
     }
 }
 
+// nearest(k): the k nearest lists, nearest first, with their distances; its first is assign()'s.
+TEST(Quantizer, NearestListsInOrder) {
+    std::mt19937 rng(12);
+    for (int n_lists : {1, 63, 64, 65, 200}) {
+        const int dim = 128;
+        const Quantizer q = random_quantizer(dim, n_lists, 8, rng);
+        for (int k : {1, 3, 8}) {
+            if (k > n_lists) continue;
+            const std::vector<float> x = random_vector(dim, rng);
+            std::vector<uint32_t> lists(k);
+            std::vector<float> d(k);
+            q.nearest(x.data(), k, lists.data(), d.data());
+            EXPECT_EQ(int(lists[0]), q.assign(x.data()));
+            // Every list left out is at least as far as the k-th.
+            std::vector<bool> taken(n_lists, false);
+            for (int i = 0; i < k; ++i) {
+                ASSERT_LT(int(lists[i]), n_lists);
+                EXPECT_FALSE(taken[lists[i]]);
+                taken[lists[i]] = true;
+                if (i > 0) {
+                    EXPECT_LE(d[i - 1], d[i]);
+                }
+                double exact = 0.0;
+                for (int e = 0; e < dim; ++e)
+                    exact +=
+                        std::pow(double(x[e]) - q.coarse_centroids[size_t(lists[i]) * dim + e], 2);
+                EXPECT_NEAR(d[i], exact, 1e-4 * exact + 1e-5);
+            }
+            for (int l = 0; l < n_lists; ++l) {
+                if (taken[l]) continue;
+                double far = 0.0;
+                for (int e = 0; e < dim; ++e)
+                    far += std::pow(double(x[e]) - q.coarse_centroids[size_t(l) * dim + e], 2);
+                EXPECT_GE(far * (1.0 + 1e-5) + 1e-6, double(d[k - 1])) << "list " << l;
+            }
+        }
+    }
+}
+
 // With a rotation R, encode() codes (x - c) R and decode() returns c + y R^T: for an exact
 // codeword the round trip is exact, and <x, decode> = <x, c> + <x R, y> (what the matcher's
 // tables compute). Without one, rotate() copies.
