@@ -52,8 +52,8 @@ def budget_progress(state, budget_min, budget_steps):
 
 
 def lr_at(progress, base_lr, warmup=0.03, final=0.01):
-    """Learning rate at `progress` (0..1) of the time budget: linear warm-up over `warmup`
-    (from 2 % of base_lr), then cosine down to final * base_lr."""
+    """Learning rate at `progress` (0..1) of the budget (budget_progress): linear warm-up over
+    `warmup` (from 2 % of base_lr), then cosine down to final * base_lr."""
     if progress < warmup:
         return base_lr * max(progress / warmup, 0.02)
     p = (progress - warmup) / (1 - warmup)
