@@ -103,6 +103,7 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     if (params.pair_span > 0) {
         build.format_version = kIndexVersion2;
         build.pair_span = params.pair_span;
+        build.pair_short_span = params.pair_short_span;
     }
     Result<IndexBuilder> builder = IndexBuilder::create(model, build);
     if (!builder) return builder.status();

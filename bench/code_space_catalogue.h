@@ -41,6 +41,7 @@ struct CodeSpaceCatalogueParams {
     // > 0: format 2 (blocks of max_shard_bytes, which the sink appends to songs.esb) with the
     // pair-key level of this span in index hops (IndexBuildParams::pair_span).
     uint32_t pair_span = 0;
+    uint32_t pair_short_span = 0;  // with it, IndexBuildParams::pair_short_span
     // Optional: where each shard goes once full (IndexBuilder::set_shard_sink), so a catalogue
     // of a million songs is never held in memory; the returned files are then the rest.
     IndexBuilder::ShardSink shard_sink;

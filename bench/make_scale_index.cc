@@ -4,7 +4,7 @@
 //
 //   earshot_make_scale_index --model MODEL.emod --real REAL_INDEX --source SOURCE_INDEX
 //                            --songs N --out OUT_DIR [--seed S] [--list-block B] [--code-block B]
-//                            [--pair-keys SECONDS [--block-kb KB]]
+//                            [--pair-keys SECONDS [--pair-short-keys S (1)] [--block-kb KB]]
 //   e.g. build/bench/earshot_make_scale_index --model models/earshot-v1.emod
 //            --real eval-index --source train-index --songs 10000 --out out/scale-10k
 //   earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR
@@ -16,8 +16,9 @@
 // quantizer). Use a source catalogue disjoint from the songs you query. The output folder is
 // created if needed; existing files of the same names are overwritten. --pair-keys writes format
 // 2 (blocks of at most KB: 16 by default, one song each, as `earshot build --pair-keys`) with
-// the pair-key level of windows SECONDS apart and the directory pages instead of format 1's 8 MB
-// shards; the level is sorted on disk in $TMPDIR (bounded memory).
+// the pair-key level of windows SECONDS apart (and its short keys S apart, as `earshot build
+// --pair-short-keys`; 0: none) and the directory pages instead of format 1's 8 MB shards; the
+// level is sorted on disk in $TMPDIR (bounded memory).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -110,7 +111,7 @@ int main(int argc, char** argv) {
     std::string model_path, real_dir, source_dir, out_dir, stats_dir;
     earshot::CodeSpaceCatalogueParams params = earshot::code_space_catalogue_default_params();
     bool have_songs = false, help = false;
-    double pair_keys_s = 0.0;
+    double pair_keys_s = 0.0, pair_short_keys_s = 1.0;
     size_t block_bytes = earshot::kLazyBlockBytes;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
             params.list_block = int(std::strtol(v, nullptr, 10));
         else if (a == "--pair-keys")  // seconds; format 2
             pair_keys_s = std::strtod(v, nullptr);
+        else if (a == "--pair-short-keys")  // seconds, below --pair-keys; 0: none
+            pair_short_keys_s = std::strtod(v, nullptr);
         else if (a == "--block-kb")  // format 2 blocks (with --pair-keys), as earshot build's
             block_bytes = size_t(std::strtoull(v, nullptr, 10)) << 10;
         else if (a == "--code-block")
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
                      "usage: earshot_make_scale_index --model MODEL.emod --real REAL_INDEX "
                      "--source SOURCE_INDEX --songs N --out OUT_DIR [--seed S (1)] "
                      "[--list-block B (16)] [--code-block B (16)] [--pair-keys SECONDS] "
+                     "[--pair-short-keys S (1)] "
                      "[--block-kb KB (16)]\n"
                      "       earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR\n");
         return help ? 0 : 2;
@@ -187,6 +191,9 @@ int main(int argc, char** argv) {
     if (pair_keys_s > 0) {
         params.pair_span =
             uint32_t(std::max(1L, std::lround(pair_keys_s / earshot::model_hop_s(info))));
+        if (pair_short_keys_s > 0)
+            params.pair_short_span =
+                uint32_t(std::max(1L, std::lround(pair_short_keys_s / earshot::model_hop_s(info))));
         if (block_bytes == 0) return fail("--block-kb must be at least 1");
         params.max_shard_bytes = block_bytes;
         std::error_code gone;

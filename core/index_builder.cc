@@ -123,6 +123,9 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
     if (p.pair_span > kPairLayoutMaxWindows)
         return Status::error("pair_span " + std::to_string(p.pair_span) + " is out of range [0, " +
                              std::to_string(kPairLayoutMaxWindows) + "]");
+    if (p.pair_short_span > 0 && p.pair_short_span >= p.pair_span)
+        return Status::error("pair_short_span " + std::to_string(p.pair_short_span) +
+                             " must be below pair_span (" + std::to_string(p.pair_span) + ")");
     if (p.pair_keys_per_page < 1 || p.pair_keys_per_page > kPairLayoutMaxKeysPerPage)
         return Status::error("pair_keys_per_page " + std::to_string(p.pair_keys_per_page) +
                              " is out of range [1, " + std::to_string(kPairLayoutMaxKeysPerPage) +
@@ -294,7 +297,8 @@ Status IndexBuilder::after_training() {
 
     if (params_.pair_span > 0) {
         Result<PairKeyBuilder> pairs = PairKeyBuilder::create(
-            uint32_t(q.n_lists), params_.pair_span, params_.pair_keys_per_page, pair_spill_);
+            uint32_t(q.n_lists), params_.pair_span, params_.pair_keys_per_page, pair_spill_,
+            kPairBuilderBuckets, kPairBuilderBufferRecords, params_.pair_short_span);
         if (!pairs) return pairs.status();
         pairs_.emplace(std::move(pairs.value()));
     }
@@ -565,7 +569,8 @@ Result<IndexFiles> IndexBuilder::finish() {
                 Status st = sink_(kPairPostingsFile, std::move(postings));
                 postings.clear();
                 return st;
-            });
+            },
+            params_.pair_short_span);
         if (!writer) return writer.status();
         if (Status st = pairs_->finish(&writer.value()); !st) return st;
         Result<PairKeyFiles> pair_files = writer->finish(pairs_->n_songs());
@@ -585,6 +590,7 @@ Result<IndexFiles> IndexBuilder::finish() {
             {"directory", {{"file", kPairDirectoryFile}, {"bytes", f.directory.size()}}},
             {"postings", {{"file", kPairPostingsFile}, {"bytes", postings_bytes}}},
             {"span", params_.pair_span},
+            {"short_span", params_.pair_short_span},
             {"keys_per_page", params_.pair_keys_per_page}};
         out.total_bytes += f.header.size() + f.directory.size() + postings_bytes;
         out.files[kPairHeaderFile] = std::move(f.header);

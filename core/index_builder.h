@@ -68,6 +68,10 @@ struct IndexBuildParams {
     // header, hashed in the manifest), pairs.ekd (the directory) and pairs.ekp (the postings);
     // songs of at most 2^12 windows (17 minutes at a 0.25 s hop) and 2^20 songs.
     uint32_t pair_span = 0;
+    // The level's short keys (core/pair_keys.h): each window keyed again with the window
+    // pair_short_span hops later, for queries too short to hold a pair pair_span apart. 0 =
+    // none; else in [1, pair_span). Twice the level's postings (host storage, not download).
+    uint32_t pair_short_span = 0;
     uint32_t pair_keys_per_page = 512;  // keys a directory page holds, [1, 65536]
     // With the pair-key level, the block directory is also written in pages a lazy client
     // fetches one at a time (core/directory_pages.h: directory-pages.edh and .edp, the header

@@ -74,8 +74,9 @@ Result<std::unique_ptr<LazyIndex>> LazyIndex::create(
                              std::to_string(base->n_lists()));
     const double ratio = model_query_hop_s(model) / base->hop_s();
     const auto step = uint32_t(std::lround(ratio));
-    if (step == 0 || std::fabs(ratio - step) > 1e-6 || header->span % step)
-        return Status::error("lazy index: the model's query hop does not divide the pair span");
+    if (step == 0 || std::fabs(ratio - step) > 1e-6 || header->span % step ||
+        header->short_span % step)
+        return Status::error("lazy index: the model's query hop does not divide the pair spans");
     if (pages->n_songs != header->n_songs)
         return Status::error("lazy index: the pair-key level numbers " +
                              std::to_string(header->n_songs) + " songs where the directory holds " +
@@ -186,15 +187,20 @@ Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     query_pages_.clear();
     const Quantizer& q = base_->quantizer();
     const size_t dim = size_t(base_->dim());
-    const size_t per_pair = lazy_keys_per_pair(n, reader_.header().span / query_step_, params_);
+    const PairKeyHeader& h = reader_.header();
+    // A query too short for a pair `span` apart looks up the short keys (when the level has
+    // them): its pairs short_span apart.
+    const bool short_keys = n <= h.span / query_step_ && h.short_span > 0;
+    const uint32_t span = short_keys ? h.short_span : h.span;
+    const size_t per_pair = lazy_keys_per_pair(n, span / query_step_, params_);
     const size_t m = std::min(per_pair, size_t(q.n_lists));  // a pair's best keys use no farther
     std::vector<uint32_t> lists(n * m);
     std::vector<float> sq_dists(n * m);
     for (size_t i = 0; i < n; ++i)
         q.nearest(embeddings + i * dim, int(m), &lists[i * m], &sq_dists[i * m]);
     Result<std::vector<PairProbe>> probes =
-        pair_query_probes(reader_.header().n_lists, reader_.header().span, lists.data(),
-                          sq_dists.data(), n, m, query_step_, std::min(per_pair, m * m));
+        pair_query_probes(h.n_lists, span, lists.data(), sq_dists.data(), n, m, query_step_,
+                          std::min(per_pair, m * m), pair_key_base(h.n_lists, short_keys));
     if (!probes) return probes.status();
     probes_ = std::move(probes.value());
     keys_ = pair_probe_keys(probes_);

@@ -21,7 +21,9 @@
 // budgets, least recently used out first; a query's own entries are never dropped before it
 // has matched.
 // Clips too short to hold a pair of embeddings `span` apart (under about 2.5 s with span 2 s)
-// name no key and so no candidate: they get no answer.
+// look up the level's short keys (`earshot build --pair-short-keys`, pairs 1 s apart: from
+// about 1.5 s); a clip too short for those too (a 1 s clip is one embedding), or on a level
+// without short keys, names no key and so no candidate: it gets no answer.
 #pragma once
 
 #include <cstddef>

@@ -40,14 +40,15 @@ bool get_leb128_u32(const uint8_t** p, const uint8_t* end, uint32_t* out) {
     return false;
 }
 
-uint64_t n_pages_for(uint32_t n_lists, uint32_t keys_per_page) {
-    const uint64_t n_keys = uint64_t(n_lists) * n_lists;
+uint64_t n_pages_for(uint32_t n_lists, uint32_t short_span, uint32_t keys_per_page) {
+    const uint64_t n_keys = pair_key_space(n_lists, short_span);
     return (n_keys + keys_per_page - 1) / keys_per_page;
 }
 
 // Keys on page `page` (< n_pages_for): keys_per_page, fewer on the last page.
-uint32_t keys_on_page(uint32_t n_lists, uint32_t keys_per_page, uint64_t page) {
-    const uint64_t n_keys = uint64_t(n_lists) * n_lists;
+uint32_t keys_on_page(uint32_t n_lists, uint32_t short_span, uint32_t keys_per_page,
+                      uint64_t page) {
+    const uint64_t n_keys = pair_key_space(n_lists, short_span);
     return static_cast<uint32_t>(std::min<uint64_t>(keys_per_page, n_keys - page * keys_per_page));
 }
 
@@ -80,28 +81,27 @@ Status check_song_count(uint64_t n_songs) {
 }  // namespace
 
 Result<PairKeyLayoutWriter> PairKeyLayoutWriter::create(uint32_t n_lists, uint32_t span,
-                                                        uint32_t keys_per_page,
-                                                        Sink postings_sink) {
+                                                        uint32_t keys_per_page, Sink postings_sink,
+                                                        uint32_t short_span) {
     if (keys_per_page < 1 || keys_per_page > kPairLayoutMaxKeysPerPage)
         return Status::error("pair-key layout: keys_per_page must be in [1, " +
                              std::to_string(kPairLayoutMaxKeysPerPage) + "]");
-    if (n_lists < 1 || n_lists > kPairMaxLists)
-        return Status::error("pair-key layout: n_lists must be in [1, " +
-                             std::to_string(kPairMaxLists) + "]");
-    if (span < 1) return Status::error("pair-key layout: span must be at least one index hop");
+    if (Status st = check_pair_spans(n_lists, span, short_span); !st) return st;
     if (!postings_sink) return Status::error("pair-key layout: no sink for the postings");
-    const uint64_t n_pages = n_pages_for(n_lists, keys_per_page);
+    const uint64_t n_pages = n_pages_for(n_lists, short_span, keys_per_page);
     if (n_pages + 1 > std::numeric_limits<uint32_t>::max())
         return Status::error("pair-key layout: too many pages; use more keys per page");
-    PairKeyLayoutWriter w(n_lists, span, keys_per_page, n_pages, std::move(postings_sink));
+    PairKeyLayoutWriter w(n_lists, span, short_span, keys_per_page, n_pages,
+                          std::move(postings_sink));
     if (Status st = w.start_page(0); !st) return st;
     return w;
 }
 
-PairKeyLayoutWriter::PairKeyLayoutWriter(uint32_t n_lists, uint32_t span, uint32_t keys_per_page,
-                                         uint64_t n_pages, Sink sink)
+PairKeyLayoutWriter::PairKeyLayoutWriter(uint32_t n_lists, uint32_t span, uint32_t short_span,
+                                         uint32_t keys_per_page, uint64_t n_pages, Sink sink)
     : n_lists_(n_lists),
       span_(span),
+      short_span_(short_span),
       keys_per_page_(keys_per_page),
       n_pages_(n_pages),
       sink_(std::move(sink)) {
@@ -111,7 +111,8 @@ PairKeyLayoutWriter::PairKeyLayoutWriter(uint32_t n_lists, uint32_t span, uint32
 
 Status PairKeyLayoutWriter::start_page(uint64_t page) {
     page_ = page;
-    counts_.assign(page < n_pages_ ? keys_on_page(n_lists_, keys_per_page_, page) : 0, 0);
+    counts_.assign(page < n_pages_ ? keys_on_page(n_lists_, short_span_, keys_per_page_, page) : 0,
+                   0);
     units_.clear();
     unit_leaves_.clear();
     return Status::ok();
@@ -146,9 +147,9 @@ Status PairKeyLayoutWriter::add_key(uint32_t key, const PairPosting* postings, s
         return Status::error("pair-key layout: key " + std::to_string(key) + " after key " +
                              std::to_string(last_key_) +
                              ": keys must be added in ascending order, each once");
-    if (uint64_t(key) >= uint64_t(n_lists_) * n_lists_)
+    if (uint64_t(key) >= pair_key_space(n_lists_, short_span_))
         return Status::error("pair-key layout: key " + std::to_string(key) + " is not below " +
-                             std::to_string(n_lists_) + "^2");
+                             std::to_string(pair_key_space(n_lists_, short_span_)));
     if (n == 0)
         return Status::error("pair-key layout: key " + std::to_string(key) + " has no postings");
     if (n > std::numeric_limits<uint32_t>::max())
@@ -212,6 +213,7 @@ Result<PairKeyFiles> PairKeyLayoutWriter::finish(uint64_t n_songs) {
         {"version", kPairLayoutVersion},
         {"n_lists", n_lists_},
         {"span", span_},
+        {"short_span", short_span_},
         {"keys_per_page", keys_per_page_},
         {"n_pages", n_pages_},
         {"n_keys", n_keys_},
@@ -233,10 +235,12 @@ Result<PairKeyFiles> write_pair_key_files(const PairKeyIndex& index, uint32_t ke
     if (!index.finished()) return Status::error("pair-key layout: the index is not finished");
     std::vector<uint8_t> postings;
     Result<PairKeyLayoutWriter> writer = PairKeyLayoutWriter::create(
-        index.n_lists(), index.span(), keys_per_page, [&postings](const uint8_t* data, size_t n) {
+        index.n_lists(), index.span(), keys_per_page,
+        [&postings](const uint8_t* data, size_t n) {
             postings.insert(postings.end(), data, data + n);
             return Status::ok();
-        });
+        },
+        index.short_span());
     if (!writer) return writer.status();
     if (Status st = check_song_count(index.n_songs()); !st) return st;  // before any key
     for (uint32_t key : index.keys()) {
@@ -271,6 +275,13 @@ Result<std::optional<PairKeyManifest>> parse_pair_key_manifest(const std::string
         !s)
         return s;
     m.span = static_cast<uint32_t>(span);
+    if (pairs->contains("short_span")) {  // absent: none (a level written without one)
+        uint64_t short_span = 0;
+        if (Status s = json_read_uint64(*pairs, "short_span", uint64_t(1) << 20, at, &short_span);
+            !s)
+            return s;
+        m.short_span = static_cast<uint32_t>(short_span);
+    }
     return std::optional<PairKeyManifest>(std::move(m));
 }
 
@@ -282,9 +293,11 @@ Result<PairKeyHeader> read_pair_key_header(const PairKeyManifest& entry, const u
                              "from another index)");
     Result<PairKeyHeader> header = parse_pair_key_header(bytes, size, what);
     if (!header) return header.status();
-    if (entry.span != header->span)
-        return Status::error(what + ": span " + std::to_string(header->span) +
-                             " where the manifest says " + std::to_string(entry.span));
+    if (entry.span != header->span || entry.short_span != header->short_span)
+        return Status::error(what + ": spans " + std::to_string(header->span) + " and " +
+                             std::to_string(header->short_span) + " where the manifest says " +
+                             std::to_string(entry.span) + " and " +
+                             std::to_string(entry.short_span));
     if (entry.directory_bytes != header->directory_bytes ||
         entry.postings_bytes != header->postings_bytes)
         return Status::error(what + ": file sizes differ from the manifest's");
@@ -332,10 +345,19 @@ Result<PairKeyHeader> parse_pair_key_header(const uint8_t* bytes, size_t size,
     h.n_lists = static_cast<uint32_t>(n_lists);
     h.span = static_cast<uint32_t>(span);
     h.keys_per_page = static_cast<uint32_t>(keys_per_page);
-    if (n_pages != n_pages_for(h.n_lists, h.keys_per_page))
+    if (c.meta.contains("short_span")) {  // absent: none (a header written without one)
+        int short_span = 0;
+        if (Status s = json_read_int(c.meta, "short_span", 0, 1 << 20, where, &short_span); !s)
+            return s;
+        h.short_span = static_cast<uint32_t>(short_span);
+    }
+    if (Status s = check_pair_spans(h.n_lists, h.span, h.short_span); !s)
+        return Status::error(what + ": " + s.message());
+    const uint64_t want_pages = n_pages_for(h.n_lists, h.short_span, h.keys_per_page);
+    if (n_pages != want_pages)
         return Status::error(what + ": " + std::to_string(n_pages) + " pages where " +
                              std::to_string(h.n_lists) + " lists make " +
-                             std::to_string(n_pages_for(h.n_lists, h.keys_per_page)));
+                             std::to_string(want_pages));
     h.n_pages = static_cast<uint32_t>(n_pages);
     Result<const Section*> root = c.require("root", DType::kU8, {32});
     if (!root) return root.status();
@@ -385,7 +407,8 @@ Result<PairKeyPage> read_pair_key_page(const PairKeyHeader& header, uint32_t pag
     PairKeyPage out;
     out.page = page;
     out.first_key = page * header.keys_per_page;
-    const uint32_t expected = keys_on_page(header.n_lists, header.keys_per_page, page);
+    const uint32_t expected =
+        keys_on_page(header.n_lists, header.short_span, header.keys_per_page, page);
     if (get_u32(record) != page || get_u32(record + 4) != expected)
         return Status::error(what + ": its number or key count is wrong");
     uint64_t offset = get_u64(record + 8);

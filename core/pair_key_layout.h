@@ -3,7 +3,8 @@
 // index, costed"). Three files:
 //
 // - the header (container kind "PKEY", downloaded whole and checked against the manifest's
-//   hash): metadata (n_lists, span, keys_per_page, counts, file sizes, the root) and the
+//   hash): metadata (n_lists, span, short_span (absent: 0), keys_per_page, counts, file sizes,
+//   the root) and the
 //   section "page_offsets" u64 [n_pages + 1], where each page's record lies in the directory;
 // - the directory: per page of keys_per_page consecutive keys, a record = the page || the page's
 //   audit path in the tree over all pages (core/merkle.h), whose root is the header's;
@@ -79,12 +80,14 @@ public:
     // Receives the postings file's bytes in order; an error it returns is returned by the call
     // that completed the page (add_key or finish), and the layout should then be abandoned.
     using Sink = std::function<Status(const uint8_t* data, size_t size)>;
-    // n_lists in [1, kPairMaxLists], span >= 1, keys_per_page in [1, kPairLayoutMaxKeysPerPage].
+    // n_lists, span and short_span as check_pair_spans (core/pair_keys.h) takes them,
+    // keys_per_page in [1, kPairLayoutMaxKeysPerPage].
     static Result<PairKeyLayoutWriter> create(uint32_t n_lists, uint32_t span,
-                                              uint32_t keys_per_page, Sink postings_sink);
+                                              uint32_t keys_per_page, Sink postings_sink,
+                                              uint32_t short_span = 0);
     // `key`'s postings, n >= 1, sorted by (song, window); keys strictly ascending, each below
-    // n_lists^2. Errors: a key out of order or range, no postings, a song or window beyond
-    // the posting's bits.
+    // pair_key_space(n_lists, short_span). Errors: a key out of order or range, no postings, a song
+    // or window beyond the posting's bits.
     Status add_key(uint32_t key, const PairPosting* postings, size_t n);
     // Completes the remaining pages and returns the header and the directory (`postings` is
     // empty: it went to the sink). n_songs: the songs the postings number (every posting's
@@ -96,12 +99,12 @@ public:
     uint64_t postings_bytes() const { return postings_bytes_; }
 
 private:
-    PairKeyLayoutWriter(uint32_t n_lists, uint32_t span, uint32_t keys_per_page, uint64_t n_pages,
-                        Sink sink);
+    PairKeyLayoutWriter(uint32_t n_lists, uint32_t span, uint32_t short_span,
+                        uint32_t keys_per_page, uint64_t n_pages, Sink sink);
     Status start_page(uint64_t page);
     Status close_page();  // the page being filled: its units to the sink, the page kept
 
-    uint32_t n_lists_ = 0, span_ = 0, keys_per_page_ = 0;
+    uint32_t n_lists_ = 0, span_ = 0, short_span_ = 0, keys_per_page_ = 0;
     uint64_t n_pages_ = 0;
     Sink sink_;
     bool finished_ = false;
@@ -122,7 +125,7 @@ struct ByteRange {
 };
 
 struct PairKeyHeader {
-    uint32_t n_lists = 0, span = 0, keys_per_page = 0, n_pages = 0;
+    uint32_t n_lists = 0, span = 0, short_span = 0, keys_per_page = 0, n_pages = 0;
     uint64_t n_keys = 0, n_postings = 0, n_songs = 0;  // keys with postings, postings, songs
     uint64_t directory_bytes = 0, postings_bytes = 0;
     MerkleDigest root{};                 // of the tree over the pages
@@ -137,7 +140,7 @@ struct PairKeyHeader {
 struct PairKeyManifest {
     std::string header_file, directory_file, postings_file, header_sha256;
     uint64_t header_bytes = 0, directory_bytes = 0, postings_bytes = 0;
-    uint32_t span = 0;
+    uint32_t span = 0, short_span = 0;  // short_span 0: no short keys
 };
 // Reads the entry from a manifest's text (where: its name, for messages); none when the index
 // has no pair-key level. Every file must be a plain name (index files sit next to the

@@ -9,12 +9,22 @@
 
 namespace earshot {
 
-Result<PairKeyIndex> PairKeyIndex::create(uint32_t n_lists, uint32_t span) {
-    if (n_lists < 1 || n_lists > kPairMaxLists)
-        return Status::error("pair keys: n_lists must be in [1, " + std::to_string(kPairMaxLists) +
-                             "], got " + std::to_string(n_lists));
+Status check_pair_spans(uint32_t n_lists, uint32_t span, uint32_t short_span) {
+    const uint32_t max_lists = short_span > 0 ? kPairMaxListsTwoSpans : kPairMaxLists;
+    if (n_lists < 1 || n_lists > max_lists)
+        return Status::error("pair keys: n_lists must be in [1, " + std::to_string(max_lists) +
+                             "]" + (short_span > 0 ? " with a short span" : "") + ", got " +
+                             std::to_string(n_lists));
     if (span < 1) return Status::error("pair keys: span must be at least one index hop");
-    return PairKeyIndex(n_lists, span);
+    if (short_span >= span)
+        return Status::error("pair keys: the short span (" + std::to_string(short_span) +
+                             ") must be below the span (" + std::to_string(span) + ")");
+    return Status::ok();
+}
+
+Result<PairKeyIndex> PairKeyIndex::create(uint32_t n_lists, uint32_t span, uint32_t short_span) {
+    if (Status st = check_pair_spans(n_lists, span, short_span); !st) return st;
+    return PairKeyIndex(n_lists, span, short_span);
 }
 
 namespace {
@@ -34,14 +44,18 @@ Status check_song_lists(uint32_t n_lists, size_t n_songs, const uint32_t* lists,
 }
 
 // Calls add(key, window) for each stored window of a song whose partner span hops later is
-// stored too, in window order.
+// stored too, in window order; then, with a short span, the same for the short keys.
 template <typename Add>
-void for_each_song_pair(uint32_t n_lists, uint32_t span, const uint32_t* lists, size_t n_windows,
-                        Add add) {
-    for (size_t j = 0; j + span < n_windows; ++j) {
-        const uint32_t a = lists[j], b = lists[j + span];
-        if (a == kPairNoList || b == kPairNoList) continue;
-        add(a * n_lists + b, static_cast<uint32_t>(j));
+void for_each_song_pair(uint32_t n_lists, uint32_t span, uint32_t short_span, const uint32_t* lists,
+                        size_t n_windows, Add add) {
+    for (const uint32_t s : {span, short_span}) {
+        if (s == 0) continue;
+        const uint32_t base = pair_key_base(n_lists, s != span);
+        for (size_t j = 0; j + s < n_windows; ++j) {
+            const uint32_t a = lists[j], b = lists[j + s];
+            if (a == kPairNoList || b == kPairNoList) continue;
+            add(base + a * n_lists + b, static_cast<uint32_t>(j));
+        }
     }
 }
 
@@ -51,10 +65,11 @@ Status PairKeyIndex::add_song(const uint32_t* lists, size_t n_windows) {
     if (finished_) return Status::error("pair keys: add_song after finish");
     if (Status s = check_song_lists(n_lists_, n_songs_, lists, n_windows); !s) return s;
     const auto song = static_cast<uint32_t>(n_songs_);
-    for_each_song_pair(n_lists_, span_, lists, n_windows, [&](uint32_t key, uint32_t window) {
-        pending_keys_.push_back(key);
-        postings_.push_back({song, window});
-    });
+    for_each_song_pair(n_lists_, span_, short_span_, lists, n_windows,
+                       [&](uint32_t key, uint32_t window) {
+                           pending_keys_.push_back(key);
+                           postings_.push_back({song, window});
+                       });
     ++n_songs_;
     return Status::ok();
 }
@@ -111,7 +126,8 @@ Status check_pair_query(uint32_t n_lists, uint32_t span, const uint32_t* query_l
 Result<std::vector<PairProbe>> pair_query_probes(uint32_t n_lists, uint32_t span,
                                                  const uint32_t* lists, const float* sq_dists,
                                                  size_t n, size_t per_embedding,
-                                                 uint32_t query_step, size_t keys_per_pair) {
+                                                 uint32_t query_step, size_t keys_per_pair,
+                                                 uint32_t key_base) {
     if (per_embedding < 1 || keys_per_pair < 1 || keys_per_pair > per_embedding * per_embedding)
         return Status::error("pair keys: " + std::to_string(keys_per_pair) + " keys a pair from " +
                              std::to_string(per_embedding) + " lists an embedding");
@@ -137,8 +153,9 @@ Result<std::vector<PairProbe>> pair_query_probes(uint32_t n_lists, uint32_t span
         std::partial_sort(combos.begin(), combos.begin() + take, combos.end());
         const auto t = static_cast<int64_t>(i) * query_step;
         for (size_t c = 0; c < take; ++c)
-            out.push_back({t, la[std::get<1>(combos[c])] * n_lists + lb[std::get<2>(combos[c])],
-                           uint32_t(c)});
+            out.push_back(
+                {t, key_base + la[std::get<1>(combos[c])] * n_lists + lb[std::get<2>(combos[c])],
+                 uint32_t(c)});
     }
     return out;
 }
@@ -239,9 +256,9 @@ Result<std::vector<uint64_t>> MemoryPairKeySpill::take(uint32_t bucket) {
 Result<PairKeyBuilder> PairKeyBuilder::create(uint32_t n_lists, uint32_t span,
                                               uint32_t keys_per_page,
                                               std::shared_ptr<PairKeySpill> spill,
-                                              uint32_t n_buckets, size_t buffer_records) {
-    if (Result<PairKeyIndex> check = PairKeyIndex::create(n_lists, span); !check)
-        return check.status();
+                                              uint32_t n_buckets, size_t buffer_records,
+                                              uint32_t short_span) {
+    if (Status st = check_pair_spans(n_lists, span, short_span); !st) return st;
     if (keys_per_page < 1 || keys_per_page > kPairLayoutMaxKeysPerPage)
         return Status::error("pair keys: keys_per_page must be in [1, " +
                              std::to_string(kPairLayoutMaxKeysPerPage) + "]");
@@ -250,8 +267,9 @@ Result<PairKeyBuilder> PairKeyBuilder::create(uint32_t n_lists, uint32_t span,
     PairKeyBuilder b;
     b.n_lists_ = n_lists;
     b.span_ = span;
+    b.short_span_ = short_span;
     b.keys_per_page_ = keys_per_page;
-    const uint64_t n_keys = uint64_t(n_lists) * n_lists;
+    const uint64_t n_keys = pair_key_space(n_lists, short_span);
     const uint64_t n_pages = (n_keys + keys_per_page - 1) / keys_per_page;
     const uint64_t pages_per_bucket = (n_pages + n_buckets - 1) / n_buckets;
     b.keys_per_bucket_ = pages_per_bucket * keys_per_page;
@@ -277,20 +295,23 @@ Status PairKeyBuilder::add_song(const uint32_t* lists, size_t n_windows) {
         return Status::error("pair keys: song " + std::to_string(n_songs_) +
                              " is beyond a posting's " + std::to_string(kPairLayoutSongBits) +
                              " bits");
-    if (n_windows > span_ && n_windows - span_ > kPairLayoutMaxWindows)
+    // A posting's window is below n_windows - the shortest span.
+    const uint32_t shortest = short_span_ > 0 ? short_span_ : span_;
+    if (n_windows > shortest && n_windows - shortest > kPairLayoutMaxWindows)
         return Status::error("pair keys: song " + std::to_string(n_songs_) + " has " +
                              std::to_string(n_windows) + " windows, more than a posting's " +
                              std::to_string(kPairLayoutWindowBits) +
                              " bits number: split longer songs into parts");
     const auto song = static_cast<uint32_t>(n_songs_);  // below 2^kPairLayoutSongBits
     Status st = Status::ok();
-    for_each_song_pair(n_lists_, span_, lists, n_windows, [&](uint32_t key, uint32_t window) {
-        if (!st) return;
-        const auto bucket = static_cast<uint32_t>(key / keys_per_bucket_);
-        buffers_[bucket].push_back(uint64_t(key) << 32 | pack_pair_posting({song, window}));
-        ++n_postings_;
-        if (buffers_[bucket].size() >= buffer_records_) st = flush(bucket);
-    });
+    for_each_song_pair(
+        n_lists_, span_, short_span_, lists, n_windows, [&](uint32_t key, uint32_t window) {
+            if (!st) return;
+            const auto bucket = static_cast<uint32_t>(key / keys_per_bucket_);
+            buffers_[bucket].push_back(uint64_t(key) << 32 | pack_pair_posting({song, window}));
+            ++n_postings_;
+            if (buffers_[bucket].size() >= buffer_records_) st = flush(bucket);
+        });
     if (!st) return st;
     ++n_songs_;
     return Status::ok();

@@ -28,6 +28,25 @@ namespace earshot {
 constexpr uint32_t kPairNoList = 0xffffffffu;
 // Lists at most: a key (a * n_lists + b) fits 32 bits, as a page's fetch request names it.
 constexpr uint32_t kPairMaxLists = 65536;
+// Lists at most with a second, shorter span (the key space is then twice n_lists^2).
+constexpr uint32_t kPairMaxListsTwoSpans = 46340;
+
+// A level may key each window twice: with its partner `span` index hops later (the keys
+// a * n_lists + b) and, where short_span > 0, with its partner short_span hops later (the keys
+// n_lists^2 + a * n_lists + b, the short keys). A query too short to hold a pair `span` apart
+// looks up short keys instead: a 2 s clip holds a pair 1 s apart but none 2 s apart. Both
+// kinds of posting name the pair's earlier window, so they vote alike.
+// The keys a level numbers: n_lists^2, twice that with a short span.
+inline uint64_t pair_key_space(uint32_t n_lists, uint32_t short_span) {
+    return uint64_t(n_lists) * n_lists * (short_span > 0 ? 2 : 1);
+}
+// Where a span's keys start: 0 for the span, n_lists^2 for the short span.
+inline uint32_t pair_key_base(uint32_t n_lists, bool short_keys) {
+    return short_keys ? n_lists * n_lists : 0;
+}
+// Ok, or why (n_lists, span, short_span) is no level: n_lists in [1, kPairMaxLists] (with a
+// short span, kPairMaxListsTwoSpans), span >= 1, short_span 0 or in [1, span).
+Status check_pair_spans(uint32_t n_lists, uint32_t span, uint32_t short_span);
 
 struct PairPosting {
     uint32_t song = 0;    // order of add_song()
@@ -73,11 +92,13 @@ struct PairProbe {
 // combinations of smallest summed squared distance (ties: the nearer first list, then the
 // nearer second), where both lists are known. keys_per_pair in [1, per_embedding^2]; with one
 // list per embedding and one key per pair these are pair_query_keys's keys. sq_dists may be
-// null when per_embedding is 1.
+// null when per_embedding is 1. key_base: added to every key (pair_key_base: the short keys
+// start at n_lists^2; span is then the level's short span).
 Result<std::vector<PairProbe>> pair_query_probes(uint32_t n_lists, uint32_t span,
                                                  const uint32_t* lists, const float* sq_dists,
                                                  size_t n, size_t per_embedding,
-                                                 uint32_t query_step, size_t keys_per_pair);
+                                                 uint32_t query_step, size_t keys_per_pair,
+                                                 uint32_t key_base = 0);
 // The distinct keys of `probes`, sorted: what a lazy client fetches.
 std::vector<uint32_t> pair_probe_keys(const std::vector<PairProbe>& probes);
 // Phase 1 by count over probes: every posting of every probe's key votes once for (song, its
@@ -90,8 +111,9 @@ std::vector<PairCandidate> pair_vote_probes(
 
 class PairKeyIndex {
 public:
-    // n_lists in [1, kPairMaxLists]; span >= 1 index hops.
-    static Result<PairKeyIndex> create(uint32_t n_lists, uint32_t span);
+    // n_lists in [1, kPairMaxLists]; span >= 1 index hops; short_span: 0 (none) or a shorter
+    // span whose keys the level holds too (check_pair_spans).
+    static Result<PairKeyIndex> create(uint32_t n_lists, uint32_t span, uint32_t short_span = 0);
 
     // One song's coarse list per window (kPairNoList where not stored), in song order.
     // Refused after finish() or with a list id >= n_lists (the index is then unchanged).
@@ -102,6 +124,7 @@ public:
     bool finished() const { return finished_; }
     uint32_t n_lists() const { return n_lists_; }
     uint32_t span() const { return span_; }
+    uint32_t short_span() const { return short_span_; }
     size_t n_songs() const { return n_songs_; }
     size_t n_keys() const { return keys_.size(); }  // keys with at least one posting
     // The keys with at least one posting, sorted (after finish()).
@@ -125,9 +148,10 @@ public:
                                             uint32_t query_step, size_t max_candidates) const;
 
 private:
-    PairKeyIndex(uint32_t n_lists, uint32_t span) : n_lists_(n_lists), span_(span) {}
+    PairKeyIndex(uint32_t n_lists, uint32_t span, uint32_t short_span)
+        : n_lists_(n_lists), span_(span), short_span_(short_span) {}
 
-    uint32_t n_lists_ = 0, span_ = 0;
+    uint32_t n_lists_ = 0, span_ = 0, short_span_ = 0;
     size_t n_songs_ = 0;
     bool finished_ = false;
     std::vector<uint32_t> pending_keys_;  // before finish(): one per posting
@@ -169,12 +193,18 @@ class PairKeyLayoutWriter;  // core/pair_key_layout.h
 //   auto b = PairKeyBuilder::create(n_lists, span, 512, std::make_shared<TempFilePairKeySpill>());
 //   b->add_song(lists.data(), lists.size());      // each song in order, as PairKeyIndex
 //   b->finish(&writer);                           // then writer.finish(b->n_songs())
+constexpr uint32_t kPairBuilderBuckets = 256;
+constexpr size_t kPairBuilderBufferRecords = 8192;
+
 class PairKeyBuilder {
 public:
     // keys_per_page: the writer's (buckets hold whole pages). spill: null = in memory.
+    // short_span: as PairKeyIndex's.
     static Result<PairKeyBuilder> create(uint32_t n_lists, uint32_t span, uint32_t keys_per_page,
                                          std::shared_ptr<PairKeySpill> spill,
-                                         uint32_t n_buckets = 256, size_t buffer_records = 8192);
+                                         uint32_t n_buckets = kPairBuilderBuckets,
+                                         size_t buffer_records = kPairBuilderBufferRecords,
+                                         uint32_t short_span = 0);
 
     // As PairKeyIndex::add_song; also refused: song numbers or windows beyond a posting's
     // bits (kPairLayoutSongBits, kPairLayoutWindowBits in core/pair_key_layout.h).
@@ -192,7 +222,7 @@ private:
     PairKeyBuilder() = default;
     Status flush(uint32_t bucket);
 
-    uint32_t n_lists_ = 0, span_ = 0, keys_per_page_ = 0;
+    uint32_t n_lists_ = 0, span_ = 0, short_span_ = 0, keys_per_page_ = 0;
     uint64_t keys_per_bucket_ = 1;
     std::shared_ptr<PairKeySpill> spill_;
     size_t buffer_records_ = 0;

@@ -46,7 +46,8 @@ std::string build_option_error(const Status& status) {
     static const char* const kOptions[][2] = {
         {"n_lists ", "--lists"},         {"pq_m ", "--pq-m"},
         {"opq_rounds ", "--opq"},        {"max_shard_bytes ", "--shard-mb or --block-kb"},
-        {"format_version ", "--format"}, {"pair_span", "--pair-keys"}};
+        {"format_version ", "--format"}, {"pair_short_span", "--pair-short-keys"},
+        {"pair_span", "--pair-keys"}};
     for (const auto& [field, option] : kOptions) {
         if (status.message().rfind(field, 0) == 0)
             return std::string(option) + ": " + status.message();
@@ -77,6 +78,9 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (options.pair_keys_s > 0) {  // in index hops, at least one
         const double hop_s = model_hop_s(info);
         params.pair_span = uint32_t(std::max(1.0, std::round(options.pair_keys_s / hop_s)));
+        if (options.pair_short_keys_s > 0)
+            params.pair_short_span =
+                uint32_t(std::max(1.0, std::round(options.pair_short_keys_s / hop_s)));
     }
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));

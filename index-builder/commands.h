@@ -40,6 +40,7 @@ struct BuildOptions {
     double block_kb = 0.0;    // v2 block bound; 0: 64 KB, or 16 KB with --pair-keys
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
     double pair_keys_s = 0.0;     // > 0: write the pair-key level, windows this far apart
+    double pair_short_keys_s = 1.0;  // with it, its short keys this far apart (0: none)
     int top = 0;                  // > 0: only the catalogue's `top` most popular songs
 };
 

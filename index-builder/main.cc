@@ -105,6 +105,13 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(0.0, 600.0));
     build_cmd
+        ->add_option("--pair-short-keys", build.pair_short_keys_s,
+                     "with --pair-keys: key each window a second time with the window SECONDS "
+                     "later (below --pair-keys), so clips too short for a pair --pair-keys apart "
+                     "(2 s clips) get a lazy answer; twice the level's postings; 0 = none")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 600.0));
+    build_cmd
         ->add_option("--top", build.top,
                      "index only the N most popular songs of a catalogue with a popularity "
                      "column (ties and unknown popularities in catalogue order): the hot tier "

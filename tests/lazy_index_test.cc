@@ -25,14 +25,17 @@ struct Built {
     IndexFiles files;
 };
 
-// 60 songs of ~120 windows (0.5 s), 32 lists, blocks of a few songs, pairs 4 hops apart.
-Built build(size_t n_songs = 60) {
+// 60 songs of ~120 windows (0.5 s), 32 lists, blocks of a few songs, pairs 4 hops apart
+// (and short keys short_span apart).
+Built build(size_t n_songs = 60, uint32_t short_span = 0, int n_lists = 32) {
     Built b;
     b.songs = synthetic_catalog(n_songs, 120, kDim, 91);
     IndexBuildParams params = small_build_params();
+    params.n_lists = n_lists;
     params.format_version = kIndexVersion2;
     params.max_shard_bytes = 8 * 1024;
     params.pair_span = 4;
+    params.pair_short_span = short_span;
     params.pair_keys_per_page = 16;
     params.directory_page_blocks = 4;
     b.files = build_catalog(b.songs, params, b.model);
@@ -273,6 +276,60 @@ TEST(LazyIndex, ShortClipsNameNoKeyAndGetNoCandidate) {
     EXPECT_TRUE(lazy->candidates().empty());
 }
 
+// With short keys, a query too short for a pair span apart looks its pairs up short_span
+// apart, and answers as the whole index; one too short for those names no key still.
+TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
+    // These synthetic songs drift slowly and share 16 centres, so with 32 lists a query's two
+    // short pairs give two votes to many (song, offset) of its centre's songs: 256 lists here.
+    const Built b = build(60, 2, 256);
+    Index whole(b.model);
+    ASSERT_TRUE(load_all(b.files, &whole).is_ok());
+    std::unique_ptr<LazyIndex> lazy = open(b);
+    ASSERT_TRUE(lazy);
+    EXPECT_EQ(lazy->pair_manifest().short_span, 2u);
+    const MatchParams params = match_default_params();
+    for (size_t s : {size_t(5), size_t(41)}) {
+        SCOPED_TRACE("song " + std::to_string(s));
+        const size_t start = 30, n = 4;  // 4 < span + 1: pairs (0, 2) and (1, 3)
+        const std::vector<float> query =
+            noisy_copy(&b.songs[s].embeddings[start * kDim], n, kDim, 0.2f, 3 + s);
+        ASSERT_TRUE(lazy->begin_query(query.data(), n).is_ok());
+        run_rounds(b, lazy.get());
+        const auto found = std::find_if(
+            lazy->candidates().begin(), lazy->candidates().end(),
+            [&](const PairCandidate& c) { return c.song == s && c.delta == int64_t(start); });
+        ASSERT_NE(found, lazy->candidates().end());
+        EXPECT_EQ(found->votes, 2u);  // both short pairs
+        EXPECT_EQ(found->votes, lazy->candidates()[0].votes);
+        Result<std::shared_ptr<const Index>> index = lazy->query_index();
+        ASSERT_TRUE(index.is_ok()) << index.message();
+        const MatchResult got = Matcher(**index, params).match(query.data(), n, 0.5).value();
+        const MatchResult want = Matcher(whole, params).match(query.data(), n, 0.5).value();
+        ASSERT_TRUE(got.has_candidates());
+        EXPECT_EQ(got.best.id, b.songs[s].info.id);
+        EXPECT_EQ(got.best.id, want.best.id);
+        EXPECT_DOUBLE_EQ(got.best.offset_s, want.best.offset_s);
+    }
+    // Two embeddings hold no pair 2 apart either.
+    ASSERT_TRUE(lazy->begin_query(&b.songs[2].embeddings[0], 2).is_ok());
+    EXPECT_TRUE(lazy->next_fetches().value().empty());
+    EXPECT_TRUE(lazy->candidates().empty());
+    // A query long enough for a pair span apart looks up the same keys as without short keys.
+    const Built plain = build(60, 0, 256);
+    std::unique_ptr<LazyIndex> lazy_plain = open(plain);
+    const std::vector<float>& e = b.songs[7].embeddings;
+    ASSERT_TRUE(lazy->begin_query(&e[10 * kDim], 12).is_ok());
+    ASSERT_TRUE(lazy_plain->begin_query(&e[10 * kDim], 12).is_ok());
+    run_rounds(b, lazy.get());
+    run_rounds(plain, lazy_plain.get());
+    ASSERT_EQ(lazy->candidates().size(), lazy_plain->candidates().size());
+    for (size_t i = 0; i < lazy->candidates().size(); ++i) {
+        EXPECT_EQ(lazy->candidates()[i].song, lazy_plain->candidates()[i].song);
+        EXPECT_EQ(lazy->candidates()[i].delta, lazy_plain->candidates()[i].delta);
+        EXPECT_EQ(lazy->candidates()[i].votes, lazy_plain->candidates()[i].votes);
+    }
+}
+
 TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
     const Built b = build(12);
     const auto& m = file(b, "manifest.json");
@@ -285,6 +342,13 @@ TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
                                  header.data(), header.size(), LazyIndexParams());
     };
     ASSERT_TRUE(create(manifest, h).is_ok());
+    // A manifest written before short keys existed names no short span: none.
+    nlohmann::json older = nlohmann::json::parse(manifest);
+    older["pair_keys"].erase("short_span");
+    EXPECT_TRUE(create(older.dump(), h).is_ok());
+    // One that names a short span the header does not have is refused.
+    older["pair_keys"]["short_span"] = 2;
+    EXPECT_FALSE(create(older.dump(), h).is_ok());
     std::vector<uint8_t> changed = h;
     changed[changed.size() / 3] ^= 1;
     Result<std::unique_ptr<LazyIndex>> bad = create(manifest, changed);

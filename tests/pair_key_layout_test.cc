@@ -12,10 +12,11 @@
 namespace earshot {
 namespace {
 
-// 16 lists (256 keys), span 2, 40 songs of 30-90 windows with a few unstored ones.
-PairKeyIndex make_index(uint32_t seed = 3) {
+// 16 lists (256 keys; 512 with short keys 1 apart), span 2, 40 songs of 30-90 windows with a
+// few unstored ones.
+PairKeyIndex make_index(uint32_t seed = 3, uint32_t short_span = 0) {
     std::mt19937 rng(seed);
-    PairKeyIndex index = PairKeyIndex::create(16, 2).value();
+    PairKeyIndex index = PairKeyIndex::create(16, 2, short_span).value();
     for (int s = 0; s < 40; ++s) {
         std::vector<uint32_t> lists(30 + rng() % 61);
         for (auto& l : lists) l = rng() % 13 == 0 ? kPairNoList : rng() % 16;
@@ -37,33 +38,38 @@ Result<PairKeyPage> read_page(const Layout& l, uint32_t page) {
 }
 
 TEST(PairKeyLayout, EveryKeyReadsBackThroughItsPage) {
-    const PairKeyIndex index = make_index();
-    for (uint32_t keys_per_page : {1u, 7u, 64u, 256u, 1000u}) {
-        const Layout l = lay_out(index, keys_per_page);
-        EXPECT_EQ(l.header.n_lists, 16u);
-        EXPECT_EQ(l.header.span, 2u);
-        EXPECT_EQ(l.header.n_pages, (256 + keys_per_page - 1) / keys_per_page);
-        EXPECT_EQ(l.header.n_keys, index.n_keys());
-        EXPECT_EQ(l.header.n_postings, index.n_postings());
-        EXPECT_EQ(l.header.postings_bytes, l.files.postings.size());
-        size_t postings_seen = 0;
-        for (uint32_t key = 0; key < 256; ++key) {
-            Result<PairKeyPage> page = read_page(l, l.header.page_of(key));
-            ASSERT_TRUE(page.is_ok()) << page.message();
-            const ByteRange r = page->unit_range(key);
-            ASSERT_LE(r.offset + r.size, l.files.postings.size());
-            Result<std::vector<PairPosting>> got =
-                read_pair_key_unit(page.value(), key, l.files.postings.data() + r.offset, r.size);
-            ASSERT_TRUE(got.is_ok()) << got.message();
-            const PairKeyIndex::Span want = index.postings(key);
-            ASSERT_EQ(got->size(), want.size) << "key " << key;
-            for (size_t j = 0; j < want.size; ++j) {
-                EXPECT_EQ(got.value()[j].song, want.data[j].song);
-                EXPECT_EQ(got.value()[j].window, want.data[j].window);
+    for (uint32_t short_span : {0u, 1u}) {
+        SCOPED_TRACE("short span " + std::to_string(short_span));
+        const PairKeyIndex index = make_index(3, short_span);
+        const uint32_t n_keys = short_span > 0 ? 512 : 256;
+        for (uint32_t keys_per_page : {1u, 7u, 64u, 256u, 1000u}) {
+            const Layout l = lay_out(index, keys_per_page);
+            EXPECT_EQ(l.header.n_lists, 16u);
+            EXPECT_EQ(l.header.span, 2u);
+            EXPECT_EQ(l.header.short_span, short_span);
+            EXPECT_EQ(l.header.n_pages, (n_keys + keys_per_page - 1) / keys_per_page);
+            EXPECT_EQ(l.header.n_keys, index.n_keys());
+            EXPECT_EQ(l.header.n_postings, index.n_postings());
+            EXPECT_EQ(l.header.postings_bytes, l.files.postings.size());
+            size_t postings_seen = 0;
+            for (uint32_t key = 0; key < n_keys; ++key) {
+                Result<PairKeyPage> page = read_page(l, l.header.page_of(key));
+                ASSERT_TRUE(page.is_ok()) << page.message();
+                const ByteRange r = page->unit_range(key);
+                ASSERT_LE(r.offset + r.size, l.files.postings.size());
+                Result<std::vector<PairPosting>> got = read_pair_key_unit(
+                    page.value(), key, l.files.postings.data() + r.offset, r.size);
+                ASSERT_TRUE(got.is_ok()) << got.message();
+                const PairKeyIndex::Span want = index.postings(key);
+                ASSERT_EQ(got->size(), want.size) << "key " << key;
+                for (size_t j = 0; j < want.size; ++j) {
+                    EXPECT_EQ(got.value()[j].song, want.data[j].song);
+                    EXPECT_EQ(got.value()[j].window, want.data[j].window);
+                }
+                postings_seen += want.size;
             }
-            postings_seen += want.size;
+            EXPECT_EQ(postings_seen, index.n_postings());
         }
-        EXPECT_EQ(postings_seen, index.n_postings());
     }
 }
 
@@ -140,50 +146,56 @@ TEST(PairKeyLayout, RefusesWhatAPostingCannotHold) {
 // writer lays them out as it goes: the files are the in-memory layout's, byte for byte, for
 // any number of buckets and any buffer size.
 TEST(PairKeyLayout, ABucketedBuildWritesTheSameFiles) {
-    const PairKeyIndex index = make_index();
-    std::vector<std::vector<uint32_t>> songs;  // make_index's songs again, same draws
-    {
-        std::mt19937 rng(3);
-        for (int s = 0; s < 40; ++s) {
-            std::vector<uint32_t> lists(30 + rng() % 61);
-            for (auto& l : lists) l = rng() % 13 == 0 ? kPairNoList : rng() % 16;
-            songs.push_back(lists);
+    for (uint32_t short_span : {0u, 1u}) {
+        const PairKeyIndex index = make_index(3, short_span);
+        std::vector<std::vector<uint32_t>> songs;  // make_index's songs again, same draws
+        {
+            std::mt19937 rng(3);
+            for (int s = 0; s < 40; ++s) {
+                std::vector<uint32_t> lists(30 + rng() % 61);
+                for (auto& l : lists) l = rng() % 13 == 0 ? kPairNoList : rng() % 16;
+                songs.push_back(lists);
+            }
         }
-    }
-    for (uint32_t keys_per_page : {1u, 10u, 512u}) {
-        const PairKeyFiles want = write_pair_key_files(index, keys_per_page).value();
-        for (auto [n_buckets, buffer] :
-             {std::pair<uint32_t, size_t>{1, 8192}, {3, 1}, {7, 5}, {256, 64}, {100000, 2}}) {
-            SCOPED_TRACE(std::to_string(keys_per_page) + " keys a page, " +
-                         std::to_string(n_buckets) + " buckets, buffer " + std::to_string(buffer));
-            PairKeyBuilder builder =
-                PairKeyBuilder::create(16, 2, keys_per_page, nullptr, n_buckets, buffer).value();
-            for (const auto& lists : songs)
-                ASSERT_TRUE(builder.add_song(lists.data(), lists.size()).is_ok());
-            std::vector<uint8_t> postings;
-            size_t sink_calls = 0;
-            PairKeyLayoutWriter writer =
-                PairKeyLayoutWriter::create(16, 2, keys_per_page,
-                                            [&](const uint8_t* data, size_t n) {
-                                                postings.insert(postings.end(), data, data + n);
-                                                ++sink_calls;
-                                                return Status::ok();
-                                            })
-                    .value();
-            ASSERT_TRUE(builder.finish(&writer).is_ok());
-            EXPECT_FALSE(builder.finish(&writer).is_ok());  // once
-            Result<PairKeyFiles> got = writer.finish(builder.n_songs());
-            ASSERT_TRUE(got.is_ok()) << got.message();
-            EXPECT_EQ(got->header, want.header);
-            EXPECT_EQ(got->directory, want.directory);
-            EXPECT_TRUE(got->postings.empty());
-            EXPECT_EQ(postings, want.postings);
-            EXPECT_EQ(sink_calls, index.n_keys());  // one unit at a time
-            EXPECT_EQ(builder.n_postings(), index.n_postings());
-            EXPECT_EQ(writer.n_keys(), index.n_keys());
-            EXPECT_LE(builder.largest_bucket(), index.n_postings());
-            if (n_buckets == 1) {
-                EXPECT_EQ(builder.largest_bucket(), index.n_postings());
+        for (uint32_t keys_per_page : {1u, 10u, 512u}) {
+            const PairKeyFiles want = write_pair_key_files(index, keys_per_page).value();
+            for (auto [n_buckets, buffer] :
+                 {std::pair<uint32_t, size_t>{1, 8192}, {3, 1}, {7, 5}, {256, 64}, {100000, 2}}) {
+                SCOPED_TRACE(std::to_string(keys_per_page) + " keys a page, " +
+                             std::to_string(n_buckets) + " buckets, buffer " +
+                             std::to_string(buffer) + ", short span " + std::to_string(short_span));
+                PairKeyBuilder builder = PairKeyBuilder::create(16, 2, keys_per_page, nullptr,
+                                                                n_buckets, buffer, short_span)
+                                             .value();
+                for (const auto& lists : songs)
+                    ASSERT_TRUE(builder.add_song(lists.data(), lists.size()).is_ok());
+                std::vector<uint8_t> postings;
+                size_t sink_calls = 0;
+                PairKeyLayoutWriter writer =
+                    PairKeyLayoutWriter::create(
+                        16, 2, keys_per_page,
+                        [&](const uint8_t* data, size_t n) {
+                            postings.insert(postings.end(), data, data + n);
+                            ++sink_calls;
+                            return Status::ok();
+                        },
+                        short_span)
+                        .value();
+                ASSERT_TRUE(builder.finish(&writer).is_ok());
+                EXPECT_FALSE(builder.finish(&writer).is_ok());  // once
+                Result<PairKeyFiles> got = writer.finish(builder.n_songs());
+                ASSERT_TRUE(got.is_ok()) << got.message();
+                EXPECT_EQ(got->header, want.header);
+                EXPECT_EQ(got->directory, want.directory);
+                EXPECT_TRUE(got->postings.empty());
+                EXPECT_EQ(postings, want.postings);
+                EXPECT_EQ(sink_calls, index.n_keys());  // one unit at a time
+                EXPECT_EQ(builder.n_postings(), index.n_postings());
+                EXPECT_EQ(writer.n_keys(), index.n_keys());
+                EXPECT_LE(builder.largest_bucket(), index.n_postings());
+                if (n_buckets == 1) {
+                    EXPECT_EQ(builder.largest_bucket(), index.n_postings());
+                }
             }
         }
     }
@@ -195,6 +207,7 @@ TEST(PairKeyLayout, TheWriterRefusesWhatItCannotLayOut) {
     EXPECT_FALSE(PairKeyLayoutWriter::create(4, 0, 8, keep).is_ok());
     EXPECT_FALSE(PairKeyLayoutWriter::create(4, 2, 0, keep).is_ok());
     EXPECT_FALSE(PairKeyLayoutWriter::create(4, 2, 8, nullptr).is_ok());
+    EXPECT_FALSE(PairKeyLayoutWriter::create(4, 2, 8, keep, 2).is_ok());  // short >= span
 
     PairKeyLayoutWriter w = PairKeyLayoutWriter::create(4, 2, 8, keep).value();
     const PairPosting p[2] = {{0, 1}, {2, 5}};

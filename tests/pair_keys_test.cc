@@ -45,6 +45,44 @@ TEST(PairKeys, RejectsBadParameters) {
     EXPECT_FALSE(PairKeyIndex::create(kPairMaxLists + 1, 8).is_ok());
     EXPECT_FALSE(PairKeyIndex::create(16, 0).is_ok());
     EXPECT_TRUE(PairKeyIndex::create(kPairMaxLists, 8).is_ok());
+    // Short keys: below the span, and twice n_lists^2 keys must fit 32 bits.
+    EXPECT_TRUE(PairKeyIndex::create(16, 8, 4).is_ok());
+    EXPECT_FALSE(PairKeyIndex::create(16, 8, 8).is_ok());
+    EXPECT_FALSE(PairKeyIndex::create(16, 8, 9).is_ok());
+    EXPECT_TRUE(PairKeyIndex::create(kPairMaxListsTwoSpans, 8, 4).is_ok());
+    EXPECT_FALSE(PairKeyIndex::create(kPairMaxListsTwoSpans + 1, 8, 4).is_ok());
+    EXPECT_LE(pair_key_space(kPairMaxListsTwoSpans, 4), uint64_t(1) << 32);
+}
+
+TEST(PairKeys, ShortKeysPairWindowsShortSpanApartAboveTheSpansKeys) {
+    auto keys = PairKeyIndex::create(10, 3, 1);
+    ASSERT_TRUE(keys.is_ok()) << keys.message();
+    const std::vector<uint32_t> song = {1, 2, 3, kPairNoList, 5};
+    ASSERT_TRUE(keys->add_song(song.data(), song.size()));
+    ASSERT_TRUE(keys->finish());
+    // Span 3: (0,3) has no key, (1,4) = (2,5). Short span 1: (0,1) (1,2); (2,3) and (3,4) none.
+    EXPECT_EQ(keys->n_postings(), 3u);
+    const uint32_t base = pair_key_base(10, true);
+    EXPECT_EQ(base, 100u);
+    EXPECT_EQ(keys->postings(keys->key(2, 5)).size, 1u);
+    ASSERT_EQ(keys->postings(base + keys->key(1, 2)).size, 1u);
+    EXPECT_EQ(keys->postings(base + keys->key(1, 2)).data[0].window, 0u);
+    ASSERT_EQ(keys->postings(base + keys->key(2, 3)).size, 1u);
+    EXPECT_EQ(keys->postings(base + keys->key(2, 3)).data[0].window, 1u);
+    EXPECT_EQ(keys->postings(keys->key(1, 2)).size, 0u);  // not a long key
+
+    // A query of three embeddings (step 1) holds no pair 3 apart but two 1 apart: its short
+    // probes find the song at its offset.
+    const std::vector<uint32_t> q = {1, 2, 3};
+    auto probes = pair_query_probes(10, 1, q.data(), nullptr, 3, 1, 1, 1, base);
+    ASSERT_TRUE(probes.is_ok()) << probes.message();
+    ASSERT_EQ(probes->size(), 2u);
+    const auto votes = pair_vote_probes(*probes, 4, [&](uint32_t k) { return keys->postings(k); });
+    ASSERT_EQ(votes.size(), 1u);
+    EXPECT_EQ(votes[0].song, 0u);
+    EXPECT_EQ(votes[0].delta, 0);
+    EXPECT_EQ(votes[0].votes, 2u);
+    EXPECT_TRUE(pair_query_probes(10, 3, q.data(), nullptr, 3, 1, 1, 1)->empty());
 }
 
 TEST(PairKeys, KeysPairWindowsSpanApartAndSkipWhatIsNotStored) {
