@@ -7,22 +7,29 @@
 namespace earshot {
 
 bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embeddings,
-                   size_t first_look, int64_t last_look, bool final) {
+                   const std::vector<size_t>& early_looks, int64_t last_look, bool final) {
     if (n_window == 0) return false;
     if (final) return int64_t(n_embeddings) != last_look;
     const int64_t step = int64_t((max_query_embeddings + 1) / 2);
-    const int64_t first = first_look > 0 ? std::min(int64_t(first_look), step) : step;
-    if (last_look < 0) return int64_t(n_window) >= first;
-    const int64_t since = int64_t(n_embeddings) - last_look;
-    // A look that saw less than half a window (an early first look) is followed by one at half
-    // a window; later ones every half window.
-    if (int64_t(n_window) - since < step) return int64_t(n_window) >= step;
+    // The window the last look saw (none before the first); the next look comes at the first
+    // early window above it, else at half a window, else half a window after the last.
+    const int64_t since = last_look < 0 ? 0 : int64_t(n_embeddings) - last_look;
+    const int64_t seen = last_look < 0 ? 0 : int64_t(n_window) - since;
+    int64_t next = step;
+    for (size_t w : early_looks)
+        if (w > 0 && int64_t(w) > seen) next = std::min(next, int64_t(w));
+    if (seen < next) return int64_t(n_window) >= next;
     return since >= step;
 }
 
-size_t LazyIndex::first_look_embeddings() const {
-    if (params_.first_look_pairs == 0) return 0;
-    return reader_.header().span / query_step_ + params_.first_look_pairs;
+std::vector<size_t> LazyIndex::early_looks() const {
+    std::vector<size_t> out;
+    const PairKeyHeader& h = reader_.header();
+    if (params_.short_look_pairs > 0 && h.short_span > 0)
+        out.push_back(h.short_span / query_step_ + params_.short_look_pairs);
+    else if (params_.first_look_pairs > 0)
+        out.push_back(h.span / query_step_ + params_.first_look_pairs);
+    return out;
 }
 
 Result<std::unique_ptr<LazyIndex>> LazyIndex::create(

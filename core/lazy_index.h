@@ -72,6 +72,13 @@ struct LazyIndexParams {
     // answer from 5.5 to 3.1 s (median; p90 5.8 to 4.9 s) with the same top-1 and false
     // positives (docs/SCALE.md, "Lazy listens in the CLI").
     size_t first_look_pairs = 1;
+    // On a level with short keys (built with --pair-short-keys), the first look instead comes
+    // once the music window holds this many pairs short_span apart (1: about 2 s of music with
+    // pairs 1 s apart), then at half the query window; 0: as without short keys. Chosen on
+    // train listens: the median music heard before a right answer fell from 3.1 to 2.15 s,
+    // with 4 instead of 3 of 820 out-of-catalog listens given a song (docs/SCALE.md, "Short
+    // keys for 2 s clips").
+    size_t short_look_pairs = 1;
 };
 
 // The keys a pair of a query of n embeddings looks up (LazyIndexParams::pair_key_budget), its
@@ -82,14 +89,15 @@ size_t lazy_keys_per_pair(size_t n, size_t pair_apart, const LazyIndexParams& pa
 // 16 kHz), so a look comes within a quarter second of its window.
 constexpr size_t kLazyListenPieceSamples = 4000;
 // When a lazy listen makes a *look* (the page's Worker and `earshot query --live --lazy` both
-// ask this): the first once the window holds first_look embeddings (LazyIndex::
-// first_look_embeddings; 0: half the query window, max_query_embeddings), the next once it
+// ask this): once the window holds each of early_looks' embeddings (LazyIndex::early_looks;
+// those of at least half the query window, max_query_embeddings, are ignored), then once it
 // holds half the query window, then whenever half a window of embeddings came since the last
 // look (last_look: the recognizer's embedding count at that look, -1 before the first); so at
-// about 5 s of music, 10 s, then every 5 s more (3 s, 5 s, 10 s, ... with a first look at one
-// pair); and at the listen's end (final), once more unless the last look saw the same window.
+// about 5 s of music, 10 s, then every 5 s more (2 s, 3 s, 5 s, 10 s, ... with early looks at
+// a short pair and a pair); and at the listen's end (final), once more unless the last look
+// saw the same window.
 bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embeddings,
-                   size_t first_look, int64_t last_look, bool final);
+                   const std::vector<size_t>& early_looks, int64_t last_look, bool final);
 
 struct LazyFetch {
     enum class Kind { kPairPage, kPairUnit, kDirectoryPage, kBlock };
@@ -149,9 +157,10 @@ public:
     // model's query hop): the lazy answer.
     Result<MatchResult> match(const float* embeddings, size_t n, const MatchParams& params);
 
-    // The window lazy_look_due's first look waits for (LazyIndexParams::first_look_pairs):
-    // that many pairs, or 0 (half the query window).
-    size_t first_look_embeddings() const;
+    // The windows of lazy_look_due's early looks, in embeddings: short_look_pairs pairs
+    // short_span apart on a level with short keys, else first_look_pairs pairs span apart
+    // (none when that is 0).
+    std::vector<size_t> early_looks() const;
     const std::vector<PairCandidate>& candidates() const { return candidates_; }
     const LazyIndexStats& stats() const { return stats_; }
     const PairKeyReaderStats& pair_stats() const { return reader_.stats(); }

@@ -208,7 +208,15 @@ int main(int argc, char** argv) {
     query_cmd
         ->add_option("--lazy-first-look", query.lazy_first_look_pairs,
                      "--live --lazy: the first look once the music holds this many pairs of "
-                     "embeddings (1: about 3 s of music); 0 = at half the query window (5 s)")
+                     "embeddings 2 s apart (1: about 3 s of music), on a level without short "
+                     "keys or with --lazy-short-look 0; 0 = at half the query window (5 s)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 16));
+    query_cmd
+        ->add_option("--lazy-short-look", query.lazy_short_look_pairs,
+                     "--live --lazy, on a level with short keys: the first look once the music "
+                     "holds this many pairs of embeddings 1 s apart (1: about 2 s of music); 0 = "
+                     "as --lazy-first-look says")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 16));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,

@@ -124,8 +124,8 @@ Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bo
     };
     auto due = [&](bool final) {
         return lazy_look_due(recognizer->n_query_embeddings(), recognizer->n_embeddings_total(),
-                             size_t(recognizer->params().max_query_embeddings),
-                             lazy->first_look_embeddings(), last_look, final);
+                             size_t(recognizer->params().max_query_embeddings), lazy->early_looks(),
+                             last_look, final);
     };
     for (size_t at = 0; at < samples.size() && (!matched || trace); at += kLazyListenPieceSamples) {
         const size_t n = std::min(kLazyListenPieceSamples, samples.size() - at);
@@ -167,6 +167,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     lazy_params.background_blocks = uint32_t(options.lazy_background_blocks);
     lazy_params.pair_key_budget = size_t(options.lazy_pair_key_budget);
     lazy_params.first_look_pairs = size_t(options.lazy_first_look_pairs);
+    lazy_params.short_look_pairs = size_t(options.lazy_short_look_pairs);
     std::shared_ptr<const Index> shared_index;
     std::unique_ptr<LazyIndex> spare_lazy;  // made here, taken by a worker: one parse fewer
     if (options.lazy_warm && !options.lazy) return fail("--lazy-warm goes with --lazy");

@@ -310,6 +310,11 @@ TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
         EXPECT_EQ(got.best.id, want.best.id);
         EXPECT_DOUBLE_EQ(got.best.offset_s, want.best.offset_s);
     }
+    // A listen's first look: at a short pair (3 embeddings), or, without it, at a pair (5).
+    EXPECT_EQ(lazy->early_looks(), (std::vector<size_t>{3}));
+    LazyIndexParams no_short = no_background();
+    no_short.short_look_pairs = 0;
+    EXPECT_EQ(open(b, no_short)->early_looks(), (std::vector<size_t>{5}));
     // Two embeddings hold no pair 2 apart either.
     ASSERT_TRUE(lazy->begin_query(&b.songs[2].embeddings[0], 2).is_ok());
     EXPECT_TRUE(lazy->next_fetches().value().empty());
@@ -427,26 +432,39 @@ TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
 // end unless the last look saw the same window.
 TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {
     const size_t max_window = 19;  // 10 s at a 0.5 s hop: a look every 10 embeddings
-    EXPECT_FALSE(lazy_look_due(0, 0, max_window, 0, -1, false));
-    EXPECT_FALSE(lazy_look_due(0, 30, max_window, 0, -1, true));  // no music: nothing to look at
-    EXPECT_FALSE(lazy_look_due(9, 12, max_window, 0, -1, false));
-    EXPECT_TRUE(lazy_look_due(10, 12, max_window, 0, -1, false));  // lead-in embeddings count not
-    EXPECT_FALSE(lazy_look_due(15, 17, max_window, 0, 12, false));
-    EXPECT_TRUE(lazy_look_due(19, 22, max_window, 0, 12, false));
-    EXPECT_TRUE(lazy_look_due(19, 32, max_window, 0, 22, false));  // a full window slides on
-    EXPECT_FALSE(lazy_look_due(19, 22, max_window, 0, 22, true));  // the end saw that window
-    EXPECT_TRUE(lazy_look_due(19, 25, max_window, 0, 22, true));
-    EXPECT_TRUE(lazy_look_due(3, 3, max_window, 0, -1, true));  // a short listen: one look
-    EXPECT_TRUE(lazy_look_due(1, 1, 1, 0, -1, false));          // a one-embedding window
+    EXPECT_FALSE(lazy_look_due(0, 0, max_window, {}, -1, false));
+    EXPECT_FALSE(lazy_look_due(0, 30, max_window, {}, -1, true));  // no music: nothing to look at
+    EXPECT_FALSE(lazy_look_due(9, 12, max_window, {}, -1, false));
+    EXPECT_TRUE(lazy_look_due(10, 12, max_window, {}, -1, false));  // lead-in embeddings count not
+    EXPECT_FALSE(lazy_look_due(15, 17, max_window, {}, 12, false));
+    EXPECT_TRUE(lazy_look_due(19, 22, max_window, {}, 12, false));
+    EXPECT_TRUE(lazy_look_due(19, 32, max_window, {}, 22, false));  // a full window slides on
+    EXPECT_FALSE(lazy_look_due(19, 22, max_window, {}, 22, true));  // the end saw that window
+    EXPECT_TRUE(lazy_look_due(19, 25, max_window, {}, 22, true));
+    EXPECT_TRUE(lazy_look_due(3, 3, max_window, {}, -1, true));  // a short listen: one look
+    EXPECT_TRUE(lazy_look_due(1, 1, 1, {}, -1, false));          // a one-embedding window
     // A first look at one pair (5 embeddings with pairs 4 apart), then at half a window, then
     // every half window.
-    EXPECT_FALSE(lazy_look_due(4, 6, max_window, 5, -1, false));
-    EXPECT_TRUE(lazy_look_due(5, 7, max_window, 5, -1, false));
-    EXPECT_FALSE(lazy_look_due(9, 11, max_window, 5, 7, false));
-    EXPECT_TRUE(lazy_look_due(10, 12, max_window, 5, 7, false));
-    EXPECT_FALSE(lazy_look_due(19, 21, max_window, 5, 12, false));
-    EXPECT_TRUE(lazy_look_due(19, 22, max_window, 5, 12, false));
-    EXPECT_TRUE(lazy_look_due(10, 12, max_window, 30, -1, false));  // never later than half
+    EXPECT_FALSE(lazy_look_due(4, 6, max_window, {5}, -1, false));
+    EXPECT_TRUE(lazy_look_due(5, 7, max_window, {5}, -1, false));
+    EXPECT_FALSE(lazy_look_due(9, 11, max_window, {5}, 7, false));
+    EXPECT_TRUE(lazy_look_due(10, 12, max_window, {5}, 7, false));
+    EXPECT_FALSE(lazy_look_due(19, 21, max_window, {5}, 12, false));
+    EXPECT_TRUE(lazy_look_due(19, 22, max_window, {5}, 12, false));
+    EXPECT_TRUE(lazy_look_due(10, 12, max_window, {30}, -1, false));  // never later than half
+    // Early looks at a short pair (3 embeddings with pairs 2 apart) and at a pair (5), then
+    // every half window.
+    const std::vector<size_t> early = {3, 5};
+    EXPECT_FALSE(lazy_look_due(2, 4, max_window, early, -1, false));
+    EXPECT_TRUE(lazy_look_due(3, 5, max_window, early, -1, false));
+    EXPECT_FALSE(lazy_look_due(4, 6, max_window, early, 5, false));
+    EXPECT_TRUE(lazy_look_due(5, 7, max_window, early, 5, false));
+    EXPECT_FALSE(lazy_look_due(9, 11, max_window, early, 7, false));
+    EXPECT_TRUE(lazy_look_due(10, 12, max_window, early, 7, false));
+    EXPECT_FALSE(lazy_look_due(19, 21, max_window, early, 12, false));
+    EXPECT_TRUE(lazy_look_due(19, 22, max_window, early, 12, false));
+    // Music that stops and starts again (a new window) gets the early looks again.
+    EXPECT_TRUE(lazy_look_due(3, 40, max_window, early, 22, false));
 }
 
 }  // namespace

@@ -207,6 +207,8 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.max_keys_per_pair = size_t(std::min<uint64_t>(v, 64));
         else if (key == "first_look_pairs")
             params.first_look_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
+        else if (key == "short_look_pairs")
+            params.short_look_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
         else
             return js_error("lazy parameters: unknown key " + key);
     }
@@ -294,7 +296,7 @@ bool Engine::lazy_look_due(bool final) const {
     return earshot::lazy_look_due(recognizer_->n_query_embeddings(),
                                   recognizer_->n_embeddings_total(),
                                   size_t(recognizer_->params().max_query_embeddings),
-                                  lazy_->first_look_embeddings(), last_look_embeddings_, final);
+                                  lazy_->early_looks(), last_look_embeddings_, final);
 }
 
 void Engine::lazy_clear_cache() {
