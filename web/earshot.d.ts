@@ -19,7 +19,7 @@ export interface RecognizerOptions {
      * lazy mode: a whole index of some of the lazy index's songs (its most played, say: `earshot
      * build --top N` with the same model), downloaded first
      * and matched live with the listen rule as in the full mode: those songs are answered
-     * offline and, when answered before the first look (half a query window of music), without
+     * offline and, when answered before the first look (3 s of music with a hot tier), without
      * any request
      */
     hotIndexUrl?: string;
