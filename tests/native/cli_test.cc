@@ -475,8 +475,10 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     const auto listened = nlohmann::json::parse(live_lazy.out.substr(0, live_lazy.out.find('\n')));
     EXPECT_EQ(listened["song"], "album-a/second_song");
     EXPECT_NEAR(listened["offset_s"].get<double>(), 3.0 - 1.0, 0.3);
-    // The first look needs a pair of embeddings 2 s apart in the music after the silence.
-    EXPECT_GT(listened["answer_s"].get<double>(), 1.0 + 2.0);
+    // The first look needs a pair of embeddings in the music after the silence: on this level
+    // (short keys 1 s apart, the default with --pair-keys) a 1 s window and the one 1 s later,
+    // 2 s of music.
+    EXPECT_GE(listened["answer_s"].get<double>(), 1.0 + 2.0 - 1e-9);
     EXPECT_LE(listened["answer_s"].get<double>(), 10.0);
     EXPECT_GE(listened["lazy"]["looks"].get<int>(), 1);
     EXPECT_GT(listened["lazy"]["bytes"].get<uint64_t>(), 0u);
