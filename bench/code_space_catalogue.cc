@@ -78,6 +78,10 @@ bool same_quantizer(const Quantizer& a, const Quantizer& b) {
 
 CodeSpaceCatalogueParams code_space_catalogue_default_params() { return {}; }
 
+size_t real_song_position(size_t r, size_t n_real, size_t n_total) {
+    return size_t((2 * uint64_t(r) + 1) * n_total / (2 * uint64_t(n_real)));
+}
+
 Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index& real,
                                              const Index& source,
                                              const CodeSpaceCatalogueParams& params) {
@@ -111,13 +115,16 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     if (params.pair_spill) builder->set_pair_spill(params.pair_spill);
     if (Status st = builder->set_quantizer(q); !st) return st;
 
-    for (size_t s = 0; s < real.n_songs(); ++s) {
+    const auto add_real = [&](size_t s) {
         const CodedSong song = coded_song(real, s, q, true);
-        Status st = builder->add_song_codes(song.info, song.list_ids.data(), song.codes.data(),
-                                            song.n_windows, song.stored.data());
-        if (!st) return st;
+        return builder->add_song_codes(song.info, song.list_ids.data(), song.codes.data(),
+                                       song.n_windows, song.stored.data());
+    };
+    if (params.n_synthetic_songs == 0) {
+        for (size_t s = 0; s < real.n_songs(); ++s)
+            if (Status st = add_real(s); !st) return st;
+        return builder->finish();
     }
-    if (params.n_synthetic_songs == 0) return builder->finish();
 
     const bool same = same_quantizer(q, source.quantizer());
     std::vector<CodedSong> sources;
@@ -135,7 +142,7 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     const size_t list_block = std::min<size_t>(size_t(params.list_block), size_t(q.n_lists));
     std::vector<uint16_t> ids;
     std::vector<uint8_t> codes;
-    for (size_t k = 0; k < params.n_synthetic_songs; ++k) {
+    const auto add_synthetic = [&](size_t k) {
         const CodedSong& src = sources[k % sources.size()];
         SplitMix64 rng(params.seed * 0x9e3779b97f4a7c15ull + k);
         const std::vector<uint16_t> list_perm =
@@ -158,8 +165,14 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
         info.title = "Synthetic song " + std::to_string(k) + " (codes of " + src.info.id + ")";
         info.album = "Synthetic";
         info.duration_s = src.info.duration_s;
-        Status st = builder->add_song_codes(info, ids.data(), codes.data(), src.n_windows,
-                                            src.stored.data());
+        return builder->add_song_codes(info, ids.data(), codes.data(), src.n_windows,
+                                       src.stored.data());
+    };
+    const size_t total = real.n_songs() + params.n_synthetic_songs;
+    for (size_t position = 0, r = 0, k = 0; position < total; ++position) {
+        Status st = r < real.n_songs() && position == real_song_position(r, real.n_songs(), total)
+                        ? add_real(r++)
+                        : add_synthetic(k++);
         if (!st) return st;
     }
     return builder->finish();

@@ -6,11 +6,15 @@
 //   Result<IndexFiles> files = make_code_space_catalogue(model, real, source, params);
 //
 // `real` is an index (e.g. the public eval catalogue) whose quantizer the output keeps and whose
-// songs are copied unchanged, first and in order: same metadata, windows, absent runs, list ids
-// and PQ codes. `source` is another real index (e.g. the train catalogue, never the queried one)
-// whose songs are the raw material: each is decoded with its own quantizer and re-encoded with
-// `real`'s (nothing to do when both quantizers are the same). Synthetic song k takes source song
-// k mod n_sources (its timeline, absent windows included, and duration) and relabels its codes:
+// songs are copied unchanged, in order, spread evenly among the synthetic songs
+// (real_song_position): same metadata, windows, absent runs, list ids and PQ codes. Spread, not
+// first: where phase 1's candidates tie (the postings of a short clip's one pair each vote
+// once), the tie goes to the lower song number, and real songs numbered first would win every
+// such tie against the synthetic ones. `source` is another real index (e.g. the train catalogue,
+// never the queried one) whose songs are the raw material: each is decoded with its own quantizer
+// and re-encoded with `real`'s (nothing to do when both quantizers are the same). Synthetic song k
+// takes source song k mod n_sources (its timeline, absent windows included, and duration) and
+// relabels its codes:
 //   - list ids by a permutation of the lists drawn within strata of similar size: lists ranked
 //     by their posting count over the re-encoded source catalogue, cut into blocks of
 //     list_block, shuffled within each block (list_block = n_lists: a free permutation, which
@@ -49,6 +53,10 @@ struct CodeSpaceCatalogueParams {
     std::shared_ptr<PairKeySpill> pair_spill;
 };
 CodeSpaceCatalogueParams code_space_catalogue_default_params();
+
+// Where real song r of n_real lies among n_total songs: (2r + 1) * n_total / (2 n_real), the
+// middle of its share (with no synthetic song, r).
+size_t real_song_position(size_t r, size_t n_real, size_t n_total);
 
 // model: the model `real` was built with (hash, dim, hop). Both indexes fully loaded, with
 // quantizers of the same dim; source's model hash may differ (only its codes are used).

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -97,14 +99,28 @@ TEST_F(CodeSpaceCatalogueTest, RealSongsCopiedExactlyAndSyntheticKeepSourceTimel
     ASSERT_TRUE(load_all(files, &out));
     ASSERT_EQ(out.n_songs(), real_.n_songs() + params_.n_synthetic_songs);
     const size_t pq_m = size_t(real_.pq_m());
-    for (size_t s = 0; s < real_.n_songs(); ++s) {
-        EXPECT_EQ(out.song(s).id, real_.song(s).id);
-        EXPECT_EQ(out.song(s).title, real_.song(s).title);
-        EXPECT_EQ(out.song(s).album, real_.song(s).album);
-        EXPECT_EQ(out.song(s).duration_s, real_.song(s).duration_s);
-        ASSERT_EQ(out.song_n_embeddings(s), real_.song_n_embeddings(s));
-        for (size_t j = 0; j < real_.song_n_embeddings(s); ++j) {
-            const uint32_t g = real_.song_first_embedding(s) + uint32_t(j);
+    // The real songs lie spread among the synthetic ones, in order; the rest are synthetic
+    // songs 0, 1, ... in order.
+    const size_t total = out.n_songs();
+    std::vector<size_t> real_at, synthetic_at;
+    for (size_t r = 0; r < real_.n_songs(); ++r)
+        real_at.push_back(real_song_position(r, real_.n_songs(), total));
+    EXPECT_GT(real_at.front(), 0u);  // not first: 2, 7, 12, 16, 21, 26 of 29
+    EXPECT_LT(real_at.back(), total - 1);
+    for (size_t s = 0; s < total; ++s)
+        if (std::find(real_at.begin(), real_at.end(), s) == real_at.end())
+            synthetic_at.push_back(s);
+    ASSERT_EQ(synthetic_at.size(), params_.n_synthetic_songs);
+    for (size_t r = 0; r < real_.n_songs(); ++r) {
+        const size_t s = real_at[r];
+        if (r > 0) ASSERT_GT(s, real_at[r - 1]);
+        EXPECT_EQ(out.song(s).id, real_.song(r).id);
+        EXPECT_EQ(out.song(s).title, real_.song(r).title);
+        EXPECT_EQ(out.song(s).album, real_.song(r).album);
+        EXPECT_EQ(out.song(s).duration_s, real_.song(r).duration_s);
+        ASSERT_EQ(out.song_n_embeddings(s), real_.song_n_embeddings(r));
+        for (size_t j = 0; j < real_.song_n_embeddings(r); ++j) {
+            const uint32_t g = real_.song_first_embedding(r) + uint32_t(j);
             const uint32_t h = out.song_first_embedding(s) + uint32_t(j);
             ASSERT_EQ(out.embedding_stored(h), real_.embedding_stored(g)) << s << " " << j;
             if (!real_.embedding_stored(g)) continue;
@@ -116,7 +132,10 @@ TEST_F(CodeSpaceCatalogueTest, RealSongsCopiedExactlyAndSyntheticKeepSourceTimel
     }
     size_t n_differing_codes = 0, n_stored = 0;
     for (size_t k = 0; k < params_.n_synthetic_songs; ++k) {
-        const size_t s = real_.n_songs() + k, src = k % source_.n_songs();
+        const size_t s = synthetic_at[k], src = k % source_.n_songs();
+        char id[32];
+        std::snprintf(id, sizeof id, "synthetic-%07zu", k);
+        EXPECT_EQ(out.song(s).id, id);
         ASSERT_EQ(out.song_n_embeddings(s), source_.song_n_embeddings(src));
         EXPECT_EQ(out.song(s).duration_s, source_.song(src).duration_s);
         for (size_t j = 0; j < out.song_n_embeddings(s); ++j) {
