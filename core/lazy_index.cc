@@ -180,11 +180,24 @@ void LazyIndex::keep_page(DirectoryPage page) {
     directory_pages_.emplace(number, std::move(page));
 }
 
-size_t lazy_keys_per_pair(size_t n, size_t pair_apart, const LazyIndexParams& params) {
-    const size_t n_pairs = n > pair_apart ? n - pair_apart : 0;
+size_t lazy_keys_per_pair(size_t n_pairs, const LazyIndexParams& params) {
     if (params.pair_key_budget == 0 || n_pairs == 0) return 1;
     return std::max<size_t>(1, std::min(params.pair_key_budget / n_pairs,
                                         std::max<size_t>(1, params.max_keys_per_pair)));
+}
+
+namespace {
+size_t pairs_apart(size_t n, size_t apart) { return n > apart ? n - apart : 0; }
+}  // namespace
+
+std::vector<LazySpan> lazy_query_spans(size_t n, uint32_t query_step, uint32_t span,
+                                       uint32_t short_span, const LazyIndexParams& params) {
+    const size_t long_pairs = pairs_apart(n, span / query_step);
+    std::vector<LazySpan> out;
+    if (long_pairs > 0 || short_span == 0) out.push_back({span, false});
+    if (short_span > 0 && (long_pairs == 0 || long_pairs <= params.both_spans_max_pairs))
+        out.push_back({short_span, true});
+    return out;
 }
 
 Status LazyIndex::begin_query(const float* embeddings, size_t n) {
@@ -195,21 +208,24 @@ Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     const Quantizer& q = base_->quantizer();
     const size_t dim = size_t(base_->dim());
     const PairKeyHeader& h = reader_.header();
-    // A query too short for a pair `span` apart looks up the short keys (when the level has
-    // them): its pairs short_span apart.
-    const bool short_keys = n <= h.span / query_step_ && h.short_span > 0;
-    const uint32_t span = short_keys ? h.short_span : h.span;
-    const size_t per_pair = lazy_keys_per_pair(n, span / query_step_, params_);
+    const std::vector<LazySpan> spans =
+        lazy_query_spans(n, query_step_, h.span, h.short_span, params_);
+    size_t n_pairs = 0;
+    for (const LazySpan& s : spans) n_pairs += pairs_apart(n, s.span / query_step_);
+    const size_t per_pair = lazy_keys_per_pair(n_pairs, params_);
     const size_t m = std::min(per_pair, size_t(q.n_lists));  // a pair's best keys use no farther
     std::vector<uint32_t> lists(n * m);
     std::vector<float> sq_dists(n * m);
     for (size_t i = 0; i < n; ++i)
         q.nearest(embeddings + i * dim, int(m), &lists[i * m], &sq_dists[i * m]);
-    Result<std::vector<PairProbe>> probes =
-        pair_query_probes(h.n_lists, span, lists.data(), sq_dists.data(), n, m, query_step_,
-                          std::min(per_pair, m * m), pair_key_base(h.n_lists, short_keys));
-    if (!probes) return probes.status();
-    probes_ = std::move(probes.value());
+    probes_.clear();
+    for (const LazySpan& s : spans) {
+        Result<std::vector<PairProbe>> probes =
+            pair_query_probes(h.n_lists, s.span, lists.data(), sq_dists.data(), n, m, query_step_,
+                              std::min(per_pair, m * m), pair_key_base(h.n_lists, s.short_keys));
+        if (!probes) return probes.status();
+        probes_.insert(probes_.end(), probes->begin(), probes->end());
+    }
     keys_ = pair_probe_keys(probes_);
     step_ = Step::kPages;
     return Status::ok();

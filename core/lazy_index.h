@@ -66,6 +66,12 @@ struct LazyIndexParams {
     // keys, a 5 s clip's 5 pairs 3 each, a 10 s clip's 15 pairs one each. 0: one key a pair.
     size_t pair_key_budget = 16;
     size_t max_keys_per_pair = 8;
+    // On a level with short keys, a query that holds at least one and at most this many pairs
+    // `span` apart also looks up its pairs short_span apart (the budget above spread over all
+    // of them): a 3 s clip's one pair 2 s apart gives each of its candidates one vote, so they
+    // tie, while its three pairs 1 s apart vote again for the right (song, offset). 0: a query
+    // that holds a pair span apart looks up those alone.
+    size_t both_spans_max_pairs = 0;
     // A lazy listen's first look (lazy_look_due): once the music window holds this many pairs
     // of embeddings (1: about 3 s of music with pairs 2 s apart); 0: at half the query window
     // (5 s). On train listens a first look at one pair brought the music heard before a right
@@ -81,9 +87,20 @@ struct LazyIndexParams {
     size_t short_look_pairs = 1;
 };
 
-// The keys a pair of a query of n embeddings looks up (LazyIndexParams::pair_key_budget), its
-// pairs pair_apart embeddings apart.
-size_t lazy_keys_per_pair(size_t n, size_t pair_apart, const LazyIndexParams& params);
+// The keys each pair of a query holding n_pairs pairs looks up (LazyIndexParams::
+// pair_key_budget).
+size_t lazy_keys_per_pair(size_t n_pairs, const LazyIndexParams& params);
+
+// The spans (in index hops) whose pairs a query of n embeddings at query_step hops looks up on
+// a level of `span` and short_span (0: no short keys): span alone; short_span alone when the
+// query holds no pair span apart; both when it holds at least one and at most
+// params.both_spans_max_pairs. Each with its key base (pair_key_base).
+struct LazySpan {
+    uint32_t span = 0;
+    bool short_keys = false;
+};
+std::vector<LazySpan> lazy_query_spans(size_t n, uint32_t query_step, uint32_t span,
+                                       uint32_t short_span, const LazyIndexParams& params);
 
 // A lazy listen's samples pushed at a time between two checks of lazy_look_due (0.25 s at
 // 16 kHz), so a look comes within a quarter second of its window.

@@ -65,6 +65,7 @@ struct QueryOptions {
     int lazy_pair_key_budget = int(LazyIndexParams().pair_key_budget);
     int lazy_first_look_pairs = int(LazyIndexParams().first_look_pairs);
     int lazy_short_look_pairs = int(LazyIndexParams().short_look_pairs);
+    int lazy_both_spans = int(LazyIndexParams().both_spans_max_pairs);
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -219,6 +219,13 @@ int main(int argc, char** argv) {
                      "as --lazy-first-look says")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 16));
+    query_cmd
+        ->add_option("--lazy-both-spans", query.lazy_both_spans,
+                     "--lazy, on a level with short keys: a query holding at most this many "
+                     "pairs 2 s apart also looks up its pairs 1 s apart, so a short clip's "
+                     "right offset gets several votes (0 = never)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 16));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "

@@ -335,6 +335,53 @@ TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
     }
 }
 
+// A query with few pairs span apart may also look up its pairs short_span apart: the right
+// (song, offset) then gets a vote from each, where a lone pair's candidates all tie at one.
+TEST(LazyIndex, FewPairsAlsoLookUpTheirShortPairs) {
+    LazyIndexParams both = no_background();
+    both.both_spans_max_pairs = 1;
+    const auto spans = [&](size_t n, uint32_t short_span) {
+        std::vector<std::pair<uint32_t, bool>> out;
+        for (const LazySpan& s : lazy_query_spans(n, 1, 4, short_span, both))
+            out.emplace_back(s.span, s.short_keys);
+        return out;
+    };
+    using Spans = std::vector<std::pair<uint32_t, bool>>;
+    EXPECT_EQ(spans(4, 2), (Spans{{2, true}}));              // no pair 4 apart: short keys alone
+    EXPECT_EQ(spans(5, 2), (Spans{{4, false}, {2, true}}));  // one pair 4 apart: both
+    EXPECT_EQ(spans(6, 2), (Spans{{4, false}}));             // two: the span alone
+    EXPECT_EQ(spans(5, 0), (Spans{{4, false}}));             // a level without short keys
+    EXPECT_EQ(spans(3, 0), (Spans{{4, false}}));             // no pair at all: names no key
+
+    const Built b = build(60, 2, 256);
+    std::unique_ptr<LazyIndex> one = open(b), two = open(b, both);
+    ASSERT_TRUE(one && two);
+    for (size_t s : {size_t(9), size_t(33)}) {
+        SCOPED_TRACE("song " + std::to_string(s));
+        const size_t start = 40, n = 5;  // a pair (0, 4) and short pairs (0, 2), (1, 3), (2, 4)
+        const std::vector<float> query =
+            noisy_copy(&b.songs[s].embeddings[start * kDim], n, kDim, 0.2f, 5 + s);
+        const auto votes = [&](LazyIndex* lazy) -> uint32_t {
+            EXPECT_TRUE(lazy->begin_query(query.data(), n).is_ok());
+            run_rounds(b, lazy);
+            for (const PairCandidate& c : lazy->candidates())
+                if (c.song == s && c.delta == int64_t(start)) return c.votes;
+            return 0;
+        };
+        EXPECT_EQ(votes(one.get()), 1u);
+        const uint32_t v = votes(two.get());
+        EXPECT_EQ(v, 4u);
+        EXPECT_EQ(two->candidates()[0].votes, v);
+        EXPECT_EQ(two->candidates()[0].song, s);
+        Result<std::shared_ptr<const Index>> index = two->query_index();
+        ASSERT_TRUE(index.is_ok()) << index.message();
+        const MatchResult got =
+            Matcher(**index, match_default_params()).match(query.data(), n, 0.5).value();
+        ASSERT_TRUE(got.has_candidates());
+        EXPECT_EQ(got.best.id, b.songs[s].info.id);
+    }
+}
+
 TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
     const Built b = build(12);
     const auto& m = file(b, "manifest.json");
@@ -396,13 +443,14 @@ TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
     LazyIndexParams one_key = no_background(), budget = no_background();
     one_key.pair_key_budget = 0;
     budget.pair_key_budget = 16;
-    EXPECT_EQ(lazy_keys_per_pair(5, 4, one_key), 1u);             // no budget: one key a pair
-    EXPECT_EQ(lazy_keys_per_pair(20, 4, budget), 1u);             // 16 pairs
-    EXPECT_EQ(lazy_keys_per_pair(9, 4, budget), 3u);              // 5 pairs
-    EXPECT_EQ(lazy_keys_per_pair(5, 4, budget), 8u);              // 1 pair: at most 8
-    EXPECT_EQ(lazy_keys_per_pair(4, 4, budget), 1u);              // no pair
+    EXPECT_EQ(lazy_keys_per_pair(1, one_key), 1u);  // no budget: one key a pair
+    EXPECT_EQ(lazy_keys_per_pair(16, budget), 1u);
+    EXPECT_EQ(lazy_keys_per_pair(5, budget), 3u);
+    EXPECT_EQ(lazy_keys_per_pair(1, budget), 8u);   // at most 8
+    EXPECT_EQ(lazy_keys_per_pair(0, budget), 1u);   // no pair
+    EXPECT_EQ(lazy_keys_per_pair(40, budget), 1u);  // at least one
     budget.max_keys_per_pair = 2;
-    EXPECT_EQ(lazy_keys_per_pair(5, 4, budget), 2u);
+    EXPECT_EQ(lazy_keys_per_pair(1, budget), 2u);
     budget.max_keys_per_pair = 8;
 
     const Built b = build();
