@@ -66,6 +66,7 @@ struct QueryOptions {
     int lazy_first_look_pairs = int(LazyIndexParams().first_look_pairs);
     int lazy_short_look_pairs = int(LazyIndexParams().short_look_pairs);
     int lazy_both_spans = int(LazyIndexParams().both_spans_max_pairs);
+    int lazy_candidates = int(LazyIndexParams().max_candidates);
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -226,6 +226,12 @@ int main(int argc, char** argv) {
                      "right offset gets several votes (0 = never)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 16));
+    query_cmd
+        ->add_option("--lazy-candidates", query.lazy_candidates,
+                     "--lazy: (song, offset) candidates phase 1 keeps; each costs its song's "
+                     "block (about 14 KB a 3-minute song)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1024));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "

@@ -209,6 +209,8 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.first_look_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
         else if (key == "short_look_pairs")
             params.short_look_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
+        else if (key == "max_candidates")
+            params.max_candidates = size_t(std::min<uint64_t>(v, 1024));
         else if (key == "both_spans_max_pairs")
             params.both_spans_max_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
         else
