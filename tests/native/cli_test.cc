@@ -457,6 +457,14 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     EXPECT_EQ(candidates_only["lazy"]["rounds"], 4);
     EXPECT_GT(lazy_answer["lazy"]["bytes"].get<uint64_t>(), 0u);
     EXPECT_FALSE(full_answer.contains("lazy"));
+    // One candidate: the clip's song still comes first; none is refused.
+    const CliRun one = run_cli("query -q --lazy --lazy-candidates 1 " + query_args, dir_);
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    EXPECT_EQ(nlohmann::json::parse(one.out.substr(0, one.out.find('\n')))["song"],
+              full_answer["song"]);
+    const CliRun none = run_cli("query -q --lazy --lazy-candidates 0 " + query_args, dir_);
+    EXPECT_NE(none.exit_code, 0);
+    EXPECT_NE(none.err.find("--lazy-candidates"), std::string::npos) << none.err;
     const CliRun continuous_lazy = run_cli("query -q --lazy --continuous " + query_args, dir_);
     EXPECT_EQ(continuous_lazy.exit_code, 1);
     EXPECT_NE(continuous_lazy.err.find("--lazy"), std::string::npos) << continuous_lazy.err;
