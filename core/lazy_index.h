@@ -70,8 +70,10 @@ struct LazyIndexParams {
     // `span` apart also looks up its pairs short_span apart (the budget above spread over all
     // of them): a 3 s clip's one pair 2 s apart gives each of its candidates one vote, so they
     // tie, while its three pairs 1 s apart vote again for the right (song, offset). 0: a query
-    // that holds a pair span apart looks up those alone.
-    size_t both_spans_max_pairs = 0;
+    // that holds a pair span apart looks up those alone. 1 (chosen on train clips against
+    // 100 000 songs, docs/SCALE.md "Both spans for 3 s clips"): 3 s clips 73.1 -> 86.2 % top-1,
+    // reading less; 5 and 10 s clips gained nothing from it.
+    size_t both_spans_max_pairs = 1;
     // A lazy listen's first look (lazy_look_due): once the music window holds this many pairs
     // of embeddings (1: about 3 s of music with pairs 2 s apart); 0: at half the query window
     // (5 s). On train listens a first look at one pair brought the music heard before a right

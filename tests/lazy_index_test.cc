@@ -338,8 +338,9 @@ TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
 // A query with few pairs span apart may also look up its pairs short_span apart: the right
 // (song, offset) then gets a vote from each, where a lone pair's candidates all tie at one.
 TEST(LazyIndex, FewPairsAlsoLookUpTheirShortPairs) {
-    LazyIndexParams both = no_background();
+    LazyIndexParams both = no_background(), span_alone = no_background();
     both.both_spans_max_pairs = 1;
+    span_alone.both_spans_max_pairs = 0;
     const auto spans = [&](size_t n, uint32_t short_span) {
         std::vector<std::pair<uint32_t, bool>> out;
         for (const LazySpan& s : lazy_query_spans(n, 1, 4, short_span, both))
@@ -354,7 +355,7 @@ TEST(LazyIndex, FewPairsAlsoLookUpTheirShortPairs) {
     EXPECT_EQ(spans(3, 0), (Spans{{4, false}}));             // no pair at all: names no key
 
     const Built b = build(60, 2, 256);
-    std::unique_ptr<LazyIndex> one = open(b), two = open(b, both);
+    std::unique_ptr<LazyIndex> one = open(b, span_alone), two = open(b, both);
     ASSERT_TRUE(one && two);
     for (size_t s : {size_t(9), size_t(33)}) {
         SCOPED_TRACE("song " + std::to_string(s));
