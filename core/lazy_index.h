@@ -80,13 +80,15 @@ struct LazyIndexParams {
     // answer from 5.5 to 3.1 s (median; p90 5.8 to 4.9 s) with the same top-1 and false
     // positives (docs/SCALE.md, "Lazy listens in the CLI").
     size_t first_look_pairs = 1;
-    // On a level with short keys (built with --pair-short-keys), the first look instead comes
-    // once the music window holds this many pairs short_span apart (1: about 2 s of music with
-    // pairs 1 s apart), then at half the query window; 0: as without short keys. Chosen on
-    // train listens: the median music heard before a right answer fell from 3.1 to 2.15 s,
-    // with 4 instead of 3 of 820 out-of-catalog listens given a song (docs/SCALE.md, "Short
-    // keys for 2 s clips").
-    size_t short_look_pairs = 1;
+    // On a level with short keys (built with --pair-short-keys), > 0: the first look instead
+    // comes once the music window holds this many pairs short_span apart (1: about 2 s of
+    // music with pairs 1 s apart), then at half the query window; 0: as without short keys.
+    // 0 by default, chosen on train listens against 100 000 songs (docs/SCALE.md, "Both spans
+    // for 3 s clips"): a 2 s look is right too rarely at scale (2 s clips 55.5 % there), so
+    // the music heard before a right answer was 5.0 s (median) with it and 3.1 s without,
+    // reading 305 against 188 KB. With about a hundred songs it answers sooner (2.15 against
+    // 3.11 s), but a catalogue that small is better used whole.
+    size_t short_look_pairs = 0;
 };
 
 // The keys each pair of a query holding n_pairs pairs looks up (LazyIndexParams::

@@ -310,11 +310,11 @@ TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
         EXPECT_EQ(got.best.id, want.best.id);
         EXPECT_DOUBLE_EQ(got.best.offset_s, want.best.offset_s);
     }
-    // A listen's first look: at a short pair (3 embeddings), or, without it, at a pair (5).
-    EXPECT_EQ(lazy->early_looks(), (std::vector<size_t>{3}));
-    LazyIndexParams no_short = no_background();
-    no_short.short_look_pairs = 0;
-    EXPECT_EQ(open(b, no_short)->early_looks(), (std::vector<size_t>{5}));
+    // A listen's first look: at a pair (5 embeddings) by default, or at a short pair (3).
+    EXPECT_EQ(lazy->early_looks(), (std::vector<size_t>{5}));
+    LazyIndexParams short_look = no_background();
+    short_look.short_look_pairs = 1;
+    EXPECT_EQ(open(b, short_look)->early_looks(), (std::vector<size_t>{3}));
     // Two embeddings hold no pair 2 apart either.
     ASSERT_TRUE(lazy->begin_query(&b.songs[2].embeddings[0], 2).is_ok());
     EXPECT_TRUE(lazy->next_fetches().value().empty());

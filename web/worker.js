@@ -304,12 +304,9 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     const preloadBytes = files.reduce((n, f) => n + f.bytes.length, 0);
     // The parsed files and the copies Embind makes: about three times the files.
     ensureMemory(preloadBytes, 3, 8 * MIB, 'the lazy index', true);
-    // With a hot tier the first look waits for a pair 2 s apart (3 s of music), not for the short
-    // keys' pair 1 s apart (2 s): a hot song answered before the first look reveals nothing, and
-    // the listen rule answers 79 % of the public listens by 3 s of music but 56 % by 2 s
-    // (docs/SCALE.md, "Short keys for 2 s clips").
-    const lazyParams = options.hotIndexUrl ? '{"short_look_pairs":0}' : '{}';
-    check(engine.loadLazy(text, quantizer.bytes, pagesHeader.bytes, pairHeader.bytes, lazyParams), 'index-corrupt');
+    // The core's lazy parameters (core/lazy_index.h): the first look at the first pair 2 s apart
+    // (3 s of music), which also leaves a hot tier until then to answer without a request.
+    check(engine.loadLazy(text, quantizer.bytes, pagesHeader.bytes, pairHeader.bytes, '{}'), 'index-corrupt');
     const store = new LazyRangeStore({
         downloader,
         budgetBytes: options.lazyCacheMB === undefined ? DEFAULT_LAZY_CACHE_BYTES : Number(options.lazyCacheMB) * MIB,

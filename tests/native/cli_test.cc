@@ -483,10 +483,19 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     const auto listened = nlohmann::json::parse(live_lazy.out.substr(0, live_lazy.out.find('\n')));
     EXPECT_EQ(listened["song"], "album-a/second_song");
     EXPECT_NEAR(listened["offset_s"].get<double>(), 3.0 - 1.0, 0.3);
-    // The first look needs a pair of embeddings in the music after the silence: on this level
-    // (short keys 1 s apart, the default with --pair-keys) a 1 s window and the one 1 s later,
-    // 2 s of music.
-    EXPECT_GE(listened["answer_s"].get<double>(), 1.0 + 2.0 - 1e-9);
+    // The first look needs a pair of embeddings 2 s apart in the music after the silence (3 s
+    // of music); --lazy-short-look 1 looks at the first pair 1 s apart (2 s) on this level,
+    // which has short keys (the default with --pair-keys).
+    EXPECT_GE(listened["answer_s"].get<double>(), 1.0 + 3.0 - 1e-9);
+    const CliRun short_look =
+        run_cli("query -q --lazy --live --lazy-short-look 1 " + model_arg() + " --index " +
+                    index.string() + " " + (dir_ / "listen.wav").string(),
+                dir_);
+    ASSERT_EQ(short_look.exit_code, 0) << short_look.err;
+    const auto early = nlohmann::json::parse(short_look.out.substr(0, short_look.out.find('\n')));
+    EXPECT_EQ(early["song"], "album-a/second_song");
+    EXPECT_GE(early["answer_s"].get<double>(), 1.0 + 2.0 - 1e-9);
+    EXPECT_LT(early["answer_s"].get<double>(), listened["answer_s"].get<double>());
     EXPECT_LE(listened["answer_s"].get<double>(), 10.0);
     EXPECT_GE(listened["lazy"]["looks"].get<int>(), 1);
     EXPECT_GT(listened["lazy"]["bytes"].get<uint64_t>(), 0u);

@@ -113,7 +113,9 @@ TEST_F(CodeSpaceCatalogueTest, RealSongsCopiedExactlyAndSyntheticKeepSourceTimel
     ASSERT_EQ(synthetic_at.size(), params_.n_synthetic_songs);
     for (size_t r = 0; r < real_.n_songs(); ++r) {
         const size_t s = real_at[r];
-        if (r > 0) ASSERT_GT(s, real_at[r - 1]);
+        if (r > 0) {
+            ASSERT_GT(s, real_at[r - 1]);
+        }
         EXPECT_EQ(out.song(s).id, real_.song(r).id);
         EXPECT_EQ(out.song(s).title, real_.song(r).title);
         EXPECT_EQ(out.song(s).album, real_.song(r).album);
