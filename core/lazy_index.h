@@ -86,7 +86,7 @@ struct LazyIndexParams {
     // 0 by default, chosen on train listens against 100 000 songs (docs/SCALE.md, "Both spans
     // for 3 s clips"): a 2 s look is right too rarely at scale (2 s clips 55.5 % there), so
     // the music heard before a right answer was 5.0 s (median) with it and 3.1 s without,
-    // reading 305 against 188 KB. With about a hundred songs it answers sooner (2.15 against
+    // reading 298 against 183 KB. With about a hundred songs it answers sooner (2.15 against
     // 3.11 s), but a catalogue that small is better used whole.
     size_t short_look_pairs = 0;
 };
