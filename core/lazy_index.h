@@ -22,8 +22,10 @@
 // has matched.
 // Clips too short to hold a pair of embeddings `span` apart (under about 2.5 s with span 2 s)
 // look up the level's short keys (`earshot build --pair-short-keys`, pairs 1 s apart: from
-// about 1.5 s); a clip too short for those too (a 1 s clip is one embedding), or on a level
-// without short keys, names no key and so no candidate: it gets no answer.
+// about 1.5 s), and one holding a single such pair (a 3 s clip) looks up both
+// (LazyIndexParams::both_spans_max_pairs); a clip too short for short keys too (a 1 s clip is
+// one embedding), or on a level without short keys, names no key and so no candidate: it gets
+// no answer.
 #pragma once
 
 #include <cstddef>
@@ -72,7 +74,7 @@ struct LazyIndexParams {
     // tie, while its three pairs 1 s apart vote again for the right (song, offset). 0: a query
     // that holds a pair span apart looks up those alone. 1 (chosen on train clips against
     // 100 000 songs, docs/SCALE.md "Both spans for 3 s clips"): 3 s clips 73.1 -> 86.2 % top-1,
-    // reading less; 5 and 10 s clips gained nothing from it.
+    // reading less; 5 and 15 gave 5 and 10 s clips nothing more.
     size_t both_spans_max_pairs = 1;
     // A lazy listen's first look (lazy_look_due): once the music window holds this many pairs
     // of embeddings (1: about 3 s of music with pairs 2 s apart); 0: at half the query window
