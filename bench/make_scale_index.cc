@@ -189,11 +189,9 @@ int main(int argc, char** argv) {
     };
     // Shards are written as they fill: memory stays bounded at any catalogue size.
     if (pair_keys_s > 0) {
-        params.pair_span =
-            uint32_t(std::max(1L, std::lround(pair_keys_s / earshot::model_hop_s(info))));
+        params.pair_span = earshot::pair_span_hops(info, pair_keys_s);
         if (pair_short_keys_s > 0)
-            params.pair_short_span =
-                uint32_t(std::max(1L, std::lround(pair_short_keys_s / earshot::model_hop_s(info))));
+            params.pair_short_span = earshot::pair_span_hops(info, pair_short_keys_s);
         if (block_bytes == 0) return fail("--block-kb must be at least 1");
         params.max_shard_bytes = block_bytes;
         std::error_code gone;

@@ -82,6 +82,10 @@ IndexBuildParams index_build_default_params(const ModelInfo& model) {
     return params;
 }
 
+uint32_t pair_span_hops(const ModelInfo& model, double seconds) {
+    return uint32_t(std::max(1.0, std::round(seconds / model_hop_s(model))));
+}
+
 int index_auto_lists(size_t n_embeddings) {
     int lists = 256;
     // Nearest in log scale: move up while sqrt(n) >= lists * sqrt(2), i.e. n >= 2 * lists^2.

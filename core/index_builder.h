@@ -92,6 +92,9 @@ IndexBuildParams index_build_default_params();
 // The same, with the code the model's main thresholds were calibrated for (index_pq_m,
 // index_opq_rounds, index_unit_norm).
 IndexBuildParams index_build_default_params(const ModelInfo& model);
+// A pair-key span given in seconds (`--pair-keys`, `--pair-short-keys`), in the model's index
+// hops: the nearest whole number, at least one (seconds > 0).
+uint32_t pair_span_hops(const ModelInfo& model, double seconds);
 // The default number of IVF lists for a catalogue of n_embeddings stored embeddings: the power
 // of two nearest sqrt(n_embeddings), clamped to [256, 4096]. 256 up to ~190 000 embeddings
 // (~260 songs of 3 minutes at a 0.25 s hop); 2048 for 10 000 such songs (7.2 M), where 256

@@ -75,12 +75,10 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
                                                          : kDefaultBlockBytes;
     params.max_shard_bytes =
         options.format == kIndexVersion2 ? block_bytes : size_t(options.shard_mb * 1024.0 * 1024.0);
-    if (options.pair_keys_s > 0) {  // in index hops, at least one
-        const double hop_s = model_hop_s(info);
-        params.pair_span = uint32_t(std::max(1.0, std::round(options.pair_keys_s / hop_s)));
+    if (options.pair_keys_s > 0) {
+        params.pair_span = pair_span_hops(info, options.pair_keys_s);
         if (options.pair_short_keys_s > 0)
-            params.pair_short_span =
-                uint32_t(std::max(1.0, std::round(options.pair_short_keys_s / hop_s)));
+            params.pair_short_span = pair_span_hops(info, options.pair_short_keys_s);
     }
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));
