@@ -5,8 +5,11 @@ clip cut from a song outside the index that was nevertheless given a song, the p
 correlation r of the clip (as cut, before degradation) with the song it was given
 (models/earshot_model/shared_audio.py). r near 1 means the two tracks share that audio (a loop,
 a stem), so the answer is what a fingerprinter should find; unrelated music scores about
-0.05-0.2. Then, per query length, the false-positive rate as the scorer counts it and without
-the clips whose r reaches --shared-audio.
+0.05-0.2. A clip can hold a passage of the answer for part of its length only (the rest
+another part of its own track), which lowers its whole r: each clip's "passage" r is the
+highest of its --passage-s pieces at the clip's best alignment. Then, per query length, the
+false-positive rate as the scorer counts it, without the clips whose r reaches
+--shared-audio, and without those whose passage r does too.
 
   /usr/bin/python3 -m models.false_positives --truth Q/truth.tsv --details Q/details.tsv \\
       --results results.jsonl --catalog DEST/eval/catalog.tsv
@@ -34,6 +37,8 @@ def main():
                     help="catalog.tsv (id, path) holding the clips' sources and the answers")
     ap.add_argument("--shared-audio", type=float, default=0.5, metavar="R",
                     help="r from which a clip counts as holding its answer's audio")
+    ap.add_argument("--passage-s", type=float, default=4.0, metavar="S",
+                    help="the pieces (seconds) of a clip whose passage r is measured")
     args = ap.parse_args()
     try:
         truth, details = read_tsv(args.truth), read_tsv(args.details)
@@ -42,12 +47,13 @@ def main():
     except (OSError, KeyError, json.JSONDecodeError) as e:
         sys.exit(f"false_positives: cannot read the inputs: {e}")
     audio = SongAudio(args.catalog)
-    by_length = {}  # length -> [out-of-catalog queries, answered, answered without shared audio]
+    # length -> [out-of-catalog queries, answered, without shared audio, without a passage]
+    by_length = {}
     for q, t in sorted(truth.items()):
         if t["song"] != "-":
             continue
         length = float(t["length_s"])
-        counts = by_length.setdefault(length, [0, 0, 0])
+        counts = by_length.setdefault(length, [0, 0, 0, 0])
         counts[0] += 1
         answer = results.get(q, {}).get("song")
         if not answer:
@@ -57,19 +63,24 @@ def main():
             sys.exit(f"false_positives: {q} is not in {args.details}")
         try:
             r, shared = audio.holds_answer(d, answer, args.shared_audio)
+            passage = audio.clip_passage_ncc(d, answer, args.passage_s)
         except AudioError as e:
             sys.exit(f"false_positives: {e}")
         counts[1] += 1
         counts[2] += not shared
-        r_text = "n/a (speed)" if r is None else f"{r:.2f}"
+        holds_passage = passage is not None and passage >= args.shared_audio
+        counts[3] += not (shared or holds_passage)
+        r_text = "n/a (speed)" if r is None else f"{r:.2f}, passage {passage:.2f}"
         print(f"{q}  {length:g} s {d['condition']:8s} {d['source_song']} at "
               f"{float(d['start_s']):.1f} s"
               f" -> {answer}  score {results[q].get('score', float('nan')):.3f}  r {r_text}"
-              f"{'  (shared audio)' if shared else ''}")
-    print(f"\nfalse positives per length (all / without clips with r >= {args.shared_audio:g}):")
-    for length, (n, answered, genuine) in sorted(by_length.items()):
+              f"{'  (shared audio)' if shared else '  (a shared passage)' if holds_passage else ''}")
+    print(f"\nfalse positives per length (all / without clips with r >= {args.shared_audio:g} / "
+          f"without those with a passage r >= {args.shared_audio:g}):")
+    for length, (n, answered, whole, passage) in sorted(by_length.items()):
         print(f"  {length:g} s: {answered} of {n} = {100 * answered / n:.1f} %  /  "
-              f"{genuine} of {n} = {100 * genuine / n:.1f} %")
+              f"{whole} of {n} = {100 * whole / n:.1f} %  /  "
+              f"{passage} of {n} = {100 * passage / n:.1f} %")
 
 
 if __name__ == "__main__":

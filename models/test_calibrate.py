@@ -263,6 +263,23 @@ class CalibrateTest(unittest.TestCase):
             self.assertNotEqual(out.returncode, 0)  # no --catalog
             self.assertIn("--catalog", out.stderr)
 
+    def test_a_passage_shared_for_part_of_a_clip(self):
+        """A clip whose last 4 s are the song's audio and first 6 s are not: its whole r stays
+        under 0.5, its passage r (4 s pieces at the clip's best alignment) is near 1; an
+        unrelated song scores low on both."""
+        from models.earshot_model.shared_audio import best_alignment, passage_ncc
+        rate = 4000
+        rng = np.random.default_rng(9)
+        song = rng.standard_normal(30 * rate)
+        clip = np.concatenate([rng.standard_normal(6 * rate), song[12 * rate:16 * rate]])
+        r, lag = best_alignment(clip, song)
+        self.assertLess(r, 0.7)
+        self.assertEqual(lag, 6 * rate)  # the clip's 6 s mark at the song's 12 s
+        self.assertGreater(passage_ncc(clip, song, 4 * rate), 0.95)
+        other = rng.standard_normal(30 * rate)
+        self.assertLess(passage_ncc(clip, other, 4 * rate), 0.2)
+        self.assertEqual(passage_ncc(clip[:rate], song, 4 * rate), 0.0)  # shorter than a piece
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -21,22 +21,50 @@ class AudioError(Exception):
     """A song in no catalog given, or an audio file that cannot be read."""
 
 
-def waveform_ncc(clip, song):
-    """Peak normalised cross-correlation of `clip` against every position of `song` (mono, same
-    rate): 1 where the song holds the same samples; over a few seconds, about 0.05-0.2 for
-    unrelated music. Written here with scipy's FFT convolution because the fingerprint tools in
-    Debian (chromaprint's fpcalc) compare whole files, not a clip against any place in a song."""
+def best_alignment(clip, song):
+    """(r, lag): the peak normalised cross-correlation of `clip` against every position of
+    `song` (mono, same rate) and the song sample where it lies (-1 when there is none): r is 1
+    where the song holds the same samples; over a few seconds, about 0.05-0.2 for unrelated
+    music. Written here with scipy's FFT convolution because the fingerprint tools in Debian
+    (chromaprint's fpcalc) compare whole files, not a clip against any place in a song."""
     clip = clip - clip.mean()
     norm = np.linalg.norm(clip)
     if norm == 0 or len(song) < len(clip):
-        return 0.0
+        return 0.0, -1
     dot = np.abs(fftconvolve(song, clip[::-1], mode="valid"))
     energy = np.sqrt(np.maximum(fftconvolve(song * song, np.ones(len(clip)), mode="valid"), 0))
     # Near-silent windows (and the FFT's round-off there) say nothing about shared audio.
     audible = energy > 0.05 * np.median(energy)
     if not audible.any():
+        return 0.0, -1
+    r = np.where(audible, dot / np.maximum(energy * norm, 1e-30), 0.0)
+    lag = int(np.argmax(r))
+    return float(r[lag]), lag
+
+
+def waveform_ncc(clip, song):
+    """best_alignment's r alone."""
+    return best_alignment(clip, song)[0]
+
+
+def passage_ncc(clip, song, piece):
+    """The highest |correlation| of a `piece`-sample piece of `clip` (pieces every piece / 2)
+    with the song at the whole clip's best alignment: a clip that holds a passage of the song
+    for part of its length (the rest another part) scores high here while its whole r stays
+    low. 0 where the clip has no alignment or is shorter than a piece."""
+    r, lag = best_alignment(clip, song)
+    if lag < 0 or len(clip) < piece:
         return 0.0
-    return float(np.max(dot[audible] / (energy[audible] * norm)))
+    best = 0.0
+    for start in range(0, len(clip) - piece + 1, max(1, piece // 2)):
+        a = clip[start:start + piece]
+        b = song[lag + start:lag + start + piece]
+        a = a - a.mean()
+        b = b - b.mean()
+        norm = np.linalg.norm(a) * np.linalg.norm(b)
+        if norm > 0:
+            best = max(best, abs(float(np.dot(a, b))) / norm)
+    return best
 
 
 class SongAudio:
@@ -70,6 +98,16 @@ class SongAudio:
         length = int(round(float(details_row["length_s"]) * RATE_HZ))
         clip = self[details_row["source_song"]][start:start + length]
         return waveform_ncc(clip, self[answer])
+
+    def clip_passage_ncc(self, details_row, answer, piece_s=4.0):
+        """passage_ncc (pieces of piece_s seconds) of the clip a details.tsv row was cut from
+        against `answer`; None for clips played at another speed."""
+        if float(details_row.get("speed") or 1) != 1.0:
+            return None
+        start = int(round(float(details_row["start_s"]) * RATE_HZ))
+        length = int(round(float(details_row["length_s"]) * RATE_HZ))
+        clip = self[details_row["source_song"]][start:start + length]
+        return passage_ncc(clip, self[answer], int(round(piece_s * RATE_HZ)))
 
     def holds_answer(self, details_row, answer, r_min):
         """(r, whether r >= r_min): does the clip hold the audio of the song it was given?
