@@ -47,20 +47,21 @@ def main():
     except (OSError, KeyError, json.JSONDecodeError) as e:
         sys.exit(f"false_positives: cannot read the inputs: {e}")
     audio = SongAudio(args.catalog)
-    # length -> [out-of-catalog queries, answered, without shared audio, without a passage]
+    # (length, no music at all) -> [out-of-catalog queries, answered, without shared audio,
+    # without a passage]
     by_length = {}
     for q, t in sorted(truth.items()):
         if t["song"] != "-":
             continue
+        d = details.get(q)
+        if d is None:
+            sys.exit(f"false_positives: {q} is not in {args.details}")
         length = float(t["length_s"])
-        counts = by_length.setdefault(length, [0, 0, 0, 0])
+        counts = by_length.setdefault((length, d["condition"] == "nomusic"), [0, 0, 0, 0])
         counts[0] += 1
         answer = results.get(q, {}).get("song")
         if not answer:
             continue
-        d = details.get(q)
-        if d is None:
-            sys.exit(f"false_positives: {q} is not in {args.details}")
         try:
             r, shared = audio.holds_answer(d, answer, args.shared_audio)
             passage = audio.clip_passage_ncc(d, answer, args.passage_s)
@@ -70,15 +71,17 @@ def main():
         counts[2] += not shared
         holds_passage = passage is not None and passage >= args.shared_audio
         counts[3] += not (shared or holds_passage)
-        r_text = "n/a (speed)" if r is None else f"{r:.2f}, passage {passage:.2f}"
+        r_text = "n/a (speed)" if r is None else f"{r:.2f}" + (
+            f", passage {passage:.2f}" if passage is not None else "")
+        tag = "  (shared audio)" if shared else "  (a shared passage)" if holds_passage else ""
         print(f"{q}  {length:g} s {d['condition']:8s} {d['source_song']} at "
               f"{float(d['start_s']):.1f} s"
-              f" -> {answer}  score {results[q].get('score', float('nan')):.3f}  r {r_text}"
-              f"{'  (shared audio)' if shared else '  (a shared passage)' if holds_passage else ''}")
+              f" -> {answer}  score {results[q].get('score', float('nan')):.3f}  r {r_text}{tag}")
     print(f"\nfalse positives per length (all / without clips with r >= {args.shared_audio:g} / "
           f"without those with a passage r >= {args.shared_audio:g}):")
-    for length, (n, answered, whole, passage) in sorted(by_length.items()):
-        print(f"  {length:g} s: {answered} of {n} = {100 * answered / n:.1f} %  /  "
+    for (length, nomusic), (n, answered, whole, passage) in sorted(by_length.items()):
+        what = f"{length:g} s{', no music' if nomusic else ''}"
+        print(f"  {what}: {answered} of {n} = {100 * answered / n:.1f} %  /  "
               f"{whole} of {n} = {100 * whole / n:.1f} %  /  "
               f"{passage} of {n} = {100 * passage / n:.1f} %")
 

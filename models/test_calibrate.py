@@ -264,9 +264,9 @@ class CalibrateTest(unittest.TestCase):
             self.assertIn("--catalog", out.stderr)
 
     def test_a_passage_shared_for_part_of_a_clip(self):
-        """A clip whose last 4 s are the song's audio and first 6 s are not: its whole r stays
-        under 0.5, its passage r (4 s pieces at the clip's best alignment) is near 1; an
-        unrelated song scores low on both."""
+        """A clip whose last 4 s are the song's audio and first 6 s are not: its whole r is
+        about sqrt(0.4) = 0.63, its passage r (4 s pieces at the clip's best alignment) near 1;
+        an unrelated song scores low."""
         from models.earshot_model.shared_audio import best_alignment, passage_ncc
         rate = 4000
         rng = np.random.default_rng(9)

@@ -48,15 +48,16 @@ def waveform_ncc(clip, song):
 
 
 def passage_ncc(clip, song, piece):
-    """The highest |correlation| of a `piece`-sample piece of `clip` (pieces every piece / 2)
-    with the song at the whole clip's best alignment: a clip that holds a passage of the song
+    """The highest |correlation| of a `piece`-sample piece of `clip` (pieces every piece / 2,
+    and one ending at the clip's end) with the song at the whole clip's best alignment: a clip that holds a passage of the song
     for part of its length (the rest another part) scores high here while its whole r stays
     low. 0 where the clip has no alignment or is shorter than a piece."""
     r, lag = best_alignment(clip, song)
     if lag < 0 or len(clip) < piece:
         return 0.0
     best = 0.0
-    for start in range(0, len(clip) - piece + 1, max(1, piece // 2)):
+    starts = set(range(0, len(clip) - piece + 1, max(1, piece // 2))) | {len(clip) - piece}
+    for start in sorted(starts):
         a = clip[start:start + piece]
         b = song[lag + start:lag + start + piece]
         a = a - a.mean()
@@ -101,8 +102,9 @@ class SongAudio:
 
     def clip_passage_ncc(self, details_row, answer, piece_s=4.0):
         """passage_ncc (pieces of piece_s seconds) of the clip a details.tsv row was cut from
-        against `answer`; None for clips played at another speed."""
-        if float(details_row.get("speed") or 1) != 1.0:
+        against `answer`; None for clips played at another speed or shorter than a piece."""
+        if (float(details_row.get("speed") or 1) != 1.0 or
+                float(details_row["length_s"]) < piece_s):
             return None
         start = int(round(float(details_row["start_s"]) * RATE_HZ))
         length = int(round(float(details_row["length_s"]) * RATE_HZ))
