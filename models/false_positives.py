@@ -63,10 +63,10 @@ def main():
         if not answer:
             continue
         try:
-            r, shared = audio.holds_answer(d, answer, args.shared_audio)
-            passage = audio.clip_passage_ncc(d, answer, args.passage_s)
+            r, passage = audio.clip_ncc_and_passage(d, answer, args.passage_s)
         except AudioError as e:
             sys.exit(f"false_positives: {e}")
+        shared = r is not None and r >= args.shared_audio
         counts[1] += 1
         counts[2] += not shared
         holds_passage = passage is not None and passage >= args.shared_audio

@@ -47,12 +47,14 @@ def waveform_ncc(clip, song):
     return best_alignment(clip, song)[0]
 
 
-def passage_ncc(clip, song, piece):
+def passage_ncc(clip, song, piece, lag=None):
     """The highest |correlation| of a `piece`-sample piece of `clip` (pieces every piece / 2,
-    and one ending at the clip's end) with the song at the whole clip's best alignment: a clip that holds a passage of the song
-    for part of its length (the rest another part) scores high here while its whole r stays
-    low. 0 where the clip has no alignment or is shorter than a piece."""
-    r, lag = best_alignment(clip, song)
+    and one ending at the clip's end) with the song at the whole clip's best alignment (`lag`,
+    best_alignment's; found here when None): a clip that holds a passage of the song for part
+    of its length (the rest another part) scores high here while its whole r stays low. 0
+    where the clip has no alignment or is shorter than a piece."""
+    if lag is None:
+        lag = best_alignment(clip, song)[1]
     if lag < 0 or len(clip) < piece:
         return 0.0
     best = 0.0
@@ -90,26 +92,32 @@ class SongAudio:
         g = math.gcd(rate, RATE_HZ)
         return resample_poly(audio.mean(axis=1), RATE_HZ // g, rate // g)
 
-    def clip_ncc(self, details_row, answer):
-        """waveform_ncc of the clip a make-queries details.tsv row was cut from against the
-        song `answer`; None for clips played at another speed (the waveforms cannot align)."""
+    def clip(self, details_row):
+        """The clip a make-queries details.tsv row was cut from (as cut, before degradation);
+        None for clips played at another speed (their waveforms cannot align with the song)."""
         if float(details_row.get("speed") or 1) != 1.0:
             return None
         start = int(round(float(details_row["start_s"]) * RATE_HZ))
         length = int(round(float(details_row["length_s"]) * RATE_HZ))
-        clip = self[details_row["source_song"]][start:start + length]
-        return waveform_ncc(clip, self[answer])
+        return self[details_row["source_song"]][start:start + length]
 
-    def clip_passage_ncc(self, details_row, answer, piece_s=4.0):
-        """passage_ncc (pieces of piece_s seconds) of the clip a details.tsv row was cut from
-        against `answer`; None for clips played at another speed or shorter than a piece."""
-        if (float(details_row.get("speed") or 1) != 1.0 or
-                float(details_row["length_s"]) < piece_s):
-            return None
-        start = int(round(float(details_row["start_s"]) * RATE_HZ))
-        length = int(round(float(details_row["length_s"]) * RATE_HZ))
-        clip = self[details_row["source_song"]][start:start + length]
-        return passage_ncc(clip, self[answer], int(round(piece_s * RATE_HZ)))
+    def clip_ncc(self, details_row, answer):
+        """waveform_ncc of a details.tsv row's clip against the song `answer`; None for clips
+        played at another speed."""
+        clip = self.clip(details_row)
+        return None if clip is None else waveform_ncc(clip, self[answer])
+
+    def clip_ncc_and_passage(self, details_row, answer, piece_s=4.0):
+        """(r, passage r): clip_ncc, and passage_ncc with pieces of piece_s seconds at the same
+        alignment (found once); (None, None) for clips played at another speed, passage r None
+        for clips shorter than a piece."""
+        clip = self.clip(details_row)
+        if clip is None:
+            return None, None
+        song = self[answer]
+        r, lag = best_alignment(clip, song)
+        piece = int(round(piece_s * RATE_HZ))
+        return r, passage_ncc(clip, song, piece, lag) if len(clip) >= piece else None
 
     def holds_answer(self, details_row, answer, r_min):
         """(r, whether r >= r_min): does the clip hold the audio of the song it was given?
