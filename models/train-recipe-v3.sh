@@ -1,8 +1,8 @@
 #!/bin/sh
 # Trains a candidate earshot model v3 with a fixed seed: the shipped model v2
 # (models/earshot-v2.emod, which models/train-recipe-v2.sh reproduces) trained on for 4 800
-# steps at lr 3e-4 (about 120 minutes on 2 quiet CPU cores), with v2's data, holdout and
-# augmentations;
+# steps at lr 3e-4 (about 90 minutes on 2 quiet CPU cores with jemalloc, below), with v2's data,
+# holdout and augmentations;
 # resumable in pieces (re-run this script after an interruption or a `kill` of the training
 # process, which saves before it exits: a finished run is skipped, an unfinished one resumes
 # from its last.pt under models/checkpoints/; every piece's steps and minutes are in the log
@@ -12,7 +12,8 @@
 #
 # Why: v2's second stage (90 minutes at lr 5e-4 on from the first) still gained on every train
 # length (docs/EXPERIMENTS.md), so the 1 s clips, `hall` and `speed2` may gain from a longer run
-# within the 8-hour budget (v1 85 minutes, v2 150, this stage about 120: about 6 hours in all).
+# within the 8-hour budget (v1 85 minutes, v2 150, this stage 166 minutes of training as it was
+# run, its first 1 574 steps with glibc's malloc beside other jobs: 6.7 hours in all).
 # The budget is in steps (--budget-steps), not minutes: a time budget gives fewer steps where
 # other jobs share the cores, so the same command would make another model. The
 # run keeps v2's seeded holdout (the same --holdout-* arguments), so the calibration songs stay
