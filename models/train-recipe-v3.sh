@@ -24,8 +24,8 @@
 # (scripts/calibrate-model.sh), and compare with v2 on the same train clips before any eval run.
 #
 # Environment: EARSHOT_CORPUS and EVAL (models/recipe-common.sh, which makes missing data first).
-# Install libjemalloc2 first (apt-get install libjemalloc2): the recipe preloads it
-# (use_jemalloc), 2-3 times fewer minutes for the same steps.
+# libjemalloc2 (scripts/install-deps.sh installs it): the recipe preloads it (use_jemalloc in
+# models/recipe-common.sh), fewer minutes for the same steps.
 set -eu
 cd "$(dirname "$0")/.."
 . models/recipe-common.sh

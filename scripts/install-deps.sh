@@ -16,6 +16,7 @@ packages=(
   emscripten
   # Python side (model training/export tests, eval toolkit)
   python3-numpy python3-scipy python3-soundfile python3-matplotlib python3-torch
+  libjemalloc2  # training recipes budgeted in steps preload it (models/recipe-common.sh)
   # audio tools (eval toolkit, fixtures, demo catalog)
   ffmpeg sox libsox-fmt-all unzip espeak-ng time
   # end-to-end tests
