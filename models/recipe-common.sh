@@ -44,7 +44,7 @@ prepare_v2_data() {
 # jemalloc for a run budgeted in steps (Debian package libjemalloc2), keeping the pages it frees.
 # With glibc's malloc a training step hands its large activation buffers back to the kernel
 # and faults them in again on the next step: a third of the step's CPU went to page faults
-# (65 000 a second). Only memory allocation changes, so a step budget trains the same run,
+# (65 000 a second). Only memory allocation changes, so a step budget makes the same steps,
 # faster; a recipe budgeted in minutes (v1, v2) would make more steps, so those leave it out.
 use_jemalloc() {
     local lib
@@ -54,5 +54,5 @@ use_jemalloc() {
             return
         fi
     done
-    echo "libjemalloc2 not installed: training with glibc's malloc, about a third as fast" >&2
+    echo "libjemalloc2 not installed: training with glibc's malloc, slower (docs/EXPERIMENTS.md)" >&2
 }
