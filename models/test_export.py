@@ -249,7 +249,8 @@ class ExportParityTest(unittest.TestCase):
         self.check_file(os.path.join(MODELS_DIR, "random-init-v0.emod"))
 
     def test_trained_file(self):
-        for name in ("earshot-v1", "earshot-v2"):  # v1: the base v2 is trained from
+        # v1 and v2: the bases v2 and v3 are trained from
+        for name in ("earshot-v1", "earshot-v2", "earshot-v3"):
             with self.subTest(name):
                 self.check_trained_file(name)
 
@@ -369,9 +370,9 @@ class CheckpointExportTest(unittest.TestCase):
 
     def test_committed_model_has_the_default_geometry(self):
         """The dev metric and the export defaults measure and write what ships."""
-        path = os.path.join(MODELS_DIR, "earshot-v2.emod")
+        path = os.path.join(MODELS_DIR, "earshot-v3.emod")
         if not os.path.exists(path):
-            self.skipTest("models/earshot-v2.emod not exported yet")
+            self.skipTest("models/earshot-v3.emod not exported yet")
         meta = container.read_container_file(path, "MODL").meta
         self.assertEqual(frontend.params_from_meta(meta), frontend.DEFAULT_PARAMS)
         for key, value in frontend.DEFAULT_GEOMETRY.items():

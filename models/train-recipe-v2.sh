@@ -1,5 +1,5 @@
 #!/bin/sh
-# Trains the shipped earshot model v2 (models/earshot-v2.emod) with a fixed seed: model v1
+# Trains earshot model v2 (models/earshot-v2.emod, v3's starting point) with a fixed seed: model v1
 # (models/earshot-v1.emod, which models/train-recipe.sh reproduces) trained on for 60 minutes at
 # lr 1e-3, then 90 minutes at lr 5e-4, of training time on 2 CPU cores with all the train set's
 # music and the augmentations below;

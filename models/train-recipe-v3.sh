@@ -1,5 +1,5 @@
 #!/bin/sh
-# Trains a candidate earshot model v3 with a fixed seed: the shipped model v2
+# Trains earshot model v3 (models/earshot-v3.emod) with a fixed seed: model v2
 # (models/earshot-v2.emod, which models/train-recipe-v2.sh reproduces) trained on for 4 800
 # steps at lr 3e-4 (about 90 minutes on 2 quiet CPU cores with jemalloc, below), with v2's data,
 # holdout and augmentations;
@@ -20,8 +20,9 @@
 # unseen. A warm start from the model file has no optimizer state: a fresh warm-up and cosine at
 # a lower peak than v2's last stage.
 #
-# Then, as for v2 (models/MODEL_CARD.md): export, add the music detector, calibrate every code
-# (scripts/calibrate-model.sh), and compare with v2 on the same train clips before any eval run.
+# Then (models/MODEL_CARD.md, "Training recipe and time"): export, add the music detector,
+# calibrate every code (scripts/calibrate-model.sh), and compare with v2 on the same train clips
+# before any eval run.
 #
 # Environment: EARSHOT_CORPUS and EVAL (models/recipe-common.sh, which makes missing data first).
 # libjemalloc2 (scripts/install-deps.sh installs it): the recipe preloads it (use_jemalloc in
