@@ -1,4 +1,4 @@
-// Embedding network speed, single-threaded, on the committed model (models/earshot-v3.emod: the
+// Embedding network speed, single-threaded, on the shipped model (EARSHOT_SHIPPED_MODEL: the
 // network the recognizer runs) or the file named by $EARSHOT_BENCH_MODEL (for example
 // models/random-init-v0.emod, the narrower v1 architecture):
 //   BM_Embed/<backend>           embeddings per second and GFLOP/s of the whole network;
@@ -34,8 +34,7 @@ std::shared_ptr<const Model> bench_model(std::string* error) {
     static std::string load_error;
     static std::shared_ptr<const Model> model = [] {
         const char* env = std::getenv("EARSHOT_BENCH_MODEL");
-        const std::string path =
-            env && *env ? env : std::string(EARSHOT_MODELS_DIR) + "/earshot-v3.emod";
+        const std::string path = env && *env ? env : std::string(EARSHOT_SHIPPED_MODEL);
         const std::vector<uint8_t> bytes = read_file(path);
         auto loaded = Model::load(bytes.data(), bytes.size(), path);
         if (!loaded) load_error = loaded.message();

@@ -54,5 +54,6 @@ use_jemalloc() {
             return
         fi
     done
-    echo "libjemalloc2 not installed: training with glibc's malloc, slower (docs/EXPERIMENTS.md)" >&2
+    echo "libjemalloc2 not installed: training with glibc's malloc, slower" \
+        "(docs/EXPERIMENTS.md)" >&2
 }

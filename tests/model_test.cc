@@ -607,7 +607,7 @@ namespace {
 
 // The shipped model carries its music detector (the live listen's gate) and the listen rule.
 TEST(ModelLoad, ShippedModelCarriesTheMusicDetectorAndListenRule) {
-    const std::string path = std::string(EARSHOT_MODELS_DIR) + "/earshot-v3.emod";
+    const std::string path = EARSHOT_SHIPPED_MODEL;
     const std::vector<uint8_t> bytes = test::read_file(path);
     auto model = Model::load(bytes.data(), bytes.size(), path);
     ASSERT_TRUE(model.is_ok()) << model.message();
@@ -634,7 +634,7 @@ TEST(ModelLoad, ModelsWithoutADetectorHaveNone) {
 // The index builder stores what the live gate passes (core/embed_signal.h, `earshot build
 // --store`): 2 s of digital silence, 9 s of a synthetic piece, 3 s of white noise.
 TEST(ModelLoad, IndexStoresWhatTheLiveGatePasses) {
-    const std::string path = std::string(EARSHOT_MODELS_DIR) + "/earshot-v3.emod";
+    const std::string path = EARSHOT_SHIPPED_MODEL;
     const std::vector<uint8_t> bytes = test::read_file(path);
     auto loaded = Model::load(bytes.data(), bytes.size(), path);
     ASSERT_TRUE(loaded.is_ok()) << loaded.message();

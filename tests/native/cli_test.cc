@@ -704,7 +704,7 @@ TEST_F(CliTest, InfoDescribesModel) {
 // has thresholds for; the build options choose another code (given both --unit-norm and
 // --no-unit-norm cancel out).
 TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
-    const std::string shipped = EARSHOT_MODELS_DIR "/earshot-v3.emod";
+    const std::string shipped = EARSHOT_SHIPPED_MODEL;
     const CliRun info = run_cli("info " + shipped, dir_);
     ASSERT_EQ(info.exit_code, 0) << info.err;
     const auto j = nlohmann::json::parse(info.out);
