@@ -16,13 +16,13 @@
 # Random songs: no real query matches them; recognition at scale is measured with real codes
 # by scripts/scale-harness.sh (docs/SCALE.md). A million songs need about 25 GB of disk.
 #
-# Environment: BUILD (build), OUT (out/bench-scale), MODEL (models/earshot-v3.emod),
-# VERIFY_MAX (100000), WASM_MAX (20000), KEEP=1 keeps the indexes.
+# Environment: BUILD (build), OUT (out/bench-scale), MODEL (the shipped model, named in
+# models/SHIPPED), VERIFY_MAX (100000), WASM_MAX (20000), KEEP=1 keeps the indexes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 OUT=${OUT:-out/bench-scale}
-MODEL=${MODEL:-models/earshot-v3.emod}
+MODEL=${MODEL:-models/$(<models/SHIPPED)}
 VERIFY_MAX=${VERIFY_MAX:-100000}
 WASM_MAX=${WASM_MAX:-20000}
 sizes=("$@")

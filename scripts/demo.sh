@@ -7,7 +7,8 @@
 #   scripts/demo.sh --build-only    build everything, do not serve (CI, e2e tests)
 #
 # Environment: PORT (8080), BUILD (build), BUILD_WASM (build-wasm), JOBS (nproc),
-#   EARSHOT_MODEL (default models/earshot-v3.emod, else models/random-init-v0.emod),
+#   EARSHOT_MODEL (default the shipped model, named in models/SHIPPED; else
+#   models/random-init-v0.emod),
 #   DEMO_PACKAGE (hex-a-hop-data), EARSHOT_CACHE (out/cache).
 # Needs the packages of scripts/install-deps.sh (run it once).
 set -euo pipefail
@@ -31,12 +32,13 @@ done
 
 model=${EARSHOT_MODEL:-}
 if [[ -z $model ]]; then
-  if [[ -f models/earshot-v3.emod ]]; then
-    model=models/earshot-v3.emod
+  shipped=models/$(<models/SHIPPED)
+  if [[ -f $shipped ]]; then
+    model=$shipped
   else
     model=models/random-init-v0.emod
     printf '\033[1;31m%s\033[0m\n' \
-      "WARNING: models/earshot-v3.emod (the trained model) is missing; using $model." \
+      "WARNING: $shipped (the trained model) is missing; using $model." \
       "WARNING: its weights are random: it recognizes only near-exact copies of indexed audio," \
       "WARNING: not a song played through a speaker. Train/export the model (models/) for a real demo." >&2
   fi

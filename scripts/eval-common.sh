@@ -1,13 +1,14 @@
 # Sourced by scripts/eval-public.sh and scripts/eval-listen.sh: the settings both share, the
 # native CLI built if missing, and the public eval set fetched (../shared/eval's ruler).
-# Environment: EARSHOT_MODEL (models/earshot-v3.emod), EARSHOT_CORPUS ($HOME/.cache/earshot-corpus),
-#   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval).
+# Environment: EARSHOT_MODEL (the shipped model, named in models/SHIPPED),
+#   EARSHOT_CORPUS ($HOME/.cache/earshot-corpus), OUT (out/eval-public), BUILD (build),
+#   EVAL (../shared/eval).
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval_dir=${EVAL:-../shared/eval}
 corpus=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
 out=${OUT:-out/eval-public}
 build=${BUILD:-build}
-model=${EARSHOT_MODEL:-models/earshot-v3.emod}
+model=${EARSHOT_MODEL:-models/$(<models/SHIPPED)}
 earshot=$build/index-builder/earshot
 say() { printf '\033[1meval:\033[0m %s\n' "$*" >&2; }
 

@@ -7,8 +7,9 @@
 #     --continuous`); every song it reports is a false song: printed per hour of audio.
 # Uses the index of scripts/eval-public.sh (built here if missing).
 # Usage: scripts/eval-listen.sh
-# Environment: EARSHOT_MODEL (models/earshot-v3.emod), EARSHOT_CORPUS ($HOME/.cache/earshot-corpus),
-#   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval).
+# Environment: EARSHOT_MODEL (the shipped model, named in models/SHIPPED),
+#   EARSHOT_CORPUS ($HOME/.cache/earshot-corpus), OUT (out/eval-public), BUILD (build),
+#   EVAL (../shared/eval).
 set -euo pipefail
 source "$(dirname "$0")/eval-common.sh"
 if [[ ! -f $out/listens/truth.tsv ]]; then

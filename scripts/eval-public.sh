@@ -3,10 +3,11 @@
 #   fetch-corpus --set eval -> make-queries (defaults) -> earshot build on index-catalog.tsv
 #   -> earshot query on every clip -> score.
 # Usage: scripts/eval-public.sh [extra `earshot query` options]
-# Environment: EARSHOT_MODEL (models/earshot-v3.emod), EARSHOT_CORPUS ($HOME/.cache/earshot-corpus),
-#   OUT (out/eval-public), BUILD (build), EVAL (../shared/eval), CONDITIONS (make-queries
-#   --conditions, e.g. clean,noise10,noise5,noise0,room,hall,speed2 for the seven-condition
-#   run; default: make-queries' defaults).
+# Environment: EARSHOT_MODEL (the shipped model, named in models/SHIPPED),
+#   EARSHOT_CORPUS ($HOME/.cache/earshot-corpus), OUT (out/eval-public), BUILD (build),
+#   EVAL (../shared/eval), CONDITIONS (make-queries --conditions, e.g.
+#   clean,noise10,noise5,noise0,room,hall,speed2 for the seven-condition run; default:
+#   make-queries' defaults).
 set -euo pipefail
 source "$(dirname "$0")/eval-common.sh"
 if [[ ! -f $out/queries/truth.tsv ]]; then

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 REAL=$1 SOURCE=$2 QSET=$3
 shift 3
 SIZES=("$@")
-BUILD=${BUILD:-build} OUT=${OUT:-out/scale} MODEL=${MODEL:-models/earshot-v3.emod}
+BUILD=${BUILD:-build} OUT=${OUT:-out/scale} MODEL=${MODEL:-models/$(<models/SHIPPED)}
 SEED=${SEED:-1} LIST_BLOCK=${LIST_BLOCK:-16} CODE_BLOCK=${CODE_BLOCK:-16} IN_EVERY=${IN_EVERY:-1}
 GEN=$BUILD/bench/earshot_make_scale_index
 EARSHOT=$BUILD/index-builder/earshot
