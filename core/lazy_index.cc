@@ -388,13 +388,6 @@ Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
         entries.emplace_back(b, std::move(*r));
     }
     if (Status st = index->set_block_entries(entries); !st) return st;
-    candidate_songs_.clear();
-    uint32_t song = 0;
-    for (const auto& [b, range] : entries) {  // songs are numbered as their blocks are added
-        const bool background = std::binary_search(background_.begin(), background_.end(), b);
-        for (size_t s = 0; s < range.songs; ++s, ++song)
-            if (!background) candidate_songs_.push_back(song);
-    }
     for (uint32_t b : blocks) {
         const std::vector<uint8_t>* bytes = find_block(b);
         if (!bytes) return Status::error("lazy index: block " + std::to_string(b) + " is not held");
@@ -409,11 +402,7 @@ Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
 Result<MatchResult> LazyIndex::match(const float* embeddings, size_t n, const MatchParams& params) {
     Result<std::shared_ptr<const Index>> index = query_index();
     if (!index) return index.status();
-    if (!params_.background_skips_candidates)
-        return Matcher(**index, params).match(embeddings, n, query_hop_s_);
-    MatchParams with_skip = params;
-    with_skip.background_skip = candidate_songs_;
-    return Matcher(**index, with_skip).match(embeddings, n, query_hop_s_);
+    return Matcher(**index, params).match(embeddings, n, query_hop_s_);
 }
 
 }  // namespace earshot

@@ -59,8 +59,6 @@ struct LazyIndexParams {
     // songs of a lazy index (one song a block: 0.7 MB once), about a hundred with 64 KB blocks;
     // both kept the false positives of the whole index in docs/SCALE.md's runs. 0 = none.
     uint32_t background_blocks = 32;
-    // The background leaves out the query's candidate songs (MatchParams::background_skip).
-    bool background_skips_candidates = true;
     // Keys a query looks up in all, spread over its pairs: a pair looks up its
     // min(max_keys_per_pair, pair_key_budget / pairs) best keys (the combinations of its two
     // embeddings' nearest lists of smallest summed distance), at least one. A short query has
@@ -228,7 +226,6 @@ private:
     std::vector<PairCandidate> candidates_;
     std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending
     std::vector<uint32_t> background_;                           // the background blocks, ascending
-    std::vector<uint32_t> candidate_songs_;  // query_index()'s songs not in background blocks
     std::unordered_map<uint32_t, std::vector<uint8_t>> pinned_;  // background blocks held
 
     using BlockLru = std::list<std::pair<uint32_t, std::vector<uint8_t>>>;  // most recent first

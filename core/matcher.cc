@@ -188,26 +188,6 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
                 const float s = base + scan_scores_[j];
                 return inv_norms ? s * inv_norms[j] : s;
             };
-            if (!params_.background_skip.empty() && i < background_best_.size()) {
-                BackgroundBest& b = background_best_[i];
-                for (size_t j = 0; j < n; ++j) {
-                    const float s = score_at(j);
-                    if (s <= b.second) continue;
-                    const auto song = uint32_t(index_.song_of_embedding(list.embedding_ids[j]));
-                    if (std::binary_search(params_.background_skip.begin(),
-                                           params_.background_skip.end(), song))
-                        continue;
-                    if (song == b.first_song) {
-                        b.first = std::max(b.first, s);
-                    } else if (s > b.first) {
-                        b.second = b.first;
-                        b.first = s;
-                        b.first_song = song;
-                    } else {
-                        b.second = s;
-                    }
-                }
-            }
             size_t j = 0;
             for (; j < n && heap_scratch_.size() < size_t(k); ++j)  // until the heap is full
                 offer(score_at(j), list.embedding_ids[j]);
@@ -285,7 +265,6 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
 
     // Phase 1: votes on (song, delta in index hops).
     votes_.clear();
-    background_best_.assign(params_.background_skip.empty() ? 0 : n_query, BackgroundBest{});
     for (size_t i = 0; i < n_query; ++i) {
         if (embedding_ids) {
             const size_t slot = size_t(embedding_ids[i] % cache_ids_.size());
@@ -404,14 +383,6 @@ Result<MatchResult> Matcher::match(const float* query, const uint64_t* embedding
             const std::vector<Posting>& postings = postings_[i];
             if (postings.empty()) continue;
             float other = postings.back().score;  // best first: the k-th best bounds the rest
-            if (i < background_best_.size()) {
-                const BackgroundBest& b = background_best_[i];
-                const float o = b.first_song == result.best.song_index ? b.second : b.first;
-                if (o > -2.0f) {
-                    sum += o;
-                    continue;
-                }
-            }
             for (const Posting& p : postings) {
                 if (p.song_index != result.best.song_index) {
                     other = p.score;

@@ -52,11 +52,6 @@ struct MatchParams {
     float prior_weight = 0.0f;
     float prior_offset = 0.0f;
     bool exhaustive = false;  // phase 1 scans every stored code (reference path for tests)
-    // Songs the background leaves out besides the best (ascending song indices; a lazy query's
-    // candidates, core/lazy_index.h). With any, the background of each query embedding is its
-    // best score among the other songs' postings in the probed lists, not only among the k
-    // kept. The exhaustive and streaming (cached) paths ignore it.
-    std::vector<uint32_t> background_skip;
 };
 // The defaults, in one place (the recognizer completes them from the model:
 // recognizer_default_params in core/recognizer.h).
@@ -158,13 +153,6 @@ private:
     std::vector<std::pair<float, uint32_t>> heap_scratch_;
     std::vector<float> scan_scores_;  // PQ scores of one inverted list
     std::vector<std::vector<Posting>> postings_;
-    // With MatchParams::background_skip, per query embedding of the current call: the best
-    // phase-1 score of a song not skipped, and the best of another such song.
-    struct BackgroundBest {
-        float first = -2.0f, second = -2.0f;
-        uint32_t first_song = UINT32_MAX;
-    };
-    std::vector<BackgroundBest> background_best_;
     // Phase-1 cache for the streaming match(): slot id % size holds (id, postings).
     std::vector<uint64_t> cache_ids_;
     std::vector<bool> cache_used_;

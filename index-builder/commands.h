@@ -62,7 +62,6 @@ struct QueryOptions {
     // read from the folder's files with a cold cache per clip; the line gains "lazy".
     bool lazy = false;
     int lazy_background_blocks = int(LazyIndexParams().background_blocks);
-    bool lazy_background_candidates = !LazyIndexParams().background_skips_candidates;
     int lazy_pair_key_budget = int(LazyIndexParams().pair_key_budget);
     int lazy_first_look_pairs = int(LazyIndexParams().first_look_pairs);
     int lazy_short_look_pairs = int(LazyIndexParams().short_look_pairs);

@@ -199,9 +199,6 @@ int main(int argc, char** argv) {
                      "also sees, read once before the first query (0 = none)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 20));
-    query_cmd->add_flag("--lazy-background-candidates", query.lazy_background_candidates,
-                        "--lazy: the decision's background also counts the query's other "
-                        "candidate songs (by default it leaves them out)");
     query_cmd
         ->add_option("--lazy-pair-keys", query.lazy_pair_key_budget,
                      "--lazy: keys a query looks up in all, spread over its pairs (each pair "

@@ -165,7 +165,6 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     } preload;
     LazyIndexParams lazy_params;
     lazy_params.background_blocks = uint32_t(options.lazy_background_blocks);
-    lazy_params.background_skips_candidates = !options.lazy_background_candidates;
     lazy_params.pair_key_budget = size_t(options.lazy_pair_key_budget);
     lazy_params.first_look_pairs = size_t(options.lazy_first_look_pairs);
     lazy_params.short_look_pairs = size_t(options.lazy_short_look_pairs);
