@@ -25,6 +25,11 @@ Variants (any number, in order):
                            clip's embeddings is aligned on its own and the better one counts
   i05-CODE                 every other window stored; the reader puts the normalised mean of
                            two stored neighbours in each gap and scores as a 0.25 s index
+  ldaK-CODE                index and clips mapped by a linear discriminant (K of 128 dims,
+                           whitening what separates a clip's embedding from its aligned
+                           window, against the catalogue's spread), back to unit length, then
+                           CODE: fitted on the catalogue songs the study leaves out (their
+                           clips aligned on their own song), so no scored song is seen
 
     build/bench/earshot_dump_embeddings --model models/earshot-v1.emod --index-hop \
         --out emb/train-index q-train-clips/index-catalog.tsv
@@ -168,7 +173,7 @@ def opq_rotation(rs, m, iters=10, bits=8):
     sub-space gets principal directions whose variances multiply to about the same), then
     alternating PQ training and orthogonal Procrustes (Ge et al., OPQ)."""
     w, v = np.linalg.eigh(rs.T @ rs)
-    ds = D // m
+    ds = rs.shape[1] // m
     buckets, logsum = [[] for _ in range(m)], np.zeros(m)
     for idx in np.argsort(-w):
         b = min((b for b in range(m) if len(buckets[b]) < ds), key=lambda b: logsum[b])
@@ -214,12 +219,52 @@ def reconstruct(x, code, rng, n_lists=256, sample=65536, lists_out=None):
     if lists_out is not None:
         lists_out.append(lists)
     rs = s - coarse[assign(s, coarse)]
-    R = opq_rotation(rs, m, bits=bits) if spec["opq"] else np.eye(D, dtype=np.float32)
+    R = opq_rotation(rs, m, bits=bits) if spec["opq"] else np.eye(x.shape[1], dtype=np.float32)
     pq = (RQ(m, bits, spec["beam"]) if spec["rq"] else PQ(m, bits)).train(rs @ R)
     rec = (coarse[lists] + pq.decode(pq.encode((x - coarse[lists]) @ R)) @ R.T)
     if spec["norm"]:
         rec /= np.linalg.norm(rec, axis=1, keepdims=True)
     return rec.astype(np.float32)
+
+
+def fit_lda(x_all, cat_all, clips, truth, fit_songs, step=2, ridge=1e-3):
+    """Generalised eigenvectors of the catalogue's scatter against the within-clip scatter
+    (each in-catalogue clip of a fit song aligned on its own song by brute force; the pair of a
+    clip embedding and its aligned window differs by what degradation and misalignment do),
+    largest first, scaled so that the within-clip scatter is white."""
+    ids, n, first = cat_all
+    where = {ids[s]: s for s in fit_songs}
+    qids, qn, qfirst, qx = clips
+    diffs = []
+    for c in range(len(qids)):
+        song = truth.get(qids[c], ("-",))[0]
+        if qn[c] < 1 or song not in where:
+            continue
+        s = where[song]
+        y = x_all[first[s]:first[s] + n[s]]
+        q = qx[qfirst[c]:qfirst[c] + qn[c]]
+        S = q @ y.T
+        N = S.shape[1] - (qn[c] - 1) * step
+        if N < 1:
+            continue
+        A = sum(S[i, i * step:i * step + N] for i in range(qn[c]))
+        j = int(A.argmax())
+        diffs.append(q - y[j + step * np.arange(qn[c])])
+    d = np.concatenate(diffs).astype(np.float64)
+    xs = np.concatenate([x_all[first[s]:first[s] + n[s]] for s in fit_songs]).astype(np.float64)
+    sw = d.T @ d / len(d)
+    xs -= xs.mean(0)
+    st = xs.T @ xs / len(xs)
+    sw += ridge * np.trace(sw) / len(sw) * np.eye(len(sw))
+    import scipy.linalg
+    w, v = scipy.linalg.eigh(st, sw)
+    print(f"lda: {len(d)} aligned pairs from {len(diffs)} clips; ratios "
+          + " ".join(f"{r:.1f}" for r in w[::-1][[0, 15, 31, 63, 95, 127]]), flush=True)
+    return v[:, ::-1].astype(np.float32)
+
+
+def unit(x):
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)).astype(np.float32)
 
 
 def list_bits(lists, n, first):
@@ -248,7 +293,7 @@ def evaluate(rec, cat, clips, truth, lengths, step, parities=1, gap=48):
     parts, starts, pos = [], [], 0
     for s in range(len(ids)):  # zero gaps: an alignment never spans two songs
         starts.append(pos)
-        parts += [rec[first[s]:first[s] + n[s]], np.zeros((gap, D), np.float32)]
+        parts += [rec[first[s]:first[s] + n[s]], np.zeros((gap, rec.shape[1]), np.float32)]
         pos += n[s] + gap
     big_t = torch.from_numpy(np.concatenate(parts).T.copy())
     starts = np.array(starts)
@@ -314,15 +359,31 @@ def main():
     lengths = args.lengths.split(",")
     ids, n, first, x = load(os.path.join(args.emb, "train-index"))
     sel = range(0, len(ids), args.songs_every)
+    cat_all, x_all = (ids, n, first), x
     x = np.concatenate([x[first[s]:first[s] + n[s]] for s in sel])
     ids, n = [ids[s] for s in sel], n[list(sel)]
     first = np.concatenate([[0], np.cumsum(n)[:-1]])
     q50 = load(os.path.join(args.emb, "train-q"))
     q25 = (load(os.path.join(args.emb, "train-q25"))
            if any(v.startswith("h05q25") for v in args.variants) else None)
+    lda = None
     for v in args.variants:
         t = time.time()
         rng = np.random.default_rng(args.seed)
+        if v.startswith("lda"):
+            k, code = v[3:].split("-", 1)
+            if lda is None:
+                fit = [s_ for s_ in range(len(cat_all[0])) if s_ % args.songs_every != 0]
+                lda = fit_lda(x_all, cat_all, q50, truth, fit)
+            W = lda[:, :int(k)]
+            qi, qn_, qf, qx = q50
+            clips = (qi, qn_, qf, unit(qx @ W))
+            xv = unit(x @ W)
+            lists = []
+            rec = reconstruct(xv, code, rng, lists_out=lists)
+            print(f"{v:16s} " + evaluate(rec, (ids, n, first), clips, truth, lengths, 2, 1)
+                  + f" [{time.time() - t:.0f} s]", flush=True)
+            continue
         if v.startswith("i05"):
             # Every other window stored (0.5 s hop); the missing ones are the normalised mean of
             # their two stored neighbours (the last repeats), scored as a 0.25 s index.

@@ -99,5 +99,29 @@ class CodeNamesAndSizesTest(unittest.TestCase):
         self.assertGreater(flat, 5.0)  # about log2(64) without context
 
 
+    def test_discriminant_turns_from_the_clips_noise(self):
+        # Clips are their song's windows (every other one) plus noise in the first half of the
+        # dimensions only: the leading discriminant directions lie in the quiet half.
+        rng = np.random.default_rng(3)
+        n_songs, n_win = 6, 60
+        y = rng.standard_normal((n_songs * n_win, D)).astype(np.float32)
+        y /= np.linalg.norm(y, axis=1, keepdims=True)
+        ids = [f"s{k}" for k in range(n_songs)]
+        cat = (ids, np.full(n_songs, n_win), np.arange(n_songs) * n_win)
+        qids, qn, qfirst, qx, truth = [], [], [], [], {}
+        for c in range(24):
+            s, j = c % n_songs, int(rng.integers(0, n_win - 10))
+            q = y[s * n_win + j + 2 * np.arange(5)].copy()
+            q[:, :D // 2] += 0.3 * rng.standard_normal((5, D // 2)).astype(np.float32)
+            qids.append(f"q{c}")
+            qn.append(5)
+            qfirst.append(5 * c)
+            qx.append(q)
+            truth[f"q{c}"] = (ids[s], "3")
+        clips = (qids, np.array(qn), np.array(qfirst), np.concatenate(qx))
+        w = code_study.fit_lda(y, cat, clips, truth, range(n_songs))
+        top = w[:, :16] / np.linalg.norm(w[:, :16], axis=0)
+        self.assertGreater(float((top[D // 2:] ** 2).sum(0).min()), 0.9)
+
 if __name__ == "__main__":
     unittest.main()
