@@ -241,7 +241,7 @@ Status Index::read_list_sizes(const ContainerView& view, const std::string& what
 
 size_t Index::bytes_per_posting() const {
     return sizeof(uint32_t) + size_t(quantizer_.pq_m) + (quantizer_.unit_norm ? sizeof(float) : 0) +
-           sizeof(embedding_list_[0]) + sizeof(embedding_pos_[0]);
+           sizeof(embedding_list_[0]);
 }
 
 Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t size,
@@ -333,7 +333,7 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
             lists_[l].inv_norms.reserve(lists_[l].inv_norms.size() + list_sizes[l]);
     }
     embedding_list_.reserve(embedding_list_.size() + total_postings);
-    embedding_pos_.reserve(embedding_pos_.size() + total_postings);
+    embedding_stored_.reserve(embedding_stored_.size() + total_postings);
     return Status::ok();
 }
 
@@ -562,16 +562,15 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     }
     const uint8_t* codes = codes_section.value()->data;
     embedding_list_.reserve(embedding_list_.size() + n_embeddings);
-    embedding_pos_.reserve(embedding_pos_.size() + n_embeddings);
+    embedding_stored_.reserve(embedding_stored_.size() + n_embeddings);
     for (size_t e = 0, k = 0; e < n_embeddings; ++e) {
+        embedding_stored_.push_back(stored[e] != 0);
         if (!stored[e]) {
             embedding_list_.push_back(0);
-            embedding_pos_.push_back(kNotStored);
             continue;
         }
         InvertedList& list = lists_[ids[k]];
         embedding_list_.push_back(ids[k]);
-        embedding_pos_.push_back(uint32_t(list.embedding_ids.size()));
         list.embedding_ids.push_back(base + uint32_t(e));
         list.codes.insert(list.codes.end(), codes + k * pq_m, codes + (k + 1) * pq_m);
         if (quantizer_.unit_norm) {

@@ -33,6 +33,7 @@
 // contrast, is the model container's trailing checksum (DESIGN.md section 4).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -106,7 +107,7 @@ public:
     Result<uint64_t> directory_reserve_bytes(const uint8_t* bytes, size_t size,
                                              const std::string& what) const;
     // Memory one stored window takes in the loaded index: list entry, codes, score scale, and
-    // its list and position by global id.
+    // its list by global id (and a bit: stored or not).
     size_t bytes_per_posting() const;
     // A shard (v1) or block (v2, the bytes of shard_range(b)). Validates it completely before
     // adding anything: on error the index is unchanged and the shards added before keep
@@ -175,22 +176,27 @@ public:
     }
     // A window the builder did not store (silence, not music: shard section absent_runs) has
     // no list and no codes; the matcher scores it like a position outside the song.
-    bool embedding_stored(uint32_t global_id) const {
-        return embedding_pos_[global_id] != kNotStored;
-    }
+    bool embedding_stored(uint32_t global_id) const { return embedding_stored_[global_id]; }
     int embedding_list(uint32_t global_id) const { return embedding_list_[global_id]; }
+    // A stored embedding's codes and score factor (below) are found in its list, whose ids
+    // ascend (global ids grow as shards are added), by binary search: phase 2 looks up a few
+    // thousand a query, and a position per window would cost 4 bytes of heap each.
     const uint8_t* embedding_codes(uint32_t global_id) const {
         const InvertedList& l = lists_[embedding_list_[global_id]];
-        return &l.codes[size_t(embedding_pos_[global_id]) * quantizer_.pq_m];
+        return &l.codes[position_in_list(l, global_id) * quantizer_.pq_m];
     }
     // The factor a stored embedding's score is multiplied by: 1 / |reconstruction| when the
     // quantizer has unit_norm, else 1.
     float embedding_score_scale(uint32_t global_id) const {
         const InvertedList& l = lists_[embedding_list_[global_id]];
-        return l.inv_norms.empty() ? 1.0f : l.inv_norms[embedding_pos_[global_id]];
+        return l.inv_norms.empty() ? 1.0f : l.inv_norms[position_in_list(l, global_id)];
     }
 
 private:
+    static size_t position_in_list(const InvertedList& l, uint32_t global_id) {
+        return size_t(std::lower_bound(l.embedding_ids.begin(), l.embedding_ids.end(), global_id) -
+                      l.embedding_ids.begin());
+    }
     struct LoadedSong {
         SongInfo info;
         uint32_t first_embedding = 0;  // global id of its embedding 0
@@ -237,9 +243,8 @@ private:
     std::vector<int> shards_loaded_;        // shard numbers
     std::vector<LoadedSong> songs_;         // in the order shards arrived
     std::vector<uint32_t> song_starts_;     // first_embedding per song, ascending
-    std::vector<uint16_t> embedding_list_;  // per global id: its list
-    std::vector<uint32_t> embedding_pos_;   // per global id: its position in the list
-    static constexpr uint32_t kNotStored = UINT32_MAX;
+    std::vector<uint16_t> embedding_list_;  // per global id: its list (0 when not stored)
+    std::vector<bool> embedding_stored_;    // per global id
     size_t n_stored_ = 0;
     std::vector<InvertedList> lists_;       // [n_lists]
 };

@@ -115,9 +115,9 @@ TEST(IndexV2Test, HoldsWhatV1HoldsInHashedBlocks) {
     Result<uint64_t> reserve = b.directory_reserve_bytes(directory.data(), directory.size(), "d");
     ASSERT_TRUE(reserve) << reserve.message();
     EXPECT_EQ(reserve.value(), postings * b.bytes_per_posting());
-    // id, codes, score scale (unit-length codes only), list, position
+    // id, codes, score scale (unit-length codes only), list
     EXPECT_EQ(b.bytes_per_posting(),
-              4u + size_t(b.pq_m()) + (b.quantizer().unit_norm ? 4u : 0u) + 2u + 4u);
+              4u + size_t(b.pq_m()) + (b.quantizer().unit_norm ? 4u : 0u) + 2u);
     EXPECT_GE(b.n_embeddings(), postings);
 }
 
