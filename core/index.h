@@ -107,7 +107,7 @@ public:
     Result<uint64_t> directory_reserve_bytes(const uint8_t* bytes, size_t size,
                                              const std::string& what) const;
     // Memory one stored window takes in the loaded index: list entry, codes, score scale, and
-    // its list by global id (and a bit: stored or not).
+    // its list by global id (every window also takes a bit: stored or not).
     size_t bytes_per_posting() const;
     // A shard (v1) or block (v2, the bytes of shard_range(b)). Validates it completely before
     // adding anything: on error the index is unchanged and the shards added before keep

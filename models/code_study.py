@@ -50,6 +50,7 @@ import os
 import time
 
 import numpy as np
+import scipy.linalg
 import torch
 
 D = 128
@@ -256,7 +257,6 @@ def fit_lda(x_all, cat_all, clips, truth, fit_songs, step=2, ridge=1e-3):
     xs -= xs.mean(0)
     st = xs.T @ xs / len(xs)
     sw += ridge * np.trace(sw) / len(sw) * np.eye(len(sw))
-    import scipy.linalg
     w, v = scipy.linalg.eigh(st, sw)
     print(f"lda: {len(d)} aligned pairs from {len(diffs)} clips; ratios "
           + " ".join(f"{r:.1f}" for r in w[::-1][[0, 15, 31, 63, 95, 127]]), flush=True)

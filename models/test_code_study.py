@@ -98,7 +98,6 @@ class CodeNamesAndSizesTest(unittest.TestCase):
         self.assertLess(cond, 0.5 * flat)
         self.assertGreater(flat, 5.0)  # about log2(64) without context
 
-
     def test_discriminant_turns_from_the_clips_noise(self):
         # Clips are their song's windows (every other one) plus noise in the first half of the
         # dimensions only: the leading discriminant directions lie in the quiet half.
@@ -122,6 +121,7 @@ class CodeNamesAndSizesTest(unittest.TestCase):
         w = code_study.fit_lda(y, cat, clips, truth, range(n_songs))
         top = w[:, :16] / np.linalg.norm(w[:, :16], axis=0)
         self.assertGreater(float((top[D // 2:] ** 2).sum(0).min()), 0.9)
+
 
 if __name__ == "__main__":
     unittest.main()
