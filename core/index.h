@@ -182,14 +182,22 @@ public:
     // ascend (global ids grow as shards are added), by binary search: phase 2 looks up a few
     // thousand a query, and a position per window would cost 4 bytes of heap each.
     const uint8_t* embedding_codes(uint32_t global_id) const {
-        const InvertedList& l = lists_[embedding_list_[global_id]];
-        return &l.codes[position_in_list(l, global_id) * quantizer_.pq_m];
+        float scale;
+        return embedding_codes(global_id, &scale);
     }
     // The factor a stored embedding's score is multiplied by: 1 / |reconstruction| when the
     // quantizer has unit_norm, else 1.
     float embedding_score_scale(uint32_t global_id) const {
+        float scale;
+        embedding_codes(global_id, &scale);
+        return scale;
+    }
+    // Both with one search (phase 2's scores).
+    const uint8_t* embedding_codes(uint32_t global_id, float* score_scale) const {
         const InvertedList& l = lists_[embedding_list_[global_id]];
-        return l.inv_norms.empty() ? 1.0f : l.inv_norms[position_in_list(l, global_id)];
+        const size_t pos = position_in_list(l, global_id);
+        *score_scale = l.inv_norms.empty() ? 1.0f : l.inv_norms[pos];
+        return &l.codes[pos * quantizer_.pq_m];
     }
 
 private:

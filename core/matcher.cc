@@ -128,9 +128,9 @@ void Matcher::prepare_one(size_t i) {
 float Matcher::score_embedding(size_t i, uint32_t global_id) const {
     const Quantizer& q = index_.quantizer();
     const int pq_m = q.pq_m;
-    const uint8_t* codes = index_.embedding_codes(global_id);
+    float scale;
+    const uint8_t* codes = index_.embedding_codes(global_id, &scale);
     const int list = index_.embedding_list(global_id);
-    const float scale = index_.embedding_score_scale(global_id);
     if (prepared_[i]) {
         const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
         return (query_coarse_ip_[i * q.n_lists + list] +
