@@ -20,6 +20,9 @@ Variants (any number, in order):
                            (pq8b10l4096)
   rqM...wW                 RQ with a beam of W (8 when absent)
   n-CODE                   every reconstruction scaled back to unit length, as embeddings are
+  jG-CODE                  the residuals of G consecutive windows of a song coded together: M
+                           sub-quantizers over G x 128 dimensions, M/G bytes a window
+                           (j4-n-opq32: 8 bytes a window)
   h05-CODE                 every other window stored (0.5 s index hop), CODE one of the above
   h05q25-CODE              the same index, clips embedded every 0.25 s: each parity of the
                            clip's embeddings is aligned on its own and the better one counts
@@ -191,12 +194,17 @@ def opq_rotation(rs, m, iters=10, bits=8):
 
 
 def parse_code(code):
-    """'raw', or [n-](pq|opq)M[bB][lL]: M sub-quantizers of B bits (default 8) on the residuals
-    to L coarse lists (default 256); opq: with a learned rotation; n-: every reconstruction
-    scaled back to unit length."""
+    """'raw', or [jG-][n-](pq|opq)M[bB][lL]: M sub-quantizers of B bits (default 8) on the
+    residuals to L coarse lists (default 256); opq: with a learned rotation; n-: every
+    reconstruction scaled back to unit length; jG-: the residuals of G consecutive windows of a
+    song coded together (M sub-quantizers over G x 128 dimensions)."""
     if code == "raw":
         return None
-    spec = {"norm": code.startswith("n-"), "bits": 8, "lists": 256, "beam": 8}
+    group = 1
+    if code.startswith("j"):
+        head, code = code.split("-", 1)
+        group = int(head[1:])
+    spec = {"norm": code.startswith("n-"), "bits": 8, "lists": 256, "beam": 8, "group": group}
     body = code[2:] if spec["norm"] else code
     spec["opq"] = body.startswith("opq")
     spec["rq"] = body.startswith("rq")
@@ -209,21 +217,45 @@ def parse_code(code):
     return spec
 
 
-def reconstruct(x, code, rng, n_lists=256, sample=65536, lists_out=None):
+def window_groups(n, first, g):
+    """Rows of g consecutive windows of one song ([groups, g] indices); a song's last group is
+    filled up with its last window."""
+    rows = []
+    for count, start in zip(n, first):
+        w = np.arange(start, start + count)
+        rows.append(np.concatenate([w, np.repeat(w[-1:], (-count) % g)]).reshape(-1, g))
+    return np.concatenate(rows)
+
+
+def reconstruct(x, code, rng, n_lists=256, sample=65536, lists_out=None, songs=None, fit=None):
+    """x under the code. songs: (n, first) of x's songs, for codes over groups of windows; fit:
+    (x, n, first) of the songs the quantizer is trained on (x's own when None)."""
     spec = parse_code(code)
     if spec is None:
         return x
-    m, bits = spec["m"], spec["bits"]
+    m, bits, g = spec["m"], spec["bits"], spec["group"]
     n_lists = spec["lists"] if spec["lists"] != 256 else n_lists
-    s = x[rng.choice(len(x), min(sample, len(x)), replace=False)]
+    fx, fsongs = (x, songs) if fit is None else (fit[0], fit[1:])
+    s = fx[rng.choice(len(fx), min(sample, len(fx)), replace=False)]
     coarse = kmeans(s, n_lists)
     lists = assign(x, coarse)
     if lists_out is not None:
         lists_out.append(lists)
-    rs = s - coarse[assign(s, coarse)]
-    R = opq_rotation(rs, m, bits=bits) if spec["opq"] else np.eye(x.shape[1], dtype=np.float32)
+    if g == 1:
+        rs = s - coarse[assign(s, coarse)]
+        rows = np.arange(len(x))[:, None]
+    else:
+        fr = fx - coarse[assign(fx, coarse)]
+        rs = fr[window_groups(*fsongs, g)].reshape(-1, g * x.shape[1])
+        rs = rs[rng.choice(len(rs), min(sample, len(rs)), replace=False)]
+        rows = window_groups(*songs, g)
+    R = opq_rotation(rs, m, bits=bits) if spec["opq"] else np.eye(rs.shape[1], dtype=np.float32)
     pq = (RQ(m, bits, spec["beam"]) if spec["rq"] else PQ(m, bits)).train(rs @ R)
-    rec = (coarse[lists] + pq.decode(pq.encode((x - coarse[lists]) @ R)) @ R.T)
+    r = (x - coarse[lists])[rows].reshape(len(rows), -1)
+    rec = np.empty_like(x)
+    # where a song's last group repeats its last window, the last copy's decoding is kept
+    rec[rows.reshape(-1)] = (pq.decode(pq.encode(r @ R)) @ R.T).reshape(-1, x.shape[1])
+    rec += coarse[lists]
     if spec["norm"]:
         rec /= np.linalg.norm(rec, axis=1, keepdims=True)
     return rec.astype(np.float32)
@@ -348,6 +380,10 @@ def main():
     ap.add_argument("--songs-every", type=int, default=3, help="keep every n-th catalogue song")
     ap.add_argument("--lengths", default="2,5", help="clip lengths (s) scored")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--fit-apart", action="store_true",
+                    help="train each code's quantizer on the catalogue songs the study leaves "
+                    "out, not the scored ones (as in a large catalogue, whose quantizer sees a "
+                    "sample of 65 536 windows); plain and jG- variants only")
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -361,6 +397,12 @@ def main():
     ids, n, first, x = load(os.path.join(args.emb, "train-index"))
     sel = range(0, len(ids), args.songs_every)
     cat_all, x_all = (ids, n, first), x
+    fit = None
+    if args.fit_apart:
+        rest = [s_ for s_ in range(len(ids)) if s_ % args.songs_every != 0]
+        fit_n = n[rest]
+        fit = (np.concatenate([x[first[s_]:first[s_] + n[s_]] for s_ in rest]), fit_n,
+               np.concatenate([[0], np.cumsum(fit_n)[:-1]]))
     x = np.concatenate([x[first[s]:first[s] + n[s]] for s in sel])
     ids, n = [ids[s] for s in sel], n[list(sel)]
     first = np.concatenate([[0], np.cumsum(n)[:-1]])
@@ -371,6 +413,7 @@ def main():
     for v in args.variants:
         t = time.time()
         rng = np.random.default_rng(args.seed)
+        fit_v = None  # --fit-apart applies to plain and jG- variants
         if v.startswith("i05"):
             # Every other window stored (0.5 s hop); the missing ones are the normalised mean of
             # their two stored neighbours (the last repeats), scored as a 0.25 s index.
@@ -409,21 +452,23 @@ def main():
         elif v.startswith("lda"):
             k, code = v[3:].split("-", 1)
             if lda is None:
-                fit = [s_ for s_ in range(len(cat_all[0])) if s_ % args.songs_every != 0]
-                lda = fit_lda(x_all, cat_all, q50, truth, fit)
+                rest = [s_ for s_ in range(len(cat_all[0])) if s_ % args.songs_every != 0]
+                lda = fit_lda(x_all, cat_all, q50, truth, rest)
             W = lda[:, :int(k)]
             cat, xv, step, parities = (ids, n, first), unit(x @ W), 2, 1
             clips = q50[:3] + (unit(q50[3] @ W),)
         else:
             cat, xv, code, clips, step, parities = (ids, n, first), x, v, q50, 2, 1
+            fit_v = fit
         lists = []
-        rec = reconstruct(xv, code, rng, lists_out=lists)
+        rec = reconstruct(xv, code, rng, lists_out=lists, songs=cat[1:], fit=fit_v)
         mse = float(((rec - xv) ** 2).sum(1).mean())
         spec = parse_code(code)
         size = ""
         if spec:
             cond, flat = list_bits(lists[0], cat[1], cat[2])
-            size = (f"code {spec['m'] * spec['bits']} bits + list {cond:.1f} ({flat:.1f}) | ")
+            size = (f"code {spec['m'] * spec['bits'] / spec['group']:g} bits + list {cond:.1f} "
+                    f"({flat:.1f}) | ")
         print(f"{v:16s} mse {mse:.4f} | {size}"
               + evaluate(rec, cat, clips, truth, lengths, step, parities)
               + f" [{time.time() - t:.0f} s]", flush=True)

@@ -63,13 +63,41 @@ class CodeNamesAndSizesTest(unittest.TestCase):
         self.assertIsNone(code_study.parse_code("raw"))
         self.assertEqual(code_study.parse_code("n-opq8b10l4096"),
                          {"norm": True, "opq": True, "rq": False, "m": 8, "bits": 10,
-                          "lists": 4096, "beam": 8})
+                          "lists": 4096, "beam": 8, "group": 1})
         self.assertEqual(code_study.parse_code("pq16"),
                          {"norm": False, "opq": False, "rq": False, "m": 16, "bits": 8,
-                          "lists": 256, "beam": 8})
+                          "lists": 256, "beam": 8, "group": 1})
         self.assertEqual(code_study.parse_code("n-rq8l1024w16"),
                          {"norm": True, "opq": False, "rq": True, "m": 8, "bits": 8,
-                          "lists": 1024, "beam": 16})
+                          "lists": 1024, "beam": 16, "group": 1})
+        self.assertEqual(code_study.parse_code("j4-n-opq32"),
+                         {"norm": True, "opq": True, "rq": False, "m": 32, "bits": 8,
+                          "lists": 256, "beam": 8, "group": 4})
+
+    def test_window_groups_stay_within_a_song(self):
+        rows = code_study.window_groups(np.array([5, 2]), np.array([0, 5]), 2)
+        np.testing.assert_array_equal(rows, [[0, 1], [2, 3], [4, 4], [5, 6]])
+
+    def test_windows_coded_in_pairs_lose_less_where_neighbours_are_alike(self):
+        # songs whose consecutive windows differ a little, as the network's do at 0.25 s; the
+        # quantizer trained on other songs, at the same bytes a window
+        rng = np.random.default_rng(5)
+
+        def songs(count, length=40):
+            x = [anisotropic(rng, count)]
+            for _ in range(length - 1):
+                x.append(x[-1] + 0.3 * anisotropic(rng, count))
+                x[-1] /= np.linalg.norm(x[-1], axis=1, keepdims=True)
+            x = np.stack(x, 1).reshape(-1, D).astype(np.float32)  # song-major
+            n = np.full(count, length)
+            return x, n, np.arange(count) * length
+
+        x, n, first = songs(25)
+        fit = songs(100)
+        err = [float(((code_study.reconstruct(x, code, np.random.default_rng(2), n_lists=16,
+                                              songs=(n, first), fit=fit) - x) ** 2)
+                      .sum(1).mean()) for code in ("opq4", "j2-opq8")]
+        self.assertLess(err[1], 0.9 * err[0])
 
     def test_residual_quantization_beam_search_codes_better_than_greedy(self):
         rng = np.random.default_rng(7)
