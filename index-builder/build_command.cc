@@ -80,6 +80,25 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         if (options.pair_short_keys_s > 0)
             params.pair_short_span = pair_span_hops(info, options.pair_short_keys_s);
     }
+    // --quantizer-from: the code and the lists are that index's (loaded and checked whole,
+    // as `query` loads it, so a tampered or other-model index is refused before any audio).
+    std::shared_ptr<Index> quantizer_source;
+    if (!options.quantizer_from.empty()) {
+        if (options.n_lists > 0 || options.pq_m > 0 || options.opq_rounds >= 0 ||
+            options.unit_norm >= 0)
+            return fail(
+                "--quantizer-from: the code and the lists come from that index; leave out "
+                "--lists, --pq-m, --opq and --unit-norm");
+        auto source = load_index_folder(options.quantizer_from, info);
+        if (!source) return fail("--quantizer-from: " + source.message());
+        quantizer_source = *source;
+        if (!quantizer_source->has_quantizer())
+            return fail("--quantizer-from: " + options.quantizer_from + " holds no quantizer");
+        const Quantizer& q = quantizer_source->quantizer();
+        params.n_lists = q.n_lists;
+        params.pq_m = q.pq_m;
+        params.unit_norm = q.unit_norm;
+    }
     if (Status st = validate_index_build_params(params, info); !st) {
         return fail(build_option_error(st));
     }
@@ -126,6 +145,11 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     params.expected_songs = work.size();
     auto builder = IndexBuilder::create(info, params);
     if (!builder) return fail(build_option_error(builder.status()));
+    if (quantizer_source) {
+        if (Status st = builder->set_quantizer(quantizer_source->quantizer()); !st)
+            return fail("--quantizer-from: " + st.message());
+        quantizer_source.reset();  // its songs are not needed any more
+    }
     auto staged = StagedFolder::create(options.out_dir);
     if (!staged) return fail(staged.message());
     // Format 2 hands every block as the same file (songs.esb): appended in order.

@@ -42,6 +42,7 @@ struct BuildOptions {
     double pair_keys_s = 0.0;     // > 0: write the pair-key level, windows this far apart
     double pair_short_keys_s = 1.0;  // with it, its short keys this far apart (0: none)
     int top = 0;                  // > 0: only the catalogue's `top` most popular songs
+    std::string quantizer_from;   // an index whose quantizer codes the songs (none trained)
 };
 
 struct QueryOptions {

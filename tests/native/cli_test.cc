@@ -271,6 +271,50 @@ TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
     EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5);
 }
 
+// `build --quantizer-from`: the songs coded with another index's quantizer (the same bytes, no
+// training), found by a query; the code options are refused with it, and so is a folder that
+// is not an index.
+TEST_F(CliTest, BuildWithAnotherIndexesQuantizerFindsTheSong) {
+    const fs::path first = dir_ / "first", second = dir_ / "second";
+    const std::string music = (dir_ / "music").string();
+    const CliRun a = run_cli(
+        "build -q " + model_arg() + " --pq-m 8 --opq 3 --out " + first.string() + " " + music,
+        dir_);
+    ASSERT_EQ(a.exit_code, 3) << a.err;  // broken.ogg skipped
+    const CliRun b = run_cli("build -q " + model_arg() + " --quantizer-from " + first.string() +
+                                 " --out " + second.string() + " " + music,
+                             dir_);
+    ASSERT_EQ(b.exit_code, 3) << b.err;
+    EXPECT_EQ(b.err.find("training the quantizer"), std::string::npos) << b.err;
+    EXPECT_EQ(slurp(first / "quantizer.eq"), slurp(second / "quantizer.eq"));
+    const CliRun info = run_cli("info " + second.string(), dir_);
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_EQ(nlohmann::json::parse(info.out)["quantizer"]["code"], "8-opq");
+    EXPECT_EQ(run_cli("verify " + second.string() + " " + model_arg(), dir_).exit_code, 0);
+
+    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
+    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
+    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    const CliRun query = run_cli("query -q " + model_arg() + " --index " + second.string() + " " +
+                                     (dir_ / "clip.wav").string(),
+                                 dir_);
+    ASSERT_EQ(query.exit_code, 0) << query.err;
+    const auto hit = nlohmann::json::parse(query.out.substr(0, query.out.find('\n')));
+    EXPECT_EQ(hit["song"], "album-a/second_song");
+
+    const CliRun both = run_cli("build -q " + model_arg() + " --quantizer-from " + first.string() +
+                                    " --pq-m 16 --out " + (dir_ / "both").string() + " " + music,
+                                dir_);
+    EXPECT_EQ(both.exit_code, 1);
+    EXPECT_NE(both.err.find("leave out"), std::string::npos) << both.err;
+    EXPECT_FALSE(fs::exists(dir_ / "both"));
+    const CliRun not_index = run_cli("build -q " + model_arg() + " --quantizer-from " + music +
+                                         " --out " + (dir_ / "none").string() + " " + music,
+                                     dir_);
+    EXPECT_EQ(not_index.exit_code, 1);
+    EXPECT_NE(not_index.err.find("--quantizer-from: "), std::string::npos) << not_index.err;
+}
+
 // A catalogue's popularity column: each song's popularity and log prior go into the index;
 // `query --prior-weight` adds the prior to a popular song's score ("prior" in the JSON line);
 // `build --top N` indexes the N most popular songs; a popularity that is not a number >= 0 is
