@@ -378,6 +378,8 @@ def main():
     ap.add_argument("--emb", required=True, help="folder of the three embedding dumps")
     ap.add_argument("--truth", required=True, help="the clips' truth.tsv")
     ap.add_argument("--songs-every", type=int, default=3, help="keep every n-th catalogue song")
+    ap.add_argument("--fold", type=int, default=0,
+                    help="which of those: the songs whose position modulo --songs-every is this")
     ap.add_argument("--lengths", default="2,5", help="clip lengths (s) scored")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fit-apart", action="store_true",
@@ -395,11 +397,11 @@ def main():
             truth[q] = (song, length)
     lengths = args.lengths.split(",")
     ids, n, first, x = load(os.path.join(args.emb, "train-index"))
-    sel = range(0, len(ids), args.songs_every)
+    sel = range(args.fold, len(ids), args.songs_every)
     cat_all, x_all = (ids, n, first), x
+    rest = [s_ for s_ in range(len(ids)) if s_ % args.songs_every != args.fold]  # not scored
     fit = None
     if args.fit_apart:
-        rest = [s_ for s_ in range(len(ids)) if s_ % args.songs_every != 0]
         fit_n = n[rest]
         fit = (np.concatenate([x[first[s_]:first[s_] + n[s_]] for s_ in rest]), fit_n,
                np.concatenate([[0], np.cumsum(fit_n)[:-1]]))
@@ -452,7 +454,6 @@ def main():
         elif v.startswith("lda"):
             k, code = v[3:].split("-", 1)
             if lda is None:
-                rest = [s_ for s_ in range(len(cat_all[0])) if s_ % args.songs_every != 0]
                 lda = fit_lda(x_all, cat_all, q50, truth, rest)
             W = lda[:, :int(k)]
             cat, xv, step, parities = (ids, n, first), unit(x @ W), 2, 1
