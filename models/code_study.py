@@ -386,6 +386,9 @@ def main():
                     help="train each code's quantizer on the catalogue songs the study leaves "
                     "out, not the scored ones (as in a large catalogue, whose quantizer sees a "
                     "sample of 65 536 windows); plain and jG- variants only")
+    ap.add_argument("--fit-from", metavar="PREFIX",
+                    help="with --fit-apart: train on this embedding dump (PREFIX.tsv and "
+                    "PREFIX.f32, e.g. a whole train catalogue's) instead")
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -401,7 +404,10 @@ def main():
     cat_all, x_all = (ids, n, first), x
     rest = [s_ for s_ in range(len(ids)) if s_ % args.songs_every != args.fold]  # not scored
     fit = None
-    if args.fit_apart:
+    if args.fit_apart and args.fit_from:
+        _, fit_n, fit_first, fit_x = load(args.fit_from)
+        fit = (fit_x, fit_n, fit_first)
+    elif args.fit_apart:
         fit_n = n[rest]
         fit = (np.concatenate([x[first[s_]:first[s_] + n[s_]] for s_ in rest]), fit_n,
                np.concatenate([[0], np.cumsum(fit_n)[:-1]]))
