@@ -387,8 +387,8 @@ def main():
                     "out, not the scored ones (as in a large catalogue, whose quantizer sees a "
                     "sample of 65 536 windows); plain and jG- variants only")
     ap.add_argument("--fit-from", metavar="PREFIX",
-                    help="with --fit-apart: train on this embedding dump (PREFIX.tsv and "
-                    "PREFIX.f32, e.g. a whole train catalogue's) instead")
+                    help="train the quantizer on this embedding dump instead (PREFIX.tsv and "
+                    "PREFIX.f32, e.g. other songs of the train catalogue; implies --fit-apart)")
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -404,7 +404,7 @@ def main():
     cat_all, x_all = (ids, n, first), x
     rest = [s_ for s_ in range(len(ids)) if s_ % args.songs_every != args.fold]  # not scored
     fit = None
-    if args.fit_apart and args.fit_from:
+    if args.fit_from:
         _, fit_n, fit_first, fit_x = load(args.fit_from)
         fit = (fit_x, fit_n, fit_first)
     elif args.fit_apart:
