@@ -141,6 +141,12 @@ protected:
     void TearDown() override { fs::remove_all(dir_); }
 
     std::string model_arg() const { return std::string("--model ") + kModel; }
+    // The indexed second song from from_s for seconds, written to dir_/clip.wav (44.1 kHz).
+    void write_song2_clip(double from_s, double seconds) const {
+        const auto start = song2_44k_.begin() + size_t(from_s * 44100);
+        const std::vector<float> clip(start, start + size_t(seconds * 44100));
+        write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    }
 
     fs::path dir_;
     std::vector<float> song2_44k_;
@@ -183,9 +189,7 @@ TEST_F(CliTest, BuildSkipsCorruptFileThenVerifyAndQuery) {
 
     // Query: an exact 4 s excerpt of the second song starting at 3.0 s (44.1 kHz, resampled),
     // and the corrupt file (reported, answered null).
-    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
-    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
-    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    write_song2_clip(3.0, 4.0);
     const CliRun query = run_cli("query -q " + model_arg() + " --index " + index.string() + " " +
                                   (dir_ / "clip.wav").string() + " " +
                                   (dir_ / "music" / "broken.ogg").string(),
@@ -259,9 +263,7 @@ TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
     EXPECT_EQ(manifest["quantizer"]["code"], "8-opq-unit");
     EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
 
-    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
-    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
-    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    write_song2_clip(3.0, 4.0);
     const CliRun query = run_cli("query -q " + model_arg() + " --index " + index.string() + " " +
                                      (dir_ / "clip.wav").string(),
                                  dir_);
@@ -292,9 +294,7 @@ TEST_F(CliTest, BuildWithAnotherIndexesQuantizerFindsTheSong) {
     EXPECT_EQ(nlohmann::json::parse(info.out)["quantizer"]["code"], "8-opq");
     EXPECT_EQ(run_cli("verify " + second.string() + " " + model_arg(), dir_).exit_code, 0);
 
-    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
-    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
-    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    write_song2_clip(3.0, 4.0);
     const CliRun query = run_cli("query -q " + model_arg() + " --index " + second.string() + " " +
                                      (dir_ / "clip.wav").string(),
                                  dir_);
@@ -413,9 +413,7 @@ TEST_F(CliTest, FormatTwoAnswersAsFormatOneAndVerifiesEveryBlock) {
     ASSERT_EQ(verify.exit_code, 0) << verify.err;
     EXPECT_NE(verify.out.find("format 2, 3 block(s), 3 songs"), std::string::npos) << verify.out;
 
-    const size_t start = size_t(3.0 * 44100), length = size_t(4.0 * 44100);
-    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
-    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    write_song2_clip(3.0, 4.0);
     nlohmann::json answers[2];
     for (int i = 0; i < 2; ++i) {
         const CliRun query =
@@ -474,9 +472,7 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     EXPECT_NE(verify.out.find("pair-key level of"), std::string::npos) << verify.out;
 
     // `query --lazy` answers as the whole index does, from the ranges it read.
-    const size_t start = size_t(3.0 * 44100), length = size_t(6.0 * 44100);
-    std::vector<float> clip(song2_44k_.begin() + start, song2_44k_.begin() + start + length);
-    write_audio(dir_ / "clip.wav", clip, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    write_song2_clip(3.0, 6.0);
     const std::string query_args =
         model_arg() + " --index " + index.string() + " " + (dir_ / "clip.wav").string();
     const CliRun full = run_cli("query -q " + query_args, dir_);
@@ -517,8 +513,8 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     // music window until one matches; the answer carries when it came and the song time at
     // the listen's first sample.
     std::vector<float> listen(44100, 0.0f);
-    listen.insert(listen.end(), song2_44k_.begin() + start,
-                  song2_44k_.begin() + start + size_t(9.0 * 44100));
+    const auto from = song2_44k_.begin() + size_t(3.0 * 44100);  // the clip's start
+    listen.insert(listen.end(), from, from + size_t(9.0 * 44100));
     write_audio(dir_ / "listen.wav", listen, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
     const CliRun live_lazy = run_cli("query -q --lazy --live " + model_arg() + " --index " +
                                          index.string() + " " + (dir_ / "listen.wav").string(),
