@@ -80,8 +80,9 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         if (options.pair_short_keys_s > 0)
             params.pair_short_span = pair_span_hops(info, options.pair_short_keys_s);
     }
-    // --quantizer-from: the code and the lists are that index's (loaded and checked whole,
-    // as `query` loads it, so a tampered or other-model index is refused before any audio).
+    // --quantizer-from: the code and the lists are that index's (its manifest and quantizer,
+    // checked as `query` checks them, so a tampered or other-model index is refused before any
+    // audio; its songs are not read).
     std::shared_ptr<Index> quantizer_source;
     if (!options.quantizer_from.empty()) {
         if (options.n_lists > 0 || options.pq_m > 0 || options.opq_rounds >= 0 ||
@@ -89,7 +90,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
             return fail(
                 "--quantizer-from: the code and the lists come from that index; leave out "
                 "--lists, --pq-m, --opq and --unit-norm");
-        auto source = load_index_folder(options.quantizer_from, info);
+        auto source = load_index_quantizer(options.quantizer_from, info);
         if (!source) return fail("--quantizer-from: " + source.message());
         quantizer_source = *source;
         if (!quantizer_source->has_quantizer())
@@ -148,7 +149,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (quantizer_source) {
         if (Status st = builder->set_quantizer(quantizer_source->quantizer()); !st)
             return fail("--quantizer-from: " + st.message());
-        quantizer_source.reset();  // its songs are not needed any more
+        quantizer_source.reset();
     }
     auto staged = StagedFolder::create(options.out_dir);
     if (!staged) return fail(staged.message());

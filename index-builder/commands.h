@@ -10,7 +10,7 @@
 
 #include "core/lazy_index.h"
 #include "core/model.h"
-#include "core/native/index_folder.h"  // load_index_folder, for query, info and verify
+#include "core/native/index_folder.h"  // loading indexes: query, info, verify; build
 #include "core/status.h"
 
 namespace earshot::cli {

@@ -119,10 +119,11 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1 << 30));
     build_cmd->add_option(
         "--quantizer-from", build.quantizer_from,
-        "code the songs with the quantizer of this index (built with the same model; loaded "
-        "whole) instead of training one: to add songs to a catalogue with the same codes, or to "
-        "measure codes of songs their quantizer never saw; the code and the lists come from it, "
-        "so --lists, --pq-m, --opq and --unit-norm are refused with it");
+        "code the songs with the quantizer of this index (built with the same model; its "
+        "manifest and quantizer are read and checked, not its songs) instead of training one: to "
+        "add songs to a catalogue with the same codes, or to measure codes of songs their "
+        "quantizer never saw; the code and the lists come from it, so --lists, --pq-m, --opq and "
+        "--unit-norm are refused with it");
     build_cmd->add_option("--store", build.store,
                           "which windows of a song to store: level (all but the near-silent), "
                           "music (level, and what the model's music detector calls music; a "

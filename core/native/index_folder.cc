@@ -19,7 +19,8 @@ Result<std::vector<uint8_t>> read_file_bytes(const std::string& path) {
     return bytes;
 }
 
-Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const ModelInfo& model) {
+Result<std::shared_ptr<Index>> load_index_quantizer(const std::string& dir,
+                                                    const ModelInfo& model) {
     const fs::path root(dir);
     auto manifest_bytes = read_file_bytes((root / "manifest.json").string());
     if (!manifest_bytes) {
@@ -37,6 +38,15 @@ Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const M
     if (!quantizer) return quantizer.status();
     st = index->add_quantizer(quantizer->data(), quantizer->size(), quantizer_file);
     if (!st) return st;
+    return index;
+}
+
+Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const ModelInfo& model) {
+    auto loaded = load_index_quantizer(dir, model);
+    if (!loaded) return loaded.status();
+    const std::shared_ptr<Index>& index = *loaded;
+    const fs::path root(dir);
+    Status st;
     if (index->version() == kIndexVersion2) {
         const std::string& directory_file = index->manifest_directory_file();
         auto directory = read_file_bytes((root / directory_file).string());

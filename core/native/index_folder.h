@@ -19,6 +19,10 @@ namespace earshot {
 // Any failure names the file or block.
 Result<std::shared_ptr<Index>> load_index_folder(const std::string& dir, const ModelInfo& model);
 
+// Loads manifest.json and the quantizer only, each checked as above: what coding songs with
+// another index's quantizer needs (`earshot build --quantizer-from`), whatever that index's size.
+Result<std::shared_ptr<Index>> load_index_quantizer(const std::string& dir, const ModelInfo& model);
+
 // A whole file's bytes, or an error naming the file and the reason.
 Result<std::vector<uint8_t>> read_file_bytes(const std::string& path);
 
