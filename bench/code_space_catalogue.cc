@@ -99,6 +99,12 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
             "1 .. 256");
     const Quantizer& q = real.quantizer();
     const size_t pq_m = size_t(q.pq_m);
+    // A grouped code's sub-codes serve several windows at once: relabeling them per window, as
+    // below, would not keep a song's structure. Not supported.
+    if (q.group > 1 || source.quantizer().group > 1)
+        return Status::error(
+            "code space catalogue: indexes with codes over groups of windows (--group) are not "
+            "supported");
 
     IndexBuildParams build = index_build_default_params(model);
     build.n_lists = q.n_lists;

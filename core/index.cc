@@ -231,9 +231,10 @@ Status Index::read_list_sizes(const ContainerView& view, const std::string& what
     std::memcpy(out->data(), sizes.value()->data, out->size() * sizeof(uint32_t));
     *total = 0;
     for (uint32_t c : *out) *total += c;
-    // A stored window costs at least pq_m bytes of a block, which bounds the postings by the
-    // songs file's size whatever the directory claims: a forged count is corruption.
-    if (*total * uint64_t(quantizer_.pq_m) > manifest_blocks_bytes_)
+    // A stored window costs at least its list id and pq_m / group bytes of a block, which
+    // bounds the postings by the songs file's size whatever the directory claims: a forged
+    // count is corruption.
+    if (*total * (1 + uint64_t(quantizer_.pq_m / quantizer_.group)) > manifest_blocks_bytes_)
         return Status::error(what + ": list_sizes count " + std::to_string(*total) +
                              " postings, more than " + manifest_blocks_file_ + " can hold");
     return Status::ok();
@@ -241,7 +242,7 @@ Status Index::read_list_sizes(const ContainerView& view, const std::string& what
 
 size_t Index::bytes_per_posting() const {
     return sizeof(uint32_t) + size_t(quantizer_.pq_m) + (quantizer_.unit_norm ? sizeof(float) : 0) +
-           sizeof(embedding_list_[0]);
+           (quantizer_.group > 1 ? 1 : 0) + sizeof(embedding_list_[0]);
 }
 
 Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t size,
@@ -331,6 +332,7 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
         lists_[l].codes.reserve(lists_[l].codes.size() + size_t(list_sizes[l]) * quantizer_.pq_m);
         if (quantizer_.unit_norm)
             lists_[l].inv_norms.reserve(lists_[l].inv_norms.size() + list_sizes[l]);
+        if (quantizer_.group > 1) lists_[l].slots.reserve(lists_[l].slots.size() + list_sizes[l]);
     }
     embedding_list_.reserve(embedding_list_.size() + total_postings);
     embedding_stored_.reserve(embedding_stored_.size() + total_postings);
@@ -372,19 +374,31 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
         return Status::error(what + ": pq_m " + std::to_string(pq_m) + " does not divide dim");
     if (pq_nbits != 8)
         return Status::error(what + ": pq_nbits " + std::to_string(pq_nbits) + " unsupported");
+    // Optional: a grouped code's windows per code (core/quantizer.h); its codebooks have one
+    // leading dimension more, the slot.
+    uint64_t group = 1;
+    if (view.meta.contains("group") &&
+        !(st = json_read_uint64(view.meta, "group", UINT64_MAX, where, &group)))
+        return st;
+    if (group < 1 || group > uint64_t(kMaxCodeGroup))
+        return Status::error(what + ": group " + std::to_string(group) + " out of [1, " +
+                             std::to_string(kMaxCodeGroup) + "]");
     Quantizer q;
     q.dim = int(dim);
     q.n_lists = int(n_lists);
     q.pq_m = int(pq_m);
     q.sub_dim = int(dim / pq_m);
+    q.group = int(group);
     auto coarse = view.require("coarse_centroids", DType::kF32, {uint32_t(n_lists), uint32_t(dim)});
     if (!coarse) return coarse.status();
-    auto books = view.require("pq_codebooks", DType::kF32,
-                              {uint32_t(pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)});
+    std::vector<uint32_t> book_shape = {uint32_t(pq_m), uint32_t(kPqCodebookSize),
+                                        uint32_t(q.sub_dim)};
+    if (group > 1) book_shape.insert(book_shape.begin(), uint32_t(group));
+    auto books = view.require("pq_codebooks", DType::kF32, book_shape);
     if (!books) return books.status();
     q.coarse_centroids.resize(size_t(n_lists) * dim);
     std::memcpy(q.coarse_centroids.data(), coarse.value()->data, coarse.value()->bytes);
-    q.pq_codebooks.resize(size_t(pq_m) * kPqCodebookSize * q.sub_dim);
+    q.pq_codebooks.resize(size_t(group) * pq_m * kPqCodebookSize * q.sub_dim);
     std::memcpy(q.pq_codebooks.data(), books.value()->data, books.value()->bytes);
     for (float v : q.coarse_centroids)
         if (!std::isfinite(v))
@@ -509,9 +523,6 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     auto ids_section =
         view.require("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)});
     if (!ids_section) return ids_section.status();
-    auto codes_section =
-        view.require("pq_codes", DType::kU8, {uint32_t(n_stored), uint32_t(pq_m)});
-    if (!codes_section) return codes_section.status();
 
     // Payloads may be unaligned in the caller's buffer: read through memcpy.
     std::vector<uint32_t> offsets(n_songs + 1);
@@ -538,6 +549,20 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
             std::fill(stored.begin() + run[0], stored.begin() + run[0] + run[1], uint8_t(0));
         }
     }
+    // pq_codes: a code per stored window, or with a grouped code (core/quantizer.h) a code per
+    // group of `group` consecutive stored windows of a song, ceil(stored / group) a song.
+    const int group = quantizer_.group;
+    size_t n_codes = n_stored;
+    if (group > 1) {
+        n_codes = 0;
+        for (size_t i = 0; i < n_songs; ++i) {
+            const size_t song_stored = size_t(std::count(
+                stored.begin() + offsets[i], stored.begin() + offsets[i + 1], uint8_t(1)));
+            n_codes += (song_stored + group - 1) / group;
+        }
+    }
+    auto codes_section = view.require("pq_codes", DType::kU8, {uint32_t(n_codes), uint32_t(pq_m)});
+    if (!codes_section) return codes_section.status();
     std::vector<uint16_t> ids(n_stored);
     const uint8_t* id_data = ids_section.value()->data;
     for (size_t e = 0; e < n_stored; ++e) {
@@ -563,7 +588,16 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     const uint8_t* codes = codes_section.value()->data;
     embedding_list_.reserve(embedding_list_.size() + n_embeddings);
     embedding_stored_.reserve(embedding_stored_.size() + n_embeddings);
-    for (size_t e = 0, k = 0; e < n_embeddings; ++e) {
+    // k: stored windows so far; code: the row of pq_codes of window k, slot its place in it
+    // (a song's groups start at its first stored window).
+    size_t song = 0, k = 0, code = 0;
+    int slot = 0;
+    for (size_t e = 0; e < n_embeddings; ++e) {
+        while (song < n_songs && e >= offsets[song + 1]) {
+            ++song;
+            if (slot != 0) ++code;  // the song's last group was not full
+            slot = 0;
+        }
         embedding_stored_.push_back(stored[e] != 0);
         if (!stored[e]) {
             embedding_list_.push_back(0);
@@ -572,13 +606,16 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         InvertedList& list = lists_[ids[k]];
         embedding_list_.push_back(ids[k]);
         list.embedding_ids.push_back(base + uint32_t(e));
-        list.codes.insert(list.codes.end(), codes + k * pq_m, codes + (k + 1) * pq_m);
+        const uint8_t* window_codes = codes + code * pq_m;
+        list.codes.insert(list.codes.end(), window_codes, window_codes + pq_m);
+        if (group > 1) list.slots.push_back(uint8_t(slot));
         if (quantizer_.unit_norm) {
             // A reconstruction of (near) zero length scores 0 against everything.
-            const float sq = quantizer_.reconstruction_sq_norm(ids[k], codes + k * pq_m);
+            const float sq = quantizer_.reconstruction_sq_norm(ids[k], window_codes, slot);
             list.inv_norms.push_back(sq > 1e-12f ? 1.0f / std::sqrt(sq) : 0.0f);
         }
         ++k;
+        if (++slot == group) slot = 0, ++code;
     }
     n_stored_ += n_stored;
     shards_loaded_.push_back(int(shard));

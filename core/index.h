@@ -11,11 +11,14 @@
 //   index.add_shard(bytes, size, "shard-00000.es");    // any subset, any order, as they arrive
 //
 // Format v1 files: manifest.json (JSON), quantizer.eq (container kind "QUAN": coarse_centroids
-// f32 [n_lists, dim], pq_codebooks f32 [pq_m, 256, sub_dim]), shard-NNNNN.es (container kind
+// f32 [n_lists, dim], pq_codebooks f32 [pq_m, 256, sub_dim]; a grouped code adds metadata
+// "group" G and a leading G to pq_codebooks, core/quantizer.h), shard-NNNNN.es (container kind
 // "SHRD": song_offsets u32 [n_songs + 1] over the songs' windows (one per hop), list_ids u8 or
 // u16 [n], pq_codes u8 [n, pq_m] for the n stored windows, and, when some windows are not
 // stored (near-silent or not music: core/embed_signal.h), absent_runs u32 [n_runs, 2] of
-// sorted, disjoint [first window, count] runs; then n = windows - absent). The format's count
+// sorted, disjoint [first window, count] runs; then n = windows - absent; with a grouped code
+// pq_codes is [sum over songs of ceil(stored windows / G), pq_m], a song's groups starting at
+// its first stored window, the last one filled up with its last window). The format's count
 // keys say "frames" for windows (shard metadata "n_frames", manifest shard entries "frames");
 // they keep those names so existing indexes load.
 //
@@ -168,6 +171,9 @@ public:
         // Quantizer::unit_norm: 1 / |reconstruction| per posting (computed when a shard is
         // added); empty otherwise.
         std::vector<float> inv_norms;
+        // A grouped code (Quantizer::group > 1): codes holds each posting's group code, and
+        // this its slot in the group; empty otherwise.
+        std::vector<uint8_t> slots;
     };
     const InvertedList& list(int list_id) const { return lists_[list_id]; }
     size_t song_of_embedding(uint32_t global_id) const;
@@ -192,11 +198,14 @@ public:
         embedding_codes(global_id, &scale);
         return scale;
     }
-    // Both with one search (phase 2's scores).
-    const uint8_t* embedding_codes(uint32_t global_id, float* score_scale) const {
+    // Both with one search (phase 2's scores), and the window's slot in its group's code
+    // (0 for an ungrouped code) when `slot` is given.
+    const uint8_t* embedding_codes(uint32_t global_id, float* score_scale,
+                                   int* slot = nullptr) const {
         const InvertedList& l = lists_[embedding_list_[global_id]];
         const size_t pos = position_in_list(l, global_id);
         *score_scale = l.inv_norms.empty() ? 1.0f : l.inv_norms[pos];
+        if (slot) *slot = l.slots.empty() ? 0 : l.slots[pos];
         return &l.codes[pos * quantizer_.pq_m];
     }
 

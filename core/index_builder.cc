@@ -112,6 +112,9 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
     if (p.opq_rounds < 0 || p.opq_rounds > kMaxOpqRounds)
         return Status::error("opq_rounds " + std::to_string(p.opq_rounds) +
                              " is out of range [0, " + std::to_string(kMaxOpqRounds) + "]");
+    if (p.code_group < 1 || p.code_group > kMaxCodeGroup)
+        return Status::error("code_group " + std::to_string(p.code_group) +
+                             " is out of range [1, " + std::to_string(kMaxCodeGroup) + "]");
     if (p.kmeans_iterations < 0)
         return Status::error("kmeans_iterations " + std::to_string(p.kmeans_iterations) +
                              " must be >= 0");
@@ -205,14 +208,29 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
 }
 
 void IndexBuilder::encode_song(PendingSong& song) const {
-    const int dim = quantizer_.dim;
+    const int dim = quantizer_.dim, group = quantizer_.group;
     song.list_ids.resize(song.n_stored);
-    song.codes.resize(song.n_stored * quantizer_.pq_m);
-    for (size_t j = 0; j < song.n_stored; ++j) {
-        const float* x = &song.embeddings[j * dim];
-        int list = quantizer_.assign(x);
-        song.list_ids[j] = uint16_t(list);
-        quantizer_.encode(x, list, &song.codes[j * quantizer_.pq_m]);
+    for (size_t j = 0; j < song.n_stored; ++j)
+        song.list_ids[j] = uint16_t(quantizer_.assign(&song.embeddings[j * dim]));
+    const size_t n_codes = (song.n_stored + group - 1) / group;
+    song.codes.resize(n_codes * quantizer_.pq_m);
+    if (group == 1) {
+        for (size_t j = 0; j < song.n_stored; ++j)
+            quantizer_.encode(&song.embeddings[j * dim], song.list_ids[j],
+                              &song.codes[j * quantizer_.pq_m]);
+    } else {
+        // Groups of consecutive stored windows; the last one filled up with the last window.
+        std::vector<float> windows(size_t(group) * dim);
+        std::vector<int> lists(group);
+        for (size_t g = 0; g < n_codes; ++g) {
+            for (int s = 0; s < group; ++s) {
+                const size_t j = std::min(g * group + s, song.n_stored - 1);
+                std::memcpy(&windows[size_t(s) * dim], &song.embeddings[j * dim],
+                            dim * sizeof(float));
+                lists[s] = song.list_ids[j];
+            }
+            quantizer_.encode_group(windows.data(), lists.data(), &song.codes[g * quantizer_.pq_m]);
+        }
     }
     std::vector<float>().swap(song.embeddings);
     song.shard_bytes = song_shard_bytes(song);
@@ -220,7 +238,7 @@ void IndexBuilder::encode_song(PendingSong& song) const {
 
 size_t IndexBuilder::song_shard_bytes(const PendingSong& song) const {
     const size_t id_bytes = quantizer_.n_lists > 256 ? 2 : 1;
-    return song.n_stored * (id_bytes + quantizer_.pq_m) + 4 +
+    return song.n_stored * id_bytes + song.codes.size() + 4 +
            8 * (song.n_embeddings - song.n_stored) +  // absent runs, at most
            song_meta(song.info).dump().size() + 2;
 }
@@ -239,6 +257,7 @@ Status IndexBuilder::train() {
         params_.n_lists = index_auto_lists(expected);
     }
     const size_t dim = size_t(model_.embedding_dim);
+    if (params_.code_group > 1) return train_on_groups();
     const size_t n_sample = std::min(total, std::max<size_t>(params_.max_training_vectors, 1));
     std::vector<float> sample(n_sample * dim);
     if (n_sample == total) {
@@ -266,13 +285,47 @@ Status IndexBuilder::train() {
     return train_on(sample.data(), n_sample);
 }
 
+Status IndexBuilder::train_on_groups() {
+    // A grouped code trains on groups of consecutive stored windows (core/quantizer.h): a
+    // seeded sample of whole groups, each song's last group filled up with its last window.
+    const size_t dim = size_t(model_.embedding_dim), group = size_t(params_.code_group);
+    std::vector<std::pair<uint32_t, uint32_t>> groups;  // (song, first stored window)
+    for (size_t s = 0; s < songs_.size(); ++s)
+        for (size_t j = 0; j < songs_[s].n_stored; j += group)
+            groups.emplace_back(uint32_t(s), uint32_t(j));
+    const size_t n_sample =
+        std::min(groups.size(), std::max<size_t>(params_.max_training_vectors / group, 1));
+    if (n_sample < groups.size()) {
+        SplitMix64 rng(params_.seed ^ 0x5a5a5a5aull);
+        for (size_t i = 0; i < n_sample; ++i)
+            std::swap(groups[i], groups[i + rng.below(groups.size() - i)]);
+        groups.resize(n_sample);
+        std::sort(groups.begin(), groups.end());
+    }
+    std::vector<float> sample(n_sample * group * dim);
+    for (size_t i = 0; i < n_sample; ++i) {
+        const PendingSong& song = songs_[groups[i].first];
+        for (size_t s = 0; s < group; ++s) {
+            const size_t j = std::min(groups[i].second + s, song.n_stored - 1);
+            std::memcpy(&sample[(i * group + s) * dim], &song.embeddings[j * dim],
+                        dim * sizeof(float));
+        }
+    }
+    return train_on(sample.data(), sample.size() / dim);
+}
+
 Status IndexBuilder::train_on(const float* vectors, size_t n_vectors) {
     if (params_.n_lists == 0) params_.n_lists = index_auto_lists(n_vectors);
     if (n_vectors == 0 || vectors == nullptr) return Status::error("train: no training vectors");
     if (trained_) return Status::error("train: already trained");
-    const size_t n = std::min(n_vectors, std::max<size_t>(params_.max_training_vectors, 1));
+    // A grouped code: whole groups of code_group consecutive windows (train_on_groups()).
+    const size_t group = size_t(params_.code_group);
+    const size_t n =
+        std::min(n_vectors, std::max<size_t>(params_.max_training_vectors, group)) / group * group;
+    if (n == 0) return Status::error("train: fewer training vectors than one group");
     quantizer_ = train_quantizer(vectors, n, model_.embedding_dim, params_.n_lists, params_.pq_m,
-                                 params_.kmeans_iterations, params_.seed, params_.opq_rounds);
+                                 params_.kmeans_iterations, params_.seed, params_.opq_rounds,
+                                 params_.code_group);
     quantizer_.unit_norm = params_.unit_norm;
     trained_ = true;
     return after_training();
@@ -287,12 +340,15 @@ Status IndexBuilder::after_training() {
                   {"pq_m", q.pq_m},
                   {"pq_nbits", 8}};
     if (q.unit_norm) qmeta["unit_norm"] = true;  // absent: false (files as before)
+    if (q.group > 1) qmeta["group"] = q.group;   // absent: 1
     ContainerWriter qwriter("QUAN", qmeta);
     qwriter.add("coarse_centroids", DType::kF32, {uint32_t(q.n_lists), uint32_t(q.dim)},
                 q.coarse_centroids.data(), q.coarse_centroids.size() * sizeof(float));
-    qwriter.add("pq_codebooks", DType::kF32,
-                {uint32_t(q.pq_m), uint32_t(kPqCodebookSize), uint32_t(q.sub_dim)},
-                q.pq_codebooks.data(), q.pq_codebooks.size() * sizeof(float));
+    std::vector<uint32_t> book_shape = {uint32_t(q.pq_m), uint32_t(kPqCodebookSize),
+                                        uint32_t(q.sub_dim)};
+    if (q.group > 1) book_shape.insert(book_shape.begin(), uint32_t(q.group));
+    qwriter.add("pq_codebooks", DType::kF32, book_shape, q.pq_codebooks.data(),
+                q.pq_codebooks.size() * sizeof(float));
     if (q.rotated())
         qwriter.add("rotation", DType::kF32, {uint32_t(q.dim), uint32_t(q.dim)}, q.rotation.data(),
                     q.rotation.size() * sizeof(float));
@@ -348,8 +404,9 @@ Status IndexBuilder::set_quantizer(const Quantizer& q) {
                              " is not the model's embedding_dim " +
                              std::to_string(model_.embedding_dim));
     if (q.n_lists < 1 || q.n_lists > kMaxLists || q.pq_m < 1 || q.dim % q.pq_m != 0 ||
-        q.sub_dim != q.dim / q.pq_m || q.coarse_centroids.size() != size_t(q.n_lists) * q.dim ||
-        q.pq_codebooks.size() != size_t(q.pq_m) * kPqCodebookSize * q.sub_dim ||
+        q.group < 1 || q.group > kMaxCodeGroup || q.sub_dim != q.dim / q.pq_m ||
+        q.coarse_centroids.size() != size_t(q.n_lists) * q.dim ||
+        q.pq_codebooks.size() != size_t(q.group) * q.pq_m * kPqCodebookSize * q.sub_dim ||
         (q.rotated() && q.rotation.size() != size_t(q.dim) * q.dim))
         return Status::error("set_quantizer: inconsistent n_lists/pq_m/sub_dim or array sizes");
     if (q.rotated() && !(orthogonality_error(q.rotation.data(), q.dim) <= kMaxRotationError))
@@ -377,7 +434,8 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
             return Status::error("add_song_codes: list id " + std::to_string(list_ids[j]) +
                                  " >= n_lists " + std::to_string(quantizer_.n_lists));
     pending.list_ids.assign(list_ids, list_ids + n);
-    pending.codes.assign(codes, codes + n * quantizer_.pq_m);
+    const size_t n_codes = (n + quantizer_.group - 1) / quantizer_.group;
+    pending.codes.assign(codes, codes + n_codes * quantizer_.pq_m);
     pending.shard_bytes = song_shard_bytes(pending);
     ++songs_added_;
     duration_s_ += pending.info.duration_s;
@@ -404,8 +462,11 @@ Status IndexBuilder::write_shard() {
     const size_t n_embeddings = offsets.back();  // windows, stored or not
     size_t n_stored = 0;
     for (size_t s = 0; s < end; ++s) n_stored += songs_[s].n_stored;
+    size_t n_code_bytes = 0;  // a code per stored window, or per group of them
+    for (size_t s = 0; s < end; ++s) n_code_bytes += songs_[s].codes.size();
     std::vector<uint8_t> ids(n_stored * id_bytes);
-    std::vector<uint8_t> codes(n_stored * q.pq_m);
+    std::vector<uint8_t> codes;
+    codes.reserve(n_code_bytes);
     std::vector<uint32_t> absent_runs;  // [start, length] pairs in the shard's windows
     size_t at = 0;                      // stored embedding within the shard
     for (size_t s = 0; s < end; ++s) {
@@ -418,9 +479,7 @@ Status IndexBuilder::write_shard() {
                 ids[at] = uint8_t(song.list_ids[j]);
             }
         }
-        if (!song.codes.empty())
-            std::memcpy(&codes[(at - song.n_stored) * q.pq_m], song.codes.data(),
-                        song.codes.size());
+        codes.insert(codes.end(), song.codes.begin(), song.codes.end());
         for (size_t j = 0; j < song.stored.size(); ++j) {
             if (song.stored[j]) continue;
             const uint32_t window = offsets[s] + uint32_t(j);
@@ -444,8 +503,8 @@ Status IndexBuilder::write_shard() {
                offsets.size() * sizeof(uint32_t));
     writer.add("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)}, ids.data(),
                ids.size());
-    writer.add("pq_codes", DType::kU8, {uint32_t(n_stored), uint32_t(q.pq_m)}, codes.data(),
-               codes.size());
+    writer.add("pq_codes", DType::kU8, {uint32_t(codes.size() / q.pq_m), uint32_t(q.pq_m)},
+               codes.data(), codes.size());
     if (!absent_runs.empty())  // only then: a shard without absent windows is unchanged
         writer.add("absent_runs", DType::kU32, {uint32_t(absent_runs.size() / 2), 2u},
                    absent_runs.data(), absent_runs.size() * sizeof(uint32_t));

@@ -45,6 +45,8 @@ struct IndexBuildParams {
     int opq_rounds = 0;                   // > 0: learn a rotation of the residuals before PQ
                                           // (OPQ) in this many rounds, at most 100; 0: none
     bool unit_norm = false;               // scores use reconstructions scaled to unit length
+    int code_group = 1;                   // windows one code covers (core/quantizer.h), in
+                                          // [1, kMaxCodeGroup]: pq_m / code_group bytes a window
     int kmeans_iterations = 10;           // Lloyd iterations (max), coarse and per sub-quantizer;
                                           // stops early when < 0.1% of points move (faiss IVF: 10)
     size_t max_training_vectors = 65536;  // train on a seeded random sample of at most this many
@@ -142,15 +144,17 @@ public:
     // vector was added.
     Status train();
     // Trains on the given vectors (n x dim; the first max_training_vectors of them) instead;
-    // songs added before are encoded afterwards.
+    // songs added before are encoded afterwards. With code_group G > 1 the vectors are groups
+    // of G consecutive windows of a song (a partial group at the end is left out).
     Status train_on(const float* vectors, size_t n_vectors);
     // Uses a quantizer trained elsewhere (e.g. another index build, to append songs with the
     // same codes); checks its shapes against the model. Songs added before are encoded.
     Status set_quantizer(const Quantizer& quantizer);
     // Adds a song already encoded with quantizer(): list_ids [n], codes [n, pq_m] for its n
-    // stored windows. Needs a quantizer (trained or set); checks list ids < n_lists.
-    // stored (optional) as in add_song: n_embeddings flags, then n = the count of nonzero ones;
-    // without it n = n_embeddings. (Benchmarks and the scale harness generate codes.)
+    // stored windows (a grouped code: [ceil(n / group), pq_m]). Needs a quantizer (trained or set);
+    // checks list ids < n_lists. stored (optional) as in add_song: n_embeddings flags, then n = the
+    // count of nonzero ones; without it n = n_embeddings. (Benchmarks and the scale harness
+    // generate codes.)
     Status add_song_codes(const SongInfo& song, const uint16_t* list_ids, const uint8_t* codes,
                           size_t n_embeddings, const uint8_t* stored = nullptr);
     bool trained() const { return trained_; }
@@ -186,7 +190,7 @@ private:
         size_t n_stored = 0;             // rows of embeddings / list_ids / codes
         std::vector<float> embeddings;   // [n_stored, dim] until trained
         std::vector<uint16_t> list_ids;  // [n_stored] after training
-        std::vector<uint8_t> codes;      // [n_stored, pq_m] after training
+        std::vector<uint8_t> codes;      // [n_stored or its groups, pq_m] after training
         size_t shard_bytes = 0;          // upper estimate of its bytes in a shard (trained)
     };
     struct ShardEntry {
@@ -201,6 +205,8 @@ private:
     // Metadata cleaned for the shard's JSON (valid UTF-8, a finite duration >= 0).
     static PendingSong make_pending_song(const SongInfo& song, size_t n_embeddings);
     void encode_song(PendingSong& song) const;
+    // train() for a grouped code: a sample of whole groups of the songs added so far.
+    Status train_on_groups();
     size_t song_shard_bytes(const PendingSong& song) const;
     // Once trained: the quantizer file, then every song added so far placed into shards.
     Status after_training();

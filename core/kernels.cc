@@ -521,6 +521,20 @@ void pq_scan__scalar_acc4(size_t n, size_t pq_m, const float* table, const uint8
     for (size_t j = 0; j < n; ++j, codes += pq_m) out[j] = pq_score_acc4_any(pq_m, table, codes);
 }
 
+void pq_scan_slots__scalar_acc4(size_t n, size_t pq_m, const float* tables, const uint8_t* slots,
+                                const uint8_t* codes, float* out) {
+    const size_t table_size = pq_m * kPqCodebookSize;
+    auto scan = [&](auto score) {
+        for (size_t j = 0; j < n; ++j, codes += pq_m)
+            out[j] = score(tables + slots[j] * table_size, codes);
+    };
+    if (pq_m == 32) return scan(pq_score_acc4_fixed<32>);
+    if (pq_m == 16) return scan(pq_score_acc4_fixed<16>);
+    if (pq_m == 8) return scan(pq_score_acc4_fixed<8>);
+    scan(
+        [pq_m](const float* table, const uint8_t* c) { return pq_score_acc4_any(pq_m, table, c); });
+}
+
 float pq_score_direct__scalar(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
                               const uint8_t* codes) {
     float s = 0.0f;

@@ -158,6 +158,11 @@ float pq_score__scalar_acc4(size_t pq_m, const float* table, const uint8_t* code
 void pq_scan__scalar_acc4(size_t n, size_t pq_m, const float* table, const uint8_t* codes,
                           float* out);
 
+// Grouped codes (core/quantizer.h): out[j] = pq_score__scalar_acc4(pq_m, tables + slots[j] *
+// pq_m * 256, codes + j * pq_m), each posting scored with its slot's table (bit-identical).
+void pq_scan_slots__scalar_acc4(size_t n, size_t pq_m, const float* tables, const uint8_t* slots,
+                                const uint8_t* codes, float* out);
+
 // The PQ score with every table entry computed on the spot from x and the codebooks (for a
 // query vector without a table, when only a few codes are scored).
 // __vec128: bit-identical to pq_score__scalar_acc4 on pq_ip_table__vec128's table (same terms,

@@ -104,8 +104,8 @@ void Matcher::prepare(const float* query, size_t n_query, bool all) {
         pq_query_ = rotated_query_.data();
     }
     if (query_coarse_ip_.size() < n_query * n_lists) query_coarse_ip_.resize(n_query * n_lists);
-    if (pq_tables_.size() < n_query * q.pq_m * kPqCodebookSize)
-        pq_tables_.resize(n_query * q.pq_m * kPqCodebookSize);
+    const size_t tables_size = n_query * q.group * q.pq_m * kPqCodebookSize;
+    if (pq_tables_.size() < tables_size) pq_tables_.resize(tables_size);
     prepared_.assign(n_query, 0);
     if (all)
         for (size_t i = 0; i < n_query; ++i) prepare_one(i);
@@ -117,9 +117,11 @@ void Matcher::prepare_one(size_t i) {
     const float* x = query_ + i * dim;
     inner_product_many__vec128(size_t(n_lists), size_t(dim), x, q.coarse_centroids.data(),
                                &query_coarse_ip_[i * n_lists]);
-    // T[m][c] = <(x R)_m, codebook[m][c]>: shared by every list since PQ encodes residuals.
-    pq_ip_table__vec128(size_t(pq_m), size_t(sub_dim), pq_query_ + i * dim, q.pq_codebooks.data(),
-                        &pq_tables_[i * pq_m * kPqCodebookSize]);
+    // T[m][c] = <(x R)_m, codebook[m][c]>: shared by every list since PQ encodes residuals;
+    // one table per slot of a grouped code.
+    for (int slot = 0; slot < q.group; ++slot)
+        pq_ip_table__vec128(size_t(pq_m), size_t(sub_dim), pq_query_ + i * dim, q.codebooks(slot),
+                            &pq_tables_[(i * q.group + slot) * pq_m * kPqCodebookSize]);
     prepared_[i] = 1;
 }
 
@@ -129,10 +131,11 @@ float Matcher::score_embedding(size_t i, uint32_t global_id) const {
     const Quantizer& q = index_.quantizer();
     const int pq_m = q.pq_m;
     float scale;
-    const uint8_t* codes = index_.embedding_codes(global_id, &scale);
+    int slot;
+    const uint8_t* codes = index_.embedding_codes(global_id, &scale, &slot);
     const int list = index_.embedding_list(global_id);
     if (prepared_[i]) {
-        const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+        const float* table = &pq_tables_[(i * q.group + slot) * pq_m * kPqCodebookSize];
         return (query_coarse_ip_[i * q.n_lists + list] +
                 pq_score__scalar_acc4(size_t(pq_m), table, codes)) *
                scale;
@@ -142,14 +145,14 @@ float Matcher::score_embedding(size_t i, uint32_t global_id) const {
     const float* x = query_ + i * q.dim;
     return (inner_product__vec128(size_t(q.dim), x, &q.coarse_centroids[size_t(list) * q.dim]) +
             pq_score_direct__vec128(size_t(pq_m), size_t(q.sub_dim), pq_query_ + i * q.dim,
-                                    q.pq_codebooks.data(), codes)) *
+                                    q.codebooks(slot), codes)) *
            scale;
 }
 
 void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
     if (!prepared_[i]) prepare_one(i);
     const int n_lists = index_.n_lists(), pq_m = index_.pq_m();
-    const float* table = &pq_tables_[i * pq_m * kPqCodebookSize];
+    const float* table = &pq_tables_[i * index_.quantizer().group * pq_m * kPqCodebookSize];
     const float* ip = &query_coarse_ip_[i * n_lists];
     heap_scratch_.clear();
     HeapGreater greater;
@@ -181,7 +184,12 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
             const Index::InvertedList& list = index_.list(l);
             const size_t n = list.embedding_ids.size();
             if (scan_scores_.size() < n) scan_scores_.resize(n);
-            pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(), scan_scores_.data());
+            if (list.slots.empty())
+                pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(),
+                                     scan_scores_.data());
+            else
+                pq_scan_slots__scalar_acc4(n, size_t(pq_m), table, list.slots.data(),
+                                           list.codes.data(), scan_scores_.data());
             const float base = ip[l];
             const float* inv_norms = list.inv_norms.empty() ? nullptr : list.inv_norms.data();
             auto score_at = [&](size_t j) {  // as score_embedding computes it

@@ -140,7 +140,7 @@ private:
     const Index& index_;
     MatchParams params_;
     // Per query embedding: <q_i, coarse[l]> [n, n_lists], ||c_l||^2 [n_lists],
-    // PQ tables [n, pq_m, 256].
+    // PQ tables [n, group, pq_m, 256] (a slot of a grouped code each).
     std::vector<float> query_coarse_ip_;
     std::vector<float> centroid_sq_norm_;
     std::vector<float> pq_tables_;

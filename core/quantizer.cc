@@ -68,22 +68,27 @@ void Quantizer::nearest(const float* x, int k, uint32_t* lists, float* sq_dists)
     });
 }
 
-std::string code_name(int pq_m, bool rotated, bool unit_norm) {
-    return std::to_string(pq_m) + (rotated ? "-opq" : "") + (unit_norm ? "-unit" : "");
+std::string code_name(int pq_m, bool rotated, bool unit_norm, int group) {
+    return std::to_string(pq_m) + (group > 1 ? "-g" + std::to_string(group) : "") +
+           (rotated ? "-opq" : "") + (unit_norm ? "-unit" : "");
 }
 
-bool parse_code_name(const std::string& name, int dim, int* pq_m, bool* rotated, bool* unit_norm) {
+bool parse_code_name(const std::string& name, int dim, int* pq_m, bool* rotated, bool* unit_norm,
+                     int* group) {
     const size_t n_digits = std::min(name.find_first_not_of("0123456789"), name.size());
     if (n_digits == 0 || n_digits > 3 || name[0] == '0') return false;
     const int m = std::stoi(name.substr(0, n_digits));
     if (m > dim || dim % m != 0) return false;
-    for (const bool opq : {false, true}) {
-        for (const bool unit : {false, true}) {
-            if (code_name(m, opq, unit) != name) continue;
-            *pq_m = m;
-            *rotated = opq;
-            *unit_norm = unit;
-            return true;
+    for (int g = 1; g <= kMaxCodeGroup; ++g) {
+        for (const bool opq : {false, true}) {
+            for (const bool unit : {false, true}) {
+                if (code_name(m, opq, unit, g) != name) continue;
+                *pq_m = m;
+                *rotated = opq;
+                *unit_norm = unit;
+                if (group) *group = g;
+                return true;
+            }
         }
     }
     return false;
@@ -103,6 +108,28 @@ void Quantizer::rotate(const float* x, float* out) const {
     }
 }
 
+void Quantizer::encode_group(const float* x, const int* lists, uint8_t* codes) const {
+    // group * dim <= kMaxCodeGroup * kMaxQuantizerDim (checked where quantizers are made)
+    std::vector<float> residuals(size_t(group) * dim);
+    float difference[kMaxQuantizerDim];
+    for (int s = 0; s < group; ++s) {
+        const float* c = &coarse_centroids[size_t(lists[s]) * dim];
+        for (int d = 0; d < dim; ++d) difference[d] = x[size_t(s) * dim + d] - c[d];
+        rotate(difference, &residuals[size_t(s) * dim]);
+    }
+    float dist[kPqCodebookSize], total[kPqCodebookSize];
+    for (int m = 0; m < pq_m; ++m) {
+        std::fill(total, total + kPqCodebookSize, 0.0f);
+        for (int s = 0; s < group; ++s) {
+            l2_sqr_many__vec128(kPqCodebookSize, size_t(sub_dim),
+                                &residuals[size_t(s) * dim + m * sub_dim],
+                                codebooks(s) + size_t(m) * kPqCodebookSize * sub_dim, dist);
+            for (int c = 0; c < kPqCodebookSize; ++c) total[c] += dist[c];
+        }
+        codes[m] = uint8_t(argmin(total, kPqCodebookSize));
+    }
+}
+
 void Quantizer::encode(const float* x, int list, uint8_t* codes) const {
     // dim <= kMaxQuantizerDim (checked where quantizers are made)
     float difference[kMaxQuantizerDim], residual[kMaxQuantizerDim];
@@ -117,11 +144,12 @@ void Quantizer::encode(const float* x, int list, uint8_t* codes) const {
     }
 }
 
-void Quantizer::decode(int list, const uint8_t* codes, float* out) const {
+void Quantizer::decode(int list, const uint8_t* codes, float* out, int slot) const {
     const float* c = &coarse_centroids[size_t(list) * dim];
+    const float* books = codebooks(slot);
     float y[kMaxQuantizerDim];
     for (int m = 0; m < pq_m; ++m) {
-        const float* cw = &pq_codebooks[(size_t(m) * kPqCodebookSize + codes[m]) * sub_dim];
+        const float* cw = &books[(size_t(m) * kPqCodebookSize + codes[m]) * sub_dim];
         std::copy(cw, cw + sub_dim, y + m * sub_dim);
     }
     if (!rotated()) {
@@ -143,7 +171,7 @@ void Quantizer::prepare_norms() {
         const float* c = &coarse_centroids[size_t(l) * dim];
         centroid_sq_norms[l] = inner_product__vec128(size_t(dim), c, c);
     }
-    codeword_sq_norms.resize(size_t(pq_m) * kPqCodebookSize);
+    codeword_sq_norms.resize(size_t(group) * pq_m * kPqCodebookSize);
     for (size_t w = 0; w < codeword_sq_norms.size(); ++w) {
         const float* cw = &pq_codebooks[w * sub_dim];
         codeword_sq_norms[w] = inner_product__vec128(size_t(sub_dim), cw, cw);
@@ -156,14 +184,16 @@ void Quantizer::prepare_norms() {
     }
 }
 
-float Quantizer::reconstruction_sq_norm(int list, const uint8_t* codes) const {
+float Quantizer::reconstruction_sq_norm(int list, const uint8_t* codes, int slot) const {
     const float* c = rotated() ? &rotated_centroids[size_t(list) * dim]
                                : &coarse_centroids[size_t(list) * dim];
+    const float* books = codebooks(slot);
+    const float* sq_norms = &codeword_sq_norms[size_t(slot) * pq_m * kPqCodebookSize];
     float cross = 0.0f, own = 0.0f;
     for (int m = 0; m < pq_m; ++m) {
-        const float* cw = &pq_codebooks[(size_t(m) * kPqCodebookSize + codes[m]) * sub_dim];
+        const float* cw = &books[(size_t(m) * kPqCodebookSize + codes[m]) * sub_dim];
         cross += inner_product__vec128(size_t(sub_dim), c + m * sub_dim, cw);
-        own += codeword_sq_norms[size_t(m) * kPqCodebookSize + codes[m]];
+        own += sq_norms[size_t(m) * kPqCodebookSize + codes[m]];
     }
     return centroid_sq_norms[list] + 2.0f * cross + own;
 }

@@ -99,6 +99,53 @@ void train_codebooks(const float* data, size_t n, int iterations, SplitMix64& rn
     }
 }
 
+// Groups of `group` windows [n / group, group, dim] as rows whose m-th sub-space holds the m-th
+// piece of every window ([n / group, pq_m, group, sub_dim]): a grouped code's sub-quantizers
+// are ordinary ones on these rows. deinterleave() undoes it.
+std::vector<float> interleave(const float* windows, size_t n, int dim, int pq_m, int group) {
+    const int sub_dim = dim / pq_m;
+    std::vector<float> out(n * dim);
+    for (size_t g = 0; g < n / group; ++g)
+        for (int s = 0; s < group; ++s)
+            for (int m = 0; m < pq_m; ++m)
+                std::memcpy(&out[(g * group * pq_m + size_t(m) * group + s) * sub_dim],
+                            windows + (g * group + s) * dim + size_t(m) * sub_dim,
+                            sub_dim * sizeof(float));
+    return out;
+}
+
+void deinterleave(const float* rows, size_t n, int dim, int pq_m, int group, float* windows) {
+    const int sub_dim = dim / pq_m;
+    for (size_t g = 0; g < n / group; ++g)
+        for (int s = 0; s < group; ++s)
+            for (int m = 0; m < pq_m; ++m)
+                std::memcpy(windows + (g * group + s) * dim + size_t(m) * sub_dim,
+                            &rows[(g * group * pq_m + size_t(m) * group + s) * sub_dim],
+                            sub_dim * sizeof(float));
+}
+
+// The quantizer the sub-space k-means of a grouped code run on: code words of group * sub_dim
+// floats over rows of group * dim (interleave()).
+Quantizer group_rows_quantizer(int dim, int pq_m, int group) {
+    Quantizer rows;
+    rows.dim = dim * group;
+    rows.pq_m = pq_m;
+    rows.sub_dim = dim / pq_m * group;
+    rows.pq_codebooks.resize(size_t(pq_m) * kPqCodebookSize * rows.sub_dim);
+    return rows;
+}
+
+// Code words [pq_m, 256, group, sub_dim] as the slots' codebooks [group, pq_m, 256, sub_dim].
+void split_slots(const Quantizer& rows, int group, Quantizer& q) {
+    for (int m = 0; m < q.pq_m; ++m)
+        for (int c = 0; c < kPqCodebookSize; ++c)
+            for (int s = 0; s < group; ++s)
+                std::memcpy(
+                    &q.pq_codebooks[((size_t(s) * q.pq_m + m) * kPqCodebookSize + c) * q.sub_dim],
+                    &rows.pq_codebooks[((size_t(m) * kPqCodebookSize + c) * group + s) * q.sub_dim],
+                    q.sub_dim * sizeof(float));
+}
+
 // Rows of `data` [n, q.dim] replaced by their PQ reconstructions under q's codebooks.
 void pq_reconstruct(const float* data, size_t n, const Quantizer& q, float* out) {
     float dist[kPqCodebookSize];
@@ -117,8 +164,8 @@ void pq_reconstruct(const float* data, size_t n, const Quantizer& q, float* out)
 
 }  // namespace
 
-std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int pq_m,
-                                  int rounds, SplitMix64& rng) {
+std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int pq_m, int rounds,
+                                  SplitMix64& rng, int group) {
     const Eigen::Map<const RowMatrix> x(residuals, Eigen::Index(n), dim);
     // Eigenvalue allocation: principal directions by decreasing variance, each to the sub-space
     // (with room left) whose product of variances is the smallest so far.
@@ -140,16 +187,18 @@ std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int
     for (const std::vector<int>& bucket : buckets)
         for (int e : bucket) r.col(column++) = eig.eigenvectors().col(e).cast<float>();
 
-    Quantizer q;
-    q.dim = dim;
-    q.pq_m = pq_m;
-    q.sub_dim = sub_dim;
-    q.pq_codebooks.resize(size_t(pq_m) * kPqCodebookSize * sub_dim);
+    // The sub-space k-means run on rows of `group` windows (interleave(); one window a row
+    // without groups).
+    Quantizer q = group_rows_quantizer(dim, pq_m, group);
+    const size_t n_rows = n / group;
     RowMatrix rotated(Eigen::Index(n), dim), rebuilt(Eigen::Index(n), dim);
+    std::vector<float> rebuilt_rows(n * dim);
     for (int round = 0; round < rounds; ++round) {
         rotated.noalias() = x * r;
-        train_codebooks(rotated.data(), n, 4, rng, q);
-        pq_reconstruct(rotated.data(), n, q, rebuilt.data());
+        const std::vector<float> rows = interleave(rotated.data(), n, dim, pq_m, group);
+        train_codebooks(rows.data(), n_rows, 4, rng, q);
+        pq_reconstruct(rows.data(), n_rows, q, rebuilt_rows.data());
+        deinterleave(rebuilt_rows.data(), n, dim, pq_m, group, rebuilt.data());
         // Orthogonal Procrustes: the orthogonal R minimizing |x R - rebuilt| is U V^T, where
         // x^T rebuilt = U S V^T.
         const Eigen::MatrixXd m = (x.transpose() * rebuilt).cast<double>();
@@ -160,14 +209,15 @@ std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int
 }
 
 Quantizer train_quantizer(const float* vectors, size_t n, int dim, int n_lists, int pq_m,
-                          int iterations, uint64_t seed, int opq_rounds) {
+                          int iterations, uint64_t seed, int opq_rounds, int group) {
     Quantizer q;
     q.dim = dim;
     q.n_lists = n_lists;
     q.pq_m = pq_m;
     q.sub_dim = dim / pq_m;
+    q.group = group;
     q.coarse_centroids.resize(size_t(q.n_lists) * dim);
-    q.pq_codebooks.resize(size_t(q.pq_m) * kPqCodebookSize * q.sub_dim);
+    q.pq_codebooks.resize(size_t(group) * q.pq_m * kPqCodebookSize * q.sub_dim);
 
     SplitMix64 rng(seed);
     kmeans(vectors, n, dim, q.n_lists, iterations, rng, q.coarse_centroids.data());
@@ -181,14 +231,21 @@ Quantizer train_quantizer(const float* vectors, size_t n, int dim, int n_lists, 
         for (int d = 0; d < dim; ++d) residuals[i * dim + d] = x[d] - c[d];
     }
     if (opq_rounds > 0 && n > 0) {
-        q.rotation = train_rotation(residuals.data(), n, dim, pq_m, opq_rounds, rng);
+        q.rotation = train_rotation(residuals.data(), n, dim, pq_m, opq_rounds, rng, group);
         std::vector<float> rotated(dim);
         for (size_t i = 0; i < n; ++i) {
             q.rotate(&residuals[i * dim], rotated.data());
             std::copy(rotated.begin(), rotated.end(), &residuals[i * dim]);
         }
     }
-    train_codebooks(residuals.data(), n, iterations, rng, q);
+    if (group == 1) {
+        train_codebooks(residuals.data(), n, iterations, rng, q);
+        return q;
+    }
+    Quantizer rows = group_rows_quantizer(dim, pq_m, group);
+    const std::vector<float> grouped = interleave(residuals.data(), n, dim, pq_m, group);
+    train_codebooks(grouped.data(), n / group, iterations, rng, rows);
+    split_slots(rows, group, q);
     return q;
 }
 

@@ -51,12 +51,18 @@ void kmeans(const float* data, size_t n, int dim, int k, int iterations, SplitMi
 // iterations) and sets R to the orthogonal Procrustes solution that best maps the residuals to
 // their reconstructions. The final sub-quantizers are trained on the residuals rotated by the
 // last R.
+//
+// group > 1 trains a grouped code (core/quantizer.h): `vectors` are then groups of `group`
+// consecutive windows of a song (n a multiple of group), the coarse lists are trained on all
+// windows, and each sub-quantizer on the G pieces of its sub-space, one per window, together;
+// the rotation is one for every window, its Procrustes step fitted over the windows' residuals
+// and their slots' reconstructions.
 Quantizer train_quantizer(const float* vectors, size_t n, int dim, int n_lists, int pq_m,
-                          int iterations, uint64_t seed, int opq_rounds = 0);
+                          int iterations, uint64_t seed, int opq_rounds = 0, int group = 1);
 
-// The rotation alone (see train_quantizer), for residuals [n, dim] (n >= 1): [dim, dim]
-// row-major, orthogonal.
-std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int pq_m,
-                                  int rounds, SplitMix64& rng);
+// The rotation alone (see train_quantizer), for residuals [n, dim] (n >= 1; groups of `group`
+// windows): [dim, dim] row-major, orthogonal.
+std::vector<float> train_rotation(const float* residuals, size_t n, int dim, int pq_m, int rounds,
+                                  SplitMix64& rng, int group = 1);
 
 }  // namespace earshot

@@ -47,7 +47,7 @@ std::string build_option_error(const Status& status) {
         {"n_lists ", "--lists"},         {"pq_m ", "--pq-m"},
         {"opq_rounds ", "--opq"},        {"max_shard_bytes ", "--shard-mb or --block-kb"},
         {"format_version ", "--format"}, {"pair_short_span", "--pair-short-keys"},
-        {"pair_span", "--pair-keys"}};
+        {"code_group ", "--group"},      {"pair_span", "--pair-keys"}};
     for (const auto& [field, option] : kOptions) {
         if (status.message().rfind(field, 0) == 0)
             return std::string(option) + ": " + status.message();
@@ -69,6 +69,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     if (options.pq_m > 0) params.pq_m = options.pq_m;
     if (options.opq_rounds >= 0) params.opq_rounds = options.opq_rounds;
     if (options.unit_norm >= 0) params.unit_norm = options.unit_norm > 0;
+    if (options.code_group > 0) params.code_group = options.code_group;
     params.format_version = options.format;
     const size_t block_bytes = options.block_kb > 0      ? size_t(options.block_kb * 1024.0)
                                : options.pair_keys_s > 0 ? kLazyBlockBytes
@@ -86,10 +87,10 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     std::shared_ptr<Index> quantizer_source;
     if (!options.quantizer_from.empty()) {
         if (options.n_lists > 0 || options.pq_m > 0 || options.opq_rounds >= 0 ||
-            options.unit_norm >= 0)
+            options.unit_norm >= 0 || options.code_group > 0)
             return fail(
                 "--quantizer-from: the code and the lists come from that index; leave out "
-                "--lists, --pq-m, --opq and --unit-norm");
+                "--lists, --pq-m, --opq, --unit-norm and --group");
         auto source = load_index_quantizer(options.quantizer_from, info);
         if (!source) return fail("--quantizer-from: " + source.message());
         quantizer_source = *source;
@@ -98,6 +99,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         const Quantizer& q = quantizer_source->quantizer();
         params.n_lists = q.n_lists;
         params.pq_m = q.pq_m;
+        params.code_group = q.group;
         params.unit_norm = q.unit_norm;
     }
     if (Status st = validate_index_build_params(params, info); !st) {
@@ -319,11 +321,14 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         return fail("no input file could be read: nothing to index");
     }
     if (!builder->trained()) {
-        std::fprintf(stderr, "earshot: training the quantizer (%s, %s %d x 8 bits)\n",
+        std::fprintf(stderr, "earshot: training the quantizer (%s, %s %d x 8 bits%s)\n",
                      params.n_lists
                          ? (std::to_string(params.n_lists) + " lists").c_str()
                          : (std::to_string(index_auto_lists(n_stored)) + " lists").c_str(),
-                     params.opq_rounds > 0 ? "OPQ" : "PQ", params.pq_m);
+                     params.opq_rounds > 0 ? "OPQ" : "PQ", params.pq_m,
+                     params.code_group > 1
+                         ? (" per " + std::to_string(params.code_group) + " windows").c_str()
+                         : "");
     }
     auto files = builder->finish();
     if (!files) return fail(files.message());

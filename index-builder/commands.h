@@ -35,6 +35,7 @@ struct BuildOptions {
     int opq_rounds = -1;      // rotation training rounds before PQ; 0 = none, -1 = the model's
     int unit_norm = -1;       // scores against unit-length reconstructions: 1 yes, 0 no,
                               // -1 the model's
+    int code_group = 0;       // windows coded together (core/quantizer.h); 0 = the model's
     int format = 2;           // index format version: 2 (hashed blocks) or 1 (shard files)
     double shard_mb = 8.0;    // v1 shard bound
     double block_kb = 0.0;    // v2 block bound; 0: 64 KB, or 16 KB with --pair-keys

@@ -83,6 +83,14 @@ int main(int argc, char** argv) {
         "are, or not (default: as the model's default code): a clearer line "
         "between matches and non-matches with small codes");
     build_cmd
+        ->add_option("--group", build.code_group,
+                     "code this many consecutive windows together in --pq-m bytes (--pq-m / "
+                     "--group bytes a window; 0 = as the model's default code): with --pq-m "
+                     "32 --opq 10 --unit-norm, 4 keeps about what 32 bytes a window keep at 8 "
+                     "(docs/SCALE.md)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, earshot::kMaxCodeGroup));
+    build_cmd
         ->add_option("--format", build.format,
                      "index format: 1 (a file per shard, listed in the manifest) or 2 (small "
                      "blocks of songs in one file, each hashed in a directory, so a page can "
@@ -122,8 +130,8 @@ int main(int argc, char** argv) {
         "code the songs with the quantizer of this index (built with the same model; its "
         "manifest and quantizer are read and checked, not its songs) instead of training one: to "
         "add songs to a catalogue with the same codes, or to measure codes of songs their "
-        "quantizer never saw; the code and the lists come from it, so --lists, --pq-m, --opq and "
-        "--unit-norm are refused with it");
+        "quantizer never saw; the code and the lists come from it, so --lists, --pq-m, --opq, "
+        "--unit-norm and --group are refused with it");
     build_cmd->add_option("--store", build.store,
                           "which windows of a song to store: level (all but the near-silent), "
                           "music (level, and what the model's music detector calls music; a "

@@ -194,17 +194,21 @@ def opq_rotation(rs, m, iters=10, bits=8):
 
 
 def parse_code(code):
-    """'raw', or [jG-][n-](pq|opq)M[bB][lL]: M sub-quantizers of B bits (default 8) on the
+    """'raw', or [jG-|kG-][n-](pq|opq)M[bB][lL]: M sub-quantizers of B bits (default 8) on the
     residuals to L coarse lists (default 256); opq: with a learned rotation; n-: every
     reconstruction scaled back to unit length; jG-: the residuals of G consecutive windows of a
-    song coded together (M sub-quantizers over G x 128 dimensions)."""
+    song coded together (M sub-quantizers over G x 128 dimensions, the rotation over all of
+    them); kG-: the same, with the rotation over one window's 128 dimensions (the same for each)
+    and sub-quantizer i over dimensions [i d, (i + 1) d) of each of the G windows (d = 128 / M),
+    so that one window's part of a group code decodes in 128 multiply-adds."""
     if code == "raw":
         return None
-    group = 1
-    if code.startswith("j"):
+    group, kron = 1, False
+    if code[0] in "jk" and "-" in code and code.split("-", 1)[0][1:].isdigit():
         head, code = code.split("-", 1)
-        group = int(head[1:])
-    spec = {"norm": code.startswith("n-"), "bits": 8, "lists": 256, "beam": 8, "group": group}
+        group, kron = int(head[1:]), head[0] == "k"
+    spec = {"norm": code.startswith("n-"), "bits": 8, "lists": 256, "beam": 8, "group": group,
+            "kron": kron}
     body = code[2:] if spec["norm"] else code
     spec["opq"] = body.startswith("opq")
     spec["rq"] = body.startswith("rq")
@@ -249,16 +253,54 @@ def reconstruct(x, code, rng, n_lists=256, sample=65536, lists_out=None, songs=N
         rs = fr[window_groups(*fsongs, g)].reshape(-1, g * x.shape[1])
         rs = rs[rng.choice(len(rs), min(sample, len(rs)), replace=False)]
         rows = window_groups(*songs, g)
+    r = (x - coarse[lists])[rows].reshape(len(rows), -1)
+    if spec["kron"]:
+        rec = np.empty_like(x)
+        rec[rows.reshape(-1)] = interleaved_group_pq(rs, r, g, m, bits, spec["opq"])
+        return finish(rec, coarse[lists], spec["norm"])
     R = opq_rotation(rs, m, bits=bits) if spec["opq"] else np.eye(rs.shape[1], dtype=np.float32)
     pq = (RQ(m, bits, spec["beam"]) if spec["rq"] else PQ(m, bits)).train(rs @ R)
-    r = (x - coarse[lists])[rows].reshape(len(rows), -1)
     rec = np.empty_like(x)
     # where a song's last group repeats its last window, the last copy's decoding is kept
     rec[rows.reshape(-1)] = (pq.decode(pq.encode(r @ R)) @ R.T).reshape(-1, x.shape[1])
-    rec += coarse[lists]
-    if spec["norm"]:
+    return finish(rec, coarse[lists], spec["norm"])
+
+
+def finish(residuals, centroids, norm):
+    rec = residuals + centroids
+    if norm:
         rec /= np.linalg.norm(rec, axis=1, keepdims=True)
     return rec.astype(np.float32)
+
+
+def interleave(z, g, m):
+    """[n, g * dim] groups of g windows (already rotated) to the layout whose i-th sub-vector
+    holds dimensions [i d, (i + 1) d) of each window; deinterleave undoes it."""
+    n, d = len(z), z.shape[1] // g
+    return z.reshape(n, g, m, d // m).transpose(0, 2, 1, 3).reshape(n, -1)
+
+
+def deinterleave(z, g, m):
+    n, d = len(z), z.shape[1] // g
+    return z.reshape(n, m, g, d // m).transpose(0, 2, 1, 3).reshape(n, -1)
+
+
+def interleaved_group_pq(rs, r, g, m, bits, opq, iters=10):
+    """kG- codes: trains on the groups rs ([n, g * dim]), returns r's groups' reconstructions as
+    windows ([len(r) * g, dim]). The rotation R (dim x dim, each window alike) starts from the
+    eigenvalue allocation over windows and alternates PQ training with Procrustes over windows."""
+    d = rs.shape[1] // g
+    win = rs.reshape(-1, d)
+    R = opq_rotation(win, m, iters=0, bits=bits) if opq else np.eye(d, dtype=np.float32)
+    for _ in range(iters if opq else 0):
+        pq = PQ(m, bits).train(interleave((win @ R).reshape(len(rs), -1), g, m))
+        z = interleave((win @ R).reshape(len(rs), -1), g, m)
+        y = deinterleave(pq.decode(pq.encode(z)), g, m).reshape(-1, d)
+        u, _, vt = np.linalg.svd(win.T @ y)
+        R = (u @ vt).astype(np.float32)
+    pq = PQ(m, bits).train(interleave((win @ R).reshape(len(rs), -1), g, m))
+    z = interleave((r.reshape(-1, d) @ R).reshape(len(r), -1), g, m)
+    return deinterleave(pq.decode(pq.encode(z)), g, m).reshape(-1, d) @ R.T
 
 
 def fit_lda(x_all, cat_all, clips, truth, fit_songs, step=2, ridge=1e-3):

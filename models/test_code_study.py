@@ -63,16 +63,26 @@ class CodeNamesAndSizesTest(unittest.TestCase):
         self.assertIsNone(code_study.parse_code("raw"))
         self.assertEqual(code_study.parse_code("n-opq8b10l4096"),
                          {"norm": True, "opq": True, "rq": False, "m": 8, "bits": 10,
-                          "lists": 4096, "beam": 8, "group": 1})
+                          "lists": 4096, "beam": 8, "group": 1, "kron": False})
         self.assertEqual(code_study.parse_code("pq16"),
                          {"norm": False, "opq": False, "rq": False, "m": 16, "bits": 8,
-                          "lists": 256, "beam": 8, "group": 1})
+                          "lists": 256, "beam": 8, "group": 1, "kron": False})
         self.assertEqual(code_study.parse_code("n-rq8l1024w16"),
                          {"norm": True, "opq": False, "rq": True, "m": 8, "bits": 8,
-                          "lists": 1024, "beam": 16, "group": 1})
+                          "lists": 1024, "beam": 16, "group": 1, "kron": False})
         self.assertEqual(code_study.parse_code("j4-n-opq32"),
                          {"norm": True, "opq": True, "rq": False, "m": 32, "bits": 8,
-                          "lists": 256, "beam": 8, "group": 4})
+                          "lists": 256, "beam": 8, "group": 4, "kron": False})
+        self.assertEqual(code_study.parse_code("k4-n-opq32"),
+                         {"norm": True, "opq": True, "rq": False, "m": 32, "bits": 8,
+                          "lists": 256, "beam": 8, "group": 4, "kron": True})
+
+    def test_interleaving_groups_is_undone(self):
+        z = np.arange(2 * 4 * 16, dtype=np.float32).reshape(2, 64)  # 2 groups of 4 windows
+        rows = code_study.interleave(z, 4, 8)
+        # sub-space 1 holds dimensions 2..3 of each of the 4 windows
+        np.testing.assert_array_equal(rows[0, 8:16], [2, 3, 18, 19, 34, 35, 50, 51])
+        np.testing.assert_array_equal(code_study.deinterleave(rows, 4, 8), z)
 
     def test_window_groups_stay_within_a_song(self):
         rows = code_study.window_groups(np.array([5, 2]), np.array([0, 5]), 2)
@@ -96,8 +106,9 @@ class CodeNamesAndSizesTest(unittest.TestCase):
         fit = songs(100)
         err = [float(((code_study.reconstruct(x, code, np.random.default_rng(2), n_lists=16,
                                               songs=(n, first), fit=fit) - x) ** 2)
-                      .sum(1).mean()) for code in ("opq4", "j2-opq8")]
+                      .sum(1).mean()) for code in ("opq4", "j2-opq8", "k2-opq8")]
         self.assertLess(err[1], 0.9 * err[0])
+        self.assertLess(err[2], 0.9 * err[0])  # one rotation for every window: still less
 
     def test_residual_quantization_beam_search_codes_better_than_greedy(self):
         rng = np.random.default_rng(7)

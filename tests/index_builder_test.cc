@@ -29,6 +29,15 @@ using testing::synthetic_catalog;
 
 constexpr int kDim = 128;
 
+// add_shard() of `bytes` into a fresh index holding only the built index's quantizer.
+Status add_to_fresh_index(const IndexFiles& files, const ModelInfo& model,
+                          const std::vector<uint8_t>& bytes, const std::string& what) {
+    Index fresh(model);
+    const auto& q = files.files.at("quantizer.eq");
+    if (Status st = fresh.add_quantizer(q.data(), q.size(), "quantizer.eq"); !st) return st;
+    return fresh.add_shard(bytes.data(), bytes.size(), what);
+}
+
 TEST(IndexBuilderTest, DefaultParams) {
     IndexBuildParams p = index_build_default_params();
     EXPECT_EQ(p.n_lists, 0);  // by catalogue size when the quantizer is trained
@@ -585,13 +594,125 @@ TEST(IndexBuilderTest, WindowsNotStoredKeepTheTimeline) {
             }
         }
         const std::vector<uint8_t> bytes = w.finish();
-        Index fresh(model);
-        const auto& q = files->files.at("quantizer.eq");
-        ASSERT_TRUE(fresh.add_quantizer(q.data(), q.size(), "quantizer.eq"));
-        Status big = fresh.add_shard(bytes.data(), bytes.size(), "big.es");
+        Status big = add_to_fresh_index(*files, model, bytes, "big.es");
         ASSERT_FALSE(big);
         EXPECT_NE(big.message().find("more than 1048576"), std::string::npos) << big.message();
         EXPECT_LT(bytes.size(), shard.size() + 64);
+    }
+}
+
+// A grouped code (--group): a code per group of 4 consecutive stored windows of a song, the
+// last group of each song filled up; absent windows are skipped, not grouped. Every stored
+// window's posting holds its group's code and its slot, the file holds each group's code once,
+// and the matcher's IVF and exhaustive paths score each window as its slot's reconstruction.
+TEST(IndexBuilderTest, GroupedCodesCoverConsecutiveStoredWindows) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(12, 60, kDim, 83);  // 60 .. 64 windows: partial last groups
+    std::vector<uint8_t> stored(songs[0].n, 1);
+    for (size_t j : {size_t(0), size_t(1), size_t(9)}) stored[j] = 0;
+    for (int format : {kIndexVersion1, kIndexVersion2}) {
+        IndexBuildParams params = small_build_params();
+        params.pq_m = 32;
+        params.code_group = 4;
+        params.opq_rounds = 2;
+        params.unit_norm = true;
+        params.format_version = format;
+        IndexBuilder builder = new_builder(model, params);
+        ASSERT_TRUE(
+            builder.add_song(songs[0].info, songs[0].embeddings.data(), songs[0].n, stored.data()));
+        for (size_t s = 1; s < songs.size(); ++s)
+            ASSERT_TRUE(builder.add_song(songs[s].info, songs[s].embeddings.data(), songs[s].n));
+        Result<IndexFiles> files = builder.finish();
+        ASSERT_TRUE(files) << files.message();
+        Index index(model);
+        Status st = load_all(*files, &index);
+        ASSERT_TRUE(st) << st.message();
+        const Quantizer& q = index.quantizer();
+        ASSERT_EQ(q.group, 4);
+        EXPECT_EQ(q.code_name(), "32-g4-opq-unit");
+
+        size_t n_groups = 0;
+        for (size_t s = 0; s < songs.size(); ++s) {
+            const uint32_t first = index.song_first_embedding(s);
+            std::vector<uint32_t> kept;  // the song's stored windows
+            for (uint32_t j = 0; j < songs[s].n; ++j)
+                if (index.embedding_stored(first + j)) kept.push_back(j);
+            EXPECT_EQ(kept.size(), songs[s].n - (s == 0 ? 3 : 0));
+            n_groups += (kept.size() + 3) / 4;
+            for (size_t r = 0; r < kept.size(); ++r) {
+                // The group of stored windows 4 (r / 4) .. + 3, the last repeated at a song's end.
+                std::vector<float> x(4 * kDim);
+                int lists[4];
+                for (int slot = 0; slot < 4; ++slot) {
+                    const uint32_t j = kept[std::min(r / 4 * 4 + slot, kept.size() - 1)];
+                    std::copy_n(&songs[s].embeddings[j * kDim], kDim, &x[slot * kDim]);
+                    lists[slot] = q.assign(&x[slot * kDim]);
+                }
+                std::vector<uint8_t> want(q.pq_m);
+                q.encode_group(x.data(), lists, want.data());
+                float scale;
+                int slot;
+                const uint8_t* codes = index.embedding_codes(first + kept[r], &scale, &slot);
+                ASSERT_EQ(slot, int(r % 4)) << s << " " << r;
+                ASSERT_EQ(std::vector<uint8_t>(codes, codes + q.pq_m), want) << s << " " << r;
+                EXPECT_EQ(index.embedding_list(first + kept[r]), lists[r % 4]);
+            }
+        }
+        EXPECT_EQ(files->n_embeddings, index.n_stored());
+        if (format == kIndexVersion1) {
+            const std::vector<uint8_t>& shard = files->files.at("shard-00000.es");
+            Result<ContainerView> view = parse_container(shard.data(), shard.size(), "SHRD", "s");
+            ASSERT_TRUE(view) << view.message();
+            EXPECT_EQ(view->find("pq_codes")->shape[0], n_groups);  // once per group
+            EXPECT_EQ(view->find("list_ids")->shape[0], index.n_stored());
+
+            // A shard whose pq_codes has a row per window (not per group) is refused.
+            ContainerWriter w("SHRD", view->meta);
+            std::vector<uint8_t> per_window(index.n_stored() * 32, 0);
+            for (const Section& section : view->sections) {
+                if (section.name == "pq_codes")
+                    w.add("pq_codes", DType::kU8, {uint32_t(index.n_stored()), 32u},
+                          per_window.data(), per_window.size());
+                else
+                    w.add(section.name, section.dtype, section.shape, section.data, section.bytes);
+            }
+            Status refused = add_to_fresh_index(*files, model, w.finish(), "bad shard");
+            EXPECT_FALSE(refused);
+            EXPECT_NE(refused.message().find("pq_codes"), std::string::npos) << refused.message();
+        }
+
+        // Phase 1 by IVF and by scanning everything give the same scores: the window's slot's
+        // reconstruction, scaled to unit length; a noisy clip of song 5 is found where it was cut.
+        MatchParams params_ivf = match_default_params();
+        params_ivf.nprobe = q.n_lists;
+        MatchParams params_all = params_ivf;
+        params_all.exhaustive = true;
+        Matcher ivf(index, params_ivf), all(index, params_all);
+        auto query = noisy_copy(&songs[5].embeddings[21 * kDim], 12, kDim, 0.3f, 7);
+        std::vector<std::vector<Posting>> a, b;
+        ASSERT_TRUE(ivf.search(query.data(), 12, 5, &a));
+        ASSERT_TRUE(all.search(query.data(), 12, 5, &b));
+        for (size_t i = 0; i < 12; ++i) {
+            ASSERT_EQ(a[i].size(), b[i].size());
+            for (size_t k = 0; k < a[i].size(); ++k) {
+                EXPECT_EQ(a[i][k].score, b[i][k].score);
+                const uint32_t g =
+                    index.song_first_embedding(a[i][k].song_index) + a[i][k].embedding;
+                float scale;
+                int slot;
+                const uint8_t* codes = index.embedding_codes(g, &scale, &slot);
+                std::vector<float> rec(kDim);
+                q.decode(index.embedding_list(g), codes, rec.data(), slot);
+                double dot = 0.0, norm = 0.0;
+                for (int d = 0; d < kDim; ++d)
+                    dot += query[i * kDim + d] * rec[d], norm += double(rec[d]) * rec[d];
+                EXPECT_NEAR(a[i][k].score, dot / std::sqrt(norm), 1e-4);
+            }
+        }
+        Result<MatchResult> r = ivf.match(query.data(), 12, 0.5);
+        ASSERT_TRUE(r) << r.message();
+        EXPECT_EQ(r->best.id, songs[5].info.id);
+        EXPECT_DOUBLE_EQ(r->best.offset_s, 10.5);
     }
 }
 

@@ -176,6 +176,8 @@ TEST(Quantizer, CodeName) {
     EXPECT_EQ(q.code_name(), "8-opq-unit");
     q.unit_norm = false;
     EXPECT_EQ(q.code_name(), "8-opq");
+    q.group = 4;  // a code over 4 windows
+    EXPECT_EQ(q.code_name(), "8-g4-opq");
 }
 
 // parse_code_name() reads back what code_name() writes, for PQ bytes that divide the dim, and
@@ -184,20 +186,41 @@ TEST(Quantizer, ParseCodeName) {
     for (const int m : {1, 8, 16, 32, 128}) {
         for (const bool opq : {false, true}) {
             for (const bool unit : {false, true}) {
-                int pq_m = 0;
-                bool rotated = !opq, unit_norm = !unit;
-                ASSERT_TRUE(
-                    parse_code_name(code_name(m, opq, unit), 128, &pq_m, &rotated, &unit_norm));
-                EXPECT_EQ(pq_m, m);
-                EXPECT_EQ(rotated, opq);
-                EXPECT_EQ(unit_norm, unit);
+                for (const int g : {1, 2, 4, kMaxCodeGroup}) {
+                    int pq_m = 0, group = 0;
+                    bool rotated = !opq, unit_norm = !unit;
+                    ASSERT_TRUE(parse_code_name(code_name(m, opq, unit, g), 128, &pq_m, &rotated,
+                                                &unit_norm, &group));
+                    EXPECT_EQ(pq_m, m);
+                    EXPECT_EQ(rotated, opq);
+                    EXPECT_EQ(unit_norm, unit);
+                    EXPECT_EQ(group, g);
+                }
             }
         }
     }
     int pq_m = 0;
     bool rotated = false, unit_norm = false;
-    for (const char* bad : {"", "0", "08", "7", "256", "1024", "8-unit-opq", "8-opq-", "8opq",
-                            "-opq", "8-opq-unit-unit", "8 ", "x8"})
+    for (const char* bad : {"",
+                            "0",
+                            "08",
+                            "7",
+                            "256",
+                            "1024",
+                            "8-unit-opq",
+                            "8-opq-",
+                            "8opq",
+                            "-opq",
+                            "8-opq-unit-unit",
+                            "8 ",
+                            "x8",
+                            "8-g1",
+                            "8-g0",
+                            "8-g17",
+                            "8-g04",
+                            "8-opq-g4",
+                            "8-g4-g4",
+                            "8-g"})
         EXPECT_FALSE(parse_code_name(bad, 128, &pq_m, &rotated, &unit_norm)) << bad;
 }
 
