@@ -175,6 +175,7 @@ int run_info(const std::string& path) {
             if (qbytes && index.add_quantizer(qbytes->data(), qbytes->size(), file)) {
                 summary["quantizer"]["n_lists"] = index.n_lists();
                 summary["quantizer"]["pq_m"] = index.pq_m();
+                summary["quantizer"]["group"] = index.quantizer().group;  // windows a code covers
                 summary["quantizer"]["rotation"] = index.quantizer().rotated();
                 summary["quantizer"]["unit_norm"] = index.quantizer().unit_norm;
                 summary["quantizer"]["code"] = index.quantizer().code_name();

@@ -245,32 +245,45 @@ TEST_F(CliTest, BuildKeepsARunningBuildsStagingAndRemovesADeadOnes) {
     EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
 }
 
-// A compact index: 8 PQ bytes after a learned rotation, scored against unit-length
-// reconstructions. `info` reports the code, and a clip of an indexed song is found in place.
+// Compact indexes: 8 PQ bytes a window after a learned rotation, and 32 bytes for each group of
+// 4 windows (--group), both scored against unit-length reconstructions. `info` reports the
+// code, `verify` passes, and a clip of an indexed song is found in place.
 TEST_F(CliTest, BuildWithRotationAndUnitNormFindsTheSong) {
-    const fs::path index = dir_ / "index";
-    const CliRun build = run_cli("build -q " + model_arg() + " --pq-m 8 --opq 5 --unit-norm --out " +
-                                     index.string() + " " + (dir_ / "music").string(),
-                                 dir_);
-    ASSERT_EQ(build.exit_code, 3) << build.err;  // broken.ogg skipped
-    EXPECT_NE(build.err.find("OPQ 8 x 8 bits"), std::string::npos) << build.err;
-    const CliRun info = run_cli("info " + index.string(), dir_);
-    ASSERT_EQ(info.exit_code, 0) << info.err;
-    const auto manifest = nlohmann::json::parse(info.out);
-    EXPECT_EQ(manifest["quantizer"]["pq_m"], 8);
-    EXPECT_EQ(manifest["quantizer"]["rotation"], true);
-    EXPECT_EQ(manifest["quantizer"]["unit_norm"], true);
-    EXPECT_EQ(manifest["quantizer"]["code"], "8-opq-unit");
-    EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
-
+    struct Case {
+        const char* options;
+        const char* training;  // what build says it trains
+        int pq_m, group;
+        const char* code;
+    };
     write_song2_clip(3.0, 4.0);
-    const CliRun query = run_cli("query -q " + model_arg() + " --index " + index.string() + " " +
-                                     (dir_ / "clip.wav").string(),
-                                 dir_);
-    ASSERT_EQ(query.exit_code, 0) << query.err;
-    const auto hit = nlohmann::json::parse(query.out.substr(0, query.out.find('\n')));
-    EXPECT_EQ(hit["song"], "album-a/second_song");
-    EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5);
+    for (const Case& c :
+         {Case{"--pq-m 8 --opq 5 --unit-norm", "OPQ 8 x 8 bits)", 8, 1, "8-opq-unit"},
+          Case{"--pq-m 32 --group 4 --opq 5 --unit-norm", "OPQ 32 x 8 bits per 4 windows", 32, 4,
+               "32-g4-opq-unit"}}) {
+        const fs::path index = dir_ / ("index-" + std::string(c.code));
+        const CliRun build = run_cli("build -q " + model_arg() + " " + c.options + " --out " +
+                                         index.string() + " " + (dir_ / "music").string(),
+                                     dir_);
+        ASSERT_EQ(build.exit_code, 3) << build.err;  // broken.ogg skipped
+        EXPECT_NE(build.err.find(c.training), std::string::npos) << build.err;
+        const CliRun info = run_cli("info " + index.string(), dir_);
+        ASSERT_EQ(info.exit_code, 0) << info.err;
+        const auto manifest = nlohmann::json::parse(info.out);
+        EXPECT_EQ(manifest["quantizer"]["pq_m"], c.pq_m);
+        EXPECT_EQ(manifest["quantizer"]["group"], c.group);
+        EXPECT_EQ(manifest["quantizer"]["rotation"], true);
+        EXPECT_EQ(manifest["quantizer"]["unit_norm"], true);
+        EXPECT_EQ(manifest["quantizer"]["code"], c.code);
+        EXPECT_EQ(run_cli("verify " + index.string() + " " + model_arg(), dir_).exit_code, 0);
+
+        const CliRun query = run_cli("query -q " + model_arg() + " --index " + index.string() +
+                                         " " + (dir_ / "clip.wav").string(),
+                                     dir_);
+        ASSERT_EQ(query.exit_code, 0) << query.err;
+        const auto hit = nlohmann::json::parse(query.out.substr(0, query.out.find('\n')));
+        EXPECT_EQ(hit["song"], "album-a/second_song") << c.code;
+        EXPECT_NEAR(hit["offset_s"].get<double>(), 3.0, 0.5) << c.code;
+    }
 }
 
 // `build --quantizer-from`: the songs coded with another index's quantizer (the same bytes, no
@@ -302,12 +315,15 @@ TEST_F(CliTest, BuildWithAnotherIndexesQuantizerFindsTheSong) {
     const auto hit = nlohmann::json::parse(query.out.substr(0, query.out.find('\n')));
     EXPECT_EQ(hit["song"], "album-a/second_song");
 
-    const CliRun both = run_cli("build -q " + model_arg() + " --quantizer-from " + first.string() +
-                                    " --pq-m 16 --out " + (dir_ / "both").string() + " " + music,
-                                dir_);
-    EXPECT_EQ(both.exit_code, 1);
-    EXPECT_NE(both.err.find("leave out"), std::string::npos) << both.err;
-    EXPECT_FALSE(fs::exists(dir_ / "both"));
+    for (const char* code_option : {"--pq-m 16", "--group 4"}) {
+        const CliRun both =
+            run_cli("build -q " + model_arg() + " --quantizer-from " + first.string() + " " +
+                        code_option + " --out " + (dir_ / "both").string() + " " + music,
+                    dir_);
+        EXPECT_EQ(both.exit_code, 1);
+        EXPECT_NE(both.err.find("leave out"), std::string::npos) << both.err;
+        EXPECT_FALSE(fs::exists(dir_ / "both"));
+    }
     const CliRun not_index = run_cli("build -q " + model_arg() + " --quantizer-from " + music +
                                          " --out " + (dir_ / "none").string() + " " + music,
                                      dir_);
