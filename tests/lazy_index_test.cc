@@ -26,14 +26,19 @@ struct Built {
 };
 
 // 60 songs of ~120 windows (0.5 s), 32 lists, blocks of a few songs, pairs 4 hops apart
-// (and short keys short_span apart).
-Built build(size_t n_songs = 60, uint32_t short_span = 0, int n_lists = 32) {
+// (and short keys short_span apart); code_group > 1: 32 bytes for each group of that many
+// windows.
+Built build(size_t n_songs = 60, uint32_t short_span = 0, int n_lists = 32, int code_group = 1) {
     Built b;
     b.songs = synthetic_catalog(n_songs, 120, kDim, 91);
     IndexBuildParams params = small_build_params();
     params.n_lists = n_lists;
+    if (code_group > 1) {
+        params.pq_m = 32;
+        params.code_group = code_group;
+    }
     params.format_version = kIndexVersion2;
-    params.max_shard_bytes = 8 * 1024;
+    params.max_shard_bytes = code_group > 1 ? 4 * 1024 : 8 * 1024;  // a few songs either way
     params.pair_span = 4;
     params.pair_short_span = short_span;
     params.pair_keys_per_page = 16;
@@ -87,8 +92,8 @@ Fetched run_rounds(const Built& b, LazyIndex* lazy) {
     return f;
 }
 
-TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
-    const Built b = build();
+// A query's few ranges answer as the whole index does; the same query again fetches nothing.
+void answers_as_the_whole_index(const Built& b) {
     Index whole(b.model);
     ASSERT_TRUE(load_all(b.files, &whole).is_ok());
     const MatchParams params = match_default_params();
@@ -140,6 +145,14 @@ TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
     }
     EXPECT_EQ(lazy->stats().rejected, 0u);
     EXPECT_GT(lazy->stats().block_hits, 0u);
+}
+
+// With per-window codes and with codes over groups of 4 windows.
+TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
+    for (int code_group : {1, 4}) {
+        SCOPED_TRACE("code group " + std::to_string(code_group));
+        answers_as_the_whole_index(build(60, 0, 32, code_group));
+    }
 }
 
 TEST(LazyIndex, RefusesChangedOrCutRangesAndKeepsNothingOfThem) {
