@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> pos;
     uint64_t seed = 1;
     std::string quantizer_path;
-    int pq_m = 0;  // 0 = the model's index_pq_m
+    int pq_m = 0;   // 0 = the model's index_pq_m
+    int group = 1;  // windows a code covers (random quantizer)
     int format = earshot::kIndexVersion1;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -85,6 +86,8 @@ int main(int argc, char** argv) {
             quantizer_path = argv[++i];
         } else if (a == "--pq-m" && i + 1 < argc) {
             pq_m = int(std::strtol(argv[++i], nullptr, 10));
+        } else if (a == "--group" && i + 1 < argc) {
+            group = int(std::strtol(argv[++i], nullptr, 10));
         } else if (a == "--format" && i + 1 < argc) {
             format = int(std::strtol(argv[++i], nullptr, 10));
         } else {
@@ -94,8 +97,8 @@ int main(int argc, char** argv) {
     if (pos.size() != 4) {
         std::fprintf(stderr,
                      "usage: earshot_make_synthetic_index MODEL.emod N_SONGS EMBEDDINGS_PER_SONG "
-                     "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES (random "
-                     "quantizer)] [--format 1|2]\n");
+                     "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES] [--group WINDOWS] "
+                     "(random quantizer) [--format 1|2]\n");
         return 2;
     }
     const std::string model_path = pos[0], out_dir = pos[3];
@@ -111,6 +114,7 @@ int main(int argc, char** argv) {
     const earshot::ModelInfo& info = model.value()->info();
     earshot::IndexBuildParams params = earshot::index_build_default_params(info);
     if (pq_m > 0) params.pq_m = pq_m;
+    params.code_group = group;
     params.format_version = format;
     if (format == earshot::kIndexVersion2) params.max_shard_bytes = earshot::kDefaultBlockBytes;
     if (earshot::Status st = earshot::validate_index_build_params(params, info); !st)
@@ -132,9 +136,10 @@ int main(int argc, char** argv) {
         q.n_lists = earshot::index_auto_lists(size_t(n_songs) * size_t(n_embeddings));
         q.pq_m = params.pq_m;
         q.sub_dim = dim / params.pq_m;
+        q.group = params.code_group;
         q.coarse_centroids = random_unit_vectors(size_t(q.n_lists), dim, rng);
         q.pq_codebooks = random_unit_vectors(
-            size_t(q.pq_m) * earshot::kPqCodebookSize * q.sub_dim / dim, dim, rng);
+            size_t(q.group) * q.pq_m * earshot::kPqCodebookSize * q.sub_dim / dim, dim, rng);
         for (float& v : q.pq_codebooks) v *= 0.3f;
     }
 
@@ -158,7 +163,8 @@ int main(int argc, char** argv) {
     const double hop_s =
         double(info.hop_frames) * info.frontend.hop_length / double(info.frontend.sample_rate_hz);
     std::vector<uint16_t> ids(static_cast<size_t>(n_embeddings));
-    std::vector<uint8_t> codes(size_t(n_embeddings) * q.pq_m);
+    // A code per window, or per group of q.group windows.
+    std::vector<uint8_t> codes((size_t(n_embeddings) + q.group - 1) / q.group * q.pq_m);
     for (long s = 0; s < n_songs; ++s) {
         for (auto& list : ids) list = uint16_t(rng() % uint64_t(q.n_lists));
         for (auto& c : codes) c = uint8_t(rng());
