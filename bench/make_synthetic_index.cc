@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
     std::string quantizer_path;
     int pq_m = 0;   // 0 = the model's index_pq_m
     int group = 1;  // windows a code covers (random quantizer)
+    // Chance that a window keeps the previous window's list (0: every list drawn anew). A song's
+    // neighbouring windows share a list about 69 % of the time at 256 lists (docs/SCALE.md):
+    // postings of one list then come in runs, as in a real index.
+    double list_repeat = 0.0;
     int format = earshot::kIndexVersion1;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -88,6 +92,8 @@ int main(int argc, char** argv) {
             pq_m = int(std::strtol(argv[++i], nullptr, 10));
         } else if (a == "--group" && i + 1 < argc) {
             group = int(std::strtol(argv[++i], nullptr, 10));
+        } else if (a == "--list-repeat" && i + 1 < argc) {
+            list_repeat = std::strtod(argv[++i], nullptr);
         } else if (a == "--format" && i + 1 < argc) {
             format = int(std::strtol(argv[++i], nullptr, 10));
         } else {
@@ -98,7 +104,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: earshot_make_synthetic_index MODEL.emod N_SONGS EMBEDDINGS_PER_SONG "
                      "OUT_DIR [--seed S] [--quantizer FILE.eq] [--pq-m BYTES] [--group WINDOWS] "
-                     "(random quantizer) [--format 1|2]\n");
+                     "(random quantizer) [--list-repeat P] [--format 1|2]\n");
         return 2;
     }
     const std::string model_path = pos[0], out_dir = pos[3];
@@ -166,7 +172,10 @@ int main(int argc, char** argv) {
     // A code per window, or per group of q.group windows.
     std::vector<uint8_t> codes((size_t(n_embeddings) + q.group - 1) / q.group * q.pq_m);
     for (long s = 0; s < n_songs; ++s) {
-        for (auto& list : ids) list = uint16_t(rng() % uint64_t(q.n_lists));
+        for (size_t j = 0; j < ids.size(); ++j) {
+            const bool repeat = j > 0 && double(rng() >> 11) * 0x1.0p-53 < list_repeat;
+            ids[j] = repeat ? ids[j - 1] : uint16_t(rng() % uint64_t(q.n_lists));
+        }
         for (auto& c : codes) c = uint8_t(rng());
         char song_id[32];
         std::snprintf(song_id, sizeof song_id, "synthetic-%05ld", s);

@@ -241,8 +241,13 @@ Status Index::read_list_sizes(const ContainerView& view, const std::string& what
 }
 
 size_t Index::bytes_per_posting() const {
-    return sizeof(uint32_t) + size_t(quantizer_.pq_m) + (quantizer_.unit_norm ? sizeof(float) : 0) +
-           (quantizer_.group > 1 ? 1 : 0) + sizeof(embedding_list_[0]);
+    // A grouped code: a reference to the group's code and a share of that code.
+    const size_t code_bytes =
+        quantizer_.group > 1
+            ? sizeof(uint32_t) + size_t(quantizer_.pq_m + quantizer_.group - 1) / quantizer_.group
+            : size_t(quantizer_.pq_m);
+    return sizeof(uint32_t) + code_bytes + (quantizer_.unit_norm ? sizeof(float) : 0) +
+           sizeof(embedding_list_[0]);
 }
 
 Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t size,
@@ -329,11 +334,17 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
     if (!reserve_lists) return Status::ok();
     for (size_t l = 0; l < lists_.size(); ++l) {
         lists_[l].embedding_ids.reserve(lists_[l].embedding_ids.size() + list_sizes[l]);
-        lists_[l].codes.reserve(lists_[l].codes.size() + size_t(list_sizes[l]) * quantizer_.pq_m);
+        if (quantizer_.group > 1)
+            lists_[l].code_refs.reserve(lists_[l].code_refs.size() + list_sizes[l]);
+        else
+            lists_[l].codes.reserve(lists_[l].codes.size() +
+                                    size_t(list_sizes[l]) * quantizer_.pq_m);
         if (quantizer_.unit_norm)
             lists_[l].inv_norms.reserve(lists_[l].inv_norms.size() + list_sizes[l]);
-        if (quantizer_.group > 1) lists_[l].slots.reserve(lists_[l].slots.size() + list_sizes[l]);
     }
+    if (quantizer_.group > 1)  // a row per group, and a song's last group may be partial
+        group_codes_.reserve(group_codes_.size() +
+                             size_t(total_postings / quantizer_.group) * quantizer_.pq_m);
     embedding_list_.reserve(embedding_list_.size() + total_postings);
     embedding_stored_.reserve(embedding_stored_.size() + total_postings);
     return Status::ok();
@@ -563,6 +574,10 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     }
     auto codes_section = view.require("pq_codes", DType::kU8, {uint32_t(n_codes), uint32_t(pq_m)});
     if (!codes_section) return codes_section.status();
+    // Postings name a group's row in 32 - kCodeRefSlotBits bits.
+    if (group > 1 && group_codes_.size() / pq_m + n_codes > (size_t(1) << (32 - kCodeRefSlotBits)))
+        return Status::error(what + ": more code groups than an index holds (" +
+                             std::to_string(size_t(1) << (32 - kCodeRefSlotBits)) + ")");
     std::vector<uint16_t> ids(n_stored);
     const uint8_t* id_data = ids_section.value()->data;
     for (size_t e = 0; e < n_stored; ++e) {
@@ -592,6 +607,8 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     // (a song's groups start at its first stored window).
     size_t song = 0, k = 0, code = 0;
     int slot = 0;
+    const size_t first_row = group_codes_.size() / pq_m;
+    if (group > 1) group_codes_.insert(group_codes_.end(), codes, codes + n_codes * pq_m);
     for (size_t e = 0; e < n_embeddings; ++e) {
         while (song < n_songs && e >= offsets[song + 1]) {
             ++song;
@@ -607,8 +624,11 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         embedding_list_.push_back(ids[k]);
         list.embedding_ids.push_back(base + uint32_t(e));
         const uint8_t* window_codes = codes + code * pq_m;
-        list.codes.insert(list.codes.end(), window_codes, window_codes + pq_m);
-        if (group > 1) list.slots.push_back(uint8_t(slot));
+        if (group > 1)
+            list.code_refs.push_back(uint32_t((first_row + code) << kCodeRefSlotBits) |
+                                     uint32_t(slot));
+        else
+            list.codes.insert(list.codes.end(), window_codes, window_codes + pq_m);
         if (quantizer_.unit_norm) {
             // A reconstruction of (near) zero length scores 0 against everything.
             const float sq = quantizer_.reconstruction_sq_norm(ids[k], window_codes, slot);

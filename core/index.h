@@ -171,10 +171,16 @@ public:
         // Quantizer::unit_norm: 1 / |reconstruction| per posting (computed when a shard is
         // added); empty otherwise.
         std::vector<float> inv_norms;
-        // A grouped code (Quantizer::group > 1): codes holds each posting's group code, and
-        // this its slot in the group; empty otherwise.
-        std::vector<uint8_t> slots;
+        // A grouped code (Quantizer::group > 1): codes is empty and each posting names its
+        // group's code in group_codes() and its slot in the group, as row << kCodeRefSlotBits |
+        // slot (a group's code is kept once, not once per window: a quarter of the memory at 4
+        // windows a group); empty otherwise.
+        std::vector<uint32_t> code_refs;
     };
+    static constexpr int kCodeRefSlotBits = 4;  // slots < kMaxCodeGroup = 16
+    static constexpr uint32_t kCodeRefSlotMask = (1u << kCodeRefSlotBits) - 1;
+    // A grouped code's codes, a row of pq_m bytes per group, in the order shards were added.
+    const std::vector<uint8_t>& group_codes() const { return group_codes_; }
     const InvertedList& list(int list_id) const { return lists_[list_id]; }
     size_t song_of_embedding(uint32_t global_id) const;
     uint32_t song_first_embedding(size_t song_index) const {
@@ -205,8 +211,13 @@ public:
         const InvertedList& l = lists_[embedding_list_[global_id]];
         const size_t pos = position_in_list(l, global_id);
         *score_scale = l.inv_norms.empty() ? 1.0f : l.inv_norms[pos];
-        if (slot) *slot = l.slots.empty() ? 0 : l.slots[pos];
-        return &l.codes[pos * quantizer_.pq_m];
+        if (l.code_refs.empty()) {
+            if (slot) *slot = 0;
+            return &l.codes[pos * quantizer_.pq_m];
+        }
+        const uint32_t ref = l.code_refs[pos];
+        if (slot) *slot = int(ref & kCodeRefSlotMask);
+        return &group_codes_[size_t(ref >> kCodeRefSlotBits) * quantizer_.pq_m];
     }
 
 private:
@@ -264,6 +275,7 @@ private:
     std::vector<bool> embedding_stored_;    // per global id
     size_t n_stored_ = 0;
     std::vector<InvertedList> lists_;       // [n_lists]
+    std::vector<uint8_t> group_codes_;      // grouped codes: [groups, pq_m]
 };
 
 // SHA-256 of a whole index file, lowercase hex (the manifest's "sha256" values).

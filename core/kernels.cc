@@ -521,12 +521,14 @@ void pq_scan__scalar_acc4(size_t n, size_t pq_m, const float* table, const uint8
     for (size_t j = 0; j < n; ++j, codes += pq_m) out[j] = pq_score_acc4_any(pq_m, table, codes);
 }
 
-void pq_scan_slots__scalar_acc4(size_t n, size_t pq_m, const float* tables, const uint8_t* slots,
-                                const uint8_t* codes, float* out) {
+void pq_scan_refs__scalar_acc4(size_t n, size_t pq_m, const float* tables, const uint32_t* refs,
+                               int slot_bits, const uint8_t* codes, float* out) {
     const size_t table_size = pq_m * kPqCodebookSize;
+    const uint32_t slot_mask = (1u << slot_bits) - 1;
     auto scan = [&](auto score) {
-        for (size_t j = 0; j < n; ++j, codes += pq_m)
-            out[j] = score(tables + slots[j] * table_size, codes);
+        for (size_t j = 0; j < n; ++j)
+            out[j] = score(tables + (refs[j] & slot_mask) * table_size,
+                           codes + size_t(refs[j] >> slot_bits) * pq_m);
     };
     if (pq_m == 32) return scan(pq_score_acc4_fixed<32>);
     if (pq_m == 16) return scan(pq_score_acc4_fixed<16>);

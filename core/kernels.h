@@ -158,10 +158,11 @@ float pq_score__scalar_acc4(size_t pq_m, const float* table, const uint8_t* code
 void pq_scan__scalar_acc4(size_t n, size_t pq_m, const float* table, const uint8_t* codes,
                           float* out);
 
-// Grouped codes (core/quantizer.h): out[j] = pq_score__scalar_acc4(pq_m, tables + slots[j] *
-// pq_m * 256, codes + j * pq_m), each posting scored with its slot's table (bit-identical).
-void pq_scan_slots__scalar_acc4(size_t n, size_t pq_m, const float* tables, const uint8_t* slots,
-                                const uint8_t* codes, float* out);
+// Grouped codes (core/quantizer.h): out[j] = pq_score__scalar_acc4(pq_m, tables + slot *
+// pq_m * 256, codes + row * pq_m) for refs[j] = row << slot_bits | slot: each posting scored
+// with its group's code and its slot's table (bit-identical).
+void pq_scan_refs__scalar_acc4(size_t n, size_t pq_m, const float* tables, const uint32_t* refs,
+                               int slot_bits, const uint8_t* codes, float* out);
 
 // The PQ score with every table entry computed on the spot from x and the codebooks (for a
 // query vector without a table, when only a few codes are scored).

@@ -184,12 +184,13 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
             const Index::InvertedList& list = index_.list(l);
             const size_t n = list.embedding_ids.size();
             if (scan_scores_.size() < n) scan_scores_.resize(n);
-            if (list.slots.empty())
+            if (list.code_refs.empty())
                 pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(),
                                      scan_scores_.data());
             else
-                pq_scan_slots__scalar_acc4(n, size_t(pq_m), table, list.slots.data(),
-                                           list.codes.data(), scan_scores_.data());
+                pq_scan_refs__scalar_acc4(n, size_t(pq_m), table, list.code_refs.data(),
+                                          Index::kCodeRefSlotBits, index_.group_codes().data(),
+                                          scan_scores_.data());
             const float base = ip[l];
             const float* inv_norms = list.inv_norms.empty() ? nullptr : list.inv_norms.data();
             auto score_at = [&](size_t j) {  // as score_embedding computes it

@@ -141,10 +141,12 @@ def main():
     with open(args.model, "rb") as f:
         model = read_container(f.read(), expected_kind="MODL", what=args.model)
     meta = model.meta
-    if args.for_code and not (re.fullmatch(r"[1-9][0-9]*(-opq)?(-unit)?", args.for_code) and
+    if args.for_code and not (re.fullmatch(r"[1-9][0-9]*(-g([2-9]|1[0-6]))?(-opq)?(-unit)?",
+                                           args.for_code) and
                               meta["embedding_dim"] % int(args.for_code.split("-")[0]) == 0):
         sys.exit(f"--for-code {args.for_code!r}: give PQ bytes that divide the embedding size "
-                 f"({meta['embedding_dim']}), then -opq and/or -unit, as in 8-opq-unit")
+                 f"({meta['embedding_dim']}), then -gG for a code over G windows (2 to 16), "
+                 "-opq and/or -unit, as in 8-opq-unit or 32-g4-opq-unit")
     if args.set_default and not (args.write and args.for_code):
         sys.exit("--set-default goes with --write --for-code NAME")
     if not 1 <= args.opq_rounds <= 100:

@@ -136,7 +136,7 @@ class CalibrateTest(unittest.TestCase):
             out = run("--for-code", "16", *a)  # the model's own code: refused
             self.assertNotEqual(out.returncode, 0)
             self.assertIn("index_pq_m", out.stderr)
-            for bad in ("7", "8-unit-opq", "08", "opq"):  # not a code name
+            for bad in ("7", "8-unit-opq", "08", "opq", "8-g1", "8-g17", "8-opq-g4"):  # not names
                 out = run("--for-code", bad, *a)
                 self.assertNotEqual(out.returncode, 0)
                 self.assertIn("-opq and/or -unit", out.stderr)

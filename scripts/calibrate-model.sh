@@ -47,7 +47,9 @@ SPEED_CODES=${SPEED_CODES:-32 16-opq-unit 8-opq-unit}
 speed_code() { [[ " $SPEED_CODES " == *" $1 "* ]]; }
 # name:earshot build options; the first is the model's default code.
 CODES=("32:" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"
-       "8-opq-unit:--pq-m 8 --opq 10 --unit-norm")
+       "8-opq-unit:--pq-m 8 --opq 10 --unit-norm"
+       "32-g4-opq-unit:--pq-m 32 --group 4 --opq 10 --unit-norm"
+       "32-g5-opq-unit:--pq-m 32 --group 5 --opq 10 --unit-norm")
 default=${CODES[0]%%:*}
 if [ -n "${CODES_ONLY:-}" ]; then
     kept=()
