@@ -766,16 +766,18 @@ TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
     const auto j = nlohmann::json::parse(info.out);
     EXPECT_EQ(j["index_code"], "32");
     const auto& codes = j["calibrated_codes"];
-    for (const char* code : {"16-opq-unit", "32", "8-opq-unit"})
+    for (const char* code : {"16-opq-unit", "32", "8-opq-unit", "32-g4-opq-unit", "32-g5-opq-unit"})
         EXPECT_NE(std::find(codes.begin(), codes.end(), code), codes.end()) << code;
     EXPECT_EQ(j["speed_search"]["stretches"].size(), 4u);
     EXPECT_EQ(j["speed_search"]["codes"],
               nlohmann::json::array({"32", "16-opq-unit", "8-opq-unit"}));
 
     const fs::path index = dir_ / "index";
-    for (const auto& [options, code] : {std::pair<std::string, std::string>{"", "32"},
-                                        {"--pq-m 16 --opq 10 --unit-norm", "16-opq-unit"},
-                                        {"--pq-m 8 --unit-norm --opq 3 --no-unit-norm", "8-opq"}}) {
+    for (const auto& [options, code] :
+         {std::pair<std::string, std::string>{"", "32"},
+          {"--pq-m 16 --opq 10 --unit-norm", "16-opq-unit"},
+          {"--pq-m 32 --group 4 --opq 2 --unit-norm", "32-g4-opq-unit"},
+          {"--pq-m 8 --unit-norm --opq 3 --no-unit-norm", "8-opq"}}) {
         const CliRun build = run_cli("build -q --model " + shipped + " " + options + " --out " +
                                          index.string() + " " + (dir_ / "music").string(),
                                      dir_);
