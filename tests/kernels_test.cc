@@ -456,6 +456,31 @@ TEST(KernelsScalarAcc4, PqScoreAndScanMatchScalar) {
     }
 }
 
+// A grouped code's scan: each posting's code found by its row, scored with its slot's table,
+// bit for bit as the per-code score.
+TEST(KernelsScalarAcc4, PqScanByReferenceMatchesTheScore) {
+    std::mt19937 rng(10);
+    constexpr int kSlotBits = 4;
+    for (size_t pq_m : {5, 8, 16, 32}) {
+        const size_t n_rows = 23, n_postings = 41, n_slots = 3;
+        std::vector<float> tables = random_vector(n_slots * pq_m * kPqCodebookSize, rng);
+        std::vector<uint8_t> codes(n_rows * pq_m);
+        for (uint8_t& v : codes) v = uint8_t(rng());
+        std::vector<uint32_t> refs(n_postings);
+        for (uint32_t& r : refs)
+            r = uint32_t(rng() % n_rows) << kSlotBits | uint32_t(rng() % n_slots);
+        std::vector<float> scanned(n_postings + 1, 12345.0f);
+        pq_scan_refs__scalar_acc4(n_postings, pq_m, tables.data(), refs.data(), kSlotBits,
+                                  codes.data(), scanned.data());
+        EXPECT_EQ(scanned[n_postings], 12345.0f) << "wrote past n";
+        for (size_t j = 0; j < n_postings; ++j) {
+            const float* table = &tables[(refs[j] & 15u) * pq_m * kPqCodebookSize];
+            const uint8_t* code = &codes[(refs[j] >> kSlotBits) * pq_m];
+            ASSERT_EQ(scanned[j], pq_score__scalar_acc4(pq_m, table, code)) << pq_m << " " << j;
+        }
+    }
+}
+
 TEST(KernelsVec128, PqScoreDirectMatchesTableScores) {
     std::mt19937 rng(9);
     for (size_t pq_m : {1, 3, 4, 5, 8, 16, 17, 32}) {
