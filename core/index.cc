@@ -241,13 +241,14 @@ Status Index::read_list_sizes(const ContainerView& view, const std::string& what
 }
 
 size_t Index::bytes_per_posting() const {
-    // A grouped code: a reference to the group's code and a share of that code.
-    const size_t code_bytes =
-        quantizer_.group > 1
-            ? sizeof(uint32_t) + size_t(quantizer_.pq_m + quantizer_.group - 1) / quantizer_.group
-            : size_t(quantizer_.pq_m);
-    return sizeof(uint32_t) + code_bytes + (quantizer_.unit_norm ? sizeof(float) : 0) +
-           sizeof(embedding_list_[0]);
+    // A grouped code: a reference to the group's code (which also gives the id), and a share
+    // of the group's code and first id.
+    const int group = quantizer_.group;
+    const size_t id_and_code =
+        group > 1
+            ? sizeof(uint32_t) + size_t(quantizer_.pq_m + sizeof(uint32_t) + group - 1) / group
+            : sizeof(uint32_t) + size_t(quantizer_.pq_m);
+    return id_and_code + (quantizer_.unit_norm ? sizeof(float) : 0) + sizeof(embedding_list_[0]);
 }
 
 Result<uint64_t> Index::directory_reserve_bytes(const uint8_t* bytes, size_t size,
@@ -333,18 +334,21 @@ Status Index::add_directory(const uint8_t* bytes, size_t size, const std::string
     has_directory_ = true;
     if (!reserve_lists) return Status::ok();
     for (size_t l = 0; l < lists_.size(); ++l) {
-        lists_[l].embedding_ids.reserve(lists_[l].embedding_ids.size() + list_sizes[l]);
-        if (quantizer_.group > 1)
+        if (quantizer_.group > 1) {
             lists_[l].code_refs.reserve(lists_[l].code_refs.size() + list_sizes[l]);
-        else
+        } else {
+            lists_[l].embedding_ids.reserve(lists_[l].embedding_ids.size() + list_sizes[l]);
             lists_[l].codes.reserve(lists_[l].codes.size() +
                                     size_t(list_sizes[l]) * quantizer_.pq_m);
+        }
         if (quantizer_.unit_norm)
             lists_[l].inv_norms.reserve(lists_[l].inv_norms.size() + list_sizes[l]);
     }
-    if (quantizer_.group > 1)  // a row per group, and a song's last group may be partial
-        group_codes_.reserve(group_codes_.size() +
-                             size_t(total_postings / quantizer_.group) * quantizer_.pq_m);
+    if (quantizer_.group > 1) {  // a row per group, and some groups are partial
+        const size_t groups = size_t(total_postings / quantizer_.group);
+        group_codes_.reserve(group_codes_.size() + groups * quantizer_.pq_m);
+        group_first_embedding_.reserve(group_first_embedding_.size() + groups);
+    }
     embedding_list_.reserve(embedding_list_.size() + total_postings);
     embedding_stored_.reserve(embedding_stored_.size() + total_postings);
     return Status::ok();
@@ -561,15 +565,22 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
         }
     }
     // pq_codes: a code per stored window, or with a grouped code (core/quantizer.h) a code per
-    // group of `group` consecutive stored windows of a song, ceil(stored / group) a song.
+    // group of up to `group` consecutive windows of a song: a run of L stored windows between
+    // absent ones (or a song's ends) has ceil(L / group) groups.
     const int group = quantizer_.group;
     size_t n_codes = n_stored;
     if (group > 1) {
         n_codes = 0;
         for (size_t i = 0; i < n_songs; ++i) {
-            const size_t song_stored = size_t(std::count(
-                stored.begin() + offsets[i], stored.begin() + offsets[i + 1], uint8_t(1)));
-            n_codes += (song_stored + group - 1) / group;
+            size_t run = 0;
+            for (uint32_t e = offsets[i]; e <= offsets[i + 1]; ++e) {
+                if (e < offsets[i + 1] && stored[e]) {
+                    ++run;
+                    continue;
+                }
+                n_codes += (run + group - 1) / group;
+                run = 0;
+            }
         }
     }
     auto codes_section = view.require("pq_codes", DType::kU8, {uint32_t(n_codes), uint32_t(pq_m)});
@@ -604,31 +615,37 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     embedding_list_.reserve(embedding_list_.size() + n_embeddings);
     embedding_stored_.reserve(embedding_stored_.size() + n_embeddings);
     // k: stored windows so far; code: the row of pq_codes of window k, slot its place in it
-    // (a song's groups start at its first stored window).
+    // (a group ends at its group-th window, an absent window or the song's end).
     size_t song = 0, k = 0, code = 0;
     int slot = 0;
     const size_t first_row = group_codes_.size() / pq_m;
     if (group > 1) group_codes_.insert(group_codes_.end(), codes, codes + n_codes * pq_m);
+    auto end_group = [&] {
+        if (slot != 0) ++code;
+        slot = 0;
+    };
     for (size_t e = 0; e < n_embeddings; ++e) {
         while (song < n_songs && e >= offsets[song + 1]) {
             ++song;
-            if (slot != 0) ++code;  // the song's last group was not full
-            slot = 0;
+            end_group();
         }
         embedding_stored_.push_back(stored[e] != 0);
         if (!stored[e]) {
             embedding_list_.push_back(0);
+            end_group();
             continue;
         }
         InvertedList& list = lists_[ids[k]];
         embedding_list_.push_back(ids[k]);
-        list.embedding_ids.push_back(base + uint32_t(e));
         const uint8_t* window_codes = codes + code * pq_m;
-        if (group > 1)
+        if (group > 1) {
+            if (slot == 0) group_first_embedding_.push_back(base + uint32_t(e));
             list.code_refs.push_back(uint32_t((first_row + code) << kCodeRefSlotBits) |
                                      uint32_t(slot));
-        else
+        } else {
+            list.embedding_ids.push_back(base + uint32_t(e));
             list.codes.insert(list.codes.end(), window_codes, window_codes + pq_m);
+        }
         if (quantizer_.unit_norm) {
             // A reconstruction of (near) zero length scores 0 against everything.
             const float sq = quantizer_.reconstruction_sq_norm(ids[k], window_codes, slot);

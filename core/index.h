@@ -17,10 +17,10 @@
 // u16 [n], pq_codes u8 [n, pq_m] for the n stored windows, and, when some windows are not
 // stored (near-silent or not music: core/embed_signal.h), absent_runs u32 [n_runs, 2] of
 // sorted, disjoint [first window, count] runs; then n = windows - absent; with a grouped code
-// pq_codes is [sum over songs of ceil(stored windows / G), pq_m], a song's groups starting at
-// its first stored window, the last one filled up with its last window). The format's count
-// keys say "frames" for windows (shard metadata "n_frames", manifest shard entries "frames");
-// they keep those names so existing indexes load.
+// pq_codes has a row per group: each run of consecutive stored windows of a song is cut into
+// groups of G, a run of L windows into ceil(L / G), the last filled up with its last window).
+// The format's count keys say "frames" for windows (shard metadata "n_frames", manifest shard
+// entries "frames"); they keep those names so existing indexes load.
 //
 // Format v2 keeps the quantizer and puts the shards, as small *blocks* of a few songs (the unit
 // a page fetches and verifies), one after the other in one file (songs.esb); a binary
@@ -166,22 +166,32 @@ public:
     // order they were added: global id g is window g - song_first_embedding(s) of song
     // s = song_of_embedding(g), at song time (g - song_first_embedding(s)) * hop_s().
     struct InvertedList {
-        std::vector<uint32_t> embedding_ids;  // global embedding ids
+        std::vector<uint32_t> embedding_ids;  // global embedding ids, ascending
         std::vector<uint8_t> codes;           // [embedding_ids.size(), pq_m]
         // Quantizer::unit_norm: 1 / |reconstruction| per posting (computed when a shard is
         // added); empty otherwise.
         std::vector<float> inv_norms;
-        // A grouped code (Quantizer::group > 1): codes is empty and each posting names its
-        // group's code in group_codes() and its slot in the group, as row << kCodeRefSlotBits |
-        // slot (a group's code is kept once, not once per window: a quarter of the memory at 4
-        // windows a group); empty otherwise.
+        // A grouped code (Quantizer::group > 1) instead of embedding_ids and codes: each
+        // posting names its group's row in group_codes() and its slot in the group, as
+        // row << kCodeRefSlotBits | slot, which also gives its global id (posting_id()): a
+        // group's code is kept once, not once per window, and a posting takes 4 bytes for both
+        // its id and its code.
         std::vector<uint32_t> code_refs;
+        size_t size() const { return code_refs.empty() ? embedding_ids.size() : code_refs.size(); }
     };
     static constexpr int kCodeRefSlotBits = 4;  // slots < kMaxCodeGroup = 16
     static constexpr uint32_t kCodeRefSlotMask = (1u << kCodeRefSlotBits) - 1;
-    // A grouped code's codes, a row of pq_m bytes per group, in the order shards were added.
+    // A grouped code's codes, a row of pq_m bytes per group, in the order shards were added; a
+    // group's windows are consecutive (groups end where windows are not stored), so its slot s
+    // is global id group_first_embedding(row) + s.
     const std::vector<uint8_t>& group_codes() const { return group_codes_; }
+    uint32_t group_first_embedding(uint32_t row) const { return group_first_embedding_[row]; }
     const InvertedList& list(int list_id) const { return lists_[list_id]; }
+    // The global id of posting j of list l.
+    uint32_t posting_id(const InvertedList& l, size_t j) const {
+        if (l.code_refs.empty()) return l.embedding_ids[j];
+        return ref_id(l.code_refs[j]);
+    }
     size_t song_of_embedding(uint32_t global_id) const;
     uint32_t song_first_embedding(size_t song_index) const {
         return songs_[song_index].first_embedding;
@@ -221,9 +231,19 @@ public:
     }
 
 private:
-    static size_t position_in_list(const InvertedList& l, uint32_t global_id) {
-        return size_t(std::lower_bound(l.embedding_ids.begin(), l.embedding_ids.end(), global_id) -
-                      l.embedding_ids.begin());
+    uint32_t ref_id(uint32_t ref) const {
+        return group_first_embedding_[ref >> kCodeRefSlotBits] + (ref & kCodeRefSlotMask);
+    }
+    size_t position_in_list(const InvertedList& l, uint32_t global_id) const {
+        if (l.code_refs.empty())
+            return size_t(
+                std::lower_bound(l.embedding_ids.begin(), l.embedding_ids.end(), global_id) -
+                l.embedding_ids.begin());
+        // Rows and slots ascend with the global ids.
+        return size_t(
+            std::lower_bound(l.code_refs.begin(), l.code_refs.end(), global_id,
+                             [this](uint32_t ref, uint32_t id) { return ref_id(ref) < id; }) -
+            l.code_refs.begin());
     }
     struct LoadedSong {
         SongInfo info;
@@ -276,6 +296,7 @@ private:
     size_t n_stored_ = 0;
     std::vector<InvertedList> lists_;       // [n_lists]
     std::vector<uint8_t> group_codes_;      // grouped codes: [groups, pq_m]
+    std::vector<uint32_t> group_first_embedding_;  // grouped codes: per group, its first window
 };
 
 // SHA-256 of a whole index file, lowercase hex (the manifest's "sha256" values).

@@ -207,24 +207,48 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
     return Status::ok();
 }
 
+namespace {
+
+// A grouped code's groups of a song (core/quantizer.h): each run of consecutive stored windows
+// cut into groups of `group`, as (first stored window, windows in the group), in order.
+std::vector<std::pair<size_t, size_t>> code_groups(const std::vector<uint8_t>& stored,
+                                                   size_t n_windows, size_t group) {
+    std::vector<std::pair<size_t, size_t>> groups;
+    size_t rank = 0, run = 0;  // stored windows before this one; this run's so far
+    for (size_t j = 0; j <= n_windows; ++j) {
+        if (j < n_windows && (stored.empty() || stored[j])) {
+            ++run;
+            continue;
+        }
+        for (size_t first = 0; first < run; first += group)
+            groups.emplace_back(rank + first, std::min(group, run - first));
+        rank += run;
+        run = 0;
+    }
+    return groups;
+}
+
+}  // namespace
+
 void IndexBuilder::encode_song(PendingSong& song) const {
     const int dim = quantizer_.dim, group = quantizer_.group;
     song.list_ids.resize(song.n_stored);
     for (size_t j = 0; j < song.n_stored; ++j)
         song.list_ids[j] = uint16_t(quantizer_.assign(&song.embeddings[j * dim]));
-    const size_t n_codes = (song.n_stored + group - 1) / group;
-    song.codes.resize(n_codes * quantizer_.pq_m);
     if (group == 1) {
+        song.codes.resize(song.n_stored * quantizer_.pq_m);
         for (size_t j = 0; j < song.n_stored; ++j)
             quantizer_.encode(&song.embeddings[j * dim], song.list_ids[j],
                               &song.codes[j * quantizer_.pq_m]);
     } else {
-        // Groups of consecutive stored windows; the last one filled up with the last window.
+        // A partial group (a run's end) is filled up with its last window.
+        const auto groups = code_groups(song.stored, song.n_embeddings, size_t(group));
+        song.codes.resize(groups.size() * quantizer_.pq_m);
         std::vector<float> windows(size_t(group) * dim);
         std::vector<int> lists(group);
-        for (size_t g = 0; g < n_codes; ++g) {
+        for (size_t g = 0; g < groups.size(); ++g) {
             for (int s = 0; s < group; ++s) {
-                const size_t j = std::min(g * group + s, song.n_stored - 1);
+                const size_t j = groups[g].first + std::min(size_t(s), groups[g].second - 1);
                 std::memcpy(&windows[size_t(s) * dim], &song.embeddings[j * dim],
                             dim * sizeof(float));
                 lists[s] = song.list_ids[j];
@@ -286,13 +310,20 @@ Status IndexBuilder::train() {
 }
 
 Status IndexBuilder::train_on_groups() {
-    // A grouped code trains on groups of consecutive stored windows (core/quantizer.h): a
-    // seeded sample of whole groups, each song's last group filled up with its last window.
+    // A grouped code trains on its groups (code_groups()): a seeded sample of them, each
+    // partial group filled up with its last window.
     const size_t dim = size_t(model_.embedding_dim), group = size_t(params_.code_group);
-    std::vector<std::pair<uint32_t, uint32_t>> groups;  // (song, first stored window)
+    struct Group {
+        uint32_t song, first, size;  // first stored window, windows
+        bool operator<(const Group& o) const {
+            return song != o.song ? song < o.song : first < o.first;
+        }
+    };
+    std::vector<Group> groups;
     for (size_t s = 0; s < songs_.size(); ++s)
-        for (size_t j = 0; j < songs_[s].n_stored; j += group)
-            groups.emplace_back(uint32_t(s), uint32_t(j));
+        for (const auto& [first, size] :
+             code_groups(songs_[s].stored, songs_[s].n_embeddings, group))
+            groups.push_back({uint32_t(s), uint32_t(first), uint32_t(size)});
     const size_t n_sample =
         std::min(groups.size(), std::max<size_t>(params_.max_training_vectors / group, 1));
     if (n_sample < groups.size()) {
@@ -304,9 +335,9 @@ Status IndexBuilder::train_on_groups() {
     }
     std::vector<float> sample(n_sample * group * dim);
     for (size_t i = 0; i < n_sample; ++i) {
-        const PendingSong& song = songs_[groups[i].first];
+        const PendingSong& song = songs_[groups[i].song];
         for (size_t s = 0; s < group; ++s) {
-            const size_t j = std::min(groups[i].second + s, song.n_stored - 1);
+            const size_t j = groups[i].first + std::min(s, size_t(groups[i].size) - 1);
             std::memcpy(&sample[(i * group + s) * dim], &song.embeddings[j * dim],
                         dim * sizeof(float));
         }
@@ -434,7 +465,10 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
             return Status::error("add_song_codes: list id " + std::to_string(list_ids[j]) +
                                  " >= n_lists " + std::to_string(quantizer_.n_lists));
     pending.list_ids.assign(list_ids, list_ids + n);
-    const size_t n_codes = (n + quantizer_.group - 1) / quantizer_.group;
+    const size_t n_codes =
+        quantizer_.group == 1
+            ? n
+            : code_groups(pending.stored, n_embeddings, size_t(quantizer_.group)).size();
     pending.codes.assign(codes, codes + n_codes * quantizer_.pq_m);
     pending.shard_bytes = song_shard_bytes(pending);
     ++songs_added_;

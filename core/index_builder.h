@@ -151,9 +151,9 @@ public:
     // same codes); checks its shapes against the model. Songs added before are encoded.
     Status set_quantizer(const Quantizer& quantizer);
     // Adds a song already encoded with quantizer(): list_ids [n], codes [n, pq_m] for its n
-    // stored windows (a grouped code: [ceil(n / group), pq_m]). Needs a quantizer (trained or set);
-    // checks list ids < n_lists. stored (optional) as in add_song: n_embeddings flags, then n = the
-    // count of nonzero ones; without it n = n_embeddings. (Benchmarks and the scale harness
+    // stored windows (a grouped code: a row per group, core/index.h). Needs a quantizer (trained or
+    // set); checks list ids < n_lists. stored (optional) as in add_song: n_embeddings flags, then n
+    // = the count of nonzero ones; without it n = n_embeddings. (Benchmarks and the scale harness
     // generate codes.)
     Status add_song_codes(const SongInfo& song, const uint16_t* list_ids, const uint8_t* codes,
                           size_t n_embeddings, const uint8_t* stored = nullptr);

@@ -182,7 +182,7 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
         for (int p = 0; p < nprobe; ++p) {
             const int l = probe_scratch_[p].second;
             const Index::InvertedList& list = index_.list(l);
-            const size_t n = list.embedding_ids.size();
+            const size_t n = list.size();
             if (scan_scores_.size() < n) scan_scores_.resize(n);
             if (list.code_refs.empty())
                 pq_scan__scalar_acc4(n, size_t(pq_m), table, list.codes.data(),
@@ -199,12 +199,12 @@ void Matcher::search_one(size_t i, int k, std::vector<Posting>* out) {
             };
             size_t j = 0;
             for (; j < n && heap_scratch_.size() < size_t(k); ++j)  // until the heap is full
-                offer(score_at(j), list.embedding_ids[j]);
+                offer(score_at(j), index_.posting_id(list, j));
             float worst = heap_scratch_.empty() ? 0.0f : heap_scratch_.front().first;
             for (; j < n; ++j) {  // full: only better scores enter
                 const float s = score_at(j);
                 if (s > worst) {
-                    offer(s, list.embedding_ids[j]);
+                    offer(s, index_.posting_id(list, j));
                     worst = heap_scratch_.front().first;
                 }
             }

@@ -601,9 +601,9 @@ TEST(IndexBuilderTest, WindowsNotStoredKeepTheTimeline) {
     }
 }
 
-// A grouped code (--group): a code per group of 4 consecutive stored windows of a song, the
-// last group of each song filled up; absent windows are skipped, not grouped. Every stored
-// window's posting holds its group's code and its slot, the file holds each group's code once,
+// A grouped code (--group): a code per group of up to 4 consecutive stored windows of a song (a
+// group ends at an absent window or the song's end, filled up with its last window). Every
+// stored window finds its group's code and its slot, the file holds each group's code once,
 // and the matcher's IVF and exhaustive paths score each window as its slot's reconstruction.
 TEST(IndexBuilderTest, GroupedCodesCoverConsecutiveStoredWindows) {
     const ModelInfo model = fake_model_info();
@@ -634,28 +634,44 @@ TEST(IndexBuilderTest, GroupedCodesCoverConsecutiveStoredWindows) {
         size_t n_groups = 0;
         for (size_t s = 0; s < songs.size(); ++s) {
             const uint32_t first = index.song_first_embedding(s);
-            std::vector<uint32_t> kept;  // the song's stored windows
-            for (uint32_t j = 0; j < songs[s].n; ++j)
-                if (index.embedding_stored(first + j)) kept.push_back(j);
-            EXPECT_EQ(kept.size(), songs[s].n - (s == 0 ? 3 : 0));
-            n_groups += (kept.size() + 3) / 4;
-            for (size_t r = 0; r < kept.size(); ++r) {
-                // The group of stored windows 4 (r / 4) .. + 3, the last repeated at a song's end.
+            // The song's groups: runs of stored windows cut into fours (song 0: windows 2..8,
+            // then 10..), as (first window, windows).
+            std::vector<std::pair<uint32_t, uint32_t>> groups;
+            for (uint32_t j = 0; j < songs[s].n; ++j) {
+                if (!index.embedding_stored(first + j)) continue;
+                const bool joins = !groups.empty() && groups.back().second < 4 &&
+                                   groups.back().first + groups.back().second == j;
+                if (joins)
+                    ++groups.back().second;
+                else
+                    groups.push_back({j, 1});
+            }
+            if (s == 0) {
+                EXPECT_EQ(groups[0], std::make_pair(2u, 4u));
+                EXPECT_EQ(groups[1], std::make_pair(6u, 3u));  // ends before window 9
+                EXPECT_EQ(groups[2], std::make_pair(10u, 4u));
+            }
+            n_groups += groups.size();
+            for (const auto& [start, size] : groups) {
+                // The group's windows, the last repeated where it has fewer than 4.
                 std::vector<float> x(4 * kDim);
                 int lists[4];
-                for (int slot = 0; slot < 4; ++slot) {
-                    const uint32_t j = kept[std::min(r / 4 * 4 + slot, kept.size() - 1)];
+                for (uint32_t slot = 0; slot < 4; ++slot) {
+                    const uint32_t j = start + std::min(slot, size - 1);
                     std::copy_n(&songs[s].embeddings[j * kDim], kDim, &x[slot * kDim]);
                     lists[slot] = q.assign(&x[slot * kDim]);
                 }
                 std::vector<uint8_t> want(q.pq_m);
                 q.encode_group(x.data(), lists, want.data());
-                float scale;
-                int slot;
-                const uint8_t* codes = index.embedding_codes(first + kept[r], &scale, &slot);
-                ASSERT_EQ(slot, int(r % 4)) << s << " " << r;
-                ASSERT_EQ(std::vector<uint8_t>(codes, codes + q.pq_m), want) << s << " " << r;
-                EXPECT_EQ(index.embedding_list(first + kept[r]), lists[r % 4]);
+                for (uint32_t k = 0; k < size; ++k) {
+                    float scale;
+                    int slot;
+                    const uint8_t* codes = index.embedding_codes(first + start + k, &scale, &slot);
+                    ASSERT_EQ(slot, int(k)) << s << " " << start;
+                    ASSERT_EQ(std::vector<uint8_t>(codes, codes + q.pq_m), want)
+                        << s << " " << start;
+                    EXPECT_EQ(index.embedding_list(first + start + k), lists[k]);
+                }
             }
         }
         EXPECT_EQ(files->n_embeddings, index.n_stored());
