@@ -74,6 +74,23 @@ Status check_file_name(const std::string& where, const std::string& name) {
 
 }  // namespace
 
+std::vector<std::pair<size_t, size_t>> code_groups(const uint8_t* stored, size_t n_windows,
+                                                   size_t group) {
+    std::vector<std::pair<size_t, size_t>> groups;
+    size_t rank = 0, run = 0;  // stored windows before this one; this run's so far
+    for (size_t j = 0; j <= n_windows; ++j) {
+        if (j < n_windows && (stored == nullptr || stored[j])) {
+            ++run;
+            continue;
+        }
+        for (size_t first = 0; first < run; first += group)
+            groups.emplace_back(rank + first, std::min(group, run - first));
+        rank += run;
+        run = 0;
+    }
+    return groups;
+}
+
 std::string index_file_sha256_hex(const uint8_t* bytes, size_t size) {
     const std::array<uint8_t, 32> digest = sha256(bytes, size);
     return to_hex(digest.data(), digest.size());
@@ -571,17 +588,10 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     size_t n_codes = n_stored;
     if (group > 1) {
         n_codes = 0;
-        for (size_t i = 0; i < n_songs; ++i) {
-            size_t run = 0;
-            for (uint32_t e = offsets[i]; e <= offsets[i + 1]; ++e) {
-                if (e < offsets[i + 1] && stored[e]) {
-                    ++run;
-                    continue;
-                }
-                n_codes += (run + group - 1) / group;
-                run = 0;
-            }
-        }
+        for (size_t i = 0; i < n_songs; ++i)
+            n_codes +=
+                code_groups(stored.data() + offsets[i], offsets[i + 1] - offsets[i], size_t(group))
+                    .size();
     }
     auto codes_section = view.require("pq_codes", DType::kU8, {uint32_t(n_codes), uint32_t(pq_m)});
     if (!codes_section) return codes_section.status();

@@ -299,6 +299,12 @@ private:
     std::vector<uint32_t> group_first_embedding_;  // grouped codes: per group, its first window
 };
 
+// A grouped code's groups of a song's windows (core/quantizer.h; shard section pq_codes): each
+// run of consecutive stored windows cut into groups of `group`, as (first stored window, windows
+// in the group), in order. stored: n_windows flags, or null when every window is stored.
+std::vector<std::pair<size_t, size_t>> code_groups(const uint8_t* stored, size_t n_windows,
+                                                   size_t group);
+
 // SHA-256 of a whole index file, lowercase hex (the manifest's "sha256" values).
 std::string index_file_sha256_hex(const uint8_t* bytes, size_t size);
 

@@ -207,29 +207,6 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
     return Status::ok();
 }
 
-namespace {
-
-// A grouped code's groups of a song (core/quantizer.h): each run of consecutive stored windows
-// cut into groups of `group`, as (first stored window, windows in the group), in order.
-std::vector<std::pair<size_t, size_t>> code_groups(const std::vector<uint8_t>& stored,
-                                                   size_t n_windows, size_t group) {
-    std::vector<std::pair<size_t, size_t>> groups;
-    size_t rank = 0, run = 0;  // stored windows before this one; this run's so far
-    for (size_t j = 0; j <= n_windows; ++j) {
-        if (j < n_windows && (stored.empty() || stored[j])) {
-            ++run;
-            continue;
-        }
-        for (size_t first = 0; first < run; first += group)
-            groups.emplace_back(rank + first, std::min(group, run - first));
-        rank += run;
-        run = 0;
-    }
-    return groups;
-}
-
-}  // namespace
-
 void IndexBuilder::encode_song(PendingSong& song) const {
     const int dim = quantizer_.dim, group = quantizer_.group;
     song.list_ids.resize(song.n_stored);
@@ -242,7 +219,7 @@ void IndexBuilder::encode_song(PendingSong& song) const {
                               &song.codes[j * quantizer_.pq_m]);
     } else {
         // A partial group (a run's end) is filled up with its last window.
-        const auto groups = code_groups(song.stored, song.n_embeddings, size_t(group));
+        const auto groups = code_groups(song.stored_flags(), song.n_embeddings, size_t(group));
         song.codes.resize(groups.size() * quantizer_.pq_m);
         std::vector<float> windows(size_t(group) * dim);
         std::vector<int> lists(group);
@@ -322,7 +299,7 @@ Status IndexBuilder::train_on_groups() {
     std::vector<Group> groups;
     for (size_t s = 0; s < songs_.size(); ++s)
         for (const auto& [first, size] :
-             code_groups(songs_[s].stored, songs_[s].n_embeddings, group))
+             code_groups(songs_[s].stored_flags(), songs_[s].n_embeddings, group))
             groups.push_back({uint32_t(s), uint32_t(first), uint32_t(size)});
     const size_t n_sample =
         std::min(groups.size(), std::max<size_t>(params_.max_training_vectors / group, 1));
@@ -468,7 +445,7 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
     const size_t n_codes =
         quantizer_.group == 1
             ? n
-            : code_groups(pending.stored, n_embeddings, size_t(quantizer_.group)).size();
+            : code_groups(pending.stored_flags(), n_embeddings, size_t(quantizer_.group)).size();
     pending.codes.assign(codes, codes + n_codes * quantizer_.pq_m);
     pending.shard_bytes = song_shard_bytes(pending);
     ++songs_added_;

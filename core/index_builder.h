@@ -187,6 +187,7 @@ private:
         SongInfo info;
         size_t n_embeddings = 0;         // windows of the song's timeline
         std::vector<uint8_t> stored;     // per window, 1 = stored; empty: every window
+        const uint8_t* stored_flags() const { return stored.empty() ? nullptr : stored.data(); }
         size_t n_stored = 0;             // rows of embeddings / list_ids / codes
         std::vector<float> embeddings;   // [n_stored, dim] until trained
         std::vector<uint16_t> list_ids;  // [n_stored] after training
