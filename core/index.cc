@@ -91,6 +91,76 @@ std::vector<std::pair<size_t, size_t>> code_groups(const uint8_t* stored, size_t
     return groups;
 }
 
+void add_shard_list_ids(ContainerWriter* writer, const std::vector<uint16_t>& ids, int n_lists) {
+    const bool wide = n_lists > 256;
+    const size_t width = wide ? 2 : 1;
+    const DType dtype = wide ? DType::kU16 : DType::kU8;
+    std::vector<uint8_t> starts((ids.size() + 7) / 8, 0);
+    std::vector<uint8_t> run_ids;
+    for (size_t j = 0; j < ids.size(); ++j) {
+        if (j > 0 && ids[j] == ids[j - 1]) continue;
+        starts[j / 8] |= uint8_t(1u << (j % 8));
+        run_ids.push_back(uint8_t(ids[j] & 0xff));
+        if (wide) run_ids.push_back(uint8_t(ids[j] >> 8));  // little-endian, as every section
+    }
+    if (starts.size() + run_ids.size() < ids.size() * width) {
+        writer->add("list_run_starts", DType::kU8, {uint32_t(starts.size())}, starts.data(),
+                    starts.size());
+        writer->add("list_run_ids", dtype, {uint32_t(run_ids.size() / width)}, run_ids.data(),
+                    run_ids.size());
+        return;
+    }
+    std::vector<uint8_t> plain;
+    plain.reserve(ids.size() * width);
+    for (uint16_t id : ids) {
+        plain.push_back(uint8_t(id & 0xff));
+        if (wide) plain.push_back(uint8_t(id >> 8));
+    }
+    writer->add("list_ids", dtype, {uint32_t(ids.size())}, plain.data(), plain.size());
+}
+
+Result<std::vector<uint16_t>> read_shard_list_ids(const ContainerView& view, size_t n_stored,
+                                                  int n_lists, const std::string& what) {
+    const bool wide = n_lists > 256;
+    const DType dtype = wide ? DType::kU16 : DType::kU8;
+    auto id_at = [wide](const uint8_t* data, size_t i) {
+        return wide ? uint16_t(data[2 * i] | (data[2 * i + 1] << 8)) : uint16_t(data[i]);
+    };
+    std::vector<uint16_t> ids(n_stored);
+    const Section* starts = view.find("list_run_starts");
+    if (starts == nullptr || view.find("list_ids") != nullptr) {
+        if (starts != nullptr || view.find("list_run_ids") != nullptr)
+            return Status::error(what + ": both list_ids and list runs");
+        auto plain = view.require("list_ids", dtype, {uint32_t(n_stored)});
+        if (!plain) return Status::error(what + ": " + plain.message());
+        for (size_t j = 0; j < n_stored; ++j) ids[j] = id_at(plain.value()->data, j);
+    } else {
+        auto bits = view.require("list_run_starts", DType::kU8, {uint32_t((n_stored + 7) / 8)});
+        if (!bits) return Status::error(what + ": " + bits.message());
+        const uint8_t* b = bits.value()->data;
+        size_t n_runs = 0;
+        for (size_t j = 0; j < n_stored; ++j) n_runs += (b[j / 8] >> (j % 8)) & 1;
+        if (n_stored > 0 && (b[0] & 1) == 0)
+            return Status::error(what + ": list_run_starts does not start a run at window 0");
+        if (n_stored % 8 != 0 && (b[n_stored / 8] >> (n_stored % 8)) != 0)
+            return Status::error(what + ": list_run_starts has bits set past its " +
+                                 std::to_string(n_stored) + " windows");
+        auto run_ids = view.require("list_run_ids", dtype, {uint32_t(n_runs)});
+        if (!run_ids) return Status::error(what + ": " + run_ids.message());
+        size_t run = 0;
+        for (size_t j = 0; j < n_stored; ++j) {
+            if ((b[j / 8] >> (j % 8)) & 1) ++run;
+            ids[j] = id_at(run_ids.value()->data, run - 1);
+        }
+    }
+    for (size_t j = 0; j < n_stored; ++j)
+        if (ids[j] >= n_lists)
+            return Status::error(what + ": list id " + std::to_string(ids[j]) +
+                                 " at stored embedding " + std::to_string(j) + " >= n_lists " +
+                                 std::to_string(n_lists));
+    return ids;
+}
+
 std::string index_file_sha256_hex(const uint8_t* bytes, size_t size) {
     const std::array<uint8_t, 32> digest = sha256(bytes, size);
     return to_hex(digest.data(), digest.size());
@@ -527,7 +597,6 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
             !(st = read_song_prior(s, song_where, &info)))
             return st;
     }
-    const bool wide_ids = quantizer_.n_lists > 256;
     const int pq_m = quantizer_.pq_m;
     auto offsets_section = view.require("song_offsets", DType::kU32, {uint32_t(n_songs + 1)});
     if (!offsets_section) return offsets_section.status();
@@ -552,9 +621,10 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
             n_stored -= run[1];
         }
     }
-    auto ids_section =
-        view.require("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)});
-    if (!ids_section) return ids_section.status();
+    Result<std::vector<uint16_t>> ids_read =
+        read_shard_list_ids(view, n_stored, quantizer_.n_lists, what);
+    if (!ids_read) return ids_read.status();
+    const std::vector<uint16_t>& ids = ids_read.value();
 
     // Payloads may be unaligned in the caller's buffer: read through memcpy.
     std::vector<uint32_t> offsets(n_songs + 1);
@@ -599,20 +669,6 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
     if (group > 1 && group_codes_.size() / pq_m + n_codes > (size_t(1) << (32 - kCodeRefSlotBits)))
         return Status::error(what + ": more code groups than an index holds (" +
                              std::to_string(size_t(1) << (32 - kCodeRefSlotBits)) + ")");
-    std::vector<uint16_t> ids(n_stored);
-    const uint8_t* id_data = ids_section.value()->data;
-    for (size_t e = 0; e < n_stored; ++e) {
-        if (wide_ids) {
-            std::memcpy(&ids[e], id_data + 2 * e, 2);
-        } else {
-            ids[e] = id_data[e];
-        }
-        if (ids[e] >= quantizer_.n_lists)
-            return Status::error(what + ": list id " + std::to_string(ids[e]) + " at stored embedding " +
-                                 std::to_string(e) + " >= n_lists " +
-                                 std::to_string(quantizer_.n_lists));
-    }
-
     // Valid: append.
     const uint32_t base = uint32_t(embedding_list_.size());
     for (size_t i = 0; i < n_songs; ++i) {

@@ -13,10 +13,11 @@
 // Format v1 files: manifest.json (JSON), quantizer.eq (container kind "QUAN": coarse_centroids
 // f32 [n_lists, dim], pq_codebooks f32 [pq_m, 256, sub_dim]; a grouped code adds metadata
 // "group" G and a leading G to pq_codebooks, core/quantizer.h), shard-NNNNN.es (container kind
-// "SHRD": song_offsets u32 [n_songs + 1] over the songs' windows (one per hop), list_ids u8 or
-// u16 [n], pq_codes u8 [n, pq_m] for the n stored windows, and, when some windows are not
-// stored (near-silent or not music: core/embed_signal.h), absent_runs u32 [n_runs, 2] of
-// sorted, disjoint [first window, count] runs; then n = windows - absent; with a grouped code
+// "SHRD": song_offsets u32 [n_songs + 1] over the songs' windows (one per hop), list ids as
+// list_ids u8 or u16 [n] or as runs (read_shard_list_ids below), pq_codes u8 [n, pq_m] for the n
+// stored windows, and, when some windows are not stored (near-silent or not music:
+// core/embed_signal.h), absent_runs u32 [n_runs, 2] of sorted, disjoint [first window, count]
+// runs; then n = windows - absent; with a grouped code
 // pq_codes has a row per group: each run of consecutive stored windows of a song is cut into
 // groups of G, a run of L windows into ceil(L / G), the last filled up with its last window).
 // The format's count keys say "frames" for windows (shard metadata "n_frames", manifest shard
@@ -52,6 +53,7 @@
 namespace earshot {
 
 struct ContainerView;
+class ContainerWriter;
 
 // Index format versions this reader loads; IndexBuilder writes either (IndexBuildParams).
 constexpr int kIndexVersion1 = 1;  // a manifest listing whole shard files
@@ -304,6 +306,17 @@ private:
 // in the group), in order. stored: n_windows flags, or null when every window is stored.
 std::vector<std::pair<size_t, size_t>> code_groups(const uint8_t* stored, size_t n_windows,
                                                    size_t group);
+
+// A shard's list ids, one per stored window (u8, u16 above 256 lists), in either of two forms:
+// "list_ids" [n], a list per window; or runs, "list_run_starts" u8 [ceil(n / 8)] with bit j % 8
+// of byte j / 8 set where stored window j starts a run (the first window, and each whose list
+// is not the previous stored window's in the shard; the padding bits clear) and "list_run_ids"
+// [runs], each run's list. A song's consecutive windows keep their list about two times in
+// three, so runs take about 3.5 bits a window at 256 lists. The writer picks the smaller form.
+void add_shard_list_ids(ContainerWriter* writer, const std::vector<uint16_t>& ids, int n_lists);
+// Reads either form, checked: sizes, the run bits, every id below n_lists.
+Result<std::vector<uint16_t>> read_shard_list_ids(const ContainerView& view, size_t n_stored,
+                                                  int n_lists, const std::string& what);
 
 // SHA-256 of a whole index file, lowercase hex (the manifest's "sha256" values).
 std::string index_file_sha256_hex(const uint8_t* bytes, size_t size);

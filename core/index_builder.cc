@@ -239,7 +239,11 @@ void IndexBuilder::encode_song(PendingSong& song) const {
 
 size_t IndexBuilder::song_shard_bytes(const PendingSong& song) const {
     const size_t id_bytes = quantizer_.n_lists > 256 ? 2 : 1;
-    return song.n_stored * id_bytes + song.codes.size() + 4 +
+    size_t runs = 0;  // list ids as runs where that is smaller (add_shard_list_ids)
+    for (size_t j = 0; j < song.n_stored; ++j)
+        runs += j == 0 || song.list_ids[j] != song.list_ids[j - 1];
+    const size_t ids = std::min(song.n_stored * id_bytes, runs * id_bytes + song.n_stored / 8 + 1);
+    return ids + song.codes.size() + 4 +
            8 * (song.n_embeddings - song.n_stored) +  // absent runs, at most
            song_meta(song.info).dump().size() + 2;
 }
@@ -456,8 +460,6 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
 Status IndexBuilder::write_shard() {
     const Quantizer& q = quantizer_;
     const size_t end = songs_.size();
-    const bool wide_ids = q.n_lists > 256;
-    const size_t id_bytes = wide_ids ? 2 : 1;
     const size_t shard = shards_.size();
     const bool v2 = params_.format_version == kIndexVersion2;
     if (shard >= kMaxShards)
@@ -475,20 +477,16 @@ Status IndexBuilder::write_shard() {
     for (size_t s = 0; s < end; ++s) n_stored += songs_[s].n_stored;
     size_t n_code_bytes = 0;  // a code per stored window, or per group of them
     for (size_t s = 0; s < end; ++s) n_code_bytes += songs_[s].codes.size();
-    std::vector<uint8_t> ids(n_stored * id_bytes);
+    std::vector<uint16_t> ids;
+    ids.reserve(n_stored);
     std::vector<uint8_t> codes;
     codes.reserve(n_code_bytes);
     std::vector<uint32_t> absent_runs;  // [start, length] pairs in the shard's windows
-    size_t at = 0;                      // stored embedding within the shard
     for (size_t s = 0; s < end; ++s) {
         const PendingSong& song = songs_[s];
-        for (size_t j = 0; j < song.n_stored; ++j, ++at) {
+        for (size_t j = 0; j < song.n_stored; ++j) {
             ++list_sizes_[song.list_ids[j]];
-            if (wide_ids) {
-                std::memcpy(&ids[at * 2], &song.list_ids[j], 2);  // little-endian hosts only
-            } else {
-                ids[at] = uint8_t(song.list_ids[j]);
-            }
+            ids.push_back(song.list_ids[j]);
         }
         codes.insert(codes.end(), song.codes.begin(), song.codes.end());
         for (size_t j = 0; j < song.stored.size(); ++j) {
@@ -512,8 +510,7 @@ Status IndexBuilder::write_shard() {
     ContainerWriter writer("SHRD", meta);
     writer.add("song_offsets", DType::kU32, {uint32_t(end + 1)}, offsets.data(),
                offsets.size() * sizeof(uint32_t));
-    writer.add("list_ids", wide_ids ? DType::kU16 : DType::kU8, {uint32_t(n_stored)}, ids.data(),
-               ids.size());
+    add_shard_list_ids(&writer, ids, q.n_lists);
     writer.add("pq_codes", DType::kU8, {uint32_t(codes.size() / q.pq_m), uint32_t(q.pq_m)},
                codes.data(), codes.size());
     if (!absent_runs.empty())  // only then: a shard without absent windows is unchanged

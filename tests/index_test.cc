@@ -222,6 +222,89 @@ TEST(IndexTest, PopularityRoundTripAndValidation) {
     }
 }
 
+// A shard's list ids as runs where a song's windows keep their list, plain where they do not,
+// read back the same either way; a tampered runs form is refused.
+TEST(IndexTest, ListIdsAsRunsOrPlain) {
+    auto write = [](const std::vector<uint16_t>& ids, int n_lists) {
+        ContainerWriter w("SHRD", nlohmann::json::object());
+        add_shard_list_ids(&w, ids, n_lists);
+        return w.finish();
+    };
+    auto sections = [](const std::vector<uint8_t>& bytes) {
+        Result<ContainerView> view = parse_container(bytes.data(), bytes.size(), "SHRD", "s");
+        EXPECT_TRUE(view) << view.message();
+        std::vector<std::string> names;
+        for (const Section& section : view->sections) names.push_back(section.name);
+        return names;
+    };
+    auto read = [](const std::vector<uint8_t>& bytes, size_t n, int n_lists) {
+        Result<ContainerView> view = parse_container(bytes.data(), bytes.size(), "SHRD", "s");
+        EXPECT_TRUE(view) << view.message();
+        return read_shard_list_ids(*view, n, n_lists, "block 7");
+    };
+    const std::vector<std::string> runs_form = {"list_run_starts", "list_run_ids"};
+    for (int n_lists : {256, 2048}) {
+        std::vector<uint16_t> runs, alternating;
+        for (uint16_t j = 0; j < 21; ++j) {
+            runs.insert(runs.end(), 3 + j % 4, uint16_t(n_lists - 1 - 7 * j));
+            alternating.push_back(uint16_t(j % 2 ? n_lists - 1 : j));
+        }
+        std::vector<uint8_t> bytes = write(runs, n_lists);
+        EXPECT_EQ(sections(bytes), runs_form);
+        Result<std::vector<uint16_t>> got = read(bytes, runs.size(), n_lists);
+        ASSERT_TRUE(got) << got.message();
+        EXPECT_EQ(got.value(), runs);
+        bytes = write(alternating, n_lists);
+        EXPECT_EQ(sections(bytes), std::vector<std::string>{"list_ids"});
+        got = read(bytes, alternating.size(), n_lists);
+        ASSERT_TRUE(got) << got.message();
+        EXPECT_EQ(got.value(), alternating);
+        EXPECT_FALSE(read(bytes, alternating.size() + 1, n_lists));  // a window more than stored
+    }
+    {  // no windows: nothing to read, either way
+        const std::vector<uint8_t> bytes = write({}, 256);
+        Result<std::vector<uint16_t>> got = read(bytes, 0, 256);
+        ASSERT_TRUE(got) << got.message();
+        EXPECT_TRUE(got->empty());
+    }
+
+    // 30 windows in three runs of 10 (bits in 4 bytes: windows 0, 10 and 20 start runs; bits 6
+    // and 7 of the last byte are padding), their 3 lists.
+    auto runs_shard = [](uint8_t b0, uint8_t b3, std::vector<uint8_t> ids, bool also_plain) {
+        ContainerWriter w("SHRD", nlohmann::json::object());
+        const std::vector<uint8_t> starts = {b0, 0x04, 0x10, b3};
+        w.add("list_run_starts", DType::kU8, {4u}, starts.data(), starts.size());
+        w.add("list_run_ids", DType::kU8, {uint32_t(ids.size())}, ids.data(), ids.size());
+        if (also_plain) {
+            const std::vector<uint8_t> plain(30, 1);
+            w.add("list_ids", DType::kU8, {30u}, plain.data(), plain.size());
+        }
+        return w.finish();
+    };
+    const std::vector<uint8_t> good = runs_shard(0x01, 0x00, {5, 9, 200}, false);
+    Result<std::vector<uint16_t>> got = read(good, 30, 256);
+    ASSERT_TRUE(got) << got.message();
+    EXPECT_EQ((*got)[9], 5);
+    EXPECT_EQ((*got)[10], 9);
+    EXPECT_EQ((*got)[29], 200);
+    const std::pair<std::vector<uint8_t>, std::string> bad[] = {
+        {runs_shard(0x00, 0x00, {5, 9, 200}, false), "does not start a run at window 0"},
+        {runs_shard(0x01, 0x80, {5, 9, 200}, false), "bits set past its 30 windows"},
+        {runs_shard(0x01, 0x00, {5, 9}, false), "list_run_ids"},
+        {runs_shard(0x01, 0x00, {5, 9, 200}, true), "both list_ids and list runs"},
+    };
+    for (const auto& [bytes, needle] : bad) {
+        Result<std::vector<uint16_t>> refused = read(bytes, 30, 256);
+        ASSERT_FALSE(refused) << needle;
+        EXPECT_NE(refused.message().find(needle), std::string::npos) << refused.message();
+        EXPECT_NE(refused.message().find("block 7"), std::string::npos) << refused.message();
+    }
+    Result<std::vector<uint16_t>> too_big = read(good, 30, 128);  // 200 >= n_lists
+    ASSERT_FALSE(too_big);
+    EXPECT_NE(too_big.message().find("list id 200 at stored embedding 20"), std::string::npos)
+        << too_big.message();
+}
+
 // ---- corrupt inputs ----------------------------------------------------------------------
 
 class IndexCorruptTest : public ::testing::Test {
@@ -255,11 +338,14 @@ protected:
         EXPECT_TRUE(view);
         nlohmann::json meta = view->meta;
         const Section* off = view->find("song_offsets");
-        const Section* ids = view->find("list_ids");
         const Section* codes = view->find("pq_codes");
         std::vector<uint32_t> offsets(off->element_count());
         std::memcpy(offsets.data(), off->data, off->bytes);
-        std::vector<uint8_t> list_ids(ids->data, ids->data + ids->bytes);
+        // Written back as plain u8 list_ids, whichever form the builder picked (< 256 lists).
+        Result<std::vector<uint16_t>> ids =
+            read_shard_list_ids(*view, codes->shape[0], small_build_params().n_lists, "x");
+        EXPECT_TRUE(ids) << ids.message();
+        std::vector<uint8_t> list_ids(ids->begin(), ids->end());
         edit(meta, offsets, list_ids);
         ContainerWriter w("SHRD", meta);
         w.add("song_offsets", DType::kU32, {uint32_t(offsets.size())}, offsets.data(),
