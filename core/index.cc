@@ -318,10 +318,11 @@ Status Index::read_list_sizes(const ContainerView& view, const std::string& what
     std::memcpy(out->data(), sizes.value()->data, out->size() * sizeof(uint32_t));
     *total = 0;
     for (uint32_t c : *out) *total += c;
-    // A stored window costs at least its list id and pq_m / group bytes of a block, which
-    // bounds the postings by the songs file's size whatever the directory claims: a forged
-    // count is corruption.
-    if (*total * (1 + uint64_t(quantizer_.pq_m / quantizer_.group)) > manifest_blocks_bytes_)
+    // A stored window costs at least pq_m / group bytes of code and a bit of its list id (as
+    // runs, read_shard_list_ids) in a block, which bounds the postings by the songs file's size
+    // whatever the directory claims: a forged count is corruption.
+    if (*total * uint64_t(quantizer_.pq_m) / uint64_t(quantizer_.group) + *total / 8 >
+        manifest_blocks_bytes_)
         return Status::error(what + ": list_sizes count " + std::to_string(*total) +
                              " postings, more than " + manifest_blocks_file_ + " can hold");
     return Status::ok();

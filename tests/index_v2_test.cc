@@ -121,6 +121,26 @@ TEST(IndexV2Test, HoldsWhatV1HoldsInHashedBlocks) {
     EXPECT_GE(b.n_embeddings(), postings);
 }
 
+// A dense index, a few bytes a window (codes over 8 windows, list ids as runs), loads: the
+// directory's posting count is bounded by what such blocks can hold, not by a byte a window
+// more.
+TEST(IndexV2Test, ADenseGroupedIndexLoads) {
+    const ModelInfo model = fake_model_info();
+    auto songs = synthetic_catalog(2, 3000, kDim, 17);
+    IndexBuildParams params = v2_params(64 << 10);
+    params.pq_m = 32;
+    params.code_group = 8;
+    params.opq_rounds = 1;
+    params.unit_norm = true;
+    const IndexFiles files = build_catalog(songs, params, model);
+    const size_t n_windows = songs[0].n + songs[1].n;
+    EXPECT_LT(files.files.at("songs.esb").size(), n_windows * (1 + 32 / 8));
+    Index index(model);
+    Status st = load_all(files, &index);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(index.n_stored(), n_windows);
+}
+
 class IndexV2CorruptTest : public ::testing::Test {
 protected:
     void SetUp() override {
