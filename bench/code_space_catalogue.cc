@@ -13,13 +13,14 @@ namespace earshot {
 
 namespace {
 
-// One song as (list id, codes) rows of its stored windows, plus its timeline.
+// One song as its stored windows' list ids and code rows (a row per window, or per group of
+// windows for a grouped code: code_groups()), plus its timeline.
 struct CodedSong {
     SongInfo info;
     size_t n_windows = 0;
     std::vector<uint8_t> stored;     // [n_windows], 1 = stored
     std::vector<uint16_t> list_ids;  // [n_stored]
-    std::vector<uint8_t> codes;      // [n_stored, pq_m]
+    std::vector<uint8_t> codes;      // [rows, pq_m]
 };
 
 // Song s of `index` re-encoded with `target` (copied as is when `same_quantizer`).
@@ -29,23 +30,49 @@ CodedSong coded_song(const Index& index, size_t s, const Quantizer& target, bool
     song.n_windows = index.song_n_embeddings(s);
     song.stored.resize(song.n_windows);
     const Quantizer& q = index.quantizer();
-    std::vector<float> x(size_t(q.dim));
     const uint32_t first = index.song_first_embedding(s);
+    std::vector<uint32_t> ids;  // the stored windows' global ids
     for (size_t j = 0; j < song.n_windows; ++j) {
         const uint32_t g = first + uint32_t(j);
         song.stored[j] = index.embedding_stored(g) ? 1 : 0;
-        if (!song.stored[j]) continue;
-        const uint8_t* codes = index.embedding_codes(g);
-        if (same_quantizer) {
-            song.list_ids.push_back(uint16_t(index.embedding_list(g)));
-            song.codes.insert(song.codes.end(), codes, codes + q.pq_m);
+        if (song.stored[j]) ids.push_back(g);
+    }
+    const size_t pq_m = size_t(target.pq_m), dim = size_t(q.dim);
+    const auto groups = code_groups(song.stored.data(), song.n_windows, size_t(target.group));
+    if (same_quantizer) {
+        for (uint32_t g : ids) song.list_ids.push_back(uint16_t(index.embedding_list(g)));
+        // A group's row is where its first window's codes are (core/index.h).
+        for (const auto& [rank, count] : groups) {
+            const uint8_t* codes = index.embedding_codes(ids[rank]);
+            song.codes.insert(song.codes.end(), codes, codes + pq_m);
+        }
+        return song;
+    }
+    std::vector<float> x(ids.size() * dim);
+    std::vector<int> lists(ids.size());
+    for (size_t k = 0; k < ids.size(); ++k) {
+        float scale;
+        int slot;
+        const uint8_t* codes = index.embedding_codes(ids[k], &scale, &slot);
+        q.decode(index.embedding_list(ids[k]), codes, &x[k * dim], slot);
+        lists[k] = target.assign(&x[k * dim]);
+        song.list_ids.push_back(uint16_t(lists[k]));
+    }
+    song.codes.resize(groups.size() * pq_m);
+    std::vector<float> group_x(size_t(target.group) * dim);
+    std::vector<int> group_lists(size_t(target.group));
+    for (size_t r = 0; r < groups.size(); ++r) {
+        const auto [rank, count] = groups[r];
+        if (target.group == 1) {
+            target.encode(&x[rank * dim], lists[rank], &song.codes[r * pq_m]);
             continue;
         }
-        q.decode(index.embedding_list(g), codes, x.data());
-        const int list = target.assign(x.data());
-        song.list_ids.push_back(uint16_t(list));
-        song.codes.resize(song.codes.size() + size_t(target.pq_m));
-        target.encode(x.data(), list, &song.codes[song.codes.size() - size_t(target.pq_m)]);
+        for (size_t slot = 0; slot < size_t(target.group); ++slot) {
+            const size_t k = rank + std::min(slot, count - 1);  // a short group repeats its last
+            std::copy_n(&x[k * dim], dim, &group_x[slot * dim]);
+            group_lists[slot] = lists[k];
+        }
+        target.encode_group(group_x.data(), group_lists.data(), &song.codes[r * pq_m]);
     }
     return song;
 }
@@ -70,8 +97,9 @@ std::vector<uint16_t> stratified_permutation(const std::vector<size_t>& counts, 
 }
 
 bool same_quantizer(const Quantizer& a, const Quantizer& b) {
-    return a.dim == b.dim && a.n_lists == b.n_lists && a.pq_m == b.pq_m &&
-           a.coarse_centroids == b.coarse_centroids && a.pq_codebooks == b.pq_codebooks;
+    return a.dim == b.dim && a.n_lists == b.n_lists && a.pq_m == b.pq_m && a.group == b.group &&
+           a.unit_norm == b.unit_norm && a.coarse_centroids == b.coarse_centroids &&
+           a.pq_codebooks == b.pq_codebooks && a.rotation == b.rotation;
 }
 
 }  // namespace
@@ -99,16 +127,10 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
             "1 .. 256");
     const Quantizer& q = real.quantizer();
     const size_t pq_m = size_t(q.pq_m);
-    // A grouped code's sub-codes serve several windows at once: relabeling them per window, as
-    // below, would not keep a song's structure. Not supported.
-    if (q.group > 1 || source.quantizer().group > 1)
-        return Status::error(
-            "code space catalogue: indexes with codes over groups of windows (--group) are not "
-            "supported");
-
     IndexBuildParams build = index_build_default_params(model);
     build.n_lists = q.n_lists;
     build.pq_m = q.pq_m;
+    build.code_group = q.group;
     build.max_shard_bytes = params.max_shard_bytes;
     if (params.pair_span > 0) {
         build.format_version = kIndexVersion2;
@@ -139,10 +161,9 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     for (size_t s = 0; s < source.n_songs(); ++s) {
         sources.push_back(coded_song(source, s, q, same));
         const CodedSong& song = sources.back();
-        for (size_t j = 0; j < song.list_ids.size(); ++j) {
-            ++list_counts[song.list_ids[j]];
-            for (size_t m = 0; m < pq_m; ++m) ++code_counts[m][song.codes[j * pq_m + m]];
-        }
+        for (uint16_t list : song.list_ids) ++list_counts[list];
+        for (size_t row = 0; row < song.codes.size() / pq_m; ++row)
+            for (size_t m = 0; m < pq_m; ++m) ++code_counts[m][song.codes[row * pq_m + m]];
     }
 
     const size_t list_block = std::min<size_t>(size_t(params.list_block), size_t(q.n_lists));
@@ -159,11 +180,12 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
                 stratified_permutation(code_counts[m], size_t(params.code_block), rng));
         ids.resize(src.list_ids.size());
         codes.resize(src.codes.size());
-        for (size_t j = 0; j < ids.size(); ++j) {
-            ids[j] = list_perm[src.list_ids[j]];
+        for (size_t j = 0; j < ids.size(); ++j) ids[j] = list_perm[src.list_ids[j]];
+        // A grouped code's row is relabeled as a whole: each code word, all its slots, becomes
+        // another of the same sub-quantizer, as a window's sub-codes do.
+        for (size_t row = 0; row < codes.size() / pq_m; ++row)
             for (size_t m = 0; m < pq_m; ++m)
-                codes[j * pq_m + m] = uint8_t(code_perm[m][src.codes[j * pq_m + m]]);
-        }
+                codes[row * pq_m + m] = uint8_t(code_perm[m][src.codes[row * pq_m + m]]);
         char id[32];
         std::snprintf(id, sizeof id, "synthetic-%07zu", k);
         SongInfo info;

@@ -20,7 +20,9 @@
 //     list_block, shuffled within each block (list_block = n_lists: a free permutation, which
 //     evens out list sizes as songs add up; 1: none);
 //   - each sub-quantizer's codes by its own permutation of the 256 codewords, drawn the same
-//     way within blocks of code_block codewords ranked by use.
+//     way within blocks of code_block codewords ranked by use. A grouped code's row (the code of
+//     up to G consecutive windows, core/quantizer.h) is relabeled as a whole: a code word
+//     stands for all its slots.
 // Permutations are drawn per synthetic song from SplitMix64(seed, k): the output is the same
 // bytes on every platform for the same inputs and params.
 #pragma once

@@ -25,9 +25,10 @@ using namespace earshot;
 using namespace earshot::testing;
 
 // A small index of a synthetic catalogue with some windows not stored (absent runs).
-IndexFiles build_with_gaps(size_t n_songs, uint64_t seed, const ModelInfo& model) {
+IndexFiles build_with_gaps(size_t n_songs, uint64_t seed, const ModelInfo& model,
+                           const IndexBuildParams& params = small_build_params()) {
     const auto songs = synthetic_catalog(n_songs, 60, model.embedding_dim, seed);
-    IndexBuilder builder = new_builder(model, small_build_params());
+    IndexBuilder builder = new_builder(model, params);
     for (size_t s = 0; s < songs.size(); ++s) {
         std::vector<uint8_t> stored(songs[s].n, 1);
         for (size_t j = 10 + s; j < 20 + 2 * s && j < stored.size(); ++j) stored[j] = 0;
@@ -37,6 +38,22 @@ IndexFiles build_with_gaps(size_t n_songs, uint64_t seed, const ModelInfo& model
     Result<IndexFiles> files = builder.finish();
     EXPECT_TRUE(files.is_ok()) << files.message();
     return files ? std::move(files.value()) : IndexFiles();
+}
+
+// Written to a temporary folder, the files pass `earshot verify`.
+void expect_cli_verifies(const IndexFiles& files) {
+    const fs::path dir =
+        fs::temp_directory_path() / ("earshot-code-space-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    for (const auto& [name, bytes] : files.files) {
+        std::ofstream out(dir / name, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    }
+    const std::string cmd =
+        std::string(EARSHOT_CLI_PATH) + " verify " + dir.string() + " >/dev/null 2>&1";
+    const int status = std::system(cmd.c_str());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
+    fs::remove_all(dir);
 }
 
 class CodeSpaceCatalogueTest : public ::testing::Test {
@@ -153,20 +170,106 @@ TEST_F(CodeSpaceCatalogueTest, RealSongsCopiedExactlyAndSyntheticKeepSourceTimel
     EXPECT_GT(n_differing_codes, n_stored * 9 / 10);  // relabeled, not copied
 }
 
-TEST_F(CodeSpaceCatalogueTest, OutputVerifiesWithTheCli) {
-    const IndexFiles files = generate(params_);
-    const fs::path dir =
-        fs::temp_directory_path() / ("earshot-code-space-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    for (const auto& [name, bytes] : files.files) {
-        std::ofstream out(dir / name, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+TEST_F(CodeSpaceCatalogueTest, OutputVerifiesWithTheCli) { expect_cli_verifies(generate(params_)); }
+
+// Codes over groups of 4 windows: a real song's group rows copied as they are, a source song's
+// windows decoded slot by slot and coded again in groups with the real index's quantizer (its
+// rotation, code words and lists), then relabeled row by row; the output verifies.
+TEST(CodeSpaceCatalogueGroupedTest, GroupRowsCopiedOrRecodedAndRelabeled) {
+    const ModelInfo model = fake_model_info(), source_model = fake_model_info(std::string(64, 'b'));
+    IndexBuildParams grouped = small_build_params();
+    grouped.pq_m = 32;
+    grouped.code_group = 4;
+    grouped.opq_rounds = 2;
+    grouped.unit_norm = true;
+    const IndexFiles real_files = build_with_gaps(6, 1, model, grouped);
+    // The source: songs like the real ones (the same seed), under another quantizer.
+    IndexBuildParams other = grouped;
+    other.opq_rounds = 3;
+    const IndexFiles source_files = build_with_gaps(5, 1, source_model, other);
+    Index real(model), source(source_model);
+    ASSERT_TRUE(load_all(real_files, &real));
+    ASSERT_TRUE(load_all(source_files, &source));
+    ASSERT_FALSE(real.quantizer().rotation == source.quantizer().rotation);
+    CodeSpaceCatalogueParams params = code_space_catalogue_default_params();
+    params.n_synthetic_songs = 15;
+    params.seed = 3;
+    // The catalogue for p, loaded into *out.
+    auto generate_loaded = [&](const CodeSpaceCatalogueParams& p, Index* out) {
+        Result<IndexFiles> files = make_code_space_catalogue(model, real, source, p);
+        EXPECT_TRUE(files) << files.message();
+        if (!files) return IndexFiles();
+        EXPECT_TRUE(load_all(*files, out));
+        return std::move(files.value());
+    };
+    Index out(model);
+    const IndexFiles files = generate_loaded(params, &out);
+    EXPECT_EQ(out.quantizer().code_name(), "32-g4-opq-unit");
+    ASSERT_EQ(out.n_songs(), real.n_songs() + params.n_synthetic_songs);
+
+    const size_t total = out.n_songs();
+    size_t n_windows = 0, n_differing = 0, k = 0;
+    for (size_t s = 0, r = 0; s < total; ++s) {
+        const bool is_real =
+            r < real.n_songs() && s == real_song_position(r, real.n_songs(), total);
+        const Index& from = is_real ? real : source;
+        const size_t f = is_real ? r++ : k++ % source.n_songs();
+        ASSERT_EQ(out.song_n_embeddings(s), from.song_n_embeddings(f));
+        for (size_t j = 0; j < out.song_n_embeddings(s); ++j) {
+            const uint32_t g = from.song_first_embedding(f) + uint32_t(j);
+            const uint32_t h = out.song_first_embedding(s) + uint32_t(j);
+            ASSERT_EQ(out.embedding_stored(h), from.embedding_stored(g));
+            if (!out.embedding_stored(h)) continue;
+            float scale;
+            int slot_out, slot_from;
+            const uint8_t* a = out.embedding_codes(h, &scale, &slot_out);
+            const uint8_t* b = from.embedding_codes(g, &scale, &slot_from);
+            EXPECT_EQ(slot_out, slot_from);  // the same groups over the same stored windows
+            if (is_real) {
+                EXPECT_EQ(out.embedding_list(h), from.embedding_list(g));
+                EXPECT_EQ(std::vector<uint8_t>(a, a + 32), std::vector<uint8_t>(b, b + 32));
+            } else {
+                ++n_windows;
+                n_differing += std::memcmp(a, b, 32) != 0;
+            }
+        }
     }
-    const std::string cmd =
-        std::string(EARSHOT_CLI_PATH) + " verify " + dir.string() + " >/dev/null 2>&1";
-    const int status = std::system(cmd.c_str());
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
-    fs::remove_all(dir);
+    EXPECT_GT(n_differing, n_windows * 9 / 10);
+
+    // Without relabeling (strata of one), a synthetic window decodes near its source window:
+    // nearer than to the window after it.
+    CodeSpaceCatalogueParams same_labels = params;
+    same_labels.list_block = 1;
+    same_labels.code_block = 1;
+    Index copy(model);
+    generate_loaded(same_labels, &copy);
+    const size_t song = real_song_position(0, real.n_songs(), total) == 0 ? 1 : 0;  // synthetic 0
+    const size_t dim = size_t(model.embedding_dim);
+    auto decoded = [dim](const Index& index, uint32_t g) {
+        float scale;
+        int slot;
+        const uint8_t* codes = index.embedding_codes(g, &scale, &slot);
+        std::vector<float> x(dim);
+        index.quantizer().decode(index.embedding_list(g), codes, x.data(), slot);
+        return x;
+    };
+    auto sq_distance = [](const std::vector<float>& a, const std::vector<float>& b) {
+        double d = 0;
+        for (size_t i = 0; i < a.size(); ++i) d += double(a[i] - b[i]) * (a[i] - b[i]);
+        return d;
+    };
+    double same = 0, next = 0;
+    for (size_t j = 0; j + 1 < copy.song_n_embeddings(song); ++j) {
+        const uint32_t h = copy.song_first_embedding(song) + uint32_t(j);
+        const uint32_t g = source.song_first_embedding(0) + uint32_t(j);
+        if (!copy.embedding_stored(h) || !source.embedding_stored(g + 1)) continue;
+        const std::vector<float> x = decoded(copy, h);
+        same += sq_distance(x, decoded(source, g));
+        next += sq_distance(x, decoded(source, g + 1));
+    }
+    EXPECT_LT(same, 0.5 * next) << same << " " << next;
+
+    expect_cli_verifies(files);
 }
 
 TEST_F(CodeSpaceCatalogueTest, RejectsBadParams) {
