@@ -127,10 +127,11 @@ Result<std::vector<uint16_t>> read_shard_list_ids(const ContainerView& view, siz
         return wide ? uint16_t(data[2 * i] | (data[2 * i + 1] << 8)) : uint16_t(data[i]);
     };
     std::vector<uint16_t> ids(n_stored);
-    const Section* starts = view.find("list_run_starts");
-    if (starts == nullptr || view.find("list_ids") != nullptr) {
-        if (starts != nullptr || view.find("list_run_ids") != nullptr)
-            return Status::error(what + ": both list_ids and list runs");
+    const bool runs =
+        view.find("list_run_starts") != nullptr || view.find("list_run_ids") != nullptr;
+    if (runs && view.find("list_ids") != nullptr)
+        return Status::error(what + ": both list_ids and list runs");
+    if (!runs) {
         auto plain = view.require("list_ids", dtype, {uint32_t(n_stored)});
         if (!plain) return Status::error(what + ": " + plain.message());
         for (size_t j = 0; j < n_stored; ++j) ids[j] = id_at(plain.value()->data, j);

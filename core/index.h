@@ -17,9 +17,9 @@
 // list_ids u8 or u16 [n] or as runs (read_shard_list_ids below), pq_codes u8 [n, pq_m] for the n
 // stored windows, and, when some windows are not stored (near-silent or not music:
 // core/embed_signal.h), absent_runs u32 [n_runs, 2] of sorted, disjoint [first window, count]
-// runs; then n = windows - absent; with a grouped code
-// pq_codes has a row per group: each run of consecutive stored windows of a song is cut into
-// groups of G, a run of L windows into ceil(L / G), the last filled up with its last window).
+// runs; then n = windows - absent; with a grouped code pq_codes has a row per group: each run of
+// consecutive stored windows of a song is cut into groups of G, a run of L windows into
+// ceil(L / G), the last filled up with its last window).
 // The format's count keys say "frames" for windows (shard metadata "n_frames", manifest shard
 // entries "frames"); they keep those names so existing indexes load.
 //

@@ -299,6 +299,16 @@ TEST(IndexTest, ListIdsAsRunsOrPlain) {
         EXPECT_NE(refused.message().find(needle), std::string::npos) << refused.message();
         EXPECT_NE(refused.message().find("block 7"), std::string::npos) << refused.message();
     }
+    {  // run ids without their starts
+        ContainerWriter w("SHRD", nlohmann::json::object());
+        const std::vector<uint8_t> ids = {5, 9, 200};
+        w.add("list_run_ids", DType::kU8, {3u}, ids.data(), ids.size());
+        Result<std::vector<uint16_t>> refused = read(w.finish(), 30, 256);
+        ASSERT_FALSE(refused);
+        EXPECT_NE(refused.message().find("block 7: missing section 'list_run_starts'"),
+                  std::string::npos)
+            << refused.message();
+    }
     Result<std::vector<uint16_t>> too_big = read(good, 30, 128);  // 200 >= n_lists
     ASSERT_FALSE(too_big);
     EXPECT_NE(too_big.message().find("list id 200 at stored embedding 20"), std::string::npos)
