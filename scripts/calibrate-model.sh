@@ -27,7 +27,7 @@
 # fit: per-length, smooth or pooled; default per-length); for a quick trial,
 # SEEDS (default "7 11 21 33"), LISTEN_SEEDS ("11 12") and CODES_ONLY (code names, default
 # all); SPEED_STRETCHES (default 1.02,0.98,1.01,0.99) and SPEED_CODES (default 32
-# 16-opq-unit 8-opq-unit).
+# 16-opq-unit 8-opq-unit 32-g5-opq-unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:?usage: scripts/calibrate-model.sh MODEL [WORK]}
@@ -43,7 +43,7 @@ LISTEN_SEEDS=${LISTEN_SEEDS:-11 12}
 # The clip mode's speed search (core/recognizer.h, SpeedSearchParams): its stretches, and the
 # codes that get a table for it (the default code first; others run without the search).
 SPEED_STRETCHES=${SPEED_STRETCHES:-1.02,0.98,1.01,0.99}
-SPEED_CODES=${SPEED_CODES:-32 16-opq-unit 8-opq-unit}
+SPEED_CODES=${SPEED_CODES:-32 16-opq-unit 8-opq-unit 32-g5-opq-unit}
 speed_code() { [[ " $SPEED_CODES " == *" $1 "* ]]; }
 # name:earshot build options; the first is the model's default code.
 CODES=("32:" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"

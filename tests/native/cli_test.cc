@@ -770,7 +770,7 @@ TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
         EXPECT_NE(std::find(codes.begin(), codes.end(), code), codes.end()) << code;
     EXPECT_EQ(j["speed_search"]["stretches"].size(), 4u);
     EXPECT_EQ(j["speed_search"]["codes"],
-              nlohmann::json::array({"32", "16-opq-unit", "8-opq-unit"}));
+              nlohmann::json::array({"32", "16-opq-unit", "32-g5-opq-unit", "8-opq-unit"}));
 
     const fs::path index = dir_ / "index";
     for (const auto& [options, code] :
