@@ -79,6 +79,7 @@ IndexBuildParams index_build_default_params(const ModelInfo& model) {
     params.pq_m = model.index_pq_m;
     params.opq_rounds = model.index_opq_rounds;
     params.unit_norm = model.index_unit_norm;
+    params.code_group = model.index_code_group;
     return params;
 }
 

@@ -181,7 +181,7 @@ Status parse_layer(const nlohmann::json& j, size_t index, int* h, int* w, int* c
 }  // namespace
 
 std::string ModelInfo::index_code_name() const {
-    return code_name(index_pq_m, index_opq_rounds > 0, index_unit_norm);
+    return code_name(index_pq_m, index_opq_rounds > 0, index_unit_norm, index_code_group);
 }
 
 Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t size,
@@ -260,6 +260,11 @@ Result<std::shared_ptr<const Model>> Model::load(const uint8_t* bytes, size_t si
     }
     if (!(st = json_read_optional_bool(meta, "index_unit_norm", "metadata",
                                        &info.index_unit_norm))) {
+        return fail(what, st.message());
+    }
+    if (meta.contains("index_code_group") &&
+        !(st = json_read_int(meta, "index_code_group", 1, kMaxCodeGroup, "metadata",
+                             &info.index_code_group))) {
         return fail(what, st.message());
     }
     const auto norm_it = meta.find("input_norm");

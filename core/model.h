@@ -48,11 +48,13 @@ struct ModelInfo {
     // The index code the main thresholds were calibrated with, which `earshot build` uses unless
     // told otherwise (coarser codes lower every score, finer ones raise the impostors'): PQ bytes
     // per index embedding (metadata `index_pq_m`; 16 when the metadata has none), the rounds of
-    // the rotation learnt before PQ (`index_opq_rounds`; 0: none) and unit-length scores
-    // (`index_unit_norm`). Its name (Quantizer::code_name): index_code_name().
+    // the rotation learnt before PQ (`index_opq_rounds`; 0: none), unit-length scores
+    // (`index_unit_norm`) and the consecutive windows one code covers (`index_code_group`; 1:
+    // one window, core/quantizer.h). Its name (Quantizer::code_name): index_code_name().
     int index_pq_m = 16;
     int index_opq_rounds = 0;
     bool index_unit_norm = false;
+    int index_code_group = 1;
     std::string index_code_name() const;
     bool input_patch_mean = true;
     // Calibrated no-match threshold from metadata: threshold + threshold_scale / sqrt(n) for n

@@ -34,14 +34,16 @@ can set a threshold, are checked:
 
 With --write the model file's metadata gets `threshold_by_n` (and `threshold`, its last value);
 the model hash changes, so indexes must be rebuilt afterwards. The main table is for indexes with
-the model's default code (`index_pq_m`, `index_opq_rounds`, `index_unit_norm`: what `earshot
-build` uses by default); with
+the model's default code (`index_pq_m`, `index_opq_rounds`, `index_unit_norm`,
+`index_code_group`: what `earshot build` uses by default); with
 `--write --for-code NAME`, results from indexes built with another code give the table used for
 such indexes instead (`threshold_by_n_by_code`). NAME is the code's name as `earshot info` shows
-it: the PQ bytes, then -opq with a rotation, then -unit with unit-length scores (`--pq-m 8 --opq
-10 --unit-norm`: 8-opq-unit). `--write --for-code NAME --set-default` makes NAME the model's default
-code instead: its table becomes the main one (and its listen rule, when models/calibrate_listen.py
-wrote one for it, the main listen rule) and `earshot build` uses that code unless told otherwise.
+it: the PQ bytes, then -gG for a code over G windows, then -opq with a rotation, then -unit with
+unit-length scores (`--pq-m 8 --opq 10 --unit-norm`: 8-opq-unit; `--pq-m 32 --group 5 --opq 10
+--unit-norm`: 32-g5-opq-unit). `--write --for-code NAME --set-default` makes NAME the model's
+default code instead: its table becomes the main one (and its listen rule, when models/calibrate_listen.py
+wrote one for it, the main listen rule; and its speed search table, which a model with a speed
+search needs) and `earshot build` uses that code unless told otherwise.
 """
 import argparse
 import csv
@@ -313,10 +315,32 @@ def main():
                 meta["listen_calibration"] = rule["calibration"]
         if not rules:
             del meta["listen_rule_by_code"]
+        # And so do the speed search's tables: the core needs a main one once there is a search.
+        speed = meta.get("speed_search")
+        if speed is not None:
+            tables = speed.setdefault("threshold_by_n_by_code", {})
+            calibrations = speed.setdefault("calibration_by_code", {})
+            if args.for_code not in tables:
+                sys.exit(f"--set-default: the model's speed search has no table for "
+                         f"{args.for_code}: write one first (--speed --for-code {args.for_code})")
+            tables[old] = speed.pop("threshold_by_n")
+            speed["threshold_by_n"] = tables.pop(args.for_code)
+            if "calibration" in speed:
+                calibrations[old] = speed.pop("calibration")
+            if args.for_code in calibrations:
+                speed["calibration"] = calibrations.pop(args.for_code)
+            for key in ("threshold_by_n_by_code", "calibration_by_code"):
+                if not speed[key]:
+                    del speed[key]
         pq_m, *flags = args.for_code.split("-")
         meta["index_pq_m"] = int(pq_m)
         meta["index_opq_rounds"] = args.opq_rounds if "opq" in flags else 0
         meta["index_unit_norm"] = "unit" in flags
+        group = [int(f[1:]) for f in flags if f.startswith("g")]
+        if group:
+            meta["index_code_group"] = group[0]
+        else:
+            meta.pop("index_code_group", None)
         args.for_code = ""
     if args.for_code:
         if args.for_code == default_code(meta):
@@ -399,7 +423,9 @@ def write_speed_table(args, meta, model, table, calibration):
 def default_code(meta):
     """The name of the model's default index code, as the core computes it (ModelInfo::
     index_code_name); a model file without index_pq_m means 16."""
-    return (str(meta.get("index_pq_m", 16)) + ("-opq" if meta.get("index_opq_rounds", 0) else "")
+    group = meta.get("index_code_group", 1)
+    return (str(meta.get("index_pq_m", 16)) + (f"-g{group}" if group > 1 else "")
+            + ("-opq" if meta.get("index_opq_rounds", 0) else "")
             + ("-unit" if meta.get("index_unit_norm", False) else ""))
 
 

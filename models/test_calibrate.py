@@ -199,6 +199,53 @@ class CalibrateTest(unittest.TestCase):
             self.assertNotEqual(out.returncode, 0)
             self.assertIn("--set-default goes with", out.stderr)
 
+    def test_set_default_grouped_code_with_its_speed_table(self):
+        """A code over 5 windows becomes the default: the model names its group, and the speed
+        search's tables swap as the clip tables do; without a speed table of its own the code is
+        refused where the model has a speed search, and the file is left as it was."""
+        with tempfile.TemporaryDirectory() as tmp:
+            model, a, b, run = writing_run(tmp)
+            self.assertEqual(run(*a).returncode, 0)  # main table, for code 16: [0.51]
+            c = container.read_container_file(model, "MODL")
+            speed = {"stretches": [1.02, 0.98], "threshold_by_n": [0.4],
+                     "calibration": {"target_fp": 0.0005},
+                     "threshold_by_n_by_code": {"8-opq-unit": [0.35]}}
+            with open(model, "wb") as f:
+                f.write(container.write_container("MODL", dict(c.meta, speed_search=speed),
+                                                  list(c.sections.items())))
+            with open(model, "rb") as f:
+                before = f.read()
+            out = run("--for-code", "32-g5-opq-unit", "--set-default", *b)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("no table for 32-g5-opq-unit", out.stderr)
+            with open(model, "rb") as f:
+                self.assertEqual(f.read(), before)
+
+            speed["threshold_by_n_by_code"]["32-g5-opq-unit"] = [0.3]
+            with open(model, "wb") as f:
+                f.write(container.write_container("MODL", dict(c.meta, speed_search=speed),
+                                                  list(c.sections.items())))
+            out = run("--for-code", "32-g5-opq-unit", "--set-default", *b)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertEqual((meta["index_pq_m"], meta["index_code_group"],
+                              meta["index_opq_rounds"], meta["index_unit_norm"]),
+                             (32, 5, 10, True))
+            self.assertEqual(calibrate_threshold.default_code(meta), "32-g5-opq-unit")
+            self.assertEqual(meta["threshold_by_n"], [0.81])
+            self.assertEqual(meta["threshold_by_n_by_code"], {"16": [0.51]})
+            self.assertEqual(meta["speed_search"]["threshold_by_n"], [0.3])
+            self.assertEqual(meta["speed_search"]["threshold_by_n_by_code"],
+                             {"16": [0.4], "8-opq-unit": [0.35]})
+            self.assertEqual(meta["speed_search"]["calibration_by_code"],
+                             {"16": {"target_fp": 0.0005}})
+            # And back to a code over one window: the group goes.
+            out = run("--for-code", "16", "--set-default", *a)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertNotIn("index_code_group", meta)
+            self.assertEqual(meta["speed_search"]["threshold_by_n"], [0.4])
+
     def test_tables_under_the_former_key_move_to_the_new_one(self):
         with tempfile.TemporaryDirectory() as tmp:
             model = os.path.join(tmp, "m.emod")

@@ -56,6 +56,10 @@ TEST(IndexBuilderTest, DefaultParams) {
     EXPECT_EQ(index_build_default_params(model).opq_rounds, 10);
     EXPECT_TRUE(index_build_default_params(model).unit_norm);
     EXPECT_EQ(model.index_code_name(), "32-opq-unit");
+    EXPECT_EQ(index_build_default_params(model).code_group, 1);
+    model.index_code_group = 5;
+    EXPECT_EQ(index_build_default_params(model).code_group, 5);
+    EXPECT_EQ(model.index_code_name(), "32-g5-opq-unit");
 }
 
 TEST(IndexBuilderTest, AutoListsFollowTheCatalogueSize) {

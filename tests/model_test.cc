@@ -368,6 +368,17 @@ TEST(ModelLoad, ReadsIndexPqBytes) {
     spec.meta["index_opq_rounds"] = 10;
     spec.meta["index_unit_norm"] = 1;
     expect_error(load_spec(spec), {"index_unit_norm"});
+    // A code over groups of consecutive windows (core/quantizer.h).
+    spec.meta["index_unit_norm"] = true;
+    spec.meta["index_code_group"] = 5;
+    model = load_spec(spec);
+    ASSERT_TRUE(model.is_ok()) << model.message();
+    EXPECT_EQ((*model)->info().index_code_group, 5);
+    EXPECT_EQ((*model)->info().index_code_name(), "3-g5-opq-unit");
+    for (const char* bad : {"0", "17", "2.5", R"("5")"}) {
+        spec.meta["index_code_group"] = nlohmann::json::parse(bad);
+        expect_error(load_spec(spec), {"index_code_group"});
+    }
 }
 
 TEST(ModelLoad, ReadsThresholdTablesPerCode) {
