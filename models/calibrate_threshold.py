@@ -41,9 +41,10 @@ such indexes instead (`threshold_by_n_by_code`). NAME is the code's name as `ear
 it: the PQ bytes, then -gG for a code over G windows, then -opq with a rotation, then -unit with
 unit-length scores (`--pq-m 8 --opq 10 --unit-norm`: 8-opq-unit; `--pq-m 32 --group 5 --opq 10
 --unit-norm`: 32-g5-opq-unit). `--write --for-code NAME --set-default` makes NAME the model's
-default code instead: its table becomes the main one (and its listen rule, when models/calibrate_listen.py
-wrote one for it, the main listen rule; and its speed search table, which a model with a speed
-search needs) and `earshot build` uses that code unless told otherwise.
+default code instead: its table becomes the main one (and its listen rule, when
+models/calibrate_listen.py wrote one for it, the main listen rule; and its speed search table,
+which a model with a speed search needs) and `earshot build` uses that code unless told
+otherwise.
 """
 import argparse
 import csv
