@@ -91,19 +91,35 @@ std::vector<std::pair<size_t, size_t>> code_groups(const uint8_t* stored, size_t
     return groups;
 }
 
+namespace {
+
+// Bytes of n list ids as runs (add_shard_list_ids): the start bits and each run's id.
+size_t list_run_bytes(const uint16_t* ids, size_t n, size_t width) {
+    size_t runs = 0;
+    for (size_t j = 0; j < n; ++j) runs += j == 0 || ids[j] != ids[j - 1];
+    return (n + 7) / 8 + runs * width;
+}
+
+}  // namespace
+
+size_t shard_list_id_bytes(const uint16_t* ids, size_t n, int n_lists) {
+    const size_t width = n_lists > 256 ? 2 : 1;
+    return std::min(n * width, list_run_bytes(ids, n, width));
+}
+
 void add_shard_list_ids(ContainerWriter* writer, const std::vector<uint16_t>& ids, int n_lists) {
     const bool wide = n_lists > 256;
     const size_t width = wide ? 2 : 1;
     const DType dtype = wide ? DType::kU16 : DType::kU8;
-    std::vector<uint8_t> starts((ids.size() + 7) / 8, 0);
-    std::vector<uint8_t> run_ids;
-    for (size_t j = 0; j < ids.size(); ++j) {
-        if (j > 0 && ids[j] == ids[j - 1]) continue;
-        starts[j / 8] |= uint8_t(1u << (j % 8));
-        run_ids.push_back(uint8_t(ids[j] & 0xff));
-        if (wide) run_ids.push_back(uint8_t(ids[j] >> 8));  // little-endian, as every section
-    }
-    if (starts.size() + run_ids.size() < ids.size() * width) {
+    if (list_run_bytes(ids.data(), ids.size(), width) < ids.size() * width) {
+        std::vector<uint8_t> starts((ids.size() + 7) / 8, 0);
+        std::vector<uint8_t> run_ids;
+        for (size_t j = 0; j < ids.size(); ++j) {
+            if (j > 0 && ids[j] == ids[j - 1]) continue;
+            starts[j / 8] |= uint8_t(1u << (j % 8));
+            run_ids.push_back(uint8_t(ids[j] & 0xff));
+            if (wide) run_ids.push_back(uint8_t(ids[j] >> 8));  // little-endian, as every section
+        }
         writer->add("list_run_starts", DType::kU8, {uint32_t(starts.size())}, starts.data(),
                     starts.size());
         writer->add("list_run_ids", dtype, {uint32_t(run_ids.size() / width)}, run_ids.data(),

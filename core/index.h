@@ -314,6 +314,8 @@ std::vector<std::pair<size_t, size_t>> code_groups(const uint8_t* stored, size_t
 // [runs], each run's list. A song's consecutive windows keep their list about two times in
 // three, so runs take about 3.5 bits a window at 256 lists. The writer picks the smaller form.
 void add_shard_list_ids(ContainerWriter* writer, const std::vector<uint16_t>& ids, int n_lists);
+// The bytes n ids take in the form the writer picks (a block's size before it is written).
+size_t shard_list_id_bytes(const uint16_t* ids, size_t n, int n_lists);
 // Reads either form, checked: sizes, the run bits, every id below n_lists.
 Result<std::vector<uint16_t>> read_shard_list_ids(const ContainerView& view, size_t n_stored,
                                                   int n_lists, const std::string& what);

@@ -239,12 +239,8 @@ void IndexBuilder::encode_song(PendingSong& song) const {
 }
 
 size_t IndexBuilder::song_shard_bytes(const PendingSong& song) const {
-    const size_t id_bytes = quantizer_.n_lists > 256 ? 2 : 1;
-    size_t runs = 0;  // list ids as runs where that is smaller (add_shard_list_ids)
-    for (size_t j = 0; j < song.n_stored; ++j)
-        runs += j == 0 || song.list_ids[j] != song.list_ids[j - 1];
-    const size_t ids = std::min(song.n_stored * id_bytes, runs * id_bytes + song.n_stored / 8 + 1);
-    return ids + song.codes.size() + 4 +
+    return shard_list_id_bytes(song.list_ids.data(), song.n_stored, quantizer_.n_lists) +
+           song.codes.size() + 4 +
            8 * (song.n_embeddings - song.n_stored) +  // absent runs, at most
            song_meta(song.info).dump().size() + 2;
 }

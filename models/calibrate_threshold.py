@@ -346,7 +346,7 @@ def main():
     if args.for_code:
         if args.for_code == default_code(meta):
             sys.exit(f"--for-code {args.for_code} is the model's default code (index_pq_m, "
-                     "index_opq_rounds, index_unit_norm): drop --for-code")
+                     "index_opq_rounds, index_unit_norm, index_code_group): drop --for-code")
         main_weight = meta.get("threshold_background_weight", args.background_weight)
         if main_weight != args.background_weight:
             sys.exit("--background-weight differs from the one of the model's main table")
