@@ -2,7 +2,8 @@
 // the demo does not have (docs/PERFORMANCE-web.md, "10 000-song index").
 //
 //   earshot_make_synthetic_index MODEL.emod N_SONGS EMBEDDINGS_PER_SONG OUT_DIR [--seed S]
-//                                [--quantizer FILE.eq] [--pq-m BYTES] [--format 1|2]
+//                                [--quantizer FILE.eq] [--pq-m BYTES] [--group WINDOWS]
+//                                [--format 1|2] [--list-repeat P]
 //   e.g. build/bench/earshot_make_synthetic_index models/earshot-v1.emod 10000 360 out/synth-10k
 //
 // The folder is a valid index, format v1 (manifest.json, quantizer.eq, shard-NNNNN.es, shards
@@ -120,6 +121,10 @@ int main(int argc, char** argv) {
     const earshot::ModelInfo& info = model.value()->info();
     earshot::IndexBuildParams params = earshot::index_build_default_params(info);
     if (pq_m > 0) params.pq_m = pq_m;
+    // Random codes are plain PQ (no rotation, no unit-length scores), a window a code unless
+    // --group says otherwise, whatever code the model ships by default.
+    params.opq_rounds = 0;
+    params.unit_norm = false;
     params.code_group = group;
     params.format_version = format;
     if (format == earshot::kIndexVersion2) params.max_shard_bytes = earshot::kDefaultBlockBytes;

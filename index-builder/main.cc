@@ -59,19 +59,21 @@ int main(int argc, char** argv) {
                           "root, at most 4096)")
         ->capture_default_str()->check(CLI::Range(0, 65536));
     // The model names the default code, the one its main no-match thresholds were calibrated
-    // for; other codes use the model's table for them when it has one (earshot info).
+    // for; other codes use the model's table for them when it has one (earshot info). Any of
+    // the four code options names a whole code: those not given take the plain code's values.
     build_cmd
         ->add_option("--pq-m", build.pq_m,
-                     "PQ sub-quantizers = bytes per embedding (0 = the model's default "
-                     "code; with --opq 10 --unit-norm, 16 halves the index at the same "
-                     "clip accuracy, 8 loses a few points on 1-3 s clips: docs/SCALE.md)")
+                     "PQ sub-quantizers = bytes per code (0 = the model's default code, "
+                     "`earshot info` names it; with any of --pq-m, --opq, --unit-norm, "
+                     "--group the code is what they say, the others at none / off / 1; "
+                     "--pq-m 32 alone: 32 bytes a window; docs/SCALE.md)")
         ->capture_default_str()
         ->check(CLI::Range(0, 256));
     build_cmd
         ->add_option("--opq", build.opq_rounds,
                      "learn a rotation of the residuals before PQ (OPQ) in this many rounds "
-                     "(0 = none, -1 = as the model's default code); about halves the PQ "
-                     "error")
+                     "(0 = none, -1 = as the model's default code or, with another code "
+                     "option, none); about halves the PQ error")
         ->capture_default_str()
         ->check(CLI::Range(-1, earshot::kMaxOpqRounds));
     // A flag function: an int flag variable would count occurrences, and be 0 when absent.
@@ -80,14 +82,15 @@ int main(int argc, char** argv) {
         "--unit-norm,!--no-unit-norm",
         [&build](std::int64_t count) { build.unit_norm = count > 0 ? 1 : 0; },
         "score against reconstructions scaled to unit length, as the embeddings "
-        "are, or not (default: as the model's default code): a clearer line "
-        "between matches and non-matches with small codes");
+        "are, or not (default: as the model's default code or, with another "
+        "code option, not): a clearer line between matches and non-matches "
+        "with small codes");
     build_cmd
         ->add_option("--group", build.code_group,
                      "code this many consecutive windows together in --pq-m bytes (--pq-m / "
-                     "--group bytes a window; 0 = as the model's default code): with --pq-m "
-                     "32 --opq 10 --unit-norm, 4 keeps about what 32 bytes a window keep at 8 "
-                     "(docs/SCALE.md)")
+                     "--group bytes a window; 0 = as the model's default code or, with another "
+                     "code option, 1): --pq-m 32 --group 5 --opq 10 --unit-norm is the shipped "
+                     "model's default, 1.7 KB a minute (docs/SCALE.md)")
         ->capture_default_str()
         ->check(CLI::Range(0, earshot::kMaxCodeGroup));
     build_cmd

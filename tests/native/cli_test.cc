@@ -764,17 +764,20 @@ TEST_F(CliTest, ShippedModelsDefaultCodeAndItsOverrides) {
     const CliRun info = run_cli("info " + shipped, dir_);
     ASSERT_EQ(info.exit_code, 0) << info.err;
     const auto j = nlohmann::json::parse(info.out);
-    EXPECT_EQ(j["index_code"], "32");
+    EXPECT_EQ(j["index_code"], "32-g5-opq-unit");
     const auto& codes = j["calibrated_codes"];
     for (const char* code : {"16-opq-unit", "32", "8-opq-unit", "32-g4-opq-unit", "32-g5-opq-unit"})
         EXPECT_NE(std::find(codes.begin(), codes.end(), code), codes.end()) << code;
     EXPECT_EQ(j["speed_search"]["stretches"].size(), 4u);
     EXPECT_EQ(j["speed_search"]["codes"],
-              nlohmann::json::array({"32", "16-opq-unit", "32-g5-opq-unit", "8-opq-unit"}));
+              nlohmann::json::array({"32-g5-opq-unit", "16-opq-unit", "32", "8-opq-unit"}));
 
     const fs::path index = dir_ / "index";
     for (const auto& [options, code] :
-         {std::pair<std::string, std::string>{"", "32"},
+         {std::pair<std::string, std::string>{"", "32-g5-opq-unit"},
+          // A code option names a whole code: the others are the plain code's.
+          {"--pq-m 32", "32"},
+          {"--group 4", "32-g4"},
           {"--pq-m 16 --opq 10 --unit-norm", "16-opq-unit"},
           {"--pq-m 32 --group 4 --opq 2 --unit-norm", "32-g4-opq-unit"},
           {"--pq-m 8 --unit-norm --opq 3 --no-unit-norm", "8-opq"}}) {
