@@ -303,6 +303,9 @@ def main():
             meta.get(key, {}).pop(args.for_code, None)
         # The listen rules (models/calibrate_listen.py) swap places the same way.
         rules = meta.setdefault("listen_rule_by_code", {})
+        if "listen_threshold_by_n" in meta and args.for_code not in rules:
+            sys.exit(f"--set-default: the model has no listen rule for {args.for_code}: write "
+                     f"one first (models.calibrate_listen --for-code {args.for_code})")
         if "listen_threshold_by_n" in meta:
             rules[old] = {"threshold_by_n": meta.pop("listen_threshold_by_n"),
                           "confirm_looks": meta.pop("listen_confirm_looks", 1)}

@@ -246,6 +246,38 @@ class CalibrateTest(unittest.TestCase):
             self.assertNotIn("index_code_group", meta)
             self.assertEqual(meta["speed_search"]["threshold_by_n"], [0.4])
 
+    def test_set_default_swaps_the_listen_rules_and_needs_one(self):
+        """A model with a main listen rule: a code without a rule of its own is refused as the
+        default (the file left as it was); with one, the rules swap places."""
+        with tempfile.TemporaryDirectory() as tmp:
+            model, a, b, run = writing_run(tmp)
+            self.assertEqual(run(*a).returncode, 0)  # main table, for code 16: [0.51]
+            c = container.read_container_file(model, "MODL")
+            listen = dict(listen_threshold_by_n=[0.6], listen_confirm_looks=2)
+            with open(model, "wb") as f:
+                f.write(container.write_container("MODL", dict(c.meta, **listen),
+                                                  list(c.sections.items())))
+            with open(model, "rb") as f:
+                before = f.read()
+            out = run("--for-code", "8-opq-unit", "--set-default", *b)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("no listen rule for 8-opq-unit", out.stderr)
+            with open(model, "rb") as f:
+                self.assertEqual(f.read(), before)
+
+            rules = {"8-opq-unit": {"threshold_by_n": [0.7], "confirm_looks": 1}}
+            with open(model, "wb") as f:
+                f.write(container.write_container(
+                    "MODL", dict(c.meta, listen_rule_by_code=rules, **listen),
+                    list(c.sections.items())))
+            out = run("--for-code", "8-opq-unit", "--set-default", *b)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            meta = container.read_container_file(model, "MODL").meta
+            self.assertEqual((meta["listen_threshold_by_n"], meta["listen_confirm_looks"]),
+                             ([0.7], 1))
+            self.assertEqual(meta["listen_rule_by_code"],
+                             {"16": {"threshold_by_n": [0.6], "confirm_looks": 2}})
+
     def test_tables_under_the_former_key_move_to_the_new_one(self):
         with tempfile.TemporaryDirectory() as tmp:
             model = os.path.join(tmp, "m.emod")

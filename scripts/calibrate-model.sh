@@ -14,20 +14,23 @@
 #  2. per code, an index per query set, the clips queried with the threshold off (those of
 #     SPEED_CODES also with every speed stretch, --speed-search always), the listens traced
 #     with the music detector and with the level gate alone (the guard);
-#  3. the threshold tables written (the model's default code first, then --for-code; each
-#     with the speed search's table over it when in SPEED_CODES; check the fit first with
-#     --crossval, docs/EXPERIMENTS.md), the popularity-weighted decision
-#     (models.calibrate_popularity), then the listen rules (main rule, then per code):
-#     writing changes the file's hash, so every index and trace is made before the first write
-#     (a new export has no background weight yet: the traced looks carry their score and
-#     background, and calibrate_listen weighs them as the written table does).
+#  3. the threshold tables written (the model's current default code as the main table, the
+#     others --for-code; each with the speed search's table over it when in SPEED_CODES; check
+#     the fit first with --crossval, docs/EXPERIMENTS.md), the listen rules (main rule, then
+#     per code), then DEFAULT_CODE made the model's default code (calibrate_threshold
+#     --set-default: its tables and rule become the main ones) and the popularity-weighted
+#     decision fitted on its results (models.calibrate_popularity): writing changes the file's
+#     hash, so every index and trace is made before the first write (a new export has no
+#     background weight yet: the traced looks carry their score and background, and
+#     calibrate_listen weighs them as the written table does).
 # Environment: EARSHOT_CORPUS (fetch-corpus destination, default $HOME/.cache/earshot-corpus),
 # EVAL (the evaluation tools, default ../shared/eval), EARSHOT (the CLI, default
 # build/index-builder/earshot), JOBS (make-queries workers, default 2), FIT (the threshold
 # fit: per-length, smooth or pooled; default per-length); for a quick trial,
 # SEEDS (default "7 11 21 33"), LISTEN_SEEDS ("11 12") and CODES_ONLY (code names, default
-# all); SPEED_STRETCHES (default 1.02,0.98,1.01,0.99) and SPEED_CODES (default 32
-# 16-opq-unit 8-opq-unit 32-g5-opq-unit).
+# all); SPEED_STRETCHES (default 1.02,0.98,1.01,0.99), SPEED_CODES (default 32 16-opq-unit
+# 8-opq-unit 32-g5-opq-unit) and DEFAULT_CODE (the code the model ships as its default,
+# default 32-g5-opq-unit; it must be in SPEED_CODES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:?usage: scripts/calibrate-model.sh MODEL [WORK]}
@@ -45,12 +48,14 @@ LISTEN_SEEDS=${LISTEN_SEEDS:-11 12}
 SPEED_STRETCHES=${SPEED_STRETCHES:-1.02,0.98,1.01,0.99}
 SPEED_CODES=${SPEED_CODES:-32 16-opq-unit 8-opq-unit 32-g5-opq-unit}
 speed_code() { [[ " $SPEED_CODES " == *" $1 "* ]]; }
-# name:earshot build options; the first is the model's default code.
-CODES=("32:" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"
+DEFAULT_CODE=${DEFAULT_CODE:-32-g5-opq-unit}
+# name:earshot build options (each names its whole code: the model's default does not leak in).
+CODES=("32:--pq-m 32" "16:--pq-m 16" "16-opq-unit:--pq-m 16 --opq 10 --unit-norm"
        "8-opq-unit:--pq-m 8 --opq 10 --unit-norm"
        "32-g4-opq-unit:--pq-m 32 --group 4 --opq 10 --unit-norm"
        "32-g5-opq-unit:--pq-m 32 --group 5 --opq 10 --unit-norm")
-default=${CODES[0]%%:*}
+model_code() { $X info "$M" | $PY -c "import json, sys; print(json.load(sys.stdin)['index_code'])"; }
+default=$(model_code)  # the main tables' code until DEFAULT_CODE takes its place (step 3)
 if [ -n "${CODES_ONLY:-}" ]; then
     kept=()
     for code in "${CODES[@]}"; do
@@ -144,16 +149,6 @@ for code in "${CODES[@]}"; do
         remember_hash
     fi
 done
-# The popularity-weighted decision, on the default code's results and table.
-if [ -f "$W/$default/${SEEDS%% *}.jsonl" ]; then
-    args=()
-    for s in $SEEDS; do
-        args+=(--truth "$W/q-cal-$s/truth.tsv" --results "$W/$default/$s.jsonl")
-    done
-    $PY -m models.calibrate_popularity --model "$M" "${args[@]}" --write \
-        | tee "$W/$default/popularity.txt"
-    remember_hash
-fi
 for code in "${CODES[@]}"; do
     name=${code%%:*}
     for_code=()
@@ -175,4 +170,27 @@ for code in "${CODES[@]}"; do
         echo "code $name: no listen rule of the family meets the targets; it keeps the main rule"
     fi
 done
+# DEFAULT_CODE becomes the model's default code (its clip table fitted again from the same
+# results, to the same values), then the popularity-weighted decision on its results and table.
+if [ "$default" != "$DEFAULT_CODE" ] && [ -f "$W/$DEFAULT_CODE/${SEEDS%% *}.jsonl" ]; then
+    args=()
+    for s in $SEEDS; do
+        args+=(--truth "$W/q-cal-$s/truth.tsv" --details "$W/q-cal-$s/details.tsv"
+               --results "$W/$DEFAULT_CODE/$s.jsonl")
+    done
+    $PY -m models.calibrate_threshold --model "$M" --fit "$FIT" --target-fp 0.001 \
+        --shared-audio 0.5 --catalog "$CORPUS/train/catalog.tsv" "${args[@]}" \
+        --write --for-code "$DEFAULT_CODE" --set-default | tee "$W/$DEFAULT_CODE/default.txt"
+    remember_hash
+    default=$DEFAULT_CODE
+fi
+if [ -f "$W/$default/${SEEDS%% *}.jsonl" ]; then
+    args=()
+    for s in $SEEDS; do
+        args+=(--truth "$W/q-cal-$s/truth.tsv" --results "$W/$default/$s.jsonl")
+    done
+    $PY -m models.calibrate_popularity --model "$M" "${args[@]}" --write \
+        | tee "$W/$default/popularity.txt"
+    remember_hash
+fi
 echo "calibrated: $M"

@@ -9,7 +9,7 @@
 # Usage: scripts/eval-listen.sh
 # Environment: EARSHOT_MODEL (the shipped model, named in models/SHIPPED),
 #   EARSHOT_CORPUS ($HOME/.cache/earshot-corpus), OUT (out/eval-public), BUILD (build),
-#   EVAL (../shared/eval).
+#   EVAL (../shared/eval), EARSHOT_BUILD_ARGS (index code options, e.g. "--pq-m 32").
 set -euo pipefail
 source "$(dirname "$0")/eval-common.sh"
 if [[ ! -f $out/listens/truth.tsv ]]; then
@@ -22,7 +22,8 @@ if [[ ! -f $out/nomusic60/truth.tsv ]]; then
 fi
 if ! "$earshot" verify "$out/index" --model "$model" >/dev/null 2>&1; then
   say "building the index of $(($(wc -l < "$out/listens/index-catalog.tsv") - 1)) songs with $model"
-  "$earshot" build -q --model "$model" --out "$out/index" "$out/listens/index-catalog.tsv"
+  "$earshot" build -q --model "$model" "${build_args[@]}" --out "$out/index" \
+    "$out/listens/index-catalog.tsv"
 fi
 
 say "listens: $(ls "$out/listens/queries" | wc -l) clips, answered live"
