@@ -321,7 +321,7 @@ describe('a format 2 index (blocks in one file) in the WASM engine', () => {
         fs.mkdirSync(root);
         fs.writeFileSync(path.join(root, 'index.html'), '<!doctype html>');
         fs.copyFileSync(model(), path.join(root, 'model.emod'));
-        blocks = buildIndex(path.join(root, 'index'), ['--format', '2', '--block-kb', '16']);
+        blocks = buildIndex(path.join(root, 'index'), ['--format', '2', '--block-kb', '4']);
         assert.equal(blocks.manifest.version, 2);
         assert.ok(blocks.manifest.blocks.count >= 3, `${blocks.manifest.blocks.count} blocks`);
         assert.match(execFileSync(cliPath, ['verify', path.join(root, 'index')], { encoding: 'utf8' }), /^ok: .*format 2/);
