@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     uint64_t seed = 1;
     std::string quantizer_path;
     int pq_m = 0;   // 0 = the model's index_pq_m
-    int group = 1;  // windows a code covers (random quantizer)
+    int group = 0;  // windows a code covers (random quantizer); 0 = the model's default code's
     // Chance that a window keeps the previous window's list (0: every list drawn anew). A song's
     // neighbouring windows share a list about 69 % of the time at 256 lists (docs/SCALE.md):
     // postings of one list then come in runs, as in a real index.
@@ -120,12 +120,14 @@ int main(int argc, char** argv) {
     if (!model) return fail(model.message());
     const earshot::ModelInfo& info = model.value()->info();
     earshot::IndexBuildParams params = earshot::index_build_default_params(info);
+    // The model's default code's bytes and windows unless --pq-m or --group name another (as
+    // `earshot build`'s code options: with either, a window a code unless --group says
+    // otherwise). Random codes are plain PQ: no rotation, no unit-length scores.
+    if (pq_m < 0 || group < 0) return fail("--pq-m and --group must be positive");
+    if (pq_m > 0 || group > 0) params.code_group = group > 0 ? group : 1;
     if (pq_m > 0) params.pq_m = pq_m;
-    // Random codes are plain PQ (no rotation, no unit-length scores), a window a code unless
-    // --group says otherwise, whatever code the model ships by default.
     params.opq_rounds = 0;
     params.unit_norm = false;
-    params.code_group = group;
     params.format_version = format;
     if (format == earshot::kIndexVersion2) params.max_shard_bytes = earshot::kDefaultBlockBytes;
     if (earshot::Status st = earshot::validate_index_build_params(params, info); !st)
