@@ -20,11 +20,15 @@ struct CodedSong {
     size_t n_windows = 0;
     std::vector<uint8_t> stored;     // [n_windows], 1 = stored
     std::vector<uint16_t> list_ids;  // [n_stored]
+    std::vector<uint16_t> second;    // [n_stored] with second lists, else empty
     std::vector<uint8_t> codes;      // [rows, pq_m]
 };
 
-// Song s of `index` re-encoded with `target` (copied as is when `same_quantizer`).
-CodedSong coded_song(const Index& index, size_t s, const Quantizer& target, bool same_quantizer) {
+// Song s of `index` re-encoded with `target` (copied as is when `same_quantizer`). With
+// `second_lists`, also each stored window's second nearest list under `target`, found from the
+// window's reconstruction (the index holds no embeddings).
+CodedSong coded_song(const Index& index, size_t s, const Quantizer& target, bool same_quantizer,
+                     bool second_lists = false) {
     CodedSong song;
     song.info = index.song(s);
     song.n_windows = index.song_n_embeddings(s);
@@ -41,6 +45,20 @@ CodedSong coded_song(const Index& index, size_t s, const Quantizer& target, bool
     const auto groups = code_groups(song.stored.data(), song.n_windows, size_t(target.group));
     if (same_quantizer) {
         for (uint32_t g : ids) song.list_ids.push_back(uint16_t(index.embedding_list(g)));
+        if (second_lists && target.n_lists > 1) {
+            std::vector<float> x(dim);
+            for (uint32_t g : ids) {
+                float scale;
+                int slot;
+                const uint8_t* codes = index.embedding_codes(g, &scale, &slot);
+                const int list = index.embedding_list(g);
+                q.decode(list, codes, x.data(), slot);
+                uint32_t near[2];
+                float d[2];
+                target.nearest(x.data(), 2, near, d);
+                song.second.push_back(uint16_t(near[0] == uint32_t(list) ? near[1] : near[0]));
+            }
+        }
         // A group's row is where its first window's codes are (core/index.h).
         for (const auto& [rank, count] : groups) {
             const uint8_t* codes = index.embedding_codes(ids[rank]);
@@ -55,7 +73,15 @@ CodedSong coded_song(const Index& index, size_t s, const Quantizer& target, bool
         int slot;
         const uint8_t* codes = index.embedding_codes(ids[k], &scale, &slot);
         q.decode(index.embedding_list(ids[k]), codes, &x[k * dim], slot);
-        lists[k] = target.assign(&x[k * dim]);
+        if (second_lists && target.n_lists > 1) {
+            uint32_t near[2];
+            float d[2];
+            target.nearest(&x[k * dim], 2, near, d);
+            lists[k] = int(near[0]);
+            song.second.push_back(uint16_t(near[1]));
+        } else {
+            lists[k] = target.assign(&x[k * dim]);
+        }
         song.list_ids.push_back(uint16_t(lists[k]));
     }
     song.codes.resize(groups.size() * pq_m);
@@ -136,6 +162,7 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
         build.format_version = kIndexVersion2;
         build.pair_span = params.pair_span;
         build.pair_short_span = params.pair_short_span;
+        build.pair_lists = params.pair_lists;
     }
     Result<IndexBuilder> builder = IndexBuilder::create(model, build);
     if (!builder) return builder.status();
@@ -143,10 +170,12 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     if (params.pair_spill) builder->set_pair_spill(params.pair_spill);
     if (Status st = builder->set_quantizer(q); !st) return st;
 
+    const bool two = params.pair_span > 0 && params.pair_lists == 2;
     const auto add_real = [&](size_t s) {
-        const CodedSong song = coded_song(real, s, q, true);
+        const CodedSong song = coded_song(real, s, q, true, two);
         return builder->add_song_codes(song.info, song.list_ids.data(), song.codes.data(),
-                                       song.n_windows, song.stored.data());
+                                       song.n_windows, song.stored.data(),
+                                       two ? song.second.data() : nullptr);
     };
     if (params.n_synthetic_songs == 0) {
         for (size_t s = 0; s < real.n_songs(); ++s)
@@ -159,7 +188,7 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     std::vector<size_t> list_counts(size_t(q.n_lists), 0);
     std::vector<std::vector<size_t>> code_counts(pq_m, std::vector<size_t>(kPqCodebookSize, 0));
     for (size_t s = 0; s < source.n_songs(); ++s) {
-        sources.push_back(coded_song(source, s, q, same));
+        sources.push_back(coded_song(source, s, q, same, two));
         const CodedSong& song = sources.back();
         for (uint16_t list : song.list_ids) ++list_counts[list];
         for (size_t row = 0; row < song.codes.size() / pq_m; ++row)
@@ -167,7 +196,7 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
     }
 
     const size_t list_block = std::min<size_t>(size_t(params.list_block), size_t(q.n_lists));
-    std::vector<uint16_t> ids;
+    std::vector<uint16_t> ids, second;
     std::vector<uint8_t> codes;
     const auto add_synthetic = [&](size_t k) {
         const CodedSong& src = sources[k % sources.size()];
@@ -181,6 +210,8 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
         ids.resize(src.list_ids.size());
         codes.resize(src.codes.size());
         for (size_t j = 0; j < ids.size(); ++j) ids[j] = list_perm[src.list_ids[j]];
+        second.resize(src.second.size());
+        for (size_t j = 0; j < second.size(); ++j) second[j] = list_perm[src.second[j]];
         // A grouped code's row is relabeled as a whole: each code word, all its slots, becomes
         // another of the same sub-quantizer, as a window's sub-codes do.
         for (size_t row = 0; row < codes.size() / pq_m; ++row)
@@ -194,7 +225,7 @@ Result<IndexFiles> make_code_space_catalogue(const ModelInfo& model, const Index
         info.album = "Synthetic";
         info.duration_s = src.info.duration_s;
         return builder->add_song_codes(info, ids.data(), codes.data(), src.n_windows,
-                                       src.stored.data());
+                                       src.stored.data(), two ? second.data() : nullptr);
     };
     const size_t total = real.n_songs() + params.n_synthetic_songs;
     for (size_t position = 0, r = 0, k = 0; position < total; ++position) {

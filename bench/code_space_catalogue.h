@@ -48,6 +48,10 @@ struct CodeSpaceCatalogueParams {
     // pair-key level of this span in index hops (IndexBuildParams::pair_span).
     uint32_t pair_span = 0;
     uint32_t pair_short_span = 0;  // with it, IndexBuildParams::pair_short_span
+    // With it, IndexBuildParams::pair_lists: 2 also keys each window pair by its windows'
+    // second nearest lists, found from their reconstructions (real songs) or relabeled with the
+    // song's permutation (synthetic ones).
+    uint32_t pair_lists = 1;
     // Optional: where each shard goes once full (IndexBuilder::set_shard_sink), so a catalogue
     // of a million songs is never held in memory; the returned files are then the rest.
     IndexBuilder::ShardSink shard_sink;

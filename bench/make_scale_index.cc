@@ -4,7 +4,8 @@
 //
 //   earshot_make_scale_index --model MODEL.emod --real REAL_INDEX --source SOURCE_INDEX
 //                            --songs N --out OUT_DIR [--seed S] [--list-block B] [--code-block B]
-//                            [--pair-keys SECONDS [--pair-short-keys S (1)] [--block-kb KB]]
+//                            [--pair-keys SECONDS [--pair-short-keys S (1)] [--block-kb KB]
+//                             [--pair-lists 1|2]]
 //   e.g. build/bench/earshot_make_scale_index --model models/earshot-v1.emod
 //            --real eval-index --source train-index --songs 10000 --out out/scale-10k
 //   earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR
@@ -142,6 +143,8 @@ int main(int argc, char** argv) {
             pair_keys_s = std::strtod(v, nullptr);
         else if (a == "--pair-short-keys")  // seconds, below --pair-keys; 0: none
             pair_short_keys_s = std::strtod(v, nullptr);
+        else if (a == "--pair-lists")  // with --pair-keys: lists a window's keys take, 1 or 2
+            params.pair_lists = uint32_t(std::strtoul(v, nullptr, 10));
         else if (a == "--block-kb")  // format 2 blocks (with --pair-keys), as earshot build's
             block_bytes = size_t(std::strtoull(v, nullptr, 10)) << 10;
         else if (a == "--code-block")
@@ -163,7 +166,7 @@ int main(int argc, char** argv) {
                      "--source SOURCE_INDEX --songs N --out OUT_DIR [--seed S (1)] "
                      "[--list-block B (16)] [--code-block B (16)] [--pair-keys SECONDS] "
                      "[--pair-short-keys S (1)] "
-                     "[--block-kb KB (16)]\n"
+                     "[--block-kb KB (16)] [--pair-lists 1|2 (1)]\n"
                      "       earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR\n");
         return help ? 0 : 2;
     }

@@ -134,6 +134,8 @@ Status validate_index_build_params(const IndexBuildParams& p, const ModelInfo& m
     if (p.pair_short_span > 0 && p.pair_short_span >= p.pair_span)
         return Status::error("pair_short_span " + std::to_string(p.pair_short_span) +
                              " must be below pair_span (" + std::to_string(p.pair_span) + ")");
+    if (p.pair_lists < 1 || p.pair_lists > 2)
+        return Status::error("pair_lists " + std::to_string(p.pair_lists) + " is not 1 or 2");
     if (p.pair_keys_per_page < 1 || p.pair_keys_per_page > kPairLayoutMaxKeysPerPage)
         return Status::error("pair_keys_per_page " + std::to_string(p.pair_keys_per_page) +
                              " is out of range [1, " + std::to_string(kPairLayoutMaxKeysPerPage) +
@@ -211,8 +213,19 @@ Status IndexBuilder::add_song(const SongInfo& song, const float* embeddings, siz
 void IndexBuilder::encode_song(PendingSong& song) const {
     const int dim = quantizer_.dim, group = quantizer_.group;
     song.list_ids.resize(song.n_stored);
-    for (size_t j = 0; j < song.n_stored; ++j)
-        song.list_ids[j] = uint16_t(quantizer_.assign(&song.embeddings[j * dim]));
+    if (params_.pair_span > 0 && params_.pair_lists == 2 && quantizer_.n_lists > 1) {
+        song.second_list_ids.resize(song.n_stored);
+        uint32_t lists[2];
+        float d[2];
+        for (size_t j = 0; j < song.n_stored; ++j) {
+            quantizer_.nearest(&song.embeddings[j * dim], 2, lists, d);
+            song.list_ids[j] = uint16_t(lists[0]);
+            song.second_list_ids[j] = uint16_t(lists[1]);
+        }
+    } else {
+        for (size_t j = 0; j < song.n_stored; ++j)
+            song.list_ids[j] = uint16_t(quantizer_.assign(&song.embeddings[j * dim]));
+    }
     if (group == 1) {
         song.codes.resize(song.n_stored * quantizer_.pq_m);
         for (size_t j = 0; j < song.n_stored; ++j)
@@ -392,10 +405,16 @@ Status IndexBuilder::place_song(PendingSong song) {
                                  " windows, more than the pair-key level holds per song (" +
                                  std::to_string(kPairLayoutMaxWindows) + "): split it");
         std::vector<uint32_t> lists(song.n_embeddings, kPairNoList);
+        const bool two = !song.second_list_ids.empty();
+        std::vector<uint32_t> second(two ? song.n_embeddings : 0, kPairNoList);
         for (size_t j = 0, k = 0; j < song.n_embeddings; ++j)
-            if (song.stored.empty() || song.stored[j]) lists[j] = song.list_ids[k++];
-        Status st = pairs_->add_song(lists.data(), lists.size());
+            if (song.stored.empty() || song.stored[j]) {
+                if (two) second[j] = song.second_list_ids[k];
+                lists[j] = song.list_ids[k++];
+            }
+        Status st = pairs_->add_song(lists.data(), lists.size(), two ? second.data() : nullptr);
         if (!st) return st;
+        std::vector<uint16_t>().swap(song.second_list_ids);
     }
     if (!songs_.empty() && shard_estimate_ + song.shard_bytes > params_.max_shard_bytes) {
         Status st = write_shard();
@@ -427,7 +446,7 @@ Status IndexBuilder::set_quantizer(const Quantizer& q) {
 
 Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_ids,
                                     const uint8_t* codes, size_t n_embeddings,
-                                    const uint8_t* stored) {
+                                    const uint8_t* stored, const uint16_t* second_list_ids) {
     if (!trained_) return Status::error("add_song_codes: train or set a quantizer first");
     PendingSong pending = make_pending_song(song, n_embeddings);
     if (stored != nullptr && std::count(stored, stored + n_embeddings, uint8_t(0)) > 0) {
@@ -443,6 +462,14 @@ Status IndexBuilder::add_song_codes(const SongInfo& song, const uint16_t* list_i
             return Status::error("add_song_codes: list id " + std::to_string(list_ids[j]) +
                                  " >= n_lists " + std::to_string(quantizer_.n_lists));
     pending.list_ids.assign(list_ids, list_ids + n);
+    if (second_list_ids != nullptr && params_.pair_span > 0 && params_.pair_lists == 2) {
+        for (size_t j = 0; j < n; ++j)
+            if (second_list_ids[j] >= quantizer_.n_lists)
+                return Status::error("add_song_codes: second list id " +
+                                     std::to_string(second_list_ids[j]) + " >= n_lists " +
+                                     std::to_string(quantizer_.n_lists));
+        pending.second_list_ids.assign(second_list_ids, second_list_ids + n);
+    }
     const size_t n_codes =
         quantizer_.group == 1
             ? n
@@ -660,6 +687,8 @@ Result<IndexFiles> IndexBuilder::finish() {
             {"span", params_.pair_span},
             {"short_span", params_.pair_short_span},
             {"keys_per_page", params_.pair_keys_per_page}};
+        // Informative (readers need not know it): absent means one list a window.
+        if (params_.pair_lists > 1) manifest["pair_keys"]["lists_per_window"] = params_.pair_lists;
         out.total_bytes += f.header.size() + f.directory.size() + postings_bytes;
         out.files[kPairHeaderFile] = std::move(f.header);
         out.files[kPairDirectoryFile] = std::move(f.directory);

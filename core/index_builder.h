@@ -75,6 +75,11 @@ struct IndexBuildParams {
     // none; else in [1, pair_span). Twice the level's postings (host storage, not download).
     uint32_t pair_short_span = 0;
     uint32_t pair_keys_per_page = 512;  // keys a directory page holds, [1, 65536]
+    // Coarse lists a window's pair keys take, 1 or 2: with 2, a window pair is also stored under
+    // the keys of its windows' second nearest lists (up to four keys, PairKeyIndex::add_song),
+    // so a query embedding that falls in a window's second list still finds its pair, at up
+    // to four times the level's postings.
+    uint32_t pair_lists = 1;
     // With the pair-key level, the block directory is also written in pages a lazy client
     // fetches one at a time (core/directory_pages.h: directory-pages.edh and .edp, the header
     // hashed in the manifest); blocks a page holds, [1, 65536].
@@ -155,8 +160,11 @@ public:
     // set); checks list ids < n_lists. stored (optional) as in add_song: n_embeddings flags, then n
     // = the count of nonzero ones; without it n = n_embeddings. (Benchmarks and the scale harness
     // generate codes.)
+    // second_list_ids (optional, [n]): each stored window's second nearest list, for the pair
+    // level's keys with pair_lists 2 (ignored otherwise; without it a window has one list).
     Status add_song_codes(const SongInfo& song, const uint16_t* list_ids, const uint8_t* codes,
-                          size_t n_embeddings, const uint8_t* stored = nullptr);
+                          size_t n_embeddings, const uint8_t* stored = nullptr,
+                          const uint16_t* second_list_ids = nullptr);
     bool trained() const { return trained_; }
     const Quantizer& quantizer() const { return quantizer_; }
 
@@ -191,6 +199,7 @@ private:
         size_t n_stored = 0;             // rows of embeddings / list_ids / codes
         std::vector<float> embeddings;   // [n_stored, dim] until trained
         std::vector<uint16_t> list_ids;  // [n_stored] after training
+        std::vector<uint16_t> second_list_ids;  // [n_stored] with pair_lists 2, else empty
         std::vector<uint8_t> codes;      // [n_stored or its groups, pq_m] after training
         size_t shard_bytes = 0;          // upper estimate of its bytes in a shard (trained)
     };

@@ -249,7 +249,8 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
             out.push_back(
                 {LazyFetch::Kind::kPairUnit, u.key, pair_manifest_.postings_file, u.range});
         if (!out.empty()) return out;
-        Result<std::vector<PairCandidate>> votes = reader_.vote(probes_, params_.max_candidates);
+        Result<std::vector<PairCandidate>> votes =
+            reader_.vote(probes_, params_.max_candidates, params_.vote_slack);
         if (!votes) return votes.status();
         candidates_ = std::move(votes.value());
         query_pages_.clear();

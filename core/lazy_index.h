@@ -51,6 +51,9 @@ struct LazyIndexParams {
     uint64_t block_cache_bytes = 16u << 20;     // blocks kept
     uint64_t directory_cache_bytes = 1u << 20;  // directory pages kept (the background's too)
     size_t max_candidates = 16;              // (song, offset) kept by phase 1
+    // Phase 1's votes over windows of this many neighbouring offsets, a song a candidate
+    // (pair_vote_probes); 0: each (song, offset) apart.
+    uint32_t vote_slack = 0;
     // Blocks spread evenly over the songs file, fetched once and never dropped, that every
     // query's index holds beside its candidates. The decision subtracts how well the other
     // loaded songs match (the background, core/matcher.h); with only the candidates loaded

@@ -133,7 +133,8 @@ Result<std::vector<PairCandidate>> PairKeyReader::vote(const uint32_t* query_lis
 }
 
 Result<std::vector<PairCandidate>> PairKeyReader::vote(const std::vector<PairProbe>& probes,
-                                                       size_t max_candidates) {
+                                                       size_t max_candidates,
+                                                       uint32_t delta_slack) {
     // Every key is settled first: a held unit, or a held page that says the key is empty.
     std::unordered_map<uint32_t, PairPostingSpan> spans;
     for (uint32_t key : pair_probe_keys(probes)) {
@@ -144,8 +145,8 @@ Result<std::vector<PairCandidate>> PairKeyReader::vote(const std::vector<PairPro
                                  "budget must hold one query's bytes)");
         spans[key] = held.value();
     }
-    return pair_vote_probes(probes, max_candidates,
-                            [&spans](uint32_t key) { return spans.at(key); });
+    return pair_vote_probes(
+        probes, max_candidates, [&spans](uint32_t key) { return spans.at(key); }, delta_slack);
 }
 
 }  // namespace earshot

@@ -44,10 +44,12 @@ Status check_song_lists(uint32_t n_lists, size_t n_songs, const uint32_t* lists,
 }
 
 // Calls add(key, window) for each stored window of a song whose partner span hops later is
-// stored too, in window order; then, with a short span, the same for the short keys.
+// stored too, in window order; then, with a short span, the same for the short keys. With
+// `second` (each window's second nearest list, kPairNoList for none), a window pair has every
+// distinct key of its two windows' one or two lists, nearest pair first.
 template <typename Add>
 void for_each_song_pair(uint32_t n_lists, uint32_t span, uint32_t short_span, const uint32_t* lists,
-                        size_t n_windows, Add add) {
+                        const uint32_t* second, size_t n_windows, Add add) {
     for (const uint32_t s : {span, short_span}) {
         if (s == 0) continue;
         const uint32_t base = pair_key_base(n_lists, s != span);
@@ -55,17 +57,26 @@ void for_each_song_pair(uint32_t n_lists, uint32_t span, uint32_t short_span, co
             const uint32_t a = lists[j], b = lists[j + s];
             if (a == kPairNoList || b == kPairNoList) continue;
             add(base + a * n_lists + b, static_cast<uint32_t>(j));
+            if (second == nullptr) continue;
+            const uint32_t a2 = second[j] == a ? kPairNoList : second[j];
+            const uint32_t b2 = second[j + s] == b ? kPairNoList : second[j + s];
+            if (b2 != kPairNoList) add(base + a * n_lists + b2, static_cast<uint32_t>(j));
+            if (a2 != kPairNoList) add(base + a2 * n_lists + b, static_cast<uint32_t>(j));
+            if (a2 != kPairNoList && b2 != kPairNoList)
+                add(base + a2 * n_lists + b2, static_cast<uint32_t>(j));
         }
     }
 }
 
 }  // namespace
 
-Status PairKeyIndex::add_song(const uint32_t* lists, size_t n_windows) {
+Status PairKeyIndex::add_song(const uint32_t* lists, size_t n_windows, const uint32_t* second) {
     if (finished_) return Status::error("pair keys: add_song after finish");
     if (Status s = check_song_lists(n_lists_, n_songs_, lists, n_windows); !s) return s;
+    if (second != nullptr)
+        if (Status s = check_song_lists(n_lists_, n_songs_, second, n_windows); !s) return s;
     const auto song = static_cast<uint32_t>(n_songs_);
-    for_each_song_pair(n_lists_, span_, short_span_, lists, n_windows,
+    for_each_song_pair(n_lists_, span_, short_span_, lists, second, n_windows,
                        [&](uint32_t key, uint32_t window) {
                            pending_keys_.push_back(key);
                            postings_.push_back({song, window});
@@ -155,7 +166,7 @@ Result<std::vector<PairProbe>> pair_query_probes(uint32_t n_lists, uint32_t span
         for (size_t c = 0; c < take; ++c)
             out.push_back(
                 {t, key_base + la[std::get<1>(combos[c])] * n_lists + lb[std::get<2>(combos[c])],
-                 uint32_t(c)});
+                 uint32_t(c), span});
     }
     return out;
 }
@@ -169,17 +180,98 @@ std::vector<uint32_t> pair_probe_keys(const std::vector<PairProbe>& probes) {
     return out;
 }
 
+namespace {
+
+// pair_vote_probes with delta_slack > 0: each song's best window of deltas.
+std::vector<PairCandidate> vote_delta_windows(
+    const std::vector<PairProbe>& probes, size_t max_candidates,
+    const std::function<PairPostingSpan(uint32_t)>& postings_of, int64_t slack) {
+    struct Met {
+        uint32_t song;
+        int64_t delta;
+        int64_t t;
+        uint32_t span;
+        uint32_t rank;
+        bool operator<(const Met& o) const {
+            return std::tie(song, delta, t, span, rank) <
+                   std::tie(o.song, o.delta, o.t, o.span, o.rank);
+        }
+    };
+    std::vector<Met> met;
+    for (const PairProbe& probe : probes) {
+        const PairPostingSpan p = postings_of(probe.key);
+        for (size_t k = 0; k < p.size; ++k)
+            met.push_back({p.data[k].song, static_cast<int64_t>(p.data[k].window) - probe.t,
+                           probe.t, probe.span, probe.rank});
+    }
+    std::sort(met.begin(), met.end());
+    struct Best {
+        PairCandidate c;
+        uint64_t ranks;
+    };
+    std::vector<Best> best;
+    std::vector<std::tuple<int64_t, uint32_t, uint32_t>> times;  // (t, span, rank) in the window
+    for (size_t a = 0; a < met.size();) {
+        size_t end = a;
+        while (end < met.size() && met[end].song == met[a].song) ++end;
+        Best song_best{{met[a].song, 0, 0}, 0};
+        for (size_t w = a; w < end;) {  // windows starting at each distinct delta
+            times.clear();
+            int64_t top_delta = met[w].delta;
+            uint32_t top_count = 0;
+            for (size_t k = w; k < end && met[k].delta <= met[w].delta + slack;) {
+                size_t same = k;
+                while (same < end && met[same].delta == met[k].delta) {
+                    times.emplace_back(met[same].t, met[same].span, met[same].rank);
+                    ++same;
+                }
+                if (same - k > top_count) top_count = uint32_t(same - k), top_delta = met[k].delta;
+                k = same;
+            }
+            // Distinct query pairs (t, span), each with its best (smallest) rank.
+            std::sort(times.begin(), times.end());
+            uint32_t votes = 0;
+            uint64_t ranks = 0;
+            for (size_t k = 0; k < times.size(); ++k)
+                if (k == 0 || std::get<0>(times[k]) != std::get<0>(times[k - 1]) ||
+                    std::get<1>(times[k]) != std::get<1>(times[k - 1]))
+                    ++votes, ranks += std::get<2>(times[k]);
+            if (votes > song_best.c.votes ||
+                (votes == song_best.c.votes && ranks < song_best.ranks))
+                song_best = {{met[a].song, top_delta, votes}, ranks};
+            const int64_t d = met[w].delta;
+            while (w < end && met[w].delta == d) ++w;
+        }
+        best.push_back(song_best);
+        a = end;
+    }
+    std::stable_sort(best.begin(), best.end(), [](const Best& x, const Best& y) {
+        if (x.c.votes != y.c.votes) return x.c.votes > y.c.votes;
+        return x.ranks < y.ranks;
+    });
+    std::vector<PairCandidate> out;
+    for (size_t i = 0; i < best.size() && i < max_candidates; ++i) out.push_back(best[i].c);
+    return out;
+}
+
+}  // namespace
+
 std::vector<PairCandidate> pair_vote_probes(
     const std::vector<PairProbe>& probes, size_t max_candidates,
-    const std::function<PairPostingSpan(uint32_t)>& postings_of) {
+    const std::function<PairPostingSpan(uint32_t)>& postings_of, uint32_t delta_slack) {
+    if (delta_slack > 0)
+        return vote_delta_windows(probes, max_candidates, postings_of, int64_t(delta_slack));
     // One (song, delta) per posting met, counted after a sort: memory is the postings the
-    // query fetched, whatever the catalogue's size.
-    std::vector<std::tuple<uint32_t, int64_t, uint32_t>> met;  // song, delta, the key's rank
+    // query fetched, whatever the catalogue's size. A query time votes once for a (song,
+    // delta), with its best key's rank: a window pair stored under several keys (a second
+    // list, PairKeyIndex::add_song) may meet several of one pair's probes.
+    // song, delta, the query pair (t, span), rank
+    std::vector<std::tuple<uint32_t, int64_t, int64_t, uint32_t, uint32_t>> met;
     for (const PairProbe& probe : probes) {
         const PairPostingSpan p = postings_of(probe.key);
         for (size_t k = 0; k < p.size; ++k)
             met.emplace_back(p.data[k].song, static_cast<int64_t>(p.data[k].window) - probe.t,
-                             probe.rank);
+                             probe.t, probe.span, probe.rank);
     }
     std::sort(met.begin(), met.end());
     std::vector<PairCandidate> out;
@@ -187,11 +279,14 @@ std::vector<PairCandidate> pair_vote_probes(
     for (size_t a = 0; a < met.size();) {
         size_t b = a;
         uint64_t ranks = 0;
+        uint32_t votes = 0;
         for (; b < met.size() && std::get<0>(met[b]) == std::get<0>(met[a]) &&
                std::get<1>(met[b]) == std::get<1>(met[a]);
              ++b)
-            ranks += std::get<2>(met[b]);
-        out.push_back({std::get<0>(met[a]), std::get<1>(met[a]), static_cast<uint32_t>(b - a)});
+            if (b == a || std::get<2>(met[b]) != std::get<2>(met[b - 1]) ||
+                std::get<3>(met[b]) != std::get<3>(met[b - 1]))
+                ++votes, ranks += std::get<4>(met[b]);  // sorted: the pair's best rank first
+        out.push_back({std::get<0>(met[a]), std::get<1>(met[a]), votes});
         rank_sum.push_back(ranks);
         a = b;
     }
@@ -288,9 +383,11 @@ Status PairKeyBuilder::flush(uint32_t bucket) {
     return st;
 }
 
-Status PairKeyBuilder::add_song(const uint32_t* lists, size_t n_windows) {
+Status PairKeyBuilder::add_song(const uint32_t* lists, size_t n_windows, const uint32_t* second) {
     if (finished_) return Status::error("pair keys: add_song after finish");
     if (Status s = check_song_lists(n_lists_, n_songs_, lists, n_windows); !s) return s;
+    if (second != nullptr)
+        if (Status s = check_song_lists(n_lists_, n_songs_, second, n_windows); !s) return s;
     if (n_songs_ >> kPairLayoutSongBits)
         return Status::error("pair keys: song " + std::to_string(n_songs_) +
                              " is beyond a posting's " + std::to_string(kPairLayoutSongBits) +
@@ -305,7 +402,7 @@ Status PairKeyBuilder::add_song(const uint32_t* lists, size_t n_windows) {
     const auto song = static_cast<uint32_t>(n_songs_);  // below 2^kPairLayoutSongBits
     Status st = Status::ok();
     for_each_song_pair(
-        n_lists_, span_, short_span_, lists, n_windows, [&](uint32_t key, uint32_t window) {
+        n_lists_, span_, short_span_, lists, second, n_windows, [&](uint32_t key, uint32_t window) {
             if (!st) return;
             const auto bucket = static_cast<uint32_t>(key / keys_per_bucket_);
             buffers_[bucket].push_back(uint64_t(key) << 32 | pack_pair_posting({song, window}));

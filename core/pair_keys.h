@@ -78,12 +78,13 @@ Result<std::vector<PairCandidate>> pair_vote(
     size_t max_candidates, const std::function<PairPostingSpan(uint32_t)>& postings_of);
 
 // One lookup of a query: a key of the pair whose earlier embedding is at query time t (index
-// hops). A pair may look up several keys (pair_query_probes); a stored window pair has one key,
-// so a pair's keys never vote twice for the same (song, delta).
+// hops). A pair may look up several keys (pair_query_probes), and a stored window pair may
+// have several (a second list): a query pair still votes once for a (song, delta).
 struct PairProbe {
     int64_t t = 0;
     uint32_t key = 0;
     uint32_t rank = 0;  // among its pair's keys, by summed distance: 0 the nearest
+    uint32_t span = 0;  // the pair's span in index hops: (t, span) names the query pair
 };
 
 // The lookups of a query whose embeddings each come with their `per_embedding` nearest coarse
@@ -101,13 +102,18 @@ Result<std::vector<PairProbe>> pair_query_probes(uint32_t n_lists, uint32_t span
                                                  uint32_t key_base = 0);
 // The distinct keys of `probes`, sorted: what a lazy client fetches.
 std::vector<uint32_t> pair_probe_keys(const std::vector<PairProbe>& probes);
-// Phase 1 by count over probes: every posting of every probe's key votes once for (song, its
-// window - the probe's t); the max_candidates best (song, delta) by votes, ties by the summed
-// rank of the keys that voted (nearer keys first), then song, then delta (pair_vote is this
-// with one key per pair).
+// Phase 1 by count over probes: every query pair (t, span) with a posting of one of its
+// probes' keys votes once for (song, the posting's window - t); the max_candidates best (song,
+// delta) by votes, ties by the summed rank of the best key of each pair that voted (nearer
+// keys first), then song, then delta (pair_vote is this with one key per pair).
+// With delta_slack > 0, a candidate is instead a song's best window of deltas [d, d + slack]:
+// its votes are the distinct query times t with a posting there (a query embedding lies
+// between two stored windows, and either one's pair may be the one that matched, so the
+// song's votes split over neighbouring deltas), its delta the window's most voted, and each
+// song is a candidate once.
 std::vector<PairCandidate> pair_vote_probes(
     const std::vector<PairProbe>& probes, size_t max_candidates,
-    const std::function<PairPostingSpan(uint32_t)>& postings_of);
+    const std::function<PairPostingSpan(uint32_t)>& postings_of, uint32_t delta_slack = 0);
 
 class PairKeyIndex {
 public:
@@ -117,7 +123,10 @@ public:
 
     // One song's coarse list per window (kPairNoList where not stored), in song order.
     // Refused after finish() or with a list id >= n_lists (the index is then unchanged).
-    Status add_song(const uint32_t* lists, size_t n_windows);
+    // `second`, optional: each window's second nearest list (kPairNoList for none); a window
+    // pair then has a posting under each distinct key of its windows' one or two lists (up to
+    // four), so a query whose embedding falls in either list finds it.
+    Status add_song(const uint32_t* lists, size_t n_windows, const uint32_t* second = nullptr);
     // Sorts the postings by key (then song, window): after this, lookups and votes.
     Status finish();
 
@@ -208,7 +217,7 @@ public:
 
     // As PairKeyIndex::add_song; also refused: song numbers or windows beyond a posting's
     // bits (kPairLayoutSongBits, kPairLayoutWindowBits in core/pair_key_layout.h).
-    Status add_song(const uint32_t* lists, size_t n_windows);
+    Status add_song(const uint32_t* lists, size_t n_windows, const uint32_t* second = nullptr);
     // Hands every key with its postings, sorted by (song, window), to `writer` in ascending
     // key order (the writer's n_lists and keys_per_page must be this builder's). Once.
     Status finish(PairKeyLayoutWriter* writer);

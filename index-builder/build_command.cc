@@ -47,7 +47,8 @@ std::string build_option_error(const Status& status) {
         {"n_lists ", "--lists"},         {"pq_m ", "--pq-m"},
         {"opq_rounds ", "--opq"},        {"max_shard_bytes ", "--shard-mb or --block-kb"},
         {"format_version ", "--format"}, {"pair_short_span", "--pair-short-keys"},
-        {"code_group ", "--group"},      {"pair_span", "--pair-keys"}};
+        {"code_group ", "--group"},      {"pair_span", "--pair-keys"},
+        {"pair_lists ", "--pair-lists"}};
     for (const auto& [field, option] : kOptions) {
         if (status.message().rfind(field, 0) == 0)
             return std::string(option) + ": " + status.message();
@@ -89,6 +90,7 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
         params.pair_span = pair_span_hops(info, options.pair_keys_s);
         if (options.pair_short_keys_s > 0)
             params.pair_short_span = pair_span_hops(info, options.pair_short_keys_s);
+        params.pair_lists = uint32_t(options.pair_lists);
     }
     // --quantizer-from: the code and the lists are that index's (its manifest and quantizer,
     // checked as `query` checks them, so a tampered or other-model index is refused before any

@@ -42,6 +42,7 @@ struct BuildOptions {
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
     double pair_keys_s = 0.0;     // > 0: write the pair-key level, windows this far apart
     double pair_short_keys_s = 1.0;  // with it, its short keys this far apart (0: none)
+    int pair_lists = 1;              // with it, coarse lists a window's keys take (1 or 2)
     int top = 0;                  // > 0: only the catalogue's `top` most popular songs
     std::string quantizer_from;   // an index whose quantizer codes the songs (none trained)
 };
@@ -69,6 +70,7 @@ struct QueryOptions {
     int lazy_short_look_pairs = int(LazyIndexParams().short_look_pairs);
     int lazy_both_spans = int(LazyIndexParams().both_spans_max_pairs);
     int lazy_candidates = int(LazyIndexParams().max_candidates);
+    int lazy_vote_slack = int(LazyIndexParams().vote_slack);
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -123,6 +123,14 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(0.0, 600.0));
     build_cmd
+        ->add_option("--pair-lists", build.pair_lists,
+                     "with --pair-keys: coarse lists each window's keys take, 1 or 2 (2: also "
+                     "the keys of the windows' second nearest lists, so a noisy query still "
+                     "meets songs whose lists were not cut for them; up to 4 times the "
+                     "level's postings)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 2));
+    build_cmd
         ->add_option("--top", build.top,
                      "index only the N most popular songs of a catalogue with a popularity "
                      "column (ties and unknown popularities in catalogue order): the hot tier "
@@ -250,6 +258,12 @@ int main(int argc, char** argv) {
                      "block (about 14 KB a 3-minute song)")
         ->capture_default_str()
         ->check(CLI::Range(1, 1024));
+    query_cmd
+        ->add_option("--lazy-vote-slack", query.lazy_vote_slack,
+                     "--lazy: phase 1 counts a song's votes over this many neighbouring "
+                     "offsets, each song a candidate once (0 = each offset apart)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 64));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "

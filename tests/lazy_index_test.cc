@@ -28,7 +28,8 @@ struct Built {
 // 60 songs of ~120 windows (0.5 s), 32 lists, blocks of a few songs, pairs 4 hops apart
 // (and short keys short_span apart); code_group > 1: 32 bytes for each group of that many
 // windows.
-Built build(size_t n_songs = 60, uint32_t short_span = 0, int n_lists = 32, int code_group = 1) {
+Built build(size_t n_songs = 60, uint32_t short_span = 0, int n_lists = 32, int code_group = 1,
+            uint32_t pair_lists = 1) {
     Built b;
     b.songs = synthetic_catalog(n_songs, 120, kDim, 91);
     IndexBuildParams params = small_build_params();
@@ -41,6 +42,7 @@ Built build(size_t n_songs = 60, uint32_t short_span = 0, int n_lists = 32, int 
     params.max_shard_bytes = code_group > 1 ? 4 * 1024 : 8 * 1024;  // a few songs either way
     params.pair_span = 4;
     params.pair_short_span = short_span;
+    params.pair_lists = pair_lists;
     params.pair_keys_per_page = 16;
     params.directory_page_blocks = 4;
     b.files = build_catalog(b.songs, params, b.model);
@@ -153,6 +155,27 @@ TEST(LazyIndex, AnswersAsTheWholeIndexFromAFewRanges) {
         SCOPED_TRACE("code group " + std::to_string(code_group));
         answers_as_the_whole_index(build(60, 0, 32, code_group));
     }
+}
+
+// A level whose windows also take their second nearest lists' keys: more postings, the
+// manifest says so, and a lazy query still answers as the whole index.
+TEST(LazyIndex, ALevelWithSecondListsAnswersAsTheWholeIndex) {
+    const Built one = build(60, 0, 32, 1, 1), two = build(60, 0, 32, 1, 2);
+    const auto manifest = [](const Built& b) {
+        return nlohmann::json::parse(
+            std::string(file(b, "manifest.json").begin(), file(b, "manifest.json").end()));
+    };
+    EXPECT_FALSE(manifest(one)["pair_keys"].contains("lists_per_window"));
+    EXPECT_EQ(manifest(two)["pair_keys"]["lists_per_window"], 2);
+    EXPECT_GT(file(two, "pairs.ekp").size(), file(one, "pairs.ekp").size());
+    EXPECT_EQ(file(two, "songs.esb"), file(one, "songs.esb"));  // the songs are the same
+    answers_as_the_whole_index(two);
+
+    IndexBuildParams bad = small_build_params();
+    bad.format_version = kIndexVersion2;
+    bad.pair_span = 4;
+    bad.pair_lists = 3;
+    EXPECT_FALSE(validate_index_build_params(bad, fake_model_info()));
 }
 
 TEST(LazyIndex, RefusesChangedOrCutRangesAndKeepsNothingOfThem) {

@@ -201,6 +201,41 @@ TEST(PairKeyLayout, ABucketedBuildWritesTheSameFiles) {
     }
 }
 
+// With second lists too, the bucketed builder and the index in memory write the same files.
+TEST(PairKeyLayout, ABucketedBuildWithSecondListsWritesTheSameFiles) {
+    std::mt19937 rng(5);
+    PairKeyIndex index = PairKeyIndex::create(16, 2, 1).value();
+    PairKeyBuilder builder = PairKeyBuilder::create(16, 2, 10, nullptr, 7, 5, 1).value();
+    for (int s = 0; s < 40; ++s) {
+        std::vector<uint32_t> lists(30 + rng() % 61), second(lists.size());
+        for (size_t j = 0; j < lists.size(); ++j) {
+            lists[j] = rng() % 13 == 0 ? kPairNoList : rng() % 16;
+            second[j] = rng() % 5 == 0 ? kPairNoList : rng() % 16;  // sometimes the first
+        }
+        ASSERT_TRUE(index.add_song(lists.data(), lists.size(), second.data()).is_ok());
+        ASSERT_TRUE(builder.add_song(lists.data(), lists.size(), second.data()).is_ok());
+    }
+    ASSERT_TRUE(index.finish().is_ok());
+    EXPECT_GT(index.n_postings(), make_index(5, 1).n_postings());
+    const PairKeyFiles want = write_pair_key_files(index, 10).value();
+    std::vector<uint8_t> postings;
+    PairKeyLayoutWriter writer = PairKeyLayoutWriter::create(
+                                     16, 2, 10,
+                                     [&](const uint8_t* data, size_t n) {
+                                         postings.insert(postings.end(), data, data + n);
+                                         return Status::ok();
+                                     },
+                                     1)
+                                     .value();
+    ASSERT_TRUE(builder.finish(&writer).is_ok());
+    Result<PairKeyFiles> got = writer.finish(builder.n_songs());
+    ASSERT_TRUE(got.is_ok()) << got.message();
+    EXPECT_EQ(got->header, want.header);
+    EXPECT_EQ(got->directory, want.directory);
+    EXPECT_EQ(postings, want.postings);
+    EXPECT_EQ(builder.n_postings(), index.n_postings());
+}
+
 TEST(PairKeyLayout, TheWriterRefusesWhatItCannotLayOut) {
     const auto keep = [](const uint8_t*, size_t) { return Status::ok(); };
     EXPECT_FALSE(PairKeyLayoutWriter::create(0, 2, 8, keep).is_ok());

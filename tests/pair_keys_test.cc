@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <string>
 #include <utility>
@@ -255,6 +256,87 @@ TEST(PairKeys, MoreKeysAPairFindTheSongWhereOneKeyMisses) {
     EXPECT_EQ(found[0].song, 11u);
     EXPECT_EQ(found[0].delta, 40);
     EXPECT_EQ(found[0].votes, 2u);  // one vote a pair, though each pair looked up four keys
+}
+
+// With each window's second nearest list, a window pair is stored under every distinct key of
+// its windows' lists: a query pair whose embeddings fall in the second lists finds it, and
+// votes once for it however many of its keys hold it.
+TEST(PairKeys, SecondListsStoreAWindowPairUnderEachDistinctKey) {
+    auto keys = PairKeyIndex::create(10, 2);
+    ASSERT_TRUE(keys.is_ok()) << keys.message();
+    // Windows 0..3: pairs (0,2) and (1,3). Window 1's second list is its first: one list.
+    const std::vector<uint32_t> first = {1, 2, 3, 4}, second = {5, 2, 7, kPairNoList};
+    ASSERT_TRUE(keys->add_song(first.data(), first.size(), second.data()).is_ok());
+    const std::vector<uint32_t> bad = {5, 2, 70, 1};
+    EXPECT_FALSE(keys->add_song(first.data(), first.size(), bad.data()).is_ok());
+    ASSERT_TRUE(keys->finish());
+    // (0,2): {1,5} x {3,7} = 4 keys; (1,3): {2} x {4} = 1.
+    EXPECT_EQ(keys->n_postings(), 5u);
+    for (auto [a, b] : {std::pair{1u, 3u}, {1u, 7u}, {5u, 3u}, {5u, 7u}}) {
+        ASSERT_EQ(keys->postings(keys->key(a, b)).size, 1u) << a << "," << b;
+        EXPECT_EQ(keys->postings(keys->key(a, b)).data[0].window, 0u);
+    }
+    EXPECT_EQ(keys->postings(keys->key(2, 4)).size, 1u);
+    EXPECT_EQ(keys->postings(keys->key(2, 7)).size, 0u);
+
+    // A query pair (step 2: embeddings 0 and 1 are windows 0 and 2) in the second lists, and
+    // one probing both its nearest and second lists: one vote either way.
+    auto of = [&](uint32_t k) { return keys->postings(k); };
+    const std::vector<uint32_t> in_second = {5, 7};
+    auto probes = pair_query_probes(10, 2, in_second.data(), nullptr, 2, 1, 2, 1);
+    ASSERT_TRUE(probes.is_ok());
+    auto votes = pair_vote_probes(*probes, 4, of);
+    ASSERT_EQ(votes.size(), 1u);
+    EXPECT_EQ(votes[0].votes, 1u);
+    const std::vector<uint32_t> both = {1, 5, 3, 7};
+    const std::vector<float> d = {0.1f, 0.2f, 0.1f, 0.2f};
+    probes = pair_query_probes(10, 2, both.data(), d.data(), 2, 2, 2, 4);
+    ASSERT_TRUE(probes.is_ok());
+    ASSERT_EQ(probes->size(), 4u);
+    votes = pair_vote_probes(*probes, 4, of);
+    ASSERT_EQ(votes.size(), 1u);
+    EXPECT_EQ(votes[0].song, 0u);
+    EXPECT_EQ(votes[0].delta, 0);
+    EXPECT_EQ(votes[0].votes, 1u);
+}
+
+// A query embedding lies between two stored windows, so a song's votes may split over two
+// neighbouring offsets: with delta_slack they count together, each query time once, and each
+// song is a candidate once.
+TEST(PairKeys, VotesOverNeighbouringOffsetsCountEachQueryTimeOnce) {
+    enum : uint32_t { A = 1, B, C, D, E };
+    std::map<uint32_t, std::vector<PairPosting>> postings = {{A, {{0, 10}, {1, 30}}},
+                                                             {B, {{0, 13}, {1, 32}}},
+                                                             {C, {{0, 14}, {1, 34}}},
+                                                             {D, {{0, 17}}},
+                                                             {E, {{0, 16}}}};
+    auto of = [&](uint32_t k) {
+        const auto& p = postings[k];
+        return PairPostingSpan{p.data(), p.size()};
+    };
+    // Song 0: offsets 10, 11, 10, 11 at t = 0, 2, 4, 6 (and 10 again at t = 6 by a second key);
+    // song 1: offset 30 at t = 0, 2, 4.
+    const std::vector<PairProbe> probes = {{0, A, 0}, {2, B, 0}, {4, C, 0}, {6, D, 0}, {6, E, 1}};
+    const auto exact = pair_vote_probes(probes, 8, of);
+    ASSERT_EQ(exact.size(), 3u);
+    EXPECT_EQ(exact[0].song, 1u);
+    EXPECT_EQ(exact[0].votes, 3u);
+    EXPECT_EQ(exact[1].song, 0u);  // offset 10: t = 0, 4 and 6 (key E)
+    EXPECT_EQ(exact[1].delta, 10);
+    EXPECT_EQ(exact[1].votes, 3u);
+    EXPECT_EQ(exact[2].song, 0u);
+    EXPECT_EQ(exact[2].delta, 11);
+    EXPECT_EQ(exact[2].votes, 2u);
+
+    const auto merged = pair_vote_probes(probes, 8, of, 1);
+    ASSERT_EQ(merged.size(), 2u);
+    EXPECT_EQ(merged[0].song, 0u);
+    EXPECT_EQ(merged[0].votes, 4u);  // t = 0, 2, 4, 6: t = 6's two keys count once
+    EXPECT_EQ(merged[0].delta, 10);  // the window's most voted offset
+    EXPECT_EQ(merged[1].song, 1u);
+    EXPECT_EQ(merged[1].votes, 3u);
+    EXPECT_EQ(merged[1].delta, 30);
+    EXPECT_EQ(pair_vote_probes(probes, 1, of, 1).size(), 1u);
 }
 
 }  // namespace
