@@ -616,6 +616,25 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         assert.deepEqual(warm.map((w) => w.lazy.bytes), [clip.cli.lazy.bytes, 0]);
     });
 
+    test('phase 1 over neighbouring offsets (vote_slack) answers as `earshot query --lazy --lazy-vote-slack`', async () => {
+        const { engine } = await lazyEngine('{"background_blocks": 0, "vote_slack": 1}');
+        ok(engine.lazyBegin());
+        for (;;) {
+            const next = JSON.parse(engine.lazyFetches(false));
+            assert.equal(next.ok, true, next.message);
+            if (next.fetches.length === 0) break;
+            const bodies = await Promise.all(next.fetches.map((f) => fetchRange(f.file, f.offset, f.bytes)));
+            next.fetches.forEach((f, i) => ok(engine.lazyProvide(f.kind, f.id, bodies[i])));
+        }
+        const answer = JSON.parse(engine.lazyResult());
+        const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-vote-slack', '1', '--lazy-background', '0',
+            '--backend', 'simd', '--model', model(), '--index', path.join(dir, 'site/index'), clip.wav], { encoding: 'utf8' }).trim());
+        assert.equal(cli.song, clip.cli.song);
+        assert.equal(answer.song, cli.song);
+        assert.ok(Math.abs(answer.score - cli.score) < 1e-4, `score ${answer.score}, CLI ${cli.score}`);
+        assert.equal(JSON.parse(engine.lazyInfo()).bytes, cli.lazy.bytes);
+    });
+
     test('a changed or cut range is refused with a message and nothing of it kept; the right bytes then answer', async () => {
         const { engine } = await lazyEngine();
         ok(engine.lazyBegin());
