@@ -250,7 +250,7 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
                 {LazyFetch::Kind::kPairUnit, u.key, pair_manifest_.postings_file, u.range});
         if (!out.empty()) return out;
         Result<std::vector<PairCandidate>> votes =
-            reader_.vote(probes_, params_.max_candidates, params_.vote_slack);
+            reader_.vote(probes_, params_.max_candidates, params_.vote_slack, params_.key_weight);
         if (!votes) return votes.status();
         candidates_ = std::move(votes.value());
         query_pages_.clear();

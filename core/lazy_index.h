@@ -54,6 +54,9 @@ struct LazyIndexParams {
     // Phase 1's votes over windows of this many neighbouring offsets, a song a candidate
     // (pair_vote_probes); 0: each (song, offset) apart.
     uint32_t vote_slack = 0;
+    // > 0: a vote weighs ln(1 + key_weight / its key's postings) (pair_vote_probes); 0: votes
+    // count alike.
+    double key_weight = 0;
     // Blocks spread evenly over the songs file, fetched once and never dropped, that every
     // query's index holds beside its candidates. The decision subtracts how well the other
     // loaded songs match (the background, core/matcher.h); with only the candidates loaded

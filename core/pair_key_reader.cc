@@ -133,8 +133,8 @@ Result<std::vector<PairCandidate>> PairKeyReader::vote(const uint32_t* query_lis
 }
 
 Result<std::vector<PairCandidate>> PairKeyReader::vote(const std::vector<PairProbe>& probes,
-                                                       size_t max_candidates,
-                                                       uint32_t delta_slack) {
+                                                       size_t max_candidates, uint32_t delta_slack,
+                                                       double key_weight) {
     // Every key is settled first: a held unit, or a held page that says the key is empty.
     std::unordered_map<uint32_t, PairPostingSpan> spans;
     for (uint32_t key : pair_probe_keys(probes)) {
@@ -146,7 +146,8 @@ Result<std::vector<PairCandidate>> PairKeyReader::vote(const std::vector<PairPro
         spans[key] = held.value();
     }
     return pair_vote_probes(
-        probes, max_candidates, [&spans](uint32_t key) { return spans.at(key); }, delta_slack);
+        probes, max_candidates, [&spans](uint32_t key) { return spans.at(key); }, delta_slack,
+        key_weight);
 }
 
 }  // namespace earshot

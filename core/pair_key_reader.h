@@ -75,7 +75,8 @@ public:
     // The same over a query's probes (pair_query_probes; several keys a pair): its keys are
     // pair_probe_keys(probes).
     Result<std::vector<PairCandidate>> vote(const std::vector<PairProbe>& probes,
-                                            size_t max_candidates, uint32_t delta_slack = 0);
+                                            size_t max_candidates, uint32_t delta_slack = 0,
+                                            double key_weight = 0);
 
 private:
     struct Entry {

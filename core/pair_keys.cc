@@ -1,6 +1,7 @@
 #include "core/pair_keys.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -182,16 +183,17 @@ std::vector<uint32_t> pair_probe_keys(const std::vector<PairProbe>& probes) {
 
 namespace {
 
-// pair_vote_probes with delta_slack > 0: each song's best window of deltas.
+// pair_vote_probes with delta_slack > 0 or a key weight: each song's best window of deltas.
 std::vector<PairCandidate> vote_delta_windows(
     const std::vector<PairProbe>& probes, size_t max_candidates,
-    const std::function<PairPostingSpan(uint32_t)>& postings_of, int64_t slack) {
+    const std::function<PairPostingSpan(uint32_t)>& postings_of, int64_t slack, double key_weight) {
     struct Met {
         uint32_t song;
         int64_t delta;
         int64_t t;
         uint32_t span;
         uint32_t rank;
+        float weight;  // the vote's weight: its key's (1 when votes count)
         bool operator<(const Met& o) const {
             return std::tie(song, delta, t, span, rank) <
                    std::tie(o.song, o.delta, o.t, o.span, o.rank);
@@ -200,55 +202,62 @@ std::vector<PairCandidate> vote_delta_windows(
     std::vector<Met> met;
     for (const PairProbe& probe : probes) {
         const PairPostingSpan p = postings_of(probe.key);
+        const float weight = key_weight > 0 ? float(std::log1p(key_weight / double(p.size))) : 1.0f;
         for (size_t k = 0; k < p.size; ++k)
             met.push_back({p.data[k].song, static_cast<int64_t>(p.data[k].window) - probe.t,
-                           probe.t, probe.span, probe.rank});
+                           probe.t, probe.span, probe.rank, weight});
     }
     std::sort(met.begin(), met.end());
     struct Best {
         PairCandidate c;
         uint64_t ranks;
     };
+    const auto better = [](const Best& x, const Best& y) {
+        if (x.c.score != y.c.score) return x.c.score > y.c.score;
+        return x.ranks < y.ranks;
+    };
     std::vector<Best> best;
-    std::vector<std::tuple<int64_t, uint32_t, uint32_t>> times;  // (t, span, rank) in the window
+    std::vector<Met> window;  // the window's postings, by query pair then rank
     for (size_t a = 0; a < met.size();) {
         size_t end = a;
         while (end < met.size() && met[end].song == met[a].song) ++end;
-        Best song_best{{met[a].song, 0, 0}, 0};
+        Best song_best{{met[a].song, 0, 0, 0.0f}, 0};
         for (size_t w = a; w < end;) {  // windows starting at each distinct delta
-            times.clear();
+            window.clear();
             int64_t top_delta = met[w].delta;
-            uint32_t top_count = 0;
+            size_t top_count = 0;
             for (size_t k = w; k < end && met[k].delta <= met[w].delta + slack;) {
                 size_t same = k;
-                while (same < end && met[same].delta == met[k].delta) {
-                    times.emplace_back(met[same].t, met[same].span, met[same].rank);
-                    ++same;
-                }
-                if (same - k > top_count) top_count = uint32_t(same - k), top_delta = met[k].delta;
+                while (same < end && met[same].delta == met[k].delta) window.push_back(met[same++]);
+                if (same - k > top_count) top_count = same - k, top_delta = met[k].delta;
                 k = same;
             }
-            // Distinct query pairs (t, span), each with its best (smallest) rank.
-            std::sort(times.begin(), times.end());
-            uint32_t votes = 0;
-            uint64_t ranks = 0;
-            for (size_t k = 0; k < times.size(); ++k)
-                if (k == 0 || std::get<0>(times[k]) != std::get<0>(times[k - 1]) ||
-                    std::get<1>(times[k]) != std::get<1>(times[k - 1]))
-                    ++votes, ranks += std::get<2>(times[k]);
-            if (votes > song_best.c.votes ||
-                (votes == song_best.c.votes && ranks < song_best.ranks))
-                song_best = {{met[a].song, top_delta, votes}, ranks};
+            // Each query pair (t, span) once: its best rank, its heaviest key.
+            std::sort(window.begin(), window.end(), [](const Met& x, const Met& y) {
+                return std::tie(x.t, x.span, x.rank) < std::tie(y.t, y.span, y.rank);
+            });
+            Best here{{met[a].song, top_delta, 0, 0.0f}, 0};
+            float pair_weight = 0.0f;
+            for (size_t k = 0; k < window.size(); ++k) {
+                const bool first = k == 0 || window[k].t != window[k - 1].t ||
+                                   window[k].span != window[k - 1].span;
+                if (first) {
+                    here.c.score += pair_weight;
+                    pair_weight = 0.0f;
+                    ++here.c.votes;
+                    here.ranks += window[k].rank;
+                }
+                pair_weight = std::max(pair_weight, window[k].weight);
+            }
+            here.c.score += pair_weight;
+            if (better(here, song_best)) song_best = here;
             const int64_t d = met[w].delta;
             while (w < end && met[w].delta == d) ++w;
         }
         best.push_back(song_best);
         a = end;
     }
-    std::stable_sort(best.begin(), best.end(), [](const Best& x, const Best& y) {
-        if (x.c.votes != y.c.votes) return x.c.votes > y.c.votes;
-        return x.ranks < y.ranks;
-    });
+    std::stable_sort(best.begin(), best.end(), better);
     std::vector<PairCandidate> out;
     for (size_t i = 0; i < best.size() && i < max_candidates; ++i) out.push_back(best[i].c);
     return out;
@@ -258,9 +267,11 @@ std::vector<PairCandidate> vote_delta_windows(
 
 std::vector<PairCandidate> pair_vote_probes(
     const std::vector<PairProbe>& probes, size_t max_candidates,
-    const std::function<PairPostingSpan(uint32_t)>& postings_of, uint32_t delta_slack) {
-    if (delta_slack > 0)
-        return vote_delta_windows(probes, max_candidates, postings_of, int64_t(delta_slack));
+    const std::function<PairPostingSpan(uint32_t)>& postings_of, uint32_t delta_slack,
+    double key_weight) {
+    if (delta_slack > 0 || key_weight > 0)
+        return vote_delta_windows(probes, max_candidates, postings_of, int64_t(delta_slack),
+                                  key_weight);
     // One (song, delta) per posting met, counted after a sort: memory is the postings the
     // query fetched, whatever the catalogue's size. A query time votes once for a (song,
     // delta), with its best key's rank: a window pair stored under several keys (a second
@@ -286,7 +297,7 @@ std::vector<PairCandidate> pair_vote_probes(
             if (b == a || std::get<2>(met[b]) != std::get<2>(met[b - 1]) ||
                 std::get<3>(met[b]) != std::get<3>(met[b - 1]))
                 ++votes, ranks += std::get<4>(met[b]);  // sorted: the pair's best rank first
-        out.push_back({std::get<0>(met[a]), std::get<1>(met[a]), votes});
+        out.push_back({std::get<0>(met[a]), std::get<1>(met[a]), votes, float(votes)});
         rank_sum.push_back(ranks);
         a = b;
     }

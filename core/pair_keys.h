@@ -57,6 +57,7 @@ struct PairCandidate {
     uint32_t song = 0;
     int64_t delta = 0;   // song window - query time, in index hops (the query's offset in the song)
     uint32_t votes = 0;  // query pairs whose key holds (song, window = delta + query time)
+    float score = 0;     // what candidates are ranked by: votes, or their keys' summed weights
 };
 
 // A key's postings, sorted by (song, window), as a reader holds them.
@@ -107,13 +108,16 @@ std::vector<uint32_t> pair_probe_keys(const std::vector<PairProbe>& probes);
 // delta) by votes, ties by the summed rank of the best key of each pair that voted (nearer
 // keys first), then song, then delta (pair_vote is this with one key per pair).
 // With delta_slack > 0, a candidate is instead a song's best window of deltas [d, d + slack]:
-// its votes are the distinct query times t with a posting there (a query embedding lies
+// its votes are the distinct query pairs with a posting there (a query embedding lies
 // between two stored windows, and either one's pair may be the one that matched, so the
 // song's votes split over neighbouring deltas), its delta the window's most voted, and each
-// song is a candidate once.
+// song is a candidate once. With key_weight W > 0 (so too), a pair's vote weighs
+// ln(1 + W / postings of its key), the heaviest of its keys that hold the song: a pair of
+// rare lists says more than a pair of common ones, as a rare term does in text retrieval.
 std::vector<PairCandidate> pair_vote_probes(
     const std::vector<PairProbe>& probes, size_t max_candidates,
-    const std::function<PairPostingSpan(uint32_t)>& postings_of, uint32_t delta_slack = 0);
+    const std::function<PairPostingSpan(uint32_t)>& postings_of, uint32_t delta_slack = 0,
+    double key_weight = 0);
 
 class PairKeyIndex {
 public:

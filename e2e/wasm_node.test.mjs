@@ -616,8 +616,8 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         assert.deepEqual(warm.map((w) => w.lazy.bytes), [clip.cli.lazy.bytes, 0]);
     });
 
-    test('phase 1 over neighbouring offsets (vote_slack) answers as `earshot query --lazy --lazy-vote-slack`', async () => {
-        const { engine } = await lazyEngine('{"background_blocks": 0, "vote_slack": 1}');
+    test('phase 1 over neighbouring offsets with weighted keys answers as `earshot query --lazy --lazy-vote-slack --lazy-key-weight`', async () => {
+        const { engine } = await lazyEngine('{"background_blocks": 0, "vote_slack": 1, "key_weight": 100000}');
         ok(engine.lazyBegin());
         for (;;) {
             const next = JSON.parse(engine.lazyFetches(false));
@@ -627,7 +627,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
             next.fetches.forEach((f, i) => ok(engine.lazyProvide(f.kind, f.id, bodies[i])));
         }
         const answer = JSON.parse(engine.lazyResult());
-        const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-vote-slack', '1', '--lazy-background', '0',
+        const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-vote-slack', '1', '--lazy-key-weight', '100000', '--lazy-background', '0',
             '--backend', 'simd', '--model', model(), '--index', path.join(dir, 'site/index'), clip.wav], { encoding: 'utf8' }).trim());
         assert.equal(cli.song, clip.cli.song);
         assert.equal(answer.song, cli.song);

@@ -71,6 +71,7 @@ struct QueryOptions {
     int lazy_both_spans = int(LazyIndexParams().both_spans_max_pairs);
     int lazy_candidates = int(LazyIndexParams().max_candidates);
     int lazy_vote_slack = int(LazyIndexParams().vote_slack);
+    double lazy_key_weight = LazyIndexParams().key_weight;
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -264,6 +264,12 @@ int main(int argc, char** argv) {
                      "offsets, each song a candidate once (0 = each offset apart)")
         ->capture_default_str()
         ->check(CLI::Range(0, 64));
+    query_cmd
+        ->add_option("--lazy-key-weight", query.lazy_key_weight,
+                     "--lazy: a phase-1 vote weighs ln(1 + W / its key's postings), so pairs of "
+                     "rare lists count more (0 = votes count alike)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1e9));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "

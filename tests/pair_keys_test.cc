@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <random>
 #include <string>
@@ -337,6 +338,36 @@ TEST(PairKeys, VotesOverNeighbouringOffsetsCountEachQueryTimeOnce) {
     EXPECT_EQ(merged[1].votes, 3u);
     EXPECT_EQ(merged[1].delta, 30);
     EXPECT_EQ(pair_vote_probes(probes, 1, of, 1).size(), 1u);
+}
+
+// With a key weight, a vote from a rare key counts more than one from a common key: two songs
+// with two votes each, one from keys of 51 postings, one from keys of 1.
+TEST(PairKeys, AKeyWeightRanksVotesFromRareKeysFirst) {
+    enum : uint32_t { A = 1, B, C, D };
+    std::map<uint32_t, std::vector<PairPosting>> postings = {{C, {{1, 24}}}, {D, {{1, 26}}}};
+    for (uint32_t k : {A, B}) {
+        postings[k].push_back({0, k == A ? 10u : 12u});
+        for (uint32_t other = 2; other < 52; ++other) postings[k].push_back({other, 100 + k});
+    }
+    auto of = [&](uint32_t k) {
+        const auto& p = postings[k];
+        return PairPostingSpan{p.data(), p.size()};
+    };
+    const std::vector<PairProbe> probes = {
+        {0, A, 0, 8}, {2, B, 0, 8}, {20, C, 0, 8}, {22, D, 0, 8}};
+    const auto counted = pair_vote_probes(probes, 2, of);
+    ASSERT_EQ(counted.size(), 2u);
+    EXPECT_EQ(counted[0].song, 0u);  // a tie on votes: the lower song first
+    EXPECT_EQ(counted[1].song, 1u);
+    EXPECT_FLOAT_EQ(counted[0].score, 2.0f);
+    const auto weighted = pair_vote_probes(probes, 2, of, 0, 100.0);
+    ASSERT_EQ(weighted.size(), 2u);
+    EXPECT_EQ(weighted[0].song, 1u);
+    EXPECT_EQ(weighted[0].delta, 4);
+    EXPECT_EQ(weighted[0].votes, 2u);
+    EXPECT_NEAR(weighted[0].score, 2 * std::log1p(100.0), 1e-4);
+    EXPECT_EQ(weighted[1].song, 0u);
+    EXPECT_NEAR(weighted[1].score, 2 * std::log1p(100.0 / 51), 1e-4);
 }
 
 }  // namespace
