@@ -273,9 +273,9 @@ std::vector<PairCandidate> pair_vote_probes(
         return vote_delta_windows(probes, max_candidates, postings_of, int64_t(delta_slack),
                                   key_weight);
     // One (song, delta) per posting met, counted after a sort: memory is the postings the
-    // query fetched, whatever the catalogue's size. A query time votes once for a (song,
-    // delta), with its best key's rank: a window pair stored under several keys (a second
-    // list, PairKeyIndex::add_song) may meet several of one pair's probes.
+    // query fetched, whatever the catalogue's size. A query pair (t, span) votes once for a
+    // (song, delta), with its best key's rank: a window pair stored under several keys (a
+    // second list, PairKeyIndex::add_song) may meet several of one pair's probes.
     // song, delta, the query pair (t, span), rank
     std::vector<std::tuple<uint32_t, int64_t, int64_t, uint32_t, uint32_t>> met;
     for (const PairProbe& probe : probes) {

@@ -86,6 +86,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
                                                          : kDefaultBlockBytes;
     params.max_shard_bytes =
         options.format == kIndexVersion2 ? block_bytes : size_t(options.shard_mb * 1024.0 * 1024.0);
+    if (options.pair_lists != 1 && options.pair_keys_s <= 0)
+        return fail("--pair-lists goes with --pair-keys (it sets the pair-key level's keys)");
     if (options.pair_keys_s > 0) {
         params.pair_span = pair_span_hops(info, options.pair_keys_s);
         if (options.pair_short_keys_s > 0)

@@ -632,6 +632,27 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
                               dir_);
     EXPECT_EQ(v1.exit_code, 1);
     EXPECT_NE(v1.err.find("--pair-keys"), std::string::npos) << v1.err;
+    // --pair-lists goes with --pair-keys; with it, the manifest says so and verify accepts it.
+    const CliRun lone = run_cli("build -q " + model_arg() + " --pair-lists 2 --out " +
+                                    (dir_ / "lone").string() + " " + (dir_ / "music").string(),
+                                dir_);
+    EXPECT_EQ(lone.exit_code, 1);
+    EXPECT_NE(lone.err.find("--pair-lists"), std::string::npos) << lone.err;
+    ASSERT_EQ(run_cli("build -q " + model_arg() + " --pair-keys 2 --pair-lists 2 --out " +
+                          (dir_ / "two").string() + " " + (dir_ / "music").string(),
+                      dir_)
+                  .exit_code,
+              3);  // broken.ogg skipped
+    EXPECT_EQ(nlohmann::json::parse(
+                  slurp(dir_ / "two" / "manifest.json"))["pair_keys"]["lists_per_window"],
+              2);
+    EXPECT_EQ(run_cli("verify " + (dir_ / "two").string(), dir_).exit_code, 0);
+    const CliRun weighed =
+        run_cli("query -q --lazy --lazy-vote-slack 1 --lazy-key-weight 1000 " + model_arg() +
+                    " --index " + (dir_ / "two").string() + " " + (dir_ / "clip.wav").string(),
+                dir_);
+    ASSERT_EQ(weighed.exit_code, 0) << weighed.err;
+    EXPECT_TRUE(nlohmann::json::parse(weighed.out).contains("lazy")) << weighed.out;
     // An index without the level cannot be read lazily.
     ASSERT_EQ(run_cli("build -q " + model_arg() + " --out " + (dir_ / "plain").string() + " " +
                           (dir_ / "music").string(),
