@@ -561,10 +561,11 @@ describe('earshot in the browser', { concurrency: false }, () => {
     });
 
     test('a format 2 index whose lists do not fit the memory limit is refused at its directory, before any block downloads', async () => {
-        // 1000 synthetic songs of 720 windows for the site's model: a 27 KB directory whose
-        // lists reserve about 29 MB when added, under a 32 MB limit the model and quantizer fit.
+        // 1000 synthetic songs of 720 windows for the site's model, 32 bytes a window: a 27 KB
+        // directory whose lists reserve about 29 MB when added, under a 32 MB limit the model and
+        // quantizer fit.
         const site = siteWithIndex((indexDir) => execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_synthetic_index'),
-            [path.join(siteDir, 'models/earshot.emod'), '1000', '720', indexDir, '--format', '2'], { stdio: 'ignore' }));
+            [path.join(siteDir, 'models/earshot.emod'), '1000', '720', indexDir, '--format', '2', '--pq-m', '32'], { stdio: 'ignore' }));
         // A page of the site without the demo app (whose own recognizer would load the index):
         // only the recognizer created below asks the server for anything of the index.
         fs.writeFileSync(path.join(site.root, 'bare.html'), '<!doctype html><title>earshot</title><link rel="icon" href="icons/icon.svg" type="image/svg+xml">\n');
