@@ -59,7 +59,24 @@ def writing_run(tmp):
     return model, a, b, run
 
 
+def write_model(path, container_, **meta):
+    """Writes container_ (a read MODL container) to path with `meta` over its metadata."""
+    with open(path, "wb") as f:
+        f.write(container.write_container("MODL", dict(container_.meta, **meta),
+                                          list(container_.sections.items())))
+
+
 class CalibrateTest(unittest.TestCase):
+    def assert_refused_unchanged(self, model, run, message):
+        """run() (a tool run on `model`) fails with `message` and leaves the file as it was."""
+        with open(model, "rb") as f:
+            before = f.read()
+        out = run()
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn(message, out.stderr)
+        with open(model, "rb") as f:
+            self.assertEqual(f.read(), before)
+
     def run_script(self, *args):
         out = run_tool("--model", MODEL, *args)
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -210,21 +227,13 @@ class CalibrateTest(unittest.TestCase):
             speed = {"stretches": [1.02, 0.98], "threshold_by_n": [0.4],
                      "calibration": {"target_fp": 0.0005},
                      "threshold_by_n_by_code": {"8-opq-unit": [0.35]}}
-            with open(model, "wb") as f:
-                f.write(container.write_container("MODL", dict(c.meta, speed_search=speed),
-                                                  list(c.sections.items())))
-            with open(model, "rb") as f:
-                before = f.read()
-            out = run("--for-code", "32-g5-opq-unit", "--set-default", *b)
-            self.assertNotEqual(out.returncode, 0)
-            self.assertIn("no table for 32-g5-opq-unit", out.stderr)
-            with open(model, "rb") as f:
-                self.assertEqual(f.read(), before)
+            write_model(model, c, speed_search=speed)
+            self.assert_refused_unchanged(
+                model, lambda: run("--for-code", "32-g5-opq-unit", "--set-default", *b),
+                "no table for 32-g5-opq-unit")
 
             speed["threshold_by_n_by_code"]["32-g5-opq-unit"] = [0.3]
-            with open(model, "wb") as f:
-                f.write(container.write_container("MODL", dict(c.meta, speed_search=speed),
-                                                  list(c.sections.items())))
+            write_model(model, c, speed_search=speed)
             out = run("--for-code", "32-g5-opq-unit", "--set-default", *b)
             self.assertEqual(out.returncode, 0, out.stderr)
             meta = container.read_container_file(model, "MODL").meta
@@ -254,22 +263,13 @@ class CalibrateTest(unittest.TestCase):
             self.assertEqual(run(*a).returncode, 0)  # main table, for code 16: [0.51]
             c = container.read_container_file(model, "MODL")
             listen = dict(listen_threshold_by_n=[0.6], listen_confirm_looks=2)
-            with open(model, "wb") as f:
-                f.write(container.write_container("MODL", dict(c.meta, **listen),
-                                                  list(c.sections.items())))
-            with open(model, "rb") as f:
-                before = f.read()
-            out = run("--for-code", "8-opq-unit", "--set-default", *b)
-            self.assertNotEqual(out.returncode, 0)
-            self.assertIn("no listen rule for 8-opq-unit", out.stderr)
-            with open(model, "rb") as f:
-                self.assertEqual(f.read(), before)
+            write_model(model, c, **listen)
+            self.assert_refused_unchanged(
+                model, lambda: run("--for-code", "8-opq-unit", "--set-default", *b),
+                "no listen rule for 8-opq-unit")
 
             rules = {"8-opq-unit": {"threshold_by_n": [0.7], "confirm_looks": 1}}
-            with open(model, "wb") as f:
-                f.write(container.write_container(
-                    "MODL", dict(c.meta, listen_rule_by_code=rules, **listen),
-                    list(c.sections.items())))
+            write_model(model, c, listen_rule_by_code=rules, **listen)
             out = run("--for-code", "8-opq-unit", "--set-default", *b)
             self.assertEqual(out.returncode, 0, out.stderr)
             meta = container.read_container_file(model, "MODL").meta
