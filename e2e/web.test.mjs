@@ -591,12 +591,12 @@ describe('earshot in the browser', { concurrency: false }, () => {
         }
     });
 
-    test('lazy mode: a 2 003-song index; a listen fetches only the ranges it needs (206), answers as `earshot query --live --lazy` on the audio it heard, a later recognizer starts from the cached ranges, a hot tier answers without a request, and offline a listen says it needs the network', async () => {
-        // The demo's songs among 2 000 synthetic ones (bench/make_scale_index.cc), with the
-        // pair-key level a lazy client needs.
+    test('lazy mode: a 100 003-song index; a listen fetches only the ranges it needs (body-less GETs answered 206), answers as `earshot query --live --lazy` on the audio it heard, a later recognizer starts from the cached ranges, a hot tier answers without a request, and offline a listen says it needs the network', async () => {
+        // The demo's songs among 100 000 synthetic ones (bench/make_scale_index.cc), with the
+        // pair-key level a lazy client needs: 1.2 GB, written in about 35 s.
         const site = siteWithIndex((indexDir) => execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_scale_index'), [
             '--model', path.join(siteDir, 'models/earshot.emod'), '--real', path.join(siteDir, 'index'),
-            '--source', path.join(siteDir, 'index'), '--songs', '2000', '--pair-keys', '2', '--out', indexDir], { stdio: 'ignore' }));
+            '--source', path.join(siteDir, 'index'), '--songs', '100000', '--pair-keys', '2', '--out', indexDir], { stdio: 'ignore' }));
         fs.writeFileSync(path.join(site.root, 'bare.html'), '<!doctype html><title>earshot</title><link rel="icon" href="icons/icon.svg" type="image/svg+xml">\n');
         const demo = await openDemo({ audioFile: clips.indexed.path, root: site.root, page: 'bare.html' });
         try {
@@ -618,7 +618,7 @@ describe('earshot in the browser', { concurrency: false }, () => {
             }, options);
             assert.deepEqual(demo.pageErrors.map(String), []);
             assert.equal(progress.indexMode, 'lazy');
-            assert.equal(progress.songsTotal, 2003);
+            assert.equal(progress.songsTotal, 100003);
             assert.equal(type, 'match', JSON.stringify(detail));
             assert.equal(detail.id, target.id);
             assert.ok(detail.lazy.requests > 0 && detail.lazy.bytes > 0, JSON.stringify(detail.lazy));
@@ -643,6 +643,10 @@ describe('earshot in the browser', { concurrency: false }, () => {
             const lazyRequests = demo.server.log.filter((r) => lazyFiles.some((f) => r.path === `/index/${f}`));
             assert.ok(lazyRequests.length > 0);
             for (const r of lazyRequests) assert.equal(r.status, 206, `${r.path} ${r.range}`);
+            for (const r of demo.server.log) {
+                assert.equal(r.method, 'GET', `${r.method} ${r.path}`);
+                assert.equal(r.requestBodyBytes, 0, `request with a body: ${r.path}`);
+            }
             const served = lazyRequests.reduce((n, r) => n + r.responseBytes, 0);
             const total = Object.values(sizes).reduce((a, b) => a + b, 0);
             assert.ok(served < total / 10, `${served} of ${total} bytes`);
