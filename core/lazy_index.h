@@ -50,13 +50,19 @@ struct LazyIndexParams {
     uint64_t pair_cache_bytes = 4u << 20;       // pair pages and units kept
     uint64_t block_cache_bytes = 16u << 20;     // blocks kept
     uint64_t directory_cache_bytes = 1u << 20;  // directory pages kept (the background's too)
-    size_t max_candidates = 16;              // (song, offset) kept by phase 1
+    // Phase 1's four settings below (candidates, keys, neighbouring offsets, weighed votes)
+    // were chosen together on train clips of songs the index's quantizer never saw, against
+    // 100 000 generated songs (docs/SCALE.md, "The lazy defaults, chosen on train clips"): the
+    // best mean top-1 over 2-10 s clips among the settings reading at most 300 KB for a 10 s
+    // clip, 10 s clips 67.6 -> 90.8 % against 16 keys and 16 candidates by count.
+    size_t max_candidates = 8;  // (song, offset) kept by phase 1; each costs its song's block
     // Phase 1's votes over windows of this many neighbouring offsets, a song a candidate
-    // (pair_vote_probes); 0: each (song, offset) apart.
-    uint32_t vote_slack = 0;
-    // > 0: a vote weighs ln(1 + key_weight / its key's postings) (pair_vote_probes); 0: votes
-    // count alike.
-    double key_weight = 0;
+    // (pair_vote_probes); 0: each (song, offset) apart. A query embedding lies between two
+    // stored windows, either of whose pairs may match.
+    uint32_t vote_slack = 1;
+    // > 0: a vote weighs ln(1 + key_weight / its key's postings) (pair_vote_probes), so a pair
+    // of rare lists counts more than a pair of common ones; 0: votes count alike.
+    double key_weight = 1000;
     // Blocks spread evenly over the songs file, fetched once and never dropped, that every
     // query's index holds beside its candidates. The decision subtracts how well the other
     // loaded songs match (the background, core/matcher.h); with only the candidates loaded
@@ -69,10 +75,11 @@ struct LazyIndexParams {
     // min(max_keys_per_pair, pair_key_budget / pairs) best keys (the combinations of its two
     // embeddings' nearest lists of smallest summed distance), at least one. A short query has
     // few pairs, and one key a pair finds the song's window pair only when both of its
-    // embeddings fall in the song's lists; a long one has pairs to spare. 16 (chosen on train
-    // clips, docs/SCALE.md "More keys for short queries"): a 3 s clip's one pair looks up 8
-    // keys, a 5 s clip's 5 pairs 3 each, a 10 s clip's 15 pairs one each. 0: one key a pair.
-    size_t pair_key_budget = 16;
+    // embeddings fall in the song's lists; a long one has pairs to spare. 128: a 3 s clip's
+    // one pair looks up 8 keys, a 5 s clip's 5 pairs and a 10 s clip's 15 pairs 8 each, which
+    // reaches songs whose lists were not cut for them (docs/SCALE.md, "Songs the quantizer
+    // never saw"). 0: one key a pair.
+    size_t pair_key_budget = 128;
     size_t max_keys_per_pair = 8;
     // On a level with short keys, a query that holds at least one and at most this many pairs
     // `span` apart also looks up its pairs short_span apart (the budget above spread over all

@@ -59,6 +59,16 @@ LazyIndexParams no_background() {
     return p;
 }
 
+// Phase 1 by count of exact (song, offset) votes, for tests of what a query looks up: their
+// vote counts are those of each query pair at its own offset (the other phase-1 modes are
+// tested in pair_keys_test.cc and below).
+LazyIndexParams by_count() {
+    LazyIndexParams p = no_background();
+    p.vote_slack = 0;
+    p.key_weight = 0;
+    return p;
+}
+
 std::unique_ptr<LazyIndex> open(const Built& b, LazyIndexParams params = no_background()) {
     const auto& m = file(b, "manifest.json");
     const auto& q = file(b, "quantizer.eq");
@@ -114,8 +124,14 @@ void answers_as_the_whole_index(const Built& b) {
             noisy_copy(&song.embeddings[start * kDim], n, kDim, 0.3f, 7 + s);
         ASSERT_TRUE(lazy->begin_query(query.data(), n).is_ok());
         const Fetched f = run_rounds(b, lazy.get());
-        // Pair pages, units, directory pages, blocks: four rounds, a small part of the files.
-        EXPECT_EQ(f.rounds.size(), 4u);
+        // Pair pages, units, directory pages, blocks: four rounds (three when the directory
+        // pages of its candidates came with an earlier query's), a small part of the files.
+        if (s == 3) {
+            EXPECT_EQ(f.rounds.size(), 4u);
+        } else {
+            EXPECT_GE(f.rounds.size(), 3u);
+            EXPECT_LE(f.rounds.size(), 4u);
+        }
         EXPECT_LT(f.bytes * 4, all_bytes);
         Result<std::shared_ptr<const Index>> index = lazy->query_index();
         ASSERT_TRUE(index.is_ok()) << index.message();
@@ -320,7 +336,7 @@ TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
     const Built b = build(60, 2, 256);
     Index whole(b.model);
     ASSERT_TRUE(load_all(b.files, &whole).is_ok());
-    std::unique_ptr<LazyIndex> lazy = open(b);
+    std::unique_ptr<LazyIndex> lazy = open(b, by_count());
     ASSERT_TRUE(lazy);
     EXPECT_EQ(lazy->pair_manifest().short_span, 2u);
     const MatchParams params = match_default_params();
@@ -357,7 +373,7 @@ TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
     EXPECT_TRUE(lazy->candidates().empty());
     // A query long enough for a pair span apart looks up the same keys as without short keys.
     const Built plain = build(60, 0, 256);
-    std::unique_ptr<LazyIndex> lazy_plain = open(plain);
+    std::unique_ptr<LazyIndex> lazy_plain = open(plain, by_count());
     const std::vector<float>& e = b.songs[7].embeddings;
     ASSERT_TRUE(lazy->begin_query(&e[10 * kDim], 12).is_ok());
     ASSERT_TRUE(lazy_plain->begin_query(&e[10 * kDim], 12).is_ok());
@@ -374,7 +390,7 @@ TEST(LazyIndex, ShortKeysAnswerClipsTooShortForAPair) {
 // A query with few pairs span apart may also look up its pairs short_span apart: the right
 // (song, offset) then gets a vote from each, where a lone pair's candidates all tie at one.
 TEST(LazyIndex, FewPairsAlsoLookUpTheirShortPairs) {
-    LazyIndexParams both = no_background(), span_alone = no_background();
+    LazyIndexParams both = by_count(), span_alone = by_count();
     both.both_spans_max_pairs = 1;
     span_alone.both_spans_max_pairs = 0;
     const auto spans = [&](size_t n, uint32_t short_span) {
@@ -477,7 +493,7 @@ TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
 
 // A short query spreads the key budget over its few pairs: more keys, found by both.
 TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
-    LazyIndexParams one_key = no_background(), budget = no_background();
+    LazyIndexParams one_key = by_count(), budget = by_count();
     one_key.pair_key_budget = 0;
     budget.pair_key_budget = 16;
     EXPECT_EQ(lazy_keys_per_pair(1, one_key), 1u);  // no budget: one key a pair
