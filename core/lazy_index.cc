@@ -231,6 +231,34 @@ Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     return Status::ok();
 }
 
+Status LazyIndex::keep_rarest_keys() {
+    if (params_.max_query_postings == 0) return Status::ok();
+    std::vector<std::pair<uint32_t, uint32_t>> by_count;  // (postings, key)
+    by_count.reserve(keys_.size());
+    for (uint32_t key : keys_) {
+        Result<uint32_t> count = reader_.posting_count(key);
+        if (!count) return count.status();
+        by_count.emplace_back(count.value(), key);
+    }
+    std::sort(by_count.begin(), by_count.end());
+    std::vector<uint32_t> kept;
+    uint64_t postings = 0;
+    for (const auto& [count, key] : by_count) {
+        if (postings + count > params_.max_query_postings) break;
+        postings += count;
+        kept.push_back(key);
+    }
+    if (kept.size() == keys_.size()) return Status::ok();
+    std::sort(kept.begin(), kept.end());
+    probes_.erase(std::remove_if(probes_.begin(), probes_.end(),
+                                 [&kept](const PairProbe& p) {
+                                     return !std::binary_search(kept.begin(), kept.end(), p.key);
+                                 }),
+                  probes_.end());
+    keys_ = std::move(kept);
+    return Status::ok();
+}
+
 Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
     std::vector<LazyFetch> out;
     if (step_ == Step::kIdle) return Status::error("lazy index: no query begun");
@@ -240,6 +268,7 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
             out.push_back({LazyFetch::Kind::kPairPage, page, pair_manifest_.directory_file,
                            reader_.header().page_record(page)});
         if (!out.empty()) return out;
+        if (Status st = keep_rarest_keys(); !st) return st;
         step_ = Step::kUnits;
     }
     if (step_ == Step::kUnits) {

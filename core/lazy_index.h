@@ -81,6 +81,11 @@ struct LazyIndexParams {
     // never saw"). 0: one key a pair.
     size_t pair_key_budget = 128;
     size_t max_keys_per_pair = 8;
+    // > 0: a query fetches the units of its keys from the rarest up while their postings stay
+    // within this many, and leaves the commonest keys out (their page records give each key's
+    // count before any unit is fetched; with key_weight their votes weigh least). Cold or warm,
+    // a query looks up the same keys. 0: every key.
+    uint64_t max_query_postings = 0;
     // On a level with short keys, a query that holds at least one and at most this many pairs
     // `span` apart also looks up its pairs short_span apart (the budget above spread over all
     // of them): a 3 s clip's one pair 2 s apart gives each of its candidates one vote, so they
@@ -198,6 +203,9 @@ public:
     // (none when that is 0).
     std::vector<size_t> early_looks() const;
     const std::vector<PairCandidate>& candidates() const { return candidates_; }
+    // The keys the current query looks up (ascending; after its pages, those within
+    // max_query_postings).
+    const std::vector<uint32_t>& query_keys() const { return keys_; }
     const LazyIndexStats& stats() const { return stats_; }
     const PairKeyReaderStats& pair_stats() const { return reader_.stats(); }
     uint64_t cached_bytes() const {
@@ -218,6 +226,9 @@ private:
     // Drops every directory page held but the background's and, with keep_query_pages, the
     // current query's.
     void drop_directory_pages(bool keep_query_pages);
+    // With max_query_postings, leaves the query's commonest keys (and their probes) out once
+    // its pages are held.
+    Status keep_rarest_keys();
 
     std::shared_ptr<Index> base_;
     PairKeyManifest pair_manifest_;

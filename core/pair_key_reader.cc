@@ -114,6 +114,17 @@ Status PairKeyReader::add_unit(uint32_t key, const uint8_t* unit, size_t size) {
     return Status::ok();
 }
 
+Result<uint32_t> PairKeyReader::posting_count(uint32_t key) {
+    const Entry* page = find(true, header_.page_of(key));
+    if (!page)
+        return Status::error("pair key " + std::to_string(key) + ": its page " +
+                             std::to_string(header_.page_of(key)) + " is not held");
+    const PairKeyPage& p = page->page;
+    if (key < p.first_key || key - p.first_key >= p.counts.size())
+        return Status::error("pair key " + std::to_string(key) + " is not on its page");
+    return p.counts[key - p.first_key];
+}
+
 Result<PairPostingSpan> PairKeyReader::postings(uint32_t key) {
     if (const Entry* unit = find(false, key))
         return PairPostingSpan{unit->postings.data(), unit->postings.size()};

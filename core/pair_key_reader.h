@@ -65,6 +65,8 @@ public:
     Result<std::vector<PairKeyUnitFetch>> missing_units(const std::vector<uint32_t>& keys);
     // Checks `key`'s unit against its held page and keeps its postings.
     Status add_unit(uint32_t key, const uint8_t* unit, size_t size);
+    // How many postings `key` has, as its held page says; an error when the page is not held.
+    Result<uint32_t> posting_count(uint32_t key);
     // The held postings of `key` (none for a key its held page says is empty); an error when
     // neither its unit nor its page is held. Valid until the next add or eviction.
     Result<PairPostingSpan> postings(uint32_t key);

@@ -616,8 +616,8 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         assert.deepEqual(warm.map((w) => w.lazy.bytes), [clip.cli.lazy.bytes, 0]);
     });
 
-    test('phase 1 over neighbouring offsets with weighted keys answers as `earshot query --lazy --lazy-vote-slack --lazy-key-weight`', async () => {
-        const { engine } = await lazyEngine('{"background_blocks": 0, "vote_slack": 1, "key_weight": 100000}');
+    test('phase 1 over neighbouring offsets with weighted keys and a postings budget answers as `earshot query --lazy --lazy-vote-slack --lazy-key-weight --lazy-max-postings`', async () => {
+        const { engine } = await lazyEngine('{"background_blocks": 0, "vote_slack": 1, "key_weight": 100000, "max_query_postings": 50}');
         ok(engine.lazyBegin());
         for (;;) {
             const next = JSON.parse(engine.lazyFetches(false));
@@ -628,8 +628,9 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         }
         const answer = JSON.parse(engine.lazyResult());
         const cli = JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-vote-slack', '1', '--lazy-key-weight', '100000', '--lazy-background', '0',
-            '--backend', 'simd', '--model', model(), '--index', path.join(dir, 'site/index'), clip.wav], { encoding: 'utf8' }).trim());
+            '--lazy-max-postings', '50', '--backend', 'simd', '--model', model(), '--index', path.join(dir, 'site/index'), clip.wav], { encoding: 'utf8' }).trim());
         assert.equal(cli.song, clip.cli.song);
+        assert.ok(cli.lazy.bytes < clip.cli.lazy.bytes, `${cli.lazy.bytes} bytes with the budget, ${clip.cli.lazy.bytes} without`);
         assert.equal(answer.song, cli.song);
         assert.ok(Math.abs(answer.score - cli.score) < 1e-4, `score ${answer.score}, CLI ${cli.score}`);
         assert.equal(JSON.parse(engine.lazyInfo()).bytes, cli.lazy.bytes);

@@ -72,6 +72,7 @@ struct QueryOptions {
     int lazy_candidates = int(LazyIndexParams().max_candidates);
     int lazy_vote_slack = int(LazyIndexParams().vote_slack);
     double lazy_key_weight = LazyIndexParams().key_weight;
+    uint64_t lazy_max_postings = LazyIndexParams().max_query_postings;
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();

@@ -270,6 +270,12 @@ int main(int argc, char** argv) {
                      "rare lists count more (0 = votes count alike)")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 1e9));
+    query_cmd
+        ->add_option("--lazy-max-postings", query.lazy_max_postings,
+                     "--lazy: a query fetches its keys' postings from the rarest key up while "
+                     "they stay within N, leaving the commonest keys out (0 = every key)")
+        ->capture_default_str()
+        ->check(CLI::Range(uint64_t(0), uint64_t(1) << 40));
     query_cmd->add_flag("--lazy-warm", query.lazy_warm,
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "

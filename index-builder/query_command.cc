@@ -172,6 +172,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     lazy_params.max_candidates = size_t(options.lazy_candidates);
     lazy_params.vote_slack = uint32_t(options.lazy_vote_slack);
     lazy_params.key_weight = options.lazy_key_weight;
+    lazy_params.max_query_postings = options.lazy_max_postings;
     std::shared_ptr<const Index> shared_index;
     std::unique_ptr<LazyIndex> spare_lazy;  // made here, taken by a worker: one parse fewer
     if (options.lazy_warm && !options.lazy) return fail("--lazy-warm goes with --lazy");

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -489,6 +490,60 @@ TEST(LazyIndex, RefusesIndexesItCannotReadLazily) {
     EXPECT_FALSE(LazyIndex::create(b.model, manifest, q.data(), q.size(), d.data(), d.size(),
                                    h.data(), h.size(), none)
                      .is_ok());
+}
+
+// A budget of postings keeps a query's rarest keys and fetches only their units; the answer
+// still comes from them. Without a budget every key is looked up.
+TEST(LazyIndex, ABudgetOfPostingsKeepsTheRarestKeys) {
+    const Built b = build();
+    const auto& h = file(b, "pairs.ekh");
+    Result<PairKeyHeader> header = parse_pair_key_header(h.data(), h.size(), "pairs.ekh");
+    ASSERT_TRUE(header.is_ok()) << header.message();
+    PairKeyReader counts(header.value(), uint64_t(1) << 30);  // every key's count, from its page
+    const auto count_of = [&](uint32_t key) {
+        const uint32_t page = counts.header().page_of(key);
+        if (counts.missing_pages({key}).size() == 1) {
+            const ByteRange r = counts.header().page_record(page);
+            EXPECT_TRUE(counts.add_page(page, file(b, "pairs.ekd").data() + r.offset, r.size));
+        }
+        return counts.posting_count(key).value();
+    };
+    LazyIndexParams wide = no_background();
+    wide.pair_key_budget = 64;
+    std::unique_ptr<LazyIndex> all = open(b, wide);
+    const SyntheticSong& song = b.songs[21];
+    const size_t start = 30, n = 20;
+    const std::vector<float> query = noisy_copy(&song.embeddings[start * kDim], n, kDim, 0.2f, 8);
+    ASSERT_TRUE(all->begin_query(query.data(), n).is_ok());
+    run_rounds(b, all.get());
+    const std::vector<uint32_t> every = all->query_keys();
+    uint64_t total = 0;
+    for (uint32_t key : every) total += count_of(key);
+    ASSERT_GT(every.size(), 8u);
+
+    LazyIndexParams budget = wide;
+    budget.max_query_postings = total / 2;
+    std::unique_ptr<LazyIndex> rare = open(b, budget);
+    ASSERT_TRUE(rare->begin_query(query.data(), n).is_ok());
+    run_rounds(b, rare.get());
+    const std::vector<uint32_t>& kept = rare->query_keys();
+    ASSERT_FALSE(kept.empty());
+    EXPECT_LT(kept.size(), every.size());
+    EXPECT_LT(rare->pair_stats().units_added, all->pair_stats().units_added);
+    uint64_t kept_postings = 0, most_kept = 0, least_left = UINT64_MAX;
+    for (uint32_t key : every) {
+        const uint64_t c = count_of(key);
+        if (std::binary_search(kept.begin(), kept.end(), key)) {
+            kept_postings += c;
+            most_kept = std::max(most_kept, c);
+        } else {
+            least_left = std::min(least_left, c);
+        }
+    }
+    EXPECT_LE(kept_postings, budget.max_query_postings);
+    EXPECT_LE(most_kept, least_left);  // the commonest keys are the ones left out
+    ASSERT_FALSE(rare->candidates().empty());
+    EXPECT_EQ(rare->candidates()[0].song, 21u);
 }
 
 // A short query spreads the key budget over its few pairs: more keys, found by both.

@@ -215,6 +215,8 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.vote_slack = uint32_t(std::min<uint64_t>(v, 64));
         else if (key == "key_weight")
             params.key_weight = double(std::min<uint64_t>(v, 1000000000));
+        else if (key == "max_query_postings")
+            params.max_query_postings = v;
         else if (key == "both_spans_max_pairs")
             params.both_spans_max_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
         else
