@@ -510,6 +510,7 @@ TEST(LazyIndex, ABudgetOfPostingsKeepsTheRarestKeys) {
     };
     LazyIndexParams wide = no_background();
     wide.pair_key_budget = 64;
+    wide.max_query_postings = 0;
     std::unique_ptr<LazyIndex> all = open(b, wide);
     const SyntheticSong& song = b.songs[21];
     const size_t start = 30, n = 20;
