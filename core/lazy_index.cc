@@ -203,6 +203,7 @@ std::vector<LazySpan> lazy_query_spans(size_t n, uint32_t query_step, uint32_t s
 Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     step_ = Step::kIdle;
     candidates_.clear();
+    more_.clear();
     blocks_.clear();
     query_pages_.clear();
     const Quantizer& q = base_->quantizer();
@@ -279,20 +280,21 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
                 {LazyFetch::Kind::kPairUnit, u.key, pair_manifest_.postings_file, u.range});
         if (!out.empty()) return out;
         Result<std::vector<PairCandidate>> votes =
-            reader_.vote(probes_, params_.max_candidates, params_.vote_slack, params_.key_weight);
+            reader_.vote(probes_, params_.max_candidates + params_.more_candidates,
+                         params_.vote_slack, params_.key_weight);
         if (!votes) return votes.status();
-        candidates_ = std::move(votes.value());
-        query_pages_.clear();
-        for (const PairCandidate& c : candidates_) {
+        for (const PairCandidate& c : votes.value())
             if (c.song >= pages_header_.n_songs)
                 return Status::error("lazy index: candidate song " + std::to_string(c.song) +
                                      " is beyond the directory's " +
                                      std::to_string(pages_header_.n_songs));
-            query_pages_.push_back(pages_header_.page_of_song(c.song));
+        candidates_ = std::move(votes.value());
+        if (candidates_.size() > params_.max_candidates) {
+            more_.assign(candidates_.begin() + ptrdiff_t(params_.max_candidates),
+                         candidates_.end());
+            candidates_.resize(params_.max_candidates);
         }
-        std::sort(query_pages_.begin(), query_pages_.end());
-        query_pages_.erase(std::unique(query_pages_.begin(), query_pages_.end()),
-                           query_pages_.end());
+        plan_candidate_pages();
         step_ = Step::kDirectoryPages;
     }
     if (step_ == Step::kDirectoryPages) {
@@ -318,6 +320,23 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
         step_ = Step::kReady;
     }
     return out;
+}
+
+void LazyIndex::plan_candidate_pages() {
+    query_pages_.clear();
+    for (const PairCandidate& c : candidates_)
+        query_pages_.push_back(pages_header_.page_of_song(c.song));
+    std::sort(query_pages_.begin(), query_pages_.end());
+    query_pages_.erase(std::unique(query_pages_.begin(), query_pages_.end()), query_pages_.end());
+}
+
+bool LazyIndex::widen() {
+    if (step_ != Step::kReady || more_.empty()) return false;
+    candidates_.insert(candidates_.end(), more_.begin(), more_.end());
+    more_.clear();
+    plan_candidate_pages();
+    step_ = Step::kDirectoryPages;
+    return true;
 }
 
 Status LazyIndex::provide(const LazyFetch& fetch, const uint8_t* bytes, size_t size) {

@@ -56,6 +56,12 @@ struct LazyIndexParams {
     // best mean top-1 over 2-10 s clips among the settings reading at most 300 KB for a 10 s
     // clip, 10 s clips 67.6 -> 90.8 % against 16 keys and 16 candidates by count.
     size_t max_candidates = 8;  // (song, offset) kept by phase 1; each costs its song's block
+    // > 0: a query whose candidates give no match may widen() once to this many more, the next
+    // of phase 1's ranking (their blocks fetched in a second round), and be matched again over
+    // all of them. A song whose lists were not cut for it gets fewer votes than its match in
+    // phase 2 deserves; the second round costs only the queries the first leaves unanswered
+    // (out-of-catalogue ones among them). 0: no second round.
+    size_t more_candidates = 0;
     // Phase 1's votes over windows of this many neighbouring offsets, a song a candidate
     // (pair_vote_probes); 0: each (song, offset) apart. A query embedding lies between two
     // stored windows, either of whose pairs may match.
@@ -192,6 +198,12 @@ public:
     // Checks and keeps one fetch's bytes; an error (changed, cut or misplaced bytes) keeps
     // nothing and leaves the cache as it was.
     Status provide(const LazyFetch& fetch, const uint8_t* bytes, size_t size);
+    // After a match() that found no song: whether a second round is left
+    // (LazyIndexParams::more_candidates, once a query). If so, the query's candidates grow to
+    // the next of phase 1's ranking, next_fetches() names their blocks, and match() answers
+    // over all the candidates. False (nothing changed) when the round was made or phase 1
+    // ranked no more songs.
+    bool widen();
     // Once next_fetches() is empty: an index of the blocks that hold the query's candidate
     // songs and of the background blocks (no song at all when phase 1 found no candidate: the
     // matcher then answers no match).
@@ -231,6 +243,9 @@ private:
     // With max_query_postings, leaves the query's commonest keys (and their probes) out once
     // its pages are held.
     Status keep_rarest_keys();
+    // The candidates' directory pages (query_pages_; each song checked against the directory
+    // when phase 1 ranked it).
+    void plan_candidate_pages();
 
     std::shared_ptr<Index> base_;
     PairKeyManifest pair_manifest_;
@@ -250,6 +265,7 @@ private:
     std::vector<PairProbe> probes_;  // the query's lookups
     std::vector<uint32_t> keys_;
     std::vector<PairCandidate> candidates_;
+    std::vector<PairCandidate> more_;  // phase 1's next candidates, for widen()
     std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending
     std::vector<uint32_t> background_;                           // the background blocks, ascending
     std::unordered_map<uint32_t, std::vector<uint8_t>> pinned_;  // background blocks held

@@ -100,16 +100,20 @@ for (const [query, song] of truthRows) {
     t = process.cpuUsage();
     must(engine.lazyBegin());
     let bytes = 0;
-    for (;;) {
+    let answer = null;
+    for (;;) {  // the rounds; a second round of candidates when the first names no song
         const next = JSON.parse(engine.lazyFetches(false));
         if (!next.ok) throw new Error(next.message);
-        if (next.fetches.length === 0) break;
+        if (next.fetches.length === 0) {
+            answer = JSON.parse(engine.lazyResult());
+            if ((answer && answer.matched) || !engine.lazyWiden()) break;
+            continue;
+        }
         cpu += cpuMs(process.cpuUsage(t));
         const bodies = next.fetches.map((f) => readRange(f.file, f.offset, f.bytes));
         t = process.cpuUsage();
         next.fetches.forEach((f, i) => { must(engine.lazyProvide(f.kind, f.id, bodies[i])); bytes += f.bytes; });
     }
-    const answer = JSON.parse(engine.lazyResult());
     cpu += cpuMs(process.cpuUsage(t));
     const seconds = pcm.length / 16000;
     perSecond.push(cpu / seconds);

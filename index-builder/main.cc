@@ -259,6 +259,12 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(1, 1024));
     query_cmd
+        ->add_option("--lazy-more-candidates", query.lazy_more_candidates,
+                     "--lazy: when the candidates give no match, this many more of phase 1's "
+                     "ranking are fetched and the match made again over all (0 = never)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1024));
+    query_cmd
         ->add_option("--lazy-vote-slack", query.lazy_vote_slack,
                      "--lazy: phase 1 counts a song's votes over this many neighbouring "
                      "offsets, each song a candidate once (0 = each offset apart)")

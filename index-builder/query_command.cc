@@ -55,7 +55,8 @@ nlohmann::json trace_look(const RecognizerResult& look) {
 
 // A clip's final window answered as a lazy page does, with a cold cache (or, warm, with what
 // this thread's earlier clips left in it): every round's ranges not held read from the
-// folder's files, then the matcher on the candidates' and background songs; result->match is
+// folder's files, then the matcher on the candidates' and background songs (and, when that
+// finds no song, on a second round of candidates: LazyIndex::widen); result->match is
 // replaced. Returns what was read: {"bytes", "requests", "rounds"}.
 Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
@@ -63,22 +64,30 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
     if (!warm) lazy->clear_cache();
     if (Status st = lazy->begin_query(embeddings, n); !st) return st;
     uint64_t bytes = 0, requests = 0, rounds = 0;
-    for (;;) {
-        Result<std::vector<LazyFetch>> next = lazy->next_fetches();
-        if (!next) return next.status();
-        if (next->empty()) break;
-        ++rounds;
-        for (const LazyFetch& f : next.value()) {
-            Result<std::vector<uint8_t>> range =
-                read_file_range((std::filesystem::path(dir) / f.file).string(), f.range);
-            if (!range) return range.status();
-            if (Status st = lazy->provide(f, range->data(), range->size()); !st) return st;
-            bytes += f.range.size;
-            ++requests;
+    const auto fetch_all = [&]() -> Status {
+        for (;;) {
+            Result<std::vector<LazyFetch>> next = lazy->next_fetches();
+            if (!next) return next.status();
+            if (next->empty()) return Status::ok();
+            ++rounds;
+            for (const LazyFetch& f : next.value()) {
+                Result<std::vector<uint8_t>> range =
+                    read_file_range((std::filesystem::path(dir) / f.file).string(), f.range);
+                if (!range) return range.status();
+                if (Status st = lazy->provide(f, range->data(), range->size()); !st) return st;
+                bytes += f.range.size;
+                ++requests;
+            }
         }
-    }
+    };
+    if (Status st = fetch_all(); !st) return st;
     Result<MatchResult> match = lazy->match(embeddings, n, match_params);
     if (!match) return match.status();
+    if (!match->matched && lazy->widen()) {  // a second round of candidates
+        if (Status st = fetch_all(); !st) return st;
+        match = lazy->match(embeddings, n, match_params);
+        if (!match) return match.status();
+    }
     result->match = std::move(match.value());
     return nlohmann::json{{"bytes", bytes}, {"requests", requests}, {"rounds", rounds}};
 }
@@ -170,6 +179,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     lazy_params.short_look_pairs = size_t(options.lazy_short_look_pairs);
     lazy_params.both_spans_max_pairs = size_t(options.lazy_both_spans);
     lazy_params.max_candidates = size_t(options.lazy_candidates);
+    lazy_params.more_candidates = size_t(options.lazy_more_candidates);
     lazy_params.vote_slack = uint32_t(options.lazy_vote_slack);
     lazy_params.key_weight = options.lazy_key_weight;
     lazy_params.max_query_postings = options.lazy_max_postings;

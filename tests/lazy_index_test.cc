@@ -547,6 +547,57 @@ TEST(LazyIndex, ABudgetOfPostingsKeepsTheRarestKeys) {
     EXPECT_EQ(rare->candidates()[0].song, 21u);
 }
 
+// A query that widens gets phase 1's next candidates, as a query keeping that many in all
+// would, and fetches only their directory pages and blocks; once a query.
+TEST(LazyIndex, ASecondRoundFetchesTheNextCandidatesOnce) {
+    const Built b = build();
+    LazyIndexParams all_at_once = no_background();
+    all_at_once.max_candidates = 8;
+    LazyIndexParams two_then_six = all_at_once;
+    two_then_six.max_candidates = 2;
+    two_then_six.more_candidates = 6;
+    std::unique_ptr<LazyIndex> once = open(b, all_at_once), twice = open(b, two_then_six);
+    const SyntheticSong& song = b.songs[17];
+    const size_t start = 30, n = 20;
+    const std::vector<float> query = noisy_copy(&song.embeddings[start * kDim], n, kDim, 0.6f, 9);
+    ASSERT_TRUE(once->begin_query(query.data(), n).is_ok());
+    run_rounds(b, once.get());
+    const std::vector<PairCandidate> want = once->candidates();
+    ASSERT_GT(want.size(), 2u);
+
+    ASSERT_TRUE(twice->begin_query(query.data(), n).is_ok());
+    EXPECT_FALSE(twice->widen());  // nothing ranked yet
+    const Fetched first = run_rounds(b, twice.get());
+    ASSERT_EQ(twice->candidates().size(), 2u);
+    const uint64_t units = twice->pair_stats().units_added;
+    Result<std::shared_ptr<const Index>> narrow = twice->query_index();
+    ASSERT_TRUE(narrow.is_ok()) << narrow.message();
+
+    ASSERT_TRUE(twice->widen());
+    EXPECT_FALSE(twice->query_index().is_ok());  // its blocks are not held yet
+    const Fetched second = run_rounds(b, twice.get());
+    EXPECT_GE(second.rounds.size(), 1u);
+    EXPECT_LE(second.rounds.size(), 2u);                // directory pages not held yet, then blocks
+    EXPECT_EQ(twice->pair_stats().units_added, units);  // no key looked up again
+    EXPECT_LT(second.bytes, first.bytes * 4);
+    const std::vector<PairCandidate>& got = twice->candidates();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(got[i].song, want[i].song) << i;
+        EXPECT_EQ(got[i].delta, want[i].delta) << i;
+    }
+    Result<std::shared_ptr<const Index>> wide = twice->query_index();
+    ASSERT_TRUE(wide.is_ok()) << wide.message();
+    EXPECT_GT((*wide)->n_songs(), (*narrow)->n_songs());
+    EXPECT_FALSE(twice->widen());  // once a query
+
+    // A new query may widen again.
+    ASSERT_TRUE(twice->begin_query(query.data(), n).is_ok());
+    run_rounds(b, twice.get());
+    EXPECT_TRUE(twice->widen());
+    EXPECT_TRUE(run_rounds(b, twice.get()).rounds.empty());  // its blocks are cached
+}
+
 // A short query spreads the key budget over its few pairs: more keys, found by both.
 TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
     LazyIndexParams one_key = by_count(), budget = by_count();

@@ -211,6 +211,8 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.short_look_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
         else if (key == "max_candidates")
             params.max_candidates = size_t(std::min<uint64_t>(v, 1024));
+        else if (key == "more_candidates")
+            params.more_candidates = size_t(std::min<uint64_t>(v, 1024));
         else if (key == "vote_slack")
             params.vote_slack = uint32_t(std::min<uint64_t>(v, 64));
         else if (key == "key_weight")
@@ -323,6 +325,8 @@ std::string Engine::lazy_result() {
     return result_text(recognizer_->window_result(std::move(match.value())));
 }
 
+bool Engine::lazy_widen() { return lazy_ && lazy_->widen(); }
+
 std::string Engine::query_info() const {
     if (!recognizer_) return "null";
     return json_text(
@@ -395,6 +399,7 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("lazyProvide", &Engine::lazy_provide)
         .function("lazyBegin", &Engine::lazy_begin)
         .function("lazyResult", &Engine::lazy_result)
+        .function("lazyWiden", &Engine::lazy_widen)
         .function("lazyLookDue", &Engine::lazy_look_due)
         .function("lazyClearCache", &Engine::lazy_clear_cache)
         .function("lazyInfo", &Engine::lazy_info)

@@ -110,6 +110,10 @@ public:
     // the query's candidates (and background blocks), as finish() text; "null" before a lazy
     // query is ready.
     std::string lazy_result();
+    // After a lazy_result() without a song: whether a second round of candidates was begun
+    // (LazyIndex::widen); lazy_fetches(false) then names its ranges, and lazy_result() answers
+    // over all the candidates.
+    bool lazy_widen();
     // JSON: preload_bytes, cached_bytes, fetches, bytes, rejected (LazyIndexStats).
     std::string lazy_info() const;
     // JSON: n_window (query embeddings in the current window), n_embeddings (since reset()),

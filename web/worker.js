@@ -568,10 +568,16 @@ async function lazyLook(final) {
     /** @type {EarshotError | null} */ let failure = null;
     try {
         check(engine.lazyBegin(), 'internal');
+        // The query's rounds; when its candidates name no song, once more with the next of
+        // phase 1's ranking (Engine.lazyWiden()).
         for (;;) {
             const next = JSON.parse(engine.lazyFetches(false));
             if (!next.ok) throw new EarshotError('internal', next.message);
-            if (next.fetches.length === 0) break;
+            if (next.fetches.length === 0) {
+                answer = JSON.parse(engine.lazyResult());
+                if (answer?.matched || !engine.lazyWiden()) break;
+                continue;
+            }
             lap();
             const got = await Promise.all(next.fetches.map((/** @type {any} */ f) => store.get(f)));
             t = performance.now();
@@ -586,7 +592,6 @@ async function lazyLook(final) {
                 await store.keep(f, bytes, fromCache);
             }
         }
-        answer = JSON.parse(engine.lazyResult());
         lap();
     } catch (error) {
         if (!(error instanceof EarshotError) || error.fatal) throw error;
