@@ -378,10 +378,14 @@ Result<PairKeyHeader> parse_pair_key_header(const uint8_t* bytes, size_t size,
     return h;
 }
 
+std::optional<uint32_t> PairKeyPage::count(uint32_t key) const {
+    if (key < first_key || key - first_key >= counts.size()) return std::nullopt;
+    return counts[key - first_key];
+}
+
 ByteRange PairKeyPage::unit_range(uint32_t key) const {
-    if (key < first_key || key - first_key >= counts.size()) return {};
+    if (count(key).value_or(0) == 0) return {};
     const uint32_t i = key - first_key;
-    if (counts[i] == 0) return {};
     return {unit_offsets[i], unit_bytes(counts[i], unit_number[i], n_units)};
 }
 

@@ -166,6 +166,8 @@ struct PairKeyPage {
     uint32_t n_units = 0;                // keys of the page with postings
     MerkleDigest units_root{};
 
+    // `key`'s postings; none when the key is not on this page.
+    std::optional<uint32_t> count(uint32_t key) const;
     // Bytes of `key`'s unit in the postings file (size 0: the key has no postings, or it is
     // not on this page).
     ByteRange unit_range(uint32_t key) const;

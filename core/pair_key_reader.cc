@@ -1,5 +1,6 @@
 #include "core/pair_key_reader.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -119,10 +120,9 @@ Result<uint32_t> PairKeyReader::posting_count(uint32_t key) {
     if (!page)
         return Status::error("pair key " + std::to_string(key) + ": its page " +
                              std::to_string(header_.page_of(key)) + " is not held");
-    const PairKeyPage& p = page->page;
-    if (key < p.first_key || key - p.first_key >= p.counts.size())
-        return Status::error("pair key " + std::to_string(key) + " is not on its page");
-    return p.counts[key - p.first_key];
+    const std::optional<uint32_t> count = page->page.count(key);
+    if (!count) return Status::error("pair key " + std::to_string(key) + " is not on its page");
+    return *count;
 }
 
 Result<PairPostingSpan> PairKeyReader::postings(uint32_t key) {

@@ -547,21 +547,21 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
     });
 
     /** GET of `file`'s bytes [offset, offset + bytes) with a Range header: must be a 206 of them. */
-    async function fetchRange(file, offset, bytes) {
-        const answer = await fetch(`${server.url}index/${file}`, { headers: { Range: `bytes=${offset}-${offset + bytes - 1}` } });
+    async function fetchRange(file, offset, bytes, folder = 'index') {
+        const answer = await fetch(`${server.url}${folder}/${file}`, { headers: { Range: `bytes=${offset}-${offset + bytes - 1}` } });
         assert.equal(answer.status, 206, `${file} ${offset}+${bytes}`);
         const body = new Uint8Array(await answer.arrayBuffer());
         assert.equal(body.length, bytes);
         return body;
     }
 
-    async function lazyEngine(params = '{"background_blocks": 0}') {
+    async function lazyEngine(params = '{"background_blocks": 0}', folder = 'index') {
         const module = await createModule({ wasmBinary });
         const engine = new module.Engine();
         ok(engine.loadModel(fs.readFileSync(model())));
-        const m = built.manifest;
-        const whole = async (name) => new Uint8Array(await (await fetch(`${server.url}index/${name}`)).arrayBuffer());
-        const text = await (await fetch(`${server.url}index/manifest.json`)).text();
+        const whole = async (name) => new Uint8Array(await (await fetch(`${server.url}${folder}/${name}`)).arrayBuffer());
+        const text = await (await fetch(`${server.url}${folder}/manifest.json`)).text();
+        const m = JSON.parse(text);
         ok(engine.loadLazy(text, await whole(m.quantizer.file), await whole(m.directory_pages.header.file),
             await whole(m.pair_keys.header.file), params));
         ok(engine.createRecognizer('simd', '{}'));
@@ -634,6 +634,46 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         assert.equal(answer.song, cli.song);
         assert.ok(Math.abs(answer.score - cli.score) < 1e-4, `score ${answer.score}, CLI ${cli.score}`);
         assert.equal(JSON.parse(engine.lazyInfo()).bytes, cli.lazy.bytes);
+    });
+
+    test('a query whose candidates name no song widens once to phase 1\'s next candidates, fetching only their directory pages and blocks, as `earshot query --lazy --lazy-more-candidates`', async () => {
+        // The lazy index among 200 generated songs (bench/make_scale_index.cc), so that phase 1
+        // ranks more songs than one.
+        const grown = path.join(dir, 'site/grown');
+        execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_scale_index'), ['--model', model(),
+            '--real', path.join(dir, 'site/index'), '--source', path.join(dir, 'site/index'), '--songs', '200',
+            '--pair-keys', '2', '--out', grown], { stdio: 'ignore' });
+        const options = '{"background_blocks": 0, "max_candidates": 1, "more_candidates": 4}';
+        const { module, engine } = await lazyEngine(options, 'grown');
+        ok(engine.createRecognizer('simd', '{"threshold_base": 100}'));  // no song passes: the query widens
+        recognize(module, engine, clip.pcm, 4000);
+        ok(engine.lazyBegin());
+        assert.equal(engine.lazyWiden(), false);  // nothing ranked yet
+        const rounds = [[]];  // the fetch kinds of each round, by widening
+        let bytes = 0;
+        for (;;) {
+            const next = JSON.parse(engine.lazyFetches(false));
+            assert.equal(next.ok, true, next.message);
+            if (next.fetches.length === 0) {
+                assert.equal(JSON.parse(engine.lazyResult()).matched, false);
+                if (!engine.lazyWiden()) break;
+                rounds.push([]);
+                continue;
+            }
+            const bodies = await Promise.all(next.fetches.map((f) => fetchRange(f.file, f.offset, f.bytes, 'grown')));
+            next.fetches.forEach((f, i) => { ok(engine.lazyProvide(f.kind, f.id, bodies[i])); bytes += f.bytes; });
+            rounds.at(-1).push(...next.fetches.map((f) => f.kind));
+        }
+        assert.equal(rounds.length, 2, 'one second round');
+        assert.ok(rounds[0].includes('unit') && rounds[0].includes('block'));
+        assert.ok(rounds[1].every((kind) => kind === 'directory' || kind === 'block'), rounds[1].join());
+        const cli = (more) => JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-background', '0',
+            '--lazy-candidates', '1', '--lazy-more-candidates', more, '--threshold-base', '100', '--backend', 'simd',
+            '--model', model(), '--index', grown, clip.wav], { encoding: 'utf8' }).trim());
+        const [widened, narrow] = [cli('4'), cli('0')];
+        assert.equal(widened.song, null);
+        assert.equal(widened.lazy.bytes, bytes);
+        assert.ok(narrow.lazy.bytes < bytes, `${narrow.lazy.bytes} bytes without the second round, ${bytes} with`);
     });
 
     test('a changed or cut range is refused with a message and nothing of it kept; the right bytes then answer', async () => {
