@@ -22,6 +22,10 @@ bool lazy_look_due(size_t n_window, uint64_t n_embeddings, size_t max_query_embe
     return since >= step;
 }
 
+bool lazy_widen_due(size_t n_window, size_t max_query_embeddings, bool final) {
+    return final || n_window >= max_query_embeddings;
+}
+
 std::vector<size_t> LazyIndex::early_looks() const {
     std::vector<size_t> out;
     const PairKeyHeader& h = reader_.header();

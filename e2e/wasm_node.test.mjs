@@ -648,7 +648,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         ok(engine.createRecognizer('simd', '{"threshold_base": 100}'));  // no song passes: the query widens
         recognize(module, engine, clip.pcm, 4000);
         ok(engine.lazyBegin());
-        assert.equal(engine.lazyWiden(), false);  // nothing ranked yet
+        assert.equal(engine.lazyWiden(true), false);  // nothing ranked yet
         const rounds = [[]];  // the fetch kinds of each round, by widening
         let bytes = 0;
         for (;;) {
@@ -656,7 +656,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
             assert.equal(next.ok, true, next.message);
             if (next.fetches.length === 0) {
                 assert.equal(JSON.parse(engine.lazyResult()).matched, false);
-                if (!engine.lazyWiden()) break;
+                if (!engine.lazyWiden(true)) break;
                 rounds.push([]);
                 continue;
             }
@@ -674,6 +674,18 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         assert.equal(widened.song, null);
         assert.equal(widened.lazy.bytes, bytes);
         assert.ok(narrow.lazy.bytes < bytes, `${narrow.lazy.bytes} bytes without the second round, ${bytes} with`);
+
+        // A listen's early look (4 s of music, not its last) waits for more music instead.
+        ok(engine.createRecognizer('simd', '{"threshold_base": 100}'));
+        recognize(module, engine, clip.pcm.subarray(0, 4 * 16000), 4000);
+        ok(engine.lazyBegin());
+        for (let next = JSON.parse(engine.lazyFetches(false)).fetches; next.length > 0; next = JSON.parse(engine.lazyFetches(false)).fetches) {
+            const bodies = await Promise.all(next.map((f) => fetchRange(f.file, f.offset, f.bytes, 'grown')));
+            next.forEach((f, i) => ok(engine.lazyProvide(f.kind, f.id, bodies[i])));
+        }
+        assert.equal(JSON.parse(engine.lazyResult()).matched, false);
+        assert.equal(engine.lazyWiden(false), false);
+        assert.equal(engine.lazyWiden(true), true);  // its last look does
     });
 
     test('a changed or cut range is refused with a message and nothing of it kept; the right bytes then answer', async () => {

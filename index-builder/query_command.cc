@@ -60,7 +60,7 @@ nlohmann::json trace_look(const RecognizerResult& look) {
 // replaced. Returns what was read: {"bytes", "requests", "rounds"}.
 Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
-                                     size_t n, RecognizerResult* result) {
+                                     size_t n, RecognizerResult* result, bool may_widen = true) {
     if (!warm) lazy->clear_cache();
     if (Status st = lazy->begin_query(embeddings, n); !st) return st;
     uint64_t bytes = 0, requests = 0, rounds = 0;
@@ -83,7 +83,7 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
     if (Status st = fetch_all(); !st) return st;
     Result<MatchResult> match = lazy->match(embeddings, n, match_params);
     if (!match) return match.status();
-    if (!match->matched && lazy->widen()) {  // a second round of candidates
+    if (!match->matched && may_widen && lazy->widen()) {  // a second round of candidates
         if (Status st = fetch_all(); !st) return st;
         match = lazy->match(embeddings, n, match_params);
         if (!match) return match.status();
@@ -96,9 +96,10 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
 // no matching of its own) takes the audio in the page's pieces, and a look (answer_lazily on
 // its window, with what this listen fetched before) is made whenever lazy_look_due says so,
 // and once more at the clip's end; the first look that matches is the answer, at the audio
-// consumed then. Returns the line's fields (live_result_json's, and "lazy" with "looks").
-// With a trace, every look of the whole clip is made and recorded (after a match too): each as
-// trace_look, with the look's threshold appended.
+// consumed then. A look that finds no song makes a second round when lazy_widen_due says so.
+// Returns the line's fields (live_result_json's, and "lazy" with "looks"). With a trace, every look
+// of the whole clip is made and recorded (after a match too): each as trace_look, with the look's
+// threshold appended.
 Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bool warm,
                                      const std::string& dir, const MatchParams& match_params,
                                      const std::vector<float>& samples, nlohmann::json* trace) {
@@ -108,12 +109,15 @@ Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bo
     bool matched = false;
     float last_score = 0.0f;
     int64_t last_look = -1;
-    auto look = [&]() -> Status {
+    auto look = [&](bool final) -> Status {
         last_look = int64_t(recognizer->n_embeddings_total());
         RecognizerResult result = recognizer->window_result(MatchResult());
+        const bool may_widen =
+            lazy_widen_due(recognizer->n_query_embeddings(),
+                           size_t(recognizer->params().max_query_embeddings), final);
         Result<nlohmann::json> read =
             answer_lazily(lazy, true, dir, match_params, recognizer->query_embeddings(),
-                          recognizer->n_query_embeddings(), &result);
+                          recognizer->n_query_embeddings(), &result, may_widen);
         if (!read) return read.status();
         for (const char* key : {"bytes", "requests", "rounds"})
             figures[key] = figures[key].get<uint64_t>() + (*read)[key].get<uint64_t>();
@@ -140,10 +144,10 @@ Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bo
         const size_t n = std::min(kLazyListenPieceSamples, samples.size() - at);
         if (Status st = recognizer->push(samples.data() + at, n); !st) return st;
         if (due(false))
-            if (Status st = look(); !st) return st;
+            if (Status st = look(false); !st) return st;
     }
     if ((!matched || trace) && due(true))
-        if (Status st = look(); !st) return st;
+        if (Status st = look(true); !st) return st;
     nlohmann::json line;
     if (matched) {
         line = result_json(answer);

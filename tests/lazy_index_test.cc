@@ -638,6 +638,15 @@ TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
 
 // A lazy listen's looks: at half the query window, then every half window more, and at the
 // end unless the last look saw the same window.
+// A second round comes at a listen's last look or at a whole window, not at its early looks.
+TEST(LazyIndex, ASecondRoundWaitsForTheLastLookOrAWholeWindow) {
+    const size_t max_window = 19;
+    EXPECT_FALSE(lazy_widen_due(6, max_window, false));
+    EXPECT_FALSE(lazy_widen_due(18, max_window, false));
+    EXPECT_TRUE(lazy_widen_due(19, max_window, false));
+    EXPECT_TRUE(lazy_widen_due(6, max_window, true));
+}
+
 TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {
     const size_t max_window = 19;  // 10 s at a 0.5 s hop: a look every 10 embeddings
     EXPECT_FALSE(lazy_look_due(0, 0, max_window, {}, -1, false));

@@ -325,7 +325,12 @@ std::string Engine::lazy_result() {
     return result_text(recognizer_->window_result(std::move(match.value())));
 }
 
-bool Engine::lazy_widen() { return lazy_ && lazy_->widen(); }
+bool Engine::lazy_widen(bool final) {
+    if (!lazy_ || !recognizer_) return false;
+    return earshot::lazy_widen_due(recognizer_->n_query_embeddings(),
+                                   size_t(recognizer_->params().max_query_embeddings), final) &&
+           lazy_->widen();
+}
 
 std::string Engine::query_info() const {
     if (!recognizer_) return "null";

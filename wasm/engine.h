@@ -111,9 +111,10 @@ public:
     // query is ready.
     std::string lazy_result();
     // After a lazy_result() without a song: whether a second round of candidates was begun
-    // (LazyIndex::widen); lazy_fetches(false) then names its ranges, and lazy_result() answers
+    // (LazyIndex::widen, when lazy_widen_due says so of the window lazy_begin() took; final as
+    // for lazy_look_due); lazy_fetches(false) then names its ranges, and lazy_result() answers
     // over all the candidates.
-    bool lazy_widen();
+    bool lazy_widen(bool final);
     // JSON: preload_bytes, cached_bytes, fetches, bytes, rejected (LazyIndexStats).
     std::string lazy_info() const;
     // JSON: n_window (query embeddings in the current window), n_embeddings (since reset()),

@@ -568,14 +568,14 @@ async function lazyLook(final) {
     /** @type {EarshotError | null} */ let failure = null;
     try {
         check(engine.lazyBegin(), 'internal');
-        // The query's rounds; when its candidates name no song, once more with the next of
-        // phase 1's ranking (Engine.lazyWiden()).
+        // The query's rounds; when its candidates name no song, at the listen's last look or
+        // a whole window, once more with the next of phase 1's ranking (Engine.lazyWiden()).
         for (;;) {
             const next = JSON.parse(engine.lazyFetches(false));
             if (!next.ok) throw new EarshotError('internal', next.message);
             if (next.fetches.length === 0) {
                 answer = JSON.parse(engine.lazyResult());
-                if (answer?.matched || !engine.lazyWiden()) break;
+                if (answer?.matched || !engine.lazyWiden(final)) break;
                 continue;
             }
             lap();
