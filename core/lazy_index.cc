@@ -210,14 +210,25 @@ Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     more_.clear();
     blocks_.clear();
     query_pages_.clear();
+    widened_ = false;
+    const size_t dim = size_t(base_->dim());
+    query_.assign(embeddings, embeddings + n * dim);
+    if (Status st = plan_probes(params_); !st) return st;
+    step_ = Step::kPages;
+    return Status::ok();
+}
+
+Status LazyIndex::plan_probes(const LazyIndexParams& keys) {
     const Quantizer& q = base_->quantizer();
     const size_t dim = size_t(base_->dim());
+    const size_t n = query_.size() / dim;
+    const float* embeddings = query_.data();
     const PairKeyHeader& h = reader_.header();
     const std::vector<LazySpan> spans =
         lazy_query_spans(n, query_step_, h.span, h.short_span, params_);
     size_t n_pairs = 0;
     for (const LazySpan& s : spans) n_pairs += pairs_apart(n, s.span / query_step_);
-    const size_t per_pair = lazy_keys_per_pair(n_pairs, params_);
+    const size_t per_pair = lazy_keys_per_pair(n_pairs, keys);
     const size_t m = std::min(per_pair, size_t(q.n_lists));  // a pair's best keys use no farther
     std::vector<uint32_t> lists(n * m);
     std::vector<float> sq_dists(n * m);
@@ -232,7 +243,6 @@ Status LazyIndex::begin_query(const float* embeddings, size_t n) {
         probes_.insert(probes_.end(), probes->begin(), probes->end());
     }
     keys_ = pair_probe_keys(probes_);
-    step_ = Step::kPages;
     return Status::ok();
 }
 
@@ -283,9 +293,9 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
             out.push_back(
                 {LazyFetch::Kind::kPairUnit, u.key, pair_manifest_.postings_file, u.range});
         if (!out.empty()) return out;
+        const size_t keep = params_.max_candidates + params_.more_candidates;
         Result<std::vector<PairCandidate>> votes =
-            reader_.vote(probes_, params_.max_candidates + params_.more_candidates,
-                         params_.vote_slack, params_.key_weight);
+            reader_.vote(probes_, keep, params_.vote_slack, params_.key_weight);
         if (!votes) return votes.status();
         for (const PairCandidate& c : votes.value())
             if (c.song >= pages_header_.n_songs)
@@ -293,7 +303,7 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
                                      " is beyond the directory's " +
                                      std::to_string(pages_header_.n_songs));
         candidates_ = std::move(votes.value());
-        if (candidates_.size() > params_.max_candidates) {
+        if (!widened_ && candidates_.size() > params_.max_candidates) {
             more_.assign(candidates_.begin() + ptrdiff_t(params_.max_candidates),
                          candidates_.end());
             candidates_.resize(params_.max_candidates);
@@ -335,7 +345,26 @@ void LazyIndex::plan_candidate_pages() {
 }
 
 bool LazyIndex::widen() {
-    if (step_ != Step::kReady || more_.empty()) return false;
+    if (step_ != Step::kReady || widened_) return false;
+    if (params_.wide_keys_per_pair > params_.max_keys_per_pair) {
+        std::vector<PairProbe> probes = std::move(probes_);
+        std::vector<uint32_t> keys = std::move(keys_);
+        LazyIndexParams wide = params_;
+        wide.pair_key_budget = params_.wide_pair_key_budget;
+        wide.max_keys_per_pair = params_.wide_keys_per_pair;
+        if (plan_probes(wide) && keys_.size() > keys.size()) {
+            // Phase 1 again over all the keys (the first round's pages and units are held);
+            // its best max_candidates + more_candidates are the candidates.
+            widened_ = true;
+            more_.clear();
+            step_ = Step::kPages;
+            return true;
+        }
+        probes_ = std::move(probes);
+        keys_ = std::move(keys);
+    }
+    if (more_.empty()) return false;
+    widened_ = true;
     candidates_.insert(candidates_.end(), more_.begin(), more_.end());
     more_.clear();
     plan_candidate_pages();

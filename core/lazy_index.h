@@ -56,17 +56,22 @@ struct LazyIndexParams {
     // best mean top-1 over 2-10 s clips among the settings reading at most 300 KB for a 10 s
     // clip, 10 s clips 67.6 -> 90.8 % against 16 keys and 16 candidates by count.
     size_t max_candidates = 8;  // (song, offset) kept by phase 1; each costs its song's block
-    // > 0: a query whose candidates give no match may widen() once to this many more, the next
-    // of phase 1's ranking (their blocks fetched in a second round), and be matched again over
-    // all of them. A song whose lists were not cut for it gets fewer votes than its match in
-    // phase 2 deserves; the second round costs only the queries the first leaves unanswered
+    // > 0: a query whose candidates give no match may widen() once: a second round whose
+    // candidates are the next this many of phase 1's ranking (their blocks fetched), matched
+    // again over all of them. A song whose lists were not cut for it gets fewer votes than its
+    // match in phase 2 deserves; the round costs only the queries the first leaves unanswered
     // (out-of-catalogue ones among them), and a listen makes it only at a look that
-    // lazy_widen_due allows. 56 (64 candidates in all; chosen on train clips against a
-    // million songs, docs/SCALE.md "A second round of candidates"): top-1 at 2 / 3 / 5 / 10 s
-    // 23.1 / 65.0 / 71.4 / 88.7 -> 45.2 / 72.8 / 76.2 / 90.8 %, 10 s clips reading 284 KB
-    // (median; 263 without) but 1.1 MB at p90, 2 and 3 s clips about 0.9 MB. 0: no second
-    // round.
+    // lazy_widen_due allows. 0: no second round.
     size_t more_candidates = 56;
+    // The second round's keys: when wide_keys_per_pair > max_keys_per_pair, it also looks up
+    // up to that many keys a pair within wide_pair_key_budget a query (the first round's are
+    // held), votes again over all of them and takes the best max_candidates + more_candidates.
+    // 56 candidates, 16 keys a pair within 256: chosen on train clips against a million songs
+    // (docs/SCALE.md, "A second round of candidates"): top-1 at 2 / 3 / 5 / 10 s 23.1 / 65.0 /
+    // 71.4 / 88.7 -> 45.7 / 75.7 / 80.1 / 93.9 %, 10 s clips reading 284 KB (median; 263
+    // without) but 1.2 MB at p90, 2 and 3 s clips about 0.95 MB.
+    size_t wide_pair_key_budget = 256;
+    size_t wide_keys_per_pair = 16;
     // Phase 1's votes over windows of this many neighbouring offsets, a song a candidate
     // (pair_vote_probes); 0: each (song, offset) apart. A query embedding lies between two
     // stored windows, either of whose pairs may match.
@@ -207,11 +212,11 @@ public:
     // Checks and keeps one fetch's bytes; an error (changed, cut or misplaced bytes) keeps
     // nothing and leaves the cache as it was.
     Status provide(const LazyFetch& fetch, const uint8_t* bytes, size_t size);
-    // After a match() that found no song: whether a second round is left
-    // (LazyIndexParams::more_candidates, once a query). If so, the query's candidates grow to
-    // the next of phase 1's ranking, next_fetches() names their blocks, and match() answers
-    // over all the candidates. False (nothing changed) when the round was made or phase 1
-    // ranked no more songs.
+    // After a match() that found no song: whether a second round is left (once a query;
+    // LazyIndexParams::more_candidates and wide_keys_per_pair). If so, next_fetches() names
+    // what it needs (the wider keys' pages and units, then the candidates' directory pages and
+    // blocks), and match() answers over all the candidates. False (nothing changed) when the
+    // round was made, or it would look up no more keys and phase 1 ranked no more songs.
     bool widen();
     // Once next_fetches() is empty: an index of the blocks that hold the query's candidate
     // songs and of the background blocks (no song at all when phase 1 found no candidate: the
@@ -255,6 +260,8 @@ private:
     // The candidates' directory pages (query_pages_; each song checked against the directory
     // when phase 1 ranked it).
     void plan_candidate_pages();
+    // The current query's probes and keys (probes_, keys_) with `keys`' key budget.
+    Status plan_probes(const LazyIndexParams& keys);
 
     std::shared_ptr<Index> base_;
     PairKeyManifest pair_manifest_;
@@ -275,6 +282,8 @@ private:
     std::vector<uint32_t> keys_;
     std::vector<PairCandidate> candidates_;
     std::vector<PairCandidate> more_;  // phase 1's next candidates, for widen()
+    std::vector<float> query_;         // begin_query's embeddings
+    bool widened_ = false;             // widen() was made for this query
     std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending
     std::vector<uint32_t> background_;                           // the background blocks, ascending
     std::unordered_map<uint32_t, std::vector<uint8_t>> pinned_;  // background blocks held

@@ -636,46 +636,65 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         assert.equal(JSON.parse(engine.lazyInfo()).bytes, cli.lazy.bytes);
     });
 
-    test('a query whose candidates name no song widens once to phase 1\'s next candidates, fetching only their directory pages and blocks, as `earshot query --lazy --lazy-more-candidates`', async () => {
+    test('a query whose candidates name no song widens once: phase 1\'s next candidates, with its wider keys or without, as `earshot query --lazy --lazy-more-candidates --lazy-wide-keys`', async () => {
         // The lazy index among 200 generated songs (bench/make_scale_index.cc), so that phase 1
         // ranks more songs than one.
         const grown = path.join(dir, 'site/grown');
         execFileSync(path.join(path.dirname(cliPath), '../bench/earshot_make_scale_index'), ['--model', model(),
             '--real', path.join(dir, 'site/index'), '--source', path.join(dir, 'site/index'), '--songs', '200',
             '--pair-keys', '2', '--out', grown], { stdio: 'ignore' });
-        const options = '{"background_blocks": 0, "max_candidates": 1, "more_candidates": 4}';
-        const { module, engine } = await lazyEngine(options, 'grown');
-        ok(engine.createRecognizer('simd', '{"threshold_base": 100}'));  // no song passes: the query widens
-        recognize(module, engine, clip.pcm, 4000);
-        ok(engine.lazyBegin());
-        assert.equal(engine.lazyWiden(true), false);  // nothing ranked yet
-        const rounds = [[]];  // the fetch kinds of each round, by widening
-        let bytes = 0;
-        for (;;) {
-            const next = JSON.parse(engine.lazyFetches(false));
-            assert.equal(next.ok, true, next.message);
-            if (next.fetches.length === 0) {
-                assert.equal(JSON.parse(engine.lazyResult()).matched, false);
-                if (!engine.lazyWiden(true)) break;
-                rounds.push([]);
-                continue;
+        // The fetch kinds of each round of a clip no song passes (so the query widens), and the
+        // bytes; wideKeys: keys a pair of the second round (null: the default).
+        const widenedQuery = async (wideKeys) => {
+            const options = { background_blocks: 0, max_candidates: 1, more_candidates: 4 };
+            if (wideKeys !== null) options.wide_keys_per_pair = wideKeys;
+            const { module, engine } = await lazyEngine(JSON.stringify(options), 'grown');
+            ok(engine.createRecognizer('simd', '{"threshold_base": 100}'));
+            recognize(module, engine, clip.pcm, 4000);
+            ok(engine.lazyBegin());
+            assert.equal(engine.lazyWiden(true), false);  // nothing ranked yet
+            const rounds = [[]];  // by widening
+            let bytes = 0;
+            for (;;) {
+                const next = JSON.parse(engine.lazyFetches(false));
+                assert.equal(next.ok, true, next.message);
+                if (next.fetches.length === 0) {
+                    assert.equal(JSON.parse(engine.lazyResult()).matched, false);
+                    if (!engine.lazyWiden(true)) break;
+                    rounds.push([]);
+                    continue;
+                }
+                const bodies = await Promise.all(next.fetches.map((f) => fetchRange(f.file, f.offset, f.bytes, 'grown')));
+                next.fetches.forEach((f, i) => { ok(engine.lazyProvide(f.kind, f.id, bodies[i])); bytes += f.bytes; });
+                rounds.at(-1).push(...next.fetches.map((f) => f.kind));
             }
-            const bodies = await Promise.all(next.fetches.map((f) => fetchRange(f.file, f.offset, f.bytes, 'grown')));
-            next.fetches.forEach((f, i) => { ok(engine.lazyProvide(f.kind, f.id, bodies[i])); bytes += f.bytes; });
-            rounds.at(-1).push(...next.fetches.map((f) => f.kind));
-        }
-        assert.equal(rounds.length, 2, 'one second round');
-        assert.ok(rounds[0].includes('unit') && rounds[0].includes('block'));
-        assert.ok(rounds[1].every((kind) => kind === 'directory' || kind === 'block'), rounds[1].join());
-        const cli = (more) => JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-background', '0',
-            '--lazy-candidates', '1', '--lazy-more-candidates', more, '--threshold-base', '100', '--backend', 'simd',
-            '--model', model(), '--index', grown, clip.wav], { encoding: 'utf8' }).trim());
-        const [widened, narrow] = [cli('4'), cli('0')];
-        assert.equal(widened.song, null);
-        assert.equal(widened.lazy.bytes, bytes);
-        assert.ok(narrow.lazy.bytes < bytes, `${narrow.lazy.bytes} bytes without the second round, ${bytes} with`);
+            return { module, engine, rounds, bytes };
+        };
+        const cli = (more, wideKeys) => JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-background', '0',
+            '--lazy-candidates', '1', '--lazy-more-candidates', more, ...(wideKeys === null ? [] : ['--lazy-wide-keys', wideKeys]),
+            '--threshold-base', '100', '--backend', 'simd', '--model', model(), '--index', grown, clip.wav], { encoding: 'utf8' }).trim());
+        const narrow = cli('0', null);
+
+        // Candidates only: their directory pages and blocks.
+        const candidates = await widenedQuery(0);
+        assert.equal(candidates.rounds.length, 2, 'one second round');
+        assert.ok(candidates.rounds[0].includes('unit') && candidates.rounds[0].includes('block'));
+        assert.ok(candidates.rounds[1].every((kind) => kind === 'directory' || kind === 'block'), candidates.rounds[1].join());
+        const cliCandidates = cli('4', '0');
+        assert.equal(cliCandidates.song, null);
+        assert.equal(cliCandidates.lazy.bytes, candidates.bytes);
+        assert.ok(narrow.lazy.bytes < candidates.bytes, `${narrow.lazy.bytes} bytes without the second round, ${candidates.bytes} with`);
+
+        // The defaults: wider keys too, their pages and units, then the candidates'.
+        const keys = await widenedQuery(null);
+        assert.equal(keys.rounds.length, 2, 'one second round');
+        assert.ok(keys.rounds[1].includes('unit'), keys.rounds[1].join());
+        const cliKeys = cli('4', null);
+        assert.equal(cliKeys.song, null);
+        assert.equal(cliKeys.lazy.bytes, keys.bytes);
 
         // A listen's early look (4 s of music, not its last) waits for more music instead.
+        const { module, engine } = keys;
         ok(engine.createRecognizer('simd', '{"threshold_base": 100}'));
         recognize(module, engine, clip.pcm.subarray(0, 4 * 16000), 4000);
         ok(engine.lazyBegin());

@@ -71,6 +71,8 @@ struct QueryOptions {
     int lazy_both_spans = int(LazyIndexParams().both_spans_max_pairs);
     int lazy_candidates = int(LazyIndexParams().max_candidates);
     int lazy_more_candidates = int(LazyIndexParams().more_candidates);
+    int lazy_wide_keys_per_pair = int(LazyIndexParams().wide_keys_per_pair);
+    int lazy_wide_key_budget = int(LazyIndexParams().wide_pair_key_budget);
     int lazy_vote_slack = int(LazyIndexParams().vote_slack);
     double lazy_key_weight = LazyIndexParams().key_weight;
     uint64_t lazy_max_postings = LazyIndexParams().max_query_postings;

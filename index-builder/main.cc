@@ -265,6 +265,18 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(0, 1024));
     query_cmd
+        ->add_option("--lazy-wide-keys", query.lazy_wide_keys_per_pair,
+                     "--lazy: the second round also looks up up to this many keys a pair, within "
+                     "--lazy-wide-key-budget a query, and votes again (no more than the first "
+                     "round's 8 = candidates only)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 64));
+    query_cmd
+        ->add_option("--lazy-wide-key-budget", query.lazy_wide_key_budget,
+                     "--lazy: keys a query's second round looks up in all (--lazy-wide-keys)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 16));
+    query_cmd
         ->add_option("--lazy-vote-slack", query.lazy_vote_slack,
                      "--lazy: phase 1 counts a song's votes over this many neighbouring "
                      "offsets, each song a candidate once (0 = each offset apart)")

@@ -184,6 +184,8 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     lazy_params.both_spans_max_pairs = size_t(options.lazy_both_spans);
     lazy_params.max_candidates = size_t(options.lazy_candidates);
     lazy_params.more_candidates = size_t(options.lazy_more_candidates);
+    lazy_params.wide_keys_per_pair = size_t(options.lazy_wide_keys_per_pair);
+    lazy_params.wide_pair_key_budget = size_t(options.lazy_wide_key_budget);
     lazy_params.vote_slack = uint32_t(options.lazy_vote_slack);
     lazy_params.key_weight = options.lazy_key_weight;
     lazy_params.max_query_postings = options.lazy_max_postings;

@@ -548,11 +548,12 @@ TEST(LazyIndex, ABudgetOfPostingsKeepsTheRarestKeys) {
 }
 
 // A query that widens gets phase 1's next candidates, as a query keeping that many in all
-// would, and fetches only their directory pages and blocks; once a query.
+// would, and (no more keys) fetches only their directory pages and blocks; once a query.
 TEST(LazyIndex, ASecondRoundFetchesTheNextCandidatesOnce) {
     const Built b = build();
     LazyIndexParams all_at_once = no_background();
     all_at_once.max_candidates = 8;
+    all_at_once.wide_keys_per_pair = 0;
     LazyIndexParams two_then_six = all_at_once;
     two_then_six.max_candidates = 2;
     two_then_six.more_candidates = 6;
@@ -638,6 +639,50 @@ TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
 
 // A lazy listen's looks: at half the query window, then every half window more, and at the
 // end unless the last look saw the same window.
+// With more keys a pair, the second round looks up the wider keys too (the first round's held)
+// and ranks as a query with those keys and all the candidates would in one round.
+TEST(LazyIndex, ASecondRoundWithMoreKeysRanksAsOneWideRound) {
+    const Built b = build();
+    LazyIndexParams narrow = no_background();
+    narrow.pair_key_budget = 16;
+    narrow.max_keys_per_pair = 1;
+    narrow.max_candidates = 2;
+    narrow.more_candidates = 6;
+    narrow.wide_pair_key_budget = 64;
+    narrow.wide_keys_per_pair = 4;
+    LazyIndexParams wide = narrow;
+    wide.pair_key_budget = 64;
+    wide.max_keys_per_pair = 4;
+    wide.max_candidates = 8;
+    wide.more_candidates = 0;
+    std::unique_ptr<LazyIndex> twice = open(b, narrow), once = open(b, wide);
+    const SyntheticSong& song = b.songs[40];
+    const size_t start = 20, n = 20;
+    const std::vector<float> query = noisy_copy(&song.embeddings[start * kDim], n, kDim, 0.6f, 10);
+    ASSERT_TRUE(once->begin_query(query.data(), n).is_ok());
+    run_rounds(b, once.get());
+    ASSERT_TRUE(twice->begin_query(query.data(), n).is_ok());
+    run_rounds(b, twice.get());
+    const std::vector<uint32_t> first_keys = twice->query_keys();
+    const uint64_t units = twice->pair_stats().units_added;
+    ASSERT_TRUE(twice->widen());
+    run_rounds(b, twice.get());
+    EXPECT_GT(twice->pair_stats().units_added, units);  // the wider keys' units
+    EXPECT_EQ(twice->query_keys(), once->query_keys());
+    for (uint32_t key : first_keys)  // the first round's keys are among them
+        EXPECT_TRUE(
+            std::binary_search(twice->query_keys().begin(), twice->query_keys().end(), key));
+    const std::vector<PairCandidate>& got = twice->candidates();
+    const std::vector<PairCandidate>& want = once->candidates();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(got[i].song, want[i].song) << i;
+        EXPECT_EQ(got[i].delta, want[i].delta) << i;
+    }
+    ASSERT_TRUE(twice->query_index().is_ok());
+    EXPECT_FALSE(twice->widen());  // once a query
+}
+
 // A second round comes at a listen's last look or at a whole window, not at its early looks.
 TEST(LazyIndex, ASecondRoundWaitsForTheLastLookOrAWholeWindow) {
     const size_t max_window = 19;

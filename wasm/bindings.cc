@@ -213,6 +213,10 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
             params.max_candidates = size_t(std::min<uint64_t>(v, 1024));
         else if (key == "more_candidates")
             params.more_candidates = size_t(std::min<uint64_t>(v, 1024));
+        else if (key == "wide_keys_per_pair")
+            params.wide_keys_per_pair = size_t(std::min<uint64_t>(v, 64));
+        else if (key == "wide_pair_key_budget")
+            params.wide_pair_key_budget = size_t(std::min<uint64_t>(v, 1u << 16));
         else if (key == "vote_slack")
             params.vote_slack = uint32_t(std::min<uint64_t>(v, 64));
         else if (key == "key_weight")
