@@ -547,6 +547,16 @@ TEST(LazyIndex, ABudgetOfPostingsKeepsTheRarestKeys) {
     EXPECT_EQ(rare->candidates()[0].song, 21u);
 }
 
+// The same (song, offset) candidates in the same order.
+void expect_same_candidates(const std::vector<PairCandidate>& got,
+                            const std::vector<PairCandidate>& want) {
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(got[i].song, want[i].song) << i;
+        EXPECT_EQ(got[i].delta, want[i].delta) << i;
+    }
+}
+
 // A query that widens gets phase 1's next candidates, as a query keeping that many in all
 // would, and (no more keys) fetches only their directory pages and blocks; once a query.
 TEST(LazyIndex, ASecondRoundFetchesTheNextCandidatesOnce) {
@@ -582,11 +592,7 @@ TEST(LazyIndex, ASecondRoundFetchesTheNextCandidatesOnce) {
     EXPECT_EQ(twice->pair_stats().units_added, units);  // no key looked up again
     EXPECT_LT(second.bytes, first.bytes * 4);
     const std::vector<PairCandidate>& got = twice->candidates();
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) {
-        EXPECT_EQ(got[i].song, want[i].song) << i;
-        EXPECT_EQ(got[i].delta, want[i].delta) << i;
-    }
+    expect_same_candidates(got, want);
     Result<std::shared_ptr<const Index>> wide = twice->query_index();
     ASSERT_TRUE(wide.is_ok()) << wide.message();
     EXPECT_GT((*wide)->n_songs(), (*narrow)->n_songs());
@@ -674,11 +680,7 @@ TEST(LazyIndex, ASecondRoundWithMoreKeysRanksAsOneWideRound) {
             std::binary_search(twice->query_keys().begin(), twice->query_keys().end(), key));
     const std::vector<PairCandidate>& got = twice->candidates();
     const std::vector<PairCandidate>& want = once->candidates();
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) {
-        EXPECT_EQ(got[i].song, want[i].song) << i;
-        EXPECT_EQ(got[i].delta, want[i].delta) << i;
-    }
+    expect_same_candidates(got, want);
     ASSERT_TRUE(twice->query_index().is_ok());
     EXPECT_FALSE(twice->widen());  // once a query
 }
