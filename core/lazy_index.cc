@@ -345,7 +345,7 @@ void LazyIndex::plan_candidate_pages() {
 }
 
 bool LazyIndex::widen() {
-    if (step_ != Step::kReady || widened_) return false;
+    if (step_ != Step::kReady || widened_ || params_.more_candidates == 0) return false;
     if (params_.wide_keys_per_pair > params_.max_keys_per_pair) {
         std::vector<PairProbe> probes = std::move(probes_);
         std::vector<uint32_t> keys = std::move(keys_);

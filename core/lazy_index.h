@@ -61,17 +61,18 @@ struct LazyIndexParams {
     // again over all of them. A song whose lists were not cut for it gets fewer votes than its
     // match in phase 2 deserves; the round costs only the queries the first leaves unanswered
     // (out-of-catalogue ones among them), and a listen makes it only at a look that
-    // lazy_widen_due allows. 0: no second round.
-    size_t more_candidates = 56;
+    // lazy_widen_due allows. 0: no second round (whatever wide_keys_per_pair).
+    size_t more_candidates = 112;
     // The second round's keys: when wide_keys_per_pair > max_keys_per_pair, it also looks up
     // up to that many keys a pair within wide_pair_key_budget a query (the first round's are
     // held), votes again over all of them and takes the best max_candidates + more_candidates.
-    // 56 candidates, 16 keys a pair within 256: chosen on train clips against a million songs
-    // (docs/SCALE.md, "A second round of candidates"): top-1 at 2 / 3 / 5 / 10 s 23.1 / 65.0 /
-    // 71.4 / 88.7 -> 45.7 / 75.7 / 80.1 / 93.9 %, 10 s clips reading 284 KB (median; 263
-    // without) but 1.2 MB at p90, 2 and 3 s clips about 0.95 MB.
-    size_t wide_pair_key_budget = 256;
-    size_t wide_keys_per_pair = 16;
+    // 112 more candidates, 32 keys a pair within 512: chosen on train clips against a million
+    // songs (docs/SCALE.md, "A second round of candidates"): top-1 at 2 / 3 / 5 / 10 s 23.1 /
+    // 65.0 / 71.4 / 88.7 -> 50.6 / 79.8 / 84.2 / 94.8 %, 10 s clips reading 284 KB (median;
+    // 263 without) but 2.3 MB at p90, 2 and 3 s clips about 1.8 MB, a listen whose song is not
+    // in the index 2.4 MB.
+    size_t wide_pair_key_budget = 512;
+    size_t wide_keys_per_pair = 32;
     // Phase 1's votes over windows of this many neighbouring offsets, a song a candidate
     // (pair_vote_probes); 0: each (song, offset) apart. A query embedding lies between two
     // stored windows, either of whose pairs may match.

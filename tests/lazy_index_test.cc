@@ -575,6 +575,12 @@ TEST(LazyIndex, ASecondRoundFetchesTheNextCandidatesOnce) {
     run_rounds(b, once.get());
     const std::vector<PairCandidate> want = once->candidates();
     ASSERT_GT(want.size(), 2u);
+    LazyIndexParams one_round = no_background();
+    one_round.more_candidates = 0;  // no second round, whatever wide_keys_per_pair
+    std::unique_ptr<LazyIndex> single = open(b, one_round);
+    ASSERT_TRUE(single->begin_query(query.data(), n).is_ok());
+    run_rounds(b, single.get());
+    EXPECT_FALSE(single->widen());
 
     ASSERT_TRUE(twice->begin_query(query.data(), n).is_ok());
     EXPECT_FALSE(twice->widen());  // nothing ranked yet
