@@ -217,7 +217,8 @@ public:
     // LazyIndexParams::more_candidates and wide_keys_per_pair). If so, next_fetches() names
     // what it needs (the wider keys' pages and units, then the candidates' directory pages and
     // blocks), and match() answers over all the candidates. False (nothing changed) when the
-    // round was made, or it would look up no more keys and phase 1 ranked no more songs.
+    // round was made, more_candidates is 0, or it would look up no more keys and phase 1
+    // ranked no more songs.
     bool widen();
     // Once next_fetches() is empty: an index of the blocks that hold the query's candidate
     // songs and of the background blocks (no song at all when phase 1 found no candidate: the

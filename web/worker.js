@@ -569,7 +569,8 @@ async function lazyLook(final) {
     try {
         check(engine.lazyBegin(), 'internal');
         // The query's rounds; when its candidates name no song, at the listen's last look or
-        // a whole window, once more with the next of phase 1's ranking (Engine.lazyWiden()).
+        // a whole window, a second round with wider keys and more candidates
+        // (Engine.lazyWiden()).
         for (;;) {
             const next = JSON.parse(engine.lazyFetches(false));
             if (!next.ok) throw new EarshotError('internal', next.message);
