@@ -649,8 +649,6 @@ TEST(LazyIndex, AKeyBudgetGivesShortQueriesMoreKeysAPair) {
     EXPECT_EQ(votes_for_song(*wide), 1u);
 }
 
-// A lazy listen's looks: at half the query window, then every half window more, and at the
-// end unless the last look saw the same window.
 // With more keys a pair, the second round looks up the wider keys too (the first round's held)
 // and ranks as a query with those keys and all the candidates would in one round.
 TEST(LazyIndex, ASecondRoundWithMoreKeysRanksAsOneWideRound) {
@@ -700,6 +698,8 @@ TEST(LazyIndex, ASecondRoundWaitsForTheLastLookOrAWholeWindow) {
     EXPECT_TRUE(lazy_widen_due(6, max_window, true));
 }
 
+// A lazy listen's looks: at half the query window, then every half window more, and at the
+// end unless the last look saw the same window.
 TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {
     const size_t max_window = 19;  // 10 s at a 0.5 s hop: a look every 10 embeddings
     EXPECT_FALSE(lazy_look_due(0, 0, max_window, {}, -1, false));
