@@ -12,6 +12,14 @@
 //
 //   earshot_pair_fetch --model M.emod --index DIR --queries PREFIX --truth truth.tsv
 //                      [--candidates 16] [--cache-kb 4096] [--full 1]
+//   earshot_pair_fetch --model M.emod --index DIR --server-log R.jsonl --truth truth.tsv
+//
+// --server-log plays the server instead, on what the lazy client as shipped asked it for
+// (`earshot query --lazy --lazy-log`, clips or --live listens): from each query's logged keys
+// and blocks alone, the song it names (1) by the keys' votes, as above, and (2) by the keys'
+// votes among the songs whose blocks the query fetched (the blocks of its candidates; blocks
+// that most queries fetch, the background ones, left out). Per clip length: the share of
+// in-catalogue queries each names right, and the bytes read (median, from the log's lines).
 //
 // PREFIX: the clips' embeddings at the model's query hop (earshot_dump_embeddings --query-hop
 // --out PREFIX QUERY_SET/queries); truth.tsv: make-queries' (query, song, start_s, length_s;
@@ -34,6 +42,7 @@
 #include "core/native/pair_key_folder.h"
 #include "core/pair_key_reader.h"
 #include "core/recognizer.h"
+#include "nlohmann/json.hpp"
 
 namespace {
 
@@ -97,7 +106,7 @@ int fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string model_path, index_dir, prefix, truth_path;
+    std::string model_path, index_dir, prefix, truth_path, server_log;
     size_t n_candidates = 16;
     uint64_t cache_kb = 4096;
     bool full = false;
@@ -117,13 +126,17 @@ int main(int argc, char** argv) {
             cache_kb = std::strtoull(v.c_str(), nullptr, 10);
         else if (a == "--full")
             full = v != "0";
+        else if (a == "--server-log")
+            server_log = v;
         else
             return fail("unknown option " + a);
     }
-    if (model_path.empty() || index_dir.empty() || prefix.empty() || truth_path.empty())
+    if (model_path.empty() || index_dir.empty() || (prefix.empty() == server_log.empty()) ||
+        truth_path.empty())
         return fail(
             "usage: earshot_pair_fetch --model M.emod --index DIR --queries PREFIX "
-            "--truth truth.tsv [--candidates 16] [--cache-kb 4096] [--full 1]");
+            "--truth truth.tsv [--candidates 16] [--cache-kb 4096] [--full 1], or --model "
+            "M.emod --index DIR --server-log R.jsonl --truth truth.tsv");
 
     Result<std::vector<uint8_t>> model_bytes = read_file_bytes(model_path);
     if (!model_bytes) return fail(model_bytes.message());
@@ -190,6 +203,123 @@ int main(int argc, char** argv) {
             truth[query] = {song, std::atof(start.c_str()), std::atof(length.c_str())};
         }
     }
+    // The server's two guesses from a query's fetched keys (their postings, which the
+    // server holds) and blocks, as global song numbers (UINT32_MAX: none).
+    struct Guesses {
+        uint32_t by_keys = UINT32_MAX, by_keys_among_blocks = UINT32_MAX;
+    };
+    const auto guess = [&](PairKeyReader* reader, const std::vector<uint32_t>& keys,
+                           const std::vector<uint32_t>& blocks) -> Result<Guesses> {
+        std::map<uint32_t, size_t> votes;
+        for (uint32_t key : keys) {
+            Result<PairPostingSpan> held = reader->postings(key);
+            if (!held) return held.status();
+            for (size_t k = 0; k < held->size; ++k) ++votes[held->data[k].song];
+        }
+        Guesses g;
+        size_t most = 0, most_among = 0;
+        for (const auto& [song, n] : votes) {
+            if (n > most) {
+                most = n;
+                g.by_keys = song;
+            }
+            if (n <= most_among || song >= block_first.back()) continue;
+            const auto b = uint32_t(std::upper_bound(block_first.begin(), block_first.end(), song) -
+                                    block_first.begin() - 1);
+            if (!std::binary_search(blocks.begin(), blocks.end(), b)) continue;
+            most_among = n;
+            g.by_keys_among_blocks = song;
+        }
+        return g;
+    };
+    // A global song number's id: its block's metadata, as the server would read it.
+    const auto song_id = [&](uint32_t song) -> Result<std::string> {
+        if (song >= block_first.back()) return std::string();
+        const size_t b = size_t(std::upper_bound(block_first.begin(), block_first.end(), song) -
+                                block_first.begin() - 1);
+        const Index::FileRange r = base.shard_range(b);
+        Result<std::vector<uint8_t>> bytes =
+            read_file_range(index_dir + "/" + r.file, ByteRange{r.offset, r.bytes});
+        if (!bytes) return bytes.status();
+        Index one = base;
+        if (Status st = one.add_shard(bytes->data(), bytes->size(), "block"); !st) return st;
+        return one.song(song - block_first[b]).id;
+    };
+    if (!server_log.empty()) {
+        std::vector<nlohmann::json> lines;
+        {
+            std::ifstream in(server_log);
+            if (!in) return fail("cannot read " + server_log);
+            std::string text;
+            while (std::getline(in, text)) {
+                nlohmann::json line = nlohmann::json::parse(text, nullptr, false);
+                if (line.is_discarded()) return fail(server_log + ": a line is not JSON");
+                if (!line.contains("lazy") || !line["lazy"].contains("log"))
+                    return fail(server_log +
+                                ": a line has no lazy log (earshot query --lazy "
+                                "--lazy-log)");
+                lines.push_back(std::move(line));
+            }
+        }
+        // The background blocks: those more than half the queries fetch.
+        std::map<uint32_t, size_t> block_queries;
+        for (const nlohmann::json& line : lines) {
+            std::vector<uint32_t> blocks;
+            for (const nlohmann::json& r : line["lazy"]["log"])
+                if (r.at(1) == "block") blocks.push_back(r.at(2).get<uint32_t>());
+            std::sort(blocks.begin(), blocks.end());
+            blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+            for (uint32_t b : blocks) ++block_queries[b];
+        }
+        struct AttackRow {
+            size_t in_catalogue = 0, by_keys = 0, by_keys_among_blocks = 0;
+            std::vector<double> bytes;
+        };
+        std::map<double, AttackRow> attack;
+        for (const nlohmann::json& line : lines) {
+            const auto t = truth.find(line.at("query").get<std::string>());
+            if (t == truth.end()) continue;
+            AttackRow& row = attack[t->second.length_s];
+            row.bytes.push_back(line["lazy"].at("bytes").get<double>());
+            if (t->second.song == "-") continue;
+            std::vector<uint32_t> keys, blocks;
+            for (const nlohmann::json& r : line["lazy"]["log"]) {
+                const auto id = r.at(2).get<uint32_t>();
+                if (r.at(1) == "unit") keys.push_back(id);
+                if (r.at(1) == "block" && 2 * block_queries[id] <= lines.size())
+                    blocks.push_back(id);
+            }
+            std::sort(keys.begin(), keys.end());
+            keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+            std::sort(blocks.begin(), blocks.end());
+            PairKeyReader reader(folder.header, uint64_t(1) << 40);
+            if (Result<Fetched> f = fetch(&reader, folder, keys); !f) return fail(f.message());
+            Result<Guesses> g = guess(&reader, keys, blocks);
+            if (!g) return fail(g.message());
+            ++row.in_catalogue;
+            for (auto [song, hits] :
+                 {std::pair{g->by_keys, &row.by_keys},
+                  std::pair{g->by_keys_among_blocks, &row.by_keys_among_blocks}}) {
+                Result<std::string> id = song_id(song);
+                if (!id) return fail(id.message());
+                *hits += *id == t->second.song;
+            }
+        }
+        std::printf(
+            "%s: %zu queries logged, %zu background blocks\n"
+            "| length | in-catalogue queries | KB read (median) | the keys name the song | "
+            "the keys among the fetched blocks' songs name it |\n|---:|---:|---:|---:|---:|\n",
+            server_log.c_str(), lines.size(),
+            size_t(std::count_if(block_queries.begin(), block_queries.end(),
+                                 [&](const auto& b) { return 2 * b.second > lines.size(); })));
+        const auto pct = [](size_t a, size_t b) { return b ? 100.0 * double(a) / double(b) : 0.0; };
+        for (const auto& [length, r] : attack)
+            std::printf("| %g s | %zu | %.0f | %.1f %% | %.1f %% |\n", length, r.in_catalogue,
+                        median(r.bytes) / 1024, pct(r.by_keys, r.in_catalogue),
+                        pct(r.by_keys_among_blocks, r.in_catalogue));
+        return 0;
+    }
+
     std::vector<Clip> clips;
     {
         std::ifstream in(prefix + ".tsv");
@@ -291,33 +421,11 @@ int main(int argc, char** argv) {
         // What a server that logs the fetched keys learns: each key's postings (public) vote
         // once for their song, the query's timing unknown; the most voted song is its guess.
         {
-            std::map<uint32_t, size_t> votes;
-            for (uint32_t key : keys.value()) {
-                Result<PairPostingSpan> held = cold.postings(key);
-                if (!held) return fail(clip.id + ": " + held.message());
-                for (size_t k = 0; k < held->size; ++k) ++votes[held->data[k].song];
-            }
-            uint32_t guess = UINT32_MAX;
-            size_t most = 0;
-            for (const auto& [song, n] : votes) {
-                if (n <= most) continue;
-                most = n;
-                guess = song;
-            }
-            if (guess != UINT32_MAX && guess < block_first.back()) {
-                const size_t b =
-                    size_t(std::upper_bound(block_first.begin(), block_first.end(), guess) -
-                           block_first.begin() - 1);
-                // The song's id: its block's metadata, as the server would read it.
-                const Index::FileRange r = base.shard_range(b);
-                Result<std::vector<uint8_t>> bytes =
-                    read_file_range(index_dir + "/" + r.file, ByteRange{r.offset, r.bytes});
-                if (!bytes) return fail(bytes.message());
-                Index one = base;
-                if (Status st = one.add_shard(bytes->data(), bytes->size(), "block"); !st)
-                    return fail(st.message());
-                row.attacked += one.song(guess - block_first[b]).id == t->second.song;
-            }
+            Result<Guesses> g = guess(&cold, keys.value(), {});
+            if (!g) return fail(clip.id + ": " + g.message());
+            Result<std::string> id = song_id(g->by_keys);
+            if (!id) return fail(id.message());
+            row.attacked += *id == t->second.song;
         }
         row.lazy_right += answer == t->second.song;
         row.full_right += full_answer == t->second.song;

@@ -336,6 +336,20 @@ Result<std::vector<LazyFetch>> LazyIndex::next_fetches() {
     return out;
 }
 
+const char* lazy_fetch_kind_name(LazyFetch::Kind kind) {
+    switch (kind) {
+        case LazyFetch::Kind::kPairPage:
+            return "page";
+        case LazyFetch::Kind::kPairUnit:
+            return "unit";
+        case LazyFetch::Kind::kDirectoryPage:
+            return "directory";
+        case LazyFetch::Kind::kBlock:
+            break;
+    }
+    return "block";
+}
+
 void LazyIndex::plan_candidate_pages() {
     query_pages_.clear();
     for (const PairCandidate& c : candidates_)

@@ -173,6 +173,10 @@ struct LazyFetch {
     ByteRange range;
 };
 
+// "page", "unit", "directory" or "block": a fetch's kind as the page's Worker and `earshot
+// query --lazy-log` name it.
+const char* lazy_fetch_kind_name(LazyFetch::Kind kind);
+
 struct LazyIndexStats {
     uint64_t fetches = 0, bytes = 0;  // provided and kept, since create()
     uint64_t rejected = 0;            // provided and refused

@@ -654,6 +654,7 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
             ok(engine.lazyBegin());
             assert.equal(engine.lazyWiden(true), false);  // nothing ranked yet
             const rounds = [[]];  // by widening
+            const log = [];  // [round, kind, id] each range, as `earshot query --lazy-log` writes
             let bytes = 0;
             for (;;) {
                 const next = JSON.parse(engine.lazyFetches(false));
@@ -667,12 +668,15 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
                 const bodies = await Promise.all(next.fetches.map((f) => fetchRange(f.file, f.offset, f.bytes, 'grown')));
                 next.fetches.forEach((f, i) => { ok(engine.lazyProvide(f.kind, f.id, bodies[i])); bytes += f.bytes; });
                 rounds.at(-1).push(...next.fetches.map((f) => f.kind));
+                const round = (log.at(-1)?.[0] ?? 0) + 1;
+                log.push(...next.fetches.map((f) => [round, f.kind, f.id]));
             }
-            return { module, engine, rounds, bytes };
+            return { module, engine, rounds, bytes, log };
         };
         const cli = (more, wideKeys) => JSON.parse(execFileSync(cliPath, ['query', '--quiet', '--lazy', '--lazy-background', '0',
             '--lazy-candidates', '1', '--lazy-more-candidates', more, ...(wideKeys === null ? [] : ['--lazy-wide-keys', wideKeys]),
-            '--threshold-base', '100', '--backend', 'simd', '--model', model(), '--index', grown, clip.wav], { encoding: 'utf8' }).trim());
+            '--threshold-base', '100', '--lazy-log', '--backend', 'simd', '--model', model(), '--index', grown, clip.wav],
+        { encoding: 'utf8' }).trim());
         const narrow = cli('0', null);
 
         // Candidates only: their directory pages and blocks.
@@ -692,6 +696,9 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         const cliKeys = cli('4', null);
         assert.equal(cliKeys.song, null);
         assert.equal(cliKeys.lazy.bytes, keys.bytes);
+        // The CLI's log of what it asked for is the engine's: every range, in order, by round.
+        assert.deepEqual(cliKeys.lazy.log, keys.log);
+        assert.deepEqual(cliCandidates.lazy.log, candidates.log);
 
         // A listen's early look (4 s of music, not its last) waits for more music instead.
         const { module, engine } = keys;

@@ -77,6 +77,10 @@ struct QueryOptions {
     double lazy_key_weight = LazyIndexParams().key_weight;
     uint64_t lazy_max_postings = LazyIndexParams().max_query_postings;
     bool lazy_warm = false;           // --lazy: keep each thread's cache from clip to clip
+    // --lazy: the line's "lazy" gains "log", what the server is asked for, in order: [round,
+    // kind, id] a range (kind "page", "unit", "directory" or "block": lazy_fetch_kind_name; id
+    // the pair page, key, directory page or block number), as its access log would show it.
+    bool lazy_log = false;
     // Override the model's calibrated threshold (NaN = keep): for calibration runs.
     float threshold_base = std::numeric_limits<float>::quiet_NaN();
     float threshold_scale = std::numeric_limits<float>::quiet_NaN();

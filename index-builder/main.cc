@@ -298,6 +298,10 @@ int main(int argc, char** argv) {
                         "--lazy: keep what earlier clips fetched (under the page's budgets: 4 MB "
                         "of pair pages and units, 16 MB of blocks; one cache per thread, so "
                         "--jobs 1 for a single page's order) instead of a cold cache per clip");
+    query_cmd->add_flag("--lazy-log", query.lazy_log,
+                        "--lazy: write what each clip asks the server for, in order (\"log\": "
+                        "[round, kind, id] a range: the pair page, key, directory page or block "
+                        "number), as a server's access log holds it");
     query_cmd->add_flag("--live,--stream", query.live,
                         "decide as the page does while the audio streams in: the music gate, a "
                         "look after every embedding, the listen rule; writes answer_s (default: "

@@ -57,10 +57,12 @@ nlohmann::json trace_look(const RecognizerResult& look) {
 // this thread's earlier clips left in it): every round's ranges not held read from the
 // folder's files, then the matcher on the candidates' and background songs (and, when that
 // finds no song, on a second round of candidates: LazyIndex::widen); result->match is
-// replaced. Returns what was read: {"bytes", "requests", "rounds"}.
+// replaced. Returns what was read: {"bytes", "requests", "rounds"}. With a log, each range read
+// is appended to it as [round, kind, id] (rounds counted from first_round + 1).
 Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
-                                     size_t n, RecognizerResult* result, bool may_widen = true) {
+                                     size_t n, RecognizerResult* result, bool may_widen = true,
+                                     nlohmann::json* log = nullptr, uint64_t first_round = 0) {
     if (!warm) lazy->clear_cache();
     if (Status st = lazy->begin_query(embeddings, n); !st) return st;
     uint64_t bytes = 0, requests = 0, rounds = 0;
@@ -71,6 +73,7 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
             if (next->empty()) return Status::ok();
             ++rounds;
             for (const LazyFetch& f : next.value()) {
+                if (log) log->push_back({first_round + rounds, lazy_fetch_kind_name(f.kind), f.id});
                 Result<std::vector<uint8_t>> range =
                     read_file_range((std::filesystem::path(dir) / f.file).string(), f.range);
                 if (!range) return range.status();
@@ -102,9 +105,11 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
 // threshold appended.
 Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bool warm,
                                      const std::string& dir, const MatchParams& match_params,
-                                     const std::vector<float>& samples, nlohmann::json* trace) {
+                                     const std::vector<float>& samples, nlohmann::json* trace,
+                                     bool log_requests) {
     if (!warm) lazy->clear_cache();
     nlohmann::json figures{{"bytes", 0}, {"requests", 0}, {"rounds", 0}, {"looks", 0}};
+    nlohmann::json log = nlohmann::json::array();  // every look's ranges, rounds counted on
     RecognizerResult answer;
     bool matched = false;
     float last_score = 0.0f;
@@ -117,7 +122,8 @@ Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bo
                            size_t(recognizer->params().max_query_embeddings), final);
         Result<nlohmann::json> read =
             answer_lazily(lazy, true, dir, match_params, recognizer->query_embeddings(),
-                          recognizer->n_query_embeddings(), &result, may_widen);
+                          recognizer->n_query_embeddings(), &result, may_widen,
+                          log_requests ? &log : nullptr, figures["rounds"].get<uint64_t>());
         if (!read) return read.status();
         for (const char* key : {"bytes", "requests", "rounds"})
             figures[key] = figures[key].get<uint64_t>() + (*read)[key].get<uint64_t>();
@@ -156,6 +162,7 @@ Result<nlohmann::json> listen_lazily(Recognizer* recognizer, LazyIndex* lazy, bo
         line = live_result_json(nullptr);
         line["score"] = double(last_score);
     }
+    if (log_requests) figures["log"] = std::move(log);
     line["lazy"] = std::move(figures);
     return line;
 }
@@ -192,6 +199,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     std::shared_ptr<const Index> shared_index;
     std::unique_ptr<LazyIndex> spare_lazy;  // made here, taken by a worker: one parse fewer
     if (options.lazy_warm && !options.lazy) return fail("--lazy-warm goes with --lazy");
+    if (options.lazy_log && !options.lazy) return fail("--lazy-log goes with --lazy");
     if (options.lazy) {
         if (options.continuous)
             return fail(
@@ -381,9 +389,10 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 Status st;
                 nlohmann::json looks = nlohmann::json::array();  // --trace: this clip's
                 if (lazy_listen) {
-                    Result<nlohmann::json> listened = listen_lazily(
-                        recognizer->get(), lazy_index.get(), options.lazy_warm, options.index_dir,
-                        params.match, audio->samples, trace_out.is_open() ? &looks : nullptr);
+                    Result<nlohmann::json> listened =
+                        listen_lazily(recognizer->get(), lazy_index.get(), options.lazy_warm,
+                                      options.index_dir, params.match, audio->samples,
+                                      trace_out.is_open() ? &looks : nullptr, options.lazy_log);
                     if (listened)
                         line.update(listened.value());
                     else
@@ -409,14 +418,17 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
                 RecognizerResult result;
                 if (!lazy_listen) result = (*recognizer)->finish();
                 if (options.lazy && !live && st && result.valid) {
-                    Result<nlohmann::json> lazy =
-                        answer_lazily(lazy_index.get(), options.lazy_warm, options.index_dir,
-                                      params.match, (*recognizer)->query_embeddings(),
-                                      (*recognizer)->n_query_embeddings(), &result);
-                    if (lazy)
+                    nlohmann::json log = nlohmann::json::array();
+                    Result<nlohmann::json> lazy = answer_lazily(
+                        lazy_index.get(), options.lazy_warm, options.index_dir, params.match,
+                        (*recognizer)->query_embeddings(), (*recognizer)->n_query_embeddings(),
+                        &result, true, options.lazy_log ? &log : nullptr);
+                    if (lazy) {
                         line["lazy"] = std::move(lazy.value());
-                    else
+                        if (options.lazy_log) line["lazy"]["log"] = std::move(log);
+                    } else {
                         st = lazy.status();
+                    }
                 }
                 const double ms = std::chrono::duration<double, std::milli>(
                                       std::chrono::steady_clock::now() - start)

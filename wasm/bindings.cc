@@ -242,24 +242,6 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
     return {};
 }
 
-namespace {
-
-const char* kind_name(LazyFetch::Kind kind) {
-    switch (kind) {
-        case LazyFetch::Kind::kPairPage:
-            return "page";
-        case LazyFetch::Kind::kPairUnit:
-            return "unit";
-        case LazyFetch::Kind::kDirectoryPage:
-            return "directory";
-        case LazyFetch::Kind::kBlock:
-            break;
-    }
-    return "block";
-}
-
-}  // namespace
-
 std::string Engine::lazy_fetches(bool preload) {
     nlohmann::json out = {{"ok", false}, {"message", ""}, {"fetches", nlohmann::json::array()}};
     if (!lazy_) {
@@ -273,7 +255,7 @@ std::string Engine::lazy_fetches(bool preload) {
         return json_text(out);
     }
     for (const LazyFetch& f : fetches.value())
-        out["fetches"].push_back({{"kind", kind_name(f.kind)},
+        out["fetches"].push_back({{"kind", lazy_fetch_kind_name(f.kind)},
                                   {"id", f.id},
                                   {"file", f.file},
                                   {"offset", f.range.offset},
