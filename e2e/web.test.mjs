@@ -616,6 +616,23 @@ describe('earshot in the browser', { concurrency: false }, () => {
                 later.destroy();
                 return done;
             }, options);
+            // lazyParams the core does not take are a fatal 'config' error, before any range.
+            const beforeRefused = demo.server.log.length;
+            const refused = await demo.page.evaluate(async (recognizerOptions) => {
+                const { createRecognizer } = await import('./earshot.js');
+                const out = [];
+                for (const lazyParams of [{ more_candidates: 'many' }, { no_such_key: 1 }, [0]]) {
+                    const r = await createRecognizer({ ...recognizerOptions, lazyParams });
+                    out.push(await r.ready.then(() => null, (e) => ({ code: e.code, fatal: e.fatal, message: e.message })));
+                    r.destroy();
+                }
+                return out;
+            }, options);
+            assert.deepEqual(refused.map((e) => e?.code), ['config', 'config', 'config'], JSON.stringify(refused));
+            assert.match(refused[0].message, /more_candidates must be a whole number/);
+            assert.match(refused[1].message, /unknown key no_such_key/);
+            assert.match(refused[2].message, /lazyParams must be an object/);
+            assert.equal(demo.server.log.slice(beforeRefused).filter((r) => lazyFiles.some((f) => r.path === `/index/${f}`)).length, 0);
             assert.deepEqual(demo.pageErrors.map(String), []);
             assert.equal(progress.indexMode, 'lazy');
             assert.equal(progress.songsTotal, 100003);

@@ -3,13 +3,24 @@
 // Attributes: index, model (required); listen-seconds (default 15); continuous (boolean: keep
 // listening, show each new song, "Back to" a song that returns, "Music stopped" in between);
 // index-mode ("lazy": fetch per listen only the parts of the index it needs; default "full"),
-// lazy-cache-mb (the Cache API budget of those parts, default 64) and hot-index (lazy mode: a
-// whole index of the most played songs, loaded first and matched without the network).
+// lazy-cache-mb (the Cache API budget of those parts, default 64), lazy-params (advanced: a JSON
+// object of the core's lazy parameters, RecognizerOptions.lazyParams, e.g. '{"more_candidates":
+// 0}') and hot-index (lazy mode: a whole index of the most played songs, loaded first and
+// matched without the network).
 // Re-dispatches the recognizer's events (ready, progress, match, nomatch, music-stopped, error)
 // from the element, bubbling and composed, so a page can react without touching the library.
 // Styles come from earshot-recognizer.css (a <link>: no inline styles, strict CSP friendly).
 
-import { createRecognizer } from './earshot.js';
+import { createRecognizer, EarshotError } from './earshot.js';
+
+/** The lazy-params attribute: a JSON object, or a 'config' error saying what is wrong. */
+function parseLazyParams(text) {
+    try {
+        return JSON.parse(text);
+    } catch (error) {
+        throw new EarshotError('config', `lazy-params must be a JSON object (${error.message})`);
+    }
+}
 
 const TEMPLATE = `
 <link rel="stylesheet" href="${new URL('./earshot-recognizer.css', import.meta.url).href}">
@@ -124,10 +135,12 @@ export class EarshotRecognizerElement extends HTMLElement {
         this.setState('loading');
         try {
             const lazyCache = this.getAttribute('lazy-cache-mb');
+            const lazyParams = this.getAttribute('lazy-params');
             const recognizer = await createRecognizer({
                 indexUrl: index, modelUrl: model,
                 indexMode: this.getAttribute('index-mode') === 'lazy' ? 'lazy' : 'full',
                 lazyCacheMB: lazyCache === null ? undefined : Number(lazyCache),
+                lazyParams: lazyParams === null ? undefined : parseLazyParams(lazyParams),
                 hotIndexUrl: this.getAttribute('hot-index') ?? undefined,
                 maxListenSeconds: Number(this.getAttribute('listen-seconds') ?? 15),
                 continuous: this.hasAttribute('continuous'),

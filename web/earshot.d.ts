@@ -16,6 +16,20 @@ export interface RecognizerOptions {
     /** lazy mode: megabytes of fetched index parts kept in the Cache API (default 64), least recently used dropped first */
     lazyCacheMB?: number;
     /**
+     * lazy mode, advanced: overrides of the core's LazyIndexParams (core/lazy_index.h), whole
+     * numbers; `{more_candidates: 0}` turns the second round of candidates off (fewer bytes when
+     * a look finds no song, fewer songs found). An unknown key or a wrong type is a fatal
+     * 'config' error.
+     */
+    lazyParams?: {
+        more_candidates?: number; wide_keys_per_pair?: number; wide_pair_key_budget?: number;
+        pair_key_budget?: number; max_keys_per_pair?: number; max_candidates?: number;
+        max_query_postings?: number; background_blocks?: number; first_look_pairs?: number;
+        short_look_pairs?: number; both_spans_max_pairs?: number; vote_slack?: number;
+        key_weight?: number; block_cache_bytes?: number; pair_cache_bytes?: number;
+        directory_cache_bytes?: number;
+    };
+    /**
      * lazy mode: a whole index of some of the lazy index's songs (its most played, say: `earshot
      * build --top N` with the same model), downloaded first
      * and matched live with the listen rule as in the full mode: those songs are answered

@@ -47,6 +47,11 @@ const MODEL_RATE_HZ = 16000;
  * @property {number} [lazyCacheMB]  lazy mode: megabytes of fetched index parts kept in the
  *           Cache API, least recently used dropped first (default 64); those songs are
  *           recognized offline too
+ * @property {Record<string, number>} [lazyParams]
+ *           lazy mode, advanced: overrides of the core's LazyIndexParams (core/lazy_index.h), whole
+ *           numbers; `{more_candidates: 0}` turns the second round of candidates off (fewer bytes
+ *           when a look finds no song, fewer songs found). An unknown key or a wrong type is a
+ *           fatal 'config' error
  * @property {string} [hotIndexUrl]  lazy mode: a whole index of some of the lazy index's songs
  *           (its most played, say), downloaded first and matched live as in the full mode: those
  *           songs are answered offline and, when answered before the first look, without any
@@ -343,6 +348,7 @@ export async function createRecognizer(options) {
             memoryLimitMB: options.memoryLimitMB,
             indexMode: options.indexMode ?? 'full',
             lazyCacheMB: options.lazyCacheMB,
+            lazyParams: options.lazyParams,
             hotIndexUrl: options.hotIndexUrl === undefined ? undefined : new URL(options.hotIndexUrl, document.baseURI).href,
         });
     });

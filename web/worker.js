@@ -9,7 +9,7 @@
 //
 // Protocol (all messages are plain objects with a `type`):
 //   main -> worker  {type: 'init', wasmGlueUrl, wasmUrl, indexUrl, modelUrl, backend, recognizerParams, retry,
-//                    keepListenAudio, memoryLimitMB, indexMode, lazyCacheMB, hotIndexUrl}
+//                    keepListenAudio, memoryLimitMB, indexMode, lazyCacheMB, lazyParams, hotIndexUrl}
 //                   {type: 'audio-port', port}          MessagePort the worklet sends audio to
 //                   {type: 'start', session, sampleRate, maxListenSeconds, continuous}
 //                   {type: 'stop'}
@@ -304,9 +304,15 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     const preloadBytes = files.reduce((n, f) => n + f.bytes.length, 0);
     // The parsed files and the copies Embind makes: about three times the files.
     ensureMemory(preloadBytes, 3, 8 * MIB, 'the lazy index', true);
-    // The core's lazy parameters (core/lazy_index.h): the first look at the first pair 2 s apart
-    // (3 s of music), which also leaves a hot tier until then to answer without a request.
-    check(engine.loadLazy(text, quantizer.bytes, pagesHeader.bytes, pairHeader.bytes, '{}'), 'index-corrupt');
+    // The core's lazy parameters (core/lazy_index.h; the page's lazyParams override them): the
+    // first look at the first pair 2 s apart (3 s of music), which also leaves a hot tier until
+    // then to answer without a request.
+    const lazyParams = options.lazyParams ?? {};
+    if (typeof lazyParams !== 'object' || lazyParams === null || Array.isArray(lazyParams)) {
+        throw new EarshotError('config', `lazyParams must be an object (got ${JSON.stringify(lazyParams)})`);
+    }
+    const loaded = engine.loadLazy(text, quantizer.bytes, pagesHeader.bytes, pairHeader.bytes, JSON.stringify(lazyParams));
+    check(loaded, loaded.message.startsWith('lazy parameters:') ? 'config' : 'index-corrupt');
     const store = new LazyRangeStore({
         downloader,
         budgetBytes: options.lazyCacheMB === undefined ? DEFAULT_LAZY_CACHE_BYTES : Number(options.lazyCacheMB) * MIB,
