@@ -16,10 +16,12 @@
 //
 // --server-log plays the server instead, on what the lazy client as shipped asked it for
 // (`earshot query --lazy --lazy-log`, clips or --live listens): from each query's logged keys
-// and blocks alone, the song it names (1) by the keys' votes, as above, and (2) by the keys'
-// votes among the songs whose blocks the query fetched (the blocks of its candidates; blocks
-// that most queries fetch, the background ones, left out). Per clip length: the share of
-// in-catalogue queries each names right, and the bytes read (median, from the log's lines).
+// and blocks alone, the song it names by the keys' votes (each key once for each song among
+// its postings), (1) among all songs, (2) among the songs whose blocks the query fetched (its
+// candidates'; blocks that most queries fetch, the background ones, left out), (3) among those
+// of the first round that fetched blocks (the first candidates). Per clip length: the share of
+// in-catalogue queries each names right, the share whose song's block was fetched (phase 1 kept
+// it), and the bytes read (median, from the log's lines).
 //
 // PREFIX: the clips' embeddings at the model's query hop (earshot_dump_embeddings --query-hop
 // --out PREFIX QUERY_SET/queries); truth.tsv: make-queries' (query, song, start_s, length_s;
@@ -204,17 +206,27 @@ int main(int argc, char** argv) {
         }
     }
     // The server's two guesses from a query's fetched keys (their postings, which the
-    // server holds) and blocks, as global song numbers (UINT32_MAX: none).
+    // server holds) and blocks, as global song numbers (UINT32_MAX: none): the most voted song,
+    // and the most voted among the songs of `blocks` (sorted). Each posting votes for its song,
+    // or (once_per_key) each key once for each song among its postings.
     struct Guesses {
         uint32_t by_keys = UINT32_MAX, by_keys_among_blocks = UINT32_MAX;
     };
     const auto guess = [&](PairKeyReader* reader, const std::vector<uint32_t>& keys,
-                           const std::vector<uint32_t>& blocks) -> Result<Guesses> {
+                           const std::vector<uint32_t>& blocks,
+                           bool once_per_key) -> Result<Guesses> {
         std::map<uint32_t, size_t> votes;
+        std::vector<uint32_t> songs;
         for (uint32_t key : keys) {
             Result<PairPostingSpan> held = reader->postings(key);
             if (!held) return held.status();
-            for (size_t k = 0; k < held->size; ++k) ++votes[held->data[k].song];
+            songs.clear();
+            for (size_t k = 0; k < held->size; ++k) songs.push_back(held->data[k].song);
+            if (once_per_key) {
+                std::sort(songs.begin(), songs.end());
+                songs.erase(std::unique(songs.begin(), songs.end()), songs.end());
+            }
+            for (uint32_t song : songs) ++votes[song];
         }
         Guesses g;
         size_t most = 0, most_among = 0;
@@ -232,18 +244,26 @@ int main(int argc, char** argv) {
         }
         return g;
     };
-    // A global song number's id: its block's metadata, as the server would read it.
-    const auto song_id = [&](uint32_t song) -> Result<std::string> {
-        if (song >= block_first.back()) return std::string();
-        const size_t b = size_t(std::upper_bound(block_first.begin(), block_first.end(), song) -
-                                block_first.begin() - 1);
+    // The ids of a block's songs: its metadata, as the server would read it.
+    const auto block_ids = [&](size_t b) -> Result<std::vector<std::string>> {
         const Index::FileRange r = base.shard_range(b);
         Result<std::vector<uint8_t>> bytes =
             read_file_range(index_dir + "/" + r.file, ByteRange{r.offset, r.bytes});
         if (!bytes) return bytes.status();
         Index one = base;
         if (Status st = one.add_shard(bytes->data(), bytes->size(), "block"); !st) return st;
-        return one.song(song - block_first[b]).id;
+        std::vector<std::string> ids;
+        for (size_t k = 0; k < one.n_songs(); ++k) ids.push_back(one.song(k).id);
+        return ids;
+    };
+    // A global song number's id ("" for none).
+    const auto song_id = [&](uint32_t song) -> Result<std::string> {
+        if (song >= block_first.back()) return std::string();
+        const size_t b = size_t(std::upper_bound(block_first.begin(), block_first.end(), song) -
+                                block_first.begin() - 1);
+        Result<std::vector<std::string>> ids = block_ids(b);
+        if (!ids) return ids.status();
+        return ids->at(song - block_first[b]);
     };
     if (!server_log.empty()) {
         std::vector<nlohmann::json> lines;
@@ -271,8 +291,10 @@ int main(int argc, char** argv) {
             blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
             for (uint32_t b : blocks) ++block_queries[b];
         }
+        std::map<uint32_t, std::vector<std::string>> block_songs;  // a fetched block's, once read
         struct AttackRow {
-            size_t in_catalogue = 0, by_keys = 0, by_keys_among_blocks = 0;
+            size_t in_catalogue = 0, fetched_song = 0, by_keys = 0, among_blocks = 0,
+                   among_first_blocks = 0;
             std::vector<double> bytes;
         };
         std::map<double, AttackRow> attack;
@@ -282,24 +304,44 @@ int main(int argc, char** argv) {
             AttackRow& row = attack[t->second.length_s];
             row.bytes.push_back(line["lazy"].at("bytes").get<double>());
             if (t->second.song == "-") continue;
-            std::vector<uint32_t> keys, blocks;
+            // The keys, the candidates' blocks, and those of the first round that fetched any.
+            std::vector<uint32_t> keys, blocks, first_blocks;
+            uint64_t first_round = 0;
             for (const nlohmann::json& r : line["lazy"]["log"]) {
                 const auto id = r.at(2).get<uint32_t>();
                 if (r.at(1) == "unit") keys.push_back(id);
-                if (r.at(1) == "block" && 2 * block_queries[id] <= lines.size())
-                    blocks.push_back(id);
+                if (r.at(1) != "block" || 2 * block_queries[id] > lines.size()) continue;
+                blocks.push_back(id);
+                if (first_round == 0) first_round = r.at(0).get<uint64_t>();
+                if (r.at(0).get<uint64_t>() == first_round) first_blocks.push_back(id);
             }
             std::sort(keys.begin(), keys.end());
             keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
             std::sort(blocks.begin(), blocks.end());
+            std::sort(first_blocks.begin(), first_blocks.end());
+            for (uint32_t b : blocks) {
+                if (!block_songs.count(b)) {
+                    Result<std::vector<std::string>> ids = block_ids(b);
+                    if (!ids) return fail(ids.message());
+                    block_songs[b] = std::move(ids.value());
+                }
+                const std::vector<std::string>& ids = block_songs[b];
+                if (std::find(ids.begin(), ids.end(), t->second.song) != ids.end()) {
+                    ++row.fetched_song;
+                    break;
+                }
+            }
             PairKeyReader reader(folder.header, uint64_t(1) << 40);
             if (Result<Fetched> f = fetch(&reader, folder, keys); !f) return fail(f.message());
-            Result<Guesses> g = guess(&reader, keys, blocks);
+            Result<Guesses> g = guess(&reader, keys, blocks, true);
             if (!g) return fail(g.message());
+            Result<Guesses> first = guess(&reader, keys, first_blocks, true);
+            if (!first) return fail(first.message());
             ++row.in_catalogue;
             for (auto [song, hits] :
                  {std::pair{g->by_keys, &row.by_keys},
-                  std::pair{g->by_keys_among_blocks, &row.by_keys_among_blocks}}) {
+                  std::pair{g->by_keys_among_blocks, &row.among_blocks},
+                  std::pair{first->by_keys_among_blocks, &row.among_first_blocks}}) {
                 Result<std::string> id = song_id(song);
                 if (!id) return fail(id.message());
                 *hits += *id == t->second.song;
@@ -307,16 +349,18 @@ int main(int argc, char** argv) {
         }
         std::printf(
             "%s: %zu queries logged, %zu background blocks\n"
-            "| length | in-catalogue queries | KB read (median) | the keys name the song | "
-            "the keys among the fetched blocks' songs name it |\n|---:|---:|---:|---:|---:|\n",
+            "| length | in-catalogue queries | KB read (median) | the song's block fetched | the "
+            "keys name the song | the keys among the fetched blocks' songs | among the first "
+            "round's |\n|---:|---:|---:|---:|---:|---:|---:|\n",
             server_log.c_str(), lines.size(),
             size_t(std::count_if(block_queries.begin(), block_queries.end(),
                                  [&](const auto& b) { return 2 * b.second > lines.size(); })));
         const auto pct = [](size_t a, size_t b) { return b ? 100.0 * double(a) / double(b) : 0.0; };
         for (const auto& [length, r] : attack)
-            std::printf("| %g s | %zu | %.0f | %.1f %% | %.1f %% |\n", length, r.in_catalogue,
-                        median(r.bytes) / 1024, pct(r.by_keys, r.in_catalogue),
-                        pct(r.by_keys_among_blocks, r.in_catalogue));
+            std::printf("| %g s | %zu | %.0f | %.1f %% | %.1f %% | %.1f %% | %.1f %% |\n", length,
+                        r.in_catalogue, median(r.bytes) / 1024, pct(r.fetched_song, r.in_catalogue),
+                        pct(r.by_keys, r.in_catalogue), pct(r.among_blocks, r.in_catalogue),
+                        pct(r.among_first_blocks, r.in_catalogue));
         return 0;
     }
 
@@ -421,7 +465,7 @@ int main(int argc, char** argv) {
         // What a server that logs the fetched keys learns: each key's postings (public) vote
         // once for their song, the query's timing unknown; the most voted song is its guess.
         {
-            Result<Guesses> g = guess(&cold, keys.value(), {});
+            Result<Guesses> g = guess(&cold, keys.value(), {}, false);
             if (!g) return fail(clip.id + ": " + g.message());
             Result<std::string> id = song_id(g->by_keys);
             if (!id) return fail(id.message());
