@@ -548,7 +548,8 @@ Status Index::add_quantizer(const uint8_t* bytes, size_t size, const std::string
     return Status::ok();
 }
 
-Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& what) {
+Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& what,
+                        const std::string& sha256_hex) {
     if (!has_quantizer_)
         return Status::error(what + ": add the quantizer (quantizer.eq) before any shard");
     Result<ContainerView> parsed = parse_container(bytes, size, "SHRD", what);
@@ -583,7 +584,8 @@ Status Index::add_shard(const uint8_t* bytes, size_t size, const std::string& wh
                                  " shards)" +
                                  (block_entries_ ? " or its directory page was not read" : ""));
         const ManifestShard& entry = *known;
-        const std::string file_sha = index_file_sha256_hex(bytes, size);
+        const std::string file_sha =
+            sha256_hex.empty() ? index_file_sha256_hex(bytes, size) : sha256_hex;
         if (entry.sha256 != file_sha || entry.bytes != size)
             return Status::error(what + ": sha256 " + file_sha + " / " + std::to_string(size) +
                                  " bytes do not match the manifest's " + entry.sha256 + " / " +

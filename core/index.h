@@ -116,8 +116,11 @@ public:
     size_t bytes_per_posting() const;
     // A shard (v1) or block (v2, the bytes of shard_range(b)). Validates it completely before
     // adding anything: on error the index is unchanged and the shards added before keep
-    // working. Adding the same shard number twice is an error.
-    Status add_shard(const uint8_t* bytes, size_t size, const std::string& what);
+    // working. Adding the same shard number twice is an error. sha256_hex: the bytes' SHA-256
+    // when the caller has just computed it (a lazy client checks each block as it arrives),
+    // else computed here; either way it must be the manifest's or directory's.
+    Status add_shard(const uint8_t* bytes, size_t size, const std::string& what,
+                     const std::string& sha256_hex = std::string());
 
     bool has_quantizer() const { return has_quantizer_; }
     const Quantizer& quantizer() const { return quantizer_; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <utility>
 
 namespace earshot {
@@ -469,30 +470,51 @@ void LazyIndex::keep_block(uint32_t block, std::vector<uint8_t> bytes) {
 Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
     if (step_ != Step::kReady)
         return Status::error("lazy index: the query still needs fetches (next_fetches)");
-    auto index = std::make_shared<Index>(*base_);
-    if (candidates_.empty()) return std::shared_ptr<const Index>(std::move(index));  // no answer
+    if (candidates_.empty()) return std::shared_ptr<const Index>(std::make_shared<Index>(*base_));
+    // The background blocks once, in an index each query's starts from: checking, parsing and
+    // listing them again for every query cost most of a short query's CPU.
+    if (!background_index_) {
+        auto index = std::make_shared<Index>(*base_);
+        if (Status st = add_blocks(index.get(), background_, background_); !st) return st;
+        background_index_ = std::move(index);
+    }
+    auto index = std::make_shared<Index>(*background_index_);
     std::vector<uint32_t> blocks = background_;  // both ascending: merged, each once
     blocks.insert(blocks.end(), blocks_.begin(), blocks_.end());
     std::sort(blocks.begin(), blocks.end());
     blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
-    std::vector<std::pair<uint32_t, Index::FileRange>> entries;
-    for (uint32_t b : blocks) {
+    std::vector<uint32_t> added;  // the candidates' blocks that are not background ones
+    std::set_difference(blocks_.begin(), blocks_.end(), background_.begin(), background_.end(),
+                        std::back_inserter(added));
+    if (Status st = add_blocks(index.get(), blocks, added); !st) return st;
+    return std::shared_ptr<const Index>(std::move(index));
+}
+
+Status LazyIndex::add_blocks(Index* index, const std::vector<uint32_t>& entries,
+                             const std::vector<uint32_t>& blocks) {
+    std::vector<std::pair<uint32_t, Index::FileRange>> ranges;
+    for (uint32_t b : entries) {
         std::optional<Index::FileRange> r = block_range(b);
         if (!r)
             return Status::error("lazy index: block " + std::to_string(b) +
                                  ": its directory page is not held");
-        entries.emplace_back(b, std::move(*r));
+        ranges.emplace_back(b, std::move(*r));
     }
-    if (Status st = index->set_block_entries(entries); !st) return st;
+    if (Status st = index->set_block_entries(ranges); !st) return st;
     for (uint32_t b : blocks) {
         const std::vector<uint8_t>* bytes = find_block(b);
         if (!bytes) return Status::error("lazy index: block " + std::to_string(b) + " is not held");
+        // provide() kept these bytes only once their SHA-256 was this directory entry's.
+        const auto entry = std::lower_bound(
+            ranges.begin(), ranges.end(), b,
+            [](const std::pair<uint32_t, Index::FileRange>& e, uint32_t x) { return e.first < x; });
         if (Status st = index->add_shard(bytes->data(), bytes->size(),
-                                         pages_header_.blocks_file + " block " + std::to_string(b));
+                                         pages_header_.blocks_file + " block " + std::to_string(b),
+                                         entry->second.sha256);
             !st)
             return st;
     }
-    return std::shared_ptr<const Index>(std::move(index));
+    return Status::ok();
 }
 
 Result<MatchResult> LazyIndex::match(const float* embeddings, size_t n, const MatchParams& params) {

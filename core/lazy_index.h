@@ -268,6 +268,10 @@ private:
     void plan_candidate_pages();
     // The current query's probes and keys (probes_, keys_) with `keys`' key budget.
     Status plan_probes(const LazyIndexParams& keys);
+    // Gives `index` the directory entries of `entries` (ascending) and adds `blocks` (held,
+    // ascending, among them).
+    Status add_blocks(Index* index, const std::vector<uint32_t>& entries,
+                      const std::vector<uint32_t>& blocks);
 
     std::shared_ptr<Index> base_;
     PairKeyManifest pair_manifest_;
@@ -293,6 +297,9 @@ private:
     std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending
     std::vector<uint32_t> background_;                           // the background blocks, ascending
     std::unordered_map<uint32_t, std::vector<uint8_t>> pinned_;  // background blocks held
+    // base_ with the background blocks added, made by the first query_index() (all of them are
+    // held by then, and never dropped): each query's index is a copy of it.
+    std::shared_ptr<const Index> background_index_;
 
     using BlockLru = std::list<std::pair<uint32_t, std::vector<uint8_t>>>;  // most recent first
     BlockLru block_lru_;

@@ -229,6 +229,21 @@ TEST_F(IndexV2CorruptTest, BlocksNeedTheDirectoryAndTheRightRange) {
     expect_error(with_dir->add_shard(first.data(), first.size() - 1, "block 0"), "block 0");
 }
 
+TEST_F(IndexV2CorruptTest, ABlockDigestGivenByTheCallerMustBeTheDirectorys) {
+    // A lazy client hands over the SHA-256 it checked the block with: another digest is refused
+    // as a changed block would be, the directory's is taken without hashing again.
+    auto index = fresh();
+    auto first = block(*index, 0);
+    const std::string right = index->shard_range(0).sha256;
+    std::string wrong = right;
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    expect_error(index->add_shard(first.data(), first.size(), "block 0", wrong),
+                 "do not match the manifest");
+    EXPECT_EQ(index->n_songs(), 0u);
+    ASSERT_TRUE(index->add_shard(first.data(), first.size(), "block 0", right));
+    EXPECT_EQ(index->n_songs(), index->shard_range(0).songs);
+}
+
 TEST_F(IndexV2CorruptTest, DirectoryIsCheckedAgainstManifestAndQuantizer) {
     // Tampered directory bytes: the manifest's hash catches them.
     {
