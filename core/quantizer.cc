@@ -189,12 +189,9 @@ float Quantizer::reconstruction_sq_norm(int list, const uint8_t* codes, int slot
                                : &coarse_centroids[size_t(list) * dim];
     const float* books = codebooks(slot);
     const float* sq_norms = &codeword_sq_norms[size_t(slot) * pq_m * kPqCodebookSize];
-    float cross = 0.0f, own = 0.0f;
-    for (int m = 0; m < pq_m; ++m) {
-        const float* cw = &books[(size_t(m) * kPqCodebookSize + codes[m]) * sub_dim];
-        cross += inner_product__vec128(size_t(sub_dim), c + m * sub_dim, cw);
-        own += sq_norms[size_t(m) * kPqCodebookSize + codes[m]];
-    }
+    float own = 0.0f;
+    for (int m = 0; m < pq_m; ++m) own += sq_norms[size_t(m) * kPqCodebookSize + codes[m]];
+    const float cross = pq_score_direct__vec128(size_t(pq_m), size_t(sub_dim), c, books, codes);
     return centroid_sq_norms[list] + 2.0f * cross + own;
 }
 
