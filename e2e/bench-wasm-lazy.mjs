@@ -3,6 +3,7 @@
 // (a benchmark: prints, asserts nothing).
 //   node e2e/bench-wasm-lazy.mjs --index r128-1000000 --queries QUERY_SET [--length 10]
 //       [--limit 100] [--backend simd] [--background 32] [--pair-keys N (the core's default)]
+//       [--params JSON (more of the core's lazy parameters, e.g. '{"more_candidates": 0}')]
 // QUERY_SET: a make-queries folder (truth.tsv, queries/). Uses the built site's
 // earshot-core.mjs/.wasm and model (scripts/demo.sh --build-only); clips are decoded with sox.
 // One WASM module for every clip, as one page: the preloaded files (manifest, quantizer,
@@ -31,6 +32,7 @@ const backend = arg('--backend', 'simd');
 const background = Number(arg('--background', 32));
 // LazyIndexParams::pair_key_budget (0: one key a pair); absent: the core's default.
 const pairKeys = arg('--pair-keys', null);
+const moreParams = JSON.parse(arg('--params', '{}'));
 const warm = args.includes('--warm');
 
 requireSite();
@@ -60,7 +62,7 @@ const engine = new module.Engine();
 must(engine.loadModel(modelBytes));
 const p0 = process.cpuUsage();
 must(engine.loadLazy(manifestText, read(manifest.quantizer.file), read(manifest.directory_pages.header.file),
-    read(manifest.pair_keys.header.file), JSON.stringify({ background_blocks: background, ...(pairKeys === null ? {} : { pair_key_budget: Number(pairKeys) }) })));
+    read(manifest.pair_keys.header.file), JSON.stringify({ background_blocks: background, ...(pairKeys === null ? {} : { pair_key_budget: Number(pairKeys) }), ...moreParams })));
 let preloadBytes = JSON.parse(engine.lazyInfo()).preload_bytes;
 // The background blocks' directory pages, then the blocks.
 for (let round = JSON.parse(engine.lazyFetches(true)).fetches; round.length > 0; round = JSON.parse(engine.lazyFetches(true)).fetches) {
