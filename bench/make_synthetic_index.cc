@@ -120,12 +120,11 @@ int main(int argc, char** argv) {
     if (!model) return fail(model.message());
     const earshot::ModelInfo& info = model.value()->info();
     earshot::IndexBuildParams params = earshot::index_build_default_params(info);
-    // The model's default code's bytes and windows unless --pq-m or --group name another (as
-    // `earshot build`'s code options: with either, a window a code unless --group says
-    // otherwise). Random codes are plain PQ: no rotation, no unit-length scores.
+    // The model's default code's bytes and windows unless --pq-m or --group name another, as
+    // `earshot build`'s code options do. Random codes are plain PQ: no rotation, no unit-length
+    // scores.
     if (pq_m < 0 || group < 0) return fail("--pq-m and --group must be positive");
-    if (pq_m > 0 || group > 0) params.code_group = group > 0 ? group : 1;
-    if (pq_m > 0) params.pq_m = pq_m;
+    earshot::apply_code_options(&params, pq_m, -1, -1, group);
     params.opq_rounds = 0;
     params.unit_norm = false;
     params.format_version = format;

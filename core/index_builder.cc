@@ -83,6 +83,18 @@ IndexBuildParams index_build_default_params(const ModelInfo& model) {
     return params;
 }
 
+void apply_code_options(IndexBuildParams* params, int pq_m, int opq_rounds, int unit_norm,
+                        int group) {
+    if (pq_m <= 0 && opq_rounds < 0 && unit_norm < 0 && group <= 0) return;
+    params->opq_rounds = 0;
+    params->unit_norm = false;
+    params->code_group = 1;
+    if (pq_m > 0) params->pq_m = pq_m;
+    if (opq_rounds >= 0) params->opq_rounds = opq_rounds;
+    if (unit_norm >= 0) params->unit_norm = unit_norm > 0;
+    if (group > 0) params->code_group = group;
+}
+
 uint32_t pair_span_hops(const ModelInfo& model, double seconds) {
     return uint32_t(std::max(1.0, std::round(seconds / model_hop_s(model))));
 }

@@ -99,6 +99,13 @@ IndexBuildParams index_build_default_params();
 // The same, with the code the model's main thresholds were calibrated for (index_pq_m,
 // index_opq_rounds, index_unit_norm).
 IndexBuildParams index_build_default_params(const ModelInfo& model);
+// Code options (`earshot build --pq-m --opq --unit-norm --group`) name a code as a whole: with
+// any of them given (pq_m > 0, opq_rounds >= 0, unit_norm >= 0, group > 0), the others are the
+// plain code's (no rotation, no unit length, a window a code), not the model's default, so
+// `--pq-m 16` is 16 bytes a window whatever code the model ships by default. Without any,
+// params keeps its code.
+void apply_code_options(IndexBuildParams* params, int pq_m, int opq_rounds, int unit_norm,
+                        int group);
 // A pair-key span given in seconds (`--pair-keys`, `--pair-short-keys`), in the model's index
 // hops: the nearest whole number, at least one (seconds > 0).
 uint32_t pair_span_hops(const ModelInfo& model, double seconds);

@@ -67,19 +67,8 @@ int run_build(const CommonOptions& common, const BuildOptions& options) {
     // Bad index options fail here, before any audio is decoded or embedded.
     IndexBuildParams params = index_build_default_params(info);
     params.n_lists = options.n_lists;  // 0: by the catalogue's size when the builder trains
-    // Code options name a code as a whole: with any of them, the others are the plain code's
-    // (no rotation, no unit length, a window a code), not the model's default, so `--pq-m 16`
-    // is 16 bytes a window whatever code the model ships by default.
-    if (options.pq_m > 0 || options.opq_rounds >= 0 || options.unit_norm >= 0 ||
-        options.code_group > 0) {
-        params.opq_rounds = 0;
-        params.unit_norm = false;
-        params.code_group = 1;
-    }
-    if (options.pq_m > 0) params.pq_m = options.pq_m;
-    if (options.opq_rounds >= 0) params.opq_rounds = options.opq_rounds;
-    if (options.unit_norm >= 0) params.unit_norm = options.unit_norm > 0;
-    if (options.code_group > 0) params.code_group = options.code_group;
+    apply_code_options(&params, options.pq_m, options.opq_rounds, options.unit_norm,
+                       options.code_group);
     params.format_version = options.format;
     const size_t block_bytes = options.block_kb > 0      ? size_t(options.block_kb * 1024.0)
                                : options.pair_keys_s > 0 ? kLazyBlockBytes

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "core/container.h"
 #include "core/matcher.h"
@@ -60,6 +61,23 @@ TEST(IndexBuilderTest, DefaultParams) {
     model.index_code_group = 5;
     EXPECT_EQ(index_build_default_params(model).code_group, 5);
     EXPECT_EQ(model.index_code_name(), "32-g5-opq-unit");
+}
+
+TEST(IndexBuilderTest, CodeOptionsNameACodeAsAWhole) {
+    ModelInfo model;
+    model.index_pq_m = 32;
+    model.index_opq_rounds = 10;
+    model.index_unit_norm = true;
+    model.index_code_group = 5;
+    const auto code = [&](int pq_m, int opq_rounds, int unit_norm, int group) {
+        IndexBuildParams p = index_build_default_params(model);
+        apply_code_options(&p, pq_m, opq_rounds, unit_norm, group);
+        return std::tuple(p.pq_m, p.opq_rounds, p.unit_norm, p.code_group);
+    };
+    EXPECT_EQ(code(0, -1, -1, 0), std::tuple(32, 10, true, 5));   // none: the model's code
+    EXPECT_EQ(code(16, -1, -1, 0), std::tuple(16, 0, false, 1));  // --pq-m 16: a plain code
+    EXPECT_EQ(code(0, -1, -1, 3), std::tuple(32, 0, false, 3));   // --group 3: the model's bytes
+    EXPECT_EQ(code(0, 4, 1, 0), std::tuple(32, 4, true, 1));
 }
 
 TEST(IndexBuilderTest, AutoListsFollowTheCatalogueSize) {
