@@ -425,10 +425,14 @@ Status LazyIndex::provide(const LazyFetch& fetch, const uint8_t* bytes, size_t s
                                    "truncated in transit)");
                 break;
             }
-            if (std::binary_search(background_.begin(), background_.end(), fetch.id))
+            if (std::binary_search(background_.begin(), background_.end(), fetch.id)) {
                 pinned_[fetch.id].assign(bytes, bytes + size);
-            else
+                // The last of them: their index now, while a page loads, not at its first look.
+                if (pinned_.size() == background_.size() && !(st = make_background_index()))
+                    pinned_.erase(fetch.id);  // refused: nothing of it kept
+            } else {
                 keep_block(fetch.id, std::vector<uint8_t>(bytes, bytes + size));
+            }
             break;
         }
     }
@@ -471,13 +475,7 @@ Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
     if (step_ != Step::kReady)
         return Status::error("lazy index: the query still needs fetches (next_fetches)");
     if (candidates_.empty()) return std::shared_ptr<const Index>(std::make_shared<Index>(*base_));
-    // The background blocks once, in an index each query's starts from: checking, parsing and
-    // listing them again for every query cost most of a short query's CPU.
-    if (!background_index_) {
-        auto index = std::make_shared<Index>(*base_);
-        if (Status st = add_blocks(index.get(), background_, background_); !st) return st;
-        background_index_ = std::move(index);
-    }
+    if (Status st = make_background_index(); !st) return st;
     auto index = std::make_shared<Index>(*background_index_);
     std::vector<uint32_t> blocks = background_;  // both ascending: merged, each once
     blocks.insert(blocks.end(), blocks_.begin(), blocks_.end());
@@ -488,6 +486,16 @@ Result<std::shared_ptr<const Index>> LazyIndex::query_index() {
                         std::back_inserter(added));
     if (Status st = add_blocks(index.get(), blocks, added); !st) return st;
     return std::shared_ptr<const Index>(std::move(index));
+}
+
+Status LazyIndex::make_background_index() {
+    // The background blocks once, in an index each query's starts from: checking, parsing and
+    // listing them again for every query cost most of a short query's CPU.
+    if (background_index_) return Status::ok();
+    auto index = std::make_shared<Index>(*base_);
+    if (Status st = add_blocks(index.get(), background_, background_); !st) return st;
+    background_index_ = std::move(index);
+    return Status::ok();
 }
 
 Status LazyIndex::add_blocks(Index* index, const std::vector<uint32_t>& entries,

@@ -268,6 +268,9 @@ private:
     void plan_candidate_pages();
     // The current query's probes and keys (probes_, keys_) with `keys`' key budget.
     Status plan_probes(const LazyIndexParams& keys);
+    // background_index_, once every background block is held (when the last one arrives, or
+    // at the first query_index()).
+    Status make_background_index();
     // Gives `index` the directory entries of `entries` (ascending) and adds `blocks` (held,
     // ascending, among them).
     Status add_blocks(Index* index, const std::vector<uint32_t>& entries,
@@ -297,8 +300,8 @@ private:
     std::vector<uint32_t> blocks_;  // the candidates' blocks, ascending
     std::vector<uint32_t> background_;                           // the background blocks, ascending
     std::unordered_map<uint32_t, std::vector<uint8_t>> pinned_;  // background blocks held
-    // base_ with the background blocks added, made by the first query_index() (all of them are
-    // held by then, and never dropped): each query's index is a copy of it.
+    // base_ with the background blocks added, made once they are all held (they are never
+    // dropped): each query's index is a copy of it.
     std::shared_ptr<const Index> background_index_;
 
     using BlockLru = std::list<std::pair<uint32_t, std::vector<uint8_t>>>;  // most recent first
