@@ -221,8 +221,9 @@ export interface EarshotEventMap {
     error: CustomEvent<ErrorDetail>;
     level: CustomEvent<LevelDetail>;
     listening: CustomEvent<{ listening: boolean; sampleRate?: number }>;
-    /** every ~2 s of audio: CPU, whether music is heard, and the WASM heap (malloc's bytes in
-     *  use, the memory's size) */
+    /** every ~2 s of audio, and before a listen's match or nomatch: the Worker's CPU on the
+     *  audio since the last report (a lazy look's fetches and Cache API writes not counted),
+     *  whether music is heard, and the WASM heap (malloc's bytes in use, the memory's size) */
     stats: CustomEvent<{ cpuMsPerAudioSecond: number; audioSeconds: number; hearsMusic: boolean;
         allocatedBytes: number; heapBytes: number }>;
 }

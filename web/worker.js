@@ -21,6 +21,7 @@
 //                   (web/earshot.d.ts; with keepListenAudio, `audio` holds what the recognizer heard)
 //                   {type: 'error', code, message, fatal, file}
 //                   {type: 'stats', cpuMsPerAudioSecond, audioSeconds, hearsMusic, allocatedBytes, heapBytes}
+//                                                       (every ~2 s of audio, and before a listen's end)
 //
 // indexMode 'lazy' (format 2 indexes built with --pair-keys; docs/SCALE.md, "Lazy answers"):
 // the Worker downloads the quantizer, the block directory and the pair-key header once, then
@@ -433,16 +434,20 @@ function pushSamples(samples) {
     }
     cpuMs += performance.now() - t0;
     cpuAudioSamples += samples.length;
-    if (cpuAudioSamples >= modelRateHz * 2) {
-        const memory = JSON.parse(engine.memoryInfo());
-        post({
-            type: 'stats', cpuMsPerAudioSecond: cpuMs / (cpuAudioSamples / modelRateHz),
-            audioSeconds: cpuAudioSamples / modelRateHz, hearsMusic: engine.hearsMusic(),
-            allocatedBytes: memory.allocated_bytes, heapBytes: memory.heap_bytes,
-        });
-        cpuMs = 0;
-        cpuAudioSamples = 0;
-    }
+    if (cpuAudioSamples >= modelRateHz * 2) postStats();
+}
+
+/** Reports the CPU spent on the audio since the last report (every 2 s of audio, and before a listen's end). */
+function postStats() {
+    if (cpuAudioSamples === 0) return;
+    const memory = JSON.parse(engine.memoryInfo());
+    post({
+        type: 'stats', cpuMsPerAudioSecond: cpuMs / (cpuAudioSamples / modelRateHz),
+        audioSeconds: cpuAudioSamples / modelRateHz, hearsMusic: engine.hearsMusic(),
+        allocatedBytes: memory.allocated_bytes, heapBytes: memory.heap_bytes,
+    });
+    cpuMs = 0;
+    cpuAudioSamples = 0;
 }
 
 /**
@@ -502,6 +507,7 @@ function withListenAudio(message) {
 
 /** Posts a listen's last message, its audio (if any) transferred. @param {any} message */
 function postListenEnd(message) {
+    postStats();  // the listen's last look included
     post(message, message.audio ? [message.audio.samples.buffer] : []);
 }
 
@@ -596,7 +602,9 @@ async function lazyLook(final) {
                         `were rejected: ${status.message}. This listen could not be answered; re-upload the index.`,
                         { fatal: false, file: f.file });
                 }
-                await store.keep(f, bytes, fromCache);
+                lap();
+                await store.keep(f, bytes, fromCache);  // waiting on the Cache API: not counted
+                t = performance.now();
             }
         }
         lap();
