@@ -549,41 +549,34 @@ float pq_score_direct__scalar(size_t pq_m, size_t sub_dim, const float* x, const
 
 float pq_score_direct__vec128(size_t pq_m, size_t sub_dim, const float* x, const float* codebooks,
                               const uint8_t* codes) {
+    // The sub-quantizers' dot products summed in four accumulators, as pq_score__scalar_acc4
+    // sums the tables' entries (bit-identical to it).
+    auto sum4 = [pq_m](auto term) {
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        size_t m = 0;
+        for (; m + 4 <= pq_m; m += 4) {
+            s0 += term(m + 0);
+            s1 += term(m + 1);
+            s2 += term(m + 2);
+            s3 += term(m + 3);
+        }
+        for (; m < pq_m; ++m) s0 += term(m);
+        return (s0 + s1) + (s2 + s3);
+    };
     if (sub_dim == 4) {
         // One vector a sub-quantizer (32-byte codes of 128 dimensions): inner_product__vec128's
-        // steps for n = 4 inlined, the same sums in the same order (bit-identical to the
-        // tables), without a call for each.
-        auto term4 = [&](size_t m) {
+        // steps for n = 4 inlined, the same sums in the same order, without a call for each.
+        return sum4([&](size_t m) {
             v4f acc = {0, 0, 0, 0};
             acc += load_v4f(x + m * 4) * load_v4f(codebooks + (m * kPqCodebookSize + codes[m]) * 4);
             const v4f zero = {0, 0, 0, 0};
             return hsum_v4f_in_order(acc + zero);
-        };
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        size_t m = 0;
-        for (; m + 4 <= pq_m; m += 4) {
-            s0 += term4(m + 0);
-            s1 += term4(m + 1);
-            s2 += term4(m + 2);
-            s3 += term4(m + 3);
-        }
-        for (; m < pq_m; ++m) s0 += term4(m);
-        return (s0 + s1) + (s2 + s3);
+        });
     }
-    auto term = [&](size_t m) {
+    return sum4([&](size_t m) {
         return inner_product__vec128(sub_dim, x + m * sub_dim,
                                      codebooks + (m * kPqCodebookSize + codes[m]) * sub_dim);
-    };
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t m = 0;
-    for (; m + 4 <= pq_m; m += 4) {
-        s0 += term(m + 0);
-        s1 += term(m + 1);
-        s2 += term(m + 2);
-        s3 += term(m + 3);
-    }
-    for (; m < pq_m; ++m) s0 += term(m);
-    return (s0 + s1) + (s2 + s3);
+    });
 }
 
 }  // namespace earshot
