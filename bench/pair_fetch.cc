@@ -244,15 +244,18 @@ int main(int argc, char** argv) {
         }
         return g;
     };
-    // The ids of a block's songs: its metadata, as the server would read it.
+    // The ids of a block's songs: its metadata, as the server would read it (each block read
+    // once).
+    std::map<size_t, std::vector<std::string>> ids_read;
     const auto block_ids = [&](size_t b) -> Result<std::vector<std::string>> {
+        if (const auto it = ids_read.find(b); it != ids_read.end()) return it->second;
         const Index::FileRange r = base.shard_range(b);
         Result<std::vector<uint8_t>> bytes =
             read_file_range(index_dir + "/" + r.file, ByteRange{r.offset, r.bytes});
         if (!bytes) return bytes.status();
         Index one = base;
         if (Status st = one.add_shard(bytes->data(), bytes->size(), "block"); !st) return st;
-        std::vector<std::string> ids;
+        std::vector<std::string>& ids = ids_read[b];
         for (size_t k = 0; k < one.n_songs(); ++k) ids.push_back(one.song(k).id);
         return ids;
     };
@@ -291,7 +294,6 @@ int main(int argc, char** argv) {
             blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
             for (uint32_t b : blocks) ++block_queries[b];
         }
-        std::map<uint32_t, std::vector<std::string>> block_songs;  // a fetched block's, once read
         struct AttackRow {
             size_t in_catalogue = 0, fetched_song = 0, by_keys = 0, among_blocks = 0,
                    among_first_blocks = 0;
@@ -320,13 +322,9 @@ int main(int argc, char** argv) {
             std::sort(blocks.begin(), blocks.end());
             std::sort(first_blocks.begin(), first_blocks.end());
             for (uint32_t b : blocks) {
-                if (!block_songs.count(b)) {
-                    Result<std::vector<std::string>> ids = block_ids(b);
-                    if (!ids) return fail(ids.message());
-                    block_songs[b] = std::move(ids.value());
-                }
-                const std::vector<std::string>& ids = block_songs[b];
-                if (std::find(ids.begin(), ids.end(), t->second.song) != ids.end()) {
+                Result<std::vector<std::string>> ids = block_ids(b);
+                if (!ids) return fail(ids.message());
+                if (std::find(ids->begin(), ids->end(), t->second.song) != ids->end()) {
                     ++row.fetched_song;
                     break;
                 }
