@@ -351,6 +351,13 @@ const char* lazy_fetch_kind_name(LazyFetch::Kind kind) {
     return "block";
 }
 
+std::optional<LazyFetch::Kind> lazy_fetch_kind_from_name(const std::string& name) {
+    for (LazyFetch::Kind kind : {LazyFetch::Kind::kPairPage, LazyFetch::Kind::kPairUnit,
+                                 LazyFetch::Kind::kDirectoryPage, LazyFetch::Kind::kBlock})
+        if (name == lazy_fetch_kind_name(kind)) return kind;
+    return std::nullopt;
+}
+
 void LazyIndex::plan_candidate_pages() {
     query_pages_.clear();
     for (const PairCandidate& c : candidates_)

@@ -176,6 +176,8 @@ struct LazyFetch {
 // "page", "unit", "directory" or "block": a fetch's kind as the page's Worker and `earshot
 // query --lazy-log` name it.
 const char* lazy_fetch_kind_name(LazyFetch::Kind kind);
+// The kind lazy_fetch_kind_name names so; none for any other name.
+std::optional<LazyFetch::Kind> lazy_fetch_kind_from_name(const std::string& name);
 
 struct LazyIndexStats {
     uint64_t fetches = 0, bytes = 0;  // provided and kept, since create()

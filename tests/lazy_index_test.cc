@@ -737,5 +737,14 @@ TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {
     EXPECT_TRUE(lazy_look_due(3, 40, max_window, early, 22, false));
 }
 
+TEST(LazyIndex, FetchKindsAreNamedBothWays) {
+    for (LazyFetch::Kind kind : {LazyFetch::Kind::kPairPage, LazyFetch::Kind::kPairUnit,
+                                 LazyFetch::Kind::kDirectoryPage, LazyFetch::Kind::kBlock})
+        EXPECT_EQ(lazy_fetch_kind_from_name(lazy_fetch_kind_name(kind)), kind);
+    EXPECT_STREQ(lazy_fetch_kind_name(LazyFetch::Kind::kDirectoryPage), "directory");
+    EXPECT_FALSE(lazy_fetch_kind_from_name("blocks").has_value());
+    EXPECT_FALSE(lazy_fetch_kind_from_name("").has_value());
+}
+
 }  // namespace
 }  // namespace earshot

@@ -266,18 +266,11 @@ std::string Engine::lazy_fetches(bool preload) {
 
 JsStatus Engine::lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes) {
     if (!lazy_) return js_error("load a lazy index first");
+    const std::optional<LazyFetch::Kind> known = lazy_fetch_kind_from_name(kind);
+    if (!known) return js_error("lazy: unknown fetch kind " + kind);
     LazyFetch fetch;
     fetch.id = id;
-    if (kind == "page")
-        fetch.kind = LazyFetch::Kind::kPairPage;
-    else if (kind == "unit")
-        fetch.kind = LazyFetch::Kind::kPairUnit;
-    else if (kind == "directory")
-        fetch.kind = LazyFetch::Kind::kDirectoryPage;
-    else if (kind == "block")
-        fetch.kind = LazyFetch::Kind::kBlock;
-    else
-        return js_error("lazy: unknown fetch kind " + kind);
+    fetch.kind = *known;
     return to_js(lazy_->provide(fetch, bytes_of(bytes), bytes.size()));
 }
 
