@@ -538,4 +538,12 @@ Result<MatchResult> LazyIndex::match(const float* embeddings, size_t n, const Ma
     return Matcher(**index, params).match(embeddings, n, query_hop_s_);
 }
 
+Result<MatchResult> LazyIndex::match_background(const float* embeddings, size_t n,
+                                                const MatchParams& params) {
+    if (Status st = make_background_index(); !st) return st;
+    Index index(*background_index_);
+    if (Status st = add_blocks(&index, background_, {}); !st) return st;
+    return Matcher(index, params).match(embeddings, n, query_hop_s_);
+}
+
 }  // namespace earshot

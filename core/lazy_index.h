@@ -233,6 +233,12 @@ public:
     // The matcher on query_index() for the query's embeddings (those begin_query() took, at the
     // model's query hop): the lazy answer.
     Result<MatchResult> match(const float* embeddings, size_t n, const MatchParams& params);
+    // The matcher on the background blocks alone, as match() runs it on a query's index
+    // (copied from the background index, the block entries set), with no fetch and the query
+    // and caches untouched. A page runs it once before its first listen, so that the browser's
+    // JIT has compiled a look's code by then (Engine::warm_up in wasm/engine.h).
+    Result<MatchResult> match_background(const float* embeddings, size_t n,
+                                         const MatchParams& params);
 
     // The windows of lazy_look_due's early looks, in embeddings: short_look_pairs pairs
     // short_span apart on a level with short keys, else first_look_pairs pairs span apart

@@ -135,6 +135,13 @@ describe('WASM bindings under node', () => {
         assert.equal(garbage.ok, false);
         assert.match(garbage.message, /magic|too short|not an earshot/i);
         assert.equal(engine.addShard(new Uint8Array(10), 'x.es').ok, false);  // no model yet
+        assert.equal(engine.warmUp('simd').ok, false);  // no model yet
+        // Bytes are a Uint8Array (a node Buffer is one) or an ArrayBuffer; anything else is refused.
+        for (const notBytes of ['EMOD', [1, 2, 3], new Float32Array(4), 7, null]) {
+            assert.match(engine.loadModel(notBytes).message, /Uint8Array or an ArrayBuffer/, String(notBytes));
+        }
+        const modelFile = fs.readFileSync(path.join(siteDir, 'models/earshot.emod'));
+        ok(engine.loadModel(modelFile.buffer.slice(modelFile.byteOffset, modelFile.byteOffset + modelFile.length)));
 
         const { engine: loaded } = await loadedEngine();
         const shard = indexShards()[0];
@@ -200,6 +207,11 @@ describe('WASM bindings under node', () => {
         const b = recognize(module, engine, pcm, 317);
         assert.equal(b.final.best.title, a.final.best.title);
         assert.ok(Math.abs(b.final.score - a.final.score) < 1e-5, `${b.final.score} vs ${a.final.score}`);
+
+        // A warm-up (what a page runs once its index is in) leaves the recognizer as it was.
+        engine.reset();
+        ok(engine.warmUp('simd'));
+        assert.deepEqual(recognize(module, engine, pcm, 4000), a);
     });
 
     test('an index with a rotated, unit-length code (--pq-m 16 --opq 10 --unit-norm) answers as the CLI does', async () => {
@@ -767,6 +779,49 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         // Loading lazily again replaces the lazy index, not the hot tier.
         loadLazy();
         assert.equal(JSON.parse(engine.indexInfo()).songs, hotSongs);
+    });
+
+    test('a warm-up before the first query fetches nothing, and the query reads and answers as without it', async () => {
+        const m = built.manifest;
+        const file = (name) => fs.readFileSync(path.join(dir, 'site/index', name));
+        const text = file('manifest.json').toString('utf8');
+        const answers = [];
+        for (const warm of [false, true]) {
+            const module = await createModule({ wasmBinary });
+            const engine = new module.Engine();
+            ok(engine.loadModel(fs.readFileSync(model())));
+            ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), file(m.pair_keys.header.file),
+                '{"background_blocks": 2}'));
+            if (warm) assert.match(engine.warmUp('simd').message, /directory page is not held/);  // before the background
+            for (let round = JSON.parse(engine.lazyFetches(true)).fetches; round.length > 0; round = JSON.parse(engine.lazyFetches(true)).fetches) {
+                for (const f of round) ok(engine.lazyProvide(f.kind, f.id, await fetchRange(f.file, f.offset, f.bytes)));
+            }
+            const held = engine.lazyInfo();
+            const from = server.log.length;
+            if (warm) {
+                assert.equal(engine.warmUp('scalar').ok, true);
+                ok(engine.warmUp('simd'));
+                assert.match(engine.warmUp('gpu').message, /gpu/);
+                assert.equal(server.log.length, from);
+                assert.equal(engine.lazyInfo(), held);
+            }
+            ok(engine.createRecognizer('simd', ONE_DECISION));
+            recognize(module, engine, clip.pcm, 4000);
+            ok(engine.lazyBegin());
+            const read = [];
+            for (;;) {
+                const next = JSON.parse(engine.lazyFetches(false));
+                assert.equal(next.ok, true, next.message);
+                if (next.fetches.length === 0) break;
+                for (const f of next.fetches) {
+                    ok(engine.lazyProvide(f.kind, f.id, await fetchRange(f.file, f.offset, f.bytes)));
+                    read.push([f.kind, f.id]);
+                }
+            }
+            answers.push({ read, answer: JSON.parse(engine.lazyResult()) });
+        }
+        assert.equal(answers[0].answer.song, clip.cli.song);
+        assert.deepEqual(answers[1], answers[0]);
     });
 
     test('background blocks are named before the first query, and a bad lazy setup is a clear error', async () => {

@@ -737,6 +737,67 @@ TEST(LazyIndex, LooksComeEveryHalfWindowAndOnceAtTheEnd) {
     EXPECT_TRUE(lazy_look_due(3, 40, max_window, early, 22, false));
 }
 
+// Every round of the preload (the background blocks' directory pages, then the blocks).
+void preload(const Built& b, LazyIndex* lazy) {
+    for (std::vector<LazyFetch> round = lazy->preload_fetches(); !round.empty();
+         round = lazy->preload_fetches()) {
+        for (const LazyFetch& f : round) {
+            const std::vector<uint8_t>& whole_file = file(b, f.file);
+            ASSERT_TRUE(lazy->provide(f, whole_file.data() + f.range.offset, f.range.size).is_ok());
+        }
+    }
+}
+
+TEST(LazyIndex, TheBackgroundAloneIsMatchedWithoutAFetchAndLeavesTheQueryAsItWas) {
+    const Built b = build();
+    Index whole(b.model);
+    ASSERT_TRUE(load_all(b.files, &whole).is_ok());
+    const MatchParams params = match_default_params();
+    const SyntheticSong& song = b.songs[20];
+    const std::vector<float> query = noisy_copy(&song.embeddings[30 * kDim], 20, kDim, 0.3f, 3);
+
+    // Every block a background one: the whole index's answer.
+    LazyIndexParams all;
+    all.background_blocks = uint32_t(whole.n_shards_expected());
+    std::unique_ptr<LazyIndex> lazy = open(b, all);
+    ASSERT_TRUE(lazy);
+    EXPECT_FALSE(lazy->match_background(query.data(), 20, params).is_ok());  // none held yet
+    preload(b, lazy.get());
+    const LazyIndexStats before = lazy->stats();
+    const uint64_t cached = lazy->cached_bytes();
+    const MatchResult got = lazy->match_background(query.data(), 20, params).value();
+    const MatchResult want = Matcher(whole, params).match(query.data(), 20, 0.5).value();
+    EXPECT_EQ(want.best.id, song.info.id);
+    EXPECT_EQ(got.best.id, want.best.id);
+    EXPECT_FLOAT_EQ(got.best.score, want.best.score);
+    EXPECT_FLOAT_EQ(got.confidence, want.confidence);
+    EXPECT_EQ(got.matched, want.matched);
+    EXPECT_EQ(lazy->stats().fetches, before.fetches);
+    EXPECT_EQ(lazy->stats().bytes, before.bytes);
+    EXPECT_EQ(lazy->cached_bytes(), cached);
+
+    // Between a query's rounds, it changes neither what the query fetches nor its answer.
+    LazyIndexParams some;
+    some.background_blocks = 4;
+    std::unique_ptr<LazyIndex> plain = open(b, some), warmed = open(b, some);
+    preload(b, plain.get());
+    preload(b, warmed.get());
+    const std::vector<float> other =
+        noisy_copy(&b.songs[45].embeddings[20 * kDim], 20, kDim, 0.3f, 5);
+    ASSERT_TRUE(plain->begin_query(other.data(), 20).is_ok());
+    ASSERT_TRUE(warmed->begin_query(other.data(), 20).is_ok());
+    ASSERT_TRUE(warmed->match_background(query.data(), 20, params).is_ok());
+    const Fetched plain_rounds = run_rounds(b, plain.get());
+    const Fetched warmed_rounds = run_rounds(b, warmed.get());
+    EXPECT_EQ(warmed_rounds.rounds, plain_rounds.rounds);
+    EXPECT_EQ(warmed_rounds.bytes, plain_rounds.bytes);
+    const MatchResult plain_answer = plain->match(other.data(), 20, params).value();
+    const MatchResult warmed_answer = warmed->match(other.data(), 20, params).value();
+    EXPECT_EQ(plain_answer.best.id, b.songs[45].info.id);
+    EXPECT_EQ(warmed_answer.best.id, plain_answer.best.id);
+    EXPECT_FLOAT_EQ(warmed_answer.confidence, plain_answer.confidence);
+}
+
 TEST(LazyIndex, FetchKindsAreNamedBothWays) {
     for (LazyFetch::Kind kind : {LazyFetch::Kind::kPairPage, LazyFetch::Kind::kPairUnit,
                                  LazyFetch::Kind::kDirectoryPage, LazyFetch::Kind::kBlock})

@@ -6,6 +6,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -26,16 +27,36 @@ JsStatus to_js(const Status& status) {
 
 JsStatus js_error(std::string message) { return JsStatus{false, std::move(message)}; }
 
-const uint8_t* bytes_of(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
-
 }  // namespace
 
-JsStatus Engine::load_model(const std::string& bytes) {
+JsBytes::JsBytes(const emscripten::val& value) {
+    using emscripten::val;
+    val bytes = value;
+    if (bytes.instanceof (val::global("ArrayBuffer")))
+        bytes = val::global("Uint8Array").new_(value);
+    if (!bytes.instanceof (val::global("Uint8Array"))) {
+        error_ = "bytes must be a Uint8Array or an ArrayBuffer";
+        return;
+    }
+    size_ = bytes["length"].as<size_t>();
+    if (size_ == 0) return;
+    data_.reset(static_cast<uint8_t*>(std::malloc(size_)));  // null at the heap's ceiling
+    if (!data_) {
+        error_ = "out of memory: " + std::to_string(size_) + " bytes do not fit in the WASM heap";
+        size_ = 0;
+        return;
+    }
+    val(emscripten::typed_memory_view(size_, data_.get())).call<void>("set", bytes);
+}
+
+JsStatus Engine::load_model(const emscripten::val& js_bytes) {
     recognizer_.reset();
     index_.reset();
     lazy_.reset();
+    const JsBytes bytes(js_bytes);
+    if (!bytes.ok()) return js_error(bytes.error());
     Result<std::shared_ptr<const Model>> model =
-        Model::load(bytes_of(bytes), bytes.size(), "model file");
+        Model::load(bytes.data(), bytes.size(), "model file");
     if (!model) return to_js(model.status());
     model_ = model.value();
     index_ = std::make_shared<Index>(model_->info());
@@ -71,25 +92,33 @@ JsStatus Engine::load_manifest(const std::string& text) {
     return to_js(index_->load_manifest(text));
 }
 
-JsStatus Engine::add_quantizer(const std::string& bytes, const std::string& what) {
+JsStatus Engine::add_quantizer(const emscripten::val& js_bytes, const std::string& what) {
     if (!index_) return js_error("load the model before the index quantizer");
-    return to_js(index_->add_quantizer(bytes_of(bytes), bytes.size(), what));
+    const JsBytes bytes(js_bytes);
+    if (!bytes.ok()) return js_error(bytes.error());
+    return to_js(index_->add_quantizer(bytes.data(), bytes.size(), what));
 }
 
-JsStatus Engine::add_directory(const std::string& bytes, const std::string& what) {
+JsStatus Engine::add_directory(const emscripten::val& js_bytes, const std::string& what) {
     if (!index_) return js_error("load the model before the index directory");
-    return to_js(index_->add_directory(bytes_of(bytes), bytes.size(), what));
+    const JsBytes bytes(js_bytes);
+    if (!bytes.ok()) return js_error(bytes.error());
+    return to_js(index_->add_directory(bytes.data(), bytes.size(), what));
 }
 
-double Engine::directory_reserve_bytes(const std::string& bytes) const {
+double Engine::directory_reserve_bytes(const emscripten::val& js_bytes) const {
     if (!index_) return -1;
-    Result<uint64_t> r = index_->directory_reserve_bytes(bytes_of(bytes), bytes.size(), "");
+    const JsBytes bytes(js_bytes);
+    if (!bytes.ok()) return -1;
+    Result<uint64_t> r = index_->directory_reserve_bytes(bytes.data(), bytes.size(), "");
     return r ? double(r.value()) : -1;
 }
 
-JsStatus Engine::add_shard(const std::string& bytes, const std::string& what) {
+JsStatus Engine::add_shard(const emscripten::val& js_bytes, const std::string& what) {
     if (!index_) return js_error("load the model before index shards");
-    return to_js(index_->add_shard(bytes_of(bytes), bytes.size(), what));
+    const JsBytes bytes(js_bytes);
+    if (!bytes.ok()) return js_error(bytes.error());
+    return to_js(index_->add_shard(bytes.data(), bytes.size(), what));
 }
 
 std::string Engine::index_info() const {
@@ -180,9 +209,9 @@ std::string Engine::finish() {
     return result_text(recognizer_->finish());
 }
 
-JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quantizer,
-                           const std::string& pages_header, const std::string& pair_header,
-                           const std::string& params_json) {
+JsStatus Engine::load_lazy(const std::string& manifest, const emscripten::val& js_quantizer,
+                           const emscripten::val& js_pages_header,
+                           const emscripten::val& js_pair_header, const std::string& params_json) {
     if (!model_) return js_error("load the model first");
     recognizer_.reset();
     lazy_.reset();
@@ -228,9 +257,13 @@ JsStatus Engine::load_lazy(const std::string& manifest, const std::string& quant
         else
             return js_error("lazy parameters: unknown key " + key);
     }
+    const JsBytes quantizer(js_quantizer), pages_header(js_pages_header),
+        pair_header(js_pair_header);
+    for (const JsBytes* bytes : {&quantizer, &pages_header, &pair_header})
+        if (!bytes->ok()) return js_error(bytes->error());
     Result<std::unique_ptr<LazyIndex>> lazy = LazyIndex::create(
-        model_->info(), manifest, bytes_of(quantizer), quantizer.size(), bytes_of(pages_header),
-        pages_header.size(), bytes_of(pair_header), pair_header.size(), params);
+        model_->info(), manifest, quantizer.data(), quantizer.size(), pages_header.data(),
+        pages_header.size(), pair_header.data(), pair_header.size(), params);
     if (!lazy) return to_js(lazy.status());
     lazy_ = std::move(lazy.value());
     // An index loaded before (with its quantizer) is a hot tier: it stays, and the recognizer
@@ -264,14 +297,17 @@ std::string Engine::lazy_fetches(bool preload) {
     return json_text(out);
 }
 
-JsStatus Engine::lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes) {
+JsStatus Engine::lazy_provide(const std::string& kind, uint32_t id,
+                              const emscripten::val& js_bytes) {
     if (!lazy_) return js_error("load a lazy index first");
     const std::optional<LazyFetch::Kind> known = lazy_fetch_kind_from_name(kind);
     if (!known) return js_error("lazy: unknown fetch kind " + kind);
+    const JsBytes bytes(js_bytes);
+    if (!bytes.ok()) return js_error(bytes.error());
     LazyFetch fetch;
     fetch.id = id;
     fetch.kind = *known;
-    return to_js(lazy_->provide(fetch, bytes_of(bytes), bytes.size()));
+    return to_js(lazy_->provide(fetch, bytes.data(), bytes.size()));
 }
 
 JsStatus Engine::lazy_begin() {
@@ -309,6 +345,43 @@ bool Engine::lazy_widen(bool final) {
     return earshot::lazy_widen_due(recognizer_->n_query_embeddings(),
                                    size_t(recognizer_->params().max_query_embeddings), final) &&
            lazy_->widen();
+}
+
+JsStatus Engine::warm_up(const std::string& backend_name) {
+    if (!model_ || !index_) return js_error("load a model and an index first");
+    Result<Backend> backend = backend_from_name(backend_name);
+    if (!backend) return to_js(backend.status());
+    // Three tones with a slow tremolo: 3 s at the model's rate.
+    const double rate = model_->info().frontend.sample_rate_hz;
+    std::vector<float> pcm(size_t(3 * rate));
+    for (size_t i = 0; i < pcm.size(); ++i) {
+        const double t = double(i) / rate;
+        const double tremolo = 0.6 + 0.4 * std::sin(2 * M_PI * 2.0 * t);
+        pcm[i] = float(0.1 * tremolo *
+                       (std::sin(2 * M_PI * 220.0 * t) + std::sin(2 * M_PI * 330.0 * t) +
+                        std::sin(2 * M_PI * 554.4 * t)));
+    }
+    // A listen's recognizer (music gate and detector), then one that embeds every patch and
+    // matches at the end whatever the gate would say.
+    std::unique_ptr<Recognizer> recognizer;
+    for (const bool live : {true, false}) {
+        Result<std::unique_ptr<Embedder>> embedder = create_embedder(model_, backend.value());
+        if (!embedder) return to_js(embedder.status());
+        RecognizerParams params = recognizer_default_params(model_->info(), *index_);
+        params.live = live;
+        params.speed.stretches.clear();  // the window stays for the lazy matcher below
+        Result<std::unique_ptr<Recognizer>> made =
+            Recognizer::create(model_, index_, std::move(embedder.value()), params);
+        if (!made) return to_js(made.status());
+        recognizer = std::move(made.value());
+        if (Status st = recognizer->push(pcm.data(), pcm.size()); !st) return to_js(st);
+        recognizer->finish();
+    }
+    if (!lazy_) return {};
+    const RecognizerParams lazy = recognizer_default_params(model_->info(), lazy_->base());
+    Result<MatchResult> match = lazy_->match_background(
+        recognizer->query_embeddings(), recognizer->n_query_embeddings(), lazy.match);
+    return match ? JsStatus{} : to_js(match.status());
 }
 
 std::string Engine::query_info() const {
@@ -387,6 +460,7 @@ EMSCRIPTEN_BINDINGS(earshot) {
         .function("lazyLookDue", &Engine::lazy_look_due)
         .function("lazyClearCache", &Engine::lazy_clear_cache)
         .function("lazyInfo", &Engine::lazy_info)
+        .function("warmUp", &Engine::warm_up)
         .function("queryInfo", &Engine::query_info)
         .function("benchEmbed", &earshot::bench_embed)
         .function("benchFrontend", &earshot::bench_frontend);

@@ -1,11 +1,14 @@
 // The object the browser and node see (Embind class `Engine`): a model, an index (shards added
-// as they download) and a streaming recognizer. Bytes come in as Uint8Array (copied by Embind
-// into the WASM heap; no Emscripten FS). No exception crosses into JS: every fallible call
+// as they download) and a streaming recognizer. Bytes come in as Uint8Array (copied into the
+// WASM heap by JsBytes; no Emscripten FS). No exception crosses into JS: every fallible call
 // returns {ok, message}, results are JSON text. All logic lives in core/: this only adapts it.
 #pragma once
 
+#include <emscripten/val.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,24 +26,43 @@ struct JsStatus {
     std::string message;
 };
 
+// Bytes handed in from JS (a Uint8Array, a node Buffer or an ArrayBuffer), copied into the WASM
+// heap with one TypedArray.prototype.set. Embind's std::string conversion would copy a typed
+// array one byte at a time in a JS loop (in Chromium about 10-20 ms a megabyte: a second or so
+// of a 60 MB index's load) and write through a null pointer when malloc fails at the heap's
+// ceiling; here that is an error.
+class JsBytes {
+public:
+    explicit JsBytes(const emscripten::val& value);
+    bool ok() const { return error_.empty(); }
+    const std::string& error() const { return error_; }
+    const uint8_t* data() const { return data_.get(); }
+    size_t size() const { return size_; }
+
+private:
+    std::unique_ptr<uint8_t, decltype(&std::free)> data_{nullptr, &std::free};
+    size_t size_ = 0;
+    std::string error_;
+};
+
 class Engine {
 public:
     // Model file bytes (.emod). Replaces any model, index and recognizer loaded before.
-    JsStatus load_model(const std::string& bytes);
+    JsStatus load_model(const emscripten::val& bytes);
     // JSON: name, hash, front-end and network figures of the loaded model ("null" before).
     std::string model_info() const;
 
     JsStatus load_manifest(const std::string& text);
-    JsStatus add_quantizer(const std::string& bytes, const std::string& what);
+    JsStatus add_quantizer(const emscripten::val& bytes, const std::string& what);
     // Format v2: the block directory (directory.ed), after the quantizer and before any block.
-    JsStatus add_directory(const std::string& bytes, const std::string& what);
+    JsStatus add_directory(const emscripten::val& bytes, const std::string& what);
     // Bytes add_directory() would reserve for the lists of this directory, -1 if the bytes are
     // not one (add_directory then says why): the Worker checks them against the heap's room
     // first, since allocation failure aborts the module.
-    double directory_reserve_bytes(const std::string& bytes) const;
+    double directory_reserve_bytes(const emscripten::val& bytes) const;
     // A shard may arrive while the recognizer runs (the Worker is single-threaded, so never
     // during a push()).
-    JsStatus add_shard(const std::string& bytes, const std::string& what);
+    JsStatus add_shard(const emscripten::val& bytes, const std::string& what);
     // JSON: songs, embeddings, shards_loaded, shards_expected (v2: blocks), has_quantizer and
     // version (the manifest's format version, 0 before one is loaded).
     std::string index_info() const;
@@ -89,8 +111,8 @@ public:
     // params_json: LazyIndexParams overrides, e.g.
     // {"background_blocks": 32, "block_cache_bytes": 16777216, "pair_cache_bytes": 4194304,
     // "directory_cache_bytes": 1048576}. pages_header: the manifest's directory_pages header.
-    JsStatus load_lazy(const std::string& manifest, const std::string& quantizer,
-                       const std::string& pages_header, const std::string& pair_header,
+    JsStatus load_lazy(const std::string& manifest, const emscripten::val& quantizer,
+                       const emscripten::val& pages_header, const emscripten::val& pair_header,
                        const std::string& params_json);
     // JSON {"ok", "message", "fetches": [{kind: "page" | "unit" | "directory" | "block", id,
     // file, offset, bytes}]}: preload = true, the background blocks' directory pages, then the
@@ -98,7 +120,7 @@ public:
     // once it can be answered).
     std::string lazy_fetches(bool preload);
     // A fetch's bytes (kind and id as lazy_fetches named them), checked before they are kept.
-    JsStatus lazy_provide(const std::string& kind, uint32_t id, const std::string& bytes);
+    JsStatus lazy_provide(const std::string& kind, uint32_t id, const emscripten::val& bytes);
     JsStatus lazy_begin();
     // Whether the listen should make a look now (lazy_look_due, core/lazy_index.h), from the
     // recognizer's window and the last lazy_begin() since the recognizer was created or reset;
@@ -115,6 +137,14 @@ public:
     // for lazy_look_due); lazy_fetches(false) then names its ranges, and lazy_result() answers
     // over all the candidates.
     bool lazy_widen(bool final);
+    // Runs the code of a listen once on made-up audio, with the index loaded (the whole one
+    // or, lazy, the background blocks): 3 s of tones through a recognizer of its own (front
+    // end, network, matcher), then, lazy, a look's matcher on the background blocks
+    // (LazyIndex::match_background). Nothing is fetched and no state of the engine changes.
+    // A browser runs a module's code first as baseline code and compiles it again, optimized,
+    // only once it has run: without this a page's first listen ran several times slower
+    // than the next ones (docs/PERFORMANCE-web.md). backend as for create_recognizer.
+    JsStatus warm_up(const std::string& backend);
     // JSON: preload_bytes, cached_bytes, fetches, bytes, rejected (LazyIndexStats).
     std::string lazy_info() const;
     // JSON: n_window (query embeddings in the current window), n_embeddings (since reset()),
