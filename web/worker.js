@@ -62,6 +62,7 @@ let sessionId = 0;
 let backlogSamples = 0;
 let cpuMs = 0;
 let cpuAudioSamples = 0;
+let lookStartMs = 0;  // time in startLook() until each look's first wait (the look counts it)
 const INPUT_CAPACITY = 16384;   // samples per push into the WASM heap
 let inputPointer = 0;
 let heapMaxBytes = Infinity;    // the module's MAXIMUM_MEMORY
@@ -210,9 +211,20 @@ async function init(options) {
         });
         flushBacklog();
     });
+    if (!listening) warmUp();  // a listen under way has compiled the code already
     progress.done = true;
     progress.offlineReady = progress.shardsFailed === 0 && downloader.cacheStorage !== null;
     postProgress('done');
+}
+
+/**
+ * Runs a listen's code once on made-up audio, with the index loaded (Engine.warmUp()): a browser
+ * first runs WebAssembly as baseline code and optimizes a function only once it has run, so
+ * without this a page's first listen paid for it (a first lazy look about three times slower
+ * than the next ones; docs/PERFORMANCE-web.md, "A page's first listen"). Fetches nothing.
+ */
+function warmUp() {
+    check(engine.warmUp(backend), 'internal');
 }
 
 /**
@@ -303,7 +315,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     }
     const [quantizer, pagesHeader, pairHeader] = files;
     const preloadBytes = files.reduce((n, f) => n + f.bytes.length, 0);
-    // The parsed files and the copies Embind makes: about three times the files.
+    // The parsed files and the engine's copies of them: about three times the files.
     ensureMemory(preloadBytes, 3, 8 * MIB, 'the lazy index', true);
     // The core's lazy parameters (core/lazy_index.h; the page's lazyParams override them): the
     // first look at the first pair 2 s apart (3 s of music), which also leaves a hot tier until
@@ -352,6 +364,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
         }
     }
     await store.save();
+    warmUp();  // before 'ready': the time to ready includes it
     indexUsable = true;
     prepareRecognizer();
     inputPointer = engine.inputPointer(INPUT_CAPACITY);
@@ -413,6 +426,7 @@ function prepareRecognizer() {
 /** Pushes model-rate samples to the recognizer in INPUT_CAPACITY pieces and relays its events. */
 function pushSamples(samples) {
     const t0 = performance.now();
+    const lookMsBefore = lookStartMs;
     const pieceSamples = indexMode === 'lazy' ? LAZY_PIECE_SAMPLES : INPUT_CAPACITY;
     for (let offset = 0; offset < samples.length && listening; offset += pieceSamples) {
         if (lookInFlight) {  // a look began after the last piece: the rest waits for its answer
@@ -432,7 +446,8 @@ function pushSamples(samples) {
         for (let text = engine.pollEvent(); text && listening; text = engine.pollEvent()) relay(JSON.parse(text));
         if (indexMode === 'lazy' && listening && !lookInFlight) maybeLook();
     }
-    cpuMs += performance.now() - t0;
+    // A look begun here counts its own time (lazyLook).
+    cpuMs += performance.now() - t0 - (lookStartMs - lookMsBefore);
     cpuAudioSamples += samples.length;
     if (cpuAudioSamples >= modelRateHz * 2) postStats();
 }
@@ -550,11 +565,13 @@ function maybeLook() {
 /** @param {boolean} final the listen's end: no match is its nomatch */
 function startLook(final) {
     lookInFlight = true;
+    const t0 = performance.now();
     lazyLook(final).catch((error) => {
         lookInFlight = false;
         listening = false;
         postError(error);
     });
+    lookStartMs += performance.now() - t0;  // up to the look's first wait
 }
 
 /**
