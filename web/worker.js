@@ -211,10 +211,10 @@ async function init(options) {
         });
         flushBacklog();
     });
-    if (!listening) warmUp();  // a listen under way has compiled the code already
     progress.done = true;
     progress.offlineReady = progress.shardsFailed === 0 && downloader.cacheStorage !== null;
     postProgress('done');
+    if (!listening) warmUp();  // a listen under way has compiled the code already
 }
 
 /**
@@ -364,7 +364,6 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
         }
     }
     await store.save();
-    warmUp();  // before 'ready': the time to ready includes it
     indexUsable = true;
     prepareRecognizer();
     inputPointer = engine.inputPointer(INPUT_CAPACITY);
@@ -378,6 +377,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
     progress.offlineReady = false;
     progress.lazyCachedBytes = store.cachedBytes;
     postProgress('done');
+    warmUp();  // audio that arrives meanwhile waits; a first look comes seconds later
     flushBacklog();
 }
 
