@@ -837,7 +837,10 @@ describe('a lazy client in the WASM engine (core/lazy_index.h) over HTTP Range r
         const changed = engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), header, '{}');
         assert.equal(changed.ok, false);
         assert.match(changed.message, /SHA-256/);
-        assert.match(engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), file(m.pair_keys.header.file), '{"colour": 1}').message, /unknown key colour/);
+        assert.equal(changed.code, '');  // the bytes, not the page's options
+        const colour = engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), file(m.pair_keys.header.file), '{"colour": 1}');
+        assert.match(colour.message, /unknown key colour/);
+        assert.equal(colour.code, 'config');
         ok(engine.loadLazy(text, file(m.quantizer.file), file(m.directory_pages.header.file), file(m.pair_keys.header.file), '{"background_blocks": 2}'));
         // The background blocks' directory pages, then the two blocks.
         for (const kind of ['directory', 'block']) {

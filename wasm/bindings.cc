@@ -22,10 +22,14 @@ namespace earshot {
 namespace {
 
 JsStatus to_js(const Status& status) {
-    return status.is_ok() ? JsStatus{true, ""} : JsStatus{false, status.message()};
+    return status.is_ok() ? JsStatus{true, "", ""} : JsStatus{false, status.message(), ""};
 }
 
-JsStatus js_error(std::string message) { return JsStatus{false, std::move(message)}; }
+JsStatus js_error(std::string message) { return JsStatus{false, std::move(message), ""}; }
+
+JsStatus config_error(std::string message) {
+    return JsStatus{false, "lazy parameters: " + std::move(message), "config"};
+}
 
 }  // namespace
 
@@ -217,10 +221,9 @@ JsStatus Engine::load_lazy(const std::string& manifest, const emscripten::val& j
     lazy_.reset();
     LazyIndexParams params;
     const nlohmann::json overrides = nlohmann::json::parse(params_json, nullptr, false);
-    if (!overrides.is_object()) return js_error("lazy parameters: not a JSON object");
+    if (!overrides.is_object()) return config_error("not a JSON object");
     for (const auto& [key, value] : overrides.items()) {
-        if (!value.is_number_unsigned())
-            return js_error("lazy parameters: " + key + " must be a whole number >= 0");
+        if (!value.is_number_unsigned()) return config_error(key + " must be a whole number >= 0");
         const uint64_t v = value.get<uint64_t>();
         if (key == "background_blocks")
             params.background_blocks = uint32_t(std::min<uint64_t>(v, UINT32_MAX));
@@ -255,7 +258,7 @@ JsStatus Engine::load_lazy(const std::string& manifest, const emscripten::val& j
         else if (key == "both_spans_max_pairs")
             params.both_spans_max_pairs = size_t(std::min<uint64_t>(v, 1u << 16));
         else
-            return js_error("lazy parameters: unknown key " + key);
+            return config_error("unknown key " + key);
     }
     const JsBytes quantizer(js_quantizer), pages_header(js_pages_header),
         pair_header(js_pair_header);
@@ -429,7 +432,8 @@ EMSCRIPTEN_BINDINGS(earshot) {
     using earshot::JsStatus;
     value_object<JsStatus>("Status")
         .field("ok", &JsStatus::ok)
-        .field("message", &JsStatus::message);
+        .field("message", &JsStatus::message)
+        .field("code", &JsStatus::code);
     class_<Engine>("Engine")
         .constructor<>()
         .function("loadModel", &Engine::load_model)

@@ -24,6 +24,9 @@ namespace earshot {
 struct JsStatus {
     bool ok = true;
     std::string message;
+    // "config" when the caller's parameters were refused (the page's options to change),
+    // else empty: the bytes or the state were at fault.
+    std::string code;
 };
 
 // Bytes handed in from JS (a Uint8Array, a node Buffer or an ArrayBuffer), copied into the WASM

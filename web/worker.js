@@ -325,7 +325,7 @@ async function initLazy(downloader, manifest, text, progress, postProgress, mode
         throw new EarshotError('config', `lazyParams must be an object (got ${JSON.stringify(lazyParams)})`);
     }
     const loaded = engine.loadLazy(text, quantizer.bytes, pagesHeader.bytes, pairHeader.bytes, JSON.stringify(lazyParams));
-    check(loaded, loaded.message.startsWith('lazy parameters:') ? 'config' : 'index-corrupt');
+    check(loaded, loaded.code === 'config' ? 'config' : 'index-corrupt');
     const store = new LazyRangeStore({
         downloader,
         budgetBytes: options.lazyCacheMB === undefined ? DEFAULT_LAZY_CACHE_BYTES : Number(options.lazyCacheMB) * MIB,
