@@ -9,8 +9,11 @@
 // served by scripts/serve.mjs (which reads large files a range at a time).
 // Per listen: the answer and whether it is right, seconds of audio heard, the Range requests
 // and bytes of the listen, the Worker's CPU ms per second of audio (embedding, gate and looks),
-// the bytes and ms to 'ready'. Prints medians and writes one JSON line per listen to --out
-// (default out/bench-web-lazy.jsonl).
+// the bytes and ms to 'ready', and where in the clip the audio the recognizer heard began
+// (`startMs`: the fake microphone plays its file from when the page opens it, and the listen
+// takes the audio a little later; where the window falls against the model's hop changes the
+// embeddings, and with them which look answers). Prints medians and writes one JSON line per
+// listen to --out (default out/bench-web-lazy.jsonl).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -50,6 +53,33 @@ const rows = fs.readFileSync(path.join(queriesDir, 'truth.tsv'), 'utf8').trim().
     .map((line) => line.split('\t')).map(([query, song, , lengthS, condition]) => ({ query, song, lengthS: Number(lengthS), condition }))
     .filter((r) => r.lengthS === length).slice(0, nClips);
 
+/**
+ * Where `heard` (the first second the recognizer got, 16 kHz) begins in the clip file `wav`, in
+ * ms: the lag within the clip's first 0.5 s that correlates best; null for a quiet start.
+ */
+function startInClip(wav, heard) {
+    if (heard.length < 8000) return null;
+    const raw = execFileSync('sox', [wav, '-t', 'f32', '-r', '16000', '-c', '1', '-'], { maxBuffer: 1 << 26 });
+    const clip = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length));
+    const n = 8000;
+    let best = null;
+    let bestScore = 0;
+    for (let lag = 0; lag < 8000 && lag + n <= clip.length; lag++) {
+        let dot = 0;
+        let norm = 0;
+        for (let i = 0; i < n; i++) {
+            dot += heard[i] * clip[lag + i];
+            norm += clip[lag + i] * clip[lag + i];
+        }
+        const score = norm > 0 ? dot / Math.sqrt(norm) : 0;
+        if (score > bestScore) {
+            bestScore = score;
+            best = lag;
+        }
+    }
+    return best === null ? null : best / 16;
+}
+
 const server = await startServer({ root });
 const results = [];
 try {
@@ -64,7 +94,8 @@ try {
             const got = await page.evaluate(async () => {
                 const { createRecognizer } = await import('./earshot.js');
                 const t0 = performance.now();
-                const r = await createRecognizer({ indexUrl: 'index/', modelUrl: 'models/earshot.emod', indexMode: 'lazy', maxListenSeconds: 15 });
+                const r = await createRecognizer({ indexUrl: 'index/', modelUrl: 'models/earshot.emod', indexMode: 'lazy', maxListenSeconds: 15,
+                    keepListenAudio: true });
                 const progress = await new Promise((resolve, reject) => {
                     r.addEventListener('progress', (e) => { if (e.detail.done) resolve(e.detail); });
                     r.ready.catch(reject);
@@ -83,7 +114,9 @@ try {
                 const answer = await outcome;
                 const listenMs = performance.now() - t1;
                 r.destroy();
-                return { ...answer, preloadBytes: progress.bytesLoaded, readyMs, listenMs, cpuMsPerAudioSecond: audioS > 0 ? cpuMs / audioS : null };
+                const heard = answer.detail.audio ? Array.from(answer.detail.audio.samples.subarray(0, 16000)) : [];
+                if (answer.detail.audio) delete answer.detail.audio;
+                return { ...answer, heard, preloadBytes: progress.bytesLoaded, readyMs, listenMs, cpuMsPerAudioSecond: audioS > 0 ? cpuMs / audioS : null };
             });
             const song = got.type === 'match' ? got.detail.id : null;
             const result = {
@@ -91,6 +124,7 @@ try {
                 right: row.song === '-' ? song === null : song === row.song,
                 listenedSeconds: got.detail.listenedSeconds, requests: got.detail.lazy?.requests, bytes: got.detail.lazy?.bytes,
                 cpuMsPerAudioSecond: got.cpuMsPerAudioSecond, preloadBytes: got.preloadBytes, readyMs: got.readyMs, listenMs: got.listenMs,
+                startMs: startInClip(wav, got.heard),
                 error: got.type === 'error' ? got.detail.message : undefined,
             };
             results.push(result);
@@ -117,6 +151,8 @@ console.log(`  right song: ${inside.filter((r) => r.right).length}/${inside.leng
 console.log(`  per listen: KB ${kb(median(results.map((r) => r.bytes)))} median, ${kb(p90(results.map((r) => r.bytes)))} p90; ` +
     `requests ${median(results.map((r) => r.requests))} median; answered after ${median(inside.filter((r) => r.right).map((r) => r.listenedSeconds))} s ` +
     '(median, right answers)');
+const starts = results.map((r) => r.startMs).filter((x) => x !== null);
+console.log(`  the heard audio began ${median(starts)} ms into the clip (median; ${Math.min(...starts)}-${Math.max(...starts)})`);
 console.log(`  CPU ${median(results.map((r) => r.cpuMsPerAudioSecond)).toFixed(1)} ms per second of audio (median); ` +
     `before the first listen: ${(median(results.map((r) => r.preloadBytes)) / 1e6).toFixed(1)} MB, ready after ` +
     `${(median(results.map((r) => r.readyMs)) / 1000).toFixed(1)} s (median)`);
