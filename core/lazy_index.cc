@@ -214,16 +214,16 @@ Status LazyIndex::begin_query(const float* embeddings, size_t n) {
     widened_ = false;
     const size_t dim = size_t(base_->dim());
     query_.assign(embeddings, embeddings + n * dim);
-    if (Status st = plan_probes(params_); !st) return st;
+    if (Status st = plan_probes(query_.data(), n, params_, &probes_, &keys_); !st) return st;
     step_ = Step::kPages;
     return Status::ok();
 }
 
-Status LazyIndex::plan_probes(const LazyIndexParams& keys) {
+Status LazyIndex::plan_probes(const float* embeddings, size_t n, const LazyIndexParams& keys,
+                              std::vector<PairProbe>* probes_out,
+                              std::vector<uint32_t>* keys_out) const {
     const Quantizer& q = base_->quantizer();
     const size_t dim = size_t(base_->dim());
-    const size_t n = query_.size() / dim;
-    const float* embeddings = query_.data();
     const PairKeyHeader& h = reader_.header();
     const std::vector<LazySpan> spans =
         lazy_query_spans(n, query_step_, h.span, h.short_span, params_);
@@ -235,15 +235,15 @@ Status LazyIndex::plan_probes(const LazyIndexParams& keys) {
     std::vector<float> sq_dists(n * m);
     for (size_t i = 0; i < n; ++i)
         q.nearest(embeddings + i * dim, int(m), &lists[i * m], &sq_dists[i * m]);
-    probes_.clear();
+    probes_out->clear();
     for (const LazySpan& s : spans) {
         Result<std::vector<PairProbe>> probes =
             pair_query_probes(h.n_lists, s.span, lists.data(), sq_dists.data(), n, m, query_step_,
                               std::min(per_pair, m * m), pair_key_base(h.n_lists, s.short_keys));
         if (!probes) return probes.status();
-        probes_.insert(probes_.end(), probes->begin(), probes->end());
+        probes_out->insert(probes_out->end(), probes->begin(), probes->end());
     }
-    keys_ = pair_probe_keys(probes_);
+    *keys_out = pair_probe_keys(*probes_out);
     return Status::ok();
 }
 
@@ -369,21 +369,22 @@ void LazyIndex::plan_candidate_pages() {
 bool LazyIndex::widen() {
     if (step_ != Step::kReady || widened_ || params_.more_candidates == 0) return false;
     if (params_.wide_keys_per_pair > params_.max_keys_per_pair) {
-        std::vector<PairProbe> probes = std::move(probes_);
-        std::vector<uint32_t> keys = std::move(keys_);
         LazyIndexParams wide = params_;
         wide.pair_key_budget = params_.wide_pair_key_budget;
         wide.max_keys_per_pair = params_.wide_keys_per_pair;
-        if (plan_probes(wide) && keys_.size() > keys.size()) {
+        std::vector<PairProbe> probes;
+        std::vector<uint32_t> keys;
+        const size_t n = query_.size() / size_t(base_->dim());
+        if (plan_probes(query_.data(), n, wide, &probes, &keys) && keys.size() > keys_.size()) {
             // Phase 1 again over all the keys (the first round's pages and units are held);
             // its best max_candidates + more_candidates are the candidates.
+            probes_ = std::move(probes);
+            keys_ = std::move(keys);
             widened_ = true;
             more_.clear();
             step_ = Step::kPages;
             return true;
         }
-        probes_ = std::move(probes);
-        keys_ = std::move(keys);
     }
     if (more_.empty()) return false;
     widened_ = true;
@@ -538,8 +539,11 @@ Result<MatchResult> LazyIndex::match(const float* embeddings, size_t n, const Ma
     return Matcher(**index, params).match(embeddings, n, query_hop_s_);
 }
 
-Result<MatchResult> LazyIndex::match_background(const float* embeddings, size_t n,
-                                                const MatchParams& params) {
+Result<MatchResult> LazyIndex::rehearse(const float* embeddings, size_t n,
+                                        const MatchParams& params) {
+    std::vector<PairProbe> probes;
+    std::vector<uint32_t> keys;
+    if (Status st = plan_probes(embeddings, n, params_, &probes, &keys); !st) return st;
     if (Status st = make_background_index(); !st) return st;
     Index index(*background_index_);
     if (Status st = add_blocks(&index, background_, {}); !st) return st;

@@ -233,12 +233,13 @@ public:
     // The matcher on query_index() for the query's embeddings (those begin_query() took, at the
     // model's query hop): the lazy answer.
     Result<MatchResult> match(const float* embeddings, size_t n, const MatchParams& params);
-    // The matcher on the background blocks alone, as match() runs it on a query's index
-    // (copied from the background index, the block entries set), with no fetch and the query
-    // and caches untouched. A page runs it once before its first listen, so that the browser's
-    // JIT has compiled a look's code by then (Engine::warm_up in wasm/engine.h).
-    Result<MatchResult> match_background(const float* embeddings, size_t n,
-                                         const MatchParams& params);
+    // A look's own work on these embeddings with nothing fetched and neither the query nor
+    // the caches changed: the keys begin_query() would plan (then dropped), and the matcher
+    // on the background blocks alone, as match() runs it on a query's index (copied from the
+    // background index, the block entries set); returns that match. A page runs it once
+    // before its first listen, so that the browser's JIT has compiled a look's code by then
+    // (Engine::warm_up in wasm/engine.h).
+    Result<MatchResult> rehearse(const float* embeddings, size_t n, const MatchParams& params);
 
     // The windows of lazy_look_due's early looks, in embeddings: short_look_pairs pairs
     // short_span apart on a level with short keys, else first_look_pairs pairs span apart
@@ -274,8 +275,9 @@ private:
     // The candidates' directory pages (query_pages_; each song checked against the directory
     // when phase 1 ranked it).
     void plan_candidate_pages();
-    // The current query's probes and keys (probes_, keys_) with `keys`' key budget.
-    Status plan_probes(const LazyIndexParams& keys);
+    // The probes of a query of n embeddings with `keys`' key budget, and their keys.
+    Status plan_probes(const float* embeddings, size_t n, const LazyIndexParams& keys,
+                       std::vector<PairProbe>* probes, std::vector<uint32_t>* keys_out) const;
     // background_index_, once every background block is held (when the last one arrives, or
     // at the first query_index()).
     Status make_background_index();

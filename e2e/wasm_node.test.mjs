@@ -407,7 +407,7 @@ describe('a format 2 index (blocks in one file) in the WASM engine', () => {
         assert.deepEqual(requests.map((r) => [r.status, r.range]), [[206, `0-${blocks.manifest.blocks.bytes - 1}`]]);
         assert.equal(ranges.length, blocks.manifest.blocks.count);
         assert.deepEqual(loaded.map((l) => [l.what, l.error, l.added]),
-            ranges.map((_, b) => [`songs.esb block ${b}`, undefined, { ok: true, message: '' }]));
+            ranges.map((_, b) => [`songs.esb block ${b}`, undefined, { ok: true, message: '', code: '' }]));
         const index = JSON.parse(engine.indexInfo());
         assert.equal(index.version, 2);
         assert.equal(index.shards_loaded, blocks.manifest.blocks.count);
@@ -458,7 +458,7 @@ describe('a format 2 index (blocks in one file) in the WASM engine', () => {
         assert.equal(error.file, `songs.esb block ${bad}`);
         assert.match(error.message, new RegExp(`^Block ${bad} of songs\\.esb \\(bytes ${ranges[bad].offset}–\\d+\\) was rejected ` +
             '\\(its SHA-256 .* differs from the directory\'s .*\\)\\. The songs in it are not searchable; the rest of the index still works'));
-        loaded.forEach((l, b) => { if (b !== bad) assert.deepEqual(l.added, { ok: true, message: '' }, l.what); });
+        loaded.forEach((l, b) => { if (b !== bad) assert.deepEqual(l.added, { ok: true, message: '', code: '' }, l.what); });
         const index = JSON.parse(engine.indexInfo());
         assert.equal(index.shards_loaded, ranges.length - 1);
         assert.equal(index.songs, blocks.manifest.songs - blockSongs[bad].length);

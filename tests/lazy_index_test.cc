@@ -748,7 +748,7 @@ void preload(const Built& b, LazyIndex* lazy) {
     }
 }
 
-TEST(LazyIndex, TheBackgroundAloneIsMatchedWithoutAFetchAndLeavesTheQueryAsItWas) {
+TEST(LazyIndex, ARehearsalMatchesTheBackgroundWithoutAFetchAndLeavesTheQueryAsItWas) {
     const Built b = build();
     Index whole(b.model);
     ASSERT_TRUE(load_all(b.files, &whole).is_ok());
@@ -761,11 +761,11 @@ TEST(LazyIndex, TheBackgroundAloneIsMatchedWithoutAFetchAndLeavesTheQueryAsItWas
     all.background_blocks = uint32_t(whole.n_shards_expected());
     std::unique_ptr<LazyIndex> lazy = open(b, all);
     ASSERT_TRUE(lazy);
-    EXPECT_FALSE(lazy->match_background(query.data(), 20, params).is_ok());  // none held yet
+    EXPECT_FALSE(lazy->rehearse(query.data(), 20, params).is_ok());  // none held yet
     preload(b, lazy.get());
     const LazyIndexStats before = lazy->stats();
     const uint64_t cached = lazy->cached_bytes();
-    const MatchResult got = lazy->match_background(query.data(), 20, params).value();
+    const MatchResult got = lazy->rehearse(query.data(), 20, params).value();
     const MatchResult want = Matcher(whole, params).match(query.data(), 20, 0.5).value();
     EXPECT_EQ(want.best.id, song.info.id);
     EXPECT_EQ(got.best.id, want.best.id);
@@ -786,7 +786,8 @@ TEST(LazyIndex, TheBackgroundAloneIsMatchedWithoutAFetchAndLeavesTheQueryAsItWas
         noisy_copy(&b.songs[45].embeddings[20 * kDim], 20, kDim, 0.3f, 5);
     ASSERT_TRUE(plain->begin_query(other.data(), 20).is_ok());
     ASSERT_TRUE(warmed->begin_query(other.data(), 20).is_ok());
-    ASSERT_TRUE(warmed->match_background(query.data(), 20, params).is_ok());
+    ASSERT_TRUE(warmed->rehearse(query.data(), 20, params).is_ok());
+    EXPECT_EQ(warmed->query_keys(), plain->query_keys());
     const Fetched plain_rounds = run_rounds(b, plain.get());
     const Fetched warmed_rounds = run_rounds(b, warmed.get());
     EXPECT_EQ(warmed_rounds.rounds, plain_rounds.rounds);

@@ -382,8 +382,8 @@ JsStatus Engine::warm_up(const std::string& backend_name) {
     }
     if (!lazy_) return {};
     const RecognizerParams lazy = recognizer_default_params(model_->info(), lazy_->base());
-    Result<MatchResult> match = lazy_->match_background(
-        recognizer->query_embeddings(), recognizer->n_query_embeddings(), lazy.match);
+    Result<MatchResult> match = lazy_->rehearse(recognizer->query_embeddings(),
+                                                recognizer->n_query_embeddings(), lazy.match);
     return match ? JsStatus{} : to_js(match.status());
 }
 

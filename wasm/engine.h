@@ -141,12 +141,13 @@ public:
     // over all the candidates.
     bool lazy_widen(bool final);
     // Runs the code of a listen once on made-up audio, with the index loaded (the whole one
-    // or, lazy, the background blocks): 3 s of tones through a recognizer of its own (front
-    // end, network, matcher), then, lazy, a look's matcher on the background blocks
-    // (LazyIndex::match_background). Nothing is fetched and no state of the engine changes.
-    // A browser runs a module's code first as baseline code and compiles it again, optimized,
-    // only once it has run: without this a page's first listen ran several times slower
-    // than the next ones (docs/PERFORMANCE-web.md). backend as for create_recognizer.
+    // or, lazy, the background blocks): 3 s of tones through recognizers of its own (front
+    // end, music detector, network, matcher), then, lazy, a look's key planning and matcher on
+    // the background blocks (LazyIndex::rehearse). Nothing is fetched and no state of the
+    // engine changes. A browser runs a module's code first as baseline code and compiles it
+    // again, optimized, only once it has run: without this a page's first look ran about three
+    // times slower than the next ones (docs/PERFORMANCE-web.md). backend as for
+    // create_recognizer.
     JsStatus warm_up(const std::string& backend);
     // JSON: preload_bytes, cached_bytes, fetches, bytes, rejected (LazyIndexStats).
     std::string lazy_info() const;
