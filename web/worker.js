@@ -224,7 +224,9 @@ async function init(options) {
  * than the next ones; docs/PERFORMANCE-web.md, "A page's first listen"). Fetches nothing.
  */
 function warmUp() {
-    check(engine.warmUp(backend), 'internal');
+    const status = engine.warmUp(backend);
+    // Only the first listen's speed is at stake: a failure is reported, not fatal.
+    if (!status.ok) postError(new EarshotError('internal', `The warm-up failed: ${status.message}`, { fatal: false }));
 }
 
 /**
