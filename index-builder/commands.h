@@ -38,7 +38,7 @@ struct BuildOptions {
     int code_group = 0;       // windows coded together (core/quantizer.h); 0 = the model's
     int format = 2;           // index format version: 2 (hashed blocks) or 1 (shard files)
     double shard_mb = 8.0;    // v1 shard bound
-    double block_kb = 0.0;    // v2 block bound; 0: 64 KB, or 16 KB with --pair-keys
+    double block_kb = 0.0;    // v2 block bound; 0: 64 KB, or one song a block with --pair-keys
     std::string store = "level";  // which windows to store: all, level, music (StoreRule)
     double pair_keys_s = 0.0;     // > 0: write the pair-key level, windows this far apart
     double pair_short_keys_s = 1.0;  // with it, its short keys this far apart (0: none)

@@ -105,8 +105,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.01, 1024.0));
     build_cmd
         ->add_option("--block-kb", build.block_kb,
-                     "format 2: maximum block size in KB (a song is never split; default 64, "
-                     "16 with --pair-keys: a lazy page fetches a candidate's whole block)")
+                     "format 2: maximum block size in KB (a song is never split; default 64; "
+                     "with --pair-keys one song a block: a lazy page fetches a candidate's "
+                     "whole block)")
         ->check(CLI::Range(1.0, 1048576.0));
     build_cmd
         ->add_option("--pair-keys", build.pair_keys_s,
@@ -216,9 +217,11 @@ int main(int argc, char** argv) {
                         "answer each clip as a page in lazy mode does: read only the pair-key "
                         "pages and units and the candidate blocks it needs (format 2 with "
                         "--pair-keys), a cold cache per clip; each line gains \"lazy\": bytes, "
-                        "requests and rounds read. With --live, each clip is a lazy page's "
-                        "listen: looks at 5 s of music, 10 s, every 5 s more and at the end, "
-                        "the first match answering (\"looks\" counts them)");
+                        "requests and rounds read, and the pair keys it named (0: too short to "
+                        "name one, no answer). With --live, each clip is a lazy page's listen: "
+                        "looks at its first pair of embeddings (about 3 s of music), 5 s, 10 s, "
+                        "every 5 s more and at the end, the first match answering (\"looks\" "
+                        "counts them)");
     query_cmd
         ->add_option("--lazy-background", query.lazy_background_blocks,
                      "--lazy: blocks spread over the songs file that every query's decision "

@@ -57,14 +57,17 @@ nlohmann::json trace_look(const RecognizerResult& look) {
 // this thread's earlier clips left in it): every round's ranges not held read from the
 // folder's files, then the matcher on the candidates' and background songs (and, when that
 // finds no song, on a second round of candidates: LazyIndex::widen); result->match is
-// replaced. Returns what was read: {"bytes", "requests", "rounds"}. With a log, each range read
-// is appended to it as [round, kind, id] (rounds counted from first_round + 1).
+// replaced. Returns what was read, {"bytes", "requests", "rounds"}, and "keys": the pair keys the
+// query named (before the budget of postings leaves its commonest out; 0: the clip was too short
+// to name one, so it had no candidate). With a log, each range read is appended to it as
+// [round, kind, id] (rounds counted from first_round + 1).
 Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::string& dir,
                                      const MatchParams& match_params, const float* embeddings,
                                      size_t n, RecognizerResult* result, bool may_widen = true,
                                      nlohmann::json* log = nullptr, uint64_t first_round = 0) {
     if (!warm) lazy->clear_cache();
     if (Status st = lazy->begin_query(embeddings, n); !st) return st;
+    const size_t keys = lazy->query_keys().size();
     uint64_t bytes = 0, requests = 0, rounds = 0;
     const auto fetch_all = [&]() -> Status {
         for (;;) {
@@ -92,7 +95,8 @@ Result<nlohmann::json> answer_lazily(LazyIndex* lazy, bool warm, const std::stri
         if (!match) return match.status();
     }
     result->match = std::move(match.value());
-    return nlohmann::json{{"bytes", bytes}, {"requests", requests}, {"rounds", rounds}};
+    return nlohmann::json{
+        {"bytes", bytes}, {"requests", requests}, {"rounds", rounds}, {"keys", keys}};
 }
 
 // A clip listened to as a lazy page listens (web/worker.js): the live recognizer (music gate,
@@ -332,6 +336,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     std::mutex mutex;
     std::string thread_error;
     size_t n_failed = 0;
+    size_t n_keyless = 0;  // --lazy clips that named no pair key
     std::atomic<size_t> next{0};
     Progress progress("querying", paths->size(), !common.quiet && !options.output.empty());
 
@@ -457,6 +462,7 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
             progress.advance();
             std::lock_guard<std::mutex> lock(mutex);
             if (line.contains("error")) ++n_failed;
+            if (line.contains("lazy") && line["lazy"].value("keys", size_t(1)) == 0) ++n_keyless;
             lines[i] = json_text(line);
             ready[i] = true;
             // Print in input order, as soon as possible.
@@ -488,6 +494,12 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     for (const std::string& trace : traces)
         if (!trace.empty()) trace_out << trace << '\n';
     if (!thread_error.empty()) return fail(thread_error);
+    if (n_keyless > 0 && !common.quiet)
+        std::fprintf(stderr,
+                     "earshot: %zu of %zu clips were too short for a lazy query (no two "
+                     "embeddings a pair-key span apart: about 1.5 s of audio on an index built "
+                     "with short keys, 2.5 s without) and got no answer\n",
+                     n_keyless, paths->size());
     if (n_failed > 0) {
         std::fprintf(stderr, "earshot: %zu of %zu queries could not be read\n", n_failed,
                      paths->size());

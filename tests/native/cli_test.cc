@@ -524,6 +524,23 @@ TEST_F(CliTest, PairKeyLevelIsWrittenAndEveryByteVerified) {
     const CliRun continuous_lazy = run_cli("query -q --lazy --continuous " + query_args, dir_);
     EXPECT_EQ(continuous_lazy.exit_code, 1);
     EXPECT_NE(continuous_lazy.err.find("--lazy"), std::string::npos) << continuous_lazy.err;
+    // A clip too short to hold a pair of embeddings names no key: no answer, and the command
+    // says why (a 1 s clip is one embedding, with no pair even 1 s apart).
+    EXPECT_GT(lazy_answer["lazy"]["keys"].get<int>(), 0);
+    write_song2_clip(3.0, 1.0);
+    const CliRun keyless = run_cli("query --lazy " + query_args, dir_);
+    ASSERT_EQ(keyless.exit_code, 0) << keyless.err;
+    const auto keyless_answer =
+        nlohmann::json::parse(keyless.out.substr(0, keyless.out.find('\n')));
+    EXPECT_TRUE(keyless_answer["song"].is_null());
+    EXPECT_EQ(keyless_answer["lazy"]["keys"], 0);
+    EXPECT_EQ(keyless_answer["lazy"]["requests"], 0);
+    EXPECT_NE(keyless.err.find("1 of 1 clips were too short for a lazy query"), std::string::npos)
+        << keyless.err;
+    write_song2_clip(3.0, 6.0);
+    const CliRun keyed = run_cli("query --lazy " + query_args, dir_);
+    ASSERT_EQ(keyed.exit_code, 0) << keyed.err;
+    EXPECT_EQ(keyed.err.find("too short"), std::string::npos) << keyed.err;
 
     // `query --live --lazy` listens as a lazy page: after a second of silence, looks at the
     // music window until one matches; the answer carries when it came and the song time at
