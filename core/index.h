@@ -58,8 +58,10 @@ class ContainerWriter;
 // Index format versions this reader loads; IndexBuilder writes either (IndexBuildParams).
 constexpr int kIndexVersion1 = 1;  // a manifest listing whole shard files
 constexpr int kIndexVersion2 = 2;  // a directory of hashed blocks in one songs file
-// Shard (v1) and block (v2) numbers (shard metadata "shard") are below this.
-constexpr uint64_t kMaxShards = uint64_t(1) << 20;
+// Shard (v1) and block (v2) numbers (shard metadata "shard") are below this: 16.7 M, so that a
+// lazy index of one song a block (kLazyBlockBytes) holds that many songs. Readers size what
+// they allocate by the sections present, so the bound only refuses larger counts.
+constexpr uint64_t kMaxShards = uint64_t(1) << 24;
 // Windows of one song at most: 2^20 (73 hours at a 0.25 s hop; decoding refuses audio over
 // 2 hours). A shard's windows are bounded by this times its songs.
 constexpr uint64_t kMaxSongWindows = uint64_t(1) << 20;
