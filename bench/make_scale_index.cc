@@ -16,7 +16,7 @@
 // (its model hash is not checked: only its codes are used, re-encoded with REAL_INDEX's
 // quantizer). Use a source catalogue disjoint from the songs you query. The output folder is
 // created if needed; existing files of the same names are overwritten. --pair-keys writes format
-// 2 (blocks of at most KB: 16 by default, one song each, as `earshot build --pair-keys`) with
+// 2 (one song a block by default, as `earshot build --pair-keys`, or blocks of at most KB) with
 // the pair-key level of windows SECONDS apart (and its short keys S apart, as `earshot build
 // --pair-short-keys`; 0: none) and the directory pages instead of format 1's 8 MB shards; the
 // level is sorted on disk in $TMPDIR (bounded memory).
@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
                      "--source SOURCE_INDEX --songs N --out OUT_DIR [--seed S (1)] "
                      "[--list-block B (16)] [--code-block B (16)] [--pair-keys SECONDS] "
                      "[--pair-short-keys S (1)] "
-                     "[--block-kb KB (16)] [--pair-lists 1|2 (1)]\n"
+                     "[--block-kb KB (one song a block)] [--pair-lists 1|2 (1)]\n"
                      "       earshot_make_scale_index --model MODEL.emod --list-stats INDEX_DIR\n");
         return help ? 0 : 2;
     }

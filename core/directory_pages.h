@@ -1,8 +1,8 @@
 // The block directory of a format 2 index cut into pages that a lazy client fetches one at a
 // time with HTTP `Range` requests (docs/DESIGN.md section 5), so that what it downloads before
 // the first query does not grow with the catalogue as directory.ed does (44 bytes a block:
-// 17 MB at a million songs). `earshot build` writes the pages beside a pair-key level. Two
-// files:
+// 44 MB at a million songs, one song a block). `earshot build` writes the pages beside a pair-key
+// level. Two files:
 //
 // - the header (container kind "DPAG", downloaded whole and checked against the manifest's
 //   SHA-256): metadata {format, version, model_hash, quantizer_sha256, blocks_file, n_blocks,
@@ -16,8 +16,8 @@
 //   last block). Page p starts at byte p (44 K + 12).
 //
 // A query's candidate song names its page through page_first_song, and the page, checked
-// against its hash, names the song's block with its range and hash. At a million songs and 32
-// blocks a page the header is 0.4 MB and a page 1.4 KB.
+// against its hash, names the song's block with its range and hash. At a million songs (one
+// song a block) and 32 blocks a page the header is 1.1 MB and a page 1.4 KB.
 //
 //   auto files = write_directory_pages(fields, 32);
 //   auto entry = parse_directory_pages_manifest(manifest_text, "manifest.json");  // optional

@@ -87,14 +87,17 @@ struct IndexBuildParams {
 };
 // The block size bound `earshot build` uses for format v2: a few songs (about 2 of 3 minutes
 // with 32-byte codes, 8 with 8-byte codes), so a page fetching one song's codes fetches little
-// else, and a million songs make fewer than kMaxShards blocks.
+// else.
 constexpr size_t kDefaultBlockBytes = 64u << 10;
-// The block size bound for an index a lazy page reads (with the pair-key level): a lazy query
-// fetches each candidate song's whole block, so one song a block (with 32-byte codes; two with
-// 8-byte codes) keeps what it fetches to the song itself. At 100 000 songs this fetched a median
-// 97 KB for a 10 s clip against 173 KB with 64 KB blocks, with the same answers
-// (docs/SCALE.md, "Lazy answers").
-constexpr size_t kLazyBlockBytes = 16u << 10;
+// The block size bound for an index a lazy page reads (with the pair-key level): one byte, so
+// each song is a block of its own whatever its code (up to kMaxShards songs). A lazy query
+// fetches each candidate song's whole block, and a block of several songs costs it their bytes
+// too: at 100 000 songs (32-byte codes) a 10 s clip fetched a median 97 KB against 173 KB with
+// 64 KB blocks, and with the default code, where a 16 KB bound held 2.65 songs a block, one
+// song a block cut the median read of train listens against 100 096 songs from 189 to 135 KB
+// (out-of-catalog ones 2 249 to 1 398 KB) with the same answers (docs/SCALE.md, "Lazy answers"
+// and "One song a block").
+constexpr size_t kLazyBlockBytes = 1;
 IndexBuildParams index_build_default_params();
 // The same, with the code the model's main thresholds were calibrated for (index_pq_m,
 // index_opq_rounds, index_unit_norm).

@@ -70,7 +70,8 @@ struct LazyIndexParams {
     // songs (docs/SCALE.md, "A second round of candidates"): top-1 at 2 / 3 / 5 / 10 s 23.1 /
     // 65.0 / 71.4 / 88.7 -> 50.6 / 79.8 / 84.2 / 94.8 %, 10 s clips reading 284 KB (median;
     // 263 without) but 2.3 MB at p90, 2 and 3 s clips about 1.8 MB, a listen whose song is not
-    // in the index 2.4 MB.
+    // in the index 2.4 MB, on blocks of 2.65 songs; with one song a block the public
+    // listens not in the index read 1.5 MB (docs/SCALE.md, "One song a block").
     size_t wide_pair_key_budget = 512;
     size_t wide_keys_per_pair = 32;
     // Phase 1's votes over windows of this many neighbouring offsets, a song a candidate

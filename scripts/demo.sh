@@ -58,10 +58,10 @@ say "demo catalog: $package"
 catalog=$(scripts/fetch-demo-catalog.sh "$package" "$cache")
 
 index_dir=out/demo-index
-build_options=(--block-kb 16)  # format 2, about a block per song: the page checks each on its own
+build_options=(--block-kb 16)  # format 2, small blocks of a few songs: the page checks each on its own
 stamp="$(sha256sum "$model" "$catalog" | sha256sum | cut -c1-16) $(stat -c %Y "$build/index-builder/earshot") ${build_options[*]}"
 if [[ ! -f $index_dir/manifest.json || "$(cat "$index_dir.stamp" 2>/dev/null)" != "$stamp" ]]; then
-  say "index: earshot build -> $index_dir (format 2, blocks of at most 16 KB: about one song each)"
+  say "index: earshot build -> $index_dir (format 2, blocks of at most 16 KB: a few songs each)"
   "$build/index-builder/earshot" build --model "$model" --out "$index_dir" "${build_options[@]}" --quiet "$catalog"
   echo "$stamp" >"$index_dir.stamp"
 fi
