@@ -3,7 +3,8 @@
 //    "ms": <float>} and the diagnostics of result_json() (core/recognizer_json.h).
 // `ms` is the time spent recognising the decoded clip (front-end + network + search), without
 // file decoding and resampling. --lazy answers from the ranges a lazy client reads
-// (core/lazy_index.h) and adds "lazy": {"bytes", "requests", "rounds"}.
+// (core/lazy_index.h) and adds "lazy": {"bytes", "requests", "rounds", "keys"} (with --live:
+// "looks" instead of "keys").
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -497,8 +498,9 @@ int run_query(const CommonOptions& common, const QueryOptions& options) {
     if (n_keyless > 0 && !common.quiet)
         std::fprintf(stderr,
                      "earshot: %zu of %zu clips were too short for a lazy query (no two "
-                     "embeddings a pair-key span apart: about 1.5 s of audio on an index built "
-                     "with short keys, 2.5 s without) and got no answer\n",
+                     "embeddings a pair-key span apart: with the default spans, about 1.5 s of "
+                     "audio on an index built with short keys, 2.5 s without) and got no "
+                     "answer\n",
                      n_keyless, paths->size());
     if (n_failed > 0) {
         std::fprintf(stderr, "earshot: %zu of %zu queries could not be read\n", n_failed,
